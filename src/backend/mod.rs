@@ -1,0 +1,118 @@
+//! The `Backend` trait: one method per pipeline stage (DESIGN.md "The pipeline").
+//! Backends implement stages; only [`crate::graph`] knows their order.
+//!
+//! Stage outputs are backend-owned values (device buffers on GPUs); `read_*` copies
+//! them to the host types below, which the golden-output suite compares across
+//! backends. Stages 1-3 must be bit-identical to the CPU backend.
+
+pub mod cpu;
+
+use crate::error::Result;
+use crate::filter::Plan;
+use crate::model::Index;
+
+/// A query batch, prepared on the host: f32 rows (unit-normalized for cosine) and their
+/// int8 quantization (DESIGN.md invariants: symmetric, absmax/127, round half to even).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryBatch {
+    /// Batch size B.
+    pub len: usize,
+    /// Dimension D.
+    pub dim: usize,
+    /// `[B, D]` f32 queries.
+    pub f32: Vec<f32>,
+    /// `[B, D]` int8 codes.
+    pub codes: Vec<i8>,
+    /// `[B]` scales.
+    pub scale: Vec<f32>,
+}
+
+/// Stage 1 output on the host: `[B, nprobe]` list ids, best first (score desc, list asc).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probes {
+    pub nprobe: usize,
+    pub lists: Vec<u32>,
+}
+
+/// Stage 2 output on the host: for each (query, probe) pair `p = q*nprobe + j`, the Bloom
+/// "maybe" words of list `lists[p]`: `words[offsets[p]..offsets[p+1]]` covers rows
+/// `64*first_word(p) ..`, with bits outside the list's rows cleared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mask {
+    pub offsets: Vec<usize>,
+    pub words: Vec<u64>,
+}
+
+/// Stage 3/4/5 output on the host: `[B, k]` candidates best first. Slots past
+/// `counts[q]` hold `row = u32::MAX`, `score = f32::NEG_INFINITY`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidates {
+    pub k: usize,
+    /// `[B * k]` sorted-row indices.
+    pub rows: Vec<u32>,
+    /// `[B * k]` scores.
+    pub scores: Vec<f32>,
+    /// `[B]` valid entries per query (all of which pass the filter exactly).
+    pub counts: Vec<u32>,
+}
+
+impl Candidates {
+    /// Number of queries.
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+    /// Valid `(row, score)` pairs of query `q`.
+    pub fn query(&self, q: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
+        let s = q * self.k;
+        (s..s + self.counts[q] as usize).map(move |i| (self.rows[i], self.scores[i]))
+    }
+}
+
+/// Stage 4 mode.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rerank {
+    /// Keep the int8 scores, scaled by the query scale (`score * q_scale`).
+    None,
+    /// Exact f32 re-score from the f16 embeddings (Faiss IndexRefine).
+    Refine,
+    /// Multi-task MLP composite with these task weights.
+    Model { model: std::sync::Arc<crate::rerank::RerankModel>, weights: Vec<f32> },
+}
+
+/// A compute device that runs the pipeline stages.
+pub trait Backend: Send + Sync {
+    /// The index resident on the device (uploaded once).
+    type Resident: Send + Sync;
+    type Probes;
+    type Mask;
+    type Cands;
+
+    /// Short name (`cpu`, `wgpu`, `cuda`).
+    fn name(&self) -> &'static str;
+    /// Upload an index (once per load).
+    fn upload(&self, index: &std::sync::Arc<Index>) -> Result<Self::Resident>;
+
+    /// Stage 1: int8 centroid scores `[B, L]` -> top-`nprobe` lists per query.
+    fn probe(&self, ix: &Self::Resident, q: &QueryBatch, nprobe: usize) -> Result<Self::Probes>;
+    /// Stage 2: Bloom bit-plane AND/OR over the words of the probed lists only
+    /// (probe-then-filter). `plans` has one plan per query.
+    fn filter(&self, ix: &Self::Resident, plans: &[&Plan], probes: &Self::Probes) -> Result<Self::Mask>;
+    /// Stage 3: int8 dot products over masked items of the probed lists, exact filter
+    /// verification of items that would enter the top-`k0`, fused top-`k0` per query.
+    /// Scores are `(i32 dot) as f32 * item_scale`.
+    fn scan(&self, ix: &Self::Resident, q: &QueryBatch, probes: &Self::Probes, mask: &Self::Mask, plans: &[&Plan], k0: usize) -> Result<Self::Cands>;
+    /// Stage 4: re-score the candidates (not yet re-sorted).
+    fn rerank(&self, ix: &Self::Resident, q: &QueryBatch, cands: Self::Cands, mode: &Rerank) -> Result<Self::Cands>;
+    /// Stage 5: top-`k` of the (re-)scores, best first.
+    fn select(&self, cands: Self::Cands, k: usize) -> Result<Self::Cands>;
+
+    /// Copy stage outputs to the host.
+    fn read_probes(&self, p: &Self::Probes) -> Result<Probes>;
+    fn read_mask(&self, m: &Self::Mask) -> Result<Mask>;
+    fn read_cands(&self, c: &Self::Cands) -> Result<Candidates>;
+    /// Valid candidates per query `[B]` (the executor's widening decision reads only this).
+    fn read_counts(&self, c: &Self::Cands) -> Result<Vec<u32>>;
+}

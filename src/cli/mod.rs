@@ -1,0 +1,345 @@
+//! CLI definitions (clap) and command implementations.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use silica::eval;
+use silica::filter::Filter;
+use silica::graph::{self, RerankMode, SearchParams, SearchRequest};
+use silica::model::{build::BuildParams, format, npy, BloomParams, Index, IndexBuilder, Metric};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+const EXAMPLES: &str = "\
+Examples (the bundled Debian corpus):
+  silica build --vectors data/debian/embeddings.npy --attributes data/debian/items.jsonl --out debian.silica
+  silica search --index debian.silica --queries data/debian/queries.npy --filters data/debian/queries.jsonl --k 10 --out results.jsonl
+  silica eval --index debian.silica --queries data/debian/queries.npy --filters data/debian/queries.jsonl \\
+              --ground-truth data/debian/ground_truth.jsonl --k 10
+  silica inspect debian.silica";
+
+/// silica: a GPU-native retrieval engine. The index is a model: one artifact of tensors,
+/// one forward pass: Bloom filter -> IVF probe -> int8 scan + top-K -> rerank -> top-K.
+#[derive(Parser, Debug)]
+#[command(name = "silica", version, about, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Build an index artifact from vectors (.npy) and attributes (.jsonl).
+    Build(BuildArgs),
+    /// Search an index with a batch of query vectors and optional filters.
+    Search(SearchArgs),
+    /// Measure recall@k (overall and by filter selectivity), filter violations and QPS.
+    Eval(EvalArgs),
+    /// Print an artifact's metadata and tensor table.
+    Inspect {
+        /// The index artifact (*.silica).
+        index: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Item vectors: .npy, float32 or float16, shape [N, D], C order.
+    #[arg(long)]
+    pub vectors: PathBuf,
+    /// Item attributes: JSON Lines, line i describes vector row i; `id` is the external id,
+    /// string and string-list fields become filterable attributes.
+    #[arg(long)]
+    pub attributes: PathBuf,
+    /// Output artifact (written atomically).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of inverted lists (default: the power of two nearest 4*sqrt(N)).
+    #[arg(long)]
+    pub nlist: Option<usize>,
+    /// Bloom filter bits M (bit-planes).
+    #[arg(long, default_value_t = 1024)]
+    pub bloom_bits: u32,
+    /// Bloom hashes per attribute value.
+    #[arg(long, default_value_t = 5)]
+    pub bloom_hashes: u32,
+    /// Similarity: inner product, or cosine (vectors normalized at build and query time).
+    #[arg(long, value_enum, default_value_t = Metric::Ip)]
+    pub metric: Metric,
+    /// Numeric attribute fields to store as rerank features (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub features: Vec<String>,
+    /// Do not store the f16 embeddings (disables `refine` and `model` rerank; smaller file).
+    #[arg(long)]
+    pub no_embeddings: bool,
+    /// Embed a multi-task rerank model (safetensors with rerank.* tensors) in the artifact.
+    #[arg(long)]
+    pub rerank_model: Option<PathBuf>,
+    /// k-means iterations.
+    #[arg(long, default_value_t = 10)]
+    pub kmeans_iters: usize,
+    /// Random seed (k-means sampling and initialisation).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct QueryArgs {
+    /// The index artifact (*.silica).
+    #[arg(long)]
+    pub index: PathBuf,
+    /// Query vectors: .npy, float32 or float16, shape [B, D].
+    #[arg(long)]
+    pub queries: PathBuf,
+    /// Lists probed per query (default: nlist/16). Queries whose probed lists hold fewer
+    /// than K0 passing items are widened automatically.
+    #[arg(long)]
+    pub nprobe: Option<usize>,
+    /// Candidates kept by the int8 scan for rerank (default: k without rerank, else max(4k, 64)).
+    #[arg(long)]
+    pub k0: Option<usize>,
+    /// Stage 4: none (int8 scores), refine (exact f32 re-score; default when the index
+    /// stores embeddings) or model (multi-task MLP).
+    #[arg(long, value_enum)]
+    pub rerank: Option<RerankMode>,
+    /// Rerank model (safetensors, tensor names in README) for `--rerank model`.
+    #[arg(long)]
+    pub rerank_model: Option<PathBuf>,
+    /// Task weights for `--rerank model` (comma-separated, one per task).
+    #[arg(long, value_delimiter = ',')]
+    pub task_weights: Option<Vec<f32>>,
+    /// Compute device.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "wgpu", "cuda"], env = "SILICA_DEVICE")]
+    pub backend: String,
+}
+
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub q: QueryArgs,
+    /// Filters: JSON Lines with a `filter` string per query, in query order ("" = none).
+    #[arg(long)]
+    pub filters: Option<PathBuf>,
+    /// Results per query.
+    #[arg(long)]
+    pub k: usize,
+    /// Results: JSON Lines, one `{"qid", "rows", "ids", "scores"}` per query (written atomically).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub q: QueryArgs,
+    /// Filters: JSON Lines with a `filter` string per query.
+    #[arg(long)]
+    pub filters: PathBuf,
+    /// Exact ground truth: JSON Lines `{"qid", "ids", "scores"}`.
+    #[arg(long)]
+    pub ground_truth: PathBuf,
+    /// Recall depth.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Queries per search call when timing (default: all in one batch).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Build(a) => build(a),
+        Cmd::Search(a) => search(a),
+        Cmd::Eval(a) => eval_cmd(a),
+        Cmd::Inspect { index } => inspect(&index),
+    }
+}
+
+fn build(a: BuildArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let params = BuildParams {
+        nlist: a.nlist,
+        bloom: BloomParams { bits: a.bloom_bits, hashes: a.bloom_hashes, ..Default::default() },
+        metric: a.metric,
+        kmeans_iters: a.kmeans_iters,
+        seed: a.seed,
+        store_embeddings: !a.no_embeddings,
+        features: a.features.clone(),
+        progress: true,
+        ..Default::default()
+    };
+    check_writable(&a.out)?;
+    let rerank = a.rerank_model.as_deref().map(silica::rerank::RerankModel::load).transpose()?;
+    let mut index = IndexBuilder::new(params).build_files(&a.vectors, &a.attributes)?;
+    if let Some(m) = rerank {
+        let want = 2 * index.dim + index.feature_names.len();
+        if m.input_dim() != want {
+            bail!("rerank model input width {} != 2*D + F = {want}", m.input_dim());
+        }
+        index.rerank = Some(m);
+    }
+    format::save(&index, &a.out)?;
+    eprintln!(
+        "built {}: N={} D={} nlist={} metric={} in {:.2}s",
+        a.out.display(),
+        index.len(),
+        index.dim,
+        index.nlist(),
+        index.metric,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Fail early (before long work) when `out`'s directory cannot take a file.
+fn check_writable(out: &Path) -> Result<()> {
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".silica-probe-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write output {}", out.display()))?;
+    Ok(())
+}
+
+struct Loaded {
+    searcher: Box<dyn graph::Search>,
+    queries: npy::Matrix,
+}
+
+fn load(q: &QueryArgs) -> Result<Loaded> {
+    let index = Arc::new(format::load(&q.index)?);
+    let queries = npy::read(&q.queries)?;
+    if queries.dim != index.dim {
+        return Err(silica::Error::Dimension { what: format!("queries {}", q.queries.display()), expected: index.dim, got: queries.dim }.into());
+    }
+    queries.check_finite("queries")?;
+    let searcher: Box<dyn graph::Search> = match (&q.rerank_model, q.backend.as_str()) {
+        (Some(path), "cpu") => {
+            let m = silica::rerank::RerankModel::load(path)?;
+            Box::new(graph::Executor::new(silica::backend::cpu::Cpu, index)?.with_rerank_model(m)?)
+        }
+        (_, b) => graph::open(b, index)?,
+    };
+    Ok(Loaded { searcher, queries })
+}
+
+fn params(q: &QueryArgs, k: usize) -> SearchParams {
+    SearchParams { k, nprobe: q.nprobe, k0: q.k0, rerank: q.rerank.unwrap_or_default(), task_weights: q.task_weights.clone() }
+}
+
+fn compile_filters(path: Option<&Path>, index: &Index, nq: usize) -> Result<Vec<Filter>> {
+    let Some(path) = path else { return Ok(Vec::new()) };
+    let texts = eval::read_filters(path)?;
+    if texts.len() != nq {
+        return Err(silica::Error::CountMismatch {
+            what: "search".into(),
+            left_name: format!("filters {}", path.display()),
+            left: texts.len(),
+            right_name: "queries".into(),
+            right: nq,
+        }
+        .into());
+    }
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Filter::compile(t, &index.attrs.schema, &index.bloom.params).with_context(|| format!("{}: query {i}", path.display())))
+        .collect()
+}
+
+fn search(a: SearchArgs) -> Result<()> {
+    if a.k == 0 {
+        return Err(silica::Error::param("k", "must be at least 1").into());
+    }
+    check_writable(&a.out)?;
+    let l = load(&a.q)?;
+    let filters = compile_filters(a.filters.as_deref(), l.searcher.index(), l.queries.rows)?;
+    let req = SearchRequest { queries: &l.queries.data, filters: &filters, params: params(&a.q, a.k) };
+    let results = l.searcher.search(&req)?;
+    let mut out = Vec::new();
+    for (qid, r) in results.iter().enumerate() {
+        serde_json::to_writer(&mut out, &serde_json::json!({"qid": qid, "rows": r.rows, "ids": r.ids, "scores": r.scores}))?;
+        out.push(b'\n');
+    }
+    format::write_atomic(&a.out, &out)?;
+    eprintln!("{} queries -> {}", results.len(), a.out.display());
+    Ok(())
+}
+
+fn eval_cmd(a: EvalArgs) -> Result<()> {
+    let l = load(&a.q)?;
+    let index = l.searcher.index().clone();
+    let nq = l.queries.rows;
+    let filters = compile_filters(Some(&a.filters), &index, nq)?;
+    let truth = eval::read_truth(&a.ground_truth)?;
+    let p = params(&a.q, a.k);
+    let req = SearchRequest { queries: &l.queries.data, filters: &filters, params: p.clone() };
+    let results = l.searcher.search(&req)?;
+    let report = eval::evaluate(&index, &l.queries.data, &filters, &truth, &results, a.k)?;
+    let qps = measure_qps(l.searcher.as_ref(), &l.queries.data, &filters, &p, a.batch.unwrap_or(nq).max(1), index.dim)?;
+    if a.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["qps"] = qps.into();
+        v["k"] = a.k.into();
+        v["backend"] = l.searcher.backend_name().into();
+        v.as_object_mut().map(|o| o.remove("per_query"));
+        println!("{v}");
+    } else {
+        print_report(&report, qps, a.k);
+    }
+    Ok(())
+}
+
+/// Queries per second over repeated passes lasting at least one second (after a warm-up).
+pub fn measure_qps(s: &dyn graph::Search, queries: &[f32], filters: &[Filter], p: &SearchParams, batch: usize, d: usize) -> Result<f64> {
+    let nq = queries.len() / d;
+    let run_all = || -> Result<()> {
+        for start in (0..nq).step_by(batch) {
+            let end = (start + batch).min(nq);
+            let f = if filters.is_empty() { &[][..] } else { &filters[start..end] };
+            s.search(&SearchRequest { queries: &queries[start * d..end * d], filters: f, params: p.clone() })?;
+        }
+        Ok(())
+    };
+    run_all()?;
+    let t0 = Instant::now();
+    let mut passes = 0usize;
+    while t0.elapsed().as_secs_f64() < 1.0 {
+        run_all()?;
+        passes += 1;
+    }
+    Ok((passes * nq) as f64 / t0.elapsed().as_secs_f64())
+}
+
+pub fn print_report(r: &eval::Report, qps: f64, k: usize) {
+    println!("recall@{k}            {:.4}  ({} queries)", r.recall, r.per_query.len());
+    println!("  filter passes <1%   {:.4}  ({} queries)", r.recall_selective, r.bucket_sizes[0]);
+    println!("  filter passes 1-10% {:.4}  ({} queries)", r.recall_mid, r.bucket_sizes[1]);
+    println!("  filter passes >10%  {:.4}  ({} queries)", r.recall_broad, r.bucket_sizes[2]);
+    println!("filter violations     {}", r.filter_violations);
+    println!("queries per second    {qps:.0}");
+}
+
+fn inspect(path: &Path) -> Result<()> {
+    let (meta, tensors) = format::inspect(path)?;
+    println!("{}", path.display());
+    let mut keys: Vec<_> = meta.keys().collect();
+    keys.sort();
+    for k in keys {
+        let v = &meta[k];
+        let shown = if v.len() > 200 { format!("{}... ({} bytes)", &v[..v.char_indices().nth(200).map(|c| c.0).unwrap_or(v.len())], v.len()) } else { v.clone() };
+        println!("  {k:<16} {shown}");
+    }
+    println!("\n  {:<24} {:<6} shape", "tensor", "dtype");
+    for (name, dt, shape) in tensors {
+        println!("  {name:<24} {:<6} {shape:?}", format!("{dt:?}"));
+    }
+    Ok(())
+}
+

@@ -1,0 +1,170 @@
+//! Recall evaluation against exact ground truth (`silica eval`, tests, the Debian example).
+//!
+//! Recall@k is tie-aware as ann-benchmarks counts it: a returned item is a hit when it
+//! passes the query's filter and its exact score reaches the k-th true score (less
+//! 1e-9 for float64 rounding). The corpus has many identical vectors, so two engines
+//! may return different but equally correct rows. The exact score is the float64 inner
+//! product of the query and the item's stored f16 embedding.
+
+use crate::error::{Error, Result};
+use crate::filter::Filter;
+use crate::graph::SearchResponse;
+use crate::model::Index;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::io::BufRead;
+use std::path::Path;
+
+/// One ground-truth line: `{"qid", "ids", "scores"}` (ids are source rows).
+#[derive(Clone, Debug, Deserialize)]
+pub struct Truth {
+    pub qid: usize,
+    pub ids: Vec<u64>,
+    pub scores: Vec<f64>,
+}
+
+/// Read `ground_truth.jsonl`, ordered by qid.
+pub fn read_truth(path: &Path) -> Result<Vec<Truth>> {
+    let mut out: Vec<Truth> = read_jsonl_lines(path, |line, lineno| {
+        serde_json::from_str::<Truth>(line).map_err(|e| format!("line {lineno}: {e}"))
+    })?;
+    out.sort_by_key(|t| t.qid);
+    Ok(out)
+}
+
+/// Read the `filter` string of each line (missing or null: no filter).
+pub fn read_filters(path: &Path) -> Result<Vec<String>> {
+    read_jsonl_lines(path, |line, _| {
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("malformed JSON: {e}"))?;
+        match v.get("filter") {
+            None | Some(serde_json::Value::Null) => Ok(String::new()),
+            Some(serde_json::Value::String(s)) => Ok(s.clone()),
+            Some(other) => Err(format!("`filter` must be a string, got {other}")),
+        }
+    })
+}
+
+fn read_jsonl_lines<T>(path: &Path, parse: impl Fn(&str, usize) -> std::result::Result<T, String>) -> Result<Vec<T>> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| Error::io(path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(parse(&line, i + 1).map_err(|reason| Error::Jsonl { path: path.into(), line: i + 1, reason })?);
+    }
+    Ok(out)
+}
+
+/// Recall figures of one evaluation.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Report {
+    /// Mean recall@k over all queries.
+    pub recall: f64,
+    /// Mean recall@k over queries whose filter passes < 1% of items.
+    pub recall_selective: f64,
+    /// Mean recall@k over queries passing 1-10%.
+    pub recall_mid: f64,
+    /// Mean recall@k over queries passing > 10%.
+    pub recall_broad: f64,
+    /// Queries in each bucket (<1%, 1-10%, >10%).
+    pub bucket_sizes: [usize; 3],
+    /// Returned items that fail their query's filter.
+    pub filter_violations: usize,
+    /// Per-query recall.
+    pub per_query: Vec<f64>,
+}
+
+/// Inverse of `source_rows`: source row -> sorted row.
+pub fn sorted_row_of(index: &Index) -> Vec<u32> {
+    let mut inv = vec![0u32; index.len()];
+    for (r, &s) in index.source_rows.iter().enumerate() {
+        inv[s as usize] = r as u32;
+    }
+    inv
+}
+
+/// Fraction of items that pass each filter (exact).
+pub fn pass_fractions(index: &Index, filters: &[Filter]) -> Vec<f64> {
+    filters
+        .par_iter()
+        .map(|f| {
+            if f.plan.is_all() || index.is_empty() {
+                return 1.0;
+            }
+            let pass = (0..index.len()).filter(|&r| f.plan.matches(index.attrs.row(r))).count();
+            pass as f64 / index.len() as f64
+        })
+        .collect()
+}
+
+/// Exact f64 inner product of query `q` with sorted row `r` (stored f16 embedding, else
+/// the dequantized int8 code).
+pub fn exact_score(index: &Index, q: &[f32], r: usize) -> f64 {
+    let d = index.dim;
+    match &index.embeddings {
+        Some(e) => e[r * d..(r + 1) * d].iter().zip(q).map(|(x, y)| x.to_f64() * *y as f64).sum(),
+        None => {
+            let s = index.items.scale[r] as f64;
+            index.items.row(r).iter().zip(q).map(|(&x, y)| x as f64 * s * *y as f64).sum()
+        }
+    }
+}
+
+/// Score `results` (one per query) against `truth` at depth `k`.
+pub fn evaluate(index: &Index, queries: &[f32], filters: &[Filter], truth: &[Truth], results: &[SearchResponse], k: usize) -> Result<Report> {
+    let nq = results.len();
+    if truth.len() != nq || filters.len() != nq {
+        return Err(Error::CountMismatch {
+            what: "evaluation".into(),
+            left_name: "ground truth".into(),
+            left: truth.len(),
+            right_name: "queries".into(),
+            right: nq,
+        });
+    }
+    let d = index.dim;
+    let inv = sorted_row_of(index);
+    let fractions = pass_fractions(index, filters);
+    let per: Vec<(f64, usize)> = (0..nq)
+        .into_par_iter()
+        .map(|i| {
+            let (res, gt, f) = (&results[i], &truth[i], &filters[i]);
+            let q = &queries[i * d..(i + 1) * d];
+            let mut violations = 0;
+            let mut hits = 0usize;
+            let depth = k.min(gt.ids.len());
+            let threshold = if depth == 0 { f64::INFINITY } else { gt.scores[depth - 1] - 1e-9 };
+            for &src in res.rows.iter().take(k) {
+                let r = inv[src as usize] as usize;
+                if !f.plan.matches(index.attrs.row(r)) {
+                    violations += 1;
+                    continue;
+                }
+                if exact_score(index, q, r) >= threshold {
+                    hits += 1;
+                }
+            }
+            let recall = if depth == 0 { 1.0 } else { hits.min(depth) as f64 / depth as f64 };
+            (recall, violations)
+        })
+        .collect();
+    let mean = |sel: &dyn Fn(f64) -> bool| {
+        let v: Vec<f64> = per.iter().zip(&fractions).filter(|(_, fr)| sel(**fr)).map(|(p, _)| p.0).collect();
+        (if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }, v.len())
+    };
+    let (recall, _) = mean(&|_| true);
+    let (recall_selective, a) = mean(&|f| f < 0.01);
+    let (recall_mid, b) = mean(&|f| (0.01..=0.10).contains(&f));
+    let (recall_broad, c) = mean(&|f| f > 0.10);
+    Ok(Report {
+        recall,
+        recall_selective,
+        recall_mid,
+        recall_broad,
+        bucket_sizes: [a, b, c],
+        filter_violations: per.iter().map(|p| p.1).sum(),
+        per_query: per.iter().map(|p| p.0).collect(),
+    })
+}

@@ -1,0 +1,171 @@
+//! Compiled filters: a postfix program over terms. Backends evaluate it twice:
+//! * [`Plan::bloom_word`]: over 64 items at once from Bloom bit-planes. A term is the OR
+//!   over its values of the AND of the value's k planes. `NOT` yields all ones: a Bloom
+//!   hit cannot prove presence, so negation never prunes (DESIGN.md invariants).
+//!   The result is a superset of the passing items ("maybe" mask).
+//! * [`Plan::matches`]: exactly, over a row's sorted attribute value ids.
+
+use super::{Expr, FilterError};
+use crate::model::{BloomParams, BloomPlanes, Schema};
+
+/// Deepest evaluation stack a plan may need (kernels use fixed-size stacks).
+pub const MAX_DEPTH: usize = 32;
+
+/// One term: the row passes when it has any of `value_ids`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Term {
+    /// Sorted global value ids (values absent from the dictionary are dropped: they match nothing).
+    pub value_ids: Vec<u32>,
+    /// Per requested value (present or not), its k Bloom plane rows.
+    pub bloom_rows: Vec<Vec<u32>>,
+}
+
+/// Postfix instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Push term `i`.
+    Term(u32),
+    And,
+    Or,
+    Not,
+}
+
+/// A compiled filter. An empty `ops` passes everything.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub ops: Vec<Op>,
+    pub terms: Vec<Term>,
+}
+
+impl Plan {
+    /// The plan that passes every item.
+    pub fn all() -> Plan {
+        Plan::default()
+    }
+
+    /// True when the plan passes every item without evaluation.
+    pub fn is_all(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Maximum evaluation stack depth (for fixed-size stacks in kernels).
+    pub fn stack_depth(&self) -> usize {
+        let (mut d, mut m) = (0usize, 0usize);
+        for op in &self.ops {
+            match op {
+                Op::Term(_) => d += 1,
+                Op::And | Op::Or => d -= 1,
+                Op::Not => {}
+            }
+            m = m.max(d);
+        }
+        m
+    }
+
+    /// Resolve `expr` against `schema`. Unknown fields are an error naming the column.
+    pub fn compile(expr: Option<&Expr>, schema: &Schema, bloom: &BloomParams) -> Result<Plan, FilterError> {
+        let mut plan = Plan::default();
+        if let Some(e) = expr {
+            plan.emit(e, schema, bloom)?;
+        }
+        if plan.stack_depth() > MAX_DEPTH {
+            return Err(FilterError::Syntax {
+                column: 1,
+                token: String::new(),
+                message: format!("filter nests deeper than {MAX_DEPTH} levels; add parentheses to group it"),
+            });
+        }
+        Ok(plan)
+    }
+
+    fn emit(&mut self, e: &Expr, schema: &Schema, bloom: &BloomParams) -> Result<(), FilterError> {
+        match e {
+            Expr::Term { field, column, values } => {
+                let f = schema.field(field).ok_or_else(|| FilterError::UnknownField {
+                    column: *column,
+                    field: field.clone(),
+                    known: schema.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
+                })?;
+                let mut value_ids: Vec<u32> = values.iter().filter_map(|v| schema.value_id(f, v)).collect();
+                value_ids.sort_unstable();
+                value_ids.dedup();
+                let bloom_rows = values.iter().map(|v| bloom.positions(field, v)).collect();
+                self.terms.push(Term { value_ids, bloom_rows });
+                self.ops.push(Op::Term(self.terms.len() as u32 - 1));
+            }
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                self.emit(a, schema, bloom)?;
+                self.emit(b, schema, bloom)?;
+                self.ops.push(if matches!(e, Expr::And(..)) { Op::And } else { Op::Or });
+            }
+            Expr::Not(a) => {
+                self.emit(a, schema, bloom)?;
+                self.ops.push(Op::Not);
+            }
+        }
+        Ok(())
+    }
+
+    /// Exact evaluation over one row's sorted value ids.
+    pub fn matches(&self, row: &[u32]) -> bool {
+        if self.ops.is_empty() {
+            return true;
+        }
+        let mut stack = [false; MAX_DEPTH];
+        let mut sp = 0usize;
+        for op in &self.ops {
+            match *op {
+                Op::Term(t) => {
+                    let ids = &self.terms[t as usize].value_ids;
+                    stack[sp] = ids.iter().any(|v| row.binary_search(v).is_ok());
+                    sp += 1;
+                }
+                Op::Not => stack[sp - 1] = !stack[sp - 1],
+                Op::And => {
+                    sp -= 1;
+                    stack[sp - 1] &= stack[sp];
+                }
+                Op::Or => {
+                    sp -= 1;
+                    stack[sp - 1] |= stack[sp];
+                }
+            }
+        }
+        stack[0]
+    }
+
+    /// Bloom "maybe" mask of the 64 items of word `w`: a superset of the passing items.
+    pub fn bloom_word(&self, planes: &BloomPlanes, w: usize) -> u64 {
+        if self.ops.is_empty() {
+            return !0;
+        }
+        let mut stack = [0u64; MAX_DEPTH];
+        let mut sp = 0usize;
+        for op in &self.ops {
+            match *op {
+                Op::Term(t) => {
+                    let mut any = 0u64;
+                    for rows in &self.terms[t as usize].bloom_rows {
+                        let mut all = !0u64;
+                        for &b in rows {
+                            all &= planes.word(b, w);
+                        }
+                        any |= all;
+                    }
+                    stack[sp] = any;
+                    sp += 1;
+                }
+                Op::Not => stack[sp - 1] = !0,
+                Op::And => {
+                    sp -= 1;
+                    stack[sp - 1] &= stack[sp];
+                }
+                Op::Or => {
+                    sp -= 1;
+                    stack[sp - 1] |= stack[sp];
+                }
+            }
+        }
+        stack[0]
+    }
+}

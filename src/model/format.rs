@@ -1,0 +1,291 @@
+//! The `*.silica` artifact: one safetensors file (DESIGN.md "The index artifact"),
+//! readable by any safetensors reader. Writes go to a temporary file in the target
+//! directory that is renamed into place, so a failed write leaves no partial artifact.
+//!
+//! Tensors beyond the DESIGN table: `items.row_id_offsets` (I64 [N+1], the offsets of the
+//! `items.row_ids` UTF-8 blob), `items.source_rows` (I64 [N], source line of each sorted
+//! row), `attrs.dict` + `attrs.dict_offsets` (the value dictionaries, UTF-8 blob + I64
+//! offsets, in global value-id order).
+
+use super::attributes::{Attributes, FieldSchema, Schema};
+use super::{BloomParams, BloomPlanes, I8Matrix, Index, Metric};
+use crate::error::{Error, Result};
+use crate::rerank::RerankModel;
+use half::f16;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+/// Artifact format version written to `__metadata__["format_version"]`.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The JSON-valued metadata entries.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Meta {
+    pub format_version: u32,
+    pub dim: usize,
+    pub nlist: usize,
+    pub n: usize,
+    pub metric: Metric,
+    pub quantization: String,
+    pub bloom: BloomParams,
+    pub bloom_hash: String,
+    pub schema: Vec<FieldSchema>,
+    pub features: Vec<String>,
+    pub rerank: Option<String>,
+    pub generator: String,
+}
+
+/// Human-readable summary of an index's metadata.
+pub fn meta_of(ix: &Index) -> Meta {
+    Meta {
+        format_version: FORMAT_VERSION,
+        dim: ix.dim,
+        nlist: ix.nlist(),
+        n: ix.len(),
+        metric: ix.metric,
+        quantization: "int8 symmetric per row: scale = absmax/127, round half to even".into(),
+        bloom: ix.bloom.params,
+        bloom_hash: BloomParams::HASH.into(),
+        schema: ix.attrs.schema.fields.clone(),
+        features: ix.feature_names.clone(),
+        rerank: ix.rerank.as_ref().map(|m| {
+            format!("mlp: {} hidden layers, {} tasks, input {}", m.layers.len(), m.tasks(), m.input_dim())
+        }),
+        generator: format!("silica {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+fn b<T: bytemuck::Pod>(v: &[T]) -> &[u8] {
+    bytemuck::cast_slice(v)
+}
+
+fn blob(strings: impl Iterator<Item = impl AsRef<str>>) -> (Vec<u8>, Vec<u64>) {
+    let mut bytes = Vec::new();
+    let mut offs = vec![0u64];
+    for s in strings {
+        bytes.extend_from_slice(s.as_ref().as_bytes());
+        offs.push(bytes.len() as u64);
+    }
+    (bytes, offs)
+}
+
+/// Serialize an index to safetensors bytes.
+pub fn to_bytes(ix: &Index) -> Result<Vec<u8>> {
+    let (n, d, l) = (ix.len(), ix.dim, ix.nlist());
+    let (id_bytes, id_offs) = blob(ix.ids.iter());
+    let dict = ix.attrs.schema.fields.iter().flat_map(|f| f.values.iter());
+    let (dict_bytes, dict_offs) = blob(dict);
+    let rerank = ix.rerank.as_ref().map(|m| m.tensors()).unwrap_or_default();
+    let mut t: Vec<(String, Dtype, Vec<usize>, &[u8])> = vec![
+        ("ivf.centroids".into(), Dtype::F32, vec![l, d], b(&ix.centroids)),
+        ("ivf.centroid_codes".into(), Dtype::I8, vec![l, d], b(&ix.centroid_codes.codes)),
+        ("ivf.centroid_scale".into(), Dtype::F32, vec![l], b(&ix.centroid_codes.scale)),
+        ("ivf.list_offsets".into(), Dtype::I64, vec![l + 1], b(&ix.list_offsets)),
+        ("items.codes".into(), Dtype::I8, vec![n, d], b(&ix.items.codes)),
+        ("items.scale".into(), Dtype::F32, vec![n], b(&ix.items.scale)),
+        ("items.row_ids".into(), Dtype::U8, vec![id_bytes.len()], &id_bytes),
+        ("items.row_id_offsets".into(), Dtype::I64, vec![n + 1], b(&id_offs)),
+        ("items.source_rows".into(), Dtype::I64, vec![n], b(&ix.source_rows)),
+        ("bloom.planes".into(), Dtype::U64, vec![ix.bloom.params.bits as usize, ix.bloom.words], b(&ix.bloom.planes)),
+        ("attrs.offsets".into(), Dtype::I64, vec![n + 1], b(&ix.attrs.offsets)),
+        ("attrs.values".into(), Dtype::U32, vec![ix.attrs.values.len()], b(&ix.attrs.values)),
+        ("attrs.dict".into(), Dtype::U8, vec![dict_bytes.len()], &dict_bytes),
+        ("attrs.dict_offsets".into(), Dtype::I64, vec![dict_offs.len()], b(&dict_offs)),
+    ];
+    if let Some(e) = &ix.embeddings {
+        t.push(("items.embeddings".into(), Dtype::F16, vec![n, d], b(e)));
+    }
+    if let Some(f) = &ix.features {
+        t.push(("items.features".into(), Dtype::F32, vec![n, ix.feature_names.len()], b(f)));
+    }
+    for (name, shape, data) in &rerank {
+        t.push((name.clone(), Dtype::F32, shape.clone(), b(data)));
+    }
+    let views = t
+        .iter()
+        .map(|(name, dt, shape, data)| {
+            TensorView::new(*dt, shape.clone(), data)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| Error::backend("format", format!("tensor {name}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let meta = meta_of(ix);
+    let mut info = HashMap::new();
+    let js = |v: &dyn erased::Ser| v.json();
+    info.insert("format_version".into(), meta.format_version.to_string());
+    info.insert("dim".into(), d.to_string());
+    info.insert("nlist".into(), l.to_string());
+    info.insert("n".into(), n.to_string());
+    info.insert("metric".into(), meta.metric.to_string());
+    info.insert("quantization".into(), meta.quantization.clone());
+    info.insert("bloom".into(), js(&meta.bloom));
+    info.insert("bloom_hash".into(), meta.bloom_hash.clone());
+    info.insert("schema".into(), js(&meta.schema));
+    info.insert("features".into(), js(&meta.features));
+    info.insert("rerank".into(), meta.rerank.clone().unwrap_or_default());
+    info.insert("generator".into(), meta.generator.clone());
+    safetensors::serialize(views, Some(info)).map_err(|e| Error::backend("format", e.to_string()))
+}
+
+mod erased {
+    pub trait Ser {
+        fn json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).expect("metadata serializes")
+        }
+    }
+}
+
+/// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".silica-tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(path, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// Save an index to `path` (atomically).
+pub fn save(ix: &Index, path: &Path) -> Result<()> {
+    write_atomic(path, &to_bytes(ix)?)
+}
+
+/// Load an index from `path`.
+pub fn load(path: &Path) -> Result<Index> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    from_bytes(&bytes, path)
+}
+
+/// Read the metadata and tensor table without decoding tensors (for `silica inspect`).
+pub fn inspect(path: &Path) -> Result<(HashMap<String, String>, Vec<(String, Dtype, Vec<usize>)>)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |reason: String| Error::Format { path: path.into(), reason };
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let info = meta.metadata().clone().unwrap_or_default();
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let mut tensors: Vec<_> = st.tensors().into_iter().map(|(n, v)| (n, v.dtype(), v.shape().to_vec())).collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((info, tensors))
+}
+
+/// Decode an index from safetensors bytes, validating shapes and invariants.
+pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Index> {
+    let bad = |reason: String| Error::Format { path: path.into(), reason };
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let info = header.metadata().clone().ok_or_else(|| bad("no __metadata__".into()))?;
+    let get = |k: &str| info.get(k).cloned().ok_or_else(|| bad(format!("metadata has no `{k}`")));
+    let num = |k: &str| -> Result<usize> { get(k)?.parse().map_err(|_| bad(format!("metadata `{k}` is not a number"))) };
+    let version = num("format_version")?;
+    if version != FORMAT_VERSION as usize {
+        return Err(bad(format!("format version {version} is not supported (this silica reads {FORMAT_VERSION})")));
+    }
+    let (d, l, n) = (num("dim")?, num("nlist")?, num("n")?);
+    let metric = match get("metric")?.as_str() {
+        "ip" => Metric::Ip,
+        "cosine" => Metric::Cosine,
+        m => return Err(bad(format!("unknown metric {m}"))),
+    };
+    let bloom: BloomParams = serde_json::from_str(&get("bloom")?).map_err(|e| bad(format!("metadata `bloom`: {e}")))?;
+    let mut fields: Vec<FieldSchema> = serde_json::from_str(&get("schema")?).map_err(|e| bad(format!("metadata `schema`: {e}")))?;
+    let feature_names: Vec<String> = serde_json::from_str(&get("features")?).map_err(|e| bad(format!("metadata `features`: {e}")))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
+
+    let raw = |name: &str, dt: Dtype, shape: &[usize]| -> Result<Vec<u8>> {
+        let t = st.tensor(name).map_err(|_| bad(format!("missing tensor `{name}`")))?;
+        if t.dtype() != dt || t.shape() != shape {
+            return Err(bad(format!("tensor `{name}` is {:?} {:?}, expected {dt:?} {shape:?}", t.dtype(), t.shape())));
+        }
+        Ok(t.data().to_vec())
+    };
+    fn cast<T: bytemuck::Pod>(v: Vec<u8>) -> Vec<T> {
+        bytemuck::pod_collect_to_vec(&v)
+    }
+    let len_of = |name: &str| st.tensor(name).map(|t| t.shape().first().copied().unwrap_or(0)).map_err(|_| bad(format!("missing tensor `{name}`")));
+
+    let centroids: Vec<f32> = cast(raw("ivf.centroids", Dtype::F32, &[l, d])?);
+    let ccodes: Vec<i8> = cast(raw("ivf.centroid_codes", Dtype::I8, &[l, d])?);
+    let cscale: Vec<f32> = cast(raw("ivf.centroid_scale", Dtype::F32, &[l])?);
+    let list_offsets: Vec<u64> = cast(raw("ivf.list_offsets", Dtype::I64, &[l + 1])?);
+    let codes: Vec<i8> = cast(raw("items.codes", Dtype::I8, &[n, d])?);
+    let scale: Vec<f32> = cast(raw("items.scale", Dtype::F32, &[n])?);
+    let id_bytes = raw("items.row_ids", Dtype::U8, &[len_of("items.row_ids")?])?;
+    let id_offs: Vec<u64> = cast(raw("items.row_id_offsets", Dtype::I64, &[n + 1])?);
+    let source_rows: Vec<u64> = cast(raw("items.source_rows", Dtype::I64, &[n])?);
+    let words = n.div_ceil(64);
+    let planes: Vec<u64> = cast(raw("bloom.planes", Dtype::U64, &[bloom.bits as usize, words])?);
+    let attr_offs: Vec<u64> = cast(raw("attrs.offsets", Dtype::I64, &[n + 1])?);
+    let attr_vals: Vec<u32> = cast(raw("attrs.values", Dtype::U32, &[len_of("attrs.values")?])?);
+    let dict_bytes = raw("attrs.dict", Dtype::U8, &[len_of("attrs.dict")?])?;
+    let dict_offs: Vec<u64> = cast(raw("attrs.dict_offsets", Dtype::I64, &[len_of("attrs.dict_offsets")?])?);
+    let embeddings = match st.tensor("items.embeddings") {
+        Ok(_) => Some(cast::<f16>(raw("items.embeddings", Dtype::F16, &[n, d])?)),
+        Err(_) => None,
+    };
+    let features = match st.tensor("items.features") {
+        Ok(_) => Some(cast::<f32>(raw("items.features", Dtype::F32, &[n, feature_names.len()])?)),
+        Err(_) => None,
+    };
+    let rerank = RerankModel::from_safetensors(&st, &path.display().to_string())?;
+
+    // Invariants: monotone offsets that end where the data ends, ids in range.
+    let monotone = |o: &[u64], end: usize, what: &str| -> Result<()> {
+        if o.first() != Some(&0) || o.windows(2).any(|w| w[0] > w[1]) || o.last().copied() != Some(end as u64) {
+            return Err(bad(format!("`{what}` offsets are not a valid CSR over {end} entries")));
+        }
+        Ok(())
+    };
+    monotone(&list_offsets, n, "ivf.list_offsets")?;
+    monotone(&id_offs, id_bytes.len(), "items.row_id_offsets")?;
+    monotone(&attr_offs, attr_vals.len(), "attrs.offsets")?;
+    monotone(&dict_offs, dict_bytes.len(), "attrs.dict_offsets")?;
+    let strings = |bytes: &[u8], offs: &[u64], what: &str| -> Result<Vec<String>> {
+        offs.windows(2)
+            .map(|w| String::from_utf8(bytes[w[0] as usize..w[1] as usize].to_vec()).map_err(|_| bad(format!("`{what}` is not UTF-8"))))
+            .collect()
+    };
+    let ids = strings(&id_bytes, &id_offs, "items.row_ids")?;
+    let dict = strings(&dict_bytes, &dict_offs, "attrs.dict")?;
+    // Field f owns value ids base_f .. base_{f+1} (the last field: .. dictionary size).
+    let total = dict_offs.len() - 1;
+    let mut dict = dict.into_iter();
+    for i in 0..fields.len() {
+        let end = fields.get(i + 1).map(|f| f.base as usize).unwrap_or(total);
+        let start = fields[i].base as usize;
+        if end < start || end > total || (i == 0 && start != 0) {
+            return Err(bad(format!("schema field `{}` has an invalid value range {start}..{end}", fields[i].name)));
+        }
+        fields[i].values = dict.by_ref().take(end - start).collect();
+    }
+    if attr_vals.iter().any(|&v| v as usize >= total) || source_rows.iter().any(|&r| r as usize >= n) {
+        return Err(bad("attribute value id or source row out of range".into()));
+    }
+    Ok(Index {
+        dim: d,
+        metric,
+        centroids,
+        centroid_codes: I8Matrix { rows: l, dim: d, codes: ccodes, scale: cscale },
+        list_offsets,
+        items: I8Matrix { rows: n, dim: d, codes, scale },
+        embeddings,
+        features,
+        feature_names,
+        ids,
+        source_rows,
+        bloom: BloomPlanes { params: bloom, words, planes },
+        attrs: Attributes { schema: Schema { fields }, offsets: attr_offs, values: attr_vals },
+        rerank,
+    })
+}

@@ -1,0 +1,117 @@
+//! The index artifact: tensors and metadata of DESIGN.md "The index artifact".
+//!
+//! * [`format`] reads and writes the safetensors file (`*.silica`).
+//! * [`build`] turns vectors + attributes into an [`Index`] (k-means, int8, Bloom, CSR).
+//! * [`npy`], [`attributes`] read the inputs; [`bloom`] is the Bloom hashing spec;
+//!   [`quantize`] is the int8 rule shared by items, centroids and queries.
+
+pub mod attributes;
+pub mod bloom;
+pub mod build;
+pub mod format;
+pub mod kmeans;
+pub mod npy;
+pub mod quantize;
+
+pub use attributes::{Attributes, FieldSchema, Schema};
+pub use bloom::{BloomParams, BloomPlanes};
+pub use build::IndexBuilder;
+use half::f16;
+use serde::{Deserialize, Serialize};
+
+/// Similarity metric. `cosine` normalizes items and queries to unit L2 norm, then uses
+/// the inner product; `ip` uses the raw inner product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    Ip,
+    Cosine,
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Metric::Ip => "ip",
+            Metric::Cosine => "cosine",
+        })
+    }
+}
+
+/// An int8 matrix with one f32 scale per row: `x[r][c] ≈ codes[r*dim + c] as f32 * scale[r]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct I8Matrix {
+    /// Row count.
+    pub rows: usize,
+    /// Row length (D).
+    pub dim: usize,
+    /// `[rows, dim]` int8 codes, row-major.
+    pub codes: Vec<i8>,
+    /// `[rows]` per-row scale (absmax / 127; 0 for an all-zero row).
+    pub scale: Vec<f32>,
+}
+
+impl I8Matrix {
+    /// Codes of row `r` (`dim` elements).
+    #[inline]
+    pub fn row(&self, r: usize) -> &[i8] {
+        &self.codes[r * self.dim..(r + 1) * self.dim]
+    }
+}
+
+/// Optional multi-task rerank model stored in the artifact under `rerank.*`.
+pub use crate::rerank::RerankModel;
+
+/// A whole silica index in host memory. Rows are sorted by inverted list: list `l` holds
+/// rows `list_offsets[l]..list_offsets[l+1]`. `source_rows[r]` maps a sorted row back to
+/// its 0-based line in the attributes file the index was built from.
+#[derive(Clone, Debug)]
+pub struct Index {
+    /// Vector dimension D.
+    pub dim: usize,
+    /// Similarity metric.
+    pub metric: Metric,
+    /// `ivf.centroids`: f32 `[L, D]` k-means centroids.
+    pub centroids: Vec<f32>,
+    /// `ivf.centroid_codes` + `ivf.centroid_scale`: int8 centroids used by the probe.
+    pub centroid_codes: I8Matrix,
+    /// `ivf.list_offsets`: `[L+1]` CSR offsets into the sorted rows.
+    pub list_offsets: Vec<u64>,
+    /// `items.codes` + `items.scale`: int8 item codes `[N, D]`, sorted by list.
+    pub items: I8Matrix,
+    /// `items.embeddings`: f16 `[N, D]` rerank cache (optional).
+    pub embeddings: Option<Vec<f16>>,
+    /// `items.features`: f32 `[N, F]` dense rerank features (optional; F = feature_names.len()).
+    pub features: Option<Vec<f32>>,
+    /// Names of the F feature columns.
+    pub feature_names: Vec<String>,
+    /// `items.row_ids`: external id of each sorted row.
+    pub ids: Vec<String>,
+    /// `items.source_rows`: source line of each sorted row.
+    pub source_rows: Vec<u64>,
+    /// `bloom.planes`: transposed Bloom bit-planes.
+    pub bloom: BloomPlanes,
+    /// `attrs.offsets` + `attrs.values` and the attribute schema (dictionaries).
+    pub attrs: Attributes,
+    /// `rerank.*`: optional multi-task rerank model.
+    pub rerank: Option<RerankModel>,
+}
+
+impl Index {
+    /// Number of items N.
+    pub fn len(&self) -> usize {
+        self.items.rows
+    }
+    /// True when the index holds no items.
+    pub fn is_empty(&self) -> bool {
+        self.items.rows == 0
+    }
+    /// Number of inverted lists L (nlist).
+    pub fn nlist(&self) -> usize {
+        self.list_offsets.len() - 1
+    }
+    /// Row range of list `l`.
+    #[inline]
+    pub fn list_range(&self, l: usize) -> std::ops::Range<usize> {
+        self.list_offsets[l] as usize..self.list_offsets[l + 1] as usize
+    }
+}
