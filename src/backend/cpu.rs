@@ -29,7 +29,31 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
-    dot_i8_portable(a, b)
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let mut acc = _mm256_setzero_si256();
+    let mut i = 0;
+    // 16 codes per step: sign-extend to i16, multiply-add adjacent pairs into i32 lanes.
+    while i + 16 <= n {
+        // SAFETY: i + 16 <= n bounds both 16-byte loads.
+        unsafe {
+            let x = _mm256_cvtepi8_epi16(_mm_loadu_si128(a.as_ptr().add(i) as *const __m128i));
+            let y = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.as_ptr().add(i) as *const __m128i));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
+        }
+        i += 16;
+    }
+    let lo = _mm256_castsi256_si128(acc);
+    let hi = _mm256_extracti128_si256(acc, 1);
+    let s = _mm_add_epi32(lo, hi);
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    let mut total = _mm_cvtsi128_si32(s);
+    while i < n {
+        total += a[i] as i32 * b[i] as i32;
+        i += 1;
+    }
+    total
 }
 
 /// Written so that LLVM vectorizes it (widen to i16, multiply-add pairs to i32).
@@ -124,23 +148,50 @@ impl Backend for Cpu {
 
     fn filter(&self, ix: &Arc<Index>, plans: &[&Plan], probes: &Probes) -> Result<Mask> {
         let np = probes.nprobe;
-        let per_pair: Vec<Vec<u64>> = probes
-            .lists
+        // Per query: the words of each probed list, and each list's word count.
+        let per_query: Vec<(Vec<u64>, Vec<usize>)> = plans
             .par_iter()
             .enumerate()
-            .map(|(p, &l)| {
-                let plan = plans[p / np.max(1)];
-                let range = ix.list_range(l as usize);
-                let (w0, w1) = word_span(&range);
-                (w0..w1).map(|w| plan.bloom_word(&ix.bloom, w) & range_bits(w, &range)).collect()
+            .map(|(b, plan)| {
+                let mut words = Vec::new();
+                let mut lens = Vec::with_capacity(np);
+                for &l in &probes.lists[b * np..(b + 1) * np] {
+                    let range = ix.list_range(l as usize);
+                    let (w0, w1) = word_span(&range);
+                    let before = words.len();
+                    if plan.is_all() {
+                        words.extend((w0..w1).map(|w| range_bits(w, &range)));
+                    } else {
+                        words.extend((w0..w1).map(|w| plan.bloom_word(&ix.bloom, w) & range_bits(w, &range)));
+                    }
+                    lens.push(words.len() - before);
+                }
+                (words, lens)
             })
             .collect();
-        let mut offsets = Vec::with_capacity(per_pair.len() + 1);
+        let mut offsets = Vec::with_capacity(probes.lists.len() + 1);
         offsets.push(0);
-        for v in &per_pair {
-            offsets.push(offsets.last().copied().unwrap_or(0) + v.len());
+        let mut words = Vec::new();
+        for (w, lens) in per_query {
+            for len in lens {
+                offsets.push(offsets.last().copied().unwrap_or(0) + len);
+            }
+            words.extend(w);
         }
-        Ok(Mask { offsets, words: per_pair.concat() })
+        Ok(Mask { offsets, words })
+    }
+
+    fn count(&self, ix: &Arc<Index>, plans: &[&Plan]) -> Result<Vec<u64>> {
+        let all = 0..ix.len();
+        Ok(plans
+            .par_iter()
+            .map(|plan| {
+                if plan.is_all() {
+                    return ix.len() as u64;
+                }
+                (0..ix.bloom.words).map(|w| (plan.bloom_word(&ix.bloom, w) & range_bits(w, &all)).count_ones() as u64).sum()
+            })
+            .collect())
     }
 
     fn scan(&self, ix: &Arc<Index>, q: &QueryBatch, probes: &Probes, mask: &Mask, plans: &[&Plan], k0: usize) -> Result<Candidates> {

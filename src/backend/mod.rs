@@ -100,6 +100,10 @@ pub trait Backend: Send + Sync {
     /// Stage 2: Bloom bit-plane AND/OR over the words of the probed lists only
     /// (probe-then-filter). `plans` has one plan per query.
     fn filter(&self, ix: &Self::Resident, plans: &[&Plan], probes: &Self::Probes) -> Result<Self::Mask>;
+    /// Stage 2, global form: per plan, the number of items whose Bloom "maybe" mask is set
+    /// over the whole index (an upper bound of the passing items; the executor's planner
+    /// uses it to scan a selective filter's candidates directly). Trivial plans give N.
+    fn count(&self, ix: &Self::Resident, plans: &[&Plan]) -> Result<Vec<u64>>;
     /// Stage 3: int8 dot products over masked items of the probed lists, exact filter
     /// verification of items that would enter the top-`k0`, fused top-`k0` per query.
     /// Scores are `(i32 dot) as f32 * item_scale`.

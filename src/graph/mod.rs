@@ -135,6 +135,26 @@ impl<B: Backend> Executor<B> {
         Ok((b.read_cands(&cands)?, counts))
     }
 
+    /// Run queries `which` with `nprobe` lists, writing their results into `result`.
+    /// Returns those (still) short of K0 passing candidates, unless all lists were probed.
+    #[allow(clippy::too_many_arguments)]
+    fn run_group(&self, q: &QueryBatch, plans: &[&Plan], which: &[usize], nprobe: usize, k0: usize, k: usize, mode: &Rerank, result: &mut crate::backend::Candidates) -> Result<Vec<usize>> {
+        if which.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sub = if which.len() == q.len { q.clone() } else { q.gather(which) };
+        let sub_plans: Vec<&Plan> = which.iter().map(|&i| plans[i]).collect();
+        let (r, counts) = self.pass(&sub, &sub_plans, nprobe, k0, k, mode)?;
+        let mut short = Vec::new();
+        for (j, &i) in which.iter().enumerate() {
+            result.replace_query(i, &r, j);
+            if (counts[j] as usize) < k0 && nprobe < self.index.nlist() {
+                short.push(i);
+            }
+        }
+        Ok(short)
+    }
+
     fn resolve(&self, p: &SearchParams) -> Result<(usize, usize, Rerank)> {
         let ix = &self.index;
         let nlist = ix.nlist();
@@ -199,23 +219,29 @@ impl<B: Backend> Search for Executor<B> {
         let all = Plan::all();
         let plans: Vec<&Plan> = (0..q.len).map(|i| req.filters.get(i).map(|f| &f.plan).unwrap_or(&all)).collect();
         let nlist = self.index.nlist();
-        let (mut result, counts) = self.pass(&q, &plans, nprobe, k0, k, &mode)?;
+        // Planner: a filter whose Bloom candidates number no more than the items that
+        // nprobe lists hold on average is scanned over all lists (only its candidates are
+        // touched), which is exact and costs no more than a normal probe.
+        let budget = (nprobe * self.index.len().div_ceil(nlist)) as u64;
+        let filtered: Vec<usize> = (0..q.len).filter(|&i| !plans[i].is_all()).collect();
+        let mut exhaustive = vec![false; q.len];
+        if !filtered.is_empty() && nprobe < nlist {
+            let fp: Vec<&Plan> = filtered.iter().map(|&i| plans[i]).collect();
+            for (&i, c) in filtered.iter().zip(self.backend.count(&self.resident, &fp)?) {
+                exhaustive[i] = c <= budget;
+            }
+        }
+        let mut result = crate::backend::Candidates { k, rows: vec![u32::MAX; q.len * k], scores: vec![f32::NEG_INFINITY; q.len * k], counts: vec![0; q.len] };
+        let mut pending = Vec::new();
+        for (group, np) in [(false, nprobe), (true, nlist)] {
+            let which: Vec<usize> = (0..q.len).filter(|&i| exhaustive[i] == group).collect();
+            pending.extend(self.run_group(&q, &plans, &which, np, k0, k, &mode, &mut result)?);
+        }
         // Adaptive widening for queries whose probed lists held fewer than K0 passing items.
-        let mut pending: Vec<usize> = (0..q.len).filter(|&i| (counts[i] as usize) < k0).collect();
         let mut np = nprobe;
         while !pending.is_empty() && np < nlist {
             np = (np * 4).min(nlist);
-            let sub = q.gather(&pending);
-            let sub_plans: Vec<&Plan> = pending.iter().map(|&i| plans[i]).collect();
-            let (r, c) = self.pass(&sub, &sub_plans, np, k0, k, &mode)?;
-            let mut still = Vec::new();
-            for (j, &i) in pending.iter().enumerate() {
-                result.replace_query(i, &r, j);
-                if (c[j] as usize) < k0 {
-                    still.push(i);
-                }
-            }
-            pending = still;
+            pending = self.run_group(&q, &plans, &pending, np, k0, k, &mode, &mut result)?;
         }
         let ix = &self.index;
         Ok((0..q.len)
