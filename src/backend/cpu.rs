@@ -160,9 +160,9 @@ impl Backend for Cpu {
                     let (w0, w1) = word_span(&range);
                     let before = words.len();
                     if plan.is_all() {
-                        words.extend((w0..w1).map(|w| range_bits(w, &range)));
+                        words.extend((w0..w1).map(|w| range_bits(w, &range) & ix.live_word(w)));
                     } else {
-                        words.extend((w0..w1).map(|w| plan.bloom_word(&ix.bloom, w) & range_bits(w, &range)));
+                        words.extend((w0..w1).map(|w| plan.bloom_word(&ix.bloom, w) & range_bits(w, &range) & ix.live_word(w)));
                     }
                     lens.push(words.len() - before);
                 }
@@ -183,13 +183,15 @@ impl Backend for Cpu {
 
     fn count(&self, ix: &Arc<Index>, plans: &[&Plan]) -> Result<Vec<u64>> {
         let all = 0..ix.len();
+        if ix.live.is_none() && plans.iter().all(|p| p.is_all()) {
+            return Ok(vec![ix.len() as u64; plans.len()]);
+        }
         Ok(plans
             .par_iter()
             .map(|plan| {
-                if plan.is_all() {
-                    return ix.len() as u64;
-                }
-                (0..ix.bloom.words).map(|w| (plan.bloom_word(&ix.bloom, w) & range_bits(w, &all)).count_ones() as u64).sum()
+                (0..ix.bloom.words)
+                    .map(|w| (plan.bloom_word(&ix.bloom, w) & range_bits(w, &all) & ix.live_word(w)).count_ones() as u64)
+                    .sum()
             })
             .collect())
     }

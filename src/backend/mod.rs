@@ -98,10 +98,11 @@ pub trait Backend: Send + Sync {
     /// Stage 1: int8 centroid scores `[B, L]` -> top-`nprobe` lists per query.
     fn probe(&self, ix: &Self::Resident, q: &QueryBatch, nprobe: usize) -> Result<Self::Probes>;
     /// Stage 2: Bloom bit-plane AND/OR over the words of the probed lists only
-    /// (probe-then-filter). `plans` has one plan per query.
+    /// (probe-then-filter), ANDed with the index's live-row bitset. `plans` has one plan
+    /// per query.
     fn filter(&self, ix: &Self::Resident, plans: &[&Plan], probes: &Self::Probes) -> Result<Self::Mask>;
     /// Stage 2, global form: per plan, the number of items whose Bloom "maybe" mask is set
-    /// over the whole index (an upper bound of the passing items; the executor's planner
+    /// over the whole index, live rows only (an upper bound of the passing items; the planner
     /// uses it to scan a selective filter's candidates directly). Trivial plans give N.
     fn count(&self, ix: &Self::Resident, plans: &[&Plan]) -> Result<Vec<u64>>;
     /// Stage 3: int8 dot products over masked items of the probed lists, exact filter
@@ -112,6 +113,12 @@ pub trait Backend: Send + Sync {
     fn rerank(&self, ix: &Self::Resident, q: &QueryBatch, cands: Self::Cands, mode: &Rerank) -> Result<Self::Cands>;
     /// Stage 5: top-`k` of the (re-)scores, best first.
     fn select(&self, cands: Self::Cands, k: usize) -> Result<Self::Cands>;
+
+    /// Block until all submitted device work has finished (benchmarks time stages with
+    /// it on the host clock when a backend has no device timer). CPU: no-op.
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Copy stage outputs to the host.
     fn read_probes(&self, p: &Self::Probes) -> Result<Probes>;

@@ -287,5 +287,6 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Index> {
         bloom: BloomPlanes { params: bloom, words, planes },
         attrs: Attributes { schema: Schema { fields }, offsets: attr_offs, values: attr_vals },
         rerank,
+        live: None,
     })
 }

@@ -94,6 +94,11 @@ pub struct Index {
     pub attrs: Attributes,
     /// `rerank.*`: optional multi-task rerank model.
     pub rerank: Option<RerankModel>,
+    /// Live-row bitset `[ceil(N/64)]` (bit set = row is live). `None`: every row is live.
+    /// Deleted or replaced rows (tombstones, see `silica serve`) have their bit cleared;
+    /// stage 2 ANDs it into every mask, so a dead row is never scanned. Not stored in the
+    /// artifact: compaction removes dead rows physically.
+    pub live: Option<Vec<u64>>,
 }
 
 impl Index {
@@ -109,6 +114,12 @@ impl Index {
     pub fn nlist(&self) -> usize {
         self.list_offsets.len() - 1
     }
+    /// Word `w` of the live bitset (all ones when every row is live).
+    #[inline]
+    pub fn live_word(&self, w: usize) -> u64 {
+        self.live.as_ref().map_or(!0, |l| l[w])
+    }
+
     /// Row range of list `l`.
     #[inline]
     pub fn list_range(&self, l: usize) -> std::ops::Range<usize> {
