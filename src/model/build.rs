@@ -194,6 +194,7 @@ impl IndexBuilder {
             bloom,
             attrs,
             rerank: None,
+            live: None,
         })
     }
 }
