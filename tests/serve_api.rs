@@ -170,6 +170,7 @@ fn bad_requests_get_4xx_naming_the_field_and_change_nothing() {
         ("string in vector".into(), search("{\"vector\": [\"a\"]}"), 400, Some("vector[0]")),
         ("unknown filter field".into(), search(&format!("{{\"vector\": {qs}, \"filter\": \"colour = \\\"red\\\"\"}}")), 400, Some("filter")),
         ("filter syntax".into(), search(&format!("{{\"vector\": {qs}, \"filter\": \"color = \"}}")), 400, Some("filter")),
+        ("deeply nested filter".into(), search(&format!("{{\"vector\": {qs}, \"filter\": \"{}color = \\\"red\\\"{}\"}}", "(".repeat(20000), ")".repeat(20000))), 400, Some("filter")),
         ("k = 0".into(), search(&format!("{{\"vector\": {qs}, \"k\": 0}}")), 400, Some("k")),
         ("k negative".into(), search(&format!("{{\"vector\": {qs}, \"k\": -1}}")), 400, Some("k")),
         ("nprobe > nlist".into(), search(&format!("{{\"vector\": {qs}, \"nprobe\": 17}}")), 400, Some("nprobe")),
