@@ -41,7 +41,7 @@ fn search_answers_equal_the_library_executor() {
         let f = Filter::compile(text, &index.attrs.schema, &index.bloom.params).unwrap();
         for (k, nprobe) in [(1usize, None), (10, Some(3)), (50, Some(16))] {
             let p = SearchParams { k, nprobe, ..Default::default() };
-            let want = exec.search(&SearchRequest { queries: &q, filters: &[f.clone()], params: p }).unwrap().pop().unwrap();
+            let want = exec.search(&SearchRequest { queries: &q, filters: std::slice::from_ref(&f), params: p }).unwrap().pop().unwrap();
             let mut body = json!({"vector": q, "filter": text, "k": k});
             if let Some(np) = nprobe {
                 body["nprobe"] = json!(np);
@@ -159,7 +159,8 @@ fn bad_requests_get_4xx_naming_the_field_and_change_nothing() {
         parts[0] = raw.to_string();
         format!("[{}]", parts.join(","))
     };
-    let cases: Vec<(String, (u16, Value), u16, Option<&str>)> = vec![
+    type Case<'a> = (String, (u16, Value), u16, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         ("malformed JSON".into(), search("{\"vector\": [1, 2"), 400, None),
         ("not JSON".into(), search("hello"), 400, None),
         ("empty body".into(), search(""), 400, None),

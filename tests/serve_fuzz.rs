@@ -103,8 +103,10 @@ proptest! {
             match parse_upsert(&body) {
                 Ok(batch) => {
                     for (i, op) in batch.ops.iter().enumerate() {
-                        if let Op::Upsert { item } = op {
-                            if let Err(e) = check_item(item, &c, &format!("items[{i}]")) { check_err(&e) }
+                        if let Op::Upsert { item } = op
+                            && let Err(e) = check_item(item, &c, &format!("items[{i}]"))
+                        {
+                            check_err(&e)
                         }
                     }
                 }

@@ -38,7 +38,9 @@ fn filters() -> Vec<String> {
     .collect()
 }
 
-fn run(s: &dyn Fn(&[f32], &[Filter], SearchParams) -> Vec<SearchResponse>, q: &[f32], f: Filter, k: usize, rerank: RerankMode, k0: Option<usize>) -> SearchResponse {
+type SearchFn<'a> = dyn Fn(&[f32], &[Filter], SearchParams) -> Vec<SearchResponse> + 'a;
+
+fn run(s: &SearchFn, q: &[f32], f: Filter, k: usize, rerank: RerankMode, k0: Option<usize>) -> SearchResponse {
     s(q, &[f], SearchParams { k, nprobe: None, k0, rerank, task_weights: None }).pop().unwrap()
 }
 

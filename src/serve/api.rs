@@ -153,21 +153,21 @@ pub fn parse_search(body: &[u8], ctx: &SearchContext) -> Result<ParsedSearch, Ap
     // Syntax and field names are checked here so that a bad filter fails only its request.
     let mut seen = std::collections::HashSet::new();
     for (i, text) in filters.iter().enumerate() {
-        if seen.insert(text.as_str()) {
-            if let Err(e) = Filter::compile(text, ctx.dict, &ctx.bloom) {
-                let name = if single || filters.iter().all(|t| t == text) { "filter".to_string() } else { format!("filters[{i}]") };
-                return Err(ApiError::bad(name, e.to_string()));
-            }
+        if seen.insert(text.as_str())
+            && let Err(e) = Filter::compile(text, ctx.dict, &ctx.bloom)
+        {
+            let name = if single || filters.iter().all(|t| t == text) { "filter".to_string() } else { format!("filters[{i}]") };
+            return Err(ApiError::bad(name, e.to_string()));
         }
     }
     let k = b.k.unwrap_or(10);
     if k == 0 || k > MAX_K {
         return Err(ApiError::bad("k", format!("{k} is out of range 1..={MAX_K}")));
     }
-    if let Some(np) = b.nprobe {
-        if np == 0 || np > ctx.nlist {
-            return Err(ApiError::bad("nprobe", format!("{np} is out of range 1..={} (nlist, the number of inverted lists)", ctx.nlist)));
-        }
+    if let Some(np) = b.nprobe
+        && (np == 0 || np > ctx.nlist)
+    {
+        return Err(ApiError::bad("nprobe", format!("{np} is out of range 1..={} (nlist, the number of inverted lists)", ctx.nlist)));
     }
     let rerank = b.rerank.unwrap_or_default();
     match rerank {
@@ -187,10 +187,10 @@ pub fn parse_search(body: &[u8], ctx: &SearchContext) -> Result<ParsedSearch, Ap
             return Err(ApiError::bad(format!("task_weights[{i}]"), "is not finite"));
         }
     }
-    if let Some(k0) = b.k0 {
-        if k0 < k || k0 > MAX_K0 {
-            return Err(ApiError::bad("k0", format!("{k0} is out of range k..={MAX_K0} (k = {k})")));
-        }
+    if let Some(k0) = b.k0
+        && (k0 < k || k0 > MAX_K0)
+    {
+        return Err(ApiError::bad("k0", format!("{k0} is out of range k..={MAX_K0} (k = {k})")));
     }
     let params = SearchParams { k, nprobe: b.nprobe, k0: b.k0, rerank, task_weights: b.task_weights };
     Ok(ParsedSearch { single, queries, filters, params })

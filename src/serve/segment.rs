@@ -331,8 +331,8 @@ mod tests {
                 assert_eq!(f.bloom.word(p, w), want.word(p, w));
             }
         }
-        for r in 0..70 {
-            assert_eq!(f.attrs.row(r), &vals[r][..], "row {r}");
+        for (r, v) in vals.iter().enumerate() {
+            assert_eq!(f.attrs.row(r), &v[..], "row {r}");
         }
         apply(&mut f, &SegOp::Kill(64));
         assert!(!is_live(&f, 64) && is_live(&f, 63) && is_live(&f, 65));

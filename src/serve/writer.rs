@@ -44,10 +44,10 @@ fn run(mut store: Store, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Cmd>) {
             }
         }
         flush(&mut store, &metrics, &mut pending);
-        if store.needs_compaction() {
-            if let Err(e) = compact(&mut store, &metrics) {
-                log::error!("automatic compaction failed: {e}");
-            }
+        if store.needs_compaction()
+            && let Err(e) = compact(&mut store, &metrics)
+        {
+            log::error!("automatic compaction failed: {e}");
         }
     }
 }
