@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+mod bench;
+
 const EXAMPLES: &str = "\
 Examples (the bundled Debian corpus):
   silica build --vectors data/debian/embeddings.npy --attributes data/debian/items.jsonl --out debian.silica
@@ -35,6 +37,8 @@ pub enum Cmd {
     Search(SearchArgs),
     /// Measure recall@k (overall and by filter selectivity), filter violations and QPS.
     Eval(EvalArgs),
+    /// Benchmark a backend on a synthetic workload (or the DESIGN.md peer table: --suite peer).
+    Bench(bench::BenchArgs),
     /// Print an artifact's metadata and tensor table.
     Inspect {
         /// The index artifact (*.silica).
@@ -154,6 +158,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Build(a) => build(a),
         Cmd::Search(a) => search(a),
         Cmd::Eval(a) => eval_cmd(a),
+        Cmd::Bench(a) => bench::run(a),
         Cmd::Inspect { index } => inspect(&index),
     }
 }
