@@ -284,3 +284,11 @@ fn cli_prints_the_json_keys() {
         assert!(String::from_utf8_lossy(&gpu.stderr).contains("cuda"));
     }
 }
+
+#[test]
+fn ratios_keep_two_significant_digits() {
+    assert_eq!(suite::fmt_ratio(0.0077), "0.0077x");
+    assert_eq!(suite::fmt_ratio(0.554), "0.55x");
+    assert_eq!(suite::fmt_ratio(3.214), "3.21x");
+    assert_eq!(suite::fmt_ratio(12.5), "12.50x");
+}

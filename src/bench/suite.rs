@@ -169,8 +169,14 @@ pub fn table(r: &SuiteResult) -> String {
     let _ = writeln!(s, "\n| workload | silica p50 ms | p99 ms | unique bytes | GB/s | peer ms | ratio (peer/silica) |");
     let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in &r.rows {
-        let ratio = row.ratio.map_or("n/a (N scaled)".to_string(), |x| format!("{x:.2}x"));
+        let ratio = row.ratio.map_or("n/a (N scaled)".to_string(), fmt_ratio);
         let _ = writeln!(s, "| {} | {:.3} | {:.3} | {} | {:.1} | {:.3} | {} |", row.name, row.silica_ms_p50, row.silica_ms_p99, row.bytes_read, row.gbps, row.peer_ms, ratio);
     }
     s
+}
+
+/// A ratio with at least two significant digits (`0.0077x`, `0.55x`, `3.21x`).
+pub fn fmt_ratio(x: f64) -> String {
+    let decimals = if x > 0.0 && x.is_finite() { (1 - x.log10().floor() as i64).max(2) as usize } else { 2 };
+    format!("{x:.decimals$}x")
 }
