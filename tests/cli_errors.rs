@@ -126,3 +126,14 @@ fn load_rejects_corrupt_artifacts() {
         fails(&["search", "--index", &p, "--queries", &q, "--k", "1", "--out", &out], &[name], &out);
     }
 }
+
+#[test]
+fn inspect_prints_metadata_and_tensors() {
+    let f = Fixture::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_silica")).args(["inspect", &f.p("i.silica")]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in ["format_version", "bloom_hash", "items.codes", "I8", "[300, 8]", "bloom.planes", "U64", "[1024, 5]"] {
+        assert!(text.contains(needle), "inspect output lacks {needle}:\n{text}");
+    }
+}
