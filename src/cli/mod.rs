@@ -213,19 +213,21 @@ struct Loaded {
 }
 
 fn load(q: &QueryArgs) -> Result<Loaded> {
-    let index = Arc::new(format::load(&q.index)?);
+    let mut index = format::load(&q.index)?;
+    if let Some(path) = &q.rerank_model {
+        let m = silica::rerank::RerankModel::load(path)?;
+        let want = 2 * index.dim + index.feature_names.len();
+        if m.input_dim() != want {
+            bail!("{}: rerank model input width {} != 2*D + F = {want}", path.display(), m.input_dim());
+        }
+        index.rerank = Some(m);
+    }
     let queries = npy::read(&q.queries)?;
     if queries.dim != index.dim {
         return Err(silica::Error::Dimension { what: format!("queries {}", q.queries.display()), expected: index.dim, got: queries.dim }.into());
     }
     queries.check_finite("queries")?;
-    let searcher: Box<dyn graph::Search> = match (&q.rerank_model, q.backend.as_str()) {
-        (Some(path), "cpu") => {
-            let m = silica::rerank::RerankModel::load(path)?;
-            Box::new(graph::Executor::new(silica::backend::cpu::Cpu, index)?.with_rerank_model(m)?)
-        }
-        (_, b) => graph::open(b, index)?,
-    };
+    let searcher = graph::open(&q.backend, Arc::new(index))?;
     Ok(Loaded { searcher, queries })
 }
 
