@@ -8,15 +8,15 @@
 #
 # Here, before the call (the binary built with the GPU features, from main):
 #   cargo build --release --features cuda,wgpu
-#   mkdir -p /work/main/.bin/bench && cp target/release/silica /work/main/.bin/bench/
+#   mkdir -p /work/main/.bin/bench && cp target/release/silica /work/main/.bin/bench/ && strip /work/main/.bin/bench/silica
 #   /work/main/scripts/device-tree.sh slim
 # The call:   run(command="bash scripts/bench-h200.sh", carry=[".bin", ".gl"], timeout_s=600)
 # Right after (always): /work/main/scripts/device-tree.sh full
 #
 # Environment: SILICA_BIN (default .bin/bench/silica), BACKENDS (default "cuda wgpu cpu"),
 # TIME_BUDGET seconds per workload (default 3), PER_BACKEND_TIMEOUT seconds (default 150).
+# Run it from the root of the tree (where the device tool starts commands).
 set -uo pipefail
-cd "$(dirname "$0")/.."
 BIN=${SILICA_BIN:-.bin/bench/silica}
 BACKENDS=${BACKENDS:-cuda wgpu cpu}
 TB=${TIME_BUDGET:-3}

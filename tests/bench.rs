@@ -1,6 +1,9 @@
 //! `silica bench`: deterministic data, correct Bloom planes and filters, byte counts, and
 //! recall checked against an independent exact computation.
 
+// The naive reference loops index on purpose (independent of the code under test).
+#![allow(clippy::needless_range_loop)]
+
 use silica::backend::cpu::Cpu;
 use silica::backend::{Backend, Probes, check_probes};
 use silica::bench::data::{FilterSpec, Synth, SynthSpec, Vectors, equal_offsets};
