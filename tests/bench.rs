@@ -72,9 +72,9 @@ fn lists_are_equal_and_cover_all_rows() {
 fn bloom_planes_and_filters_match_the_attributes() {
     let f = FilterSpec { pass: 0.25, and_terms: 2, or_values: 1 };
     assert_eq!((f.vocab(), f.realised()), (2, 0.25));
-    let s = Synth::generate(spec(20_003, 8, 16, 3, Vectors::Random, Some(f))).unwrap();
+    let s = Synth::generate(spec(70_003, 8, 16, 3, Vectors::Random, Some(f))).unwrap();
     let ix = &s.index;
-    // The parallel plane writer equals the model's reference builder.
+    // The parallel plane writer (3 tasks of 512 words here) equals the model's reference builder.
     let schema = &ix.attrs.schema;
     let reference = BloomPlanes::build(ix.bloom.params, ix.len(), |r| {
         ix.attrs.row(r).iter().flat_map(|&v| {
@@ -279,10 +279,21 @@ fn cli_prints_the_json_keys() {
     for stage in ["probe", "filter", "scan", "rerank", "select"] {
         assert!(v["stages"][stage]["latency_ms_p50"].is_number(), "{stage}: {v}");
     }
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_silica")).args(["bench", "--n", "10", "--nlist", "20"]).output().unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("nlist"));
-    let gpu = std::process::Command::new(env!("CARGO_BIN_EXE_silica")).args(["bench", "--backend", "cuda", "--n", "100", "--nlist", "4"]).output().unwrap();
+    let fails = |args: &[&str], needle: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_silica")).arg("bench").args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} must fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
+    };
+    fails(&["--n", "10", "--nlist", "20"], "nlist");
+    fails(&["--rerank", "5"], "rerank");
+    fails(&["--rerank", "10:20", "--n", "1000", "--nlist", "10"], "K0 = 10 < K1 = 20");
+    fails(&["--random-probes", "--clustered"], "cannot be used with");
+    fails(&["--suite", "peer", "--k", "5"], "cannot be used with");
+    fails(&["--filter-pass", "0", "--n", "100", "--nlist", "4"], "filter-pass");
+    fails(&["--nprobe", "65", "--n", "1000", "--nlist", "64"], "nprobe");
+    let gpu = std::process::Command::new(env!("CARGO_BIN_EXE_silica")).args(["bench", "--backend", "cuda", "--n", "100", "--nlist", "4", "--nprobe", "2"]).output().unwrap();
     if !gpu.status.success() {
         assert!(String::from_utf8_lossy(&gpu.stderr).contains("cuda"));
     }

@@ -74,8 +74,9 @@ pub const MIN_ITERS: usize = 5;
 pub const POOL_BATCHES: usize = 4;
 
 impl Workload {
-    /// Check the workload against an index; errors name the flag.
-    pub fn validate(&self, ix: &Index) -> Result<()> {
+    /// Check the workload against an index of `nlist` lists (with f16 embeddings or not);
+    /// errors name the flag. [`run`] calls it; callers may too, before generating data.
+    pub fn validate(&self, nlist: usize, embeddings: bool) -> Result<()> {
         if self.batch == 0 {
             return Err(Error::param("batch", "must be at least 1"));
         }
@@ -85,10 +86,10 @@ impl Workload {
         if self.k0 < self.k {
             return Err(Error::param("rerank", format!("K0 = {} < K1 = {}; the scan must keep at least K1 candidates", self.k0, self.k)));
         }
-        if self.probes != ProbeSource::All && (self.nprobe == 0 || self.nprobe > ix.nlist()) {
-            return Err(Error::param("nprobe", format!("{} must be in 1..={} (nlist)", self.nprobe, ix.nlist())));
+        if self.probes != ProbeSource::All && (self.nprobe == 0 || self.nprobe > nlist) {
+            return Err(Error::param("nprobe", format!("{} must be in 1..={nlist} (nlist)", self.nprobe)));
         }
-        if self.refine && ix.embeddings.is_none() {
+        if self.refine && !embeddings {
             return Err(Error::param("rerank", "refine needs items.embeddings"));
         }
         if self.iters == 0 {
@@ -395,7 +396,7 @@ fn pass<B: Backend>(b: &B, res: &B::Resident, w: &Workload, batch: &Batch<B::Pro
 /// Measure `w` on backend `b` over the synthetic index `s`.
 pub fn run<B: Backend>(b: &B, s: &Synth, w: &Workload) -> Result<Report> {
     let ix = &s.index;
-    w.validate(ix)?;
+    w.validate(ix.nlist(), ix.embeddings.is_some())?;
     let t0 = Instant::now();
     let res = b.upload(ix)?;
     b.synchronize()?;

@@ -170,6 +170,7 @@ fn run_single(a: &BenchArgs) -> Result<()> {
         recall_sample: a.recall_sample,
     };
     spec.validate()?;
+    w.validate(spec.nlist, spec.embeddings)?;
     let (synth, gen_s) = generate(spec, a.json)?;
     let mut report = bench::with_backend(&a.backend, bench::Single { synth: &synth, workload: &w })?;
     report.gen_s = gen_s;
