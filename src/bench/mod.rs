@@ -3,7 +3,8 @@
 //! * [`data`]: synthetic indexes generated straight into [`crate::model::Index`]
 //!   (deterministic for a seed, in parallel; 20M x 128 in seconds).
 //! * [`run`]: one workload on one backend: per-stage and end-to-end latency (device timers
-//!   through [`Backend::timed`], else the host clock), QPS, unique bytes, bandwidth, recall.
+//!   through [`Backend::timed`], else the host clock), QPS, bandwidth, recall.
+//! * [`metrics`]: unique bytes per stage, exact recall@k, percentiles.
 //! * [`suite`]: the DESIGN.md peer table (`--suite peer`).
 //!
 //! A backend joins by one arm in [`with_backend`] (behind its cargo feature); to be timed
@@ -11,6 +12,7 @@
 //! [`Backend::upload_probes`].
 
 pub mod data;
+pub mod metrics;
 pub mod run;
 pub mod suite;
 
