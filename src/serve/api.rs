@@ -226,7 +226,7 @@ pub fn parse_patch(id: String, body: &[u8]) -> Result<Batch, ApiError> {
 /// Shared by all handlers.
 pub struct AppState {
     pub shared: Arc<ArcSwap<Snapshot>>,
-    pub batcher: mpsc::Sender<Job>,
+    pub batcher: std::sync::mpsc::Sender<Job>,
     pub writer: mpsc::Sender<Cmd>,
     pub metrics: Arc<Metrics>,
     pub token: Option<String>,
@@ -296,7 +296,7 @@ async fn search(State(s): S, b: Result<Bytes, BytesRejection>) -> Response {
         };
         let single = parsed.single;
         let (tx, rx) = oneshot::channel();
-        s.batcher.send(Job { search: parsed, reply: tx, enqueued: tokio::time::Instant::now() }).await.map_err(|_| ApiError::unavailable("the search executor has stopped"))?;
+        s.batcher.send(Job { search: parsed, reply: tx, enqueued: Instant::now() }).map_err(|_| ApiError::unavailable("the search executor has stopped"))?;
         let (version, mut results) = rx.await.map_err(|_| ApiError::internal("the search batch failed"))??;
         let out = if single {
             let r = results.pop().ok_or_else(|| ApiError::internal("no result"))?;

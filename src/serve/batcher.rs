@@ -11,10 +11,10 @@ use crate::filter::Filter;
 use crate::graph::{SearchParams, SearchRequest, SearchResponse};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 /// The answer to one job: the snapshot version searched and one response per query.
 pub type Reply = Result<(u64, Vec<SearchResponse>), ApiError>;
@@ -32,15 +32,24 @@ impl Job {
     }
 }
 
-/// Run the batching loop until every sender is dropped.
-pub async fn run(mut rx: mpsc::Receiver<Job>, shared: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>, max_batch: usize, max_wait: Duration) {
+/// Start the batching thread; it stops when every sender is dropped. A plain thread with
+/// `recv_timeout` (futex waits) keeps `max_wait` precise to microseconds, where an async
+/// timer would round it up to the next millisecond.
+pub fn spawn(rx: Receiver<Job>, shared: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>, max_batch: usize, max_wait: Duration) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("silica-batcher".into())
+        .spawn(move || run(rx, shared, metrics, max_batch, max_wait))
+        .expect("spawn the batcher thread")
+}
+
+fn run(rx: Receiver<Job>, shared: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>, max_batch: usize, max_wait: Duration) {
     let mut carry: Option<Job> = None;
     loop {
         let first = match carry.take() {
             Some(j) => j,
-            None => match rx.recv().await {
-                Some(j) => j,
-                None => break,
+            None => match rx.recv() {
+                Ok(j) => j,
+                Err(_) => break,
             },
         };
         // Waiting is measured from the oldest job: one that queued while the executor was
@@ -51,8 +60,14 @@ pub async fn run(mut rx: mpsc::Receiver<Job>, shared: Arc<ArcSwap<Snapshot>>, me
         while nq < max_batch {
             let next = match rx.try_recv() {
                 Ok(j) => Some(j),
-                Err(mpsc::error::TryRecvError::Empty) => tokio::time::timeout_at(deadline, rx.recv()).await.ok().flatten(),
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(TryRecvError::Disconnected) => None,
+                Err(TryRecvError::Empty) => match deadline.checked_duration_since(Instant::now()) {
+                    None => None,
+                    Some(left) => match rx.recv_timeout(left) {
+                        Ok(j) => Some(j),
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+                    },
+                },
             };
             let Some(j) = next else { break };
             if nq + j.len() > max_batch {
@@ -63,8 +78,10 @@ pub async fn run(mut rx: mpsc::Receiver<Job>, shared: Arc<ArcSwap<Snapshot>>, me
             jobs.push(j);
         }
         let snap = shared.load_full();
-        let m = metrics.clone();
-        if tokio::task::spawn_blocking(move || execute(&snap, jobs, &m)).await.is_err() {
+        // Run inside the rayon pool: the CPU backend's per-stage parallel loops then start
+        // on the pool itself instead of handing off from this thread at every stage.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rayon::scope(|_| execute(&snap, jobs, &metrics))));
+        if r.is_err() {
             log::error!("a search batch panicked; its requests were answered with 500");
         }
     }

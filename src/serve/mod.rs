@@ -69,21 +69,21 @@ pub fn run(cfg: Config) -> Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
     let (wtx, wrx) = tokio::sync::mpsc::channel(4096);
     let writer = writer::spawn(store, metrics.clone(), wrx);
+    let (btx, brx) = std::sync::mpsc::channel();
+    let batcher = batcher::spawn(brx, shared.clone(), metrics.clone(), cfg.max_batch, cfg.max_wait);
+    let state = Arc::new(api::AppState { shared, batcher: btx, writer: wtx, metrics, token: cfg.token.clone() });
     let result = rt.block_on(async {
-        let (btx, brx) = tokio::sync::mpsc::channel(4096);
-        let batcher = tokio::spawn(batcher::run(brx, shared.clone(), metrics.clone(), cfg.max_batch, cfg.max_wait));
-        let state = Arc::new(api::AppState { shared, batcher: btx, writer: wtx, metrics, token: cfg.token.clone() });
         let app = api::router(state, cfg.max_body);
         let listener = tokio::net::TcpListener::bind(cfg.addr).await.map_err(|e| Error::backend("serve", format!("cannot bind {}: {e}", cfg.addr)))?;
         let local = listener.local_addr().map_err(|e| Error::backend("serve", e.to_string()))?;
         println!("listening on http://{local}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(|e| Error::backend("serve", e.to_string()))?;
-        batcher.abort();
-        Ok(())
+        axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(|e| Error::backend("serve", e.to_string()))
     });
-    // The router (and with it the writer's sender) is gone: the writer drains and stops.
+    // The router (and with it the senders) is gone: the batcher and the writer drain and stop.
+    drop(rt);
+    let _ = batcher.join();
     let _ = writer.join();
     result
 }
