@@ -64,6 +64,8 @@ pub struct Metrics {
     /// Log append + fsync + publish time per group.
     pub commit_seconds: Histogram,
     pub compaction_seconds: Histogram,
+    /// Part of each compaction during which writes waited.
+    pub compaction_pause_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -76,6 +78,7 @@ impl Default for Metrics {
             commit_batches: Histogram::new(SIZES),
             commit_seconds: Histogram::new(LATENCY),
             compaction_seconds: Histogram::new(LATENCY),
+            compaction_pause_seconds: Histogram::new(LATENCY),
         }
     }
 }
@@ -104,7 +107,8 @@ impl Metrics {
             ("silica_batch_requests", "Search requests per executor call.", &self.batch_requests),
             ("silica_commit_batches", "Update batches per write-ahead log fsync.", &self.commit_batches),
             ("silica_commit_seconds", "Log append + fsync + publish time per commit.", &self.commit_seconds),
-            ("silica_compaction_seconds", "Compaction time.", &self.compaction_seconds),
+            ("silica_compaction_seconds", "Compaction time (fold, write, switch).", &self.compaction_seconds),
+            ("silica_compaction_pause_seconds", "Part of each compaction during which writes waited.", &self.compaction_pause_seconds),
         ];
         for (name, help, h) in hists {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} histogram");

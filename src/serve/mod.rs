@@ -68,7 +68,7 @@ pub fn run(cfg: Config) -> Result<()> {
     let rt = rt.enable_all().build().map_err(|e| Error::backend("serve", format!("tokio runtime: {e}")))?;
     let metrics = Arc::new(metrics::Metrics::default());
     let (wtx, wrx) = tokio::sync::mpsc::channel(4096);
-    let writer = writer::spawn(store, metrics.clone(), wrx);
+    let writer = writer::spawn(store, metrics.clone(), &wtx, wrx);
     let (btx, brx) = std::sync::mpsc::channel();
     let batcher = batcher::spawn(brx, shared.clone(), metrics.clone(), cfg.max_batch, cfg.max_wait);
     let state = Arc::new(api::AppState { shared, batcher: btx, writer: wtx, metrics, token: cfg.token.clone() });

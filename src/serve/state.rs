@@ -162,8 +162,87 @@ pub struct CompactReport {
     pub rows_after: usize,
     /// Fresh items folded into the inverted lists.
     pub fresh_folded: usize,
+    /// Update batches written while it ran, re-applied on top of the new artifact.
+    pub replayed: usize,
     pub bytes: usize,
+    /// Total time, and the part during which writes waited.
     pub seconds: f64,
+    pub pause_seconds: f64,
+}
+
+/// The state to compact, detached from the store (runs on its own thread).
+pub struct CompactionJob {
+    path: PathBuf,
+    started: Instant,
+    /// Log length when the state was taken: later records are the tail.
+    wal_offset: u64,
+    rows_before: usize,
+    fresh_folded: usize,
+    main: Arc<Index>,
+    fresh: Arc<Index>,
+    fresh_vectors: Vec<f32>,
+    dict: Dict,
+}
+
+/// A compacted artifact written to a temporary file beside the artifact (fsynced), ready
+/// for [`Store::finish_compaction`]. Dropping it removes the file.
+pub struct PreparedCompaction {
+    index: Index,
+    file: tempfile::NamedTempFile,
+    hash: u64,
+    bytes: usize,
+    wal_offset: u64,
+    started: Instant,
+    rows_before: usize,
+    fresh_folded: usize,
+}
+
+impl CompactionJob {
+    /// Fold, serialize and write the new artifact to a temporary file (the slow part).
+    pub fn run(self) -> Result<PreparedCompaction> {
+        let index = compact::fold(&self.main, &self.fresh, &self.fresh_vectors, &self.dict)?;
+        drop((self.main, self.fresh, self.fresh_vectors));
+        let bytes = format::to_bytes(&index)?;
+        let hash = wal::artifact_hash(&bytes);
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut file = tempfile::Builder::new().prefix(&temp_prefix(&self.path)).tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
+        use std::io::Write;
+        file.write_all(&bytes).map_err(|e| Error::io(file.path(), e))?;
+        file.as_file().sync_all().map_err(|e| Error::io(file.path(), e))?;
+        Ok(PreparedCompaction {
+            index,
+            file,
+            hash,
+            bytes: bytes.len(),
+            wal_offset: self.wal_offset,
+            started: self.started,
+            rows_before: self.rows_before,
+            fresh_folded: self.fresh_folded,
+        })
+    }
+}
+
+/// Prefix of the temporary file a compaction of `index` writes (beside it).
+fn temp_prefix(index: &Path) -> String {
+    format!(".{}.compact-", index.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())
+}
+
+/// Remove temporary files left by compactions that were killed (called under the lock).
+fn remove_stale_temps(index: &Path) {
+    let dir = match index.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let prefix = temp_prefix(index);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            log::warn!("removing {} (left by an interrupted compaction)", e.path().display());
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 fn default_threshold(n: usize) -> usize {
@@ -176,6 +255,7 @@ impl Store {
     /// another artifact, a log record that no longer applies.
     pub fn open(path: &Path, opts: Options) -> Result<Store> {
         let lock = wal::lock(path)?;
+        remove_stale_temps(path);
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let hash = wal::artifact_hash(&bytes);
         let index = format::from_bytes(&bytes, path)?;
@@ -411,40 +491,80 @@ impl Store {
         self.threshold > 0 && self.seg.fresh.current().len() + self.seg.dead_main >= self.threshold
     }
 
-    /// Fold the fresh segment, tombstones and attribute changes into a new artifact written
-    /// atomically, start a new log for it, and serve it. On error before the new artifact
-    /// is in place, nothing changes. A failure after it (the log cannot be rotated) aborts
-    /// the process: the next start finishes the rotation.
-    pub fn compact(&mut self) -> Result<CompactReport> {
+    /// Start a compaction of the current (published) state: the returned job runs on any
+    /// thread while this store keeps taking updates; hand its result to
+    /// [`Store::finish_compaction`].
+    pub fn begin_compaction(&self) -> CompactionJob {
+        let (main, fresh) = (self.seg.main.published().clone(), self.seg.fresh.published().clone());
+        debug_assert!(!self.seg.main.dirty() && !self.seg.fresh.dirty(), "compaction starts from a published state");
+        CompactionJob {
+            path: self.path.clone(),
+            started: Instant::now(),
+            wal_offset: self.wal.len(),
+            rows_before: main.len() + fresh.len(),
+            fresh_folded: fresh.len() - self.seg.dead_fresh,
+            fresh_vectors: self.seg.fresh_vectors.clone(),
+            dict: self.seg.dict.clone(),
+            main,
+            fresh,
+        }
+    }
+
+    /// Install a finished compaction: log the records written since it started after the
+    /// new artifact's header (`.wal.next`), rename the artifact into place, rotate the log,
+    /// then serve the new artifact with those records re-applied. Writes wait only for this
+    /// step. On error before the rename, nothing changes. A failure after it (the log cannot
+    /// be rotated) aborts the process: the next start finishes the rotation.
+    pub fn finish_compaction(&mut self, done: PreparedCompaction) -> Result<CompactReport> {
         let t0 = Instant::now();
-        let (main, fresh) = (self.seg.main.current(), self.seg.fresh.current());
-        let rows_before = main.len() + fresh.len();
-        let fresh_folded = fresh.len() - self.seg.dead_fresh;
-        let new = compact::fold(main, fresh, &self.seg.fresh_vectors, &self.seg.dict)?;
-        let bytes = format::to_bytes(&new)?;
-        let hash = wal::artifact_hash(&bytes);
-        wal::begin_rotation(&self.path, hash)?;
-        if let Err(e) = format::write_atomic(&self.path, &bytes) {
+        let tail = self.wal.read_from(done.wal_offset)?;
+        wal::begin_rotation(&self.path, done.hash, &tail)?;
+        if let Err(e) = done.file.persist(&self.path) {
             wal::abort_rotation(&self.path);
-            return Err(e);
+            return Err(Error::io(&self.path, e.error));
         }
         // The artifact on disk is now the new one; the old log no longer matches it.
-        match wal::finish_rotation(&self.path, hash) {
-            Ok(w) => self.wal = w,
+        let opened = match wal::finish_rotation(&self.path, done.hash) {
+            Ok(o) => o,
             Err(e) => {
                 log::error!("compaction wrote {} but could not rotate its log ({e}); stopping so that the next start finishes it", self.path.display());
                 std::process::abort();
             }
-        }
-        let report = CompactReport { rows_before, rows_after: new.len(), fresh_folded, bytes: bytes.len(), seconds: 0.0 };
-        drop(bytes);
+        };
+        self.wal = opened.wal;
+        let rows_after = done.index.len();
         if self.opts.compact_threshold.is_none() {
-            self.threshold = default_threshold(new.len());
+            self.threshold = default_threshold(rows_after);
         }
-        self.seg = Segments::new(new, &self.opts.backend)?;
+        self.seg = Segments::new(done.index, &self.opts.backend)?;
+        // Re-apply what was written while the compaction ran (already counted in `version`).
+        for (i, rec) in opened.records.iter().enumerate() {
+            let applied = serde_json::from_slice::<Batch>(rec).map_err(|e| e.to_string()).and_then(|b| self.validate(&b.ops).map_err(|e| e.to_string()));
+            match applied {
+                Ok(p) => self.apply(p),
+                Err(e) => {
+                    log::error!("record {i} logged during compaction does not apply to the compacted index ({e}); stopping");
+                    std::process::abort();
+                }
+            }
+        }
         self.compactions += 1;
         self.publish()?;
-        Ok(CompactReport { seconds: t0.elapsed().as_secs_f64(), ..report })
+        Ok(CompactReport {
+            rows_before: done.rows_before,
+            rows_after,
+            fresh_folded: done.fresh_folded,
+            replayed: opened.records.len(),
+            bytes: done.bytes,
+            seconds: done.started.elapsed().as_secs_f64(),
+            pause_seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Compact now, on this thread (`silica compact`, tests).
+    pub fn compact(&mut self) -> Result<CompactReport> {
+        let done = self.begin_compaction().run()?;
+        self.finish_compaction(done)
     }
 
     /// Where an id lives now (tests, diagnostics).

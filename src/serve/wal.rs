@@ -9,7 +9,8 @@
 //! * Replay: records are read up to the first short or corrupt record (a torn tail from a
 //!   crash mid-write); the file is truncated there, with a warning, never an error.
 //! * Compaction ([`begin_rotation`], [`finish_rotation`]): the new log `I.silica.wal.next`
-//!   (header = hash of the new artifact) is written before the artifact is renamed into
+//!   (header = hash of the new artifact, then the records logged after the state that was
+//!   compacted, which may still be running) is written before the artifact is renamed into
 //!   place and renamed over the old log after it, so any crash leaves a log that matches
 //!   the artifact on disk ([`open`] completes or discards an interrupted rotation).
 
@@ -196,6 +197,14 @@ impl Wal {
         self.file.sync_data().map_err(|e| Error::io(&self.path, e))
     }
 
+    /// The bytes from `offset` (a record boundary) to the end of the log.
+    pub fn read_from(&self, offset: u64) -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; self.len.saturating_sub(offset) as usize];
+        self.file.read_exact_at(&mut buf, offset).map_err(|e| Error::io(&self.path, e))?;
+        Ok(buf)
+    }
+
     /// Log size in bytes (header included).
     pub fn len(&self) -> u64 {
         self.len
@@ -207,23 +216,24 @@ impl Wal {
     }
 }
 
-/// Compaction step 1: write `I.silica.wal.next` for the new artifact's hash (durably).
-pub fn begin_rotation(index: &Path, new_hash: u64) -> Result<()> {
+/// Compaction step 1: write `I.silica.wal.next` for the new artifact's hash, followed by
+/// `tail` (the framed records logged after the compacted state), durably.
+pub fn begin_rotation(index: &Path, new_hash: u64, tail: &[u8]) -> Result<()> {
     let next = with_suffix(index, ".wal.next");
     let mut f = File::create(&next).map_err(|e| Error::io(&next, e))?;
     f.write_all(&header(new_hash)).map_err(|e| Error::io(&next, e))?;
+    f.write_all(tail).map_err(|e| Error::io(&next, e))?;
     f.sync_all().map_err(|e| Error::io(&next, e))?;
     sync_dir(&next)
 }
 
 /// Compaction step 3 (after the artifact was renamed into place): the new log replaces
-/// the old one; returns it open for appending.
-pub fn finish_rotation(index: &Path, new_hash: u64) -> Result<Wal> {
+/// the old one; returns it open for appending, with its records (the tail).
+pub fn finish_rotation(index: &Path, new_hash: u64) -> Result<Opened> {
     let (next, path) = (with_suffix(index, ".wal.next"), wal_path(index));
     std::fs::rename(&next, &path).map_err(|e| Error::io(&path, e))?;
     sync_dir(&path)?;
-    let o = open(index, new_hash)?;
-    Ok(o.wal)
+    open(index, new_hash)
 }
 
 /// Abandon a rotation whose artifact was not renamed into place.
@@ -300,10 +310,11 @@ mod tests {
         drop(o);
         let e = open(&ix, 2).err().unwrap().to_string();
         assert!(e.contains("belongs to another artifact"), "{e}");
-        // Crash after the new artifact (hash 2) was renamed, before the log was: finished.
-        begin_rotation(&ix, 2).unwrap();
+        // Crash after the new artifact (hash 2) was renamed, before the log was: finished,
+        // with the records logged after the compacted state.
+        begin_rotation(&ix, 2, &frame(b"tail")).unwrap();
         let o = open(&ix, 2).unwrap();
-        assert!(o.records.is_empty());
+        assert_eq!(o.records, vec![b"tail".to_vec()]);
         assert!(!with_suffix(&ix, ".wal.next").exists());
         drop(o);
         // Crash before the artifact was renamed: the stale .next is removed, the log stands.
@@ -311,9 +322,10 @@ mod tests {
         o.wal.append(b"y").unwrap();
         o.wal.sync().unwrap();
         drop(o);
-        begin_rotation(&ix, 3).unwrap();
+        begin_rotation(&ix, 3, &[]).unwrap();
         let o = open(&ix, 2).unwrap();
-        assert_eq!(o.records, vec![b"y".to_vec()]);
+        assert_eq!(o.records, vec![b"tail".to_vec(), b"y".to_vec()]);
+        assert_eq!(o.wal.read_from(HEADER as u64 + 12).unwrap(), frame(b"y"));
         assert!(!with_suffix(&ix, ".wal.next").exists());
         // Garbage instead of a log is an error naming the file, never a silent reset.
         std::fs::write(wal_path(&ix), b"hello").unwrap();
