@@ -173,6 +173,7 @@ pub struct CompactReport {
 /// The state to compact, detached from the store (runs on its own thread).
 pub struct CompactionJob {
     path: PathBuf,
+    backend: String,
     started: Instant,
     /// Log length when the state was taken: later records are the tail.
     wal_offset: u64,
@@ -187,7 +188,9 @@ pub struct CompactionJob {
 /// A compacted artifact written to a temporary file beside the artifact (fsynced), ready
 /// for [`Store::finish_compaction`]. Dropping it removes the file.
 pub struct PreparedCompaction {
-    index: Index,
+    /// The new artifact, loaded as the store will serve it (built off the write path).
+    seg: Segments,
+    rows_after: usize,
     file: tempfile::NamedTempFile,
     hash: u64,
     bytes: usize,
@@ -212,8 +215,11 @@ impl CompactionJob {
         use std::io::Write;
         file.write_all(&bytes).map_err(|e| Error::io(file.path(), e))?;
         file.as_file().sync_all().map_err(|e| Error::io(file.path(), e))?;
+        let rows_after = index.len();
+        let seg = Segments::new(index, &self.backend)?;
         Ok(PreparedCompaction {
-            index,
+            seg,
+            rows_after,
             file,
             hash,
             bytes: bytes.len(),
@@ -499,6 +505,7 @@ impl Store {
         debug_assert!(!self.seg.main.dirty() && !self.seg.fresh.dirty(), "compaction starts from a published state");
         CompactionJob {
             path: self.path.clone(),
+            backend: self.opts.backend.clone(),
             started: Instant::now(),
             wal_offset: self.wal.len(),
             rows_before: main.len() + fresh.len(),
@@ -532,11 +539,13 @@ impl Store {
             }
         };
         self.wal = opened.wal;
-        let rows_after = done.index.len();
+        let rows_after = done.rows_after;
         if self.opts.compact_threshold.is_none() {
             self.threshold = default_threshold(rows_after);
         }
-        self.seg = Segments::new(done.index, &self.opts.backend)?;
+        let old = std::mem::replace(&mut self.seg, done.seg);
+        // Freeing two copies of the old index takes a while; not on the write path.
+        std::thread::spawn(move || drop(old));
         // Re-apply what was written while the compaction ran (already counted in `version`).
         for (i, rec) in opened.records.iter().enumerate() {
             let applied = serde_json::from_slice::<Batch>(rec).map_err(|e| e.to_string()).and_then(|b| self.validate(&b.ops).map_err(|e| e.to_string()));
