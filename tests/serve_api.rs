@@ -142,6 +142,19 @@ fn upsert_delete_and_patch_are_seen_by_searches() {
     assert_eq!(st["items"], 1999);
     assert_eq!(st["fresh_rows"], 3);
     assert_eq!(st["fresh_live"], 1);
+
+    // Compaction over HTTP folds it all into the artifact; answers stay the same.
+    let before = server.search(&json!({"vector": target.vector, "k": 20, "nprobe": 16}));
+    let (s, r) = server.post("/v1/compact", &json!(null));
+    assert_eq!(s, 200, "{r}");
+    assert_eq!((r["rows_before"].as_u64(), r["rows_after"].as_u64(), r["fresh_folded"].as_u64()), (Some(2003), Some(1999), Some(1)));
+    let (_, st) = server.get("/v1/stats");
+    assert_eq!((st["items"].as_u64(), st["fresh_rows"].as_u64(), st["main_rows"].as_u64(), st["compactions"].as_u64()), (Some(1999), Some(0), Some(1999), Some(1)));
+    let after = server.search(&json!({"vector": target.vector, "k": 20, "nprobe": 16}));
+    assert_eq!(ids(&after), ids(&before));
+    assert_eq!(scores(&after), scores(&before));
+    let got = server.search(&json!({"vector": target.vector, "k": 10000, "nprobe": 16, "filter": "color = \"infrared\""}));
+    assert_eq!(ids(&got), vec![target.id.clone()]);
 }
 
 #[test]

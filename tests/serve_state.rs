@@ -261,3 +261,28 @@ fn a_bad_batch_fails_alone_and_leaves_nothing_behind() {
     assert_eq!(store.stats().version, 1);
     assert_eq!(store.stats().items, 99);
 }
+
+#[test]
+fn deleting_everything_then_compacting_leaves_a_valid_empty_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = corpus(4, 70, D);
+    let path = write_index(dir.path(), &items, 4);
+    let opts = Options { backend: "cpu".into(), compact_threshold: Some(0) };
+    let mut store = Store::open(&path, opts.clone()).unwrap();
+    let ops: Vec<Op> = items.iter().map(|i| Op::Delete { id: i.id.clone() }).collect();
+    assert!(store.commit(&[Batch { ops }]).unwrap()[0].is_ok());
+    let q = vec![0.5f32; D];
+    let search = |s: &Store| s.snapshot().search(&SearchRequest { queries: &q, filters: &[], params: SearchParams { k: 5, ..Default::default() } }).unwrap();
+    assert!(search(&store)[0].ids.is_empty());
+    assert_eq!(store.compact().unwrap().rows_after, 0);
+    assert!(search(&store)[0].ids.is_empty());
+    drop(store);
+    let mut store = Store::open(&path, opts).unwrap();
+    assert!(search(&store)[0].ids.is_empty());
+    // And it takes new items again.
+    let it = random_item(&mut ChaCha8Rng::seed_from_u64(1), "again".into(), D);
+    assert!(store.commit(&[Batch { ops: vec![Op::Upsert { item: serde_json::from_value(it.json()).unwrap() }] }]).unwrap()[0].is_ok());
+    assert_eq!(search(&store)[0].ids, vec!["again"]);
+    assert_eq!(store.compact().unwrap().rows_after, 1);
+    assert_eq!(search(&store)[0].ids, vec!["again"]);
+}
