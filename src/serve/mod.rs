@@ -7,7 +7,7 @@
 //!   update batch; [`segment`]: in-place row updates and the left-right copies;
 //!   [`dict`]: the attribute dictionary with appended values.
 //! * [`wal`]: the write-ahead log (fsync before acknowledgement, replay on start);
-//!   [`compact`]: folds updates into a new artifact; [`writer`]: the group-commit thread.
+//!   [`compact`](mod@compact): folds updates into a new artifact; [`writer`]: the group-commit thread.
 //! * [`metrics`]: Prometheus text.
 
 pub mod api;
