@@ -188,6 +188,7 @@ fn bad_requests_get_4xx_naming_the_field_and_change_nothing() {
         ("k = 0".into(), search(&format!("{{\"vector\": {qs}, \"k\": 0}}")), 400, Some("k")),
         ("k negative".into(), search(&format!("{{\"vector\": {qs}, \"k\": -1}}")), 400, Some("k")),
         ("nprobe > nlist".into(), search(&format!("{{\"vector\": {qs}, \"nprobe\": 17}}")), 400, Some("nprobe")),
+        ("too many candidates".into(), search(&format!("{{\"vectors\": [{}], \"k\": 10000}}", vec![qs.clone(); 200].join(","))), 400, Some("k")),
         ("k0 < k".into(), search(&format!("{{\"vector\": {qs}, \"k\": 10, \"k0\": 5}}")), 400, Some("k0")),
         ("model rerank without model".into(), search(&format!("{{\"vector\": {qs}, \"rerank\": \"model\"}}")), 400, Some("rerank")),
         ("unknown rerank".into(), search(&format!("{{\"vector\": {qs}, \"rerank\": \"magic\"}}")), 400, Some("rerank")),

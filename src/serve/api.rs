@@ -47,6 +47,8 @@ pub const MAX_K: usize = 10_000;
 pub const MAX_K0: usize = 100_000;
 /// Most queries in one request.
 pub const MAX_QUERIES: usize = 4096;
+/// Most scan candidates (queries x K0) in one request: bounds the memory a request can ask for.
+pub const MAX_CANDIDATES: usize = 1 << 22;
 
 /// `POST /v1/search` body. Exactly one of `vector` / `vectors`; at most one of `filter`
 /// (applies to every query) / `filters` (one per query).
@@ -191,6 +193,14 @@ pub fn parse_search(body: &[u8], ctx: &SearchContext) -> Result<ParsedSearch, Ap
         && (k0 < k || k0 > MAX_K0)
     {
         return Err(ApiError::bad("k0", format!("{k0} is out of range k..={MAX_K0} (k = {k})")));
+    }
+    let reranks = !matches!(rerank, RerankMode::None) && !(rerank == RerankMode::Auto && !ctx.has_embeddings);
+    let k0 = b.k0.unwrap_or(if reranks { (4 * k).max(64) } else { k });
+    if rows.len() * k0 > MAX_CANDIDATES {
+        return Err(ApiError::bad(
+            if b.k0.is_some() { "k0" } else { "k" },
+            format!("{} queries x {k0} candidates exceeds {MAX_CANDIDATES} per request; split the batch or lower k", rows.len()),
+        ));
     }
     let params = SearchParams { k, nprobe: b.nprobe, k0: b.k0, rerank, task_weights: b.task_weights };
     Ok(ParsedSearch { single, queries, filters, params })
