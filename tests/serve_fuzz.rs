@@ -130,12 +130,16 @@ proptest! {
     ], 0..40)) {
         let text: String = tokens.join(" ");
         let s = schema();
-        match Filter::compile(&text, &s, &BloomParams::default()) {
-            // Whatever compiles also evaluates without panicking, exactly and over Bloom words.
+        let params = BloomParams { bits: 64, hashes: 2, seed: 0 };
+        match Filter::compile(&text, &s, &params) {
+            // Whatever compiles also evaluates without panicking, exactly and over Bloom words
+            // (of planes with the parameters it was compiled for).
             Ok(f) => {
                 let _ = f.plan.matches(&[0, 3, 5]);
-                let planes = silica::model::BloomPlanes::build(BloomParams { bits: 64, hashes: 2, seed: 0 }, 10, |r| vec![r as u32]);
-                let _ = f.plan.bloom_word(&planes, 0);
+                let planes = silica::model::BloomPlanes::build(params, 130, |r| vec![r as u32 % 64]);
+                for w in 0..planes.words {
+                    let _ = f.plan.bloom_word(&planes, w);
+                }
             }
             Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
