@@ -12,6 +12,7 @@
 //! Stages 1-3 are integer math and give bit-identical results on every backend.
 
 pub mod backend;
+pub mod device;
 pub mod error;
 pub mod eval;
 pub mod filter;
@@ -20,6 +21,7 @@ pub mod model;
 pub mod rerank;
 pub mod topk;
 
+pub use device::Device;
 pub use error::{Error, Result};
 pub use filter::{Filter, FilterError};
 pub use graph::{Executor, RerankMode, SearchParams, SearchRequest, SearchResponse};

@@ -53,8 +53,11 @@ impl TopK {
     /// True when `(score, row)` would be kept by [`push`](Self::push).
     #[inline]
     pub fn admits(&self, score: f32, row: u32) -> bool {
+        if self.k == 0 {
+            return false;
+        }
         if self.heap.len() < self.k {
-            return self.k > 0;
+            return true;
         }
         better(score, row, self.heap.peek().expect("k > 0").0)
     }

@@ -1,0 +1,163 @@
+// silica stage 2 (filter): Bloom bit-plane masks over the probed lists only.
+//
+// Device layouts (32-bit words; u32 word 2w is the low half of the CPU's u64 word w):
+// * planes (per row chunk): plane b, chunk-local word w at `planes[b * cw_n + w]`;
+// * live (per row chunk): `live[w]`, bit set = row live;
+// * mask: per query a region of `mstride` words; pair p = q*nprobe + j starts at
+//   `pairs[2p]` and covers u32 words 2*floor(s/64) .. 2*ceil(e/64) of list rows [s, e),
+//   bits outside the list cleared (the host `Mask` layout, split into halves).
+// * plan blob (plan.rs): blob[2i], blob[2i+1] = ops offset/len of plan i; op = kind |
+//   (term record offset << 2), kind 0 term, 1 AND, 2 OR, 3 NOT; term record =
+//   (value ids offset, count, bloom rows offset, values); value v's k plane rows at
+//   blob[rows + v*k ..].
+
+struct Params {
+    nq: u32,      // queries (filter) or plans (count)
+    nprobe: u32,
+    mstride: u32, // mask words per query region
+    hashes: u32,  // Bloom hashes k
+    cw_lo: u32,   // first u32 word of this row chunk
+    cw_n: u32,    // u32 words in this row chunk
+    n: u32,       // rows N
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> lists: array<u32>;
+@group(0) @binding(2) var<storage, read> loff: array<u32>;
+@group(0) @binding(3) var<storage, read> blob: array<u32>;
+@group(0) @binding(4) var<storage, read_write> pairs: array<u32>;
+@group(0) @binding(5) var<storage, read_write> ent_len: array<u32>;
+@group(0) @binding(6) var<storage, read> planes: array<u32>;
+@group(0) @binding(7) var<storage, read> live: array<u32>;
+@group(0) @binding(8) var<storage, read_write> mask: array<u32>;
+@group(0) @binding(9) var<storage, read_write> counts: array<atomic<u32>>;
+
+const MAX_DEPTH: u32 = 32u;
+
+// Bits of u32 word `gw` (rows 32gw .. 32gw+31) inside rows [s, e).
+fn range_bits32(gw: u32, s: u32, e: u32) -> u32 {
+    let lo = max(gw * 32u, s);
+    let hi = min(gw * 32u + 32u, e);
+    if (hi <= lo) {
+        return 0u;
+    }
+    let n = hi - lo;
+    var m = 0xffffffffu;
+    if (n < 32u) {
+        m = (1u << n) - 1u;
+    }
+    return m << (lo - gw * 32u);
+}
+
+// Plan.bloom_word over 32 rows: a term is the OR over its values of the AND of the
+// value's k planes; NOT gives all ones (a Bloom hit never proves presence).
+fn bloom_word(ops_off: u32, ops_len: u32, w: u32) -> u32 {
+    var st: array<u32, MAX_DEPTH>;
+    var sp = 0u;
+    for (var i = 0u; i < ops_len; i++) {
+        let op = blob[ops_off + i];
+        let kind = op & 3u;
+        if (kind == 0u) {
+            let t = op >> 2u;
+            let rows = blob[t + 2u];
+            let nvals = blob[t + 3u];
+            var hit = 0u;
+            for (var v = 0u; v < nvals; v++) {
+                var both = 0xffffffffu;
+                for (var h = 0u; h < P.hashes; h++) {
+                    both &= planes[blob[rows + v * P.hashes + h] * P.cw_n + w];
+                }
+                hit |= both;
+            }
+            st[sp] = hit;
+            sp += 1u;
+        } else if (kind == 1u) {
+            sp -= 1u;
+            st[sp - 1u] &= st[sp];
+        } else if (kind == 2u) {
+            sp -= 1u;
+            st[sp - 1u] |= st[sp];
+        } else {
+            st[sp - 1u] = 0xffffffffu;
+        }
+    }
+    return st[0];
+}
+
+// One thread per query: where each probed list's mask words and scan entries start
+// inside the query's regions, and the query's entry count (list rows probed).
+@compute @workgroup_size(64)
+fn filter_pairs(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let q = gid.x;
+    if (q >= P.nq) {
+        return;
+    }
+    var mo = 0u;
+    var eo = 0u;
+    for (var j = 0u; j < P.nprobe; j++) {
+        let p = q * P.nprobe + j;
+        let l = lists[p];
+        let s = loff[l];
+        let e = loff[l + 1u];
+        pairs[2u * p] = mo;
+        pairs[2u * p + 1u] = eo;
+        mo += 2u * ((e + 63u) / 64u - s / 64u);
+        eo += e - s;
+    }
+    ent_len[q] = eo;
+}
+
+// Grid (word blocks, probe j, query q); writes the pair's words inside this row chunk.
+@compute @workgroup_size(256)
+fn filter_words(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let q = wid.z;
+    let p = q * P.nprobe + wid.y;
+    let l = lists[p];
+    let s = loff[l];
+    let e = loff[l + 1u];
+    let w0 = (s / 64u) * 2u;
+    let nw = 2u * ((e + 63u) / 64u - s / 64u);
+    let mbase = q * P.mstride + pairs[2u * p];
+    let ops_off = blob[2u * q];
+    let ops_len = blob[2u * q + 1u];
+    for (var w = wid.x * 256u + li; w < nw; w += nwg.x * 256u) {
+        let gw = w0 + w;
+        if (gw < P.cw_lo || gw >= P.cw_lo + P.cw_n) {
+            continue;
+        }
+        let lw = gw - P.cw_lo;
+        var m = range_bits32(gw, s, e) & live[lw];
+        if (m != 0u && ops_len != 0u) {
+            m &= bloom_word(ops_off, ops_len, lw);
+        }
+        mask[mbase + w] = m;
+    }
+}
+
+var<workgroup> wsum: atomic<u32>;
+
+// Grid (word blocks, plan): live rows whose Bloom mask is set, over this row chunk.
+@compute @workgroup_size(256)
+fn filter_count(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    if (li == 0u) {
+        atomicStore(&wsum, 0u);
+    }
+    workgroupBarrier();
+    let pi = wid.y;
+    let ops_off = blob[2u * pi];
+    let ops_len = blob[2u * pi + 1u];
+    var c = 0u;
+    for (var lw = wid.x * 256u + li; lw < P.cw_n; lw += nwg.x * 256u) {
+        var m = range_bits32(P.cw_lo + lw, 0u, P.n) & live[lw];
+        if (m != 0u && ops_len != 0u) {
+            m &= bloom_word(ops_off, ops_len, lw);
+        }
+        c += countOneBits(m);
+    }
+    atomicAdd(&wsum, c);
+    workgroupBarrier();
+    if (li == 0u) {
+        atomicAdd(&counts[pi], atomicLoad(&wsum));
+    }
+}

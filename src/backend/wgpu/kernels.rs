@@ -1,0 +1,297 @@
+//! WGSL sources, the compute pipelines built from them (once per device), and [`Rec`],
+//! which records a sequence of dispatches and copies and submits them as one command
+//! buffer.
+//!
+//! A shader module is `shaders/common.wgsl` + one generated `dot4` line + a stage file.
+//! `dot4` is `dot4I8Packed` where the instance supports the WGSL language extension
+//! `packed_4x8_integer_dot_product` (naga lowers it to SPIR-V `OpSDot` or a polyfill),
+//! else a portable sign-extend-and-multiply; both are exact.
+
+use super::gpu::{Buf, Gpu};
+use crate::error::{Error, Result};
+use std::num::NonZeroU64;
+
+const COMMON: &str = include_str!("../../../shaders/common.wgsl");
+
+/// Stage shader files, by stage name.
+pub const STAGES: [(&str, &str); 6] = [
+    ("probe", include_str!("../../../shaders/probe.wgsl")),
+    ("filter", include_str!("../../../shaders/filter.wgsl")),
+    ("scan", include_str!("../../../shaders/scan.wgsl")),
+    ("rerank", include_str!("../../../shaders/rerank.wgsl")),
+    ("select", include_str!("../../../shaders/select.wgsl")),
+    ("topk", include_str!("../../../shaders/topk.wgsl")),
+];
+
+/// The full WGSL source of stage `stage` (`probe`, `filter`, ...), with the packed
+/// dot-product builtin or the portable fallback.
+pub fn compose(stage: &str, packed_dot: bool) -> Option<String> {
+    let body = STAGES.iter().find(|(n, _)| *n == stage)?.1;
+    let dot = if packed_dot {
+        "fn dot4(a: u32, b: u32) -> i32 { return dot4I8Packed(a, b); }"
+    } else {
+        "fn dot4(a: u32, b: u32) -> i32 { return dot4_portable(a, b); }"
+    };
+    Some(format!("{COMMON}\n{dot}\n\n{body}"))
+}
+
+/// Every composed shader: `(label, source)` for each stage and both dot variants
+/// (the shader test validates them all with naga and translates them to MSL and HLSL).
+pub fn all_sources() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, _) in STAGES {
+        for packed in [true, false] {
+            let label = format!("{name}.wgsl ({})", if packed { "dot4I8Packed" } else { "portable dot" });
+            out.push((label, compose(name, packed).expect("known stage")));
+        }
+    }
+    out
+}
+
+/// Every compute entry point: (stage file, entry point name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    ProbeScores,
+    FilterPairs,
+    FilterWords,
+    FilterCount,
+    ScanScore,
+    RerankScale,
+    RerankRefine,
+    RerankModel,
+    SelectGather,
+    TopkClear,
+    TopkHist,
+    TopkPick,
+    TopkEmit,
+    SortLocal,
+    SortGlobal,
+    TopkPack,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 16] = [
+        Kernel::ProbeScores,
+        Kernel::FilterPairs,
+        Kernel::FilterWords,
+        Kernel::FilterCount,
+        Kernel::ScanScore,
+        Kernel::RerankScale,
+        Kernel::RerankRefine,
+        Kernel::RerankModel,
+        Kernel::SelectGather,
+        Kernel::TopkClear,
+        Kernel::TopkHist,
+        Kernel::TopkPick,
+        Kernel::TopkEmit,
+        Kernel::SortLocal,
+        Kernel::SortGlobal,
+        Kernel::TopkPack,
+    ];
+
+    pub fn source(self) -> (&'static str, &'static str) {
+        match self {
+            Kernel::ProbeScores => ("probe", "probe_scores"),
+            Kernel::FilterPairs => ("filter", "filter_pairs"),
+            Kernel::FilterWords => ("filter", "filter_words"),
+            Kernel::FilterCount => ("filter", "filter_count"),
+            Kernel::ScanScore => ("scan", "scan_score"),
+            Kernel::RerankScale => ("rerank", "rerank_scale"),
+            Kernel::RerankRefine => ("rerank", "rerank_refine"),
+            Kernel::RerankModel => ("rerank", "rerank_model"),
+            Kernel::SelectGather => ("select", "select_gather"),
+            Kernel::TopkClear => ("topk", "topk_clear"),
+            Kernel::TopkHist => ("topk", "topk_hist"),
+            Kernel::TopkPick => ("topk", "topk_pick"),
+            Kernel::TopkEmit => ("topk", "topk_emit"),
+            Kernel::SortLocal => ("topk", "sort_local"),
+            Kernel::SortGlobal => ("topk", "sort_global"),
+            Kernel::TopkPack => ("topk", "topk_pack"),
+        }
+    }
+}
+
+/// Compiled pipelines and their (shader-derived) bind group layouts, indexed by kernel.
+pub struct Pipelines {
+    list: Vec<(wgpu::ComputePipeline, wgpu::BindGroupLayout)>,
+}
+
+impl Pipelines {
+    /// Compile every stage module once and create one pipeline per entry point.
+    pub fn new(device: &wgpu::Device, packed_dot: bool) -> Result<Pipelines> {
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut modules = std::collections::HashMap::new();
+        for (name, _) in STAGES {
+            let src = compose(name, packed_dot).expect("known stage");
+            let m = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            });
+            modules.insert(name, m);
+        }
+        let list = Kernel::ALL
+            .iter()
+            .map(|k| {
+                let (file, entry) = k.source();
+                let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: None,
+                    module: &modules[file],
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                });
+                let layout = p.get_bind_group_layout(0);
+                (p, layout)
+            })
+            .collect();
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::backend("wgpu", format!("shader compilation failed: {e}")));
+        }
+        Ok(Pipelines { list })
+    }
+
+    fn get(&self, k: Kernel) -> &(wgpu::ComputePipeline, wgpu::BindGroupLayout) {
+        &self.list[Kernel::ALL.iter().position(|x| *x == k).expect("kernel listed")]
+    }
+}
+
+/// A buffer handle plus the byte length to bind (pooled buffers may be larger).
+#[derive(Clone, Debug)]
+pub struct View {
+    pub buf: wgpu::Buffer,
+    pub len: u64,
+}
+
+enum Step {
+    Dispatch { k: Kernel, params: Vec<u32>, binds: Vec<(u32, View)>, groups: [u32; 3] },
+    Copy { src: View, src_off: u64, dst: View, dst_off: u64, len: u64 },
+    Clear { dst: View },
+}
+
+/// Records dispatches, copies and clears for one submission. Temporary buffers taken
+/// with [`Rec::temp`] live until the work is submitted, then return to the pool (later
+/// submissions are ordered after this one on the queue, so reuse is safe).
+pub struct Rec<'g> {
+    g: &'g Gpu,
+    steps: Vec<Step>,
+    keep: Vec<Buf>,
+}
+
+/// Workgroups for a grid-stride loop over `n` items, `per` items per workgroup.
+pub fn groups_for(n: u64, per: u64) -> u32 {
+    n.div_ceil(per).clamp(1, 65535) as u32
+}
+
+impl<'g> Rec<'g> {
+    pub fn new(g: &'g Gpu) -> Self {
+        Rec { g, steps: Vec::new(), keep: Vec::new() }
+    }
+
+    /// A scratch storage buffer of at least `bytes` bytes (contents undefined: poisoned
+    /// in test mode), kept alive until submission.
+    pub fn temp(&mut self, bytes: u64) -> Result<View> {
+        let b = self.g.storage(bytes)?;
+        let v = b.view();
+        self.keep.push(b);
+        Ok(v)
+    }
+
+    /// Record one dispatch. `params` fills the kernel's uniform struct (binding 0);
+    /// `binds` are the other bindings the entry point uses, by binding number.
+    pub fn dispatch(&mut self, k: Kernel, params: &[u32], binds: &[(u32, &View)], groups: [u32; 3]) {
+        if groups.contains(&0) {
+            return;
+        }
+        self.steps.push(Step::Dispatch {
+            k,
+            params: params.to_vec(),
+            binds: binds.iter().map(|(i, v)| (*i, (*v).clone())).collect(),
+            groups,
+        });
+    }
+
+    pub fn copy(&mut self, src: &View, src_off: u64, dst: &View, dst_off: u64, len: u64) {
+        if len > 0 {
+            self.steps.push(Step::Copy { src: src.clone(), src_off, dst: dst.clone(), dst_off, len });
+        }
+    }
+
+    /// Zero a whole buffer.
+    pub fn clear(&mut self, dst: &View) {
+        self.steps.push(Step::Clear { dst: dst.clone() });
+    }
+
+    /// Encode everything into one command buffer and submit it.
+    pub fn submit(self) -> Result<()> {
+        if self.steps.is_empty() {
+            return Ok(());
+        }
+        let g = self.g;
+        let align = g.limits.min_uniform_buffer_offset_alignment.max(16) as usize;
+        // All dispatches' parameters in one uniform buffer, each at an aligned offset.
+        let mut blob: Vec<u8> = Vec::new();
+        let mut offsets = Vec::new();
+        for s in &self.steps {
+            if let Step::Dispatch { params, .. } = s {
+                let off = blob.len().div_ceil(align) * align;
+                blob.resize(off, 0);
+                offsets.push(off as u64);
+                let mut p = params.clone();
+                p.resize(p.len().div_ceil(4).max(1) * 4, 0);
+                blob.extend_from_slice(bytemuck::cast_slice(&p));
+            }
+        }
+        let pbuf = if blob.is_empty() { None } else { Some(g.uniform(&blob)?) };
+        let mut bind_groups = Vec::new();
+        let mut di = 0;
+        for s in &self.steps {
+            if let Step::Dispatch { k, params, binds, .. } = s {
+                let (_, layout) = g.pipelines.get(*k);
+                let psize = (params.len().div_ceil(4).max(1) * 16) as u64;
+                let pb = pbuf.as_ref().expect("params present");
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &pb.buf, offset: offsets[di], size: NonZeroU64::new(psize) }),
+                }];
+                for (i, v) in binds {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: *i,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &v.buf, offset: 0, size: NonZeroU64::new(v.len.max(4).next_multiple_of(4)) }),
+                    });
+                }
+                bind_groups.push(g.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(k.source().1), layout, entries: &entries }));
+                di += 1;
+            }
+        }
+        let mut enc = g.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("silica") });
+        let mut i = 0;
+        let mut bi = 0;
+        while i < self.steps.len() {
+            match &self.steps[i] {
+                Step::Dispatch { .. } => {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+                    while let Some(Step::Dispatch { k, groups, .. }) = self.steps.get(i) {
+                        pass.set_pipeline(&g.pipelines.get(*k).0);
+                        pass.set_bind_group(0, &bind_groups[bi], &[]);
+                        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                        bi += 1;
+                        i += 1;
+                    }
+                }
+                Step::Copy { src, src_off, dst, dst_off, len } => {
+                    enc.copy_buffer_to_buffer(&src.buf, *src_off, &dst.buf, *dst_off, *len);
+                    i += 1;
+                }
+                Step::Clear { dst } => {
+                    enc.clear_buffer(&dst.buf, 0, None);
+                    i += 1;
+                }
+            }
+        }
+        g.queue.submit([enc.finish()]);
+        drop(pbuf);
+        drop(self.keep);
+        Ok(())
+    }
+}
