@@ -18,7 +18,8 @@ fn validate(label: &str, src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
 #[test]
 fn every_shader_validates_and_translates_to_msl_and_hlsl() {
     let sources = silica::backend::wgpu::kernels::all_sources();
-    assert_eq!(sources.len(), 12, "6 stage files x 2 dot variants");
+    let scan_widths = silica::backend::wgpu::kernels::TEST_D16.len();
+    assert_eq!(sources.len(), 2 * (5 + scan_widths), "6 stage files x 2 dot variants, the scan at several widths");
     for (label, src) in &sources {
         let (module, info) = validate(label, src);
         assert!(!module.entry_points.is_empty(), "{label}: no entry points");
@@ -57,7 +58,7 @@ fn every_entry_point_the_backend_uses_exists() {
     use silica::backend::wgpu::kernels::{compose, Kernel};
     for k in Kernel::ALL {
         let (file, entry) = k.source();
-        let src = compose(file, true).expect("stage exists");
+        let src = compose(file, true, 8).expect("stage exists");
         let (module, _) = validate(file, &src);
         assert!(module.entry_points.iter().any(|e| e.name == entry), "{file}.wgsl has no entry point {entry}");
     }

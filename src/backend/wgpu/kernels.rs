@@ -10,6 +10,7 @@
 use super::gpu::{Buf, Gpu};
 use crate::error::{Error, Result};
 use std::num::NonZeroU64;
+use std::sync::{Arc, Mutex};
 
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
@@ -23,10 +24,14 @@ pub const STAGES: [(&str, &str); 6] = [
     ("topk", include_str!("../../../shaders/topk.wgsl")),
 ];
 
+/// Row widths (vec4<u32> per row) the shader test compiles the scan stage for.
+pub const TEST_D16: [u32; 5] = [1, 8, 32, 33, 128];
+
 /// The full WGSL source of stage `stage` (`probe`, `filter`, ...), with the packed
-/// dot-product builtin or the portable fallback.
-pub fn compose(stage: &str, packed_dot: bool) -> Option<String> {
-    let body = STAGES.iter().find(|(n, _)| *n == stage)?.1;
+/// dot-product builtin or the portable fallback. The scan stage is specialized for rows
+/// of `d16` vec4<u32> (D16_VALUE in scan.wgsl); other stages ignore `d16`.
+pub fn compose(stage: &str, packed_dot: bool, d16: u32) -> Option<String> {
+    let body = STAGES.iter().find(|(n, _)| *n == stage)?.1.replace("D16_VALUE", &format!("{d16}u"));
     let dot = if packed_dot {
         "fn dot4(a: u32, b: u32) -> i32 { return dot4I8Packed(a, b); }"
     } else {
@@ -41,8 +46,11 @@ pub fn all_sources() -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (name, _) in STAGES {
         for packed in [true, false] {
-            let label = format!("{name}.wgsl ({})", if packed { "dot4I8Packed" } else { "portable dot" });
-            out.push((label, compose(name, packed).expect("known stage")));
+            let widths: &[u32] = if name == "scan" { &TEST_D16 } else { &[8] };
+            for &d16 in widths {
+                let label = format!("{name}.wgsl ({}, d16 {d16})", if packed { "dot4I8Packed" } else { "portable dot" });
+                out.push((label, compose(name, packed, d16).expect("known stage")));
+            }
         }
     }
     out
@@ -55,7 +63,12 @@ pub enum Kernel {
     FilterPairs,
     FilterWords,
     FilterCount,
+    ScanInvertCount,
+    ScanInvertScan,
+    ScanInvertFill,
     ScanScore,
+    ScanHist,
+    ScanEmit,
     RerankScale,
     RerankRefine,
     RerankModel,
@@ -70,12 +83,17 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 16] = [
+    pub const ALL: [Kernel; 21] = [
         Kernel::ProbeScores,
         Kernel::FilterPairs,
         Kernel::FilterWords,
         Kernel::FilterCount,
+        Kernel::ScanInvertCount,
+        Kernel::ScanInvertScan,
+        Kernel::ScanInvertFill,
         Kernel::ScanScore,
+        Kernel::ScanHist,
+        Kernel::ScanEmit,
         Kernel::RerankScale,
         Kernel::RerankRefine,
         Kernel::RerankModel,
@@ -95,7 +113,12 @@ impl Kernel {
             Kernel::FilterPairs => ("filter", "filter_pairs"),
             Kernel::FilterWords => ("filter", "filter_words"),
             Kernel::FilterCount => ("filter", "filter_count"),
+            Kernel::ScanInvertCount => ("scan", "scan_invert_count"),
+            Kernel::ScanInvertScan => ("scan", "scan_invert_scan"),
+            Kernel::ScanInvertFill => ("scan", "scan_invert_fill"),
             Kernel::ScanScore => ("scan", "scan_score"),
+            Kernel::ScanHist => ("scan", "scan_hist"),
+            Kernel::ScanEmit => ("scan", "scan_emit"),
             Kernel::RerankScale => ("rerank", "rerank_scale"),
             Kernel::RerankRefine => ("rerank", "rerank_refine"),
             Kernel::RerankModel => ("rerank", "rerank_model"),
@@ -111,48 +134,70 @@ impl Kernel {
     }
 }
 
-/// Compiled pipelines and their (shader-derived) bind group layouts, indexed by kernel.
+/// A compute pipeline and its (shader-derived) bind group layout.
+pub struct Pipe {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+type StagePipes = std::collections::HashMap<Kernel, Arc<Pipe>>;
+
+/// Pipelines, compiled once per device: every stage at creation, the scan stage once per
+/// row width (D16) the first time an index of that width is uploaded.
 pub struct Pipelines {
-    list: Vec<(wgpu::ComputePipeline, wgpu::BindGroupLayout)>,
+    device: wgpu::Device,
+    packed_dot: bool,
+    fixed: StagePipes,
+    scan: Mutex<std::collections::HashMap<u32, Arc<StagePipes>>>,
+}
+
+fn build(device: &wgpu::Device, stage: &str, packed_dot: bool, d16: u32) -> Result<StagePipes> {
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let src = compose(stage, packed_dot, d16).expect("known stage");
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(stage), source: wgpu::ShaderSource::Wgsl(src.into()) });
+    let mut out = StagePipes::new();
+    for k in Kernel::ALL.iter().filter(|k| k.source().0 == stage) {
+        let entry = k.source().1;
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let layout = pipeline.get_bind_group_layout(0);
+        out.insert(*k, Arc::new(Pipe { pipeline, layout }));
+    }
+    if let Some(e) = pollster::block_on(scope.pop()) {
+        return Err(Error::backend("wgpu", format!("{stage}.wgsl failed to compile: {e}")));
+    }
+    Ok(out)
 }
 
 impl Pipelines {
-    /// Compile every stage module once and create one pipeline per entry point.
+    /// Compile every stage but the scan.
     pub fn new(device: &wgpu::Device, packed_dot: bool) -> Result<Pipelines> {
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut modules = std::collections::HashMap::new();
-        for (name, _) in STAGES {
-            let src = compose(name, packed_dot).expect("known stage");
-            let m = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(name),
-                source: wgpu::ShaderSource::Wgsl(src.into()),
-            });
-            modules.insert(name, m);
+        let mut fixed = StagePipes::new();
+        for (name, _) in STAGES.iter().filter(|(n, _)| *n != "scan") {
+            fixed.extend(build(device, name, packed_dot, 1)?);
         }
-        let list = Kernel::ALL
-            .iter()
-            .map(|k| {
-                let (file, entry) = k.source();
-                let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(entry),
-                    layout: None,
-                    module: &modules[file],
-                    entry_point: Some(entry),
-                    compilation_options: Default::default(),
-                    cache: None,
-                });
-                let layout = p.get_bind_group_layout(0);
-                (p, layout)
-            })
-            .collect();
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::backend("wgpu", format!("shader compilation failed: {e}")));
-        }
-        Ok(Pipelines { list })
+        Ok(Pipelines { device: device.clone(), packed_dot, fixed, scan: Mutex::new(Default::default()) })
     }
 
-    fn get(&self, k: Kernel) -> &(wgpu::ComputePipeline, wgpu::BindGroupLayout) {
-        &self.list[Kernel::ALL.iter().position(|x| *x == k).expect("kernel listed")]
+    /// The scan stage for rows of `d16` vec4s (compiled on first use).
+    pub fn scan(&self, d16: u32) -> Result<Arc<StagePipes>> {
+        let mut m = self.scan.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = m.get(&d16) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(build(&self.device, "scan", self.packed_dot, d16)?);
+        m.insert(d16, p.clone());
+        Ok(p)
+    }
+
+    fn get(&self, k: Kernel) -> Arc<Pipe> {
+        self.fixed.get(&k).cloned().unwrap_or_else(|| panic!("{k:?} is a scan kernel: use Rec::dispatch_scan"))
     }
 }
 
@@ -164,7 +209,7 @@ pub struct View {
 }
 
 enum Step {
-    Dispatch { k: Kernel, params: Vec<u32>, binds: Vec<(u32, View)>, groups: [u32; 3] },
+    Dispatch { pipe: Arc<Pipe>, label: &'static str, params: Vec<u32>, binds: Vec<(u32, View)>, groups: [u32; 3] },
     Copy { src: View, src_off: u64, dst: View, dst_off: u64, len: u64 },
     Clear { dst: View },
 }
@@ -200,11 +245,24 @@ impl<'g> Rec<'g> {
     /// Record one dispatch. `params` fills the kernel's uniform struct (binding 0);
     /// `binds` are the other bindings the entry point uses, by binding number.
     pub fn dispatch(&mut self, k: Kernel, params: &[u32], binds: &[(u32, &View)], groups: [u32; 3]) {
+        let pipe = self.g.pipelines.get(k);
+        self.push(pipe, k, params, binds, groups);
+    }
+
+    /// Record a dispatch of a scan-stage kernel compiled for rows of `d16` vec4s.
+    pub fn dispatch_scan(&mut self, k: Kernel, d16: u32, params: &[u32], binds: &[(u32, &View)], groups: [u32; 3]) -> Result<()> {
+        let pipe = self.g.pipelines.scan(d16)?.get(&k).cloned().ok_or_else(|| Error::backend("wgpu", format!("{k:?} is not a scan kernel")))?;
+        self.push(pipe, k, params, binds, groups);
+        Ok(())
+    }
+
+    fn push(&mut self, pipe: Arc<Pipe>, k: Kernel, params: &[u32], binds: &[(u32, &View)], groups: [u32; 3]) {
         if groups.contains(&0) {
             return;
         }
         self.steps.push(Step::Dispatch {
-            k,
+            pipe,
+            label: k.source().1,
             params: params.to_vec(),
             binds: binds.iter().map(|(i, v)| (*i, (*v).clone())).collect(),
             groups,
@@ -246,8 +304,8 @@ impl<'g> Rec<'g> {
         let mut bind_groups = Vec::new();
         let mut di = 0;
         for s in &self.steps {
-            if let Step::Dispatch { k, params, binds, .. } = s {
-                let (_, layout) = g.pipelines.get(*k);
+            if let Step::Dispatch { pipe, label, params, binds, .. } = s {
+                let layout = &pipe.layout;
                 let psize = (params.len().div_ceil(4).max(1) * 16) as u64;
                 let pb = pbuf.as_ref().expect("params present");
                 let mut entries = vec![wgpu::BindGroupEntry {
@@ -260,7 +318,7 @@ impl<'g> Rec<'g> {
                         resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &v.buf, offset: 0, size: NonZeroU64::new(v.len.max(4).next_multiple_of(4)) }),
                     });
                 }
-                bind_groups.push(g.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(k.source().1), layout, entries: &entries }));
+                bind_groups.push(g.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout, entries: &entries }));
                 di += 1;
             }
         }
@@ -271,8 +329,8 @@ impl<'g> Rec<'g> {
             match &self.steps[i] {
                 Step::Dispatch { .. } => {
                     let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
-                    while let Some(Step::Dispatch { k, groups, .. }) = self.steps.get(i) {
-                        pass.set_pipeline(&g.pipelines.get(*k).0);
+                    while let Some(Step::Dispatch { pipe, groups, .. }) = self.steps.get(i) {
+                        pass.set_pipeline(&pipe.pipeline);
                         pass.set_bind_group(0, &bind_groups[bi], &[]);
                         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
                         bi += 1;

@@ -270,21 +270,36 @@ impl Backend for Wgpu {
         }
         let estride = mask.estride.max(1);
         let kp = k0.next_power_of_two() as u64;
-        let gsz = self.group(b, &[estride * 8, kp * 8])?;
+        let gsz = self.group(b, &[estride * 4, kp * 8])?;
         let qcodes = self.upload_codes(q, ix.d16 as usize)?;
         let blob = self.gpu.upload(bytemuck::cast_slice(&plan::encode(plans, ix.index.bloom.params.hashes)?))?;
         let (qv, lv, lo, pv, mv, bv, ev) = (qcodes.view(), probes.lists.view(), ix.loff.view(), mask.pairs.view(), mask.words.view(), blob.view(), mask.ent_len.view());
-        let entries = rec.temp(gsz as u64 * estride * 8)?;
+        let (l, npairs, d16) = (ix.nlist, (b * np) as u32, ix.d16);
+        let keys = rec.temp(gsz as u64 * estride * 4)?;
+        let lcount = rec.temp(l as u64 * 4)?;
+        let lstart = rec.temp(l as u64 * 4)?;
+        let plist = rec.temp(npairs as u64 * 4)?;
+        let params = |nq: u32, q0: u32, lo: u32, hi: u32| [nq, np as u32, q0, estride as u32, mask.mstride as u32, lo, hi, npairs, l, k0 as u32, kp as u32, 0];
+        // Group the probed pairs by list.
+        if np > 0 {
+            let p = params(0, 0, 0, 0);
+            rec.clear(&lcount);
+            rec.dispatch_scan(Kernel::ScanInvertCount, d16, &p, &[(2, &lv), (12, &lcount)], [groups_for(npairs as u64, 256), 1, 1])?;
+            rec.dispatch_scan(Kernel::ScanInvertScan, d16, &p, &[(12, &lcount), (13, &lstart)], [1, 1, 1])?;
+            rec.dispatch_scan(Kernel::ScanInvertFill, d16, &p, &[(2, &lv), (12, &lcount), (13, &lstart), (14, &plist)], [groups_for(npairs as u64, 256), 1, 1])?;
+        }
         for q0 in (0..b).step_by(gsz) {
             let nq = gsz.min(b - q0) as u32;
+            let sel = topk::Sel::new(&mut rec, nq, k0 as u32)?;
+            sel.clear(&mut rec);
             if np > 0 {
                 for c in &ix.chunks {
-                    rec.dispatch(
+                    rec.dispatch_scan(
                         Kernel::ScanScore,
-                        &[nq, np as u32, ix.d16, q0 as u32, estride as u32, mask.mstride as u32, c.lo, c.hi],
+                        d16,
+                        &params(nq, q0 as u32, c.lo, c.hi),
                         &[
                             (1, &qv),
-                            (2, &lv),
                             (3, &lo),
                             (4, &pv),
                             (5, &mv),
@@ -293,22 +308,35 @@ impl Backend for Wgpu {
                             (8, &c.scale.view()),
                             (9, &c.aoff.view()),
                             (10, &c.avals.view()),
-                            (11, &entries),
+                            (11, &keys),
+                            (12, &lcount),
+                            (13, &lstart),
+                            (14, &plist),
                         ],
-                        [groups_for(ix.max_list as u64, 256), np as u32, nq],
-                    );
+                        [groups_for(ix.max_list as u64, 256), l, 1],
+                    )?;
                 }
+                let p = params(nq, q0 as u32, 0, 0);
+                let blocks = groups_for(estride, 256).min(1024);
+                for _ in 0..topk::PASSES {
+                    rec.dispatch_scan(
+                        Kernel::ScanHist,
+                        d16,
+                        &p,
+                        &[(2, &lv), (3, &lo), (4, &pv), (11, &keys), (15, &ev), (16, &sel.state), (17, &sel.hist)],
+                        [blocks, 1, nq],
+                    )?;
+                    sel.pick(&mut rec);
+                }
+                rec.dispatch_scan(
+                    Kernel::ScanEmit,
+                    d16,
+                    &p,
+                    &[(2, &lv), (3, &lo), (4, &pv), (11, &keys), (16, &sel.state), (18, &sel.counter), (19, &sel.slots)],
+                    [groups_for(ix.max_list as u64, 256), np as u32, nq],
+                )?;
             }
-            topk::record(
-                &mut rec,
-                &entries,
-                topk::Lens::Buffer(&ev, q0 as u32),
-                nq,
-                estride as u32,
-                estride as u32,
-                k0 as u32,
-                topk::Out { rows: &rv, scores: &sv, counts: &cv, q0: q0 as u32, write_scores: true },
-            )?;
+            sel.finish(&mut rec, topk::Out { rows: &rv, scores: &sv, counts: &cv, q0: q0 as u32, write_scores: true });
         }
         rec.submit()?;
         Ok(out)

@@ -126,6 +126,11 @@ impl Resident {
         let lens: Vec<u64> = (0..l).map(|i| ix.list_offsets[i + 1] - ix.list_offsets[i]).collect();
         let spans: Vec<u64> = (0..l).map(|i| span_words(ix.list_offsets[i], ix.list_offsets[i + 1])).collect();
         let max_list = lens.iter().copied().max().unwrap_or(0) as u32;
+        if max_list as u64 > 65535 * 256 {
+            return Err(Error::backend("wgpu", format!("a list of {max_list} rows exceeds one dispatch (65535 x 256 rows); use more lists")));
+        }
+        // Compile the scan for this row width now, not on the first search.
+        g.pipelines.scan(d16 as u32)?;
         let max_span = spans.iter().copied().max().unwrap_or(0) as u32;
 
         // Row chunks: every per-row tensor of a chunk must fit one binding.
