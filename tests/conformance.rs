@@ -24,7 +24,7 @@
 use half::f16;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use silica::backend::{cpu::Cpu, Backend, Candidates, Mask, QueryBatch, Rerank};
+use silica::backend::{cpu::Cpu, Backend, Candidates, Mask, Probes, QueryBatch, Rerank};
 use silica::filter::{Filter, Op, Plan};
 use silica::graph::{prepare_queries, Executor, RerankMode, Search, SearchParams, SearchRequest};
 use silica::model::{Attributes, BloomParams, BloomPlanes, FieldSchema, I8Matrix, Index, Metric, Schema};
@@ -414,6 +414,19 @@ pub fn probe_case<B: Backend>(be: &B) {
         }
         let err = be.probe(&res, &q, spec.l + 1).err().expect("nprobe > nlist must fail");
         assert!(err.to_string().contains("nprobe"), "{err}");
+
+        // Given probes (benchmarks): uploaded as they are, scanned like computed ones.
+        let nprobe = rng.random_range(1..=spec.l);
+        let given = Probes { nprobe, lists: (0..spec.b).flat_map(|b| (0..nprobe).map(move |j| ((b * 7 + j) % spec.l) as u32)).collect() };
+        let up = be.upload_probes(&res, &given).expect("upload probes");
+        assert_eq!(be.read_probes(&up).expect("read"), given, "upload_probes round trip: seed {seed}");
+        let filters = random_filters(&mut rng, ix, spec.b);
+        let plans = plans_of(&filters);
+        let mask = be.filter(&res, &plans, &up).expect("filter");
+        let got = be.read_cands(&be.scan(&res, &q, &up, &mask, &plans, 50).expect("scan")).expect("read");
+        assert_cands_exact(&format!("scan of given probes seed {seed}"), &got, &ref_scan(ix, &q, &given.lists, nprobe, &plans, 50));
+        let bad = Probes { nprobe: 1, lists: vec![spec.l as u32; spec.b] };
+        assert!(be.upload_probes(&res, &bad).is_err(), "a list id >= nlist must be refused");
     }
 }
 

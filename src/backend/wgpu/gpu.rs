@@ -146,7 +146,14 @@ pub struct Gpu {
     pub group_queries: Option<usize>,
     pub pipelines: Pipelines,
     pool: Arc<Pool>,
+    /// Timestamp queries (adapter feature `TIMESTAMP_QUERY`), for `Backend::timed`.
+    timestamps: Option<wgpu::QuerySet>,
+    /// Slots written so far while a `timed` call runs (`None`: not timing).
+    timing: Mutex<Option<u32>>,
 }
+
+/// Timestamp slots per timed call (two per submission).
+const TIMESTAMP_SLOTS: u32 = 256;
 
 impl Gpu {
     /// Open the best adapter (see [`crate::device`] for the order and the environment
@@ -171,9 +178,10 @@ impl Gpu {
         })?;
         let info = adapter.get_info();
         let limits = adapter.limits();
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("silica"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: limits.clone(),
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
@@ -181,6 +189,9 @@ impl Gpu {
         .map_err(|e| Error::backend("wgpu", format!("{}: {e}", info.name)))?;
         let packed_dot = !opts.portable_dot && inst.wgsl_language_features().contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
         let pipelines = Pipelines::new(&device, packed_dot)?;
+        let timestamps = features.contains(wgpu::Features::TIMESTAMP_QUERY).then(|| {
+            device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("silica timing"), ty: wgpu::QueryType::Timestamp, count: TIMESTAMP_SLOTS })
+        });
         let adapter_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let max_binding = opts.max_binding.map_or(adapter_max, |m| m.min(adapter_max)) / 256 * 256;
         Ok(Gpu {
@@ -195,6 +206,8 @@ impl Gpu {
             group_queries: opts.group_queries.map(|g| g.max(1)),
             pipelines,
             pool: Arc::new(Pool { free: Mutex::new((HashMap::new(), 0)) }),
+            timestamps,
+            timing: Mutex::new(None),
         })
     }
 
@@ -316,6 +329,49 @@ impl Gpu {
         };
         staging.buf.unmap();
         Ok(out)
+    }
+
+    /// While a timed call runs: two timestamp slots (start of the first pass, end of the
+    /// last) for a submission, and the query set to write them to.
+    pub fn timestamp_slots(&self) -> Option<(&wgpu::QuerySet, u32)> {
+        let qs = self.timestamps.as_ref()?;
+        let mut t = self.timing.lock().unwrap_or_else(|e| e.into_inner());
+        let used = t.as_mut()?;
+        if *used + 2 > TIMESTAMP_SLOTS {
+            return None;
+        }
+        *used += 2;
+        Some((qs, *used - 2))
+    }
+
+    /// Run `f` with timestamps on every submission it makes; the device seconds from the
+    /// start of its first pass to the end of its last (`None`: no timestamp support, a
+    /// nested call, or no passes submitted).
+    pub fn timed<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<f64>)> {
+        let Some(qs) = &self.timestamps else { return Ok((f()?, None)) };
+        {
+            let mut t = self.timing.lock().unwrap_or_else(|e| e.into_inner());
+            if t.is_some() {
+                drop(t);
+                return Ok((f()?, None));
+            }
+            *t = Some(0);
+        }
+        let r = f();
+        let used = self.timing.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or(0);
+        let v = r?;
+        if used == 0 {
+            return Ok((v, None));
+        }
+        let resolve = self.acquire(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC, used as u64 * 8);
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("silica timing") });
+        enc.resolve_query_set(qs, 0..used, &resolve.buf, 0);
+        self.queue.submit([enc.finish()]);
+        let got = self.read(&[(&resolve.view(), 0, used as u64 * 8)])?;
+        let ticks: Vec<u64> = got[0].chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+        let (first, last) = (ticks[0], ticks[used as usize - 1]);
+        let secs = last.saturating_sub(first) as f64 * self.queue.get_timestamp_period() as f64 * 1e-9;
+        Ok((v, Some(secs)))
     }
 
     /// Wait for all submitted work.

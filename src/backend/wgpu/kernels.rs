@@ -323,12 +323,22 @@ impl<'g> Rec<'g> {
             }
         }
         let mut enc = g.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("silica") });
+        // Timing (Backend::timed): stamp the start of the first pass and the end of the last.
+        let passes = self.steps.iter().enumerate().filter(|(i, s)| matches!(s, Step::Dispatch { .. }) && (*i == 0 || !matches!(self.steps[i - 1], Step::Dispatch { .. }))).count();
+        let stamps = if passes > 0 { g.timestamp_slots() } else { None };
+        let mut pass_no = 0;
         let mut i = 0;
         let mut bi = 0;
         while i < self.steps.len() {
             match &self.steps[i] {
                 Step::Dispatch { .. } => {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+                    let timestamp_writes = stamps.map(|(qs, at)| wgpu::ComputePassTimestampWrites {
+                        query_set: qs,
+                        beginning_of_pass_write_index: (pass_no == 0).then_some(at),
+                        end_of_pass_write_index: (pass_no + 1 == passes).then_some(at + 1),
+                    });
+                    pass_no += 1;
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
                     while let Some(Step::Dispatch { pipe, groups, .. }) = self.steps.get(i) {
                         pass.set_pipeline(&pipe.pipeline);
                         pass.set_bind_group(0, &bind_groups[bi], &[]);

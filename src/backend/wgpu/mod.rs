@@ -477,6 +477,19 @@ impl Backend for Wgpu {
         self.gpu.wait()
     }
 
+    /// Device time from timestamp queries written at the start of the first compute pass
+    /// and the end of the last pass that `f` submits (adapter feature `TIMESTAMP_QUERY`).
+    fn timed<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<f64>)> {
+        self.gpu.timed(f)
+    }
+
+    fn upload_probes(&self, ix: &Resident, p: &Probes) -> Result<WProbes> {
+        let b = p.lists.len() / p.nprobe.max(1);
+        super::check_probes(p, b, ix.nlist as usize)?;
+        let lists = Arc::new(self.gpu.upload(bytemuck::cast_slice(&p.lists))?);
+        Ok(WProbes { lists, b, nprobe: p.nprobe })
+    }
+
     fn read_probes(&self, p: &WProbes) -> Result<Probes> {
         let n = (p.b * p.nprobe * 4) as u64;
         let got = self.gpu.read(&[(&p.lists.view(), 0, n)])?;

@@ -1,0 +1,61 @@
+//! The main job on the bundled real corpus (data/debian): build with defaults through the
+//! CLI, then `silica eval --json` must reach the bar.
+
+use std::path::Path;
+use std::process::Command;
+
+fn silica() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_silica"))
+}
+
+#[test]
+fn debian_recall_with_default_settings() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/debian");
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("debian.silica");
+    let st = silica()
+        .args(["build", "--vectors"]).arg(data.join("embeddings.npy"))
+        .arg("--attributes").arg(data.join("items.jsonl"))
+        .arg("--out").arg(&index)
+        .status().unwrap();
+    assert!(st.success());
+    let out = silica()
+        .args(["eval", "--index"]).arg(&index)
+        .arg("--queries").arg(data.join("queries.npy"))
+        .arg("--filters").arg(data.join("queries.jsonl"))
+        .arg("--ground-truth").arg(data.join("ground_truth.jsonl"))
+        .args(["--k", "10", "--json"])
+        .output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let recall = v["recall"].as_f64().unwrap();
+    let selective = v["recall_selective"].as_f64().unwrap();
+    eprintln!("{v}");
+    assert!(recall >= 0.98, "recall@10 {recall} < 0.98");
+    assert!(selective >= 0.99, "recall@10 on <1% filters {selective} < 0.99");
+    assert_eq!(v["filter_violations"].as_u64(), Some(0));
+    assert!(v["qps"].as_f64().unwrap() > 0.0);
+
+    // `search` writes one line per query with rows/ids/scores, best first, ids matching rows.
+    let res = dir.path().join("r.jsonl");
+    let st = silica()
+        .args(["search", "--index"]).arg(&index)
+        .arg("--queries").arg(data.join("queries.npy"))
+        .arg("--filters").arg(data.join("queries.jsonl"))
+        .args(["--k", "5", "--out"]).arg(&res)
+        .status().unwrap();
+    assert!(st.success());
+    let items: Vec<serde_json::Value> = std::fs::read_to_string(data.join("items.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&res).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 80);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["qid"].as_u64(), Some(i as u64));
+        let rows = l["rows"].as_array().unwrap();
+        let scores: Vec<f64> = l["scores"].as_array().unwrap().iter().map(|s| s.as_f64().unwrap()).collect();
+        assert!(!rows.is_empty() && rows.len() <= 5);
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "scores sorted");
+        for (r, id) in rows.iter().zip(l["ids"].as_array().unwrap()) {
+            assert_eq!(&items[r.as_u64().unwrap() as usize]["id"], id);
+        }
+    }
+}
