@@ -85,27 +85,58 @@ fn bloom_word(ops_off: u32, ops_len: u32, w: u32) -> u32 {
     return st[0];
 }
 
-// One thread per query: where each probed list's mask words and scan entries start
-// inside the query's regions, and the query's entry count (list rows probed).
-@compute @workgroup_size(64)
-fn filter_pairs(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let q = gid.x;
-    if (q >= P.nq) {
-        return;
+var<workgroup> part_m: array<u32, 256>;
+var<workgroup> part_e: array<u32, 256>;
+
+fn span_words(s: u32, e: u32) -> u32 {
+    return 2u * ((e + 63u) / 64u - s / 64u);
+}
+
+// One workgroup per query: where each probed list's mask words and scan entries start
+// inside the query's regions (prefix sums over its nprobe lists), and the query's entry
+// count (rows of the lists it probes).
+@compute @workgroup_size(256)
+fn filter_pairs(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let q = wid.x;
+    let per = (P.nprobe + 255u) / 256u;
+    let a = min(li * per, P.nprobe);
+    let b = min(a + per, P.nprobe);
+    var m = 0u;
+    var n = 0u;
+    for (var j = a; j < b; j++) {
+        let l = lists[q * P.nprobe + j];
+        m += span_words(loff[l], loff[l + 1u]);
+        n += loff[l + 1u] - loff[l];
     }
-    var mo = 0u;
-    var eo = 0u;
-    for (var j = 0u; j < P.nprobe; j++) {
+    part_m[li] = m;
+    part_e[li] = n;
+    workgroupBarrier();
+    if (li == 0u) {
+        var rm = 0u;
+        var re = 0u;
+        for (var i = 0u; i < 256u; i++) {
+            let xm = part_m[i];
+            let xe = part_e[i];
+            part_m[i] = rm;
+            part_e[i] = re;
+            rm += xm;
+            re += xe;
+        }
+    }
+    workgroupBarrier();
+    var mo = part_m[li];
+    var eo = part_e[li];
+    for (var j = a; j < b; j++) {
         let p = q * P.nprobe + j;
         let l = lists[p];
-        let s = loff[l];
-        let e = loff[l + 1u];
         pairs[2u * p] = mo;
         pairs[2u * p + 1u] = eo;
-        mo += 2u * ((e + 63u) / 64u - s / 64u);
-        eo += e - s;
+        mo += span_words(loff[l], loff[l + 1u]);
+        eo += loff[l + 1u] - loff[l];
     }
-    ent_len[q] = eo;
+    if (li == 255u) {
+        ent_len[q] = eo;
+    }
 }
 
 // Grid (word blocks, probe j, query q); writes the pair's words inside this row chunk.

@@ -139,62 +139,62 @@ fn topk_hist(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wi
     }
 }
 
-// One thread per query: find the bucket holding the K-th entry, extend the prefix.
-@compute @workgroup_size(64)
-fn topk_pick(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let q = gid.x;
-    if (q >= P.nq) {
+var<workgroup> hb_local: array<u32, 256>;
+
+// One workgroup per query: load (and clear) the histogram, then find the bucket holding
+// the K-th entry and extend the prefix by its digit.
+@compute @workgroup_size(256)
+fn topk_pick(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let q = min(wid.x, P.nq - 1u);
+    let s = q * 8u;
+    hb_local[li] = atomicLoad(&hist[q * 256u + li]);
+    atomicStore(&hist[q * 256u + li], 0u);
+    workgroupBarrier();
+    if (li != 0u || state[s + 4u] != 0u) {
         return;
     }
-    let s = q * 8u;
-    let hb = q * 256u;
-    if (state[s + 4u] == 0u) {
-        var need = state[s];
-        let nb = state[s + 1u];
-        var finished = false;
-        if (nb == 0u) {
-            var total = 0u;
-            for (var d = 0u; d < 256u; d++) {
-                total += atomicLoad(&hist[hb + d]);
-            }
-            need = min(need, total);
-            if (need == 0u) {
-                state[s + 5u] = 1u;
-                finished = true;
-            } else if (need == total) {
-                finished = true;
-            }
+    var need = state[s];
+    let nb = state[s + 1u];
+    var finished = false;
+    if (nb == 0u) {
+        var total = 0u;
+        for (var d = 0u; d < 256u; d++) {
+            total += hb_local[d];
         }
-        if (!finished) {
-            var cum = 0u;
-            var d = 255u;
-            var c = 0u;
-            loop {
-                c = atomicLoad(&hist[hb + d]);
-                if (cum + c >= need || d == 0u) {
-                    break;
-                }
-                cum += c;
-                d -= 1u;
-            }
-            need -= cum;
-            if (nb < 32u) {
-                state[s + 2u] |= d << (24u - nb);
-            } else {
-                state[s + 3u] |= d << (56u - nb);
-            }
-            state[s + 1u] = nb + 8u;
-            if (c == need) {
-                finished = true;
-            }
-        }
-        state[s] = need;
-        if (finished) {
-            state[s + 4u] = 1u;
+        need = min(need, total);
+        if (need == 0u) {
+            state[s + 5u] = 1u;
+            finished = true;
+        } else if (need == total) {
+            finished = true;
         }
     }
-    for (var d = 0u; d < 256u; d++) {
-        atomicStore(&hist[hb + d], 0u);
+    if (!finished) {
+        var cum = 0u;
+        var d = 255u;
+        var c = 0u;
+        loop {
+            c = hb_local[d];
+            if (cum + c >= need || d == 0u) {
+                break;
+            }
+            cum += c;
+            d -= 1u;
+        }
+        need -= cum;
+        if (nb < 32u) {
+            state[s + 2u] |= d << (24u - nb);
+        } else {
+            state[s + 3u] |= d << (56u - nb);
+        }
+        state[s + 1u] = nb + 8u;
+        if (c == need) {
+            finished = true;
+        }
+    }
+    state[s] = need;
+    if (finished) {
+        state[s + 4u] = 1u;
     }
 }
 

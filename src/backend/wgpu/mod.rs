@@ -205,7 +205,7 @@ impl Backend for Wgpu {
         let mut rec = Rec::new(&self.gpu);
         let (lv, lo, bv, pv, ev, wv) = (mask.lists.view(), ix.loff.view(), blob.view(), mask.pairs.view(), mask.ent_len.view(), mask.words.view());
         let hashes = ix.index.bloom.params.hashes;
-        rec.dispatch(Kernel::FilterPairs, &[b as u32, np as u32, mstride as u32, hashes, 0, 0, ix.n, 0], &[(1, &lv), (2, &lo), (4, &pv), (5, &ev)], [groups_for(b as u64, 64), 1, 1]);
+        rec.dispatch(Kernel::FilterPairs, &[b as u32, np as u32, mstride as u32, hashes, 0, 0, ix.n, 0], &[(1, &lv), (2, &lo), (4, &pv), (5, &ev)], [b as u32, 1, 1]);
         if np > 0 {
             for c in &ix.chunks {
                 rec.dispatch(

@@ -69,7 +69,7 @@ impl Sel {
     /// One radix step: turn the last histogram into the next prefix digit.
     pub fn pick(&self, rec: &mut Rec) {
         let p = self.params(0, 0, 0, false, 0, false, [0; 3]);
-        rec.dispatch(Kernel::TopkPick, &p, &[(3, &self.state), (4, &self.hist)], [groups_for(self.nq as u64, 64), 1, 1]);
+        rec.dispatch(Kernel::TopkPick, &p, &[(3, &self.state), (4, &self.hist)], [self.nq, 1, 1]);
     }
 
     /// Sort the emitted slots (bitonic) and write `[B, k]` rows/scores and counts.
