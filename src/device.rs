@@ -150,6 +150,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(unexpected_cfgs)]
     fn cuda_hook_is_false_without_the_feature() {
         if !cfg!(feature = "cuda") {
             assert!(!cuda_available());

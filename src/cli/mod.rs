@@ -116,7 +116,7 @@ pub struct QueryArgs {
     #[arg(long, value_delimiter = ',')]
     pub task_weights: Option<Vec<f32>>,
     /// Compute device.
-    #[arg(long, default_value = "cpu", value_parser = ["cpu", "wgpu", "cuda"], env = "SILICA_DEVICE")]
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "wgpu", "cuda", "auto"], env = "SILICA_DEVICE")]
     pub backend: String,
 }
 

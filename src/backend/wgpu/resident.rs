@@ -191,14 +191,14 @@ impl Resident {
         let (w0, w1) = (lo / 64, hi.div_ceil(64));
         let words = ix.bloom.words;
         let m = ix.bloom.params.bits as usize;
-        let mut planes = Vec::with_capacity(m * (w1 - w0) * 2);
-        for b in 0..m {
-            for w in w0..w1 {
+        let mut planes = vec![0u32; m * (w1 - w0) * 2];
+        planes.par_chunks_mut((w1 - w0) * 2).enumerate().for_each(|(b, out)| {
+            for (i, w) in (w0..w1).enumerate() {
                 let x = ix.bloom.planes.get(b * words + w).copied().unwrap_or(0);
-                planes.push(x as u32);
-                planes.push((x >> 32) as u32);
+                out[2 * i] = x as u32;
+                out[2 * i + 1] = (x >> 32) as u32;
             }
-        }
+        });
         let planes = g.resident("bloom.planes", bytemuck::cast_slice(&planes))?;
         let live: Vec<u32> = (w0..w1).flat_map(|w| {
             let x = ix.live_word(w);
