@@ -28,9 +28,11 @@ struct Params {
 @group(0) @binding(3) var<storage, read> blob: array<u32>;
 @group(0) @binding(4) var<storage, read_write> pairs: array<u32>;
 @group(0) @binding(5) var<storage, read_write> ent_len: array<u32>;
-@group(0) @binding(6) var<storage, read> planes: array<u32>;
-@group(0) @binding(7) var<storage, read> live: array<u32>;
-@group(0) @binding(8) var<storage, read_write> mask: array<u32>;
+// Planes, live bits and masks are read and written one u64 word (two u32 halves) at a
+// time: chunk word counts, plane strides and mask offsets are all even.
+@group(0) @binding(6) var<storage, read> planes: array<vec2<u32>>;
+@group(0) @binding(7) var<storage, read> live: array<vec2<u32>>;
+@group(0) @binding(8) var<storage, read_write> mask: array<vec2<u32>>;
 @group(0) @binding(9) var<storage, read_write> counts: array<atomic<u32>>;
 
 const MAX_DEPTH: u32 = 32u;
@@ -50,11 +52,18 @@ fn range_bits32(gw: u32, s: u32, e: u32) -> u32 {
     return m << (lo - gw * 32u);
 }
 
-// Plan.bloom_word over 32 rows: a term is the OR over its values of the AND of the
-// value's k planes; NOT gives all ones (a Bloom hit never proves presence).
-fn bloom_word(ops_off: u32, ops_len: u32, w: u32) -> u32 {
-    var st: array<u32, MAX_DEPTH>;
+// Bits of u64 word `w64` (rows 64w .. 64w+63, as two u32 halves) inside rows [s, e).
+fn range_bits64(w64: u32, s: u32, e: u32) -> vec2<u32> {
+    return vec2<u32>(range_bits32(2u * w64, s, e), range_bits32(2u * w64 + 1u, s, e));
+}
+
+// Plan.bloom_word over 64 rows (chunk-local u64 word w): a term is the OR over its values
+// of the AND of the value's k planes; NOT gives all ones (a Bloom hit never proves
+// presence).
+fn bloom_word(ops_off: u32, ops_len: u32, w: u32) -> vec2<u32> {
+    var st: array<vec2<u32>, MAX_DEPTH>;
     var sp = 0u;
+    let stride = P.cw_n / 2u;
     for (var i = 0u; i < ops_len; i++) {
         let op = blob[ops_off + i];
         let kind = op & 3u;
@@ -62,11 +71,11 @@ fn bloom_word(ops_off: u32, ops_len: u32, w: u32) -> u32 {
             let t = op >> 2u;
             let rows = blob[t + 2u];
             let nvals = blob[t + 3u];
-            var hit = 0u;
+            var hit = vec2<u32>(0u);
             for (var v = 0u; v < nvals; v++) {
-                var both = 0xffffffffu;
+                var both = vec2<u32>(0xffffffffu);
                 for (var h = 0u; h < P.hashes; h++) {
-                    both &= planes[blob[rows + v * P.hashes + h] * P.cw_n + w];
+                    both &= planes[blob[rows + v * P.hashes + h] * stride + w];
                 }
                 hit |= both;
             }
@@ -79,7 +88,7 @@ fn bloom_word(ops_off: u32, ops_len: u32, w: u32) -> u32 {
             sp -= 1u;
             st[sp - 1u] |= st[sp];
         } else {
-            st[sp - 1u] = 0xffffffffu;
+            st[sp - 1u] = vec2<u32>(0xffffffffu);
         }
     }
     return st[0];
@@ -139,27 +148,29 @@ fn filter_pairs(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id)
     }
 }
 
-// Grid (word blocks, probe j, query q); writes the pair's words inside this row chunk.
-@compute @workgroup_size(256)
+// Grid (u64 word blocks, probe j, query q); writes the pair's words inside this row chunk.
+@compute @workgroup_size(64)
 fn filter_words(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let q = wid.z;
     let p = q * P.nprobe + wid.y;
     let l = lists[p];
     let s = loff[l];
     let e = loff[l + 1u];
-    let w0 = (s / 64u) * 2u;
-    let nw = 2u * ((e + 63u) / 64u - s / 64u);
-    let mbase = q * P.mstride + pairs[2u * p];
+    let w0 = s / 64u;
+    let nw = (e + 63u) / 64u - w0;
+    let mbase = (q * P.mstride + pairs[2u * p]) / 2u;
     let ops_off = blob[2u * q];
     let ops_len = blob[2u * q + 1u];
-    for (var w = wid.x * 256u + li; w < nw; w += nwg.x * 256u) {
+    let c0 = P.cw_lo / 2u;
+    let cn = P.cw_n / 2u;
+    for (var w = wid.x * 64u + li; w < nw; w += nwg.x * 64u) {
         let gw = w0 + w;
-        if (gw < P.cw_lo || gw >= P.cw_lo + P.cw_n) {
+        if (gw < c0 || gw >= c0 + cn) {
             continue;
         }
-        let lw = gw - P.cw_lo;
-        var m = range_bits32(gw, s, e) & live[lw];
-        if (m != 0u && ops_len != 0u) {
+        let lw = gw - c0;
+        var m = range_bits64(gw, s, e) & live[lw];
+        if (any(m != vec2<u32>(0u)) && ops_len != 0u) {
             m &= bloom_word(ops_off, ops_len, lw);
         }
         mask[mbase + w] = m;
@@ -168,7 +179,7 @@ fn filter_words(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id)
 
 var<workgroup> wsum: atomic<u32>;
 
-// Grid (word blocks, plan): live rows whose Bloom mask is set, over this row chunk.
+// Grid (u64 word blocks, plan): live rows whose Bloom mask is set, over this row chunk.
 @compute @workgroup_size(256)
 fn filter_count(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     if (li == 0u) {
@@ -178,13 +189,14 @@ fn filter_count(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id)
     let pi = wid.y;
     let ops_off = blob[2u * pi];
     let ops_len = blob[2u * pi + 1u];
+    let c0 = P.cw_lo / 2u;
     var c = 0u;
-    for (var lw = wid.x * 256u + li; lw < P.cw_n; lw += nwg.x * 256u) {
-        var m = range_bits32(P.cw_lo + lw, 0u, P.n) & live[lw];
-        if (m != 0u && ops_len != 0u) {
+    for (var lw = wid.x * 256u + li; lw < P.cw_n / 2u; lw += nwg.x * 256u) {
+        var m = range_bits64(c0 + lw, 0u, P.n) & live[lw];
+        if (any(m != vec2<u32>(0u)) && ops_len != 0u) {
             m &= bloom_word(ops_off, ops_len, lw);
         }
-        c += countOneBits(m);
+        c += countOneBits(m.x) + countOneBits(m.y);
     }
     atomicAdd(&wsum, c);
     workgroupBarrier();

@@ -253,8 +253,32 @@ fn digit(hi: u32, lo: u32, nb: u32) -> u32 {
 
 var<workgroup> wh: array<atomic<u32>, 256>;
 
-// Grid (entry blocks, 1, query in group): histogram of the next digit of the entries
-// that still match the query's prefix. Rows are needed only past the key's 32 bits.
+// The pair (q * nprobe + j) whose entries hold position i of query q's region: the last
+// probe whose entry offset is <= i (offsets ascend with j; empty lists share offsets).
+fn pair_of(q: u32, i: u32) -> u32 {
+    var lo = 0u;
+    var hi = P.nprobe;
+    while (hi - lo > 1u) {
+        let mid = (lo + hi) / 2u;
+        if (pairs[2u * (q * P.nprobe + mid) + 1u] <= i) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    return q * P.nprobe + lo;
+}
+
+// Row of position i of query q's region.
+fn row_of(q: u32, i: u32) -> u32 {
+    let p = pair_of(q, i);
+    return loff[lists[p]] + i - pairs[2u * p + 1u];
+}
+
+// Grid (entry blocks, 1, query in group): histogram of the next digit of the entries that
+// still match the query's prefix. Each thread walks many entries and adds runs of equal
+// digits at once (the first digits are nearly constant: per-entry workgroup atomics on
+// one bin would serialize). Rows are looked up only past the key's 32 bits (ties).
 @compute @workgroup_size(256)
 fn scan_hist(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let qg = wid.z;
@@ -267,32 +291,32 @@ fn scan_hist(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wi
         let pl = state[st + 3u];
         let q = P.q0 + qg;
         let base = qg * P.stride;
-        if (nb < 32u) {
-            let n = ent_len[q];
-            for (var i = wid.x * 256u + li; i < n; i += nwg.x * 256u) {
-                let key = keys[base + i];
-                if (key != NO_KEY && prefix_eq(key, 0u, ph, pl, nb)) {
-                    atomicAdd(&wh[digit(key, 0u, nb)], 1u);
-                }
+        let n = ent_len[q];
+        var cur = 0u;
+        var cnt = 0u;
+        for (var i = wid.x * 256u + li; i < n; i += nwg.x * 256u) {
+            let key = keys[base + i];
+            if (key == NO_KEY || (nb >= 32u && key != ph)) {
+                continue;
             }
-        } else {
-            // Ties on the score: walk the pairs to know each entry's row.
-            for (var j = 0u; j < P.nprobe; j++) {
-                let p = q * P.nprobe + j;
-                let l = lists[p];
-                let s = loff[l];
-                let len = loff[l + 1u] - s;
-                let eb = base + pairs[2u * p + 1u];
-                for (var i = wid.x * 256u + li; i < len; i += nwg.x * 256u) {
-                    let key = keys[eb + i];
-                    if (key == ph) {
-                        let lo = ~(s + i);
-                        if (prefix_eq(key, lo, ph, pl, nb)) {
-                            atomicAdd(&wh[digit(key, lo, nb)], 1u);
-                        }
+            var lo = 0u;
+            if (nb >= 32u) {
+                lo = ~row_of(q, i);
+            }
+            if (prefix_eq(key, lo, ph, pl, nb)) {
+                let d = digit(key, lo, nb);
+                if (d != cur) {
+                    if (cnt != 0u) {
+                        atomicAdd(&wh[cur], cnt);
                     }
+                    cur = d;
+                    cnt = 0u;
                 }
+                cnt += 1u;
             }
+        }
+        if (cnt != 0u) {
+            atomicAdd(&wh[cur], cnt);
         }
     }
     workgroupBarrier();
@@ -302,8 +326,8 @@ fn scan_hist(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wi
     }
 }
 
-// Grid (row blocks, probe j, query in group): entries at or above the threshold prefix
-// go to the query's unsorted output slots.
+// Grid (entry blocks, 1, query in group): entries at or above the threshold prefix go to
+// the query's unsorted output slots, with their rows.
 @compute @workgroup_size(256)
 fn scan_emit(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let qg = wid.z;
@@ -315,17 +339,28 @@ fn scan_emit(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wi
     let ph = state[st + 2u];
     let pl = state[st + 3u];
     let q = P.q0 + qg;
-    let p = q * P.nprobe + wid.y;
-    let l = lists[p];
-    let s = loff[l];
-    let len = loff[l + 1u] - s;
-    let eb = qg * P.stride + pairs[2u * p + 1u];
-    for (var i = wid.x * 256u + li; i < len; i += nwg.x * 256u) {
-        let key = keys[eb + i];
-        if (key != NO_KEY && prefix_ge(key, ~(s + i), ph, pl, nb)) {
+    let base = qg * P.stride;
+    let n = ent_len[q];
+    for (var i = wid.x * 256u + li; i < n; i += nwg.x * 256u) {
+        let key = keys[base + i];
+        if (key == NO_KEY) {
+            continue;
+        }
+        var take = false;
+        var row = NO_ROW;
+        if (nb <= 32u || key != ph) {
+            take = prefix_ge(key, 0u, ph, pl, min(nb, 32u));
+        } else {
+            row = row_of(q, i);
+            take = prefix_ge(key, ~row, ph, pl, nb);
+        }
+        if (take) {
+            if (row == NO_ROW) {
+                row = row_of(q, i);
+            }
             let slot = atomicAdd(&counter[qg], 1u);
             if (slot < P.kp) {
-                slots[qg * P.kp + slot] = vec2<u32>(key, s + i);
+                slots[qg * P.kp + slot] = vec2<u32>(key, row);
             }
         }
     }

@@ -125,11 +125,25 @@ fn topk_hist(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wi
         let pl = state[s + 3u];
         let n = region_len(q);
         let base = q * P.stride;
+        // Runs of equal digits are added at once (see scan_hist in scan.wgsl).
+        var cur = 0u;
+        var cnt = 0u;
         for (var i = wid.x * 256u + li; i < n; i += nwg.x * 256u) {
             let e = entries[base + i];
             if (e.x != NO_KEY && prefix_eq(e.x, ~e.y, ph, pl, nb)) {
-                atomicAdd(&wh[digit(e.x, ~e.y, nb)], 1u);
+                let d = digit(e.x, ~e.y, nb);
+                if (d != cur) {
+                    if (cnt != 0u) {
+                        atomicAdd(&wh[cur], cnt);
+                    }
+                    cur = d;
+                    cnt = 0u;
+                }
+                cnt += 1u;
             }
+        }
+        if (cnt != 0u) {
+            atomicAdd(&wh[cur], cnt);
         }
     }
     workgroupBarrier();

@@ -212,7 +212,7 @@ impl Backend for Wgpu {
                     Kernel::FilterWords,
                     &[b as u32, np as u32, mstride as u32, hashes, c.cw_lo, c.cw_n, ix.n, 0],
                     &[(1, &lv), (2, &lo), (3, &bv), (4, &pv), (6, &c.planes.view()), (7, &c.live.view()), (8, &wv)],
-                    [groups_for(ix.max_span as u64, 256), np as u32, b as u32],
+                    [groups_for(ix.max_span as u64 / 2, 64), np as u32, b as u32],
                 );
             }
         }
@@ -240,7 +240,7 @@ impl Backend for Wgpu {
                 Kernel::FilterCount,
                 &[plans.len() as u32, 0, 0, ix.index.bloom.params.hashes, c.cw_lo, c.cw_n, ix.n, 0],
                 &[(3, &blob.view()), (6, &c.planes.view()), (7, &c.live.view()), (9, &cv)],
-                [groups_for(c.cw_n as u64, 256).min(1024), plans.len() as u32, 1],
+                [groups_for(c.cw_n as u64 / 2, 256).min(1024), plans.len() as u32, 1],
             );
         }
         rec.submit()?;
@@ -317,7 +317,8 @@ impl Backend for Wgpu {
                     )?;
                 }
                 let p = params(nq, q0 as u32, 0, 0);
-                let blocks = groups_for(estride, 256).min(1024);
+                // Each thread walks at least ~16 entries (runs of equal digits add at once).
+                let blocks = groups_for(estride, 256 * 16);
                 for _ in 0..topk::PASSES {
                     rec.dispatch_scan(
                         Kernel::ScanHist,
@@ -332,8 +333,8 @@ impl Backend for Wgpu {
                     Kernel::ScanEmit,
                     d16,
                     &p,
-                    &[(2, &lv), (3, &lo), (4, &pv), (11, &keys), (16, &sel.state), (18, &sel.counter), (19, &sel.slots)],
-                    [groups_for(ix.max_list as u64, 256), np as u32, nq],
+                    &[(2, &lv), (3, &lo), (4, &pv), (11, &keys), (15, &ev), (16, &sel.state), (18, &sel.counter), (19, &sel.slots)],
+                    [blocks, 1, nq],
                 )?;
             }
             sel.finish(&mut rec, topk::Out { rows: &rv, scores: &sv, counts: &cv, q0: q0 as u32, write_scores: true });

@@ -114,7 +114,8 @@ pub fn record(rec: &mut Rec, entries: &View, lens: Lens, nq: u32, stride: u32, m
     };
     sel.clear(rec);
     let p = sel.params(stride, fixed_len, lens_q0, use_lens, 0, false, [0; 3]);
-    let blocks = groups_for(max_len as u64, 256).min(1024);
+    // Each thread walks at least ~16 entries (runs of equal digits add at once).
+    let blocks = groups_for(max_len as u64, 256 * 16);
     for _ in 0..PASSES {
         rec.dispatch(Kernel::TopkHist, &p, &[(1, entries), (2, &lens_view), (3, &sel.state), (4, &sel.hist)], [blocks, nq, 1]);
         sel.pick(rec);
