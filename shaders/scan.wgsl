@@ -56,6 +56,9 @@ struct Params {
 @group(0) @binding(17) var<storage, read_write> hist: array<atomic<u32>>;
 @group(0) @binding(18) var<storage, read_write> counter: array<atomic<u32>>;
 @group(0) @binding(19) var<storage, read_write> slots: array<vec2<u32>>;
+// The probed lists with rows in this chunk, and scan_score's indirect dispatch size.
+@group(0) @binding(20) var<storage, read_write> live_lists: array<u32>;
+@group(0) @binding(21) var<storage, read_write> args: array<atomic<u32>>;
 
 // ---- grouping the probed pairs by list
 
@@ -111,6 +114,27 @@ fn scan_invert_fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     }
 }
 
+// One thread: indirect dispatch size (row blocks, active lists = 0, 1) for this chunk.
+@compute @workgroup_size(1)
+fn scan_active_init() {
+    atomicStore(&args[0], P.k);
+    atomicStore(&args[1], 0u);
+    atomicStore(&args[2], 1u);
+}
+
+// Grid over lists: append each list that some query probes and that has rows in this
+// chunk to `live_lists`, so scan_score launches no workgroup for the others.
+@compute @workgroup_size(256)
+fn scan_active(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    for (var l = gid.x; l < P.nlist; l += nwg.x * 256u) {
+        let s = loff[l];
+        let e = loff[l + 1u];
+        if (atomicLoad(&lcount[l]) != 0u && s < e && s < P.row_hi && e > P.row_lo) {
+            live_lists[atomicAdd(&args[1], 1u)] = l;
+        }
+    }
+}
+
 // ---- scoring
 
 // Does chunk row rr (sorted value ids avals[aoff[rr] .. aoff[rr+1]]) hold any of the
@@ -162,14 +186,11 @@ fn matches(ops_off: u32, ops_len: u32, rr: u32) -> bool {
     return (st & 1u) != 0u;
 }
 
-// Grid (row blocks, list); one dispatch per row chunk and query group.
+// Grid (row blocks, active list) from `args`; one dispatch per row chunk and query group.
 @compute @workgroup_size(256)
 fn scan_score(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>) {
-    let l = wid.y;
+    let l = live_lists[wid.y];
     let np_l = atomicLoad(&lcount[l]);
-    if (np_l == 0u) {
-        return;
-    }
     let s = loff[l];
     let e = loff[l + 1u];
     let r = max(s, P.row_lo) + wid.x * 256u + li;

@@ -150,6 +150,32 @@ pub struct Gpu {
     timestamps: Option<wgpu::QuerySet>,
     /// Slots written so far while a `timed` call runs (`None`: not timing).
     timing: Mutex<Option<u32>>,
+    /// `SILICA_WGPU_PROFILE=1`: every dispatch in its own timestamped pass; per-kernel
+    /// device time, printed to stderr when the device is dropped (diagnostics only).
+    pub profile: Option<Profile>,
+}
+
+/// Per-kernel device time (see [`Gpu::profile`]).
+pub struct Profile {
+    pub queries: wgpu::QuerySet,
+    pub totals: Mutex<HashMap<&'static str, (u64, f64)>>,
+}
+
+/// Dispatches timed per submission in profile mode.
+pub const PROFILE_SLOTS: u32 = 4096;
+
+impl Drop for Gpu {
+    fn drop(&mut self) {
+        if let Some(p) = &self.profile {
+            let t = p.totals.lock().unwrap_or_else(|e| e.into_inner());
+            let mut v: Vec<_> = t.iter().collect();
+            v.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+            eprintln!("wgpu profile (device time per kernel): kernel, dispatches, total ms, mean us");
+            for (k, (n, s)) in v {
+                eprintln!("  {k:<20} {n:>8} {:>10.3} {:>10.2}", s * 1e3, s * 1e6 / *n as f64);
+            }
+        }
+    }
 }
 
 /// Timestamp slots per timed call (two per submission).
@@ -194,6 +220,13 @@ impl Gpu {
         });
         let adapter_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let max_binding = opts.max_binding.map_or(adapter_max, |m| m.min(adapter_max)) / 256 * 256;
+        let profile = match (&timestamps, std::env::var("SILICA_WGPU_PROFILE").as_deref()) {
+            (Some(_), Ok("1")) => Some(Profile {
+                queries: device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("silica profile"), ty: wgpu::QueryType::Timestamp, count: PROFILE_SLOTS }),
+                totals: Mutex::new(HashMap::new()),
+            }),
+            _ => None,
+        };
         Ok(Gpu {
             device,
             queue,
@@ -208,6 +241,7 @@ impl Gpu {
             pool: Arc::new(Pool { free: Mutex::new((HashMap::new(), 0)) }),
             timestamps,
             timing: Mutex::new(None),
+            profile,
         })
     }
 
@@ -236,7 +270,8 @@ impl Gpu {
                 format!("a {bytes}-byte working buffer exceeds this adapter's largest storage binding ({} bytes); use smaller batches or k", self.max_binding),
             ));
         }
-        let b = self.acquire(wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST, bytes);
+        // INDIRECT too: a kernel may write another's dispatch size (scan.wgsl's `args`).
+        let b = self.acquire(wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::INDIRECT, bytes);
         if self.poison {
             let words = (b.len / 4) as usize;
             self.queue.write_buffer(&b.buf, 0, bytemuck::cast_slice(&vec![POISON; words]));
@@ -334,6 +369,9 @@ impl Gpu {
     /// While a timed call runs: two timestamp slots (start of the first pass, end of the
     /// last) for a submission, and the query set to write them to.
     pub fn timestamp_slots(&self) -> Option<(&wgpu::QuerySet, u32)> {
+        if self.profile.is_some() {
+            return None;
+        }
         let qs = self.timestamps.as_ref()?;
         let mut t = self.timing.lock().unwrap_or_else(|e| e.into_inner());
         let used = t.as_mut()?;
@@ -372,6 +410,30 @@ impl Gpu {
         let (first, last) = (ticks[0], ticks[used as usize - 1]);
         let secs = last.saturating_sub(first) as f64 * self.queue.get_timestamp_period() as f64 * 1e-9;
         Ok((v, Some(secs)))
+    }
+
+    /// Profile mode: add per-dispatch timestamps (pairs of slots, `labels[i]` for pair i)
+    /// to the per-kernel totals. Waits for the device.
+    pub fn record_profile(&self, labels: &[&'static str]) -> Result<()> {
+        let Some(p) = &self.profile else { return Ok(()) };
+        if labels.is_empty() {
+            return Ok(());
+        }
+        let n = 2 * labels.len() as u32;
+        let resolve = self.acquire(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC, n as u64 * 8);
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("silica profile") });
+        enc.resolve_query_set(&p.queries, 0..n, &resolve.buf, 0);
+        self.queue.submit([enc.finish()]);
+        let got = self.read(&[(&resolve.view(), 0, n as u64 * 8)])?;
+        let ticks: Vec<u64> = got[0].chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+        let period = self.queue.get_timestamp_period() as f64 * 1e-9;
+        let mut t = p.totals.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, l) in labels.iter().enumerate() {
+            let e = t.entry(l).or_insert((0, 0.0));
+            e.0 += 1;
+            e.1 += ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period;
+        }
+        Ok(())
     }
 
     /// Wait for all submitted work.

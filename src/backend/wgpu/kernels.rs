@@ -66,6 +66,8 @@ pub enum Kernel {
     ScanInvertCount,
     ScanInvertScan,
     ScanInvertFill,
+    ScanActiveInit,
+    ScanActive,
     ScanScore,
     ScanHist,
     ScanEmit,
@@ -83,7 +85,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 21] = [
+    pub const ALL: [Kernel; 23] = [
         Kernel::ProbeScores,
         Kernel::FilterPairs,
         Kernel::FilterWords,
@@ -91,6 +93,8 @@ impl Kernel {
         Kernel::ScanInvertCount,
         Kernel::ScanInvertScan,
         Kernel::ScanInvertFill,
+        Kernel::ScanActiveInit,
+        Kernel::ScanActive,
         Kernel::ScanScore,
         Kernel::ScanHist,
         Kernel::ScanEmit,
@@ -116,6 +120,8 @@ impl Kernel {
             Kernel::ScanInvertCount => ("scan", "scan_invert_count"),
             Kernel::ScanInvertScan => ("scan", "scan_invert_scan"),
             Kernel::ScanInvertFill => ("scan", "scan_invert_fill"),
+            Kernel::ScanActiveInit => ("scan", "scan_active_init"),
+            Kernel::ScanActive => ("scan", "scan_active"),
             Kernel::ScanScore => ("scan", "scan_score"),
             Kernel::ScanHist => ("scan", "scan_hist"),
             Kernel::ScanEmit => ("scan", "scan_emit"),
@@ -209,7 +215,7 @@ pub struct View {
 }
 
 enum Step {
-    Dispatch { pipe: Arc<Pipe>, label: &'static str, params: Vec<u32>, binds: Vec<(u32, View)>, groups: [u32; 3] },
+    Dispatch { pipe: Arc<Pipe>, label: &'static str, params: Vec<u32>, binds: Vec<(u32, View)>, groups: Groups },
     Copy { src: View, src_off: u64, dst: View, dst_off: u64, len: u64 },
     Clear { dst: View },
 }
@@ -221,6 +227,22 @@ pub struct Rec<'g> {
     g: &'g Gpu,
     steps: Vec<Step>,
     keep: Vec<Buf>,
+}
+
+/// A dispatch size: fixed, or read at execution time from a buffer of three u32.
+#[derive(Clone)]
+pub enum Groups {
+    Fixed([u32; 3]),
+    Indirect(View),
+}
+
+impl Groups {
+    fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        match self {
+            Groups::Fixed(g) => pass.dispatch_workgroups(g[0], g[1], g[2]),
+            Groups::Indirect(v) => pass.dispatch_workgroups_indirect(&v.buf, 0),
+        }
+    }
 }
 
 /// Workgroups for a grid-stride loop over `n` items, `per` items per workgroup.
@@ -251,8 +273,13 @@ impl<'g> Rec<'g> {
 
     /// Record a dispatch of a scan-stage kernel compiled for rows of `d16` vec4s.
     pub fn dispatch_scan(&mut self, k: Kernel, d16: u32, params: &[u32], binds: &[(u32, &View)], groups: [u32; 3]) -> Result<()> {
+        self.dispatch_scan_with(k, d16, params, binds, Groups::Fixed(groups))
+    }
+
+    /// [`Rec::dispatch_scan`] with a fixed or indirect dispatch size.
+    pub fn dispatch_scan_with(&mut self, k: Kernel, d16: u32, params: &[u32], binds: &[(u32, &View)], groups: Groups) -> Result<()> {
         let pipe = self.g.pipelines.scan(d16)?.get(&k).cloned().ok_or_else(|| Error::backend("wgpu", format!("{k:?} is not a scan kernel")))?;
-        self.push(pipe, k, params, binds, groups);
+        self.push_with(pipe, k, params, binds, groups);
         Ok(())
     }
 
@@ -260,6 +287,10 @@ impl<'g> Rec<'g> {
         if groups.contains(&0) {
             return;
         }
+        self.push_with(pipe, k, params, binds, Groups::Fixed(groups));
+    }
+
+    fn push_with(&mut self, pipe: Arc<Pipe>, k: Kernel, params: &[u32], binds: &[(u32, &View)], groups: Groups) {
         self.steps.push(Step::Dispatch {
             pipe,
             label: k.source().1,
@@ -329,9 +360,31 @@ impl<'g> Rec<'g> {
         let mut pass_no = 0;
         let mut i = 0;
         let mut bi = 0;
+        let mut profiled: Vec<&'static str> = Vec::new();
         while i < self.steps.len() {
             match &self.steps[i] {
                 Step::Dispatch { .. } => {
+                    if let Some(p) = &g.profile {
+                        // Diagnostics: one timestamped pass per dispatch.
+                        while let Some(Step::Dispatch { pipe, groups, label, .. }) = self.steps.get(i) {
+                            let at = 2 * profiled.len() as u32;
+                            let tw = (at + 1 < super::gpu::PROFILE_SLOTS).then_some(wgpu::ComputePassTimestampWrites {
+                                query_set: &p.queries,
+                                beginning_of_pass_write_index: Some(at),
+                                end_of_pass_write_index: Some(at + 1),
+                            });
+                            if tw.is_some() {
+                                profiled.push(label);
+                            }
+                            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: tw });
+                            pass.set_pipeline(&pipe.pipeline);
+                            pass.set_bind_group(0, &bind_groups[bi], &[]);
+                            groups.encode(&mut pass);
+                            bi += 1;
+                            i += 1;
+                        }
+                        continue;
+                    }
                     let timestamp_writes = stamps.map(|(qs, at)| wgpu::ComputePassTimestampWrites {
                         query_set: qs,
                         beginning_of_pass_write_index: (pass_no == 0).then_some(at),
@@ -342,7 +395,7 @@ impl<'g> Rec<'g> {
                     while let Some(Step::Dispatch { pipe, groups, .. }) = self.steps.get(i) {
                         pass.set_pipeline(&pipe.pipeline);
                         pass.set_bind_group(0, &bind_groups[bi], &[]);
-                        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                        groups.encode(&mut pass);
                         bi += 1;
                         i += 1;
                     }
@@ -360,6 +413,6 @@ impl<'g> Rec<'g> {
         g.queue.submit([enc.finish()]);
         drop(pbuf);
         drop(self.keep);
-        Ok(())
+        g.record_profile(&profiled)
     }
 }

@@ -279,6 +279,8 @@ impl Backend for Wgpu {
         let lcount = rec.temp(l as u64 * 4)?;
         let lstart = rec.temp(l as u64 * 4)?;
         let plist = rec.temp(npairs as u64 * 4)?;
+        let active = rec.temp(l as u64 * 4)?;
+        let args = rec.temp(16)?;
         let params = |nq: u32, q0: u32, lo: u32, hi: u32| [nq, np as u32, q0, estride as u32, mask.mstride as u32, lo, hi, npairs, l, k0 as u32, kp as u32, 0];
         // Group the probed pairs by list.
         if np > 0 {
@@ -294,7 +296,12 @@ impl Backend for Wgpu {
             sel.clear(&mut rec);
             if np > 0 {
                 for c in &ix.chunks {
-                    rec.dispatch_scan(
+                    // Launch workgroups only for the probed lists with rows in this chunk.
+                    let mut cp = params(nq, q0 as u32, c.lo, c.hi);
+                    cp[9] = groups_for(ix.max_list as u64, 256);
+                    rec.dispatch_scan(Kernel::ScanActiveInit, d16, &cp, &[(21, &args)], [1, 1, 1])?;
+                    rec.dispatch_scan(Kernel::ScanActive, d16, &cp, &[(3, &lo), (12, &lcount), (20, &active), (21, &args)], [groups_for(l as u64, 256), 1, 1])?;
+                    rec.dispatch_scan_with(
                         Kernel::ScanScore,
                         d16,
                         &params(nq, q0 as u32, c.lo, c.hi),
@@ -312,8 +319,9 @@ impl Backend for Wgpu {
                             (12, &lcount),
                             (13, &lstart),
                             (14, &plist),
+                            (20, &active),
                         ],
-                        [groups_for(ix.max_list as u64, 256), l, 1],
+                        kernels::Groups::Indirect(args.clone()),
                     )?;
                 }
                 let p = params(nq, q0 as u32, 0, 0);
