@@ -693,3 +693,76 @@ conformance_suite!(wgpu_chunked, silica::backend::wgpu::Wgpu, || wgpu_ctor::open
     group_queries: Some(3),
     ..Default::default()
 }));
+
+/// wgpu-only properties: chunking really splits the index, the device timer works, and
+/// inputs the kernels cannot take are typed errors.
+#[cfg(feature = "wgpu")]
+mod wgpu_specific {
+    use super::*;
+    use silica::backend::wgpu::{Wgpu, WgpuOptions};
+
+    fn open(opts: WgpuOptions) -> Option<Wgpu> {
+        let b = wgpu_ctor::open(opts);
+        if b.is_none() {
+            let required = std::env::var("SILICA_REQUIRE_BACKENDS").unwrap_or_default();
+            assert!(!required.split(',').any(|n| n.trim() == "wgpu"), "wgpu is required but unavailable");
+        }
+        b
+    }
+
+    #[test]
+    fn chunking_splits_and_stays_exact() {
+        let Some(be) = open(WgpuOptions { chunk_rows: Some(100), poison: true, ..Default::default() }) else { return };
+        let fx = fixture(21, &Spec { n: 1000, d: 24, l: 9, b: 4, tombstones: true });
+        let res = be.upload(&fx.index).expect("upload");
+        assert_eq!(Wgpu::chunks(&res), 16, "1000 rows in chunks of 64 (100 rounded down to a multiple of 64)");
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let q = random_queries(&mut rng, &fx.index, 4);
+        let filters = random_filters(&mut rng, &fx.index, 4);
+        let plans = plans_of(&filters);
+        let probes = be.probe(&res, &q, 9).expect("probe");
+        let mask = be.filter(&res, &plans, &probes).expect("filter");
+        let got = be.read_cands(&be.scan(&res, &q, &probes, &mask, &plans, 300).expect("scan")).expect("read");
+        let lists = be.read_probes(&probes).expect("read").lists;
+        assert_cands_exact("16 chunks", &got, &ref_scan(&fx.index, &q, &lists, 9, &plans, 300));
+    }
+
+    #[test]
+    fn timed_reports_device_time() {
+        let Some(be) = open(WgpuOptions::default()) else { return };
+        let fx = fixture(22, &Spec { n: 3000, d: 64, l: 16, b: 8, tombstones: false });
+        let res = be.upload(&fx.index).expect("upload");
+        let q = random_queries(&mut ChaCha8Rng::seed_from_u64(1), &fx.index, 8);
+        let (p, t) = be.timed(|| be.probe(&res, &q, 4)).expect("timed probe");
+        be.read_probes(&p).expect("read");
+        match t {
+            Some(s) => assert!(s > 0.0 && s < 10.0, "device time {s} s"),
+            None => eprintln!("adapter without timestamp queries: host clock"),
+        }
+        // Nested calls give the inner one no time of its own.
+        let (inner, _) = be.timed(|| be.timed(|| be.probe(&res, &q, 4))).expect("nested");
+        assert!(inner.1.is_none());
+    }
+
+    #[test]
+    fn bad_inputs_are_typed_errors() {
+        let Some(be) = open(WgpuOptions::default()) else { return };
+        let wide = fixture(23, &Spec { n: 10, d: 2052, l: 2, b: 1, tombstones: false });
+        let e = be.upload(&wide.index).err().expect("D > 2048 must be refused");
+        assert!(e.to_string().contains("dimension"), "{e}");
+
+        let fx = fixture(24, &Spec { n: 200, d: 16, l: 4, b: 3, tombstones: false });
+        let res = be.upload(&fx.index).expect("upload");
+        let q = random_queries(&mut ChaCha8Rng::seed_from_u64(2), &fx.index, 3);
+        let probes = be.probe(&res, &q, 2).expect("probe");
+        let all = Plan::all();
+        let e = be.filter(&res, &[&all, &all], &probes).err().expect("2 plans for 3 queries");
+        assert!(e.to_string().contains("filters"), "{e}");
+        let mask = be.filter(&res, &[&all, &all, &all], &probes).expect("filter");
+        let q2 = random_queries(&mut ChaCha8Rng::seed_from_u64(3), &fx.index, 2);
+        assert!(be.scan(&res, &q2, &probes, &mask, &[&all, &all], 5).is_err(), "a batch that is not the probes' batch");
+        let bad = Probes { nprobe: 2, lists: vec![0, 0, 1, 2, 3, 1] };
+        let e = be.upload_probes(&res, &bad).err().expect("a list twice in one query");
+        assert!(e.to_string().contains("probes"), "{e}");
+    }
+}
