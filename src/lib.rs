@@ -13,6 +13,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod device;
 pub mod error;
 pub mod eval;
 pub mod filter;
@@ -22,6 +23,7 @@ pub mod rerank;
 pub mod serve;
 pub mod topk;
 
+pub use device::Device;
 pub use error::{Error, Result};
 pub use filter::{Filter, FilterError};
 pub use graph::{Executor, RerankMode, SearchParams, SearchRequest, SearchResponse};

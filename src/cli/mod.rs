@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 mod bench;
+mod devices;
 
 const EXAMPLES: &str = "\
 Examples (the bundled Debian corpus):
@@ -41,6 +42,8 @@ pub enum Cmd {
     Eval(EvalArgs),
     /// Benchmark a backend on a synthetic workload (or the DESIGN.md peer table: --suite peer).
     Bench(bench::BenchArgs),
+    /// List the compute devices this build finds (CPU, wgpu adapters, CUDA).
+    Devices(devices::DevicesArgs),
     /// Print an artifact's metadata and tensor table.
     Inspect {
         /// The index artifact (*.silica).
@@ -119,7 +122,7 @@ pub struct QueryArgs {
     #[arg(long, value_delimiter = ',')]
     pub task_weights: Option<Vec<f32>>,
     /// Compute device.
-    #[arg(long, default_value = "cpu", value_parser = ["cpu", "wgpu", "cuda"], env = "SILICA_DEVICE")]
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "wgpu", "cuda", "auto"], env = "SILICA_DEVICE")]
     pub backend: String,
 }
 
@@ -165,6 +168,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Search(a) => search(a),
         Cmd::Eval(a) => eval_cmd(a),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Devices(a) => devices::run(a),
         Cmd::Inspect { index } => inspect(&index),
         Cmd::Serve(a) => serve::serve(a),
         Cmd::Compact(a) => serve::compact(a),

@@ -311,6 +311,9 @@ impl crate::backend::Candidates {
 pub fn open(backend: &str, index: Arc<Index>) -> Result<Box<dyn Search>> {
     match backend {
         "cpu" => Ok(Box::new(Executor::new(crate::backend::cpu::Cpu, index)?)),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Ok(Box::new(Executor::new(crate::backend::wgpu::Wgpu::new(Default::default())?, index)?)),
+        "auto" => open(crate::device::Device::auto().name(), index),
         other => Err(Error::backend(other, "this backend is not available in this build; use --backend cpu")),
     }
 }

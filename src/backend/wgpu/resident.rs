@@ -1,0 +1,250 @@
+//! The index on the device, uploaded once per load.
+//!
+//! Per-row tensors are split into row chunks (boundaries multiples of 64 rows, so Bloom
+//! and mask words never straddle chunks) small enough that every tensor of a chunk fits
+//! one storage binding (`max_storage_buffer_binding_size`, e.g. 128 MiB on lavapipe).
+//! Kernels that touch rows run once per chunk. Re-layouts (DESIGN.md allows them):
+//! * item codes: blocks of 32 rows, 16 codes (one vec4<u32>) at a time: vec4 t of chunk
+//!   row rr at `((rr/32)*d16 + t)*32 + rr%32`; rows padded with zeros to d16*16 codes;
+//! * Bloom planes and the live bitset: u32 words (the halves of the artifact's u64 words),
+//!   plane-major within the chunk;
+//! * attribute CSR offsets: u32, rebased to the chunk's first value;
+//! * f16 embeddings: u32 pairs, rows padded to an even length.
+
+use super::gpu::{Buf, Gpu};
+use crate::error::{Error, Result};
+use crate::model::Index;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Rows `[lo, hi)` of the index and their tensors.
+pub struct Chunk {
+    pub lo: u32,
+    pub hi: u32,
+    /// First u32 mask word (`lo / 32`) and u32 words covered (`2*(ceil(hi/64) - lo/64)`).
+    pub cw_lo: u32,
+    pub cw_n: u32,
+    pub codes: Buf,
+    pub scale: Buf,
+    pub aoff: Buf,
+    pub avals: Buf,
+    pub planes: Buf,
+    pub live: Buf,
+    pub emb: Option<Buf>,
+    pub feats: Option<Buf>,
+}
+
+/// The index resident on one wgpu device.
+pub struct Resident {
+    pub index: Arc<Index>,
+    pub n: u32,
+    pub d16: u32,
+    pub nlist: u32,
+    pub centroids: Buf,
+    pub cscale: Buf,
+    pub loff: Buf,
+    pub chunks: Vec<Chunk>,
+    /// Largest list, in rows and in u32 mask words.
+    pub max_list: u32,
+    pub max_span: u32,
+    /// `ebound[n]`: rows of the n largest lists; `mbound[n]`: u32 mask words of the n widest.
+    ebound: Vec<u64>,
+    mbound: Vec<u64>,
+}
+
+/// Largest D the kernels hold in workgroup memory (MAX_D16 = 128 vec4 = 2048 codes).
+pub const MAX_DIM: usize = 2048;
+
+fn span_words(s: u64, e: u64) -> u64 {
+    2 * (e.div_ceil(64) - s / 64)
+}
+
+fn prefix_desc(mut v: Vec<u64>) -> Vec<u64> {
+    v.sort_unstable_by(|a, b| b.cmp(a));
+    let mut out = Vec::with_capacity(v.len() + 1);
+    out.push(0);
+    for x in v {
+        out.push(out.last().copied().unwrap_or(0) + x);
+    }
+    out
+}
+
+/// Pack int8 rows `[rows, d]` into vec4<u32> rows of `d16` vec4s (zero padded), plain
+/// row-major (`interleave = false`) or in the 32-row blocked layout.
+fn pack_codes(codes: &[i8], d: usize, rows: usize, d16: usize, interleave: bool) -> Vec<u8> {
+    let blocks = rows.div_ceil(32);
+    let total = if interleave { blocks * 32 * d16 * 16 } else { rows * d16 * 16 };
+    let mut out = vec![0u8; total.max(16)];
+    if interleave {
+        out[..total].par_chunks_mut(32 * d16 * 16).enumerate().for_each(|(b, blk)| {
+            for lane in 0..32 {
+                let r = b * 32 + lane;
+                if r >= rows {
+                    break;
+                }
+                let row = &codes[r * d..(r + 1) * d];
+                for t in 0..d16 {
+                    let dst = &mut blk[(t * 32 + lane) * 16..(t * 32 + lane) * 16 + 16];
+                    for (i, x) in dst.iter_mut().enumerate() {
+                        *x = row.get(t * 16 + i).map_or(0, |&c| c as u8);
+                    }
+                }
+            }
+        });
+    } else {
+        for r in 0..rows {
+            for (i, &c) in codes[r * d..(r + 1) * d].iter().enumerate() {
+                out[r * d16 * 16 + i] = c as u8;
+            }
+        }
+    }
+    out
+}
+
+fn bytes_f32(v: &[f32]) -> &[u8] {
+    bytemuck::cast_slice(v)
+}
+
+impl Resident {
+    pub fn upload(g: &Gpu, index: &Arc<Index>) -> Result<Resident> {
+        let ix = index.as_ref();
+        let (n, d, l) = (ix.len(), ix.dim, ix.nlist());
+        if d == 0 || d > MAX_DIM {
+            return Err(Error::backend("wgpu", format!("dimension {d} is outside 1..={MAX_DIM} supported by the wgpu kernels")));
+        }
+        if n >= 1 << 31 {
+            return Err(Error::backend("wgpu", format!("{n} items: the wgpu backend addresses rows with 31 bits")));
+        }
+        if l > 65535 {
+            return Err(Error::backend("wgpu", format!("nlist {l} exceeds 65535 (one dispatch dimension)")));
+        }
+        let d16 = d.div_ceil(16);
+        let centroids = g.resident("ivf.centroid_codes", &pack_codes(&ix.centroid_codes.codes, d, l, d16, false))?;
+        let cscale = g.resident("ivf.centroid_scale", bytes_f32(&ix.centroid_codes.scale))?;
+        let loff: Vec<u32> = ix.list_offsets.iter().map(|&o| o as u32).collect();
+        let loff_buf = g.resident("ivf.list_offsets", bytemuck::cast_slice(&loff))?;
+        let lens: Vec<u64> = (0..l).map(|i| ix.list_offsets[i + 1] - ix.list_offsets[i]).collect();
+        let spans: Vec<u64> = (0..l).map(|i| span_words(ix.list_offsets[i], ix.list_offsets[i + 1])).collect();
+        let max_list = lens.iter().copied().max().unwrap_or(0) as u32;
+        if max_list as u64 > 65535 * 256 {
+            return Err(Error::backend("wgpu", format!("a list of {max_list} rows exceeds one dispatch (65535 x 256 rows); use more lists")));
+        }
+        // Compile the scan for this row width now, not on the first search.
+        g.pipelines.scan(d16 as u32)?;
+        let max_span = spans.iter().copied().max().unwrap_or(0) as u32;
+
+        // Row chunks: every per-row tensor of a chunk must fit one binding.
+        let m = ix.bloom.params.bits as u64;
+        let d2 = d.div_ceil(2) as u64;
+        let f = ix.feature_names.len() as u64;
+        let per_row = [(d16 * 16) as u64, 4, 4, m.div_ceil(8), d2 * 4 * ix.embeddings.is_some() as u64, f * 4 * ix.features.is_some() as u64]
+            .into_iter()
+            .max()
+            .unwrap_or(4);
+        let mut cap = (g.max_binding / per_row) / 64 * 64;
+        if let Some(r) = g.chunk_rows {
+            cap = cap.min(r as u64);
+        }
+        if cap == 0 && n > 0 {
+            return Err(Error::backend("wgpu", format!("64 rows need {} bytes, more than the largest binding {}", per_row * 64, g.max_binding)));
+        }
+        let mut chunks = Vec::new();
+        let mut lo = 0usize;
+        while lo < n {
+            let mut hi = n.min(lo + cap as usize);
+            while (ix.attrs.offsets[hi] - ix.attrs.offsets[lo]) * 4 > g.max_binding {
+                let half = ((hi - lo) / 2) / 64 * 64;
+                if half == 0 {
+                    return Err(Error::backend("wgpu", format!("rows {lo}.. carry more attribute values than one binding holds")));
+                }
+                hi = lo + half;
+            }
+            chunks.push(Self::upload_chunk(g, ix, lo, hi)?);
+            lo = hi;
+        }
+        Ok(Resident {
+            index: index.clone(),
+            n: n as u32,
+            d16: d16 as u32,
+            nlist: l as u32,
+            centroids,
+            cscale,
+            loff: loff_buf,
+            chunks,
+            max_list,
+            max_span,
+            ebound: prefix_desc(lens),
+            mbound: prefix_desc(spans),
+        })
+    }
+
+    fn upload_chunk(g: &Gpu, ix: &Index, lo: usize, hi: usize) -> Result<Chunk> {
+        let (d, rows) = (ix.dim, hi - lo);
+        let d16 = d.div_ceil(16);
+        let codes = g.resident("items.codes", &pack_codes(&ix.items.codes[lo * d..hi * d], d, rows, d16, true))?;
+        let scale = g.resident("items.scale", bytes_f32(&ix.items.scale[lo..hi]))?;
+        let a0 = ix.attrs.offsets[lo];
+        let aoff: Vec<u32> = ix.attrs.offsets[lo..=hi].iter().map(|&o| (o - a0) as u32).collect();
+        let aoff = g.resident("attrs.offsets", bytemuck::cast_slice(&aoff))?;
+        let avals = g.resident("attrs.values", bytemuck::cast_slice(&ix.attrs.values[a0 as usize..ix.attrs.offsets[hi] as usize]))?;
+        // u64 words [lo/64, ceil(hi/64)) of every plane, as u32 halves.
+        let (w0, w1) = (lo / 64, hi.div_ceil(64));
+        let words = ix.bloom.words;
+        let m = ix.bloom.params.bits as usize;
+        let mut planes = vec![0u32; m * (w1 - w0) * 2];
+        planes.par_chunks_mut((w1 - w0) * 2).enumerate().for_each(|(b, out)| {
+            for (i, w) in (w0..w1).enumerate() {
+                let x = ix.bloom.planes.get(b * words + w).copied().unwrap_or(0);
+                out[2 * i] = x as u32;
+                out[2 * i + 1] = (x >> 32) as u32;
+            }
+        });
+        let planes = g.resident("bloom.planes", bytemuck::cast_slice(&planes))?;
+        let live: Vec<u32> = (w0..w1).flat_map(|w| {
+            let x = ix.live_word(w);
+            [x as u32, (x >> 32) as u32]
+        }).collect();
+        let live = g.resident("live", bytemuck::cast_slice(&live))?;
+        let emb = match &ix.embeddings {
+            Some(e) => {
+                let d2 = d.div_ceil(2);
+                let mut v = vec![0u16; rows * d2 * 2];
+                for r in 0..rows {
+                    for c in 0..d {
+                        v[r * d2 * 2 + c] = e[(lo + r) * d + c].to_bits();
+                    }
+                }
+                Some(g.resident("items.embeddings", bytemuck::cast_slice(&v))?)
+            }
+            None => None,
+        };
+        let f = ix.feature_names.len();
+        let feats = match &ix.features {
+            Some(x) if f > 0 => Some(g.resident("items.features", bytes_f32(&x[lo * f..hi * f]))?),
+            _ => None,
+        };
+        Ok(Chunk {
+            lo: lo as u32,
+            hi: hi as u32,
+            cw_lo: (w0 * 2) as u32,
+            cw_n: ((w1 - w0) * 2) as u32,
+            codes,
+            scale,
+            aoff,
+            avals,
+            planes,
+            live,
+            emb,
+            feats,
+        })
+    }
+
+    /// Scan entries per query region for `nprobe` lists (rows of the nprobe largest lists).
+    pub fn entry_bound(&self, nprobe: usize) -> u64 {
+        self.ebound[nprobe.min(self.ebound.len() - 1)]
+    }
+    /// Mask words per query region for `nprobe` lists.
+    pub fn mask_bound(&self, nprobe: usize) -> u64 {
+        self.mbound[nprobe.min(self.mbound.len() - 1)]
+    }
+}

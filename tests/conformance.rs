@@ -1,0 +1,768 @@
+//! The golden-output suite: written once, instantiated per backend with
+//! [`conformance_suite!`]. Every backend is checked against brute-force references
+//! written here from the definitions in `src/backend/mod.rs` (not against its own code):
+//!
+//! * stages 1-3 (probe, filter + count, scan) and stage 5 after `rerank none` must be
+//!   **bit-identical**: list ids, mask words, rows, score bits, counts and padding;
+//! * `refine` and `model` rerank (float math) must agree within
+//!   `|got - want| <= 1e-4 * max(1, |want|)` (approx), and the executor's answers with them
+//!   too, rows compared wherever the scores are not near-ties;
+//! * the whole executor (planner, widening) must equal the CPU backend exactly with
+//!   `rerank none`, and an exhaustive probe must equal the exact filtered top-k.
+//!
+//! Randomized cases: N not a multiple of 32 or 64 (and N = 0, 1), D from 4 to 1024 in
+//! steps of 4 (and one odd D), lists of size 0 and 1, duplicate rows and centroids (ties),
+//! an all-zero query (every score ties), k from 1 to 100000 with k above the candidates,
+//! filters with AND / OR / NOT / IN, selective, matching-nothing and empty filters,
+//! tombstoned rows, batches of 1 to 512. GPU instances run with poisoned scratch and
+//! output buffers (every element read must have been written), and one wgpu instance
+//! splits the index into 128-row chunks, groups queries by 3 and uses the portable dot.
+//!
+//! A backend whose constructor returns `None` is skipped with a message, unless its name
+//! is listed in `SILICA_REQUIRE_BACKENDS` (CI sets `wgpu`), where that is a failure.
+
+use half::f16;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use silica::backend::{cpu::Cpu, Backend, Candidates, Mask, Probes, QueryBatch, Rerank};
+use silica::filter::{Filter, Op, Plan};
+use silica::graph::{prepare_queries, Executor, RerankMode, Search, SearchParams, SearchRequest};
+use silica::model::{Attributes, BloomParams, BloomPlanes, FieldSchema, I8Matrix, Index, Metric, Schema};
+use silica::rerank::{Dense, RerankModel};
+use std::sync::Arc;
+
+// ---------------------------------------------------------------- fixtures
+
+/// One randomized index: codes, lists, attributes, Bloom planes, tombstones, embeddings.
+struct Fixture {
+    index: Arc<Index>,
+    seed: u64,
+}
+
+struct Spec {
+    n: usize,
+    d: usize,
+    l: usize,
+    b: usize,
+    tombstones: bool,
+}
+
+const COLORS: usize = 5;
+const SIZES: usize = 3;
+const TAGS: usize = 20;
+
+fn schema() -> Schema {
+    let field = |name: &str, multi, base, values: Vec<String>| FieldSchema { name: name.into(), multi, base, values };
+    Schema {
+        fields: vec![
+            field("color", false, 0, (0..COLORS).map(|i| format!("c{i}")).collect()),
+            field("size", false, COLORS as u32, (0..SIZES).map(|i| format!("s{i}")).collect()),
+            field("tags", true, (COLORS + SIZES) as u32, (0..TAGS).map(|i| format!("t{i:02}")).collect()),
+        ],
+    }
+}
+
+/// Random list sizes summing to n, with empty and one-row lists mixed in.
+fn list_offsets(rng: &mut ChaCha8Rng, n: usize, l: usize) -> Vec<u64> {
+    let mut sizes = vec![0usize; l];
+    let mut left = n;
+    for (i, s) in sizes.iter_mut().enumerate() {
+        if left == 0 {
+            break;
+        }
+        *s = match i % 5 {
+            0 => 0,
+            1 => 1.min(left),
+            _ => rng.random_range(0..=(2 * n / l.max(1)).max(1)).min(left),
+        };
+        left -= *s;
+    }
+    if left > 0 {
+        let i = rng.random_range(0..l);
+        sizes[i] += left;
+    }
+    let mut off = vec![0u64];
+    for s in sizes {
+        off.push(off.last().copied().unwrap_or(0) + s as u64);
+    }
+    off
+}
+
+fn fixture(seed: u64, spec: &Spec) -> Fixture {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (n, d, l) = (spec.n, spec.d, spec.l);
+    let mut codes: Vec<i8> = (0..n * d).map(|_| rng.random_range(-127..=127)).collect();
+    let mut scale: Vec<f32> = (0..n).map(|_| rng.random_range(0.001f32..0.02)).collect();
+    // Ties: duplicate rows (same codes and scale), and one all-zero row (scale 0).
+    for r in (7..n).step_by(11) {
+        let src = r / 3;
+        let (a, b) = codes.split_at_mut(r * d);
+        b[..d].copy_from_slice(&a[src * d..src * d + d]);
+        scale[r] = scale[src];
+    }
+    if n > 2 {
+        codes[2 * d..3 * d].iter_mut().for_each(|c| *c = 0);
+        scale[2] = 0.0;
+    }
+    let mut ccodes: Vec<i8> = (0..l * d).map(|_| rng.random_range(-127..=127)).collect();
+    let mut cscale: Vec<f32> = (0..l).map(|_| rng.random_range(0.001f32..0.02)).collect();
+    if l > 3 {
+        let (a, b) = ccodes.split_at_mut(3 * d);
+        b[..d].copy_from_slice(&a[..d]);
+        cscale[3] = cscale[0];
+    }
+    let centroids = ccodes.iter().enumerate().map(|(i, &c)| c as f32 * cscale[i / d]).collect();
+    let list_offsets = list_offsets(&mut rng, n, l);
+
+    // Attributes: one color, one size (absent on some rows), 0-4 tags with t19 rare.
+    let schema = schema();
+    let mut offsets = vec![0u64];
+    let mut values = Vec::new();
+    let mut pairs_per_row: Vec<Vec<(String, String)>> = Vec::new();
+    for _ in 0..n {
+        let mut ids = Vec::new();
+        let mut pairs = Vec::new();
+        let c = rng.random_range(0..COLORS);
+        ids.push(c as u32);
+        pairs.push(("color".to_string(), format!("c{c}")));
+        if rng.random_bool(0.8) {
+            let s = rng.random_range(0..SIZES);
+            ids.push((COLORS + s) as u32);
+            pairs.push(("size".to_string(), format!("s{s}")));
+        }
+        for _ in 0..rng.random_range(0..=4) {
+            let t = if rng.random_bool(0.01) { TAGS - 1 } else { rng.random_range(0..TAGS - 1) };
+            ids.push((COLORS + SIZES + t) as u32);
+            pairs.push(("tags".to_string(), format!("t{t:02}")));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        values.extend_from_slice(&ids);
+        offsets.push(values.len() as u64);
+        pairs_per_row.push(pairs);
+    }
+    // A small Bloom filter, so false positives happen and exact verification matters.
+    let params = BloomParams { bits: 64, hashes: 3, seed: seed ^ 0x5eed };
+    let bloom = BloomPlanes::build(params, n, |r| pairs_per_row[r].iter().flat_map(|(f, v)| params.positions(f, v)).collect());
+    let live = spec.tombstones.then(|| {
+        let mut w = vec![!0u64; n.div_ceil(64)];
+        for r in (0..n).filter(|r| r % 13 == 5) {
+            w[r / 64] &= !(1u64 << (r % 64));
+        }
+        w
+    });
+    let embeddings: Vec<f16> = (0..n * d).map(|_| f16::from_f32(rng.random_range(-0.2f32..0.2))).collect();
+    let features: Vec<f32> = (0..n * 2).map(|_| rng.random_range(0f32..1.0)).collect();
+    let index = Index {
+        dim: d,
+        metric: Metric::Ip,
+        centroids,
+        centroid_codes: I8Matrix { rows: l, dim: d, codes: ccodes, scale: cscale },
+        list_offsets,
+        items: I8Matrix { rows: n, dim: d, codes, scale },
+        embeddings: Some(embeddings),
+        features: Some(features),
+        feature_names: vec!["f0".into(), "f1".into()],
+        ids: (0..n).map(|r| format!("id{r}")).collect(),
+        source_rows: (0..n as u64).rev().collect(),
+        bloom,
+        attrs: Attributes { schema, offsets, values },
+        rerank: None,
+        live,
+    };
+    Fixture { index: Arc::new(index), seed }
+}
+
+fn random_leaf(rng: &mut ChaCha8Rng) -> String {
+    match rng.random_range(0..7) {
+        0 => format!("color = \"c{}\"", rng.random_range(0..COLORS)),
+        1 => format!("size = \"s{}\"", rng.random_range(0..SIZES)),
+        2 => format!("tags = \"t{:02}\"", rng.random_range(0..TAGS)),
+        3 => format!("tags IN (\"t{:02}\", \"t{:02}\", \"t{:02}\")", rng.random_range(0..TAGS), rng.random_range(0..TAGS), rng.random_range(0..TAGS)),
+        4 => "tags = \"t19\"".into(),
+        5 => "color IN (\"c1\", \"nope\")".into(),
+        _ => "size = \"missing\"".into(),
+    }
+}
+
+fn random_expr(rng: &mut ChaCha8Rng, depth: u32) -> String {
+    if depth == 0 || rng.random_bool(0.3) {
+        return random_leaf(rng);
+    }
+    match rng.random_range(0..4) {
+        0 => format!("{} AND {}", random_expr(rng, depth - 1), random_expr(rng, depth - 1)),
+        1 => format!("({} OR {})", random_expr(rng, depth - 1), random_expr(rng, depth - 1)),
+        2 => format!("NOT {}", random_expr(rng, depth - 1)),
+        _ => format!("({})", random_expr(rng, depth - 1)),
+    }
+}
+
+/// One filter per query: empty, selective, matching nothing, and random compositions.
+fn random_filters(rng: &mut ChaCha8Rng, ix: &Index, b: usize) -> Vec<Filter> {
+    (0..b)
+        .map(|i| {
+            let text = match i % 6 {
+                0 => String::new(),
+                1 => "tags = \"t19\"".into(),
+                2 => "color = \"nope\"".into(),
+                3 => "NOT color = \"c0\" AND tags IN (\"t01\", \"t02\")".into(),
+                _ => random_expr(rng, 3),
+            };
+            Filter::compile(&text, &ix.attrs.schema, &ix.bloom.params).unwrap_or_else(|e| panic!("filter {text:?}: {e}"))
+        })
+        .collect()
+}
+
+fn random_queries(rng: &mut ChaCha8Rng, ix: &Index, b: usize) -> QueryBatch {
+    let mut q: Vec<f32> = (0..b * ix.dim).map(|_| rng.random_range(-1f32..1.0)).collect();
+    if b > 1 {
+        // An all-zero query: every score is 0, the order is decided by rows alone.
+        q[ix.dim..2 * ix.dim].iter_mut().for_each(|x| *x = 0.0);
+    }
+    prepare_queries(ix, &q).expect("valid queries")
+}
+
+fn specs() -> Vec<(u64, Spec)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(2026);
+    let mut d4 = || 4 * rng.random_range(1..=256usize);
+    vec![
+        (1, Spec { n: 1, d: 4, l: 1, b: 1, tombstones: false }),
+        (2, Spec { n: 65, d: 8, l: 3, b: 5, tombstones: true }),
+        (3, Spec { n: 333, d: 20, l: 17, b: 33, tombstones: false }),
+        (4, Spec { n: 1000, d: 64, l: 40, b: 64, tombstones: true }),
+        (5, Spec { n: 2500, d: 132, l: 64, b: 16, tombstones: false }),
+        (6, Spec { n: 700, d: 1024, l: 30, b: 6, tombstones: false }),
+        (7, Spec { n: 400, d: 16, l: 12, b: 512, tombstones: true }),
+        (8, Spec { n: 0, d: 12, l: 2, b: 3, tombstones: false }),
+        (9, Spec { n: 517, d: 37, l: 9, b: 7, tombstones: false }),
+        (10, Spec { n: 1201, d: d4(), l: 25, b: 9, tombstones: true }),
+        (11, Spec { n: 777, d: d4(), l: 50, b: 20, tombstones: false }),
+    ]
+}
+
+// ---------------------------------------------------------------- references
+
+fn dot(a: &[i8], b: &[i8]) -> i32 {
+    a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()
+}
+
+/// (score desc in the total order, id asc): the order every stage sorts by.
+fn rank(v: &mut [(f32, u32)]) {
+    v.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+}
+
+fn ref_probe(ix: &Index, q: &QueryBatch, nprobe: usize) -> Vec<u32> {
+    let d = ix.dim;
+    (0..q.len)
+        .flat_map(|b| {
+            let mut s: Vec<(f32, u32)> = (0..ix.nlist())
+                .map(|l| (dot(&q.codes[b * d..(b + 1) * d], ix.centroid_codes.row(l)) as f32 * ix.centroid_codes.scale[l], l as u32))
+                .collect();
+            rank(&mut s);
+            s.into_iter().take(nprobe).map(|x| x.1)
+        })
+        .collect()
+}
+
+fn live(ix: &Index, r: usize) -> bool {
+    ix.live_word(r / 64) >> (r % 64) & 1 == 1
+}
+
+/// The plan over Bloom bits of one row: a term holds when all k planes of any of its
+/// values are set; NOT is always true (a Bloom hit proves nothing).
+fn bloom_row(plan: &Plan, ix: &Index, r: usize) -> bool {
+    if plan.is_all() {
+        return true;
+    }
+    let bit = |b: u32| ix.bloom.word(b, r / 64) >> (r % 64) & 1 == 1;
+    let mut st = Vec::new();
+    for op in &plan.ops {
+        match *op {
+            Op::Term(t) => st.push(plan.terms[t as usize].bloom_rows.iter().any(|rows| rows.iter().all(|&b| bit(b)))),
+            Op::Not => {
+                st.pop();
+                st.push(true);
+            }
+            Op::And | Op::Or => {
+                let (y, x) = (st.pop().unwrap(), st.pop().unwrap());
+                st.push(if *op == Op::And { x && y } else { x || y });
+            }
+        }
+    }
+    st[0]
+}
+
+fn ref_mask(ix: &Index, plans: &[&Plan], lists: &[u32], nprobe: usize) -> Mask {
+    let mut offsets = vec![0];
+    let mut words = Vec::new();
+    for (p, &l) in lists.iter().enumerate() {
+        let plan = plans[p / nprobe.max(1)];
+        let (s, e) = (ix.list_offsets[l as usize] as usize, ix.list_offsets[l as usize + 1] as usize);
+        for w in s / 64..e.div_ceil(64) {
+            let mut word = 0u64;
+            for i in 0..64 {
+                let r = w * 64 + i;
+                if r >= s && r < e && live(ix, r) && bloom_row(plan, ix, r) {
+                    word |= 1 << i;
+                }
+            }
+            words.push(word);
+        }
+        offsets.push(words.len());
+    }
+    Mask { offsets, words }
+}
+
+fn ref_count(ix: &Index, plan: &Plan) -> u64 {
+    (0..ix.len()).filter(|&r| live(ix, r) && bloom_row(plan, ix, r)).count() as u64
+}
+
+fn pack(per_query: Vec<Vec<(f32, u32)>>, k: usize) -> Candidates {
+    let b = per_query.len();
+    let mut c = Candidates { k, rows: vec![u32::MAX; b * k], scores: vec![f32::NEG_INFINITY; b * k], counts: vec![0; b] };
+    for (q, list) in per_query.into_iter().enumerate() {
+        c.counts[q] = list.len() as u32;
+        for (i, (s, r)) in list.into_iter().enumerate() {
+            c.rows[q * k + i] = r;
+            c.scores[q * k + i] = s;
+        }
+    }
+    c
+}
+
+/// Exact top-k0 of the rows of the probed lists that are live, pass the Bloom mask and
+/// the exact filter, scored `(i32 dot) as f32 * item_scale`.
+fn ref_scan(ix: &Index, q: &QueryBatch, lists: &[u32], nprobe: usize, plans: &[&Plan], k0: usize) -> Candidates {
+    let d = ix.dim;
+    let per_query = (0..q.len)
+        .map(|b| {
+            let plan = plans[b];
+            let mut v = Vec::new();
+            for &l in &lists[b * nprobe..(b + 1) * nprobe] {
+                for r in ix.list_range(l as usize) {
+                    if live(ix, r) && bloom_row(plan, ix, r) && plan.matches(ix.attrs.row(r)) {
+                        v.push((dot(&q.codes[b * d..(b + 1) * d], ix.items.row(r)) as f32 * ix.items.scale[r], r as u32));
+                    }
+                }
+            }
+            rank(&mut v);
+            v.truncate(k0);
+            v
+        })
+        .collect();
+    pack(per_query, k0)
+}
+
+fn ref_select(c: &Candidates, k: usize) -> Candidates {
+    pack(
+        (0..c.len())
+            .map(|q| {
+                let mut v: Vec<(f32, u32)> = c.query(q).map(|(r, s)| (s, r)).collect();
+                rank(&mut v);
+                v.truncate(k);
+                v
+            })
+            .collect(),
+        k,
+    )
+}
+
+// ---------------------------------------------------------------- comparisons
+
+fn assert_cands_exact(what: &str, got: &Candidates, want: &Candidates) {
+    assert_eq!(got.k, want.k, "{what}: k");
+    assert_eq!(got.counts, want.counts, "{what}: counts");
+    for i in 0..want.rows.len() {
+        let (gr, wr, gs, ws) = (got.rows[i], want.rows[i], got.scores[i], want.scores[i]);
+        assert!(
+            gr == wr && gs.to_bits() == ws.to_bits(),
+            "{what}: query {} slot {}: got (row {gr}, score {gs:e} = {:#x}), want (row {wr}, score {ws:e} = {:#x})",
+            i / want.k.max(1),
+            i % want.k.max(1),
+            gs.to_bits(),
+            ws.to_bits()
+        );
+    }
+    assert_eq!(got.rows.len(), want.rows.len(), "{what}: rows length");
+    assert_eq!(got.scores.len(), want.scores.len(), "{what}: scores length");
+}
+
+const TOL: f32 = 1e-4;
+
+fn close(a: f32, b: f32) -> bool {
+    (a - b).abs() <= TOL * b.abs().max(1.0)
+}
+
+// ---------------------------------------------------------------- cases
+
+fn plans_of(filters: &[Filter]) -> Vec<&Plan> {
+    filters.iter().map(|f| &f.plan).collect()
+}
+
+/// Stage 1: list ids equal the reference for nprobe 1, some, all.
+pub fn probe_case<B: Backend>(be: &B) {
+    for (seed, spec) in specs() {
+        let fx = fixture(seed, &spec);
+        let ix = &fx.index;
+        let res = be.upload(ix).expect("upload");
+        let mut rng = ChaCha8Rng::seed_from_u64(seed * 31);
+        let q = random_queries(&mut rng, ix, spec.b);
+        for nprobe in [1, rng.random_range(1..=spec.l), spec.l] {
+            let p = be.read_probes(&be.probe(&res, &q, nprobe).expect("probe")).expect("read probes");
+            assert_eq!(p.nprobe, nprobe);
+            assert_eq!(p.lists, ref_probe(ix, &q, nprobe), "probe: seed {} n {} d {} l {} b {} nprobe {nprobe}", fx.seed, spec.n, spec.d, spec.l, spec.b);
+        }
+        let err = be.probe(&res, &q, spec.l + 1).err().expect("nprobe > nlist must fail");
+        assert!(err.to_string().contains("nprobe"), "{err}");
+
+        // Given probes (benchmarks): uploaded as they are, scanned like computed ones.
+        let nprobe = rng.random_range(1..=spec.l);
+        let given = Probes { nprobe, lists: (0..spec.b).flat_map(|b| (0..nprobe).map(move |j| ((b * 7 + j) % spec.l) as u32)).collect() };
+        let up = be.upload_probes(&res, &given).expect("upload probes");
+        assert_eq!(be.read_probes(&up).expect("read"), given, "upload_probes round trip: seed {seed}");
+        let filters = random_filters(&mut rng, ix, spec.b);
+        let plans = plans_of(&filters);
+        let mask = be.filter(&res, &plans, &up).expect("filter");
+        let got = be.read_cands(&be.scan(&res, &q, &up, &mask, &plans, 50).expect("scan")).expect("read");
+        assert_cands_exact(&format!("scan of given probes seed {seed}"), &got, &ref_scan(ix, &q, &given.lists, nprobe, &plans, 50));
+        let bad = Probes { nprobe: 1, lists: vec![spec.l as u32; spec.b] };
+        assert!(be.upload_probes(&res, &bad).is_err(), "a list id >= nlist must be refused");
+    }
+}
+
+/// Stage 2: masks over the probed lists and global counts equal the reference.
+pub fn filter_case<B: Backend>(be: &B) {
+    for (seed, spec) in specs() {
+        let fx = fixture(seed, &spec);
+        let ix = &fx.index;
+        let res = be.upload(ix).expect("upload");
+        let mut rng = ChaCha8Rng::seed_from_u64(seed * 37);
+        let q = random_queries(&mut rng, ix, spec.b);
+        let filters = random_filters(&mut rng, ix, spec.b);
+        let plans = plans_of(&filters);
+        for nprobe in [1, rng.random_range(1..=spec.l), spec.l] {
+            let probes = be.probe(&res, &q, nprobe).expect("probe");
+            let lists = be.read_probes(&probes).expect("read probes").lists;
+            let mask = be.read_mask(&be.filter(&res, &plans, &probes).expect("filter")).expect("read mask");
+            let want = ref_mask(ix, &plans, &lists, nprobe);
+            assert_eq!(mask.offsets, want.offsets, "mask offsets: seed {seed} nprobe {nprobe}");
+            for (i, (g, w)) in mask.words.iter().zip(&want.words).enumerate() {
+                assert_eq!(g, w, "mask word {i}: seed {seed} nprobe {nprobe}: got {g:#x} want {w:#x}");
+            }
+            assert_eq!(mask.words.len(), want.words.len());
+        }
+        let counts = be.count(&res, &plans).expect("count");
+        let want: Vec<u64> = plans.iter().map(|p| ref_count(ix, p)).collect();
+        assert_eq!(counts, want, "count: seed {seed}");
+    }
+}
+
+/// Stage 3: rows, score bits, counts and padding equal the exact top-k0, for k0 from 1
+/// to 100000 (far above the candidates).
+pub fn scan_case<B: Backend>(be: &B) {
+    for (seed, spec) in specs() {
+        let fx = fixture(seed, &spec);
+        let ix = &fx.index;
+        let res = be.upload(ix).expect("upload");
+        let mut rng = ChaCha8Rng::seed_from_u64(seed * 41);
+        let q = random_queries(&mut rng, ix, spec.b);
+        let filters = random_filters(&mut rng, ix, spec.b);
+        let plans = plans_of(&filters);
+        let big = if spec.b * 100_000 * 4 <= 64 << 20 { 100_000 } else { 5000 };
+        for (nprobe, k0) in [(1, 1), (rng.random_range(1..=spec.l), 10), (spec.l, rng.random_range(1..=300)), (spec.l, big), (rng.random_range(1..=spec.l), 2049)] {
+            let probes = be.probe(&res, &q, nprobe).expect("probe");
+            let lists = be.read_probes(&probes).expect("read probes").lists;
+            let mask = be.filter(&res, &plans, &probes).expect("filter");
+            let c = be.scan(&res, &q, &probes, &mask, &plans, k0).expect("scan");
+            let got = be.read_cands(&c).expect("read cands");
+            let want = ref_scan(ix, &q, &lists, nprobe, &plans, k0);
+            assert_cands_exact(&format!("scan seed {seed} n {} d {} nprobe {nprobe} k0 {k0}", spec.n, spec.d), &got, &want);
+            assert_eq!(be.read_counts(&c).expect("counts"), want.counts);
+        }
+        let probes = be.probe(&res, &q, 1).expect("probe");
+        let mask = be.filter(&res, &plans, &probes).expect("filter");
+        let c = be.read_cands(&be.scan(&res, &q, &probes, &mask, &plans, 0).expect("k0 = 0")).expect("read");
+        assert_eq!(c.counts, vec![0; spec.b], "k0 = 0 keeps nothing");
+    }
+}
+
+/// Stages 4-5: `none` is exact (scores times the query scale, then top-k); `refine` and
+/// `model` agree with the float reference within the stated tolerance.
+pub fn rerank_select_case<B: Backend>(be: &B) {
+    for (seed, spec) in specs().into_iter().filter(|(_, s)| s.n > 0 && s.d <= 256) {
+        let fx = fixture(seed, &spec);
+        let ix = &fx.index;
+        let d = ix.dim;
+        let res = be.upload(ix).expect("upload");
+        let mut rng = ChaCha8Rng::seed_from_u64(seed * 43);
+        let q = random_queries(&mut rng, ix, spec.b);
+        let filters = random_filters(&mut rng, ix, spec.b);
+        let plans = plans_of(&filters);
+        let nprobe = spec.l;
+        let k0 = 64;
+        let probes = be.probe(&res, &q, nprobe).expect("probe");
+        let mask = be.filter(&res, &plans, &probes).expect("filter");
+        let scan = |be: &B| be.scan(&res, &q, &probes, &mask, &plans, k0).expect("scan");
+        let base = be.read_cands(&scan(be)).expect("read");
+
+        // none: exact.
+        let mut want = base.clone();
+        for b in 0..want.len() {
+            for i in 0..want.counts[b] as usize {
+                want.scores[b * k0 + i] *= q.scale[b];
+            }
+        }
+        let c = be.rerank(&res, &q, scan(be), &Rerank::None).expect("rerank none");
+        assert_cands_exact(&format!("rerank none seed {seed}"), &be.read_cands(&c).expect("read"), &want);
+        for k in [1, 10, 64, 100] {
+            let c = be.rerank(&res, &q, scan(be), &Rerank::None).expect("rerank none");
+            let got = be.read_cands(&be.select(c, k).expect("select")).expect("read");
+            assert_cands_exact(&format!("select seed {seed} k {k}"), &got, &ref_select(&want, k));
+        }
+
+        // refine: f32 inner products of the f32 query and the f16 embeddings.
+        let emb = ix.embeddings.as_ref().unwrap();
+        let got = be.read_cands(&be.rerank(&res, &q, scan(be), &Rerank::Refine).expect("refine")).expect("read");
+        assert_eq!(got.rows, base.rows, "refine keeps rows in place");
+        for b in 0..got.len() {
+            for i in 0..got.counts[b] as usize {
+                let r = got.rows[b * k0 + i] as usize;
+                let want: f64 = (0..d).map(|t| q.f32[b * d + t] as f64 * emb[r * d + t].to_f32() as f64).sum();
+                let g = got.scores[b * k0 + i];
+                assert!(close(g, want as f32), "refine seed {seed} query {b} row {r}: got {g}, want {want}");
+            }
+        }
+
+        // model: a random two-layer MLP, composite of two sigmoid tasks.
+        let f = ix.feature_names.len();
+        let mut w = |n: usize| (0..n).map(|_| rng.random_range(-0.3f32..0.3)).collect::<Vec<f32>>();
+        let model = Arc::new(RerankModel {
+            layers: vec![Dense { inputs: 2 * d + f, outputs: 8, weight: w(8 * (2 * d + f)), bias: w(8) }],
+            heads: Dense { inputs: 8, outputs: 2, weight: w(16), bias: w(2) },
+            task_weights: vec![0.7, 0.3],
+        });
+        let mode = Rerank::Model { model: model.clone(), weights: vec![0.25, 0.75] };
+        let got = be.read_cands(&be.rerank(&res, &q, scan(be), &mode).expect("model")).expect("read");
+        let feats = ix.features.as_ref().unwrap();
+        for b in 0..got.len() {
+            for i in 0..got.counts[b] as usize {
+                let r = got.rows[b * k0 + i] as usize;
+                let mut x = q.f32[b * d..(b + 1) * d].to_vec();
+                x.extend(emb[r * d..(r + 1) * d].iter().map(|h| h.to_f32()));
+                x.extend_from_slice(&feats[r * f..(r + 1) * f]);
+                let want = model.score(&x, &[0.25, 0.75], None);
+                let g = got.scores[b * k0 + i];
+                assert!(close(g, want), "model seed {seed} query {b} row {r}: got {g}, want {want}");
+            }
+        }
+    }
+}
+
+/// The executor end to end: equal to the CPU backend with `rerank none` (planner,
+/// adaptive widening and all), and to the exact filtered top-k when every list is probed.
+pub fn executor_case<B: Backend + Clone + 'static>(be: &B) {
+    let specs = specs();
+    for (seed, spec) in specs.into_iter().filter(|(_, s)| s.n > 0) {
+        let fx = fixture(seed, &spec);
+        let ix = fx.index.clone();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed * 47);
+        let b = spec.b.min(40);
+        let queries: Vec<f32> = (0..b * spec.d).map(|_| rng.random_range(-1f32..1.0)).collect();
+        let filters = random_filters(&mut rng, &ix, b);
+        let ours = Executor::new(be.clone(), ix.clone()).expect("executor");
+        let cpu = Executor::new(Cpu, ix.clone()).expect("cpu executor");
+        for (k, nprobe) in [(1, Some(1)), (10, None), (50, Some(spec.l)), (3000, Some((spec.l / 3).max(1)))] {
+            let params = SearchParams { k, nprobe, rerank: RerankMode::None, ..Default::default() };
+            let req = SearchRequest { queries: &queries, filters: &filters, params: params.clone() };
+            let got = ours.search(&req).expect("search");
+            let want = cpu.search(&req).expect("cpu search");
+            assert_eq!(got, want, "executor vs cpu: seed {seed} k {k} nprobe {nprobe:?}");
+            if nprobe == Some(spec.l) {
+                // Exhaustive: the exact filtered top-k of all live rows.
+                let q = prepare_queries(&ix, &queries).unwrap();
+                for (i, r) in got.iter().enumerate() {
+                    let plan = &filters[i].plan;
+                    let mut v: Vec<(f32, u32)> = (0..ix.len())
+                        .filter(|&row| live(&ix, row) && plan.matches(ix.attrs.row(row)))
+                        .map(|row| (dot(&q.codes[i * spec.d..(i + 1) * spec.d], ix.items.row(row)) as f32 * ix.items.scale[row] * q.scale[i], row as u32))
+                        .collect();
+                    rank(&mut v);
+                    v.truncate(k);
+                    let rows: Vec<u64> = v.iter().map(|x| ix.source_rows[x.1 as usize]).collect();
+                    let scores: Vec<f32> = v.iter().map(|x| x.0).collect();
+                    assert_eq!(r.rows, rows, "exhaustive rows: seed {seed} query {i}");
+                    assert_eq!(r.scores, scores, "exhaustive scores: seed {seed} query {i}");
+                }
+            }
+        }
+        // refine end to end: same answers within tolerance.
+        let params = SearchParams { k: 10, nprobe: None, rerank: RerankMode::Refine, ..Default::default() };
+        let req = SearchRequest { queries: &queries, filters: &filters, params };
+        let (got, want) = (ours.search(&req).expect("refine"), cpu.search(&req).expect("cpu refine"));
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.scores.len(), w.scores.len(), "refine result count: seed {seed}");
+            for (i, (gs, ws)) in g.scores.iter().zip(&w.scores).enumerate() {
+                assert!(close(*gs, *ws), "refine score {i}: got {gs} want {ws}");
+                let tie = w.scores.iter().enumerate().any(|(j, s)| j != i && (s - ws).abs() <= 2.0 * TOL * ws.abs().max(1.0));
+                assert!(tie || g.rows[i] == w.rows[i], "refine row {i}: got {} want {}", g.rows[i], w.rows[i]);
+            }
+        }
+        // Bad input is a typed error, not a panic.
+        let bad = SearchRequest { queries: &queries[..spec.d - 1], filters: &[], params: SearchParams::default() };
+        assert!(ours.search(&bad).is_err(), "a ragged query batch must fail");
+    }
+}
+
+/// Defines the whole suite for one backend: `conformance_suite!(name, Type, ctor)` with
+/// `ctor: impl Fn() -> Option<Type>` (`None`: not available here -> skipped).
+macro_rules! conformance_suite {
+    ($name:ident, $ty:ty, $ctor:expr) => {
+        mod $name {
+            use super::*;
+            static BACKEND: std::sync::OnceLock<Option<$ty>> = std::sync::OnceLock::new();
+            fn backend() -> Option<$ty> {
+                let b = BACKEND.get_or_init(|| ($ctor)()).clone();
+                if b.is_none() {
+                    let required = std::env::var("SILICA_REQUIRE_BACKENDS").unwrap_or_default();
+                    assert!(!required.split(',').any(|n| n.trim() == stringify!($name)), "backend {} is required (SILICA_REQUIRE_BACKENDS) but unavailable", stringify!($name));
+                    eprintln!("skipping the {} conformance suite: backend unavailable here", stringify!($name));
+                }
+                b
+            }
+            #[test]
+            fn probe_matches_reference() {
+                if let Some(b) = backend() {
+                    probe_case(&b);
+                }
+            }
+            #[test]
+            fn filter_and_count_match_reference() {
+                if let Some(b) = backend() {
+                    filter_case(&b);
+                }
+            }
+            #[test]
+            fn scan_matches_reference_bit_for_bit() {
+                if let Some(b) = backend() {
+                    scan_case(&b);
+                }
+            }
+            #[test]
+            fn rerank_and_select_match_reference() {
+                if let Some(b) = backend() {
+                    rerank_select_case(&b);
+                }
+            }
+            #[test]
+            fn executor_matches_cpu_and_exact_search() {
+                if let Some(b) = backend() {
+                    executor_case(&b);
+                }
+            }
+        }
+    };
+}
+
+conformance_suite!(cpu, Cpu, || Some(Cpu));
+
+#[cfg(feature = "wgpu")]
+mod wgpu_ctor {
+    use silica::backend::wgpu::{Wgpu, WgpuOptions};
+    pub fn open(opts: WgpuOptions) -> Option<Wgpu> {
+        match Wgpu::new(opts) {
+            Ok(b) => {
+                eprintln!("wgpu adapter: {} (dot4I8Packed: {})", b.adapter(), b.packed_dot());
+                Some(b)
+            }
+            Err(e) => {
+                eprintln!("no wgpu adapter: {e}");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(feature = "wgpu")]
+conformance_suite!(wgpu, silica::backend::wgpu::Wgpu, || wgpu_ctor::open(silica::backend::wgpu::WgpuOptions { poison: true, ..Default::default() }));
+
+#[cfg(feature = "wgpu")]
+conformance_suite!(wgpu_chunked, silica::backend::wgpu::Wgpu, || wgpu_ctor::open(silica::backend::wgpu::WgpuOptions {
+    poison: true,
+    portable_dot: true,
+    chunk_rows: Some(128),
+    group_queries: Some(3),
+    ..Default::default()
+}));
+
+/// wgpu-only properties: chunking really splits the index, the device timer works, and
+/// inputs the kernels cannot take are typed errors.
+#[cfg(feature = "wgpu")]
+mod wgpu_specific {
+    use super::*;
+    use silica::backend::wgpu::{Wgpu, WgpuOptions};
+
+    fn open(opts: WgpuOptions) -> Option<Wgpu> {
+        let b = wgpu_ctor::open(opts);
+        if b.is_none() {
+            let required = std::env::var("SILICA_REQUIRE_BACKENDS").unwrap_or_default();
+            assert!(!required.split(',').any(|n| n.trim() == "wgpu"), "wgpu is required but unavailable");
+        }
+        b
+    }
+
+    #[test]
+    fn chunking_splits_and_stays_exact() {
+        let Some(be) = open(WgpuOptions { chunk_rows: Some(100), poison: true, ..Default::default() }) else { return };
+        let fx = fixture(21, &Spec { n: 1000, d: 24, l: 9, b: 4, tombstones: true });
+        let res = be.upload(&fx.index).expect("upload");
+        assert_eq!(Wgpu::chunks(&res), 16, "1000 rows in chunks of 64 (100 rounded down to a multiple of 64)");
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let q = random_queries(&mut rng, &fx.index, 4);
+        let filters = random_filters(&mut rng, &fx.index, 4);
+        let plans = plans_of(&filters);
+        let probes = be.probe(&res, &q, 9).expect("probe");
+        let mask = be.filter(&res, &plans, &probes).expect("filter");
+        let got = be.read_cands(&be.scan(&res, &q, &probes, &mask, &plans, 300).expect("scan")).expect("read");
+        let lists = be.read_probes(&probes).expect("read").lists;
+        assert_cands_exact("16 chunks", &got, &ref_scan(&fx.index, &q, &lists, 9, &plans, 300));
+    }
+
+    #[test]
+    fn timed_reports_device_time() {
+        let Some(be) = open(WgpuOptions::default()) else { return };
+        let fx = fixture(22, &Spec { n: 3000, d: 64, l: 16, b: 8, tombstones: false });
+        let res = be.upload(&fx.index).expect("upload");
+        let q = random_queries(&mut ChaCha8Rng::seed_from_u64(1), &fx.index, 8);
+        let (p, t) = be.timed(|| be.probe(&res, &q, 4)).expect("timed probe");
+        be.read_probes(&p).expect("read");
+        match t {
+            Some(s) => assert!(s > 0.0 && s < 10.0, "device time {s} s"),
+            None => eprintln!("adapter without timestamp queries: host clock"),
+        }
+        // Nested calls give the inner one no time of its own.
+        let (inner, _) = be.timed(|| be.timed(|| be.probe(&res, &q, 4))).expect("nested");
+        assert!(inner.1.is_none());
+    }
+
+    #[test]
+    fn bad_inputs_are_typed_errors() {
+        let Some(be) = open(WgpuOptions::default()) else { return };
+        let wide = fixture(23, &Spec { n: 10, d: 2052, l: 2, b: 1, tombstones: false });
+        let e = be.upload(&wide.index).err().expect("D > 2048 must be refused");
+        assert!(e.to_string().contains("dimension"), "{e}");
+
+        let fx = fixture(24, &Spec { n: 200, d: 16, l: 4, b: 3, tombstones: false });
+        let res = be.upload(&fx.index).expect("upload");
+        let q = random_queries(&mut ChaCha8Rng::seed_from_u64(2), &fx.index, 3);
+        let probes = be.probe(&res, &q, 2).expect("probe");
+        let all = Plan::all();
+        let e = be.filter(&res, &[&all, &all], &probes).err().expect("2 plans for 3 queries");
+        assert!(e.to_string().contains("filters"), "{e}");
+        let mask = be.filter(&res, &[&all, &all, &all], &probes).expect("filter");
+        let q2 = random_queries(&mut ChaCha8Rng::seed_from_u64(3), &fx.index, 2);
+        assert!(be.scan(&res, &q2, &probes, &mask, &[&all, &all], 5).is_err(), "a batch that is not the probes' batch");
+        let bad = Probes { nprobe: 2, lists: vec![0, 0, 1, 2, 3, 1] };
+        let e = be.upload_probes(&res, &bad).err().expect("a list twice in one query");
+        assert!(e.to_string().contains("probes"), "{e}");
+    }
+}
