@@ -309,6 +309,8 @@ impl crate::backend::Candidates {
 pub fn open(backend: &str, index: Arc<Index>) -> Result<Box<dyn Search>> {
     match backend {
         "cpu" => Ok(Box::new(Executor::new(crate::backend::cpu::Cpu, index)?)),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Box::new(Executor::new(crate::backend::cuda::Cuda::new()?, index)?)),
         other => Err(Error::backend(other, "this backend is not available in this build; use --backend cpu")),
     }
 }

@@ -1,0 +1,59 @@
+// Block-level top-k of one segment (used by select.cu and scan.cu): radix select of the
+// k-th key, compaction of the survivors, sort in shared memory or hand-off to the
+// global bitonic sort.
+#pragma once
+#include "common.cuh"
+
+// Keys built from (scores, rows) arrays (stage 5 input).
+struct ScoreRowSrc {
+    const float* scores;
+    const u32* rows;
+    u32 n;
+    template <typename F>
+    __device__ void each(F f) const {
+        for (u32 i = threadIdx.x; i < n; i += blockDim.x) f(make_key(scores[i], rows[i]));
+    }
+};
+
+// Shared memory of select_segment (declared once per kernel, so that instantiations
+// for several sources share it).
+struct SegmentSmem {
+    SelectSmem<u64> sel;
+    u64 sbuf[SORT_CAP];
+    u32 fill;
+};
+
+template <typename Src>
+__device__ void select_segment(const Src& src, u32 n, u32 k, u32 P, u32 seg, u32* out_rows, float* out_scores,
+                               u32* out_counts, u64* sortbuf, SegmentSmem& ss) {
+    SelectSmem<u64>& sm = ss.sel;
+    u64* sbuf = ss.sbuf;
+    u32& fill = ss.fill;
+    u32 m = min(k, n);
+    u64 T = 0;
+    if (m > 0 && m < n) T = block_kth<u64>(src, m, sm);
+    if (threadIdx.x == 0) fill = 0;
+    bool in_smem = P <= SORT_CAP;
+    u64* dst = in_smem ? sbuf : sortbuf + (u64)seg * P;
+    for (u32 i = threadIdx.x; i < P; i += blockDim.x) dst[i] = 0;
+    __syncthreads();
+    if (m > 0) {
+        src.each([&](u64 key) {
+            if (key >= T) {
+                u32 pos = atomicAdd(&fill, 1u);
+                if (pos < P) dst[pos] = key;
+            }
+        });
+    }
+    __syncthreads();
+    if (out_counts && threadIdx.x == 0) out_counts[seg] = m;
+    if (!in_smem) return;  // sorted later by bitonic_global / bitonic_local, then decoded
+    block_bitonic_desc(sbuf, P);
+    for (u32 i = threadIdx.x; i < k; i += blockDim.x) {
+        u64 key = sbuf[i];
+        bool ok = i < m;
+        out_rows[(u64)seg * k + i] = ok ? key_row(key) : 0xffffffffu;
+        if (out_scores) out_scores[(u64)seg * k + i] = ok ? key_score(key) : __int_as_float(0xff800000);
+    }
+}
+

@@ -1,0 +1,82 @@
+//! Kernel argument structs, field for field the C++ structs of `cuda/scan.cu`
+//! (pointers as u64; `#[repr(C)]` gives the same padding as the C++ layout).
+
+/// `ScanArgs` of scan.cu (scan_sample / scan_main).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ScanArgs {
+    pub codes: u64,
+    pub nc: u32,
+    pub scale: u64,
+    pub list_start: u64,
+    pub l: u32,
+    pub tiles: u64,
+    pub pair_start: u64,
+    pub list_pairs: u64,
+    pub nprobe: u32,
+    pub mask: u64,
+    pub moff: u64,
+    pub qcodes: u64,
+    pub plan_words: u64,
+    pub plan_off: u64,
+    pub attr_off: u64,
+    pub attr_vals: u64,
+    pub tkey: u64,
+    pub count: u64,
+    pub buf: u64,
+    pub cap: u32,
+    pub masked: u64,
+    pub se: u32,
+}
+
+/// `SelectArgs` of scan.cu (scan_select).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SelectArgs {
+    pub nprobe: u32,
+    pub lists: u64,
+    pub moff: u64,
+    pub mask: u64,
+    pub list_start: u64,
+    pub codes: u64,
+    pub nc: u32,
+    pub scale: u64,
+    pub qcodes: u64,
+    pub plan_words: u64,
+    pub plan_off: u64,
+    pub attr_off: u64,
+    pub attr_vals: u64,
+    pub count: u64,
+    pub tkey: u64,
+    pub cand: u64,
+    pub cap: u32,
+    pub k0: u32,
+    pub p: u32,
+    pub force_fallback: u32,
+    pub out_rows: u64,
+    pub out_scores: u64,
+    pub out_counts: u64,
+    pub sortbuf: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    // Offsets as the C++ compiler lays the structs out (8-byte pointers, 4-byte u32).
+    #[test]
+    fn layouts_match_the_kernels() {
+        assert_eq!(offset_of!(ScanArgs, scale), 16);
+        assert_eq!(offset_of!(ScanArgs, tiles), 40);
+        assert_eq!(offset_of!(ScanArgs, mask), 72);
+        assert_eq!(offset_of!(ScanArgs, cap), 152);
+        assert_eq!(offset_of!(ScanArgs, masked), 160);
+        assert_eq!(size_of::<ScanArgs>(), 176);
+        assert_eq!(offset_of!(SelectArgs, lists), 8);
+        assert_eq!(offset_of!(SelectArgs, scale), 56);
+        assert_eq!(offset_of!(SelectArgs, cap), 128);
+        assert_eq!(offset_of!(SelectArgs, out_rows), 144);
+        assert_eq!(size_of::<SelectArgs>(), 176);
+    }
+}
