@@ -339,3 +339,22 @@ __device__ void block_scan_excl(u32 n, F value, u32* out) {
     if (threadIdx.x == 0) out[n] = carry;
     __syncthreads();
 }
+
+// ---------------------------------------------------------------------------------
+// Asynchronous global -> shared copies (cp.async, sm_80+): each thread copies and later
+// reads back only its own slots, so a wait_group (no barrier) makes them visible.
+// ---------------------------------------------------------------------------------
+__device__ __forceinline__ u32 smem_addr(const void* p) {
+    u32 s;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(s) : "l"(p));
+    return s;
+}
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async4(void* dst, const void* src) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(smem_addr(dst)), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }

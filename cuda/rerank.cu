@@ -11,32 +11,52 @@ extern "C" __global__ void rerank_scale(float* __restrict__ scores, const u32* _
     if (j < counts[b]) scores[i] = __fmul_rn(scores[i], qscale[b]);
 }
 
-// `refine`: score = q_f32 . embedding_f16 (gathered), one warp per candidate.
-// q: [B, D] f32; emb: [N, D] f16 bits. Grid-stride over B*k candidates.
+// `refine`: score = q_f32 . embedding_f16 (gathered), one warp per candidate; for
+// D <= 128 (D % 4 == 0) a warp gathers 4 candidates' rows at once (4 loads in flight
+// per lane). q: [B, D] f32; emb: [N, D] f16 bits. Grid-stride over B*k candidates.
 extern "C" __global__ void rerank_refine(float* __restrict__ scores, const u32* __restrict__ rows,
                                          const u32* __restrict__ counts, const float* __restrict__ q,
                                          const u16* __restrict__ emb, u32 D, u32 k, u32 B) {
-    u64 warp = ((u64)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
-    u64 nwarps = ((u64)gridDim.x * blockDim.x) >> 5;
-    for (u64 i = warp; i < (u64)k * B; i += nwarps) {
+    const u64 warp = ((u64)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    const u64 nwarps = ((u64)gridDim.x * blockDim.x) >> 5;
+    const u64 total = (u64)k * B;
+    const u32 lane = lane_id();
+    if ((D & 3) == 0 && D <= 128) {
+        for (u64 i0 = warp * 4; i0 < total; i0 += nwarps * 4) {
+            uint2 h[4];
+            float4 x[4];
+            bool ok[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const u64 i = i0 + u;
+                ok[u] = i < total && (u32)(i % k) < counts[i / k];
+                h[u] = make_uint2(0, 0);
+                x[u] = make_float4(0, 0, 0, 0);
+                const u32 d = lane * 4;
+                if (ok[u] && d < D) {
+                    h[u] = __ldg((const uint2*)(emb + (u64)rows[i] * D + d));
+                    x[u] = __ldg((const float4*)(q + (i / k) * D + d));
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                float acc = x[u].x * half_bits_to_float((u16)(h[u].x & 0xffff)) + x[u].y * half_bits_to_float((u16)(h[u].x >> 16)) +
+                            x[u].z * half_bits_to_float((u16)(h[u].y & 0xffff)) + x[u].w * half_bits_to_float((u16)(h[u].y >> 16));
+                for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
+                if (lane == 0 && ok[u]) scores[i0 + u] = acc;
+            }
+        }
+        return;
+    }
+    for (u64 i = warp; i < total; i += nwarps) {
         u32 b = (u32)(i / k), j = (u32)(i % k);
         if (j >= counts[b]) continue;  // warp-uniform
         const u16* e = emb + (u64)rows[i] * D;
         const float* qq = q + (u64)b * D;
         float acc = 0.0f;
-        if ((D & 3) == 0) {
-            // 4 halves (8 bytes) per lane per step.
-            for (u32 d = lane_id() * 4; d < D; d += 128) {
-                uint2 h = __ldg((const uint2*)(e + d));
-                float4 x = __ldg((const float4*)(qq + d));
-                acc += x.x * half_bits_to_float((u16)(h.x & 0xffff)) + x.y * half_bits_to_float((u16)(h.x >> 16)) +
-                       x.z * half_bits_to_float((u16)(h.y & 0xffff)) + x.w * half_bits_to_float((u16)(h.y >> 16));
-            }
-        } else {
-            for (u32 d = lane_id(); d < D; d += 32) acc += qq[d] * half_bits_to_float(e[d]);
-        }
+        for (u32 d = lane; d < D; d += 32) acc += qq[d] * half_bits_to_float(e[d]);
         for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
-        if (lane_id() == 0) scores[i] = acc;
+        if (lane == 0) scores[i] = acc;
     }
 }
 

@@ -17,29 +17,30 @@
 #include "common.cuh"
 #include "select.cuh"
 
-// Pairs per list: cnt[lists[p]]++ (cnt zeroed by the caller). Grid over pairs.
-extern "C" __global__ void group_count(const u32* __restrict__ lists, u32 npairs, u32* __restrict__ cnt) {
-    u32 p = blockIdx.x * blockDim.x + threadIdx.x;
-    if (p < npairs) atomicAdd(cnt + lists[p], 1u);
-}
-
-// Exclusive scans over lists (one block of 1024): pair_start (pairs per list), tile_start
-// (words of lists probed at least once), stile_start (sampled words: ceil(nw / se)).
-extern "C" __global__ void __launch_bounds__(1024) group_scan(const u32* __restrict__ cnt, const u32* __restrict__ list_nw,
-                                                              u32 L, u32 se, u32* __restrict__ pair_start,
-                                                              u32* __restrict__ tile_start, u32* __restrict__ stile_start) {
-    block_scan_excl(L, [&](u32 l) { return cnt[l]; }, pair_start);
-    block_scan_excl(L, [&](u32 l) { return cnt[l] ? list_nw[l] : 0u; }, tile_start);
-    block_scan_excl(L, [&](u32 l) { return cnt[l] ? (list_nw[l] + se - 1) / se : 0u; }, stile_start);
-}
-
-// list_pairs[pair_start[l] + i] = the pairs probing list l (fill zeroed by the caller).
-extern "C" __global__ void group_scatter(const u32* __restrict__ lists, u32 npairs, const u32* __restrict__ pair_start,
-                                         u32* __restrict__ fill, u32* __restrict__ list_pairs) {
-    u32 p = blockIdx.x * blockDim.x + threadIdx.x;
-    if (p >= npairs) return;
-    u32 l = lists[p];
-    list_pairs[pair_start[l] + atomicAdd(fill + l, 1u)] = p;
+// Grouping of the batch's (query, list) pairs by list, one block of 1024 threads (one
+// launch, no memset): zeroes cnt/fill [L] and `zero` [nzero] (the per-query counters of
+// the later kernels), counts pairs per list, scans pair_start (pairs), tile_start
+// (ceil(words / tw) tiles of lists probed at least once) and stile_start (ceil(words /
+// se) sampled words), then scatters list_pairs[pair_start[l] + i] = pairs of list l.
+extern "C" __global__ void __launch_bounds__(1024) group_all(const u32* __restrict__ lists, u32 npairs,
+                                                             const u32* __restrict__ list_nw, u32 L, u32 tw, u32 se,
+                                                             u32* __restrict__ cnt, u32* __restrict__ fill,
+                                                             u32* __restrict__ pair_start, u32* __restrict__ tile_start,
+                                                             u32* __restrict__ stile_start, u32* __restrict__ list_pairs,
+                                                             u32* __restrict__ zero, u32 nzero) {
+    for (u32 i = threadIdx.x; i < L; i += blockDim.x) { cnt[i] = 0; fill[i] = 0; }
+    for (u32 i = threadIdx.x; i < nzero; i += blockDim.x) zero[i] = 0;
+    __syncthreads();
+    for (u32 p = threadIdx.x; p < npairs; p += blockDim.x) atomicAdd(cnt + lists[p], 1u);
+    __syncthreads();
+    // Counts were updated by atomics in L2: read them past L1.
+    block_scan_excl(L, [&](u32 l) { return __ldcg(cnt + l); }, pair_start);
+    block_scan_excl(L, [&](u32 l) { return __ldcg(cnt + l) ? (list_nw[l] + tw - 1) / tw : 0u; }, tile_start);
+    block_scan_excl(L, [&](u32 l) { return __ldcg(cnt + l) ? (list_nw[l] + se - 1) / se : 0u; }, stile_start);
+    for (u32 p = threadIdx.x; p < npairs; p += blockDim.x) {
+        u32 l = lists[p];
+        list_pairs[pair_start[l] + atomicAdd(fill + l, 1u)] = p;
+    }
 }
 
 struct ScanArgs {
@@ -47,6 +48,7 @@ struct ScanArgs {
     u32 nc;                  // 16-byte chunks per row
     const float* scale;      // [N] item scales
     const u32* list_start;   // [L]
+    const u32* list_nw;      // [L] words per list
     u32 L;
     const u32* tiles;        // tile_start or stile_start [L+1]
     const u32* pair_start;   // [L+1]
@@ -65,102 +67,273 @@ struct ScanArgs {
     u32 cap;
     u32* masked;             // [B] masked rows in sampled tiles (sample)
     u32 se;                  // sample every se-th word of a list
+    u32 tw;                  // words per tile (scan_main)
 };
 
 #define QC 8  // queries of one list processed together (their dots share the row loads)
 
+// The list whose tile range holds tile t: the largest l with tiles[l] <= t.
+__device__ __forceinline__ u32 tile_list(const u32* tiles, u32 L, u32 t) {
+    u32 lo = 0, hi = L;
+    while (hi - lo > 1) {
+        u32 mid = (lo + hi) >> 1;
+        if (__ldg(tiles + mid) <= t) lo = mid; else hi = mid;
+    }
+    return lo;
+}
+
+// Threshold test, exact verification and append of one row for one query (all lanes).
 template <bool SAMPLE>
-__device__ void scan_tiles(const ScanArgs& a) {
+__device__ __forceinline__ void offer(const ScanArgs& a, bool bit, int dot, float sc, u32 row, u32 q) {
+    const float s = int_score(dot, sc);
+    const u32* plan = a.plan_words + __ldg(a.plan_off + q);
+    bool pass = bit;
+    if (!SAMPLE) pass = pass && fkey(s) >= __ldg(a.tkey + q);
+    if (pass && !plan_trivial(plan)) pass = plan_match(plan, a.attr_vals, a.attr_off[row], a.attr_off[row + 1]);
+    if (SAMPLE)
+        warp_append<u32>(pass, fkey(s), a.count + q, (u32*)a.buf + (u64)q * a.cap, a.cap);
+    else
+        warp_append<u64>(pass, make_key(s, row), a.count + q, (u64*)a.buf + (u64)q * a.cap, a.cap);
+}
+
+// Tile geometry: list l, first word wi0 within the list, words nwt, first global word.
+struct Tile {
+    u32 l, wi0, nwt;
+    u64 wbase;
+    u32 pb, G;
+};
+
+template <bool SAMPLE>
+__device__ __forceinline__ Tile tile_at(const ScanArgs& a, u32 t) {
+    Tile T;
+    T.l = tile_list(a.tiles, a.L, t);
+    u32 nw = __ldg(a.list_nw + T.l);
+    if (SAMPLE) {
+        T.wi0 = (t - __ldg(a.tiles + T.l)) * a.se;
+        T.nwt = 1;
+    } else {
+        T.wi0 = (t - __ldg(a.tiles + T.l)) * a.tw;
+        T.nwt = min(a.tw, nw - T.wi0);
+    }
+    T.wbase = (u64)(__ldg(a.list_start + T.l) >> 6) + T.wi0;
+    T.pb = __ldg(a.pair_start + T.l);
+    T.G = __ldg(a.pair_start + T.l + 1) - T.pb;
+    return T;
+}
+
+// ---------------------------------------------------------------------------------
+// Generic path (any D): one warp per tile, lane = row, codes straight from global.
+// ---------------------------------------------------------------------------------
+template <bool SAMPLE>
+__device__ void scan_tiles_generic(const ScanArgs& a) {
     const u32 lane = lane_id();
     const u32 warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     const u32 nwarps = (gridDim.x * blockDim.x) >> 5;
     const u32 total = a.tiles[a.L];
     for (u32 t = warp; t < total; t += nwarps) {
-        // The list whose tile range holds t: largest l with tiles[l] <= t.
-        u32 lo = 0, hi = a.L;
-        while (hi - lo > 1) {
-            u32 mid = (lo + hi) >> 1;
-            if (__ldg(a.tiles + mid) <= t) lo = mid; else hi = mid;
-        }
-        const u32 l = lo;
-        const u32 wi = (t - __ldg(a.tiles + l)) * (SAMPLE ? a.se : 1u);
-        const u64 w = (u64)(__ldg(a.list_start + l) >> 6) + wi;
-        const u32 pb = __ldg(a.pair_start + l), G = __ldg(a.pair_start + l + 1) - pb;
-        for (u32 qc = 0; qc < G; qc += QC) {
-            const u32 nq = min((u32)QC, G - qc);
+        const Tile T = tile_at<SAMPLE>(a, t);
+        for (u32 qc = 0; qc < T.G; qc += QC) {
+            const u32 nq = min((u32)QC, T.G - qc);
             u32 qid[QC];
-            u64 mw[QC];
+            u32 mo[QC];
 #pragma unroll
             for (int j = 0; j < QC; j++) {
                 qid[j] = 0;
-                mw[j] = 0;
+                mo[j] = 0;
                 if ((u32)j < nq) {
-                    u32 p = __ldg(a.list_pairs + pb + qc + j);
+                    u32 p = __ldg(a.list_pairs + T.pb + qc + j);
                     qid[j] = p / a.nprobe;
-                    mw[j] = __ldg(a.mask + __ldg(a.moff + p) + wi);
+                    mo[j] = __ldg(a.moff + p) + T.wi0;
                 }
-            }
-            if (SAMPLE && lane == 0) {
-#pragma unroll
-                for (int j = 0; j < QC; j++)
-                    if (mw[j]) atomicAdd(a.masked + qid[j], (u32)__popcll(mw[j]));
             }
 #pragma unroll 1
-            for (u32 h = 0; h < 2; h++) {
-                u32 bits[QC];
-                u32 uni = 0;
+            for (u32 wv = 0; wv < T.nwt; wv++) {
+                u64 mw[QC];
 #pragma unroll
-                for (int j = 0; j < QC; j++) {
-                    bits[j] = (u32)(mw[j] >> (32 * h));
-                    uni |= bits[j];
+                for (int j = 0; j < QC; j++) mw[j] = (u32)j < nq ? __ldg(a.mask + mo[j] + wv) : 0ull;
+                if (SAMPLE && lane == 0) {
+#pragma unroll
+                    for (int j = 0; j < QC; j++)
+                        if (mw[j]) atomicAdd(a.masked + qid[j], (u32)__popcll(mw[j]));
                 }
-                if (uni == 0) continue;  // warp-uniform: no row of this half is wanted
-                const u32 row = (u32)(w * 64 + 32 * h + lane);
-                const bool mine = (uni >> lane) & 1u;
-                int acc[QC];
-#pragma unroll
-                for (int j = 0; j < QC; j++) acc[j] = 0;
-                for (u32 cb = 0; cb < a.nc; cb += 8) {
-                    // Up to 8 coalesced 16-byte loads in flight per lane, only for wanted rows
-                    // (the filter mask gates the memory traffic and the arithmetic).
-                    uint4 v[8];
-#pragma unroll
-                    for (int c = 0; c < 8; c++) {
-                        v[c] = make_uint4(0, 0, 0, 0);
-                        if (mine && cb + c < a.nc) v[c] = __ldg(il_chunk(a.codes, a.nc, row, cb + c));
-                    }
+#pragma unroll 1
+                for (u32 h = 0; h < 2; h++) {
+                    u32 bits[QC];
+                    u32 uni = 0;
 #pragma unroll
                     for (int j = 0; j < QC; j++) {
-                        if ((bits[j] >> lane) & 1u) {
-                            const uint4* qp = a.qcodes + (u64)qid[j] * a.nc + cb;
+                        bits[j] = (u32)(mw[j] >> (32 * h));
+                        uni |= bits[j];
+                    }
+                    if (uni == 0) continue;  // warp-uniform: no row of this half is wanted
+                    const u32 row = (u32)((T.wbase + wv) * 64 + 32 * h + lane);
+                    const bool mine = (uni >> lane) & 1u;
+                    int acc[QC];
 #pragma unroll
-                            for (int c = 0; c < 8; c++)
-                                if (cb + c < a.nc) acc[j] = dot16(v[c], __ldg(qp + c), acc[j]);
+                    for (int j = 0; j < QC; j++) acc[j] = 0;
+                    for (u32 cb = 0; cb < a.nc; cb += 8) {
+                        uint4 v[8];
+#pragma unroll
+                        for (int c = 0; c < 8; c++) {
+                            v[c] = make_uint4(0, 0, 0, 0);
+                            if (mine && cb + c < a.nc) v[c] = __ldg(il_chunk(a.codes, a.nc, row, cb + c));
+                        }
+#pragma unroll
+                        for (int j = 0; j < QC; j++) {
+                            if ((bits[j] >> lane) & 1u) {
+                                const uint4* qp = a.qcodes + (u64)qid[j] * a.nc + cb;
+#pragma unroll
+                                for (int c = 0; c < 8; c++)
+                                    if (cb + c < a.nc) acc[j] = dot16(v[c], __ldg(qp + c), acc[j]);
+                            }
                         }
                     }
-                }
-                const float sc = mine ? __ldg(a.scale + row) : 0.0f;
+                    const float sc = mine ? __ldg(a.scale + row) : 0.0f;
 #pragma unroll
-                for (int j = 0; j < QC; j++) {
-                    if ((u32)j >= nq) break;  // warp-uniform
-                    const bool b = (bits[j] >> lane) & 1u;
-                    const float s = int_score(acc[j], sc);
-                    const u32* plan = a.plan_words + __ldg(a.plan_off + qid[j]);
-                    bool pass = b;
-                    if (!SAMPLE) pass = pass && fkey(s) >= __ldg(a.tkey + qid[j]);
-                    if (pass && !plan_trivial(plan)) pass = plan_match(plan, a.attr_vals, a.attr_off[row], a.attr_off[row + 1]);
-                    if (SAMPLE)
-                        warp_append<u32>(pass, fkey(s), a.count + qid[j], (u32*)a.buf + (u64)qid[j] * a.cap, a.cap);
-                    else
-                        warp_append<u64>(pass, make_key(s, row), a.count + qid[j], (u64*)a.buf + (u64)qid[j] * a.cap, a.cap);
+                    for (int j = 0; j < QC; j++) {
+                        if ((u32)j >= nq) break;  // warp-uniform
+                        offer<SAMPLE>(a, (bits[j] >> lane) & 1u, acc[j], sc, row, qid[j]);
+                    }
                 }
             }
         }
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256) scan_sample(ScanArgs a) { scan_tiles<true>(a); }
-extern "C" __global__ void __launch_bounds__(256) scan_main(ScanArgs a) { scan_tiles<false>(a); }
+// ---------------------------------------------------------------------------------
+// Fast path (D <= 128): per warp, a 3-stage cp.async pipeline streams the tile's 32-row
+// halves (4 KiB each) into shared memory, two halves in flight while one is scored; the
+// tile's masks and query codes are staged once; dp4a chains of the NQ queries are
+// independent (NQ is a template parameter, no per-query branch before the arithmetic:
+// rows no query wants are neither loaded nor scored, and a half no query wants is skipped).
+// ---------------------------------------------------------------------------------
+#define FS 3   // pipeline stages
+#define FTW 4  // max words per tile on the fast path
+
+struct __align__(16) WarpSmem {
+    uint4 stage[FS][8 * 32];
+    float sscale[FS][32];
+    uint4 q[QC][8];
+    u64 msk[QC][FTW];
+    u64 uni[FTW];
+    u32 qid[QC];
+    u32 moff[QC];
+};
+
+template <bool SAMPLE, int NQ>
+__device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 wbase, u32 nwt) {
+    const u32 lane = lane_id();
+    const u32 H = 2 * nwt;
+    const u32 nc = a.nc;
+    auto issue = [&](u32 x) {
+        if (x < H) {
+            const u32 w = x >> 1, h = x & 1;
+            const u32 uni = (u32)(ws.uni[w] >> (32 * h));
+            if ((uni >> lane) & 1u) {
+                const u32 row = (u32)((wbase + w) * 64 + 32 * h + lane);
+                const u32 st = x % FS;
+                const uint4* src = il_chunk(a.codes, nc, row, 0);
+#pragma unroll
+                for (int c = 0; c < 8; c++)
+                    if ((u32)c < nc) cp_async16(&ws.stage[st][c * 32 + lane], src + c * 32);
+                cp_async4(&ws.sscale[st][lane], a.scale + row);
+            }
+        }
+        cp_commit();
+    };
+    issue(0);
+    issue(1);
+#pragma unroll 1
+    for (u32 x = 0; x < H; x++) {
+        issue(x + 2);
+        cp_wait<2>();  // half x has landed (groups complete in order)
+        const u32 w = x >> 1, h = x & 1;
+        const u32 uni = (u32)(ws.uni[w] >> (32 * h));
+        if (uni == 0) continue;  // warp-uniform
+        const u32 st = x % FS;
+        const u32 row = (u32)((wbase + w) * 64 + 32 * h + lane);
+        int acc[NQ];
+#pragma unroll
+        for (int j = 0; j < NQ; j++) acc[j] = 0;
+#pragma unroll
+        for (int c = 0; c < 8; c++) {
+            if ((u32)c < nc) {
+                const uint4 v = ws.stage[st][c * 32 + lane];
+#pragma unroll
+                for (int j = 0; j < NQ; j++) acc[j] = dot16(v, ws.q[j][c], acc[j]);
+            }
+        }
+        const float sc = ws.sscale[st][lane];
+#pragma unroll
+        for (int j = 0; j < NQ; j++) {
+            const u32 bits = (u32)(ws.msk[j][w] >> (32 * h));
+            offer<SAMPLE>(a, (bits >> lane) & 1u, acc[j], sc, row, ws.qid[j]);
+        }
+    }
+    cp_wait<0>();
+}
+
+template <bool SAMPLE>
+__device__ void scan_tiles_fast(const ScanArgs& a) {
+    extern __shared__ uint4 dsm[];
+    WarpSmem& ws = reinterpret_cast<WarpSmem*>(dsm)[threadIdx.x >> 5];
+    const u32 lane = lane_id();
+    const u32 warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    const u32 nwarps = (gridDim.x * blockDim.x) >> 5;
+    const u32 total = a.tiles[a.L];
+    for (u32 t = warp; t < total; t += nwarps) {
+        const Tile T = tile_at<SAMPLE>(a, t);
+        for (u32 qc = 0; qc < T.G; qc += QC) {
+            const u32 nq = min((u32)QC, T.G - qc);
+            if (lane < QC) {
+                u32 q = 0, mo = 0;
+                if (lane < nq) {
+                    u32 p = __ldg(a.list_pairs + T.pb + qc + lane);
+                    q = p / a.nprobe;
+                    mo = __ldg(a.moff + p) + T.wi0;
+                }
+                ws.qid[lane] = q;  // query 0 stands in for absent ones (never offered)
+                ws.moff[lane] = mo;
+            }
+            __syncwarp();
+            {
+                const u32 j = lane / FTW, w = lane % FTW;  // 32 lanes = QC x FTW
+                ws.msk[j][w] = (j < nq && w < T.nwt) ? __ldg(a.mask + ws.moff[j] + w) : 0ull;
+            }
+            for (u32 i = lane; i < QC * 8; i += 32) {
+                const u32 j = i >> 3, c = i & 7;
+                ws.q[j][c] = c < a.nc ? __ldg(a.qcodes + (u64)ws.qid[j] * a.nc + c) : make_uint4(0, 0, 0, 0);
+            }
+            __syncwarp();
+            if (lane < FTW) {
+                u64 u = 0;
+#pragma unroll
+                for (int j = 0; j < QC; j++) u |= ws.msk[j][lane];
+                ws.uni[lane] = u;
+            }
+            if (SAMPLE && lane < nq && ws.msk[lane][0]) atomicAdd(a.masked + ws.qid[lane], (u32)__popcll(ws.msk[lane][0]));
+            __syncwarp();
+            switch (nq) {
+                case 1: fast_tile<SAMPLE, 1>(a, ws, T.wbase, T.nwt); break;
+                case 2: fast_tile<SAMPLE, 2>(a, ws, T.wbase, T.nwt); break;
+                case 3: fast_tile<SAMPLE, 3>(a, ws, T.wbase, T.nwt); break;
+                case 4: fast_tile<SAMPLE, 4>(a, ws, T.wbase, T.nwt); break;
+                case 5: fast_tile<SAMPLE, 5>(a, ws, T.wbase, T.nwt); break;
+                case 6: fast_tile<SAMPLE, 6>(a, ws, T.wbase, T.nwt); break;
+                case 7: fast_tile<SAMPLE, 7>(a, ws, T.wbase, T.nwt); break;
+                default: fast_tile<SAMPLE, 8>(a, ws, T.wbase, T.nwt); break;
+            }
+            __syncwarp();
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256) scan_sample(ScanArgs a) { scan_tiles_generic<true>(a); }
+extern "C" __global__ void __launch_bounds__(256) scan_main(ScanArgs a) { scan_tiles_generic<false>(a); }
+// Fast path: 256 threads, dynamic shared memory 8 * sizeof(WarpSmem); nc <= 8, tw <= FTW.
+extern "C" __global__ void __launch_bounds__(256, 2) scan_sample_fast(ScanArgs a) { scan_tiles_fast<true>(a); }
+extern "C" __global__ void __launch_bounds__(256, 2) scan_main_fast(ScanArgs a) { scan_tiles_fast<false>(a); }
+extern "C" __global__ void warp_smem_size(u32* out) { *out = (u32)sizeof(WarpSmem); }
 
 // Per query (one block of 256): the threshold key for scan_main. M = masked rows of the
 // query (popcount of its mask words); the sample saw `ms` masked rows of which `ps`
@@ -254,10 +427,12 @@ struct SelectArgs {
     float* out_scores;
     u32* out_counts;      // [B]
     u64* sortbuf;         // [B, P] (P > SORT_CAP)
+    u32 smem_keys;        // candidates staged in dynamic shared memory when they fit
 };
 
-// One block (1024 threads) per query.
+// One block (1024 threads) per query; dynamic shared memory: smem_keys u64.
 extern "C" __global__ void __launch_bounds__(1024) scan_select(SelectArgs a) {
+    extern __shared__ u64 skeys[];
     __shared__ SegmentSmem ss;
     __shared__ u32 npass;
     SelectSmem<u64>& sm = ss.sel;
@@ -289,6 +464,13 @@ extern "C" __global__ void __launch_bounds__(1024) scan_select(SelectArgs a) {
         __syncthreads();
         c = m;
     }
-    ArraySrc<u64> src{cb, c};
+    // The radix passes re-read the keys: from shared memory when they fit.
+    const u64* keys = cb;
+    if (c <= a.smem_keys) {
+        for (u32 i = threadIdx.x; i < c; i += blockDim.x) skeys[i] = cb[i];
+        __syncthreads();
+        keys = skeys;
+    }
+    ArraySrc<u64> src{keys, c};
     select_segment(src, c, a.k0, a.P, q, a.out_rows, a.out_scores, a.out_counts, a.sortbuf, ss);
 }

@@ -9,6 +9,7 @@ pub(crate) struct ScanArgs {
     pub nc: u32,
     pub scale: u64,
     pub list_start: u64,
+    pub list_nw: u64,
     pub l: u32,
     pub tiles: u64,
     pub pair_start: u64,
@@ -27,6 +28,7 @@ pub(crate) struct ScanArgs {
     pub cap: u32,
     pub masked: u64,
     pub se: u32,
+    pub tw: u32,
 }
 
 /// `SelectArgs` of scan.cu (scan_select).
@@ -57,6 +59,7 @@ pub(crate) struct SelectArgs {
     pub out_scores: u64,
     pub out_counts: u64,
     pub sortbuf: u64,
+    pub smem_keys: u32,
 }
 
 #[cfg(test)]
@@ -68,15 +71,18 @@ mod tests {
     #[test]
     fn layouts_match_the_kernels() {
         assert_eq!(offset_of!(ScanArgs, scale), 16);
-        assert_eq!(offset_of!(ScanArgs, tiles), 40);
-        assert_eq!(offset_of!(ScanArgs, mask), 72);
-        assert_eq!(offset_of!(ScanArgs, cap), 152);
-        assert_eq!(offset_of!(ScanArgs, masked), 160);
-        assert_eq!(size_of::<ScanArgs>(), 176);
+        assert_eq!(offset_of!(ScanArgs, list_nw), 32);
+        assert_eq!(offset_of!(ScanArgs, tiles), 48);
+        assert_eq!(offset_of!(ScanArgs, mask), 80);
+        assert_eq!(offset_of!(ScanArgs, cap), 160);
+        assert_eq!(offset_of!(ScanArgs, masked), 168);
+        assert_eq!(offset_of!(ScanArgs, tw), 180);
+        assert_eq!(size_of::<ScanArgs>(), 184);
         assert_eq!(offset_of!(SelectArgs, lists), 8);
         assert_eq!(offset_of!(SelectArgs, scale), 56);
         assert_eq!(offset_of!(SelectArgs, cap), 128);
         assert_eq!(offset_of!(SelectArgs, out_rows), 144);
-        assert_eq!(size_of::<SelectArgs>(), 176);
+        assert_eq!(offset_of!(SelectArgs, smem_keys), 176);
+        assert_eq!(size_of::<SelectArgs>(), 184);
     }
 }

@@ -59,7 +59,7 @@ pub struct Dev {
 const KERNELS: &[(&str, &[&str])] = &[
     ("probe.cu", &["probe_scores"]),
     ("filter.cu", &["mask_offsets", "filter_mask", "bloom_full"]),
-    ("scan.cu", &["group_count", "group_scan", "group_scatter", "scan_sample", "scan_main", "scan_threshold", "scan_select"]),
+    ("scan.cu", &["group_all", "scan_sample", "scan_main", "scan_sample_fast", "scan_main_fast", "scan_threshold", "scan_select", "warp_smem_size"]),
     ("select.cu", &["topk_select", "bitonic_global", "bitonic_local", "decode_sorted"]),
     ("rerank.cu", &["rerank_scale", "rerank_refine", "rerank_model"]),
 ];
@@ -161,6 +161,7 @@ impl Dev {
         if count == 0 {
             return Ok(());
         }
+        self.ctx.bind_to_thread().map_err(drv)?;
         unsafe { sys::cuMemsetD32Async(ptr, value, count, self.stream.cu_stream()) }.result().map_err(drv)
     }
 
@@ -170,6 +171,8 @@ impl Dev {
             return Ok(());
         }
         let f = self.func(name);
+        // Any thread may call a stage: make this context current on it.
+        self.ctx.bind_to_thread().map_err(drv)?;
         let mut params: Vec<*mut c_void> = args
             .iter()
             .map(|a| match a {

@@ -31,6 +31,8 @@ use std::sync::{Arc, Mutex};
 
 /// Keys sorted by one block in shared memory (cuda/common.cuh SORT_CAP).
 const SORT_CAP: usize = 4096;
+/// Most candidate keys `scan_select` stages in shared memory (128 KiB).
+const MAX_SMEM_KEYS: u32 = 16384;
 
 /// True when libcuda loads and reports at least one device. Never panics.
 pub fn available() -> bool {
@@ -54,11 +56,17 @@ pub struct Tuning {
     pub sample_every: u32,
     /// Send every query through the exact fallback of `scan_select` (testing).
     pub force_fallback: bool,
+    /// 64-row words per scan tile (1..=4 on the fast path).
+    pub tile_words: u32,
+    /// Use the cp.async fast path when D <= 128 (tests turn it off to check the generic one).
+    pub fast: bool,
+    /// Candidates per query staged in shared memory by the top-K0 select (at most 16384).
+    pub smem_keys: u32,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { cand_min: 16384, sample_every: 16, force_fallback: false }
+        Tuning { cand_min: 16384, sample_every: 32, force_fallback: false, tile_words: 4, fast: true, smem_keys: 16384 }
     }
 }
 
@@ -118,6 +126,10 @@ pub struct Cuda {
     ws: Mutex<Workspace>,
     model: Mutex<Option<DevModel>>,
     tuning: Mutex<Tuning>,
+    /// Phase events of the scan when profiling (benchmarks).
+    marks: Mutex<Option<Vec<(&'static str, cudarc::driver::CudaEvent)>>>,
+    /// Bytes of shared memory per warp of the fast scan kernels (`WarpSmem`).
+    warp_smem: u32,
 }
 
 impl Cuda {
@@ -128,7 +140,15 @@ impl Cuda {
 
     /// GPU `ordinal`.
     pub fn with_ordinal(ordinal: usize) -> Result<Cuda> {
-        Ok(Cuda { dev: Dev::new(ordinal)?, ws: Mutex::default(), model: Mutex::default(), tuning: Mutex::new(Tuning::default()) })
+        let dev = Dev::new(ordinal)?;
+        let probe = dev.alloc::<u32>(1)?;
+        dev.launch("warp_smem_size", (1, 1, 1), 1, 0, &[A::U64(probe.ptr())])?;
+        let warp_smem = dev.download(&probe, 1)?[0];
+        for k in ["scan_sample_fast", "scan_main_fast"] {
+            dev.set_dyn_smem(k, 8 * warp_smem)?;
+        }
+        dev.set_dyn_smem("scan_select", MAX_SMEM_KEYS * 8)?;
+        Ok(Cuda { dev, ws: Mutex::default(), model: Mutex::default(), tuning: Mutex::new(Tuning::default()), marks: Mutex::default(), warp_smem })
     }
 
     /// Device plumbing (timing harnesses, kernel resource reports).
@@ -139,6 +159,41 @@ impl Cuda {
     /// Change the scan tuning (tests and benchmarks).
     pub fn set_tuning(&self, t: Tuning) {
         *self.tuning.lock().expect("tuning") = t;
+    }
+
+    /// Testing: drop the scan's kept scratch buffers, then fill `bytes` of pooled device
+    /// memory with 0xA5 and release it, so the buffers allocated next start with garbage
+    /// (stage outputs must be written in full).
+    #[doc(hidden)]
+    pub fn poison_pool(&self, bytes: usize) -> Result<()> {
+        *self.ws.lock().expect("workspace") = Workspace::default();
+        let b = self.dev.alloc::<u32>(bytes / 4)?;
+        self.dev.fill_u32(b.ptr(), 0xA5A5_A5A5, bytes / 4)?;
+        drop(b);
+        self.dev.sync()
+    }
+
+    /// Start recording phase events inside `scan` (group, sample, threshold, main, select).
+    pub fn profile_start(&self) {
+        *self.marks.lock().expect("marks") = Some(Vec::new());
+    }
+
+    /// Stop recording; milliseconds of each recorded phase since the previous mark.
+    pub fn profile_take(&self) -> Result<Vec<(&'static str, f32)>> {
+        let marks = self.marks.lock().expect("marks").take().unwrap_or_default();
+        let mut out = Vec::new();
+        for w in marks.windows(2) {
+            out.push((w[1].0, w[0].1.elapsed_ms(&w[1].1).map_err(device::drv)?));
+        }
+        Ok(out)
+    }
+
+    fn mark(&self, name: &'static str) -> Result<()> {
+        if let Some(v) = self.marks.lock().expect("marks").as_mut() {
+            let e = self.dev.stream.record_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(device::drv)?;
+            v.push((name, e));
+        }
+        Ok(())
     }
 
     /// Milliseconds of device time that `f`'s enqueued work takes (CUDA events).
@@ -388,6 +443,8 @@ impl Backend for Cuda {
         let dev = &self.dev;
         let (l, npairs, nc) = (ix.l, b * np, ix.nc as u32);
         let se = t.sample_every.max(1);
+        let fast = t.fast && ix.nc <= 8;
+        let tw = if fast { t.tile_words.clamp(1, 4) } else { t.tile_words.max(1) };
         let max_rows = ix.max_rows(np) as usize;
         let cap = max_rows.min(t.cand_min.max(4 * k0)).max(1);
         let cs = (ix.max_sampled_words(np, se as u64) as usize * 64).max(1);
@@ -399,7 +456,7 @@ impl Backend for Cuda {
         let (pw, po) = self.upload_plans(plans)?;
         let out = DevCands { b, k: k0, rows: dev.alloc(b * k0)?, scores: dev.alloc(b * k0)?, counts: dev.alloc(b)? };
         let mut ws = self.ws.lock().expect("workspace");
-        // [cnt L][fill L][count B][samp_count B][samp_masked B], zeroed per call.
+        // [cnt L][fill L][count B][samp_count B][samp_masked B], zeroed by group_all.
         let zeroed = ensure(dev, &mut ws.zeroed, 2 * l + 3 * b)?.ptr();
         let (cnt, fill, count, samp_count, samp_masked) = (zeroed, zeroed + 4 * l as u64, zeroed + 8 * l as u64, zeroed + (8 * l + 4 * b) as u64, zeroed + (8 * l + 8 * b) as u64);
         // [pair_start L+1][tile_start L+1][stile_start L+1]
@@ -411,17 +468,36 @@ impl Backend for Cuda {
         let cand = ensure(dev, &mut ws.cand, b * cap)?.ptr();
         let sortbuf = if p > SORT_CAP { ensure(dev, &mut ws.sortbuf, b * p)?.ptr() } else { 0 };
 
-        dev.fill_u32(zeroed, 0, 2 * l + 3 * b)?;
-        let pairs_grid = ((npairs as u32).div_ceil(256), 1, 1);
-        dev.launch("group_count", pairs_grid, 256, 0, &[A::U64(probes.lists.ptr()), A::U32(npairs as u32), A::U64(cnt)])?;
-        dev.launch("group_scan", (1, 1, 1), 1024, 0, &[A::U64(cnt), A::U64(ix.list_nw.ptr()), A::U32(l as u32), A::U32(se), A::U64(pair_start), A::U64(tile_start), A::U64(stile_start)])?;
-        dev.launch("group_scatter", pairs_grid, 256, 0, &[A::U64(probes.lists.ptr()), A::U32(npairs as u32), A::U64(pair_start), A::U64(fill), A::U64(list_pairs)])?;
-
+        self.mark("start")?;
+        dev.launch(
+            "group_all",
+            (1, 1, 1),
+            1024,
+            0,
+            &[
+                A::U64(probes.lists.ptr()),
+                A::U32(npairs as u32),
+                A::U64(ix.list_nw.ptr()),
+                A::U32(l as u32),
+                A::U32(tw),
+                A::U32(se),
+                A::U64(cnt),
+                A::U64(fill),
+                A::U64(pair_start),
+                A::U64(tile_start),
+                A::U64(stile_start),
+                A::U64(list_pairs),
+                A::U64(count),
+                A::U32(3 * b as u32),
+            ],
+        )?;
+        self.mark("group")?;
         let base = ScanArgs {
             codes: ix.codes.ptr(),
             nc,
             scale: ix.scale.ptr(),
             list_start: ix.list_start.ptr(),
+            list_nw: ix.list_nw.ptr(),
             l: l as u32,
             tiles: stile_start,
             pair_start,
@@ -440,9 +516,12 @@ impl Backend for Cuda {
             cap: cs as u32,
             masked: samp_masked,
             se,
+            tw,
         };
-        let blocks = dev.sms * dev.occupancy("scan_main", 256, 0);
-        dev.launch("scan_sample", (blocks, 1, 1), 256, 0, &[A::Bytes(bytes_of(&base))])?;
+        let (ksample, kmain, smem) = if fast { ("scan_sample_fast", "scan_main_fast", 8 * self.warp_smem) } else { ("scan_sample", "scan_main", 0) };
+        let blocks = dev.sms * dev.occupancy(kmain, 256, smem as usize);
+        dev.launch(ksample, (blocks, 1, 1), 256, smem, &[A::Bytes(bytes_of(&base))])?;
+        self.mark("sample")?;
         dev.launch(
             "scan_threshold",
             (b as u32, 1, 1),
@@ -450,8 +529,10 @@ impl Backend for Cuda {
             0,
             &[A::U32(np as u32), A::U64(mask.offsets.ptr()), A::U64(mask.words.ptr()), A::U64(samp_count), A::U64(samp_masked), A::U64(samp), A::U32(cs as u32), A::U32(k0 as u32), A::U32(cap as u32), A::U64(tkey)],
         )?;
+        self.mark("threshold")?;
         let main = ScanArgs { tiles: tile_start, count, buf: cand, cap: cap as u32, ..base };
-        dev.launch("scan_main", (blocks, 1, 1), 256, 0, &[A::Bytes(bytes_of(&main))])?;
+        dev.launch(kmain, (blocks, 1, 1), 256, smem, &[A::Bytes(bytes_of(&main))])?;
+        self.mark("main")?;
         let sel = SelectArgs {
             nprobe: np as u32,
             lists: probes.lists.ptr(),
@@ -477,12 +558,14 @@ impl Backend for Cuda {
             out_scores: out.scores.ptr(),
             out_counts: out.counts.ptr(),
             sortbuf,
+            smem_keys: t.smem_keys.min(MAX_SMEM_KEYS),
         };
-        dev.launch("scan_select", (b as u32, 1, 1), 1024, 0, &[A::Bytes(bytes_of(&sel))])?;
+        dev.launch("scan_select", (b as u32, 1, 1), 1024, t.smem_keys.min(MAX_SMEM_KEYS) * 8, &[A::Bytes(bytes_of(&sel))])?;
         if p > SORT_CAP {
             self.sort_global(sortbuf, p, b)?;
             dev.launch("decode_sorted", ((k0 as u32).div_ceil(256), b as u32, 1), 256, 0, &[A::U64(sortbuf), A::U32(p as u32), A::U32(k0 as u32), A::U64(out.counts.ptr()), A::U64(out.rows.ptr()), A::U64(out.scores.ptr())])?;
         }
+        self.mark("select")?;
         drop(ws);
         Ok(out)
     }
