@@ -187,6 +187,23 @@ __device__ __forceinline__ void warp_append(bool pass, T val, u32* count, T* buf
     }
 }
 
+// Append for lanes of a partial warp (e.g. inside a strided loop): aggregated over the
+// currently active lanes, one shared-memory atomic per warp.
+template <typename T>
+__device__ __forceinline__ void active_append(bool pass, T val, u32* count, T* buf, u32 cap) {
+    const u32 am = __activemask();
+    const u32 bal = __ballot_sync(am, pass);
+    if (bal == 0) return;
+    const u32 leader = __ffs(bal) - 1;
+    u32 base = 0;
+    if (lane_id() == leader) base = atomicAdd(count, (u32)__popc(bal));
+    base = __shfl_sync(am, base, leader);
+    if (pass) {
+        const u32 pos = base + __popc(bal & lanemask_lt());
+        if (pos < cap) buf[pos] = val;
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Block-level radix select. Given a source of keys (src.each(f) calls f(key) for each
 // key, spread over the block's threads), returns T such that exactly k keys are >= T

@@ -18,25 +18,42 @@
 #include "select.cuh"
 
 // Grouping of the batch's (query, list) pairs by list, one block of 1024 threads (one
-// launch, no memset): zeroes cnt/fill [L] and `zero` [nzero] (the per-query counters of
-// the later kernels), counts pairs per list, scans pair_start (pairs), tile_start
-// (ceil(words / tw) tiles of lists probed at least once) and stile_start (ceil(words /
-// se) sampled words), then scatters list_pairs[pair_start[l] + i] = pairs of list l.
+// launch, no memset). Zeroes `zero` [nzero] (the per-query counters of the later
+// kernels); counts pairs per list (in shared memory when `smem_counts`, else in cnt/fill
+// [L] global scratch); scans pair_start (pairs), tile_start (ceil(words / tw) tiles of
+// lists probed at least once) and stile_start (ceil(words / se) sampled words); scatters
+// list_pairs[pair_start[l] + i] = pairs of list l; and fills the tile lookup tables
+// tbucket / sbucket: bucket b holds the list of tile 64b.
+__device__ void fill_buckets(const u32* starts, u32 L, u32* bucket) {
+    for (u32 l = threadIdx.x; l < L; l += blockDim.x) {
+        u32 ts = starts[l], te = starts[l + 1];
+        if (te <= ts) continue;
+        for (u32 bk = (ts + 63) >> 6; bk <= (te - 1) >> 6; bk++) bucket[bk] = l;
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(1024) group_all(const u32* __restrict__ lists, u32 npairs,
                                                              const u32* __restrict__ list_nw, u32 L, u32 tw, u32 se,
-                                                             u32* __restrict__ cnt, u32* __restrict__ fill,
+                                                             u32* __restrict__ cnt_g, u32* __restrict__ fill_g, u32 smem_counts,
                                                              u32* __restrict__ pair_start, u32* __restrict__ tile_start,
                                                              u32* __restrict__ stile_start, u32* __restrict__ list_pairs,
+                                                             u32* __restrict__ tbucket, u32* __restrict__ sbucket,
                                                              u32* __restrict__ zero, u32 nzero) {
+    extern __shared__ u32 gsm[];
+    u32* cnt = smem_counts ? gsm : cnt_g;
+    u32* fill = smem_counts ? gsm + L : fill_g;
     for (u32 i = threadIdx.x; i < L; i += blockDim.x) { cnt[i] = 0; fill[i] = 0; }
     for (u32 i = threadIdx.x; i < nzero; i += blockDim.x) zero[i] = 0;
     __syncthreads();
     for (u32 p = threadIdx.x; p < npairs; p += blockDim.x) atomicAdd(cnt + lists[p], 1u);
     __syncthreads();
-    // Counts were updated by atomics in L2: read them past L1.
-    block_scan_excl(L, [&](u32 l) { return __ldcg(cnt + l); }, pair_start);
-    block_scan_excl(L, [&](u32 l) { return __ldcg(cnt + l) ? (list_nw[l] + tw - 1) / tw : 0u; }, tile_start);
-    block_scan_excl(L, [&](u32 l) { return __ldcg(cnt + l) ? (list_nw[l] + se - 1) / se : 0u; }, stile_start);
+    // Global counts were updated by atomics in L2: read them past L1.
+    auto count = [&](u32 l) { return smem_counts ? cnt[l] : __ldcg(cnt + l); };
+    block_scan_excl(L, [&](u32 l) { return count(l); }, pair_start);
+    block_scan_excl(L, [&](u32 l) { return count(l) ? (list_nw[l] + tw - 1) / tw : 0u; }, tile_start);
+    block_scan_excl(L, [&](u32 l) { return count(l) ? (list_nw[l] + se - 1) / se : 0u; }, stile_start);
+    fill_buckets(tile_start, L, tbucket);
+    fill_buckets(stile_start, L, sbucket);
     for (u32 p = threadIdx.x; p < npairs; p += blockDim.x) {
         u32 l = lists[p];
         list_pairs[pair_start[l] + atomicAdd(fill + l, 1u)] = p;
@@ -68,18 +85,17 @@ struct ScanArgs {
     u32* masked;             // [B] masked rows in sampled tiles (sample)
     u32 se;                  // sample every se-th word of a list
     u32 tw;                  // words per tile (scan_main)
+    const u32* bucket;       // tile lookup: list of tile 64b (tbucket or sbucket)
 };
 
 #define QC 8  // queries of one list processed together (their dots share the row loads)
 
-// The list whose tile range holds tile t: the largest l with tiles[l] <= t.
-__device__ __forceinline__ u32 tile_list(const u32* tiles, u32 L, u32 t) {
-    u32 lo = 0, hi = L;
-    while (hi - lo > 1) {
-        u32 mid = (lo + hi) >> 1;
-        if (__ldg(tiles + mid) <= t) lo = mid; else hi = mid;
-    }
-    return lo;
+// The list whose tile range holds tile t (tiles[l] <= t < tiles[l+1]): start at the
+// bucket's list and step over the (few) lists that end before t.
+__device__ __forceinline__ u32 tile_list(const u32* tiles, const u32* bucket, u32 t) {
+    u32 l = __ldg(bucket + (t >> 6));
+    while (__ldg(tiles + l + 1) <= t) l++;
+    return l;
 }
 
 // Threshold test, exact verification and append of one row for one query (all lanes).
@@ -106,7 +122,7 @@ struct Tile {
 template <bool SAMPLE>
 __device__ __forceinline__ Tile tile_at(const ScanArgs& a, u32 t) {
     Tile T;
-    T.l = tile_list(a.tiles, a.L, t);
+    T.l = tile_list(a.tiles, a.bucket, t);
     u32 nw = __ldg(a.list_nw + T.l);
     if (SAMPLE) {
         T.wi0 = (t - __ldg(a.tiles + T.l)) * a.se;
@@ -203,28 +219,46 @@ __device__ void scan_tiles_generic(const ScanArgs& a) {
 // ---------------------------------------------------------------------------------
 // Fast path (D <= 128): per warp, a 3-stage cp.async pipeline streams the tile's 32-row
 // halves (4 KiB each) into shared memory, two halves in flight while one is scored; the
-// tile's masks and query codes are staged once; dp4a chains of the NQ queries are
-// independent (NQ is a template parameter, no per-query branch before the arithmetic:
-// rows no query wants are neither loaded nor scored, and a half no query wants is skipped).
+// tile's masks, thresholds and query codes are staged once per tile. Queries of a list
+// go in chunks of 4 (remainders of 1 or 2 run narrower): the dp4a chains of a chunk are
+// independent, with no per-query branch before the arithmetic (rows no query wants are
+// neither loaded nor scored, and a half no query wants is skipped). Appends of a half are
+// reserved with one atomic round for all queries, and written one half later, so the
+// atomic's latency overlaps the next half's work.
 // ---------------------------------------------------------------------------------
 #define FS 3   // pipeline stages
 #define FTW 4  // max words per tile on the fast path
+#define FQ 4   // queries per chunk on the fast path
+#define NO_PLAN 0xffffffffu
 
 struct __align__(16) WarpSmem {
     uint4 stage[FS][8 * 32];
     float sscale[FS][32];
-    uint4 q[QC][8];
-    u64 msk[QC][FTW];
+    uint4 q[FQ][8];
+    u64 msk[FQ][FTW];
     u64 uni[FTW];
-    u32 qid[QC];
-    u32 moff[QC];
+    u32 qid[FQ];
+    u32 moff[FQ];
+    u32 tk[FQ];
+    u32 plan[FQ];  // plan offset when the query's filter is non-trivial, else NO_PLAN
 };
+
+// Exact filter check of the lanes in `pass` (rare: only rows that reach the threshold).
+__device__ __noinline__ bool verify_row(const ScanArgs& a, u32 plan_off, u32 row) {
+    return plan_match(a.plan_words + plan_off, a.attr_vals, a.attr_off[row], a.attr_off[row + 1]);
+}
 
 template <bool SAMPLE, int NQ>
 __device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 wbase, u32 nwt) {
     const u32 lane = lane_id();
     const u32 H = 2 * nwt;
     const u32 nc = a.nc;
+    u32 qj[NQ];
+#pragma unroll
+    for (int j = 0; j < NQ; j++) qj[j] = ws.qid[j];
+    u32 myq = 0;
+#pragma unroll
+    for (int j = 0; j < NQ; j++) if (lane == (u32)j) myq = qj[j];
     auto issue = [&](u32 x) {
         if (x < H) {
             const u32 w = x >> 1, h = x & 1;
@@ -241,12 +275,33 @@ __device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 w
         }
         cp_commit();
     };
+    // Appends of the previous half, waiting for their reserved bases.
+    bool pend = false;
+    u32 pbase = 0;
+    u32 pbal[NQ];
+    u64 pkey[NQ];
+    auto flush = [&]() {
+        if (!pend) return;
+#pragma unroll
+        for (int j = 0; j < NQ; j++) {
+            const u32 base = __shfl_sync(FULL_MASK, pbase, j);
+            if ((pbal[j] >> lane) & 1u) {
+                const u32 pos = base + __popc(pbal[j] & lanemask_lt());
+                if (pos < a.cap) {
+                    if (SAMPLE) ((u32*)a.buf)[(u64)qj[j] * a.cap + pos] = (u32)pkey[j];
+                    else ((u64*)a.buf)[(u64)qj[j] * a.cap + pos] = pkey[j];
+                }
+            }
+        }
+        pend = false;
+    };
     issue(0);
     issue(1);
 #pragma unroll 1
     for (u32 x = 0; x < H; x++) {
         issue(x + 2);
         cp_wait<2>();  // half x has landed (groups complete in order)
+        flush();
         const u32 w = x >> 1, h = x & 1;
         const u32 uni = (u32)(ws.uni[w] >> (32 * h));
         if (uni == 0) continue;  // warp-uniform
@@ -264,12 +319,29 @@ __device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 w
             }
         }
         const float sc = ws.sscale[st][lane];
+        u32 mycnt = 0;
+        u32 any = 0;
 #pragma unroll
         for (int j = 0; j < NQ; j++) {
-            const u32 bits = (u32)(ws.msk[j][w] >> (32 * h));
-            offer<SAMPLE>(a, (bits >> lane) & 1u, acc[j], sc, row, ws.qid[j]);
+            const bool bit = (u32)(ws.msk[j][w] >> (32 * h)) >> lane & 1u;
+            const float s = int_score(acc[j], sc);
+            const u32 fk = fkey(s);
+            bool pass = bit && (SAMPLE || fk >= ws.tk[j]);
+            const u32 po = ws.plan[j];
+            if (po != NO_PLAN && __any_sync(FULL_MASK, pass)) pass = pass && verify_row(a, po, row);
+            const u32 bal = __ballot_sync(FULL_MASK, pass);
+            pbal[j] = bal;
+            pkey[j] = SAMPLE ? (u64)fk : make_key(s, row);
+            if (lane == (u32)j) mycnt = __popc(bal);
+            any |= bal;
+        }
+        if (any) {
+            // One atomic round reserves the slots of every query of the chunk.
+            pbase = mycnt ? atomicAdd(a.count + myq, mycnt) : 0u;
+            pend = true;
         }
     }
+    flush();
     cp_wait<0>();
 }
 
@@ -283,46 +355,44 @@ __device__ void scan_tiles_fast(const ScanArgs& a) {
     const u32 total = a.tiles[a.L];
     for (u32 t = warp; t < total; t += nwarps) {
         const Tile T = tile_at<SAMPLE>(a, t);
-        for (u32 qc = 0; qc < T.G; qc += QC) {
-            const u32 nq = min((u32)QC, T.G - qc);
-            if (lane < QC) {
-                u32 q = 0, mo = 0;
+        for (u32 qc = 0; qc < T.G; qc += FQ) {
+            const u32 nq = min((u32)FQ, T.G - qc);
+            if (lane < FQ) {
+                u32 q = 0, mo = 0, tk = 0, pl = NO_PLAN;
                 if (lane < nq) {
                     u32 p = __ldg(a.list_pairs + T.pb + qc + lane);
                     q = p / a.nprobe;
                     mo = __ldg(a.moff + p) + T.wi0;
+                    if (!SAMPLE) tk = __ldg(a.tkey + q);
+                    u32 off = __ldg(a.plan_off + q);
+                    if (!plan_trivial(a.plan_words + off)) pl = off;
                 }
-                ws.qid[lane] = q;  // query 0 stands in for absent ones (never offered)
+                ws.qid[lane] = q;  // query 0 stands in for absent ones (their bits are 0)
                 ws.moff[lane] = mo;
+                ws.tk[lane] = tk;
+                ws.plan[lane] = pl;
             }
             __syncwarp();
-            {
-                const u32 j = lane / FTW, w = lane % FTW;  // 32 lanes = QC x FTW
+            if (lane < FQ * FTW) {
+                const u32 j = lane / FTW, w = lane % FTW;
                 ws.msk[j][w] = (j < nq && w < T.nwt) ? __ldg(a.mask + ws.moff[j] + w) : 0ull;
             }
-            for (u32 i = lane; i < QC * 8; i += 32) {
-                const u32 j = i >> 3, c = i & 7;
+            {
+                const u32 j = lane >> 3, c = lane & 7;  // 32 lanes = FQ x 8 chunks
                 ws.q[j][c] = c < a.nc ? __ldg(a.qcodes + (u64)ws.qid[j] * a.nc + c) : make_uint4(0, 0, 0, 0);
             }
             __syncwarp();
             if (lane < FTW) {
                 u64 u = 0;
 #pragma unroll
-                for (int j = 0; j < QC; j++) u |= ws.msk[j][lane];
+                for (int j = 0; j < FQ; j++) u |= ws.msk[j][lane];
                 ws.uni[lane] = u;
             }
             if (SAMPLE && lane < nq && ws.msk[lane][0]) atomicAdd(a.masked + ws.qid[lane], (u32)__popcll(ws.msk[lane][0]));
             __syncwarp();
-            switch (nq) {
-                case 1: fast_tile<SAMPLE, 1>(a, ws, T.wbase, T.nwt); break;
-                case 2: fast_tile<SAMPLE, 2>(a, ws, T.wbase, T.nwt); break;
-                case 3: fast_tile<SAMPLE, 3>(a, ws, T.wbase, T.nwt); break;
-                case 4: fast_tile<SAMPLE, 4>(a, ws, T.wbase, T.nwt); break;
-                case 5: fast_tile<SAMPLE, 5>(a, ws, T.wbase, T.nwt); break;
-                case 6: fast_tile<SAMPLE, 6>(a, ws, T.wbase, T.nwt); break;
-                case 7: fast_tile<SAMPLE, 7>(a, ws, T.wbase, T.nwt); break;
-                default: fast_tile<SAMPLE, 8>(a, ws, T.wbase, T.nwt); break;
-            }
+            if (nq == 1) fast_tile<SAMPLE, 1>(a, ws, T.wbase, T.nwt);
+            else if (nq == 2) fast_tile<SAMPLE, 2>(a, ws, T.wbase, T.nwt);
+            else fast_tile<SAMPLE, 4>(a, ws, T.wbase, T.nwt);
             __syncwarp();
         }
     }
@@ -340,11 +410,13 @@ extern "C" __global__ void warp_smem_size(u32* out) { *out = (u32)sizeof(WarpSme
 // passed. If M fits the candidate buffer, take every row (threshold 0). Otherwise the
 // top-K0 rows hold about mu = K0*ms/M sampled ones; the r-th best sampled key with
 // r = mu + 5 sqrt(mu) + 10 leaves K0 rows above it but for a ~5-sigma event (which
-// scan_select detects and repairs).
+// scan_select detects and repairs). Samples are staged in dynamic shared memory
+// (smem_cap u32) when they fit.
 extern "C" __global__ void scan_threshold(u32 nprobe, const u32* __restrict__ moff, const u64* __restrict__ mask,
                                           const u32* __restrict__ samp_count, const u32* __restrict__ samp_masked,
                                           const u32* __restrict__ samp, u32 cs, u32 k0, u32 cap,
-                                          u32* __restrict__ tkey) {
+                                          u32* __restrict__ tkey, u32 smem_cap) {
+    extern __shared__ u32 ssamp[];
     __shared__ SelectSmem<u32> sm;
     __shared__ unsigned long long total;
     u32 q = blockIdx.x;
@@ -363,7 +435,13 @@ extern "C" __global__ void scan_threshold(u32 nprobe, const u32* __restrict__ mo
         double mu = (double)k0 * (double)ms / (double)M;
         double rr = ceil(mu + 5.0 * sqrt(mu) + 10.0);
         if (rr <= (double)ps) {
-            ArraySrc<u32> src{samp + (u64)q * cs, ps};
+            const u32* keys = samp + (u64)q * cs;
+            if (ps <= smem_cap) {
+                for (u32 i = threadIdx.x; i < ps; i += blockDim.x) ssamp[i] = keys[i];
+                __syncthreads();
+                keys = ssamp;
+            }
+            ArraySrc<u32> src{keys, ps};
             t = block_kth<u32>(src, (u32)rr, sm);
         }
     }
@@ -454,12 +532,7 @@ extern "C" __global__ void __launch_bounds__(1024) scan_select(SelectArgs a) {
         u32 m = min(a.k0, n);
         u64 T = (m > 0 && m < n) ? block_kth<u64>(src, m, sm) : 0;
         if (m > 0) {
-            src.each([&](u64 key) {
-                if (key >= T) {
-                    u32 pos = atomicAdd(&fill, 1u);
-                    if (pos < a.cap) cb[pos] = key;
-                }
-            });
+            src.each([&](u64 key) { active_append<u64>(key >= T, key, &fill, cb, a.cap); });
         }
         __syncthreads();
         c = m;

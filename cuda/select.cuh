@@ -38,12 +38,7 @@ __device__ void select_segment(const Src& src, u32 n, u32 k, u32 P, u32 seg, u32
     for (u32 i = threadIdx.x; i < P; i += blockDim.x) dst[i] = 0;
     __syncthreads();
     if (m > 0) {
-        src.each([&](u64 key) {
-            if (key >= T) {
-                u32 pos = atomicAdd(&fill, 1u);
-                if (pos < P) dst[pos] = key;
-            }
-        });
+        src.each([&](u64 key) { active_append<u64>(key >= T, key, &fill, dst, P); });
     }
     __syncthreads();
     if (out_counts && threadIdx.x == 0) out_counts[seg] = m;

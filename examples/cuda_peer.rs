@@ -121,6 +121,26 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("no CUDA device");
     }
     let cuda = Cuda::new()?;
+    // `--profile-scan B:NP:TW,...`: only run those scans (once each), for ncu.
+    if let Some(i) = args.iter().position(|a| a == "--profile-scan") {
+        let index = Arc::new(synthetic(n, false));
+        let ix = cuda.upload(&index)?;
+        let all = Plan::all();
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for spec in args[i + 1].split(',') {
+            let v: Vec<usize> = spec.split(':').map(|x| x.parse().unwrap()).collect();
+            let (b, np, tw) = (v[0], v[1], v[2] as u32);
+            cuda.set_tuning(silica::backend::cuda::Tuning { tile_words: tw, ..Default::default() });
+            let qf: Vec<f32> = (0..b * D).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let q = prepare_queries(&index, &qf)?;
+            let probes = cuda.probes_from_host(&random_probes(b, np, (b * 1000 + np) as u64), b)?;
+            let plans: Vec<&Plan> = vec![&all; b];
+            let mask = cuda.filter(&ix, &plans, &probes)?;
+            let ms = cuda.time(|| cuda.scan(&ix, &q, &probes, &mask, &plans, 2048))?.1;
+            eprintln!("profile scan B={b} nprobe={np} tw={tw}: {ms:.3} ms");
+        }
+        return Ok(());
+    }
     eprintln!("device: {} ({} SMs, {})", cuda.dev().name(), cuda.dev().sms(), cuda.dev().arch());
     for (name, regs, local, smem) in cuda.dev().kernel_info() {
         eprintln!("  kernel {name:16} {regs:3} regs, {local} B local, {smem} B static smem");

@@ -39,4 +39,13 @@ if has peer; then
   $BIN/cuda_peer ${PEER_ARGS:-} --json $OUT/peer.json 2>&1 | tee $OUT/peer.log | tail -40
   [ ${PIPESTATUS[0]} -eq 0 ] || rc=1
 fi
+if has ncu; then
+  echo "== ncu (scan kernels) =="
+  timeout 400 ncu --clock-control none --target-processes all -k "regex:${NCU_KERNELS:-scan_main_fast|scan_sample_fast|group_all|scan_threshold|scan_select}" \
+    --launch-skip ${NCU_SKIP:-0} --launch-count ${NCU_COUNT:-15} \
+    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats \
+    --section MemoryWorkloadAnalysis --section InstructionStats --section SourceCounters \
+    $BIN/cuda_peer --profile-scan ${NCU_SCANS:-256:64:4,256:64:1,16:64:4} > $OUT/ncu.txt 2>&1; echo "ncu exit: $?"
+  grep -E "^  [a-z_]+|Duration|Memory Throughput|Compute \(SM\)|Achieved Occupancy|Registers Per|Stall|Warp Cycles Per Issued|Issue Slot|Executed Ipc|L1/TEX Hit|L2 Hit|DRAM Throughput|No Eligible|One or More" $OUT/ncu.txt | head -150
+fi
 exit $rc

@@ -29,6 +29,7 @@ pub(crate) struct ScanArgs {
     pub masked: u64,
     pub se: u32,
     pub tw: u32,
+    pub bucket: u64,
 }
 
 /// `SelectArgs` of scan.cu (scan_select).
@@ -77,7 +78,8 @@ mod tests {
         assert_eq!(offset_of!(ScanArgs, cap), 160);
         assert_eq!(offset_of!(ScanArgs, masked), 168);
         assert_eq!(offset_of!(ScanArgs, tw), 180);
-        assert_eq!(size_of::<ScanArgs>(), 184);
+        assert_eq!(offset_of!(ScanArgs, bucket), 184);
+        assert_eq!(size_of::<ScanArgs>(), 192);
         assert_eq!(offset_of!(SelectArgs, lists), 8);
         assert_eq!(offset_of!(SelectArgs, scale), 56);
         assert_eq!(offset_of!(SelectArgs, cap), 128);

@@ -33,6 +33,10 @@ use std::sync::{Arc, Mutex};
 const SORT_CAP: usize = 4096;
 /// Most candidate keys `scan_select` stages in shared memory (128 KiB).
 const MAX_SMEM_KEYS: u32 = 16384;
+/// Lists up to which `group_all` counts in shared memory (64 KiB).
+const GROUP_SMEM_LISTS: u32 = 8192;
+/// Samples `scan_threshold` stages in shared memory (64 KiB).
+const THRESHOLD_SMEM_SAMPLES: u32 = 16384;
 
 /// True when libcuda loads and reports at least one device. Never panics.
 pub fn available() -> bool {
@@ -97,6 +101,7 @@ pub struct DevCands {
 #[derive(Default)]
 struct Workspace {
     zeroed: Option<DBuf<u32>>,
+    buckets: Option<DBuf<u32>>,
     starts: Option<DBuf<u32>>,
     list_pairs: Option<DBuf<u32>>,
     samp: Option<DBuf<u32>>,
@@ -148,6 +153,8 @@ impl Cuda {
             dev.set_dyn_smem(k, 8 * warp_smem)?;
         }
         dev.set_dyn_smem("scan_select", MAX_SMEM_KEYS * 8)?;
+        dev.set_dyn_smem("group_all", GROUP_SMEM_LISTS * 8)?;
+        dev.set_dyn_smem("scan_threshold", THRESHOLD_SMEM_SAMPLES * 4)?;
         Ok(Cuda { dev, ws: Mutex::default(), model: Mutex::default(), tuning: Mutex::new(Tuning::default()), marks: Mutex::default(), warp_smem })
     }
 
@@ -463,17 +470,23 @@ impl Backend for Cuda {
         let starts = ensure(dev, &mut ws.starts, 3 * (l + 1))?.ptr();
         let (pair_start, tile_start, stile_start) = (starts, starts + 4 * (l as u64 + 1), starts + 8 * (l as u64 + 1));
         let list_pairs = ensure(dev, &mut ws.list_pairs, npairs)?.ptr();
+        // Tile lookup tables: one entry per 64 tiles (bounded by the tiles of all lists).
+        let nbt = ix.nw_desc.iter().map(|w| w.div_ceil(tw as u64)).sum::<u64>() as usize / 64 + 2;
+        let nbs = ix.nw_desc.iter().map(|w| w.div_ceil(se as u64)).sum::<u64>() as usize / 64 + 2;
+        let buckets = ensure(dev, &mut ws.buckets, nbt + nbs)?.ptr();
+        let (tbucket, sbucket) = (buckets, buckets + 4 * nbt as u64);
         let samp = ensure(dev, &mut ws.samp, b * cs)?.ptr();
         let tkey = ensure(dev, &mut ws.tkey, b)?.ptr();
         let cand = ensure(dev, &mut ws.cand, b * cap)?.ptr();
         let sortbuf = if p > SORT_CAP { ensure(dev, &mut ws.sortbuf, b * p)?.ptr() } else { 0 };
 
         self.mark("start")?;
+        let smem_counts = l as u32 <= GROUP_SMEM_LISTS;
         dev.launch(
             "group_all",
             (1, 1, 1),
             1024,
-            0,
+            if smem_counts { 8 * l as u32 } else { 0 },
             &[
                 A::U64(probes.lists.ptr()),
                 A::U32(npairs as u32),
@@ -483,10 +496,13 @@ impl Backend for Cuda {
                 A::U32(se),
                 A::U64(cnt),
                 A::U64(fill),
+                A::U32(smem_counts as u32),
                 A::U64(pair_start),
                 A::U64(tile_start),
                 A::U64(stile_start),
                 A::U64(list_pairs),
+                A::U64(tbucket),
+                A::U64(sbucket),
                 A::U64(count),
                 A::U32(3 * b as u32),
             ],
@@ -517,6 +533,7 @@ impl Backend for Cuda {
             masked: samp_masked,
             se,
             tw,
+            bucket: sbucket,
         };
         let (ksample, kmain, smem) = if fast { ("scan_sample_fast", "scan_main_fast", 8 * self.warp_smem) } else { ("scan_sample", "scan_main", 0) };
         let blocks = dev.sms * dev.occupancy(kmain, 256, smem as usize);
@@ -526,11 +543,23 @@ impl Backend for Cuda {
             "scan_threshold",
             (b as u32, 1, 1),
             256,
-            0,
-            &[A::U32(np as u32), A::U64(mask.offsets.ptr()), A::U64(mask.words.ptr()), A::U64(samp_count), A::U64(samp_masked), A::U64(samp), A::U32(cs as u32), A::U32(k0 as u32), A::U32(cap as u32), A::U64(tkey)],
+            THRESHOLD_SMEM_SAMPLES * 4,
+            &[
+                A::U32(np as u32),
+                A::U64(mask.offsets.ptr()),
+                A::U64(mask.words.ptr()),
+                A::U64(samp_count),
+                A::U64(samp_masked),
+                A::U64(samp),
+                A::U32(cs as u32),
+                A::U32(k0 as u32),
+                A::U32(cap as u32),
+                A::U64(tkey),
+                A::U32(THRESHOLD_SMEM_SAMPLES),
+            ],
         )?;
         self.mark("threshold")?;
-        let main = ScanArgs { tiles: tile_start, count, buf: cand, cap: cap as u32, ..base };
+        let main = ScanArgs { tiles: tile_start, bucket: tbucket, count, buf: cand, cap: cap as u32, ..base };
         dev.launch(kmain, (blocks, 1, 1), 256, smem, &[A::Bytes(bytes_of(&main))])?;
         self.mark("main")?;
         let sel = SelectArgs {
