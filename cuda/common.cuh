@@ -124,6 +124,11 @@ __device__ u64 plan_bloom_word(const u32* plan, const u64* planes, u64 words, u6
 }
 
 __device__ __forceinline__ bool plan_trivial(const u32* plan) { return plan[0] == 0; }
+// Per-query plan offsets carry bit 31 when the plan is trivial (passes everything), so
+// kernels can skip filter work without reading the plan.
+#define PLAN_TRIVIAL_BIT 0x80000000u
+__device__ __forceinline__ const u32* plan_at(const u32* words, u32 off) { return words + (off & 0x7fffffffu); }
+__device__ __forceinline__ bool off_trivial(u32 off) { return (off & PLAN_TRIVIAL_BIT) != 0; }
 
 // Exact evaluation over a row's sorted value ids vals[a0..a1) (plan::matches). The stack
 // of booleans lives in the bits of one register.
@@ -297,20 +302,106 @@ struct ArraySrc {
     }
 };
 
-// Bitonic sort of s[0..p) descending (p a power of two), whole block.
+// Compare-exchange phases of the descending bitonic network in shared memory, for merge
+// size `size` and distances stride0, stride0/2, .. > stop.
+__device__ __forceinline__ void bitonic_smem_phases(u64* s, u32 p, u32 size, u32 stride0, u32 stop) {
+    for (u32 stride = stride0; stride > stop; stride >>= 1) {
+        for (u32 i = threadIdx.x; i < p / 2; i += blockDim.x) {
+            u32 lo = ((i & ~(stride - 1)) << 1) | (i & (stride - 1));
+            u32 hi = lo + stride;
+            bool desc = (lo & size) == 0;
+            u64 a = s[lo], b = s[hi];
+            if ((a < b) == desc) { s[lo] = b; s[hi] = a; }
+        }
+        __syncthreads();
+    }
+}
+
+// Bitonic sort of s[0..p) descending (p a power of two), whole block. When 64 <= p <=
+// 2*blockDim, each thread keeps 2 keys in registers: distances 1..32 run in registers and
+// warp shuffles, only distances >= 64 go through shared memory.
 __device__ void block_bitonic_desc(u64* s, u32 p) {
+    if (p < 64 || p > 2 * blockDim.x) {
+        for (u32 size = 2; size <= p; size <<= 1) bitonic_smem_phases(s, p, size, size >> 1, 0);
+        return;
+    }
+    const u32 tid = threadIdx.x;
+    const bool act = tid < p / 2;  // whole warps, since p/2 is a multiple of 32
+    const u32 e0 = 2 * tid;
+    u64 v0 = act ? s[e0] : 0, v1 = act ? s[e0 + 1] : 0;
     for (u32 size = 2; size <= p; size <<= 1) {
-        for (u32 stride = size >> 1; stride > 0; stride >>= 1) {
-            for (u32 i = threadIdx.x; i < p / 2; i += blockDim.x) {
-                u32 lo = ((i & ~(stride - 1)) << 1) | (i & (stride - 1));
-                u32 hi = lo + stride;
-                bool desc = (lo & size) == 0;
-                u64 a = s[lo], b = s[hi];
-                if ((a < b) == desc) { s[lo] = b; s[hi] = a; }
-            }
+        u32 stride = size >> 1;
+        if (stride >= 64) {
+            if (act) { s[e0] = v0; s[e0 + 1] = v1; }
             __syncthreads();
+            bitonic_smem_phases(s, p, size, stride, 32);
+            if (act) { v0 = s[e0]; v1 = s[e0 + 1]; }
+            stride = 32;
+        }
+        const bool desc = (e0 & size) == 0;
+        for (; stride >= 2; stride >>= 1) {
+            const u64 p0 = __shfl_xor_sync(FULL_MASK, v0, stride >> 1);
+            const u64 p1 = __shfl_xor_sync(FULL_MASK, v1, stride >> 1);
+            const bool keep_max = ((e0 & stride) == 0) == desc;
+            v0 = keep_max ? max(v0, p0) : min(v0, p0);
+            v1 = keep_max ? max(v1, p1) : min(v1, p1);
+        }
+        const u64 hi = max(v0, v1), lo = min(v0, v1);
+        v0 = desc ? hi : lo;
+        v1 = desc ? lo : hi;
+    }
+    __syncthreads();  // every thread has read its keys before any is overwritten
+    if (act) { s[e0] = v0; s[e0 + 1] = v1; }
+    __syncthreads();
+}
+
+// Exclusive prefix sums of three u32 sequences at once over i < n: value(i, a, b, c);
+// oK[i] = sum of the K-th values before i, oK[n] = total. Each thread takes a contiguous
+// run of items, so one block-wide scan suffices (two barriers).
+template <typename F>
+__device__ void block_scan3(u32 n, F value, u32* o0, u32* o1, u32* o2) {
+    __shared__ u32 wsum[3][32];
+    const u32 per = (n + blockDim.x - 1) / blockDim.x;
+    const u32 i0 = min(n, threadIdx.x * per), i1 = min(n, i0 + per);
+    u32 s[3] = {0, 0, 0};
+    for (u32 i = i0; i < i1; i++) {
+        u32 a, b, c;
+        value(i, a, b, c);
+        s[0] += a; s[1] += b; s[2] += c;
+    }
+    u32 x[3] = {s[0], s[1], s[2]};
+    const u32 lane = lane_id(), warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+#pragma unroll
+    for (int k = 0; k < 3; k++)
+        for (int o = 1; o < 32; o <<= 1) {
+            u32 t = __shfl_up_sync(FULL_MASK, x[k], o);
+            if (lane >= (u32)o) x[k] += t;
+        }
+    if (lane == 31) { wsum[0][warp] = x[0]; wsum[1][warp] = x[1]; wsum[2][warp] = x[2]; }
+    __syncthreads();
+    if (threadIdx.x < 32) {
+#pragma unroll
+        for (int k = 0; k < 3; k++) {
+            u32 w = lane < nwarps ? wsum[k][lane] : 0;
+            for (int o = 1; o < 32; o <<= 1) {
+                u32 t = __shfl_up_sync(FULL_MASK, w, o);
+                if (lane >= (u32)o) w += t;
+            }
+            wsum[k][lane] = w;  // inclusive over warps; lanes >= nwarps hold the total
         }
     }
+    __syncthreads();
+    u32 base[3];
+#pragma unroll
+    for (int k = 0; k < 3; k++) base[k] = (warp ? wsum[k][warp - 1] : 0) + x[k] - s[k];
+    for (u32 i = i0; i < i1; i++) {
+        u32 a, b, c;
+        value(i, a, b, c);
+        o0[i] = base[0]; o1[i] = base[1]; o2[i] = base[2];
+        base[0] += a; base[1] += b; base[2] += c;
+    }
+    if (threadIdx.x == 0) { o0[n] = wsum[0][31]; o1[n] = wsum[1][31]; o2[n] = wsum[2][31]; }
+    __syncthreads();
 }
 
 __device__ __forceinline__ u32 next_pow2(u32 x) {

@@ -27,7 +27,7 @@ extern "C" __global__ void filter_mask(const u32* __restrict__ lists, u32 nprobe
         u64 w = w0 + i;
         u64 m = range_bits(w, s, e);
         if (live) m &= live[w];
-        const u32* plan = plan_words + plan_off[p / nprobe];
+        const u32* plan = plan_at(plan_words, plan_off[p / nprobe]);
         if (m && !plan_trivial(plan)) m &= plan_bloom_word(plan, planes, words, w);
         mask[off[p] + i] = m;
     }
@@ -41,7 +41,7 @@ extern "C" __global__ void bloom_full(const u64* __restrict__ planes, u64 words,
                                       const u32* __restrict__ plan_words, const u32* __restrict__ plan_off,
                                       u64* __restrict__ out, unsigned long long* __restrict__ counts) {
     u32 j = blockIdx.x;
-    const u32* plan = plan_words + plan_off[j];
+    const u32* plan = plan_at(plan_words, plan_off[j]);
     u64 total = 0;
     for (u64 w = (u64)blockIdx.y * blockDim.x + threadIdx.x; w < words; w += (u64)gridDim.y * blockDim.x) {
         u64 m = range_bits(w, 0, n);

@@ -48,10 +48,12 @@ extern "C" __global__ void __launch_bounds__(1024) group_all(const u32* __restri
     for (u32 p = threadIdx.x; p < npairs; p += blockDim.x) atomicAdd(cnt + lists[p], 1u);
     __syncthreads();
     // Global counts were updated by atomics in L2: read them past L1.
-    auto count = [&](u32 l) { return smem_counts ? cnt[l] : __ldcg(cnt + l); };
-    block_scan_excl(L, [&](u32 l) { return count(l); }, pair_start);
-    block_scan_excl(L, [&](u32 l) { return count(l) ? (list_nw[l] + tw - 1) / tw : 0u; }, tile_start);
-    block_scan_excl(L, [&](u32 l) { return count(l) ? (list_nw[l] + se - 1) / se : 0u; }, stile_start);
+    block_scan3(L, [&](u32 l, u32& a, u32& b, u32& c) {
+        a = smem_counts ? cnt[l] : __ldcg(cnt + l);
+        const u32 nw = a ? list_nw[l] : 0u;
+        b = (nw + tw - 1) / tw;
+        c = (nw + se - 1) / se;
+    }, pair_start, tile_start, stile_start);
     fill_buckets(tile_start, L, tbucket);
     fill_buckets(stile_start, L, sbucket);
     for (u32 p = threadIdx.x; p < npairs; p += blockDim.x) {
@@ -102,10 +104,11 @@ __device__ __forceinline__ u32 tile_list(const u32* tiles, const u32* bucket, u3
 template <bool SAMPLE>
 __device__ __forceinline__ void offer(const ScanArgs& a, bool bit, int dot, float sc, u32 row, u32 q) {
     const float s = int_score(dot, sc);
-    const u32* plan = a.plan_words + __ldg(a.plan_off + q);
+    const u32 poff = __ldg(a.plan_off + q);
+    const u32* plan = plan_at(a.plan_words, poff);
     bool pass = bit;
     if (!SAMPLE) pass = pass && fkey(s) >= __ldg(a.tkey + q);
-    if (pass && !plan_trivial(plan)) pass = plan_match(plan, a.attr_vals, a.attr_off[row], a.attr_off[row + 1]);
+    if (pass && !off_trivial(poff)) pass = plan_match(plan, a.attr_vals, a.attr_off[row], a.attr_off[row + 1]);
     if (SAMPLE)
         warp_append<u32>(pass, fkey(s), a.count + q, (u32*)a.buf + (u64)q * a.cap, a.cap);
     else
@@ -245,7 +248,7 @@ struct __align__(16) WarpSmem {
 
 // Exact filter check of the lanes in `pass` (rare: only rows that reach the threshold).
 __device__ __noinline__ bool verify_row(const ScanArgs& a, u32 plan_off, u32 row) {
-    return plan_match(a.plan_words + plan_off, a.attr_vals, a.attr_off[row], a.attr_off[row + 1]);
+    return plan_match(plan_at(a.plan_words, plan_off), a.attr_vals, a.attr_off[row], a.attr_off[row + 1]);
 }
 
 template <bool SAMPLE, int NQ>
@@ -365,7 +368,7 @@ __device__ void scan_tiles_fast(const ScanArgs& a) {
                     mo = __ldg(a.moff + p) + T.wi0;
                     if (!SAMPLE) tk = __ldg(a.tkey + q);
                     u32 off = __ldg(a.plan_off + q);
-                    if (!plan_trivial(a.plan_words + off)) pl = off;
+                    if (!off_trivial(off)) pl = off;
                 }
                 ws.qid[lane] = q;  // query 0 stands in for absent ones (their bits are 0)
                 ws.moff[lane] = mo;
@@ -405,7 +408,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) scan_sample_fast(ScanArgs a
 extern "C" __global__ void __launch_bounds__(256, 2) scan_main_fast(ScanArgs a) { scan_tiles_fast<false>(a); }
 extern "C" __global__ void warp_smem_size(u32* out) { *out = (u32)sizeof(WarpSmem); }
 
-// Per query (one block of 256): the threshold key for scan_main. M = masked rows of the
+// Per query (one block of 1024): the threshold key for scan_main. M = masked rows of the
 // query (popcount of its mask words); the sample saw `ms` masked rows of which `ps`
 // passed. If M fits the candidate buffer, take every row (threshold 0). Otherwise the
 // top-K0 rows hold about mu = K0*ms/M sampled ones; the r-th best sampled key with
@@ -422,9 +425,14 @@ extern "C" __global__ void scan_threshold(u32 nprobe, const u32* __restrict__ mo
     u32 q = blockIdx.x;
     if (threadIdx.x == 0) total = 0;
     __syncthreads();
-    u32 w0 = moff[q * nprobe], w1 = moff[(q + 1) * nprobe];
+    const u32 w0 = moff[q * nprobe], w1 = moff[(q + 1) * nprobe], bd = blockDim.x;
     u64 c = 0;
-    for (u32 i = w0 + threadIdx.x; i < w1; i += blockDim.x) c += __popcll(mask[i]);
+    // Four independent loads in flight per thread.
+    for (u32 i = w0 + threadIdx.x; i < w1; i += 4 * bd) {
+        u64 m0 = mask[i], m1 = i + bd < w1 ? mask[i + bd] : 0, m2 = i + 2 * bd < w1 ? mask[i + 2 * bd] : 0,
+            m3 = i + 3 * bd < w1 ? mask[i + 3 * bd] : 0;
+        c += __popcll(m0) + __popcll(m1) + __popcll(m2) + __popcll(m3);
+    }
     for (int o = 16; o > 0; o >>= 1) c += __shfl_xor_sync(FULL_MASK, c, o);
     if (lane_id() == 0) atomicAdd(&total, (unsigned long long)c);
     __syncthreads();
@@ -437,7 +445,14 @@ extern "C" __global__ void scan_threshold(u32 nprobe, const u32* __restrict__ mo
         if (rr <= (double)ps) {
             const u32* keys = samp + (u64)q * cs;
             if (ps <= smem_cap) {
-                for (u32 i = threadIdx.x; i < ps; i += blockDim.x) ssamp[i] = keys[i];
+                for (u32 i = threadIdx.x; i < ps; i += 4 * bd) {
+                    u32 k0_ = keys[i], k1 = i + bd < ps ? keys[i + bd] : 0, k2 = i + 2 * bd < ps ? keys[i + 2 * bd] : 0,
+                        k3 = i + 3 * bd < ps ? keys[i + 3 * bd] : 0;
+                    ssamp[i] = k0_;
+                    if (i + bd < ps) ssamp[i + bd] = k1;
+                    if (i + 2 * bd < ps) ssamp[i + 2 * bd] = k2;
+                    if (i + 3 * bd < ps) ssamp[i + 3 * bd] = k3;
+                }
                 __syncthreads();
                 keys = ssamp;
             }
@@ -521,7 +536,7 @@ extern "C" __global__ void __launch_bounds__(1024) scan_select(SelectArgs a) {
     bool bad = a.force_fallback || c > a.cap || (c < a.k0 && a.tkey[q] != 0);
     if (bad) {
         RescanSrc src{q, a.nprobe, a.lists, a.moff, a.mask, a.list_start, a.codes, a.nc, a.scale,
-                      a.qcodes + (u64)q * a.nc, a.plan_words + a.plan_off[q], a.attr_off, a.attr_vals};
+                      a.qcodes + (u64)q * a.nc, plan_at(a.plan_words, a.plan_off[q]), a.attr_off, a.attr_vals};
         if (threadIdx.x == 0) { npass = 0; fill = 0; }
         __syncthreads();
         u32 mine = 0;

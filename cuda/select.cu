@@ -39,19 +39,20 @@ extern "C" __global__ void bitonic_global(u64* __restrict__ buf, u32 P, u32 size
     if ((a < b) == desc) { s[lo] = b; s[hi] = a; }
 }
 
-// The steps of the same network whose distance is below SORT_CAP, done in shared
-// memory on chunks of SORT_CAP keys: merge sizes size_lo..size_hi (powers of two); the
-// first size starts at distance stride0, the next ones at size/2. Grid: (P/SORT_CAP, S).
-extern "C" __global__ void __launch_bounds__(1024) bitonic_local(u64* __restrict__ buf, u32 P, u32 size_lo,
+// The steps of the same network whose distance is below the chunk size `ch` (a power of
+// two <= P), done in dynamic shared memory (ch keys) on chunks of ch keys: merge sizes
+// size_lo..size_hi (powers of two); the first size starts at distance stride0, the next
+// ones at size/2. Grid: (P/ch, S).
+extern "C" __global__ void __launch_bounds__(1024) bitonic_local(u64* __restrict__ buf, u32 P, u32 ch, u32 size_lo,
                                                                  u32 size_hi, u32 stride0) {
-    __shared__ u64 s[SORT_CAP];
-    u64* g = buf + (u64)blockIdx.y * P + (u64)blockIdx.x * SORT_CAP;
-    u32 base = blockIdx.x * SORT_CAP;
-    for (u32 i = threadIdx.x; i < SORT_CAP; i += blockDim.x) s[i] = g[i];
+    extern __shared__ u64 s[];
+    u64* g = buf + (u64)blockIdx.y * P + (u64)blockIdx.x * ch;
+    u32 base = blockIdx.x * ch;
+    for (u32 i = threadIdx.x; i < ch; i += blockDim.x) s[i] = g[i];
     __syncthreads();
     for (u32 size = size_lo; size <= size_hi; size <<= 1) {
         for (u32 stride = size == size_lo ? stride0 : size >> 1; stride > 0; stride >>= 1) {
-            for (u32 i = threadIdx.x; i < SORT_CAP / 2; i += blockDim.x) {
+            for (u32 i = threadIdx.x; i < ch / 2; i += blockDim.x) {
                 u32 lo = ((i & ~(stride - 1)) << 1) | (i & (stride - 1));
                 u32 hi = lo + stride;
                 bool desc = ((base + lo) & size) == 0;
@@ -61,7 +62,7 @@ extern "C" __global__ void __launch_bounds__(1024) bitonic_local(u64* __restrict
             __syncthreads();
         }
     }
-    for (u32 i = threadIdx.x; i < SORT_CAP; i += blockDim.x) g[i] = s[i];
+    for (u32 i = threadIdx.x; i < ch; i += blockDim.x) g[i] = s[i];
 }
 
 // Sorted keys [S, P] -> rows/scores [S, k] (first counts[s] valid, then padding).

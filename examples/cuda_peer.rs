@@ -204,6 +204,7 @@ fn main() -> anyhow::Result<()> {
             let d = silica::backend::cuda::Tuning::default();
             for (vname, t) in [
                 ("generic kernel (no cp.async pipeline)", silica::backend::cuda::Tuning { fast: false, tile_words: 1, ..d }),
+                ("tile 4 words", silica::backend::cuda::Tuning { tile_words: 4, ..d }),
                 ("tile 2 words", silica::backend::cuda::Tuning { tile_words: 2, ..d }),
                 ("tile 1 word", silica::backend::cuda::Tuning { tile_words: 1, ..d }),
                 ("sample every 16", silica::backend::cuda::Tuning { sample_every: 16, ..d }),

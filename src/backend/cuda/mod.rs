@@ -33,6 +33,8 @@ use std::sync::{Arc, Mutex};
 const SORT_CAP: usize = 4096;
 /// Most candidate keys `scan_select` stages in shared memory (128 KiB).
 const MAX_SMEM_KEYS: u32 = 16384;
+/// Chunk of the global bitonic sort done in shared memory (128 KiB).
+const LOCAL_SORT_KEYS: u32 = 16384;
 /// Lists up to which `group_all` counts in shared memory (64 KiB).
 const GROUP_SMEM_LISTS: u32 = 8192;
 /// Samples `scan_threshold` stages in shared memory (64 KiB).
@@ -60,7 +62,8 @@ pub struct Tuning {
     pub sample_every: u32,
     /// Send every query through the exact fallback of `scan_select` (testing).
     pub force_fallback: bool,
-    /// 64-row words per scan tile (1..=4 on the fast path).
+    /// 64-row words per scan tile (1..=4 on the fast path); 0 = automatic (1 when the
+    /// batch probes fewer (query, list) pairs than there are lists, else 2).
     pub tile_words: u32,
     /// Use the cp.async fast path when D <= 128 (tests turn it off to check the generic one).
     pub fast: bool,
@@ -70,7 +73,7 @@ pub struct Tuning {
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { cand_min: 16384, sample_every: 32, force_fallback: false, tile_words: 4, fast: true, smem_keys: 16384 }
+        Tuning { cand_min: 16384, sample_every: 32, force_fallback: false, tile_words: 0, fast: true, smem_keys: 16384 }
     }
 }
 
@@ -154,6 +157,7 @@ impl Cuda {
         }
         dev.set_dyn_smem("scan_select", MAX_SMEM_KEYS * 8)?;
         dev.set_dyn_smem("group_all", GROUP_SMEM_LISTS * 8)?;
+        dev.set_dyn_smem("bitonic_local", LOCAL_SORT_KEYS * 8)?;
         dev.set_dyn_smem("scan_threshold", THRESHOLD_SMEM_SAMPLES * 4)?;
         Ok(Cuda { dev, ws: Mutex::default(), model: Mutex::default(), tuning: Mutex::new(Tuning::default()), marks: Mutex::default(), warp_smem })
     }
@@ -266,21 +270,24 @@ impl Cuda {
         Ok(())
     }
 
-    /// Descending bitonic sort of `segs` segments of `p` keys (p a power of two > SORT_CAP).
+    /// Descending bitonic sort of `segs` segments of `p` keys (p a power of two > SORT_CAP):
+    /// distances below the chunk (16384 keys, 128 KiB of shared memory) run in
+    /// `bitonic_local`, larger ones as one `bitonic_global` pass each.
     fn sort_global(&self, buf: u64, p: usize, segs: usize) -> Result<()> {
-        let chunks = (p / SORT_CAP) as u32;
+        let ch = p.min(LOCAL_SORT_KEYS as usize);
+        let chunks = (p / ch) as u32;
         let local = |lo: usize, hi: usize, s0: usize| {
-            self.dev.launch("bitonic_local", (chunks, segs as u32, 1), 1024, 0, &[A::U64(buf), A::U32(p as u32), A::U32(lo as u32), A::U32(hi as u32), A::U32(s0 as u32)])
+            self.dev.launch("bitonic_local", (chunks, segs as u32, 1), 1024, (ch * 8) as u32, &[A::U64(buf), A::U32(p as u32), A::U32(ch as u32), A::U32(lo as u32), A::U32(hi as u32), A::U32(s0 as u32)])
         };
-        local(2, SORT_CAP, 1)?;
-        let mut size = 2 * SORT_CAP;
+        local(2, ch, 1)?;
+        let mut size = 2 * ch;
         while size <= p {
             let mut stride = size / 2;
-            while stride >= SORT_CAP {
+            while stride >= ch {
                 self.dev.launch("bitonic_global", ((p as u32 / 2).div_ceil(256), segs as u32, 1), 256, 0, &[A::U64(buf), A::U32(p as u32), A::U32(size as u32), A::U32(stride as u32)])?;
                 stride /= 2;
             }
-            local(size, size, SORT_CAP / 2)?;
+            local(size, size, ch / 2)?;
             size *= 2;
         }
         Ok(())
@@ -451,7 +458,12 @@ impl Backend for Cuda {
         let (l, npairs, nc) = (ix.l, b * np, ix.nc as u32);
         let se = t.sample_every.max(1);
         let fast = t.fast && ix.nc <= 8;
-        let tw = if fast { t.tile_words.clamp(1, 4) } else { t.tile_words.max(1) };
+        let tw = match t.tile_words {
+            0 if npairs < l => 1,
+            0 => 2,
+            w if fast => w.min(4),
+            w => w,
+        };
         let max_rows = ix.max_rows(np) as usize;
         let cap = max_rows.min(t.cand_min.max(4 * k0)).max(1);
         let cs = (ix.max_sampled_words(np, se as u64) as usize * 64).max(1);
@@ -542,7 +554,7 @@ impl Backend for Cuda {
         dev.launch(
             "scan_threshold",
             (b as u32, 1, 1),
-            256,
+            1024,
             THRESHOLD_SMEM_SAMPLES * 4,
             &[
                 A::U32(np as u32),

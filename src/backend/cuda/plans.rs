@@ -11,7 +11,11 @@ const AND: u32 = 1 << 30;
 const OR: u32 = 2 << 30;
 const NOT: u32 = 3 << 30;
 
-/// Encoded plans of a batch: `words`, and per query the offset of its plan record.
+/// Bit 31 of a query's plan offset: the plan passes everything (kernels skip filtering).
+pub const TRIVIAL_BIT: u32 = 1 << 31;
+
+/// Encoded plans of a batch: `words`, and per query the offset of its plan record
+/// (with [`TRIVIAL_BIT`] set when the plan passes everything).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Encoded {
     pub words: Vec<u32>,
@@ -28,8 +32,9 @@ pub fn encode(plans: &[&Plan]) -> Result<Encoded> {
             enc.offsets.push(off);
             continue;
         }
-        let off = u32::try_from(enc.words.len()).map_err(|_| Error::param("filters", "encoded filter plans exceed 2^32 words"))?;
+        let off = u32::try_from(enc.words.len()).ok().filter(|&o| o < TRIVIAL_BIT).ok_or_else(|| Error::param("filters", "encoded filter plans exceed 2^31 words"))?;
         encode_one(plan, &mut enc.words)?;
+        let off = if plan.is_all() { off | TRIVIAL_BIT } else { off };
         seen.push((ptr, off));
         enc.offsets.push(off);
     }
@@ -80,7 +85,7 @@ fn encode_one(plan: &Plan, out: &mut Vec<u32>) -> Result<()> {
 
 /// Host mirror of the kernels' `plan_bloom_word` (tests check the encoding with it).
 pub fn bloom_word(words: &[u32], off: u32, planes: &crate::model::BloomPlanes, w: usize) -> u64 {
-    let p = &words[off as usize..];
+    let p = &words[(off & !TRIVIAL_BIT) as usize..];
     let nops = p[0] as usize;
     if nops == 0 {
         return !0;
@@ -115,7 +120,7 @@ pub fn bloom_word(words: &[u32], off: u32, planes: &crate::model::BloomPlanes, w
 
 /// Host mirror of the kernels' `plan_match`.
 pub fn matches(words: &[u32], off: u32, row: &[u32]) -> bool {
-    let p = &words[off as usize..];
+    let p = &words[(off & !TRIVIAL_BIT) as usize..];
     let nops = p[0] as usize;
     if nops == 0 {
         return true;
@@ -194,8 +199,10 @@ mod tests {
         let refs: Vec<&Plan> = plans.iter().chain(plans.iter().take(3)).collect();
         let enc = encode(&refs).unwrap();
         assert_eq!(enc.offsets.len(), refs.len());
-        // Shared plans share a record.
+        // Shared plans share a record; only the empty plan is flagged trivial.
         assert_eq!(enc.offsets[plans.len()], enc.offsets[0]);
+        assert!(enc.offsets[0] & TRIVIAL_BIT != 0);
+        assert!(enc.offsets[1..plans.len()].iter().all(|o| o & TRIVIAL_BIT == 0));
         for (i, p) in refs.iter().enumerate() {
             for w in 0..words {
                 assert_eq!(bloom_word(&enc.words, enc.offsets[i], &planes, w), p.bloom_word(&planes, w), "plan {i} word {w}");
