@@ -251,8 +251,8 @@ __device__ __noinline__ bool verify_row(const ScanArgs& a, u32 plan_off, u32 row
     return plan_match(plan_at(a.plan_words, plan_off), a.attr_vals, a.attr_off[row], a.attr_off[row + 1]);
 }
 
-template <bool SAMPLE, int NQ>
-__device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 wbase, u32 nwt) {
+template <bool SAMPLE, int NQ, typename Pre>
+__device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 wbase, u32 nwt, Pre&& prefetch_next) {
     const u32 lane = lane_id();
     const u32 H = 2 * nwt;
     const u32 nc = a.nc;
@@ -300,6 +300,8 @@ __device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 w
     };
     issue(0);
     issue(1);
+    // The next unit's dependent metadata loads run while these halves are in flight.
+    prefetch_next();
 #pragma unroll 1
     for (u32 x = 0; x < H; x++) {
         issue(x + 2);
@@ -348,56 +350,86 @@ __device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 w
     cp_wait<0>();
 }
 
+// A unit of fast-path work (a tile and a chunk of up to FQ of its queries), with its
+// metadata prefetched into registers (lane-distributed) one unit ahead.
+struct Unit {
+    u32 t, qc, nq, G, nwt;
+    u64 wbase;
+    u32 q, tk, pl;  // lane j < FQ: query, threshold, plan offset (NO_PLAN when trivial)
+    u64 mw;         // lane j*FTW + w: mask word w of query j
+    uint4 qv;       // lane 8j + c: chunk c of query j's codes
+};
+
+template <bool SAMPLE>
+__device__ __forceinline__ void unit_fetch(const ScanArgs& a, Unit& u, u32 t, u32 qc, u32 total) {
+    const u32 lane = lane_id();
+    u.t = t;
+    u.qc = qc;
+    if (t >= total) return;  // warp-uniform
+    const Tile T = tile_at<SAMPLE>(a, t);
+    u.G = T.G;
+    u.nwt = T.nwt;
+    u.wbase = T.wbase;
+    u.nq = min((u32)FQ, T.G - qc);
+    u32 q = 0, mo = 0, tk = 0, pl = NO_PLAN;
+    if (lane < u.nq) {
+        const u32 p = __ldg(a.list_pairs + T.pb + qc + lane);
+        q = p / a.nprobe;
+        mo = __ldg(a.moff + p) + T.wi0;
+        if (!SAMPLE) tk = __ldg(a.tkey + q);
+        const u32 off = __ldg(a.plan_off + q);
+        if (!off_trivial(off)) pl = off;
+    }
+    u.q = q;  // query 0 stands in for absent ones (their mask bits are 0)
+    u.tk = tk;
+    u.pl = pl;
+    const u32 j = (lane / FTW) & (FQ - 1), w = lane % FTW;
+    const u32 moj = __shfl_sync(FULL_MASK, mo, j);
+    u.mw = (lane < FQ * FTW && j < u.nq && w < u.nwt) ? __ldg(a.mask + moj + w) : 0ull;
+    const u32 qj = __shfl_sync(FULL_MASK, q, lane >> 3), c = lane & 7;
+    u.qv = c < a.nc ? __ldg(a.qcodes + (u64)qj * a.nc + c) : make_uint4(0, 0, 0, 0);
+}
+
+template <bool SAMPLE>
+__device__ __forceinline__ void unit_install(const ScanArgs& a, const Unit& u, WarpSmem& ws) {
+    const u32 lane = lane_id();
+    if (lane < FQ) {
+        ws.qid[lane] = u.q;
+        ws.tk[lane] = u.tk;
+        ws.plan[lane] = u.pl;
+    }
+    if (lane < FQ * FTW) ws.msk[lane / FTW][lane % FTW] = u.mw;
+    ws.q[lane >> 3][lane & 7] = u.qv;
+    // Union of the chunk's masks per word (lanes w, w+FTW, .. hold word w).
+    u64 un = lane < FQ * FTW ? u.mw : 0ull;
+    for (int o = FTW; o < FQ * FTW; o <<= 1) un |= __shfl_xor_sync(FULL_MASK, un, o);
+    if (lane < FTW) ws.uni[lane] = un;
+    if (SAMPLE) {
+        const u32 qm = __shfl_sync(FULL_MASK, u.q, (lane / FTW) & (FQ - 1));
+        if (lane < FQ * FTW && u.mw) atomicAdd(a.masked + qm, (u32)__popcll(u.mw));
+    }
+    __syncwarp();
+}
+
 template <bool SAMPLE>
 __device__ void scan_tiles_fast(const ScanArgs& a) {
     extern __shared__ uint4 dsm[];
     WarpSmem& ws = reinterpret_cast<WarpSmem*>(dsm)[threadIdx.x >> 5];
-    const u32 lane = lane_id();
     const u32 warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     const u32 nwarps = (gridDim.x * blockDim.x) >> 5;
     const u32 total = a.tiles[a.L];
-    for (u32 t = warp; t < total; t += nwarps) {
-        const Tile T = tile_at<SAMPLE>(a, t);
-        for (u32 qc = 0; qc < T.G; qc += FQ) {
-            const u32 nq = min((u32)FQ, T.G - qc);
-            if (lane < FQ) {
-                u32 q = 0, mo = 0, tk = 0, pl = NO_PLAN;
-                if (lane < nq) {
-                    u32 p = __ldg(a.list_pairs + T.pb + qc + lane);
-                    q = p / a.nprobe;
-                    mo = __ldg(a.moff + p) + T.wi0;
-                    if (!SAMPLE) tk = __ldg(a.tkey + q);
-                    u32 off = __ldg(a.plan_off + q);
-                    if (!off_trivial(off)) pl = off;
-                }
-                ws.qid[lane] = q;  // query 0 stands in for absent ones (their bits are 0)
-                ws.moff[lane] = mo;
-                ws.tk[lane] = tk;
-                ws.plan[lane] = pl;
-            }
-            __syncwarp();
-            if (lane < FQ * FTW) {
-                const u32 j = lane / FTW, w = lane % FTW;
-                ws.msk[j][w] = (j < nq && w < T.nwt) ? __ldg(a.mask + ws.moff[j] + w) : 0ull;
-            }
-            {
-                const u32 j = lane >> 3, c = lane & 7;  // 32 lanes = FQ x 8 chunks
-                ws.q[j][c] = c < a.nc ? __ldg(a.qcodes + (u64)ws.qid[j] * a.nc + c) : make_uint4(0, 0, 0, 0);
-            }
-            __syncwarp();
-            if (lane < FTW) {
-                u64 u = 0;
-#pragma unroll
-                for (int j = 0; j < FQ; j++) u |= ws.msk[j][lane];
-                ws.uni[lane] = u;
-            }
-            if (SAMPLE && lane < nq && ws.msk[lane][0]) atomicAdd(a.masked + ws.qid[lane], (u32)__popcll(ws.msk[lane][0]));
-            __syncwarp();
-            if (nq == 1) fast_tile<SAMPLE, 1>(a, ws, T.wbase, T.nwt);
-            else if (nq == 2) fast_tile<SAMPLE, 2>(a, ws, T.wbase, T.nwt);
-            else fast_tile<SAMPLE, 4>(a, ws, T.wbase, T.nwt);
-            __syncwarp();
-        }
+    Unit cur, nxt;
+    unit_fetch<SAMPLE>(a, cur, warp, 0, total);
+    while (cur.t < total) {
+        unit_install<SAMPLE>(a, cur, ws);
+        const bool more = cur.qc + FQ < cur.G;
+        const u32 nt = more ? cur.t : cur.t + nwarps, nqc = more ? cur.qc + FQ : 0;
+        auto pre = [&]() { unit_fetch<SAMPLE>(a, nxt, nt, nqc, total); };
+        if (cur.nq == 1) fast_tile<SAMPLE, 1>(a, ws, cur.wbase, cur.nwt, pre);
+        else if (cur.nq == 2) fast_tile<SAMPLE, 2>(a, ws, cur.wbase, cur.nwt, pre);
+        else fast_tile<SAMPLE, 4>(a, ws, cur.wbase, cur.nwt, pre);
+        __syncwarp();
+        cur = nxt;
     }
 }
 

@@ -234,6 +234,24 @@ impl Cuda {
         self.dev.upload(&resident::pad_rows(&q.codes, q.len, q.dim, ix.nc))
     }
 
+    /// Query codes and plans of a scan in one buffer and one copy: returns the buffer and
+    /// the device addresses of the codes `[B, nc*16]`, the plan words and the plan offsets.
+    fn upload_scan_inputs(&self, ix: &Resident, q: &QueryBatch, plans: &[&Plan]) -> Result<(DBuf<u8>, u64, u64, u64)> {
+        if q.dim != ix.d || q.codes.len() != q.len * q.dim || q.scale.len() != q.len {
+            return Err(Error::Dimension { what: "queries".into(), expected: ix.d, got: q.dim });
+        }
+        let enc = plans::encode(plans)?;
+        let mut bytes = resident::pad_rows(&q.codes, q.len, q.dim, ix.nc);
+        let off_at = bytes.len();
+        bytes.extend(enc.offsets.iter().flat_map(|o| o.to_le_bytes()));
+        bytes.resize(bytes.len().next_multiple_of(16), 0);
+        let words_at = bytes.len();
+        bytes.extend(enc.words.iter().flat_map(|w| w.to_le_bytes()));
+        let buf = self.dev.upload(&bytes)?;
+        let base = buf.ptr();
+        Ok((buf, base, base + words_at as u64, base + off_at as u64))
+    }
+
     fn upload_plans(&self, plans: &[&Plan]) -> Result<(DBuf<u32>, DBuf<u32>)> {
         let enc = plans::encode(plans)?;
         Ok((self.dev.upload(&enc.words)?, self.dev.upload(&enc.offsets)?))
@@ -471,8 +489,7 @@ impl Backend for Cuda {
         if (b as u64) * (cap as u64) >= 1 << 34 || (b as u64) * (cs as u64) >= 1 << 34 {
             return Err(Error::param("queries", "scan buffers would exceed 128 GiB; split the batch"));
         }
-        let qc = self.upload_queries(ix, q)?;
-        let (pw, po) = self.upload_plans(plans)?;
+        let (_inputs, qc, pw, po) = self.upload_scan_inputs(ix, q, plans)?;
         let out = DevCands { b, k: k0, rows: dev.alloc(b * k0)?, scores: dev.alloc(b * k0)?, counts: dev.alloc(b)? };
         let mut ws = self.ws.lock().expect("workspace");
         // [cnt L][fill L][count B][samp_count B][samp_masked B], zeroed by group_all.
@@ -533,9 +550,9 @@ impl Backend for Cuda {
             nprobe: np as u32,
             mask: mask.words.ptr(),
             moff: mask.offsets.ptr(),
-            qcodes: qc.ptr(),
-            plan_words: pw.ptr(),
-            plan_off: po.ptr(),
+            qcodes: qc,
+            plan_words: pw,
+            plan_off: po,
             attr_off: ix.attr_off.ptr(),
             attr_vals: ix.attr_vals.ptr(),
             tkey,
@@ -583,9 +600,9 @@ impl Backend for Cuda {
             codes: ix.codes.ptr(),
             nc,
             scale: ix.scale.ptr(),
-            qcodes: qc.ptr(),
-            plan_words: pw.ptr(),
-            plan_off: po.ptr(),
+            qcodes: qc,
+            plan_words: pw,
+            plan_off: po,
             attr_off: ix.attr_off.ptr(),
             attr_vals: ix.attr_vals.ptr(),
             count,
