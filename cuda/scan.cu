@@ -251,8 +251,8 @@ __device__ __noinline__ bool verify_row(const ScanArgs& a, u32 plan_off, u32 row
     return plan_match(plan_at(a.plan_words, plan_off), a.attr_vals, a.attr_off[row], a.attr_off[row + 1]);
 }
 
-template <bool SAMPLE, int NQ, typename Pre>
-__device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 wbase, u32 nwt, Pre&& prefetch_next) {
+template <bool SAMPLE, int NQ>
+__device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 wbase, u32 nwt) {
     const u32 lane = lane_id();
     const u32 H = 2 * nwt;
     const u32 nc = a.nc;
@@ -300,8 +300,6 @@ __device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 w
     };
     issue(0);
     issue(1);
-    // The next unit's dependent metadata loads run while these halves are in flight.
-    prefetch_next();
 #pragma unroll 1
     for (u32 x = 0; x < H; x++) {
         issue(x + 2);
@@ -350,8 +348,83 @@ __device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 w
     cp_wait<0>();
 }
 
-// A unit of fast-path work (a tile and a chunk of up to FQ of its queries), with its
-// metadata prefetched into registers (lane-distributed) one unit ahead.
+template <bool SAMPLE>
+__device__ void scan_tiles_fast(const ScanArgs& a) {
+    extern __shared__ uint4 dsm[];
+    WarpSmem& ws = reinterpret_cast<WarpSmem*>(dsm)[threadIdx.x >> 5];
+    const u32 lane = lane_id();
+    const u32 warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    const u32 nwarps = (gridDim.x * blockDim.x) >> 5;
+    const u32 total = a.tiles[a.L];
+    for (u32 t = warp; t < total; t += nwarps) {
+        const Tile T = tile_at<SAMPLE>(a, t);
+        for (u32 qc = 0; qc < T.G; qc += FQ) {
+            const u32 nq = min((u32)FQ, T.G - qc);
+            if (lane < FQ) {
+                u32 q = 0, mo = 0, tk = 0, pl = NO_PLAN;
+                if (lane < nq) {
+                    u32 p = __ldg(a.list_pairs + T.pb + qc + lane);
+                    q = p / a.nprobe;
+                    mo = __ldg(a.moff + p) + T.wi0;
+                    if (!SAMPLE) tk = __ldg(a.tkey + q);
+                    u32 off = __ldg(a.plan_off + q);
+                    if (!off_trivial(off)) pl = off;
+                }
+                ws.qid[lane] = q;  // query 0 stands in for absent ones (their bits are 0)
+                ws.moff[lane] = mo;
+                ws.tk[lane] = tk;
+                ws.plan[lane] = pl;
+            }
+            __syncwarp();
+            if (lane < FQ * FTW) {
+                const u32 j = lane / FTW, w = lane % FTW;
+                ws.msk[j][w] = (j < nq && w < T.nwt) ? __ldg(a.mask + ws.moff[j] + w) : 0ull;
+            }
+            {
+                const u32 j = lane >> 3, c = lane & 7;  // 32 lanes = FQ x 8 chunks
+                ws.q[j][c] = c < a.nc ? __ldg(a.qcodes + (u64)ws.qid[j] * a.nc + c) : make_uint4(0, 0, 0, 0);
+            }
+            __syncwarp();
+            if (lane < FTW) {
+                u64 u = 0;
+#pragma unroll
+                for (int j = 0; j < FQ; j++) u |= ws.msk[j][lane];
+                ws.uni[lane] = u;
+            }
+            if (SAMPLE && lane < nq && ws.msk[lane][0]) atomicAdd(a.masked + ws.qid[lane], (u32)__popcll(ws.msk[lane][0]));
+            __syncwarp();
+            if (nq == 1) fast_tile<SAMPLE, 1>(a, ws, T.wbase, T.nwt);
+            else if (nq == 2) fast_tile<SAMPLE, 2>(a, ws, T.wbase, T.nwt);
+            else fast_tile<SAMPLE, 4>(a, ws, T.wbase, T.nwt);
+            __syncwarp();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Streamed fast path: a warp's units (tile x chunk of <= FQ queries) form one stream of
+// 32-row halves, and the cp.async pipeline runs two halves ahead across unit
+// boundaries. A unit's metadata is fetched into registers one unit ahead (its dependent
+// loads wait while halves are in flight) and installed into one of two shared-memory
+// slots just before its first half is issued.
+// ---------------------------------------------------------------------------------
+struct Meta {
+    uint4 q[FQ][8];
+    u64 msk[FQ][FTW];
+    u64 uni[FTW];
+    u64 wbase;
+    u32 qid[FQ];
+    u32 tk[FQ];
+    u32 plan[FQ];
+    u32 nwt, nq;
+};
+
+struct __align__(16) StreamSmem {
+    uint4 stage[FS][8 * 32];
+    float sscale[FS][32];
+    Meta meta[2];
+};
+
 struct Unit {
     u32 t, qc, nq, G, nwt;
     u64 wbase;
@@ -391,19 +464,19 @@ __device__ __forceinline__ void unit_fetch(const ScanArgs& a, Unit& u, u32 t, u3
 }
 
 template <bool SAMPLE>
-__device__ __forceinline__ void unit_install(const ScanArgs& a, const Unit& u, WarpSmem& ws) {
+__device__ __forceinline__ void unit_install(const ScanArgs& a, const Unit& u, Meta& m) {
     const u32 lane = lane_id();
     if (lane < FQ) {
-        ws.qid[lane] = u.q;
-        ws.tk[lane] = u.tk;
-        ws.plan[lane] = u.pl;
+        m.qid[lane] = u.q;
+        m.tk[lane] = u.tk;
+        m.plan[lane] = u.pl;
     }
-    if (lane < FQ * FTW) ws.msk[lane / FTW][lane % FTW] = u.mw;
-    ws.q[lane >> 3][lane & 7] = u.qv;
-    // Union of the chunk's masks per word (lanes w, w+FTW, .. hold word w).
+    if (lane < FQ * FTW) m.msk[lane / FTW][lane % FTW] = u.mw;
+    m.q[lane >> 3][lane & 7] = u.qv;
     u64 un = lane < FQ * FTW ? u.mw : 0ull;
     for (int o = FTW; o < FQ * FTW; o <<= 1) un |= __shfl_xor_sync(FULL_MASK, un, o);
-    if (lane < FTW) ws.uni[lane] = un;
+    if (lane < FTW) m.uni[lane] = un;
+    if (lane == 0) { m.wbase = u.wbase; m.nwt = u.nwt; m.nq = u.nq; }
     if (SAMPLE) {
         const u32 qm = __shfl_sync(FULL_MASK, u.q, (lane / FTW) & (FQ - 1));
         if (lane < FQ * FTW && u.mw) atomicAdd(a.masked + qm, (u32)__popcll(u.mw));
@@ -411,27 +484,158 @@ __device__ __forceinline__ void unit_install(const ScanArgs& a, const Unit& u, W
     __syncwarp();
 }
 
+// Scores half x of the unit in m (stage st) for NQ queries; the half's appends are
+// reserved (one atomic round) and left pending in pbal/pkey/pq/pbase.
+template <bool SAMPLE, int NQ>
+__device__ __forceinline__ void stream_half(const ScanArgs& a, const StreamSmem& ss, const Meta& m, u32 x, u32 st,
+                                            u32 (&pbal)[FQ], u64 (&pkey)[FQ], u32 (&pq)[FQ], u32& pbase, bool& pend) {
+    const u32 lane = lane_id();
+    const u32 w = x >> 1, h = x & 1;
+    const u32 uni = (u32)(m.uni[w] >> (32 * h));
+    if (uni == 0) return;  // warp-uniform
+    const u32 row = (u32)((m.wbase + w) * 64 + 32 * h + lane);
+    int acc[NQ];
+#pragma unroll
+    for (int j = 0; j < NQ; j++) acc[j] = 0;
+#pragma unroll
+    for (int c = 0; c < 8; c++) {
+        if ((u32)c < a.nc) {
+            const uint4 v = ss.stage[st][c * 32 + lane];
+#pragma unroll
+            for (int j = 0; j < NQ; j++) acc[j] = dot16(v, m.q[j][c], acc[j]);
+        }
+    }
+    const float sc = ss.sscale[st][lane];
+    u32 mycnt = 0, myq = 0, any = 0;
+#pragma unroll
+    for (int j = 0; j < FQ; j++) {
+        pbal[j] = 0;
+        pq[j] = m.qid[j];
+    }
+#pragma unroll
+    for (int j = 0; j < NQ; j++) {
+        const bool bit = (u32)(m.msk[j][w] >> (32 * h)) >> lane & 1u;
+        const float s = int_score(acc[j], sc);
+        const u32 fk = fkey(s);
+        bool pass = bit && (SAMPLE || fk >= m.tk[j]);
+        const u32 po = m.plan[j];
+        if (po != NO_PLAN && __any_sync(FULL_MASK, pass)) pass = pass && verify_row(a, po, row);
+        const u32 bal = __ballot_sync(FULL_MASK, pass);
+        pbal[j] = bal;
+        pkey[j] = SAMPLE ? (u64)fk : make_key(s, row);
+        if (lane == (u32)j) { mycnt = __popc(bal); myq = pq[j]; }
+        any |= bal;
+    }
+    if (any) {
+        pbase = mycnt ? atomicAdd(a.count + myq, mycnt) : 0u;
+        pend = true;
+    }
+}
+
 template <bool SAMPLE>
-__device__ void scan_tiles_fast(const ScanArgs& a) {
+__device__ void scan_tiles_stream(const ScanArgs& a) {
     extern __shared__ uint4 dsm[];
-    WarpSmem& ws = reinterpret_cast<WarpSmem*>(dsm)[threadIdx.x >> 5];
+    StreamSmem& ss = reinterpret_cast<StreamSmem*>(dsm)[threadIdx.x >> 5];
+    const u32 lane = lane_id();
     const u32 warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     const u32 nwarps = (gridDim.x * blockDim.x) >> 5;
     const u32 total = a.tiles[a.L];
-    Unit cur, nxt;
-    unit_fetch<SAMPLE>(a, cur, warp, 0, total);
-    while (cur.t < total) {
-        unit_install<SAMPLE>(a, cur, ws);
-        const bool more = cur.qc + FQ < cur.G;
-        const u32 nt = more ? cur.t : cur.t + nwarps, nqc = more ? cur.qc + FQ : 0;
-        auto pre = [&]() { unit_fetch<SAMPLE>(a, nxt, nt, nqc, total); };
-        if (cur.nq == 1) fast_tile<SAMPLE, 1>(a, ws, cur.wbase, cur.nwt, pre);
-        else if (cur.nq == 2) fast_tile<SAMPLE, 2>(a, ws, cur.wbase, cur.nwt, pre);
-        else fast_tile<SAMPLE, 4>(a, ws, cur.wbase, cur.nwt, pre);
-        __syncwarp();
-        cur = nxt;
+    const u32 nc = a.nc;
+    Unit pre;
+    unit_fetch<SAMPLE>(a, pre, warp, 0, total);
+    if (pre.t >= total) return;
+    unit_install<SAMPLE>(a, pre, ss.meta[0]);
+    auto after = [&](const Unit& u, u32& t, u32& qc) {
+        const bool more = u.qc + FQ < u.G;
+        t = more ? u.t : u.t + nwarps;
+        qc = more ? u.qc + FQ : 0;
+    };
+    {
+        u32 t, qc;
+        after(pre, t, qc);
+        unit_fetch<SAMPLE>(a, pre, t, qc, total);
     }
+    auto issue = [&](const Meta& m, u32 x, u32 st) {
+        const u32 w = x >> 1, h = x & 1;
+        const u32 uni = (u32)(m.uni[w] >> (32 * h));
+        if ((uni >> lane) & 1u) {
+            const u32 row = (u32)((m.wbase + w) * 64 + 32 * h + lane);
+            const uint4* src = il_chunk(a.codes, nc, row, 0);
+#pragma unroll
+            for (int c = 0; c < 8; c++)
+                if ((u32)c < nc) cp_async16(&ss.stage[st][c * 32 + lane], src + c * 32);
+            cp_async4(&ss.sscale[st][lane], a.scale + row);
+        }
+        cp_commit();
+    };
+    u32 cb = 0, hcur = 2 * ss.meta[0].nwt, hx = 0, sidx = 0;
+    bool nxt_in = false, nxt_ok = false;
+    issue(ss.meta[0], 0, 0);
+    issue(ss.meta[0], 1, 1);
+    u32 pbal[FQ], pq[FQ], pbase = 0;
+    u64 pkey[FQ];
+    bool pend = false;
+#pragma unroll
+    for (int j = 0; j < FQ; j++) { pbal[j] = 0; pq[j] = 0; pkey[j] = 0; }
+    auto flush = [&]() {
+        if (!pend) return;
+#pragma unroll
+        for (int j = 0; j < FQ; j++) {
+            const u32 base = __shfl_sync(FULL_MASK, pbase, j);
+            if ((pbal[j] >> lane) & 1u) {
+                const u32 pos = base + __popc(pbal[j] & lanemask_lt());
+                if (pos < a.cap) {
+                    if (SAMPLE) ((u32*)a.buf)[(u64)pq[j] * a.cap + pos] = (u32)pkey[j];
+                    else ((u64*)a.buf)[(u64)pq[j] * a.cap + pos] = pkey[j];
+                }
+            }
+        }
+        pend = false;
+    };
+#pragma unroll 1
+    while (true) {
+        // Issue the half two ahead: in this unit, or the first halves of the next one.
+        const u32 ih = hx + 2, ist = sidx + 2 >= FS ? sidx + 2 - FS : sidx + 2;
+        if (ih < hcur) {
+            issue(ss.meta[cb], ih, ist);
+        } else {
+            if (!nxt_in) {
+                nxt_in = true;
+                nxt_ok = pre.t < total;
+                if (nxt_ok) {
+                    unit_install<SAMPLE>(a, pre, ss.meta[cb ^ 1]);
+                    u32 t, qc;
+                    after(pre, t, qc);
+                    unit_fetch<SAMPLE>(a, pre, t, qc, total);  // waits while halves are in flight
+                }
+            }
+            if (nxt_ok) issue(ss.meta[cb ^ 1], ih - hcur, ist);
+            else cp_commit();
+        }
+        cp_wait<2>();  // half hx has landed
+        flush();
+        const Meta& m = ss.meta[cb];
+        const u32 nq = m.nq;
+        if (nq == 1) stream_half<SAMPLE, 1>(a, ss, m, hx, sidx, pbal, pkey, pq, pbase, pend);
+        else if (nq == 2) stream_half<SAMPLE, 2>(a, ss, m, hx, sidx, pbal, pkey, pq, pbase, pend);
+        else stream_half<SAMPLE, 4>(a, ss, m, hx, sidx, pbal, pkey, pq, pbase, pend);
+        hx++;
+        sidx = sidx + 1 == FS ? 0 : sidx + 1;
+        if (hx == hcur) {
+            if (!nxt_ok) break;
+            cb ^= 1;
+            hcur = 2 * ss.meta[cb].nwt;
+            hx = 0;
+            nxt_in = false;
+        }
+    }
+    flush();
+    cp_wait<0>();
 }
+
+extern "C" __global__ void __launch_bounds__(256, 2) scan_sample_stream(ScanArgs a) { scan_tiles_stream<true>(a); }
+extern "C" __global__ void __launch_bounds__(256, 2) scan_main_stream(ScanArgs a) { scan_tiles_stream<false>(a); }
+extern "C" __global__ void stream_smem_size(u32* out) { *out = (u32)sizeof(StreamSmem); }
 
 extern "C" __global__ void __launch_bounds__(256) scan_sample(ScanArgs a) { scan_tiles_generic<true>(a); }
 extern "C" __global__ void __launch_bounds__(256) scan_main(ScanArgs a) { scan_tiles_generic<false>(a); }

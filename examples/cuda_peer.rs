@@ -152,6 +152,8 @@ fn main() -> anyhow::Result<()> {
     let ix = cuda.upload(&index)?;
     eprintln!("upload: {:.1}s", t.elapsed().as_secs_f64());
     let rows_per_list = n as f64 / L as f64;
+    let (rb, rms) = cuda.read_ceiling(&ix)?;
+    eprintln!("streaming read of {:.2} GB: {rms:.3} ms = {:.2} TB/s (read ceiling)", rb as f64 / 1e9, rb as f64 / (rms as f64 * 1e-3) / 1e12);
     let mut out: Vec<Row> = Vec::new();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let all = Plan::all();
@@ -204,11 +206,13 @@ fn main() -> anyhow::Result<()> {
             let d = silica::backend::cuda::Tuning::default();
             for (vname, t) in [
                 ("generic kernel (no cp.async pipeline)", silica::backend::cuda::Tuning { fast: false, tile_words: 1, ..d }),
+                ("per-tile pipeline (not streamed)", silica::backend::cuda::Tuning { stream: false, ..d }),
+                ("per-tile pipeline, tile 1 word", silica::backend::cuda::Tuning { stream: false, tile_words: 1, ..d }),
                 ("tile 4 words", silica::backend::cuda::Tuning { tile_words: 4, ..d }),
                 ("tile 2 words", silica::backend::cuda::Tuning { tile_words: 2, ..d }),
                 ("tile 1 word", silica::backend::cuda::Tuning { tile_words: 1, ..d }),
-                ("sample every 16", silica::backend::cuda::Tuning { sample_every: 16, ..d }),
-                ("sample every 64", silica::backend::cuda::Tuning { sample_every: 64, ..d }),
+                ("sample every 32", silica::backend::cuda::Tuning { sample_every: 32, ..d }),
+                ("sample every 128", silica::backend::cuda::Tuning { sample_every: 128, ..d }),
                 ("candidates from global", silica::backend::cuda::Tuning { smem_keys: 0, ..d }),
             ] {
                 cuda.set_tuning(t);

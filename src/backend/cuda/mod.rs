@@ -69,11 +69,14 @@ pub struct Tuning {
     pub fast: bool,
     /// Candidates per query staged in shared memory by the top-K0 select (at most 16384).
     pub smem_keys: u32,
+    /// Fast path: stream halves across tiles (pipeline never drains between tiles)
+    /// instead of one pipeline per tile.
+    pub stream: bool,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { cand_min: 16384, sample_every: 32, force_fallback: false, tile_words: 0, fast: true, smem_keys: 16384 }
+        Tuning { cand_min: 16384, sample_every: 64, force_fallback: false, tile_words: 0, fast: true, smem_keys: 16384, stream: true }
     }
 }
 
@@ -138,6 +141,8 @@ pub struct Cuda {
     marks: Mutex<Option<Vec<(&'static str, cudarc::driver::CudaEvent)>>>,
     /// Bytes of shared memory per warp of the fast scan kernels (`WarpSmem`).
     warp_smem: u32,
+    /// Bytes of shared memory per warp of the streamed scan kernels (`StreamSmem`).
+    stream_smem: u32,
 }
 
 impl Cuda {
@@ -155,11 +160,16 @@ impl Cuda {
         for k in ["scan_sample_fast", "scan_main_fast"] {
             dev.set_dyn_smem(k, 8 * warp_smem)?;
         }
+        dev.launch("stream_smem_size", (1, 1, 1), 1, 0, &[A::U64(probe.ptr())])?;
+        let stream_smem = dev.download(&probe, 1)?[0];
+        for k in ["scan_sample_stream", "scan_main_stream"] {
+            dev.set_dyn_smem(k, 8 * stream_smem)?;
+        }
         dev.set_dyn_smem("scan_select", MAX_SMEM_KEYS * 8)?;
         dev.set_dyn_smem("group_all", GROUP_SMEM_LISTS * 8)?;
         dev.set_dyn_smem("bitonic_local", LOCAL_SORT_KEYS * 8)?;
         dev.set_dyn_smem("scan_threshold", THRESHOLD_SMEM_SAMPLES * 4)?;
-        Ok(Cuda { dev, ws: Mutex::default(), model: Mutex::default(), tuning: Mutex::new(Tuning::default()), marks: Mutex::default(), warp_smem })
+        Ok(Cuda { dev, ws: Mutex::default(), model: Mutex::default(), tuning: Mutex::new(Tuning::default()), marks: Mutex::default(), warp_smem, stream_smem })
     }
 
     /// Device plumbing (timing harnesses, kernel resource reports).
@@ -216,6 +226,22 @@ impl Cuda {
         let e1 = s.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(device::drv)?;
         let ms = e0.elapsed_ms(&e1).map_err(device::drv)?;
         Ok((out, ms))
+    }
+
+    /// Streaming-read ceiling: milliseconds to read the resident item codes once
+    /// (`(bytes, ms)`), the bound the scan's effective bandwidth is compared with.
+    pub fn read_ceiling(&self, ix: &Resident) -> Result<(usize, f32)> {
+        let n16 = ix.codes.len() / 16;
+        let blocks = self.dev.sms * 8;
+        let out = self.dev.alloc::<u32>(blocks as usize)?;
+        let run = || self.dev.launch("read_bw", (blocks, 1, 1), 256, 0, &[A::U64(ix.codes.ptr()), A::U64(n16 as u64), A::U64(out.ptr())]);
+        run()?;
+        let mut t = Vec::new();
+        for _ in 0..10 {
+            t.push(self.time(run)?.1);
+        }
+        t.sort_by(|a, b| a.total_cmp(b));
+        Ok((n16 * 16, t[t.len() / 2]))
     }
 
     /// Upload host probes (a benchmark's fixed probe sets).
@@ -564,7 +590,11 @@ impl Backend for Cuda {
             tw,
             bucket: sbucket,
         };
-        let (ksample, kmain, smem) = if fast { ("scan_sample_fast", "scan_main_fast", 8 * self.warp_smem) } else { ("scan_sample", "scan_main", 0) };
+        let (ksample, kmain, smem) = match (fast, t.stream) {
+            (true, true) => ("scan_sample_stream", "scan_main_stream", 8 * self.stream_smem),
+            (true, false) => ("scan_sample_fast", "scan_main_fast", 8 * self.warp_smem),
+            _ => ("scan_sample", "scan_main", 0),
+        };
         let blocks = dev.sms * dev.occupancy(kmain, 256, smem as usize);
         dev.launch(ksample, (blocks, 1, 1), 256, smem, &[A::Bytes(bytes_of(&base))])?;
         self.mark("sample")?;

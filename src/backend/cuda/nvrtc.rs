@@ -19,10 +19,11 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("scan.cu", include_str!("../../../cuda/scan.cu")),
     ("select.cu", include_str!("../../../cuda/select.cu")),
     ("rerank.cu", include_str!("../../../cuda/rerank.cu")),
+    ("bench.cu", include_str!("../../../cuda/bench.cu")),
 ];
 
 /// The stage files (modules), in load order.
-pub const MODULES: &[&str] = &["probe.cu", "filter.cu", "scan.cu", "select.cu", "rerank.cu"];
+pub const MODULES: &[&str] = &["probe.cu", "filter.cu", "scan.cu", "select.cu", "rerank.cu", "bench.cu"];
 
 /// Embedded source of `name`.
 pub fn source(name: &str) -> Option<&'static str> {
