@@ -449,6 +449,23 @@ __device__ void block_scan_excl(u32 n, F value, u32* out) {
 }
 
 // ---------------------------------------------------------------------------------
+// Programmatic dependent launch (sm_90): a kernel launched with programmatic stream
+// serialization may start while its predecessor runs; pdl_wait() blocks until the
+// predecessor has completed and its writes are visible (a no-op for normal launches).
+// pdl_trigger() lets the successor start launching early (only in fully resident grids).
+// ---------------------------------------------------------------------------------
+__device__ __forceinline__ void pdl_wait() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+// ---------------------------------------------------------------------------------
 // Asynchronous global -> shared copies (cp.async, sm_80+): each thread copies and later
 // reads back only its own slots, so a wait_group (no barrier) makes them visible.
 // ---------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ extern "C" __global__ void __launch_bounds__(1024) group_all(const u32* __restri
                                                              u32* __restrict__ stile_start, u32* __restrict__ list_pairs,
                                                              u32* __restrict__ tbucket, u32* __restrict__ sbucket,
                                                              u32* __restrict__ zero, u32 nzero) {
+    pdl_trigger();  // one block: the sample kernel may start launching now
     extern __shared__ u32 gsm[];
     u32* cnt = smem_counts ? gsm : cnt_g;
     u32* fill = smem_counts ? gsm + L : fill_g;
@@ -633,15 +634,33 @@ __device__ void scan_tiles_stream(const ScanArgs& a) {
     cp_wait<0>();
 }
 
-extern "C" __global__ void __launch_bounds__(256, 2) scan_sample_stream(ScanArgs a) { scan_tiles_stream<true>(a); }
-extern "C" __global__ void __launch_bounds__(256, 2) scan_main_stream(ScanArgs a) { scan_tiles_stream<false>(a); }
+extern "C" __global__ void __launch_bounds__(256, 2) scan_sample_stream(ScanArgs a) {
+    pdl_wait();
+    pdl_trigger();  // persistent, fully resident grid
+    scan_tiles_stream<true>(a); }
+extern "C" __global__ void __launch_bounds__(256, 2) scan_main_stream(ScanArgs a) {
+    pdl_wait();
+    pdl_trigger();  // persistent, fully resident grid
+    scan_tiles_stream<false>(a); }
 extern "C" __global__ void stream_smem_size(u32* out) { *out = (u32)sizeof(StreamSmem); }
 
-extern "C" __global__ void __launch_bounds__(256) scan_sample(ScanArgs a) { scan_tiles_generic<true>(a); }
-extern "C" __global__ void __launch_bounds__(256) scan_main(ScanArgs a) { scan_tiles_generic<false>(a); }
+extern "C" __global__ void __launch_bounds__(256) scan_sample(ScanArgs a) {
+    pdl_wait();
+    pdl_trigger();  // persistent, fully resident grid
+    scan_tiles_generic<true>(a); }
+extern "C" __global__ void __launch_bounds__(256) scan_main(ScanArgs a) {
+    pdl_wait();
+    pdl_trigger();  // persistent, fully resident grid
+    scan_tiles_generic<false>(a); }
 // Fast path: 256 threads, dynamic shared memory 8 * sizeof(WarpSmem); nc <= 8, tw <= FTW.
-extern "C" __global__ void __launch_bounds__(256, 2) scan_sample_fast(ScanArgs a) { scan_tiles_fast<true>(a); }
-extern "C" __global__ void __launch_bounds__(256, 2) scan_main_fast(ScanArgs a) { scan_tiles_fast<false>(a); }
+extern "C" __global__ void __launch_bounds__(256, 2) scan_sample_fast(ScanArgs a) {
+    pdl_wait();
+    pdl_trigger();  // persistent, fully resident grid
+    scan_tiles_fast<true>(a); }
+extern "C" __global__ void __launch_bounds__(256, 2) scan_main_fast(ScanArgs a) {
+    pdl_wait();
+    pdl_trigger();  // persistent, fully resident grid
+    scan_tiles_fast<false>(a); }
 extern "C" __global__ void warp_smem_size(u32* out) { *out = (u32)sizeof(WarpSmem); }
 
 // Per query (one block of 1024): the threshold key for scan_main. M = masked rows of the
@@ -655,6 +674,7 @@ extern "C" __global__ void scan_threshold(u32 nprobe, const u32* __restrict__ mo
                                           const u32* __restrict__ samp_count, const u32* __restrict__ samp_masked,
                                           const u32* __restrict__ samp, u32 cs, u32 k0, u32 cap,
                                           u32* __restrict__ tkey, u32 smem_cap) {
+    pdl_wait();
     extern __shared__ u32 ssamp[];
     __shared__ SelectSmem<u32> sm;
     __shared__ unsigned long long total;
@@ -761,6 +781,7 @@ struct SelectArgs {
 
 // One block (1024 threads) per query; dynamic shared memory: smem_keys u64.
 extern "C" __global__ void __launch_bounds__(1024) scan_select(SelectArgs a) {
+    pdl_wait();
     extern __shared__ u64 skeys[];
     __shared__ SegmentSmem ss;
     __shared__ u32 npass;

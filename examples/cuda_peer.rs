@@ -206,6 +206,7 @@ fn main() -> anyhow::Result<()> {
             let d = silica::backend::cuda::Tuning::default();
             for (vname, t) in [
                 ("generic kernel (no cp.async pipeline)", silica::backend::cuda::Tuning { fast: false, tile_words: 1, ..d }),
+                ("no programmatic dependent launch", silica::backend::cuda::Tuning { pdl: false, ..d }),
                 ("per-tile pipeline (not streamed)", silica::backend::cuda::Tuning { stream: false, ..d }),
                 ("per-tile pipeline, tile 1 word", silica::backend::cuda::Tuning { stream: false, tile_words: 1, ..d }),
                 ("tile 4 words", silica::backend::cuda::Tuning { tile_words: 4, ..d }),

@@ -54,6 +54,8 @@ pub struct Dev {
     _modules: Vec<Arc<CudaModule>>,
     pub(crate) sms: u32,
     pub(crate) arch: String,
+    /// Compute capability major version (programmatic dependent launch needs 9).
+    pub(crate) cc_major: i32,
 }
 
 const KERNELS: &[(&str, &[&str])] = &[
@@ -96,7 +98,7 @@ impl Dev {
             }
             modules.push(m);
         }
-        Ok(Dev { ctx, stream, funcs, _modules: modules, sms, arch })
+        Ok(Dev { ctx, stream, funcs, _modules: modules, sms, arch, cc_major: maj })
     }
 
     /// The NVRTC target the kernels were compiled for (`compute_90` on an H200).
@@ -168,8 +170,47 @@ impl Dev {
 
     /// Launch `name` on the stream. Empty grids are skipped.
     pub(crate) fn launch(&self, name: &str, grid: (u32, u32, u32), block: u32, smem: u32, args: &[A]) -> Result<()> {
+        self.launch_ex(name, grid, block, smem, args, false)
+    }
+
+    /// Launch with programmatic dependent launch allowed (`pdl`): the kernel may start
+    /// while its predecessor on the stream runs; it must call `pdl_wait()` before touching
+    /// memory (every kernel launched this way does so first).
+    pub(crate) fn launch_ex(&self, name: &str, grid: (u32, u32, u32), block: u32, smem: u32, args: &[A], pdl: bool) -> Result<()> {
         if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
             return Ok(());
+        }
+        if pdl {
+            let f = self.func(name);
+            self.ctx.bind_to_thread().map_err(drv)?;
+            let mut params: Vec<*mut c_void> = args
+                .iter()
+                .map(|a| match a {
+                    A::U32(v) => v as *const u32 as *mut c_void,
+                    A::U64(v) => v as *const u64 as *mut c_void,
+                    A::Bytes(v) => v.as_ptr() as *mut c_void,
+                })
+                .collect();
+            // SAFETY: plain C structs filled field by field; `params` point into `args`.
+            let r = unsafe {
+                let mut attr: sys::CUlaunchAttribute = std::mem::zeroed();
+                attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+                attr.value.programmaticStreamSerializationAllowed = 1;
+                let cfg = sys::CUlaunchConfig {
+                    gridDimX: grid.0,
+                    gridDimY: grid.1,
+                    gridDimZ: grid.2,
+                    blockDimX: block,
+                    blockDimY: 1,
+                    blockDimZ: 1,
+                    sharedMemBytes: smem,
+                    hStream: self.stream.cu_stream(),
+                    attrs: &mut attr,
+                    numAttrs: 1,
+                };
+                sys::cuLaunchKernelEx(&cfg, f.cu_function(), params.as_mut_ptr(), std::ptr::null_mut())
+            };
+            return r.result().map_err(|e| Error::backend("cuda", format!("launch {name}: {e:?}")));
         }
         let f = self.func(name);
         // Any thread may call a stage: make this context current on it.

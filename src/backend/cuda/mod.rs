@@ -72,11 +72,13 @@ pub struct Tuning {
     /// Fast path: stream halves across tiles (pipeline never drains between tiles)
     /// instead of one pipeline per tile.
     pub stream: bool,
+    /// Programmatic dependent launch between the scan's kernels (sm_90).
+    pub pdl: bool,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { cand_min: 16384, sample_every: 64, force_fallback: false, tile_words: 0, fast: true, smem_keys: 16384, stream: true }
+        Tuning { cand_min: 16384, sample_every: 64, force_fallback: false, tile_words: 0, fast: true, smem_keys: 16384, stream: true, pdl: true }
     }
 }
 
@@ -596,9 +598,12 @@ impl Backend for Cuda {
             _ => ("scan_sample", "scan_main", 0),
         };
         let blocks = dev.sms * dev.occupancy(kmain, 256, smem as usize);
-        dev.launch(ksample, (blocks, 1, 1), 256, smem, &[A::Bytes(bytes_of(&base))])?;
+        // Kernels after group_all start while their predecessor drains (programmatic
+        // dependent launch); each waits for it before touching memory.
+        let pdl = t.pdl && dev.cc_major >= 9 && self.marks.lock().expect("marks").is_none();
+        dev.launch_ex(ksample, (blocks, 1, 1), 256, smem, &[A::Bytes(bytes_of(&base))], pdl)?;
         self.mark("sample")?;
-        dev.launch(
+        dev.launch_ex(
             "scan_threshold",
             (b as u32, 1, 1),
             1024,
@@ -616,10 +621,11 @@ impl Backend for Cuda {
                 A::U64(tkey),
                 A::U32(THRESHOLD_SMEM_SAMPLES),
             ],
+            pdl,
         )?;
         self.mark("threshold")?;
         let main = ScanArgs { tiles: tile_start, bucket: tbucket, count, buf: cand, cap: cap as u32, ..base };
-        dev.launch(kmain, (blocks, 1, 1), 256, smem, &[A::Bytes(bytes_of(&main))])?;
+        dev.launch_ex(kmain, (blocks, 1, 1), 256, smem, &[A::Bytes(bytes_of(&main))], pdl)?;
         self.mark("main")?;
         let sel = SelectArgs {
             nprobe: np as u32,
@@ -648,7 +654,7 @@ impl Backend for Cuda {
             sortbuf,
             smem_keys: t.smem_keys.min(MAX_SMEM_KEYS),
         };
-        dev.launch("scan_select", (b as u32, 1, 1), 1024, t.smem_keys.min(MAX_SMEM_KEYS) * 8, &[A::Bytes(bytes_of(&sel))])?;
+        dev.launch_ex("scan_select", (b as u32, 1, 1), 1024, t.smem_keys.min(MAX_SMEM_KEYS) * 8, &[A::Bytes(bytes_of(&sel))], pdl)?;
         if p > SORT_CAP {
             self.sort_global(sortbuf, p, b)?;
             dev.launch("decode_sorted", ((k0 as u32).div_ceil(256), b as u32, 1), 256, 0, &[A::U64(sortbuf), A::U32(p as u32), A::U32(k0 as u32), A::U64(out.counts.ptr()), A::U64(out.rows.ptr()), A::U64(out.scores.ptr())])?;
