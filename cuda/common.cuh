@@ -317,42 +317,73 @@ __device__ __forceinline__ void bitonic_smem_phases(u64* s, u32 p, u32 size, u32
     }
 }
 
-// Bitonic sort of s[0..p) descending (p a power of two), whole block. When 64 <= p <=
-// 2*blockDim, each thread keeps 2 keys in registers: distances 1..32 run in registers and
-// warp shuffles, only distances >= 64 go through shared memory.
-__device__ void block_bitonic_desc(u64* s, u32 p) {
-    if (p < 64 || p > 2 * blockDim.x) {
-        for (u32 size = 2; size <= p; size <<= 1) bitonic_smem_phases(s, p, size, size >> 1, 0);
-        return;
-    }
+// Bitonic sort of s[0..p) descending with E keys per thread in registers (threads
+// below p/E take part, whole warps since p >= 32E): distances below E run inside a
+// thread, E..16E through warp shuffles, larger ones through shared memory.
+template <int E>
+__device__ void bitonic_reg(u64* s, u32 p) {
     const u32 tid = threadIdx.x;
-    const bool act = tid < p / 2;  // whole warps, since p/2 is a multiple of 32
-    const u32 e0 = 2 * tid;
-    u64 v0 = act ? s[e0] : 0, v1 = act ? s[e0 + 1] : 0;
+    const bool act = tid < p / E;
+    const u32 e0 = tid * E;
+    u64 v[E];
+#pragma unroll
+    for (int r = 0; r < E; r++) v[r] = act ? s[e0 + r] : 0;
     for (u32 size = 2; size <= p; size <<= 1) {
         u32 stride = size >> 1;
-        if (stride >= 64) {
-            if (act) { s[e0] = v0; s[e0 + 1] = v1; }
+        if (stride >= 32 * E) {
+            if (act) {
+#pragma unroll
+                for (int r = 0; r < E; r++) s[e0 + r] = v[r];
+            }
             __syncthreads();
-            bitonic_smem_phases(s, p, size, stride, 32);
-            if (act) { v0 = s[e0]; v1 = s[e0 + 1]; }
-            stride = 32;
+            bitonic_smem_phases(s, p, size, stride, 16 * E);
+            if (act) {
+#pragma unroll
+                for (int r = 0; r < E; r++) v[r] = s[e0 + r];
+            }
+            __syncthreads();
+            stride = 16 * E;
         }
-        const bool desc = (e0 & size) == 0;
-        for (; stride >= 2; stride >>= 1) {
-            const u64 p0 = __shfl_xor_sync(FULL_MASK, v0, stride >> 1);
-            const u64 p1 = __shfl_xor_sync(FULL_MASK, v1, stride >> 1);
-            const bool keep_max = ((e0 & stride) == 0) == desc;
-            v0 = keep_max ? max(v0, p0) : min(v0, p0);
-            v1 = keep_max ? max(v1, p1) : min(v1, p1);
+        for (; stride >= E; stride >>= 1) {
+            const u32 ld = stride / E;
+#pragma unroll
+            for (int r = 0; r < E; r++) {
+                const u64 pv = __shfl_xor_sync(FULL_MASK, v[r], ld);
+                const u32 e = e0 + r;
+                const bool keep_max = ((e & stride) == 0) == ((e & size) == 0);
+                v[r] = keep_max ? max(v[r], pv) : min(v[r], pv);
+            }
         }
-        const u64 hi = max(v0, v1), lo = min(v0, v1);
-        v0 = desc ? hi : lo;
-        v1 = desc ? lo : hi;
+#pragma unroll
+        for (int st = E / 2; st >= 1; st >>= 1) {
+            if ((u32)st < size) {
+#pragma unroll
+                for (int r = 0; r < E; r++) {
+                    if ((r & st) == 0) {
+                        const bool desc = ((e0 + r) & size) == 0;
+                        const u64 x = v[r], y = v[r | st];
+                        if ((x < y) == desc) { v[r] = y; v[r | st] = x; }
+                    }
+                }
+            }
+        }
     }
-    __syncthreads();  // every thread has read its keys before any is overwritten
-    if (act) { s[e0] = v0; s[e0 + 1] = v1; }
+    if (act) {
+#pragma unroll
+        for (int r = 0; r < E; r++) s[e0 + r] = v[r];
+    }
     __syncthreads();
+}
+
+// Bitonic sort of s[0..p) descending (p a power of two), whole block: in registers with
+// 2, 4 or 8 keys per thread when 64 <= p <= 8*blockDim, else in shared memory.
+__device__ void block_bitonic_desc(u64* s, u32 p) {
+    const u32 bd = blockDim.x;
+    if (p >= 64 && p <= 2 * bd) bitonic_reg<2>(s, p);
+    else if (p >= 128 && p <= 4 * bd) bitonic_reg<4>(s, p);
+    else if (p >= 256 && p <= 8 * bd) bitonic_reg<8>(s, p);
+    else
+        for (u32 size = 2; size <= p; size <<= 1) bitonic_smem_phases(s, p, size, size >> 1, 0);
 }
 
 // Exclusive prefix sums of three u32 sequences at once over i < n: value(i, a, b, c);

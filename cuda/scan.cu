@@ -40,10 +40,19 @@ extern "C" __global__ void __launch_bounds__(1024) group_all(const u32* __restri
                                                              u32* __restrict__ tbucket, u32* __restrict__ sbucket,
                                                              u32* __restrict__ zero, u32 nzero) {
     pdl_trigger();  // one block: the sample kernel may start launching now
+    // Shared layout when smem_counts: [cnt L][fill L][nw L][pair_start L+1][tile_start L+1][stile_start L+1].
     extern __shared__ u32 gsm[];
     u32* cnt = smem_counts ? gsm : cnt_g;
     u32* fill = smem_counts ? gsm + L : fill_g;
-    for (u32 i = threadIdx.x; i < L; i += blockDim.x) { cnt[i] = 0; fill[i] = 0; }
+    const u32* nw = smem_counts ? gsm + 2 * L : list_nw;
+    u32* ps = smem_counts ? gsm + 3 * L : pair_start;
+    u32* ts = smem_counts ? ps + L + 1 : tile_start;
+    u32* ss = smem_counts ? ts + L + 1 : stile_start;
+    for (u32 i = threadIdx.x; i < L; i += blockDim.x) {
+        cnt[i] = 0;
+        fill[i] = 0;
+        if (smem_counts) gsm[2 * L + i] = list_nw[i];
+    }
     for (u32 i = threadIdx.x; i < nzero; i += blockDim.x) zero[i] = 0;
     __syncthreads();
     for (u32 p = threadIdx.x; p < npairs; p += blockDim.x) atomicAdd(cnt + lists[p], 1u);
@@ -51,15 +60,22 @@ extern "C" __global__ void __launch_bounds__(1024) group_all(const u32* __restri
     // Global counts were updated by atomics in L2: read them past L1.
     block_scan3(L, [&](u32 l, u32& a, u32& b, u32& c) {
         a = smem_counts ? cnt[l] : __ldcg(cnt + l);
-        const u32 nw = a ? list_nw[l] : 0u;
-        b = (nw + tw - 1) / tw;
-        c = (nw + se - 1) / se;
-    }, pair_start, tile_start, stile_start);
-    fill_buckets(tile_start, L, tbucket);
-    fill_buckets(stile_start, L, sbucket);
+        const u32 w = a ? nw[l] : 0u;
+        b = (w + tw - 1) / tw;
+        c = (w + se - 1) / se;
+    }, ps, ts, ss);
+    if (smem_counts) {
+        for (u32 i = threadIdx.x; i <= L; i += blockDim.x) {
+            pair_start[i] = ps[i];
+            tile_start[i] = ts[i];
+            stile_start[i] = ss[i];
+        }
+    }
+    fill_buckets(ts, L, tbucket);
+    fill_buckets(ss, L, sbucket);
     for (u32 p = threadIdx.x; p < npairs; p += blockDim.x) {
         u32 l = lists[p];
-        list_pairs[pair_start[l] + atomicAdd(fill + l, 1u)] = p;
+        list_pairs[ps[l] + atomicAdd(fill + l, 1u)] = p;
     }
 }
 
@@ -815,6 +831,11 @@ extern "C" __global__ void __launch_bounds__(1024) scan_select(SelectArgs a) {
         for (u32 i = threadIdx.x; i < c; i += blockDim.x) skeys[i] = cb[i];
         __syncthreads();
         keys = skeys;
+        if (a.P <= SORT_CAP && c <= 8 * blockDim.x && next_pow2(max(c, 1u)) <= a.smem_keys) {
+            // A few thousand candidates: sort them all in registers (no radix select).
+            direct_sort_out(skeys, c, a.k0, q, a.out_rows, a.out_scores, a.out_counts);
+            return;
+        }
     }
     ArraySrc<u64> src{keys, c};
     select_segment(src, c, a.k0, a.P, q, a.out_rows, a.out_scores, a.out_counts, a.sortbuf, ss);

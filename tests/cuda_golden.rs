@@ -281,6 +281,9 @@ fn threshold_path_at_scale_matches_cpu() {
     let ix = Arc::new(make_index(&Spec { n: 120_000, d: 128, l: 64, live: false, features: 0, seed: 31 }));
     check(&cuda, &ix, 24, 16, &[10, 100, 2048], &[0, 0, 0, 1, 3, 5], 5, "threshold");
     check(&cuda, &ix, 5, 64, &[1, 2048, 5000], &[0, 2, 6], 6, "threshold all lists");
+    // ~15k rows per query fit the buffer: every row is a candidate, selected by radix select
+    // from shared memory (more than the 8192 keys that are sorted directly).
+    check(&cuda, &ix, 6, 8, &[10, 2048], &[0, 0, 3], 7, "take all, radix");
 }
 
 #[test]

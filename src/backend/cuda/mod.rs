@@ -35,7 +35,7 @@ const SORT_CAP: usize = 4096;
 const MAX_SMEM_KEYS: u32 = 16384;
 /// Chunk of the global bitonic sort done in shared memory (128 KiB).
 const LOCAL_SORT_KEYS: u32 = 16384;
-/// Lists up to which `group_all` counts in shared memory (64 KiB).
+/// Lists up to which `group_all` works in shared memory (24 bytes per list).
 const GROUP_SMEM_LISTS: u32 = 8192;
 /// Samples `scan_threshold` stages in shared memory (64 KiB).
 const THRESHOLD_SMEM_SAMPLES: u32 = 16384;
@@ -168,7 +168,7 @@ impl Cuda {
             dev.set_dyn_smem(k, 8 * stream_smem)?;
         }
         dev.set_dyn_smem("scan_select", MAX_SMEM_KEYS * 8)?;
-        dev.set_dyn_smem("group_all", GROUP_SMEM_LISTS * 8)?;
+        dev.set_dyn_smem("group_all", (6 * GROUP_SMEM_LISTS + 3) * 4)?;
         dev.set_dyn_smem("bitonic_local", LOCAL_SORT_KEYS * 8)?;
         dev.set_dyn_smem("scan_threshold", THRESHOLD_SMEM_SAMPLES * 4)?;
         Ok(Cuda { dev, ws: Mutex::default(), model: Mutex::default(), tuning: Mutex::new(Tuning::default()), marks: Mutex::default(), warp_smem, stream_smem })
@@ -543,7 +543,7 @@ impl Backend for Cuda {
             "group_all",
             (1, 1, 1),
             1024,
-            if smem_counts { 8 * l as u32 } else { 0 },
+            if smem_counts { (6 * l as u32 + 3) * 4 } else { 0 },
             &[
                 A::U64(probes.lists.ptr()),
                 A::U32(npairs as u32),
