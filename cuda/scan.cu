@@ -32,16 +32,12 @@ __device__ void fill_buckets(const u32* starts, u32 L, u32* bucket) {
     }
 }
 
-extern "C" __global__ void __launch_bounds__(1024) group_all(const u32* __restrict__ lists, u32 npairs,
-                                                             const u32* __restrict__ list_nw, u32 L, u32 tw, u32 se,
-                                                             u32* __restrict__ cnt_g, u32* __restrict__ fill_g, u32 smem_counts,
-                                                             u32* __restrict__ pair_start, u32* __restrict__ tile_start,
-                                                             u32* __restrict__ stile_start, u32* __restrict__ list_pairs,
-                                                             u32* __restrict__ tbucket, u32* __restrict__ sbucket,
-                                                             u32* __restrict__ zero, u32 nzero) {
-    pdl_trigger();  // one block: the sample kernel may start launching now
+__device__ void group_body(const u32* __restrict__ lists, u32 npairs, const u32* __restrict__ list_nw, u32 L, u32 tw,
+                           u32 se, u32* __restrict__ cnt_g, u32* __restrict__ fill_g, u32 smem_counts,
+                           u32* __restrict__ pair_start, u32* __restrict__ tile_start, u32* __restrict__ stile_start,
+                           u32* __restrict__ list_pairs, u32* __restrict__ tbucket, u32* __restrict__ sbucket,
+                           u32* __restrict__ zero, u32 nzero, u32* gsm) {
     // Shared layout when smem_counts: [cnt L][fill L][nw L][pair_start L+1][tile_start L+1][stile_start L+1].
-    extern __shared__ u32 gsm[];
     u32* cnt = smem_counts ? gsm : cnt_g;
     u32* fill = smem_counts ? gsm + L : fill_g;
     const u32* nw = smem_counts ? gsm + 2 * L : list_nw;
@@ -77,6 +73,104 @@ extern "C" __global__ void __launch_bounds__(1024) group_all(const u32* __restri
         u32 l = lists[p];
         list_pairs[ps[l] + atomicAdd(fill + l, 1u)] = p;
     }
+}
+
+extern "C" __global__ void __launch_bounds__(1024) group_all(const u32* __restrict__ lists, u32 npairs,
+                                                             const u32* __restrict__ list_nw, u32 L, u32 tw, u32 se,
+                                                             u32* __restrict__ cnt_g, u32* __restrict__ fill_g, u32 smem_counts,
+                                                             u32* __restrict__ pair_start, u32* __restrict__ tile_start,
+                                                             u32* __restrict__ stile_start, u32* __restrict__ list_pairs,
+                                                             u32* __restrict__ tbucket, u32* __restrict__ sbucket,
+                                                             u32* __restrict__ zero, u32 nzero) {
+    pdl_trigger();  // one block: the sample kernel may start launching now
+    extern __shared__ u32 gsm[];
+    group_body(lists, npairs, list_nw, L, tw, se, cnt_g, fill_g, smem_counts, pair_start, tile_start, stile_start,
+               list_pairs, tbucket, sbucket, zero, nzero, gsm);
+}
+
+// ---------------------------------------------------------------------------------
+// Small batches (fewer probed pairs than lists, so lists are rarely shared): grouping and
+// sampling in one launch. Block 0 groups the pairs (group_body); the other blocks sample
+// every se-th word of every (query, list) pair directly, without grouping, so they need
+// not wait for it. samp_count / samp_masked must be zero on entry.
+// ---------------------------------------------------------------------------------
+struct PrepArgs {
+    const u32* lists;
+    const u32* list_nw;
+    u32* cnt;
+    u32* fill;
+    u32* pair_start;
+    u32* tile_start;
+    u32* stile_start;
+    u32* list_pairs;
+    u32* tbucket;
+    u32* sbucket;
+    u32* zero;
+    const u32* list_start;
+    const u64* mask;
+    const u32* moff;
+    const uint4* codes;
+    const float* scale;
+    const uint4* qcodes;
+    const u32* plan_words;
+    const u32* plan_off;
+    const u64* attr_off;
+    const u32* attr_vals;
+    u32* samp_count;
+    u32* samp;
+    u32* samp_masked;
+    u32 npairs, L, tw, se, smem_counts, nzero, nprobe, spp, nc, cs;
+};
+
+__device__ void sample_pairs(const PrepArgs& a) {
+    const u32 lane = lane_id();
+    const u32 wpb = blockDim.x >> 5;
+    const u32 gw = (blockIdx.x - 1) * wpb + (threadIdx.x >> 5);
+    const u32 nwarps = (gridDim.x - 1) * wpb;
+    const u32 total = a.npairs * a.spp;
+    for (u32 t = gw; t < total; t += nwarps) {
+        const u32 p = t / a.spp, s = t - p * a.spp;
+        const u32 l = __ldg(a.lists + p);
+        const u32 wi = s * a.se;
+        if (wi >= __ldg(a.list_nw + l)) continue;  // warp-uniform
+        const u32 q = p / a.nprobe;
+        const u64 mw = __ldg(a.mask + __ldg(a.moff + p) + wi);
+        if (mw == 0) continue;
+        if (lane == 0) atomicAdd(a.samp_masked + q, (u32)__popcll(mw));
+        const u32 off = __ldg(a.plan_off + q);
+        const u64 w = (u64)(__ldg(a.list_start + l) >> 6) + wi;
+        const u32 r0 = (u32)(w * 64 + lane), r1 = r0 + 32;
+        const bool b0 = (mw >> lane) & 1ull, b1 = (mw >> (32 + lane)) & 1ull;
+        int acc0 = 0, acc1 = 0;
+        const uint4* qp = a.qcodes + (u64)q * a.nc;
+#pragma unroll 8
+        for (u32 c = 0; c < a.nc; c++) {
+            const uint4 qv = __ldg(qp + c);
+            if (b0) acc0 = dot16(__ldg(il_chunk(a.codes, a.nc, r0, c)), qv, acc0);
+            if (b1) acc1 = dot16(__ldg(il_chunk(a.codes, a.nc, r1, c)), qv, acc1);
+        }
+        const float s0 = b0 ? int_score(acc0, __ldg(a.scale + r0)) : 0.0f;
+        const float s1 = b1 ? int_score(acc1, __ldg(a.scale + r1)) : 0.0f;
+        bool p0 = b0, p1 = b1;
+        if (!off_trivial(off)) {
+            const u32* plan = plan_at(a.plan_words, off);
+            if (p0) p0 = plan_match(plan, a.attr_vals, a.attr_off[r0], a.attr_off[r0 + 1]);
+            if (p1) p1 = plan_match(plan, a.attr_vals, a.attr_off[r1], a.attr_off[r1 + 1]);
+        }
+        warp_append<u32>(p0, fkey(s0), a.samp_count + q, a.samp + (u64)q * a.cs, a.cs);
+        warp_append<u32>(p1, fkey(s1), a.samp_count + q, a.samp + (u64)q * a.cs, a.cs);
+    }
+}
+
+// Persistent grid of 256-thread blocks; dynamic shared memory for block 0's grouping.
+extern "C" __global__ void __launch_bounds__(256) scan_prepare(PrepArgs a) {
+    pdl_trigger();  // fully resident grid
+    extern __shared__ u32 gsm[];
+    if (blockIdx.x == 0)
+        group_body(a.lists, a.npairs, a.list_nw, a.L, a.tw, a.se, a.cnt, a.fill, a.smem_counts, a.pair_start,
+                   a.tile_start, a.stile_start, a.list_pairs, a.tbucket, a.sbucket, a.zero, a.nzero, gsm);
+    else
+        sample_pairs(a);
 }
 
 struct ScanArgs {
@@ -831,8 +925,8 @@ extern "C" __global__ void __launch_bounds__(1024) scan_select(SelectArgs a) {
         for (u32 i = threadIdx.x; i < c; i += blockDim.x) skeys[i] = cb[i];
         __syncthreads();
         keys = skeys;
-        if (a.P <= SORT_CAP && c <= 8 * blockDim.x && next_pow2(max(c, 1u)) <= a.smem_keys) {
-            // A few thousand candidates: sort them all in registers (no radix select).
+        if (a.P <= SORT_CAP && c <= 8 * blockDim.x && next_pow2(max(c, 1u)) <= min(a.smem_keys, 2 * a.P)) {
+            // Not many more candidates than wanted: sort them all (no radix select).
             direct_sort_out(skeys, c, a.k0, q, a.out_rows, a.out_scores, a.out_counts);
             return;
         }

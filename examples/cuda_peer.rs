@@ -207,6 +207,7 @@ fn main() -> anyhow::Result<()> {
             for (vname, t) in [
                 ("generic kernel (no cp.async pipeline)", silica::backend::cuda::Tuning { fast: false, tile_words: 1, ..d }),
                 ("no programmatic dependent launch", silica::backend::cuda::Tuning { pdl: false, ..d }),
+                ("separate group and grouped sample", silica::backend::cuda::Tuning { fuse_prepare: false, ..d }),
                 ("per-tile pipeline (not streamed)", silica::backend::cuda::Tuning { stream: false, ..d }),
                 ("per-tile pipeline, tile 1 word", silica::backend::cuda::Tuning { stream: false, tile_words: 1, ..d }),
                 ("tile 4 words", silica::backend::cuda::Tuning { tile_words: 4, ..d }),

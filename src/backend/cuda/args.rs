@@ -63,6 +63,46 @@ pub(crate) struct SelectArgs {
     pub smem_keys: u32,
 }
 
+/// `PrepArgs` of scan.cu (scan_prepare).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PrepArgs {
+    pub lists: u64,
+    pub list_nw: u64,
+    pub cnt: u64,
+    pub fill: u64,
+    pub pair_start: u64,
+    pub tile_start: u64,
+    pub stile_start: u64,
+    pub list_pairs: u64,
+    pub tbucket: u64,
+    pub sbucket: u64,
+    pub zero: u64,
+    pub list_start: u64,
+    pub mask: u64,
+    pub moff: u64,
+    pub codes: u64,
+    pub scale: u64,
+    pub qcodes: u64,
+    pub plan_words: u64,
+    pub plan_off: u64,
+    pub attr_off: u64,
+    pub attr_vals: u64,
+    pub samp_count: u64,
+    pub samp: u64,
+    pub samp_masked: u64,
+    pub npairs: u32,
+    pub l: u32,
+    pub tw: u32,
+    pub se: u32,
+    pub smem_counts: u32,
+    pub nzero: u32,
+    pub nprobe: u32,
+    pub spp: u32,
+    pub nc: u32,
+    pub cs: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +125,8 @@ mod tests {
         assert_eq!(offset_of!(SelectArgs, cap), 128);
         assert_eq!(offset_of!(SelectArgs, out_rows), 144);
         assert_eq!(offset_of!(SelectArgs, smem_keys), 176);
+        assert_eq!(offset_of!(PrepArgs, npairs), 192);
+        assert_eq!(size_of::<PrepArgs>(), 232);
         assert_eq!(size_of::<SelectArgs>(), 184);
     }
 }

@@ -25,7 +25,7 @@ use super::{Backend, Candidates, Mask, Probes, QueryBatch, Rerank};
 use crate::error::{Error, Result};
 use crate::filter::Plan;
 use crate::model::Index;
-use args::{ScanArgs, SelectArgs};
+use args::{PrepArgs, ScanArgs, SelectArgs};
 use device::{bytes_of, ptr_or_null, A};
 use std::sync::{Arc, Mutex};
 
@@ -74,11 +74,14 @@ pub struct Tuning {
     pub stream: bool,
     /// Programmatic dependent launch between the scan's kernels (sm_90).
     pub pdl: bool,
+    /// Small batches (fewer pairs than lists): group and sample in one launch, sampling
+    /// each (query, list) pair directly.
+    pub fuse_prepare: bool,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { cand_min: 16384, sample_every: 64, force_fallback: false, tile_words: 0, fast: true, smem_keys: 16384, stream: true, pdl: true }
+        Tuning { cand_min: 16384, sample_every: 64, force_fallback: false, tile_words: 0, fast: true, smem_keys: 16384, stream: true, pdl: true, fuse_prepare: true }
     }
 }
 
@@ -169,6 +172,7 @@ impl Cuda {
         }
         dev.set_dyn_smem("scan_select", MAX_SMEM_KEYS * 8)?;
         dev.set_dyn_smem("group_all", (6 * GROUP_SMEM_LISTS + 3) * 4)?;
+        dev.set_dyn_smem("scan_prepare", (6 * GROUP_SMEM_LISTS + 3) * 4)?;
         dev.set_dyn_smem("bitonic_local", LOCAL_SORT_KEYS * 8)?;
         dev.set_dyn_smem("scan_threshold", THRESHOLD_SMEM_SAMPLES * 4)?;
         Ok(Cuda { dev, ws: Mutex::default(), model: Mutex::default(), tuning: Mutex::new(Tuning::default()), marks: Mutex::default(), warp_smem, stream_smem })
@@ -539,70 +543,116 @@ impl Backend for Cuda {
 
         self.mark("start")?;
         let smem_counts = l as u32 <= GROUP_SMEM_LISTS;
-        dev.launch(
-            "group_all",
-            (1, 1, 1),
-            1024,
-            if smem_counts { (6 * l as u32 + 3) * 4 } else { 0 },
-            &[
-                A::U64(probes.lists.ptr()),
-                A::U32(npairs as u32),
-                A::U64(ix.list_nw.ptr()),
-                A::U32(l as u32),
-                A::U32(tw),
-                A::U32(se),
-                A::U64(cnt),
-                A::U64(fill),
-                A::U32(smem_counts as u32),
-                A::U64(pair_start),
-                A::U64(tile_start),
-                A::U64(stile_start),
-                A::U64(list_pairs),
-                A::U64(tbucket),
-                A::U64(sbucket),
-                A::U64(count),
-                A::U32(3 * b as u32),
-            ],
-        )?;
-        self.mark("group")?;
-        let base = ScanArgs {
-            codes: ix.codes.ptr(),
-            nc,
-            scale: ix.scale.ptr(),
-            list_start: ix.list_start.ptr(),
-            list_nw: ix.list_nw.ptr(),
-            l: l as u32,
-            tiles: stile_start,
-            pair_start,
-            list_pairs,
-            nprobe: np as u32,
-            mask: mask.words.ptr(),
-            moff: mask.offsets.ptr(),
-            qcodes: qc,
-            plan_words: pw,
-            plan_off: po,
-            attr_off: ix.attr_off.ptr(),
-            attr_vals: ix.attr_vals.ptr(),
-            tkey,
-            count: samp_count,
-            buf: samp,
-            cap: cs as u32,
-            masked: samp_masked,
-            se,
-            tw,
-            bucket: sbucket,
-        };
+        let group_smem = if smem_counts { (6 * l as u32 + 3) * 4 } else { 0 };
         let (ksample, kmain, smem) = match (fast, t.stream) {
             (true, true) => ("scan_sample_stream", "scan_main_stream", 8 * self.stream_smem),
             (true, false) => ("scan_sample_fast", "scan_main_fast", 8 * self.warp_smem),
             _ => ("scan_sample", "scan_main", 0),
         };
         let blocks = dev.sms * dev.occupancy(kmain, 256, smem as usize);
-        // Kernels after group_all start while their predecessor drains (programmatic
+        // Kernels after the first start while their predecessor drains (programmatic
         // dependent launch); each waits for it before touching memory.
         let pdl = t.pdl && dev.cc_major >= 9 && self.marks.lock().expect("marks").is_none();
-        dev.launch_ex(ksample, (blocks, 1, 1), 256, smem, &[A::Bytes(bytes_of(&base))], pdl)?;
-        self.mark("sample")?;
+        let spp = (ix.max_nw as u32).div_ceil(se);
+        if t.fuse_prepare && npairs < l && (npairs as u64) * (spp as u64) < 1 << 31 {
+            // Small batch: group (block 0) and sample every pair directly, in one launch.
+            dev.fill_u32(samp_count, 0, 2 * b)?;
+            let prep = PrepArgs {
+                lists: probes.lists.ptr(),
+                list_nw: ix.list_nw.ptr(),
+                cnt,
+                fill,
+                pair_start,
+                tile_start,
+                stile_start,
+                list_pairs,
+                tbucket,
+                sbucket,
+                zero: count,
+                list_start: ix.list_start.ptr(),
+                mask: mask.words.ptr(),
+                moff: mask.offsets.ptr(),
+                codes: ix.codes.ptr(),
+                scale: ix.scale.ptr(),
+                qcodes: qc,
+                plan_words: pw,
+                plan_off: po,
+                attr_off: ix.attr_off.ptr(),
+                attr_vals: ix.attr_vals.ptr(),
+                samp_count,
+                samp,
+                samp_masked,
+                npairs: npairs as u32,
+                l: l as u32,
+                tw,
+                se,
+                smem_counts: smem_counts as u32,
+                nzero: b as u32,
+                nprobe: np as u32,
+                spp,
+                nc,
+                cs: cs as u32,
+            };
+            let pblocks = 1 + dev.sms * dev.occupancy("scan_prepare", 256, group_smem as usize);
+            dev.launch("scan_prepare", (pblocks, 1, 1), 256, group_smem, &[A::Bytes(bytes_of(&prep))])?;
+            self.mark("group+sample")?;
+        } else {
+            dev.launch(
+                "group_all",
+                (1, 1, 1),
+                1024,
+                group_smem,
+                &[
+                    A::U64(probes.lists.ptr()),
+                    A::U32(npairs as u32),
+                    A::U64(ix.list_nw.ptr()),
+                    A::U32(l as u32),
+                    A::U32(tw),
+                    A::U32(se),
+                    A::U64(cnt),
+                    A::U64(fill),
+                    A::U32(smem_counts as u32),
+                    A::U64(pair_start),
+                    A::U64(tile_start),
+                    A::U64(stile_start),
+                    A::U64(list_pairs),
+                    A::U64(tbucket),
+                    A::U64(sbucket),
+                    A::U64(count),
+                    A::U32(3 * b as u32),
+                ],
+            )?;
+            self.mark("group")?;
+            let base = ScanArgs {
+                codes: ix.codes.ptr(),
+                nc,
+                scale: ix.scale.ptr(),
+                list_start: ix.list_start.ptr(),
+                list_nw: ix.list_nw.ptr(),
+                l: l as u32,
+                tiles: stile_start,
+                pair_start,
+                list_pairs,
+                nprobe: np as u32,
+                mask: mask.words.ptr(),
+                moff: mask.offsets.ptr(),
+                qcodes: qc,
+                plan_words: pw,
+                plan_off: po,
+                attr_off: ix.attr_off.ptr(),
+                attr_vals: ix.attr_vals.ptr(),
+                tkey,
+                count: samp_count,
+                buf: samp,
+                cap: cs as u32,
+                masked: samp_masked,
+                se,
+                tw,
+                bucket: sbucket,
+            };
+            dev.launch_ex(ksample, (blocks, 1, 1), 256, smem, &[A::Bytes(bytes_of(&base))], pdl)?;
+            self.mark("sample")?;
+        }
         dev.launch_ex(
             "scan_threshold",
             (b as u32, 1, 1),
@@ -624,7 +674,33 @@ impl Backend for Cuda {
             pdl,
         )?;
         self.mark("threshold")?;
-        let main = ScanArgs { tiles: tile_start, bucket: tbucket, count, buf: cand, cap: cap as u32, ..base };
+        let main = ScanArgs {
+            codes: ix.codes.ptr(),
+            nc,
+            scale: ix.scale.ptr(),
+            list_start: ix.list_start.ptr(),
+            list_nw: ix.list_nw.ptr(),
+            l: l as u32,
+            tiles: tile_start,
+            pair_start,
+            list_pairs,
+            nprobe: np as u32,
+            mask: mask.words.ptr(),
+            moff: mask.offsets.ptr(),
+            qcodes: qc,
+            plan_words: pw,
+            plan_off: po,
+            attr_off: ix.attr_off.ptr(),
+            attr_vals: ix.attr_vals.ptr(),
+            tkey,
+            count,
+            buf: cand,
+            cap: cap as u32,
+            masked: samp_masked,
+            se,
+            tw,
+            bucket: tbucket,
+        };
         dev.launch_ex(kmain, (blocks, 1, 1), 256, smem, &[A::Bytes(bytes_of(&main))], pdl)?;
         self.mark("main")?;
         let sel = SelectArgs {
