@@ -375,11 +375,43 @@ __device__ void bitonic_reg(u64* s, u32 p) {
     __syncthreads();
 }
 
+// Bitonic sort, two keys per thread (64 <= p <= 2*blockDim): distances 1..32 run in
+// registers and warp shuffles, only distances >= 64 go through shared memory.
+__device__ void bitonic_reg2(u64* s, u32 p) {
+    const u32 tid = threadIdx.x;
+    const bool act = tid < p / 2;  // whole warps, since p/2 is a multiple of 32
+    const u32 e0 = 2 * tid;
+    u64 v0 = act ? s[e0] : 0, v1 = act ? s[e0 + 1] : 0;
+    for (u32 size = 2; size <= p; size <<= 1) {
+        u32 stride = size >> 1;
+        if (stride >= 64) {
+            if (act) { s[e0] = v0; s[e0 + 1] = v1; }
+            __syncthreads();
+            bitonic_smem_phases(s, p, size, stride, 32);
+            if (act) { v0 = s[e0]; v1 = s[e0 + 1]; }
+            stride = 32;
+        }
+        const bool desc = (e0 & size) == 0;
+        for (; stride >= 2; stride >>= 1) {
+            const u64 p0 = __shfl_xor_sync(FULL_MASK, v0, stride >> 1);
+            const u64 p1 = __shfl_xor_sync(FULL_MASK, v1, stride >> 1);
+            const bool keep_max = ((e0 & stride) == 0) == desc;
+            v0 = keep_max ? max(v0, p0) : min(v0, p0);
+            v1 = keep_max ? max(v1, p1) : min(v1, p1);
+        }
+        const u64 hi = max(v0, v1), lo = min(v0, v1);
+        v0 = desc ? hi : lo;
+        v1 = desc ? lo : hi;
+    }
+    if (act) { s[e0] = v0; s[e0 + 1] = v1; }
+    __syncthreads();
+}
+
 // Bitonic sort of s[0..p) descending (p a power of two), whole block: in registers with
 // 2, 4 or 8 keys per thread when 64 <= p <= 8*blockDim, else in shared memory.
 __device__ void block_bitonic_desc(u64* s, u32 p) {
     const u32 bd = blockDim.x;
-    if (p >= 64 && p <= 2 * bd) bitonic_reg<2>(s, p);
+    if (p >= 64 && p <= 2 * bd) bitonic_reg2(s, p);
     else if (p >= 128 && p <= 4 * bd) bitonic_reg<4>(s, p);
     else if (p >= 256 && p <= 8 * bd) bitonic_reg<8>(s, p);
     else

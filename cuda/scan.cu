@@ -162,8 +162,8 @@ __device__ void sample_pairs(const PrepArgs& a) {
     }
 }
 
-// Persistent grid of 256-thread blocks; dynamic shared memory for block 0's grouping.
-extern "C" __global__ void __launch_bounds__(256) scan_prepare(PrepArgs a) {
+// Persistent grid of 1024-thread blocks; dynamic shared memory for block 0's grouping.
+extern "C" __global__ void __launch_bounds__(1024) scan_prepare(PrepArgs a) {
     pdl_trigger();  // fully resident grid
     extern __shared__ u32 gsm[];
     if (blockIdx.x == 0)

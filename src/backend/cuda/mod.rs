@@ -593,8 +593,8 @@ impl Backend for Cuda {
                 nc,
                 cs: cs as u32,
             };
-            let pblocks = 1 + dev.sms * dev.occupancy("scan_prepare", 256, group_smem as usize);
-            dev.launch("scan_prepare", (pblocks, 1, 1), 256, group_smem, &[A::Bytes(bytes_of(&prep))])?;
+            let pblocks = 1 + dev.sms * dev.occupancy("scan_prepare", 1024, group_smem as usize);
+            dev.launch("scan_prepare", (pblocks, 1, 1), 1024, group_smem, &[A::Bytes(bytes_of(&prep))])?;
             self.mark("group+sample")?;
         } else {
             dev.launch(
