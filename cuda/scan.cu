@@ -925,8 +925,8 @@ extern "C" __global__ void __launch_bounds__(1024) scan_select(SelectArgs a) {
         for (u32 i = threadIdx.x; i < c; i += blockDim.x) skeys[i] = cb[i];
         __syncthreads();
         keys = skeys;
-        if (a.P <= SORT_CAP && c <= 8 * blockDim.x && next_pow2(max(c, 1u)) <= min(a.smem_keys, 2 * a.P)) {
-            // Not many more candidates than wanted: sort them all (no radix select).
+        if (a.P <= SORT_CAP && next_pow2(max(c, 1u)) <= min(a.smem_keys, a.P)) {
+            // No more candidates than the output sort holds: sort them all (no radix select).
             direct_sort_out(skeys, c, a.k0, q, a.out_rows, a.out_scores, a.out_counts);
             return;
         }

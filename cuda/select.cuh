@@ -46,8 +46,8 @@ __device__ void select_segment(const Src& src, u32 n, u32 k, u32 P, u32 seg, u32
     SelectSmem<u64>& sm = ss.sel;
     u64* sbuf = ss.sbuf;
     u32& fill = ss.fill;
-    if (P <= SORT_CAP && n <= SORT_CAP && next_pow2(max(n, 1u)) <= 2 * P) {
-        // Not many more keys than wanted: sort them all (no radix select).
+    if (P <= SORT_CAP && next_pow2(max(n, 1u)) <= P) {
+        // No more keys than the output sort holds: sort them all (no radix select).
         if (threadIdx.x == 0) fill = 0;
         __syncthreads();
         src.each([&](u64 key) { active_append<u64>(true, key, &fill, sbuf, SORT_CAP); });
