@@ -8,12 +8,13 @@
 
 use crate::error::{Error, Result};
 use crate::filter::Filter;
-use crate::graph::SearchResponse;
+use crate::graph::{Search, SearchParams, SearchRequest, SearchResponse};
 use crate::model::Index;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::io::BufRead;
 use std::path::Path;
+use std::time::Instant;
 
 /// One ground-truth line: `{"qid", "ids", "scores"}` (ids are source rows).
 #[derive(Clone, Debug, Deserialize)]
@@ -167,4 +168,43 @@ pub fn evaluate(index: &Index, queries: &[f32], filters: &[Filter], truth: &[Tru
         filter_violations: per.iter().map(|p| p.1).sum(),
         per_query: per.iter().map(|p| p.0).collect(),
     })
+}
+
+/// Queries per second of `s` over repeated passes of all `queries` (`[nq, d]`) lasting at
+/// least one second, after one warm-up pass; `batch` queries per search call.
+pub fn measure_qps(s: &dyn Search, queries: &[f32], filters: &[Filter], p: &SearchParams, batch: usize, d: usize) -> Result<f64> {
+    let nq = queries.len() / d;
+    let run_all = || -> Result<()> {
+        for start in (0..nq).step_by(batch.max(1)) {
+            let end = (start + batch).min(nq);
+            let f = if filters.is_empty() { &[][..] } else { &filters[start..end] };
+            s.search(&SearchRequest { queries: &queries[start * d..end * d], filters: f, params: p.clone() })?;
+        }
+        Ok(())
+    };
+    run_all()?;
+    let t0 = Instant::now();
+    let mut passes = 0usize;
+    while t0.elapsed().as_secs_f64() < 1.0 {
+        run_all()?;
+        passes += 1;
+    }
+    Ok((passes * nq) as f64 / t0.elapsed().as_secs_f64())
+}
+
+impl Report {
+    /// Multi-line human summary with the measured `qps`.
+    pub fn summary(&self, qps: f64, k: usize) -> String {
+        let n = self.per_query.len();
+        let [a, b, c] = self.bucket_sizes;
+        let rows = [
+            (format!("recall@{k}"), format!("{:.4}  ({n} queries)", self.recall)),
+            ("  filter passes <1%".into(), format!("{:.4}  ({a} queries)", self.recall_selective)),
+            ("  filter passes 1-10%".into(), format!("{:.4}  ({b} queries)", self.recall_mid)),
+            ("  filter passes >10%".into(), format!("{:.4}  ({c} queries)", self.recall_broad)),
+            ("filter violations".into(), self.filter_violations.to_string()),
+            ("queries per second".into(), format!("{qps:.0}")),
+        ];
+        rows.iter().map(|(l, v)| format!("{l:<22} {v}\n")).collect()
+    }
 }

@@ -12,6 +12,7 @@
 //! Stages 1-3 are integer math and give bit-identical results on every backend.
 
 pub mod backend;
+pub mod bench;
 pub mod error;
 pub mod eval;
 pub mod filter;

@@ -126,3 +126,45 @@ fn load_rejects_corrupt_artifacts() {
         fails(&["search", "--index", &p, "--queries", &q, "--k", "1", "--out", &out], &[name], &out);
     }
 }
+
+#[test]
+fn inspect_prints_metadata_and_tensors() {
+    let f = Fixture::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_silica")).args(["inspect", &f.p("i.silica")]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in ["format_version", "bloom_hash", "items.codes", "I8", "[300, 8]", "bloom.planes", "U64", "[1024, 5]"] {
+        assert!(text.contains(needle), "inspect output lacks {needle}:\n{text}");
+    }
+}
+
+#[test]
+fn search_with_a_rerank_model_file() {
+    use safetensors::tensor::TensorView;
+    let f = Fixture::new();
+    // input = 2*D + F = 16 (no features), one hidden layer of 4, 2 tasks.
+    let tensors: Vec<(&str, Vec<usize>, Vec<f32>)> = vec![
+        ("rerank.layers.0.weight", vec![4, 16], (0..64).map(|i| ((i * 7 % 13) as f32 - 6.0) / 10.0).collect()),
+        ("rerank.layers.0.bias", vec![4], vec![0.1, -0.1, 0.0, 0.2]),
+        ("rerank.heads.weight", vec![2, 4], vec![0.5, -0.3, 0.2, 0.1, -0.4, 0.6, 0.3, -0.2]),
+        ("rerank.heads.bias", vec![2], vec![0.0, 0.1]),
+        ("rerank.task_weights", vec![2], vec![0.7, 0.3]),
+    ];
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| bytemuck::cast_slice(&t.2).to_vec()).collect();
+    let views: Vec<(String, TensorView)> = tensors.iter().zip(&bytes).map(|(t, b)| (t.0.to_string(), TensorView::new(safetensors::Dtype::F32, t.1.clone(), b).unwrap())).collect();
+    let model = f.write("m.safetensors", safetensors::serialize(views, None).unwrap());
+    let out = f.p("r.jsonl");
+    let args = ["search", "--index", &f.p("i.silica"), "--queries", &f.p("q.npy"), "--k", "5", "--rerank", "model", "--rerank-model", &model, "--task-weights", "0.5,0.5", "--out", &out];
+    let (ok, err) = silica(&args);
+    assert!(ok, "{err}");
+    for line in std::fs::read_to_string(&out).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let s: Vec<f64> = v["scores"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert_eq!(s.len(), 5);
+        assert!(s.windows(2).all(|w| w[0] >= w[1]) && s.iter().all(|&x| (0.0..=1.0).contains(&x)), "composite of sigmoids with weights summing to 1: {s:?}");
+    }
+    // Missing model and wrong task-weight count are clear errors.
+    std::fs::remove_file(&out).unwrap();
+    fails(&["search", "--index", &f.p("i.silica"), "--queries", &f.p("q.npy"), "--k", "5", "--rerank", "model", "--out", &out], &["model rerank needs a model"], &out);
+    fails(&["search", "--index", &f.p("i.silica"), "--queries", &f.p("q.npy"), "--k", "5", "--rerank", "model", "--rerank-model", &model, "--task-weights", "1", "--out", &out], &["task_weights", "need 2"], &out);
+}

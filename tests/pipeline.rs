@@ -128,3 +128,34 @@ fn edge_sizes_and_bad_parameters() {
     nan[3] = f32::NAN;
     assert!(matches!(ex.search(&SearchRequest { queries: &nan, filters: &[], params: p(1, None) }), Err(Error::NonFinite { row: 0, col: 3, .. })));
 }
+
+#[test]
+fn cosine_ignores_vector_norms() {
+    use silica::model::attributes::parse_jsonl;
+    use silica::model::npy::Matrix;
+    use silica::{BuildParams, IndexBuilder, Metric};
+    let (m, jsonl) = random_corpus(200, 8, 21);
+    // Same directions, random lengths: cosine must rank exactly as on unit vectors.
+    let mut scaled = m.clone();
+    for (r, row) in scaled.data.chunks_mut(8).enumerate() {
+        row.iter_mut().for_each(|x| *x *= 0.5 + (r % 7) as f32);
+    }
+    let build = |mat: Matrix| {
+        let table = parse_jsonl(jsonl.as_bytes(), std::path::Path::new("a"), &[]).unwrap();
+        let p = BuildParams { nlist: Some(4), metric: Metric::Cosine, ..Default::default() };
+        Arc::new(IndexBuilder::new(p).build(mat, table).unwrap())
+    };
+    let (a, b) = (build(m), build(scaled));
+    let q = random_queries(3, 8, 4);
+    let q2: Vec<f32> = q.iter().map(|x| x * 3.0).collect();
+    let params = SearchParams { k: 10, nprobe: Some(4), k0: None, rerank: RerankMode::None, task_weights: None };
+    let ra = Executor::new(Cpu, a).unwrap().search(&SearchRequest { queries: &q, filters: &[], params: params.clone() }).unwrap();
+    let rb = Executor::new(Cpu, b).unwrap().search(&SearchRequest { queries: &q2, filters: &[], params }).unwrap();
+    for (x, y) in ra.iter().zip(&rb) {
+        assert_eq!(x.rows, y.rows);
+        for (s, t) in x.scores.iter().zip(&y.scores) {
+            approx::assert_relative_eq!(*s, *t, max_relative = 1e-2);
+            assert!(*s <= 1.01, "cosine score {s} <= 1");
+        }
+    }
+}

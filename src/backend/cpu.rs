@@ -280,6 +280,12 @@ impl Backend for Cpu {
         Ok(pack(per_query, k))
     }
 
+    fn upload_probes(&self, ix: &Arc<Index>, p: &Probes) -> Result<Probes> {
+        // The batch size is implied; a length that is not a multiple of nprobe fails the check.
+        super::check_probes(p, p.lists.len() / p.nprobe.max(1), ix.nlist())?;
+        Ok(p.clone())
+    }
+
     fn read_probes(&self, p: &Probes) -> Result<Probes> {
         Ok(p.clone())
     }

@@ -122,10 +122,62 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
+    /// Run `f`, which submits one stage's device work, and measure that work on the
+    /// device clock: returns `f`'s value and the device time in seconds from the start of
+    /// the first command `f` submitted to the end of the last, or `None` when this backend
+    /// has no device timer. `silica bench` wraps every stage in `synchronize(); timed(f);
+    /// synchronize()` and falls back to the host clock around that when `None` comes back.
+    ///
+    /// The default runs `f` untimed (`None`); the CPU backend keeps it (host clock).
+    /// GPU backends implement it: CUDA records an event before and after `f` on the stream
+    /// and returns `cuEventElapsedTime` once the end event has completed; wgpu marks the
+    /// passes that `f` encodes with `timestamp_writes` into a query set (first begin, last
+    /// end), resolves it and scales by `Queue::get_timestamp_period`. Nested calls may
+    /// return `None` for the inner one.
+    fn timed<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<f64>)> {
+        Ok((f()?, None))
+    }
+
+    /// Make host-side probes resident (benchmarks give stage 1's output directly, as the
+    /// DESIGN.md table's "random probes" rows do). `p` must satisfy [`check_probes`]
+    /// against the resident index's nlist, else `Error::Param` naming `probes`.
+    /// The default says the backend cannot take given probes.
+    fn upload_probes(&self, ix: &Self::Resident, p: &Probes) -> Result<Self::Probes> {
+        let _ = (ix, p);
+        Err(crate::Error::backend(self.name(), "given probes are not supported by this backend (implement Backend::upload_probes)"))
+    }
+
     /// Copy stage outputs to the host.
     fn read_probes(&self, p: &Self::Probes) -> Result<Probes>;
     fn read_mask(&self, m: &Self::Mask) -> Result<Mask>;
     fn read_cands(&self, c: &Self::Cands) -> Result<Candidates>;
     /// Valid candidates per query `[B]` (the executor's widening decision reads only this).
     fn read_counts(&self, c: &Self::Cands) -> Result<Vec<u32>>;
+}
+
+/// Validate host probes for a batch of `batch` queries over `nlist` lists: `nprobe >= 1`,
+/// `lists.len() == batch * nprobe`, every id `< nlist`, no list twice within one query.
+/// Errors: `Error::Param` naming `probes`.
+pub fn check_probes(p: &Probes, batch: usize, nlist: usize) -> Result<()> {
+    let bad = |reason: String| Err(crate::Error::param("probes", reason));
+    if p.nprobe == 0 {
+        return bad("nprobe must be at least 1".into());
+    }
+    if p.lists.len() != batch * p.nprobe {
+        return bad(format!("{} list ids for {batch} queries x nprobe {}", p.lists.len(), p.nprobe));
+    }
+    let mut seen = vec![usize::MAX; nlist];
+    for (q, row) in p.lists.chunks(p.nprobe).enumerate() {
+        for &l in row {
+            let l = l as usize;
+            if l >= nlist {
+                return bad(format!("query {q}: list {l} >= nlist {nlist}"));
+            }
+            if seen[l] == q {
+                return bad(format!("query {q}: list {l} appears twice"));
+            }
+            seen[l] = q;
+        }
+    }
+    Ok(())
 }

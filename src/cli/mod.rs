@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+mod bench;
+
 const EXAMPLES: &str = "\
 Examples (the bundled Debian corpus):
   silica build --vectors data/debian/embeddings.npy --attributes data/debian/items.jsonl --out debian.silica
@@ -35,6 +37,8 @@ pub enum Cmd {
     Search(SearchArgs),
     /// Measure recall@k (overall and by filter selectivity), filter violations and QPS.
     Eval(EvalArgs),
+    /// Benchmark a backend on a synthetic workload (or the DESIGN.md peer table: --suite peer).
+    Bench(bench::BenchArgs),
     /// Print an artifact's metadata and tensor table.
     Inspect {
         /// The index artifact (*.silica).
@@ -154,6 +158,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Build(a) => build(a),
         Cmd::Search(a) => search(a),
         Cmd::Eval(a) => eval_cmd(a),
+        Cmd::Bench(a) => bench::run(a),
         Cmd::Inspect { index } => inspect(&index),
     }
 }
@@ -213,19 +218,21 @@ struct Loaded {
 }
 
 fn load(q: &QueryArgs) -> Result<Loaded> {
-    let index = Arc::new(format::load(&q.index)?);
+    let mut index = format::load(&q.index)?;
+    if let Some(path) = &q.rerank_model {
+        let m = silica::rerank::RerankModel::load(path)?;
+        let want = 2 * index.dim + index.feature_names.len();
+        if m.input_dim() != want {
+            bail!("{}: rerank model input width {} != 2*D + F = {want}", path.display(), m.input_dim());
+        }
+        index.rerank = Some(m);
+    }
     let queries = npy::read(&q.queries)?;
     if queries.dim != index.dim {
         return Err(silica::Error::Dimension { what: format!("queries {}", q.queries.display()), expected: index.dim, got: queries.dim }.into());
     }
     queries.check_finite("queries")?;
-    let searcher: Box<dyn graph::Search> = match (&q.rerank_model, q.backend.as_str()) {
-        (Some(path), "cpu") => {
-            let m = silica::rerank::RerankModel::load(path)?;
-            Box::new(graph::Executor::new(silica::backend::cpu::Cpu, index)?.with_rerank_model(m)?)
-        }
-        (_, b) => graph::open(b, index)?,
-    };
+    let searcher = graph::open(&q.backend, Arc::new(index))?;
     Ok(Loaded { searcher, queries })
 }
 
@@ -282,7 +289,7 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
     let req = SearchRequest { queries: &l.queries.data, filters: &filters, params: p.clone() };
     let results = l.searcher.search(&req)?;
     let report = eval::evaluate(&index, &l.queries.data, &filters, &truth, &results, a.k)?;
-    let qps = measure_qps(l.searcher.as_ref(), &l.queries.data, &filters, &p, a.batch.unwrap_or(nq).max(1), index.dim)?;
+    let qps = eval::measure_qps(l.searcher.as_ref(), &l.queries.data, &filters, &p, a.batch.unwrap_or(nq).max(1), index.dim)?;
     if a.json {
         let mut v = serde_json::to_value(&report)?;
         v["qps"] = qps.into();
@@ -291,39 +298,9 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
         v.as_object_mut().map(|o| o.remove("per_query"));
         println!("{v}");
     } else {
-        print_report(&report, qps, a.k);
+        print!("{}", report.summary(qps, a.k));
     }
     Ok(())
-}
-
-/// Queries per second over repeated passes lasting at least one second (after a warm-up).
-pub fn measure_qps(s: &dyn graph::Search, queries: &[f32], filters: &[Filter], p: &SearchParams, batch: usize, d: usize) -> Result<f64> {
-    let nq = queries.len() / d;
-    let run_all = || -> Result<()> {
-        for start in (0..nq).step_by(batch) {
-            let end = (start + batch).min(nq);
-            let f = if filters.is_empty() { &[][..] } else { &filters[start..end] };
-            s.search(&SearchRequest { queries: &queries[start * d..end * d], filters: f, params: p.clone() })?;
-        }
-        Ok(())
-    };
-    run_all()?;
-    let t0 = Instant::now();
-    let mut passes = 0usize;
-    while t0.elapsed().as_secs_f64() < 1.0 {
-        run_all()?;
-        passes += 1;
-    }
-    Ok((passes * nq) as f64 / t0.elapsed().as_secs_f64())
-}
-
-pub fn print_report(r: &eval::Report, qps: f64, k: usize) {
-    println!("recall@{k}            {:.4}  ({} queries)", r.recall, r.per_query.len());
-    println!("  filter passes <1%   {:.4}  ({} queries)", r.recall_selective, r.bucket_sizes[0]);
-    println!("  filter passes 1-10% {:.4}  ({} queries)", r.recall_mid, r.bucket_sizes[1]);
-    println!("  filter passes >10%  {:.4}  ({} queries)", r.recall_broad, r.bucket_sizes[2]);
-    println!("filter violations     {}", r.filter_violations);
-    println!("queries per second    {qps:.0}");
 }
 
 fn inspect(path: &Path) -> Result<()> {
