@@ -120,6 +120,7 @@ struct PrepArgs {
     u32* samp;
     u32* samp_masked;
     u32 npairs, L, tw, se, smem_counts, nzero, nprobe, spp, nc, cs;
+    const u32* list_end;  // mask == null: every row of a probed list is wanted (no filter)
 };
 
 __device__ void sample_pairs(const PrepArgs& a) {
@@ -134,7 +135,8 @@ __device__ void sample_pairs(const PrepArgs& a) {
         const u32 wi = s * a.se;
         if (wi >= __ldg(a.list_nw + l)) continue;  // warp-uniform
         const u32 q = p / a.nprobe;
-        const u64 mw = __ldg(a.mask + __ldg(a.moff + p) + wi);
+        const u64 mw = a.mask ? __ldg(a.mask + __ldg(a.moff + p) + wi)
+                              : range_bits((u64)(__ldg(a.list_start + l) >> 6) + wi, __ldg(a.list_start + l), __ldg(a.list_end + l));
         if (mw == 0) continue;
         if (lane == 0) atomicAdd(a.samp_masked + q, (u32)__popcll(mw));
         const u32 off = __ldg(a.plan_off + q);
@@ -199,6 +201,7 @@ struct ScanArgs {
     u32 se;                  // sample every se-th word of a list
     u32 tw;                  // words per tile (scan_main)
     const u32* bucket;       // tile lookup: list of tile 64b (tbucket or sbucket)
+    const u32* list_end;     // [L]; with mask == null the mask is implicit: the list's rows
 };
 
 #define QC 8  // queries of one list processed together (their dots share the row loads)
@@ -231,6 +234,7 @@ struct Tile {
     u32 l, wi0, nwt;
     u64 wbase;
     u32 pb, G;
+    u32 rs, re;  // the list's rows [rs, re) (implicit masks)
 };
 
 template <bool SAMPLE>
@@ -245,7 +249,9 @@ __device__ __forceinline__ Tile tile_at(const ScanArgs& a, u32 t) {
         T.wi0 = (t - __ldg(a.tiles + T.l)) * a.tw;
         T.nwt = min(a.tw, nw - T.wi0);
     }
-    T.wbase = (u64)(__ldg(a.list_start + T.l) >> 6) + T.wi0;
+    T.rs = __ldg(a.list_start + T.l);
+    T.re = a.mask ? 0u : __ldg(a.list_end + T.l);
+    T.wbase = (u64)(T.rs >> 6) + T.wi0;
     T.pb = __ldg(a.pair_start + T.l);
     T.G = __ldg(a.pair_start + T.l + 1) - T.pb;
     return T;
@@ -273,14 +279,15 @@ __device__ void scan_tiles_generic(const ScanArgs& a) {
                 if ((u32)j < nq) {
                     u32 p = __ldg(a.list_pairs + T.pb + qc + j);
                     qid[j] = p / a.nprobe;
-                    mo[j] = __ldg(a.moff + p) + T.wi0;
+                    mo[j] = a.mask ? __ldg(a.moff + p) + T.wi0 : 0u;
                 }
             }
 #pragma unroll 1
             for (u32 wv = 0; wv < T.nwt; wv++) {
                 u64 mw[QC];
 #pragma unroll
-                for (int j = 0; j < QC; j++) mw[j] = (u32)j < nq ? __ldg(a.mask + mo[j] + wv) : 0ull;
+                for (int j = 0; j < QC; j++)
+                    mw[j] = (u32)j >= nq ? 0ull : a.mask ? __ldg(a.mask + mo[j] + wv) : range_bits(T.wbase + wv, T.rs, T.re);
                 if (SAMPLE && lane == 0) {
 #pragma unroll
                     for (int j = 0; j < QC; j++)
@@ -476,7 +483,7 @@ __device__ void scan_tiles_fast(const ScanArgs& a) {
                 if (lane < nq) {
                     u32 p = __ldg(a.list_pairs + T.pb + qc + lane);
                     q = p / a.nprobe;
-                    mo = __ldg(a.moff + p) + T.wi0;
+                    mo = a.mask ? __ldg(a.moff + p) + T.wi0 : 0u;
                     if (!SAMPLE) tk = __ldg(a.tkey + q);
                     u32 off = __ldg(a.plan_off + q);
                     if (!off_trivial(off)) pl = off;
@@ -489,7 +496,8 @@ __device__ void scan_tiles_fast(const ScanArgs& a) {
             __syncwarp();
             if (lane < FQ * FTW) {
                 const u32 j = lane / FTW, w = lane % FTW;
-                ws.msk[j][w] = (j < nq && w < T.nwt) ? __ldg(a.mask + ws.moff[j] + w) : 0ull;
+                ws.msk[j][w] = (j >= nq || w >= T.nwt) ? 0ull
+                               : a.mask ? __ldg(a.mask + ws.moff[j] + w) : range_bits(T.wbase + w, T.rs, T.re);
             }
             {
                 const u32 j = lane >> 3, c = lane & 7;  // 32 lanes = FQ x 8 chunks
@@ -559,7 +567,7 @@ __device__ __forceinline__ void unit_fetch(const ScanArgs& a, Unit& u, u32 t, u3
     if (lane < u.nq) {
         const u32 p = __ldg(a.list_pairs + T.pb + qc + lane);
         q = p / a.nprobe;
-        mo = __ldg(a.moff + p) + T.wi0;
+        mo = a.mask ? __ldg(a.moff + p) + T.wi0 : 0u;
         if (!SAMPLE) tk = __ldg(a.tkey + q);
         const u32 off = __ldg(a.plan_off + q);
         if (!off_trivial(off)) pl = off;
@@ -569,7 +577,8 @@ __device__ __forceinline__ void unit_fetch(const ScanArgs& a, Unit& u, u32 t, u3
     u.pl = pl;
     const u32 j = (lane / FTW) & (FQ - 1), w = lane % FTW;
     const u32 moj = __shfl_sync(FULL_MASK, mo, j);
-    u.mw = (lane < FQ * FTW && j < u.nq && w < u.nwt) ? __ldg(a.mask + moj + w) : 0ull;
+    u.mw = (lane >= FQ * FTW || j >= u.nq || w >= u.nwt) ? 0ull
+           : a.mask ? __ldg(a.mask + moj + w) : range_bits(T.wbase + w, T.rs, T.re);
     const u32 qj = __shfl_sync(FULL_MASK, q, lane >> 3), c = lane & 7;
     u.qv = c < a.nc ? __ldg(a.qcodes + (u64)qj * a.nc + c) : make_uint4(0, 0, 0, 0);
 }
@@ -780,7 +789,8 @@ extern "C" __global__ void warp_smem_size(u32* out) { *out = (u32)sizeof(WarpSme
 // r = mu + 5 sqrt(mu) + 10 leaves K0 rows above it but for a ~5-sigma event (which
 // scan_select detects and repairs). Samples are staged in dynamic shared memory
 // (smem_cap u32) when they fit.
-extern "C" __global__ void scan_threshold(u32 nprobe, const u32* __restrict__ moff, const u64* __restrict__ mask,
+extern "C" __global__ void scan_threshold(u32 nprobe, const u32* __restrict__ lists, const u32* __restrict__ list_start,
+                                          const u32* __restrict__ list_end, const u32* __restrict__ moff, const u64* __restrict__ mask,
                                           const u32* __restrict__ samp_count, const u32* __restrict__ samp_masked,
                                           const u32* __restrict__ samp, u32 cs, u32 k0, u32 cap,
                                           u32* __restrict__ tkey, u32 smem_cap) {
@@ -791,8 +801,16 @@ extern "C" __global__ void scan_threshold(u32 nprobe, const u32* __restrict__ mo
     u32 q = blockIdx.x;
     if (threadIdx.x == 0) total = 0;
     __syncthreads();
-    const u32 w0 = moff[q * nprobe], w1 = moff[(q + 1) * nprobe], bd = blockDim.x;
+    const u32 bd = blockDim.x;
     u64 c = 0;
+    if (!mask) {
+        // Implicit masks: every row of the probed lists.
+        for (u32 j = threadIdx.x; j < nprobe; j += bd) {
+            const u32 l = lists[q * nprobe + j];
+            c += list_end[l] - list_start[l];
+        }
+    }
+    const u32 w0 = mask ? moff[q * nprobe] : 0u, w1 = mask ? moff[(q + 1) * nprobe] : 0u;
     // Four independent loads in flight per thread.
     for (u32 i = w0 + threadIdx.x; i < w1; i += 4 * bd) {
         u64 m0 = mask[i], m1 = i + bd < w1 ? mask[i + bd] : 0, m2 = i + 2 * bd < w1 ? mask[i + 2 * bd] : 0,
@@ -837,6 +855,8 @@ struct RescanSrc {
     const u32* moff;
     const u64* mask;
     const u32* list_start;
+    const u32* list_end;
+    const u32* list_nw;
     const uint4* codes;
     u32 nc;
     const float* scale;
@@ -848,11 +868,13 @@ struct RescanSrc {
     __device__ void each(F f) const {
         for (u32 j = 0; j < nprobe; j++) {
             u32 p = q * nprobe + j;
-            u64 w0 = list_start[lists[p]] >> 6;
-            u32 o = moff[p], nw = moff[p + 1] - o;
+            const u32 l = lists[p], rs = list_start[l];
+            u64 w0 = rs >> 6;
+            u32 o = mask ? moff[p] : 0u, nw = mask ? moff[p + 1] - o : list_nw[l];
             for (u32 i = threadIdx.x; i < nw * 64; i += blockDim.x) {
                 u32 wi = i >> 6, b = i & 63;
-                if ((mask[o + wi] >> b) & 1ull) {
+                const u64 mw = mask ? mask[o + wi] : range_bits(w0 + wi, rs, list_end[l]);
+                if ((mw >> b) & 1ull) {
                     u32 row = (u32)((w0 + wi) * 64 + b);
                     if (plan_trivial(plan) || plan_match(plan, attr_vals, attr_off[row], attr_off[row + 1]))
                         f(make_key(int_score(row_dot(codes, nc, row, qc), scale[row]), row));
@@ -887,6 +909,8 @@ struct SelectArgs {
     u32* out_counts;      // [B]
     u64* sortbuf;         // [B, P] (P > SORT_CAP)
     u32 smem_keys;        // candidates staged in dynamic shared memory when they fit
+    const u32* list_end;  // [L] (mask == null: implicit masks)
+    const u32* list_nw;   // [L]
 };
 
 // One block (1024 threads) per query; dynamic shared memory: smem_keys u64.
@@ -902,7 +926,7 @@ extern "C" __global__ void __launch_bounds__(1024) scan_select(SelectArgs a) {
     u32 c = a.count[q];
     bool bad = a.force_fallback || c > a.cap || (c < a.k0 && a.tkey[q] != 0);
     if (bad) {
-        RescanSrc src{q, a.nprobe, a.lists, a.moff, a.mask, a.list_start, a.codes, a.nc, a.scale,
+        RescanSrc src{q, a.nprobe, a.lists, a.moff, a.mask, a.list_start, a.list_end, a.list_nw, a.codes, a.nc, a.scale,
                       a.qcodes + (u64)q * a.nc, plan_at(a.plan_words, a.plan_off[q]), a.attr_off, a.attr_vals};
         if (threadIdx.x == 0) { npass = 0; fill = 0; }
         __syncthreads();

@@ -243,6 +243,8 @@ fn small_stages_match_cpu() {
         let l = ix.nlist();
         for (b, nprobe) in [(1, 1), (7, l.div_ceil(3)), (33, l)] {
             check(&cuda, &ix, b, nprobe, &[1, 10, 100, 3000], &all, s.seed * 10 + b as u64, "small");
+            // No filter at all: the mask is implicit when every row is live.
+            check(&cuda, &ix, b, nprobe, &[1, 100, 3000], &[0], s.seed * 10 + b as u64 + 5, "small, no filter");
         }
     }
 }
@@ -252,6 +254,7 @@ fn small_threshold_and_fallback_paths_match_cpu() {
     let Some(cuda) = gpu() else { return };
     let all: Vec<usize> = (0..FILTERS.len()).collect();
     let ix = Arc::new(make_index(&Spec { n: 6000, d: 64, l: 16, live: true, features: 0, seed: 21 }));
+    let ix2 = Arc::new(make_index(&Spec { n: 6000, d: 64, l: 16, live: false, features: 0, seed: 22 }));
     // A small candidate buffer forces the sampled threshold (and its overflow repair).
     let d = Tuning::default();
     for t in [
@@ -272,6 +275,7 @@ fn small_threshold_and_fallback_paths_match_cpu() {
     ] {
         cuda.set_tuning(t);
         check(&cuda, &ix, 9, 6, &[1, 7, 50, 500, 7000], &all, 77, &format!("tuning {t:?}"));
+        check(&cuda, &ix2, 9, 6, &[1, 50, 7000], &[0], 78, &format!("no filter, tuning {t:?}"));
     }
 }
 
@@ -282,6 +286,8 @@ fn threshold_path_at_scale_matches_cpu() {
     let ix = Arc::new(make_index(&Spec { n: 120_000, d: 128, l: 64, live: false, features: 0, seed: 31 }));
     check(&cuda, &ix, 24, 16, &[10, 100, 2048], &[0, 0, 0, 1, 3, 5], 5, "threshold");
     check(&cuda, &ix, 5, 64, &[1, 2048, 5000], &[0, 2, 6], 6, "threshold all lists");
+    check(&cuda, &ix, 20, 16, &[10, 2048], &[0], 9, "threshold, implicit mask");
+    check(&cuda, &ix, 70, 16, &[2048], &[0], 10, "threshold, implicit mask, grouped sample");
     // ~15k rows per query fit the buffer: every row is a candidate, selected by radix select
     // from shared memory (more than the 8192 keys that are sorted directly).
     check(&cuda, &ix, 6, 8, &[10, 2048], &[0, 0, 3], 7, "take all, radix");

@@ -29,8 +29,9 @@ pub trait BackendTask {
 pub fn with_backend<T: BackendTask>(name: &str, task: T) -> Result<T::Out> {
     match name {
         "cpu" => task.run(&crate::backend::cpu::Cpu),
-        // GPU backends add their arm here, e.g.
-        // #[cfg(feature = "cuda")] "cuda" => task.run(&crate::backend::cuda::Cuda::new()?),
+        #[cfg(feature = "cuda")]
+        "cuda" => task.run(&crate::backend::cuda::Cuda::new()?),
+        // Other GPU backends add their arm here.
         other => Err(Error::backend(other, "this backend is not available in this build; use --backend cpu")),
     }
 }

@@ -30,6 +30,7 @@ pub(crate) struct ScanArgs {
     pub se: u32,
     pub tw: u32,
     pub bucket: u64,
+    pub list_end: u64,
 }
 
 /// `SelectArgs` of scan.cu (scan_select).
@@ -61,6 +62,8 @@ pub(crate) struct SelectArgs {
     pub out_counts: u64,
     pub sortbuf: u64,
     pub smem_keys: u32,
+    pub list_end: u64,
+    pub list_nw: u64,
 }
 
 /// `PrepArgs` of scan.cu (scan_prepare).
@@ -101,6 +104,7 @@ pub(crate) struct PrepArgs {
     pub spp: u32,
     pub nc: u32,
     pub cs: u32,
+    pub list_end: u64,
 }
 
 #[cfg(test)]
@@ -119,14 +123,17 @@ mod tests {
         assert_eq!(offset_of!(ScanArgs, masked), 168);
         assert_eq!(offset_of!(ScanArgs, tw), 180);
         assert_eq!(offset_of!(ScanArgs, bucket), 184);
-        assert_eq!(size_of::<ScanArgs>(), 192);
+        assert_eq!(offset_of!(ScanArgs, list_end), 192);
+        assert_eq!(size_of::<ScanArgs>(), 200);
         assert_eq!(offset_of!(SelectArgs, lists), 8);
         assert_eq!(offset_of!(SelectArgs, scale), 56);
         assert_eq!(offset_of!(SelectArgs, cap), 128);
         assert_eq!(offset_of!(SelectArgs, out_rows), 144);
         assert_eq!(offset_of!(SelectArgs, smem_keys), 176);
         assert_eq!(offset_of!(PrepArgs, npairs), 192);
-        assert_eq!(size_of::<PrepArgs>(), 232);
-        assert_eq!(size_of::<SelectArgs>(), 184);
+        assert_eq!(offset_of!(PrepArgs, list_end), 232);
+        assert_eq!(size_of::<PrepArgs>(), 240);
+        assert_eq!(offset_of!(SelectArgs, list_end), 184);
+        assert_eq!(size_of::<SelectArgs>(), 200);
     }
 }

@@ -89,15 +89,31 @@ impl Default for Tuning {
 pub struct DevProbes {
     pub b: usize,
     pub nprobe: usize,
-    pub lists: DBuf<u32>,
+    pub lists: Arc<DBuf<u32>>,
 }
 
-/// Stage 2 output on the device (layout of [`Mask`]): `offsets [B*nprobe + 1]` (u32), words.
+/// Stage 2 output on the device (layout of [`Mask`]): `offsets [B*nprobe + 1]` (u32) and
+/// words. When no query filters and every row is live, the mask is implicit (`words` and
+/// `offsets` are `None`): each probed list's words are exactly its row range, which the
+/// scan kernels compute themselves, so stage 2 does no device work; `read_mask`
+/// materializes it on the host from the probed lists.
 pub struct DevMask {
     pub b: usize,
     pub nprobe: usize,
-    pub offsets: DBuf<u32>,
-    pub words: DBuf<u64>,
+    pub offsets: Option<DBuf<u32>>,
+    pub words: Option<DBuf<u64>>,
+    pub lists: Arc<DBuf<u32>>,
+    /// The index (list row ranges) for materializing an implicit mask.
+    index: Arc<Index>,
+}
+
+impl DevMask {
+    fn words_ptr(&self) -> u64 {
+        self.words.as_ref().map_or(0, |w| w.ptr())
+    }
+    fn offsets_ptr(&self) -> u64 {
+        self.offsets.as_ref().map_or(0, |o| o.ptr())
+    }
 }
 
 /// Stage 3/4/5 output on the device: `[B, k]` rows, scores; `[B]` counts.
@@ -255,7 +271,7 @@ impl Cuda {
         if p.lists.len() != b * p.nprobe {
             return Err(Error::param("probes", format!("{} lists for {b} queries x nprobe {}", p.lists.len(), p.nprobe)));
         }
-        Ok(DevProbes { b, nprobe: p.nprobe, lists: self.dev.upload(&p.lists)? })
+        Ok(DevProbes { b, nprobe: p.nprobe, lists: Arc::new(self.dev.upload(&p.lists)?) })
     }
 
     /// Query codes padded to the device row width `[B, nc*16]`.
@@ -423,7 +439,7 @@ impl Backend for Cuda {
             return Err(Error::param("nprobe", format!("{nprobe} > nlist {l}")));
         }
         Self::check_batch(b)?;
-        let lists = self.dev.alloc::<u32>(b * nprobe)?;
+        let lists = Arc::new(self.dev.alloc::<u32>(b * nprobe)?);
         if b == 0 || nprobe == 0 {
             return Ok(DevProbes { b, nprobe, lists });
         }
@@ -447,6 +463,10 @@ impl Backend for Cuda {
             return Err(Error::param("filters", format!("{} plans for {b} queries", plans.len())));
         }
         let npairs = b * np;
+        if ix.live.is_none() && plans.iter().all(|p| p.is_all()) {
+            // No filter, every row live: the mask is each list's row range (implicit).
+            return Ok(DevMask { b, nprobe: np, offsets: None, words: None, lists: probes.lists.clone(), index: ix.index.clone() });
+        }
         let bound = b as u64 * ix.max_words(np);
         if bound >= u32::MAX as u64 {
             return Err(Error::param("queries", "batch x probed words exceed 2^32 mask words; split the batch"));
@@ -477,7 +497,7 @@ impl Backend for Cuda {
                 ],
             )?;
         }
-        Ok(DevMask { b, nprobe: np, offsets, words })
+        Ok(DevMask { b, nprobe: np, offsets: Some(offsets), words: Some(words), lists: probes.lists.clone(), index: ix.index.clone() })
     }
 
     fn count(&self, ix: &Resident, plans: &[&Plan]) -> Result<Vec<u64>> {
@@ -570,8 +590,8 @@ impl Backend for Cuda {
                 sbucket,
                 zero: count,
                 list_start: ix.list_start.ptr(),
-                mask: mask.words.ptr(),
-                moff: mask.offsets.ptr(),
+                mask: mask.words_ptr(),
+                moff: mask.offsets_ptr(),
                 codes: ix.codes.ptr(),
                 scale: ix.scale.ptr(),
                 qcodes: qc,
@@ -592,6 +612,7 @@ impl Backend for Cuda {
                 spp,
                 nc,
                 cs: cs as u32,
+                list_end: ix.list_end.ptr(),
             };
             let pblocks = 1 + dev.sms * dev.occupancy("scan_prepare", 1024, group_smem as usize);
             dev.launch("scan_prepare", (pblocks, 1, 1), 1024, group_smem, &[A::Bytes(bytes_of(&prep))])?;
@@ -634,8 +655,8 @@ impl Backend for Cuda {
                 pair_start,
                 list_pairs,
                 nprobe: np as u32,
-                mask: mask.words.ptr(),
-                moff: mask.offsets.ptr(),
+                mask: mask.words_ptr(),
+                moff: mask.offsets_ptr(),
                 qcodes: qc,
                 plan_words: pw,
                 plan_off: po,
@@ -649,6 +670,7 @@ impl Backend for Cuda {
                 se,
                 tw,
                 bucket: sbucket,
+                list_end: ix.list_end.ptr(),
             };
             dev.launch_ex(ksample, (blocks, 1, 1), 256, smem, &[A::Bytes(bytes_of(&base))], pdl)?;
             self.mark("sample")?;
@@ -660,8 +682,11 @@ impl Backend for Cuda {
             THRESHOLD_SMEM_SAMPLES * 4,
             &[
                 A::U32(np as u32),
-                A::U64(mask.offsets.ptr()),
-                A::U64(mask.words.ptr()),
+                A::U64(probes.lists.ptr()),
+                A::U64(ix.list_start.ptr()),
+                A::U64(ix.list_end.ptr()),
+                A::U64(mask.offsets_ptr()),
+                A::U64(mask.words_ptr()),
                 A::U64(samp_count),
                 A::U64(samp_masked),
                 A::U64(samp),
@@ -685,8 +710,8 @@ impl Backend for Cuda {
             pair_start,
             list_pairs,
             nprobe: np as u32,
-            mask: mask.words.ptr(),
-            moff: mask.offsets.ptr(),
+            mask: mask.words_ptr(),
+            moff: mask.offsets_ptr(),
             qcodes: qc,
             plan_words: pw,
             plan_off: po,
@@ -700,14 +725,15 @@ impl Backend for Cuda {
             se,
             tw,
             bucket: tbucket,
+            list_end: ix.list_end.ptr(),
         };
         dev.launch_ex(kmain, (blocks, 1, 1), 256, smem, &[A::Bytes(bytes_of(&main))], pdl)?;
         self.mark("main")?;
         let sel = SelectArgs {
             nprobe: np as u32,
             lists: probes.lists.ptr(),
-            moff: mask.offsets.ptr(),
-            mask: mask.words.ptr(),
+            moff: mask.offsets_ptr(),
+            mask: mask.words_ptr(),
             list_start: ix.list_start.ptr(),
             codes: ix.codes.ptr(),
             nc,
@@ -729,6 +755,8 @@ impl Backend for Cuda {
             out_counts: out.counts.ptr(),
             sortbuf,
             smem_keys: t.smem_keys.min(MAX_SMEM_KEYS),
+            list_end: ix.list_end.ptr(),
+            list_nw: ix.list_nw.ptr(),
         };
         dev.launch_ex("scan_select", (b as u32, 1, 1), 1024, t.smem_keys.min(MAX_SMEM_KEYS) * 8, &[A::Bytes(bytes_of(&sel))], pdl)?;
         if p > SORT_CAP {
@@ -829,14 +857,39 @@ impl Backend for Cuda {
         self.dev.sync()
     }
 
+    /// CUDA events before and after `f`'s work on the stream (seconds).
+    fn timed<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<f64>)> {
+        let (v, ms) = self.time(f)?;
+        Ok((v, Some(ms as f64 * 1e-3)))
+    }
+
+    fn upload_probes(&self, ix: &Resident, p: &Probes) -> Result<DevProbes> {
+        let b = if p.nprobe == 0 { 0 } else { p.lists.len() / p.nprobe };
+        super::check_probes(p, b, ix.l)?;
+        Self::check_batch(b)?;
+        self.probes_from_host(p, b)
+    }
+
     fn read_probes(&self, p: &DevProbes) -> Result<Probes> {
         Ok(Probes { nprobe: p.nprobe, lists: self.dev.download(&p.lists, p.b * p.nprobe)? })
     }
 
     fn read_mask(&self, m: &DevMask) -> Result<Mask> {
-        let offsets = self.dev.download(&m.offsets, m.b * m.nprobe + 1)?;
+        let (Some(off), Some(words)) = (&m.offsets, &m.words) else {
+            // Implicit mask: each probed list's row range, as the CPU backend writes it.
+            let lists = self.dev.download(&m.lists, m.b * m.nprobe)?;
+            let mut mask = Mask { offsets: vec![0], words: Vec::new() };
+            for &l in &lists {
+                let range = m.index.list_range(l as usize);
+                let (w0, w1) = super::cpu::word_span(&range);
+                mask.words.extend((w0..w1).map(|w| super::cpu::range_bits(w, &range)));
+                mask.offsets.push(mask.words.len());
+            }
+            return Ok(mask);
+        };
+        let offsets = self.dev.download(off, m.b * m.nprobe + 1)?;
         let total = *offsets.last().unwrap_or(&0) as usize;
-        let words = self.dev.download(&m.words, total)?;
+        let words = self.dev.download(words, total)?;
         Ok(Mask { offsets: offsets.into_iter().map(|o| o as usize).collect(), words })
     }
 
