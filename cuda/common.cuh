@@ -107,9 +107,17 @@ __device__ u64 plan_bloom_word(const u32* plan, const u64* planes, u64 words, u6
             const u32* rows = t + 2;
             u64 any = 0;
             for (u32 v = 0; v < nb; v++) {
+                // The k plane words of a value are independent loads: issue them together
+                // (no early exit, which would chain each load on the previous one).
                 u64 all = ~0ull;
-                // A zero word stays zero: skip the remaining planes (same result, fewer reads).
-                for (u32 h = 0; h < k && all != 0; h++) all &= __ldg(planes + (u64)rows[v * k + h] * words + w);
+                u32 h = 0;
+                for (; h + 4 <= k; h += 4) {
+                    const u32* r = rows + v * k + h;
+                    const u64 a0 = __ldg(planes + (u64)r[0] * words + w), a1 = __ldg(planes + (u64)r[1] * words + w),
+                              a2 = __ldg(planes + (u64)r[2] * words + w), a3 = __ldg(planes + (u64)r[3] * words + w);
+                    all &= a0 & a1 & a2 & a3;
+                }
+                for (; h < k; h++) all &= __ldg(planes + (u64)rows[v * k + h] * words + w);
                 any |= all;
             }
             st[sp++] = any;

@@ -51,5 +51,22 @@ extern "C" __global__ void bloom_full(const u64* __restrict__ planes, u64 words,
         total += __popcll(m);
     }
     for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(FULL_MASK, total, o);
-    if (lane_id() == 0 && total) atomicAdd(counts + j, (unsigned long long)total);
+    if (counts && lane_id() == 0 && total) atomicAdd(counts + j, (unsigned long long)total);
+}
+
+// Dense probing (most lists probed): stage 2 evaluates each plan once over the whole
+// index with bloom_full (word-major, plans of one word chunk together, so shared planes
+// come from L2), then this kernel cuts the pairs' words out of it:
+// mask[off[p] + i] = full[q * words + w0 + i] & the list's rows. Grid: (npairs, chunks).
+extern "C" __global__ void mask_gather(const u32* __restrict__ lists, u32 nprobe, const u32* __restrict__ off,
+                                       const u32* __restrict__ list_start, const u32* __restrict__ list_end,
+                                       const u64* __restrict__ full, u64 words, u64* __restrict__ mask) {
+    u32 p = blockIdx.x;
+    u32 l = lists[p];
+    u64 s = list_start[l], e = list_end[l];
+    u64 w0 = s / 64;
+    u32 nw = off[p + 1] - off[p];
+    const u64* f = full + (u64)(p / nprobe) * words;
+    for (u32 i = blockIdx.y * blockDim.x + threadIdx.x; i < nw; i += gridDim.y * blockDim.x)
+        mask[off[p] + i] = f[w0 + i] & range_bits(w0 + i, s, e);
 }

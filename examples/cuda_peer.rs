@@ -288,6 +288,14 @@ fn main() -> anyhow::Result<()> {
             ft.push(cuda.time(|| cuda.filter(&ix, &refs, &probes))?.1);
         }
         out.push(Row { name: "probe-then-filter, same 16 Bloom plans, nprobe=64".into(), ms: median(ft.clone()), min_ms: ft.iter().copied().fold(f32::MAX, f32::min), bytes: 0.0, ops: 0.0, peer_ms: None, note: String::new() });
+        // Stage 2 over all 4096 lists (what `silica bench --suite peer` times for this row).
+        let all_lists = Probes { nprobe: L, lists: (0..16).flat_map(|_| 0..L as u32).collect() };
+        let probes = cuda.probes_from_host(&all_lists, 16)?;
+        let mut ft = Vec::new();
+        for _ in 0..reps {
+            ft.push(cuda.time(|| cuda.filter(&ix, &refs, &probes))?.1);
+        }
+        out.push(Row { name: "stage 2 over all 4096 lists, same 16 Bloom plans".into(), ms: median(ft.clone()), min_ms: ft.iter().copied().fold(f32::MAX, f32::min), bytes, ops: 0.0, peer_ms: Some(1.889), note: "bloom_full + mask_gather".into() });
     }
 
     // --- probe -------------------------------------------------------------------------

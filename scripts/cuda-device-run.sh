@@ -39,6 +39,12 @@ if has peer; then
   $BIN/cuda_peer ${PEER_ARGS:-} --json $OUT/peer.json 2>&1 | tee $OUT/peer.log | tail -40
   [ ${PIPESTATUS[0]} -eq 0 ] || rc=1
 fi
+if has bench; then
+  echo "== silica bench --backend cuda --suite peer =="
+  chmod +x $BIN/silica
+  $BIN/silica bench --backend cuda --suite peer --json > $OUT/bench-peer.json 2> $OUT/bench-peer.log; b=$?
+  tail -25 $OUT/bench-peer.log; echo "bench exit: $b"; [ $b -eq 0 ] || rc=1
+fi
 if has ncu; then
   echo "== ncu (scan kernels) =="
   timeout 400 ncu --clock-control none --target-processes all -k "regex:${NCU_KERNELS:-scan_main_fast|scan_sample_fast|group_all|scan_threshold|scan_select}" \

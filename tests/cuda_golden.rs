@@ -268,7 +268,7 @@ fn small_threshold_and_fallback_paths_match_cpu() {
         // The per-tile (not streamed) fast pipeline, tiles of 1, 3 and 4 words.
         Tuning { stream: false, tile_words: 1, cand_min: 8, ..d },
         Tuning { stream: false, tile_words: 3, pdl: false, fuse_prepare: false, ..d },
-        Tuning { fuse_prepare: false, cand_min: 8, sample_every: 2, ..d },
+        Tuning { fuse_prepare: false, cand_min: 8, sample_every: 2, dense_filter: false, ..d },
         Tuning { stream: true, tile_words: 4, cand_min: 32, sample_every: 2, ..d },
         // Candidates re-read from global memory instead of shared memory.
         Tuning { smem_keys: 0, cand_min: 100, ..d },

@@ -77,11 +77,13 @@ pub struct Tuning {
     /// Small batches (fewer pairs than lists): group and sample in one launch, sampling
     /// each (query, list) pair directly.
     pub fuse_prepare: bool,
+    /// Stage 2 with at least half the lists probed: whole-index Bloom masks, then gather.
+    pub dense_filter: bool,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { cand_min: 16384, sample_every: 64, force_fallback: false, tile_words: 0, fast: true, smem_keys: 16384, stream: true, pdl: true, fuse_prepare: true }
+        Tuning { cand_min: 16384, sample_every: 64, force_fallback: false, tile_words: 0, fast: true, smem_keys: 16384, stream: true, pdl: true, fuse_prepare: true, dense_filter: true }
     }
 }
 
@@ -359,12 +361,15 @@ impl Cuda {
         Ok(())
     }
 
-    /// Whole-index Bloom masks of `plans` (`[plans, ceil(N/64)]` words, live rows only)
-    /// and their popcounts: the SilverTorch "Bloom search" workload. `out = false` only counts.
+    /// Whole-index Bloom masks of `plans` (`[plans, ceil(N/64)]` words, live rows only):
+    /// the SilverTorch "Bloom search" workload (`out = true`; the counts are then not
+    /// computed), or only their popcounts (`out = false`, for `count`).
     pub fn bloom_masks(&self, ix: &Resident, plans: &[&Plan], out: bool) -> Result<(Option<DBuf<u64>>, DBuf<u64>)> {
         let (pw, po) = self.upload_plans(plans)?;
         let counts = self.dev.alloc::<u64>(plans.len())?;
-        self.dev.fill_u32(counts.ptr(), 0, plans.len() * 2)?;
+        if !out {
+            self.dev.fill_u32(counts.ptr(), 0, plans.len() * 2)?;
+        }
         let masks = if out { Some(self.dev.alloc::<u64>(plans.len() * ix.words)?) } else { None };
         let chunks = ix.words.div_ceil(256).clamp(1, 65535) as u32;
         self.dev.launch(
@@ -372,7 +377,16 @@ impl Cuda {
             (plans.len() as u32, chunks, 1),
             256,
             0,
-            &[A::U64(ix.planes.ptr()), A::U64(ix.words as u64), A::U64(ix.n as u64), ptr_or_null(ix.live.as_ref()), A::U64(pw.ptr()), A::U64(po.ptr()), ptr_or_null(masks.as_ref()), A::U64(counts.ptr())],
+            &[
+                A::U64(ix.planes.ptr()),
+                A::U64(ix.words as u64),
+                A::U64(ix.n as u64),
+                ptr_or_null(ix.live.as_ref()),
+                A::U64(pw.ptr()),
+                A::U64(po.ptr()),
+                ptr_or_null(masks.as_ref()),
+                A::U64(if out { 0 } else { counts.ptr() }),
+            ],
         )?;
         Ok((masks, counts))
     }
@@ -474,9 +488,30 @@ impl Backend for Cuda {
         let offsets = self.dev.alloc::<u32>(npairs + 1)?;
         let words = self.dev.alloc::<u64>(bound as usize)?;
         self.dev.launch("mask_offsets", (1, 1, 1), 1024, 0, &[A::U64(probes.lists.ptr()), A::U32(npairs as u32), A::U64(ix.list_nw.ptr()), A::U64(offsets.ptr())])?;
-        if npairs > 0 {
+        let chunks = ix.max_nw.div_ceil(128).clamp(1, 65535) as u32;
+        if npairs > 0 && 2 * np >= ix.l && self.tuning.lock().expect("tuning").dense_filter {
+            // Most lists probed: evaluate each plan once over the whole index (planes shared
+            // by the batch's plans come from L2), then cut out the pairs' words.
+            let (full, _) = self.bloom_masks(ix, plans, true)?;
+            let full = full.expect("requested");
+            self.dev.launch(
+                "mask_gather",
+                (npairs as u32, chunks, 1),
+                128,
+                0,
+                &[
+                    A::U64(probes.lists.ptr()),
+                    A::U32(np as u32),
+                    A::U64(offsets.ptr()),
+                    A::U64(ix.list_start.ptr()),
+                    A::U64(ix.list_end.ptr()),
+                    A::U64(full.ptr()),
+                    A::U64(ix.words as u64),
+                    A::U64(words.ptr()),
+                ],
+            )?;
+        } else if npairs > 0 {
             let (pw, po) = self.upload_plans(plans)?;
-            let chunks = ix.max_nw.div_ceil(128).clamp(1, 65535) as u32;
             self.dev.launch(
                 "filter_mask",
                 (npairs as u32, chunks, 1),
