@@ -92,7 +92,8 @@ extern "C" __global__ void __launch_bounds__(1024) group_all(const u32* __restri
 // Small batches (fewer probed pairs than lists, so lists are rarely shared): grouping and
 // sampling in one launch. Block 0 groups the pairs (group_body); the other blocks sample
 // every se-th word of every (query, list) pair directly, without grouping, so they need
-// not wait for it. samp_count / samp_masked must be zero on entry.
+// not wait for it. samp_count / samp_masked must be zero on entry (scan_threshold resets
+// them after use).
 // ---------------------------------------------------------------------------------
 struct PrepArgs {
     const u32* lists;
@@ -791,7 +792,7 @@ extern "C" __global__ void warp_smem_size(u32* out) { *out = (u32)sizeof(WarpSme
 // (smem_cap u32) when they fit.
 extern "C" __global__ void scan_threshold(u32 nprobe, const u32* __restrict__ lists, const u32* __restrict__ list_start,
                                           const u32* __restrict__ list_end, const u32* __restrict__ moff, const u64* __restrict__ mask,
-                                          const u32* __restrict__ samp_count, const u32* __restrict__ samp_masked,
+                                          u32* __restrict__ samp_count, u32* __restrict__ samp_masked,
                                           const u32* __restrict__ samp, u32 cs, u32 k0, u32 cap,
                                           u32* __restrict__ tkey, u32 smem_cap) {
     pdl_wait();
@@ -844,7 +845,13 @@ extern "C" __global__ void scan_threshold(u32 nprobe, const u32* __restrict__ li
             t = block_kth<u32>(src, (u32)rr, sm);
         }
     }
-    if (threadIdx.x == 0) tkey[q] = t;
+    __syncthreads();  // every thread has read the sample counters
+    if (threadIdx.x == 0) {
+        tkey[q] = t;
+        // Leave the counters zero for the next scan (the small-batch path relies on it).
+        samp_count[q] = 0;
+        samp_masked[q] = 0;
+    }
 }
 
 // All rows of query q that pass its mask and exact filter, keys recomputed from codes

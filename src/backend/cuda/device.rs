@@ -148,6 +148,31 @@ impl Dev {
         Ok(b)
     }
 
+    /// Copy `host` into the start of `b` (stream-ordered; the host buffer is staged).
+    pub(crate) fn write<T: DeviceRepr>(&self, b: &DBuf<T>, host: &[T]) -> Result<()> {
+        assert!(host.len() <= b.slice.len());
+        if !host.is_empty() {
+            self.ctx.bind_to_thread().map_err(drv)?;
+            // SAFETY: `b` holds at least host.len() elements; pageable copies are staged
+            // before this returns, so `host` may be dropped afterwards.
+            unsafe {
+                cudarc::driver::result::memcpy_htod_async(b.ptr, host, self.stream.cu_stream()).map_err(drv)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `len` elements of `b` from element `at` (waits for the stream).
+    pub(crate) fn download_at<T: DeviceRepr + Default + Clone>(&self, b: &DBuf<T>, at: usize, len: usize) -> Result<Vec<T>> {
+        let mut out = vec![T::default(); len];
+        if len > 0 {
+            let v = b.slice.slice(at..at + len);
+            self.stream.memcpy_dtoh(&v, &mut out).map_err(drv)?;
+        }
+        self.stream.synchronize().map_err(drv)?;
+        Ok(out)
+    }
+
     /// The first `len` elements of `b` (waits for the stream).
     pub(crate) fn download<T: DeviceRepr + Default + Clone>(&self, b: &DBuf<T>, len: usize) -> Result<Vec<T>> {
         let mut out = vec![T::default(); len];

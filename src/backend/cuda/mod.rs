@@ -118,17 +118,30 @@ impl DevMask {
     }
 }
 
-/// Stage 3/4/5 output on the device: `[B, k]` rows, scores; `[B]` counts.
+/// Stage 3/4/5 output on the device, one allocation: `[B, k]` rows (u32), `[B, k]`
+/// scores (f32), `[B]` counts (u32), at the addresses of `rows`, `scores`, `counts`.
 pub struct DevCands {
     pub b: usize,
     pub k: usize,
-    pub rows: DBuf<u32>,
-    pub scores: DBuf<f32>,
-    pub counts: DBuf<u32>,
+    buf: DBuf<u32>,
+    pub rows: Part,
+    pub scores: Part,
+    pub counts: Part,
+}
+
+/// A region of a device allocation (its address).
+#[derive(Clone, Copy, Debug)]
+pub struct Part(u64);
+
+impl Part {
+    pub fn ptr(&self) -> u64 {
+        self.0
+    }
 }
 
 #[derive(Default)]
 struct Workspace {
+    inputs: Option<DBuf<u8>>,
     zeroed: Option<DBuf<u32>>,
     buckets: Option<DBuf<u32>>,
     starts: Option<DBuf<u32>>,
@@ -284,9 +297,10 @@ impl Cuda {
         self.dev.upload(&resident::pad_rows(&q.codes, q.len, q.dim, ix.nc))
     }
 
-    /// Query codes and plans of a scan in one buffer and one copy: returns the buffer and
-    /// the device addresses of the codes `[B, nc*16]`, the plan words and the plan offsets.
-    fn upload_scan_inputs(&self, ix: &Resident, q: &QueryBatch, plans: &[&Plan]) -> Result<(DBuf<u8>, u64, u64, u64)> {
+    /// Query codes `[B, nc*16]`, plan offsets and plan words of a scan, copied with one
+    /// H2D copy into the kept workspace buffer (no allocation per call). Returns their
+    /// device addresses (codes, plan words, plan offsets).
+    fn stage_scan_inputs(&self, ws: &mut Workspace, ix: &Resident, q: &QueryBatch, plans: &[&Plan]) -> Result<(u64, u64, u64)> {
         if q.dim != ix.d || q.codes.len() != q.len * q.dim || q.scale.len() != q.len {
             return Err(Error::Dimension { what: "queries".into(), expected: ix.d, got: q.dim });
         }
@@ -297,9 +311,10 @@ impl Cuda {
         bytes.resize(bytes.len().next_multiple_of(16), 0);
         let words_at = bytes.len();
         bytes.extend(enc.words.iter().flat_map(|w| w.to_le_bytes()));
-        let buf = self.dev.upload(&bytes)?;
+        let buf = ensure(&self.dev, &mut ws.inputs, bytes.len().next_power_of_two())?;
+        self.dev.write(buf, &bytes)?;
         let base = buf.ptr();
-        Ok((buf, base, base + words_at as u64, base + off_at as u64))
+        Ok((base, base + words_at as u64, base + off_at as u64))
     }
 
     fn upload_plans(&self, plans: &[&Plan]) -> Result<(DBuf<u32>, DBuf<u32>)> {
@@ -398,8 +413,15 @@ impl Cuda {
         Ok(())
     }
 
+    /// Uninitialized candidates `[b, k]` in one allocation.
+    fn new_cands(&self, b: usize, k: usize) -> Result<DevCands> {
+        let buf = self.dev.alloc::<u32>(2 * b * k + b)?;
+        let base = buf.ptr();
+        Ok(DevCands { b, k, rows: Part(base), scores: Part(base + 4 * (b * k) as u64), counts: Part(base + 8 * (b * k) as u64), buf })
+    }
+
     fn empty_cands(&self, b: usize, k: usize) -> Result<DevCands> {
-        let c = DevCands { b, k, rows: self.dev.alloc(b * k)?, scores: self.dev.alloc(b * k)?, counts: self.dev.alloc(b)? };
+        let c = self.new_cands(b, k)?;
         self.dev.fill_u32(c.rows.ptr(), u32::MAX, b * k)?;
         self.dev.fill_u32(c.scores.ptr(), f32::NEG_INFINITY.to_bits(), b * k)?;
         self.dev.fill_u32(c.counts.ptr(), 0, b)?;
@@ -576,11 +598,17 @@ impl Backend for Cuda {
         if (b as u64) * (cap as u64) >= 1 << 34 || (b as u64) * (cs as u64) >= 1 << 34 {
             return Err(Error::param("queries", "scan buffers would exceed 128 GiB; split the batch"));
         }
-        let (_inputs, qc, pw, po) = self.upload_scan_inputs(ix, q, plans)?;
-        let out = DevCands { b, k: k0, rows: dev.alloc(b * k0)?, scores: dev.alloc(b * k0)?, counts: dev.alloc(b)? };
+        let out = self.new_cands(b, k0)?;
         let mut ws = self.ws.lock().expect("workspace");
-        // [cnt L][fill L][count B][samp_count B][samp_masked B], zeroed by group_all.
+        let (qc, pw, po) = self.stage_scan_inputs(&mut ws, ix, q, plans)?;
+        // [cnt L][fill L][count B][samp_count B][samp_masked B]: group_all zeroes them;
+        // on the small-batch path scan_prepare zeroes count, and samp_* are zero on entry
+        // (zeroed when allocated, reset by scan_threshold after use).
+        let fresh = ws.zeroed.as_ref().is_none_or(|z| z.len() < 2 * l + 3 * b);
         let zeroed = ensure(dev, &mut ws.zeroed, 2 * l + 3 * b)?.ptr();
+        if fresh {
+            dev.fill_u32(zeroed, 0, 2 * l + 3 * b)?;
+        }
         let (cnt, fill, count, samp_count, samp_masked) = (zeroed, zeroed + 4 * l as u64, zeroed + 8 * l as u64, zeroed + (8 * l + 4 * b) as u64, zeroed + (8 * l + 8 * b) as u64);
         // [pair_start L+1][tile_start L+1][stile_start L+1]
         let starts = ensure(dev, &mut ws.starts, 3 * (l + 1))?.ptr();
@@ -611,7 +639,6 @@ impl Backend for Cuda {
         let spp = (ix.max_nw as u32).div_ceil(se);
         if t.fuse_prepare && npairs < l && (npairs as u64) * (spp as u64) < 1 << 31 {
             // Small batch: group (block 0) and sample every pair directly, in one launch.
-            dev.fill_u32(samp_count, 0, 2 * b)?;
             let prep = PrepArgs {
                 lists: probes.lists.ptr(),
                 list_nw: ix.list_nw.ptr(),
@@ -883,7 +910,7 @@ impl Backend for Cuda {
         if b == 0 || k == 0 {
             return self.empty_cands(b, k);
         }
-        let out = DevCands { b, k, rows: self.dev.alloc(b * k)?, scores: self.dev.alloc(b * k)?, counts: self.dev.alloc(b)? };
+        let out = self.new_cands(b, k)?;
         self.topk(1, 0, c.scores.ptr(), c.rows.ptr(), c.k.max(1) as u64, c.counts.ptr(), 0, k, b, out.rows.ptr(), out.scores.ptr(), out.counts.ptr())?;
         Ok(out)
     }
@@ -929,10 +956,15 @@ impl Backend for Cuda {
     }
 
     fn read_cands(&self, c: &DevCands) -> Result<Candidates> {
-        Ok(Candidates { k: c.k, rows: self.dev.download(&c.rows, c.b * c.k)?, scores: self.dev.download(&c.scores, c.b * c.k)?, counts: self.dev.download(&c.counts, c.b)? })
+        // One copy for rows, scores and counts.
+        let n = c.b * c.k;
+        let mut all = self.dev.download(&c.buf, 2 * n + c.b)?;
+        let counts = all.split_off(2 * n);
+        let scores = all.split_off(n).into_iter().map(f32::from_bits).collect();
+        Ok(Candidates { k: c.k, rows: all, scores, counts })
     }
 
     fn read_counts(&self, c: &DevCands) -> Result<Vec<u32>> {
-        self.dev.download(&c.counts, c.b)
+        self.dev.download_at(&c.buf, 2 * c.b * c.k, c.b)
     }
 }
