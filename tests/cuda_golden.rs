@@ -130,7 +130,7 @@ fn make_index(s: &Spec) -> Index {
     let words = n.div_ceil(64);
     let live = s.live.then(|| {
         let mut v: Vec<u64> = (0..words).map(|_| rng.random::<u64>() | rng.random::<u64>() | rng.random::<u64>()).collect();
-        if n % 64 != 0 {
+        if !n.is_multiple_of(64) {
             // Bits past N may be set in a live bitset: stage 2 must still mask them.
             v[words - 1] |= !0u64 << (n % 64);
         }
@@ -181,6 +181,7 @@ fn assert_cands_eq(got: &Candidates, want: &Candidates, what: &str) {
 const POISON: usize = 96 << 20;
 
 /// Stages 1-3 (+ count, rerank none, select) on both backends, compared bit for bit.
+#[allow(clippy::too_many_arguments)]
 fn check(cuda: &Cuda, ix: &Arc<Index>, b: usize, nprobe: usize, k0s: &[usize], fsel: &[usize], seed: u64, label: &str) {
     let cpu = Cpu;
     let rc = cpu.upload(ix).unwrap();

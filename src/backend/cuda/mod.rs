@@ -926,7 +926,7 @@ impl Backend for Cuda {
     }
 
     fn upload_probes(&self, ix: &Resident, p: &Probes) -> Result<DevProbes> {
-        let b = if p.nprobe == 0 { 0 } else { p.lists.len() / p.nprobe };
+        let b = p.lists.len().checked_div(p.nprobe).unwrap_or(0);
         super::check_probes(p, b, ix.l)?;
         Self::check_batch(b)?;
         self.probes_from_host(p, b)

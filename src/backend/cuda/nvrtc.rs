@@ -106,13 +106,11 @@ pub fn ptx_for(name: &str, arch: &str) -> Result<String> {
     }
     // Fallback for machines whose libnvrtc cannot be loaded: PTX files compiled elsewhere
     // (`tests/nvrtc.rs` writes them with SILICA_PTX_DIR), named like the stage files.
-    if !nvrtc_present() {
-        if let Ok(dir) = std::env::var("SILICA_CUDA_PTX_DIR") {
-            let path = std::path::Path::new(&dir).join(name.replace(".cu", ".ptx"));
-            let ptx = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-            log::warn!("libnvrtc not found: using precompiled {}", path.display());
-            return Ok(ptx);
-        }
+    if let (false, Ok(dir)) = (nvrtc_present(), std::env::var("SILICA_CUDA_PTX_DIR")) {
+        let path = std::path::Path::new(&dir).join(name.replace(".cu", ".ptx"));
+        let ptx = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        log::warn!("libnvrtc not found: using precompiled {}", path.display());
+        return Ok(ptx);
     }
     let src = source(name).ok_or_else(|| Error::backend("cuda", format!("no kernel file `{name}`")))?;
     let text = expand(src, &|h| source(h).map(str::to_string))?;

@@ -122,10 +122,8 @@ pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
     if ix.attrs.offsets.len() != n + 1 {
         return Err(bad("attribute offsets are not N+1 long"));
     }
-    if let Some(live) = &ix.live {
-        if live.len() != words {
-            return Err(bad("live bitset is not ceil(N/64) words"));
-        }
+    if ix.live.as_ref().is_some_and(|live| live.len() != words) {
+        return Err(bad("live bitset is not ceil(N/64) words"));
     }
     let codes = interleave(&ix.items.codes, n, d, nc, 2 * words);
     let cent = pad_rows(&ix.centroid_codes.codes, l, d, nc);
