@@ -19,6 +19,7 @@ pub mod filter;
 pub mod graph;
 pub mod model;
 pub mod rerank;
+pub mod serve;
 pub mod topk;
 
 pub use error::{Error, Result};

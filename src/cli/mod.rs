@@ -1,5 +1,7 @@
 //! CLI definitions (clap) and command implementations.
 
+mod serve;
+
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use silica::eval;
@@ -44,6 +46,10 @@ pub enum Cmd {
         /// The index artifact (*.silica).
         index: PathBuf,
     },
+    /// Serve an index over HTTP (JSON API under /v1) with dynamic batching and live updates.
+    Serve(serve::ServeArgs),
+    /// Fold an index's write-ahead log (fresh items, deletes, attribute changes) into a new artifact.
+    Compact(serve::CompactArgs),
 }
 
 #[derive(Args, Debug)]
@@ -160,6 +166,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Eval(a) => eval_cmd(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Inspect { index } => inspect(&index),
+        Cmd::Serve(a) => serve::serve(a),
+        Cmd::Compact(a) => serve::compact(a),
     }
 }
 

@@ -17,7 +17,7 @@ mod parse;
 mod plan;
 
 pub use parse::{parse, Expr};
-pub use plan::{Op, Plan, Term};
+pub use plan::{Dictionary, Op, Plan, Term};
 
 /// A filter error: syntax (with 1-based column) or an unknown field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,9 +42,9 @@ pub struct Filter {
 impl Filter {
     /// Parse `text` and compile it against `schema` with Bloom parameters `bloom`.
     /// The empty (or all-whitespace) filter passes every item.
-    pub fn compile(
+    pub fn compile<D: Dictionary + ?Sized>(
         text: &str,
-        schema: &crate::model::Schema,
+        schema: &D,
         bloom: &crate::model::BloomParams,
     ) -> Result<Filter, FilterError> {
         let expr = parse(text)?;

@@ -117,9 +117,17 @@ fn lex(src: &str) -> Result<Vec<Lexed>, FilterError> {
     Ok(out)
 }
 
+/// Deepest nesting of parentheses and `NOT`s, and most conditions, a filter may have: the
+/// parser, the compiler and `Drop` recurse over the tree, so bounding it keeps a hostile
+/// filter (`((((...` in a server request) from overflowing the stack.
+pub const MAX_NESTING: usize = 64;
+pub const MAX_TERMS: usize = 1024;
+
 struct Parser {
     toks: Vec<Lexed>,
     pos: usize,
+    depth: usize,
+    terms: usize,
 }
 
 impl Parser {
@@ -161,10 +169,20 @@ impl Parser {
         }
         Ok(e)
     }
+    fn enter(&mut self) -> Result<(), FilterError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(self.err(&format!("filter nests `(` and `NOT` deeper than {MAX_NESTING} levels")));
+        }
+        Ok(())
+    }
     fn not(&mut self) -> Result<Expr, FilterError> {
         if self.peek().tok == Tok::Not {
+            self.enter()?;
             self.next();
-            return Ok(Expr::Not(Box::new(self.not()?)));
+            let e = Expr::Not(Box::new(self.not()?));
+            self.depth -= 1;
+            return Ok(e);
         }
         self.primary()
     }
@@ -181,12 +199,18 @@ impl Parser {
     fn primary(&mut self) -> Result<Expr, FilterError> {
         match self.peek().tok.clone() {
             Tok::LParen => {
+                self.enter()?;
                 self.next();
                 let e = self.or()?;
                 self.expect(Tok::RParen, "expected `)`")?;
+                self.depth -= 1;
                 Ok(e)
             }
             Tok::Ident(field) => {
+                self.terms += 1;
+                if self.terms > MAX_TERMS {
+                    return Err(self.err(&format!("filter has more than {MAX_TERMS} conditions")));
+                }
                 let column = self.peek().column;
                 self.next();
                 match self.peek().tok {
@@ -221,7 +245,7 @@ pub fn parse(src: &str) -> Result<Option<Expr>, FilterError> {
     if toks.len() == 1 {
         return Ok(None);
     }
-    let mut p = Parser { toks, pos: 0 };
+    let mut p = Parser { toks, pos: 0, depth: 0, terms: 0 };
     let e = p.or()?;
     if p.peek().tok != Tok::End {
         return Err(p.err("expected `AND`, `OR` or end of filter"));
@@ -262,6 +286,18 @@ mod tests {
         let e = parse(r#"tags IN ("a\"b", "c\\d")"#).unwrap().unwrap();
         assert_eq!(e, Expr::Term { field: "tags".into(), column: 1, values: vec!["a\"b".into(), "c\\d".into()] });
         assert_eq!(parse("   ").unwrap(), None);
+    }
+
+    #[test]
+    fn nesting_and_size_are_bounded() {
+        let ok = format!("{}a = \"x\"{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+        assert!(parse(&ok).is_ok());
+        let deep = format!("{}a = \"x\"{}", "(".repeat(MAX_NESTING + 1), ")".repeat(MAX_NESTING + 1));
+        assert!(matches!(parse(&deep), Err(FilterError::Syntax { column, .. }) if column == MAX_NESTING + 1));
+        assert!(parse(&format!("{}a = \"x\"", "NOT ".repeat(MAX_NESTING + 1))).is_err());
+        let terms = |n: usize| vec!["a = \"x\""; n].join(" AND ");
+        assert!(parse(&terms(MAX_TERMS)).is_ok());
+        assert!(parse(&terms(MAX_TERMS + 1)).is_err());
     }
 
     #[test]

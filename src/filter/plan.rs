@@ -8,6 +8,29 @@
 use super::{Expr, FilterError};
 use crate::model::{BloomParams, BloomPlanes, Schema};
 
+/// What filter compilation needs from an attribute dictionary. [`Schema`] implements it;
+/// `silica serve` implements it over a schema plus values appended after the build.
+pub trait Dictionary {
+    /// Field index by name.
+    fn field(&self, name: &str) -> Option<usize>;
+    /// Global value id of `value` in field `field`, if known.
+    fn value_id(&self, field: usize, value: &str) -> Option<u32>;
+    /// All field names (for "unknown field" messages).
+    fn field_names(&self) -> Vec<String>;
+}
+
+impl Dictionary for Schema {
+    fn field(&self, name: &str) -> Option<usize> {
+        Schema::field(self, name)
+    }
+    fn value_id(&self, field: usize, value: &str) -> Option<u32> {
+        Schema::value_id(self, field, value)
+    }
+    fn field_names(&self) -> Vec<String> {
+        self.fields.iter().map(|f| f.name.clone()).collect()
+    }
+}
+
 /// Deepest evaluation stack a plan may need (kernels use fixed-size stacks).
 pub const MAX_DEPTH: usize = 32;
 
@@ -63,7 +86,7 @@ impl Plan {
     }
 
     /// Resolve `expr` against `schema`. Unknown fields are an error naming the column.
-    pub fn compile(expr: Option<&Expr>, schema: &Schema, bloom: &BloomParams) -> Result<Plan, FilterError> {
+    pub fn compile<D: Dictionary + ?Sized>(expr: Option<&Expr>, schema: &D, bloom: &BloomParams) -> Result<Plan, FilterError> {
         let mut plan = Plan::default();
         if let Some(e) = expr {
             plan.emit(e, schema, bloom)?;
@@ -78,13 +101,13 @@ impl Plan {
         Ok(plan)
     }
 
-    fn emit(&mut self, e: &Expr, schema: &Schema, bloom: &BloomParams) -> Result<(), FilterError> {
+    fn emit<D: Dictionary + ?Sized>(&mut self, e: &Expr, schema: &D, bloom: &BloomParams) -> Result<(), FilterError> {
         match e {
             Expr::Term { field, column, values } => {
                 let f = schema.field(field).ok_or_else(|| FilterError::UnknownField {
                     column: *column,
                     field: field.clone(),
-                    known: schema.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
+                    known: schema.field_names().join(", "),
                 })?;
                 let mut value_ids: Vec<u32> = values.iter().filter_map(|v| schema.value_id(f, v)).collect();
                 value_ids.sort_unstable();

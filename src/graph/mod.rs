@@ -9,6 +9,8 @@
 //! its filter, that query is re-run with 4x the lists, up to all of them (where the Bloom
 //! mask makes the scan touch only the filter's candidates).
 
+pub mod segments;
+
 use crate::backend::{Backend, QueryBatch, Rerank};
 use crate::error::{Error, Result};
 use crate::filter::{Filter, Plan};

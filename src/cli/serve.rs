@@ -1,0 +1,77 @@
+//! `silica serve` and `silica compact` (the server lives in `silica::serve`).
+
+use anyhow::Result;
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The index artifact (*.silica). Its write-ahead log is `<index>.wal`, replayed at start.
+    #[arg(long)]
+    pub index: PathBuf,
+    /// Listen address (loopback by default; port 0 picks a free port, printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Compute device for the main index (the fresh segment is scanned on the CPU).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "wgpu", "cuda"], env = "SILICA_DEVICE")]
+    pub backend: String,
+    /// Most queries per executor call (dynamic batching).
+    #[arg(long, default_value_t = 256)]
+    pub max_batch: usize,
+    /// Longest wait, in microseconds, for more requests to join a batch.
+    #[arg(long, default_value_t = 500)]
+    pub max_wait_us: u64,
+    /// Bearer token required on write endpoints (items, compact).
+    #[arg(long, env = "SILICA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_body_bytes: usize,
+    /// Fresh rows + deleted main rows that trigger an automatic compaction
+    /// (default: max(2048, N/32); 0 disables).
+    #[arg(long)]
+    pub compact_threshold: Option<usize>,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct CompactArgs {
+    /// The index artifact (*.silica); must not be in use by a running server.
+    #[arg(long)]
+    pub index: PathBuf,
+}
+
+pub fn serve(a: ServeArgs) -> Result<()> {
+    if a.token.as_deref() == Some("") {
+        anyhow::bail!("--token (or SILICA_TOKEN) is empty");
+    }
+    silica::serve::run(silica::serve::Config {
+        index: a.index,
+        addr: a.addr,
+        backend: a.backend,
+        max_batch: a.max_batch,
+        max_wait: std::time::Duration::from_micros(a.max_wait_us),
+        token: a.token,
+        max_body: a.max_body_bytes,
+        compact_threshold: a.compact_threshold,
+        threads: a.threads,
+    })?;
+    Ok(())
+}
+
+pub fn compact(a: CompactArgs) -> Result<()> {
+    let r = silica::serve::compact(&a.index)?;
+    eprintln!(
+        "compacted {}: {} rows -> {} live ({} fresh folded), {} bytes in {:.2}s",
+        a.index.display(),
+        r.rows_before,
+        r.rows_after,
+        r.fresh_folded,
+        r.bytes,
+        r.seconds
+    );
+    Ok(())
+}

@@ -1,0 +1,399 @@
+//! The HTTP API (axum), versioned under `/v1`. Every body is JSON; every error is a JSON
+//! [`ApiError`] with a 4xx status naming the field at fault (5xx only for server faults).
+//!
+//! | route | body | answer |
+//! | --- | --- | --- |
+//! | `POST /v1/search` | [`SearchBody`] | `{version, rows, ids, scores}` or `{version, results: [...]}` |
+//! | `POST /v1/items` | `{"items": [Item...]}` | `{version, upserted}` |
+//! | `DELETE /v1/items/{id}` | — | `{version, deleted}`, 404 for an unknown id |
+//! | `PATCH /v1/items/{id}` | `{"attributes": {field: value(s)}}` | `{version, patched}` |
+//! | `POST /v1/compact` | — | compaction report |
+//! | `GET /v1/stats` | — | [`Stats`](super::state::Stats) |
+//! | `GET /healthz` | — | `{status: "ok", version}` |
+//! | `GET /metrics` | — | Prometheus text |
+//!
+//! Write routes (items, compact) need `Authorization: Bearer <token>` when the server has a
+//! token. Writes are acknowledged after their log record is fsynced; the returned `version`
+//! is the first snapshot that contains them.
+
+use super::batcher::Job;
+use super::error::ApiError;
+use super::metrics::Metrics;
+use super::state::Snapshot;
+use super::update::{Batch, Item, Op};
+use super::writer::Cmd;
+use crate::filter::{Dictionary, Filter};
+use crate::graph::{RerankMode, SearchParams};
+use crate::model::BloomParams;
+use arc_swap::ArcSwap;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most results per query.
+pub const MAX_K: usize = 10_000;
+/// Most scan candidates per query.
+pub const MAX_K0: usize = 100_000;
+/// Most queries in one request.
+pub const MAX_QUERIES: usize = 4096;
+/// Most scan candidates (queries x K0) in one request: bounds the memory a request can ask for.
+pub const MAX_CANDIDATES: usize = 1 << 22;
+
+/// `POST /v1/search` body. Exactly one of `vector` / `vectors`; at most one of `filter`
+/// (applies to every query) / `filters` (one per query).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBody {
+    pub vector: Option<Vec<f32>>,
+    pub vectors: Option<Vec<Vec<f32>>>,
+    pub filter: Option<String>,
+    pub filters: Option<Vec<String>>,
+    /// Results per query (default 10, at most [`MAX_K`]).
+    pub k: Option<usize>,
+    /// Lists probed (default nlist/16; 1..=nlist).
+    pub nprobe: Option<usize>,
+    /// Scan candidates kept for rerank (>= k).
+    pub k0: Option<usize>,
+    /// `auto` (default), `none`, `refine` or `model`.
+    pub rerank: Option<RerankMode>,
+    /// Task weights for `model` rerank, one per task.
+    pub task_weights: Option<Vec<f32>>,
+}
+
+/// A validated search request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParsedSearch {
+    /// The request used `vector` (answer unwrapped) rather than `vectors`.
+    pub single: bool,
+    /// `[B, D]` queries.
+    pub queries: Vec<f32>,
+    /// `[B]` filter texts ("" = none).
+    pub filters: Vec<String>,
+    pub params: SearchParams,
+}
+
+/// What request validation needs to know about the index.
+pub struct SearchContext<'a> {
+    pub dim: usize,
+    pub nlist: usize,
+    pub has_embeddings: bool,
+    /// Tasks of the rerank model, when the index has one.
+    pub model_tasks: Option<usize>,
+    pub dict: &'a dyn Dictionary,
+    pub bloom: BloomParams,
+}
+
+impl<'a> SearchContext<'a> {
+    pub fn of(s: &'a Snapshot) -> Self {
+        let ix = s.index();
+        SearchContext { dim: ix.dim, nlist: ix.nlist(), has_embeddings: ix.embeddings.is_some(), model_tasks: ix.rerank.as_ref().map(|m| m.tasks()), dict: &s.dict, bloom: ix.bloom.params }
+    }
+}
+
+/// Deserialize a JSON body, naming the path of a mistyped field (`vectors[1][3]`).
+pub fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let v = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = (path != "." && !path.is_empty()).then_some(path);
+        let code = if inner.is_syntax() || inner.is_eof() { "malformed_json" } else { "bad_request" };
+        ApiError::new(StatusCode::BAD_REQUEST, code, field, format!("invalid JSON body: {inner}"))
+    })?;
+    de.end().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", None, format!("invalid JSON body: {e}")))?;
+    Ok(v)
+}
+
+/// Parse and validate a search body (never panics; fuzzed in `tests/serve_fuzz.rs`).
+pub fn parse_search(body: &[u8], ctx: &SearchContext) -> Result<ParsedSearch, ApiError> {
+    let b: SearchBody = from_json(body)?;
+    let (single, rows, field) = match (b.vector, b.vectors) {
+        (Some(v), None) => (true, vec![v], "vector"),
+        (None, Some(v)) => (false, v, "vectors"),
+        (Some(_), Some(_)) => return Err(ApiError::bad("vector", "give either `vector` or `vectors`, not both")),
+        (None, None) => return Err(ApiError::bad("vector", "missing: give `vector` (one query) or `vectors` (a batch)")),
+    };
+    if rows.is_empty() {
+        return Err(ApiError::bad(field, "no queries"));
+    }
+    if rows.len() > MAX_QUERIES {
+        return Err(ApiError::bad(field, format!("{} queries; at most {MAX_QUERIES} per request", rows.len())));
+    }
+    let mut queries = Vec::with_capacity(rows.len() * ctx.dim);
+    for (i, r) in rows.iter().enumerate() {
+        let name = if single { field.to_string() } else { format!("{field}[{i}]") };
+        if r.len() != ctx.dim {
+            return Err(ApiError::bad(name, format!("has {} values; the index dimension is {}", r.len(), ctx.dim)));
+        }
+        if let Some(j) = r.iter().position(|x| !x.is_finite()) {
+            return Err(ApiError::bad(format!("{name}[{j}]"), "is not finite (NaN, Inf or beyond the f32 range)"));
+        }
+        queries.extend_from_slice(r);
+    }
+    let filters = match (b.filter, b.filters) {
+        (Some(_), Some(_)) => return Err(ApiError::bad("filter", "give either `filter` or `filters`, not both")),
+        (Some(f), None) => vec![f; rows.len()],
+        (None, Some(f)) => {
+            if f.len() != rows.len() {
+                return Err(ApiError::bad("filters", format!("{} filters for {} queries", f.len(), rows.len())));
+            }
+            f
+        }
+        (None, None) => vec![String::new(); rows.len()],
+    };
+    // Syntax and field names are checked here so that a bad filter fails only its request.
+    let mut seen = std::collections::HashSet::new();
+    for (i, text) in filters.iter().enumerate() {
+        if seen.insert(text.as_str())
+            && let Err(e) = Filter::compile(text, ctx.dict, &ctx.bloom)
+        {
+            let name = if single || filters.iter().all(|t| t == text) { "filter".to_string() } else { format!("filters[{i}]") };
+            return Err(ApiError::bad(name, e.to_string()));
+        }
+    }
+    let k = b.k.unwrap_or(10);
+    if k == 0 || k > MAX_K {
+        return Err(ApiError::bad("k", format!("{k} is out of range 1..={MAX_K}")));
+    }
+    if let Some(np) = b.nprobe
+        && (np == 0 || np > ctx.nlist)
+    {
+        return Err(ApiError::bad("nprobe", format!("{np} is out of range 1..={} (nlist, the number of inverted lists)", ctx.nlist)));
+    }
+    let rerank = b.rerank.unwrap_or_default();
+    match rerank {
+        RerankMode::Refine if !ctx.has_embeddings => return Err(ApiError::bad("rerank", "refine needs items.embeddings, which this index does not store")),
+        RerankMode::Model if ctx.model_tasks.is_none() => return Err(ApiError::bad("rerank", "this index has no rerank model")),
+        RerankMode::Model if !ctx.has_embeddings => return Err(ApiError::bad("rerank", "model rerank needs items.embeddings")),
+        _ => {}
+    }
+    if let Some(w) = &b.task_weights {
+        let Some(t) = ctx.model_tasks.filter(|_| rerank == RerankMode::Model) else {
+            return Err(ApiError::bad("task_weights", "only used with \"rerank\": \"model\""));
+        };
+        if w.len() != t {
+            return Err(ApiError::bad("task_weights", format!("{} weights for {t} tasks", w.len())));
+        }
+        if let Some(i) = w.iter().position(|x| !x.is_finite()) {
+            return Err(ApiError::bad(format!("task_weights[{i}]"), "is not finite"));
+        }
+    }
+    if let Some(k0) = b.k0
+        && (k0 < k || k0 > MAX_K0)
+    {
+        return Err(ApiError::bad("k0", format!("{k0} is out of range k..={MAX_K0} (k = {k})")));
+    }
+    let reranks = !matches!(rerank, RerankMode::None) && !(rerank == RerankMode::Auto && !ctx.has_embeddings);
+    let k0 = b.k0.unwrap_or(if reranks { (4 * k).max(64) } else { k });
+    if rows.len() * k0 > MAX_CANDIDATES {
+        return Err(ApiError::bad(
+            if b.k0.is_some() { "k0" } else { "k" },
+            format!("{} queries x {k0} candidates exceeds {MAX_CANDIDATES} per request; split the batch or lower k", rows.len()),
+        ));
+    }
+    let params = SearchParams { k, nprobe: b.nprobe, k0: b.k0, rerank, task_weights: b.task_weights };
+    Ok(ParsedSearch { single, queries, filters, params })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpsertBody {
+    items: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchBody {
+    attributes: BTreeMap<String, Value>,
+}
+
+/// Parse `POST /v1/items` into an update batch (item checks happen in the writer).
+pub fn parse_upsert(body: &[u8]) -> Result<Batch, ApiError> {
+    let b: UpsertBody = from_json(body)?;
+    if b.items.is_empty() {
+        return Err(ApiError::bad("items", "no items"));
+    }
+    Ok(Batch { ops: b.items.into_iter().map(|item| Op::Upsert { item }).collect() })
+}
+
+/// Parse `PATCH /v1/items/{id}`.
+pub fn parse_patch(id: String, body: &[u8]) -> Result<Batch, ApiError> {
+    let b: PatchBody = from_json(body)?;
+    Ok(Batch { ops: vec![Op::Patch { id, attributes: b.attributes }] })
+}
+
+/// Shared by all handlers.
+pub struct AppState {
+    pub shared: Arc<ArcSwap<Snapshot>>,
+    pub batcher: std::sync::mpsc::Sender<Job>,
+    pub writer: mpsc::Sender<Cmd>,
+    pub metrics: Arc<Metrics>,
+    pub token: Option<String>,
+}
+
+type S = State<Arc<AppState>>;
+
+/// The router with all routes, the body limit and JSON fallbacks.
+pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
+    Router::new()
+        .route("/v1/search", post(search))
+        .route("/v1/items", post(upsert))
+        .route("/v1/items/{id}", delete(remove).patch(patch))
+        .route("/v1/compact", post(compact))
+        .route("/v1/stats", get(stats))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", None, "no such route; see /v1/search, /v1/items, /v1/stats, /healthz, /metrics") })
+        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None, "method not allowed on this route") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+fn finish(s: &AppState, route: &'static str, t0: Instant, r: Result<Response, ApiError>) -> Response {
+    let resp = r.unwrap_or_else(|e| e.into_response());
+    s.metrics.request(route, resp.status().as_u16(), t0.elapsed().as_secs_f64());
+    resp
+}
+
+fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    b.map_err(|e| {
+        let status = e.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" };
+        ApiError::new(status, code, None, e.body_text())
+    })
+}
+
+fn path_id(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let Path(id) = p.map_err(|e| ApiError::bad("id", e.body_text()))?;
+    super::update::check_id(&id, "id")?;
+    Ok(id)
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from timing.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &s.token else { return Ok(()) };
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", Some("authorization".into()), m);
+    let got = headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| unauthorized("this write endpoint needs `Authorization: Bearer <token>`"))?;
+    let got = got.as_bytes().strip_prefix(b"Bearer ").ok_or_else(|| unauthorized("expected `Authorization: Bearer <token>`"))?;
+    if !same(got, token.as_bytes()) {
+        return Err(unauthorized("invalid bearer token"));
+    }
+    Ok(())
+}
+
+async fn search(State(s): S, b: Result<Bytes, BytesRejection>) -> Response {
+    let t0 = Instant::now();
+    let r = async {
+        let b = body(b)?;
+        let parsed = {
+            let snap = s.shared.load();
+            parse_search(&b, &SearchContext::of(&snap))?
+        };
+        let single = parsed.single;
+        let (tx, rx) = oneshot::channel();
+        s.batcher.send(Job { search: parsed, reply: tx, enqueued: Instant::now() }).map_err(|_| ApiError::unavailable("the search executor has stopped"))?;
+        let (version, mut results) = rx.await.map_err(|_| ApiError::internal("the search batch failed"))??;
+        let out = if single {
+            let r = results.pop().ok_or_else(|| ApiError::internal("no result"))?;
+            json!({"version": version, "rows": r.rows, "ids": r.ids, "scores": r.scores})
+        } else {
+            json!({"version": version, "results": results})
+        };
+        Ok(Json(out).into_response())
+    }
+    .await;
+    finish(&s, "search", t0, r)
+}
+
+/// Send a batch to the writer and wait for its acknowledgement (after fsync).
+async fn write(s: &AppState, batch: Batch) -> Result<u64, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    s.writer.send(Cmd::Write { batch, reply: tx }).await.map_err(|_| ApiError::unavailable("the writer has stopped"))?;
+    rx.await.map_err(|_| ApiError::unavailable("the writer stopped before acknowledging"))?
+}
+
+async fn upsert(State(s): S, headers: HeaderMap, b: Result<Bytes, BytesRejection>) -> Response {
+    let t0 = Instant::now();
+    let r = async {
+        authorize(&s, &headers)?;
+        let batch = parse_upsert(&body(b)?)?;
+        let n = batch.ops.len();
+        let version = write(&s, batch).await?;
+        Ok(Json(json!({"version": version, "upserted": n})).into_response())
+    }
+    .await;
+    finish(&s, "upsert", t0, r)
+}
+
+async fn remove(State(s): S, headers: HeaderMap, p: Result<Path<String>, PathRejection>) -> Response {
+    let t0 = Instant::now();
+    let r = async {
+        authorize(&s, &headers)?;
+        let id = path_id(p)?;
+        let version = write(&s, Batch { ops: vec![Op::Delete { id: id.clone() }] }).await?;
+        Ok(Json(json!({"version": version, "deleted": id})).into_response())
+    }
+    .await;
+    finish(&s, "delete", t0, r)
+}
+
+async fn patch(State(s): S, headers: HeaderMap, p: Result<Path<String>, PathRejection>, b: Result<Bytes, BytesRejection>) -> Response {
+    let t0 = Instant::now();
+    let r = async {
+        authorize(&s, &headers)?;
+        let id = path_id(p)?;
+        let batch = parse_patch(id.clone(), &body(b)?)?;
+        let version = write(&s, batch).await?;
+        Ok(Json(json!({"version": version, "patched": id})).into_response())
+    }
+    .await;
+    finish(&s, "patch", t0, r)
+}
+
+async fn compact(State(s): S, headers: HeaderMap) -> Response {
+    let t0 = Instant::now();
+    let r = async {
+        authorize(&s, &headers)?;
+        let (tx, rx) = oneshot::channel();
+        s.writer.send(Cmd::Compact { reply: tx }).await.map_err(|_| ApiError::unavailable("the writer has stopped"))?;
+        let report = rx.await.map_err(|_| ApiError::unavailable("the writer stopped during compaction"))??;
+        Ok(Json(json!(report)).into_response())
+    }
+    .await;
+    finish(&s, "compact", t0, r)
+}
+
+async fn stats(State(s): S) -> Response {
+    let t0 = Instant::now();
+    let snap = s.shared.load();
+    let r = Ok(Json(json!(snap.stats)).into_response());
+    finish(&s, "stats", t0, r)
+}
+
+async fn healthz(State(s): S) -> Response {
+    let t0 = Instant::now();
+    let v = s.shared.load().version;
+    finish(&s, "healthz", t0, Ok(Json(json!({"status": "ok", "version": v})).into_response()))
+}
+
+async fn metrics(State(s): S) -> Response {
+    let t0 = Instant::now();
+    let text = s.metrics.render(&s.shared.load().stats);
+    let r = ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response();
+    finish(&s, "metrics", t0, Ok(r))
+}

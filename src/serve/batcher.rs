@@ -1,0 +1,172 @@
+//! Dynamic batching: search requests that arrive within `max_wait` of the oldest waiting
+//! one (or that queued up while the executor was busy) are coalesced, up to `max_batch`
+//! queries, into one executor call per distinct parameter set (k, nprobe, K0, rerank,
+//! task weights); filters and vectors are per query, so they batch freely.
+
+use super::api::ParsedSearch;
+use super::error::ApiError;
+use super::metrics::Metrics;
+use super::state::Snapshot;
+use crate::filter::Filter;
+use crate::graph::{SearchParams, SearchRequest, SearchResponse};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// The answer to one job: the snapshot version searched and one response per query.
+pub type Reply = Result<(u64, Vec<SearchResponse>), ApiError>;
+
+/// One search request waiting for the executor.
+pub struct Job {
+    pub search: ParsedSearch,
+    pub reply: oneshot::Sender<Reply>,
+    pub enqueued: Instant,
+}
+
+impl Job {
+    fn len(&self) -> usize {
+        self.search.filters.len()
+    }
+}
+
+/// Start the batching thread; it stops when every sender is dropped. A plain thread with
+/// `recv_timeout` (futex waits) keeps `max_wait` precise to microseconds, where an async
+/// timer would round it up to the next millisecond.
+pub fn spawn(rx: Receiver<Job>, shared: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>, max_batch: usize, max_wait: Duration) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("silica-batcher".into())
+        .spawn(move || run(rx, shared, metrics, max_batch, max_wait))
+        .expect("spawn the batcher thread")
+}
+
+fn run(rx: Receiver<Job>, shared: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>, max_batch: usize, max_wait: Duration) {
+    let mut carry: Option<Job> = None;
+    loop {
+        let first = match carry.take() {
+            Some(j) => j,
+            None => match rx.recv() {
+                Ok(j) => j,
+                Err(_) => break,
+            },
+        };
+        // Waiting is measured from the oldest job: one that queued while the executor was
+        // busy goes out at once with whatever queued behind it.
+        let deadline = first.enqueued + max_wait;
+        let mut nq = first.len();
+        let mut jobs = vec![first];
+        while nq < max_batch {
+            let next = match rx.try_recv() {
+                Ok(j) => Some(j),
+                Err(TryRecvError::Disconnected) => None,
+                Err(TryRecvError::Empty) => match deadline.checked_duration_since(Instant::now()) {
+                    None => None,
+                    Some(left) => match rx.recv_timeout(left) {
+                        Ok(j) => Some(j),
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+                    },
+                },
+            };
+            let Some(j) = next else { break };
+            if nq + j.len() > max_batch {
+                carry = Some(j);
+                break;
+            }
+            nq += j.len();
+            jobs.push(j);
+        }
+        let snap = shared.load_full();
+        // Run inside the rayon pool: the CPU backend's per-stage parallel loops then start
+        // on the pool itself instead of handing off from this thread at every stage.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rayon::scope(|_| execute(&snap, jobs, &metrics))));
+        if r.is_err() {
+            log::error!("a search batch panicked; its requests were answered with 500");
+        }
+    }
+}
+
+/// Parameters that must be equal for requests to share an executor call.
+#[derive(Clone, PartialEq, Eq)]
+struct Key {
+    k: usize,
+    nprobe: Option<usize>,
+    k0: Option<usize>,
+    rerank: crate::graph::RerankMode,
+    weights: Option<Vec<u32>>,
+}
+
+fn key(p: &SearchParams) -> Key {
+    Key { k: p.k, nprobe: p.nprobe, k0: p.k0, rerank: p.rerank, weights: p.task_weights.as_ref().map(|w| w.iter().map(|x| x.to_bits()).collect()) }
+}
+
+/// Run jobs against one snapshot (all of them see the same version).
+pub fn execute(snap: &Snapshot, jobs: Vec<Job>, metrics: &Metrics) {
+    let mut groups: Vec<(Key, Vec<Job>)> = Vec::new();
+    for j in jobs {
+        let k = key(&j.search.params);
+        match groups.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, v)) => v.push(j),
+            None => groups.push((k, vec![j])),
+        }
+    }
+    for (_, group) in groups {
+        run_group(snap, group, metrics);
+    }
+}
+
+fn run_group(snap: &Snapshot, group: Vec<Job>, metrics: &Metrics) {
+    // Filters compile against this snapshot's dictionary (values added by updates included).
+    let mut cache: HashMap<String, Filter> = HashMap::new();
+    let mut ready: Vec<(Job, Vec<Filter>)> = Vec::with_capacity(group.len());
+    'jobs: for job in group {
+        let mut fs = Vec::with_capacity(job.len());
+        for (i, text) in job.search.filters.iter().enumerate() {
+            let f = match cache.get(text) {
+                Some(f) => f.clone(),
+                None => match snap.compile(text) {
+                    Ok(f) => {
+                        cache.insert(text.clone(), f.clone());
+                        f
+                    }
+                    Err(e) => {
+                        let field = if job.search.single { "filter".to_string() } else { format!("filters[{i}]") };
+                        let _ = job.reply.send(Err(ApiError::bad(field, e.to_string())));
+                        continue 'jobs;
+                    }
+                },
+            };
+            fs.push(f);
+        }
+        ready.push((job, fs));
+    }
+    if ready.is_empty() {
+        return;
+    }
+    let params = ready[0].0.search.params.clone();
+    let queries: Vec<f32> = ready.iter().flat_map(|(j, _)| j.search.queries.iter().copied()).collect();
+    let filters: Vec<Filter> = ready.iter().flat_map(|(_, f)| f.iter().cloned()).collect();
+    metrics.batch_queries.observe(filters.len() as f64);
+    metrics.batch_requests.observe(ready.len() as f64);
+    match snap.search(&SearchRequest { queries: &queries, filters: &filters, params: params.clone() }) {
+        Ok(mut results) => {
+            for (job, fs) in ready.into_iter().rev() {
+                let mine = results.split_off(results.len() - fs.len());
+                let _ = job.reply.send(Ok((snap.version, mine)));
+            }
+        }
+        Err(e) if ready.len() > 1 => {
+            // Attribute the error: run each request alone.
+            log::warn!("batched search failed ({e}); retrying its {} requests one by one", ready.len());
+            for (job, fs) in ready {
+                let r = snap.search(&SearchRequest { queries: &job.search.queries, filters: &fs, params: params.clone() });
+                let _ = job.reply.send(r.map(|r| (snap.version, r)).map_err(ApiError::from));
+            }
+        }
+        Err(e) => {
+            let (job, _) = ready.pop().expect("one job");
+            let _ = job.reply.send(Err(ApiError::from(e)));
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Compaction: fold the fresh segment, tombstones and attribute changes into a new index.
+//!
+//! * Live main rows keep their inverted list, int8 codes, embeddings and features.
+//! * Live fresh rows are assigned to the nearest centroid (the build's rule: maximum inner
+//!   product with the unit centroids, `kmeans::assign`); centroids are not retrained.
+//! * Rows are sorted by (list, global row); `source_rows` are renumbered densely in global
+//!   row order (main rows first, then fresh rows in arrival order), so `rows` in results
+//!   change at compaction while ids do not.
+//! * The dictionary is rebuilt from the values live rows use, sorted per field (appended
+//!   values folded in, unused ones dropped), and the Bloom planes are rebuilt from it.
+
+use super::dict::Dict;
+use super::segment::is_live;
+use crate::error::{Error, Result};
+use crate::model::kmeans;
+use crate::model::{Attributes, BloomPlanes, FieldSchema, I8Matrix, Index, Schema};
+use std::collections::BTreeSet;
+
+enum Src {
+    Main(usize),
+    Fresh(usize),
+}
+
+/// The compacted index of `main` + `fresh` (`fresh_vectors`: `[fresh.len(), D]` f32).
+pub fn fold(main: &Index, fresh: &Index, fresh_vectors: &[f32], dict: &Dict) -> Result<Index> {
+    let d = main.dim;
+    if fresh_vectors.len() != fresh.len() * d {
+        return Err(Error::CountMismatch {
+            what: "compaction".into(),
+            left_name: "fresh vectors".into(),
+            left: fresh_vectors.len() / d.max(1),
+            right_name: "fresh rows".into(),
+            right: fresh.len(),
+        });
+    }
+    // (list, global row, source) of every live row.
+    let mut rows: Vec<(u32, u64, Src)> = Vec::new();
+    for l in 0..main.nlist() {
+        rows.extend(main.list_range(l).filter(|&r| is_live(main, r)).map(|r| (l as u32, main.source_rows[r], Src::Main(r))));
+    }
+    let live_fresh: Vec<usize> = (0..fresh.len()).filter(|&r| is_live(fresh, r)).collect();
+    let x: Vec<f32> = live_fresh.iter().flat_map(|&r| fresh_vectors[r * d..(r + 1) * d].iter().copied()).collect();
+    let lists = kmeans::assign(&x, &main.centroids, d);
+    rows.extend(live_fresh.iter().zip(&lists).map(|(&r, &(l, _))| (l, fresh.source_rows[r], Src::Fresh(r))));
+    rows.sort_by_key(|&(l, g, _)| (l, g));
+    let n = rows.len();
+
+    // Dense source rows in global row order.
+    let mut order: Vec<u64> = rows.iter().map(|r| r.1).collect();
+    order.sort_unstable();
+    let source_rows: Vec<u64> = rows.iter().map(|r| order.binary_search(&r.1).expect("present") as u64).collect();
+
+    let mut list_offsets = vec![0u64; main.nlist() + 1];
+    for &(l, _, _) in &rows {
+        list_offsets[l as usize + 1] += 1;
+    }
+    for l in 0..main.nlist() {
+        list_offsets[l + 1] += list_offsets[l];
+    }
+
+    let seg = |s: &Src| match *s {
+        Src::Main(r) => (main, r),
+        Src::Fresh(r) => (fresh, r),
+    };
+    let mut items = I8Matrix { rows: n, dim: d, codes: Vec::with_capacity(n * d), scale: Vec::with_capacity(n) };
+    let mut embeddings = main.embeddings.as_ref().map(|_| Vec::with_capacity(n * d));
+    let f = main.feature_names.len();
+    let mut features = main.features.as_ref().map(|_| Vec::with_capacity(n * f));
+    let mut ids = Vec::with_capacity(n);
+    for (_, _, s) in &rows {
+        let (ix, r) = seg(s);
+        items.codes.extend_from_slice(ix.items.row(r));
+        items.scale.push(ix.items.scale[r]);
+        if let (Some(out), Some(e)) = (embeddings.as_mut(), ix.embeddings.as_ref()) {
+            out.extend_from_slice(&e[r * d..(r + 1) * d]);
+        }
+        if let (Some(out), Some(x)) = (features.as_mut(), ix.features.as_ref()) {
+            out.extend_from_slice(&x[r * f..(r + 1) * f]);
+        }
+        ids.push(ix.ids[r].clone());
+    }
+
+    // Dictionary: the values live rows use, sorted per field.
+    let total = dict.total() as usize;
+    let mut used = vec![false; total];
+    for (_, _, s) in &rows {
+        let (ix, r) = seg(s);
+        for &v in ix.attrs.row(r) {
+            used[v as usize] = true;
+        }
+    }
+    let nf = dict.schema().fields.len();
+    let mut per_field: Vec<BTreeSet<String>> = vec![BTreeSet::new(); nf];
+    let described: Vec<Option<(usize, String)>> = (0..total as u32).map(|v| if used[v as usize] { dict.describe(v) } else { None }).collect();
+    for (f, v) in described.iter().flatten() {
+        per_field[*f].insert(v.clone());
+    }
+    let mut fields = Vec::with_capacity(nf);
+    let mut base = 0u32;
+    for (fs, values) in dict.schema().fields.iter().zip(per_field) {
+        let values: Vec<String> = values.into_iter().collect();
+        fields.push(FieldSchema { name: fs.name.clone(), multi: fs.multi, base, values });
+        base += fields.last().map_or(0, |x: &FieldSchema| x.values.len() as u32);
+    }
+    let schema = Schema { fields };
+    let remap: Vec<u32> = described.iter().map(|dv| dv.as_ref().and_then(|(f, v)| schema.value_id(*f, v)).unwrap_or(u32::MAX)).collect();
+    let mut offsets = Vec::with_capacity(n + 1);
+    let mut values = Vec::new();
+    offsets.push(0u64);
+    for (_, _, s) in &rows {
+        let (ix, r) = seg(s);
+        let start = values.len();
+        values.extend(ix.attrs.row(r).iter().map(|&v| remap[v as usize]));
+        values[start..].sort_unstable();
+        offsets.push(values.len() as u64);
+    }
+    // A field is multi-valued when some live row holds several of its values.
+    let mut schema = schema;
+    for w in offsets.windows(2) {
+        for pair in values[w[0] as usize..w[1] as usize].windows(2) {
+            let (a, b) = (field_of(&schema, pair[0]), field_of(&schema, pair[1]));
+            if a == b {
+                schema.fields[a].multi = true;
+            }
+        }
+    }
+    let attrs = Attributes { schema, offsets, values };
+    let params = main.bloom.params;
+    let value_bits: Vec<Vec<u32>> = attrs.schema.fields.iter().flat_map(|f| f.values.iter().map(|v| params.positions(&f.name, v))).collect();
+    let bloom = BloomPlanes::build(params, n, |r| attrs.row(r).iter().flat_map(|&v| value_bits[v as usize].iter().copied()).collect());
+    Ok(Index {
+        dim: d,
+        metric: main.metric,
+        centroids: main.centroids.clone(),
+        centroid_codes: main.centroid_codes.clone(),
+        list_offsets,
+        items,
+        embeddings,
+        features,
+        feature_names: main.feature_names.clone(),
+        ids,
+        source_rows,
+        bloom,
+        attrs,
+        rerank: main.rerank.clone(),
+        live: None,
+    })
+}
+
+fn field_of(s: &Schema, id: u32) -> usize {
+    s.fields.iter().rposition(|f| f.base <= id && id < f.base + f.values.len() as u32).unwrap_or(0)
+}

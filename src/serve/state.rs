@@ -1,0 +1,583 @@
+//! The serving state: the main index and the fresh segment (each a left-right [`Pair`]),
+//! tombstones (`Index.live`), the attribute dictionary, the id map and the write-ahead log.
+//!
+//! [`Store`] is owned by one writer thread. For each group of update batches it validates
+//! every batch (a bad batch fails alone and leaves nothing behind), appends the good ones
+//! to the log, fsyncs once, applies them to the unpublished copies and publishes one
+//! [`Snapshot`] with an atomic pointer swap (`arc-swap`). Searches load the current snapshot
+//! once per executor call, so a search sees an update batch whole or not at all.
+
+use super::compact;
+use super::dict::Dict;
+use super::error::ApiError;
+use super::segment::{self, NewRow, Pair, SegOp};
+use super::update::{check_attrs, check_id, check_item, Batch, Checked, Context, Op};
+use super::wal::{self, Wal};
+use crate::backend::cpu::Cpu;
+use crate::error::{Error, Result};
+use crate::filter::{Filter, FilterError};
+use crate::graph::{self, segments::search_segments, Executor, Search, SearchRequest, SearchResponse};
+use crate::model::{format, Index};
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Sizes and counters of one snapshot (`GET /v1/stats`, `/metrics`).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Stats {
+    /// Update batches applied since the artifact was loaded (log replay included).
+    pub version: u64,
+    pub backend: String,
+    pub dim: usize,
+    pub metric: String,
+    pub nlist: usize,
+    /// Rows of the main index, and how many are live (not deleted or replaced).
+    pub main_rows: usize,
+    pub main_live: usize,
+    /// Rows of the fresh segment (scanned exhaustively), and how many are live.
+    pub fresh_rows: usize,
+    pub fresh_live: usize,
+    /// Live items (main + fresh).
+    pub items: usize,
+    /// Attribute values added to the dictionary since the artifact was written.
+    pub appended_values: u32,
+    pub wal_bytes: u64,
+    pub compactions: u64,
+    /// Fresh rows + dead main rows that trigger an automatic compaction (0: never).
+    pub compact_threshold: usize,
+}
+
+/// An immutable view that searches run against.
+pub struct Snapshot {
+    pub version: u64,
+    pub main: Arc<dyn Search>,
+    pub fresh: Option<Arc<dyn Search>>,
+    pub dict: Dict,
+    pub stats: Stats,
+}
+
+impl Snapshot {
+    /// The main index.
+    pub fn index(&self) -> &Arc<Index> {
+        self.main.index()
+    }
+    /// Compile a filter against this snapshot's dictionary.
+    pub fn compile(&self, text: &str) -> std::result::Result<Filter, FilterError> {
+        Filter::compile(text, &self.dict, &self.index().bloom.params)
+    }
+    /// Search the main index and the fresh segment, merged.
+    pub fn search(&self, req: &SearchRequest) -> Result<Vec<SearchResponse>> {
+        search_segments(&*self.main, self.fresh.as_deref(), req)
+    }
+}
+
+/// Where an id lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loc {
+    Main(u32),
+    Fresh(u32),
+}
+
+/// A validated op, ready to apply.
+enum Prepared {
+    Upsert(Checked),
+    Delete(String),
+    Patch(String, Vec<(usize, Vec<String>)>),
+}
+
+/// Options of [`Store::open`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Backend of the main index (`cpu`, `wgpu`, `cuda`); the fresh segment runs on the CPU.
+    pub backend: String,
+    /// Fresh rows + dead main rows that trigger compaction; `None`: max(2048, N/32); 0: never.
+    pub compact_threshold: Option<usize>,
+}
+
+/// Everything that depends on the loaded artifact (replaced by compaction).
+struct Segments {
+    main: Pair,
+    fresh: Pair,
+    main_exec: Arc<dyn Search>,
+    fresh_exec: Option<Arc<dyn Search>>,
+    /// `[fresh rows, D]` f32 vectors (normalized for cosine): compaction assigns them to lists.
+    fresh_vectors: Vec<f32>,
+    dict: Dict,
+    ids: HashMap<String, Loc>,
+    /// Next global row number (`rows` in results) for an appended item.
+    next_row: u64,
+    dead_main: usize,
+    dead_fresh: usize,
+    /// The `id` attribute field, when the schema has one (every item then carries it).
+    id_field: Option<usize>,
+}
+
+impl Segments {
+    fn new(index: Index, backend: &str) -> Result<Segments> {
+        let index = Arc::new(index);
+        let fresh = Arc::new(segment::empty_fresh(&index));
+        let main_exec: Arc<dyn Search> = Arc::from(graph::open(backend, index.clone())?);
+        let ids = index.ids.iter().enumerate().map(|(r, id)| (id.clone(), Loc::Main(r as u32))).collect();
+        let dict = Dict::new(index.attrs.schema.clone());
+        let id_field = index.attrs.schema.field("id");
+        let dead_main = index.len() - segment::live_rows(&index);
+        let next_row = index.source_rows.iter().max().map_or(0, |&m| m + 1).max(index.len() as u64);
+        Ok(Segments {
+            main: Pair::new(index),
+            fresh: Pair::new(fresh),
+            main_exec,
+            fresh_exec: None,
+            fresh_vectors: Vec::new(),
+            dict,
+            ids,
+            next_row,
+            dead_main,
+            dead_fresh: 0,
+            id_field,
+        })
+    }
+}
+
+/// The writer-side state. See the module docs.
+pub struct Store {
+    path: PathBuf,
+    opts: Options,
+    threshold: usize,
+    wal: Wal,
+    _lock: wal::Lock,
+    shared: Arc<ArcSwap<Snapshot>>,
+    version: u64,
+    compactions: u64,
+    seg: Segments,
+}
+
+/// What a compaction did.
+#[derive(Clone, Debug, Serialize)]
+pub struct CompactReport {
+    /// Rows (main + fresh, live or dead) before, live rows written.
+    pub rows_before: usize,
+    pub rows_after: usize,
+    /// Fresh items folded into the inverted lists.
+    pub fresh_folded: usize,
+    /// Update batches written while it ran, re-applied on top of the new artifact.
+    pub replayed: usize,
+    pub bytes: usize,
+    /// Total time, and the part during which writes waited.
+    pub seconds: f64,
+    pub pause_seconds: f64,
+}
+
+/// The state to compact, detached from the store (runs on its own thread).
+pub struct CompactionJob {
+    path: PathBuf,
+    backend: String,
+    started: Instant,
+    /// Log length when the state was taken: later records are the tail.
+    wal_offset: u64,
+    rows_before: usize,
+    fresh_folded: usize,
+    main: Arc<Index>,
+    fresh: Arc<Index>,
+    fresh_vectors: Vec<f32>,
+    dict: Dict,
+}
+
+/// A compacted artifact written to a temporary file beside the artifact (fsynced), ready
+/// for [`Store::finish_compaction`]. Dropping it removes the file.
+pub struct PreparedCompaction {
+    /// The new artifact, loaded as the store will serve it (built off the write path).
+    seg: Segments,
+    rows_after: usize,
+    file: tempfile::NamedTempFile,
+    hash: u64,
+    bytes: usize,
+    wal_offset: u64,
+    started: Instant,
+    rows_before: usize,
+    fresh_folded: usize,
+}
+
+impl CompactionJob {
+    /// Fold, serialize and write the new artifact to a temporary file (the slow part).
+    pub fn run(self) -> Result<PreparedCompaction> {
+        let index = compact::fold(&self.main, &self.fresh, &self.fresh_vectors, &self.dict)?;
+        drop((self.main, self.fresh, self.fresh_vectors));
+        let bytes = format::to_bytes(&index)?;
+        let hash = wal::artifact_hash(&bytes);
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut file = tempfile::Builder::new().prefix(&temp_prefix(&self.path)).tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
+        use std::io::Write;
+        file.write_all(&bytes).map_err(|e| Error::io(file.path(), e))?;
+        file.as_file().sync_all().map_err(|e| Error::io(file.path(), e))?;
+        let rows_after = index.len();
+        let seg = Segments::new(index, &self.backend)?;
+        Ok(PreparedCompaction {
+            seg,
+            rows_after,
+            file,
+            hash,
+            bytes: bytes.len(),
+            wal_offset: self.wal_offset,
+            started: self.started,
+            rows_before: self.rows_before,
+            fresh_folded: self.fresh_folded,
+        })
+    }
+}
+
+/// Prefix of the temporary file a compaction of `index` writes (beside it).
+fn temp_prefix(index: &Path) -> String {
+    format!(".{}.compact-", index.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())
+}
+
+/// Remove temporary files left by compactions that were killed (called under the lock).
+fn remove_stale_temps(index: &Path) {
+    let dir = match index.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let prefix = temp_prefix(index);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            log::warn!("removing {} (left by an interrupted compaction)", e.path().display());
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+fn default_threshold(n: usize) -> usize {
+    (n / 32).max(2048)
+}
+
+impl Store {
+    /// Lock the artifact at `path`, load it, open its log (finishing an interrupted
+    /// compaction) and replay the log. Errors: lock held, unreadable artifact, a log of
+    /// another artifact, a log record that no longer applies.
+    pub fn open(path: &Path, opts: Options) -> Result<Store> {
+        let lock = wal::lock(path)?;
+        remove_stale_temps(path);
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let hash = wal::artifact_hash(&bytes);
+        let index = format::from_bytes(&bytes, path)?;
+        drop(bytes);
+        let opened = wal::open(path, hash)?;
+        let threshold = opts.compact_threshold.unwrap_or_else(|| default_threshold(index.len()));
+        let seg = Segments::new(index, &opts.backend)?;
+        let snap = Arc::new(ArcSwap::from_pointee(Snapshot {
+            version: 0,
+            main: seg.main_exec.clone(),
+            fresh: None,
+            dict: seg.dict.clone(),
+            stats: Stats::default(),
+        }));
+        let mut store = Store { path: path.to_path_buf(), opts, threshold, wal: opened.wal, _lock: lock, shared: snap, version: 0, compactions: 0, seg };
+        let t0 = Instant::now();
+        let wal_path = wal::wal_path(path);
+        for (i, rec) in opened.records.iter().enumerate() {
+            let bad = |reason: String| Error::Format { path: wal_path.clone(), reason: format!("record {i}: {reason}") };
+            let batch: Batch = serde_json::from_slice(rec).map_err(|e| bad(format!("not an update batch: {e}")))?;
+            let prepared = store.validate(&batch.ops).map_err(|e| bad(format!("no longer applies: {e}")))?;
+            store.apply(prepared);
+            store.version += 1;
+        }
+        if !opened.records.is_empty() {
+            log::info!("replayed {} update batches from {} in {:.3}s", opened.records.len(), wal_path.display(), t0.elapsed().as_secs_f64());
+        }
+        store.publish()?;
+        Ok(store)
+    }
+
+    /// The snapshot cell readers load from.
+    pub fn shared(&self) -> Arc<ArcSwap<Snapshot>> {
+        self.shared.clone()
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.load_full()
+    }
+
+    /// Validate, log (fsync) and apply a group of update batches, then publish them in one
+    /// snapshot. Returns per batch the version that contains it or its error. The outer
+    /// error is fatal (the log could not be written): the caller must stop the process,
+    /// since applied-but-unlogged state must never be served.
+    pub fn commit(&mut self, batches: &[Batch]) -> Result<Vec<std::result::Result<u64, ApiError>>> {
+        let mut out = Vec::with_capacity(batches.len());
+        let mut ok = 0u64;
+        for b in batches {
+            match self.validate(&b.ops) {
+                Err(e) => out.push(Err(e)),
+                Ok(p) => {
+                    let payload = serde_json::to_vec(b).map_err(|e| Error::backend("serve", format!("encoding an update batch: {e}")))?;
+                    self.wal.append(&payload)?;
+                    self.apply(p);
+                    ok += 1;
+                    out.push(Ok(0));
+                }
+            }
+        }
+        if ok > 0 {
+            self.wal.sync()?;
+            self.version += ok;
+            self.publish()?;
+        }
+        let v = self.version;
+        Ok(out.into_iter().map(|r| r.map(|_| v)).collect())
+    }
+
+    fn exists(&self, id: &str, overlay: &HashMap<&str, bool>) -> bool {
+        overlay.get(id).copied().unwrap_or_else(|| self.seg.ids.contains_key(id))
+    }
+
+    /// Check a batch against the current state, simulating its own earlier ops (upsert
+    /// then patch of the same id is fine; deleting twice is 404).
+    fn validate(&self, ops: &[Op]) -> std::result::Result<Vec<Prepared>, ApiError> {
+        let main = self.seg.main.current();
+        let ctx = Context { dim: main.dim, metric: main.metric, feature_names: &main.feature_names, dict: &self.seg.dict };
+        let mut overlay: HashMap<&str, bool> = HashMap::new();
+        let mut out = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            match op {
+                Op::Upsert { item } => {
+                    let c = check_item(item, &ctx, &format!("items[{i}]"))?;
+                    overlay.insert(&item.id, true);
+                    out.push(Prepared::Upsert(c));
+                }
+                Op::Delete { id } => {
+                    check_id(id, "id")?;
+                    if !self.exists(id, &overlay) {
+                        return Err(ApiError::not_found(id));
+                    }
+                    overlay.insert(id, false);
+                    out.push(Prepared::Delete(id.clone()));
+                }
+                Op::Patch { id, attributes } => {
+                    check_id(id, "id")?;
+                    if !self.exists(id, &overlay) {
+                        return Err(ApiError::not_found(id));
+                    }
+                    let a = check_attrs(attributes, &self.seg.dict, "attributes")?;
+                    out.push(Prepared::Patch(id.clone(), a));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn apply(&mut self, ops: Vec<Prepared>) {
+        for op in ops {
+            match op {
+                Prepared::Upsert(c) => self.upsert(c),
+                Prepared::Delete(id) => {
+                    let loc = self.seg.ids.remove(&id).expect("validated: the id exists");
+                    self.kill(loc);
+                }
+                Prepared::Patch(id, attrs) => {
+                    let loc = *self.seg.ids.get(&id).expect("validated: the id exists");
+                    self.patch(loc, attrs);
+                }
+            }
+        }
+    }
+
+    fn kill(&mut self, loc: Loc) {
+        match loc {
+            Loc::Main(r) => {
+                self.seg.main.apply(SegOp::Kill(r));
+                self.seg.dead_main += 1;
+            }
+            Loc::Fresh(r) => {
+                self.seg.fresh.apply(SegOp::Kill(r));
+                self.seg.dead_fresh += 1;
+            }
+        }
+    }
+
+    /// Value ids (sorted, distinct) and Bloom bits of (field, value) pairs; new values are
+    /// appended to the dictionary.
+    fn encode_attrs(&mut self, pairs: &[(usize, String)]) -> (Vec<u32>, Vec<u32>) {
+        let bloom = self.seg.main.current().bloom.params;
+        let mut values = Vec::with_capacity(pairs.len());
+        let mut bits = Vec::with_capacity(pairs.len() * bloom.hashes as usize);
+        for (f, v) in pairs {
+            values.push(self.seg.dict.intern(*f, v));
+            bits.extend(bloom.positions(&self.seg.dict.schema().fields[*f].name, v));
+        }
+        values.sort_unstable();
+        values.dedup();
+        bits.sort_unstable();
+        bits.dedup();
+        (values, bits)
+    }
+
+    fn upsert(&mut self, c: Checked) {
+        if let Some(loc) = self.seg.ids.remove(&c.id) {
+            self.kill(loc);
+        }
+        let mut pairs: Vec<(usize, String)> = c.attrs.into_iter().flat_map(|(f, vs)| vs.into_iter().map(move |v| (f, v))).collect();
+        if let Some(f) = self.seg.id_field {
+            pairs.push((f, c.id.clone()));
+        }
+        let (values, bits) = self.encode_attrs(&pairs);
+        let with_embedding = self.seg.main.current().embeddings.is_some();
+        let r = self.seg.fresh.current().len() as u32;
+        let row = NewRow::encode(c.id.clone(), self.seg.next_row, &c.vector, with_embedding, c.features, values, bits);
+        self.seg.next_row += 1;
+        self.seg.fresh.apply(SegOp::Append(Arc::new(row)));
+        self.seg.fresh_vectors.extend_from_slice(&c.vector);
+        self.seg.ids.insert(c.id, Loc::Fresh(r));
+    }
+
+    fn patch(&mut self, loc: Loc, attrs: Vec<(usize, Vec<String>)>) {
+        let (ix, r) = match loc {
+            Loc::Main(r) => (self.seg.main.current(), r),
+            Loc::Fresh(r) => (self.seg.fresh.current(), r),
+        };
+        let fields: HashSet<usize> = attrs.iter().map(|(f, _)| *f).collect();
+        let mut pairs: Vec<(usize, String)> = ix.attrs.row(r as usize).iter().filter_map(|&v| self.seg.dict.describe(v)).filter(|(f, _)| !fields.contains(f)).collect();
+        pairs.extend(attrs.into_iter().flat_map(|(f, vs)| vs.into_iter().map(move |v| (f, v))));
+        let (values, bits) = self.encode_attrs(&pairs);
+        let op = SegOp::SetAttrs { row: r, values: values.into(), bits: bits.into() };
+        match loc {
+            Loc::Main(_) => self.seg.main.apply(op),
+            Loc::Fresh(_) => self.seg.fresh.apply(op),
+        }
+    }
+
+    /// Swap in the working copies and publish a snapshot of the current version.
+    fn publish(&mut self) -> Result<()> {
+        if let Some(ix) = self.seg.main.publish() {
+            self.seg.main_exec = Arc::from(graph::open(&self.opts.backend, ix)?);
+        }
+        if let Some(ix) = self.seg.fresh.publish() {
+            self.seg.fresh_exec = if ix.is_empty() { None } else { Some(Arc::new(Executor::new(Cpu, ix)?)) };
+        }
+        let snap = Snapshot {
+            version: self.version,
+            main: self.seg.main_exec.clone(),
+            fresh: self.seg.fresh_exec.clone(),
+            dict: self.seg.dict.clone(),
+            stats: self.stats(),
+        };
+        self.shared.store(Arc::new(snap));
+        Ok(())
+    }
+
+    /// Current sizes and counters.
+    pub fn stats(&self) -> Stats {
+        let (main, fresh) = (self.seg.main.current(), self.seg.fresh.current());
+        let main_live = main.len() - self.seg.dead_main;
+        let fresh_live = fresh.len() - self.seg.dead_fresh;
+        Stats {
+            version: self.version,
+            backend: self.seg.main_exec.backend_name().to_string(),
+            dim: main.dim,
+            metric: main.metric.to_string(),
+            nlist: main.nlist(),
+            main_rows: main.len(),
+            main_live,
+            fresh_rows: fresh.len(),
+            fresh_live,
+            items: main_live + fresh_live,
+            appended_values: self.seg.dict.appended(),
+            wal_bytes: self.wal.len(),
+            compactions: self.compactions,
+            compact_threshold: self.threshold,
+        }
+    }
+
+    /// True when the fresh segment plus dead main rows reached the compaction threshold.
+    pub fn needs_compaction(&self) -> bool {
+        self.threshold > 0 && self.seg.fresh.current().len() + self.seg.dead_main >= self.threshold
+    }
+
+    /// Start a compaction of the current (published) state: the returned job runs on any
+    /// thread while this store keeps taking updates; hand its result to
+    /// [`Store::finish_compaction`].
+    pub fn begin_compaction(&self) -> CompactionJob {
+        let (main, fresh) = (self.seg.main.published().clone(), self.seg.fresh.published().clone());
+        debug_assert!(!self.seg.main.dirty() && !self.seg.fresh.dirty(), "compaction starts from a published state");
+        CompactionJob {
+            path: self.path.clone(),
+            backend: self.opts.backend.clone(),
+            started: Instant::now(),
+            wal_offset: self.wal.len(),
+            rows_before: main.len() + fresh.len(),
+            fresh_folded: fresh.len() - self.seg.dead_fresh,
+            fresh_vectors: self.seg.fresh_vectors.clone(),
+            dict: self.seg.dict.clone(),
+            main,
+            fresh,
+        }
+    }
+
+    /// Install a finished compaction: log the records written since it started after the
+    /// new artifact's header (`.wal.next`), rename the artifact into place, rotate the log,
+    /// then serve the new artifact with those records re-applied. Writes wait only for this
+    /// step. On error before the rename, nothing changes. A failure after it (the log cannot
+    /// be rotated) aborts the process: the next start finishes the rotation.
+    pub fn finish_compaction(&mut self, done: PreparedCompaction) -> Result<CompactReport> {
+        let t0 = Instant::now();
+        let tail = self.wal.read_from(done.wal_offset)?;
+        wal::begin_rotation(&self.path, done.hash, &tail)?;
+        if let Err(e) = done.file.persist(&self.path) {
+            wal::abort_rotation(&self.path);
+            return Err(Error::io(&self.path, e.error));
+        }
+        // The artifact on disk is now the new one; the old log no longer matches it.
+        let opened = match wal::finish_rotation(&self.path, done.hash) {
+            Ok(o) => o,
+            Err(e) => {
+                log::error!("compaction wrote {} but could not rotate its log ({e}); stopping so that the next start finishes it", self.path.display());
+                std::process::abort();
+            }
+        };
+        self.wal = opened.wal;
+        let rows_after = done.rows_after;
+        if self.opts.compact_threshold.is_none() {
+            self.threshold = default_threshold(rows_after);
+        }
+        let old = std::mem::replace(&mut self.seg, done.seg);
+        // Freeing two copies of the old index takes a while; not on the write path.
+        std::thread::spawn(move || drop(old));
+        // Re-apply what was written while the compaction ran (already counted in `version`).
+        for (i, rec) in opened.records.iter().enumerate() {
+            let applied = serde_json::from_slice::<Batch>(rec).map_err(|e| e.to_string()).and_then(|b| self.validate(&b.ops).map_err(|e| e.to_string()));
+            match applied {
+                Ok(p) => self.apply(p),
+                Err(e) => {
+                    log::error!("record {i} logged during compaction does not apply to the compacted index ({e}); stopping");
+                    std::process::abort();
+                }
+            }
+        }
+        self.compactions += 1;
+        self.publish()?;
+        Ok(CompactReport {
+            rows_before: done.rows_before,
+            rows_after,
+            fresh_folded: done.fresh_folded,
+            replayed: opened.records.len(),
+            bytes: done.bytes,
+            seconds: done.started.elapsed().as_secs_f64(),
+            pause_seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Compact now, on this thread (`silica compact`, tests).
+    pub fn compact(&mut self) -> Result<CompactReport> {
+        let done = self.begin_compaction().run()?;
+        self.finish_compaction(done)
+    }
+
+    /// Where an id lives now (tests, diagnostics).
+    pub fn locate(&self, id: &str) -> Option<Loc> {
+        self.seg.ids.get(id).copied()
+    }
+}

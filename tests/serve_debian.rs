@@ -1,0 +1,71 @@
+//! `silica serve` on the bundled Debian corpus: the 80 real queries (with their filters)
+//! over HTTP give exactly the library's answers and the expected recall, and live
+//! attribute changes and deletes act on real packages.
+
+mod serve_common;
+
+use serde_json::json;
+use serve_common::{ids, Server};
+use silica::graph::{self, SearchParams, SearchRequest};
+use silica::Filter;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+#[test]
+fn debian_queries_over_http() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/debian");
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("debian.silica");
+    let st = Command::new(env!("CARGO_BIN_EXE_silica"))
+        .args(["build", "--kmeans-iters", "4", "--vectors"])
+        .arg(data.join("embeddings.npy"))
+        .arg("--attributes")
+        .arg(data.join("items.jsonl"))
+        .arg("--out")
+        .arg(&index)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ix = Arc::new(silica::model::format::load(&index).unwrap());
+    let queries = silica::model::npy::read(&data.join("queries.npy")).unwrap();
+    let texts = silica::eval::read_filters(&data.join("queries.jsonl")).unwrap();
+    let truth = silica::eval::read_truth(&data.join("ground_truth.jsonl")).unwrap();
+    let item_ids: Vec<String> = std::fs::read_to_string(data.join("items.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string()).collect();
+    let server = Server::start(&index, &[]);
+
+    // All 80 queries in one request, per-query filters: equal to the library, recall as eval.
+    let rows: Vec<Vec<f32>> = (0..queries.rows).map(|r| queries.row(r).to_vec()).collect();
+    let got = server.search(&json!({"vectors": rows, "filters": texts, "k": 10}));
+    let results = got["results"].as_array().unwrap();
+    let filters: Vec<Filter> = texts.iter().map(|t| Filter::compile(t, &ix.attrs.schema, &ix.bloom.params).unwrap()).collect();
+    let exec = graph::open("cpu", ix.clone()).unwrap();
+    let want = exec.search(&SearchRequest { queries: &queries.data, filters: &filters, params: SearchParams { k: 10, ..Default::default() } }).unwrap();
+    let (mut hits, mut total) = (0, 0);
+    for (i, (r, w)) in results.iter().zip(&want).enumerate() {
+        assert_eq!(ids(r), w.ids, "query {i}");
+        let truth_ids: Vec<&String> = truth[i].ids.iter().take(10).map(|&row| &item_ids[row as usize]).collect();
+        hits += ids(r).iter().filter(|id| truth_ids.contains(id)).count();
+        total += truth_ids.len();
+    }
+    let recall = hits as f64 / total as f64;
+    assert!(recall >= 0.95, "recall@10 over HTTP {recall}");
+
+    // Query 0 one at a time; then move its best hit to another section.
+    let q0 = queries.row(0).to_vec();
+    let first = server.search(&json!({"vector": q0, "k": 3}));
+    let top = ids(&first)[0].clone();
+    let row = item_ids.iter().position(|x| *x == top).unwrap();
+    let line: serde_json::Value = serde_json::from_str(std::fs::read_to_string(data.join("items.jsonl")).unwrap().lines().nth(row).unwrap()).unwrap();
+    let section = line["section"].as_str().unwrap().to_string();
+    let (s, v) = serve_common::json_of(serve_common::request(server.addr, "PATCH", &format!("/v1/items/{top}"), Some(json!({"attributes": {"section": "silica-test"}}).to_string().as_bytes()), &[]));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(ids(&server.search(&json!({"vector": q0, "k": 5, "filter": "section = \"silica-test\""}))), vec![top.clone()]);
+    assert!(!ids(&server.search(&json!({"vector": q0, "k": 50, "filter": format!("section = \"{section}\"")}))).contains(&top));
+    // Delete it: the runner-up moves up.
+    let (s, _) = serve_common::json_of(serve_common::request(server.addr, "DELETE", &format!("/v1/items/{top}"), None, &[]));
+    assert_eq!(s, 200);
+    let after = server.search(&json!({"vector": q0, "k": 2}));
+    assert_eq!(ids(&after)[0], ids(&first)[1]);
+    assert!(ids(&server.search(&json!({"vector": q0, "k": 5, "filter": "section = \"silica-test\""}))).is_empty());
+}
