@@ -620,8 +620,8 @@ macro_rules! conformance_suite {
         mod $name {
             use super::*;
             static BACKEND: std::sync::OnceLock<Option<$ty>> = std::sync::OnceLock::new();
-            fn backend() -> Option<$ty> {
-                let b = BACKEND.get_or_init(|| ($ctor)()).clone();
+            fn backend() -> Option<&'static $ty> {
+                let b = BACKEND.get_or_init(|| ($ctor)()).as_ref();
                 if b.is_none() {
                     let required = std::env::var("SILICA_REQUIRE_BACKENDS").unwrap_or_default();
                     assert!(!required.split(',').any(|n| n.trim() == stringify!($name)), "backend {} is required (SILICA_REQUIRE_BACKENDS) but unavailable", stringify!($name));
@@ -632,31 +632,31 @@ macro_rules! conformance_suite {
             #[test]
             fn probe_matches_reference() {
                 if let Some(b) = backend() {
-                    probe_case(&b);
+                    probe_case(b);
                 }
             }
             #[test]
             fn filter_and_count_match_reference() {
                 if let Some(b) = backend() {
-                    filter_case(&b);
+                    filter_case(b);
                 }
             }
             #[test]
             fn scan_matches_reference_bit_for_bit() {
                 if let Some(b) = backend() {
-                    scan_case(&b);
+                    scan_case(b);
                 }
             }
             #[test]
             fn rerank_and_select_match_reference() {
                 if let Some(b) = backend() {
-                    rerank_select_case(&b);
+                    rerank_select_case(b);
                 }
             }
             #[test]
             fn executor_matches_cpu_and_exact_search() {
                 if let Some(b) = backend() {
-                    executor_case(&b);
+                    executor_case(b);
                 }
             }
         }
@@ -693,6 +693,15 @@ conformance_suite!(wgpu_chunked, silica::backend::wgpu::Wgpu, || wgpu_ctor::open
     group_queries: Some(3),
     ..Default::default()
 }));
+
+#[cfg(feature = "cuda")]
+conformance_suite!(cuda, silica::backend::cuda::Cuda, || {
+    if !silica::backend::cuda::available() {
+        eprintln!("no CUDA device");
+        return None;
+    }
+    Some(silica::backend::cuda::Cuda::new().expect("CUDA device present but the backend failed to start"))
+});
 
 /// wgpu-only properties: chunking really splits the index, the device timer works, and
 /// inputs the kernels cannot take are typed errors.

@@ -6,6 +6,8 @@
 //! backends. Stages 1-3 must be bit-identical to the CPU backend.
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
 

@@ -31,8 +31,9 @@ pub fn with_backend<T: BackendTask>(name: &str, task: T) -> Result<T::Out> {
         "cpu" => task.run(&crate::backend::cpu::Cpu),
         #[cfg(feature = "wgpu")]
         "wgpu" => task.run(&crate::backend::wgpu::Wgpu::new(Default::default())?),
-        // GPU backends add their arm here, e.g.
-        // #[cfg(feature = "cuda")] "cuda" => task.run(&crate::backend::cuda::Cuda::new()?),
+        #[cfg(feature = "cuda")]
+        "cuda" => task.run(&crate::backend::cuda::Cuda::new()?),
+        // Other GPU backends add their arm here.
         other => Err(Error::backend(other, "this backend is not available in this build; use --backend cpu")),
     }
 }

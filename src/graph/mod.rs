@@ -314,6 +314,8 @@ pub fn open(backend: &str, index: Arc<Index>) -> Result<Box<dyn Search>> {
         #[cfg(feature = "wgpu")]
         "wgpu" => Ok(Box::new(Executor::new(crate::backend::wgpu::Wgpu::new(Default::default())?, index)?)),
         "auto" => open(crate::device::Device::auto().name(), index),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Box::new(Executor::new(crate::backend::cuda::Cuda::new()?, index)?)),
         other => Err(Error::backend(other, "this backend is not available in this build; use --backend cpu")),
     }
 }

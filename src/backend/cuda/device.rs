@@ -1,0 +1,279 @@
+//! Device plumbing on cudarc 0.19 (driver API, loaded at run time): one context and one
+//! stream per backend, typed buffers with their raw device pointers, kernel handles
+//! (NVRTC-compiled once per process) and raw launches.
+
+use super::nvrtc;
+use crate::error::{Error, Result};
+use cudarc::driver::{sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr};
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::sync::Arc;
+
+pub(crate) fn drv(e: cudarc::driver::DriverError) -> Error {
+    Error::backend("cuda", format!("CUDA driver: {e:?}"))
+}
+
+/// A device buffer: a cudarc allocation and its raw pointer.
+pub struct DBuf<T> {
+    slice: CudaSlice<T>,
+    ptr: u64,
+    len: usize,
+}
+
+impl<T> DBuf<T> {
+    /// Raw device pointer (kernel argument).
+    pub fn ptr(&self) -> u64 {
+        self.ptr
+    }
+    /// Elements requested at allocation (the allocation holds at least one).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A kernel argument, passed by value.
+pub(crate) enum A {
+    U32(u32),
+    U64(u64),
+    Bytes(Vec<u8>),
+}
+
+/// Kernel argument from a pointer or a null pointer.
+pub(crate) fn ptr_or_null<T>(b: Option<&DBuf<T>>) -> A {
+    A::U64(b.map_or(0, |b| b.ptr()))
+}
+
+/// Context, stream, kernels.
+pub struct Dev {
+    pub(crate) ctx: Arc<CudaContext>,
+    pub(crate) stream: Arc<CudaStream>,
+    funcs: HashMap<&'static str, CudaFunction>,
+    _modules: Vec<Arc<CudaModule>>,
+    pub(crate) sms: u32,
+    pub(crate) arch: String,
+    /// Compute capability major version (programmatic dependent launch needs 9).
+    pub(crate) cc_major: i32,
+}
+
+const KERNELS: &[(&str, &[&str])] = &[
+    ("probe.cu", &["probe_scores"]),
+    ("filter.cu", &["mask_offsets", "filter_mask", "bloom_full", "mask_gather"]),
+    ("scan.cu", &["group_all", "scan_sample", "scan_main", "scan_sample_fast", "scan_main_fast", "scan_threshold", "scan_select", "warp_smem_size", "scan_sample_stream", "scan_main_stream", "stream_smem_size", "scan_prepare"]),
+    ("select.cu", &["topk_select", "bitonic_global", "bitonic_local", "decode_sorted"]),
+    ("rerank.cu", &["rerank_scale", "rerank_refine", "rerank_model"]),
+    ("bench.cu", &["read_bw"]),
+];
+
+impl Dev {
+    pub(crate) fn new(ordinal: usize) -> Result<Dev> {
+        if !super::available() {
+            return Err(Error::backend("cuda", "no CUDA device (libcuda cannot be loaded or no GPU is present)"));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(drv)?;
+        // One stream, ordered: no cross-stream events needed (and none recorded per launch).
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().map_err(drv)?;
+        let (maj, min) = ctx.compute_capability().map_err(drv)?;
+        let arch = format!("compute_{maj}{min}");
+        let sms = ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(drv)? as u32;
+        // Keep freed stream-ordered memory in the pool (the default threshold 0 returns it
+        // to the OS at every synchronization, making each search re-map its buffers).
+        unsafe {
+            let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+            if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) == sys::CUresult::CUDA_SUCCESS {
+                let mut thr: u64 = u64::MAX;
+                let _ = sys::cuMemPoolSetAttribute(pool, sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &mut thr as *mut u64 as *mut c_void);
+            }
+        }
+        let mut funcs = HashMap::new();
+        let mut modules = Vec::new();
+        for (file, names) in KERNELS {
+            let ptx = nvrtc::ptx_for(file, &arch)?;
+            let m = ctx.load_module(cudarc::nvrtc::Ptx::from_src(ptx)).map_err(drv)?;
+            for &name in names.iter() {
+                funcs.insert(name, m.load_function(name).map_err(drv)?);
+            }
+            modules.push(m);
+        }
+        Ok(Dev { ctx, stream, funcs, _modules: modules, sms, arch, cc_major: maj })
+    }
+
+    /// The NVRTC target the kernels were compiled for (`compute_90` on an H200).
+    pub fn arch(&self) -> &str {
+        &self.arch
+    }
+    /// Device name (e.g. "NVIDIA H200").
+    pub fn name(&self) -> String {
+        self.ctx.name().unwrap_or_default()
+    }
+    /// Multiprocessors.
+    pub fn sms(&self) -> u32 {
+        self.sms
+    }
+
+    pub(crate) fn func(&self, name: &str) -> &CudaFunction {
+        self.funcs.get(name).unwrap_or_else(|| panic!("kernel {name} not loaded"))
+    }
+
+    /// `(name, registers, local bytes per thread, static shared bytes)` of every kernel.
+    pub fn kernel_info(&self) -> Vec<(String, i32, i32, i32)> {
+        let mut v: Vec<_> = self
+            .funcs
+            .iter()
+            .map(|(n, f)| (n.to_string(), f.num_regs().unwrap_or(-1), f.local_size_bytes().unwrap_or(-1), f.shared_size_bytes().unwrap_or(-1)))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Uninitialized buffer of `len` elements (at least one is allocated).
+    pub(crate) fn alloc<T: DeviceRepr>(&self, len: usize) -> Result<DBuf<T>> {
+        // SAFETY: every buffer is written by a kernel or a copy before it is read.
+        let slice = unsafe { self.stream.alloc::<T>(len.max(1)) }.map_err(drv)?;
+        let ptr = {
+            let (p, _g) = slice.device_ptr(&self.stream);
+            p
+        };
+        Ok(DBuf { slice, ptr, len })
+    }
+
+    pub(crate) fn upload<T: DeviceRepr>(&self, host: &[T]) -> Result<DBuf<T>> {
+        let mut b = self.alloc::<T>(host.len())?;
+        if !host.is_empty() {
+            self.stream.memcpy_htod(host, &mut b.slice).map_err(drv)?;
+        }
+        Ok(b)
+    }
+
+    /// Copy `host` into the start of `b` (stream-ordered; the host buffer is staged).
+    pub(crate) fn write<T: DeviceRepr>(&self, b: &DBuf<T>, host: &[T]) -> Result<()> {
+        assert!(host.len() <= b.slice.len());
+        if !host.is_empty() {
+            self.ctx.bind_to_thread().map_err(drv)?;
+            // SAFETY: `b` holds at least host.len() elements; pageable copies are staged
+            // before this returns, so `host` may be dropped afterwards.
+            unsafe {
+                cudarc::driver::result::memcpy_htod_async(b.ptr, host, self.stream.cu_stream()).map_err(drv)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `len` elements of `b` from element `at` (waits for the stream).
+    pub(crate) fn download_at<T: DeviceRepr + Default + Clone>(&self, b: &DBuf<T>, at: usize, len: usize) -> Result<Vec<T>> {
+        let mut out = vec![T::default(); len];
+        if len > 0 {
+            let v = b.slice.slice(at..at + len);
+            self.stream.memcpy_dtoh(&v, &mut out).map_err(drv)?;
+        }
+        self.stream.synchronize().map_err(drv)?;
+        Ok(out)
+    }
+
+    /// The first `len` elements of `b` (waits for the stream).
+    pub(crate) fn download<T: DeviceRepr + Default + Clone>(&self, b: &DBuf<T>, len: usize) -> Result<Vec<T>> {
+        let mut out = vec![T::default(); len];
+        if len > 0 {
+            let v = b.slice.slice(0..len);
+            self.stream.memcpy_dtoh(&v, &mut out).map_err(drv)?;
+        }
+        self.stream.synchronize().map_err(drv)?;
+        Ok(out)
+    }
+
+    /// Fill `count` u32 words at `ptr` with `value` (stream-ordered).
+    pub(crate) fn fill_u32(&self, ptr: u64, value: u32, count: usize) -> Result<()> {
+        if count == 0 {
+            return Ok(());
+        }
+        self.ctx.bind_to_thread().map_err(drv)?;
+        unsafe { sys::cuMemsetD32Async(ptr, value, count, self.stream.cu_stream()) }.result().map_err(drv)
+    }
+
+    /// Launch `name` on the stream. Empty grids are skipped.
+    pub(crate) fn launch(&self, name: &str, grid: (u32, u32, u32), block: u32, smem: u32, args: &[A]) -> Result<()> {
+        self.launch_ex(name, grid, block, smem, args, false)
+    }
+
+    /// Launch with programmatic dependent launch allowed (`pdl`): the kernel may start
+    /// while its predecessor on the stream runs; it must call `pdl_wait()` before touching
+    /// memory (every kernel launched this way does so first).
+    pub(crate) fn launch_ex(&self, name: &str, grid: (u32, u32, u32), block: u32, smem: u32, args: &[A], pdl: bool) -> Result<()> {
+        if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
+            return Ok(());
+        }
+        if pdl {
+            let f = self.func(name);
+            self.ctx.bind_to_thread().map_err(drv)?;
+            let mut params: Vec<*mut c_void> = args
+                .iter()
+                .map(|a| match a {
+                    A::U32(v) => v as *const u32 as *mut c_void,
+                    A::U64(v) => v as *const u64 as *mut c_void,
+                    A::Bytes(v) => v.as_ptr() as *mut c_void,
+                })
+                .collect();
+            // SAFETY: plain C structs filled field by field; `params` point into `args`.
+            let r = unsafe {
+                let mut attr: sys::CUlaunchAttribute = std::mem::zeroed();
+                attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+                attr.value.programmaticStreamSerializationAllowed = 1;
+                let cfg = sys::CUlaunchConfig {
+                    gridDimX: grid.0,
+                    gridDimY: grid.1,
+                    gridDimZ: grid.2,
+                    blockDimX: block,
+                    blockDimY: 1,
+                    blockDimZ: 1,
+                    sharedMemBytes: smem,
+                    hStream: self.stream.cu_stream(),
+                    attrs: &mut attr,
+                    numAttrs: 1,
+                };
+                sys::cuLaunchKernelEx(&cfg, f.cu_function(), params.as_mut_ptr(), std::ptr::null_mut())
+            };
+            return r.result().map_err(|e| Error::backend("cuda", format!("launch {name}: {e:?}")));
+        }
+        let f = self.func(name);
+        // Any thread may call a stage: make this context current on it.
+        self.ctx.bind_to_thread().map_err(drv)?;
+        let mut params: Vec<*mut c_void> = args
+            .iter()
+            .map(|a| match a {
+                A::U32(v) => v as *const u32 as *mut c_void,
+                A::U64(v) => v as *const u64 as *mut c_void,
+                A::Bytes(v) => v.as_ptr() as *mut c_void,
+            })
+            .collect();
+        // SAFETY: `params` point into `args`, alive for the call; argument lists match the
+        // kernel signatures in cuda/*.cu (checked by the golden tests on a GPU).
+        unsafe { cudarc::driver::result::launch_kernel(f.cu_function(), grid, (block, 1, 1), smem, self.stream.cu_stream(), &mut params) }
+            .map_err(|e| Error::backend("cuda", format!("launch {name}: {e:?}")))
+    }
+
+    /// Raise a kernel's dynamic shared memory limit.
+    pub(crate) fn set_dyn_smem(&self, name: &str, bytes: u32) -> Result<()> {
+        self.func(name)
+            .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes as i32)
+            .map_err(drv)
+    }
+
+    /// Blocks of `name` (with `block` threads) resident per multiprocessor.
+    pub(crate) fn occupancy(&self, name: &str, block: u32, smem: usize) -> u32 {
+        self.func(name).occupancy_max_active_blocks_per_multiprocessor(block, smem, None).unwrap_or(1).max(1)
+    }
+
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.stream.synchronize().map_err(drv)
+    }
+}
+
+/// `#[repr(C)]` structs passed to kernels by value, as bytes.
+pub(crate) fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
+    // SAFETY: T is a plain #[repr(C)] struct of integers (no padding is read by the kernel
+    // beyond what C++ lays out identically).
+    unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }.to_vec()
+}

@@ -1,0 +1,218 @@
+//! Filter plans as the kernels read them (`cuda/common.cuh`, "Filter plans"): one u32
+//! record per distinct plan of a batch, `[n_ops][ops..]` followed by term records
+//! `[nb][k][nb*k plane rows][nid][nid sorted value ids]`; an op is `kind << 30 | arg`
+//! (Term: arg = offset of its record from the plan start; 1 And, 2 Or, 3 Not).
+
+use crate::error::{Error, Result};
+use crate::filter::{Op, Plan};
+
+const TERM: u32 = 0;
+const AND: u32 = 1 << 30;
+const OR: u32 = 2 << 30;
+const NOT: u32 = 3 << 30;
+
+/// Bit 31 of a query's plan offset: the plan passes everything (kernels skip filtering).
+pub const TRIVIAL_BIT: u32 = 1 << 31;
+
+/// Encoded plans of a batch: `words`, and per query the offset of its plan record
+/// (with [`TRIVIAL_BIT`] set when the plan passes everything).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Encoded {
+    pub words: Vec<u32>,
+    pub offsets: Vec<u32>,
+}
+
+/// Encode `plans` (one per query). Queries sharing a `&Plan` share its record.
+pub fn encode(plans: &[&Plan]) -> Result<Encoded> {
+    let mut enc = Encoded::default();
+    let mut seen: Vec<(*const Plan, u32)> = Vec::new();
+    for &plan in plans {
+        let ptr = plan as *const Plan;
+        if let Some(&(_, off)) = seen.iter().find(|(p, _)| *p == ptr) {
+            enc.offsets.push(off);
+            continue;
+        }
+        let off = u32::try_from(enc.words.len()).ok().filter(|&o| o < TRIVIAL_BIT).ok_or_else(|| Error::param("filters", "encoded filter plans exceed 2^31 words"))?;
+        encode_one(plan, &mut enc.words)?;
+        let off = if plan.is_all() { off | TRIVIAL_BIT } else { off };
+        seen.push((ptr, off));
+        enc.offsets.push(off);
+    }
+    if enc.words.is_empty() {
+        enc.words.push(0);
+    }
+    Ok(enc)
+}
+
+fn encode_one(plan: &Plan, out: &mut Vec<u32>) -> Result<()> {
+    let base = out.len();
+    let nops = plan.ops.len();
+    // The kernels' stacks hold 32 entries (filter::plan's MAX_DEPTH, enforced at compile).
+    if plan.stack_depth() > 32 {
+        return Err(Error::param("filters", "filter plan nests deeper than 32 levels"));
+    }
+    out.push(nops as u32);
+    out.extend(std::iter::repeat_n(0u32, nops));
+    let mut term_off = vec![0u32; plan.terms.len()];
+    for (i, t) in plan.terms.iter().enumerate() {
+        let rel = out.len() - base;
+        if rel >= 1 << 30 {
+            return Err(Error::param("filters", "filter plan too large"));
+        }
+        term_off[i] = rel as u32;
+        let k = t.bloom_rows.first().map_or(0, |r| r.len());
+        if t.bloom_rows.iter().any(|r| r.len() != k) {
+            return Err(Error::param("filters", "Bloom terms with differing hash counts"));
+        }
+        out.push(t.bloom_rows.len() as u32);
+        out.push(k as u32);
+        for rows in &t.bloom_rows {
+            out.extend_from_slice(rows);
+        }
+        out.push(t.value_ids.len() as u32);
+        out.extend_from_slice(&t.value_ids);
+    }
+    for (i, op) in plan.ops.iter().enumerate() {
+        out[base + 1 + i] = match *op {
+            Op::Term(t) => TERM | *term_off.get(t as usize).ok_or_else(|| Error::param("filters", format!("plan names term {t} it lacks")))?,
+            Op::And => AND,
+            Op::Or => OR,
+            Op::Not => NOT,
+        };
+    }
+    Ok(())
+}
+
+/// Host mirror of the kernels' `plan_bloom_word` (tests check the encoding with it).
+pub fn bloom_word(words: &[u32], off: u32, planes: &crate::model::BloomPlanes, w: usize) -> u64 {
+    let p = &words[(off & !TRIVIAL_BIT) as usize..];
+    let nops = p[0] as usize;
+    if nops == 0 {
+        return !0;
+    }
+    let mut st = Vec::new();
+    for i in 0..nops {
+        let op = p[1 + i];
+        match op >> 30 {
+            0 => {
+                let t = &p[(op & 0x3fff_ffff) as usize..];
+                let (nb, k) = (t[0] as usize, t[1] as usize);
+                let mut any = 0u64;
+                for v in 0..nb {
+                    let mut all = !0u64;
+                    for h in 0..k {
+                        all &= planes.word(t[2 + v * k + h], w);
+                    }
+                    any |= all;
+                }
+                st.push(any);
+            }
+            3 => *st.last_mut().expect("stack") = !0,
+            kind => {
+                let b = st.pop().expect("stack");
+                let a = st.last_mut().expect("stack");
+                *a = if kind == 1 { *a & b } else { *a | b };
+            }
+        }
+    }
+    st[0]
+}
+
+/// Host mirror of the kernels' `plan_match`.
+pub fn matches(words: &[u32], off: u32, row: &[u32]) -> bool {
+    let p = &words[(off & !TRIVIAL_BIT) as usize..];
+    let nops = p[0] as usize;
+    if nops == 0 {
+        return true;
+    }
+    let mut st = Vec::new();
+    for i in 0..nops {
+        let op = p[1 + i];
+        match op >> 30 {
+            0 => {
+                let t = &p[(op & 0x3fff_ffff) as usize..];
+                let (nb, k) = (t[0] as usize, t[1] as usize);
+                let ids = &t[2 + nb * k..];
+                let nid = ids[0] as usize;
+                st.push(ids[1..1 + nid].iter().any(|v| row.binary_search(v).is_ok()));
+            }
+            3 => {
+                let x = st.last_mut().expect("stack");
+                *x = !*x;
+            }
+            kind => {
+                let b = st.pop().expect("stack");
+                let a = st.last_mut().expect("stack");
+                *a = if kind == 1 { *a && b } else { *a || b };
+            }
+        }
+    }
+    st[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::Term;
+    use crate::model::{BloomParams, BloomPlanes};
+    use rand::{Rng, SeedableRng};
+
+    fn random_plan(rng: &mut impl Rng, depth: usize, plan: &mut Plan) {
+        if depth == 0 || rng.random_bool(0.3) {
+            let nv = rng.random_range(0..4);
+            let bloom_rows = (0..nv).map(|_| (0..3).map(|_| rng.random_range(0..64)).collect()).collect();
+            let mut value_ids: Vec<u32> = (0..rng.random_range(0..4)).map(|_| rng.random_range(0..20)).collect();
+            value_ids.sort_unstable();
+            value_ids.dedup();
+            plan.terms.push(Term { value_ids, bloom_rows });
+            plan.ops.push(Op::Term(plan.terms.len() as u32 - 1));
+            return;
+        }
+        match rng.random_range(0..3) {
+            0 => {
+                random_plan(rng, depth - 1, plan);
+                plan.ops.push(Op::Not);
+            }
+            k => {
+                random_plan(rng, depth - 1, plan);
+                random_plan(rng, depth - 1, plan);
+                plan.ops.push(if k == 1 { Op::And } else { Op::Or });
+            }
+        }
+    }
+
+    #[test]
+    fn encoded_plans_evaluate_like_plan() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let words = 7;
+        let planes = BloomPlanes {
+            params: BloomParams { bits: 64, hashes: 3, seed: 0 },
+            words,
+            planes: (0..64 * words).map(|_| rng.random::<u64>() | rng.random::<u64>()).collect(),
+        };
+        let mut plans = vec![Plan::all()];
+        for _ in 0..200 {
+            let mut p = Plan::default();
+            random_plan(&mut rng, 5, &mut p);
+            plans.push(p);
+        }
+        let refs: Vec<&Plan> = plans.iter().chain(plans.iter().take(3)).collect();
+        let enc = encode(&refs).unwrap();
+        assert_eq!(enc.offsets.len(), refs.len());
+        // Shared plans share a record; only the empty plan is flagged trivial.
+        assert_eq!(enc.offsets[plans.len()], enc.offsets[0]);
+        assert!(enc.offsets[0] & TRIVIAL_BIT != 0);
+        assert!(enc.offsets[1..plans.len()].iter().all(|o| o & TRIVIAL_BIT == 0));
+        for (i, p) in refs.iter().enumerate() {
+            for w in 0..words {
+                assert_eq!(bloom_word(&enc.words, enc.offsets[i], &planes, w), p.bloom_word(&planes, w), "plan {i} word {w}");
+            }
+            for _ in 0..20 {
+                let mut row: Vec<u32> = (0..rng.random_range(0..5)).map(|_| rng.random_range(0..20)).collect();
+                row.sort_unstable();
+                row.dedup();
+                assert_eq!(matches(&enc.words, enc.offsets[i], &row), p.matches(&row), "plan {i} row {row:?}");
+            }
+        }
+    }
+}

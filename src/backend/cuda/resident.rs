@@ -1,0 +1,204 @@
+//! The index on the device, re-laid for the kernels (DESIGN.md allows re-layout on
+//! upload; the artifact stays backend-neutral):
+//! * item codes interleaved by 32-row groups (`cuda/common.cuh`, "Interleaved item
+//!   codes"): D padded with zeros to `nc*16`, rows padded to a multiple of 64;
+//! * centroid codes row-major, padded to `nc*16`;
+//! * per list: first row, end row, 64-row word count (as `cpu::word_span` counts them).
+
+use super::{DBuf, Dev};
+use crate::backend::cpu::word_span;
+use crate::error::{Error, Result};
+use crate::model::Index;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// An index resident on the GPU.
+pub struct Resident {
+    pub(crate) index: Arc<Index>,
+    pub(crate) n: usize,
+    pub(crate) d: usize,
+    /// 16-byte chunks per row (D padded to nc*16).
+    pub(crate) nc: usize,
+    pub(crate) l: usize,
+    /// 64-row words: ceil(N / 64).
+    pub(crate) words: usize,
+    pub(crate) codes: DBuf<u8>,
+    pub(crate) scale: DBuf<f32>,
+    pub(crate) cent: DBuf<u8>,
+    pub(crate) cscale: DBuf<f32>,
+    pub(crate) list_start: DBuf<u32>,
+    pub(crate) list_end: DBuf<u32>,
+    pub(crate) list_nw: DBuf<u32>,
+    pub(crate) planes: DBuf<u64>,
+    pub(crate) live: Option<DBuf<u64>>,
+    pub(crate) attr_off: DBuf<u64>,
+    pub(crate) attr_vals: DBuf<u32>,
+    pub(crate) emb: Option<DBuf<u16>>,
+    pub(crate) feats: Option<DBuf<f32>>,
+    /// Largest list word count.
+    pub(crate) max_nw: usize,
+    /// rows_desc[i] = rows of the i-th largest list (descending).
+    pub(crate) rows_desc: Vec<u64>,
+    /// nw_desc[i] = words of the i-th largest list by words (descending).
+    pub(crate) nw_desc: Vec<u64>,
+}
+
+impl Resident {
+    /// The host index this was uploaded from.
+    pub fn index(&self) -> &Arc<Index> {
+        &self.index
+    }
+    /// Rows held by the `np` largest lists: an upper bound of the rows a query scans.
+    pub(crate) fn max_rows(&self, np: usize) -> u64 {
+        self.rows_desc.iter().take(np).sum()
+    }
+    /// Words of the `np` largest lists (by words).
+    pub(crate) fn max_words(&self, np: usize) -> u64 {
+        self.nw_desc.iter().take(np).sum()
+    }
+    /// Sampled words of the `np` largest lists when every `se`-th word is sampled.
+    pub(crate) fn max_sampled_words(&self, np: usize, se: u64) -> u64 {
+        self.nw_desc.iter().take(np).map(|w| w.div_ceil(se)).sum()
+    }
+}
+
+/// Interleave `[n, d]` int8 rows into 32-row groups of `nc` 16-byte chunks.
+pub(crate) fn interleave(codes: &[i8], n: usize, d: usize, nc: usize, groups: usize) -> Vec<u8> {
+    let gbytes = nc * 32 * 16;
+    let mut out = vec![0u8; groups * gbytes];
+    out.par_chunks_mut(gbytes).enumerate().for_each(|(g, dst)| {
+        for i in 0..32 {
+            let r = g * 32 + i;
+            if r >= n {
+                break;
+            }
+            let row = &codes[r * d..(r + 1) * d];
+            for c in 0..nc {
+                let lo = c * 16;
+                let len = 16.min(d.saturating_sub(lo));
+                let at = (c * 32 + i) * 16;
+                for b in 0..len {
+                    dst[at + b] = row[lo + b] as u8;
+                }
+            }
+        }
+    });
+    out
+}
+
+/// Pad `[rows, d]` int8 rows to `[rows, nc*16]`.
+pub(crate) fn pad_rows(codes: &[i8], rows: usize, d: usize, nc: usize) -> Vec<u8> {
+    let w = nc * 16;
+    let mut out = vec![0u8; rows * w];
+    for r in 0..rows {
+        for c in 0..d {
+            out[r * w + c] = codes[r * d + c] as u8;
+        }
+    }
+    out
+}
+
+pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
+    let ix = index.as_ref();
+    let (n, d, l) = (ix.len(), ix.dim, ix.nlist());
+    let bad = |what: &str| Error::backend("cuda", format!("cannot upload index: {what}"));
+    if d == 0 {
+        return Err(bad("dimension 0"));
+    }
+    if n >= u32::MAX as usize - 64 {
+        return Err(bad("more than 2^32 - 65 rows (rows are u32 on the device)"));
+    }
+    if ix.items.codes.len() != n * d || ix.items.scale.len() != n || ix.list_offsets.last().copied().unwrap_or(0) as usize != n {
+        return Err(bad("item codes, scales and list offsets disagree"));
+    }
+    if ix.centroid_codes.codes.len() != l * d || ix.centroid_codes.scale.len() != l {
+        return Err(bad("centroid codes do not match nlist x D"));
+    }
+    let nc = d.div_ceil(16);
+    let words = n.div_ceil(64);
+    if ix.bloom.words != words || ix.bloom.planes.len() != ix.bloom.params.bits as usize * words {
+        return Err(bad("Bloom planes do not cover ceil(N/64) words"));
+    }
+    if ix.attrs.offsets.len() != n + 1 {
+        return Err(bad("attribute offsets are not N+1 long"));
+    }
+    if ix.live.as_ref().is_some_and(|live| live.len() != words) {
+        return Err(bad("live bitset is not ceil(N/64) words"));
+    }
+    let codes = interleave(&ix.items.codes, n, d, nc, 2 * words);
+    let cent = pad_rows(&ix.centroid_codes.codes, l, d, nc);
+    let mut list_start = Vec::with_capacity(l);
+    let mut list_end = Vec::with_capacity(l);
+    let mut list_nw = Vec::with_capacity(l);
+    for li in 0..l {
+        let r = ix.list_range(li);
+        if r.start > r.end {
+            return Err(bad("list offsets decrease"));
+        }
+        let (w0, w1) = word_span(&r);
+        list_start.push(r.start as u32);
+        list_end.push(r.end as u32);
+        list_nw.push((w1 - w0) as u32);
+    }
+    let mut rows_desc: Vec<u64> = (0..l).map(|li| (list_end[li] - list_start[li]) as u64).collect();
+    rows_desc.sort_unstable_by(|a, b| b.cmp(a));
+    let mut nw_desc: Vec<u64> = list_nw.iter().map(|&w| w as u64).collect();
+    nw_desc.sort_unstable_by(|a, b| b.cmp(a));
+    let emb = match &ix.embeddings {
+        Some(e) if e.len() == n * d => Some(dev.upload(&e.iter().map(|h| h.to_bits()).collect::<Vec<u16>>())?),
+        Some(_) => return Err(bad("embeddings are not N x D")),
+        None => None,
+    };
+    let feats = match &ix.features {
+        Some(f) if f.len() == n * ix.feature_names.len() => Some(dev.upload(f)?),
+        Some(_) => return Err(bad("features are not N x F")),
+        None => None,
+    };
+    Ok(Resident {
+        index: index.clone(),
+        n,
+        d,
+        nc,
+        l,
+        words,
+        codes: dev.upload(&codes)?,
+        scale: dev.upload(&ix.items.scale)?,
+        cent: dev.upload(&cent)?,
+        cscale: dev.upload(&ix.centroid_codes.scale)?,
+        max_nw: list_nw.iter().copied().max().unwrap_or(0) as usize,
+        list_start: dev.upload(&list_start)?,
+        list_end: dev.upload(&list_end)?,
+        list_nw: dev.upload(&list_nw)?,
+        planes: dev.upload(&ix.bloom.planes)?,
+        live: ix.live.as_ref().map(|v| dev.upload(v)).transpose()?,
+        attr_off: dev.upload(&ix.attrs.offsets)?,
+        attr_vals: dev.upload(&ix.attrs.values)?,
+        emb,
+        feats,
+        rows_desc,
+        nw_desc,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleave_places_chunks() {
+        let (n, d) = (70usize, 20usize);
+        let nc = d.div_ceil(16);
+        let codes: Vec<i8> = (0..n * d).map(|i| (i % 251) as i8).collect();
+        let out = interleave(&codes, n, d, nc, 2 * n.div_ceil(64));
+        for r in 0..n {
+            for c in 0..nc * 16 {
+                let slot = ((r / 32) * nc + c / 16) * 32 + r % 32;
+                let got = out[slot * 16 + c % 16] as i8;
+                let want = if c < d { codes[r * d + c] } else { 0 };
+                assert_eq!(got, want, "row {r} col {c}");
+            }
+        }
+        // Padding rows are zero.
+        assert!(out[((n / 32) * nc * 32 + n % 32) * 16..][..16].iter().all(|&b| b == 0));
+    }
+}
