@@ -129,56 +129,19 @@ impl Plan {
         Ok(())
     }
 
-    /// Exact evaluation over one row's sorted value ids.
-    pub fn matches(&self, row: &[u32]) -> bool {
-        if self.ops.is_empty() {
-            return true;
-        }
-        let mut stack = [false; MAX_DEPTH];
-        let mut sp = 0usize;
-        for op in &self.ops {
-            match *op {
-                Op::Term(t) => {
-                    let ids = &self.terms[t as usize].value_ids;
-                    stack[sp] = ids.iter().any(|v| row.binary_search(v).is_ok());
-                    sp += 1;
-                }
-                Op::Not => stack[sp - 1] = !stack[sp - 1],
-                Op::And => {
-                    sp -= 1;
-                    stack[sp - 1] &= stack[sp];
-                }
-                Op::Or => {
-                    sp -= 1;
-                    stack[sp - 1] |= stack[sp];
-                }
-            }
-        }
-        stack[0]
-    }
-
-    /// Bloom "maybe" mask of the 64 items of word `w`: a superset of the passing items.
-    pub fn bloom_word(&self, planes: &BloomPlanes, w: usize) -> u64 {
-        if self.ops.is_empty() {
-            return !0;
-        }
+    /// Run the postfix program over 64-bit lanes: `term` gives a term's lanes, `not` negates
+    /// (exactly, or as "maybe": all ones); AND and OR are bitwise. Empty program: all ones.
+    #[inline(always)]
+    fn run(&self, term: impl Fn(&Term) -> u64, not: impl Fn(u64) -> u64) -> u64 {
         let mut stack = [0u64; MAX_DEPTH];
         let mut sp = 0usize;
         for op in &self.ops {
             match *op {
                 Op::Term(t) => {
-                    let mut any = 0u64;
-                    for rows in &self.terms[t as usize].bloom_rows {
-                        let mut all = !0u64;
-                        for &b in rows {
-                            all &= planes.word(b, w);
-                        }
-                        any |= all;
-                    }
-                    stack[sp] = any;
+                    stack[sp] = term(&self.terms[t as usize]);
                     sp += 1;
                 }
-                Op::Not => stack[sp - 1] = !0,
+                Op::Not => stack[sp - 1] = not(stack[sp - 1]),
                 Op::And => {
                     sp -= 1;
                     stack[sp - 1] &= stack[sp];
@@ -189,6 +152,19 @@ impl Plan {
                 }
             }
         }
-        stack[0]
+        if self.ops.is_empty() { !0 } else { stack[0] }
+    }
+
+    /// Exact evaluation over one row's sorted value ids.
+    pub fn matches(&self, row: &[u32]) -> bool {
+        let hit = |t: &Term| if t.value_ids.iter().any(|v| row.binary_search(v).is_ok()) { !0 } else { 0 };
+        self.run(hit, |x| !x) != 0
+    }
+
+    /// Bloom "maybe" mask of the 64 items of word `w`: a superset of the passing items.
+    /// A term is the OR over its values of the AND of the value's planes; NOT gives all ones.
+    pub fn bloom_word(&self, planes: &BloomPlanes, w: usize) -> u64 {
+        let maybe = |t: &Term| t.bloom_rows.iter().fold(0u64, |any, rows| any | rows.iter().fold(!0u64, |all, &b| all & planes.word(b, w)));
+        self.run(maybe, |_| !0)
     }
 }
