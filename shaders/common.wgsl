@@ -38,3 +38,40 @@ fn dot4_portable(a: u32, b: u32) -> i32 {
 fn dot16(a: vec4<u32>, b: vec4<u32>) -> i32 {
     return dot4(a.x, b.x) + dot4(a.y, b.y) + dot4(a.z, b.z) + dot4(a.w, b.w);
 }
+
+// ---- (score, row) radix-select keys, shared by scan.wgsl and topk.wgsl
+
+// Top `nb` bits of the composite (hi, lo) equal / at least those of the prefix.
+fn prefix_eq(hi: u32, lo: u32, ph: u32, pl: u32, nb: u32) -> bool {
+    if (nb == 0u) {
+        return true;
+    }
+    if (nb <= 32u) {
+        let sh = 32u - nb;
+        return (hi >> sh) == (ph >> sh);
+    }
+    let sh = 64u - nb;
+    return hi == ph && (lo >> sh) == (pl >> sh);
+}
+
+fn prefix_ge(hi: u32, lo: u32, ph: u32, pl: u32, nb: u32) -> bool {
+    if (nb == 0u) {
+        return true;
+    }
+    if (nb <= 32u) {
+        let sh = 32u - nb;
+        return (hi >> sh) >= (ph >> sh);
+    }
+    if (hi != ph) {
+        return hi > ph;
+    }
+    let sh = 64u - nb;
+    return (lo >> sh) >= (pl >> sh);
+}
+
+fn digit(hi: u32, lo: u32, nb: u32) -> u32 {
+    if (nb < 32u) {
+        return (hi >> (24u - nb)) & 255u;
+    }
+    return (lo >> (56u - nb)) & 255u;
+}

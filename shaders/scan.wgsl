@@ -236,41 +236,7 @@ fn scan_score(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) w
     }
 }
 
-// ---- top-K0 passes over the keys (state layout and pick: topk.wgsl)
-
-fn prefix_eq(hi: u32, lo: u32, ph: u32, pl: u32, nb: u32) -> bool {
-    if (nb == 0u) {
-        return true;
-    }
-    if (nb <= 32u) {
-        let sh = 32u - nb;
-        return (hi >> sh) == (ph >> sh);
-    }
-    let sh = 64u - nb;
-    return hi == ph && (lo >> sh) == (pl >> sh);
-}
-
-fn prefix_ge(hi: u32, lo: u32, ph: u32, pl: u32, nb: u32) -> bool {
-    if (nb == 0u) {
-        return true;
-    }
-    if (nb <= 32u) {
-        let sh = 32u - nb;
-        return (hi >> sh) >= (ph >> sh);
-    }
-    if (hi != ph) {
-        return hi > ph;
-    }
-    let sh = 64u - nb;
-    return (lo >> sh) >= (pl >> sh);
-}
-
-fn digit(hi: u32, lo: u32, nb: u32) -> u32 {
-    if (nb < 32u) {
-        return (hi >> (24u - nb)) & 255u;
-    }
-    return (lo >> (56u - nb)) & 255u;
-}
+// ---- top-K0 passes over the keys (state layout and pick: topk.wgsl; key prefix helpers: common.wgsl)
 
 var<workgroup> wh: array<atomic<u32>, 256>;
 

@@ -56,41 +56,6 @@ fn region_len(q: u32) -> u32 {
     return lens[P.lens_q0 + q];
 }
 
-// Top `nb` bits of the composite (hi, lo) equal / at least those of the prefix.
-fn prefix_eq(hi: u32, lo: u32, ph: u32, pl: u32, nb: u32) -> bool {
-    if (nb == 0u) {
-        return true;
-    }
-    if (nb <= 32u) {
-        let sh = 32u - nb;
-        return (hi >> sh) == (ph >> sh);
-    }
-    let sh = 64u - nb;
-    return hi == ph && (lo >> sh) == (pl >> sh);
-}
-
-fn prefix_ge(hi: u32, lo: u32, ph: u32, pl: u32, nb: u32) -> bool {
-    if (nb == 0u) {
-        return true;
-    }
-    if (nb <= 32u) {
-        let sh = 32u - nb;
-        return (hi >> sh) >= (ph >> sh);
-    }
-    if (hi != ph) {
-        return hi > ph;
-    }
-    let sh = 64u - nb;
-    return (lo >> sh) >= (pl >> sh);
-}
-
-fn digit(hi: u32, lo: u32, nb: u32) -> u32 {
-    if (nb < 32u) {
-        return (hi >> (24u - nb)) & 255u;
-    }
-    return (lo >> (56u - nb)) & 255u;
-}
-
 @compute @workgroup_size(256)
 fn topk_clear(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let n_slots = P.nq * P.kp;
