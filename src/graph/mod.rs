@@ -144,9 +144,16 @@ impl<B: Backend> Executor<B> {
         if which.is_empty() {
             return Ok(Vec::new());
         }
-        let sub = if which.len() == q.len { q.clone() } else { q.gather(which) };
+        // The whole batch (the common case) runs as is; a subset is gathered.
+        let gathered;
+        let sub = if which.len() == q.len {
+            q
+        } else {
+            gathered = q.gather(which);
+            &gathered
+        };
         let sub_plans: Vec<&Plan> = which.iter().map(|&i| plans[i]).collect();
-        let (r, counts) = self.pass(&sub, &sub_plans, nprobe, k0, k, mode)?;
+        let (r, counts) = self.pass(sub, &sub_plans, nprobe, k0, k, mode)?;
         let mut short = Vec::new();
         for (j, &i) in which.iter().enumerate() {
             result.replace_query(i, &r, j);

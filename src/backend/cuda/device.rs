@@ -205,17 +205,18 @@ impl Dev {
         if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
             return Ok(());
         }
+        let f = self.func(name);
+        // Any thread may call a stage: make this context current on it.
+        self.ctx.bind_to_thread().map_err(drv)?;
+        let mut params: Vec<*mut c_void> = args
+            .iter()
+            .map(|a| match a {
+                A::U32(v) => v as *const u32 as *mut c_void,
+                A::U64(v) => v as *const u64 as *mut c_void,
+                A::Bytes(v) => v.as_ptr() as *mut c_void,
+            })
+            .collect();
         if pdl {
-            let f = self.func(name);
-            self.ctx.bind_to_thread().map_err(drv)?;
-            let mut params: Vec<*mut c_void> = args
-                .iter()
-                .map(|a| match a {
-                    A::U32(v) => v as *const u32 as *mut c_void,
-                    A::U64(v) => v as *const u64 as *mut c_void,
-                    A::Bytes(v) => v.as_ptr() as *mut c_void,
-                })
-                .collect();
             // SAFETY: plain C structs filled field by field; `params` point into `args`.
             let r = unsafe {
                 let mut attr: sys::CUlaunchAttribute = std::mem::zeroed();
@@ -237,17 +238,6 @@ impl Dev {
             };
             return r.result().map_err(|e| Error::backend("cuda", format!("launch {name}: {e:?}")));
         }
-        let f = self.func(name);
-        // Any thread may call a stage: make this context current on it.
-        self.ctx.bind_to_thread().map_err(drv)?;
-        let mut params: Vec<*mut c_void> = args
-            .iter()
-            .map(|a| match a {
-                A::U32(v) => v as *const u32 as *mut c_void,
-                A::U64(v) => v as *const u64 as *mut c_void,
-                A::Bytes(v) => v.as_ptr() as *mut c_void,
-            })
-            .collect();
         // SAFETY: `params` point into `args`, alive for the call; argument lists match the
         // kernel signatures in cuda/*.cu (checked by the golden tests on a GPU).
         unsafe { cudarc::driver::result::launch_kernel(f.cu_function(), grid, (block, 1, 1), smem, self.stream.cu_stream(), &mut params) }
