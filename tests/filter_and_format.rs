@@ -60,6 +60,39 @@ fn plans_are_exact_and_bloom_is_a_superset() {
 }
 
 #[test]
+fn bloom_blocks_equal_word_by_word_evaluation() {
+    // 4,500 rows = 71 words: a full block of 64, a partial one, and blocks at odd offsets.
+    let (ix, _) = random_index(4500, 4, 3, 1, &[]);
+    let words = ix.bloom.words;
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    for _ in 0..100 {
+        let (text, _) = random_filter(&mut rng, 3);
+        let f = Filter::compile(&text, &ix.attrs.schema, &ix.bloom.params).unwrap();
+        for (w0, n) in [(0, 64), (64, words - 64), (0, 0), (5, 1), (7, 33), (words - 1, 1)] {
+            let mut out = vec![0xdead_beefu64; n];
+            f.plan.bloom_words(&ix.bloom, w0, &mut out);
+            let want: Vec<u64> = (w0..w0 + n).map(|w| f.plan.bloom_word(&ix.bloom, w)).collect();
+            assert_eq!(out, want, "{text} block {w0}+{n}");
+        }
+    }
+    let all = Filter::compile("", &ix.attrs.schema, &ix.bloom.params).unwrap();
+    let mut out = vec![0u64; 10];
+    all.plan.bloom_words(&ix.bloom, 3, &mut out);
+    assert!(out.iter().all(|&w| w == !0), "the empty filter passes everything");
+}
+
+#[test]
+fn an_artifact_with_code_minus_128_is_rejected() {
+    let (mut ix, _) = random_index(100, 8, 4, 1, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.silica");
+    ix.items.codes[8 * 37 + 3] = i8::MIN;
+    silica::model::format::save(&ix, &p).unwrap();
+    let e = silica::model::format::load(&p).unwrap_err().to_string();
+    assert!(e.contains("items.codes") && e.contains("-128") && e.contains("row 37"), "{e}");
+}
+
+#[test]
 fn unknown_fields_and_deep_nesting_are_errors() {
     let (ix, _) = random_index(50, 4, 2, 1, &[]);
     let e = Filter::compile(r#"section = "libs" AND colour = "red""#, &ix.attrs.schema, &ix.bloom.params).unwrap_err();

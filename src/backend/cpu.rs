@@ -3,7 +3,7 @@
 
 use super::{Backend, Candidates, Mask, Probes, QueryBatch, Rerank};
 use crate::error::{Error, Result};
-use crate::filter::Plan;
+use crate::filter::{Plan, BLOOM_BLOCK};
 use crate::model::Index;
 use crate::topk::TopK;
 use rayon::prelude::*;
@@ -31,18 +31,33 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
 unsafe fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
     use std::arch::x86_64::*;
     let n = a.len().min(b.len());
-    let mut acc = _mm256_setzero_si256();
+    let ones = _mm256_set1_epi16(1);
+    let (mut acc0, mut acc1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
     let mut i = 0;
-    // 16 codes per step: sign-extend to i16, multiply-add adjacent pairs into i32 lanes.
+    // 32 codes per step: |a| (u8) x sign(b, a) (i8) -> pairs summed in i16 -> i32 lanes.
+    // Exact for codes in [-127, 127] (the quantizer's range, checked when an artifact is
+    // loaded): a pair is at most 2 * 128 * 127 < 2^15, and sign(b, a) never negates -128.
+    while i + 64 <= n {
+        // SAFETY: i + 64 <= n bounds all four 32-byte loads.
+        unsafe {
+            let (x0, y0) = (_mm256_loadu_si256(a.as_ptr().add(i) as *const __m256i), _mm256_loadu_si256(b.as_ptr().add(i) as *const __m256i));
+            let (x1, y1) = (_mm256_loadu_si256(a.as_ptr().add(i + 32) as *const __m256i), _mm256_loadu_si256(b.as_ptr().add(i + 32) as *const __m256i));
+            acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(x0), _mm256_sign_epi8(y0, x0)), ones));
+            acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(x1), _mm256_sign_epi8(y1, x1)), ones));
+        }
+        i += 64;
+    }
+    // 16 codes per step for the rest: sign-extend to i16, multiply-add pairs into i32.
     while i + 16 <= n {
         // SAFETY: i + 16 <= n bounds both 16-byte loads.
         unsafe {
             let x = _mm256_cvtepi8_epi16(_mm_loadu_si128(a.as_ptr().add(i) as *const __m128i));
             let y = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.as_ptr().add(i) as *const __m128i));
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
+            acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(x, y));
         }
         i += 16;
     }
+    let acc = _mm256_add_epi32(acc0, acc1);
     let lo = _mm256_castsi256_si128(acc);
     let hi = _mm256_extracti128_si256(acc, 1);
     let s = _mm_add_epi32(lo, hi);
@@ -76,21 +91,79 @@ fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
     s
 }
 
-/// f32 · f16 dot product in f32, sequential order (the refine score).
+/// f32 · f16 dot product in f32 (the refine score): eight lane sums `acc[i] += q[j] *
+/// e[j]` over `j = i mod 8` (multiply, then add: no FMA), the lanes added in order, then
+/// the tail. Uses AVX + F16C when the CPU has them, with the same result bit for bit.
 #[inline]
 pub fn dot_f32_f16(q: &[f32], e: &[half::f16]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx") && std::arch::is_x86_feature_detected!("f16c") {
+            // SAFETY: the CPU supports AVX and F16C (checked above).
+            return unsafe { dot_f32_f16_f16c(q, e) };
+        }
+    }
+    dot_f32_f16_portable(q, e)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,f16c")]
+unsafe fn dot_f32_f16_f16c(q: &[f32], e: &[half::f16]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = q.len().min(e.len());
+    let mut acc = _mm256_setzero_ps();
+    let chunks = n / 8;
+    for c in 0..chunks {
+        // SAFETY: c * 8 + 8 <= n bounds both loads (f16 is 2 bytes, so 16 bytes for 8).
+        unsafe {
+            let x = _mm256_loadu_ps(q.as_ptr().add(c * 8));
+            let y = _mm256_cvtph_ps(_mm_loadu_si128(e.as_ptr().add(c * 8) as *const __m128i));
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(x, y));
+        }
+    }
+    let mut lanes = [0f32; 8];
+    // SAFETY: `lanes` holds 8 f32.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+    let mut s = lanes.iter().sum::<f32>();
+    for i in chunks * 8..n {
+        s += q[i] * e[i].to_f32();
+    }
+    s
+}
+
+fn dot_f32_f16_portable(q: &[f32], e: &[half::f16]) -> f32 {
+    let n = q.len().min(e.len());
     let mut acc = [0f32; 8];
-    let chunks = q.len() / 8;
+    let chunks = n / 8;
     for c in 0..chunks {
         for i in 0..8 {
             acc[i] += q[c * 8 + i] * e[c * 8 + i].to_f32();
         }
     }
     let mut s = acc.iter().sum::<f32>();
-    for i in chunks * 8..q.len() {
+    for i in chunks * 8..n {
         s += q[i] * e[i].to_f32();
     }
     s
+}
+
+/// Rows ahead of the one being scored whose codes the scan prefetches.
+const PREFETCH_ROWS: usize = 4;
+
+/// Ask for the cache lines of `bytes` (a hint; no effect off x86_64).
+#[inline(always)]
+fn prefetch<T>(bytes: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let (p, n) = (bytes.as_ptr() as *const i8, std::mem::size_of_val(bytes));
+        for off in (0..n).step_by(64) {
+            // SAFETY: a prefetch never faults; the address lies inside `bytes`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(off)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 /// Words `[first, last)` covering rows `range` of a 64-row-word bitmap.
@@ -155,12 +228,22 @@ impl Backend for Cpu {
             .map(|(b, plan)| {
                 let mut words = Vec::new();
                 let mut lens = Vec::with_capacity(np);
+                // Probing every list: evaluate the plan once over all words, in blocks.
+                let full = (!plan.is_all() && np == ix.nlist()).then(|| {
+                    let mut full = vec![0u64; ix.bloom.words];
+                    for (i, out) in full.chunks_mut(BLOOM_BLOCK).enumerate() {
+                        plan.bloom_words(&ix.bloom, i * BLOOM_BLOCK, out);
+                    }
+                    full
+                });
                 for &l in &probes.lists[b * np..(b + 1) * np] {
                     let range = ix.list_range(l as usize);
                     let (w0, w1) = word_span(&range);
                     let before = words.len();
                     if plan.is_all() {
                         words.extend((w0..w1).map(|w| range_bits(w, &range) & ix.live_word(w)));
+                    } else if let Some(full) = &full {
+                        words.extend((w0..w1).map(|w| full[w] & range_bits(w, &range) & ix.live_word(w)));
                     } else {
                         words.extend((w0..w1).map(|w| plan.bloom_word(&ix.bloom, w) & range_bits(w, &range) & ix.live_word(w)));
                     }
@@ -189,9 +272,14 @@ impl Backend for Cpu {
         Ok(plans
             .par_iter()
             .map(|plan| {
-                (0..ix.bloom.words)
-                    .map(|w| (plan.bloom_word(&ix.bloom, w) & range_bits(w, &all) & ix.live_word(w)).count_ones() as u64)
-                    .sum()
+                let mut block = [0u64; BLOOM_BLOCK];
+                let mut total = 0u64;
+                for w0 in (0..ix.bloom.words).step_by(BLOOM_BLOCK) {
+                    let out = &mut block[..BLOOM_BLOCK.min(ix.bloom.words - w0)];
+                    plan.bloom_words(&ix.bloom, w0, out);
+                    total += out.iter().enumerate().map(|(i, &m)| (m & range_bits(w0 + i, &all) & ix.live_word(w0 + i)).count_ones() as u64).sum::<u64>();
+                }
+                total
             })
             .collect())
     }
@@ -204,20 +292,30 @@ impl Backend for Cpu {
                 let qc = &q.codes[b * d..(b + 1) * d];
                 let plan = plans[b];
                 let mut top = TopK::new(k0);
+                let mut rows: Vec<u32> = Vec::with_capacity(256);
                 for j in 0..np {
                     let p = b * np + j;
                     let l = probes.lists[p] as usize;
                     let (w0, _) = word_span(&ix.list_range(l));
+                    // The list's candidate rows first, so that each row's codes can be
+                    // prefetched a few rows ahead (a selective mask makes them sparse).
+                    rows.clear();
                     for (i, &word) in mask.words[mask.offsets[p]..mask.offsets[p + 1]].iter().enumerate() {
                         let mut bits = word;
                         while bits != 0 {
-                            let r = (w0 + i) * 64 + bits.trailing_zeros() as usize;
+                            rows.push(((w0 + i) * 64 + bits.trailing_zeros() as usize) as u32);
                             bits &= bits - 1;
-                            let s = dot_i8(qc, ix.items.row(r)) as f32 * ix.items.scale[r];
-                            // Exact verification only for items that would enter the top-K0.
-                            if top.admits(s, r as u32) && (plan.is_all() || plan.matches(ix.attrs.row(r))) {
-                                top.push(s, r as u32);
-                            }
+                        }
+                    }
+                    for (i, &r) in rows.iter().enumerate() {
+                        if let Some(&ahead) = rows.get(i + PREFETCH_ROWS) {
+                            prefetch(ix.items.row(ahead as usize));
+                        }
+                        let r = r as usize;
+                        let s = dot_i8(qc, ix.items.row(r)) as f32 * ix.items.scale[r];
+                        // Exact verification only for items that would enter the top-K0.
+                        if top.admits(s, r as u32) && (plan.is_all() || plan.matches(ix.attrs.row(r))) {
+                            top.push(s, r as u32);
                         }
                     }
                 }
@@ -240,7 +338,12 @@ impl Backend for Cpu {
                 let rows = &c.rows;
                 c.scores.par_chunks_mut(k.max(1)).enumerate().for_each(|(b, s)| {
                     let qf = &q.f32[b * d..(b + 1) * d];
-                    for (i, x) in s[..counts[b] as usize].iter_mut().enumerate() {
+                    let n = counts[b] as usize;
+                    for (i, x) in s[..n].iter_mut().enumerate() {
+                        if i + PREFETCH_ROWS < n {
+                            let ahead = rows[b * k + i + PREFETCH_ROWS] as usize;
+                            prefetch(&emb[ahead * d..(ahead + 1) * d]);
+                        }
                         let r = rows[b * k + i] as usize;
                         *x = dot_f32_f16(qf, &emb[r * d..(r + 1) * d]);
                     }
@@ -324,11 +427,31 @@ mod tests {
     #[test]
     fn dot_matches_scalar_on_odd_lengths() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        for n in [0, 1, 3, 31, 32, 33, 64, 100, 384, 1027] {
+        for n in [0, 1, 3, 15, 16, 17, 31, 32, 33, 63, 64, 65, 80, 100, 127, 128, 129, 384, 1027] {
             let a: Vec<i8> = (0..n).map(|_| rng.random_range(-127..=127)).collect();
             let b: Vec<i8> = (0..n).map(|_| rng.random_range(-127..=127)).collect();
             let want: i32 = a.iter().zip(&b).map(|(&x, &y)| x as i32 * y as i32).sum();
             assert_eq!(dot_i8(&a, &b), want, "n = {n}");
+            assert_eq!(dot_i8_portable(&a, &b), want, "n = {n}");
+            // The extremes, where an i16 pair sum comes closest to saturating.
+            for (x, y) in [(127i8, 127i8), (-127, -127), (127, -127), (-127, 127)] {
+                let (a, b) = (vec![x; n], vec![y; n]);
+                assert_eq!(dot_i8(&a, &b), n as i32 * x as i32 * y as i32, "n = {n}, {x} x {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn f16_dot_is_bit_identical_to_the_portable_order() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        for n in [0, 1, 7, 8, 9, 64, 383, 384, 1025] {
+            for _ in 0..20 {
+                let q: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+                let e: Vec<half::f16> = (0..n).map(|_| half::f16::from_f32(rng.random_range(-3.0f32..3.0))).collect();
+                assert_eq!(dot_f32_f16(&q, &e).to_bits(), dot_f32_f16_portable(&q, &e).to_bits(), "n = {n}");
+                let exact: f64 = q.iter().zip(&e).map(|(&x, y)| x as f64 * y.to_f64()).sum();
+                assert!((dot_f32_f16(&q, &e) as f64 - exact).abs() < 1e-4 * (n as f64).max(1.0), "n = {n}");
+            }
         }
     }
 

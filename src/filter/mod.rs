@@ -17,7 +17,7 @@ mod parse;
 mod plan;
 
 pub use parse::{parse, Expr};
-pub use plan::{Dictionary, Op, Plan, Term};
+pub use plan::{Dictionary, Op, Plan, Term, BLOOM_BLOCK, MAX_DEPTH};
 
 /// A filter error: syntax (with 1-based column) or an unknown field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

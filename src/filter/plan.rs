@@ -34,6 +34,9 @@ impl Dictionary for Schema {
 /// Deepest evaluation stack a plan may need (kernels use fixed-size stacks).
 pub const MAX_DEPTH: usize = 32;
 
+/// Words per [`Plan::bloom_words`] call (its stack is `MAX_DEPTH x BLOOM_BLOCK` words, 16 KiB).
+pub const BLOOM_BLOCK: usize = 64;
+
 /// One term: the row passes when it has any of `value_ids`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Term {
@@ -159,6 +162,51 @@ impl Plan {
     pub fn matches(&self, row: &[u32]) -> bool {
         let hit = |t: &Term| if t.value_ids.iter().any(|v| row.binary_search(v).is_ok()) { !0 } else { 0 };
         self.run(hit, |x| !x) != 0
+    }
+
+    /// [`Plan::bloom_word`] for the consecutive words `w0 .. w0 + out.len()` (at most
+    /// [`BLOOM_BLOCK`]) at once: the same program with every step a loop over the block,
+    /// which the compiler vectorizes and which reads each plane sequentially. Used where a
+    /// filter is evaluated over all words (the planner's Bloom count).
+    pub fn bloom_words(&self, planes: &BloomPlanes, w0: usize, out: &mut [u64]) {
+        let n = out.len();
+        assert!(n <= BLOOM_BLOCK && w0 + n <= planes.words, "block of {n} words at {w0} outside 0..{}", planes.words);
+        if self.ops.is_empty() {
+            out.fill(!0);
+            return;
+        }
+        let mut stack = [[0u64; BLOOM_BLOCK]; MAX_DEPTH];
+        let mut sp = 0usize;
+        for op in &self.ops {
+            match *op {
+                Op::Term(t) => {
+                    let dst = &mut stack[sp][..n];
+                    dst.fill(0);
+                    for rows in &self.terms[t as usize].bloom_rows {
+                        let mut all = [!0u64; BLOOM_BLOCK];
+                        for &b in rows {
+                            let plane = &planes.planes[b as usize * planes.words + w0..][..n];
+                            all[..n].iter_mut().zip(plane).for_each(|(a, p)| *a &= p);
+                        }
+                        dst.iter_mut().zip(&all[..n]).for_each(|(d, a)| *d |= a);
+                    }
+                    sp += 1;
+                }
+                // A Bloom hit cannot prove presence, so NOT cannot prune: all ones.
+                Op::Not => stack[sp - 1][..n].fill(!0),
+                Op::And | Op::Or => {
+                    sp -= 1;
+                    let (lo, hi) = stack.split_at_mut(sp);
+                    let (a, b) = (&mut lo[sp - 1][..n], &hi[0][..n]);
+                    if *op == Op::And {
+                        a.iter_mut().zip(b).for_each(|(x, y)| *x &= y);
+                    } else {
+                        a.iter_mut().zip(b).for_each(|(x, y)| *x |= y);
+                    }
+                }
+            }
+        }
+        out.copy_from_slice(&stack[0][..n]);
     }
 
     /// Bloom "maybe" mask of the 64 items of word `w`: a superset of the passing items.

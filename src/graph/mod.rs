@@ -128,7 +128,15 @@ impl<B: Backend> Executor<B> {
     /// One pass of stages 1-5 for a batch; returns final candidates and scan counts.
     fn pass(&self, q: &QueryBatch, plans: &[&Plan], nprobe: usize, k0: usize, k: usize, mode: &Rerank) -> Result<(crate::backend::Candidates, Vec<u32>)> {
         let b = &self.backend;
-        let probes = b.probe(&self.resident, q, nprobe)?;
+        let nlist = self.index.nlist();
+        // Probing every list needs no centroid scores: all lists in id order (the scan's
+        // top-K0 is ordered by score and row, so it does not depend on the list order).
+        let probes = if nprobe == nlist && nlist > 1 {
+            let all = crate::backend::Probes { nprobe, lists: (0..q.len).flat_map(|_| 0..nlist as u32).collect() };
+            b.upload_probes(&self.resident, &all)?
+        } else {
+            b.probe(&self.resident, q, nprobe)?
+        };
         let mask = b.filter(&self.resident, plans, &probes)?;
         let cands = b.scan(&self.resident, q, &probes, &mask, plans, k0)?;
         let counts = b.read_counts(&cands)?;

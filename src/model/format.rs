@@ -269,6 +269,12 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Index> {
         }
         fields[i].values = dict.by_ref().take(end - start).collect();
     }
+    // Every backend's int8 dot is exact for codes in the quantizer's range [-127, 127].
+    for (name, c) in [("ivf.centroid_codes", &ccodes), ("items.codes", &codes)] {
+        if let Some(i) = c.iter().position(|&x| x == i8::MIN) {
+            return Err(bad(format!("`{name}` holds -128 at row {}; int8 codes are in [-127, 127] (symmetric quantization)", i / d.max(1))));
+        }
+    }
     if attr_vals.iter().any(|&v| v as usize >= total) || source_rows.iter().any(|&r| r as usize >= n) {
         return Err(bad("attribute value id or source row out of range".into()));
     }
