@@ -613,6 +613,77 @@ pub fn executor_case<B: Backend + Clone + 'static>(be: &B) {
     }
 }
 
+/// `ix` after a stream of `silica serve` writes to its main rows: deletes (live bits),
+/// attribute patches of the same length (color changes) and of another length (tags added
+/// or dropped, shifting the CSR), with Bloom planes rebuilt to match.
+fn changed(ix: &Index) -> Index {
+    let mut out = ix.clone();
+    let n = ix.len();
+    let mut live = ix.live.clone().unwrap_or_else(|| vec![!0u64; n.div_ceil(64)]);
+    for r in (0..n).filter(|r| r % 7 == 3) {
+        live[r / 64] &= !(1u64 << (r % 64));
+    }
+    out.live = Some(live);
+    let (mut offsets, mut values) = (vec![0u64], Vec::new());
+    for r in 0..n {
+        let mut row: Vec<u32> = ix.attrs.row(r).to_vec();
+        if r % 5 == 1 {
+            row.iter_mut().filter(|v| (**v as usize) < COLORS).for_each(|v| *v = (*v + 1) % COLORS as u32);
+        }
+        if r % 17 == 0 {
+            row.push((COLORS + SIZES + TAGS - 1) as u32);
+        }
+        if r % 19 == 2 {
+            row.retain(|&v| (v as usize) < COLORS + SIZES);
+        }
+        row.sort_unstable();
+        row.dedup();
+        values.extend_from_slice(&row);
+        offsets.push(values.len() as u64);
+    }
+    out.attrs.offsets = offsets;
+    out.attrs.values = values;
+    let schema = &out.attrs.schema;
+    let describe = |v: u32| {
+        let f = schema.fields.iter().rev().find(|f| f.base <= v).expect("value id in a field");
+        (f.name.clone(), f.values[(v - f.base) as usize].clone())
+    };
+    let params = ix.bloom.params;
+    out.bloom = BloomPlanes::build(params, n, |r| out.attrs.row(r).iter().flat_map(|&v| { let (f, x) = describe(v); params.positions(&f, &x) }).collect());
+    out
+}
+
+/// `Search::with_index` (the serve path: `Backend::update`) answers exactly as a fresh CPU
+/// executor over the changed index, and the executor it came from still answers for the
+/// old index (the device tensors it shares are not written).
+pub fn update_case<B: Backend>(be: &B) {
+    for (seed, spec) in specs().into_iter().filter(|(_, s)| s.n > 0) {
+        let fx = fixture(seed, &spec);
+        let old = fx.index.clone();
+        let new = Arc::new(changed(&old));
+        let mut rng = ChaCha8Rng::seed_from_u64(seed * 53);
+        let b = spec.b.min(24);
+        let queries: Vec<f32> = (0..b * spec.d).map(|_| rng.random_range(-1f32..1.0)).collect();
+        let filters = random_filters(&mut rng, &new, b);
+        let ours = Executor::new(be.clone(), old.clone()).expect("executor");
+        let updated = ours.with_index(new.clone()).expect("update");
+        let (cpu_old, cpu_new) = (Executor::new(Cpu, old.clone()).unwrap(), Executor::new(Cpu, new.clone()).unwrap());
+        for (k, nprobe) in [(10, None), (100, Some(spec.l))] {
+            for rerank in [RerankMode::None, RerankMode::Refine] {
+                let params = SearchParams { k, nprobe, rerank, ..Default::default() };
+                let req = SearchRequest { queries: &queries, filters: &filters, params };
+                let (got, want) = (updated.search(&req).expect("search"), cpu_new.search(&req).expect("cpu search"));
+                assert_eq!(got.iter().map(|r| &r.rows).collect::<Vec<_>>(), want.iter().map(|r| &r.rows).collect::<Vec<_>>(), "updated index: seed {seed} k {k} {rerank:?}");
+                if rerank == RerankMode::None {
+                    assert_eq!(got, want, "updated index scores: seed {seed} k {k}");
+                }
+                let (got, want) = (ours.search(&req).expect("old search"), cpu_old.search(&req).expect("cpu old search"));
+                assert_eq!(got.iter().map(|r| &r.rows).collect::<Vec<_>>(), want.iter().map(|r| &r.rows).collect::<Vec<_>>(), "old snapshot after the update: seed {seed} k {k}");
+            }
+        }
+    }
+}
+
 /// Defines the whole suite for one backend: `conformance_suite!(name, Type, ctor)` with
 /// `ctor: impl Fn() -> Option<Type>` (`None`: not available here -> skipped).
 macro_rules! conformance_suite {
@@ -657,6 +728,12 @@ macro_rules! conformance_suite {
             fn executor_matches_cpu_and_exact_search() {
                 if let Some(b) = backend() {
                     executor_case(b);
+                }
+            }
+            #[test]
+            fn updated_index_matches_cpu_and_old_snapshot_stands() {
+                if let Some(b) = backend() {
+                    update_case(b);
                 }
             }
         }

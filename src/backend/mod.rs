@@ -87,7 +87,7 @@ pub enum Rerank {
 }
 
 /// A compute device that runs the pipeline stages.
-pub trait Backend: Send + Sync {
+pub trait Backend: Clone + Send + Sync + 'static {
     /// The index resident on the device (uploaded once).
     type Resident: Send + Sync;
     type Probes;
@@ -98,6 +98,17 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     /// Upload an index (once per load).
     fn upload(&self, index: &std::sync::Arc<Index>) -> Result<Self::Resident>;
+
+    /// Upload `index`, a changed version of the index `old` holds in which only the live
+    /// bitset, the Bloom planes and the attributes differ (what `silica serve`'s deletes,
+    /// replacements and attribute patches change; item codes, scales, embeddings, features,
+    /// centroids and lists are the same). A backend may share `old`'s unchanged device
+    /// tensors (`old` stays valid for the searches still using it) and must fall back to a
+    /// full upload when sizes or lists differ. The default uploads everything.
+    fn update(&self, old: &Self::Resident, index: &std::sync::Arc<Index>) -> Result<Self::Resident> {
+        let _ = old;
+        self.upload(index)
+    }
 
     /// Stage 1: int8 centroid scores `[B, L]` -> top-`nprobe` lists per query.
     fn probe(&self, ix: &Self::Resident, q: &QueryBatch, nprobe: usize) -> Result<Self::Probes>;

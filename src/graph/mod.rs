@@ -93,6 +93,11 @@ pub trait Search: Send + Sync {
     fn index(&self) -> &Arc<Index>;
     fn backend_name(&self) -> &'static str;
     fn search(&self, req: &SearchRequest) -> Result<Vec<SearchResponse>>;
+    /// A searcher over `index`, a changed version of this one (live bits, Bloom planes and
+    /// attributes only: see [`Backend::update`]), on the same device: no new context, no
+    /// kernel compilation, unchanged device tensors shared. Falls back to a full upload
+    /// when the index differs in more than that.
+    fn with_index(&self, index: Arc<Index>) -> Result<Box<dyn Search>>;
 }
 
 impl<B: Backend> Executor<B> {
@@ -224,6 +229,11 @@ impl<B: Backend> Search for Executor<B> {
     }
     fn backend_name(&self) -> &'static str {
         self.backend.name()
+    }
+
+    fn with_index(&self, index: Arc<Index>) -> Result<Box<dyn Search>> {
+        let resident = self.backend.update(&self.resident, &index)?;
+        Ok(Box::new(Executor { backend: self.backend.clone(), index, resident, model: self.model.clone() }))
     }
 
     fn search(&self, req: &SearchRequest) -> Result<Vec<SearchResponse>> {

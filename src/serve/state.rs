@@ -453,7 +453,8 @@ impl Store {
     /// Swap in the working copies and publish a snapshot of the current version.
     fn publish(&mut self) -> Result<()> {
         if let Some(ix) = self.seg.main.publish() {
-            self.seg.main_exec = Arc::from(graph::open(&self.opts.backend, ix)?);
+            // Same device, unchanged tensors shared: only live bits, planes, attributes move.
+            self.seg.main_exec = Arc::from(self.seg.main_exec.with_index(ix)?);
         }
         if let Some(ix) = self.seg.fresh.publish() {
             self.seg.fresh_exec = if ix.is_empty() { None } else { Some(Arc::new(Executor::new(Cpu, ix)?)) };

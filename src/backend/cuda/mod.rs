@@ -489,6 +489,12 @@ impl Backend for Cuda {
         Ok(r)
     }
 
+    fn update(&self, old: &Resident, index: &Arc<Index>) -> Result<Resident> {
+        let r = resident::update(&self.dev, old, index)?;
+        self.dev.sync()?;
+        Ok(r)
+    }
+
     fn probe(&self, ix: &Resident, q: &QueryBatch, nprobe: usize) -> Result<DevProbes> {
         let (l, b) = (ix.l, q.len);
         if nprobe > l {

@@ -12,7 +12,8 @@ use crate::model::Index;
 use rayon::prelude::*;
 use std::sync::Arc;
 
-/// An index resident on the GPU.
+/// An index resident on the GPU. The tensors behind `Arc` never change for one set of
+/// item vectors and lists, so [`update`] shares them between versions of an index.
 pub struct Resident {
     pub(crate) index: Arc<Index>,
     pub(crate) n: usize,
@@ -22,19 +23,19 @@ pub struct Resident {
     pub(crate) l: usize,
     /// 64-row words: ceil(N / 64).
     pub(crate) words: usize,
-    pub(crate) codes: DBuf<u8>,
-    pub(crate) scale: DBuf<f32>,
-    pub(crate) cent: DBuf<u8>,
-    pub(crate) cscale: DBuf<f32>,
-    pub(crate) list_start: DBuf<u32>,
-    pub(crate) list_end: DBuf<u32>,
-    pub(crate) list_nw: DBuf<u32>,
+    pub(crate) codes: Arc<DBuf<u8>>,
+    pub(crate) scale: Arc<DBuf<f32>>,
+    pub(crate) cent: Arc<DBuf<u8>>,
+    pub(crate) cscale: Arc<DBuf<f32>>,
+    pub(crate) list_start: Arc<DBuf<u32>>,
+    pub(crate) list_end: Arc<DBuf<u32>>,
+    pub(crate) list_nw: Arc<DBuf<u32>>,
     pub(crate) planes: DBuf<u64>,
     pub(crate) live: Option<DBuf<u64>>,
     pub(crate) attr_off: DBuf<u64>,
     pub(crate) attr_vals: DBuf<u32>,
-    pub(crate) emb: Option<DBuf<u16>>,
-    pub(crate) feats: Option<DBuf<f32>>,
+    pub(crate) emb: Option<Arc<DBuf<u16>>>,
+    pub(crate) feats: Option<Arc<DBuf<f32>>>,
     /// Largest list word count.
     pub(crate) max_nw: usize,
     /// rows_desc[i] = rows of the i-th largest list (descending).
@@ -98,8 +99,44 @@ pub(crate) fn pad_rows(codes: &[i8], rows: usize, d: usize, nc: usize) -> Vec<u8
     out
 }
 
-pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
-    let ix = index.as_ref();
+/// Upload `index`, sharing with `old` every tensor that only the item vectors and lists
+/// determine when `index` has the same rows, dimension, lists, embeddings and features
+/// (see `Backend::update`); otherwise a full [`upload`].
+pub(crate) fn update(dev: &Dev, old: &Resident, index: &Arc<Index>) -> Result<Resident> {
+    let (ix, was) = (index.as_ref(), old.index.as_ref());
+    let same = ix.len() == was.len()
+        && ix.dim == was.dim
+        && ix.list_offsets == was.list_offsets
+        && ix.embeddings.is_some() == was.embeddings.is_some()
+        && ix.features.is_some() == was.features.is_some()
+        && ix.feature_names.len() == was.feature_names.len();
+    if !same {
+        return upload(dev, index);
+    }
+    check(ix)?;
+    Ok(Resident {
+        index: index.clone(),
+        codes: old.codes.clone(),
+        scale: old.scale.clone(),
+        cent: old.cent.clone(),
+        cscale: old.cscale.clone(),
+        list_start: old.list_start.clone(),
+        list_end: old.list_end.clone(),
+        list_nw: old.list_nw.clone(),
+        emb: old.emb.clone(),
+        feats: old.feats.clone(),
+        planes: dev.upload(&ix.bloom.planes)?,
+        live: ix.live.as_ref().map(|v| dev.upload(v)).transpose()?,
+        attr_off: dev.upload(&ix.attrs.offsets)?,
+        attr_vals: dev.upload(&ix.attrs.values)?,
+        rows_desc: old.rows_desc.clone(),
+        nw_desc: old.nw_desc.clone(),
+        ..*old
+    })
+}
+
+/// The shape checks every upload makes.
+fn check(ix: &Index) -> Result<()> {
     let (n, d, l) = (ix.len(), ix.dim, ix.nlist());
     let bad = |what: &str| Error::backend("cuda", format!("cannot upload index: {what}"));
     if d == 0 {
@@ -114,7 +151,6 @@ pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
     if ix.centroid_codes.codes.len() != l * d || ix.centroid_codes.scale.len() != l {
         return Err(bad("centroid codes do not match nlist x D"));
     }
-    let nc = d.div_ceil(16);
     let words = n.div_ceil(64);
     if ix.bloom.words != words || ix.bloom.planes.len() != ix.bloom.params.bits as usize * words {
         return Err(bad("Bloom planes do not cover ceil(N/64) words"));
@@ -125,6 +161,16 @@ pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
     if ix.live.as_ref().is_some_and(|live| live.len() != words) {
         return Err(bad("live bitset is not ceil(N/64) words"));
     }
+    Ok(())
+}
+
+pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
+    let ix = index.as_ref();
+    check(ix)?;
+    let (n, d, l) = (ix.len(), ix.dim, ix.nlist());
+    let bad = |what: &str| Error::backend("cuda", format!("cannot upload index: {what}"));
+    let nc = d.div_ceil(16);
+    let words = n.div_ceil(64);
     let codes = interleave(&ix.items.codes, n, d, nc, 2 * words);
     let cent = pad_rows(&ix.centroid_codes.codes, l, d, nc);
     let mut list_start = Vec::with_capacity(l);
@@ -145,12 +191,12 @@ pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
     let mut nw_desc: Vec<u64> = list_nw.iter().map(|&w| w as u64).collect();
     nw_desc.sort_unstable_by(|a, b| b.cmp(a));
     let emb = match &ix.embeddings {
-        Some(e) if e.len() == n * d => Some(dev.upload(&e.iter().map(|h| h.to_bits()).collect::<Vec<u16>>())?),
+        Some(e) if e.len() == n * d => Some(Arc::new(dev.upload(&e.iter().map(|h| h.to_bits()).collect::<Vec<u16>>())?)),
         Some(_) => return Err(bad("embeddings are not N x D")),
         None => None,
     };
     let feats = match &ix.features {
-        Some(f) if f.len() == n * ix.feature_names.len() => Some(dev.upload(f)?),
+        Some(f) if f.len() == n * ix.feature_names.len() => Some(Arc::new(dev.upload(f)?)),
         Some(_) => return Err(bad("features are not N x F")),
         None => None,
     };
@@ -161,14 +207,14 @@ pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
         nc,
         l,
         words,
-        codes: dev.upload(&codes)?,
-        scale: dev.upload(&ix.items.scale)?,
-        cent: dev.upload(&cent)?,
-        cscale: dev.upload(&ix.centroid_codes.scale)?,
+        codes: Arc::new(dev.upload(&codes)?),
+        scale: Arc::new(dev.upload(&ix.items.scale)?),
+        cent: Arc::new(dev.upload(&cent)?),
+        cscale: Arc::new(dev.upload(&ix.centroid_codes.scale)?),
         max_nw: list_nw.iter().copied().max().unwrap_or(0) as usize,
-        list_start: dev.upload(&list_start)?,
-        list_end: dev.upload(&list_end)?,
-        list_nw: dev.upload(&list_nw)?,
+        list_start: Arc::new(dev.upload(&list_start)?),
+        list_end: Arc::new(dev.upload(&list_end)?),
+        list_nw: Arc::new(dev.upload(&list_nw)?),
         planes: dev.upload(&ix.bloom.planes)?,
         live: ix.live.as_ref().map(|v| dev.upload(v)).transpose()?,
         attr_off: dev.upload(&ix.attrs.offsets)?,

@@ -145,6 +145,10 @@ impl Backend for Wgpu {
         Resident::upload(&self.gpu, index)
     }
 
+    fn update(&self, old: &Resident, index: &Arc<Index>) -> Result<Resident> {
+        Resident::update(&self.gpu, old, index)
+    }
+
     fn probe(&self, ix: &Resident, q: &QueryBatch, nprobe: usize) -> Result<WProbes> {
         check_queries(ix, q)?;
         let (b, l) = (q.len, ix.nlist as usize);

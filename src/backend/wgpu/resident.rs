@@ -24,14 +24,16 @@ pub struct Chunk {
     /// First u32 mask word (`lo / 32`) and u32 words covered (`2*(ceil(hi/64) - lo/64)`).
     pub cw_lo: u32,
     pub cw_n: u32,
-    pub codes: Buf,
-    pub scale: Buf,
+    // What only the item vectors decide: shared between versions of an index (update).
+    pub codes: Arc<Buf>,
+    pub scale: Arc<Buf>,
+    pub emb: Option<Arc<Buf>>,
+    pub feats: Option<Arc<Buf>>,
+    // What deletes and attribute patches change.
     pub aoff: Buf,
     pub avals: Buf,
     pub planes: Buf,
     pub live: Buf,
-    pub emb: Option<Buf>,
-    pub feats: Option<Buf>,
 }
 
 /// The index resident on one wgpu device.
@@ -40,9 +42,9 @@ pub struct Resident {
     pub n: u32,
     pub d16: u32,
     pub nlist: u32,
-    pub centroids: Buf,
-    pub cscale: Buf,
-    pub loff: Buf,
+    pub centroids: Arc<Buf>,
+    pub cscale: Arc<Buf>,
+    pub loff: Arc<Buf>,
     pub chunks: Vec<Chunk>,
     /// Largest list, in rows and in u32 mask words.
     pub max_list: u32,
@@ -119,10 +121,10 @@ impl Resident {
             return Err(Error::backend("wgpu", format!("nlist {l} exceeds 65535 (one dispatch dimension)")));
         }
         let d16 = d.div_ceil(16);
-        let centroids = g.resident("ivf.centroid_codes", &pack_codes(&ix.centroid_codes.codes, d, l, d16, false))?;
-        let cscale = g.resident("ivf.centroid_scale", bytes_f32(&ix.centroid_codes.scale))?;
+        let centroids = Arc::new(g.resident("ivf.centroid_codes", &pack_codes(&ix.centroid_codes.codes, d, l, d16, false))?);
+        let cscale = Arc::new(g.resident("ivf.centroid_scale", bytes_f32(&ix.centroid_codes.scale))?);
         let loff: Vec<u32> = ix.list_offsets.iter().map(|&o| o as u32).collect();
-        let loff_buf = g.resident("ivf.list_offsets", bytemuck::cast_slice(&loff))?;
+        let loff_buf = Arc::new(g.resident("ivf.list_offsets", bytemuck::cast_slice(&loff))?);
         let lens: Vec<u64> = (0..l).map(|i| ix.list_offsets[i + 1] - ix.list_offsets[i]).collect();
         let spans: Vec<u64> = (0..l).map(|i| span_words(ix.list_offsets[i], ix.list_offsets[i + 1])).collect();
         let max_list = lens.iter().copied().max().unwrap_or(0) as u32;
@@ -133,34 +135,9 @@ impl Resident {
         g.pipelines.scan(d16 as u32)?;
         let max_span = spans.iter().copied().max().unwrap_or(0) as u32;
 
-        // Row chunks: every per-row tensor of a chunk must fit one binding.
-        let m = ix.bloom.params.bits as u64;
-        let d2 = d.div_ceil(2) as u64;
-        let f = ix.feature_names.len() as u64;
-        let per_row = [(d16 * 16) as u64, 4, 4, m.div_ceil(8), d2 * 4 * ix.embeddings.is_some() as u64, f * 4 * ix.features.is_some() as u64]
-            .into_iter()
-            .max()
-            .unwrap_or(4);
-        let mut cap = (g.max_binding / per_row) / 64 * 64;
-        if let Some(r) = g.chunk_rows {
-            cap = cap.min(r as u64);
-        }
-        if cap == 0 && n > 0 {
-            return Err(Error::backend("wgpu", format!("64 rows need {} bytes, more than the largest binding {}", per_row * 64, g.max_binding)));
-        }
         let mut chunks = Vec::new();
-        let mut lo = 0usize;
-        while lo < n {
-            let mut hi = n.min(lo + cap as usize);
-            while (ix.attrs.offsets[hi] - ix.attrs.offsets[lo]) * 4 > g.max_binding {
-                let half = ((hi - lo) / 2) / 64 * 64;
-                if half == 0 {
-                    return Err(Error::backend("wgpu", format!("rows {lo}.. carry more attribute values than one binding holds")));
-                }
-                hi = lo + half;
-            }
-            chunks.push(Self::upload_chunk(g, ix, lo, hi)?);
-            lo = hi;
+        for (lo, hi) in Self::chunk_bounds(g, ix)? {
+            chunks.push(Self::upload_chunk(g, ix, lo, hi, None)?);
         }
         Ok(Resident {
             index: index.clone(),
@@ -178,11 +155,72 @@ impl Resident {
         })
     }
 
-    fn upload_chunk(g: &Gpu, ix: &Index, lo: usize, hi: usize) -> Result<Chunk> {
-        let (d, rows) = (ix.dim, hi - lo);
+    /// Upload `index`, sharing with `old` the centroids, lists, codes, scales, embeddings
+    /// and features when `index` has the same rows, lists and row chunks (only live bits,
+    /// Bloom planes and attributes changed: `Backend::update`); otherwise a full upload.
+    pub fn update(g: &Gpu, old: &Resident, index: &Arc<Index>) -> Result<Resident> {
+        let (ix, was) = (index.as_ref(), old.index.as_ref());
+        let same = ix.len() == was.len()
+            && ix.dim == was.dim
+            && ix.list_offsets == was.list_offsets
+            && ix.embeddings.is_some() == was.embeddings.is_some()
+            && ix.features.is_some() == was.features.is_some()
+            && ix.feature_names.len() == was.feature_names.len()
+            && ix.bloom.params == was.bloom.params;
+        let bounds = Self::chunk_bounds(g, ix)?;
+        if !same || bounds.len() != old.chunks.len() || bounds.iter().zip(&old.chunks).any(|(&(lo, hi), c)| (lo as u32, hi as u32) != (c.lo, c.hi)) {
+            return Self::upload(g, index);
+        }
+        let chunks = bounds.iter().zip(&old.chunks).map(|(&(lo, hi), c)| Self::upload_chunk(g, ix, lo, hi, Some(c))).collect::<Result<Vec<_>>>()?;
+        Ok(Resident {
+            index: index.clone(),
+            centroids: old.centroids.clone(),
+            cscale: old.cscale.clone(),
+            loff: old.loff.clone(),
+            chunks,
+            ebound: old.ebound.clone(),
+            mbound: old.mbound.clone(),
+            ..*old
+        })
+    }
+
+    /// Row chunks `[lo, hi)`: every per-row tensor of a chunk must fit one binding.
+    fn chunk_bounds(g: &Gpu, ix: &Index) -> Result<Vec<(usize, usize)>> {
+        let (n, d) = (ix.len(), ix.dim);
         let d16 = d.div_ceil(16);
-        let codes = g.resident("items.codes", &pack_codes(&ix.items.codes[lo * d..hi * d], d, rows, d16, true))?;
-        let scale = g.resident("items.scale", bytes_f32(&ix.items.scale[lo..hi]))?;
+        let m = ix.bloom.params.bits as u64;
+        let d2 = d.div_ceil(2) as u64;
+        let f = ix.feature_names.len() as u64;
+        let per_row = [(d16 * 16) as u64, 4, 4, m.div_ceil(8), d2 * 4 * ix.embeddings.is_some() as u64, f * 4 * ix.features.is_some() as u64]
+            .into_iter()
+            .max()
+            .unwrap_or(4);
+        let mut cap = (g.max_binding / per_row) / 64 * 64;
+        if let Some(r) = g.chunk_rows {
+            cap = cap.min(r as u64);
+        }
+        if cap == 0 && n > 0 {
+            return Err(Error::backend("wgpu", format!("64 rows need {} bytes, more than the largest binding {}", per_row * 64, g.max_binding)));
+        }
+        let mut bounds = Vec::new();
+        let mut lo = 0usize;
+        while lo < n {
+            let mut hi = n.min(lo + cap as usize);
+            while (ix.attrs.offsets[hi] - ix.attrs.offsets[lo]) * 4 > g.max_binding {
+                let half = ((hi - lo) / 2) / 64 * 64;
+                if half == 0 {
+                    return Err(Error::backend("wgpu", format!("rows {lo}.. carry more attribute values than one binding holds")));
+                }
+                hi = lo + half;
+            }
+            bounds.push((lo, hi));
+            lo = hi;
+        }
+        Ok(bounds)
+    }
+
+    /// Rows `[lo, hi)` on the device; the vector tensors are taken from `shared` if given.
+    fn upload_chunk(g: &Gpu, ix: &Index, lo: usize, hi: usize, shared: Option<&Chunk>) -> Result<Chunk> {
         let a0 = ix.attrs.offsets[lo];
         let aoff: Vec<u32> = ix.attrs.offsets[lo..=hi].iter().map(|&o| (o - a0) as u32).collect();
         let aoff = g.resident("attrs.offsets", bytemuck::cast_slice(&aoff))?;
@@ -205,23 +243,9 @@ impl Resident {
             [x as u32, (x >> 32) as u32]
         }).collect();
         let live = g.resident("live", bytemuck::cast_slice(&live))?;
-        let emb = match &ix.embeddings {
-            Some(e) => {
-                let d2 = d.div_ceil(2);
-                let mut v = vec![0u16; rows * d2 * 2];
-                for r in 0..rows {
-                    for c in 0..d {
-                        v[r * d2 * 2 + c] = e[(lo + r) * d + c].to_bits();
-                    }
-                }
-                Some(g.resident("items.embeddings", bytemuck::cast_slice(&v))?)
-            }
-            None => None,
-        };
-        let f = ix.feature_names.len();
-        let feats = match &ix.features {
-            Some(x) if f > 0 => Some(g.resident("items.features", bytes_f32(&x[lo * f..hi * f]))?),
-            _ => None,
+        let (codes, scale, emb, feats) = match shared {
+            Some(c) => (c.codes.clone(), c.scale.clone(), c.emb.clone(), c.feats.clone()),
+            None => Self::upload_vectors(g, ix, lo, hi)?,
         };
         Ok(Chunk {
             lo: lo as u32,
@@ -237,6 +261,34 @@ impl Resident {
             emb,
             feats,
         })
+    }
+
+    /// Codes, scales, embeddings and features of rows `[lo, hi)`.
+    #[allow(clippy::type_complexity)]
+    fn upload_vectors(g: &Gpu, ix: &Index, lo: usize, hi: usize) -> Result<(Arc<Buf>, Arc<Buf>, Option<Arc<Buf>>, Option<Arc<Buf>>)> {
+        let (d, rows) = (ix.dim, hi - lo);
+        let d16 = d.div_ceil(16);
+        let codes = Arc::new(g.resident("items.codes", &pack_codes(&ix.items.codes[lo * d..hi * d], d, rows, d16, true))?);
+        let scale = Arc::new(g.resident("items.scale", bytes_f32(&ix.items.scale[lo..hi]))?);
+        let emb = match &ix.embeddings {
+            Some(e) => {
+                let d2 = d.div_ceil(2);
+                let mut v = vec![0u16; rows * d2 * 2];
+                for r in 0..rows {
+                    for c in 0..d {
+                        v[r * d2 * 2 + c] = e[(lo + r) * d + c].to_bits();
+                    }
+                }
+                Some(Arc::new(g.resident("items.embeddings", bytemuck::cast_slice(&v))?))
+            }
+            None => None,
+        };
+        let f = ix.feature_names.len();
+        let feats = match &ix.features {
+            Some(x) if f > 0 => Some(Arc::new(g.resident("items.features", bytes_f32(&x[lo * f..hi * f]))?)),
+            _ => None,
+        };
+        Ok((codes, scale, emb, feats))
     }
 
     /// Scan entries per query region for `nprobe` lists (rows of the nprobe largest lists).
