@@ -166,11 +166,14 @@ fn live_updates_answer_like_a_rebuilt_index() {
     }
     let s = store.stats();
     assert!(s.fresh_rows > 0 && s.main_live < s.main_rows && s.appended_values > 0, "{s:?}");
+    let acknowledged = s.version;
+    assert!(acknowledged >= 12, "{s:?}");
 
-    // Restart: the log replays to the same state.
+    // Restart: the log replays to the same state and the same version.
     drop(store);
     let mut store = Store::open(&path, opts.clone()).unwrap();
     check(&store, &model, &mut rng, "after replay");
+    assert_eq!(store.stats().version, acknowledged);
 
     // Compaction folds everything into the artifact; a restart then replays nothing.
     let r = store.compact().unwrap();
@@ -182,7 +185,7 @@ fn live_updates_answer_like_a_rebuilt_index() {
     let loaded = silica::model::format::load(&path).unwrap();
     assert_eq!(loaded.len(), model.len(), "the artifact on disk is the compacted one");
     let mut store = Store::open(&path, opts.clone()).unwrap();
-    assert_eq!(store.stats().version, 0);
+    assert_eq!(store.stats().version, acknowledged, "versions survive compaction and restart (the log's base version)");
     check(&store, &model, &mut rng, "compacted, reopened");
 
     // A compaction that runs while writes go on: the batches written meanwhile are logged
@@ -206,7 +209,7 @@ fn live_updates_answer_like_a_rebuilt_index() {
     check(&store, &model, &mut rng, "after a concurrent compaction");
     drop(store);
     let mut store = Store::open(&path, opts.clone()).unwrap();
-    assert_eq!(store.stats().version, during as u64, "the new log holds exactly the batches written during the compaction");
+    assert_eq!(store.stats().version, acknowledged + during as u64, "the new log holds exactly the batches written during the compaction, on top of its base");
     check(&store, &model, &mut rng, "after a concurrent compaction, reopened");
     // Nothing is left beside the artifact but the log and the lock.
     let mut names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
@@ -219,9 +222,12 @@ fn live_updates_answer_like_a_rebuilt_index() {
         assert!(store.commit(&group).unwrap().iter().all(|r| r.is_ok()));
         check(&store, &model, &mut rng, &format!("post-compaction step {step}"));
     }
+    let version = store.stats().version;
+    assert_eq!(version, acknowledged + during as u64 + 8);
     drop(store);
     let store = Store::open(&path, opts).unwrap();
     check(&store, &model, &mut rng, "post-compaction replay");
+    assert_eq!(store.stats().version, version);
 }
 
 #[test]

@@ -177,6 +177,8 @@ pub struct CompactionJob {
     started: Instant,
     /// Log length when the state was taken: later records are the tail.
     wal_offset: u64,
+    /// Version of that state (the new log's base version).
+    version: u64,
     rows_before: usize,
     fresh_folded: usize,
     main: Arc<Index>,
@@ -195,6 +197,7 @@ pub struct PreparedCompaction {
     hash: u64,
     bytes: usize,
     wal_offset: u64,
+    version: u64,
     started: Instant,
     rows_before: usize,
     fresh_folded: usize,
@@ -224,6 +227,7 @@ impl CompactionJob {
             hash,
             bytes: bytes.len(),
             wal_offset: self.wal_offset,
+            version: self.version,
             started: self.started,
             rows_before: self.rows_before,
             fresh_folded: self.fresh_folded,
@@ -276,7 +280,9 @@ impl Store {
             dict: seg.dict.clone(),
             stats: Stats::default(),
         }));
-        let mut store = Store { path: path.to_path_buf(), opts, threshold, wal: opened.wal, _lock: lock, shared: snap, version: 0, compactions: 0, seg };
+        // Versions continue from the batches already folded into the artifact.
+        let version = opened.base_version;
+        let mut store = Store { path: path.to_path_buf(), opts, threshold, wal: opened.wal, _lock: lock, shared: snap, version, compactions: 0, seg };
         let t0 = Instant::now();
         let wal_path = wal::wal_path(path);
         for (i, rec) in opened.records.iter().enumerate() {
@@ -509,6 +515,7 @@ impl Store {
             backend: self.opts.backend.clone(),
             started: Instant::now(),
             wal_offset: self.wal.len(),
+            version: self.version,
             rows_before: main.len() + fresh.len(),
             fresh_folded: fresh.len() - self.seg.dead_fresh,
             fresh_vectors: self.seg.fresh_vectors.clone(),
@@ -526,7 +533,7 @@ impl Store {
     pub fn finish_compaction(&mut self, done: PreparedCompaction) -> Result<CompactReport> {
         let t0 = Instant::now();
         let tail = self.wal.read_from(done.wal_offset)?;
-        wal::begin_rotation(&self.path, done.hash, &tail)?;
+        wal::begin_rotation(&self.path, done.hash, done.version, &tail)?;
         if let Err(e) = done.file.persist(&self.path) {
             wal::abort_rotation(&self.path);
             return Err(Error::io(&self.path, e.error));

@@ -1,8 +1,12 @@
 //! The write-ahead log beside the artifact (`I.silica.wal`).
 //!
-//! Layout: a 20-byte header — magic `SILWAL01`, the xxh3-64 of the artifact bytes the log
-//! applies to (u64 LE), crc32 of those 16 bytes (u32 LE) — then records
+//! Layout: a 28-byte header — magic `SILWAL02`, the xxh3-64 of the artifact bytes the log
+//! applies to (u64 LE), the *base version* (u64 LE: update batches acknowledged before the
+//! artifact was written, so a snapshot's `version` keeps growing across compactions and
+//! restarts), crc32 of those 24 bytes (u32 LE) — then records
 //! `[len u32 LE][crc32(payload) u32 LE][payload]`, one per update batch (payload: JSON).
+//! Logs with the 20-byte `SILWAL01` header (no base version: 0) are still read; rotation
+//! writes the new header.
 //!
 //! * Append: records are written, then `fdatasync`ed once per group before any of them is
 //!   acknowledged ([`Wal::append`] + [`Wal::sync`]).
@@ -19,9 +23,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"SILWAL01";
-/// Header bytes.
-pub const HEADER: usize = 20;
+const MAGIC: &[u8; 8] = b"SILWAL02";
+const MAGIC_V1: &[u8; 8] = b"SILWAL01";
+/// Header bytes of a log this version writes.
+pub const HEADER: usize = 28;
+const HEADER_V1: usize = 20;
 /// Largest record accepted on replay (a larger length field means a torn or corrupt tail).
 const MAX_RECORD: u32 = 1 << 30;
 
@@ -41,24 +47,40 @@ pub fn artifact_hash(bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(bytes)
 }
 
-fn header(hash: u64) -> [u8; HEADER] {
+fn header(hash: u64, base_version: u64) -> [u8; HEADER] {
     let mut h = [0u8; HEADER];
     h[..8].copy_from_slice(MAGIC);
     h[8..16].copy_from_slice(&hash.to_le_bytes());
-    let crc = crc32fast::hash(&h[..16]);
-    h[16..].copy_from_slice(&crc.to_le_bytes());
+    h[16..24].copy_from_slice(&base_version.to_le_bytes());
+    let crc = crc32fast::hash(&h[..24]);
+    h[24..].copy_from_slice(&crc.to_le_bytes());
     h
 }
 
-/// The artifact hash in a log's header.
-fn read_header(path: &Path) -> Result<u64> {
+/// What a log's header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Header {
+    hash: u64,
+    base_version: u64,
+    len: usize,
+}
+
+fn read_header(path: &Path) -> Result<Header> {
     let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut h = [0u8; HEADER];
-    f.read_exact(&mut h).map_err(|_| bad(path, "shorter than its header"))?;
-    if &h[..8] != MAGIC || crc32fast::hash(&h[..16]).to_le_bytes() != h[16..] {
-        return Err(bad(path, "not a silica write-ahead log (bad magic or header checksum)"));
+    let n = f.read(&mut h).map_err(|e| Error::io(path, e))?;
+    let n = n + f.read(&mut h[n..]).map_err(|e| Error::io(path, e))?;
+    let u64_at = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().expect("8 bytes"));
+    let crc_ok = |end: usize| crc32fast::hash(&h[..end]).to_le_bytes() == h[end..end + 4];
+    if n >= HEADER && &h[..8] == MAGIC && crc_ok(24) {
+        Ok(Header { hash: u64_at(8), base_version: u64_at(16), len: HEADER })
+    } else if n >= HEADER_V1 && &h[..8] == MAGIC_V1 && crc_ok(16) {
+        Ok(Header { hash: u64_at(8), base_version: 0, len: HEADER_V1 })
+    } else if n < HEADER_V1 {
+        Err(bad(path, "shorter than its header"))
+    } else {
+        Err(bad(path, "not a silica write-ahead log (bad magic or header checksum)"))
     }
-    Ok(u64::from_le_bytes(h[8..16].try_into().expect("8 bytes")))
 }
 
 fn bad(path: &Path, reason: &str) -> Error {
@@ -75,8 +97,8 @@ pub fn sync_dir(path: &Path) -> Result<()> {
 }
 
 /// Write a log holding only a header, atomically (temp file + fsync + rename).
-fn create(path: &Path, hash: u64) -> Result<()> {
-    crate::model::format::write_atomic(path, &header(hash))?;
+fn create(path: &Path, hash: u64, base_version: u64) -> Result<()> {
+    crate::model::format::write_atomic(path, &header(hash, base_version))?;
     sync_dir(path)
 }
 
@@ -85,6 +107,8 @@ pub struct Wal {
     path: PathBuf,
     file: File,
     len: u64,
+    /// This log's header bytes (28, or 20 for a `SILWAL01` log).
+    header_len: u64,
 }
 
 /// What [`open`] found.
@@ -94,6 +118,9 @@ pub struct Opened {
     pub records: Vec<Vec<u8>>,
     /// Bytes of torn tail discarded (0 when the log ended cleanly).
     pub truncated: u64,
+    /// Update batches acknowledged before the artifact was written (see the module docs):
+    /// the version of the state the log's first record applies to.
+    pub base_version: u64,
 }
 
 /// Open (or create) the log of the artifact at `index`, whose bytes hash to `hash`; finish
@@ -104,16 +131,16 @@ pub struct Opened {
 pub fn open(index: &Path, hash: u64) -> Result<Opened> {
     let path = wal_path(index);
     let next = with_suffix(index, ".wal.next");
-    let next_matches = next.exists() && read_header(&next).map(|h| h == hash).unwrap_or(false);
+    let next_matches = next.exists() && read_header(&next).map(|h| h.hash == hash).unwrap_or(false);
     if !path.exists() {
         if next_matches {
             std::fs::rename(&next, &path).map_err(|e| Error::io(&path, e))?;
             sync_dir(&path)?;
         } else {
-            create(&path, hash)?;
+            create(&path, hash, 0)?;
         }
     } else {
-        let have = read_header(&path)?;
+        let have = read_header(&path)?.hash;
         if have != hash {
             if next_matches {
                 // A compaction renamed its artifact into place but not its log: finish it.
@@ -135,11 +162,12 @@ pub fn open(index: &Path, hash: u64) -> Result<Opened> {
             std::fs::remove_file(&next).map_err(|e| Error::io(&next, e))?;
         }
     }
+    let head = read_header(&path)?;
     let mut file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(|e| Error::io(&path, e))?;
-    let (records, end) = parse_records(&bytes[HEADER.min(bytes.len())..]);
-    let end = (HEADER + end) as u64;
+    let (records, end) = parse_records(&bytes[head.len.min(bytes.len())..]);
+    let end = (head.len + end) as u64;
     let truncated = bytes.len() as u64 - end;
     if truncated > 0 {
         log::warn!("{}: discarding a torn tail of {truncated} bytes after {} records", path.display(), records.len());
@@ -148,7 +176,7 @@ pub fn open(index: &Path, hash: u64) -> Result<Opened> {
     }
     use std::io::Seek;
     file.seek(std::io::SeekFrom::Start(end)).map_err(|e| Error::io(&path, e))?;
-    Ok(Opened { wal: Wal { path, file, len: end }, records, truncated })
+    Ok(Opened { wal: Wal { path, file, len: end, header_len: head.len as u64 }, records, truncated, base_version: head.base_version })
 }
 
 /// Records of a log body and the byte length of the valid prefix.
@@ -212,16 +240,17 @@ impl Wal {
 
     /// True when the log holds no records.
     pub fn is_empty(&self) -> bool {
-        self.len <= HEADER as u64
+        self.len <= self.header_len
     }
 }
 
-/// Compaction step 1: write `I.silica.wal.next` for the new artifact's hash, followed by
-/// `tail` (the framed records logged after the compacted state), durably.
-pub fn begin_rotation(index: &Path, new_hash: u64, tail: &[u8]) -> Result<()> {
+/// Compaction step 1: write `I.silica.wal.next` for the new artifact's hash and
+/// `base_version` (batches folded into it), followed by `tail` (the framed records logged
+/// after the compacted state), durably.
+pub fn begin_rotation(index: &Path, new_hash: u64, base_version: u64, tail: &[u8]) -> Result<()> {
     let next = with_suffix(index, ".wal.next");
     let mut f = File::create(&next).map_err(|e| Error::io(&next, e))?;
-    f.write_all(&header(new_hash)).map_err(|e| Error::io(&next, e))?;
+    f.write_all(&header(new_hash, base_version)).map_err(|e| Error::io(&next, e))?;
     f.write_all(tail).map_err(|e| Error::io(&next, e))?;
     f.sync_all().map_err(|e| Error::io(&next, e))?;
     sync_dir(&next)
@@ -312,9 +341,10 @@ mod tests {
         assert!(e.contains("belongs to another artifact"), "{e}");
         // Crash after the new artifact (hash 2) was renamed, before the log was: finished,
         // with the records logged after the compacted state.
-        begin_rotation(&ix, 2, &frame(b"tail")).unwrap();
+        begin_rotation(&ix, 2, 40, &frame(b"tail")).unwrap();
         let o = open(&ix, 2).unwrap();
         assert_eq!(o.records, vec![b"tail".to_vec()]);
+        assert_eq!(o.base_version, 40, "the base version travels with the rotated log");
         assert!(!with_suffix(&ix, ".wal.next").exists());
         drop(o);
         // Crash before the artifact was renamed: the stale .next is removed, the log stands.
@@ -322,14 +352,40 @@ mod tests {
         o.wal.append(b"y").unwrap();
         o.wal.sync().unwrap();
         drop(o);
-        begin_rotation(&ix, 3, &[]).unwrap();
+        begin_rotation(&ix, 3, 99, &[]).unwrap();
         let o = open(&ix, 2).unwrap();
         assert_eq!(o.records, vec![b"tail".to_vec(), b"y".to_vec()]);
+        assert_eq!(o.base_version, 40, "an abandoned rotation changes nothing");
         assert_eq!(o.wal.read_from(HEADER as u64 + 12).unwrap(), frame(b"y"));
         assert!(!with_suffix(&ix, ".wal.next").exists());
         // Garbage instead of a log is an error naming the file, never a silent reset.
         std::fs::write(wal_path(&ix), b"hello").unwrap();
         assert!(open(&ix, 2).is_err());
+    }
+
+    #[test]
+    fn version_1_logs_are_read_with_base_version_0() {
+        let dir = tempfile::tempdir().unwrap();
+        let ix = dir.path().join("i.silica");
+        let mut v1 = b"SILWAL01".to_vec();
+        v1.extend_from_slice(&5u64.to_le_bytes());
+        let crc = crc32fast::hash(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        std::fs::write(wal_path(&ix), &v1).unwrap();
+        let mut o = open(&ix, 5).unwrap();
+        assert!(o.wal.is_empty() && o.records.is_empty() && o.base_version == 0);
+        o.wal.append(b"a").unwrap();
+        o.wal.sync().unwrap();
+        assert!(!o.wal.is_empty());
+        drop(o);
+        let o = open(&ix, 5).unwrap();
+        assert_eq!((o.records, o.base_version, o.wal.len()), (vec![b"a".to_vec()], 0, (HEADER_V1 + 9) as u64));
+        assert!(open(&ix, 6).is_err(), "the v1 header's hash is checked too");
+        // A v1 magic with a v2-sized body, or a bad checksum, is not a log.
+        let mut broken = v1.clone();
+        broken[17] ^= 1;
+        std::fs::write(wal_path(&ix), &broken).unwrap();
+        assert!(open(&ix, 5).is_err());
     }
 
     #[test]
