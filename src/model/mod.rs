@@ -114,6 +114,20 @@ impl Index {
     pub fn nlist(&self) -> usize {
         self.list_offsets.len() - 1
     }
+    /// True when `other` can be a changed version of `self` in the sense of
+    /// `Backend::update`: same rows, dimension, lists, Bloom parameters, and the same
+    /// optional tensors (embeddings, features), so that only live bits, Bloom planes and
+    /// attributes may differ. Item codes are not compared (O(N x D)); callers vouch for them.
+    pub fn same_vectors_and_lists(&self, other: &Index) -> bool {
+        self.len() == other.len()
+            && self.dim == other.dim
+            && self.list_offsets == other.list_offsets
+            && self.bloom.params == other.bloom.params
+            && self.embeddings.is_some() == other.embeddings.is_some()
+            && self.features.is_some() == other.features.is_some()
+            && self.feature_names.len() == other.feature_names.len()
+    }
+
     /// Word `w` of the live bitset (all ones when every row is live).
     #[inline]
     pub fn live_word(&self, w: usize) -> u64 {

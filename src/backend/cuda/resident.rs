@@ -103,14 +103,8 @@ pub(crate) fn pad_rows(codes: &[i8], rows: usize, d: usize, nc: usize) -> Vec<u8
 /// determine when `index` has the same rows, dimension, lists, embeddings and features
 /// (see `Backend::update`); otherwise a full [`upload`].
 pub(crate) fn update(dev: &Dev, old: &Resident, index: &Arc<Index>) -> Result<Resident> {
-    let (ix, was) = (index.as_ref(), old.index.as_ref());
-    let same = ix.len() == was.len()
-        && ix.dim == was.dim
-        && ix.list_offsets == was.list_offsets
-        && ix.embeddings.is_some() == was.embeddings.is_some()
-        && ix.features.is_some() == was.features.is_some()
-        && ix.feature_names.len() == was.feature_names.len();
-    if !same {
+    let ix = index.as_ref();
+    if !old.index.same_vectors_and_lists(ix) {
         return upload(dev, index);
     }
     check(ix)?;

@@ -159,14 +159,8 @@ impl Resident {
     /// and features when `index` has the same rows, lists and row chunks (only live bits,
     /// Bloom planes and attributes changed: `Backend::update`); otherwise a full upload.
     pub fn update(g: &Gpu, old: &Resident, index: &Arc<Index>) -> Result<Resident> {
-        let (ix, was) = (index.as_ref(), old.index.as_ref());
-        let same = ix.len() == was.len()
-            && ix.dim == was.dim
-            && ix.list_offsets == was.list_offsets
-            && ix.embeddings.is_some() == was.embeddings.is_some()
-            && ix.features.is_some() == was.features.is_some()
-            && ix.feature_names.len() == was.feature_names.len()
-            && ix.bloom.params == was.bloom.params;
+        let ix = index.as_ref();
+        let same = old.index.same_vectors_and_lists(ix);
         let bounds = Self::chunk_bounds(g, ix)?;
         if !same || bounds.len() != old.chunks.len() || bounds.iter().zip(&old.chunks).any(|(&(lo, hi), c)| (lo as u32, hi as u32) != (c.lo, c.hi)) {
             return Self::upload(g, index);
