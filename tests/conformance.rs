@@ -237,6 +237,8 @@ fn specs() -> Vec<(u64, Spec)> {
         (9, Spec { n: 517, d: 37, l: 9, b: 7, tombstones: false }),
         (10, Spec { n: 1201, d: d4(), l: 25, b: 9, tombstones: true }),
         (11, Spec { n: 777, d: d4(), l: 50, b: 20, tombstones: false }),
+        // Lists of several hundred rows at D = 128: more than one 512-row scan block per list.
+        (12, Spec { n: 1700, d: 128, l: 3, b: 8, tombstones: true }),
     ]
 }
 
