@@ -24,7 +24,7 @@
 use half::f16;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use silica::backend::{cpu::Cpu, Backend, Candidates, Mask, Probes, QueryBatch, Rerank};
+use silica::backend::{cpu::Cpu, Backend, Candidates, Changed, Mask, Probes, QueryBatch, Rerank};
 use silica::filter::{Filter, Op, Plan};
 use silica::graph::{prepare_queries, Executor, RerankMode, Search, SearchParams, SearchRequest};
 use silica::model::{Attributes, BloomParams, BloomPlanes, FieldSchema, I8Matrix, Index, Metric, Schema};
@@ -615,17 +615,23 @@ pub fn executor_case<B: Backend + Clone + 'static>(be: &B) {
     }
 }
 
-/// `ix` after a stream of `silica serve` writes to its main rows: deletes (live bits),
-/// attribute patches of the same length (color changes) and of another length (tags added
-/// or dropped, shifting the CSR), with Bloom planes rebuilt to match.
-fn changed(ix: &Index) -> Index {
+/// `ix` after a stream of `silica serve` writes to its main rows: with `what.live`, deletes
+/// (live bits); with `what.attrs`, attribute patches of the same length (color changes)
+/// and of another length (tags added or dropped, shifting the CSR), with Bloom planes
+/// rebuilt to match.
+fn changed(ix: &Index, what: Changed) -> Index {
     let mut out = ix.clone();
     let n = ix.len();
-    let mut live = ix.live.clone().unwrap_or_else(|| vec![!0u64; n.div_ceil(64)]);
-    for r in (0..n).filter(|r| r % 7 == 3) {
-        live[r / 64] &= !(1u64 << (r % 64));
+    if what.live {
+        let mut live = ix.live.clone().unwrap_or_else(|| vec![!0u64; n.div_ceil(64)]);
+        for r in (0..n).filter(|r| r % 7 == 3) {
+            live[r / 64] &= !(1u64 << (r % 64));
+        }
+        out.live = Some(live);
     }
-    out.live = Some(live);
+    if !what.attrs {
+        return out;
+    }
     let (mut offsets, mut values) = (vec![0u64], Vec::new());
     for r in 0..n {
         let mut row: Vec<u32> = ix.attrs.row(r).to_vec();
@@ -659,23 +665,25 @@ fn changed(ix: &Index) -> Index {
 /// executor over the changed index, and the executor it came from still answers for the
 /// old index (the device tensors it shares are not written).
 pub fn update_case<B: Backend>(be: &B) {
-    for (seed, spec) in specs().into_iter().filter(|(_, s)| s.n > 0) {
+    let deletes = Changed { live: true, planes: false, attrs: false };
+    let patches = Changed { live: false, planes: true, attrs: true };
+    for ((seed, spec), what) in specs().into_iter().filter(|(_, s)| s.n > 0).zip([deletes, patches, Changed::ALL].into_iter().cycle()) {
         let fx = fixture(seed, &spec);
         let old = fx.index.clone();
-        let new = Arc::new(changed(&old));
+        let new = Arc::new(changed(&old, what));
         let mut rng = ChaCha8Rng::seed_from_u64(seed * 53);
         let b = spec.b.min(24);
         let queries: Vec<f32> = (0..b * spec.d).map(|_| rng.random_range(-1f32..1.0)).collect();
         let filters = random_filters(&mut rng, &new, b);
         let ours = Executor::new(be.clone(), old.clone()).expect("executor");
-        let updated = ours.with_index(new.clone()).expect("update");
+        let updated = ours.with_index(new.clone(), what).expect("update");
         let (cpu_old, cpu_new) = (Executor::new(Cpu, old.clone()).unwrap(), Executor::new(Cpu, new.clone()).unwrap());
         for (k, nprobe) in [(10, None), (100, Some(spec.l))] {
             for rerank in [RerankMode::None, RerankMode::Refine] {
                 let params = SearchParams { k, nprobe, rerank, ..Default::default() };
                 let req = SearchRequest { queries: &queries, filters: &filters, params };
                 let (got, want) = (updated.search(&req).expect("search"), cpu_new.search(&req).expect("cpu search"));
-                assert_eq!(got.iter().map(|r| &r.rows).collect::<Vec<_>>(), want.iter().map(|r| &r.rows).collect::<Vec<_>>(), "updated index: seed {seed} k {k} {rerank:?}");
+                assert_eq!(got.iter().map(|r| &r.rows).collect::<Vec<_>>(), want.iter().map(|r| &r.rows).collect::<Vec<_>>(), "updated index ({what:?}): seed {seed} k {k} {rerank:?}");
                 if rerank == RerankMode::None {
                     assert_eq!(got, want, "updated index scores: seed {seed} k {k}");
                 }

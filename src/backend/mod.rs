@@ -31,6 +31,22 @@ pub struct QueryBatch {
     pub scale: Vec<f32>,
 }
 
+/// Which mutable parts of an index differ between two versions (see [`Backend::update`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Changed {
+    /// The live bitset (deletes, replacements).
+    pub live: bool,
+    /// The Bloom bit-planes (attribute patches).
+    pub planes: bool,
+    /// The exact attribute CSR (attribute patches).
+    pub attrs: bool,
+}
+
+impl Changed {
+    /// Anything may have changed.
+    pub const ALL: Changed = Changed { live: true, planes: true, attrs: true };
+}
+
 /// Stage 1 output on the host: `[B, nprobe]` list ids, best first (score desc, list asc).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Probes {
@@ -99,14 +115,14 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// Upload an index (once per load).
     fn upload(&self, index: &std::sync::Arc<Index>) -> Result<Self::Resident>;
 
-    /// Upload `index`, a changed version of the index `old` holds in which only the live
-    /// bitset, the Bloom planes and the attributes differ (what `silica serve`'s deletes,
-    /// replacements and attribute patches change; item codes, scales, embeddings, features,
-    /// centroids and lists are the same). A backend may share `old`'s unchanged device
-    /// tensors (`old` stays valid for the searches still using it) and must fall back to a
-    /// full upload when sizes or lists differ. The default uploads everything.
-    fn update(&self, old: &Self::Resident, index: &std::sync::Arc<Index>) -> Result<Self::Resident> {
-        let _ = old;
+    /// Upload `index`, a changed version of the index `old` holds in which at most the
+    /// parts `changed` names differ (what `silica serve`'s deletes, replacements and
+    /// attribute patches change; item codes, scales, embeddings, features, centroids and
+    /// lists are the same). A backend may share `old`'s unchanged device tensors (`old`
+    /// stays valid for the searches still using it) and must fall back to a full upload
+    /// when sizes or lists differ. The default uploads everything.
+    fn update(&self, old: &Self::Resident, index: &std::sync::Arc<Index>, changed: Changed) -> Result<Self::Resident> {
+        let _ = (old, changed);
         self.upload(index)
     }
 

@@ -11,7 +11,7 @@
 
 pub mod segments;
 
-use crate::backend::{Backend, QueryBatch, Rerank};
+use crate::backend::{Backend, Changed, QueryBatch, Rerank};
 use crate::error::{Error, Result};
 use crate::filter::{Filter, Plan};
 use crate::model::{quantize::quantize_row, Index, Metric};
@@ -93,11 +93,12 @@ pub trait Search: Send + Sync {
     fn index(&self) -> &Arc<Index>;
     fn backend_name(&self) -> &'static str;
     fn search(&self, req: &SearchRequest) -> Result<Vec<SearchResponse>>;
-    /// A searcher over `index`, a changed version of this one (live bits, Bloom planes and
-    /// attributes only: see [`Backend::update`]), on the same device: no new context, no
-    /// kernel compilation, unchanged device tensors shared. Falls back to a full upload
-    /// when the index differs in more than that.
-    fn with_index(&self, index: Arc<Index>) -> Result<Box<dyn Search>>;
+    /// A searcher over `index`, a changed version of this one in which at most the parts
+    /// `changed` names differ (live bits, Bloom planes, attributes: see
+    /// [`Backend::update`]), on the same device: no new context, no kernel compilation,
+    /// unchanged device tensors shared. Falls back to a full upload when the index differs
+    /// in more than that.
+    fn with_index(&self, index: Arc<Index>, changed: Changed) -> Result<Box<dyn Search>>;
 }
 
 impl<B: Backend> Executor<B> {
@@ -231,8 +232,8 @@ impl<B: Backend> Search for Executor<B> {
         self.backend.name()
     }
 
-    fn with_index(&self, index: Arc<Index>) -> Result<Box<dyn Search>> {
-        let resident = self.backend.update(&self.resident, &index)?;
+    fn with_index(&self, index: Arc<Index>, changed: Changed) -> Result<Box<dyn Search>> {
+        let resident = self.backend.update(&self.resident, &index, changed)?;
         Ok(Box::new(Executor { backend: self.backend.clone(), index, resident, model: self.model.clone() }))
     }
 

@@ -235,6 +235,20 @@ impl Pair {
         Arc::get_mut(self.working.as_mut().expect("acquired above")).expect("the working copy is uniquely owned")
     }
 
+    /// What the last [`Pair::publish`] changed (for `Search::with_index`): deletes change
+    /// the live bits, attribute patches the Bloom planes and attributes, appends all.
+    pub fn published_changes(&self) -> crate::backend::Changed {
+        let mut c = crate::backend::Changed { live: false, planes: false, attrs: false };
+        for op in &self.lag {
+            match op {
+                SegOp::Kill(_) => c.live = true,
+                SegOp::SetAttrs { .. } => (c.planes, c.attrs) = (true, true),
+                SegOp::Append(_) => c = crate::backend::Changed::ALL,
+            }
+        }
+        c
+    }
+
     /// Publish the working copy; returns it, or `None` when nothing changed.
     pub fn publish(&mut self) -> Option<Arc<Index>> {
         let w = self.working.take()?;
@@ -349,6 +363,7 @@ mod tests {
         assert_eq!(live_rows(p.published()), 5, "unpublished ops are invisible");
         assert_eq!(live_rows(p.current()), 3);
         let v1 = p.publish().unwrap();
+        assert_eq!(p.published_changes(), crate::backend::Changed { live: true, planes: false, attrs: false }, "deletes change only live bits");
         assert_eq!(live_rows(&v1), 3);
         assert_eq!(live_rows(&reader), 5, "an old snapshot keeps its state");
         assert!(p.publish().is_none());
@@ -371,5 +386,9 @@ mod tests {
         let v4 = p.publish().unwrap();
         assert_eq!(live_rows(&v4), 0);
         assert_eq!(live_rows(&held), 2);
+        // A patch changes planes and attributes, not live bits; an append, everything.
+        p.apply(SegOp::SetAttrs { row: 2, values: vec![1u32].into(), bits: vec![3u32].into() });
+        p.publish().unwrap();
+        assert_eq!(p.published_changes(), crate::backend::Changed { live: false, planes: true, attrs: true });
     }
 }

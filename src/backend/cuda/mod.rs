@@ -416,7 +416,7 @@ impl Cuda {
                 A::U64(ix.planes.ptr()),
                 A::U64(ix.words as u64),
                 A::U64(ix.n as u64),
-                ptr_or_null(ix.live.as_ref()),
+                ptr_or_null(ix.live.as_deref()),
                 A::U64(pw.ptr()),
                 A::U64(po.ptr()),
                 ptr_or_null(masks.as_ref()),
@@ -489,8 +489,8 @@ impl Backend for Cuda {
         Ok(r)
     }
 
-    fn update(&self, old: &Resident, index: &Arc<Index>) -> Result<Resident> {
-        let r = resident::update(&self.dev, old, index)?;
+    fn update(&self, old: &Resident, index: &Arc<Index>, changed: super::Changed) -> Result<Resident> {
+        let r = resident::update(&self.dev, old, index, changed)?;
         self.dev.sync()?;
         Ok(r)
     }
@@ -573,7 +573,7 @@ impl Backend for Cuda {
                     A::U64(ix.list_end.ptr()),
                     A::U64(ix.planes.ptr()),
                     A::U64(ix.words as u64),
-                    ptr_or_null(ix.live.as_ref()),
+                    ptr_or_null(ix.live.as_deref()),
                     A::U64(pw.ptr()),
                     A::U64(po.ptr()),
                     A::U64(words.ptr()),

@@ -6,7 +6,7 @@
 //! * per list: first row, end row, 64-row word count (as `cpu::word_span` counts them).
 
 use super::{DBuf, Dev};
-use crate::backend::cpu::word_span;
+use crate::backend::{Changed, cpu::word_span};
 use crate::error::{Error, Result};
 use crate::model::Index;
 use rayon::prelude::*;
@@ -30,10 +30,10 @@ pub struct Resident {
     pub(crate) list_start: Arc<DBuf<u32>>,
     pub(crate) list_end: Arc<DBuf<u32>>,
     pub(crate) list_nw: Arc<DBuf<u32>>,
-    pub(crate) planes: DBuf<u64>,
-    pub(crate) live: Option<DBuf<u64>>,
-    pub(crate) attr_off: DBuf<u64>,
-    pub(crate) attr_vals: DBuf<u32>,
+    pub(crate) planes: Arc<DBuf<u64>>,
+    pub(crate) live: Option<Arc<DBuf<u64>>>,
+    pub(crate) attr_off: Arc<DBuf<u64>>,
+    pub(crate) attr_vals: Arc<DBuf<u32>>,
     pub(crate) emb: Option<Arc<DBuf<u16>>>,
     pub(crate) feats: Option<Arc<DBuf<f32>>>,
     /// Largest list word count.
@@ -100,9 +100,10 @@ pub(crate) fn pad_rows(codes: &[i8], rows: usize, d: usize, nc: usize) -> Vec<u8
 }
 
 /// Upload `index`, sharing with `old` every tensor that only the item vectors and lists
-/// determine when `index` has the same rows, dimension, lists, embeddings and features
-/// (see `Backend::update`); otherwise a full [`upload`].
-pub(crate) fn update(dev: &Dev, old: &Resident, index: &Arc<Index>) -> Result<Resident> {
+/// determine when `index` has the same rows, dimension, lists, embeddings and features,
+/// and the live bits, planes and attributes that `changed` does not name (see
+/// `Backend::update`); otherwise a full [`upload`].
+pub(crate) fn update(dev: &Dev, old: &Resident, index: &Arc<Index>, changed: Changed) -> Result<Resident> {
     let ix = index.as_ref();
     if !old.index.same_vectors_and_lists(ix) {
         return upload(dev, index);
@@ -119,10 +120,10 @@ pub(crate) fn update(dev: &Dev, old: &Resident, index: &Arc<Index>) -> Result<Re
         list_nw: old.list_nw.clone(),
         emb: old.emb.clone(),
         feats: old.feats.clone(),
-        planes: dev.upload(&ix.bloom.planes)?,
-        live: ix.live.as_ref().map(|v| dev.upload(v)).transpose()?,
-        attr_off: dev.upload(&ix.attrs.offsets)?,
-        attr_vals: dev.upload(&ix.attrs.values)?,
+        planes: if changed.planes { Arc::new(dev.upload(&ix.bloom.planes)?) } else { old.planes.clone() },
+        live: if changed.live || ix.live.is_some() != old.live.is_some() { ix.live.as_ref().map(|v| dev.upload(v).map(Arc::new)).transpose()? } else { old.live.clone() },
+        attr_off: if changed.attrs { Arc::new(dev.upload(&ix.attrs.offsets)?) } else { old.attr_off.clone() },
+        attr_vals: if changed.attrs { Arc::new(dev.upload(&ix.attrs.values)?) } else { old.attr_vals.clone() },
         rows_desc: old.rows_desc.clone(),
         nw_desc: old.nw_desc.clone(),
         ..*old
@@ -209,10 +210,10 @@ pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
         list_start: Arc::new(dev.upload(&list_start)?),
         list_end: Arc::new(dev.upload(&list_end)?),
         list_nw: Arc::new(dev.upload(&list_nw)?),
-        planes: dev.upload(&ix.bloom.planes)?,
-        live: ix.live.as_ref().map(|v| dev.upload(v)).transpose()?,
-        attr_off: dev.upload(&ix.attrs.offsets)?,
-        attr_vals: dev.upload(&ix.attrs.values)?,
+        planes: Arc::new(dev.upload(&ix.bloom.planes)?),
+        live: ix.live.as_ref().map(|v| dev.upload(v).map(Arc::new)).transpose()?,
+        attr_off: Arc::new(dev.upload(&ix.attrs.offsets)?),
+        attr_vals: Arc::new(dev.upload(&ix.attrs.values)?),
         emb,
         feats,
         rows_desc,

@@ -145,8 +145,8 @@ impl Backend for Wgpu {
         Resident::upload(&self.gpu, index)
     }
 
-    fn update(&self, old: &Resident, index: &Arc<Index>) -> Result<Resident> {
-        Resident::update(&self.gpu, old, index)
+    fn update(&self, old: &Resident, index: &Arc<Index>, changed: super::Changed) -> Result<Resident> {
+        Resident::update(&self.gpu, old, index, changed)
     }
 
     fn probe(&self, ix: &Resident, q: &QueryBatch, nprobe: usize) -> Result<WProbes> {

@@ -12,6 +12,7 @@
 //! * f16 embeddings: u32 pairs, rows padded to an even length.
 
 use super::gpu::{Buf, Gpu};
+use crate::backend::Changed;
 use crate::error::{Error, Result};
 use crate::model::Index;
 use rayon::prelude::*;
@@ -29,11 +30,11 @@ pub struct Chunk {
     pub scale: Arc<Buf>,
     pub emb: Option<Arc<Buf>>,
     pub feats: Option<Arc<Buf>>,
-    // What deletes and attribute patches change.
-    pub aoff: Buf,
-    pub avals: Buf,
-    pub planes: Buf,
-    pub live: Buf,
+    // What deletes (live) and attribute patches (the rest) change.
+    pub aoff: Arc<Buf>,
+    pub avals: Arc<Buf>,
+    pub planes: Arc<Buf>,
+    pub live: Arc<Buf>,
 }
 
 /// The index resident on one wgpu device.
@@ -156,16 +157,17 @@ impl Resident {
     }
 
     /// Upload `index`, sharing with `old` the centroids, lists, codes, scales, embeddings
-    /// and features when `index` has the same rows, lists and row chunks (only live bits,
-    /// Bloom planes and attributes changed: `Backend::update`); otherwise a full upload.
-    pub fn update(g: &Gpu, old: &Resident, index: &Arc<Index>) -> Result<Resident> {
+    /// and features when `index` has the same rows, lists and row chunks, and the live
+    /// bits, planes and attributes that `changed` does not name (`Backend::update`);
+    /// otherwise a full upload.
+    pub fn update(g: &Gpu, old: &Resident, index: &Arc<Index>, changed: Changed) -> Result<Resident> {
         let ix = index.as_ref();
         let same = old.index.same_vectors_and_lists(ix);
         let bounds = Self::chunk_bounds(g, ix)?;
         if !same || bounds.len() != old.chunks.len() || bounds.iter().zip(&old.chunks).any(|(&(lo, hi), c)| (lo as u32, hi as u32) != (c.lo, c.hi)) {
             return Self::upload(g, index);
         }
-        let chunks = bounds.iter().zip(&old.chunks).map(|(&(lo, hi), c)| Self::upload_chunk(g, ix, lo, hi, Some(c))).collect::<Result<Vec<_>>>()?;
+        let chunks = bounds.iter().zip(&old.chunks).map(|(&(lo, hi), c)| Self::upload_chunk(g, ix, lo, hi, Some((c, changed)))).collect::<Result<Vec<_>>>()?;
         Ok(Resident {
             index: index.clone(),
             centroids: old.centroids.clone(),
@@ -213,32 +215,37 @@ impl Resident {
         Ok(bounds)
     }
 
-    /// Rows `[lo, hi)` on the device; the vector tensors are taken from `shared` if given.
-    fn upload_chunk(g: &Gpu, ix: &Index, lo: usize, hi: usize, shared: Option<&Chunk>) -> Result<Chunk> {
-        let a0 = ix.attrs.offsets[lo];
-        let aoff: Vec<u32> = ix.attrs.offsets[lo..=hi].iter().map(|&o| (o - a0) as u32).collect();
-        let aoff = g.resident("attrs.offsets", bytemuck::cast_slice(&aoff))?;
-        let avals = g.resident("attrs.values", bytemuck::cast_slice(&ix.attrs.values[a0 as usize..ix.attrs.offsets[hi] as usize]))?;
-        // u64 words [lo/64, ceil(hi/64)) of every plane, as u32 halves.
+    /// Rows `[lo, hi)` on the device. With `shared`, the vector tensors and whatever the
+    /// `Changed` does not name are taken from that chunk of the previous version.
+    fn upload_chunk(g: &Gpu, ix: &Index, lo: usize, hi: usize, shared: Option<(&Chunk, Changed)>) -> Result<Chunk> {
         let (w0, w1) = (lo / 64, hi.div_ceil(64));
-        let words = ix.bloom.words;
-        let m = ix.bloom.params.bits as usize;
-        let mut planes = vec![0u32; m * (w1 - w0) * 2];
-        planes.par_chunks_mut((w1 - w0) * 2).enumerate().for_each(|(b, out)| {
-            for (i, w) in (w0..w1).enumerate() {
-                let x = ix.bloom.planes.get(b * words + w).copied().unwrap_or(0);
-                out[2 * i] = x as u32;
-                out[2 * i + 1] = (x >> 32) as u32;
+        let keep = |f: fn(&Changed) -> bool| shared.filter(|(_, ch)| !f(ch)).map(|(c, _)| c);
+        let (aoff, avals) = match keep(|ch| ch.attrs) {
+            Some(c) => (c.aoff.clone(), c.avals.clone()),
+            None => {
+                let a0 = ix.attrs.offsets[lo];
+                let aoff: Vec<u32> = ix.attrs.offsets[lo..=hi].iter().map(|&o| (o - a0) as u32).collect();
+                let aoff = g.resident("attrs.offsets", bytemuck::cast_slice(&aoff))?;
+                let avals = g.resident("attrs.values", bytemuck::cast_slice(&ix.attrs.values[a0 as usize..ix.attrs.offsets[hi] as usize]))?;
+                (Arc::new(aoff), Arc::new(avals))
             }
-        });
-        let planes = g.resident("bloom.planes", bytemuck::cast_slice(&planes))?;
-        let live: Vec<u32> = (w0..w1).flat_map(|w| {
-            let x = ix.live_word(w);
-            [x as u32, (x >> 32) as u32]
-        }).collect();
-        let live = g.resident("live", bytemuck::cast_slice(&live))?;
+        };
+        let planes = match keep(|ch| ch.planes) {
+            Some(c) => c.planes.clone(),
+            None => Arc::new(Self::upload_planes(g, ix, w0, w1)?),
+        };
+        let live = match keep(|ch| ch.live) {
+            Some(c) => c.live.clone(),
+            None => {
+                let live: Vec<u32> = (w0..w1).flat_map(|w| {
+                    let x = ix.live_word(w);
+                    [x as u32, (x >> 32) as u32]
+                }).collect();
+                Arc::new(g.resident("live", bytemuck::cast_slice(&live))?)
+            }
+        };
         let (codes, scale, emb, feats) = match shared {
-            Some(c) => (c.codes.clone(), c.scale.clone(), c.emb.clone(), c.feats.clone()),
+            Some((c, _)) => (c.codes.clone(), c.scale.clone(), c.emb.clone(), c.feats.clone()),
             None => Self::upload_vectors(g, ix, lo, hi)?,
         };
         Ok(Chunk {
@@ -255,6 +262,21 @@ impl Resident {
             emb,
             feats,
         })
+    }
+
+    /// u64 words `[w0, w1)` of every Bloom plane, as u32 halves.
+    fn upload_planes(g: &Gpu, ix: &Index, w0: usize, w1: usize) -> Result<Buf> {
+        let words = ix.bloom.words;
+        let m = ix.bloom.params.bits as usize;
+        let mut planes = vec![0u32; m * (w1 - w0) * 2];
+        planes.par_chunks_mut((w1 - w0) * 2).enumerate().for_each(|(b, out)| {
+            for (i, w) in (w0..w1).enumerate() {
+                let x = ix.bloom.planes.get(b * words + w).copied().unwrap_or(0);
+                out[2 * i] = x as u32;
+                out[2 * i + 1] = (x >> 32) as u32;
+            }
+        });
+        g.resident("bloom.planes", bytemuck::cast_slice(&planes))
     }
 
     /// Codes, scales, embeddings and features of rows `[lo, hi)`.
