@@ -615,27 +615,35 @@ pub fn executor_case<B: Backend + Clone + 'static>(be: &B) {
     }
 }
 
-/// `ix` after a stream of `silica serve` writes to its main rows: with `what.live`, deletes
-/// (live bits); with `what.attrs`, attribute patches of the same length (color changes)
-/// and of another length (tags added or dropped, shifting the CSR), with Bloom planes
-/// rebuilt to match.
-fn changed(ix: &Index, what: Changed) -> Index {
+/// `ix` after a stream of `silica serve` writes to its main rows: with `deletes`, deletes
+/// (live bits); attribute patches of the rows `patch` selects, of the same length (color
+/// changes) and of another length (tags added or dropped, shifting the CSR), with Bloom
+/// planes rebuilt to match. Also returns the 64-row words holding patched rows.
+fn changed(ix: &Index, deletes: bool, patch: impl Fn(usize) -> bool) -> (Index, Vec<u32>) {
     let mut out = ix.clone();
     let n = ix.len();
-    if what.live {
+    if deletes {
         let mut live = ix.live.clone().unwrap_or_else(|| vec![!0u64; n.div_ceil(64)]);
         for r in (0..n).filter(|r| r % 7 == 3) {
             live[r / 64] &= !(1u64 << (r % 64));
         }
         out.live = Some(live);
     }
-    if !what.attrs {
-        return out;
+    let patched: Vec<usize> = (0..n).filter(|&r| patch(r)).collect();
+    let mut words: Vec<u32> = patched.iter().map(|&r| (r / 64) as u32).collect();
+    words.dedup();
+    if patched.is_empty() {
+        return (out, words);
     }
     let (mut offsets, mut values) = (vec![0u64], Vec::new());
     for r in 0..n {
         let mut row: Vec<u32> = ix.attrs.row(r).to_vec();
-        if r % 5 == 1 {
+        if !patch(r) {
+            values.extend_from_slice(&row);
+            offsets.push(values.len() as u64);
+            continue;
+        }
+        if r % 5 == 1 || (r % 17 != 0 && r % 19 != 2) {
             row.iter_mut().filter(|v| (**v as usize) < COLORS).for_each(|v| *v = (*v + 1) % COLORS as u32);
         }
         if r % 17 == 0 {
@@ -658,25 +666,45 @@ fn changed(ix: &Index, what: Changed) -> Index {
     };
     let params = ix.bloom.params;
     out.bloom = BloomPlanes::build(params, n, |r| out.attrs.row(r).iter().flat_map(|&v| { let (f, x) = describe(v); params.positions(&f, &x) }).collect());
-    out
+    (out, words)
 }
 
 /// `Search::with_index` (the serve path: `Backend::update`) answers exactly as a fresh CPU
 /// executor over the changed index, and the executor it came from still answers for the
 /// old index (the device tensors it shares are not written).
 pub fn update_case<B: Backend>(be: &B) {
-    let deletes = Changed { live: true, planes: false, attrs: false };
-    let patches = Changed { live: false, planes: true, attrs: true };
-    for ((seed, spec), what) in specs().into_iter().filter(|(_, s)| s.n > 0).zip([deletes, patches, Changed::ALL].into_iter().cycle()) {
+    let many = |r: usize| r % 5 == 1 || r % 17 == 0 || r % 19 == 2;
+    for (i, (seed, spec)) in specs().into_iter().filter(|(_, s)| s.n > 0).enumerate() {
         let fx = fixture(seed, &spec);
         let old = fx.index.clone();
-        let new = Arc::new(changed(&old, what));
+        let n = old.len();
+        // Deletes only; many patches; one patched row (a device-side copy plus the changed
+        // plane words, when the index has at least 8 words); everything.
+        let (new, what) = match i % 4 {
+            0 => (changed(&old, true, |_| false).0, Changed { live: true, ..Changed::NONE }),
+            1 | 2 => {
+                // The one row: a color change (neither a tag add nor a tag drop).
+                let one = (n / 2..n).find(|r| r % 17 != 0 && r % 19 != 2).unwrap_or(0);
+                let (ix, words) = if i % 4 == 1 { changed(&old, false, many) } else { changed(&old, false, |r| r == one) };
+                (ix, Changed { planes: true, attrs: true, plane_words: Some(words.into()), ..Changed::NONE })
+            }
+            _ => (changed(&old, true, many).0, Changed::ALL),
+        };
+        let new = Arc::new(new);
         let mut rng = ChaCha8Rng::seed_from_u64(seed * 53);
         let b = spec.b.min(24);
-        let queries: Vec<f32> = (0..b * spec.d).map(|_| rng.random_range(-1f32..1.0)).collect();
-        let filters = random_filters(&mut rng, &new, b);
+        let mut queries: Vec<f32> = (0..b * spec.d).map(|_| rng.random_range(-1f32..1.0)).collect();
+        let mut filters = random_filters(&mut rng, &new, b);
+        // Aimed queries: a patched row's own codes with a filter on its new color, so that
+        // stale Bloom bits on the device would hide it.
+        let color_of = |ix: &Index, r: usize| ix.attrs.row(r).iter().find(|&&v| (v as usize) < COLORS).copied();
+        for r in (0..n).filter(|&r| color_of(&old, r) != color_of(&new, r)).take(4) {
+            queries.extend(old.items.row(r).iter().map(|&c| c as f32));
+            let text = color_of(&new, r).map_or(String::new(), |c| format!("color = \"c{c}\""));
+            filters.push(Filter::compile(&text, &new.attrs.schema, &new.bloom.params).unwrap());
+        }
         let ours = Executor::new(be.clone(), old.clone()).expect("executor");
-        let updated = ours.with_index(new.clone(), what).expect("update");
+        let updated = ours.with_index(new.clone(), &what).expect("update");
         let (cpu_old, cpu_new) = (Executor::new(Cpu, old.clone()).unwrap(), Executor::new(Cpu, new.clone()).unwrap());
         for (k, nprobe) in [(10, None), (100, Some(spec.l))] {
             for rerank in [RerankMode::None, RerankMode::Refine] {

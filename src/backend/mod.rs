@@ -32,19 +32,45 @@ pub struct QueryBatch {
 }
 
 /// Which mutable parts of an index differ between two versions (see [`Backend::update`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Changed {
     /// The live bitset (deletes, replacements).
     pub live: bool,
     /// The Bloom bit-planes (attribute patches).
     pub planes: bool,
+    /// With `planes`: the 64-row words (`row / 64`, ascending, distinct) outside which no
+    /// plane changed; a backend may then copy the old planes on the device and write only
+    /// these words of every plane. `None`: any word may have changed.
+    pub plane_words: Option<std::sync::Arc<[u32]>>,
     /// The exact attribute CSR (attribute patches).
     pub attrs: bool,
 }
 
 impl Changed {
     /// Anything may have changed.
-    pub const ALL: Changed = Changed { live: true, planes: true, attrs: true };
+    pub const ALL: Changed = Changed { live: true, planes: true, plane_words: None, attrs: true };
+    /// Nothing changed.
+    pub const NONE: Changed = Changed { live: false, planes: false, plane_words: None, attrs: false };
+
+    /// With [`Changed::plane_words`]: the `(index, value)` pairs of `planes` (`[M, words]`
+    /// u64, plane-major) to write into a copy of the old planes, when there are fewer than
+    /// an eighth of all plane words (else `None`: a full upload costs about the same).
+    pub fn plane_patch(&self, planes: &crate::model::BloomPlanes) -> Option<(Vec<u64>, Vec<u64>)> {
+        let ws = self.plane_words.as_ref().filter(|_| self.planes)?;
+        let m = planes.params.bits as usize;
+        if ws.len() * m * 8 > planes.planes.len() || ws.iter().any(|&w| w as usize >= planes.words) {
+            return None;
+        }
+        let (mut idx, mut val) = (Vec::with_capacity(ws.len() * m), Vec::with_capacity(ws.len() * m));
+        for b in 0..m {
+            for &w in ws.iter() {
+                let at = b * planes.words + w as usize;
+                idx.push(at as u64);
+                val.push(planes.planes[at]);
+            }
+        }
+        Some((idx, val))
+    }
 }
 
 /// Stage 1 output on the host: `[B, nprobe]` list ids, best first (score desc, list asc).
@@ -121,7 +147,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// lists are the same). A backend may share `old`'s unchanged device tensors (`old`
     /// stays valid for the searches still using it) and must fall back to a full upload
     /// when sizes or lists differ. The default uploads everything.
-    fn update(&self, old: &Self::Resident, index: &std::sync::Arc<Index>, changed: Changed) -> Result<Self::Resident> {
+    fn update(&self, old: &Self::Resident, index: &std::sync::Arc<Index>, changed: &Changed) -> Result<Self::Resident> {
         let _ = (old, changed);
         self.upload(index)
     }

@@ -98,7 +98,7 @@ pub trait Search: Send + Sync {
     /// [`Backend::update`]), on the same device: no new context, no kernel compilation,
     /// unchanged device tensors shared. Falls back to a full upload when the index differs
     /// in more than that.
-    fn with_index(&self, index: Arc<Index>, changed: Changed) -> Result<Box<dyn Search>>;
+    fn with_index(&self, index: Arc<Index>, changed: &Changed) -> Result<Box<dyn Search>>;
 }
 
 impl<B: Backend> Executor<B> {
@@ -232,7 +232,7 @@ impl<B: Backend> Search for Executor<B> {
         self.backend.name()
     }
 
-    fn with_index(&self, index: Arc<Index>, changed: Changed) -> Result<Box<dyn Search>> {
+    fn with_index(&self, index: Arc<Index>, changed: &Changed) -> Result<Box<dyn Search>> {
         let resident = self.backend.update(&self.resident, &index, changed)?;
         Ok(Box::new(Executor { backend: self.backend.clone(), index, resident, model: self.model.clone() }))
     }

@@ -236,15 +236,26 @@ impl Pair {
     }
 
     /// What the last [`Pair::publish`] changed (for `Search::with_index`): deletes change
-    /// the live bits, attribute patches the Bloom planes and attributes, appends all.
+    /// the live bits, attribute patches the Bloom planes (in the patched rows' words) and
+    /// the attributes, appends everything.
     pub fn published_changes(&self) -> crate::backend::Changed {
-        let mut c = crate::backend::Changed { live: false, planes: false, attrs: false };
+        use crate::backend::Changed;
+        let mut c = Changed::NONE;
+        let mut words: Vec<u32> = Vec::new();
         for op in &self.lag {
             match op {
                 SegOp::Kill(_) => c.live = true,
-                SegOp::SetAttrs { .. } => (c.planes, c.attrs) = (true, true),
-                SegOp::Append(_) => c = crate::backend::Changed::ALL,
+                SegOp::SetAttrs { row, .. } => {
+                    (c.planes, c.attrs) = (true, true);
+                    words.push(row / 64);
+                }
+                SegOp::Append(_) => return Changed::ALL,
             }
+        }
+        if c.planes {
+            words.sort_unstable();
+            words.dedup();
+            c.plane_words = Some(words.into());
         }
         c
     }
@@ -363,7 +374,7 @@ mod tests {
         assert_eq!(live_rows(p.published()), 5, "unpublished ops are invisible");
         assert_eq!(live_rows(p.current()), 3);
         let v1 = p.publish().unwrap();
-        assert_eq!(p.published_changes(), crate::backend::Changed { live: true, planes: false, attrs: false }, "deletes change only live bits");
+        assert_eq!(p.published_changes(), crate::backend::Changed { live: true, ..crate::backend::Changed::NONE }, "deletes change only live bits");
         assert_eq!(live_rows(&v1), 3);
         assert_eq!(live_rows(&reader), 5, "an old snapshot keeps its state");
         assert!(p.publish().is_none());
@@ -389,6 +400,6 @@ mod tests {
         // A patch changes planes and attributes, not live bits; an append, everything.
         p.apply(SegOp::SetAttrs { row: 2, values: vec![1u32].into(), bits: vec![3u32].into() });
         p.publish().unwrap();
-        assert_eq!(p.published_changes(), crate::backend::Changed { live: false, planes: true, attrs: true });
+        assert_eq!(p.published_changes(), crate::backend::Changed { planes: true, attrs: true, plane_words: Some(vec![0u32].into()), ..crate::backend::Changed::NONE });
     }
 }

@@ -461,7 +461,7 @@ impl Store {
         if let Some(ix) = self.seg.main.publish() {
             // Same device, unchanged tensors shared: only live bits, planes, attributes move.
             let changed = self.seg.main.published_changes();
-            self.seg.main_exec = Arc::from(self.seg.main_exec.with_index(ix, changed)?);
+            self.seg.main_exec = Arc::from(self.seg.main_exec.with_index(ix, &changed)?);
         }
         if let Some(ix) = self.seg.fresh.publish() {
             self.seg.fresh_exec = if ix.is_empty() { None } else { Some(Arc::new(Executor::new(Cpu, ix)?)) };

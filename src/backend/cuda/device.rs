@@ -65,6 +65,7 @@ const KERNELS: &[(&str, &[&str])] = &[
     ("select.cu", &["topk_select", "bitonic_global", "bitonic_local", "decode_sorted"]),
     ("rerank.cu", &["rerank_scale", "rerank_refine", "rerank_model"]),
     ("bench.cu", &["read_bw"]),
+    ("update.cu", &["copy_u64", "scatter_u64"]),
 ];
 
 impl Dev {

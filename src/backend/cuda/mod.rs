@@ -489,7 +489,7 @@ impl Backend for Cuda {
         Ok(r)
     }
 
-    fn update(&self, old: &Resident, index: &Arc<Index>, changed: super::Changed) -> Result<Resident> {
+    fn update(&self, old: &Resident, index: &Arc<Index>, changed: &super::Changed) -> Result<Resident> {
         let r = resident::update(&self.dev, old, index, changed)?;
         self.dev.sync()?;
         Ok(r)

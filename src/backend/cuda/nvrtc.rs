@@ -20,10 +20,11 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("select.cu", include_str!("../../../cuda/select.cu")),
     ("rerank.cu", include_str!("../../../cuda/rerank.cu")),
     ("bench.cu", include_str!("../../../cuda/bench.cu")),
+    ("update.cu", include_str!("../../../cuda/update.cu")),
 ];
 
 /// The stage files (modules), in load order.
-pub const MODULES: &[&str] = &["probe.cu", "filter.cu", "scan.cu", "select.cu", "rerank.cu", "bench.cu"];
+pub const MODULES: &[&str] = &["probe.cu", "filter.cu", "scan.cu", "select.cu", "rerank.cu", "bench.cu", "update.cu"];
 
 /// Embedded source of `name`.
 pub fn source(name: &str) -> Option<&'static str> {

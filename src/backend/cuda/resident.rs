@@ -5,7 +5,7 @@
 //! * centroid codes row-major, padded to `nc*16`;
 //! * per list: first row, end row, 64-row word count (as `cpu::word_span` counts them).
 
-use super::{DBuf, Dev};
+use super::{DBuf, Dev, A};
 use crate::backend::{Changed, cpu::word_span};
 use crate::error::{Error, Result};
 use crate::model::Index;
@@ -103,7 +103,7 @@ pub(crate) fn pad_rows(codes: &[i8], rows: usize, d: usize, nc: usize) -> Vec<u8
 /// determine when `index` has the same rows, dimension, lists, embeddings and features,
 /// and the live bits, planes and attributes that `changed` does not name (see
 /// `Backend::update`); otherwise a full [`upload`].
-pub(crate) fn update(dev: &Dev, old: &Resident, index: &Arc<Index>, changed: Changed) -> Result<Resident> {
+pub(crate) fn update(dev: &Dev, old: &Resident, index: &Arc<Index>, changed: &Changed) -> Result<Resident> {
     let ix = index.as_ref();
     if !old.index.same_vectors_and_lists(ix) {
         return upload(dev, index);
@@ -120,7 +120,13 @@ pub(crate) fn update(dev: &Dev, old: &Resident, index: &Arc<Index>, changed: Cha
         list_nw: old.list_nw.clone(),
         emb: old.emb.clone(),
         feats: old.feats.clone(),
-        planes: if changed.planes { Arc::new(dev.upload(&ix.bloom.planes)?) } else { old.planes.clone() },
+        planes: if !changed.planes {
+            old.planes.clone()
+        } else if let Some((idx, val)) = changed.plane_patch(&ix.bloom) {
+            Arc::new(patched(dev, &old.planes, &idx, &val)?)
+        } else {
+            Arc::new(dev.upload(&ix.bloom.planes)?)
+        },
         live: if changed.live || ix.live.is_some() != old.live.is_some() { ix.live.as_ref().map(|v| dev.upload(v).map(Arc::new)).transpose()? } else { old.live.clone() },
         attr_off: if changed.attrs { Arc::new(dev.upload(&ix.attrs.offsets)?) } else { old.attr_off.clone() },
         attr_vals: if changed.attrs { Arc::new(dev.upload(&ix.attrs.values)?) } else { old.attr_vals.clone() },
@@ -128,6 +134,21 @@ pub(crate) fn update(dev: &Dev, old: &Resident, index: &Arc<Index>, changed: Cha
         nw_desc: old.nw_desc.clone(),
         ..*old
     })
+}
+
+/// A copy of `old` on the device with `old[idx[i]] = val[i]` (update.cu).
+fn patched(dev: &Dev, old: &DBuf<u64>, idx: &[u64], val: &[u64]) -> Result<DBuf<u64>> {
+    let out = dev.alloc::<u64>(old.len())?;
+    let n = old.len() as u64;
+    let grid = |n: u64| (n.div_ceil(256).clamp(1, 65535) as u32, 1, 1);
+    dev.launch("copy_u64", grid(n), 256, 0, &[A::U64(out.ptr()), A::U64(old.ptr()), A::U64(n)])?;
+    if !idx.is_empty() {
+        let (di, dv) = (dev.upload(idx)?, dev.upload(val)?);
+        dev.launch("scatter_u64", grid(idx.len() as u64), 256, 0, &[A::U64(out.ptr()), A::U64(di.ptr()), A::U64(dv.ptr()), A::U32(idx.len() as u32)])?;
+        // The index buffers must outlive the kernel that reads them.
+        dev.sync()?;
+    }
+    Ok(out)
 }
 
 /// The shape checks every upload makes.

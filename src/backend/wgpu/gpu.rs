@@ -327,6 +327,25 @@ impl Gpu {
         Ok(Buf { buf, len: bytes.len() as u64, home: None })
     }
 
+    /// An uninitialized resident buffer of `bytes` (STORAGE | COPY_SRC | COPY_DST), the
+    /// target of a device-side copy (`silica serve` snapshots).
+    pub fn resident_empty(&self, label: &str, bytes: u64) -> Result<Buf> {
+        if bytes > self.max_binding {
+            return Err(Error::backend("wgpu", format!("tensor {label} ({bytes} bytes) exceeds the largest binding {}", self.max_binding)));
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(16).next_multiple_of(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::backend("wgpu", format!("allocating {label} ({bytes} bytes): {e}")));
+        }
+        Ok(Buf { buf, len: bytes.max(16).next_multiple_of(4), home: None })
+    }
+
     /// Copy byte ranges `(view, offset, len)` of device buffers to the host (one
     /// submission, one wait). Offsets and lengths are multiples of 4.
     pub fn read(&self, parts: &[(&View, u64, u64)]) -> Result<Vec<Vec<u8>>> {

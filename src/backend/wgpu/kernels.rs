@@ -15,13 +15,14 @@ use std::sync::{Arc, Mutex};
 const COMMON: &str = include_str!("../../../shaders/common.wgsl");
 
 /// Stage shader files, by stage name.
-pub const STAGES: [(&str, &str); 6] = [
+pub const STAGES: [(&str, &str); 7] = [
     ("probe", include_str!("../../../shaders/probe.wgsl")),
     ("filter", include_str!("../../../shaders/filter.wgsl")),
     ("scan", include_str!("../../../shaders/scan.wgsl")),
     ("rerank", include_str!("../../../shaders/rerank.wgsl")),
     ("select", include_str!("../../../shaders/select.wgsl")),
     ("topk", include_str!("../../../shaders/topk.wgsl")),
+    ("update", include_str!("../../../shaders/update.wgsl")),
 ];
 
 /// Row widths (vec4<u32> per row) the shader test compiles the scan stage for.
@@ -82,10 +83,11 @@ pub enum Kernel {
     SortLocal,
     SortGlobal,
     TopkPack,
+    ScatterWords,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 23] = [
+    pub const ALL: [Kernel; 24] = [
         Kernel::ProbeScores,
         Kernel::FilterPairs,
         Kernel::FilterWords,
@@ -109,6 +111,7 @@ impl Kernel {
         Kernel::SortLocal,
         Kernel::SortGlobal,
         Kernel::TopkPack,
+        Kernel::ScatterWords,
     ];
 
     pub fn source(self) -> (&'static str, &'static str) {
@@ -136,6 +139,7 @@ impl Kernel {
             Kernel::SortLocal => ("topk", "sort_local"),
             Kernel::SortGlobal => ("topk", "sort_global"),
             Kernel::TopkPack => ("topk", "topk_pack"),
+            Kernel::ScatterWords => ("update", "scatter_words"),
         }
     }
 }

@@ -145,7 +145,7 @@ impl Backend for Wgpu {
         Resident::upload(&self.gpu, index)
     }
 
-    fn update(&self, old: &Resident, index: &Arc<Index>, changed: super::Changed) -> Result<Resident> {
+    fn update(&self, old: &Resident, index: &Arc<Index>, changed: &super::Changed) -> Result<Resident> {
         Resident::update(&self.gpu, old, index, changed)
     }
 

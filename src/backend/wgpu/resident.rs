@@ -160,14 +160,20 @@ impl Resident {
     /// and features when `index` has the same rows, lists and row chunks, and the live
     /// bits, planes and attributes that `changed` does not name (`Backend::update`);
     /// otherwise a full upload.
-    pub fn update(g: &Gpu, old: &Resident, index: &Arc<Index>, changed: Changed) -> Result<Resident> {
+    pub fn update(g: &Gpu, old: &Resident, index: &Arc<Index>, changed: &Changed) -> Result<Resident> {
         let ix = index.as_ref();
         let same = old.index.same_vectors_and_lists(ix);
         let bounds = Self::chunk_bounds(g, ix)?;
         if !same || bounds.len() != old.chunks.len() || bounds.iter().zip(&old.chunks).any(|(&(lo, hi), c)| (lo as u32, hi as u32) != (c.lo, c.hi)) {
             return Self::upload(g, index);
         }
-        let chunks = bounds.iter().zip(&old.chunks).map(|(&(lo, hi), c)| Self::upload_chunk(g, ix, lo, hi, Some((c, changed)))).collect::<Result<Vec<_>>>()?;
+        // Patched planes: (u64 index, value) pairs over the whole plane array.
+        let patch = changed.plane_patch(&ix.bloom);
+        let chunks = bounds
+            .iter()
+            .zip(&old.chunks)
+            .map(|(&(lo, hi), c)| Self::upload_chunk(g, ix, lo, hi, Some((c, changed, patch.as_ref()))))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Resident {
             index: index.clone(),
             centroids: old.centroids.clone(),
@@ -217,9 +223,10 @@ impl Resident {
 
     /// Rows `[lo, hi)` on the device. With `shared`, the vector tensors and whatever the
     /// `Changed` does not name are taken from that chunk of the previous version.
-    fn upload_chunk(g: &Gpu, ix: &Index, lo: usize, hi: usize, shared: Option<(&Chunk, Changed)>) -> Result<Chunk> {
+    #[allow(clippy::type_complexity)]
+    fn upload_chunk(g: &Gpu, ix: &Index, lo: usize, hi: usize, shared: Option<(&Chunk, &Changed, Option<&(Vec<u64>, Vec<u64>)>)>) -> Result<Chunk> {
         let (w0, w1) = (lo / 64, hi.div_ceil(64));
-        let keep = |f: fn(&Changed) -> bool| shared.filter(|(_, ch)| !f(ch)).map(|(c, _)| c);
+        let keep = |f: fn(&Changed) -> bool| shared.filter(|(_, ch, _)| !f(ch)).map(|(c, _, _)| c);
         let (aoff, avals) = match keep(|ch| ch.attrs) {
             Some(c) => (c.aoff.clone(), c.avals.clone()),
             None => {
@@ -230,9 +237,10 @@ impl Resident {
                 (Arc::new(aoff), Arc::new(avals))
             }
         };
-        let planes = match keep(|ch| ch.planes) {
-            Some(c) => c.planes.clone(),
-            None => Arc::new(Self::upload_planes(g, ix, w0, w1)?),
+        let planes = match (keep(|ch| ch.planes), shared) {
+            (Some(c), _) => c.planes.clone(),
+            (None, Some((c, _, Some((idx, val))))) => Arc::new(Self::patch_planes(g, ix, &c.planes, w0, w1, idx, val)?),
+            (None, _) => Arc::new(Self::upload_planes(g, ix, w0, w1)?),
         };
         let live = match keep(|ch| ch.live) {
             Some(c) => c.live.clone(),
@@ -245,7 +253,7 @@ impl Resident {
             }
         };
         let (codes, scale, emb, feats) = match shared {
-            Some((c, _)) => (c.codes.clone(), c.scale.clone(), c.emb.clone(), c.feats.clone()),
+            Some((c, _, _)) => (c.codes.clone(), c.scale.clone(), c.emb.clone(), c.feats.clone()),
             None => Self::upload_vectors(g, ix, lo, hi)?,
         };
         Ok(Chunk {
@@ -262,6 +270,34 @@ impl Resident {
             emb,
             feats,
         })
+    }
+
+    /// A copy of this chunk's `old` planes (u64 words `[w0, w1)` of every plane) made on the
+    /// device, with the words of `(idx, val)` (indices into the whole `[M, words]` planes)
+    /// that fall in the chunk written over it (update.wgsl).
+    fn patch_planes(g: &Gpu, ix: &Index, old: &Buf, w0: usize, w1: usize, idx: &[u64], val: &[u64]) -> Result<Buf> {
+        let words = ix.bloom.words;
+        let mut li: Vec<u32> = Vec::new();
+        let mut lv: Vec<u32> = Vec::new();
+        for (&i, &v) in idx.iter().zip(val) {
+            let (b, w) = (i as usize / words, i as usize % words);
+            if (w0..w1).contains(&w) {
+                li.push((b * (w1 - w0) + (w - w0)) as u32);
+                lv.extend_from_slice(&[v as u32, (v >> 32) as u32]);
+            }
+        }
+        let out = g.resident_empty("bloom.planes", old.len)?;
+        let mut rec = super::kernels::Rec::new(g);
+        rec.copy(&old.view(), 0, &out.view(), 0, old.len);
+        // Held until the submission is recorded (as every upload is).
+        let (iv, vv) = (g.upload(bytemuck::cast_slice(&li))?, g.upload(bytemuck::cast_slice(&lv))?);
+        if !li.is_empty() {
+            let n = li.len() as u32;
+            rec.dispatch(super::kernels::Kernel::ScatterWords, &[n, 0, 0, 0], &[(1, &iv.view()), (2, &vv.view()), (3, &out.view())], [super::kernels::groups_for(n as u64, 256), 1, 1]);
+        }
+        rec.submit()?;
+        drop((iv, vv));
+        Ok(out)
     }
 
     /// u64 words `[w0, w1)` of every Bloom plane, as u32 halves.
