@@ -10,6 +10,20 @@ extern "C" __global__ void copy_u64(u64* __restrict__ dst, const u64* __restrict
     }
 }
 
+// dst[i] = src[i] for i < n (u32 values: the attribute CSR).
+extern "C" __global__ void copy_u32(u32* __restrict__ dst, const u32* __restrict__ src, u64 n) {
+    for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (u64)gridDim.x * blockDim.x) {
+        dst[i] = src[i];
+    }
+}
+
+// dst[idx[i]] = val[i] for i < n (u32 values; indices distinct).
+extern "C" __global__ void scatter_u32(u32* __restrict__ dst, const u64* __restrict__ idx, const u32* __restrict__ val, u32 n) {
+    for (u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        dst[idx[i]] = val[i];
+    }
+}
+
 // dst[idx[i]] = val[i] for i < n: the changed words (indices distinct).
 extern "C" __global__ void scatter_u64(u64* __restrict__ dst, const u64* __restrict__ idx, const u64* __restrict__ val, u32 n) {
     for (u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {

@@ -685,8 +685,9 @@ pub fn update_case<B: Backend>(be: &B) {
             1 | 2 => {
                 // The one row: a color change (neither a tag add nor a tag drop).
                 let one = (n / 2..n).find(|r| r % 17 != 0 && r % 19 != 2).unwrap_or(0);
+                let rows: Vec<u32> = (0..n).filter(|&r| if i % 4 == 1 { many(r) } else { r == one }).map(|r| r as u32).collect();
                 let (ix, words) = if i % 4 == 1 { changed(&old, false, many) } else { changed(&old, false, |r| r == one) };
-                (ix, Changed { planes: true, attrs: true, plane_words: Some(words.into()), ..Changed::NONE })
+                (ix, Changed { planes: true, attrs: true, plane_words: Some(words.into()), attr_rows: Some(rows.into()), ..Changed::NONE })
             }
             _ => (changed(&old, true, many).0, Changed::ALL),
         };

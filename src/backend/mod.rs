@@ -44,13 +44,41 @@ pub struct Changed {
     pub plane_words: Option<std::sync::Arc<[u32]>>,
     /// The exact attribute CSR (attribute patches).
     pub attrs: bool,
+    /// With `attrs`: the rows (ascending, distinct) outside which no attribute value
+    /// changed; when each keeps its number of values, a backend may copy the old values on
+    /// the device and write only these rows' values. `None`: any row may have changed.
+    pub attr_rows: Option<std::sync::Arc<[u32]>>,
 }
 
 impl Changed {
     /// Anything may have changed.
-    pub const ALL: Changed = Changed { live: true, planes: true, plane_words: None, attrs: true };
+    pub const ALL: Changed = Changed { live: true, planes: true, plane_words: None, attrs: true, attr_rows: None };
     /// Nothing changed.
-    pub const NONE: Changed = Changed { live: false, planes: false, plane_words: None, attrs: false };
+    pub const NONE: Changed = Changed { live: false, planes: false, plane_words: None, attrs: false, attr_rows: None };
+
+    /// With [`Changed::attr_rows`]: when every listed row keeps its number of values in
+    /// `new` (so the CSR offsets are those of `old`), the `(index, value)` pairs of
+    /// `new.values` to write into a copy of `old.values`; `None` when a count changed, the
+    /// shapes differ, or the pairs would be more than an eighth of all values (upload it).
+    pub fn attr_patch(&self, old: &crate::model::Attributes, new: &crate::model::Attributes) -> Option<(Vec<u64>, Vec<u32>)> {
+        let rows = self.attr_rows.as_ref().filter(|_| self.attrs)?;
+        let n = new.offsets.len().checked_sub(1)?;
+        if old.offsets.len() != new.offsets.len() || old.values.len() != new.values.len() {
+            return None;
+        }
+        let (mut idx, mut val) = (Vec::new(), Vec::new());
+        for &r in rows.iter() {
+            let r = r as usize;
+            if r >= n || old.offsets[r] != new.offsets[r] || old.offsets[r + 1] != new.offsets[r + 1] {
+                return None;
+            }
+            for i in new.offsets[r]..new.offsets[r + 1] {
+                idx.push(i);
+                val.push(new.values[i as usize]);
+            }
+        }
+        (idx.len() * 8 <= new.values.len()).then_some((idx, val))
+    }
 
     /// With [`Changed::plane_words`]: the `(index, value)` pairs of `planes` (`[M, words]`
     /// u64, plane-major) to write into a copy of the old planes, when there are fewer than

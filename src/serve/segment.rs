@@ -241,21 +241,24 @@ impl Pair {
     pub fn published_changes(&self) -> crate::backend::Changed {
         use crate::backend::Changed;
         let mut c = Changed::NONE;
-        let mut words: Vec<u32> = Vec::new();
+        let mut rows: Vec<u32> = Vec::new();
         for op in &self.lag {
             match op {
                 SegOp::Kill(_) => c.live = true,
                 SegOp::SetAttrs { row, .. } => {
                     (c.planes, c.attrs) = (true, true);
-                    words.push(row / 64);
+                    rows.push(*row);
                 }
                 SegOp::Append(_) => return Changed::ALL,
             }
         }
         if c.planes {
-            words.sort_unstable();
+            rows.sort_unstable();
+            rows.dedup();
+            let mut words: Vec<u32> = rows.iter().map(|r| r / 64).collect();
             words.dedup();
             c.plane_words = Some(words.into());
+            c.attr_rows = Some(rows.into());
         }
         c
     }
@@ -400,6 +403,6 @@ mod tests {
         // A patch changes planes and attributes, not live bits; an append, everything.
         p.apply(SegOp::SetAttrs { row: 2, values: vec![1u32].into(), bits: vec![3u32].into() });
         p.publish().unwrap();
-        assert_eq!(p.published_changes(), crate::backend::Changed { planes: true, attrs: true, plane_words: Some(vec![0u32].into()), ..crate::backend::Changed::NONE });
+        assert_eq!(p.published_changes(), crate::backend::Changed { planes: true, attrs: true, plane_words: Some(vec![0u32].into()), attr_rows: Some(vec![2u32].into()), ..crate::backend::Changed::NONE });
     }
 }

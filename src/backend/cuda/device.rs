@@ -65,7 +65,7 @@ const KERNELS: &[(&str, &[&str])] = &[
     ("select.cu", &["topk_select", "bitonic_global", "bitonic_local", "decode_sorted"]),
     ("rerank.cu", &["rerank_scale", "rerank_refine", "rerank_model"]),
     ("bench.cu", &["read_bw"]),
-    ("update.cu", &["copy_u64", "scatter_u64"]),
+    ("update.cu", &["copy_u64", "scatter_u64", "copy_u32", "scatter_u32"]),
 ];
 
 impl Dev {

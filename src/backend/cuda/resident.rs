@@ -109,6 +109,8 @@ pub(crate) fn update(dev: &Dev, old: &Resident, index: &Arc<Index>, changed: &Ch
         return upload(dev, index);
     }
     check(ix)?;
+    // Attribute values patched in place when every patched row keeps its value count.
+    let patch = changed.attr_patch(&old.index.attrs, &ix.attrs);
     Ok(Resident {
         index: index.clone(),
         codes: old.codes.clone(),
@@ -128,23 +130,29 @@ pub(crate) fn update(dev: &Dev, old: &Resident, index: &Arc<Index>, changed: &Ch
             Arc::new(dev.upload(&ix.bloom.planes)?)
         },
         live: if changed.live || ix.live.is_some() != old.live.is_some() { ix.live.as_ref().map(|v| dev.upload(v).map(Arc::new)).transpose()? } else { old.live.clone() },
-        attr_off: if changed.attrs { Arc::new(dev.upload(&ix.attrs.offsets)?) } else { old.attr_off.clone() },
-        attr_vals: if changed.attrs { Arc::new(dev.upload(&ix.attrs.values)?) } else { old.attr_vals.clone() },
+        attr_off: if changed.attrs && patch.is_none() { Arc::new(dev.upload(&ix.attrs.offsets)?) } else { old.attr_off.clone() },
+        attr_vals: match (&patch, changed.attrs) {
+            (_, false) => old.attr_vals.clone(),
+            (Some((idx, val)), true) => Arc::new(patched(dev, &old.attr_vals, idx, val)?),
+            (None, true) => Arc::new(dev.upload(&ix.attrs.values)?),
+        },
         rows_desc: old.rows_desc.clone(),
         nw_desc: old.nw_desc.clone(),
         ..*old
     })
 }
 
-/// A copy of `old` on the device with `old[idx[i]] = val[i]` (update.cu).
-fn patched(dev: &Dev, old: &DBuf<u64>, idx: &[u64], val: &[u64]) -> Result<DBuf<u64>> {
-    let out = dev.alloc::<u64>(old.len())?;
+/// A copy of `old` on the device with `old[idx[i]] = val[i]`, by update.cu's `copy_*` and
+/// `scatter_*` kernels for `T` (`u64`: Bloom planes, `u32`: attribute values).
+fn patched<T: cudarc::driver::DeviceRepr>(dev: &Dev, old: &DBuf<T>, idx: &[u64], val: &[T]) -> Result<DBuf<T>> {
+    let bits = 8 * std::mem::size_of::<T>();
+    let out = dev.alloc::<T>(old.len())?;
     let n = old.len() as u64;
     let grid = |n: u64| (n.div_ceil(256).clamp(1, 65535) as u32, 1, 1);
-    dev.launch("copy_u64", grid(n), 256, 0, &[A::U64(out.ptr()), A::U64(old.ptr()), A::U64(n)])?;
+    dev.launch(&format!("copy_u{bits}"), grid(n), 256, 0, &[A::U64(out.ptr()), A::U64(old.ptr()), A::U64(n)])?;
     if !idx.is_empty() {
         let (di, dv) = (dev.upload(idx)?, dev.upload(val)?);
-        dev.launch("scatter_u64", grid(idx.len() as u64), 256, 0, &[A::U64(out.ptr()), A::U64(di.ptr()), A::U64(dv.ptr()), A::U32(idx.len() as u32)])?;
+        dev.launch(&format!("scatter_u{bits}"), grid(idx.len() as u64), 256, 0, &[A::U64(out.ptr()), A::U64(di.ptr()), A::U64(dv.ptr()), A::U32(idx.len() as u32)])?;
         // The index buffers must outlive the kernel that reads them.
         dev.sync()?;
     }

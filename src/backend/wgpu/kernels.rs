@@ -83,7 +83,7 @@ pub enum Kernel {
     SortLocal,
     SortGlobal,
     TopkPack,
-    ScatterWords,
+    ScatterU32,
 }
 
 impl Kernel {
@@ -111,7 +111,7 @@ impl Kernel {
         Kernel::SortLocal,
         Kernel::SortGlobal,
         Kernel::TopkPack,
-        Kernel::ScatterWords,
+        Kernel::ScatterU32,
     ];
 
     pub fn source(self) -> (&'static str, &'static str) {
@@ -139,7 +139,7 @@ impl Kernel {
             Kernel::SortLocal => ("topk", "sort_local"),
             Kernel::SortGlobal => ("topk", "sort_global"),
             Kernel::TopkPack => ("topk", "topk_pack"),
-            Kernel::ScatterWords => ("update", "scatter_words"),
+            Kernel::ScatterU32 => ("update", "scatter_u32"),
         }
     }
 }

@@ -12,6 +12,7 @@
 //! * f16 embeddings: u32 pairs, rows padded to an even length.
 
 use super::gpu::{Buf, Gpu};
+use super::kernels::{groups_for, Kernel, Rec};
 use crate::backend::Changed;
 use crate::error::{Error, Result};
 use crate::model::Index;
@@ -35,6 +36,12 @@ pub struct Chunk {
     pub avals: Arc<Buf>,
     pub planes: Arc<Buf>,
     pub live: Arc<Buf>,
+}
+
+/// Patches of an update as `(index, value)` pairs over the whole tensors (`Changed`).
+struct Patch {
+    planes: Option<(Vec<u64>, Vec<u64>)>,
+    values: Option<(Vec<u64>, Vec<u32>)>,
 }
 
 /// The index resident on one wgpu device.
@@ -167,12 +174,12 @@ impl Resident {
         if !same || bounds.len() != old.chunks.len() || bounds.iter().zip(&old.chunks).any(|(&(lo, hi), c)| (lo as u32, hi as u32) != (c.lo, c.hi)) {
             return Self::upload(g, index);
         }
-        // Patched planes: (u64 index, value) pairs over the whole plane array.
-        let patch = changed.plane_patch(&ix.bloom);
+        // Patches as (index, value) pairs over the whole plane and attribute-value arrays.
+        let patch = Patch { planes: changed.plane_patch(&ix.bloom), values: changed.attr_patch(&old.index.attrs, &ix.attrs) };
         let chunks = bounds
             .iter()
             .zip(&old.chunks)
-            .map(|(&(lo, hi), c)| Self::upload_chunk(g, ix, lo, hi, Some((c, changed, patch.as_ref()))))
+            .map(|(&(lo, hi), c)| Self::upload_chunk(g, ix, lo, hi, Some((c, changed, &patch))))
             .collect::<Result<Vec<_>>>()?;
         Ok(Resident {
             index: index.clone(),
@@ -223,13 +230,18 @@ impl Resident {
 
     /// Rows `[lo, hi)` on the device. With `shared`, the vector tensors and whatever the
     /// `Changed` does not name are taken from that chunk of the previous version.
-    #[allow(clippy::type_complexity)]
-    fn upload_chunk(g: &Gpu, ix: &Index, lo: usize, hi: usize, shared: Option<(&Chunk, &Changed, Option<&(Vec<u64>, Vec<u64>)>)>) -> Result<Chunk> {
+    fn upload_chunk(g: &Gpu, ix: &Index, lo: usize, hi: usize, shared: Option<(&Chunk, &Changed, &Patch)>) -> Result<Chunk> {
         let (w0, w1) = (lo / 64, hi.div_ceil(64));
         let keep = |f: fn(&Changed) -> bool| shared.filter(|(_, ch, _)| !f(ch)).map(|(c, _, _)| c);
-        let (aoff, avals) = match keep(|ch| ch.attrs) {
-            Some(c) => (c.aoff.clone(), c.avals.clone()),
-            None => {
+        let (aoff, avals) = match (keep(|ch| ch.attrs), shared) {
+            (Some(c), _) => (c.aoff.clone(), c.avals.clone()),
+            (None, Some((c, _, Patch { values: Some((idx, val)), .. }))) => {
+                // Same counts, so the same chunk-local offsets: patch the values only.
+                let (a0, a1) = (ix.attrs.offsets[lo], ix.attrs.offsets[hi]);
+                let local: Vec<(u32, u32)> = idx.iter().zip(val).filter(|(i, _)| (a0..a1).contains(*i)).map(|(&i, &v)| ((i - a0) as u32, v)).collect();
+                (c.aoff.clone(), Arc::new(Self::patched(g, "attrs.values", &c.avals, &local)?))
+            }
+            _ => {
                 let a0 = ix.attrs.offsets[lo];
                 let aoff: Vec<u32> = ix.attrs.offsets[lo..=hi].iter().map(|&o| (o - a0) as u32).collect();
                 let aoff = g.resident("attrs.offsets", bytemuck::cast_slice(&aoff))?;
@@ -239,7 +251,20 @@ impl Resident {
         };
         let planes = match (keep(|ch| ch.planes), shared) {
             (Some(c), _) => c.planes.clone(),
-            (None, Some((c, _, Some((idx, val))))) => Arc::new(Self::patch_planes(g, ix, &c.planes, w0, w1, idx, val)?),
+            (None, Some((c, _, Patch { planes: Some((idx, val)), .. }))) => {
+                // Chunk-local u64 word index of plane b, word w: b * (w1 - w0) + (w - w0).
+                let words = ix.bloom.words;
+                let mut local: Vec<(u32, u32)> = Vec::new();
+                for (&i, &v) in idx.iter().zip(val) {
+                    let (b, w) = (i as usize / words, i as usize % words);
+                    if (w0..w1).contains(&w) {
+                        let at = (b * (w1 - w0) + (w - w0)) as u32;
+                        local.push((2 * at, v as u32));
+                        local.push((2 * at + 1, (v >> 32) as u32));
+                    }
+                }
+                Arc::new(Self::patched(g, "bloom.planes", &c.planes, &local)?)
+            }
             (None, _) => Arc::new(Self::upload_planes(g, ix, w0, w1)?),
         };
         let live = match keep(|ch| ch.live) {
@@ -272,28 +297,18 @@ impl Resident {
         })
     }
 
-    /// A copy of this chunk's `old` planes (u64 words `[w0, w1)` of every plane) made on the
-    /// device, with the words of `(idx, val)` (indices into the whole `[M, words]` planes)
-    /// that fall in the chunk written over it (update.wgsl).
-    fn patch_planes(g: &Gpu, ix: &Index, old: &Buf, w0: usize, w1: usize, idx: &[u64], val: &[u64]) -> Result<Buf> {
-        let words = ix.bloom.words;
-        let mut li: Vec<u32> = Vec::new();
-        let mut lv: Vec<u32> = Vec::new();
-        for (&i, &v) in idx.iter().zip(val) {
-            let (b, w) = (i as usize / words, i as usize % words);
-            if (w0..w1).contains(&w) {
-                li.push((b * (w1 - w0) + (w - w0)) as u32);
-                lv.extend_from_slice(&[v as u32, (v >> 32) as u32]);
-            }
-        }
-        let out = g.resident_empty("bloom.planes", old.len)?;
-        let mut rec = super::kernels::Rec::new(g);
+    /// A copy of `old` made on the device with the u32 words `(index, value)` of `words`
+    /// written over it (update.wgsl): the new snapshot of a patched tensor.
+    fn patched(g: &Gpu, label: &str, old: &Buf, words: &[(u32, u32)]) -> Result<Buf> {
+        let out = g.resident_empty(label, old.len)?;
+        let mut rec = Rec::new(g);
         rec.copy(&old.view(), 0, &out.view(), 0, old.len);
+        let (idx, val): (Vec<u32>, Vec<u32>) = words.iter().copied().unzip();
         // Held until the submission is recorded (as every upload is).
-        let (iv, vv) = (g.upload(bytemuck::cast_slice(&li))?, g.upload(bytemuck::cast_slice(&lv))?);
-        if !li.is_empty() {
-            let n = li.len() as u32;
-            rec.dispatch(super::kernels::Kernel::ScatterWords, &[n, 0, 0, 0], &[(1, &iv.view()), (2, &vv.view()), (3, &out.view())], [super::kernels::groups_for(n as u64, 256), 1, 1]);
+        let (iv, vv) = (g.upload(bytemuck::cast_slice(&idx))?, g.upload(bytemuck::cast_slice(&val))?);
+        if !idx.is_empty() {
+            let n = idx.len() as u32;
+            rec.dispatch(Kernel::ScatterU32, &[n, 0, 0, 0], &[(1, &iv.view()), (2, &vv.view()), (3, &out.view())], [groups_for(n as u64, 256), 1, 1]);
         }
         rec.submit()?;
         drop((iv, vv));
