@@ -58,10 +58,12 @@ fn main() -> silica::Result<()> {
     }
     let next = Arc::new(next);
 
-    let cases: [(&str, Changed); 4] = [
+    let word = Some(vec![(r / 64) as u32].into());
+    let cases: [(&str, Changed); 5] = [
         ("delete (live bits)", Changed { live: true, ..Changed::NONE }),
-        ("patch, planes only (1 word x M)", Changed { planes: true, plane_words: Some(vec![(r / 64) as u32].into()), ..Changed::NONE }),
-        ("patch, planes + attribute CSR", Changed { planes: true, attrs: true, plane_words: Some(vec![(r / 64) as u32].into()), ..Changed::NONE }),
+        ("patch, planes only (1 word x M)", Changed { planes: true, plane_words: word.clone(), ..Changed::NONE }),
+        ("patch, planes + the row's attribute values in place", Changed { planes: true, attrs: true, plane_words: word.clone(), attr_rows: Some(vec![r as u32].into()), ..Changed::NONE }),
+        ("patch, planes + attribute CSR uploaded (a value count changed)", Changed { planes: true, attrs: true, plane_words: word, ..Changed::NONE }),
         ("anything (live, planes, attributes)", Changed::ALL),
     ];
     println!("\n| publish after | median ms (5 runs) |\n| --- | ---: |");
