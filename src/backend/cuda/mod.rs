@@ -537,48 +537,21 @@ impl Backend for Cuda {
         let words = self.dev.alloc::<u64>(bound as usize)?;
         self.dev.launch("mask_offsets", (1, 1, 1), 1024, 0, &[A::U64(probes.lists.ptr()), A::U32(npairs as u32), A::U64(ix.list_nw.ptr()), A::U64(offsets.ptr())])?;
         let chunks = ix.max_nw.div_ceil(128).clamp(1, 65535) as u32;
+        // Both mask kernels start with the pairs, their lists and a `[*, words]` plane array.
+        let pair_args = |planes: u64| vec![A::U64(probes.lists.ptr()), A::U32(np as u32), A::U64(offsets.ptr()), A::U64(ix.list_start.ptr()), A::U64(ix.list_end.ptr()), A::U64(planes), A::U64(ix.words as u64)];
         if npairs > 0 && 2 * np >= ix.l && self.tuning.lock().expect("tuning").dense_filter {
             // Most lists probed: evaluate each plan once over the whole index (planes shared
             // by the batch's plans come from L2), then cut out the pairs' words.
             let (full, _) = self.bloom_masks(ix, plans, true)?;
             let full = full.expect("requested");
-            self.dev.launch(
-                "mask_gather",
-                (npairs as u32, chunks, 1),
-                128,
-                0,
-                &[
-                    A::U64(probes.lists.ptr()),
-                    A::U32(np as u32),
-                    A::U64(offsets.ptr()),
-                    A::U64(ix.list_start.ptr()),
-                    A::U64(ix.list_end.ptr()),
-                    A::U64(full.ptr()),
-                    A::U64(ix.words as u64),
-                    A::U64(words.ptr()),
-                ],
-            )?;
+            let mut args = pair_args(full.ptr());
+            args.push(A::U64(words.ptr()));
+            self.dev.launch("mask_gather", (npairs as u32, chunks, 1), 128, 0, &args)?;
         } else if npairs > 0 {
             let (pw, po) = self.upload_plans(plans)?;
-            self.dev.launch(
-                "filter_mask",
-                (npairs as u32, chunks, 1),
-                128,
-                0,
-                &[
-                    A::U64(probes.lists.ptr()),
-                    A::U32(np as u32),
-                    A::U64(offsets.ptr()),
-                    A::U64(ix.list_start.ptr()),
-                    A::U64(ix.list_end.ptr()),
-                    A::U64(ix.planes.ptr()),
-                    A::U64(ix.words as u64),
-                    ptr_or_null(ix.live.as_deref()),
-                    A::U64(pw.ptr()),
-                    A::U64(po.ptr()),
-                    A::U64(words.ptr()),
-                ],
-            )?;
+            let mut args = pair_args(ix.planes.ptr());
+            args.extend([ptr_or_null(ix.live.as_deref()), A::U64(pw.ptr()), A::U64(po.ptr()), A::U64(words.ptr())]);
+            self.dev.launch("filter_mask", (npairs as u32, chunks, 1), 128, 0, &args)?;
         }
         Ok(DevMask { b, nprobe: np, offsets: Some(offsets), words: Some(words), lists: probes.lists.clone(), index: ix.index.clone() })
     }

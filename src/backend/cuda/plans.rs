@@ -83,31 +83,23 @@ fn encode_one(plan: &Plan, out: &mut Vec<u32>) -> Result<()> {
     Ok(())
 }
 
-/// Host mirror of the kernels' `plan_bloom_word` (tests check the encoding with it).
-pub fn bloom_word(words: &[u32], off: u32, planes: &crate::model::BloomPlanes, w: usize) -> u64 {
+/// The encoded postfix program of the plan at `off` (the kernels' layout) over 64-bit
+/// lanes: `term` gets a term record `[nb, k, plane rows (nb x k), nid, ids..]`, `not`
+/// negates (exactly, or as Bloom "maybe"), AND and OR are bitwise; an empty plan is all ones.
+fn run_encoded(words: &[u32], off: u32, term: impl Fn(&[u32]) -> u64, not: impl Fn(u64) -> u64) -> u64 {
     let p = &words[(off & !TRIVIAL_BIT) as usize..];
     let nops = p[0] as usize;
     if nops == 0 {
         return !0;
     }
     let mut st = Vec::new();
-    for i in 0..nops {
-        let op = p[1 + i];
+    for &op in &p[1..1 + nops] {
         match op >> 30 {
-            0 => {
-                let t = &p[(op & 0x3fff_ffff) as usize..];
-                let (nb, k) = (t[0] as usize, t[1] as usize);
-                let mut any = 0u64;
-                for v in 0..nb {
-                    let mut all = !0u64;
-                    for h in 0..k {
-                        all &= planes.word(t[2 + v * k + h], w);
-                    }
-                    any |= all;
-                }
-                st.push(any);
+            0 => st.push(term(&p[(op & 0x3fff_ffff) as usize..])),
+            3 => {
+                let x = st.last_mut().expect("stack");
+                *x = not(*x);
             }
-            3 => *st.last_mut().expect("stack") = !0,
             kind => {
                 let b = st.pop().expect("stack");
                 let a = st.last_mut().expect("stack");
@@ -118,36 +110,23 @@ pub fn bloom_word(words: &[u32], off: u32, planes: &crate::model::BloomPlanes, w
     st[0]
 }
 
+/// Host mirror of the kernels' `plan_bloom_word` (tests check the encoding with it).
+pub fn bloom_word(words: &[u32], off: u32, planes: &crate::model::BloomPlanes, w: usize) -> u64 {
+    let term = |t: &[u32]| {
+        let (nb, k) = (t[0] as usize, t[1] as usize);
+        (0..nb).fold(0u64, |any, v| any | (0..k).fold(!0u64, |all, h| all & planes.word(t[2 + v * k + h], w)))
+    };
+    run_encoded(words, off, term, |_| !0)
+}
+
 /// Host mirror of the kernels' `plan_match`.
 pub fn matches(words: &[u32], off: u32, row: &[u32]) -> bool {
-    let p = &words[(off & !TRIVIAL_BIT) as usize..];
-    let nops = p[0] as usize;
-    if nops == 0 {
-        return true;
-    }
-    let mut st = Vec::new();
-    for i in 0..nops {
-        let op = p[1 + i];
-        match op >> 30 {
-            0 => {
-                let t = &p[(op & 0x3fff_ffff) as usize..];
-                let (nb, k) = (t[0] as usize, t[1] as usize);
-                let ids = &t[2 + nb * k..];
-                let nid = ids[0] as usize;
-                st.push(ids[1..1 + nid].iter().any(|v| row.binary_search(v).is_ok()));
-            }
-            3 => {
-                let x = st.last_mut().expect("stack");
-                *x = !*x;
-            }
-            kind => {
-                let b = st.pop().expect("stack");
-                let a = st.last_mut().expect("stack");
-                *a = if kind == 1 { *a && b } else { *a || b };
-            }
-        }
-    }
-    st[0]
+    let term = |t: &[u32]| {
+        let (nb, k) = (t[0] as usize, t[1] as usize);
+        let ids = &t[2 + nb * k..];
+        if ids[1..1 + ids[0] as usize].iter().any(|v| row.binary_search(v).is_ok()) { !0 } else { 0 }
+    };
+    run_encoded(words, off, term, |x| !x) != 0
 }
 
 #[cfg(test)]

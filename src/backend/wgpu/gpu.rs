@@ -282,15 +282,7 @@ impl Gpu {
     /// A pooled storage buffer holding `data` (padded to at least 16 bytes).
     pub fn upload(&self, data: &[u8]) -> Result<Buf> {
         let b = self.storage(data.len().max(16) as u64)?;
-        let mut padded;
-        let bytes = if data.len() % 4 != 0 || data.len() < 16 {
-            padded = data.to_vec();
-            padded.resize(data.len().max(16).next_multiple_of(4), 0);
-            &padded[..]
-        } else {
-            data
-        };
-        self.queue.write_buffer(&b.buf, 0, bytes);
+        self.queue.write_buffer(&b.buf, 0, &padded(data));
         Ok(b)
     }
 
@@ -304,46 +296,38 @@ impl Gpu {
     /// A dedicated (not pooled) storage buffer for index tensors, created with `data`.
     pub fn resident(&self, label: &str, data: &[u8]) -> Result<Buf> {
         use wgpu::util::DeviceExt;
-        if data.len() as u64 > self.max_binding {
-            return Err(Error::backend("wgpu", format!("tensor {label} ({} bytes) exceeds the largest binding {}", data.len(), self.max_binding)));
-        }
-        let mut padded;
-        let bytes = if data.len() % 4 != 0 || data.len() < 16 {
-            padded = data.to_vec();
-            padded.resize(data.len().max(16).next_multiple_of(4), 0);
-            &padded[..]
-        } else {
-            data
-        };
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let buf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::backend("wgpu", format!("uploading {label} ({} bytes): {e}", bytes.len())));
-        }
-        Ok(Buf { buf, len: bytes.len() as u64, home: None })
+        let bytes = padded(data);
+        self.dedicated(label, "uploading", bytes.len() as u64, || {
+            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: &bytes, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC })
+        })
     }
 
     /// An uninitialized resident buffer of `bytes` (STORAGE | COPY_SRC | COPY_DST), the
     /// target of a device-side copy (`silica serve` snapshots).
     pub fn resident_empty(&self, label: &str, bytes: u64) -> Result<Buf> {
-        if bytes > self.max_binding {
-            return Err(Error::backend("wgpu", format!("tensor {label} ({bytes} bytes) exceeds the largest binding {}", self.max_binding)));
+        let size = padded_len(bytes as usize);
+        self.dedicated(label, "allocating", size, || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
+    /// A dedicated buffer of `len` bytes made by `create`: within the largest binding, and
+    /// out-of-memory reported as an error naming the tensor (`what`: the operation).
+    fn dedicated(&self, label: &str, what: &str, len: u64, create: impl FnOnce() -> wgpu::Buffer) -> Result<Buf> {
+        if len > self.max_binding {
+            return Err(Error::backend("wgpu", format!("tensor {label} ({len} bytes) exceeds the largest binding {}", self.max_binding)));
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: bytes.max(16).next_multiple_of(4),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let buf = create();
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::backend("wgpu", format!("allocating {label} ({bytes} bytes): {e}")));
+            return Err(Error::backend("wgpu", format!("{what} {label} ({len} bytes): {e}")));
         }
-        Ok(Buf { buf, len: bytes.max(16).next_multiple_of(4), home: None })
+        Ok(Buf { buf, len, home: None })
     }
 
     /// Copy byte ranges `(view, offset, len)` of device buffers to the host (one
@@ -458,6 +442,23 @@ impl Gpu {
     /// Wait for all submitted work.
     pub fn wait(&self) -> Result<()> {
         self.device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| Error::backend("wgpu", format!("device poll: {e}")))
+    }
+}
+
+/// Bytes a binding of `n` data bytes takes: at least 16, a multiple of 4.
+fn padded_len(n: usize) -> u64 {
+    n.max(16).next_multiple_of(4) as u64
+}
+
+/// `data` zero-padded to [`padded_len`] (borrowed when it already is).
+fn padded(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let len = padded_len(data.len()) as usize;
+    if len == data.len() {
+        std::borrow::Cow::Borrowed(data)
+    } else {
+        let mut v = data.to_vec();
+        v.resize(len, 0);
+        std::borrow::Cow::Owned(v)
     }
 }
 
