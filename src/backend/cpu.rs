@@ -195,6 +195,10 @@ impl Backend for Cpu {
         "cpu"
     }
 
+    fn resident_index<'a>(&self, ix: &'a Arc<Index>) -> &'a Arc<Index> {
+        ix
+    }
+
     fn upload(&self, index: &Arc<Index>) -> Result<Arc<Index>> {
         Ok(index.clone())
     }
@@ -323,6 +327,54 @@ impl Backend for Cpu {
             })
             .collect();
         Ok(pack(per_query, k0))
+    }
+
+    /// Per query: the Bloom "maybe" rows over the whole index in blocks of words
+    /// (stopping once more than `cap`), then exact verification of the rows that would
+    /// enter the top-K0, as [`Backend::scan`] does for a list.
+    fn scan_candidates(&self, ix: &Arc<Index>, q: &QueryBatch, plans: &[&Plan], k0: usize, cap: u64) -> Result<(Candidates, Vec<Option<u64>>)> {
+        let d = ix.dim;
+        if plans.len() != q.len {
+            return Err(Error::param("filters", format!("{} plans for {} queries", plans.len(), q.len)));
+        }
+        let all = 0..ix.len();
+        let per_query: Vec<(Vec<crate::topk::Scored>, Option<u64>)> = (0..q.len)
+            .into_par_iter()
+            .map(|b| {
+                let plan = plans[b];
+                let mut rows: Vec<u32> = Vec::new();
+                let mut block = [0u64; BLOOM_BLOCK];
+                for w0 in (0..ix.bloom.words).step_by(BLOOM_BLOCK) {
+                    let out = &mut block[..BLOOM_BLOCK.min(ix.bloom.words - w0)];
+                    plan.bloom_words(&ix.bloom, w0, out);
+                    for (i, &m) in out.iter().enumerate() {
+                        let mut bits = m & range_bits(w0 + i, &all) & ix.live_word(w0 + i);
+                        while bits != 0 {
+                            rows.push(((w0 + i) * 64 + bits.trailing_zeros() as usize) as u32);
+                            bits &= bits - 1;
+                        }
+                    }
+                    if rows.len() as u64 > cap {
+                        return (Vec::new(), None);
+                    }
+                }
+                let qc = &q.codes[b * d..(b + 1) * d];
+                let mut top = TopK::new(k0);
+                for (i, &r) in rows.iter().enumerate() {
+                    if let Some(&ahead) = rows.get(i + PREFETCH_ROWS) {
+                        prefetch(ix.items.row(ahead as usize));
+                    }
+                    let r = r as usize;
+                    let s = dot_i8(qc, ix.items.row(r)) as f32 * ix.items.scale[r];
+                    if top.admits(s, r as u32) && (plan.is_all() || plan.matches(ix.attrs.row(r))) {
+                        top.push(s, r as u32);
+                    }
+                }
+                (top.into_sorted(), Some(rows.len() as u64))
+            })
+            .collect();
+        let answers = per_query.iter().map(|(_, a)| *a).collect();
+        Ok((pack(per_query.into_iter().map(|(t, _)| t).collect(), k0), answers))
     }
 
     fn rerank(&self, ix: &Arc<Index>, q: &QueryBatch, mut c: Candidates, mode: &Rerank) -> Result<Candidates> {

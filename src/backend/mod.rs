@@ -194,6 +194,39 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// verification of items that would enter the top-`k0`, fused top-`k0` per query.
     /// Scores are `(i32 dot) as f32 * item_scale`.
     fn scan(&self, ix: &Self::Resident, q: &QueryBatch, probes: &Self::Probes, mask: &Self::Mask, plans: &[&Plan], k0: usize) -> Result<Self::Cands>;
+    /// Stages 2 + 3 over a filter's whole passing set: the planner's route for selective
+    /// filters (DESIGN.md "Selective filters keep recall"), which costs what the filter's
+    /// candidates cost instead of probing every list. For each query `q`:
+    ///
+    /// 1. `bloom[q]` = live rows of the whole index whose Bloom "maybe" bit is set for
+    ///    `plans[q]` (what [`Backend::count`] counts; an upper bound of the passing rows);
+    /// 2. when `bloom[q] <= cap`: those rows are verified exactly, every passing row is
+    ///    scored (`(i32 dot) as f32 * item_scale`) and the top-`k0` kept, best first, ties
+    ///    by lower row: the same bits as scanning every list under the mask, so stages 1-3
+    ///    stay bit-identical across backends; the answer is `Some(bloom[q])`;
+    /// 3. when `bloom[q] > cap`: the query is not scanned (count 0) and its answer is
+    ///    `None`; the executor sends it down the probe path.
+    ///
+    /// Returns the `[B, k0]` candidates and the per-query answers (host data: the only
+    /// value the planner reads back before the probe path runs). Backends may stop
+    /// counting a query once it passes `cap`. The default composes this backend's own
+    /// [`Backend::count`], [`Backend::filter`] over every list and [`Backend::scan`]
+    /// (no compaction; correct, at the cost of walking every list's mask).
+    fn scan_candidates(&self, ix: &Self::Resident, q: &QueryBatch, plans: &[&Plan], k0: usize, cap: u64) -> Result<(Self::Cands, Vec<Option<u64>>)> {
+        let bloom = self.count(ix, plans)?;
+        let nothing = Plan::nothing();
+        let eff: Vec<&Plan> = plans.iter().zip(&bloom).map(|(&p, &c)| if c <= cap { p } else { &nothing }).collect();
+        let nl = self.resident_index(ix).nlist();
+        let all = Probes { nprobe: nl, lists: (0..q.len).flat_map(|_| 0..nl as u32).collect() };
+        let probes = self.upload_probes(ix, &all)?;
+        let mask = self.filter(ix, &eff, &probes)?;
+        let cands = self.scan(ix, q, &probes, &mask, &eff, k0)?;
+        Ok((cands, bloom.into_iter().map(|c| (c <= cap).then_some(c)).collect()))
+    }
+
+    /// The host index `ix` was uploaded from.
+    fn resident_index<'a>(&self, ix: &'a Self::Resident) -> &'a std::sync::Arc<Index>;
+
     /// Stage 4: re-score the candidates (not yet re-sorted).
     fn rerank(&self, ix: &Self::Resident, q: &QueryBatch, cands: Self::Cands, mode: &Rerank) -> Result<Self::Cands>;
     /// Stage 5: top-`k` of the (re-)scores, best first.

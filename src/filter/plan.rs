@@ -69,6 +69,11 @@ impl Plan {
         Plan::default()
     }
 
+    /// The plan that passes no item (one term with no values: no Bloom row, no value id).
+    pub fn nothing() -> Plan {
+        Plan { ops: vec![Op::Term(0)], terms: vec![Term { value_ids: Vec::new(), bloom_rows: Vec::new() }] }
+    }
+
     /// True when the plan passes every item without evaluation.
     pub fn is_all(&self) -> bool {
         self.ops.is_empty()

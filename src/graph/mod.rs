@@ -9,9 +9,12 @@
 //! its filter, that query is re-run with 4x the lists, up to all of them (where the Bloom
 //! mask makes the scan touch only the filter's candidates).
 
+pub mod hook;
 pub mod segments;
 
-use crate::backend::{Backend, Changed, QueryBatch, Rerank};
+pub use hook::{Hook, NoHook, Output, Stage, Trace, TraceHook};
+
+use crate::backend::{Backend, Candidates, Changed, Probes, QueryBatch, Rerank};
 use crate::error::{Error, Result};
 use crate::filter::{Filter, Plan};
 use crate::model::{quantize::quantize_row, Index, Metric};
@@ -80,6 +83,23 @@ pub struct SearchResponse {
     pub scores: Vec<f32>,
 }
 
+/// Most candidate slots (`queries x cap`) one [`Backend::scan_candidates`] call holds; a
+/// batch with a larger budget is split (a GPU keeps 12 bytes per slot).
+pub const MAX_CANDIDATE_SLOTS: u64 = 1 << 26;
+
+/// A request's parameters resolved against an index ([`Executor::resolve`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resolved {
+    /// Results per query (K1).
+    pub k: usize,
+    /// Lists probed per query.
+    pub nprobe: usize,
+    /// Candidates kept by the int8 scan (K0 >= k).
+    pub k0: usize,
+    /// Stage 4.
+    pub rerank: Rerank,
+}
+
 /// Runs the pipeline on one backend over one resident index.
 pub struct Executor<B: Backend> {
     backend: B,
@@ -93,6 +113,8 @@ pub trait Search: Send + Sync {
     fn index(&self) -> &Arc<Index>;
     fn backend_name(&self) -> &'static str;
     fn search(&self, req: &SearchRequest) -> Result<Vec<SearchResponse>>;
+    /// [`Search::search`] filling `trace` with per-stage times (see [`Trace::timing`]).
+    fn search_traced(&self, req: &SearchRequest, trace: &mut Trace) -> Result<Vec<SearchResponse>>;
     /// A searcher over `index`, a changed version of this one in which at most the parts
     /// `changed` names differ (live bits, Bloom planes, attributes: see
     /// [`Backend::update`]), on the same device: no new context, no kernel compilation,
@@ -131,54 +153,163 @@ impl<B: Backend> Executor<B> {
         prepare_queries(&self.index, queries)
     }
 
-    /// One pass of stages 1-5 for a batch; returns final candidates and scan counts.
-    fn pass(&self, q: &QueryBatch, plans: &[&Plan], nprobe: usize, k0: usize, k: usize, mode: &Rerank) -> Result<(crate::backend::Candidates, Vec<u32>)> {
-        let b = &self.backend;
-        let nlist = self.index.nlist();
-        // Probing every list needs no centroid scores: all lists in id order (the scan's
-        // top-K0 is ordered by score and row, so it does not depend on the list order).
-        let probes = if nprobe == nlist && nlist > 1 {
-            let all = crate::backend::Probes { nprobe, lists: (0..q.len).flat_map(|_| 0..nlist as u32).collect() };
-            b.upload_probes(&self.resident, &all)?
-        } else {
-            b.probe(&self.resident, q, nprobe)?
-        };
-        let mask = b.filter(&self.resident, plans, &probes)?;
-        let cands = b.scan(&self.resident, q, &probes, &mask, plans, k0)?;
-        let counts = b.read_counts(&cands)?;
-        let cands = b.rerank(&self.resident, q, cands, mode)?;
-        let cands = b.select(cands, k)?;
-        Ok((b.read_cands(&cands)?, counts))
-    }
-
-    /// Run queries `which` with `nprobe` lists, writing their results into `result`.
-    /// Returns those (still) short of K0 passing candidates, unless all lists were probed.
+    /// Stages 1-5 on the probe path for queries `which` of `q` with `nprobe` lists (all
+    /// lists in id order when `nprobe == nlist`, or the hook's given probes), writing
+    /// their results into `result`. Returns those short of K0 passing candidates (the
+    /// ones widening re-runs), unless all lists were probed.
     #[allow(clippy::too_many_arguments)]
-    fn run_group(&self, q: &QueryBatch, plans: &[&Plan], which: &[usize], nprobe: usize, k0: usize, k: usize, mode: &Rerank, result: &mut crate::backend::Candidates) -> Result<Vec<usize>> {
+    fn probe_group<H: Hook<B>>(&self, q: &QueryBatch, plans: &[&Plan], which: &[usize], nprobe: usize, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
         if which.is_empty() {
             return Ok(Vec::new());
         }
-        // The whole batch (the common case) runs as is; a subset is gathered.
+        let (b, res, nlist) = (&self.backend, &self.resident, self.index.nlist());
         let gathered;
-        let sub = if which.len() == q.len {
-            q
-        } else {
+        let sub = if which.len() == q.len { q } else {
             gathered = q.gather(which);
             &gathered
         };
         let sub_plans: Vec<&Plan> = which.iter().map(|&i| plans[i]).collect();
-        let (r, counts) = self.pass(sub, &sub_plans, nprobe, k0, k, mode)?;
+        // Probing every list needs no centroid scores: all lists in id order (the scan's
+        // top-K0 is ordered by score and row, so it does not depend on the list order).
+        let probes = match hook.given_probes() {
+            Some(p) => b.upload_probes(res, &p)?,
+            None if nprobe == nlist && nlist > 1 => b.upload_probes(res, &Probes { nprobe, lists: (0..sub.len).flat_map(|_| 0..nlist as u32).collect() })?,
+            None => hook.stage(b, Stage::Probe, || b.probe(res, sub, nprobe))?,
+        };
+        if !hook.observe(b, Output::Probes(&probes))? {
+            return Ok(Vec::new());
+        }
+        let mask = hook.stage(b, Stage::Filter, || b.filter(res, &sub_plans, &probes))?;
+        if !hook.observe(b, Output::Mask(&mask))? {
+            return Ok(Vec::new());
+        }
+        let cands = hook.stage(b, Stage::Scan, || b.scan(res, sub, &probes, &mask, &sub_plans, r.k0))?;
+        hook.observe(b, Output::Scan(&cands))?;
+        let counts = b.read_counts(&cands)?;
+        let out = self.finish(sub, cands, r, hook)?;
         let mut short = Vec::new();
         for (j, &i) in which.iter().enumerate() {
-            result.replace_query(i, &r, j);
-            if (counts[j] as usize) < k0 && nprobe < self.index.nlist() {
+            result.replace_query(i, &out, j);
+            if (counts[j] as usize) < r.k0 && nprobe < nlist {
                 short.push(i);
             }
         }
         Ok(short)
     }
 
-    fn resolve(&self, p: &SearchParams) -> Result<(usize, usize, Rerank)> {
+    /// Stages 2+3 over the filters' compacted candidates ([`Backend::scan_candidates`])
+    /// for queries `which`, then 4-5. Queries whose Bloom candidates exceed `cap` are
+    /// returned (they take the probe path). Split into sub-batches so that no call holds
+    /// more than [`MAX_CANDIDATE_SLOTS`] candidate slots.
+    fn candidates_group<H: Hook<B>>(&self, q: &QueryBatch, plans: &[&Plan], which: &[usize], cap: u64, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
+        let (b, res) = (&self.backend, &self.resident);
+        let per_call = (MAX_CANDIDATE_SLOTS / cap.max(1)).max(1) as usize;
+        let mut rest = Vec::new();
+        for chunk in which.chunks(per_call) {
+            let gathered;
+            let sub = if chunk.len() == q.len { q } else {
+                gathered = q.gather(chunk);
+                &gathered
+            };
+            let sub_plans: Vec<&Plan> = chunk.iter().map(|&i| plans[i]).collect();
+            let (cands, answered) = hook.stage(b, Stage::Candidates, || b.scan_candidates(res, sub, &sub_plans, r.k0, cap))?;
+            hook.observe(b, Output::Candidates(&cands, &answered))?;
+            let out = self.finish(sub, cands, r, hook)?;
+            for (j, &i) in chunk.iter().enumerate() {
+                match answered[j] {
+                    Some(_) => result.replace_query(i, &out, j),
+                    None => rest.push(i),
+                }
+            }
+        }
+        Ok(rest)
+    }
+
+    /// Stages 4-5 and the read-back of the final candidates.
+    fn finish<H: Hook<B>>(&self, q: &QueryBatch, cands: B::Cands, r: &Resolved, hook: &mut H) -> Result<Candidates> {
+        let (b, res) = (&self.backend, &self.resident);
+        let cands = hook.stage(b, Stage::Rerank, || b.rerank(res, q, cands, &r.rerank))?;
+        let cands = hook.stage(b, Stage::Select, || b.select(cands, r.k))?;
+        hook.observe(b, Output::Final(&cands))?;
+        b.read_cands(&cands)
+    }
+
+    /// The stage sequence for one prepared batch (the planner, both routes, widening):
+    /// `[B, k]` final candidates (sorted rows of the index, best first).
+    ///
+    /// * Filtered queries first try [`Backend::scan_candidates`] with a budget of the rows
+    ///   `nprobe` average lists hold (all rows when `nprobe == nlist`): a filter whose Bloom
+    ///   candidates fit is answered exactly over them, at the cost of its candidates.
+    /// * The rest take the probe path (stage 1 probe, 2 filter over the probed lists, 3 scan).
+    /// * Queries whose probed lists held fewer than K0 passing items are widened: re-run
+    ///   with 4x the lists; where that would reach every list, a filtered query is answered
+    ///   over its candidates instead.
+    pub fn run<H: Hook<B>>(&self, q: &QueryBatch, plans: &[&Plan], r: &Resolved, hook: &mut H) -> Result<Candidates> {
+        if plans.len() != q.len {
+            return Err(Error::param("filters", format!("{} filters for {} queries", plans.len(), q.len)));
+        }
+        let (nlist, n) = (self.index.nlist(), self.index.len() as u64);
+        let mut result = Candidates::empty(q.len, r.k);
+        let given = hook.has_given_probes();
+        let planner = hook.planner() && !given;
+        let all_lists = r.nprobe == nlist;
+        let cap = if all_lists { n } else { (r.nprobe as u64) * n.div_ceil(nlist as u64) };
+        let (filtered, mut probe_path): (Vec<usize>, Vec<usize>) = (0..q.len).partition(|&i| planner && !plans[i].is_all());
+        if !filtered.is_empty() {
+            probe_path.extend(self.candidates_group(q, plans, &filtered, cap, r, hook, &mut result)?);
+            probe_path.sort_unstable();
+        }
+        let mut short = self.probe_group(q, plans, &probe_path, r.nprobe, r, hook, &mut result)?;
+        let mut np = r.nprobe;
+        while hook.widen() && !given && !short.is_empty() && np < nlist {
+            np = (np * 4).min(nlist);
+            if np == nlist && planner {
+                let (f, u): (Vec<usize>, Vec<usize>) = short.iter().partition(|&&i| !plans[i].is_all());
+                let left = self.candidates_group(q, plans, &f, n, r, hook, &mut result)?;
+                debug_assert!(left.is_empty(), "a budget of every row answers every query");
+                short = u;
+            }
+            short = self.probe_group(q, plans, &short, np, r, hook, &mut result)?;
+        }
+        Ok(result)
+    }
+
+    /// External results of final candidates: source rows, ids, scores.
+    pub fn responses(&self, c: &Candidates) -> Vec<SearchResponse> {
+        let ix = &self.index;
+        (0..c.len())
+            .map(|i| {
+                let (rows, scores): (Vec<u32>, Vec<f32>) = c.query(i).unzip();
+                SearchResponse {
+                    rows: rows.iter().map(|&r| ix.source_rows[r as usize]).collect(),
+                    ids: rows.iter().map(|&r| ix.ids[r as usize].clone()).collect(),
+                    scores,
+                }
+            })
+            .collect()
+    }
+
+    /// [`Search::search`] with a hook observing (timing) or steering the stages.
+    pub fn search_with<H: Hook<B>>(&self, req: &SearchRequest, hook: &mut H) -> Result<Vec<SearchResponse>> {
+        let r = self.resolve(&req.params)?;
+        let q = self.prepare(req.queries)?;
+        if !req.filters.is_empty() && req.filters.len() != q.len {
+            return Err(Error::param("filters", format!("{} filters for {} queries", req.filters.len(), q.len)));
+        }
+        let all = Plan::all();
+        let plans: Vec<&Plan> = (0..q.len).map(|i| req.filters.get(i).map(|f| &f.plan).unwrap_or(&all)).collect();
+        let c = self.run(&q, &plans, &r, hook)?;
+        Ok(self.responses(&c))
+    }
+
+    /// Resolve a request's parameters against this index (defaults, limits, rerank
+    /// `auto`): the one place request rules live. Errors name the parameter.
+    pub fn resolve(&self, p: &SearchParams) -> Result<Resolved> {
+        let (nprobe, k0, rerank) = self.resolve_parts(p)?;
+        Ok(Resolved { k: p.k, nprobe, k0, rerank })
+    }
+
+    fn resolve_parts(&self, p: &SearchParams) -> Result<(usize, usize, Rerank)> {
         let ix = &self.index;
         let nlist = ix.nlist();
         if p.k == 0 {
@@ -238,50 +369,12 @@ impl<B: Backend> Search for Executor<B> {
     }
 
     fn search(&self, req: &SearchRequest) -> Result<Vec<SearchResponse>> {
-        let (nprobe, k0, mode) = self.resolve(&req.params)?;
-        let k = req.params.k;
-        let q = self.prepare(req.queries)?;
-        if !req.filters.is_empty() && req.filters.len() != q.len {
-            return Err(Error::param("filters", format!("{} filters for {} queries", req.filters.len(), q.len)));
-        }
-        let all = Plan::all();
-        let plans: Vec<&Plan> = (0..q.len).map(|i| req.filters.get(i).map(|f| &f.plan).unwrap_or(&all)).collect();
-        let nlist = self.index.nlist();
-        // Planner: a filter whose Bloom candidates number no more than the items that
-        // nprobe lists hold on average is scanned over all lists (only its candidates are
-        // touched), which is exact and costs no more than a normal probe.
-        let budget = (nprobe * self.index.len().div_ceil(nlist)) as u64;
-        let filtered: Vec<usize> = (0..q.len).filter(|&i| !plans[i].is_all()).collect();
-        let mut exhaustive = vec![false; q.len];
-        if !filtered.is_empty() && nprobe < nlist {
-            let fp: Vec<&Plan> = filtered.iter().map(|&i| plans[i]).collect();
-            for (&i, c) in filtered.iter().zip(self.backend.count(&self.resident, &fp)?) {
-                exhaustive[i] = c <= budget;
-            }
-        }
-        let mut result = crate::backend::Candidates { k, rows: vec![u32::MAX; q.len * k], scores: vec![f32::NEG_INFINITY; q.len * k], counts: vec![0; q.len] };
-        let mut pending = Vec::new();
-        for (group, np) in [(false, nprobe), (true, nlist)] {
-            let which: Vec<usize> = (0..q.len).filter(|&i| exhaustive[i] == group).collect();
-            pending.extend(self.run_group(&q, &plans, &which, np, k0, k, &mode, &mut result)?);
-        }
-        // Adaptive widening for queries whose probed lists held fewer than K0 passing items.
-        let mut np = nprobe;
-        while !pending.is_empty() && np < nlist {
-            np = (np * 4).min(nlist);
-            pending = self.run_group(&q, &plans, &pending, np, k0, k, &mode, &mut result)?;
-        }
-        let ix = &self.index;
-        Ok((0..q.len)
-            .map(|i| {
-                let (rows, scores): (Vec<u32>, Vec<f32>) = result.query(i).unzip();
-                SearchResponse {
-                    rows: rows.iter().map(|&r| ix.source_rows[r as usize]).collect(),
-                    ids: rows.iter().map(|&r| ix.ids[r as usize].clone()).collect(),
-                    scores,
-                }
-            })
-            .collect())
+        self.search_with(req, &mut NoHook)
+    }
+
+    fn search_traced(&self, req: &SearchRequest, trace: &mut Trace) -> Result<Vec<SearchResponse>> {
+        let mut hook = TraceHook { trace };
+        self.search_with(req, &mut hook)
     }
 }
 
@@ -324,6 +417,11 @@ impl QueryBatch {
 }
 
 impl crate::backend::Candidates {
+    /// `[b, k]` candidates with no entries (rows MAX, scores -inf, counts 0).
+    pub fn empty(b: usize, k: usize) -> Candidates {
+        Candidates { k, rows: vec![u32::MAX; b * k], scores: vec![f32::NEG_INFINITY; b * k], counts: vec![0; b] }
+    }
+
     /// Overwrite query `q`'s entries with query `from_q` of `other` (same k).
     pub fn replace_query(&mut self, q: usize, other: &crate::backend::Candidates, from_q: usize) {
         let k = self.k;

@@ -483,6 +483,10 @@ impl Backend for Cuda {
         "cuda"
     }
 
+    fn resident_index<'a>(&self, ix: &'a Resident) -> &'a Arc<Index> {
+        &ix.index
+    }
+
     fn upload(&self, index: &Arc<Index>) -> Result<Resident> {
         let r = resident::upload(&self.dev, index)?;
         self.dev.sync()?;

@@ -141,6 +141,10 @@ impl Backend for Wgpu {
         "wgpu"
     }
 
+    fn resident_index<'a>(&self, ix: &'a Resident) -> &'a Arc<Index> {
+        &ix.index
+    }
+
     fn upload(&self, index: &Arc<Index>) -> Result<Resident> {
         Resident::upload(&self.gpu, index)
     }

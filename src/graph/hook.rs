@@ -1,0 +1,170 @@
+//! Observing and steering the executor's stages without re-sequencing them: benchmarks,
+//! examples and tests pass a [`Hook`] to [`super::Executor::search_with`] /
+//! [`super::Executor::run`] (stage timing on the device clock, given probes for the peer
+//! rows, widening or the planner off, reading stage outputs back).
+
+use crate::backend::{Backend, Probes};
+use crate::error::Result;
+use serde::Serialize;
+use std::time::Instant;
+
+/// A stage of the pipeline as the executor runs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// 1: int8 centroid scores, top-nprobe lists.
+    Probe,
+    /// 2: Bloom masks over the probed lists.
+    Filter,
+    /// 3: int8 scan of the probed, masked rows, top-K0.
+    Scan,
+    /// 2+3 for selective filters: compacted Bloom candidates of the whole index,
+    /// verified exactly and scored directly ([`Backend::scan_candidates`]).
+    Candidates,
+    /// 4: refine / model rerank.
+    Rerank,
+    /// 5: final top-K.
+    Select,
+}
+
+impl Stage {
+    /// Every stage, in report order.
+    pub const ALL: [Stage; 6] = [Stage::Probe, Stage::Filter, Stage::Scan, Stage::Candidates, Stage::Rerank, Stage::Select];
+    /// Index into [`Stage::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+    /// Lower-case name (`probe`, `filter`, ...).
+    pub fn name(self) -> &'static str {
+        ["probe", "filter", "scan", "candidates", "rerank", "select"][self as usize]
+    }
+}
+
+/// A stage output handed to [`Hook::observe`] (device values: read them with the
+/// backend's `read_*`).
+pub enum Output<'a, B: Backend> {
+    Probes(&'a B::Probes),
+    Mask(&'a B::Mask),
+    /// The probe path's stage 3 output `[B, K0]`.
+    Scan(&'a B::Cands),
+    /// The candidate route's output `[B, K0]` and its per-query answers.
+    Candidates(&'a B::Cands, &'a [Option<u64>]),
+    /// Stage 5 output `[B, k]` of one group of queries.
+    Final(&'a B::Cands),
+}
+
+/// What a caller may observe or steer in a search. Every method has a default that
+/// leaves the search as users get it.
+pub trait Hook<B: Backend> {
+    /// Run one stage's device work `f` (a hook wraps it in timers here).
+    fn stage<T>(&mut self, backend: &B, stage: Stage, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let _ = (backend, stage);
+        f()
+    }
+    /// See a stage output; `false` ends the group there (a filter-only benchmark).
+    fn observe(&mut self, backend: &B, out: Output<'_, B>) -> Result<bool> {
+        let _ = (backend, out);
+        Ok(true)
+    }
+    /// Stage 1's output for the whole batch, given instead of computed (the peer rows'
+    /// random probes). With given probes the batch runs one probe-path pass: no planner,
+    /// no widening.
+    fn given_probes(&mut self) -> Option<Probes> {
+        None
+    }
+    /// Whether [`Hook::given_probes`] will give probes.
+    fn has_given_probes(&self) -> bool {
+        false
+    }
+    /// Widen queries whose probed lists held fewer than K0 passing items.
+    fn widen(&self) -> bool {
+        true
+    }
+    /// Route selective filters over their compacted candidates.
+    fn planner(&self) -> bool {
+        true
+    }
+}
+
+/// The hook of a plain search.
+pub struct NoHook;
+impl<B: Backend> Hook<B> for NoHook {}
+
+/// Per-stage time of one search, summed over the groups and widening rounds that ran it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Trace {
+    /// Input: synchronize around every stage and time it (device clock when the backend
+    /// has one, else the host clock). Off: only `host_s` is filled.
+    #[serde(skip)]
+    pub timing: bool,
+    /// Seconds per stage, [`Stage::ALL`] order (0: not run).
+    pub stage_s: [f64; 6],
+    /// Times each stage ran.
+    pub runs: [u32; 6],
+    /// Stages timed on the device clock / on the host clock.
+    pub device_timed: u32,
+    pub host_timed: u32,
+    /// Queries answered over their compacted candidates.
+    pub candidate_queries: u64,
+    /// Rows those queries' Bloom candidates held (what the candidate route scored at most).
+    pub candidate_rows: u64,
+}
+
+impl Trace {
+    /// A trace that times every stage.
+    pub fn timed() -> Trace {
+        Trace { timing: true, ..Default::default() }
+    }
+    /// Sum of the stage times, seconds.
+    pub fn total_s(&self) -> f64 {
+        self.stage_s.iter().sum()
+    }
+    /// `device` when every timed stage used the device clock, `host`, or `mixed`.
+    pub fn clock(&self) -> &'static str {
+        match (self.device_timed, self.host_timed) {
+            (_, 0) => "device",
+            (0, _) => "host",
+            _ => "mixed",
+        }
+    }
+}
+
+/// Fills a [`Trace`]: `synchronize(); timed(stage); synchronize()` per stage.
+pub struct TraceHook<'a> {
+    pub trace: &'a mut Trace,
+}
+
+impl<B: Backend> Hook<B> for TraceHook<'_> {
+    fn stage<T>(&mut self, b: &B, stage: Stage, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let i = stage.index();
+        self.trace.runs[i] += 1;
+        if !self.trace.timing {
+            return f();
+        }
+        b.synchronize()?;
+        let t0 = Instant::now();
+        let (v, dev) = b.timed(f)?;
+        b.synchronize()?;
+        let host = t0.elapsed().as_secs_f64();
+        match dev {
+            Some(s) => {
+                self.trace.device_timed += 1;
+                self.trace.stage_s[i] += s;
+            }
+            None => {
+                self.trace.host_timed += 1;
+                self.trace.stage_s[i] += host;
+            }
+        }
+        Ok(v)
+    }
+    fn observe(&mut self, _b: &B, out: Output<'_, B>) -> Result<bool> {
+        if let Output::Candidates(_, answered) = out {
+            for a in answered.iter().flatten() {
+                self.trace.candidate_queries += 1;
+                self.trace.candidate_rows += a;
+            }
+        }
+        Ok(true)
+    }
+}
