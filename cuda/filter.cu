@@ -70,3 +70,60 @@ extern "C" __global__ void mask_gather(const u32* __restrict__ lists, u32 nprobe
     for (u32 i = blockIdx.y * blockDim.x + threadIdx.x; i < nw; i += gridDim.y * blockDim.x)
         mask[off[p] + i] = f[w0 + i] & range_bits(w0 + i, s, e);
 }
+
+// The candidate route's stage 2 (Backend::scan_candidates, for selective filters): per
+// plan j, the Bloom "maybe" rows of the whole index (live, < n) are counted into bloom[j];
+// while bloom[j] <= cap each maybe row is verified exactly (plan_match) and the passing
+// rows are appended, in any order, to rows[j*cap ..] (count in exact[j]). A plan past
+// cap stops early: its query takes the probe path and its rows are never read.
+// Early-exit decisions are made per warp (lane 0's view, broadcast) so the warp stays
+// convergent for the shuffles. Grid: (nplans, chunks); block 256 (x fastest, so the
+// blocks of one word chunk for all plans run together and share plane words in L2).
+extern "C" __global__ void cand_compact(const u64* __restrict__ planes, u64 words, u64 n, const u64* __restrict__ live,
+                                        const u32* __restrict__ plan_words, const u32* __restrict__ plan_off,
+                                        const u64* __restrict__ attr_off, const u32* __restrict__ attr_vals, u32 cap,
+                                        u32* __restrict__ bloom, u32* __restrict__ exact, u32* __restrict__ rows) {
+    const u32 j = blockIdx.x, lane = lane_id();
+    const u32 off = plan_off[j];
+    const u32* plan = plan_at(plan_words, off);
+    const bool trivial = off_trivial(off);
+    u32* out = rows + (u64)j * cap;
+    for (u64 base = (u64)blockIdx.y * blockDim.x; base < words; base += (u64)gridDim.y * blockDim.x) {
+        u32 stop = lane == 0 ? (*(volatile u32*)(bloom + j) > cap) : 0;
+        if (__shfl_sync(FULL_MASK, stop, 0)) return;
+        const u64 w = base + threadIdx.x;
+        u64 m = 0;
+        if (w < words) {
+            m = range_bits(w, 0, n);
+            if (live) m &= live[w];
+            if (m && !trivial) m &= plan_bloom_word(plan, planes, words, w);
+        }
+        u32 tot = __popcll(m);
+        for (int o = 16; o > 0; o >>= 1) tot += __shfl_xor_sync(FULL_MASK, tot, o);
+        if (tot == 0) continue;
+        u32 before = lane == 0 ? atomicAdd(bloom + j, tot) : 0;
+        before = __shfl_sync(FULL_MASK, before, 0);
+        if ((u64)before + tot > cap) continue;  // past the budget: unanswered, skip verification
+        u64 pass = m;
+        if (!trivial) {
+            pass = 0;
+            for (u64 bits = m; bits; bits &= bits - 1) {
+                const u32 b = __ffsll((long long)bits) - 1;
+                const u64 r = w * 64 + b;
+                if (plan_match(plan, attr_vals, attr_off[r], attr_off[r + 1])) pass |= 1ull << b;
+            }
+        }
+        const u32 pc = __popcll(pass);
+        u32 incl = pc;
+        for (int o = 1; o < 32; o <<= 1) {
+            const u32 t = __shfl_up_sync(FULL_MASK, incl, o);
+            if (lane >= (u32)o) incl += t;
+        }
+        const u32 wtot = __shfl_sync(FULL_MASK, incl, 31);
+        u32 wbase = lane == 31 && wtot ? atomicAdd(exact + j, wtot) : 0;
+        wbase = __shfl_sync(FULL_MASK, wbase, 31);
+        u32 pos = wbase + incl - pc;
+        for (; pass; pass &= pass - 1, pos++)
+            if (pos < cap) out[pos] = (u32)(w * 64 + (__ffsll((long long)pass) - 1));
+    }
+}

@@ -965,3 +965,22 @@ extern "C" __global__ void __launch_bounds__(1024) scan_select(SelectArgs a) {
     ArraySrc<u64> src{keys, c};
     select_segment(src, c, a.k0, a.P, q, a.out_rows, a.out_scores, a.out_counts, a.sortbuf, ss);
 }
+
+// The candidate route's stage 3 (Backend::scan_candidates): for query q whose Bloom
+// count fit the budget (bloom[q] <= cap), key every compacted row (cand_compact):
+// keys[q*cap + i] = make_key(int_score(dot, scale[row]), row) for i < exact[q], and
+// seg[q] = exact[q]; else seg[q] = 0 (the top-K0 select keeps nothing). One thread per
+// row (D = nc*16 int8 codes through dp4a). Grid: (chunks, B); block 256.
+extern "C" __global__ void cand_score(const uint4* __restrict__ codes, u32 nc, const float* __restrict__ scale,
+                                      const uint4* __restrict__ qcodes, const u32* __restrict__ rows,
+                                      const u32* __restrict__ bloom, const u32* __restrict__ exact, u32 cap,
+                                      u64* __restrict__ keys, u32* __restrict__ seg) {
+    const u32 q = blockIdx.y;
+    const u32 cnt = bloom[q] <= cap ? min(exact[q], cap) : 0;
+    if (blockIdx.x == 0 && threadIdx.x == 0) seg[q] = cnt;
+    const uint4* qc = qcodes + (u64)q * nc;
+    for (u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < cnt; i += gridDim.x * blockDim.x) {
+        const u32 r = rows[(u64)q * cap + i];
+        keys[(u64)q * cap + i] = make_key(int_score(row_dot(codes, nc, r, qc), __ldg(scale + r)), r);
+    }
+}

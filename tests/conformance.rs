@@ -488,6 +488,42 @@ pub fn scan_case<B: Backend>(be: &B) {
     }
 }
 
+/// Stages 2+3 over compacted candidates (`scan_candidates`): a query whose Bloom count fits
+/// `cap` gets the exact top-k0 of every live row passing its filter (bit for bit) and
+/// `Some(bloom count)`; one past `cap` gets nothing and `None`. Budgets from 1 to all rows,
+/// k0 from 1 to far above the candidates, trivial plans, matching-nothing plans, tombstones.
+pub fn candidates_case<B: Backend>(be: &B) {
+    for (seed, spec) in specs() {
+        let fx = fixture(seed, &spec);
+        let ix = &fx.index;
+        let res = be.upload(ix).expect("upload");
+        let mut rng = ChaCha8Rng::seed_from_u64(seed * 43);
+        let q = random_queries(&mut rng, ix, spec.b);
+        let filters = random_filters(&mut rng, ix, spec.b);
+        let plans = plans_of(&filters);
+        let counts: Vec<u64> = plans.iter().map(|p| ref_count(ix, p)).collect();
+        let all_lists: Vec<u32> = (0..spec.b).flat_map(|_| 0..spec.l as u32).collect();
+        let median = { let mut c = counts.clone(); c.sort_unstable(); c.get(c.len() / 2).copied().unwrap_or(0) };
+        for (cap, k0) in [(1u64, 1usize), (median, 10), (median.max(1), rng.random_range(1..=300)), (spec.n as u64, 2049), (u64::MAX, 5000)] {
+            let (c, answers) = be.scan_candidates(&res, &q, &plans, k0, cap).expect("scan_candidates");
+            let got = be.read_cands(&c).expect("read cands");
+            let want_answers: Vec<Option<u64>> = counts.iter().map(|&n| (n <= cap).then_some(n)).collect();
+            assert_eq!(answers, want_answers, "answers: seed {seed} cap {cap}");
+            // Answered queries: the exhaustive reference; the others keep nothing.
+            let mut want = ref_scan(ix, &q, &all_lists, spec.l, &plans, k0);
+            for (i, a) in answers.iter().enumerate() {
+                if a.is_none() {
+                    want.counts[i] = 0;
+                    want.rows[i * k0..(i + 1) * k0].fill(u32::MAX);
+                    want.scores[i * k0..(i + 1) * k0].fill(f32::NEG_INFINITY);
+                }
+            }
+            assert_cands_exact(&format!("scan_candidates seed {seed} n {} cap {cap} k0 {k0}", spec.n), &got, &want);
+            assert_eq!(be.read_counts(&c).expect("counts"), want.counts);
+        }
+    }
+}
+
 /// Stages 4-5: `none` is exact (scores times the query scale, then top-k); `refine` and
 /// `model` agree with the float reference within the stated tolerance.
 pub fn rerank_select_case<B: Backend>(be: &B) {
@@ -755,6 +791,12 @@ macro_rules! conformance_suite {
             fn scan_matches_reference_bit_for_bit() {
                 if let Some(b) = backend() {
                     scan_case(b);
+                }
+            }
+            #[test]
+            fn candidates_match_reference_bit_for_bit() {
+                if let Some(b) = backend() {
+                    candidates_case(b);
                 }
             }
             #[test]

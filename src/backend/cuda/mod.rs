@@ -150,6 +150,10 @@ struct Workspace {
     tkey: Option<DBuf<u32>>,
     cand: Option<DBuf<u64>>,
     sortbuf: Option<DBuf<u64>>,
+    /// Candidate route: `[bloom B][exact B][seg B]` counters, compacted rows, keys.
+    cand_counts: Option<DBuf<u32>>,
+    cand_rows: Option<DBuf<u32>>,
+    cand_keys: Option<DBuf<u64>>,
 }
 
 fn ensure<'a, T: cudarc::driver::DeviceRepr>(dev: &Dev, slot: &'a mut Option<DBuf<T>>, len: usize) -> Result<&'a DBuf<T>> {
@@ -831,6 +835,69 @@ impl Backend for Cuda {
         self.mark("select")?;
         drop(ws);
         Ok(out)
+    }
+
+    /// `cand_compact` (cuda/filter.cu: Bloom count, early exit past `cap`, exact
+    /// verification, compaction) -> `cand_score` (cuda/scan.cu: dp4a keys of the
+    /// compacted rows) -> `topk_select` over each query's keys; then the Bloom counts are
+    /// read back (`4 B` bytes, the planner's one read).
+    fn scan_candidates(&self, ix: &Resident, q: &QueryBatch, plans: &[&Plan], k0: usize, cap: u64) -> Result<(DevCands, Vec<Option<u64>>)> {
+        let b = q.len;
+        if plans.len() != b {
+            return Err(Error::param("filters", format!("{} plans for {b} queries", plans.len())));
+        }
+        Self::check_batch(b)?;
+        if b == 0 {
+            return Ok((self.empty_cands(0, k0)?, Vec::new()));
+        }
+        let cap = cap.min(ix.n as u64).max(1);
+        if b as u64 * cap >= 1 << 31 {
+            return Err(Error::param("queries", format!("{b} queries x {cap} candidates exceed 2^31 slots; split the batch")));
+        }
+        let (dev, cap32) = (&self.dev, cap as u32);
+        let mut ws = self.ws.lock().expect("workspace");
+        let (qc, pw, po) = self.stage_scan_inputs(&mut ws, ix, q, plans)?;
+        let counts = ensure(dev, &mut ws.cand_counts, 3 * b)?.ptr();
+        dev.fill_u32(counts, 0, 3 * b)?;
+        let (bloom, exact, seg) = (counts, counts + 4 * b as u64, counts + 8 * b as u64);
+        let rows = ensure(dev, &mut ws.cand_rows, b * cap as usize)?.ptr();
+        let keys = ensure(dev, &mut ws.cand_keys, b * cap as usize)?.ptr();
+        let chunks = ix.words.div_ceil(256).clamp(1, 65535) as u32;
+        dev.launch(
+            "cand_compact",
+            (b as u32, chunks, 1),
+            256,
+            0,
+            &[
+                A::U64(ix.planes.ptr()),
+                A::U64(ix.words as u64),
+                A::U64(ix.n as u64),
+                ptr_or_null(ix.live.as_deref()),
+                A::U64(pw),
+                A::U64(po),
+                A::U64(ix.attr_off.ptr()),
+                A::U64(ix.attr_vals.ptr()),
+                A::U32(cap32),
+                A::U64(bloom),
+                A::U64(exact),
+                A::U64(rows),
+            ],
+        )?;
+        let sblocks = cap.div_ceil(256).clamp(1, 64) as u32;
+        dev.launch(
+            "cand_score",
+            (sblocks, b as u32, 1),
+            256,
+            0,
+            &[A::U64(ix.codes.ptr()), A::U32(ix.nc as u32), A::U64(ix.scale.ptr()), A::U64(qc), A::U64(rows), A::U64(bloom), A::U64(exact), A::U32(cap32), A::U64(keys), A::U64(seg)],
+        )?;
+        let out = if k0 == 0 { self.empty_cands(b, 0)? } else { self.new_cands(b, k0)? };
+        if k0 > 0 {
+            self.topk(0, keys, 0, 0, cap, seg, 0, k0, b, out.rows.ptr(), out.scores.ptr(), out.counts.ptr())?;
+        }
+        let got = dev.download_at(ws.cand_counts.as_ref().expect("allocated"), 0, b)?;
+        drop(ws);
+        Ok((out, got.into_iter().map(|c| (c as u64 <= cap).then_some(c as u64)).collect()))
     }
 
     fn rerank(&self, ix: &Resident, q: &QueryBatch, c: DevCands, mode: &Rerank) -> Result<DevCands> {
