@@ -6,7 +6,7 @@ use crate::model::Index;
 use crate::topk::TopK;
 use rayon::prelude::*;
 
-use super::run::{FILTER, PROBE, RERANK, SCAN, SELECT};
+use super::run::{CANDIDATES, FILTER, PROBE, RERANK, SCAN, SELECT};
 
 /// Nearest-rank percentile (`p` in (0, 1]) of unsorted samples; 0 for none.
 pub fn percentile(xs: &[f64], p: f64) -> f64 {
@@ -27,13 +27,53 @@ pub fn percentile(xs: &[f64], p: f64) -> f64 {
 /// * scan: for every probed list, the rows set in some query's mask (union over the batch)
 ///   times `D + 4` (code + scale), plus every mask word and the query codes. Exact
 ///   attribute verification (few rows) is not counted.
+/// * candidates (the candidate route, [`candidate_bytes`]): per query, its plan's Bloom
+///   planes over the whole index plus the live bitset, then `D + 4` per row scored.
 /// * rerank: refine: f16 embeddings of the distinct candidates + f32 queries; else the
 ///   candidate scores. select: candidate rows + scores.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Bytes {
-    pub stage: [u64; 5],
+    pub stage: [u64; 6],
     /// Scan bytes counting each (query, list) pair.
     pub scanned: u64,
+}
+
+impl Bytes {
+    /// Add another group's bytes.
+    pub fn add(&mut self, o: &Bytes) {
+        self.stage.iter_mut().zip(o.stage).for_each(|(a, b)| *a += b);
+        self.scanned += o.scanned;
+    }
+}
+
+/// Stage 4-5 bytes of `b` queries' stage 3 candidates (see [`Bytes`]).
+fn rerank_select_bytes(out: &mut Bytes, d: u64, b: usize, scan_cands: Option<&Candidates>, refine: bool, k0: usize) {
+    if let Some(c) = scan_cands {
+        out.stage[RERANK] = if refine {
+            let mut rows: Vec<u32> = (0..c.len()).flat_map(|q| c.query(q).map(|(r, _)| r)).collect();
+            rows.sort_unstable();
+            rows.dedup();
+            rows.len() as u64 * d * 2 + b as u64 * d * 4
+        } else {
+            (b * k0) as u64 * 4
+        };
+        out.stage[SELECT] = (b * k0) as u64 * 8;
+    }
+}
+
+/// [`Bytes`] of a group on the candidate route: `answers` as
+/// [`crate::backend::Backend::scan_candidates`] returns them (rows scored per query).
+pub fn candidate_bytes(ix: &Index, plans: &[&Plan], answers: &[Option<u64>], scan_cands: Option<&Candidates>, refine: bool, k0: usize) -> Bytes {
+    let d = ix.dim as u64;
+    let words = ix.bloom.words as u64;
+    let live = ix.live.is_some() as u64;
+    let mut out = Bytes::default();
+    for (plan, a) in plans.iter().zip(answers) {
+        out.stage[CANDIDATES] += words * (plane_rows(plan).len() as u64 + live) * 8 + a.unwrap_or(0) * (d + 4) + d + 4;
+    }
+    out.scanned = out.stage[CANDIDATES];
+    rerank_select_bytes(&mut out, d, plans.len(), scan_cands, refine, k0);
+    out
 }
 
 fn plane_rows(plan: &Plan) -> Vec<u32> {
@@ -88,17 +128,7 @@ pub fn batch_bytes(ix: &Index, b: usize, probes: &Probes, computed: bool, plans:
     }
     out.stage[FILTER] = filter;
     out.stage[SCAN] = scan + mask.words.len() as u64 * 8 + b as u64 * (d + 4);
-    if let Some(c) = scan_cands {
-        out.stage[RERANK] = if refine {
-            let mut rows: Vec<u32> = (0..c.len()).flat_map(|q| c.query(q).map(|(r, _)| r)).collect();
-            rows.sort_unstable();
-            rows.dedup();
-            rows.len() as u64 * d * 2 + b as u64 * d * 4
-        } else {
-            (b * k0) as u64 * 4
-        };
-        out.stage[SELECT] = (b * k0) as u64 * 8;
-    }
+    rerank_select_bytes(&mut out, d, b, scan_cands, refine, k0);
     out
 }
 

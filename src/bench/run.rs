@@ -1,32 +1,34 @@
 //! Timing one workload on one backend: per-stage and end-to-end latency, unique bytes
 //! read, effective bandwidth and (optionally) recall@k against an exact scan.
 //!
-//! Each measured iteration runs the five stages on one query batch (a pool of batches is
-//! cycled so that repeated runs do not replay identical inputs). Every stage is wrapped
-//! in `synchronize(); Backend::timed(stage); synchronize()`: the device time when the
-//! backend has a timer (CUDA events, wgpu timestamp queries), else the host clock around
-//! it. End-to-end latency is the sum of the stage times of one iteration; `wall` is the
-//! host time of the whole iteration (stage times plus the synchronisations between them).
-//! The bench runs one pass per batch: the executor's planner and adaptive widening are
-//! not involved, so a selective filter with few lists may return fewer than k items.
+//! Each measured iteration runs one query batch through the real executor
+//! ([`Executor::run`]: planner, candidate route, probe path, widening; a pool of batches
+//! is cycled so that repeated runs do not replay identical inputs). The bench observes
+//! it through a [`Hook`]: every stage is wrapped in `synchronize(); Backend::timed(stage);
+//! synchronize()` (the device time when the backend has a timer, CUDA events or wgpu
+//! timestamp queries, else the host clock around it), and given probes (the peer rows)
+//! replace stage 1. End-to-end latency is the sum of the stage times of one iteration;
+//! `wall` is the host time of the whole iteration (stage times plus the synchronisations
+//! between them and the host work of the executor).
 
 use super::data::Synth;
-pub use super::metrics::{Bytes, batch_bytes, exact_top_k, gbps, percentile, recall_at_k};
+pub use super::metrics::{Bytes, batch_bytes, candidate_bytes, exact_top_k, gbps, percentile, recall_at_k};
 use crate::backend::{Backend, Candidates, Mask, Probes, QueryBatch, Rerank};
 use crate::error::{Error, Result};
 use crate::filter::{Filter, Plan};
-use crate::graph::prepare_queries;
+use crate::graph::{Executor, Hook, Output, Resolved, Stage, prepare_queries};
 use crate::model::Index;
 use serde::Serialize;
 use std::time::Instant;
 
-/// Stage names, in pipeline order.
-pub const STAGES: [&str; 5] = ["probe", "filter", "scan", "rerank", "select"];
+/// Stage names, in report order ([`Stage::ALL`]).
+pub const STAGES: [&str; 6] = ["probe", "filter", "scan", "candidates", "rerank", "select"];
 pub(super) const PROBE: usize = 0;
 pub(super) const FILTER: usize = 1;
 pub(super) const SCAN: usize = 2;
-pub(super) const RERANK: usize = 3;
-pub(super) const SELECT: usize = 4;
+pub(super) const CANDIDATES: usize = 3;
+pub(super) const RERANK: usize = 4;
+pub(super) const SELECT: usize = 5;
 
 /// Where stage 1's output comes from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -126,6 +128,8 @@ pub struct Stages {
     pub probe: Option<StageReport>,
     pub filter: Option<StageReport>,
     pub scan: Option<StageReport>,
+    /// The candidate route (stages 2+3 for selective filters), when some query took it.
+    pub candidates: Option<StageReport>,
     pub rerank: Option<StageReport>,
     pub select: Option<StageReport>,
 }
@@ -176,9 +180,13 @@ pub struct Report {
     pub recall: Option<f64>,
     pub recall_sample: usize,
     pub stages: Stages,
+    /// Queries of the pool answered over their compacted candidates (the planner's
+    /// route for selective filters), out of `pool_queries`.
+    pub candidate_queries: usize,
+    pub pool_queries: usize,
     /// Per iteration, per stage seconds (`STAGES` order; 0 for stages not run).
     #[serde(skip)]
-    pub samples: Vec<[f64; 5]>,
+    pub samples: Vec<[f64; 6]>,
     /// Per query of the recall sample: its recall.
     #[serde(skip)]
     pub recall_per_query: Vec<f64>,
@@ -188,66 +196,81 @@ pub struct Report {
 }
 
 /// One prepared query batch.
-struct Batch<P> {
+struct Batch {
     q: QueryBatch,
     filters: Vec<Filter>,
-    probes: Option<P>,
+    probes: Option<Probes>,
     bytes: Bytes,
 }
 
-/// Time `f` as one stage: device time when the backend has a timer, else host time.
-fn stage<B: Backend, T>(b: &B, clock: &mut [usize; 2], f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
-    b.synchronize()?;
-    let t0 = Instant::now();
-    let (v, dev) = b.timed(f)?;
-    b.synchronize()?;
-    let host = t0.elapsed().as_secs_f64();
-    clock[dev.is_some() as usize] += 1;
-    Ok((v, dev.unwrap_or(host)))
-}
-
-/// What a reference pass reads back.
-struct Reference {
-    probes: Probes,
-    mask: Mask,
+/// One group of queries the executor ran together, as a reference pass reads it back.
+struct Group {
+    which: Vec<usize>,
+    probes: Option<Probes>,
+    mask: Option<Mask>,
     scan: Option<Candidates>,
-    result: Option<Candidates>,
+    answers: Option<Vec<Option<u64>>>,
 }
 
-/// Run the stages of `w` once on `batch`; with `times`, record each stage's seconds;
-/// with `reference`, read back the stage outputs (untimed).
-fn pass<B: Backend>(b: &B, res: &B::Resident, w: &Workload, batch: &Batch<B::Probes>, times: &mut [f64; 5], clock: &mut [usize; 2], reference: bool) -> Result<Option<Reference>> {
-    let plans: Vec<&Plan> = batch.filters.iter().map(|f| &f.plan).collect();
-    let computed;
-    let probes = match &batch.probes {
-        Some(p) => p,
-        None => {
-            let (p, t) = stage(b, clock, || b.probe(res, &batch.q, w.nprobe))?;
-            times[PROBE] = t;
-            computed = p;
-            &computed
+/// What a reference pass reads back: the groups in the order they ran.
+#[derive(Default)]
+struct Reference {
+    groups: Vec<Group>,
+}
+
+/// The bench's view of one executor run: stage timers, given probes, read-backs.
+struct BenchHook<'a> {
+    times: [f64; 6],
+    clock: [usize; 2],
+    probes: Option<&'a Probes>,
+    filter_only: bool,
+    reference: Option<Reference>,
+}
+
+impl<B: Backend> Hook<B> for BenchHook<'_> {
+    fn stage<T>(&mut self, b: &B, stage: Stage, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        b.synchronize()?;
+        let t0 = Instant::now();
+        let (v, dev) = b.timed(f)?;
+        b.synchronize()?;
+        let host = t0.elapsed().as_secs_f64();
+        self.clock[dev.is_some() as usize] += 1;
+        self.times[stage.index()] += dev.unwrap_or(host);
+        Ok(v)
+    }
+    fn observe(&mut self, b: &B, which: &[usize], out: Output<'_, B>) -> Result<bool> {
+        let stop = self.filter_only && matches!(out, Output::Mask(_));
+        if let Some(r) = self.reference.as_mut() {
+            let new = || Group { which: which.to_vec(), probes: None, mask: None, scan: None, answers: None };
+            match out {
+                Output::Probes(p) => r.groups.push(Group { probes: Some(b.read_probes(p)?), ..new() }),
+                Output::Mask(m) => r.groups.last_mut().expect("probes first").mask = Some(b.read_mask(m)?),
+                Output::Scan(c) => r.groups.last_mut().expect("probes first").scan = Some(b.read_cands(c)?),
+                Output::Candidates(c, a) => r.groups.push(Group { scan: Some(b.read_cands(c)?), answers: Some(a.to_vec()), ..new() }),
+                Output::Final(_) => {}
+            }
         }
-    };
-    let (mask, t) = stage(b, clock, || b.filter(res, &plans, probes))?;
-    times[FILTER] = t;
-    let mut r = if reference { Some(Reference { probes: b.read_probes(probes)?, mask: b.read_mask(&mask)?, scan: None, result: None }) } else { None };
-    if w.filter_only {
-        return Ok(r);
+        Ok(!stop)
     }
-    let (cands, t) = stage(b, clock, || b.scan(res, &batch.q, probes, &mask, &plans, w.k0))?;
-    times[SCAN] = t;
-    if let Some(r) = r.as_mut() {
-        r.scan = Some(b.read_cands(&cands)?);
+    fn given_probes(&mut self) -> Option<Probes> {
+        self.probes.cloned()
     }
-    let mode = if w.refine { Rerank::Refine } else { Rerank::None };
-    let (cands, t) = stage(b, clock, || b.rerank(res, &batch.q, cands, &mode))?;
-    times[RERANK] = t;
-    let (cands, t) = stage(b, clock, || b.select(cands, w.k))?;
-    times[SELECT] = t;
-    if let Some(r) = r.as_mut() {
-        r.result = Some(b.read_cands(&cands)?);
+    fn has_given_probes(&self) -> bool {
+        self.probes.is_some()
     }
-    Ok(r)
+}
+
+/// Run `batch` once through the executor; with `times`, record each stage's seconds;
+/// with `reference`, read back the stage outputs (untimed) and return them with the
+/// final candidates.
+fn pass<B: Backend>(ex: &Executor<B>, r: &Resolved, w: &Workload, batch: &Batch, times: &mut [f64; 6], clock: &mut [usize; 2], reference: bool) -> Result<(Candidates, Option<Reference>)> {
+    let plans: Vec<&Plan> = batch.filters.iter().map(|f| &f.plan).collect();
+    let mut hook = BenchHook { times: [0.0; 6], clock: [0; 2], probes: batch.probes.as_ref(), filter_only: w.filter_only, reference: reference.then(Reference::default) };
+    let c = ex.run(&batch.q, &plans, r, &mut hook)?;
+    *times = hook.times;
+    clock[0] += hook.clock[0];
+    clock[1] += hook.clock[1];
+    Ok((c, hook.reference))
 }
 
 /// Measure `w` on backend `b` over the synthetic index `s`.
@@ -255,10 +278,11 @@ pub fn run<B: Backend>(b: &B, s: &Synth, w: &Workload) -> Result<Report> {
     let ix = &s.index;
     w.validate(ix.nlist(), ix.embeddings.is_some())?;
     let t0 = Instant::now();
-    let res = b.upload(ix)?;
+    let ex = Executor::new(b.clone(), ix.clone())?;
     b.synchronize()?;
     let upload_s = t0.elapsed().as_secs_f64();
     let nprobe = w.nprobe_for(ix);
+    let resolved = Resolved { k: w.k, nprobe, k0: w.k0, rerank: if w.refine { Rerank::Refine } else { Rerank::None } };
 
     // The batch pool; recall-sample queries are the first ones.
     let sample = if w.filter_only { 0 } else { w.recall_sample };
@@ -268,29 +292,40 @@ pub fn run<B: Backend>(b: &B, s: &Synth, w: &Workload) -> Result<Report> {
         let start = i * w.batch;
         let q = prepare_queries(ix, &s.queries(start, w.batch))?;
         let filters = s.filters(start, w.batch)?;
-        let host = match w.probes {
+        let probes = match w.probes {
             ProbeSource::Computed => None,
             ProbeSource::Random => Some(s.random_probes(start, w.batch, nprobe)?),
             ProbeSource::All => Some(Probes { nprobe, lists: (0..w.batch).flat_map(|_| 0..nprobe as u32).collect() }),
         };
-        let probes = host.as_ref().map(|p| b.upload_probes(&res, p)).transpose()?;
         batches.push(Batch { q, filters, probes, bytes: Bytes::default() });
     }
 
     // Reference passes (untimed outputs): bytes per batch, results for recall, warm-up.
     let mut clock = [0usize; 2];
-    let mut scratch = [0f64; 5];
+    let mut scratch = [0f64; 6];
     let mut results: Vec<Vec<u32>> = Vec::new();
+    let mut candidate_queries = 0;
     for batch in batches.iter_mut() {
-        let r = pass(b, &res, w, batch, &mut scratch, &mut clock, true)?.expect("reference pass reads back");
+        let (c, r) = pass(&ex, &resolved, w, batch, &mut scratch, &mut clock, true)?;
         let plans: Vec<&Plan> = batch.filters.iter().map(|f| &f.plan).collect();
-        batch.bytes = batch_bytes(ix, w.batch, &r.probes, w.probes == ProbeSource::Computed, &plans, &r.mask, r.scan.as_ref(), w.refine, w.k0);
-        if let Some(c) = &r.result {
+        for g in r.expect("reference pass reads back").groups {
+            let sub: Vec<&Plan> = g.which.iter().map(|&i| plans[i]).collect();
+            let bytes = match (&g.answers, &g.probes, &g.mask) {
+                (Some(a), _, _) => {
+                    candidate_queries += a.iter().flatten().count();
+                    candidate_bytes(ix, &sub, a, g.scan.as_ref(), w.refine, w.k0)
+                }
+                (None, Some(p), Some(m)) => batch_bytes(ix, g.which.len(), p, w.probes == ProbeSource::Computed, &sub, m, g.scan.as_ref(), w.refine, w.k0),
+                _ => Bytes::default(),
+            };
+            batch.bytes.add(&bytes);
+        }
+        if !w.filter_only {
             results.extend((0..c.len()).map(|q| c.query(q).map(|(row, _)| row).collect::<Vec<_>>()));
         }
     }
     for i in 0..w.warmup {
-        pass(b, &res, w, &batches[i % nb], &mut scratch, &mut clock, false)?;
+        pass(&ex, &resolved, w, &batches[i % nb], &mut scratch, &mut clock, false)?;
     }
 
     // Measured iterations.
@@ -299,9 +334,9 @@ pub fn run<B: Backend>(b: &B, s: &Synth, w: &Workload) -> Result<Report> {
     let mut walls = Vec::new();
     let start = Instant::now();
     while samples.len() < w.iters && (samples.len() < MIN_ITERS || start.elapsed().as_secs_f64() < w.time_budget_s) {
-        let mut times = [0f64; 5];
+        let mut times = [0f64; 6];
         let t = Instant::now();
-        pass(b, &res, w, &batches[samples.len() % nb], &mut times, &mut clock, false)?;
+        pass(&ex, &resolved, w, &batches[samples.len() % nb], &mut times, &mut clock, false)?;
         walls.push(t.elapsed().as_secs_f64());
         samples.push(times);
     }
@@ -318,13 +353,11 @@ pub fn run<B: Backend>(b: &B, s: &Synth, w: &Workload) -> Result<Report> {
     // Figures.
     let ms = |xs: &[f64], p: f64| percentile(xs, p) * 1e3;
     let mean_bytes = |i: usize| (batches.iter().map(|b| b.bytes.stage[i]).sum::<u64>() as f64 / nb as f64).round() as u64;
-    let ran = |i: usize| match i {
-        PROBE => w.probes == ProbeSource::Computed,
-        FILTER => true,
-        _ => !w.filter_only,
-    };
+    // A stage ran when some iteration spent time in it (the planner may route every
+    // query of a batch past stages 1-3, or none past the candidate route).
+    let ran = |i: usize| samples.iter().any(|t| t[i] > 0.0);
     let stage_report = |i: usize| -> Option<StageReport> {
-        if i == PROBE && !ran(PROBE) {
+        if i == PROBE && w.probes != ProbeSource::Computed {
             return Some(StageReport { given: true, ..Default::default() });
         }
         if !ran(i) {
@@ -335,7 +368,7 @@ pub fn run<B: Backend>(b: &B, s: &Synth, w: &Workload) -> Result<Report> {
         Some(StageReport { given: false, latency_ms_p50: p50, latency_ms_p99: ms(&xs, 0.99), bytes_read: bytes, gbps: gbps(bytes, p50) })
     };
     let e2e: Vec<f64> = samples.iter().map(|t| t.iter().sum()).collect();
-    let bytes_read: u64 = (0..5).map(mean_bytes).sum();
+    let bytes_read: u64 = (0..6).map(mean_bytes).sum();
     let p50 = ms(&e2e, 0.5);
     let mean = e2e.iter().sum::<f64>() / e2e.len() as f64;
     Ok(Report {
@@ -375,7 +408,9 @@ pub fn run<B: Backend>(b: &B, s: &Synth, w: &Workload) -> Result<Report> {
         gbps: gbps(bytes_read, p50),
         recall: (sample > 0).then(|| recall_per_query.iter().sum::<f64>() / sample as f64),
         recall_sample: sample,
-        stages: Stages { probe: stage_report(PROBE), filter: stage_report(FILTER), scan: stage_report(SCAN), rerank: stage_report(RERANK), select: stage_report(SELECT) },
+        stages: Stages { probe: stage_report(PROBE), filter: stage_report(FILTER), scan: stage_report(SCAN), candidates: stage_report(CANDIDATES), rerank: stage_report(RERANK), select: stage_report(SELECT) },
+        candidate_queries,
+        pool_queries: nb * w.batch,
         samples,
         recall_per_query,
         sample_results: results.into_iter().take(sample).collect(),

@@ -216,17 +216,20 @@ fn print_report(r: &Report) {
         println!("  filter  {} (passes {:.4} of items; one filter per query)", r.filter, r.filter_pass);
     }
     println!("  batch   B={} nprobe={} ({:?} probes) k0={} k={} rerank={}; {} iterations", r.batch, r.nprobe, r.probes, r.k0, r.k, r.rerank, r.iterations);
-    println!("\n  {:<8} {:>10} {:>10} {:>14} {:>9}", "stage", "p50 ms", "p99 ms", "unique bytes", "GB/s");
-    let stages = [&r.stages.probe, &r.stages.filter, &r.stages.scan, &r.stages.rerank, &r.stages.select];
+    println!("\n  {:<10} {:>10} {:>10} {:>14} {:>9}", "stage", "p50 ms", "p99 ms", "unique bytes", "GB/s");
+    let stages = [&r.stages.probe, &r.stages.filter, &r.stages.scan, &r.stages.candidates, &r.stages.rerank, &r.stages.select];
     for (name, s) in STAGES.iter().zip(stages) {
         match s {
-            Some(StageReport { given: true, .. }) => println!("  {name:<8} {:>10}", "given"),
-            Some(s) => println!("  {name:<8} {:>10.3} {:>10.3} {:>14} {:>9.2}", s.latency_ms_p50, s.latency_ms_p99, s.bytes_read, s.gbps),
+            Some(StageReport { given: true, .. }) => println!("  {name:<10} {:>10}", "given"),
+            Some(s) => println!("  {name:<10} {:>10.3} {:>10.3} {:>14} {:>9.2}", s.latency_ms_p50, s.latency_ms_p99, s.bytes_read, s.gbps),
             None => {}
         }
     }
-    println!("  {:<8} {:>10.3} {:>10.3} {:>14} {:>9.2}", "total", r.latency_ms_p50, r.latency_ms_p99, r.bytes_read, r.gbps);
+    println!("  {:<10} {:>10.3} {:>10.3} {:>14} {:>9.2}", "total", r.latency_ms_p50, r.latency_ms_p99, r.bytes_read, r.gbps);
     println!("\n  wall p50 {:.3} ms per batch; {:.0} queries/s", r.wall_ms_p50, r.qps);
+    if r.candidate_queries > 0 {
+        println!("  planner: {} of {} queries answered over their compacted Bloom candidates", r.candidate_queries, r.pool_queries);
+    }
     if let Some(rc) = r.recall {
         println!("  recall@{} {:.4} over {} queries (exact int8 scan)", r.k, rc, r.recall_sample);
     }

@@ -61,9 +61,10 @@ pub trait Hook<B: Backend> {
         let _ = (backend, stage);
         f()
     }
-    /// See a stage output; `false` ends the group there (a filter-only benchmark).
-    fn observe(&mut self, backend: &B, out: Output<'_, B>) -> Result<bool> {
-        let _ = (backend, out);
+    /// See a stage output of the group of queries `which` (indices into the batch, in
+    /// the output's query order); `false` ends the group there (a filter-only benchmark).
+    fn observe(&mut self, backend: &B, which: &[usize], out: Output<'_, B>) -> Result<bool> {
+        let _ = (backend, which, out);
         Ok(true)
     }
     /// Stage 1's output for the whole batch, given instead of computed (the peer rows'
@@ -158,7 +159,7 @@ impl<B: Backend> Hook<B> for TraceHook<'_> {
         }
         Ok(v)
     }
-    fn observe(&mut self, _b: &B, out: Output<'_, B>) -> Result<bool> {
+    fn observe(&mut self, _b: &B, _which: &[usize], out: Output<'_, B>) -> Result<bool> {
         if let Output::Candidates(_, answered) = out {
             for a in answered.iter().flatten() {
                 self.trace.candidate_queries += 1;

@@ -176,17 +176,17 @@ impl<B: Backend> Executor<B> {
             None if nprobe == nlist && nlist > 1 => b.upload_probes(res, &Probes { nprobe, lists: (0..sub.len).flat_map(|_| 0..nlist as u32).collect() })?,
             None => hook.stage(b, Stage::Probe, || b.probe(res, sub, nprobe))?,
         };
-        if !hook.observe(b, Output::Probes(&probes))? {
+        if !hook.observe(b, which, Output::Probes(&probes))? {
             return Ok(Vec::new());
         }
         let mask = hook.stage(b, Stage::Filter, || b.filter(res, &sub_plans, &probes))?;
-        if !hook.observe(b, Output::Mask(&mask))? {
+        if !hook.observe(b, which, Output::Mask(&mask))? {
             return Ok(Vec::new());
         }
         let cands = hook.stage(b, Stage::Scan, || b.scan(res, sub, &probes, &mask, &sub_plans, r.k0))?;
-        hook.observe(b, Output::Scan(&cands))?;
+        hook.observe(b, which, Output::Scan(&cands))?;
         let counts = b.read_counts(&cands)?;
-        let out = self.finish(sub, cands, r, hook)?;
+        let out = self.finish(sub, which, cands, r, hook)?;
         let mut short = Vec::new();
         for (j, &i) in which.iter().enumerate() {
             result.replace_query(i, &out, j);
@@ -213,8 +213,8 @@ impl<B: Backend> Executor<B> {
             };
             let sub_plans: Vec<&Plan> = chunk.iter().map(|&i| plans[i]).collect();
             let (cands, answered) = hook.stage(b, Stage::Candidates, || b.scan_candidates(res, sub, &sub_plans, r.k0, cap))?;
-            hook.observe(b, Output::Candidates(&cands, &answered))?;
-            let out = self.finish(sub, cands, r, hook)?;
+            hook.observe(b, chunk, Output::Candidates(&cands, &answered))?;
+            let out = self.finish(sub, chunk, cands, r, hook)?;
             for (j, &i) in chunk.iter().enumerate() {
                 match answered[j] {
                     Some(_) => result.replace_query(i, &out, j),
@@ -226,11 +226,11 @@ impl<B: Backend> Executor<B> {
     }
 
     /// Stages 4-5 and the read-back of the final candidates.
-    fn finish<H: Hook<B>>(&self, q: &QueryBatch, cands: B::Cands, r: &Resolved, hook: &mut H) -> Result<Candidates> {
+    fn finish<H: Hook<B>>(&self, q: &QueryBatch, which: &[usize], cands: B::Cands, r: &Resolved, hook: &mut H) -> Result<Candidates> {
         let (b, res) = (&self.backend, &self.resident);
         let cands = hook.stage(b, Stage::Rerank, || b.rerank(res, q, cands, &r.rerank))?;
         let cands = hook.stage(b, Stage::Select, || b.select(cands, r.k))?;
-        hook.observe(b, Output::Final(&cands))?;
+        hook.observe(b, which, Output::Final(&cands))?;
         b.read_cands(&cands)
     }
 
