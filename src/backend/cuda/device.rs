@@ -58,10 +58,11 @@ pub struct Dev {
     pub(crate) cc_major: i32,
 }
 
+/// Kernels loaded from each stage file (`tests` below checks it against the sources).
 const KERNELS: &[(&str, &[&str])] = &[
     ("probe.cu", &["probe_scores"]),
-    ("filter.cu", &["mask_offsets", "filter_mask", "bloom_full", "mask_gather"]),
-    ("scan.cu", &["group_all", "scan_sample", "scan_main", "scan_sample_fast", "scan_main_fast", "scan_threshold", "scan_select", "warp_smem_size", "scan_sample_stream", "scan_main_stream", "stream_smem_size", "scan_prepare"]),
+    ("filter.cu", &["mask_offsets", "filter_mask", "bloom_full", "mask_gather", "cand_compact"]),
+    ("scan.cu", &["group_all", "scan_sample", "scan_main", "scan_sample_fast", "scan_main_fast", "scan_threshold", "scan_select", "warp_smem_size", "scan_sample_stream", "scan_main_stream", "stream_smem_size", "scan_prepare", "cand_score"]),
     ("select.cu", &["topk_select", "bitonic_global", "bitonic_local", "decode_sorted"]),
     ("rerank.cu", &["rerank_scale", "rerank_refine", "rerank_model"]),
     ("bench.cu", &["read_bw"]),
@@ -267,4 +268,32 @@ pub(crate) fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
     // SAFETY: T is a plain #[repr(C)] struct of integers (no padding is read by the kernel
     // beyond what C++ lays out identically).
     unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }.to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every `extern "C" __global__` kernel of a stage file is in [`super::KERNELS`] and
+    /// every listed name exists there (a missing entry would panic at its first launch).
+    #[test]
+    fn kernel_table_matches_the_sources() {
+        for (file, names) in super::KERNELS {
+            let src = super::super::nvrtc::source(file).expect("embedded source");
+            let mut found: Vec<&str> = src
+                .split("__global__")
+                .skip(1)
+                .filter_map(|rest| {
+                    // `void __launch_bounds__(1024) name(`: skip the bounds' parentheses.
+                    let head = rest.split('(').next()?;
+                    let rest = if head.trim_end().ends_with("__launch_bounds__") { rest.split_once(')')?.1 } else { rest };
+                    rest.split('(').next()?.split_whitespace().last()
+                })
+                .collect();
+            found.sort_unstable();
+            let mut want: Vec<&str> = names.to_vec();
+            want.sort_unstable();
+            assert_eq!(found, want, "{file}: kernels in the source vs the table");
+        }
+        let listed: Vec<&str> = super::KERNELS.iter().map(|(f, _)| *f).collect();
+        assert_eq!(listed, super::super::nvrtc::MODULES, "every module has a table entry");
+    }
 }
