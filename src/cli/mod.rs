@@ -243,7 +243,7 @@ fn load(q: &QueryArgs) -> Result<Loaded> {
     if queries.dim != index.dim {
         return Err(silica::Error::Dimension { what: format!("queries {}", q.queries.display()), expected: index.dim, got: queries.dim }.into());
     }
-    queries.check_finite("queries")?;
+    silica::model::finite::check_rows(&queries.data, queries.dim, false, &format!("queries {}", q.queries.display()))?;
     let searcher = graph::open(&q.backend, Arc::new(index))?;
     Ok(Loaded { searcher, queries })
 }
@@ -281,6 +281,10 @@ fn search(a: SearchArgs) -> Result<()> {
     let filters = compile_filters(a.filters.as_deref(), l.searcher.index(), l.queries.rows)?;
     let req = SearchRequest { queries: &l.queries.data, filters: &filters, params: params(&a.q, a.k) };
     let results = l.searcher.search(&req)?;
+    // Inputs are range-checked so scores are finite; never write a NaN/Inf (JSON null).
+    if let Some(i) = results.iter().position(|r| r.scores.iter().any(|s| !s.is_finite())) {
+        bail!("query {i} produced a non-finite score (check the rerank model)");
+    }
     let mut out = Vec::new();
     for (qid, r) in results.iter().enumerate() {
         serde_json::to_writer(&mut out, &serde_json::json!({"qid": qid, "rows": r.rows, "ids": r.ids, "scores": r.scores}))?;

@@ -292,9 +292,8 @@ pub fn prepare_queries(index: &Index, queries: &[f32]) -> Result<QueryBatch> {
         return Err(Error::Dimension { what: "queries".into(), expected: d, got: queries.len() % d });
     }
     let b = queries.len() / d;
-    if let Some(i) = queries.iter().position(|x| !x.is_finite()) {
-        return Err(Error::NonFinite { what: "queries".into(), row: i / d, col: i % d, value: queries[i] });
-    }
+    // Finite values and a finite norm: every score is then finite (model::finite).
+    crate::model::finite::check_rows(queries, d, false, "queries")?;
     let mut f = queries.to_vec();
     if index.metric == Metric::Cosine {
         for row in f.chunks_mut(d) {

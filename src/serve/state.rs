@@ -95,6 +95,9 @@ pub struct Options {
     pub backend: String,
     /// Fresh rows + dead main rows that trigger compaction; `None`: max(2048, N/32); 0: never.
     pub compact_threshold: Option<usize>,
+    /// Start from the records before a damaged log record, moving the log aside
+    /// (`--wal-recover`; see [`wal::open_with`]); without it such a log refuses to start.
+    pub wal_recover: bool,
 }
 
 /// Everything that depends on the loaded artifact (replaced by compaction).
@@ -270,7 +273,7 @@ impl Store {
         let hash = wal::artifact_hash(&bytes);
         let index = format::from_bytes(&bytes, path)?;
         drop(bytes);
-        let opened = wal::open(path, hash)?;
+        let opened = wal::open_with(path, hash, opts.wal_recover)?;
         let threshold = opts.compact_threshold.unwrap_or_else(|| default_threshold(index.len()));
         let seg = Segments::new(index, &opts.backend)?;
         let snap = Arc::new(ArcSwap::from_pointee(Snapshot {
