@@ -65,6 +65,11 @@ fn build_rejects_bad_vectors_and_attributes() {
     let mut inf = vec![0.5f32; 300 * 8];
     inf[5] = f32::INFINITY;
     run(build(&f.write("inf.npy", silica::model::npy::encode(300, 8, &inf, false)), &a), &["row 0", "column 5"]);
+    // A value beyond the f16 range of the stored embeddings, at a random row and column.
+    let (r, c) = (rand::random_range(0..300), rand::random_range(0..8));
+    let mut big = vec![0.5f32; 300 * 8];
+    big[8 * r + c] = -7e4;
+    run(build(&f.write("big.npy", silica::model::npy::encode(300, 8, &big, false)), &a), &[&format!("row {r}, column {c}"), "f16 range"]);
     let good = std::fs::read(f.p("v.npy")).unwrap();
     run(build(&f.write("trunc.npy", &good[..good.len() - 10]), &a), &["trunc.npy", "truncated"]);
     run(build(&f.write("text.npy", "id,vec\n1,2\n"), &a), &["text.npy", "not a .npy file"]);
@@ -98,6 +103,12 @@ fn search_rejects_bad_queries_filters_and_params() {
     run(search(&q, &f.write("uf.jsonl", "{\"filter\": \"colour = \\\"red\\\"\"}\n".repeat(4)), &["--k", "3"]), &["unknown field `colour`", "column 1", "query 0"]);
     run(search(&q, &f.write("sf.jsonl", "{\"filter\": \"section = \\\"libs\\\" AND\"}\n".repeat(4)), &["--k", "3"]), &["syntax error at column 21"]);
     run(search(&q, &fl, &["--k", "0"]), &["`k`"]);
+    // Finite values whose sum of squares overflows f32 (every score would be Inf or NaN).
+    let mut huge = common::random_queries(4, 8, 9);
+    let r = rand::random_range(0..4);
+    huge[r * 8..(r + 1) * 8].fill(3.4e38);
+    let huge = f.write("huge.npy", silica::model::npy::encode(4, 8, &huge, false));
+    run(search(&huge, &fl, &["--k", "3"]), &[&format!("row {r}"), "sum of squares", "overflows f32"]);
     run(search(&q, &fl, &["--k", "3", "--nprobe", "9"]), &["`nprobe`", "nlist = 8"]);
     run(search(&q, &f.write("f2.jsonl", "{\"filter\": \"\"}\n"), &["--k", "3"]), &["has 1 rows", "queries has 4"]);
     // An existing output is left untouched by a failed search.
