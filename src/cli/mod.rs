@@ -44,8 +44,17 @@ pub enum Cmd {
     Bench(bench::BenchArgs),
     /// List the compute devices this build finds (CPU, wgpu adapters, CUDA).
     Devices(devices::DevicesArgs),
-    /// Print an artifact's metadata and tensor table.
+    /// Print an artifact's metadata and tensor table (after checking its checksums).
     Inspect {
+        /// The index artifact (*.silica).
+        index: PathBuf,
+        /// Skip the checksum check.
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Check an artifact's integrity: every tensor's and the metadata's checksum, then the
+    /// value checks of loading. Prints OK/BAD per entry; exits non-zero on any failure.
+    Verify {
         /// The index artifact (*.silica).
         index: PathBuf,
     },
@@ -124,6 +133,9 @@ pub struct QueryArgs {
     /// Compute device.
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "wgpu", "cuda", "auto"], env = "SILICA_DEVICE")]
     pub backend: String,
+    /// Skip the artifact's checksum check at load (value checks still run).
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 #[derive(Args, Debug)]
@@ -169,7 +181,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Eval(a) => eval_cmd(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Devices(a) => devices::run(a),
-        Cmd::Inspect { index } => inspect(&index),
+        Cmd::Inspect { index, no_verify } => inspect(&index, no_verify),
+        Cmd::Verify { index } => verify(&index),
         Cmd::Serve(a) => serve::serve(a),
         Cmd::Compact(a) => serve::compact(a),
     }
@@ -230,7 +243,7 @@ struct Loaded {
 }
 
 fn load(q: &QueryArgs) -> Result<Loaded> {
-    let mut index = format::load(&q.index)?;
+    let mut index = format::load_with(&q.index, verify_flag(q.no_verify))?;
     if let Some(path) = &q.rerank_model {
         let m = silica::rerank::RerankModel::load(path)?;
         let want = 2 * index.dim + index.feature_names.len();
@@ -319,7 +332,56 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn inspect(path: &Path) -> Result<()> {
+fn verify_flag(no_verify: bool) -> format::Verify {
+    if no_verify { format::Verify::Skip } else { format::Verify::Checksums }
+}
+
+fn verify(path: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut failed = 0;
+    match format::checksums(&bytes, path)? {
+        None => {
+            println!("  {:<24} BAD  no checksums (written by an older silica; `silica compact` rewrites it with them)", "checksums");
+            failed += 1;
+        }
+        Some(checks) => {
+            for c in checks {
+                match &c.problem {
+                    None => println!("  {:<24} OK", c.name),
+                    Some(p) => {
+                        println!("  {:<24} BAD  {p}", c.name);
+                        failed += 1;
+                    }
+                }
+            }
+        }
+    }
+    match format::from_bytes_with(&bytes, path, format::Verify::Skip) {
+        Ok(_) => println!("  {:<24} OK", "values"),
+        Err(e) => {
+            println!("  {:<24} BAD  {e}", "values");
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        bail!("{}: {failed} integrity check(s) failed", path.display());
+    }
+    println!("{}: OK", path.display());
+    Ok(())
+}
+
+fn inspect(path: &Path, no_verify: bool) -> Result<()> {
+    if !no_verify {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        match format::checksums(&bytes, path)? {
+            None => log::warn!("{}: no checksums (written by an older silica); integrity not verified", path.display()),
+            Some(c) => {
+                if let Some(c) = c.iter().find(|c| c.problem.is_some()) {
+                    bail!("{}: `{}`: {}; `silica verify` checks every tensor (--no-verify to inspect anyway)", path.display(), c.name, c.problem.as_deref().unwrap_or_default());
+                }
+            }
+        }
+    }
     let (meta, tensors) = format::inspect(path)?;
     println!("{}", path.display());
     let mut keys: Vec<_> = meta.keys().collect();

@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// move it aside to `<index>.wal.damaged-<offset>` and start from the records before the damage.
     #[arg(long)]
     pub wal_recover: bool,
+    /// Skip the artifact's checksum check at start (value checks still run).
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 #[derive(Args, Debug)]
@@ -63,6 +66,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         compact_threshold: a.compact_threshold,
         threads: a.threads,
         wal_recover: a.wal_recover,
+        verify: !a.no_verify,
     })?;
     Ok(())
 }
