@@ -179,3 +179,60 @@ fn search_with_a_rerank_model_file() {
     fails(&["search", "--index", &f.p("i.silica"), "--queries", &f.p("q.npy"), "--k", "5", "--rerank", "model", "--out", &out], &["model rerank needs a model"], &out);
     fails(&["search", "--index", &f.p("i.silica"), "--queries", &f.p("q.npy"), "--k", "5", "--rerank", "model", "--rerank-model", &model, "--task-weights", "1", "--out", &out], &["task_weights", "need 2"], &out);
 }
+
+/// `--out -` writes to stdout; a directory, FIFO or symlink to a device is refused (and left
+/// as it was); files get mode 0666 less the umask.
+#[test]
+fn outputs_stdout_non_regular_targets_and_umask() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let f = Fixture::new();
+    let (i, q, fl) = (f.p("i.silica"), f.p("q.npy"), f.p("f.jsonl"));
+    let run = |out: &str| Command::new(env!("CARGO_BIN_EXE_silica")).args(["search", "--index", &i, "--queries", &q, "--filters", &fl, "--k", "3", "--out", out]).output().unwrap();
+    let o = run("-");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 4);
+    assert!(lines.iter().enumerate().all(|(n, l)| l["qid"] == n && l["ids"].as_array().unwrap().len() == 3));
+    let o = Command::new(env!("CARGO_BIN_EXE_silica"))
+        .args(["build", "--vectors", &f.p("v.npy"), "--attributes", &f.p("a.jsonl"), "--nlist", "4", "--out", "-"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(silica::model::format::from_bytes(&o.stdout, Path::new("stdout")).unwrap().len(), 300);
+
+    // Non-regular targets.
+    std::fs::create_dir(f.p("adir")).unwrap();
+    assert!(Command::new("mkfifo").arg(f.p("fifo")).status().unwrap().success());
+    std::os::unix::fs::symlink("/dev/null", f.p("null")).unwrap();
+    for (name, needle) in [("adir", "is a directory"), ("fifo", "not a regular file"), ("null", "not a regular file")] {
+        for build in [false, true] {
+            let o = if build {
+                Command::new(env!("CARGO_BIN_EXE_silica")).args(["build", "--vectors", &f.p("v.npy"), "--attributes", &f.p("a.jsonl"), "--nlist", "4", "--out", &f.p(name)]).output().unwrap()
+            } else {
+                run(&f.p(name))
+            };
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!o.status.success() && err.contains(needle) && err.contains(name), "{name}: {err}");
+            assert!(!err.contains("os error"), "{name}: one clear message, not an OS error: {err}");
+        }
+    }
+    assert!(std::fs::metadata(f.p("adir")).unwrap().is_dir());
+    assert!(std::fs::metadata(f.p("fifo")).unwrap().file_type().is_fifo());
+    assert_eq!(std::fs::read_link(f.p("null")).unwrap(), Path::new("/dev/null"));
+
+    // Modes follow the umask, for both writers.
+    for (umask, want) in [("022", 0o644), ("027", 0o640), ("077", 0o600)] {
+        let out = f.p(&format!("r{umask}.jsonl"));
+        let ix = f.p(&format!("i{umask}.silica"));
+        let s1 = Command::new("sh").args(["-c", &format!("umask {umask} && exec \"$0\" search --index {i} --queries {q} --k 2 --out {out}"), env!("CARGO_BIN_EXE_silica")]).output().unwrap().status;
+        let s2 = Command::new("sh")
+            .args(["-c", &format!("umask {umask} && exec \"$0\" build --vectors {} --attributes {} --nlist 4 --out {ix}", f.p("v.npy"), f.p("a.jsonl")), env!("CARGO_BIN_EXE_silica")])
+            .output()
+            .unwrap()
+            .status;
+        assert!(s1.success() && s2.success());
+        for p in [&out, &ix] {
+            assert_eq!(std::fs::metadata(p).unwrap().permissions().mode() & 0o777, want, "{p} under umask {umask}");
+        }
+    }
+}

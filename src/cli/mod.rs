@@ -73,7 +73,7 @@ pub struct BuildArgs {
     /// string and string-list fields become filterable attributes.
     #[arg(long)]
     pub attributes: PathBuf,
-    /// Output artifact (written atomically).
+    /// Output artifact (written atomically; `-`: stdout).
     #[arg(long)]
     pub out: PathBuf,
     /// Number of inverted lists (default: the power of two nearest 4*sqrt(N)).
@@ -148,7 +148,7 @@ pub struct SearchArgs {
     /// Results per query.
     #[arg(long)]
     pub k: usize,
-    /// Results: JSON Lines, one `{"qid", "rows", "ids", "scores"}` per query (written atomically).
+    /// Results: JSON Lines, one `{"qid", "rows", "ids", "scores"}` per query (written atomically; `-`: stdout).
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -211,7 +211,7 @@ fn build(a: BuildArgs) -> Result<()> {
         }
         index.rerank = Some(m);
     }
-    format::save(&index, &a.out)?;
+    write_out(&a.out, &format::to_bytes(&index)?)?;
     eprintln!(
         "built {}: N={} D={} nlist={} metric={} in {:.2}s",
         a.out.display(),
@@ -224,8 +224,29 @@ fn build(a: BuildArgs) -> Result<()> {
     Ok(())
 }
 
-/// Fail early (before long work) when `out`'s directory cannot take a file.
+/// `--out -`: write to stdout.
+fn is_stdout(out: &Path) -> bool {
+    out.as_os_str() == "-"
+}
+
+/// Write a finished output: to stdout for `-`, else atomically (temp file + rename).
+fn write_out(out: &Path, bytes: &[u8]) -> Result<()> {
+    if is_stdout(out) {
+        use std::io::Write;
+        let mut s = std::io::stdout().lock();
+        s.write_all(bytes).and_then(|_| s.flush()).context("writing to stdout")?;
+        return Ok(());
+    }
+    Ok(format::write_atomic(out, bytes)?)
+}
+
+/// Fail early (before long work) when `out` is not a regular file or its directory
+/// cannot take a file.
 fn check_writable(out: &Path) -> Result<()> {
+    if is_stdout(out) {
+        return Ok(());
+    }
+    format::check_target(out)?;
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -303,7 +324,7 @@ fn search(a: SearchArgs) -> Result<()> {
         serde_json::to_writer(&mut out, &serde_json::json!({"qid": qid, "rows": r.rows, "ids": r.ids, "scores": r.scores}))?;
         out.push(b'\n');
     }
-    format::write_atomic(&a.out, &out)?;
+    write_out(&a.out, &out)?;
     eprintln!("{} queries -> {}", results.len(), a.out.display());
     Ok(())
 }

@@ -219,14 +219,31 @@ mod erased {
     }
 }
 
+/// Refuse to replace anything but a regular file (or nothing) at `path`: a rename over a
+/// directory fails with a confusing error, and one over a FIFO, device or a symlink to
+/// one would silently replace it with a plain file.
+pub fn check_target(path: &Path) -> Result<()> {
+    let refuse = |what: &str| Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string()));
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(refuse("is a directory; give a file path for the output")),
+        Ok(m) if !m.is_file() => Err(refuse("exists and is not a regular file (a FIFO, device or socket, or a symlink to one); refusing to replace it")),
+        _ => Ok(()),
+    }
+}
+
 /// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
+/// The file gets mode 0666 less the umask (0644 by default), as `File::create` would.
+/// Errors: `path` is a directory or another non-regular file ([`check_target`]), I/O.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    check_target(path)?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     let mut tmp = tempfile::Builder::new()
         .prefix(".silica-tmp-")
+        .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(|e| Error::io(path, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
