@@ -81,6 +81,22 @@ fn build_rejects_bad_vectors_and_attributes() {
     let mut bad = lines.clone();
     bad[41] = "{\"id\": \"x\", \"section\": ";
     run(build(&f.p("v.npy"), &f.write("bad.jsonl", bad.join("\n"))), &["bad.jsonl:42", "malformed JSON"]);
+    // A feature no line carries; a duplicate key; an empty id.
+    let mut args = build(&f.p("v.npy"), &a);
+    args.extend(["--features".into(), "rank,weight".into()]);
+    run(args, &["feature `weight`"]);
+    let mut dup = lines.clone();
+    dup[7] = "{\"id\": \"x\", \"section\": \"a\", \"section\": \"b\"}";
+    run(build(&f.p("v.npy"), &f.write("dup.jsonl", dup.join("\n"))), &["dup.jsonl:8", "duplicate key `section`"]);
+    let mut empty = lines.clone();
+    empty[3] = "{\"id\": \"\"}";
+    run(build(&f.p("v.npy"), &f.write("empty.jsonl", empty.join("\n"))), &["empty.jsonl:4", "`id` is empty"]);
+    // Fields that are not indexed are named in a warning (the fixture's numeric `rank`, a boolean).
+    let mut flags = lines.clone();
+    flags[0] = "{\"id\": \"item-0\", \"section\": \"libs\", \"flag\": true, \"rank\": 3}";
+    let (ok, err) = silica(&["build", "--vectors", &f.p("v.npy"), "--attributes", &f.write("flags.jsonl", flags.join("\n")), "--out", &out, "--nlist", "4"]);
+    assert!(ok && err.contains("fields not indexed") && err.contains("flag, rank"), "{err}");
+    std::fs::remove_file(&out).unwrap();
     // Unwritable output (a directory that does not exist).
     let (ok, err) = silica(&["build", "--vectors", &f.p("v.npy"), "--attributes", &a, "--out", "/nonexistent-dir/x.silica"]);
     assert!(!ok && err.contains("/nonexistent-dir/x.silica"), "{err}");
