@@ -288,7 +288,7 @@ impl<B: Backend> Search for Executor<B> {
 /// Validate `[B, D]` queries against `index` and quantize them (cosine: normalize first).
 pub fn prepare_queries(index: &Index, queries: &[f32]) -> Result<QueryBatch> {
     let d = index.dim;
-    if queries.len() % d != 0 {
+    if !queries.len().is_multiple_of(d) {
         return Err(Error::Dimension { what: "queries".into(), expected: d, got: queries.len() % d });
     }
     let b = queries.len() / d;

@@ -268,8 +268,11 @@ pub fn load_with(path: &Path, verify: Verify) -> Result<Index> {
     from_bytes_with(&bytes, path, verify)
 }
 
+/// Metadata entries and the (name, dtype, shape) table of an artifact.
+pub type Table = (HashMap<String, String>, Vec<(String, Dtype, Vec<usize>)>);
+
 /// Read the metadata and tensor table without decoding tensors (for `silica inspect`).
-pub fn inspect(path: &Path) -> Result<(HashMap<String, String>, Vec<(String, Dtype, Vec<usize>)>)> {
+pub fn inspect(path: &Path) -> Result<Table> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let bad = |reason: String| Error::Format { path: path.into(), reason };
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;

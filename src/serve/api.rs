@@ -194,7 +194,7 @@ pub fn parse_search(body: &[u8], ctx: &SearchContext) -> Result<ParsedSearch, Ap
     {
         return Err(ApiError::bad("k0", format!("{k0} is out of range k..={MAX_K0} (k = {k})")));
     }
-    let reranks = !matches!(rerank, RerankMode::None) && !(rerank == RerankMode::Auto && !ctx.has_embeddings);
+    let reranks = rerank != RerankMode::None && (rerank != RerankMode::Auto || ctx.has_embeddings);
     let k0 = b.k0.unwrap_or(if reranks { (4 * k).max(64) } else { k });
     if rows.len() * k0 > MAX_CANDIDATES {
         return Err(ApiError::bad(
