@@ -21,6 +21,11 @@ pub enum Error {
     #[error("{what}: row {row}, column {col} is not finite ({value})")]
     NonFinite { what: String, row: usize, col: usize, value: f32 },
 
+    /// A finite vector that silica cannot store or score in finite arithmetic (a value
+    /// beyond f16, a sum of squares beyond f32); `col` is `None` when the whole row is at fault.
+    #[error("{what}: row {row}{}: {reason}", col.map(|c| format!(", column {c}")).unwrap_or_default())]
+    OutOfRange { what: String, row: usize, col: Option<usize>, reason: String },
+
     /// A tensor's dimension disagrees with the index.
     #[error("{what}: dimension {got} does not match the index dimension {expected}")]
     Dimension { what: String, expected: usize, got: usize },
@@ -44,6 +49,16 @@ pub enum Error {
     /// A broken or incompatible index artifact.
     #[error("index artifact {path}: {reason}")]
     Format { path: PathBuf, reason: String },
+
+    /// A write-ahead log damaged before its final record: replaying only the records
+    /// before `offset` would silently drop the `after` intact records behind it.
+    #[error(
+        "write-ahead log {path}: damaged record at byte offset {offset}, followed by {after} intact records \
+         ({before} records before it); refusing to start, since replaying would drop acknowledged updates. \
+         Restore the log from a backup, or restart with --wal-recover to move it aside (to {path}.damaged-{offset}) \
+         and start from the {before} records before the damage"
+    )]
+    WalCorrupt { path: PathBuf, offset: u64, before: usize, after: usize },
 
     /// A backend (device) failure or an unavailable device.
     #[error("backend {backend}: {reason}")]

@@ -65,6 +65,11 @@ fn build_rejects_bad_vectors_and_attributes() {
     let mut inf = vec![0.5f32; 300 * 8];
     inf[5] = f32::INFINITY;
     run(build(&f.write("inf.npy", silica::model::npy::encode(300, 8, &inf, false)), &a), &["row 0", "column 5"]);
+    // A value beyond the f16 range of the stored embeddings, at a random row and column.
+    let (r, c) = (rand::random_range(0..300), rand::random_range(0..8));
+    let mut big = vec![0.5f32; 300 * 8];
+    big[8 * r + c] = -7e4;
+    run(build(&f.write("big.npy", silica::model::npy::encode(300, 8, &big, false)), &a), &[&format!("row {r}, column {c}"), "f16 range"]);
     let good = std::fs::read(f.p("v.npy")).unwrap();
     run(build(&f.write("trunc.npy", &good[..good.len() - 10]), &a), &["trunc.npy", "truncated"]);
     run(build(&f.write("text.npy", "id,vec\n1,2\n"), &a), &["text.npy", "not a .npy file"]);
@@ -76,6 +81,22 @@ fn build_rejects_bad_vectors_and_attributes() {
     let mut bad = lines.clone();
     bad[41] = "{\"id\": \"x\", \"section\": ";
     run(build(&f.p("v.npy"), &f.write("bad.jsonl", bad.join("\n"))), &["bad.jsonl:42", "malformed JSON"]);
+    // A feature no line carries; a duplicate key; an empty id.
+    let mut args = build(&f.p("v.npy"), &a);
+    args.extend(["--features".into(), "rank,weight".into()]);
+    run(args, &["feature `weight`"]);
+    let mut dup = lines.clone();
+    dup[7] = "{\"id\": \"x\", \"section\": \"a\", \"section\": \"b\"}";
+    run(build(&f.p("v.npy"), &f.write("dup.jsonl", dup.join("\n"))), &["dup.jsonl:8", "duplicate key `section`"]);
+    let mut empty = lines.clone();
+    empty[3] = "{\"id\": \"\"}";
+    run(build(&f.p("v.npy"), &f.write("empty.jsonl", empty.join("\n"))), &["empty.jsonl:4", "`id` is empty"]);
+    // Fields that are not indexed are named in a warning (the fixture's numeric `rank`, a boolean).
+    let mut flags = lines.clone();
+    flags[0] = "{\"id\": \"item-0\", \"section\": \"libs\", \"flag\": true, \"rank\": 3}";
+    let (ok, err) = silica(&["build", "--vectors", &f.p("v.npy"), "--attributes", &f.write("flags.jsonl", flags.join("\n")), "--out", &out, "--nlist", "4"]);
+    assert!(ok && err.contains("fields not indexed") && err.contains("flag, rank"), "{err}");
+    std::fs::remove_file(&out).unwrap();
     // Unwritable output (a directory that does not exist).
     let (ok, err) = silica(&["build", "--vectors", &f.p("v.npy"), "--attributes", &a, "--out", "/nonexistent-dir/x.silica"]);
     assert!(!ok && err.contains("/nonexistent-dir/x.silica"), "{err}");
@@ -98,6 +119,12 @@ fn search_rejects_bad_queries_filters_and_params() {
     run(search(&q, &f.write("uf.jsonl", "{\"filter\": \"colour = \\\"red\\\"\"}\n".repeat(4)), &["--k", "3"]), &["unknown field `colour`", "column 1", "query 0"]);
     run(search(&q, &f.write("sf.jsonl", "{\"filter\": \"section = \\\"libs\\\" AND\"}\n".repeat(4)), &["--k", "3"]), &["syntax error at column 21"]);
     run(search(&q, &fl, &["--k", "0"]), &["`k`"]);
+    // Finite values whose sum of squares overflows f32 (every score would be Inf or NaN).
+    let mut huge = common::random_queries(4, 8, 9);
+    let r = rand::random_range(0..4);
+    huge[r * 8..(r + 1) * 8].fill(3.4e38);
+    let huge = f.write("huge.npy", silica::model::npy::encode(4, 8, &huge, false));
+    run(search(&huge, &fl, &["--k", "3"]), &[&format!("row {r}"), "sum of squares", "overflows f32"]);
     run(search(&q, &fl, &["--k", "3", "--nprobe", "9"]), &["`nprobe`", "nlist = 8"]);
     run(search(&q, &f.write("f2.jsonl", "{\"filter\": \"\"}\n"), &["--k", "3"]), &["has 1 rows", "queries has 4"]);
     // An existing output is left untouched by a failed search.
@@ -167,4 +194,61 @@ fn search_with_a_rerank_model_file() {
     std::fs::remove_file(&out).unwrap();
     fails(&["search", "--index", &f.p("i.silica"), "--queries", &f.p("q.npy"), "--k", "5", "--rerank", "model", "--out", &out], &["model rerank needs a model"], &out);
     fails(&["search", "--index", &f.p("i.silica"), "--queries", &f.p("q.npy"), "--k", "5", "--rerank", "model", "--rerank-model", &model, "--task-weights", "1", "--out", &out], &["task_weights", "need 2"], &out);
+}
+
+/// `--out -` writes to stdout; a directory, FIFO or symlink to a device is refused (and left
+/// as it was); files get mode 0666 less the umask.
+#[test]
+fn outputs_stdout_non_regular_targets_and_umask() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let f = Fixture::new();
+    let (i, q, fl) = (f.p("i.silica"), f.p("q.npy"), f.p("f.jsonl"));
+    let run = |out: &str| Command::new(env!("CARGO_BIN_EXE_silica")).args(["search", "--index", &i, "--queries", &q, "--filters", &fl, "--k", "3", "--out", out]).output().unwrap();
+    let o = run("-");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 4);
+    assert!(lines.iter().enumerate().all(|(n, l)| l["qid"] == n && l["ids"].as_array().unwrap().len() == 3));
+    let o = Command::new(env!("CARGO_BIN_EXE_silica"))
+        .args(["build", "--vectors", &f.p("v.npy"), "--attributes", &f.p("a.jsonl"), "--nlist", "4", "--out", "-"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(silica::model::format::from_bytes(&o.stdout, Path::new("stdout")).unwrap().len(), 300);
+
+    // Non-regular targets.
+    std::fs::create_dir(f.p("adir")).unwrap();
+    assert!(Command::new("mkfifo").arg(f.p("fifo")).status().unwrap().success());
+    std::os::unix::fs::symlink("/dev/null", f.p("null")).unwrap();
+    for (name, needle) in [("adir", "is a directory"), ("fifo", "not a regular file"), ("null", "not a regular file")] {
+        for build in [false, true] {
+            let o = if build {
+                Command::new(env!("CARGO_BIN_EXE_silica")).args(["build", "--vectors", &f.p("v.npy"), "--attributes", &f.p("a.jsonl"), "--nlist", "4", "--out", &f.p(name)]).output().unwrap()
+            } else {
+                run(&f.p(name))
+            };
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!o.status.success() && err.contains(needle) && err.contains(name), "{name}: {err}");
+            assert!(!err.contains("os error"), "{name}: one clear message, not an OS error: {err}");
+        }
+    }
+    assert!(std::fs::metadata(f.p("adir")).unwrap().is_dir());
+    assert!(std::fs::metadata(f.p("fifo")).unwrap().file_type().is_fifo());
+    assert_eq!(std::fs::read_link(f.p("null")).unwrap(), Path::new("/dev/null"));
+
+    // Modes follow the umask, for both writers.
+    for (umask, want) in [("022", 0o644), ("027", 0o640), ("077", 0o600)] {
+        let out = f.p(&format!("r{umask}.jsonl"));
+        let ix = f.p(&format!("i{umask}.silica"));
+        let s1 = Command::new("sh").args(["-c", &format!("umask {umask} && exec \"$0\" search --index {i} --queries {q} --k 2 --out {out}"), env!("CARGO_BIN_EXE_silica")]).output().unwrap().status;
+        let s2 = Command::new("sh")
+            .args(["-c", &format!("umask {umask} && exec \"$0\" build --vectors {} --attributes {} --nlist 4 --out {ix}", f.p("v.npy"), f.p("a.jsonl")), env!("CARGO_BIN_EXE_silica")])
+            .output()
+            .unwrap()
+            .status;
+        assert!(s1.success() && s2.success());
+        for p in [&out, &ix] {
+            assert_eq!(std::fs::metadata(p).unwrap().permissions().mode() & 0o777, want, "{p} under umask {umask}");
+        }
+    }
 }

@@ -272,3 +272,39 @@ fn concurrent_searches_are_batched_and_metrics_report_it() {
     assert_eq!(line("silica_fresh_rows"), 0.0);
     assert!(text.contains("silica_request_duration_seconds_bucket{route=\"search\",le=\"+Inf\"} 32"));
 }
+
+/// Finite in, finite out: values that overflow f16 when stored, or whose sum of squares
+/// overflows f32, are a 400 naming the value; every score that leaves is a finite number.
+#[test]
+fn out_of_range_vectors_are_refused_and_scores_stay_finite() {
+    use rand::Rng;
+    let (_dir, items, _path, server) = setup(300, &[]);
+    let mut rng = ChaCha8Rng::seed_from_u64(404);
+    let (_, before) = server.get("/v1/stats");
+    let huge = vec![3.4e38f32; D];
+    let (s, v) = server.post("/v1/search", &json!({"vector": huge, "k": 5}));
+    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("vector")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("overflows f32"), "{v}");
+    let (s, v) = server.post("/v1/search", &json!({"vectors": [items[0].vector, huge], "k": 5}));
+    assert_eq!((s, v["error"]["field"].as_str()), (400, Some("vectors[1]")), "{v}");
+    // A stored value beyond ±65504 would be ±Inf in the f16 embeddings.
+    let (i, j) = (rng.random_range(0..3), rng.random_range(0..D));
+    let mut batch: Vec<Value> = (0..3).map(|b| json!({"id": format!("big{b}"), "vector": random_vector(&mut rng, D)})).collect();
+    batch[i]["vector"][j] = json!(65504.5 + rng.random_range(0.0..1e30));
+    let (s, v) = server.post("/v1/items", &json!({"items": batch}));
+    assert_eq!((s, v["error"]["field"].as_str()), (400, Some(format!("items[{i}].vector[{j}]").as_str())), "{v}");
+    batch[i]["vector"][j] = json!(-65504.0);
+    let (s, v) = server.post("/v1/items", &json!({"items": [batch[i]]}));
+    assert_eq!(s, 200, "the f16 limit itself is storable: {v}");
+    // Large but in-range queries, exact and refined: every score is a finite number.
+    for scale in [1.0f32, 1e6, 1e18] {
+        let q: Vec<f32> = random_vector(&mut rng, D).iter().map(|x| x * scale).collect();
+        for rerank in ["none", "refine"] {
+            let v = server.search(&json!({"vector": q, "k": 20, "rerank": rerank}));
+            let sc = v["scores"].as_array().unwrap();
+            assert!(!sc.is_empty() && sc.iter().all(|x| x.as_f64().is_some_and(f64::is_finite)), "scale {scale} {rerank}: {v}");
+        }
+    }
+    let (_, after) = server.get("/v1/stats");
+    assert_eq!(after["items"].as_u64().unwrap(), before["items"].as_u64().unwrap() + 1, "only the in-range item was added");
+}

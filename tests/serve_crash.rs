@@ -162,3 +162,48 @@ fn a_log_of_another_artifact_is_refused_not_replayed() {
     let e = Server::try_start(&path, &[]).err().expect("must not start");
     assert!(e.contains("belongs to another artifact"), "{e}");
 }
+
+/// Damage inside a middle record is corruption, not a torn tail: start-up is refused with
+/// the byte offset and the count of intact records behind it; `--wal-recover` moves the log
+/// aside (byte for byte) and serves the batches before the damage.
+#[test]
+fn a_damaged_middle_record_refuses_start_until_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_index(dir.path(), &corpus(3, 200, D), 4);
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    let n = rng.random_range(3..7);
+    let server = Server::start(&path, &[]);
+    let vectors: Vec<Vec<f32>> = (0..n).map(|_| random_vector(&mut rng, D)).collect();
+    for (b, v) in vectors.iter().enumerate() {
+        let (s, body) = server.post("/v1/items", &json!({"items": [{"id": format!("w{b}"), "vector": v}]}));
+        assert_eq!(s, 200, "{body}");
+    }
+    drop(server);
+    let wal = silica::serve::wal::wal_path(&path);
+    let good = std::fs::read(&wal).unwrap();
+    // Record offsets: header, then [len][crc][payload] per batch.
+    let mut offsets = vec![silica::serve::wal::HEADER];
+    while offsets.len() < n {
+        let at = *offsets.last().unwrap();
+        offsets.push(at + 8 + u32::from_le_bytes(good[at..at + 4].try_into().unwrap()) as usize);
+    }
+    let j = rng.random_range(0..n - 1);
+    let mut bad = good.clone();
+    bad[rng.random_range(offsets[j] + 8..offsets[j + 1])] ^= 0x10;
+    std::fs::write(&wal, &bad).unwrap();
+    let e = Server::try_start(&path, &[]).err().expect("a damaged middle record must refuse start");
+    let want = format!("damaged record at byte offset {}, followed by {} intact records", offsets[j], n - 1 - j);
+    assert!(e.contains(&want), "{want:?} not in:\n{e}");
+    assert_eq!(std::fs::read(&wal).unwrap(), bad, "a refused start leaves the log untouched");
+
+    let server = Server::start(&path, &["--wal-recover"]);
+    let aside = dir.path().join(format!("test.silica.wal.damaged-{}", offsets[j]));
+    assert_eq!(std::fs::read(&aside).unwrap(), bad, "the damaged log is kept aside");
+    for (b, v) in vectors.iter().enumerate() {
+        let got = ids(&server.search(&json!({"vector": v, "filter": format!("id = \"w{b}\""), "k": 1})));
+        assert_eq!(got.len(), usize::from(b < j), "batch {b} (damage in {j})");
+    }
+    drop(server);
+    // The recovered log is clean: a plain restart works.
+    Server::start(&path, &[]);
+}

@@ -154,7 +154,7 @@ fn live_updates_answer_like_a_rebuilt_index() {
     let path = write_index(dir.path(), &items, 8);
     let mut model: BTreeMap<String, Item> = items.into_iter().map(|i| (i.id.clone(), i)).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let opts = Options { backend: "cpu".into(), compact_threshold: Some(0) };
+    let opts = Options { backend: "cpu".into(), compact_threshold: Some(0), wal_recover: false, verify: true };
     let mut store = Store::open(&path, opts.clone()).unwrap();
     check(&store, &model, &mut rng, "loaded");
     let mut next = 0usize;
@@ -235,7 +235,7 @@ fn a_bad_batch_fails_alone_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let items = corpus(3, 100, D);
     let path = write_index(dir.path(), &items, 4);
-    let opts = Options { backend: "cpu".into(), compact_threshold: Some(0) };
+    let opts = Options { backend: "cpu".into(), compact_threshold: Some(0), wal_recover: false, verify: true };
     let mut store = Store::open(&path, opts.clone()).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let good = random_item(&mut rng, "good".into(), D);
@@ -273,7 +273,7 @@ fn deleting_everything_then_compacting_leaves_a_valid_empty_index() {
     let dir = tempfile::tempdir().unwrap();
     let items = corpus(4, 70, D);
     let path = write_index(dir.path(), &items, 4);
-    let opts = Options { backend: "cpu".into(), compact_threshold: Some(0) };
+    let opts = Options { backend: "cpu".into(), compact_threshold: Some(0), wal_recover: false, verify: true };
     let mut store = Store::open(&path, opts.clone()).unwrap();
     let ops: Vec<Op> = items.iter().map(|i| Op::Delete { id: i.id.clone() }).collect();
     assert!(store.commit(&[Batch { ops }]).unwrap()[0].is_ok());

@@ -44,8 +44,17 @@ pub enum Cmd {
     Bench(bench::BenchArgs),
     /// List the compute devices this build finds (CPU, wgpu adapters, CUDA).
     Devices(devices::DevicesArgs),
-    /// Print an artifact's metadata and tensor table.
+    /// Print an artifact's metadata and tensor table (after checking its checksums).
     Inspect {
+        /// The index artifact (*.silica).
+        index: PathBuf,
+        /// Skip the checksum check.
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Check an artifact's integrity: every tensor's and the metadata's checksum, then the
+    /// value checks of loading. Prints OK/BAD per entry; exits non-zero on any failure.
+    Verify {
         /// The index artifact (*.silica).
         index: PathBuf,
     },
@@ -64,7 +73,7 @@ pub struct BuildArgs {
     /// string and string-list fields become filterable attributes.
     #[arg(long)]
     pub attributes: PathBuf,
-    /// Output artifact (written atomically).
+    /// Output artifact (written atomically; `-`: stdout).
     #[arg(long)]
     pub out: PathBuf,
     /// Number of inverted lists (default: the power of two nearest 4*sqrt(N)).
@@ -124,6 +133,9 @@ pub struct QueryArgs {
     /// Compute device.
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "wgpu", "cuda", "auto"], env = "SILICA_DEVICE")]
     pub backend: String,
+    /// Skip the artifact's checksum check at load (value checks still run).
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 #[derive(Args, Debug)]
@@ -136,7 +148,7 @@ pub struct SearchArgs {
     /// Results per query.
     #[arg(long)]
     pub k: usize,
-    /// Results: JSON Lines, one `{"qid", "rows", "ids", "scores"}` per query (written atomically).
+    /// Results: JSON Lines, one `{"qid", "rows", "ids", "scores"}` per query (written atomically; `-`: stdout).
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -169,7 +181,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Eval(a) => eval_cmd(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Devices(a) => devices::run(a),
-        Cmd::Inspect { index } => inspect(&index),
+        Cmd::Inspect { index, no_verify } => inspect(&index, no_verify),
+        Cmd::Verify { index } => verify(&index),
         Cmd::Serve(a) => serve::serve(a),
         Cmd::Compact(a) => serve::compact(a),
     }
@@ -198,7 +211,7 @@ fn build(a: BuildArgs) -> Result<()> {
         }
         index.rerank = Some(m);
     }
-    format::save(&index, &a.out)?;
+    write_out(&a.out, &format::to_bytes(&index)?)?;
     eprintln!(
         "built {}: N={} D={} nlist={} metric={} in {:.2}s",
         a.out.display(),
@@ -211,8 +224,29 @@ fn build(a: BuildArgs) -> Result<()> {
     Ok(())
 }
 
-/// Fail early (before long work) when `out`'s directory cannot take a file.
+/// `--out -`: write to stdout.
+fn is_stdout(out: &Path) -> bool {
+    out.as_os_str() == "-"
+}
+
+/// Write a finished output: to stdout for `-`, else atomically (temp file + rename).
+fn write_out(out: &Path, bytes: &[u8]) -> Result<()> {
+    if is_stdout(out) {
+        use std::io::Write;
+        let mut s = std::io::stdout().lock();
+        s.write_all(bytes).and_then(|_| s.flush()).context("writing to stdout")?;
+        return Ok(());
+    }
+    Ok(format::write_atomic(out, bytes)?)
+}
+
+/// Fail early (before long work) when `out` is not a regular file or its directory
+/// cannot take a file.
 fn check_writable(out: &Path) -> Result<()> {
+    if is_stdout(out) {
+        return Ok(());
+    }
+    format::check_target(out)?;
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -230,7 +264,7 @@ struct Loaded {
 }
 
 fn load(q: &QueryArgs) -> Result<Loaded> {
-    let mut index = format::load(&q.index)?;
+    let mut index = format::load_with(&q.index, verify_flag(q.no_verify))?;
     if let Some(path) = &q.rerank_model {
         let m = silica::rerank::RerankModel::load(path)?;
         let want = 2 * index.dim + index.feature_names.len();
@@ -243,7 +277,7 @@ fn load(q: &QueryArgs) -> Result<Loaded> {
     if queries.dim != index.dim {
         return Err(silica::Error::Dimension { what: format!("queries {}", q.queries.display()), expected: index.dim, got: queries.dim }.into());
     }
-    queries.check_finite("queries")?;
+    silica::model::finite::check_rows(&queries.data, queries.dim, false, &format!("queries {}", q.queries.display()))?;
     let searcher = graph::open(&q.backend, Arc::new(index))?;
     Ok(Loaded { searcher, queries })
 }
@@ -281,12 +315,16 @@ fn search(a: SearchArgs) -> Result<()> {
     let filters = compile_filters(a.filters.as_deref(), l.searcher.index(), l.queries.rows)?;
     let req = SearchRequest { queries: &l.queries.data, filters: &filters, params: params(&a.q, a.k) };
     let results = l.searcher.search(&req)?;
+    // Inputs are range-checked so scores are finite; never write a NaN/Inf (JSON null).
+    if let Some(i) = results.iter().position(|r| r.scores.iter().any(|s| !s.is_finite())) {
+        bail!("query {i} produced a non-finite score (check the rerank model)");
+    }
     let mut out = Vec::new();
     for (qid, r) in results.iter().enumerate() {
         serde_json::to_writer(&mut out, &serde_json::json!({"qid": qid, "rows": r.rows, "ids": r.ids, "scores": r.scores}))?;
         out.push(b'\n');
     }
-    format::write_atomic(&a.out, &out)?;
+    write_out(&a.out, &out)?;
     eprintln!("{} queries -> {}", results.len(), a.out.display());
     Ok(())
 }
@@ -315,7 +353,56 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-fn inspect(path: &Path) -> Result<()> {
+fn verify_flag(no_verify: bool) -> format::Verify {
+    if no_verify { format::Verify::Skip } else { format::Verify::Checksums }
+}
+
+fn verify(path: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut failed = 0;
+    match format::checksums(&bytes, path)? {
+        None => {
+            println!("  {:<24} BAD  no checksums (written by an older silica; `silica compact` rewrites it with them)", "checksums");
+            failed += 1;
+        }
+        Some(checks) => {
+            for c in checks {
+                match &c.problem {
+                    None => println!("  {:<24} OK", c.name),
+                    Some(p) => {
+                        println!("  {:<24} BAD  {p}", c.name);
+                        failed += 1;
+                    }
+                }
+            }
+        }
+    }
+    match format::from_bytes_with(&bytes, path, format::Verify::Skip) {
+        Ok(_) => println!("  {:<24} OK", "values"),
+        Err(e) => {
+            println!("  {:<24} BAD  {e}", "values");
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        bail!("{}: {failed} integrity check(s) failed", path.display());
+    }
+    println!("{}: OK", path.display());
+    Ok(())
+}
+
+fn inspect(path: &Path, no_verify: bool) -> Result<()> {
+    if !no_verify {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        match format::checksums(&bytes, path)? {
+            None => log::warn!("{}: no checksums (written by an older silica); integrity not verified", path.display()),
+            Some(c) => {
+                if let Some(c) = c.iter().find(|c| c.problem.is_some()) {
+                    bail!("{}: `{}`: {}; `silica verify` checks every tensor (--no-verify to inspect anyway)", path.display(), c.name, c.problem.as_deref().unwrap_or_default());
+                }
+            }
+        }
+    }
     let (meta, tensors) = format::inspect(path)?;
     println!("{}", path.display());
     let mut keys: Vec<_> = meta.keys().collect();

@@ -35,6 +35,13 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// When the log is damaged before its final record (start-up refuses by default):
+    /// move it aside to `<index>.wal.damaged-<offset>` and start from the records before the damage.
+    #[arg(long)]
+    pub wal_recover: bool,
+    /// Skip the artifact's checksum check at start (value checks still run).
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 #[derive(Args, Debug)]
@@ -58,6 +65,8 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         max_body: a.max_body_bytes,
         compact_threshold: a.compact_threshold,
         threads: a.threads,
+        wal_recover: a.wal_recover,
+        verify: !a.no_verify,
     })?;
     Ok(())
 }

@@ -381,13 +381,12 @@ impl<B: Backend> Search for Executor<B> {
 /// Validate `[B, D]` queries against `index` and quantize them (cosine: normalize first).
 pub fn prepare_queries(index: &Index, queries: &[f32]) -> Result<QueryBatch> {
     let d = index.dim;
-    if queries.len() % d != 0 {
+    if !queries.len().is_multiple_of(d) {
         return Err(Error::Dimension { what: "queries".into(), expected: d, got: queries.len() % d });
     }
     let b = queries.len() / d;
-    if let Some(i) = queries.iter().position(|x| !x.is_finite()) {
-        return Err(Error::NonFinite { what: "queries".into(), row: i / d, col: i % d, value: queries[i] });
-    }
+    // Finite values and a finite norm: every score is then finite (model::finite).
+    crate::model::finite::check_rows(queries, d, false, "queries")?;
     let mut f = queries.to_vec();
     if index.metric == Metric::Cosine {
         for row in f.chunks_mut(d) {

@@ -4,7 +4,8 @@
 //! Input: one JSON object per line. `id` (string) is the external id and is also a
 //! filterable field. Every other string or array-of-string field becomes a filterable
 //! attribute; numeric fields named in `features` become dense rerank features (null or
-//! absent -> 0.0). Other values (booleans, numbers not named, nulls) are ignored.
+//! absent -> 0.0). Other values (booleans, numbers not named, objects) are not indexed;
+//! their field names are listed in one warning. Nulls are ignored.
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -109,8 +110,9 @@ pub struct AttributeTable {
 
 /// Read attributes from JSON Lines (one object per line, blank lines not allowed).
 ///
-/// Errors name the 1-based line: malformed JSON, a non-object line, a missing or
-/// non-string `id`, a duplicate `id`, a non-numeric value in a feature column.
+/// Errors name the 1-based line: malformed JSON, a non-object line, a duplicate key in a
+/// line, a missing, non-string or empty `id`, a duplicate `id`, a non-numeric value in a
+/// feature column. A feature that no line carries is an [`Error::Param`] naming it.
 pub fn read_jsonl(path: &Path, features: &[String]) -> Result<AttributeTable> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     parse_jsonl(BufReader::new(file), path, features)
@@ -127,6 +129,8 @@ pub fn parse_jsonl(reader: impl BufRead, path: &Path, features: &[String]) -> Re
     let mut ids = Vec::new();
     let mut seen_ids: HashMap<String, usize> = HashMap::new();
     let mut feats: Vec<f32> = Vec::new();
+    let mut feature_seen = vec![false; features.len()];
+    let mut ignored: std::collections::BTreeSet<String> = Default::default();
     let intern = |name: &str, field_ix: &mut BTreeMap<String, usize>, names: &mut Vec<String>, multi: &mut Vec<bool>| {
         *field_ix.entry(name.to_string()).or_insert_with(|| {
             names.push(name.to_string());
@@ -142,7 +146,12 @@ pub fn parse_jsonl(reader: impl BufRead, path: &Path, features: &[String]) -> Re
         let obj = obj
             .as_object()
             .ok_or_else(|| bad(lineno, "expected a JSON object".to_string()))?;
+        // serde_json keeps the last of duplicate keys; a second look finds them.
+        if let Err(e) = serde_json::from_str::<UniqueKeys>(&line) {
+            return Err(bad(lineno, e.to_string().split(" at line ").next().unwrap_or_default().to_string()));
+        }
         let id = match obj.get("id") {
+            Some(serde_json::Value::String(s)) if s.is_empty() => return Err(bad(lineno, "field `id` is empty".into())),
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(serde_json::Value::Number(n)) => n.to_string(),
             Some(_) => return Err(bad(lineno, "field `id` must be a string".into())),
@@ -171,13 +180,19 @@ pub fn parse_jsonl(reader: impl BufRead, path: &Path, features: &[String]) -> Re
                 serde_json::Value::Array(_) => {
                     return Err(bad(lineno, format!("field `{k}`: arrays must hold only strings")));
                 }
-                _ => {}
+                serde_json::Value::Null => {}
+                _ => {
+                    ignored.insert(k.clone());
+                }
             }
         }
-        for f in features {
+        for (fi, f) in features.iter().enumerate() {
             let x = match obj.get(f) {
                 None | Some(serde_json::Value::Null) => 0.0,
-                Some(serde_json::Value::Number(n)) => n.as_f64().unwrap_or(0.0) as f32,
+                Some(serde_json::Value::Number(n)) => {
+                    feature_seen[fi] = true;
+                    n.as_f64().unwrap_or(0.0) as f32
+                }
                 Some(other) => {
                     return Err(bad(lineno, format!("feature `{f}` must be a number, got {other}")));
                 }
@@ -189,6 +204,17 @@ pub fn parse_jsonl(reader: impl BufRead, path: &Path, features: &[String]) -> Re
         }
         ids.push(id);
         rows.push(row);
+    }
+    if let Some(i) = feature_seen.iter().position(|s| !s) {
+        return Err(Error::param("features", format!("feature `{}` is not a number on any line of {}", features[i], path.display())));
+    }
+    if !ignored.is_empty() {
+        let names: Vec<&str> = ignored.iter().map(String::as_str).collect();
+        log::warn!(
+            "{}: fields not indexed (numbers, booleans or objects; only strings and lists of strings are filterable, numbers named in --features are rerank features): {}",
+            path.display(),
+            names.join(", ")
+        );
     }
     // Dictionaries: fields sorted by name, values sorted within each field.
     let mut dicts: Vec<Vec<String>> = vec![Vec::new(); field_names.len()];
@@ -235,6 +261,32 @@ pub fn parse_jsonl(reader: impl BufRead, path: &Path, features: &[String]) -> Re
     Ok(AttributeTable { ids, attrs, features: feats, feature_names: features.to_vec() })
 }
 
+/// Deserializes a JSON object only to check that no top-level key repeats.
+struct UniqueKeys;
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> std::result::Result<UniqueKeys, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                while let Some(k) = m.next_key::<String>()? {
+                    m.next_value::<serde::de::IgnoredAny>()?;
+                    if !seen.insert(k.clone()) {
+                        return Err(serde::de::Error::custom(format!("duplicate key `{k}`")));
+                    }
+                }
+                Ok(UniqueKeys)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +325,31 @@ mod tests {
         assert!(e.to_string().contains("duplicate id"), "{e}");
         let e = parse_jsonl("{\"x\":1}\n".as_bytes(), Path::new("t"), &[]).unwrap_err();
         assert!(e.to_string().contains("missing field `id`"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_keys_empty_ids_and_missing_features_are_named() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let n = rng.random_range(3..40);
+        let mut lines: Vec<String> = (0..n).map(|i| format!("{{\"id\":\"r{i}\",\"color\":\"c{}\",\"w\":{i}}}", i % 3)).collect();
+        let t = parse_jsonl(lines.join("\n").as_bytes(), Path::new("t"), &["w".into()]).unwrap();
+        assert_eq!(t.features.len(), n);
+        let err = |lines: &[String], feats: &[String]| parse_jsonl(lines.join("\n").as_bytes(), Path::new("t"), feats).unwrap_err();
+        let at = rng.random_range(0..n);
+        let mut dup = lines.clone();
+        dup[at] = format!("{{\"id\":\"r{at}\",\"color\":\"a\",\"color\":\"b\"}}");
+        match err(&dup, &[]) {
+            Error::Jsonl { line, reason, .. } => assert_eq!((line, reason.as_str()), (at + 1, "duplicate key `color`")),
+            e => panic!("{e}"),
+        }
+        lines[at] = "{\"id\":\"\",\"color\":\"a\"}".into();
+        match err(&lines, &[]) {
+            Error::Jsonl { line, reason, .. } => assert_eq!((line, reason.as_str()), (at + 1, "field `id` is empty")),
+            e => panic!("{e}"),
+        }
+        lines[at] = format!("{{\"id\":\"r{at}\"}}");
+        let e = err(&lines, &["w".into(), "weight".into()]).to_string();
+        assert!(e.contains("`features`") && e.contains("feature `weight`"), "{e}");
     }
 }

@@ -94,7 +94,8 @@ impl IndexBuilder {
         self.build(m, table)
     }
 
-    /// Build an index. Errors: NaN/Inf in vectors (row and column named), N = 0, D = 0,
+    /// Build an index. Errors: NaN/Inf in vectors, `ip` values beyond the f16 range
+    /// (±65504), a sum of squares beyond f32 (row and column named: [`super::finite`]), N = 0, D = 0,
     /// attribute rows != vector rows, nlist = 0, zero vectors with `cosine`.
     pub fn build(&self, mut vectors: Matrix, table: AttributeTable) -> Result<Index> {
         let p = &self.params;
@@ -114,7 +115,7 @@ impl IndexBuilder {
                 right: n,
             });
         }
-        vectors.check_finite("vectors")?;
+        super::finite::check_rows(&vectors.data, d, p.metric == Metric::Ip, "vectors")?;
         if p.bloom.bits == 0 || p.bloom.hashes == 0 {
             return Err(Error::param("bloom-bits", "Bloom bits and hashes must be at least 1"));
         }

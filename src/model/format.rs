@@ -6,6 +6,13 @@
 //! `items.row_ids` UTF-8 blob), `items.source_rows` (I64 [N], source line of each sorted
 //! row), `attrs.dict` + `attrs.dict_offsets` (the value dictionaries, UTF-8 blob + I64
 //! offsets, in global value-id order).
+//!
+//! Integrity: `__metadata__["checksums"]` is a JSON map from each tensor name to the
+//! xxh3-64 (16 hex digits) of its bytes, plus `"__metadata__"`: the xxh3-64 of every other
+//! metadata entry as a sorted JSON object (so the Bloom seed and schema are covered).
+//! Loading verifies them (see [`Verify`]); artifacts without them (older silica) load
+//! with a warning. Value checks (finite centroids, finite non-negative scales, finite
+//! embeddings and features, code range, CSR offsets) run on every load.
 
 use super::attributes::{Attributes, FieldSchema, Schema};
 use super::{BloomParams, BloomPlanes, I8Matrix, Index, Metric};
@@ -15,12 +22,78 @@ use half::f16;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 
 /// Artifact format version written to `__metadata__["format_version"]`.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// The metadata key of the checksum map, and the map's entry for the metadata itself.
+pub const CHECKSUMS: &str = "checksums";
+const META_ENTRY: &str = "__metadata__";
+
+/// Whether loading checks the stored checksums (`--no-verify` skips them; value checks
+/// always run).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Verify {
+    #[default]
+    Checksums,
+    Skip,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
+}
+
+/// xxh3-64 of every metadata entry except the checksum map, as a sorted JSON object.
+fn meta_checksum(info: &HashMap<String, String>) -> String {
+    let sorted: BTreeMap<&String, &String> = info.iter().filter(|(k, _)| k.as_str() != CHECKSUMS).collect();
+    hex(serde_json::to_string(&sorted).expect("strings serialize").as_bytes())
+}
+
+/// One line of [`verify`]: a tensor (or `__metadata__`) and what its check found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    pub name: String,
+    /// `None`: OK; else why not.
+    pub problem: Option<String>,
+}
+
+/// Check every stored checksum of safetensors `bytes`, in parallel: one [`Check`] per
+/// tensor plus `__metadata__`, sorted by name. `Ok(None)`: the artifact has no checksums.
+/// Errors: not a safetensors file, a malformed checksum map.
+pub fn checksums(bytes: &[u8], path: &Path) -> Result<Option<Vec<Check>>> {
+    let bad = |reason: String| Error::Format { path: path.into(), reason };
+    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let info = header.metadata().clone().unwrap_or_default();
+    let Some(text) = info.get(CHECKSUMS) else { return Ok(None) };
+    let want: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| bad(format!("metadata `{CHECKSUMS}` is not a JSON map of names to hex: {e}")))?;
+    let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
+    names.push(META_ENTRY.into());
+    names.extend(want.keys().filter(|k| k.as_str() != META_ENTRY && st.tensor(k).is_err()).cloned());
+    names.sort();
+    let checks = names
+        .par_iter()
+        .map(|name| {
+            let got = match (name.as_str(), st.tensor(name)) {
+                (META_ENTRY, _) => Some(meta_checksum(&info)),
+                (_, Ok(t)) => Some(hex(t.data())),
+                (_, Err(_)) => None,
+            };
+            let problem = match (want.get(name), got) {
+                (Some(w), Some(g)) if *w == g => None,
+                (Some(w), Some(g)) => Some(format!("checksum mismatch (stored {w}, computed {g})")),
+                (None, _) => Some("has no stored checksum".to_string()),
+                (Some(_), None) => Some("listed in the checksums but missing from the file".to_string()),
+            };
+            Check { name: name.clone(), problem }
+        })
+        .collect();
+    Ok(Some(checks))
+}
 
 /// The JSON-valued metadata entries.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -113,6 +186,7 @@ pub fn to_bytes(ix: &Index) -> Result<Vec<u8>> {
                 .map_err(|e| Error::backend("format", format!("tensor {name}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
+    let sums: BTreeMap<String, String> = t.iter().map(|(name, _, _, data)| (name.clone(), hex(data))).collect();
     let meta = meta_of(ix);
     let mut info = HashMap::new();
     let js = |v: &dyn erased::Ser| v.json();
@@ -128,6 +202,9 @@ pub fn to_bytes(ix: &Index) -> Result<Vec<u8>> {
     info.insert("features".into(), js(&meta.features));
     info.insert("rerank".into(), meta.rerank.clone().unwrap_or_default());
     info.insert("generator".into(), meta.generator.clone());
+    let mut sums = sums;
+    sums.insert(META_ENTRY.into(), meta_checksum(&info));
+    info.insert(CHECKSUMS.into(), js(&sums));
     safetensors::serialize(views, Some(info)).map_err(|e| Error::backend("format", e.to_string()))
 }
 
@@ -142,14 +219,31 @@ mod erased {
     }
 }
 
+/// Refuse to replace anything but a regular file (or nothing) at `path`: a rename over a
+/// directory fails with a confusing error, and one over a FIFO, device or a symlink to
+/// one would silently replace it with a plain file.
+pub fn check_target(path: &Path) -> Result<()> {
+    let refuse = |what: &str| Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string()));
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(refuse("is a directory; give a file path for the output")),
+        Ok(m) if !m.is_file() => Err(refuse("exists and is not a regular file (a FIFO, device or socket, or a symlink to one); refusing to replace it")),
+        _ => Ok(()),
+    }
+}
+
 /// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
+/// The file gets mode 0666 less the umask (0644 by default), as `File::create` would.
+/// Errors: `path` is a directory or another non-regular file ([`check_target`]), I/O.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    check_target(path)?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     let mut tmp = tempfile::Builder::new()
         .prefix(".silica-tmp-")
+        .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(|e| Error::io(path, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
@@ -163,14 +257,22 @@ pub fn save(ix: &Index, path: &Path) -> Result<()> {
     write_atomic(path, &to_bytes(ix)?)
 }
 
-/// Load an index from `path`.
+/// Load an index from `path`, verifying its checksums.
 pub fn load(path: &Path) -> Result<Index> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    from_bytes(&bytes, path)
+    load_with(path, Verify::Checksums)
 }
 
+/// Load an index from `path`; `verify` says whether to check the checksums.
+pub fn load_with(path: &Path, verify: Verify) -> Result<Index> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    from_bytes_with(&bytes, path, verify)
+}
+
+/// Metadata entries and the (name, dtype, shape) table of an artifact.
+pub type Table = (HashMap<String, String>, Vec<(String, Dtype, Vec<usize>)>);
+
 /// Read the metadata and tensor table without decoding tensors (for `silica inspect`).
-pub fn inspect(path: &Path) -> Result<(HashMap<String, String>, Vec<(String, Dtype, Vec<usize>)>)> {
+pub fn inspect(path: &Path) -> Result<Table> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let bad = |reason: String| Error::Format { path: path.into(), reason };
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
@@ -181,9 +283,29 @@ pub fn inspect(path: &Path) -> Result<(HashMap<String, String>, Vec<(String, Dty
     Ok((info, tensors))
 }
 
-/// Decode an index from safetensors bytes, validating shapes and invariants.
+/// Decode an index from safetensors bytes, verifying checksums, shapes and invariants.
 pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Index> {
+    from_bytes_with(bytes, path, Verify::Checksums)
+}
+
+/// [`from_bytes`]; `verify` says whether to check the checksums. Errors
+/// ([`Error::Format`]) name the tensor or metadata entry at fault.
+pub fn from_bytes_with(bytes: &[u8], path: &Path, verify: Verify) -> Result<Index> {
     let bad = |reason: String| Error::Format { path: path.into(), reason };
+    if verify == Verify::Checksums {
+        match checksums(bytes, path)? {
+            None => log::warn!("{}: no checksums (written by an older silica); integrity not verified", path.display()),
+            Some(checks) => {
+                if let Some(c) = checks.iter().find(|c| c.problem.is_some()) {
+                    let what = if c.name == META_ENTRY { "metadata (bloom, schema, ...)".to_string() } else { format!("tensor `{}`", c.name) };
+                    return Err(bad(format!(
+                        "{what}: {}; the file is damaged (`silica verify` checks every tensor)",
+                        c.problem.as_deref().unwrap_or_default()
+                    )));
+                }
+            }
+        }
+    }
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let info = header.metadata().clone().ok_or_else(|| bad("no __metadata__".into()))?;
     let get = |k: &str| info.get(k).cloned().ok_or_else(|| bad(format!("metadata has no `{k}`")));
@@ -275,6 +397,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Index> {
             return Err(bad(format!("`{name}` holds -128 at row {}; int8 codes are in [-127, 127] (symmetric quantization)", i / d.max(1))));
         }
     }
+    check_values(&centroids, &cscale, &scale, embeddings.as_deref(), features.as_deref(), d.max(1), feature_names.len().max(1)).map_err(bad)?;
     if attr_vals.iter().any(|&v| v as usize >= total) || source_rows.iter().any(|&r| r as usize >= n) {
         return Err(bad("attribute value id or source row out of range".into()));
     }
@@ -295,4 +418,26 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Index> {
         rerank,
         live: None,
     })
+}
+
+/// Float tensors must hold what silica writes: finite centroids, embeddings and features,
+/// finite non-negative scales (a NaN there would become a NaN score).
+fn check_values(centroids: &[f32], cscale: &[f32], scale: &[f32], emb: Option<&[f16]>, feats: Option<&[f32]>, d: usize, f: usize) -> std::result::Result<(), String> {
+    let first = |v: &[f32], bad: fn(f32) -> bool| v.par_iter().position_first(|&x| bad(x));
+    let not_finite = |x: f32| !x.is_finite();
+    let not_scale = |x: f32| !x.is_finite() || x < 0.0;
+    for (name, v, per_row, test, what) in [
+        ("ivf.centroids", centroids, d, not_finite as fn(f32) -> bool, "finite"),
+        ("ivf.centroid_scale", cscale, 1, not_scale, "finite and >= 0"),
+        ("items.scale", scale, 1, not_scale, "finite and >= 0"),
+        ("items.features", feats.unwrap_or_default(), f, not_finite, "finite"),
+    ] {
+        if let Some(i) = first(v, test) {
+            return Err(format!("tensor `{name}` holds {} at row {}; its values must be {what}", v[i], i / per_row));
+        }
+    }
+    if let Some(i) = emb.and_then(|e| e.par_iter().position_first(|x| !x.is_finite())) {
+        return Err(format!("tensor `items.embeddings` holds {} at row {}; its values must be finite", emb.unwrap_or_default()[i], i / d));
+    }
+    Ok(())
 }

@@ -3,11 +3,13 @@
 //! * [`format`] reads and writes the safetensors file (`*.silica`).
 //! * [`build`] turns vectors + attributes into an [`Index`] (k-means, int8, Bloom, CSR).
 //! * [`npy`], [`attributes`] read the inputs; [`bloom`] is the Bloom hashing spec;
-//!   [`quantize`] is the int8 rule shared by items, centroids and queries.
+//!   [`quantize`] is the int8 rule shared by items, centroids and queries; [`finite`]
+//!   the value ranges every stored or queried vector must respect.
 
 pub mod attributes;
 pub mod bloom;
 pub mod build;
+pub mod finite;
 pub mod format;
 pub mod kmeans;
 pub mod npy;

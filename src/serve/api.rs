@@ -136,8 +136,8 @@ pub fn parse_search(body: &[u8], ctx: &SearchContext) -> Result<ParsedSearch, Ap
         if r.len() != ctx.dim {
             return Err(ApiError::bad(name, format!("has {} values; the index dimension is {}", r.len(), ctx.dim)));
         }
-        if let Some(j) = r.iter().position(|x| !x.is_finite()) {
-            return Err(ApiError::bad(format!("{name}[{j}]"), "is not finite (NaN, Inf or beyond the f32 range)"));
+        if let Err(f) = crate::model::finite::check_vector(r, false) {
+            return Err(ApiError::bad(f.col.map(|j| format!("{name}[{j}]")).unwrap_or(name), f.reason));
         }
         queries.extend_from_slice(r);
     }
@@ -194,7 +194,7 @@ pub fn parse_search(body: &[u8], ctx: &SearchContext) -> Result<ParsedSearch, Ap
     {
         return Err(ApiError::bad("k0", format!("{k0} is out of range k..={MAX_K0} (k = {k})")));
     }
-    let reranks = !matches!(rerank, RerankMode::None) && !(rerank == RerankMode::Auto && !ctx.has_embeddings);
+    let reranks = rerank != RerankMode::None && (rerank != RerankMode::Auto || ctx.has_embeddings);
     let k0 = b.k0.unwrap_or(if reranks { (4 * k).max(64) } else { k });
     if rows.len() * k0 > MAX_CANDIDATES {
         return Err(ApiError::bad(
@@ -308,6 +308,10 @@ async fn search(State(s): S, b: Result<Bytes, BytesRejection>) -> Response {
         let (tx, rx) = oneshot::channel();
         s.batcher.send(Job { search: parsed, reply: tx, enqueued: Instant::now() }).map_err(|_| ApiError::unavailable("the search executor has stopped"))?;
         let (version, mut results) = rx.await.map_err(|_| ApiError::internal("the search batch failed"))??;
+        // Inputs are range-checked so scores are finite; never let a NaN/Inf (JSON null) out.
+        if let Some(i) = results.iter().position(|r| r.scores.iter().any(|s| !s.is_finite())) {
+            return Err(ApiError::internal(format!("query {i} produced a non-finite score (check the rerank model)")));
+        }
         let out = if single {
             let r = results.pop().ok_or_else(|| ApiError::internal("no result"))?;
             json!({"version": version, "rows": r.rows, "ids": r.ids, "scores": r.scores})

@@ -72,7 +72,8 @@ impl From<Error> for ApiError {
         match e {
             Error::Param { name, .. } => ApiError::bad(name, msg),
             Error::Dimension { .. } => ApiError::bad("vector", msg),
-            Error::NonFinite { col, .. } => ApiError::bad(format!("vector[{col}]"), msg),
+            Error::NonFinite { col, .. } | Error::OutOfRange { col: Some(col), .. } => ApiError::bad(format!("vector[{col}]"), msg),
+            Error::OutOfRange { col: None, .. } => ApiError::bad("vector", msg),
             Error::Filter(_) => ApiError::bad("filter", msg),
             _ => ApiError::internal(msg),
         }

@@ -46,6 +46,10 @@ pub struct Config {
     pub compact_threshold: Option<usize>,
     /// Tokio worker threads (`None`: one per core).
     pub threads: Option<usize>,
+    /// `--wal-recover`: see [`state::Options::wal_recover`].
+    pub wal_recover: bool,
+    /// Check the artifact's checksums at start (`--no-verify`: false).
+    pub verify: bool,
 }
 
 /// Load the index (replaying its log), bind, print `listening on http://ADDR` on stdout and
@@ -54,7 +58,7 @@ pub fn run(cfg: Config) -> Result<()> {
     if cfg.max_batch == 0 {
         return Err(Error::param("max-batch", "must be at least 1"));
     }
-    let store = state::Store::open(&cfg.index, state::Options { backend: cfg.backend.clone(), compact_threshold: cfg.compact_threshold })?;
+    let store = state::Store::open(&cfg.index, state::Options { backend: cfg.backend.clone(), compact_threshold: cfg.compact_threshold, wal_recover: cfg.wal_recover, verify: cfg.verify })?;
     let shared = store.shared();
     let s = store.stats();
     log::info!("loaded {}: {} items ({} fresh), version {}", cfg.index.display(), s.items, s.fresh_live, s.version);
@@ -107,6 +111,6 @@ async fn shutdown() {
 /// `silica compact`: lock the artifact, replay its log, fold everything into a new
 /// artifact written atomically, and start an empty log. Fails while a server holds it.
 pub fn compact(index: &std::path::Path) -> Result<state::CompactReport> {
-    let mut store = state::Store::open(index, state::Options { backend: "cpu".into(), compact_threshold: Some(0) })?;
+    let mut store = state::Store::open(index, state::Options { backend: "cpu".into(), compact_threshold: Some(0), wal_recover: false, verify: true })?;
     store.compact()
 }

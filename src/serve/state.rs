@@ -95,6 +95,11 @@ pub struct Options {
     pub backend: String,
     /// Fresh rows + dead main rows that trigger compaction; `None`: max(2048, N/32); 0: never.
     pub compact_threshold: Option<usize>,
+    /// Start from the records before a damaged log record, moving the log aside
+    /// (`--wal-recover`; see [`wal::open_with`]); without it such a log refuses to start.
+    pub wal_recover: bool,
+    /// Check the artifact's checksums when loading it (value checks always run).
+    pub verify: bool,
 }
 
 /// Everything that depends on the loaded artifact (replaced by compaction).
@@ -268,9 +273,9 @@ impl Store {
         remove_stale_temps(path);
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let hash = wal::artifact_hash(&bytes);
-        let index = format::from_bytes(&bytes, path)?;
+        let index = format::from_bytes_with(&bytes, path, if opts.verify { format::Verify::Checksums } else { format::Verify::Skip })?;
         drop(bytes);
-        let opened = wal::open(path, hash)?;
+        let opened = wal::open_with(path, hash, opts.wal_recover)?;
         let threshold = opts.compact_threshold.unwrap_or_else(|| default_threshold(index.len()));
         let seg = Segments::new(index, &opts.backend)?;
         let snap = Arc::new(ArcSwap::from_pointee(Snapshot {

@@ -100,7 +100,8 @@ pub fn check_attrs<D: Dictionary + ?Sized>(attrs: &BTreeMap<String, Value>, dict
     Ok(out)
 }
 
-/// All static checks of one item: id, dimension, finite values (cosine: non-zero norm),
+/// All static checks of one item: id, dimension, values in range ([`crate::model::finite`];
+/// cosine: non-zero norm),
 /// attributes, features. `path` names the item (`items[3]`).
 pub fn check_item<D: Dictionary + ?Sized>(item: &Item, ctx: &Context<'_, D>, path: &str) -> Result<Checked, ApiError> {
     check_id(&item.id, &format!("{path}.id"))?;
@@ -110,8 +111,8 @@ pub fn check_item<D: Dictionary + ?Sized>(item: &Item, ctx: &Context<'_, D>, pat
             format!("has {} values; the index dimension is {}", item.vector.len(), ctx.dim),
         ));
     }
-    if let Some(i) = item.vector.iter().position(|x| !x.is_finite()) {
-        return Err(ApiError::bad(format!("{path}.vector[{i}]"), "is not finite (NaN, Inf or beyond the f32 range)"));
+    if let Err(f) = crate::model::finite::check_vector(&item.vector, ctx.metric == Metric::Ip) {
+        return Err(ApiError::bad(f.col.map(|j| format!("{path}.vector[{j}]")).unwrap_or_else(|| format!("{path}.vector")), f.reason));
     }
     let mut vector = item.vector.clone();
     if ctx.metric == Metric::Cosine {

@@ -10,8 +10,13 @@
 //!
 //! * Append: records are written, then `fdatasync`ed once per group before any of them is
 //!   acknowledged ([`Wal::append`] + [`Wal::sync`]).
-//! * Replay: records are read up to the first short or corrupt record (a torn tail from a
-//!   crash mid-write); the file is truncated there, with a warning, never an error.
+//! * Replay: records are read up to the first short or corrupt record. When nothing after
+//!   it parses as a record (a torn tail from a crash mid-write: only the final record is
+//!   damaged) the file is truncated there, with a warning. When a valid record follows the
+//!   damage, acknowledged batches would be lost: [`open`] refuses with
+//!   [`Error::WalCorrupt`] (byte offset, records after it) unless asked to recover, which
+//!   moves the log aside to `I.silica.wal.damaged-<offset>` (never deleted) and keeps the
+//!   records before the damage.
 //! * Compaction ([`begin_rotation`], [`finish_rotation`]): the new log `I.silica.wal.next`
 //!   (header = hash of the new artifact, then the records logged after the state that was
 //!   compacted, which may still be running) is written before the artifact is renamed into
@@ -118,6 +123,8 @@ pub struct Opened {
     pub records: Vec<Vec<u8>>,
     /// Bytes of torn tail discarded (0 when the log ended cleanly).
     pub truncated: u64,
+    /// Where a damaged log was moved by `recover` (None when it was intact or only torn).
+    pub moved_aside: Option<PathBuf>,
     /// Update batches acknowledged before the artifact was written (see the module docs):
     /// the version of the state the log's first record applies to.
     pub base_version: u64,
@@ -127,8 +134,22 @@ pub struct Opened {
 /// or discard an interrupted rotation; read its records, truncating a torn tail.
 ///
 /// Errors: a log that belongs to another artifact (named with both hashes: moving the log
-/// away starts the server without its updates), I/O errors.
+/// away starts the server without its updates), a damaged record followed by intact ones
+/// ([`Error::WalCorrupt`]; see [`open_with`]), I/O errors.
 pub fn open(index: &Path, hash: u64) -> Result<Opened> {
+    open_with(index, hash, false)
+}
+
+/// Path a damaged log is moved to by recovery: `I.silica.wal.damaged-<offset>` (a suffix
+/// `.1`, `.2`, ... when that name is taken, so no earlier copy is overwritten).
+fn aside_path(path: &Path, offset: u64) -> PathBuf {
+    let base = with_suffix(path, &format!(".damaged-{offset}"));
+    (0..).map(|i| if i == 0 { base.clone() } else { with_suffix(&base, &format!(".{i}")) }).find(|p| !p.exists()).expect("a free name")
+}
+
+/// [`open`]; with `recover`, a log damaged before its final record is moved aside (see the
+/// module docs) and a new log holding the records before the damage takes its place.
+pub fn open_with(index: &Path, hash: u64, recover: bool) -> Result<Opened> {
     let path = wal_path(index);
     let next = with_suffix(index, ".wal.next");
     let next_matches = next.exists() && read_header(&next).map(|h| h.hash == hash).unwrap_or(false);
@@ -166,7 +187,30 @@ pub fn open(index: &Path, hash: u64) -> Result<Opened> {
     let mut file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(|e| Error::io(&path, e))?;
-    let (records, end) = parse_records(&bytes[head.len.min(bytes.len())..]);
+    let body = &bytes[head.len.min(bytes.len())..];
+    let (records, end) = parse_records(body);
+    if let Some(next) = next_record(body, end + 1) {
+        let offset = (head.len + end) as u64;
+        let after = parse_records(&body[next..]).0.len();
+        if !recover {
+            return Err(Error::WalCorrupt { path, offset, before: records.len(), after });
+        }
+        let aside = aside_path(&path, offset);
+        std::fs::rename(&path, &aside).map_err(|e| Error::io(&aside, e))?;
+        let mut fresh = header(head.hash, head.base_version).to_vec();
+        records.iter().for_each(|r| fresh.extend_from_slice(&frame(r)));
+        crate::model::format::write_atomic(&path, &fresh)?;
+        sync_dir(&path)?;
+        log::warn!(
+            "{}: damaged record at byte {offset}; moved the log to {} ({after} records after the damage are not replayed) and kept the {} records before it",
+            path.display(),
+            aside.display(),
+            records.len()
+        );
+        let mut o = open_with(index, hash, false)?;
+        o.moved_aside = Some(aside);
+        return Ok(o);
+    }
     let end = (head.len + end) as u64;
     let truncated = bytes.len() as u64 - end;
     if truncated > 0 {
@@ -176,25 +220,33 @@ pub fn open(index: &Path, hash: u64) -> Result<Opened> {
     }
     use std::io::Seek;
     file.seek(std::io::SeekFrom::Start(end)).map_err(|e| Error::io(&path, e))?;
-    Ok(Opened { wal: Wal { path, file, len: end, header_len: head.len as u64 }, records, truncated, base_version: head.base_version })
+    Ok(Opened { wal: Wal { path, file, len: end, header_len: head.len as u64 }, records, truncated, moved_aside: None, base_version: head.base_version })
+}
+
+/// The record at `at`, when one with a valid crc and a non-empty payload starts there: its
+/// total length. (A batch is never empty, and 8 zero bytes, as a crash can leave after the
+/// last write, would frame a "valid" empty record.)
+fn record_at(body: &[u8], at: usize) -> Option<usize> {
+    let head = body.get(at..at + 8)?;
+    let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
+    let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+    let payload = body.get(at + 8..(at + 8).checked_add(len as usize)?)?;
+    (len > 0 && len <= MAX_RECORD && crc32fast::hash(payload) == crc).then_some(8 + len as usize)
+}
+
+/// First offset >= `from` where a record starts: evidence that the damage before it is
+/// not a torn tail.
+fn next_record(body: &[u8], from: usize) -> Option<usize> {
+    (from..body.len().saturating_sub(8)).find(|&at| record_at(body, at).is_some())
 }
 
 /// Records of a log body and the byte length of the valid prefix.
 pub fn parse_records(body: &[u8]) -> (Vec<Vec<u8>>, usize) {
     let mut out = Vec::new();
     let mut at = 0usize;
-    while body.len() - at >= 8 {
-        let len = u32::from_le_bytes(body[at..at + 4].try_into().expect("4 bytes"));
-        let crc = u32::from_le_bytes(body[at + 4..at + 8].try_into().expect("4 bytes"));
-        if len > MAX_RECORD || body.len() - at - 8 < len as usize {
-            break;
-        }
-        let payload = &body[at + 8..at + 8 + len as usize];
-        if crc32fast::hash(payload) != crc {
-            break;
-        }
-        out.push(payload.to_vec());
-        at += 8 + len as usize;
+    while let Some(n) = record_at(body, at) {
+        out.push(body[at + 8..at + n].to_vec());
+        at += n;
     }
     (out, at)
 }
@@ -211,6 +263,9 @@ pub fn frame(payload: &[u8]) -> Vec<u8> {
 impl Wal {
     /// Write one record (not yet durable: call [`Wal::sync`] before acknowledging it).
     pub fn append(&mut self, payload: &[u8]) -> Result<()> {
+        if payload.is_empty() {
+            return Err(Error::param("body", "an empty update batch cannot be logged"));
+        }
         if payload.len() > MAX_RECORD as usize {
             return Err(Error::param("body", format!("update batch of {} bytes exceeds the log's record limit", payload.len())));
         }
@@ -297,7 +352,7 @@ mod tests {
         let ix = dir.path().join("i.silica");
         let mut o = open(&ix, 7).unwrap();
         assert!(o.records.is_empty() && o.wal.is_empty());
-        let payloads: Vec<Vec<u8>> = vec![b"{}".to_vec(), vec![], vec![0xAB; 1000]];
+        let payloads: Vec<Vec<u8>> = vec![b"{}".to_vec(), vec![0x20], vec![0xAB; 1000]];
         for p in &payloads {
             o.wal.append(p).unwrap();
         }
@@ -309,7 +364,7 @@ mod tests {
         assert_eq!(o.truncated, 0);
         drop(o);
         // Every possible torn tail: the valid prefix survives, the rest is cut, no error.
-        let cuts = [HEADER + 3, HEADER + 10, HEADER + 10 + 8, full.len() - 1];
+        let cuts = [HEADER + 3, HEADER + 10, HEADER + 10 + 9, full.len() - 1];
         for cut in cuts {
             std::fs::write(wal_path(&ix), &full[..cut]).unwrap();
             let o = open(&ix, 7).unwrap();
@@ -386,6 +441,92 @@ mod tests {
         broken[17] ^= 1;
         std::fs::write(wal_path(&ix), &broken).unwrap();
         assert!(open(&ix, 5).is_err());
+    }
+
+    /// A log of `n` random JSON-ish records; returns the payloads and each record's offset.
+    fn random_log(ix: &Path, seed: u64, n: usize) -> (Vec<Vec<u8>>, Vec<usize>) {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut o = open(ix, 9).unwrap();
+        let payloads: Vec<Vec<u8>> = (0..n).map(|_| (0..rng.random_range(1..300)).map(|_| rng.random_range(b' '..=b'~')).collect()).collect();
+        let mut offsets = Vec::new();
+        let mut at = HEADER;
+        for p in &payloads {
+            offsets.push(at);
+            at += 8 + p.len();
+            o.wal.append(p).unwrap();
+        }
+        o.wal.sync().unwrap();
+        (payloads, offsets)
+    }
+
+    #[test]
+    fn damage_before_the_last_record_is_refused_not_truncated() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for trial in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let ix = dir.path().join("i.silica");
+            let n = rng.random_range(2..12);
+            let (payloads, offsets) = random_log(&ix, trial, n);
+            let good = std::fs::read(wal_path(&ix)).unwrap();
+            // Flip one bit anywhere in record j (< n - 1): its length, crc or payload.
+            let j = rng.random_range(0..n - 1);
+            let end = offsets[j] + 8 + payloads[j].len();
+            let mut bad = good.clone();
+            let at = rng.random_range(offsets[j]..end);
+            bad[at] ^= 1 << rng.random_range(0..8);
+            std::fs::write(wal_path(&ix), &bad).unwrap();
+            match open(&ix, 9) {
+                Err(e @ Error::WalCorrupt { offset, before, after, .. }) => {
+                    assert_eq!((offset, before, after), (offsets[j] as u64, j, n - 1 - j), "trial {trial}");
+                    let msg = e.to_string();
+                    assert!(msg.contains(&format!("byte offset {}", offsets[j])) && msg.contains("--wal-recover"), "{msg}");
+                }
+                Err(e) => panic!("trial {trial}: wrong error {e}"),
+                Ok(_) => panic!("trial {trial}: a damaged middle record was accepted"),
+            }
+            assert_eq!(std::fs::read(wal_path(&ix)).unwrap(), bad, "a refused log is left untouched");
+            // Recovery: the damaged log is moved aside byte for byte, the prefix is kept.
+            let o = open_with(&ix, 9, true).unwrap();
+            assert_eq!(o.records, payloads[..j].to_vec());
+            let aside = o.moved_aside.clone().unwrap();
+            assert_eq!(aside, with_suffix(&wal_path(&ix), &format!(".damaged-{}", offsets[j])));
+            assert_eq!(std::fs::read(&aside).unwrap(), bad);
+            drop(o);
+            let o = open(&ix, 9).unwrap();
+            assert_eq!((o.records.len(), o.truncated, o.moved_aside.is_none()), (j, 0, true), "the recovered log is clean");
+        }
+    }
+
+    #[test]
+    fn damage_in_the_final_record_is_cut() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+        for trial in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let ix = dir.path().join("i.silica");
+            let n = rng.random_range(1..8);
+            let (payloads, offsets) = random_log(&ix, 100 + trial, n);
+            let mut bytes = std::fs::read(wal_path(&ix)).unwrap();
+            let last = offsets[n - 1];
+            if trial % 2 == 0 {
+                let at = rng.random_range(last..bytes.len());
+                bytes[at] ^= 1 << rng.random_range(0..8);
+            } else {
+                bytes.truncate(rng.random_range(last + 1..bytes.len()));
+            }
+            std::fs::write(wal_path(&ix), &bytes).unwrap();
+            let o = open(&ix, 9).unwrap();
+            assert_eq!(o.records, payloads[..n - 1].to_vec(), "trial {trial}");
+            assert_eq!((o.wal.len(), o.moved_aside.is_none()), (last as u64, true));
+            // Zeros after the last record (a crash can leave them) are a torn tail too.
+            drop(o);
+            let mut z = std::fs::read(wal_path(&ix)).unwrap();
+            z.extend_from_slice(&[0u8; 64]);
+            std::fs::write(wal_path(&ix), &z).unwrap();
+            assert_eq!(open(&ix, 9).unwrap().records.len(), n - 1);
+        }
     }
 
     #[test]
