@@ -30,7 +30,7 @@ pub const ITEMS_PER_CENTRE: usize = 256;
 /// Noise norm of a centre around its group centre.
 pub const CENTRE_SPREAD: f32 = 0.8;
 /// Noise norm of an item around its centre.
-pub const ITEM_SPREAD: f32 = 1.0;
+pub const ITEM_SPREAD: f32 = 1.5;
 /// Noise norm of a query around the item it is drawn near.
 pub const QUERY_SPREAD: f32 = 0.3;
 

@@ -151,8 +151,9 @@ impl<'a> Chooser<'a> {
         let mut best: Option<(f64, Attempt)> = None;
         for a in 0..ATTEMPTS {
             let Some(at) = self.attempt(list[(query + a) % list.len()], target, (lo, hi), near, &mut rng) else { continue };
-            let miss = (at.pass.len().max(1) as f64 / (target * n as f64)).ln().abs();
             let ok = (lo..=hi).contains(&at.pass.len());
+            // In band first, then the closest in log ratio; an empty filter last.
+            let miss = if ok { 0.0 } else if at.pass.is_empty() { f64::INFINITY } else { (at.pass.len() as f64 / (target * n as f64)).ln().abs() };
             if best.as_ref().is_none_or(|b| miss < b.0) {
                 best = Some((miss, at));
             }
