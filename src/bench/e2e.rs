@@ -257,8 +257,8 @@ pub fn run(p: &E2eParams) -> Result<E2eReport> {
             let m = measure(&*search, &queries, &filters, d, b, &params, budget, p.iters)?;
             let mut violations = 0;
             let mut recall_sum = 0.0;
-            for i in 0..p.queries {
-                let (r, v) = truth::recall(&index, qrow(i), &fs[i].0, truths[class].get(i).map_or(&[][..], |t| t), &m.results[i], p.k, &sorted_of);
+            for (i, (f, res)) in fs.iter().zip(&m.results).enumerate() {
+                let (r, v) = truth::recall(&index, qrow(i), &f.0, truths[class].get(i).map_or(&[][..], |t| t), res, p.k, &sorted_of);
                 violations += v;
                 if i < sample {
                     recall_sum += r;
