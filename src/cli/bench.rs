@@ -141,7 +141,7 @@ fn generate(spec: SynthSpec, quiet: bool) -> Result<(Synth, f64)> {
 /// Flags a mode does not use (given ones are an error naming them).
 fn unused(mode: &str, given: &[(&str, bool)]) -> Result<()> {
     match given.iter().find(|g| g.1) {
-        Some((flag, _)) => bail!(silica::Error::param(flag, format!("--{flag} is not used by {mode}"))),
+        Some((flag, _)) => bail!(silica::Error::param(flag, format!("--{flag} cannot be used with {mode}"))),
         None => Ok(()),
     }
 }
