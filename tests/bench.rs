@@ -306,3 +306,66 @@ fn ratios_keep_two_significant_digits() {
     assert_eq!(suite::fmt_ratio(3.214), "3.21x");
     assert_eq!(suite::fmt_ratio(12.5), "12.50x");
 }
+
+#[test]
+fn e2e_suite_meets_its_bands_recall_and_timings_on_a_small_catalog() {
+    use silica::bench::e2e::{self, E2eParams, filters::{CLASSES, band}};
+    // nprobe 64 of 512 lists: the unfiltered and 20% classes reach recall 0.95 here (at
+    // nprobe 32 the 20% class drops to ~0.83: its true neighbours lie beyond the probed lists).
+    let p = E2eParams { n: 20_000, queries: 64, nprobe: 64, batches: vec![16, 5], time_budget_s: Some(0.05), ..Default::default() };
+    let r = e2e::run(&p).unwrap();
+    assert_eq!(r.classes.len(), CLASSES.len() * p.batches.len());
+    assert_eq!((r.n, r.dim, r.k, r.recall_sample, r.backend.as_str()), (p.n, p.dim, 10, 64, "cpu"));
+    assert!(r.gen_s > 0.0 && r.build_s > 0.0 && r.truth_s > 0.0);
+    for (i, c) in r.classes.iter().enumerate() {
+        let (name, target) = CLASSES[i / p.batches.len()];
+        assert_eq!((c.class.as_str(), c.batch), (name, p.batches[i % p.batches.len()]));
+        // Filters pass fractions in the class's band [t/2, 2t]; at N = 20k the 0.01% band
+        // is 1-4 items, so a few queries may fall just outside it (within [t/4, 4t]).
+        let (lo, hi) = band(target, p.n);
+        let (lo, hi) = if name == "none" { (1.0, 1.0) } else { (lo as f64 / p.n as f64, hi as f64 / p.n as f64) };
+        assert!(c.in_band >= 0.95, "{name}: {c:?}");
+        assert!(c.pass_fraction >= lo && c.pass_fraction <= hi, "{name}: {c:?}");
+        assert!(c.pass_fraction_min >= lo / 2.0 && c.pass_fraction_max <= 2.0 * hi, "{name}: {c:?}");
+        assert!(c.recall >= 0.95, "{name} B={}: recall {}", c.batch, c.recall);
+        assert_eq!(c.violations, 0, "{name}");
+        assert!(c.qps > 0.0 && c.host_ms_p50 > 0.0 && c.host_ms_p99 >= c.host_ms_p50, "{c:?}");
+        assert!(c.device_ms_p50 > 0.0 && c.device_ms_p99 >= c.device_ms_p50, "{c:?}");
+        assert!(c.iterations >= e2e::MIN_ITERS && (0.0..=1.0).contains(&c.candidate_share));
+        assert_eq!(c.clock, "host", "the CPU backend has no device clock");
+        if name == "none" {
+            assert!((c.qps_ratio - 1.0).abs() < 1e-12 && c.example_filter.is_empty());
+        } else {
+            assert!(c.qps_ratio > 0.0 && !c.example_filter.is_empty());
+        }
+    }
+    // Selective classes go over compacted candidates; the unfiltered one never does.
+    assert_eq!(r.classes[0].candidate_share, 0.0);
+    assert!(r.classes.last().unwrap().candidate_share > 0.5, "{:?}", r.classes.last());
+    // Deterministic for a seed: the same filters again.
+    let again = e2e::run(&E2eParams { batches: vec![16], iters: Some(1), ..p.clone() }).unwrap();
+    for (a, b) in again.classes.iter().zip(r.classes.iter().step_by(p.batches.len())) {
+        assert_eq!((&a.example_filter, a.pass_fraction), (&b.example_filter, b.pass_fraction));
+    }
+}
+
+#[test]
+fn e2e_suite_rejects_bad_settings_by_flag() {
+    use silica::bench::e2e::{self, E2eParams};
+    let bad = [
+        (E2eParams { n: 0, ..Default::default() }, "n"),
+        (E2eParams { batches: vec![16, 0], ..Default::default() }, "batch"),
+        (E2eParams { batches: vec![], ..Default::default() }, "batch"),
+        (E2eParams { n: 1000, nprobe: 200, ..Default::default() }, "nprobe"),
+        (E2eParams { queries: 0, ..Default::default() }, "queries"),
+        (E2eParams { k: 0, ..Default::default() }, "k"),
+        (E2eParams { n: 100, nlist: Some(101), ..Default::default() }, "nlist"),
+        (E2eParams { time_budget_s: Some(f64::NAN), ..Default::default() }, "time-budget"),
+    ];
+    for (p, flag) in bad {
+        match e2e::run(&p) {
+            Err(Error::Param { name, .. }) => assert_eq!(name, flag, "{p:?}"),
+            other => panic!("{p:?}: expected a parameter error naming {flag}, got {:?}", other.map(|_| ())),
+        }
+    }
+}

@@ -6,12 +6,14 @@
 //!   through [`Backend::timed`], else the host clock), QPS, bandwidth, recall.
 //! * [`metrics`]: unique bytes per stage, exact recall@k, percentiles.
 //! * [`suite`]: the DESIGN.md peer table (`--suite peer`).
+//! * [`e2e`]: end to end through the executor on a built, filtered catalog (`--suite e2e`).
 //!
 //! A backend joins by one arm in [`with_backend`] (behind its cargo feature); to be timed
 //! on the device clock it implements [`Backend::timed`], and for the given-probe rows
 //! [`Backend::upload_probes`].
 
 pub mod data;
+pub mod e2e;
 pub mod metrics;
 pub mod run;
 pub mod suite;

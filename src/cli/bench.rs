@@ -14,6 +14,10 @@ pub enum Suite {
     /// The five rows of DESIGN.md's peer table (N=20M, D=128, 4096 lists, random probes,
     /// k0=2048; Bloom search), each with the peer's figure and the ratio.
     Peer,
+    /// End to end through the executor on a built catalog (k-means index, Zipf attributes,
+    /// filter classes none / 20% / 1% / 0.1% / 0.01%): QPS, host and device latency,
+    /// recall@k against exact filtered truth, per class and batch size.
+    E2e,
 }
 
 #[derive(Args, Debug)]
@@ -21,7 +25,8 @@ pub enum Suite {
 Examples:
   silica bench --backend cpu --n 1000000 --dim 128 --nlist 1024 --batch 16 --nprobe 32 --k 100 --clustered --recall-sample 16 --json
   silica bench --backend cpu --random-probes --n 20000000 --nlist 4096 --batch 16 --nprobe 32 --k 2048
-  silica bench --backend cpu --suite peer --n 1000000      # scaled-down smoke run of the peer table")]
+  silica bench --backend cpu --suite peer --n 1000000      # scaled-down smoke run of the peer table
+  silica bench --backend cuda --suite e2e --n 5000000 --batch 256,16 --nprobe 32 --json")]
 pub struct BenchArgs {
     /// Compute device.
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "wgpu", "cuda"], env = "SILICA_DEVICE")]
@@ -29,27 +34,30 @@ pub struct BenchArgs {
     /// Print one JSON object (the suite: one object with a `rows` array).
     #[arg(long)]
     pub json: bool,
-    /// Run a preset instead of one workload (`peer`: DESIGN.md's table).
+    /// Run a preset instead of one workload (`peer`: DESIGN.md's table; `e2e`: end to end).
     #[arg(long, value_enum)]
     pub suite: Option<Suite>,
     /// Items N (default 1,000,000; with --suite peer 20,000,000, smaller values scale it down).
     #[arg(long)]
     pub n: Option<usize>,
-    /// Dimension D.
-    #[arg(long, default_value_t = 128, conflicts_with = "suite")]
-    pub dim: usize,
-    /// Inverted lists (equal-sized).
-    #[arg(long, default_value_t = 1024, conflicts_with = "suite")]
-    pub nlist: usize,
-    /// Queries per batch B.
-    #[arg(long, default_value_t = 16, conflicts_with = "suite")]
-    pub batch: usize,
-    /// Lists probed per query.
-    #[arg(long, default_value_t = 32, conflicts_with = "suite")]
-    pub nprobe: usize,
-    /// Results per query (K1; without --rerank also the scan's K0).
-    #[arg(long, conflicts_with = "suite")]
+    /// Dimension D [default: 128].
+    #[arg(long)]
+    pub dim: Option<usize>,
+    /// Inverted lists (equal-sized) [default: 1024; --suite e2e: the builder's, 4·√N rounded to a power of two].
+    #[arg(long)]
+    pub nlist: Option<usize>,
+    /// Queries per batch B [default: 16; --suite e2e: a comma list, 256,16].
+    #[arg(long, value_delimiter = ',')]
+    pub batch: Vec<usize>,
+    /// Lists probed per query [default: 32].
+    #[arg(long)]
+    pub nprobe: Option<usize>,
+    /// Results per query (K1; without --rerank also the scan's K0) [default: 10].
+    #[arg(long)]
     pub k: Option<usize>,
+    /// --suite e2e: query vectors, each searched once per filter class [default: 512].
+    #[arg(long)]
+    pub queries: Option<usize>,
     /// Give every item attributes and every query a filter passing this fraction of items
     /// (the realised fraction, (O/V)^A, is printed).
     #[arg(long, value_name = "FRACTION")]
@@ -74,15 +82,17 @@ pub struct BenchArgs {
     /// Seed of all generated data.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Check recall@k of this many queries against an exact int8 scan over all N.
-    #[arg(long, default_value_t = 0, value_name = "S", conflicts_with = "suite")]
-    pub recall_sample: usize,
-    /// Most measured iterations (batches).
-    #[arg(long, default_value_t = 100)]
-    pub iters: usize,
-    /// Stop measuring after this many seconds (at least 5 iterations run).
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
-    pub time_budget: f64,
+    /// Check recall@k of this many queries against an exact int8 scan over all N [default: 0;
+    /// --suite e2e: every query, against exact filtered truth].
+    #[arg(long, value_name = "S")]
+    pub recall_sample: Option<usize>,
+    /// Most measured iterations (batches) [default: 100; --suite e2e: per class and B, no cap].
+    #[arg(long)]
+    pub iters: Option<usize>,
+    /// Stop measuring after this many seconds (at least 5 iterations run) [default: 10;
+    /// --suite e2e: per class and B, 2 s at N >= 1M, scaled down linearly below].
+    #[arg(long, value_name = "SECONDS")]
+    pub time_budget: Option<f64>,
     /// Untimed passes before measuring (besides one reference pass per batch of the pool).
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
@@ -114,6 +124,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     match a.suite {
         Some(Suite::Peer) => run_suite(&a),
+        Some(Suite::E2e) => run_e2e(&a),
         None => run_single(&a),
     }
 }
@@ -127,7 +138,48 @@ fn generate(spec: SynthSpec, quiet: bool) -> Result<(Synth, f64)> {
     Ok((s, t0.elapsed().as_secs_f64()))
 }
 
+/// Flags a mode does not use (given ones are an error naming them).
+fn unused(mode: &str, given: &[(&str, bool)]) -> Result<()> {
+    match given.iter().find(|g| g.1) {
+        Some((flag, _)) => bail!(silica::Error::param(flag, format!("--{flag} cannot be used with {mode}"))),
+        None => Ok(()),
+    }
+}
+
+fn run_e2e(a: &BenchArgs) -> Result<()> {
+    unused("--suite e2e", &[("filter-pass", a.filter_pass.is_some())])?;
+    let d = bench::e2e::E2eParams::default();
+    let p = bench::e2e::E2eParams {
+        backend: a.backend.clone(),
+        n: a.n.unwrap_or(d.n),
+        dim: a.dim.unwrap_or(d.dim),
+        nlist: a.nlist,
+        nprobe: a.nprobe.unwrap_or(d.nprobe),
+        k: a.k.unwrap_or(d.k),
+        queries: a.queries.unwrap_or(d.queries),
+        batches: if a.batch.is_empty() { d.batches } else { a.batch.clone() },
+        recall_sample: a.recall_sample,
+        time_budget_s: a.time_budget,
+        iters: a.iters,
+        seed: a.seed,
+        progress: !a.json,
+    };
+    let r = bench::e2e::run(&p)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        print!("{}", bench::e2e::table(&r));
+    }
+    Ok(())
+}
+
 fn run_single(a: &BenchArgs) -> Result<()> {
+    unused("a single workload (without --suite e2e)", &[("queries", a.queries.is_some())])?;
+    let batch = match a.batch[..] {
+        [] => 16,
+        [b] => b,
+        _ => bail!(silica::Error::param("batch", "one batch size (a list needs --suite e2e)")),
+    };
     let (k0, k) = match (&a.rerank, a.k) {
         (Some(r), k) => {
             let (k0, k1) = parse_pair("rerank", r)?;
@@ -147,8 +199,8 @@ fn run_single(a: &BenchArgs) -> Result<()> {
     };
     let spec = SynthSpec {
         n: a.n.unwrap_or(1_000_000),
-        dim: a.dim,
-        nlist: a.nlist,
+        dim: a.dim.unwrap_or(128),
+        nlist: a.nlist.unwrap_or(1024),
         seed: a.seed,
         vectors: if a.clustered { Vectors::Clustered { spread: a.spread } } else { Vectors::Random },
         filter,
@@ -157,17 +209,17 @@ fn run_single(a: &BenchArgs) -> Result<()> {
         ids: false,
     };
     let w = Workload {
-        batch: a.batch,
-        nprobe: a.nprobe,
+        batch,
+        nprobe: a.nprobe.unwrap_or(32),
         k,
         k0,
         refine: a.rerank.is_some(),
         probes: if a.random_probes { ProbeSource::Random } else { ProbeSource::Computed },
         filter_only: false,
-        iters: a.iters,
-        time_budget_s: a.time_budget,
+        iters: a.iters.unwrap_or(100),
+        time_budget_s: a.time_budget.unwrap_or(10.0),
         warmup: a.warmup,
-        recall_sample: a.recall_sample,
+        recall_sample: a.recall_sample.unwrap_or(0),
     };
     spec.validate()?;
     w.validate(spec.nlist, spec.embeddings)?;
@@ -183,13 +235,23 @@ fn run_single(a: &BenchArgs) -> Result<()> {
 }
 
 fn run_suite(a: &BenchArgs) -> Result<()> {
+    let flags = [
+        ("dim", a.dim.is_some()),
+        ("nlist", a.nlist.is_some()),
+        ("batch", !a.batch.is_empty()),
+        ("nprobe", a.nprobe.is_some()),
+        ("k", a.k.is_some()),
+        ("queries", a.queries.is_some()),
+        ("recall-sample", a.recall_sample.is_some()),
+    ];
+    unused("--suite peer", &flags)?;
     let p = suite::SuiteParams {
         n: a.n.unwrap_or(suite::PEER_N),
         seed: a.seed,
         filter_pass: a.filter_pass.unwrap_or(0.1),
         bloom_bits: a.bloom_bits,
-        iters: a.iters,
-        time_budget_s: a.time_budget,
+        iters: a.iters.unwrap_or(100),
+        time_budget_s: a.time_budget.unwrap_or(10.0),
         warmup: a.warmup,
     };
     if p.n != suite::PEER_N {

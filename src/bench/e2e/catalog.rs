@@ -1,0 +1,233 @@
+//! A recommender-like catalog for `silica bench --suite e2e`: clustered unit vectors and
+//! Zipf-distributed attributes correlated with the clusters, generated in parallel and
+//! deterministically for a seed (ChaCha8 streams keyed by `(seed, purpose, chunk)`, fixed
+//! chunks of [`CHUNK`] rows, so the thread count does not change a bit).
+//!
+//! * Vectors: `C = max(1, N / ITEMS_PER_CENTRE)` centres in groups of 16 (a centre is its
+//!   unit group centre plus [`CENTRE_SPREAD`] noise, normalized); an item is a uniformly
+//!   chosen centre plus [`ITEM_SPREAD`] noise, normalized (metric ip). Noise norms are
+//!   relative to the unit centre (`spread * z / sqrt(D)`, `z` standard normal).
+//! * Attributes (fields sorted by name, as the JSONL reader makes them): `age_rating`
+//!   (5 values), `country` (200), `id` (one per item), `lang` (60), `status` (`active`
+//!   95%, `blocked` 5%), `tags` (multi-valued, 1-6 of 20,000). Country and tags are drawn
+//!   half from a global Zipf law and half from a cluster-local one (a Zipf law over a
+//!   per-centre rotation of the values), so that a filter's passing items are not spread
+//!   evenly over the vector space; `lang` is mostly the country's language.
+
+use crate::error::{Error, Result};
+use crate::model::attributes::AttributeTable;
+use crate::model::npy::Matrix;
+use crate::model::{Attributes, FieldSchema, Schema};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal, Zipf};
+use rayon::prelude::*;
+
+/// Rows per generation chunk (one ChaCha8 stream each). Fixed: determinism depends on it.
+pub const CHUNK: usize = 4096;
+/// Items per mixture centre (on average).
+pub const ITEMS_PER_CENTRE: usize = 256;
+/// Noise norm of a centre around its group centre.
+pub const CENTRE_SPREAD: f32 = 0.8;
+/// Noise norm of an item around its centre.
+pub const ITEM_SPREAD: f32 = 1.5;
+/// Noise norm of a query around the item it is drawn near.
+pub const QUERY_SPREAD: f32 = 0.3;
+
+pub const COUNTRIES: usize = 200;
+pub const LANGS: usize = 60;
+pub const TAGS: usize = 20_000;
+/// `age_rating` values in dictionary (sorted) order, with their probabilities.
+pub const AGE_RATINGS: [(&str, f64); 5] = [("G", 0.30), ("NC-17", 0.05), ("PG", 0.30), ("PG-13", 0.20), ("R", 0.15)];
+/// Share of `status = "blocked"` items.
+pub const BLOCKED: f64 = 0.05;
+
+const GROUPS: u64 = 1;
+const CENTRES: u64 = 2;
+const ITEMS: u64 = 3;
+const QUERIES: u64 = 4;
+
+fn stream(seed: u64, purpose: u64, index: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xe2e0_0000);
+    rng.set_stream(purpose << 48 | index);
+    rng
+}
+
+/// `out = normalize(c + spread * z / sqrt(D))`.
+fn around(rng: &mut ChaCha8Rng, c: &[f32], spread: f32, out: &mut [f32]) {
+    let s = spread / (c.len() as f32).sqrt();
+    for (o, &m) in out.iter_mut().zip(c) {
+        let z: f32 = rng.sample(StandardNormal);
+        *o = m + s * z;
+    }
+    let norm = out.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        out.iter_mut().for_each(|v| *v /= norm);
+    }
+}
+
+/// A generated catalog in source-row order (what `silica build` would read).
+pub struct Catalog {
+    /// `[N, D]` unit vectors.
+    pub vectors: Matrix,
+    pub table: AttributeTable,
+}
+
+struct Centre {
+    v: Vec<f32>,
+    country_shift: usize,
+    tag_shift: usize,
+}
+
+/// Global value-id bases of the fields, in name order.
+struct Bases {
+    age: u32,
+    country: u32,
+    id: u32,
+    lang: u32,
+    status: u32,
+    tags: u32,
+}
+
+impl Bases {
+    fn new(n: usize) -> Bases {
+        let age = 0u32;
+        let country = age + AGE_RATINGS.len() as u32;
+        let id = country + COUNTRIES as u32;
+        let lang = id + n as u32;
+        let status = lang + LANGS as u32;
+        Bases { age, country, id, lang, status, tags: status + 2 }
+    }
+}
+
+/// The language most items of a country speak: popular countries map to popular languages.
+fn main_lang(country: usize) -> usize {
+    country * LANGS / COUNTRIES
+}
+
+fn zipf(n: usize, s: f64) -> Zipf<f64> {
+    Zipf::new(n as f64, s).expect("n >= 1 and s > 0")
+}
+
+/// Generate `n x dim` items with attributes for `seed`. Errors: `n` or `dim` of 0, `n`
+/// beyond the u32 row range.
+pub fn generate(n: usize, dim: usize, seed: u64) -> Result<Catalog> {
+    if n == 0 {
+        return Err(Error::param("n", "must be at least 1"));
+    }
+    if n > (u32::MAX as usize) / 2 {
+        return Err(Error::param("n", format!("{n} exceeds the u32 row range")));
+    }
+    if dim == 0 {
+        return Err(Error::param("dim", "must be at least 1"));
+    }
+    let c = (n / ITEMS_PER_CENTRE).max(1);
+    let g = (c / 16).max(1);
+    let zero = vec![0f32; dim];
+    let groups: Vec<Vec<f32>> = (0..g)
+        .into_par_iter()
+        .map(|i| {
+            let mut v = vec![0f32; dim];
+            around(&mut stream(seed, GROUPS, i as u64), &zero, (dim as f32).sqrt(), &mut v);
+            v
+        })
+        .collect();
+    let centres: Vec<Centre> = (0..c)
+        .into_par_iter()
+        .map(|j| {
+            let mut rng = stream(seed, CENTRES, j as u64);
+            let mut v = vec![0f32; dim];
+            around(&mut rng, &groups[j % g], CENTRE_SPREAD, &mut v);
+            Centre { v, country_shift: rng.random_range(0..COUNTRIES), tag_shift: rng.random_range(0..TAGS) }
+        })
+        .collect();
+    let b = Bases::new(n);
+    let (zc_global, zc_local) = (zipf(COUNTRIES, 1.0), zipf(COUNTRIES, 1.6));
+    let zl = zipf(LANGS, 1.1);
+    let (zt_global, zt_local) = (zipf(TAGS, 1.05), zipf(TAGS, 1.2));
+    let age_cdf: Vec<f64> = AGE_RATINGS.iter().scan(0.0, |acc, (_, p)| { *acc += p; Some(*acc) }).collect();
+
+    // Per chunk: vectors, attribute values (global ids, sorted per row), values per row.
+    let chunks: Vec<(Vec<f32>, Vec<u32>, Vec<u8>)> = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|ch| {
+            let mut rng = stream(seed, ITEMS, ch as u64);
+            let rows = CHUNK.min(n - ch * CHUNK);
+            let mut vecs = vec![0f32; rows * dim];
+            let mut vals = Vec::with_capacity(rows * 9);
+            let mut lens = Vec::with_capacity(rows);
+            let draw = |rng: &mut ChaCha8Rng, z: &Zipf<f64>| z.sample(rng) as usize - 1;
+            for (i, out) in vecs.chunks_mut(dim).enumerate() {
+                let centre = &centres[rng.random_range(0..c)];
+                around(&mut rng, &centre.v, ITEM_SPREAD, out);
+                let start = vals.len();
+                let u: f64 = rng.random();
+                vals.push(b.age + age_cdf.iter().position(|&p| u < p).unwrap_or(AGE_RATINGS.len() - 1) as u32);
+                let country = if rng.random_bool(0.5) { draw(&mut rng, &zc_global) } else { (draw(&mut rng, &zc_local) + centre.country_shift) % COUNTRIES };
+                vals.push(b.country + country as u32);
+                vals.push(b.id + (ch * CHUNK + i) as u32);
+                let lang = if rng.random_bool(0.7) { main_lang(country) } else { draw(&mut rng, &zl) };
+                vals.push(b.lang + lang as u32);
+                vals.push(b.status + rng.random_bool(BLOCKED) as u32);
+                let tags_start = vals.len();
+                for _ in 0..rng.random_range(1..=6) {
+                    let t = if rng.random_bool(0.4) { draw(&mut rng, &zt_global) } else { (draw(&mut rng, &zt_local) + centre.tag_shift) % TAGS };
+                    vals.push(b.tags + t as u32);
+                }
+                vals[tags_start..].sort_unstable();
+                let mut w = tags_start + 1;
+                for r in tags_start + 1..vals.len() {
+                    if vals[r] != vals[w - 1] {
+                        vals[w] = vals[r];
+                        w += 1;
+                    }
+                }
+                vals.truncate(w);
+                lens.push((vals.len() - start) as u8);
+            }
+            (vecs, vals, lens)
+        })
+        .collect();
+
+    let mut offsets = Vec::with_capacity(n + 1);
+    offsets.push(0u64);
+    for l in chunks.iter().flat_map(|c| c.2.iter()) {
+        offsets.push(offsets.last().copied().unwrap_or(0) + *l as u64);
+    }
+    let values: Vec<u32> = chunks.par_iter().flat_map_iter(|c| c.1.iter().copied()).collect();
+    let data: Vec<f32> = chunks.into_par_iter().flat_map_iter(|c| c.0.into_iter()).collect();
+    let width = (n - 1).to_string().len();
+    let ids: Vec<String> = (0..n).into_par_iter().map(|r| format!("i{r:0width$}")).collect();
+    let names = |prefix: &str, count: usize, w: usize| (0..count).map(|i| format!("{prefix}{i:0w$}")).collect::<Vec<_>>();
+    let field = |name: &str, multi: bool, base: u32, values: Vec<String>| FieldSchema { name: name.into(), multi, base, values };
+    let schema = Schema {
+        fields: vec![
+            field("age_rating", false, b.age, AGE_RATINGS.iter().map(|a| a.0.to_string()).collect()),
+            field("country", false, b.country, names("c", COUNTRIES, 3)),
+            field("id", false, b.id, ids.clone()),
+            field("lang", false, b.lang, names("l", LANGS, 2)),
+            field("status", false, b.status, vec!["active".into(), "blocked".into()]),
+            field("tags", true, b.tags, names("t", TAGS, 5)),
+        ],
+    };
+    let table = AttributeTable { ids, attrs: Attributes { schema, offsets, values }, features: Vec::new(), feature_names: Vec::new() };
+    Ok(Catalog { vectors: Matrix { rows: n, dim, data, was_f16: false }, table })
+}
+
+/// `count` queries `[count, D]`, each a uniformly drawn item plus [`QUERY_SPREAD`] noise,
+/// normalized; also the source row each was drawn near. Per-query streams.
+pub fn queries(cat: &Catalog, count: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
+    let (n, d) = (cat.vectors.rows, cat.vectors.dim);
+    let per: Vec<(Vec<f32>, usize)> = (0..count)
+        .into_par_iter()
+        .map(|i| {
+            let mut rng = stream(seed, QUERIES, i as u64);
+            let src = rng.random_range(0..n);
+            let mut q = vec![0f32; d];
+            around(&mut rng, cat.vectors.row(src), QUERY_SPREAD, &mut q);
+            (q, src)
+        })
+        .collect();
+    let rows = per.iter().map(|p| p.1).collect();
+    (per.into_iter().flat_map(|p| p.0).collect(), rows)
+}
