@@ -131,6 +131,44 @@ __device__ u64 plan_bloom_word(const u32* plan, const u64* planes, u64 words, u6
     return st[0];
 }
 
+// plan_bloom_word for whole-index passes, where most words end up 0 (selective filters)
+// and enough warps are in flight to hide a dependent load: per value, the first two
+// planes are loaded, and the other k - 2 only where those leave bits set. Same result.
+__device__ u64 plan_bloom_word_sparse(const u32* plan, const u64* planes, u64 words, u64 w) {
+    u32 nops = plan[0];
+    if (nops == 0) return ~0ull;
+    u64 st[32];
+    int sp = 0;
+    for (u32 i = 0; i < nops; i++) {
+        u32 op = plan[1 + i];
+        u32 kind = op >> 30;
+        if (kind == OP_TERM) {
+            const u32* t = plan + (op & 0x3fffffffu);
+            u32 nb = t[0], k = t[1];
+            const u32* rows = t + 2;
+            u64 any = 0;
+            for (u32 v = 0; v < nb; v++) {
+                const u32* r = rows + v * k;
+                u64 all = ~0ull;
+                u32 h = 0;
+                if (k >= 2) {
+                    all = __ldg(planes + (u64)r[0] * words + w) & __ldg(planes + (u64)r[1] * words + w);
+                    h = 2;
+                }
+                for (; h < k && all; h++) all &= __ldg(planes + (u64)r[h] * words + w);
+                any |= all;
+            }
+            st[sp++] = any;
+        } else if (kind == OP_NOT) {
+            st[sp - 1] = ~0ull;
+        } else {
+            sp--;
+            st[sp - 1] = kind == OP_AND ? (st[sp - 1] & st[sp]) : (st[sp - 1] | st[sp]);
+        }
+    }
+    return st[0];
+}
+
 __device__ __forceinline__ bool plan_trivial(const u32* plan) { return plan[0] == 0; }
 // Per-query plan offsets carry bit 31 when the plan is trivial (passes everything), so
 // kernels can skip filter work without reading the plan.

@@ -71,8 +71,32 @@ extern "C" __global__ void mask_gather(const u32* __restrict__ lists, u32 nprobe
         mask[off[p] + i] = f[w0 + i] & range_bits(w0 + i, s, e);
 }
 
-// The candidate route's stage 2 (Backend::scan_candidates, for selective filters): per
-// plan j, the Bloom "maybe" rows of the whole index (live, < n) are counted into bloom[j];
+// The candidate route's first look (src/backend/mod.rs sampled_bloom_count): sample[j] +=
+// Bloom "maybe" rows of plan j (live, < n) in the words w = i * every. Grid: (nplans,
+// chunks); block 256; sample zeroed by the caller.
+extern "C" __global__ void cand_sample(const u64* __restrict__ planes, u64 words, u64 n, const u64* __restrict__ live,
+                                       const u32* __restrict__ plan_words, const u32* __restrict__ plan_off, u32 every,
+                                       u32* __restrict__ sample) {
+    const u32 j = blockIdx.x;
+    const u32 off = plan_off[j];
+    const u32* plan = plan_at(plan_words, off);
+    const u64 ns = (words + every - 1) / every;
+    u32 total = 0;
+    for (u64 i = (u64)blockIdx.y * blockDim.x + threadIdx.x; i < ns; i += (u64)gridDim.y * blockDim.x) {
+        const u64 w = i * every;
+        u64 m = range_bits(w, 0, n);
+        if (live) m &= live[w];
+        if (m && !off_trivial(off)) m &= plan_bloom_word(plan, planes, words, w);
+        total += __popcll(m);
+    }
+    for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(FULL_MASK, total, o);
+    if (lane_id() == 0 && total) atomicAdd(sample + j, total);
+}
+
+// The candidate route's stage 2 (Backend::scan_candidates, for selective filters): a plan
+// whose sampled estimate sample[j] * every exceeds 2 * cap (admit_candidates; `all`: the
+// budget covers every row, so all are admitted) is marked bloom[j] = cap + 1 and skipped.
+// Otherwise, per plan j, the Bloom "maybe" rows of the whole index (live, < n) are counted into bloom[j];
 // while bloom[j] <= cap each maybe row is verified exactly (plan_match) and the passing
 // rows are appended, in any order, to rows[j*cap ..] (count in exact[j]). A plan past
 // cap stops early: its query takes the probe path and its rows are never read.
@@ -82,8 +106,13 @@ extern "C" __global__ void mask_gather(const u32* __restrict__ lists, u32 nprobe
 extern "C" __global__ void cand_compact(const u64* __restrict__ planes, u64 words, u64 n, const u64* __restrict__ live,
                                         const u32* __restrict__ plan_words, const u32* __restrict__ plan_off,
                                         const u64* __restrict__ attr_off, const u32* __restrict__ attr_vals, u32 cap,
+                                        const u32* __restrict__ sample, u32 every, u32 all,
                                         u32* __restrict__ bloom, u32* __restrict__ exact, u32* __restrict__ rows) {
     const u32 j = blockIdx.x, lane = lane_id();
+    if (!all && (u64)sample[j] * every > 2ull * cap) {
+        if (blockIdx.y == 0 && threadIdx.x == 0) atomicMax(bloom + j, cap + 1);
+        return;
+    }
     const u32 off = plan_off[j];
     const u32* plan = plan_at(plan_words, off);
     const bool trivial = off_trivial(off);
@@ -96,7 +125,7 @@ extern "C" __global__ void cand_compact(const u64* __restrict__ planes, u64 word
         if (w < words) {
             m = range_bits(w, 0, n);
             if (live) m &= live[w];
-            if (m && !trivial) m &= plan_bloom_word(plan, planes, words, w);
+            if (m && !trivial) m &= plan_bloom_word_sparse(plan, planes, words, w);
         }
         u32 tot = __popcll(m);
         for (int o = 16; o > 0; o >>= 1) tot += __shfl_xor_sync(FULL_MASK, tot, o);

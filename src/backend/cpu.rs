@@ -329,8 +329,9 @@ impl Backend for Cpu {
         Ok(pack(per_query, k0))
     }
 
-    /// Per query: the Bloom "maybe" rows over the whole index in blocks of words
-    /// (stopping once more than `cap`), then exact verification of the rows that would
+    /// Per query: the sampled Bloom count ([`super::admit_candidates`]), the Bloom
+    /// "maybe" rows over the whole index in blocks of words (stopping once more than
+    /// `cap`), then exact verification of the rows that would
     /// enter the top-K0, as [`Backend::scan`] does for a list.
     fn scan_candidates(&self, ix: &Arc<Index>, q: &QueryBatch, plans: &[&Plan], k0: usize, cap: u64) -> Result<(Candidates, Vec<Option<u64>>)> {
         let d = ix.dim;
@@ -342,6 +343,9 @@ impl Backend for Cpu {
             .into_par_iter()
             .map(|b| {
                 let plan = plans[b];
+                if !super::admit_candidates(super::sampled_bloom_count(ix, plan), cap, ix.len() as u64) {
+                    return (Vec::new(), None);
+                }
                 let mut rows: Vec<u32> = Vec::new();
                 let mut block = [0u64; BLOOM_BLOCK];
                 for w0 in (0..ix.bloom.words).step_by(BLOOM_BLOCK) {

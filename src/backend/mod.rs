@@ -198,6 +198,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// filters (DESIGN.md "Selective filters keep recall"), which costs what the filter's
     /// candidates cost instead of probing every list. For each query `q`:
     ///
+    /// 0. a query that [`admit_candidates`] turns away on its sampled Bloom count
+    ///    ([`sampled_bloom_count`]: every [`SAMPLE_EVERY`]-th word) is not counted further
+    ///    (answer `None`), so a broad filter costs a sixteenth of a Bloom pass here;
     /// 1. `bloom[q]` = live rows of the whole index whose Bloom "maybe" bit is set for
     ///    `plans[q]` (what [`Backend::count`] counts; an upper bound of the passing rows);
     /// 2. when `bloom[q] <= cap`: those rows are verified exactly, every passing row is
@@ -213,10 +216,13 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// [`Backend::count`], [`Backend::filter`] over every list and [`Backend::scan`]
     /// (no compaction; correct, at the cost of walking every list's mask).
     fn scan_candidates(&self, ix: &Self::Resident, q: &QueryBatch, plans: &[&Plan], k0: usize, cap: u64) -> Result<(Self::Cands, Vec<Option<u64>>)> {
-        let bloom = self.count(ix, plans)?;
+        let host = self.resident_index(ix);
+        let n = host.len() as u64;
+        let admitted: Vec<bool> = plans.iter().map(|p| admit_candidates(sampled_bloom_count(host, p), cap, n)).collect();
+        let bloom: Vec<u64> = self.count(ix, plans)?.into_iter().zip(&admitted).map(|(c, &a)| if a { c } else { u64::MAX }).collect();
         let nothing = Plan::nothing();
         let eff: Vec<&Plan> = plans.iter().zip(&bloom).map(|(&p, &c)| if c <= cap { p } else { &nothing }).collect();
-        let nl = self.resident_index(ix).nlist();
+        let nl = host.nlist();
         let all = Probes { nprobe: nl, lists: (0..q.len).flat_map(|_| 0..nl as u32).collect() };
         let probes = self.upload_probes(ix, &all)?;
         let mask = self.filter(ix, &eff, &probes)?;
@@ -269,6 +275,28 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn read_cands(&self, c: &Self::Cands) -> Result<Candidates>;
     /// Valid candidates per query `[B]` (the executor's widening decision reads only this).
     fn read_counts(&self, c: &Self::Cands) -> Result<Vec<u32>>;
+}
+
+/// Words between two samples of [`sampled_bloom_count`].
+pub const SAMPLE_EVERY: usize = 16;
+
+/// Live rows whose Bloom "maybe" bit is set for `plan` in the words `w` with
+/// `w % SAMPLE_EVERY == 0` (rows < N only): the planner's first, cheap look at a filter's
+/// selectivity. Every backend computes exactly this number.
+pub fn sampled_bloom_count(ix: &Index, plan: &Plan) -> u64 {
+    let all = 0..ix.len();
+    (0..ix.bloom.words)
+        .step_by(SAMPLE_EVERY)
+        .map(|w| (plan.bloom_word(&ix.bloom, w) & cpu::range_bits(w, &all) & ix.live_word(w)).count_ones() as u64)
+        .sum()
+}
+
+/// Whether [`Backend::scan_candidates`] counts a query further, from its sampled Bloom
+/// count: always when `cap` covers all `n` rows, else when the estimate
+/// `sampled * SAMPLE_EVERY` is at most `2 * cap` (a filter estimated at more than twice
+/// the budget is left to the probe path without a full Bloom pass).
+pub fn admit_candidates(sampled: u64, cap: u64, n: u64) -> bool {
+    cap >= n || sampled.saturating_mul(SAMPLE_EVERY as u64) <= cap.saturating_mul(2)
 }
 
 /// Validate host probes for a batch of `batch` queries over `nlist` lists: `nprobe >= 1`,

@@ -837,7 +837,8 @@ impl Backend for Cuda {
         Ok(out)
     }
 
-    /// `cand_compact` (cuda/filter.cu: Bloom count, early exit past `cap`, exact
+    /// `cand_sample` (the sampled Bloom count) -> `cand_compact` (cuda/filter.cu: the
+    /// admission rule, Bloom count, early exit past `cap`, exact
     /// verification, compaction) -> `cand_score` (cuda/scan.cu: dp4a keys of the
     /// compacted rows) -> `topk_select` over each query's keys; then the Bloom counts are
     /// read back (`4 B` bytes, the planner's one read).
@@ -850,6 +851,7 @@ impl Backend for Cuda {
         if b == 0 {
             return Ok((self.empty_cands(0, k0)?, Vec::new()));
         }
+        let all = cap >= ix.n as u64;
         let cap = cap.min(ix.n as u64).max(1);
         if b as u64 * cap >= 1 << 31 {
             return Err(Error::param("queries", format!("{b} queries x {cap} candidates exceed 2^31 slots; split the batch")));
@@ -857,12 +859,23 @@ impl Backend for Cuda {
         let (dev, cap32) = (&self.dev, cap as u32);
         let mut ws = self.ws.lock().expect("workspace");
         let (qc, pw, po) = self.stage_scan_inputs(&mut ws, ix, q, plans)?;
-        let counts = ensure(dev, &mut ws.cand_counts, 3 * b)?.ptr();
-        dev.fill_u32(counts, 0, 3 * b)?;
-        let (bloom, exact, seg) = (counts, counts + 4 * b as u64, counts + 8 * b as u64);
+        let counts = ensure(dev, &mut ws.cand_counts, 4 * b)?.ptr();
+        dev.fill_u32(counts, 0, 4 * b)?;
+        let (bloom, exact, seg, sample) = (counts, counts + 4 * b as u64, counts + 8 * b as u64, counts + 12 * b as u64);
+        let every = super::SAMPLE_EVERY as u32;
         let rows = ensure(dev, &mut ws.cand_rows, b * cap as usize)?.ptr();
         let keys = ensure(dev, &mut ws.cand_keys, b * cap as usize)?.ptr();
         let chunks = ix.words.div_ceil(256).clamp(1, 65535) as u32;
+        if !all {
+            let schunks = ix.words.div_ceil(every as usize * 256).clamp(1, 65535) as u32;
+            dev.launch(
+                "cand_sample",
+                (b as u32, schunks, 1),
+                256,
+                0,
+                &[A::U64(ix.planes.ptr()), A::U64(ix.words as u64), A::U64(ix.n as u64), ptr_or_null(ix.live.as_deref()), A::U64(pw), A::U64(po), A::U32(every), A::U64(sample)],
+            )?;
+        }
         dev.launch(
             "cand_compact",
             (b as u32, chunks, 1),
@@ -878,6 +891,9 @@ impl Backend for Cuda {
                 A::U64(ix.attr_off.ptr()),
                 A::U64(ix.attr_vals.ptr()),
                 A::U32(cap32),
+                A::U64(sample),
+                A::U32(every),
+                A::U32(all as u32),
                 A::U64(bloom),
                 A::U64(exact),
                 A::U64(rows),
