@@ -153,6 +153,42 @@ pub struct ClassReport {
     pub clock: String,
     /// Measured batches.
     pub iterations: usize,
+    /// Where the host time of an untraced batch goes, ms (medians): validating and
+    /// quantizing queries, each stage call (enqueueing device work and the backend's
+    /// waits there), building responses; `other` = the rest (read-backs, planning).
+    pub host_breakdown_ms: HostBreakdown,
+}
+
+/// Medians of an untraced batch's host time by part, ms (see [`ClassReport`]).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HostBreakdown {
+    pub prepare: f64,
+    pub probe: f64,
+    pub filter: f64,
+    pub scan: f64,
+    pub candidates: f64,
+    pub rerank: f64,
+    pub select: f64,
+    pub respond: f64,
+    pub other: f64,
+}
+
+impl HostBreakdown {
+    fn of(traces: &[Trace]) -> HostBreakdown {
+        let med = |f: &dyn Fn(&Trace) -> f64| crate::bench::metrics::percentile(&traces.iter().map(f).collect::<Vec<_>>(), 0.5) * 1e3;
+        let st = |i: usize| med(&|t: &Trace| t.host_stage_s[i]);
+        HostBreakdown {
+            prepare: med(&|t| t.prepare_s),
+            probe: st(0),
+            filter: st(1),
+            scan: st(2),
+            candidates: st(3),
+            rerank: st(4),
+            select: st(5),
+            respond: med(&|t| t.respond_s),
+            other: med(&|t| t.host_s - t.prepare_s - t.respond_s - t.host_stage_s.iter().sum::<f64>()),
+        }
+    }
 }
 
 /// The whole run (`--json` prints it).
@@ -284,6 +320,7 @@ pub fn run(p: &E2eParams) -> Result<E2eReport> {
                 candidate_share: m.candidate_share,
                 clock: m.clock,
                 iterations: m.host_s.len(),
+                host_breakdown_ms: m.breakdown.clone(),
             });
         }
     }
@@ -313,10 +350,9 @@ pub fn run(p: &E2eParams) -> Result<E2eReport> {
     })
 }
 
-/// K0 as the executor resolves it for `params` (refine: max(4k, 64)).
+/// K0 as the executor resolves it for `params`.
 fn search_k0(s: &dyn graph::Search, params: &SearchParams) -> Result<usize> {
-    let k = params.k;
-    Ok(params.k0.unwrap_or(if s.index().embeddings.is_some() { (4 * k).max(64) } else { k }))
+    Ok(s.resolve(params)?.k0)
 }
 
 struct Measured {
@@ -327,6 +363,7 @@ struct Measured {
     qps: f64,
     candidate_share: f64,
     clock: String,
+    breakdown: HostBreakdown,
 }
 
 /// One batch of queries (by index into the class's queries) with their filters.
@@ -362,13 +399,15 @@ fn measure(s: &dyn graph::Search, queries: &[f32], filters: &[Filter], d: usize,
             results[i].get_or_insert(r);
         }
     }
-    let (mut host_s, mut device_s) = (Vec::new(), Vec::new());
+    let (mut host_s, mut device_s, mut breakdown) = (Vec::new(), Vec::new(), Vec::new());
     let (mut cand, mut clocks) = (0.0, Vec::new());
     let t0 = Instant::now();
     for bt in batches.iter().cycle() {
         let t = Instant::now();
-        s.search(&bt.request(params))?;
+        let mut plain = Trace::default();
+        s.search_traced(&bt.request(params), &mut plain)?;
         host_s.push(t.elapsed().as_secs_f64());
+        breakdown.push(plain);
         let mut trace = Trace::timed();
         s.search_traced(&bt.request(params), &mut trace)?;
         device_s.push(trace.total_s());
@@ -389,6 +428,7 @@ fn measure(s: &dyn graph::Search, queries: &[f32], filters: &[Filter], d: usize,
         clock,
         host_s,
         device_s,
+        breakdown: HostBreakdown::of(&breakdown),
     })
 }
 

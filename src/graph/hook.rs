@@ -100,6 +100,14 @@ pub struct Trace {
     pub timing: bool,
     /// Seconds per stage, [`Stage::ALL`] order (0: not run).
     pub stage_s: [f64; 6],
+    /// Host seconds inside each stage call (with `timing` off: the time to enqueue the
+    /// stage's device work, plus any wait the backend does there).
+    pub host_stage_s: [f64; 6],
+    /// Host seconds of the whole search, of validating and quantizing the queries, and
+    /// of building the responses ([`super::Search::search_traced`]).
+    pub host_s: f64,
+    pub prepare_s: f64,
+    pub respond_s: f64,
     /// Times each stage ran.
     pub runs: [u32; 6],
     /// Stages timed on the device clock / on the host clock.
@@ -140,13 +148,17 @@ impl<B: Backend> Hook<B> for TraceHook<'_> {
         let i = stage.index();
         self.trace.runs[i] += 1;
         if !self.trace.timing {
-            return f();
+            let t0 = Instant::now();
+            let v = f();
+            self.trace.host_stage_s[i] += t0.elapsed().as_secs_f64();
+            return v;
         }
         b.synchronize()?;
         let t0 = Instant::now();
         let (v, dev) = b.timed(f)?;
         b.synchronize()?;
         let host = t0.elapsed().as_secs_f64();
+        self.trace.host_stage_s[i] += host;
         match dev {
             Some(s) => {
                 self.trace.device_timed += 1;

@@ -57,6 +57,12 @@ impl Default for SearchParams {
     }
 }
 
+/// Default K0 (candidates the int8 scan keeps) for `k` results: `k` when nothing
+/// re-scores them, else max(4k, 64) (Faiss IndexRefine's k_factor, at least 64).
+pub fn default_k0(k: usize, reranked: bool) -> usize {
+    if reranked { (4 * k).max(64) } else { k }
+}
+
 /// Default lists probed: nlist / 16 (64 of 1024), at least 1.
 pub fn default_nprobe(nlist: usize) -> usize {
     (nlist / 16).max(1).min(nlist)
@@ -115,6 +121,9 @@ pub trait Search: Send + Sync {
     fn search(&self, req: &SearchRequest) -> Result<Vec<SearchResponse>>;
     /// [`Search::search`] filling `trace` with per-stage times (see [`Trace::timing`]).
     fn search_traced(&self, req: &SearchRequest, trace: &mut Trace) -> Result<Vec<SearchResponse>>;
+    /// The request's parameters as a search resolves them (defaults, limits, rerank
+    /// `auto`; errors name the parameter): the one place request rules live.
+    fn resolve(&self, p: &SearchParams) -> Result<Resolved>;
     /// A searcher over `index`, a changed version of this one in which at most the parts
     /// `changed` names differ (live bits, Bloom planes, attributes: see
     /// [`Backend::update`]), on the same device: no new context, no kernel compilation,
@@ -347,7 +356,7 @@ impl<B: Backend> Executor<B> {
                 Rerank::Model { model, weights }
             }
         };
-        let k0 = p.k0.unwrap_or(if rerank == Rerank::None { p.k } else { (4 * p.k).max(64) });
+        let k0 = p.k0.unwrap_or(default_k0(p.k, rerank != Rerank::None));
         if k0 < p.k {
             return Err(Error::param("k0", format!("{k0} < k = {}; the scan must keep at least k candidates", p.k)));
         }
@@ -373,8 +382,25 @@ impl<B: Backend> Search for Executor<B> {
     }
 
     fn search_traced(&self, req: &SearchRequest, trace: &mut Trace) -> Result<Vec<SearchResponse>> {
-        let mut hook = TraceHook { trace };
-        self.search_with(req, &mut hook)
+        let t0 = std::time::Instant::now();
+        let r = self.resolve(&req.params)?;
+        let q = self.prepare(req.queries)?;
+        if !req.filters.is_empty() && req.filters.len() != q.len {
+            return Err(Error::param("filters", format!("{} filters for {} queries", req.filters.len(), q.len)));
+        }
+        let all = Plan::all();
+        let plans: Vec<&Plan> = (0..q.len).map(|i| req.filters.get(i).map(|f| &f.plan).unwrap_or(&all)).collect();
+        trace.prepare_s += t0.elapsed().as_secs_f64();
+        let c = self.run(&q, &plans, &r, &mut TraceHook { trace })?;
+        let t1 = std::time::Instant::now();
+        let out = self.responses(&c);
+        trace.respond_s += t1.elapsed().as_secs_f64();
+        trace.host_s += t0.elapsed().as_secs_f64();
+        Ok(out)
+    }
+
+    fn resolve(&self, p: &SearchParams) -> Result<Resolved> {
+        Executor::resolve(self, p)
     }
 }
 

@@ -195,7 +195,7 @@ pub fn parse_search(body: &[u8], ctx: &SearchContext) -> Result<ParsedSearch, Ap
         return Err(ApiError::bad("k0", format!("{k0} is out of range k..={MAX_K0} (k = {k})")));
     }
     let reranks = rerank != RerankMode::None && (rerank != RerankMode::Auto || ctx.has_embeddings);
-    let k0 = b.k0.unwrap_or(if reranks { (4 * k).max(64) } else { k });
+    let k0 = b.k0.unwrap_or(crate::graph::default_k0(k, reranks));
     if rows.len() * k0 > MAX_CANDIDATES {
         return Err(ApiError::bad(
             if b.k0.is_some() { "k0" } else { "k" },
