@@ -210,6 +210,7 @@ impl<B: Backend> Executor<B> {
     /// for queries `which`, then 4-5. Queries whose Bloom candidates exceed `cap` are
     /// returned (they take the probe path). Split into sub-batches so that no call holds
     /// more than [`MAX_CANDIDATE_SLOTS`] candidate slots.
+    #[allow(clippy::too_many_arguments)]
     fn candidates_group<H: Hook<B>>(&self, q: &QueryBatch, plans: &[&Plan], which: &[usize], cap: u64, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
         let (b, res) = (&self.backend, &self.resident);
         let per_call = (MAX_CANDIDATE_SLOTS / cap.max(1)).max(1) as usize;
