@@ -249,7 +249,7 @@ mod tests {
             let mut s: Vec<(f32, u64)> = (0..n).map(|r| (data[r * d..(r + 1) * d].iter().zip(q).map(|(a, b)| a * b).sum(), r as u64)).collect();
             s.sort_by(|a, b| b.0.total_cmp(&a.0));
             truth.push(Truth { qid: qi, ids: s[..k].iter().map(|x| x.1).collect(), scores: s[..k].iter().map(|x| x.0 as f64).collect() });
-            let resp = |rows: Vec<u64>| SearchResponse { ids: rows.iter().map(|r| r.to_string()).collect(), scores: vec![0.0; rows.len()], rows };
+            let resp = |rows: Vec<u64>| SearchResponse { ids: rows.iter().map(|r| r.to_string().into()).collect(), scores: vec![0.0; rows.len()], rows };
             results.push(resp(s[..k].iter().map(|x| x.1).collect()));
             let mut w: Vec<u64> = s[..k].iter().map(|x| x.1).collect();
             w[rng.random_range(0..k)] = s[n - 1].1;

@@ -163,7 +163,7 @@ fn fixture(seed: u64, spec: &Spec) -> Fixture {
         embeddings: Some(embeddings),
         features: Some(features),
         feature_names: vec!["f0".into(), "f1".into()],
-        ids: (0..n).map(|r| format!("id{r}")).collect(),
+        ids: (0..n).map(|r| format!("id{r}").into()).collect(),
         source_rows: (0..n as u64).rev().collect(),
         bloom,
         attrs: Attributes { schema, offsets, values },

@@ -148,7 +148,7 @@ fn make_index(s: &Spec) -> Index {
         embeddings,
         features,
         feature_names: (0..s.features).map(|i| format!("f{i}")).collect(),
-        ids: (0..n).map(|i| format!("i{i}")).collect(),
+        ids: (0..n).map(|i| format!("i{i}").into()).collect(),
         source_rows: (0..n as u64).collect(),
         bloom,
         attrs,

@@ -43,7 +43,7 @@ fn debian_queries_over_http() {
     let want = exec.search(&SearchRequest { queries: &queries.data, filters: &filters, params: SearchParams { k: 10, ..Default::default() } }).unwrap();
     let (mut hits, mut total) = (0, 0);
     for (i, (r, w)) in results.iter().zip(&want).enumerate() {
-        assert_eq!(ids(r), w.ids, "query {i}");
+        assert_eq!(ids(r), w.ids.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "query {i}");
         let truth_ids: Vec<&String> = truth[i].ids.iter().take(10).map(|&row| &item_ids[row as usize]).collect();
         hits += ids(r).iter().filter(|id| truth_ids.contains(id)).count();
         total += truth_ids.len();

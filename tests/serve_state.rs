@@ -49,7 +49,7 @@ fn same(got: &SearchResponse, want: &SearchResponse, what: &str) {
     assert_eq!(got.scores, want.scores, "{what}: scores\n got {:?}\nwant {:?}", got.ids, want.ids);
     let cut = want.scores.last().copied().unwrap_or(f32::NEG_INFINITY);
     let above = |r: &SearchResponse| {
-        let mut v: Vec<String> = r.ids.iter().zip(&r.scores).filter(|(_, s)| **s > cut).map(|(i, _)| i.clone()).collect();
+        let mut v: Vec<String> = r.ids.iter().zip(&r.scores).filter(|(_, s)| **s > cut).map(|(i, _)| i.to_string()).collect();
         v.sort();
         v
     };
@@ -288,7 +288,7 @@ fn deleting_everything_then_compacting_leaves_a_valid_empty_index() {
     // And it takes new items again.
     let it = random_item(&mut ChaCha8Rng::seed_from_u64(1), "again".into(), D);
     assert!(store.commit(&[Batch { ops: vec![Op::Upsert { item: serde_json::from_value(it.json()).unwrap() }] }]).unwrap()[0].is_ok());
-    assert_eq!(search(&store)[0].ids, vec!["again"]);
+    assert_eq!(search(&store)[0].ids, vec![std::sync::Arc::<str>::from("again")]);
     assert_eq!(store.compact().unwrap().rows_after, 1);
-    assert_eq!(search(&store)[0].ids, vec!["again"]);
+    assert_eq!(search(&store)[0].ids, vec![std::sync::Arc::<str>::from("again")]);
 }

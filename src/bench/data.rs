@@ -228,7 +228,7 @@ impl Synth {
             embeddings,
             features: None,
             feature_names: Vec::new(),
-            ids,
+            ids: ids.into_iter().map(Into::into).collect(),
             source_rows,
             bloom,
             attrs,

@@ -83,8 +83,8 @@ pub struct SearchRequest<'a> {
 pub struct SearchResponse {
     /// 0-based source rows (line numbers of the attributes file).
     pub rows: Vec<u64>,
-    /// External ids.
-    pub ids: Vec<String>,
+    /// External ids (shared with the index: a result row costs a reference count, not a copy).
+    pub ids: Vec<Arc<str>>,
     /// Final scores (int8 score, refined f32 inner product, or composite).
     pub scores: Vec<f32>,
 }

@@ -44,7 +44,7 @@ fn empty() -> SearchResponse {
 
 /// Merge two best-first lists into the best `k` (score desc, then lower row).
 fn merge(a: SearchResponse, b: SearchResponse, k: usize) -> SearchResponse {
-    let mut all: Vec<(f32, u64, String)> = Vec::with_capacity(a.rows.len() + b.rows.len());
+    let mut all: Vec<(f32, u64, std::sync::Arc<str>)> = Vec::with_capacity(a.rows.len() + b.rows.len());
     for r in [a, b] {
         all.extend(r.scores.into_iter().zip(r.rows).zip(r.ids).map(|((s, row), id)| (s, row, id)));
     }
@@ -68,7 +68,7 @@ mod tests {
         let a = SearchResponse { rows: vec![5, 1], ids: vec!["a5".into(), "a1".into()], scores: vec![3.0, 1.0] };
         let b = SearchResponse { rows: vec![9, 2, 0], ids: vec!["b9".into(), "b2".into(), "b0".into()], scores: vec![3.0, 2.0, -1.0] };
         let m = merge(a.clone(), b.clone(), 4);
-        assert_eq!(m.ids, vec!["a5", "b9", "b2", "a1"]);
+        assert_eq!(m.ids.iter().map(|s| &**s).collect::<Vec<_>>(), vec!["a5", "b9", "b2", "a1"]);
         assert_eq!(m.scores, vec![3.0, 3.0, 2.0, 1.0]);
         assert_eq!(merge(a, b, 0).rows.len(), 0);
         assert_eq!(merge(empty(), empty(), 3), empty());

@@ -167,7 +167,7 @@ impl IndexBuilder {
             let f = table.feature_names.len();
             perm.iter().flat_map(|&r| table.features[r * f..(r + 1) * f].iter().copied()).collect()
         });
-        let ids: Vec<String> = perm.iter().map(|&r| table.ids[r].clone()).collect();
+        let ids: Vec<std::sync::Arc<str>> = perm.iter().map(|&r| table.ids[r].as_str().into()).collect();
         let attrs = table.attrs.permute(&perm);
         pb.finish_and_clear();
 

@@ -378,7 +378,7 @@ pub fn from_bytes_with(bytes: &[u8], path: &Path, verify: Verify) -> Result<Inde
             .map(|w| String::from_utf8(bytes[w[0] as usize..w[1] as usize].to_vec()).map_err(|_| bad(format!("`{what}` is not UTF-8"))))
             .collect()
     };
-    let ids = strings(&id_bytes, &id_offs, "items.row_ids")?;
+    let ids = strings(&id_bytes, &id_offs, "items.row_ids")?.into_iter().map(Into::into).collect();
     let dict = strings(&dict_bytes, &dict_offs, "attrs.dict")?;
     // Field f owns value ids base_f .. base_{f+1} (the last field: .. dictionary size).
     let total = dict_offs.len() - 1;

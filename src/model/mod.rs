@@ -86,8 +86,9 @@ pub struct Index {
     pub features: Option<Vec<f32>>,
     /// Names of the F feature columns.
     pub feature_names: Vec<String>,
-    /// `items.row_ids`: external id of each sorted row.
-    pub ids: Vec<String>,
+    /// `items.row_ids`: external id of each sorted row (shared: results hand them out
+    /// without copying the text).
+    pub ids: Vec<std::sync::Arc<str>>,
     /// `items.source_rows`: source line of each sorted row.
     pub source_rows: Vec<u64>,
     /// `bloom.planes`: transposed Bloom bit-planes.

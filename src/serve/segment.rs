@@ -143,7 +143,7 @@ fn append(ix: &mut Index, row: &NewRow) {
     if let Some(f) = ix.features.as_mut() {
         f.extend_from_slice(&row.features);
     }
-    ix.ids.push(row.id.clone());
+    ix.ids.push(row.id.as_str().into());
     ix.source_rows.push(row.source_row);
     ix.attrs.values.extend_from_slice(&row.values);
     ix.attrs.offsets.push(ix.attrs.values.len() as u64);
@@ -335,7 +335,7 @@ mod tests {
             for (r, row) in rows.iter().enumerate() {
                 assert_eq!(f.attrs.row(r), &row.values[..]);
                 assert_eq!(&f.items.row(r), &row.codes.as_slice());
-                assert_eq!(f.ids[r], row.id);
+                assert_eq!(&*f.ids[r], row.id.as_str());
             }
             assert_eq!(f.embeddings.as_ref().unwrap().len(), 3 * n);
         }

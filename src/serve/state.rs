@@ -125,7 +125,7 @@ impl Segments {
         let index = Arc::new(index);
         let fresh = Arc::new(segment::empty_fresh(&index));
         let main_exec: Arc<dyn Search> = Arc::from(graph::open(backend, index.clone())?);
-        let ids = index.ids.iter().enumerate().map(|(r, id)| (id.clone(), Loc::Main(r as u32))).collect();
+        let ids = index.ids.iter().enumerate().map(|(r, id)| (id.to_string(), Loc::Main(r as u32))).collect();
         let dict = Dict::new(index.attrs.schema.clone());
         let id_field = index.attrs.schema.field("id");
         let dead_main = index.len() - segment::live_rows(&index);
