@@ -91,9 +91,36 @@ __device__ __forceinline__ u64 range_bits(u64 w, u64 s, u64 e) {
 #define OP_OR 2u
 #define OP_NOT 3u
 
+// AND of the k plane words of one value at word w. Dense: the loads are independent and
+// issued together (no early exit, which would chain each load on the previous one).
+// Sparse (whole-index passes, where most words end up 0 and enough warps are in flight to
+// hide a dependent load): the first two planes, then the others only while bits survive.
+// Both give the same bits.
+template <bool SPARSE>
+__device__ __forceinline__ u64 value_and(const u32* r, u32 k, const u64* planes, u64 words, u64 w) {
+    u64 all = ~0ull;
+    u32 h = 0;
+    if constexpr (SPARSE) {
+        if (k >= 2) {
+            all = __ldg(planes + (u64)r[0] * words + w) & __ldg(planes + (u64)r[1] * words + w);
+            h = 2;
+        }
+        for (; h < k && all; h++) all &= __ldg(planes + (u64)r[h] * words + w);
+    } else {
+        for (; h + 4 <= k; h += 4) {
+            const u64 a0 = __ldg(planes + (u64)r[h] * words + w), a1 = __ldg(planes + (u64)r[h + 1] * words + w),
+                      a2 = __ldg(planes + (u64)r[h + 2] * words + w), a3 = __ldg(planes + (u64)r[h + 3] * words + w);
+            all &= a0 & a1 & a2 & a3;
+        }
+        for (; h < k; h++) all &= __ldg(planes + (u64)r[h] * words + w);
+    }
+    return all;
+}
+
 // Bloom "maybe" word w (plan::bloom_word): Term = OR over values of AND of k planes,
 // NOT = all ones.
-__device__ u64 plan_bloom_word(const u32* plan, const u64* planes, u64 words, u64 w) {
+template <bool SPARSE>
+__device__ u64 plan_bloom_word_t(const u32* plan, const u64* planes, u64 words, u64 w) {
     u32 nops = plan[0];
     if (nops == 0) return ~0ull;
     u64 st[32];
@@ -106,20 +133,7 @@ __device__ u64 plan_bloom_word(const u32* plan, const u64* planes, u64 words, u6
             u32 nb = t[0], k = t[1];
             const u32* rows = t + 2;
             u64 any = 0;
-            for (u32 v = 0; v < nb; v++) {
-                // The k plane words of a value are independent loads: issue them together
-                // (no early exit, which would chain each load on the previous one).
-                u64 all = ~0ull;
-                u32 h = 0;
-                for (; h + 4 <= k; h += 4) {
-                    const u32* r = rows + v * k + h;
-                    const u64 a0 = __ldg(planes + (u64)r[0] * words + w), a1 = __ldg(planes + (u64)r[1] * words + w),
-                              a2 = __ldg(planes + (u64)r[2] * words + w), a3 = __ldg(planes + (u64)r[3] * words + w);
-                    all &= a0 & a1 & a2 & a3;
-                }
-                for (; h < k; h++) all &= __ldg(planes + (u64)rows[v * k + h] * words + w);
-                any |= all;
-            }
+            for (u32 v = 0; v < nb; v++) any |= value_and<SPARSE>(rows + v * k, k, planes, words, w);
             st[sp++] = any;
         } else if (kind == OP_NOT) {
             st[sp - 1] = ~0ull;
@@ -130,43 +144,11 @@ __device__ u64 plan_bloom_word(const u32* plan, const u64* planes, u64 words, u6
     }
     return st[0];
 }
-
-// plan_bloom_word for whole-index passes, where most words end up 0 (selective filters)
-// and enough warps are in flight to hide a dependent load: per value, the first two
-// planes are loaded, and the other k - 2 only where those leave bits set. Same result.
+__device__ u64 plan_bloom_word(const u32* plan, const u64* planes, u64 words, u64 w) {
+    return plan_bloom_word_t<false>(plan, planes, words, w);
+}
 __device__ u64 plan_bloom_word_sparse(const u32* plan, const u64* planes, u64 words, u64 w) {
-    u32 nops = plan[0];
-    if (nops == 0) return ~0ull;
-    u64 st[32];
-    int sp = 0;
-    for (u32 i = 0; i < nops; i++) {
-        u32 op = plan[1 + i];
-        u32 kind = op >> 30;
-        if (kind == OP_TERM) {
-            const u32* t = plan + (op & 0x3fffffffu);
-            u32 nb = t[0], k = t[1];
-            const u32* rows = t + 2;
-            u64 any = 0;
-            for (u32 v = 0; v < nb; v++) {
-                const u32* r = rows + v * k;
-                u64 all = ~0ull;
-                u32 h = 0;
-                if (k >= 2) {
-                    all = __ldg(planes + (u64)r[0] * words + w) & __ldg(planes + (u64)r[1] * words + w);
-                    h = 2;
-                }
-                for (; h < k && all; h++) all &= __ldg(planes + (u64)r[h] * words + w);
-                any |= all;
-            }
-            st[sp++] = any;
-        } else if (kind == OP_NOT) {
-            st[sp - 1] = ~0ull;
-        } else {
-            sp--;
-            st[sp - 1] = kind == OP_AND ? (st[sp - 1] & st[sp]) : (st[sp - 1] | st[sp]);
-        }
-    }
-    return st[0];
+    return plan_bloom_word_t<true>(plan, planes, words, w);
 }
 
 __device__ __forceinline__ bool plan_trivial(const u32* plan) { return plan[0] == 0; }

@@ -185,6 +185,22 @@ pub fn range_bits(w: usize, range: &std::ops::Range<usize>) -> u64 {
     m << (lo - w * 64)
 }
 
+/// Score candidate `rows` (sorted rows of `ix`) for query codes `qc` into `top`, the
+/// codes prefetched a few rows ahead (candidates are sparse, so latency-bound); the exact
+/// filter is verified only for rows that would enter the top-K0.
+fn score_rows(ix: &Index, qc: &[i8], plan: &Plan, rows: &[u32], top: &mut TopK) {
+    for (i, &r) in rows.iter().enumerate() {
+        if let Some(&ahead) = rows.get(i + PREFETCH_ROWS) {
+            prefetch(ix.items.row(ahead as usize));
+        }
+        let r = r as usize;
+        let s = dot_i8(qc, ix.items.row(r)) as f32 * ix.items.scale[r];
+        if top.admits(s, r as u32) && (plan.is_all() || plan.matches(ix.attrs.row(r))) {
+            top.push(s, r as u32);
+        }
+    }
+}
+
 impl Backend for Cpu {
     type Resident = Arc<Index>;
     type Probes = Probes;
@@ -311,17 +327,7 @@ impl Backend for Cpu {
                             bits &= bits - 1;
                         }
                     }
-                    for (i, &r) in rows.iter().enumerate() {
-                        if let Some(&ahead) = rows.get(i + PREFETCH_ROWS) {
-                            prefetch(ix.items.row(ahead as usize));
-                        }
-                        let r = r as usize;
-                        let s = dot_i8(qc, ix.items.row(r)) as f32 * ix.items.scale[r];
-                        // Exact verification only for items that would enter the top-K0.
-                        if top.admits(s, r as u32) && (plan.is_all() || plan.matches(ix.attrs.row(r))) {
-                            top.push(s, r as u32);
-                        }
-                    }
+                    score_rows(ix, qc, plan, &rows, &mut top);
                 }
                 top.into_sorted()
             })
@@ -364,16 +370,7 @@ impl Backend for Cpu {
                 }
                 let qc = &q.codes[b * d..(b + 1) * d];
                 let mut top = TopK::new(k0);
-                for (i, &r) in rows.iter().enumerate() {
-                    if let Some(&ahead) = rows.get(i + PREFETCH_ROWS) {
-                        prefetch(ix.items.row(ahead as usize));
-                    }
-                    let r = r as usize;
-                    let s = dot_i8(qc, ix.items.row(r)) as f32 * ix.items.scale[r];
-                    if top.admits(s, r as u32) && (plan.is_all() || plan.matches(ix.attrs.row(r))) {
-                        top.push(s, r as u32);
-                    }
-                }
+                score_rows(ix, qc, plan, &rows, &mut top);
                 (top.into_sorted(), Some(rows.len() as u64))
             })
             .collect();

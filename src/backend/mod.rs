@@ -218,9 +218,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn scan_candidates(&self, ix: &Self::Resident, q: &QueryBatch, plans: &[&Plan], k0: usize, cap: u64) -> Result<(Self::Cands, Vec<Option<u64>>)> {
         let host = self.resident_index(ix);
         let n = host.len() as u64;
-        let admitted: Vec<bool> = plans.iter().map(|p| admit_candidates(sampled_bloom_count(host, p), cap, n)).collect();
-        let bloom: Vec<u64> = self.count(ix, plans)?.into_iter().zip(&admitted).map(|(c, &a)| if a { c } else { u64::MAX }).collect();
         let nothing = Plan::nothing();
+        // Plans turned away on their sample are not counted (a no-row plan counts 0).
+        let admitted: Vec<bool> = plans.iter().map(|p| admit_candidates(sampled_bloom_count(host, p), cap, n)).collect();
+        let counted: Vec<&Plan> = plans.iter().zip(&admitted).map(|(&p, &a)| if a { p } else { &nothing }).collect();
+        let bloom: Vec<u64> = self.count(ix, &counted)?.into_iter().zip(&admitted).map(|(c, &a)| if a { c } else { u64::MAX }).collect();
         let eff: Vec<&Plan> = plans.iter().zip(&bloom).map(|(&p, &c)| if c <= cap { p } else { &nothing }).collect();
         let nl = host.nlist();
         let all = Probes { nprobe: nl, lists: (0..q.len).flat_map(|_| 0..nl as u32).collect() };

@@ -280,7 +280,7 @@ pub fn run(p: &E2eParams) -> Result<E2eReport> {
     let search = graph::open(&p.backend, index.clone())?;
     let upload_s = t0.elapsed().as_secs_f64();
     let params = SearchParams { k: p.k, nprobe: Some(p.nprobe), ..Default::default() };
-    let k0 = search_k0(&*search, &params)?;
+    let k0 = search.resolve(&params)?.k0;
     let budget = p.time_budget_s.unwrap_or_else(|| default_budget(p.n));
 
     let mut classes = Vec::new();
@@ -348,11 +348,6 @@ pub fn run(p: &E2eParams) -> Result<E2eReport> {
         upload_s,
         classes,
     })
-}
-
-/// K0 as the executor resolves it for `params`.
-fn search_k0(s: &dyn graph::Search, params: &SearchParams) -> Result<usize> {
-    Ok(s.resolve(params)?.k0)
 }
 
 struct Measured {

@@ -301,15 +301,22 @@ impl<B: Backend> Executor<B> {
 
     /// [`Search::search`] with a hook observing (timing) or steering the stages.
     pub fn search_with<H: Hook<B>>(&self, req: &SearchRequest, hook: &mut H) -> Result<Vec<SearchResponse>> {
+        let (r, q, plans) = self.request(req)?;
+        let c = self.run(&q, &plans, &r, hook)?;
+        Ok(self.responses(&c))
+    }
+
+    /// A request checked and prepared once, in front: resolved parameters, validated and
+    /// quantized queries, one plan per query (the pass-all plan where none is given).
+    fn request<'a>(&self, req: &'a SearchRequest) -> Result<(Resolved, QueryBatch, Vec<&'a Plan>)> {
+        static ALL: Plan = Plan { ops: Vec::new(), terms: Vec::new() };
         let r = self.resolve(&req.params)?;
         let q = self.prepare(req.queries)?;
         if !req.filters.is_empty() && req.filters.len() != q.len {
             return Err(Error::param("filters", format!("{} filters for {} queries", req.filters.len(), q.len)));
         }
-        let all = Plan::all();
-        let plans: Vec<&Plan> = (0..q.len).map(|i| req.filters.get(i).map(|f| &f.plan).unwrap_or(&all)).collect();
-        let c = self.run(&q, &plans, &r, hook)?;
-        Ok(self.responses(&c))
+        let plans = (0..q.len).map(|i| req.filters.get(i).map_or(&ALL, |f| &f.plan)).collect();
+        Ok((r, q, plans))
     }
 
     /// Resolve a request's parameters against this index (defaults, limits, rerank
@@ -384,13 +391,7 @@ impl<B: Backend> Search for Executor<B> {
 
     fn search_traced(&self, req: &SearchRequest, trace: &mut Trace) -> Result<Vec<SearchResponse>> {
         let t0 = std::time::Instant::now();
-        let r = self.resolve(&req.params)?;
-        let q = self.prepare(req.queries)?;
-        if !req.filters.is_empty() && req.filters.len() != q.len {
-            return Err(Error::param("filters", format!("{} filters for {} queries", req.filters.len(), q.len)));
-        }
-        let all = Plan::all();
-        let plans: Vec<&Plan> = (0..q.len).map(|i| req.filters.get(i).map(|f| &f.plan).unwrap_or(&all)).collect();
+        let (r, q, plans) = self.request(req)?;
         trace.prepare_s += t0.elapsed().as_secs_f64();
         let c = self.run(&q, &plans, &r, &mut TraceHook { trace })?;
         let t1 = std::time::Instant::now();
