@@ -524,6 +524,14 @@ pub fn candidates_case<B: Backend>(be: &B) {
             assert_cands_exact(&format!("scan_candidates seed {seed} n {} cap {cap} k0 {k0}", spec.n), &got, &want);
             assert_eq!(be.read_counts(&c).expect("counts"), want.counts);
         }
+        // One plan short of the batch is a typed error naming the filters, not a panic.
+        if spec.b > 1 {
+            match be.scan_candidates(&res, &q, &plans[..spec.b - 1], 10, 100) {
+                Err(silica::Error::Param { name, .. }) => assert_eq!(name, "filters"),
+                Err(e) => panic!("wrong error for short plans: {e}"),
+                Ok(_) => panic!("short plans must be refused"),
+            }
+        }
     }
 }
 

@@ -216,6 +216,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// [`Backend::count`], [`Backend::filter`] over every list and [`Backend::scan`]
     /// (no compaction; correct, at the cost of walking every list's mask).
     fn scan_candidates(&self, ix: &Self::Resident, q: &QueryBatch, plans: &[&Plan], k0: usize, cap: u64) -> Result<(Self::Cands, Vec<Option<u64>>)> {
+        if plans.len() != q.len {
+            return Err(crate::Error::param("filters", format!("{} plans for {} queries", plans.len(), q.len)));
+        }
         let host = self.resident_index(ix);
         let n = host.len() as u64;
         let nothing = Plan::nothing();
