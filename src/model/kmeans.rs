@@ -23,7 +23,7 @@ pub struct KMeansParams {
 const BLOCK: usize = 1024;
 
 /// `out[i, j] = x_i · c_j` for the rows of `x` (row-major `[n, d]`) against `c` (`[k, d]`).
-fn sims(x: &[f32], c: &[f32], d: usize, k: usize, out: &mut [f32]) {
+pub(crate) fn sims(x: &[f32], c: &[f32], d: usize, k: usize, out: &mut [f32]) {
     let n = x.len() / d;
     // SAFETY: pointers and strides describe the slices exactly: x [n,d], c^T [d,k], out [n,k].
     unsafe {

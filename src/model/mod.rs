@@ -8,6 +8,7 @@
 
 pub mod attributes;
 pub mod bloom;
+pub mod compute;
 pub mod build;
 pub mod finite;
 pub mod format;
