@@ -70,6 +70,7 @@ fn synthetic(n: usize, embeddings: bool) -> Index {
         attrs: Attributes { schema: Default::default(), offsets: vec![0; n + 1], values: Vec::new() },
         rerank: None,
         live: None,
+        calibration: None,
     }
 }
 

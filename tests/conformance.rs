@@ -169,6 +169,7 @@ fn fixture(seed: u64, spec: &Spec) -> Fixture {
         attrs: Attributes { schema, offsets, values },
         rerank: None,
         live,
+        calibration: None,
     };
     Fixture { index: Arc::new(index), seed }
 }

@@ -154,6 +154,7 @@ fn make_index(s: &Spec) -> Index {
         attrs,
         rerank: None,
         live,
+        calibration: None,
     }
 }
 

@@ -36,6 +36,41 @@ fn debian_recall_with_default_settings() {
     assert_eq!(v["filter_violations"].as_u64(), Some(0));
     assert!(v["qps"].as_f64().unwrap() > 0.0);
 
+    // Queries written after the default nprobe was calibrated (data/debian/heldout): the
+    // defaults must hold on them too.
+    let held = data.join("heldout");
+    let out = silica()
+        .args(["eval", "--index"]).arg(&index)
+        .arg("--queries").arg(held.join("queries.npy"))
+        .arg("--filters").arg(held.join("queries.jsonl"))
+        .arg("--ground-truth").arg(held.join("ground_truth.jsonl"))
+        .args(["--k", "10", "--json"])
+        .output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let h: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("held out: {h}");
+    assert!(h["recall"].as_f64().unwrap() >= 0.98, "held-out recall@10 {} < 0.98", h["recall"]);
+    assert!(h["recall_selective"].as_f64().unwrap() >= 0.99, "held-out recall@10 on <1% filters {} < 0.99", h["recall_selective"]);
+    assert_eq!(h["filter_violations"].as_u64(), Some(0));
+
+    // The calibrated default is stored, shown by inspect, and used when no nprobe is given.
+    let out = silica().arg("inspect").arg(&index).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.contains("default nprobe")).unwrap_or_else(|| panic!("inspect shows no calibration:\n{text}"));
+    let nprobe: usize = line.split("default nprobe ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!((1..=1024).contains(&nprobe) && line.contains(">= 0.99"), "{line}");
+    let with = |extra: &[&str]| {
+        let out = silica()
+            .args(["search", "--index"]).arg(&index)
+            .arg("--queries").arg(held.join("queries.npy"))
+            .arg("--filters").arg(held.join("queries.jsonl"))
+            .args(["--k", "10", "--out", "-"]).args(extra)
+            .output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    assert_eq!(with(&[]), with(&["--nprobe", &nprobe.to_string()]), "search without --nprobe uses the calibrated {nprobe}");
+
     // `search` writes one line per query with rows/ids/scores, best first, ids matching rows.
     let res = dir.path().join("r.jsonl");
     let st = silica()

@@ -234,6 +234,7 @@ impl Synth {
             attrs,
             rerank: None,
             live: None,
+            calibration: None,
         };
         Ok(Synth { spec, index: Arc::new(index) })
     }

@@ -9,6 +9,7 @@
 //! its filter, that query is re-run with 4x the lists, up to all of them (where the Bloom
 //! mask makes the scan touch only the filter's candidates).
 
+pub mod calibrate;
 pub mod hook;
 pub mod segments;
 
@@ -42,7 +43,7 @@ pub enum RerankMode {
 pub struct SearchParams {
     /// Results per query (K1), >= 1.
     pub k: usize,
-    /// Lists probed per query; `None`: [`default_nprobe`].
+    /// Lists probed per query; `None`: the index's calibrated default ([`Index::default_nprobe`]).
     pub nprobe: Option<usize>,
     /// Candidates kept by the int8 scan (K0 >= k); `None`: k without rerank, else max(4k, 64).
     pub k0: Option<usize>,
@@ -332,7 +333,7 @@ impl<B: Backend> Executor<B> {
         if p.k == 0 {
             return Err(Error::param("k", "must be at least 1"));
         }
-        let nprobe = p.nprobe.unwrap_or_else(|| default_nprobe(nlist));
+        let nprobe = p.nprobe.unwrap_or_else(|| ix.default_nprobe());
         if nprobe == 0 {
             return Err(Error::param("nprobe", "must be at least 1"));
         }

@@ -196,6 +196,7 @@ impl IndexBuilder {
             attrs,
             rerank: None,
             live: None,
+            calibration: None,
         })
     }
 }

@@ -30,6 +30,9 @@ use std::path::Path;
 /// Artifact format version written to `__metadata__["format_version"]`.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The metadata key of the build-time nprobe calibration (JSON, see [`super::calibration`]).
+pub const CALIBRATION: &str = "calibration";
+
 /// The metadata key of the checksum map, and the map's entry for the metadata itself.
 pub const CHECKSUMS: &str = "checksums";
 const META_ENTRY: &str = "__metadata__";
@@ -110,6 +113,8 @@ pub struct Meta {
     pub features: Vec<String>,
     pub rerank: Option<String>,
     pub generator: String,
+    /// The build-time nprobe calibration (absent: not calibrated).
+    pub calibration: Option<super::calibration::Calibration>,
 }
 
 /// Human-readable summary of an index's metadata.
@@ -129,6 +134,7 @@ pub fn meta_of(ix: &Index) -> Meta {
             format!("mlp: {} hidden layers, {} tasks, input {}", m.layers.len(), m.tasks(), m.input_dim())
         }),
         generator: format!("silica {}", env!("CARGO_PKG_VERSION")),
+        calibration: ix.calibration.clone(),
     }
 }
 
@@ -202,6 +208,9 @@ pub fn to_bytes(ix: &Index) -> Result<Vec<u8>> {
     info.insert("features".into(), js(&meta.features));
     info.insert("rerank".into(), meta.rerank.clone().unwrap_or_default());
     info.insert("generator".into(), meta.generator.clone());
+    if let Some(c) = &meta.calibration {
+        info.insert(CALIBRATION.into(), js(c));
+    }
     let mut sums = sums;
     sums.insert(META_ENTRY.into(), meta_checksum(&info));
     info.insert(CHECKSUMS.into(), js(&sums));
@@ -323,6 +332,10 @@ pub fn from_bytes_with(bytes: &[u8], path: &Path, verify: Verify) -> Result<Inde
     let bloom: BloomParams = serde_json::from_str(&get("bloom")?).map_err(|e| bad(format!("metadata `bloom`: {e}")))?;
     let mut fields: Vec<FieldSchema> = serde_json::from_str(&get("schema")?).map_err(|e| bad(format!("metadata `schema`: {e}")))?;
     let feature_names: Vec<String> = serde_json::from_str(&get("features")?).map_err(|e| bad(format!("metadata `features`: {e}")))?;
+    let calibration = match info.get(CALIBRATION) {
+        Some(text) => Some(serde_json::from_str(text).map_err(|e| bad(format!("metadata `{CALIBRATION}`: {e}")))?),
+        None => None,
+    };
     let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
 
     let raw = |name: &str, dt: Dtype, shape: &[usize]| -> Result<Vec<u8>> {
@@ -417,6 +430,7 @@ pub fn from_bytes_with(bytes: &[u8], path: &Path, verify: Verify) -> Result<Inde
         attrs: Attributes { schema: Schema { fields }, offsets: attr_offs, values: attr_vals },
         rerank,
         live: None,
+        calibration,
     })
 }
 

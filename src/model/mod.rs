@@ -8,6 +8,7 @@
 
 pub mod attributes;
 pub mod bloom;
+pub mod calibration;
 pub mod compute;
 pub mod build;
 pub mod finite;
@@ -103,6 +104,9 @@ pub struct Index {
     /// stage 2 ANDs it into every mask, so a dead row is never scanned. Not stored in the
     /// artifact: compaction removes dead rows physically.
     pub live: Option<Vec<u64>>,
+    /// `__metadata__["calibration"]`: the default nprobe measured at build time (`None`:
+    /// not calibrated; search falls back to [`crate::graph::default_nprobe`]).
+    pub calibration: Option<calibration::Calibration>,
 }
 
 impl Index {
@@ -136,6 +140,13 @@ impl Index {
     #[inline]
     pub fn live_word(&self, w: usize) -> u64 {
         self.live.as_ref().map_or(!0, |l| l[w])
+    }
+
+    /// nprobe a request without one gets: the calibrated value when the index has one,
+    /// else [`crate::graph::default_nprobe`]; at most nlist.
+    pub fn default_nprobe(&self) -> usize {
+        let nlist = self.nlist();
+        self.calibration.as_ref().map_or_else(|| crate::graph::default_nprobe(nlist), |c| c.nprobe.clamp(1, nlist.max(1)))
     }
 
     /// Row range of list `l`.

@@ -61,7 +61,7 @@ pub struct SearchBody {
     pub filters: Option<Vec<String>>,
     /// Results per query (default 10, at most [`MAX_K`]).
     pub k: Option<usize>,
-    /// Lists probed (default nlist/16; 1..=nlist).
+    /// Lists probed (default: the nprobe the index was calibrated for at build, else nlist/16; 1..=nlist).
     pub nprobe: Option<usize>,
     /// Scan candidates kept for rerank (>= k).
     pub k0: Option<usize>,

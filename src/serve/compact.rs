@@ -144,6 +144,8 @@ pub fn fold(main: &Index, fresh: &Index, fresh_vectors: &[f32], dict: &Dict) -> 
         attrs,
         rerank: main.rerank.clone(),
         live: None,
+        // Same centroids and lists: the calibration still describes the index.
+        calibration: main.calibration.clone(),
     })
 }
 

@@ -74,6 +74,7 @@ pub fn empty_fresh(main: &Index) -> Index {
         attrs: Attributes { schema: Schema::default(), offsets: vec![0], values: Vec::new() },
         rerank: main.rerank.clone(),
         live: Some(Vec::new()),
+        calibration: None,
     }
 }
 
@@ -295,6 +296,7 @@ mod tests {
             attrs: Attributes::default(),
             rerank: None,
             live: None,
+            calibration: None,
         };
         main.attrs.offsets = vec![0];
         let mut f = empty_fresh(&main);
