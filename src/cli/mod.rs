@@ -14,6 +14,7 @@ use std::time::Instant;
 
 mod bench;
 mod devices;
+mod synth;
 
 const EXAMPLES: &str = "\
 Examples (the bundled Debian corpus):
@@ -60,6 +61,9 @@ pub enum Cmd {
     },
     /// Serve an index over HTTP (JSON API under /v1) with dynamic batching and live updates.
     Serve(serve::ServeArgs),
+    /// Write a synthetic catalog (the e2e bench's) as build inputs, streaming (for measurements).
+    #[command(hide = true)]
+    Synth(synth::SynthArgs),
     /// Fold an index's write-ahead log (fresh items, deletes, attribute changes) into a new artifact.
     Compact(serve::CompactArgs),
 }
@@ -185,6 +189,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Verify { index } => verify(&index),
         Cmd::Serve(a) => serve::serve(a),
         Cmd::Compact(a) => serve::compact(a),
+        Cmd::Synth(a) => synth::run(a),
     }
 }
 

@@ -122,6 +122,20 @@ pub fn write(path: &Path, rows: usize, dim: usize, data: &[f32], as_f16: bool) -
 /// Encode a 2-D matrix as `.npy` v1.0 bytes.
 pub fn encode(rows: usize, dim: usize, data: &[f32], as_f16: bool) -> Vec<u8> {
     assert_eq!(data.len(), rows * dim);
+    let mut out = header(rows, dim, as_f16);
+    for &x in data {
+        if as_f16 {
+            out.extend_from_slice(&f16::from_f32(x).to_le_bytes());
+        } else {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// The `.npy` v1.0 header of a `[rows, dim]` `<f4` (`<f2`) matrix, padded so the data
+/// starts at a multiple of 64 bytes; the row-major data follows it.
+pub fn header(rows: usize, dim: usize, as_f16: bool) -> Vec<u8> {
     let descr = if as_f16 { "<f2" } else { "<f4" };
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
     while (10 + header.len() + 1) % 64 != 0 {
@@ -131,13 +145,6 @@ pub fn encode(rows: usize, dim: usize, data: &[f32], as_f16: bool) -> Vec<u8> {
     let mut out = b"\x93NUMPY\x01\x00".to_vec();
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    for &x in data {
-        if as_f16 {
-            out.extend_from_slice(&f16::from_f32(x).to_le_bytes());
-        } else {
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-    }
     out
 }
 
