@@ -107,6 +107,10 @@ pub struct BuildArgs {
     /// Random seed (k-means sampling and initialisation).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Device for k-means training and list assignment (quantization, list order, Bloom
+    /// planes and CSR are bit-identical between devices for the same centroids).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
+    pub backend: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -193,6 +197,17 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The build device of `--backend`.
+fn build_compute(name: &str) -> Result<Box<dyn silica::model::compute::BuildCompute>> {
+    match name {
+        "cpu" => Ok(Box::new(silica::model::compute::CpuCompute)),
+        // LEAD: plug the CUDA build compute in here:
+        //   "cuda" => Ok(Box::new(silica::backend::cuda::CudaCompute::new()?)),
+        "cuda" => Err(silica::Error::backend("cuda", "`silica build --backend cuda` is not available in this build yet").into()),
+        other => bail!("unknown build backend {other}"),
+    }
+}
+
 fn build(a: BuildArgs) -> Result<()> {
     let t0 = Instant::now();
     let params = BuildParams {
@@ -207,24 +222,34 @@ fn build(a: BuildArgs) -> Result<()> {
         ..Default::default()
     };
     check_writable(&a.out)?;
+    let compute = build_compute(&a.backend)?;
     let rerank = a.rerank_model.as_deref().map(silica::rerank::RerankModel::load).transpose()?;
-    let mut index = IndexBuilder::new(params).build_files(&a.vectors, &a.attributes)?;
-    if let Some(m) = rerank {
-        let want = 2 * index.dim + index.feature_names.len();
-        if m.input_dim() != want {
-            bail!("rerank model input width {} != 2*D + F = {want}", m.input_dim());
-        }
-        index.rerank = Some(m);
+    let builder = IndexBuilder::new(params);
+    // `--out -`: stream into a temporary file, then copy it to stdout.
+    let tmp_dir;
+    let target = if is_stdout(&a.out) {
+        tmp_dir = tempfile::tempdir().context("creating a temporary directory")?;
+        tmp_dir.path().join("index.silica")
+    } else {
+        a.out.clone()
+    };
+    let s = builder.build_to_file(&a.vectors, &a.attributes, &target, compute.as_ref(), rerank.as_ref())?;
+    if is_stdout(&a.out) {
+        let mut f = std::fs::File::open(&target)?;
+        let mut out = std::io::stdout().lock();
+        std::io::copy(&mut f, &mut out).context("writing to stdout")?;
     }
-    write_out(&a.out, &format::to_bytes(&index)?)?;
+    let rss = silica::progress::peak_rss().map(|b| format!(", peak RSS {:.1} MB", b as f64 / 1e6)).unwrap_or_default();
     eprintln!(
-        "built {}: N={} D={} nlist={} metric={} in {:.2}s",
+        "built {}: N={} D={} nlist={} metric={} backend={} in {:.2}s, {:.1} MB{rss}",
         a.out.display(),
-        index.len(),
-        index.dim,
-        index.nlist(),
-        index.metric,
-        t0.elapsed().as_secs_f64()
+        s.n,
+        s.dim,
+        s.nlist,
+        a.metric,
+        compute.name(),
+        t0.elapsed().as_secs_f64(),
+        s.bytes as f64 / 1e6,
     );
     Ok(())
 }

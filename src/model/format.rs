@@ -112,6 +112,11 @@ pub struct Meta {
     pub generator: String,
 }
 
+/// `__metadata__["rerank"]` of an embedded model.
+pub fn rerank_summary(m: &RerankModel) -> String {
+    format!("mlp: {} hidden layers, {} tasks, input {}", m.layers.len(), m.tasks(), m.input_dim())
+}
+
 /// `__metadata__["quantization"]`.
 pub const QUANTIZATION: &str = "int8 symmetric per row: scale = absmax/127, round half to even";
 
@@ -128,9 +133,7 @@ pub fn meta_of(ix: &Index) -> Meta {
         bloom_hash: BloomParams::HASH.into(),
         schema: ix.attrs.schema.fields.clone(),
         features: ix.feature_names.clone(),
-        rerank: ix.rerank.as_ref().map(|m| {
-            format!("mlp: {} hidden layers, {} tasks, input {}", m.layers.len(), m.tasks(), m.input_dim())
-        }),
+        rerank: ix.rerank.as_ref().map(rerank_summary),
         generator: format!("silica {}", env!("CARGO_PKG_VERSION")),
     }
 }
