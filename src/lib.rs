@@ -19,6 +19,7 @@ pub mod eval;
 pub mod filter;
 pub mod graph;
 pub mod model;
+pub mod progress;
 pub mod rerank;
 pub mod serve;
 pub mod topk;

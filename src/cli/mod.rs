@@ -14,6 +14,7 @@ use std::time::Instant;
 
 mod bench;
 mod devices;
+mod synth;
 
 const EXAMPLES: &str = "\
 Examples (the bundled Debian corpus):
@@ -60,6 +61,9 @@ pub enum Cmd {
     },
     /// Serve an index over HTTP (JSON API under /v1) with dynamic batching and live updates.
     Serve(serve::ServeArgs),
+    /// Write a synthetic catalog (the e2e bench's) as build inputs, streaming (for measurements).
+    #[command(hide = true)]
+    Synth(synth::SynthArgs),
     /// Fold an index's write-ahead log (fresh items, deletes, attribute changes) into a new artifact.
     Compact(serve::CompactArgs),
 }
@@ -114,6 +118,10 @@ pub struct BuildArgs {
     /// Skip the nprobe calibration (search then defaults to nlist/16).
     #[arg(long)]
     pub no_calibrate: bool,
+    /// Device for k-means training and list assignment (quantization, list order, Bloom
+    /// planes and CSR are bit-identical between devices for the same centroids).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
+    pub backend: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -197,6 +205,18 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Verify { index } => verify(&index),
         Cmd::Serve(a) => serve::serve(a),
         Cmd::Compact(a) => serve::compact(a),
+        Cmd::Synth(a) => synth::run(a),
+    }
+}
+
+/// The build device of `--backend`.
+fn build_compute(name: &str) -> Result<Box<dyn silica::model::compute::BuildCompute>> {
+    match name {
+        "cpu" => Ok(Box::new(silica::model::compute::CpuCompute)),
+        // LEAD: plug the CUDA build compute in here:
+        //   "cuda" => Ok(Box::new(silica::backend::cuda::CudaCompute::new()?)),
+        "cuda" => Err(silica::Error::backend("cuda", "`silica build --backend cuda` is not available in this build yet").into()),
+        other => bail!("unknown build backend {other}"),
     }
 }
 
@@ -214,42 +234,51 @@ fn build(a: BuildArgs) -> Result<()> {
         ..Default::default()
     };
     check_writable(&a.out)?;
+    let compute = build_compute(&a.backend)?;
     let rerank = a.rerank_model.as_deref().map(silica::rerank::RerankModel::load).transpose()?;
-    let mut index = IndexBuilder::new(params).build_files(&a.vectors, &a.attributes)?;
-    if let Some(m) = rerank {
-        let want = 2 * index.dim + index.feature_names.len();
-        if m.input_dim() != want {
-            bail!("rerank model input width {} != 2*D + F = {want}", m.input_dim());
-        }
-        index.rerank = Some(m);
-    }
+    let builder = IndexBuilder::new(params);
+    // `--out -`: stream into a temporary file, then copy it to stdout.
+    let tmp_dir;
+    let target = if is_stdout(&a.out) {
+        tmp_dir = tempfile::tempdir().context("creating a temporary directory")?;
+        tmp_dir.path().join("index.silica")
+    } else {
+        a.out.clone()
+    };
+    let s = builder.build_to_file(&a.vectors, &a.attributes, &target, compute.as_ref(), rerank.as_ref())?;
     if !a.no_calibrate {
-        index = calibrate(index, &a)?;
+        calibrate(&target, &a)?;
     }
-    write_out(&a.out, &format::to_bytes(&index)?)?;
+    if is_stdout(&a.out) {
+        let mut f = std::fs::File::open(&target)?;
+        let mut out = std::io::stdout().lock();
+        std::io::copy(&mut f, &mut out).context("writing to stdout")?;
+    }
+    let rss = silica::progress::peak_rss().map(|b| format!(", peak RSS {:.1} MB", b as f64 / 1e6)).unwrap_or_default();
     eprintln!(
-        "built {}: N={} D={} nlist={} metric={} in {:.2}s",
+        "built {}: N={} D={} nlist={} metric={} backend={} in {:.2}s, {:.1} MB{rss}",
         a.out.display(),
-        index.len(),
-        index.dim,
-        index.nlist(),
-        index.metric,
-        t0.elapsed().as_secs_f64()
+        s.n,
+        s.dim,
+        s.nlist,
+        a.metric,
+        compute.name(),
+        t0.elapsed().as_secs_f64(),
+        s.bytes as f64 / 1e6,
     );
     Ok(())
 }
 
-/// Measure the default nprobe of a freshly built `index` on the CPU (see
-/// `graph::calibrate`) and store it in the index.
-fn calibrate(index: Index, a: &BuildArgs) -> Result<Index> {
+/// Measure the default nprobe of the artifact just built at `path` on the build's device
+/// (see `graph::calibrate`) and store it in its metadata in place.
+fn calibrate(path: &Path, a: &BuildArgs) -> Result<()> {
     let t0 = Instant::now();
-    let ix = Arc::new(index);
+    let ix = Arc::new(format::load_with(path, format::Verify::Skip)?);
     let opts = silica::graph::calibrate::CalibrateOptions { target_recall: a.target_recall, queries: a.calibration_queries, seed: a.seed, ..Default::default() };
-    let c = silica::graph::calibrate::calibrate(graph::open("cpu", ix.clone())?.as_ref(), &opts)?;
+    let c = silica::graph::calibrate::calibrate(graph::open(&a.backend, ix)?.as_ref(), &opts)?;
+    silica::model::writer::patch_metadata(path, &[(format::CALIBRATION.to_string(), serde_json::to_string(&c)?)])?;
     eprintln!("{} ({:.1}s)", calibration_line(&c), t0.elapsed().as_secs_f64());
-    let mut index = Arc::try_unwrap(ix).unwrap_or_else(|shared| (*shared).clone());
-    index.calibration = Some(c);
-    Ok(index)
+    Ok(())
 }
 
 /// `default nprobe 24 (recall@10 0.991 / filtered 0.994 >= 0.99 on 250 + 250 held-out rows)`.

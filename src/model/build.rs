@@ -1,19 +1,40 @@
-//! Index building: vectors + attributes -> [`Index`].
+//! Index building: vectors + attributes -> artifact (streamed to a file) or [`Index`].
 //!
-//! Steps: validate -> (cosine: normalize) -> k-means (sample) -> assign every row to its
-//! nearest centroid -> sort rows by list -> int8 quantization (per-row scale) -> f16
-//! rerank cache -> exact attribute CSR -> Bloom bit-planes.
+//! Steps (one sequence, [`IndexBuilder::write`]; the in-memory [`IndexBuilder::build`] is
+//! the same sequence written into a buffer and decoded):
+//! 1. validate; gather the k-means training sample from the source (cosine: normalized);
+//! 2. train centroids ([`BuildCompute::train`]), quantize them (`ivf.centroid_codes`);
+//! 3. pass 1, in chunks of [`CHUNK`] rows: quantize, assign by the integer rule
+//!    ([`BuildCompute::assign`], see [`super::compute`]); only a u32 list per row is kept;
+//! 4. counting sort: list order, stable by source row;
+//! 5. pass 2, in chunks of sorted rows: re-read, quantize, and write codes, scales, f16
+//!    embeddings, features, ids, source rows and the attribute CSR at their offsets, and
+//!    the chunk's words of the Bloom planes (held in memory, written last).
+//!
+//! Memory: the attribute table, the Bloom planes (`M * N / 8` bytes), 12 bytes per row
+//! (list, sort order, scale) and one chunk; vectors stay in the mapped input.
 
 use super::attributes::AttributeTable;
-use super::kmeans::{self, KMeansParams};
+use super::compute::{BuildCompute, CpuCompute};
+use super::format::{self, Meta, FORMAT_VERSION};
+use super::kmeans::KMeansParams;
 use super::npy::Matrix;
-use super::quantize::quantize;
-use super::{BloomParams, BloomPlanes, Index, Metric};
+use super::quantize::{quantize, quantize_row};
+use super::source::VectorSource;
+use super::writer::{ArtifactWriter, Output, TensorSpec};
+use super::{BloomParams, Index, Metric};
 use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::rerank::RerankModel;
 use half::f16;
-use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
+use safetensors::Dtype;
 use std::path::Path;
+
+/// Rows per chunk of both passes (a multiple of 64: a chunk owns whole Bloom words).
+pub const CHUNK: usize = 1 << 16;
 
 /// Build settings. `Default` gives the CLI defaults.
 #[derive(Clone, Debug)]
@@ -62,24 +83,66 @@ pub fn default_nlist(n: usize) -> usize {
     p.clamp(1, n)
 }
 
-/// Builds an [`Index`] from vectors and attributes.
+
+/// Builds an index artifact from vectors and attributes (see the module docs).
 #[derive(Clone, Debug, Default)]
 pub struct IndexBuilder {
     pub params: BuildParams,
 }
 
-fn spinner(show: bool, msg: &str, len: u64) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
+/// What a build wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildSummary {
+    pub n: usize,
+    pub dim: usize,
+    pub nlist: usize,
+    /// Artifact size in bytes.
+    pub bytes: u64,
+}
+
+/// The training sample: source rows, sorted (all rows when N <= k * per_list).
+pub fn sample_rows(n: usize, k: usize, per_list: usize, seed: u64) -> Vec<usize> {
+    let m = n.min(k.saturating_mul(per_list).max(k));
+    if m == n {
+        return (0..n).collect();
     }
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template("{spinner} {msg:<22} [{bar:30}] {pos}/{len} {elapsed}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    pb.set_message(msg.to_string());
-    pb
+    let mut v = rand::seq::index::sample(&mut ChaCha8Rng::seed_from_u64(seed), n, m).into_vec();
+    v.sort_unstable();
+    v
+}
+
+/// Rows `rows` of `src` as f32 into `out` (`[rows.len(), D]`), value-checked
+/// ([`super::finite`]) and, for cosine, normalized. Errors name the first bad source row.
+fn prepare(src: &VectorSource, rows: &[u32], metric: Metric, out: &mut [f32]) -> Result<()> {
+    let d = src.dim;
+    let bad = out
+        .par_chunks_mut(d)
+        .zip(rows.par_iter())
+        .filter_map(|(o, &r)| {
+            let r = r as usize;
+            src.row_into(r, o);
+            if let Err(f) = super::finite::check_vector(o, metric == Metric::Ip) {
+                let e = match f.col {
+                    Some(col) if !f.value.is_finite() => Error::NonFinite { what: "vectors".into(), row: r, col, value: f.value },
+                    col => Error::OutOfRange { what: "vectors".into(), row: r, col, reason: f.reason },
+                };
+                return Some((r, e));
+            }
+            if metric == Metric::Cosine {
+                let norm = o.iter().map(|x| x * x).sum::<f32>().sqrt();
+                if norm == 0.0 {
+                    return Some((r, Error::param("vectors", format!("row {r} is all zeros; cosine needs non-zero vectors"))));
+                }
+                o.iter_mut().for_each(|x| *x /= norm);
+            }
+            None
+        })
+        .min_by_key(|e| e.0);
+    bad.map_or(Ok(()), |(_, e)| Err(e))
+}
+
+fn blob_len<S: AsRef<str>>(v: impl Iterator<Item = S>) -> (usize, usize) {
+    v.fold((0, 0), |(n, b), s| (n + 1, b + s.as_ref().len()))
 }
 
 impl IndexBuilder {
@@ -87,24 +150,70 @@ impl IndexBuilder {
         IndexBuilder { params }
     }
 
-    /// Read `vectors` (.npy) and `attributes` (.jsonl), then [`IndexBuilder::build`].
+    /// Read `vectors` (.npy, mapped) and `attributes` (.jsonl), build in memory on the CPU.
     pub fn build_files(&self, vectors: &Path, attributes: &Path) -> Result<Index> {
-        let m = super::npy::read(vectors)?;
+        let src = VectorSource::open(vectors)?;
         let table = super::attributes::read_jsonl(attributes, &self.params.features)?;
-        self.build(m, table)
+        self.build_source(&src, &table, &CpuCompute)
     }
 
-    /// Build an index. Errors: NaN/Inf in vectors, `ip` values beyond the f16 range
-    /// (±65504), a sum of squares beyond f32 (row and column named: [`super::finite`]), N = 0, D = 0,
-    /// attribute rows != vector rows, nlist = 0, zero vectors with `cosine`.
-    pub fn build(&self, mut vectors: Matrix, table: AttributeTable) -> Result<Index> {
+    /// Build an index in memory on the CPU. Errors: NaN/Inf in vectors, `ip` values beyond
+    /// the f16 range (±65504), a sum of squares beyond f32 (row and column named:
+    /// [`super::finite`]), N = 0, D = 0, attribute rows != vector rows, nlist = 0 or > N,
+    /// zero vectors with `cosine`.
+    pub fn build(&self, vectors: Matrix, table: AttributeTable) -> Result<Index> {
+        self.build_source(&VectorSource::from_matrix(vectors), &table, &CpuCompute)
+    }
+
+    /// [`IndexBuilder::build`] from any source on `compute`: the artifact is written into
+    /// memory by [`IndexBuilder::write`] and decoded, so it is exactly what a file holds.
+    pub fn build_source(&self, src: &VectorSource, table: &AttributeTable, compute: &dyn BuildCompute) -> Result<Index> {
+        let path = Path::new("<in-memory build>");
+        let (bytes, _) = self.write(src, table, compute, None, Vec::new(), path)?;
+        format::from_bytes_with(&bytes, path, format::Verify::Skip)
+    }
+
+    /// Stream-build the artifact of `vectors` + `attributes` into the file `out`
+    /// (atomically: a temporary file in its directory renamed into place; on error
+    /// nothing is left behind). `rerank`: a model to embed (input width 2·D + F).
+    pub fn build_to_file(&self, vectors: &Path, attributes: &Path, out: &Path, compute: &dyn BuildCompute, rerank: Option<&RerankModel>) -> Result<BuildSummary> {
+        use std::os::unix::fs::PermissionsExt;
+        format::check_target(out)?;
+        let src = VectorSource::open(vectors)?;
+        let t0 = std::time::Instant::now();
+        let table = super::attributes::read_jsonl(attributes, &self.params.features)?;
+        log::info!("attributes: {} rows in {:.2}s", table.ids.len(), t0.elapsed().as_secs_f64());
+        let dir = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".silica-tmp-")
+            .permissions(std::fs::Permissions::from_mode(0o666))
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(out, e))?;
+        let file = tmp.as_file().try_clone().map_err(|e| Error::io(out, e))?;
+        let (file, summary) = self.write(&src, &table, compute, rerank, file, out)?;
+        file.sync_all().map_err(|e| Error::io(out, e))?;
+        tmp.persist(out).map_err(|e| Error::io(out, e.error))?;
+        Ok(summary)
+    }
+
+    /// The build steps (module docs) writing into `out`; `path` names it in errors.
+    pub fn write<O: Output>(&self, src: &VectorSource, table: &AttributeTable, compute: &dyn BuildCompute, rerank: Option<&RerankModel>, out: O, path: &Path) -> Result<(O, BuildSummary)> {
         let p = &self.params;
-        let (n, d) = (vectors.rows, vectors.dim);
+        let (n, d) = (src.rows, src.dim);
         if d == 0 {
             return Err(Error::param("vectors", "dimension D is 0"));
         }
         if n == 0 {
             return Err(Error::param("vectors", "no vectors to index (N = 0)"));
+        }
+        if n > u32::MAX as usize {
+            return Err(Error::param("vectors", format!("{n} rows exceed the u32 row range")));
+        }
+        if d > super::compute::MAX_EXACT_DIM {
+            return Err(Error::param("vectors", format!("dimension {d} exceeds {} (the int8 assignment dot must be exact in f32)", super::compute::MAX_EXACT_DIM)));
         }
         if table.ids.len() != n {
             return Err(Error::CountMismatch {
@@ -115,18 +224,8 @@ impl IndexBuilder {
                 right: n,
             });
         }
-        super::finite::check_rows(&vectors.data, d, p.metric == Metric::Ip, "vectors")?;
         if p.bloom.bits == 0 || p.bloom.hashes == 0 {
             return Err(Error::param("bloom-bits", "Bloom bits and hashes must be at least 1"));
-        }
-        if p.metric == Metric::Cosine {
-            for (r, row) in vectors.data.chunks_mut(d).enumerate() {
-                let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
-                if norm == 0.0 {
-                    return Err(Error::param("vectors", format!("row {r} is all zeros; cosine needs non-zero vectors")));
-                }
-                row.iter_mut().for_each(|x| *x /= norm);
-            }
         }
         let nlist = p.nlist.unwrap_or_else(|| default_nlist(n));
         if nlist == 0 {
@@ -135,69 +234,215 @@ impl IndexBuilder {
         if nlist > n {
             return Err(Error::param("nlist", format!("{nlist} lists for {n} vectors; nlist must be <= N")));
         }
+        let nf = table.feature_names.len();
+        if let Some(m) = rerank
+            && m.input_dim() != 2 * d + nf
+        {
+            return Err(Error::param("rerank-model", format!("input width {} != 2*D + F = {}", m.input_dim(), 2 * d + nf)));
+        }
 
-        // 1. k-means.
-        let pb = spinner(p.progress, "k-means", p.kmeans_iters as u64);
+        // 1-2. Sample, train, quantize the centroids.
+        let t0 = std::time::Instant::now();
+        let sample = sample_rows(n, nlist, p.sample_per_list, p.seed);
+        let sample_rows32: Vec<u32> = sample.iter().map(|&r| r as u32).collect();
+        let mut x = vec![0f32; sample.len() * d];
+        prepare(src, &sample_rows32, p.metric, &mut x)?;
         let kp = KMeansParams { k: nlist, iters: p.kmeans_iters, sample_per_cluster: p.sample_per_list, seed: p.seed };
-        let centroids = kmeans::train(&vectors.data, d, &kp, &|| pb.inc(1));
-        pb.finish_and_clear();
+        let pb = Progress::new(p.progress, "k-means", p.kmeans_iters as u64, "iterations");
+        let centroids = compute.train(&x, d, &kp, &|| pb.inc(1))?;
+        pb.finish();
+        drop(x);
+        if centroids.len() != nlist * d {
+            return Err(Error::backend(compute.name(), format!("trained {} values, expected {nlist} x {d}", centroids.len())));
+        }
+        let cq = quantize(&centroids, d);
+        log::info!("k-means: {nlist} lists from {} rows on {} in {:.2}s", sample.len(), compute.name(), t0.elapsed().as_secs_f64());
 
-        // 2. Assign and sort rows by (list, source row).
-        let pb = spinner(p.progress, "assign + quantize", 3);
-        let assignment = kmeans::assign(&vectors.data, &centroids, d);
-        let mut perm: Vec<usize> = (0..n).collect();
-        perm.sort_by_key(|&r| (assignment[r].0, r));
+        // 3. Pass 1: quantize + assign, chunk by chunk.
+        let pb = Progress::new(p.progress, "assign", n as u64, "rows");
+        let mut lists: Vec<u32> = Vec::with_capacity(n);
+        let mut buf = vec![0f32; CHUNK.min(n) * d];
+        let mut codes = vec![0i8; CHUNK.min(n) * d];
+        for a in (0..n).step_by(CHUNK) {
+            let b = (a + CHUNK).min(n);
+            let rows: Vec<u32> = (a as u32..b as u32).collect();
+            let (x, c) = (&mut buf[..(b - a) * d], &mut codes[..(b - a) * d]);
+            prepare(src, &rows, p.metric, x)?;
+            c.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(c, x)| {
+                quantize_row(x, c);
+            });
+            let l = compute.assign(c, &cq)?;
+            if l.len() != b - a || l.iter().any(|&l| l as usize >= nlist) {
+                return Err(Error::backend(compute.name(), format!("assignment of rows {a}..{b} is malformed")));
+            }
+            lists.extend_from_slice(&l);
+            src.release(a..b);
+            pb.inc((b - a) as u64);
+        }
+        pb.finish();
+
+        // 4. Counting sort by list, stable by source row.
         let mut list_offsets = vec![0u64; nlist + 1];
-        for &(l, _) in &assignment {
+        for &l in &lists {
             list_offsets[l as usize + 1] += 1;
         }
         for l in 0..nlist {
             list_offsets[l + 1] += list_offsets[l];
         }
-        pb.inc(1);
+        let mut cursor = list_offsets.clone();
+        let mut perm = vec![0u32; n];
+        for (r, &l) in lists.iter().enumerate() {
+            perm[cursor[l as usize] as usize] = r as u32;
+            cursor[l as usize] += 1;
+        }
+        drop(lists);
+        drop(cursor);
 
-        // 3. Quantize (sorted order).
-        let sorted: Vec<f32> = perm.par_iter().flat_map_iter(|&r| vectors.row(r).iter().copied()).collect();
-        let items = quantize(&sorted, d);
-        let centroid_codes = quantize(&centroids, d);
-        let embeddings = p.store_embeddings.then(|| sorted.par_iter().map(|&x| f16::from_f32(x)).collect());
-        drop(sorted);
-        pb.inc(1);
-        let features = (!table.feature_names.is_empty()).then(|| {
-            let f = table.feature_names.len();
-            perm.iter().flat_map(|&r| table.features[r * f..(r + 1) * f].iter().copied()).collect()
-        });
-        let ids: Vec<std::sync::Arc<str>> = perm.iter().map(|&r| table.ids[r].as_str().into()).collect();
-        let attrs = table.attrs.permute(&perm);
-        pb.finish_and_clear();
+        // The plan: every shape is known now.
+        let schema = &table.attrs.schema;
+        let (_, id_bytes) = blob_len(table.ids.iter());
+        let (nvalues, dict_bytes) = blob_len(schema.fields.iter().flat_map(|f| f.values.iter()));
+        let (bits, words) = (p.bloom.bits as usize, n.div_ceil(64));
+        let mut specs = vec![
+            TensorSpec::new("ivf.centroids", Dtype::F32, vec![nlist, d]),
+            TensorSpec::new("ivf.centroid_codes", Dtype::I8, vec![nlist, d]),
+            TensorSpec::new("ivf.centroid_scale", Dtype::F32, vec![nlist]),
+            TensorSpec::new("ivf.list_offsets", Dtype::I64, vec![nlist + 1]),
+            TensorSpec::new("items.codes", Dtype::I8, vec![n, d]),
+            TensorSpec::new("items.scale", Dtype::F32, vec![n]),
+            TensorSpec::new("items.row_ids", Dtype::U8, vec![id_bytes]),
+            TensorSpec::new("items.row_id_offsets", Dtype::I64, vec![n + 1]),
+            TensorSpec::new("items.source_rows", Dtype::I64, vec![n]),
+            TensorSpec::new("bloom.planes", Dtype::U64, vec![bits, words]),
+            TensorSpec::new("attrs.offsets", Dtype::I64, vec![n + 1]),
+            TensorSpec::new("attrs.values", Dtype::U32, vec![table.attrs.values.len()]),
+            TensorSpec::new("attrs.dict", Dtype::U8, vec![dict_bytes]),
+            TensorSpec::new("attrs.dict_offsets", Dtype::I64, vec![nvalues + 1]),
+        ];
+        if p.store_embeddings {
+            specs.push(TensorSpec::new("items.embeddings", Dtype::F16, vec![n, d]));
+        }
+        if nf > 0 {
+            specs.push(TensorSpec::new("items.features", Dtype::F32, vec![n, nf]));
+        }
+        let rerank_tensors = rerank.map(|m| m.tensors()).unwrap_or_default();
+        for (name, shape, _) in &rerank_tensors {
+            specs.push(TensorSpec::new(name, Dtype::F32, shape.clone()));
+        }
+        let meta = Meta {
+            format_version: FORMAT_VERSION,
+            dim: d,
+            nlist,
+            n,
+            metric: p.metric,
+            quantization: format::QUANTIZATION.into(),
+            bloom: p.bloom,
+            bloom_hash: BloomParams::HASH.into(),
+            schema: schema.fields.clone(),
+            features: table.feature_names.clone(),
+            rerank: rerank.map(format::rerank_summary),
+            generator: format!("silica {}", env!("CARGO_PKG_VERSION")),
+            calibration: None,
+        };
+        let mut w = ArtifactWriter::new(out, path, specs, format::entries(&meta))?;
 
-        // 4. Bloom bit-planes: hash each dictionary value once.
-        let schema = &attrs.schema;
-        let value_bits: Vec<Vec<u32>> = schema
+        // Small tensors.
+        w.put_pod("ivf.centroids", &centroids)?;
+        w.put_pod("ivf.centroid_codes", &cq.codes)?;
+        w.put_pod("ivf.centroid_scale", &cq.scale)?;
+        w.put_pod("ivf.list_offsets", &list_offsets)?;
+        let mut dict_offs = Vec::with_capacity(nvalues + 1);
+        dict_offs.push(0u64);
+        let dict_id = w.id("attrs.dict");
+        for v in schema.fields.iter().flat_map(|f| f.values.iter()) {
+            w.put(dict_id, v.as_bytes())?;
+            dict_offs.push(dict_offs.last().copied().unwrap_or(0) + v.len() as u64);
+        }
+        w.put_pod("attrs.dict_offsets", &dict_offs)?;
+        drop(dict_offs);
+        for (name, _, data) in &rerank_tensors {
+            w.put_pod(name, data)?;
+        }
+
+        // 5. Pass 2: sorted rows, chunk by chunk.
+        let value_bits: Vec<u32> = schema
             .fields
             .par_iter()
-            .flat_map_iter(|f| f.values.iter().map(|v| p.bloom.positions(&f.name, v)))
+            .flat_map_iter(|f| f.values.iter().flat_map(|v| p.bloom.positions(&f.name, v)))
             .collect();
-        let bloom = BloomPlanes::build(p.bloom, n, |r| attrs.row(r).iter().flat_map(|&v| value_bits[v as usize].iter().copied()).collect());
-
-        Ok(Index {
-            dim: d,
-            metric: p.metric,
-            centroids,
-            centroid_codes,
-            list_offsets,
-            items,
-            embeddings,
-            features,
-            feature_names: table.feature_names.clone(),
-            ids,
-            source_rows: perm.iter().map(|&r| r as u64).collect(),
-            bloom,
-            attrs,
-            rerank: None,
-            live: None,
-            calibration: None,
-        })
+        let k = p.bloom.hashes as usize;
+        let mut planes = vec![0u64; bits * words];
+        let (mut id_end, mut attr_end) = (0u64, 0u64);
+        w.put_pod("items.row_id_offsets", &[0u64])?;
+        w.put_pod("attrs.offsets", &[0u64])?;
+        let mut scale = vec![0f32; CHUNK.min(n)];
+        let pb = Progress::new(p.progress, "write", n as u64, "rows");
+        for a in (0..n).step_by(CHUNK) {
+            let b = (a + CHUNK).min(n);
+            let rows = &perm[a..b];
+            let (x, c, s) = (&mut buf[..(b - a) * d], &mut codes[..(b - a) * d], &mut scale[..b - a]);
+            prepare(src, rows, p.metric, x)?;
+            c.par_chunks_mut(d).zip(x.par_chunks(d)).zip(s.par_iter_mut()).for_each(|((c, x), s)| *s = quantize_row(x, c));
+            w.put_pod("items.codes", c)?;
+            w.put_pod("items.scale", s)?;
+            if p.store_embeddings {
+                let e: Vec<f16> = x.par_iter().map(|&v| f16::from_f32(v)).collect();
+                w.put_pod("items.embeddings", &e)?;
+            }
+            if nf > 0 {
+                let f: Vec<f32> = rows.iter().flat_map(|&r| table.features[r as usize * nf..(r as usize + 1) * nf].iter().copied()).collect();
+                w.put_pod("items.features", &f)?;
+            }
+            let src_rows: Vec<u64> = rows.iter().map(|&r| r as u64).collect();
+            w.put_pod("items.source_rows", &src_rows)?;
+            let (mut ids, mut id_offs) = (Vec::new(), Vec::with_capacity(b - a));
+            let (mut vals, mut val_offs) = (Vec::new(), Vec::with_capacity(b - a));
+            for &r in rows {
+                let r = r as usize;
+                ids.extend_from_slice(table.ids[r].as_bytes());
+                id_offs.push(id_end + ids.len() as u64);
+                vals.extend_from_slice(table.attrs.row(r));
+                val_offs.push(attr_end + vals.len() as u64);
+            }
+            id_end += ids.len() as u64;
+            attr_end += vals.len() as u64;
+            let t = w.id("items.row_ids");
+            w.put(t, &ids)?;
+            w.put_pod("items.row_id_offsets", &id_offs)?;
+            w.put_pod("attrs.values", &vals)?;
+            w.put_pod("attrs.offsets", &val_offs)?;
+            // Bloom: this chunk owns words a/64 .. ceil(b/64).
+            let cols: Vec<(usize, Vec<(u32, u64)>)> = (a / 64..b.div_ceil(64))
+                .into_par_iter()
+                .map(|wd| {
+                    let mut col = vec![0u64; bits];
+                    for sr in wd * 64..((wd + 1) * 64).min(n) {
+                        let r = perm[sr] as usize;
+                        for &v in table.attrs.row(r) {
+                            for &bit in &value_bits[v as usize * k..(v as usize + 1) * k] {
+                                col[bit as usize] |= 1u64 << (sr % 64);
+                            }
+                        }
+                    }
+                    (wd, col.into_iter().enumerate().filter(|c| c.1 != 0).map(|(i, m)| (i as u32, m)).collect())
+                })
+                .collect();
+            for (wd, col) in cols {
+                for (bit, m) in col {
+                    planes[bit as usize * words + wd] = m;
+                }
+            }
+            if (a / CHUNK) % 16 == 15 {
+                src.release(0..n);
+            }
+            pb.inc((b - a) as u64);
+        }
+        pb.finish();
+        src.release(0..n);
+        w.put_pod("bloom.planes", &planes)?;
+        drop(planes);
+        let (out, bytes) = w.finish()?;
+        Ok((out, BuildSummary { n, dim: d, nlist, bytes }))
     }
 }
 

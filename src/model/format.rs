@@ -35,7 +35,7 @@ pub const CALIBRATION: &str = "calibration";
 
 /// The metadata key of the checksum map, and the map's entry for the metadata itself.
 pub const CHECKSUMS: &str = "checksums";
-const META_ENTRY: &str = "__metadata__";
+pub const META_ENTRY: &str = "__metadata__";
 
 /// Whether loading checks the stored checksums (`--no-verify` skips them; value checks
 /// always run).
@@ -46,12 +46,12 @@ pub enum Verify {
     Skip,
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
 }
 
 /// xxh3-64 of every metadata entry except the checksum map, as a sorted JSON object.
-fn meta_checksum(info: &HashMap<String, String>) -> String {
+pub(crate) fn meta_checksum(info: &HashMap<String, String>) -> String {
     let sorted: BTreeMap<&String, &String> = info.iter().filter(|(k, _)| k.as_str() != CHECKSUMS).collect();
     hex(serde_json::to_string(&sorted).expect("strings serialize").as_bytes())
 }
@@ -117,6 +117,14 @@ pub struct Meta {
     pub calibration: Option<super::calibration::Calibration>,
 }
 
+/// `__metadata__["rerank"]` of an embedded model.
+pub fn rerank_summary(m: &RerankModel) -> String {
+    format!("mlp: {} hidden layers, {} tasks, input {}", m.layers.len(), m.tasks(), m.input_dim())
+}
+
+/// `__metadata__["quantization"]`.
+pub const QUANTIZATION: &str = "int8 symmetric per row: scale = absmax/127, round half to even";
+
 /// Human-readable summary of an index's metadata.
 pub fn meta_of(ix: &Index) -> Meta {
     Meta {
@@ -125,14 +133,12 @@ pub fn meta_of(ix: &Index) -> Meta {
         nlist: ix.nlist(),
         n: ix.len(),
         metric: ix.metric,
-        quantization: "int8 symmetric per row: scale = absmax/127, round half to even".into(),
+        quantization: QUANTIZATION.into(),
         bloom: ix.bloom.params,
         bloom_hash: BloomParams::HASH.into(),
         schema: ix.attrs.schema.fields.clone(),
         features: ix.feature_names.clone(),
-        rerank: ix.rerank.as_ref().map(|m| {
-            format!("mlp: {} hidden layers, {} tasks, input {}", m.layers.len(), m.tasks(), m.input_dim())
-        }),
+        rerank: ix.rerank.as_ref().map(rerank_summary),
         generator: format!("silica {}", env!("CARGO_PKG_VERSION")),
         calibration: ix.calibration.clone(),
     }
@@ -193,13 +199,21 @@ pub fn to_bytes(ix: &Index) -> Result<Vec<u8>> {
         })
         .collect::<Result<Vec<_>>>()?;
     let sums: BTreeMap<String, String> = t.iter().map(|(name, _, _, data)| (name.clone(), hex(data))).collect();
-    let meta = meta_of(ix);
+    let mut info = entries(&meta_of(ix));
+    let mut sums = sums;
+    sums.insert(META_ENTRY.into(), meta_checksum(&info));
+    info.insert(CHECKSUMS.into(), serde_json::to_string(&sums).expect("strings serialize"));
+    safetensors::serialize(views, Some(info)).map_err(|e| Error::backend("format", e.to_string()))
+}
+
+/// The metadata entries of `meta` as stored (every entry but the checksum map).
+pub fn entries(meta: &Meta) -> HashMap<String, String> {
     let mut info = HashMap::new();
     let js = |v: &dyn erased::Ser| v.json();
     info.insert("format_version".into(), meta.format_version.to_string());
-    info.insert("dim".into(), d.to_string());
-    info.insert("nlist".into(), l.to_string());
-    info.insert("n".into(), n.to_string());
+    info.insert("dim".into(), meta.dim.to_string());
+    info.insert("nlist".into(), meta.nlist.to_string());
+    info.insert("n".into(), meta.n.to_string());
     info.insert("metric".into(), meta.metric.to_string());
     info.insert("quantization".into(), meta.quantization.clone());
     info.insert("bloom".into(), js(&meta.bloom));
@@ -211,10 +225,7 @@ pub fn to_bytes(ix: &Index) -> Result<Vec<u8>> {
     if let Some(c) = &meta.calibration {
         info.insert(CALIBRATION.into(), js(c));
     }
-    let mut sums = sums;
-    sums.insert(META_ENTRY.into(), meta_checksum(&info));
-    info.insert(CHECKSUMS.into(), js(&sums));
-    safetensors::serialize(views, Some(info)).map_err(|e| Error::backend("format", e.to_string()))
+    info
 }
 
 mod erased {

@@ -13,6 +13,8 @@ pub mod compute;
 pub mod build;
 pub mod finite;
 pub mod format;
+pub mod source;
+pub mod writer;
 pub mod kmeans;
 pub mod npy;
 pub mod quantize;

@@ -42,6 +42,41 @@ pub fn read(path: &Path) -> Result<Matrix> {
 
 /// Parse `.npy` bytes; the error is a human-readable reason.
 pub fn parse(bytes: &[u8]) -> std::result::Result<Matrix, String> {
+    let h = parse_header(bytes)?;
+    let body = &bytes[h.data_start..h.data_start + h.data_bytes()];
+    let data: Vec<f32> = if !h.f16 {
+        body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    } else {
+        body.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+    };
+    Ok(Matrix { rows: h.rows, dim: h.dim, data, was_f16: h.f16 })
+}
+
+/// What a `.npy` header says: shape, dtype, where the row-major data starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub rows: usize,
+    pub dim: usize,
+    /// `<f2` (else `<f4`).
+    pub f16: bool,
+    /// Byte offset of the data.
+    pub data_start: usize,
+}
+
+impl Header {
+    /// Bytes per element (2 or 4).
+    pub fn elem(&self) -> usize {
+        if self.f16 { 2 } else { 4 }
+    }
+    /// Data bytes (`rows * dim * elem`).
+    pub fn data_bytes(&self) -> usize {
+        self.rows * self.dim * self.elem()
+    }
+}
+
+/// Parse the header of `.npy` `bytes` (the whole file or a map of it) and check that the
+/// data it announces is present.
+pub fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err("not a .npy file (missing \\x93NUMPY magic)".into());
     }
@@ -85,18 +120,12 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Matrix, String> {
         [d] => (1, *d),
         _ => return Err(format!("expected a 2-D array [N, D], got shape {dims:?}")),
     };
-    let body = &bytes[start + hlen..];
+    let have = bytes.len() - (start + hlen);
     let need = rows.checked_mul(dim).and_then(|x| x.checked_mul(elem)).ok_or("shape overflows")?;
-    if body.len() < need {
-        return Err(format!("truncated: shape [{rows}, {dim}] needs {need} data bytes, file has {}", body.len()));
+    if have < need {
+        return Err(format!("truncated: shape [{rows}, {dim}] needs {need} data bytes, file has {have}"));
     }
-    let body = &body[..need];
-    let data: Vec<f32> = if elem == 4 {
-        body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-    } else {
-        body.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
-    };
-    Ok(Matrix { rows, dim, data, was_f16: elem == 2 })
+    Ok(Header { rows, dim, f16: elem == 2, data_start: start + hlen })
 }
 
 /// The value token after `'key':` in a header dict: a quoted string, a parenthesized
@@ -122,6 +151,20 @@ pub fn write(path: &Path, rows: usize, dim: usize, data: &[f32], as_f16: bool) -
 /// Encode a 2-D matrix as `.npy` v1.0 bytes.
 pub fn encode(rows: usize, dim: usize, data: &[f32], as_f16: bool) -> Vec<u8> {
     assert_eq!(data.len(), rows * dim);
+    let mut out = header(rows, dim, as_f16);
+    for &x in data {
+        if as_f16 {
+            out.extend_from_slice(&f16::from_f32(x).to_le_bytes());
+        } else {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// The `.npy` v1.0 header of a `[rows, dim]` `<f4` (`<f2`) matrix, padded so the data
+/// starts at a multiple of 64 bytes; the row-major data follows it.
+pub fn header(rows: usize, dim: usize, as_f16: bool) -> Vec<u8> {
     let descr = if as_f16 { "<f2" } else { "<f4" };
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
     while (10 + header.len() + 1) % 64 != 0 {
@@ -131,13 +174,6 @@ pub fn encode(rows: usize, dim: usize, data: &[f32], as_f16: bool) -> Vec<u8> {
     let mut out = b"\x93NUMPY\x01\x00".to_vec();
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    for &x in data {
-        if as_f16 {
-            out.extend_from_slice(&f16::from_f32(x).to_le_bytes());
-        } else {
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-    }
     out
 }
 

@@ -1,8 +1,9 @@
 //! Compaction: fold the fresh segment, tombstones and attribute changes into a new index.
 //!
 //! * Live main rows keep their inverted list, int8 codes, embeddings and features.
-//! * Live fresh rows are assigned to the nearest centroid (the build's rule: maximum inner
-//!   product with the unit centroids, `kmeans::assign`); centroids are not retrained.
+//! * Live fresh rows are assigned by the build's integer rule (`compute::assign_cpu`: their
+//!   int8 codes against `ivf.centroid_codes`), so a fresh item lands in the list a rebuild
+//!   with the same centroids would put it in; centroids are not retrained.
 //! * Rows are sorted by (list, global row); `source_rows` are renumbered densely in global
 //!   row order (main rows first, then fresh rows in arrival order), so `rows` in results
 //!   change at compaction while ids do not.
@@ -12,7 +13,7 @@
 use super::dict::Dict;
 use super::segment::is_live;
 use crate::error::{Error, Result};
-use crate::model::kmeans;
+use crate::model::compute;
 use crate::model::{Attributes, BloomPlanes, FieldSchema, I8Matrix, Index, Schema};
 use std::collections::BTreeSet;
 
@@ -39,9 +40,10 @@ pub fn fold(main: &Index, fresh: &Index, fresh_vectors: &[f32], dict: &Dict) -> 
         rows.extend(main.list_range(l).filter(|&r| is_live(main, r)).map(|r| (l as u32, main.source_rows[r], Src::Main(r))));
     }
     let live_fresh: Vec<usize> = (0..fresh.len()).filter(|&r| is_live(fresh, r)).collect();
-    let x: Vec<f32> = live_fresh.iter().flat_map(|&r| fresh_vectors[r * d..(r + 1) * d].iter().copied()).collect();
-    let lists = kmeans::assign(&x, &main.centroids, d);
-    rows.extend(live_fresh.iter().zip(&lists).map(|(&r, &(l, _))| (l, fresh.source_rows[r], Src::Fresh(r))));
+    // The fresh segment's codes are the build's quantization of the (normalized) vectors.
+    let codes: Vec<i8> = live_fresh.iter().flat_map(|&r| fresh.items.row(r).iter().copied()).collect();
+    let lists = compute::assign_cpu(&codes, &main.centroid_codes);
+    rows.extend(live_fresh.iter().zip(&lists).map(|(&r, &l)| (l, fresh.source_rows[r], Src::Fresh(r))));
     rows.sort_by_key(|&(l, g, _)| (l, g));
     let n = rows.len();
 

@@ -109,95 +109,174 @@ fn zipf(n: usize, s: f64) -> Zipf<f64> {
     Zipf::new(n as f64, s).expect("n >= 1 and s > 0")
 }
 
+/// The parts of a catalog every chunk needs (mixture centres, Zipf laws): chunk `ch`
+/// (rows `ch * CHUNK ..`) is then a pure function of `(seed, ch)`, so a catalog can be
+/// written chunk by chunk without holding it ([`Generator::chunk`]).
+pub struct Generator {
+    n: usize,
+    dim: usize,
+    seed: u64,
+    centres: Vec<Centre>,
+    b: Bases,
+    zc: (Zipf<f64>, Zipf<f64>),
+    zl: Zipf<f64>,
+    zt: (Zipf<f64>, Zipf<f64>),
+    age_cdf: Vec<f64>,
+}
+
+/// One generated chunk in source-row order.
+pub struct Chunk {
+    /// `[rows, D]` unit vectors.
+    pub vectors: Vec<f32>,
+    /// Global value ids of each row, sorted per row (age, country, id, lang, status, tags...).
+    pub values: Vec<u32>,
+    /// Values per row.
+    pub lens: Vec<u8>,
+}
+
+impl Generator {
+    /// Errors: `n` or `dim` of 0, `n` beyond the u32 row range.
+    pub fn new(n: usize, dim: usize, seed: u64) -> Result<Generator> {
+        if n == 0 {
+            return Err(Error::param("n", "must be at least 1"));
+        }
+        if n > (u32::MAX as usize) / 2 {
+            return Err(Error::param("n", format!("{n} exceeds the u32 row range")));
+        }
+        if dim == 0 {
+            return Err(Error::param("dim", "must be at least 1"));
+        }
+        let c = (n / ITEMS_PER_CENTRE).max(1);
+        let g = (c / 16).max(1);
+        let zero = vec![0f32; dim];
+        let groups: Vec<Vec<f32>> = (0..g)
+            .into_par_iter()
+            .map(|i| {
+                let mut v = vec![0f32; dim];
+                around(&mut stream(seed, GROUPS, i as u64), &zero, (dim as f32).sqrt(), &mut v);
+                v
+            })
+            .collect();
+        let centres: Vec<Centre> = (0..c)
+            .into_par_iter()
+            .map(|j| {
+                let mut rng = stream(seed, CENTRES, j as u64);
+                let mut v = vec![0f32; dim];
+                around(&mut rng, &groups[j % g], CENTRE_SPREAD, &mut v);
+                Centre { v, country_shift: rng.random_range(0..COUNTRIES), tag_shift: rng.random_range(0..TAGS) }
+            })
+            .collect();
+        let age_cdf: Vec<f64> = AGE_RATINGS.iter().scan(0.0, |acc, (_, p)| { *acc += p; Some(*acc) }).collect();
+        Ok(Generator {
+            n,
+            dim,
+            seed,
+            centres,
+            b: Bases::new(n),
+            zc: (zipf(COUNTRIES, 1.0), zipf(COUNTRIES, 1.6)),
+            zl: zipf(LANGS, 1.1),
+            zt: (zipf(TAGS, 1.05), zipf(TAGS, 1.2)),
+            age_cdf,
+        })
+    }
+
+    /// Number of chunks (`ceil(N / CHUNK)`).
+    pub fn chunks(&self) -> usize {
+        self.n.div_ceil(CHUNK)
+    }
+
+    /// Rows N.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Always false (N >= 1).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Chunk `ch`: rows `ch * CHUNK .. min(N, (ch + 1) * CHUNK)`.
+    pub fn chunk(&self, ch: usize) -> Chunk {
+        let (n, dim, c, b) = (self.n, self.dim, self.centres.len(), &self.b);
+        let mut rng = stream(self.seed, ITEMS, ch as u64);
+        let rows = CHUNK.min(n - ch * CHUNK);
+        let mut vecs = vec![0f32; rows * dim];
+        let mut vals = Vec::with_capacity(rows * 9);
+        let mut lens = Vec::with_capacity(rows);
+        let draw = |rng: &mut ChaCha8Rng, z: &Zipf<f64>| z.sample(rng) as usize - 1;
+        for (i, out) in vecs.chunks_mut(dim).enumerate() {
+            let centre = &self.centres[rng.random_range(0..c)];
+            around(&mut rng, &centre.v, ITEM_SPREAD, out);
+            let start = vals.len();
+            let u: f64 = rng.random();
+            vals.push(b.age + self.age_cdf.iter().position(|&p| u < p).unwrap_or(AGE_RATINGS.len() - 1) as u32);
+            let country = if rng.random_bool(0.5) { draw(&mut rng, &self.zc.0) } else { (draw(&mut rng, &self.zc.1) + centre.country_shift) % COUNTRIES };
+            vals.push(b.country + country as u32);
+            vals.push(b.id + (ch * CHUNK + i) as u32);
+            let lang = if rng.random_bool(0.7) { main_lang(country) } else { draw(&mut rng, &self.zl) };
+            vals.push(b.lang + lang as u32);
+            vals.push(b.status + rng.random_bool(BLOCKED) as u32);
+            let tags_start = vals.len();
+            for _ in 0..rng.random_range(1..=6) {
+                let t = if rng.random_bool(0.4) { draw(&mut rng, &self.zt.0) } else { (draw(&mut rng, &self.zt.1) + centre.tag_shift) % TAGS };
+                vals.push(b.tags + t as u32);
+            }
+            vals[tags_start..].sort_unstable();
+            let mut w = tags_start + 1;
+            for r in tags_start + 1..vals.len() {
+                if vals[r] != vals[w - 1] {
+                    vals[w] = vals[r];
+                    w += 1;
+                }
+            }
+            vals.truncate(w);
+            lens.push((vals.len() - start) as u8);
+        }
+        Chunk { vectors: vecs, values: vals, lens }
+    }
+
+    /// The external id of source row `r` (`i` + zero-padded row).
+    pub fn id(&self, r: usize) -> String {
+        let width = (self.n - 1).to_string().len();
+        format!("i{r:0width$}")
+    }
+
+    /// Row `r`'s attributes as one JSON Lines object (what `silica build` reads back into
+    /// the same table); `vals` are its global value ids as [`Generator::chunk`] gives them.
+    pub fn jsonl(&self, r: usize, vals: &[u32], out: &mut String) {
+        use std::fmt::Write;
+        let b = &self.b;
+        let (age, country, lang, status) = (vals[0] - b.age, vals[1] - b.country, vals[3] - b.lang, vals[4] - b.status);
+        let _ = write!(
+            out,
+            "{{\"id\":\"{}\",\"age_rating\":\"{}\",\"country\":\"c{country:03}\",\"lang\":\"l{lang:02}\",\"status\":\"{}\",\"tags\":[",
+            self.id(r),
+            AGE_RATINGS[age as usize].0,
+            if status == 0 { "active" } else { "blocked" }
+        );
+        for (i, t) in vals[5..].iter().enumerate() {
+            let _ = write!(out, "{}\"t{:05}\"", if i == 0 { "" } else { "," }, t - b.tags);
+        }
+        out.push_str("]}\n");
+    }
+}
+
 /// Generate `n x dim` items with attributes for `seed`. Errors: `n` or `dim` of 0, `n`
 /// beyond the u32 row range.
 pub fn generate(n: usize, dim: usize, seed: u64) -> Result<Catalog> {
-    if n == 0 {
-        return Err(Error::param("n", "must be at least 1"));
-    }
-    if n > (u32::MAX as usize) / 2 {
-        return Err(Error::param("n", format!("{n} exceeds the u32 row range")));
-    }
-    if dim == 0 {
-        return Err(Error::param("dim", "must be at least 1"));
-    }
-    let c = (n / ITEMS_PER_CENTRE).max(1);
-    let g = (c / 16).max(1);
-    let zero = vec![0f32; dim];
-    let groups: Vec<Vec<f32>> = (0..g)
-        .into_par_iter()
-        .map(|i| {
-            let mut v = vec![0f32; dim];
-            around(&mut stream(seed, GROUPS, i as u64), &zero, (dim as f32).sqrt(), &mut v);
-            v
-        })
-        .collect();
-    let centres: Vec<Centre> = (0..c)
-        .into_par_iter()
-        .map(|j| {
-            let mut rng = stream(seed, CENTRES, j as u64);
-            let mut v = vec![0f32; dim];
-            around(&mut rng, &groups[j % g], CENTRE_SPREAD, &mut v);
-            Centre { v, country_shift: rng.random_range(0..COUNTRIES), tag_shift: rng.random_range(0..TAGS) }
-        })
-        .collect();
-    let b = Bases::new(n);
-    let (zc_global, zc_local) = (zipf(COUNTRIES, 1.0), zipf(COUNTRIES, 1.6));
-    let zl = zipf(LANGS, 1.1);
-    let (zt_global, zt_local) = (zipf(TAGS, 1.05), zipf(TAGS, 1.2));
-    let age_cdf: Vec<f64> = AGE_RATINGS.iter().scan(0.0, |acc, (_, p)| { *acc += p; Some(*acc) }).collect();
-
+    let gen_ = Generator::new(n, dim, seed)?;
+    let b = &gen_.b;
     // Per chunk: vectors, attribute values (global ids, sorted per row), values per row.
-    let chunks: Vec<(Vec<f32>, Vec<u32>, Vec<u8>)> = (0..n.div_ceil(CHUNK))
-        .into_par_iter()
-        .map(|ch| {
-            let mut rng = stream(seed, ITEMS, ch as u64);
-            let rows = CHUNK.min(n - ch * CHUNK);
-            let mut vecs = vec![0f32; rows * dim];
-            let mut vals = Vec::with_capacity(rows * 9);
-            let mut lens = Vec::with_capacity(rows);
-            let draw = |rng: &mut ChaCha8Rng, z: &Zipf<f64>| z.sample(rng) as usize - 1;
-            for (i, out) in vecs.chunks_mut(dim).enumerate() {
-                let centre = &centres[rng.random_range(0..c)];
-                around(&mut rng, &centre.v, ITEM_SPREAD, out);
-                let start = vals.len();
-                let u: f64 = rng.random();
-                vals.push(b.age + age_cdf.iter().position(|&p| u < p).unwrap_or(AGE_RATINGS.len() - 1) as u32);
-                let country = if rng.random_bool(0.5) { draw(&mut rng, &zc_global) } else { (draw(&mut rng, &zc_local) + centre.country_shift) % COUNTRIES };
-                vals.push(b.country + country as u32);
-                vals.push(b.id + (ch * CHUNK + i) as u32);
-                let lang = if rng.random_bool(0.7) { main_lang(country) } else { draw(&mut rng, &zl) };
-                vals.push(b.lang + lang as u32);
-                vals.push(b.status + rng.random_bool(BLOCKED) as u32);
-                let tags_start = vals.len();
-                for _ in 0..rng.random_range(1..=6) {
-                    let t = if rng.random_bool(0.4) { draw(&mut rng, &zt_global) } else { (draw(&mut rng, &zt_local) + centre.tag_shift) % TAGS };
-                    vals.push(b.tags + t as u32);
-                }
-                vals[tags_start..].sort_unstable();
-                let mut w = tags_start + 1;
-                for r in tags_start + 1..vals.len() {
-                    if vals[r] != vals[w - 1] {
-                        vals[w] = vals[r];
-                        w += 1;
-                    }
-                }
-                vals.truncate(w);
-                lens.push((vals.len() - start) as u8);
-            }
-            (vecs, vals, lens)
-        })
-        .collect();
+    let chunks: Vec<Chunk> = (0..gen_.chunks()).into_par_iter().map(|ch| gen_.chunk(ch)).collect();
 
     let mut offsets = Vec::with_capacity(n + 1);
     offsets.push(0u64);
-    for l in chunks.iter().flat_map(|c| c.2.iter()) {
+    for l in chunks.iter().flat_map(|c| c.lens.iter()) {
         offsets.push(offsets.last().copied().unwrap_or(0) + *l as u64);
     }
-    let values: Vec<u32> = chunks.par_iter().flat_map_iter(|c| c.1.iter().copied()).collect();
-    let data: Vec<f32> = chunks.into_par_iter().flat_map_iter(|c| c.0.into_iter()).collect();
-    let width = (n - 1).to_string().len();
-    let ids: Vec<String> = (0..n).into_par_iter().map(|r| format!("i{r:0width$}")).collect();
+    let values: Vec<u32> = chunks.par_iter().flat_map_iter(|c| c.values.iter().copied()).collect();
+    let data: Vec<f32> = chunks.into_par_iter().flat_map_iter(|c| c.vectors.into_iter()).collect();
+    let ids: Vec<String> = (0..n).into_par_iter().map(|r| gen_.id(r)).collect();
     let names = |prefix: &str, count: usize, w: usize| (0..count).map(|i| format!("{prefix}{i:0w$}")).collect::<Vec<_>>();
     let field = |name: &str, multi: bool, base: u32, values: Vec<String>| FieldSchema { name: name.into(), multi, base, values };
     let schema = Schema {
@@ -217,14 +296,23 @@ pub fn generate(n: usize, dim: usize, seed: u64) -> Result<Catalog> {
 /// `count` queries `[count, D]`, each a uniformly drawn item plus [`QUERY_SPREAD`] noise,
 /// normalized; also the source row each was drawn near. Per-query streams.
 pub fn queries(cat: &Catalog, count: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
-    let (n, d) = (cat.vectors.rows, cat.vectors.dim);
+    queries_with(cat.vectors.rows, cat.vectors.dim, count, seed, &|r| cat.vectors.row(r).to_vec())
+}
+
+/// The source row query `i` of [`queries`] is drawn near (its stream's first draw).
+pub fn query_source(n: usize, i: usize, seed: u64) -> usize {
+    stream(seed, QUERIES, i as u64).random_range(0..n)
+}
+
+/// [`queries`] of a catalog not held in memory: `row(r)` gives source row `r`'s vector.
+pub fn queries_with(n: usize, d: usize, count: usize, seed: u64, row: &(dyn Fn(usize) -> Vec<f32> + Sync)) -> (Vec<f32>, Vec<usize>) {
     let per: Vec<(Vec<f32>, usize)> = (0..count)
         .into_par_iter()
         .map(|i| {
             let mut rng = stream(seed, QUERIES, i as u64);
             let src = rng.random_range(0..n);
             let mut q = vec![0f32; d];
-            around(&mut rng, cat.vectors.row(src), QUERY_SPREAD, &mut q);
+            around(&mut rng, &row(src), QUERY_SPREAD, &mut q);
             (q, src)
         })
         .collect();
