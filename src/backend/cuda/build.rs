@@ -117,7 +117,7 @@ impl CudaCompute {
         if cent.codes.len() != l * d || cent.scale.len() != l {
             return Err(Error::param("centroids", format!("{} codes and {} scales for {l} rows of D = {d}", cent.codes.len(), cent.scale.len())));
         }
-        if codes.len() % d != 0 {
+        if !codes.len().is_multiple_of(d) {
             return Err(Error::param("codes", format!("{} int8 codes are not whole rows of D = {d}", codes.len())));
         }
         let r = codes.len() / d;
@@ -177,7 +177,7 @@ impl CudaCompute {
     }
 
     fn train_impl(&self, data: &[f32], d: usize, p: &KMeansParams, progress: &dyn Fn()) -> Result<Vec<f32>> {
-        if d == 0 || data.len() % d != 0 {
+        if d == 0 || !data.len().is_multiple_of(d) {
             return Err(Error::param("dim", format!("{} values are not whole rows of D = {d}", data.len())));
         }
         let n = data.len() / d;
