@@ -67,10 +67,17 @@ const KERNELS: &[(&str, &[&str])] = &[
     ("rerank.cu", &["rerank_scale", "rerank_refine", "rerank_model"]),
     ("bench.cu", &["read_bw"]),
     ("update.cu", &["copy_u64", "scatter_u64", "copy_u32", "scatter_u32"]),
+    ("kmeans.cu", &["assign_i8", "km_assign", "km_accum", "km_to_f32", "km_split", "km_normalize", "gather_rows", "pp_update", "pp_pick"]),
 ];
 
 impl Dev {
+    /// GPU `ordinal` with the search kernels ([`nvrtc::SEARCH_MODULES`]).
     pub(crate) fn new(ordinal: usize) -> Result<Dev> {
+        Self::open(ordinal, nvrtc::SEARCH_MODULES)
+    }
+
+    /// GPU `ordinal` with the kernels of the stage files `files` (names of [`KERNELS`]).
+    pub(crate) fn open(ordinal: usize, files: &[&str]) -> Result<Dev> {
         if !super::available() {
             return Err(Error::backend("cuda", "no CUDA device (libcuda cannot be loaded or no GPU is present)"));
         }
@@ -92,7 +99,7 @@ impl Dev {
         }
         let mut funcs = HashMap::new();
         let mut modules = Vec::new();
-        for (file, names) in KERNELS {
+        for (file, names) in KERNELS.iter().filter(|(f, _)| files.contains(f)) {
             let ptx = nvrtc::ptx_for(file, &arch)?;
             let m = ctx.load_module(cudarc::nvrtc::Ptx::from_src(ptx)).map_err(drv)?;
             for &name in names.iter() {

@@ -13,11 +13,13 @@
 //! calls and only grow.
 
 pub mod args;
+mod build;
 mod device;
 pub mod nvrtc;
 pub mod plans;
 mod resident;
 
+pub use build::CudaCompute;
 pub use device::{DBuf, Dev};
 pub use resident::Resident;
 
