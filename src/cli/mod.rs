@@ -213,9 +213,10 @@ pub fn run(cli: Cli) -> Result<()> {
 fn build_compute(name: &str) -> Result<Box<dyn silica::model::compute::BuildCompute>> {
     match name {
         "cpu" => Ok(Box::new(silica::model::compute::CpuCompute)),
-        // LEAD: plug the CUDA build compute in here:
-        //   "cuda" => Ok(Box::new(silica::backend::cuda::CudaCompute::new()?)),
-        "cuda" => Err(silica::Error::backend("cuda", "`silica build --backend cuda` is not available in this build yet").into()),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Box::new(silica::backend::cuda::CudaCompute::new()?)),
+        #[cfg(not(feature = "cuda"))]
+        "cuda" => Err(silica::Error::backend("cuda", "this silica was built without the `cuda` feature").into()),
         other => bail!("unknown build backend {other}"),
     }
 }
