@@ -157,16 +157,16 @@ fn fixture(seed: u64, spec: &Spec) -> Fixture {
         dim: d,
         metric: Metric::Ip,
         centroids,
-        centroid_codes: I8Matrix { rows: l, dim: d, codes: ccodes, scale: cscale },
+        centroid_codes: I8Matrix { rows: l, dim: d, codes: ccodes.into(), scale: cscale.into() },
         list_offsets,
-        items: I8Matrix { rows: n, dim: d, codes, scale },
-        embeddings: Some(embeddings),
-        features: Some(features),
+        items: I8Matrix { rows: n, dim: d, codes: codes.into(), scale: scale.into() },
+        embeddings: Some(embeddings.into()),
+        features: Some(features.into()),
         feature_names: vec!["f0".into(), "f1".into()],
-        ids: (0..n).map(|r| format!("id{r}").into()).collect(),
+        ids: (0..n).map(|r| format!("id{r}")).collect(),
         source_rows: (0..n as u64).rev().collect(),
         bloom,
-        attrs: Attributes { schema, offsets, values },
+        attrs: Attributes { schema, offsets: offsets.into(), values: values.into() },
         rerank: None,
         live,
     };
@@ -704,8 +704,8 @@ fn changed(ix: &Index, deletes: bool, patch: impl Fn(usize) -> bool) -> (Index, 
         values.extend_from_slice(&row);
         offsets.push(values.len() as u64);
     }
-    out.attrs.offsets = offsets;
-    out.attrs.values = values;
+    out.attrs.offsets = offsets.into();
+    out.attrs.values = values.into();
     let schema = &out.attrs.schema;
     let describe = |v: u32| {
         let f = schema.fields.iter().rev().find(|f| f.base <= v).expect("value id in a field");

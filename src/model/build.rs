@@ -160,14 +160,14 @@ impl IndexBuilder {
         let sorted: Vec<f32> = perm.par_iter().flat_map_iter(|&r| vectors.row(r).iter().copied()).collect();
         let items = quantize(&sorted, d);
         let centroid_codes = quantize(&centroids, d);
-        let embeddings = p.store_embeddings.then(|| sorted.par_iter().map(|&x| f16::from_f32(x)).collect());
+        let embeddings = p.store_embeddings.then(|| sorted.par_iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>().into());
         drop(sorted);
         pb.inc(1);
         let features = (!table.feature_names.is_empty()).then(|| {
             let f = table.feature_names.len();
             perm.iter().flat_map(|&r| table.features[r * f..(r + 1) * f].iter().copied()).collect()
         });
-        let ids: Vec<std::sync::Arc<str>> = perm.iter().map(|&r| table.ids[r].as_str().into()).collect();
+        let ids: crate::model::Ids = perm.iter().map(|&r| table.ids[r].as_str()).collect();
         let attrs = table.attrs.permute(&perm);
         pb.finish_and_clear();
 

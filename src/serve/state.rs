@@ -17,7 +17,7 @@ use crate::backend::cpu::Cpu;
 use crate::error::{Error, Result};
 use crate::filter::{Filter, FilterError};
 use crate::graph::{self, segments::search_segments, Executor, Search, SearchRequest, SearchResponse};
-use crate::model::{format, Index};
+use crate::model::{format, load, Index};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -124,8 +124,11 @@ impl Segments {
     fn new(index: Index, backend: &str) -> Result<Segments> {
         let index = Arc::new(index);
         let fresh = Arc::new(segment::empty_fresh(&index));
+        let t0 = Instant::now();
         let main_exec: Arc<dyn Search> = Arc::from(graph::open(backend, index.clone())?);
+        let t1 = Instant::now();
         let ids = index.ids.iter().enumerate().map(|(r, id)| (id.to_string(), Loc::Main(r as u32))).collect();
+        log::info!("open on {}: upload {:.3}s, id map {:.3}s", main_exec.backend_name(), (t1 - t0).as_secs_f64(), t1.elapsed().as_secs_f64());
         let dict = Dict::new(index.attrs.schema.clone());
         let id_field = index.attrs.schema.field("id");
         let dead_main = index.len() - segment::live_rows(&index);
@@ -271,13 +274,26 @@ impl Store {
     pub fn open(path: &Path, opts: Options) -> Result<Store> {
         let lock = wal::lock(path)?;
         remove_stale_temps(path);
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let hash = wal::artifact_hash(&bytes);
-        let index = format::from_bytes_with(&bytes, path, if opts.verify { format::Verify::Checksums } else { format::Verify::Skip })?;
-        drop(bytes);
+        let t0 = Instant::now();
+        let artifact = load::Artifact::open(path)?;
+        let map_s = t0.elapsed().as_secs_f64();
+        // The log names its artifact by a hash of the whole file: computed beside the checksums.
+        let verify = if opts.verify { format::Verify::Checksums } else { format::Verify::Skip };
+        let (hash, index) = rayon::join(|| wal::artifact_hash(artifact.bytes()), || artifact.index(verify));
+        let (index, mut times) = index?;
+        times.map = map_s;
         let opened = wal::open_with(path, hash, opts.wal_recover)?;
         let threshold = opts.compact_threshold.unwrap_or_else(|| default_threshold(index.len()));
+        let (n, gb) = (index.len(), artifact.header.file_len as f64 / 1e9);
+        drop(artifact);
+        let t1 = Instant::now();
         let seg = Segments::new(index, &opts.backend)?;
+        log::info!(
+            "loaded {} ({n} items, {gb:.2} GB): {times}, open {:.3}s; total {:.3}s",
+            path.display(),
+            t1.elapsed().as_secs_f64(),
+            t0.elapsed().as_secs_f64()
+        );
         let snap = Arc::new(ArcSwap::from_pointee(Snapshot {
             version: 0,
             main: seg.main_exec.clone(),
