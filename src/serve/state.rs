@@ -9,6 +9,7 @@
 
 use super::compact;
 use super::dict::Dict;
+use super::ids::IdMap;
 use super::error::ApiError;
 use super::segment::{self, NewRow, Pair, SegOp};
 use super::update::{check_attrs, check_id, check_item, Batch, Checked, Context, Op};
@@ -111,7 +112,7 @@ struct Segments {
     /// `[fresh rows, D]` f32 vectors (normalized for cosine): compaction assigns them to lists.
     fresh_vectors: Vec<f32>,
     dict: Dict,
-    ids: HashMap<String, Loc>,
+    ids: IdMap,
     /// Next global row number (`rows` in results) for an appended item.
     next_row: u64,
     dead_main: usize,
@@ -127,7 +128,10 @@ impl Segments {
         let t0 = Instant::now();
         let main_exec: Arc<dyn Search> = Arc::from(graph::open(backend, index.clone())?);
         let t1 = Instant::now();
-        let ids = index.ids.iter().enumerate().map(|(r, id)| (id.to_string(), Loc::Main(r as u32))).collect();
+        if index.len() >= u32::MAX as usize {
+            return Err(Error::backend("serve", format!("{} rows: serve addresses rows with 32 bits", index.len())));
+        }
+        let ids = IdMap::new(index.ids.clone());
         log::info!("open on {}: upload {:.3}s, id map {:.3}s", main_exec.backend_name(), (t1 - t0).as_secs_f64(), t1.elapsed().as_secs_f64());
         let dict = Dict::new(index.attrs.schema.clone());
         let id_field = index.attrs.schema.field("id");
@@ -406,7 +410,7 @@ impl Store {
                     self.kill(loc);
                 }
                 Prepared::Patch(id, attrs) => {
-                    let loc = *self.seg.ids.get(&id).expect("validated: the id exists");
+                    let loc = self.seg.ids.get(&id).expect("validated: the id exists");
                     self.patch(loc, attrs);
                 }
             }
@@ -458,7 +462,7 @@ impl Store {
         self.seg.next_row += 1;
         self.seg.fresh.apply(SegOp::Append(Arc::new(row)));
         self.seg.fresh_vectors.extend_from_slice(&c.vector);
-        self.seg.ids.insert(c.id, Loc::Fresh(r));
+        self.seg.ids.insert_fresh(c.id, r);
     }
 
     fn patch(&mut self, loc: Loc, attrs: Vec<(usize, Vec<String>)>) {
@@ -608,6 +612,6 @@ impl Store {
 
     /// Where an id lives now (tests, diagnostics).
     pub fn locate(&self, id: &str) -> Option<Loc> {
-        self.seg.ids.get(id).copied()
+        self.seg.ids.get(id)
     }
 }
