@@ -416,7 +416,7 @@ pub fn decode(src: Source, path: &Path, verify: Verify) -> Result<(Index, Times)
 
     // Invariants: monotone offsets that end where the data ends, ids in range.
     let monotone = |o: &[u64], end: usize, what: &str| -> Result<()> {
-        let decreasing = o.par_windows(2).any(|w| w[0] > w[1]);
+        let decreasing = first_bad_by(o.len().saturating_sub(1), |a, b| (a..b).any(|i| o[i] > o[i + 1])).is_some();
         if o.first() != Some(&0) || decreasing || o.last().copied() != Some(end as u64) {
             return Err(bad(format!("`{what}` offsets are not a valid CSR over {end} entries")));
         }
@@ -445,12 +445,12 @@ pub fn decode(src: Source, path: &Path, verify: Verify) -> Result<(Index, Times)
     }
     // Every backend's int8 dot is exact for codes in the quantizer's range [-127, 127].
     for (name, c) in [("ivf.centroid_codes", &ccodes[..]), ("items.codes", &codes[..])] {
-        if let Some(i) = c.par_iter().position_first(|&x| x == i8::MIN) {
+        if let Some(i) = first_bad(c, |&x| x == i8::MIN) {
             return Err(bad(format!("`{name}` holds -128 at row {}; int8 codes are in [-127, 127] (symmetric quantization)", i / d.max(1))));
         }
     }
     check_values(&centroids, &cscale, &scale, embeddings.as_deref(), features.as_deref(), d.max(1), feature_names.len().max(1)).map_err(bad)?;
-    if attr_vals.par_iter().any(|&v| v as usize >= total) || source_rows.par_iter().any(|&r| r as usize >= n) {
+    if first_bad(&attr_vals, |&v| v as usize >= total).is_some() || first_bad(&source_rows, |&r| r as usize >= n).is_some() {
         return Err(bad("attribute value id or source row out of range".into()));
     }
     times.values = t0.elapsed().as_secs_f64();
@@ -474,10 +474,23 @@ pub fn decode(src: Source, path: &Path, verify: Verify) -> Result<(Index, Times)
     Ok((index, times))
 }
 
+/// Index of the first element of `v` that is `bad`, scanning 64 Ki-element blocks in
+/// parallel (a whole block per task, so the test vectorizes; per-element parallel
+/// iterators cost more than the test itself at 10^8 elements).
+fn first_bad<T: Sync>(v: &[T], bad: impl Fn(&T) -> bool + Sync) -> Option<usize> {
+    first_bad_by(v.len(), |a, b| v[a..b].iter().any(&bad)).map(|a| a + v[a..].iter().position(&bad).expect("the block holds one"))
+}
+
+/// Start of the first block `[a, b)` of `0..len` (64 Ki elements) where `any(a, b)` holds.
+fn first_bad_by(len: usize, any: impl Fn(usize, usize) -> bool + Sync) -> Option<usize> {
+    const BLOCK: usize = 1 << 16;
+    (0..len.div_ceil(BLOCK)).into_par_iter().map(|c| (c * BLOCK, ((c + 1) * BLOCK).min(len))).find_first(|&(a, b)| any(a, b)).map(|(a, _)| a)
+}
+
 /// Float tensors must hold what silica writes: finite centroids, embeddings and features,
 /// finite non-negative scales (a NaN there would become a NaN score).
 fn check_values(centroids: &[f32], cscale: &[f32], scale: &[f32], emb: Option<&[f16]>, feats: Option<&[f32]>, d: usize, f: usize) -> std::result::Result<(), String> {
-    let first = |v: &[f32], bad: fn(f32) -> bool| v.par_iter().position_first(|&x| bad(x));
+    let first = |v: &[f32], bad: fn(f32) -> bool| first_bad(v, |&x| bad(x));
     let not_finite = |x: f32| !x.is_finite();
     let not_scale = |x: f32| !x.is_finite() || x < 0.0;
     for (name, v, per_row, test, what) in [
@@ -490,7 +503,8 @@ fn check_values(centroids: &[f32], cscale: &[f32], scale: &[f32], emb: Option<&[
             return Err(format!("tensor `{name}` holds {} at row {}; its values must be {what}", v[i], i / per_row));
         }
     }
-    if let Some(i) = emb.and_then(|e| e.par_iter().position_first(|x| !x.is_finite())) {
+    // f16 is finite unless its exponent bits are all ones (compared as bits: vectorizes).
+    if let Some(i) = emb.and_then(|e| first_bad(bytemuck::cast_slice::<f16, u16>(e), |&x| x & 0x7c00 == 0x7c00)) {
         return Err(format!("tensor `items.embeddings` holds {} at row {}; its values must be finite", emb.unwrap_or_default()[i], i / d));
     }
     Ok(())
