@@ -12,7 +12,13 @@
 //! metadata entry as a sorted JSON object (so the Bloom seed and schema are covered).
 //! Loading verifies them (see [`Verify`]); artifacts without them (older silica) load
 //! with a warning. Value checks (finite centroids, finite non-negative scales, finite
-//! embeddings and features, code range, CSR offsets) run on every load.
+//! embeddings and features, code range, CSR offsets, UTF-8 ids) run on every load.
+//!
+//! Loading from a file goes through [`super::load`] (memory map; tensors are views into it).
+//! For that, a writer must put every tensor at a file offset aligned for its dtype: the
+//! header padded to a multiple of 8 bytes, then the tensors by descending dtype size (8-byte
+//! `I64`/`U64` first, then `F32`/`U32`, `F16`, then `U8`/`I8`), as `safetensors::serialize`
+//! (used by [`to_bytes`]) orders them. A misaligned tensor still loads, as a copy.
 
 use super::attributes::{Attributes, FieldSchema, Schema};
 use super::load::{Progress, Source, Times};
