@@ -401,6 +401,7 @@ fn verify(path: &Path) -> Result<()> {
 /// Print the header. By default only the header is read (its `__metadata__` checksum is
 /// checked); `--verify` checks every tensor first; `--no-verify` skips the metadata check.
 fn inspect(path: &Path, verify: bool, no_verify: bool) -> Result<()> {
+    use format::Check;
     if verify {
         let artifact = silica::model::load::Artifact::open(path)?;
         match format::checksums(artifact.bytes(), path)? {
@@ -413,10 +414,8 @@ fn inspect(path: &Path, verify: bool, no_verify: bool) -> Result<()> {
         }
     } else if !no_verify {
         let header = silica::model::load::read_header(path)?;
-        if let Some(c) = format::meta_check(&header.info, path)? {
-            if let Some(p) = &c.problem {
-                bail!("{}: `{}`: {p}; the metadata is damaged (--no-verify to inspect anyway)", path.display(), c.name);
-            }
+        if let Some(Check { name, problem: Some(p) }) = format::meta_check(&header.info, path)? {
+            bail!("{}: `{name}`: {p}; the metadata is damaged (--no-verify to inspect anyway)", path.display());
         }
     }
     let (meta, tensors) = format::inspect(path)?;

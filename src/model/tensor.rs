@@ -32,7 +32,7 @@ impl<T: bytemuck::Pod> Tensor<T> {
     pub fn mapped(map: &Map, offset: usize, bytes: usize) -> Option<Tensor<T>> {
         let size = std::mem::size_of::<T>();
         let end = offset.checked_add(bytes)?;
-        if end > map.len() || bytes % size != 0 || (map.as_ptr() as usize + offset) % std::mem::align_of::<T>() != 0 {
+        if end > map.len() || !bytes.is_multiple_of(size) || !(map.as_ptr() as usize + offset).is_multiple_of(std::mem::align_of::<T>()) {
             return None;
         }
         Some(Tensor { repr: Repr::Mapped { map: map.clone(), offset, len: bytes / size } })

@@ -143,7 +143,7 @@ fn append(ix: &mut Index, row: &NewRow) {
     if let Some(f) = ix.features.as_mut() {
         f.extend_from_slice(&row.features);
     }
-    ix.ids.push(row.id.as_str().into());
+    ix.ids.push(row.id.as_str());
     ix.source_rows.push(row.source_row);
     ix.attrs.values.extend_from_slice(&row.values);
     ix.attrs.offsets.push(ix.attrs.values.len() as u64);
