@@ -199,8 +199,8 @@ fn recall_at_k_is_tie_aware_on_a_hand_made_case() {
     // One list of four rows with codes [1,0], [3,0], [3,0], [2,0] and scale 1: rows 1 and 2 tie.
     let mut s = Synth::generate(spec(4, 2, 1, 1, Vectors::Random, None)).unwrap();
     let ix = std::sync::Arc::get_mut(&mut s.index).unwrap();
-    ix.items.codes = vec![1, 0, 3, 0, 3, 0, 2, 0];
-    ix.items.scale = vec![1.0; 4];
+    ix.items.codes = vec![1, 0, 3, 0, 3, 0, 2, 0].into();
+    ix.items.scale = vec![1.0; 4].into();
     let q = [1i8, 0];
     let all = Plan::all();
     // Exact top-2: rows 1 and 2 (both score 3).

@@ -149,7 +149,7 @@ fn fixed_centroids_fix_list_order_codes_bloom_and_csr() {
         assert_eq!(ix.items.row(s), xq.row(r), "codes of sorted row {s}");
         assert_eq!(ix.items.scale[s], xq.scale[r]);
         assert_eq!(ix.attrs.row(s), table.attrs.row(r), "CSR row {s}");
-        assert_eq!(&*ix.ids[s], table.ids[r].as_str());
+        assert_eq!(ix.ids.get(s), table.ids[r].as_str());
     }
     let value_bits: Vec<Vec<u32>> = ix.attrs.schema.fields.iter().flat_map(|f| f.values.iter().map(|v| params.bloom.positions(&f.name, v))).collect();
     let want = BloomPlanes::build(params.bloom, n, |s| ix.attrs.row(s).iter().flat_map(|&v| value_bits[v as usize].clone()).collect());
@@ -180,15 +180,15 @@ fn patch_metadata_round_trips_and_refuses_what_does_not_fit() {
     IndexBuilder::new(BuildParams { nlist: Some(4), ..Default::default() }).build_to_file(&fs.vectors, &fs.attrs, &out, &CpuCompute, None).unwrap();
     let before = format::load(&out).unwrap();
     let value = serde_json::json!({"nprobe": [1, 2, 4], "recall": [0.5, 0.8, 0.99]}).to_string();
-    writer::patch_metadata(&out, &[("calibration".into(), value.clone())]).unwrap();
+    writer::patch_metadata(&out, &[("note".into(), value.clone())]).unwrap();
     let (meta, _) = format::inspect(&out).unwrap();
-    assert_eq!(meta.get("calibration"), Some(&value));
+    assert_eq!(meta.get("note"), Some(&value));
     let checks = format::checksums(&std::fs::read(&out).unwrap(), &out).unwrap().unwrap();
     assert!(checks.iter().all(|c| c.problem.is_none()), "{checks:?}");
     assert_same(&format::load(&out).unwrap(), &before, "after patch");
     // Patch again (replace), then a value larger than the slack: refused, file unchanged.
-    writer::patch_metadata(&out, &[("calibration".into(), "{}".into())]).unwrap();
-    assert_eq!(format::inspect(&out).unwrap().0.get("calibration").map(String::as_str), Some("{}"));
+    writer::patch_metadata(&out, &[("note".into(), "{}".into())]).unwrap();
+    assert_eq!(format::inspect(&out).unwrap().0.get("note").map(String::as_str), Some("{}"));
     let bytes = std::fs::read(&out).unwrap();
     let e = writer::patch_metadata(&out, &[("big".into(), "x".repeat(writer::SLACK + 64))]).unwrap_err();
     assert!(matches!(e, Error::Format { .. }) && e.to_string().contains("room"), "{e}");
@@ -197,7 +197,7 @@ fn patch_metadata_round_trips_and_refuses_what_does_not_fit() {
     assert_eq!(std::fs::read(&out).unwrap(), bytes, "a refused patch leaves the file as it was");
     // A hand-edited metadata entry is caught by the metadata checksum.
     let mut bad = bytes.clone();
-    let pat = b"\"calibration\":\"{}\"";
+    let pat = b"\"note\":\"{}\"";
     let at = bad.windows(pat.len()).position(|w| w == pat).expect("entry in the header") + pat.len() - 3;
     bad[at] = b'[';
     bad[at + 1] = b']';

@@ -157,16 +157,16 @@ fn fixture(seed: u64, spec: &Spec) -> Fixture {
         dim: d,
         metric: Metric::Ip,
         centroids,
-        centroid_codes: I8Matrix { rows: l, dim: d, codes: ccodes, scale: cscale },
+        centroid_codes: I8Matrix { rows: l, dim: d, codes: ccodes.into(), scale: cscale.into() },
         list_offsets,
-        items: I8Matrix { rows: n, dim: d, codes, scale },
-        embeddings: Some(embeddings),
-        features: Some(features),
+        items: I8Matrix { rows: n, dim: d, codes: codes.into(), scale: scale.into() },
+        embeddings: Some(embeddings.into()),
+        features: Some(features.into()),
         feature_names: vec!["f0".into(), "f1".into()],
-        ids: (0..n).map(|r| format!("id{r}").into()).collect(),
+        ids: (0..n).map(|r| format!("id{r}")).collect(),
         source_rows: (0..n as u64).rev().collect(),
         bloom,
-        attrs: Attributes { schema, offsets, values },
+        attrs: Attributes { schema, offsets: offsets.into(), values: values.into() },
         rerank: None,
         live,
         calibration: None,
@@ -663,6 +663,47 @@ pub fn executor_case<B: Backend + Clone + 'static>(be: &B) {
     }
 }
 
+/// Zero-copy load: the index written to a file and loaded through the memory map (tensors
+/// are views into it) gives the same answers, bit for bit, as the in-memory index on the
+/// same backend, for every rerank mode; the mapped index also updates like the owned one.
+pub fn mapped_case<B: Backend + Clone + 'static>(be: &B) {
+    for (seed, spec) in specs().into_iter().filter(|(_, s)| s.n > 0) {
+        let fx = fixture(seed, &spec);
+        let ix = fx.index.clone();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        silica::model::format::save(&ix, file.path()).unwrap();
+        let mut mapped = silica::model::format::load(file.path()).expect("mapped load");
+        // The live bitset is serving state, not stored in the artifact.
+        mapped.live = ix.live.clone();
+        let mapped = Arc::new(mapped);
+        assert!(mapped.items.codes.is_mapped() && mapped.bloom.planes.is_mapped(), "seed {seed}: tensors are views");
+        let mut rng = ChaCha8Rng::seed_from_u64(seed * 53);
+        let b = spec.b.min(24);
+        let queries: Vec<f32> = (0..b * spec.d).map(|_| rng.random_range(-1f32..1.0)).collect();
+        let filters = random_filters(&mut rng, &ix, b);
+        let owned = Executor::new(be.clone(), ix.clone()).expect("executor");
+        let ours = Executor::new(be.clone(), mapped.clone()).expect("mapped executor");
+        for rerank in [RerankMode::None, RerankMode::Refine] {
+            for (k, nprobe) in [(1, Some(1)), (10, None), (77, Some(spec.l))] {
+                let params = SearchParams { k, nprobe, rerank, ..Default::default() };
+                let req = SearchRequest { queries: &queries, filters: &filters, params };
+                assert_eq!(ours.search(&req).expect("mapped search"), owned.search(&req).expect("search"), "mapped vs owned: seed {seed} k {k} {rerank:?}");
+            }
+        }
+        // An update of the mapped index (deletes + patches copy the tensors they change).
+        let (after, words) = changed(&mapped, true, |r| r % 5 == 1);
+        assert!(after.items.codes.is_mapped() && (spec.n < 2 || !after.attrs.values.is_mapped()), "seed {seed}: only changed tensors are copied");
+        let (owned_after, _) = changed(&ix, true, |r| r % 5 == 1);
+        let changes = Changed { live: true, planes: true, attrs: true, plane_words: Some(words.into()), ..Changed::NONE };
+        let up = ours.with_index(Arc::new(after), &changes).expect("update mapped");
+        let up_owned = owned.with_index(Arc::new(owned_after), &changes).expect("update owned");
+        let params = SearchParams { k: 10, nprobe: Some(spec.l), rerank: RerankMode::Refine, ..Default::default() };
+        let req = SearchRequest { queries: &queries, filters: &filters, params };
+        assert_eq!(up.search(&req).expect("updated mapped"), up_owned.search(&req).expect("updated owned"), "updated mapped vs owned: seed {seed}");
+        drop(file);
+    }
+}
+
 /// `ix` after a stream of `silica serve` writes to its main rows: with `deletes`, deletes
 /// (live bits); attribute patches of the rows `patch` selects, of the same length (color
 /// changes) and of another length (tags added or dropped, shifting the CSR), with Bloom
@@ -705,8 +746,8 @@ fn changed(ix: &Index, deletes: bool, patch: impl Fn(usize) -> bool) -> (Index, 
         values.extend_from_slice(&row);
         offsets.push(values.len() as u64);
     }
-    out.attrs.offsets = offsets;
-    out.attrs.values = values;
+    out.attrs.offsets = offsets.into();
+    out.attrs.values = values.into();
     let schema = &out.attrs.schema;
     let describe = |v: u32| {
         let f = schema.fields.iter().rev().find(|f| f.base <= v).expect("value id in a field");
@@ -821,6 +862,12 @@ macro_rules! conformance_suite {
             fn executor_matches_cpu_and_exact_search() {
                 if let Some(b) = backend() {
                     executor_case(b);
+                }
+            }
+            #[test]
+            fn mapped_load_matches_owned_bit_for_bit() {
+                if let Some(b) = backend() {
+                    mapped_case(b);
                 }
             }
             #[test]

@@ -102,7 +102,7 @@ fn rows_for(rng: &mut ChaCha8Rng, r: usize, c: &I8Matrix) -> Vec<i8> {
             _ => {}
         }
     }
-    x
+    x.to_vec()
 }
 
 #[test]
@@ -149,9 +149,9 @@ fn assign_refuses_partial_rows_and_inconsistent_centroids() {
     let Some(g) = gpu(64 << 20) else { return };
     let c = quantize(&[1.0, 0.0, 0.0, 1.0], 2);
     assert!(matches!(g.assign(&[1, 2, 3], &c), Err(silica::Error::Param { .. })));
-    let bad = I8Matrix { rows: 2, dim: 2, codes: vec![1, 2, 3], scale: vec![1.0, 1.0] };
+    let bad = I8Matrix { rows: 2, dim: 2, codes: vec![1, 2, 3].into(), scale: vec![1.0, 1.0].into() };
     assert!(matches!(g.assign(&[1, 2], &bad), Err(silica::Error::Param { .. })));
-    let none = I8Matrix { rows: 0, dim: 2, codes: vec![], scale: vec![] };
+    let none = I8Matrix { rows: 0, dim: 2, codes: Vec::new().into(), scale: Vec::new().into() };
     assert_eq!(g.assign(&[1, 2, 3, 4], &none).unwrap(), assign_cpu(&[1, 2, 3, 4], &none));
     assert_eq!(g.assign(&[1, 2, 3, 4], &c).unwrap(), assign_cpu(&[1, 2, 3, 4], &c));
 }

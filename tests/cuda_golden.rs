@@ -119,7 +119,7 @@ fn make_index(s: &Spec) -> Index {
         }
         aoff.push(avals.len() as u64);
     }
-    let attrs = Attributes { schema, offsets: aoff, values: avals };
+    let attrs = Attributes { schema, offsets: aoff.into(), values: avals.into() };
     let params = BloomParams { bits: 256, hashes: 3, seed: 11 };
     let bloom = BloomPlanes::build(params, n, |r| {
         attrs.row(r).iter().flat_map(|&v| {
@@ -136,19 +136,19 @@ fn make_index(s: &Spec) -> Index {
         }
         v
     });
-    let embeddings = Some((0..n * d).map(|_| half::f16::from_f32(rng.random_range(-1.0f32..1.0))).collect());
-    let features = (s.features > 0).then(|| (0..n * s.features).map(|_| rng.random_range(0.0f32..1.0)).collect());
+    let embeddings: Option<Vec<half::f16>> = Some((0..n * d).map(|_| half::f16::from_f32(rng.random_range(-1.0f32..1.0))).collect());
+    let features: Option<Vec<f32>> = (s.features > 0).then(|| (0..n * s.features).map(|_| rng.random_range(0.0f32..1.0)).collect());
     Index {
         dim: d,
         metric: Metric::Ip,
         centroids: vec![0.0; l * d],
-        centroid_codes: I8Matrix { rows: l, dim: d, codes: ccodes, scale: cscale },
+        centroid_codes: I8Matrix { rows: l, dim: d, codes: ccodes.into(), scale: cscale.into() },
         list_offsets,
-        items: I8Matrix { rows: n, dim: d, codes, scale },
-        embeddings,
-        features,
+        items: I8Matrix { rows: n, dim: d, codes: codes.into(), scale: scale.into() },
+        embeddings: embeddings.map(Into::into),
+        features: features.map(Into::into),
         feature_names: (0..s.features).map(|i| format!("f{i}")).collect(),
-        ids: (0..n).map(|i| format!("i{i}").into()).collect(),
+        ids: (0..n).map(|i| format!("i{i}")).collect(),
         source_rows: (0..n as u64).collect(),
         bloom,
         attrs,

@@ -1,6 +1,7 @@
 //! Trust the artifact: per-tensor xxh3-64 checksums (and one over the metadata, Bloom seed
 //! included) are checked on load, value checks always run, `silica verify` reports every
-//! entry, and `--no-verify` skips only the checksums.
+//! entry, and `--no-verify` skips only the checksums. Loading maps the file: a truncated
+//! file or a tensor past its end is a typed error, and views and copies read the same.
 
 mod common;
 mod serve_common;
@@ -153,8 +154,15 @@ fn cli_verify_and_no_verify() {
         };
         let (ok, _, err) = search(&[]);
         assert!(!ok && err.contains(tensor), "{what}: search must refuse naming {tensor}: {err}");
-        let (ok, _, err) = silica(&["inspect", &p("bad.silica")]);
-        assert!(!ok && err.contains(named), "{what}: inspect must refuse: {err}");
+        // inspect reads only the header: damaged tensors still show it, damaged metadata is refused.
+        let (ok, out, err) = silica(&["inspect", &p("bad.silica")]);
+        if tensor == "metadata" {
+            assert!(!ok && err.contains(named), "{what}: inspect must refuse: {err}");
+        } else {
+            assert!(ok && out.contains("items.codes") && out.contains("checksums"), "{what}: inspect must show the header: {out}{err}");
+        }
+        let (ok, _, err) = silica(&["inspect", "--verify", &p("bad.silica")]);
+        assert!(!ok && err.contains(named), "{what}: inspect --verify must refuse: {err}");
         let (ok, _, err) = search(&["--no-verify"]);
         assert_eq!(ok, tensor != "items.scale", "{what}: --no-verify skips only the checksums: {err}");
         let (ok, _, err) = silica(&["inspect", "--no-verify", &p("bad.silica")]);
@@ -175,4 +183,149 @@ fn cli_verify_and_no_verify() {
     assert!(ok && err.contains("no checksums"), "{err}");
     let (ok, out, _) = silica(&["verify", &p("old.silica")]);
     assert!(!ok && out.contains("no checksums"), "{out}");
+}
+
+/// An artifact written to a temporary file.
+fn file_of(bytes: &[u8]) -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), bytes).unwrap();
+    f
+}
+
+#[test]
+fn truncated_or_short_files_are_typed_errors() {
+    let mut rng = ChaCha8Rng::seed_from_u64(16);
+    let (ix, _) = common::random_index(333, 8, 4, 3, &["rank"]);
+    let good = format::to_bytes(&ix).unwrap();
+    let n = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    // Cut anywhere: in the length prefix, in the header, in the data, one byte short.
+    let cuts = [0, 3, 8, 8 + n / 2, 8 + n, rng.random_range(8 + n..good.len()), good.len() - 1];
+    for cut in cuts {
+        let f = file_of(&good[..cut]);
+        for verify in [Verify::Checksums, Verify::Skip] {
+            let e = format::load_with(f.path(), verify).err().unwrap_or_else(|| panic!("cut at {cut}: loaded"));
+            assert!(matches!(e, silica::Error::Format { .. }), "cut at {cut}: {e}");
+        }
+        if cut > 8 + n {
+            let e = format::load(f.path()).unwrap_err().to_string();
+            assert!(e.contains("truncated"), "cut at {cut}: {e}");
+            // The header is intact: inspect still shows it.
+            let (meta, tensors) = format::inspect(f.path()).unwrap();
+            assert!(meta.contains_key("checksums") && tensors.iter().any(|t| t.0 == "items.codes"));
+        }
+    }
+    // Extra bytes after the data section are refused too.
+    let mut long = good.clone();
+    long.extend_from_slice(&[0; 8]);
+    let e = format::load(file_of(&long).path()).unwrap_err().to_string();
+    assert!(e.contains("extended"), "{e}");
+}
+
+/// `bytes` with the header rewritten by `edit` on the tensor table (re-padded to 8 bytes).
+fn with_header(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    edit(header.as_object_mut().unwrap());
+    let mut h = serde_json::to_vec(&header).unwrap();
+    h.resize(h.len().div_ceil(8) * 8, b' ');
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
+}
+
+#[test]
+fn a_tensor_past_the_end_is_a_typed_error_naming_it() {
+    let (ix, _) = common::random_index(200, 8, 4, 4, &[]);
+    let good = format::to_bytes(&ix).unwrap();
+    // Grow the last tensor by 4096 rows in the header only: it now ends past the file.
+    let mut last = String::new();
+    let bad = with_header(&good, |h| {
+        let (name, _) = h.iter().filter(|(k, _)| *k != "__metadata__").max_by_key(|(_, v)| v["data_offsets"][1].as_u64().unwrap()).unwrap();
+        last = name.clone();
+        let t = h.get_mut(&last).unwrap();
+        let row: u64 = t["shape"].as_array().unwrap()[1..].iter().map(|x| x.as_u64().unwrap()).product();
+        let size = match t["dtype"].as_str().unwrap() {
+            "U8" | "I8" => 1,
+            "F16" => 2,
+            "F32" | "U32" => 4,
+            _ => 8,
+        };
+        t["shape"][0] = (t["shape"][0].as_u64().unwrap() + 4096).into();
+        t["data_offsets"][1] = (t["data_offsets"][1].as_u64().unwrap() + 4096 * row * size).into();
+    });
+    let f = file_of(&bad);
+    for verify in [Verify::Checksums, Verify::Skip] {
+        let e = format::load_with(f.path(), verify).unwrap_err().to_string();
+        assert!(e.contains(&format!("`{last}`")) && e.contains("truncated"), "{e}");
+    }
+}
+
+/// Rebuild safetensors `bytes` with one tensor `pad` bytes further (a filler tensor first),
+/// so that tensors after it are misaligned; checksums stay valid.
+fn misaligned(bytes: &[u8], pad: usize) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let h = header.as_object_mut().unwrap();
+    for (k, v) in h.iter_mut() {
+        if k != "__metadata__" {
+            let o = v["data_offsets"].as_array_mut().unwrap();
+            *o = vec![(o[0].as_u64().unwrap() + pad as u64).into(), (o[1].as_u64().unwrap() + pad as u64).into()];
+        }
+    }
+    h.insert("zz.pad".into(), serde_json::json!({"dtype": "U8", "shape": [pad], "data_offsets": [0, pad]}));
+    let meta = h["__metadata__"].as_object_mut().unwrap();
+    let mut sums: serde_json::Map<String, serde_json::Value> = serde_json::from_str(meta[format::CHECKSUMS].as_str().unwrap()).unwrap();
+    sums.insert("zz.pad".into(), format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&vec![7u8; pad])).into());
+    meta.insert(format::CHECKSUMS.into(), serde_json::Value::Object(sums).to_string().into());
+    let mut hb = serde_json::to_vec(&header).unwrap();
+    hb.resize(hb.len().div_ceil(8) * 8, b' ');
+    let mut out = (hb.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&hb);
+    out.extend(std::iter::repeat_n(7u8, pad));
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
+}
+
+#[test]
+fn mapped_loads_view_aligned_tensors_and_copy_misaligned_ones() {
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    for trial in 0..3 {
+        let n = rng.random_range(1..700);
+        let (ix, _) = common::random_index(n, 8, 4, 10 + trial, &["rank"]);
+        let good = format::to_bytes(&ix).unwrap();
+        let copied = format::from_bytes(&good, Path::new("x")).unwrap();
+        let f = file_of(&good);
+        let mapped = format::load(f.path()).unwrap();
+        // Every O(N) tensor of silica's own layout is a view.
+        assert!(mapped.items.codes.is_mapped() && mapped.items.scale.is_mapped() && mapped.bloom.planes.is_mapped());
+        assert!(mapped.attrs.offsets.is_mapped() && mapped.attrs.values.is_mapped() && mapped.source_rows.is_mapped() && mapped.ids.is_mapped());
+        assert!(mapped.embeddings.as_ref().is_none_or(|e| e.is_mapped()));
+        same(&mapped, &copied);
+        let sums = |b: &[u8]| -> serde_json::Value {
+            let (_, m) = SafeTensors::read_metadata(b).unwrap();
+            serde_json::from_str(&m.metadata().as_ref().unwrap()[format::CHECKSUMS]).unwrap()
+        };
+        assert_eq!(sums(&format::to_bytes(&mapped).unwrap()), sums(&good), "a mapped index writes the same tensors");
+        // Shift every tensor by 1, 2 or 3 bytes: 2-, 4- and 8-byte tensors are copied, same values.
+        let shifted = misaligned(&good, 1 + trial as usize);
+        let g = file_of(&shifted);
+        let m2 = format::load(g.path()).unwrap();
+        assert!(!m2.items.scale.is_mapped() && !m2.bloom.planes.is_mapped() && !m2.attrs.values.is_mapped());
+        assert!(m2.items.codes.is_mapped(), "int8 codes need no alignment");
+        same(&m2, &copied);
+    }
+}
+
+fn same(a: &silica::model::Index, b: &silica::model::Index) {
+    assert_eq!(a.items, b.items);
+    assert_eq!(a.centroids, b.centroids);
+    assert_eq!(a.centroid_codes, b.centroid_codes);
+    assert_eq!(a.list_offsets, b.list_offsets);
+    assert_eq!(a.embeddings, b.embeddings);
+    assert_eq!(a.features, b.features);
+    assert_eq!(a.ids, b.ids);
+    assert_eq!(a.source_rows, b.source_rows);
+    assert_eq!(a.bloom, b.bloom);
+    assert_eq!(a.attrs, b.attrs);
 }

@@ -213,11 +213,11 @@ impl Synth {
         let (attrs, bloom) = match &spec.filter {
             Some(f) => attributes(&spec, f),
             None => (
-                Attributes { schema: Schema::default(), offsets: vec![0; n + 1], values: Vec::new() },
-                BloomPlanes { params: BloomParams { bits: 1, hashes: 1, seed: spec.bloom.seed }, words: n.div_ceil(64), planes: vec![0; n.div_ceil(64)] },
+                Attributes { schema: Schema::default(), offsets: vec![0; n + 1].into(), values: Default::default() },
+                BloomPlanes { params: BloomParams { bits: 1, hashes: 1, seed: spec.bloom.seed }, words: n.div_ceil(64), planes: vec![0; n.div_ceil(64)].into() },
             ),
         };
-        let (ids, source_rows) = if spec.ids { ((0..n).map(|r| format!("r{r}")).collect(), (0..n as u64).collect()) } else { (Vec::new(), Vec::new()) };
+        let (ids, source_rows): (Vec<String>, Vec<u64>) = if spec.ids { ((0..n).map(|r| format!("r{r}")).collect(), (0..n as u64).collect()) } else { (Vec::new(), Vec::new()) };
         let index = Index {
             dim: d,
             metric: Metric::Ip,
@@ -225,11 +225,11 @@ impl Synth {
             centroid_codes,
             list_offsets,
             items,
-            embeddings,
+            embeddings: embeddings.map(Into::into),
             features: None,
             feature_names: Vec::new(),
-            ids: ids.into_iter().map(Into::into).collect(),
-            source_rows,
+            ids: ids.iter().collect::<crate::model::Ids>(),
+            source_rows: source_rows.into(),
             bloom,
             attrs,
             rerank: None,
@@ -313,7 +313,7 @@ fn random_items(spec: &SynthSpec) -> (I8Matrix, Option<Vec<f16>>) {
         codes.iter_mut().for_each(|x| *x = (*x).max(-127));
         scale.iter_mut().for_each(|s| *s = rng.random_range(0.5f32..1.5) / 127.0);
     });
-    let items = I8Matrix { rows: n, dim: d, codes, scale };
+    let items = I8Matrix { rows: n, dim: d, codes: codes.into(), scale: scale.into() };
     let emb = spec.embeddings.then(|| {
         let mut e = vec![f16::ZERO; n * d];
         e.par_chunks_mut(d).enumerate().for_each(|(r, row)| {
@@ -352,7 +352,7 @@ fn clustered_items(spec: &SynthSpec, c: &[f32], offsets: &[u64], spread: f32) ->
             }
         }
     });
-    (I8Matrix { rows: n, dim: d, codes, scale }, emb)
+    (I8Matrix { rows: n, dim: d, codes: codes.into(), scale: scale.into() }, emb)
 }
 
 /// Attribute CSR (A values per row) and Bloom planes for `f`.
@@ -374,7 +374,7 @@ fn attributes(spec: &SynthSpec, f: &FilterSpec) -> (Attributes, BloomPlanes) {
     // Bloom positions of every global value id.
     let pos: Vec<Vec<u32>> = fields.iter().flat_map(|fs| fs.values.iter().map(|val| spec.bloom.positions(&fs.name, val))).collect();
     let bloom = bloom_planes(spec.bloom, n, &values, a, &pos);
-    (Attributes { schema: Schema { fields }, offsets, values }, bloom)
+    (Attributes { schema: Schema { fields }, offsets: offsets.into(), values: values.into() }, bloom)
 }
 
 /// Plane-major Bloom bits of rows with `a` value ids each, written in parallel by
@@ -401,5 +401,5 @@ fn bloom_planes(params: BloomParams, n: usize, values: &[u32], a: usize, pos: &[
             }
         }
     });
-    BloomPlanes { params, words, planes }
+    BloomPlanes { params, words, planes: planes.into() }
 }

@@ -45,11 +45,17 @@ pub enum Cmd {
     Bench(bench::BenchArgs),
     /// List the compute devices this build finds (CPU, wgpu adapters, CUDA).
     Devices(devices::DevicesArgs),
-    /// Print an artifact's metadata and tensor table (after checking its checksums).
+    /// Print an artifact's metadata and tensor table. Reads only the safetensors header
+    /// (and checks the metadata checksum), so it is instant at any size and still works
+    /// on a file whose tensors are damaged; `--verify` checks every tensor first.
     Inspect {
         /// The index artifact (*.silica).
         index: PathBuf,
-        /// Skip the checksum check.
+        /// Check every tensor's checksum first (reads the whole file; `silica verify`
+        /// reports each one).
+        #[arg(long, conflicts_with = "no_verify")]
+        verify: bool,
+        /// Skip the metadata checksum check too.
         #[arg(long)]
         no_verify: bool,
     },
@@ -201,7 +207,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Eval(a) => eval_cmd(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Devices(a) => devices::run(a),
-        Cmd::Inspect { index, no_verify } => inspect(&index, no_verify),
+        Cmd::Inspect { index, verify, no_verify } => inspect(&index, verify, no_verify),
         Cmd::Verify { index } => verify(&index),
         Cmd::Serve(a) => serve::serve(a),
         Cmd::Compact(a) => serve::compact(a),
@@ -432,9 +438,10 @@ fn verify_flag(no_verify: bool) -> format::Verify {
 }
 
 fn verify(path: &Path) -> Result<()> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let artifact = silica::model::load::Artifact::open(path)?;
+    let bytes = artifact.bytes();
     let mut failed = 0;
-    match format::checksums(&bytes, path)? {
+    match format::checksums(bytes, path)? {
         None => {
             println!("  {:<24} BAD  no checksums (written by an older silica; `silica compact` rewrites it with them)", "checksums");
             failed += 1;
@@ -451,7 +458,7 @@ fn verify(path: &Path) -> Result<()> {
             }
         }
     }
-    match format::from_bytes_with(&bytes, path, format::Verify::Skip) {
+    match artifact.index(format::Verify::Skip) {
         Ok(_) => println!("  {:<24} OK", "values"),
         Err(e) => {
             println!("  {:<24} BAD  {e}", "values");
@@ -465,16 +472,24 @@ fn verify(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn inspect(path: &Path, no_verify: bool) -> Result<()> {
-    if !no_verify {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        match format::checksums(&bytes, path)? {
+/// Print the header. By default only the header is read (its `__metadata__` checksum is
+/// checked); `--verify` checks every tensor first; `--no-verify` skips the metadata check.
+fn inspect(path: &Path, verify: bool, no_verify: bool) -> Result<()> {
+    use format::Check;
+    if verify {
+        let artifact = silica::model::load::Artifact::open(path)?;
+        match format::checksums(artifact.bytes(), path)? {
             None => log::warn!("{}: no checksums (written by an older silica); integrity not verified", path.display()),
             Some(c) => {
                 if let Some(c) = c.iter().find(|c| c.problem.is_some()) {
-                    bail!("{}: `{}`: {}; `silica verify` checks every tensor (--no-verify to inspect anyway)", path.display(), c.name, c.problem.as_deref().unwrap_or_default());
+                    bail!("{}: `{}`: {}; `silica verify` checks every tensor (inspect without --verify shows the header anyway)", path.display(), c.name, c.problem.as_deref().unwrap_or_default());
                 }
             }
+        }
+    } else if !no_verify {
+        let header = silica::model::load::read_header(path)?;
+        if let Some(Check { name, problem: Some(p) }) = format::meta_check(&header.info, path)? {
+            bail!("{}: `{name}`: {p}; the metadata is damaged (--no-verify to inspect anyway)", path.display());
         }
     }
     let (meta, tensors) = format::inspect(path)?;

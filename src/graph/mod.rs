@@ -293,7 +293,7 @@ impl<B: Backend> Executor<B> {
                 let (rows, scores): (Vec<u32>, Vec<f32>) = c.query(i).unzip();
                 SearchResponse {
                     rows: rows.iter().map(|&r| ix.source_rows[r as usize]).collect(),
-                    ids: rows.iter().map(|&r| ix.ids[r as usize].clone()).collect(),
+                    ids: rows.iter().map(|&r| ix.ids.get(r as usize).into()).collect(),
                     scores,
                 }
             })

@@ -64,9 +64,9 @@ impl Schema {
 pub struct Attributes {
     pub schema: Schema,
     /// `[N+1]` CSR offsets.
-    pub offsets: Vec<u64>,
+    pub offsets: crate::model::Tensor<u64>,
     /// `[nnz]` global value ids, sorted within each row.
-    pub values: Vec<u32>,
+    pub values: crate::model::Tensor<u32>,
 }
 
 impl Attributes {
@@ -92,7 +92,7 @@ impl Attributes {
             values.extend_from_slice(self.row(old));
             offsets.push(values.len() as u64);
         }
-        Attributes { schema: self.schema.clone(), offsets, values }
+        Attributes { schema: self.schema.clone(), offsets: offsets.into(), values: values.into() }
     }
 }
 
@@ -257,7 +257,7 @@ pub fn parse_jsonl(reader: impl BufRead, path: &Path, features: &[String]) -> Re
         values.truncate(w);
         offsets.push(values.len() as u64);
     }
-    let attrs = Attributes { schema, offsets, values };
+    let attrs = Attributes { schema, offsets: offsets.into(), values: values.into() };
     Ok(AttributeTable { ids, attrs, features: feats, feature_names: features.to_vec() })
 }
 

@@ -54,7 +54,7 @@ pub struct BloomPlanes {
     /// Words per plane: ceil(N / 64).
     pub words: usize,
     /// `[M * words]` plane-major bits.
-    pub planes: Vec<u64>,
+    pub planes: crate::model::Tensor<u64>,
 }
 
 impl BloomPlanes {
@@ -87,7 +87,7 @@ impl BloomPlanes {
                 planes[b as usize * words + w] = m;
             }
         }
-        BloomPlanes { params, words, planes }
+        BloomPlanes { params, words, planes: planes.into() }
     }
 }
 

@@ -12,10 +12,17 @@
 //! metadata entry as a sorted JSON object (so the Bloom seed and schema are covered).
 //! Loading verifies them (see [`Verify`]); artifacts without them (older silica) load
 //! with a warning. Value checks (finite centroids, finite non-negative scales, finite
-//! embeddings and features, code range, CSR offsets) run on every load.
+//! embeddings and features, code range, CSR offsets, UTF-8 ids) run on every load.
+//!
+//! Loading from a file goes through [`super::load`] (memory map; tensors are views into it).
+//! For that, a writer must put every tensor at a file offset aligned for its dtype: the
+//! header padded to a multiple of 8 bytes, then the tensors by descending dtype size (8-byte
+//! `I64`/`U64` first, then `F32`/`U32`, `F16`, then `U8`/`I8`), as `safetensors::serialize`
+//! (used by [`to_bytes`]) orders them. A misaligned tensor still loads, as a copy.
 
 use super::attributes::{Attributes, FieldSchema, Schema};
-use super::{BloomParams, BloomPlanes, I8Matrix, Index, Metric};
+use super::load::{Progress, Source, Times};
+use super::{BloomParams, BloomPlanes, I8Matrix, Ids, Index, Metric, Tensor};
 use crate::error::{Error, Result};
 use crate::rerank::RerankModel;
 use half::f16;
@@ -64,8 +71,9 @@ pub struct Check {
     pub problem: Option<String>,
 }
 
-/// Check every stored checksum of safetensors `bytes`, in parallel: one [`Check`] per
-/// tensor plus `__metadata__`, sorted by name. `Ok(None)`: the artifact has no checksums.
+/// Check every stored checksum of safetensors `bytes`, in parallel across tensors (largest
+/// first; a progress bar or log lines at scale): one [`Check`] per tensor plus
+/// `__metadata__`, sorted by name. `Ok(None)`: the artifact has no checksums.
 /// Errors: not a safetensors file, a malformed checksum map.
 pub fn checksums(bytes: &[u8], path: &Path) -> Result<Option<Vec<Check>>> {
     let bad = |reason: String| Error::Format { path: path.into(), reason };
@@ -77,13 +85,16 @@ pub fn checksums(bytes: &[u8], path: &Path) -> Result<Option<Vec<Check>>> {
     let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
     names.push(META_ENTRY.into());
     names.extend(want.keys().filter(|k| k.as_str() != META_ENTRY && st.tensor(k).is_err()).cloned());
-    names.sort();
-    let checks = names
+    // Largest first, so that the longest sequential hash starts at once.
+    let size = |n: &String| st.tensor(n).map(|t| t.data().len()).unwrap_or(0);
+    names.sort_by_key(|n| std::cmp::Reverse(size(n)));
+    let progress = Progress::new("verify", names.iter().map(|n| size(n) as u64).sum());
+    let mut checks: Vec<Check> = names
         .par_iter()
         .map(|name| {
             let got = match (name.as_str(), st.tensor(name)) {
                 (META_ENTRY, _) => Some(meta_checksum(&info)),
-                (_, Ok(t)) => Some(hex(t.data())),
+                (_, Ok(t)) => Some(hash_counted(t.data(), &progress)),
                 (_, Err(_)) => None,
             };
             let problem = match (want.get(name), got) {
@@ -95,7 +106,25 @@ pub fn checksums(bytes: &[u8], path: &Path) -> Result<Option<Vec<Check>>> {
             Check { name: name.clone(), problem }
         })
         .collect();
+    progress.finish();
+    checks.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Some(checks))
+}
+
+/// [`hex`] of `data`, streamed in 64 MiB chunks that count towards `progress` (the same
+/// value as one xxh3 call over the whole tensor).
+fn hash_counted(data: &[u8], progress: &Progress) -> String {
+    const CHUNK: usize = 64 << 20;
+    if data.len() <= CHUNK {
+        progress.inc(data.len() as u64);
+        return hex(data);
+    }
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for c in data.chunks(CHUNK) {
+        h.update(c);
+        progress.inc(c.len() as u64);
+    }
+    format!("{:016x}", h.digest())
 }
 
 /// The JSON-valued metadata entries.
@@ -161,7 +190,7 @@ fn blob(strings: impl Iterator<Item = impl AsRef<str>>) -> (Vec<u8>, Vec<u64>) {
 /// Serialize an index to safetensors bytes.
 pub fn to_bytes(ix: &Index) -> Result<Vec<u8>> {
     let (n, d, l) = (ix.len(), ix.dim, ix.nlist());
-    let (id_bytes, id_offs) = blob(ix.ids.iter());
+    let (id_bytes, id_offs) = ix.ids.parts();
     let dict = ix.attrs.schema.fields.iter().flat_map(|f| f.values.iter());
     let (dict_bytes, dict_offs) = blob(dict);
     let rerank = ix.rerank.as_ref().map(|m| m.tensors()).unwrap_or_default();
@@ -172,8 +201,8 @@ pub fn to_bytes(ix: &Index) -> Result<Vec<u8>> {
         ("ivf.list_offsets".into(), Dtype::I64, vec![l + 1], b(&ix.list_offsets)),
         ("items.codes".into(), Dtype::I8, vec![n, d], b(&ix.items.codes)),
         ("items.scale".into(), Dtype::F32, vec![n], b(&ix.items.scale)),
-        ("items.row_ids".into(), Dtype::U8, vec![id_bytes.len()], &id_bytes),
-        ("items.row_id_offsets".into(), Dtype::I64, vec![n + 1], b(&id_offs)),
+        ("items.row_ids".into(), Dtype::U8, vec![id_bytes.len()], id_bytes),
+        ("items.row_id_offsets".into(), Dtype::I64, vec![n + 1], b(id_offs)),
         ("items.source_rows".into(), Dtype::I64, vec![n], b(&ix.source_rows)),
         ("bloom.planes".into(), Dtype::U64, vec![ix.bloom.params.bits as usize, ix.bloom.words], b(&ix.bloom.planes)),
         ("attrs.offsets".into(), Dtype::I64, vec![n + 1], b(&ix.attrs.offsets)),
@@ -182,10 +211,10 @@ pub fn to_bytes(ix: &Index) -> Result<Vec<u8>> {
         ("attrs.dict_offsets".into(), Dtype::I64, vec![dict_offs.len()], b(&dict_offs)),
     ];
     if let Some(e) = &ix.embeddings {
-        t.push(("items.embeddings".into(), Dtype::F16, vec![n, d], b(e)));
+        t.push(("items.embeddings".into(), Dtype::F16, vec![n, d], b(&e[..])));
     }
     if let Some(f) = &ix.features {
-        t.push(("items.features".into(), Dtype::F32, vec![n, ix.feature_names.len()], b(f)));
+        t.push(("items.features".into(), Dtype::F32, vec![n, ix.feature_names.len()], b(&f[..])));
     }
     for (name, shape, data) in &rerank {
         t.push((name.clone(), Dtype::F32, shape.clone(), b(data)));
@@ -282,25 +311,36 @@ pub fn load(path: &Path) -> Result<Index> {
     load_with(path, Verify::Checksums)
 }
 
-/// Load an index from `path`; `verify` says whether to check the checksums.
+/// Load an index from `path` through a memory map (tensors are views into it, see
+/// [`super::load`]); `verify` says whether to check the checksums.
 pub fn load_with(path: &Path, verify: Verify) -> Result<Index> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    from_bytes_with(&bytes, path, verify)
+    Ok(super::load::load(path, verify)?.0)
 }
 
 /// Metadata entries and the (name, dtype, shape) table of an artifact.
 pub type Table = (HashMap<String, String>, Vec<(String, Dtype, Vec<usize>)>);
 
-/// Read the metadata and tensor table without decoding tensors (for `silica inspect`).
+/// Read the metadata and tensor table from the header alone (for `silica inspect`): the
+/// data section is not read, so a file whose tensors are damaged or cut short still shows.
 pub fn inspect(path: &Path) -> Result<Table> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let bad = |reason: String| Error::Format { path: path.into(), reason };
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-    let info = meta.metadata().clone().unwrap_or_default();
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-    let mut tensors: Vec<_> = st.tensors().into_iter().map(|(n, v)| (n, v.dtype(), v.shape().to_vec())).collect();
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok((info, tensors))
+    let h = super::load::read_header(path)?;
+    if let Err(e) = h.check_len(path) {
+        log::warn!("{e}");
+    }
+    Ok((h.info, h.tensors.into_iter().map(|t| (t.name, t.dtype, t.shape)).collect()))
+}
+
+/// Check the `__metadata__` checksum alone (header only). `Ok(None)`: no checksums.
+pub fn meta_check(info: &HashMap<String, String>, path: &Path) -> Result<Option<Check>> {
+    let Some(text) = info.get(CHECKSUMS) else { return Ok(None) };
+    let want: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| Error::Format { path: path.into(), reason: format!("metadata `{CHECKSUMS}` is not a JSON map of names to hex: {e}") })?;
+    let got = meta_checksum(info);
+    let problem = match want.get(META_ENTRY) {
+        Some(w) if *w == got => None,
+        Some(w) => Some(format!("checksum mismatch (stored {w}, computed {got})")),
+        None => Some("has no stored checksum".to_string()),
+    };
+    Ok(Some(Check { name: META_ENTRY.into(), problem }))
 }
 
 /// Decode an index from safetensors bytes, verifying checksums, shapes and invariants.
@@ -309,9 +349,18 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Index> {
 }
 
 /// [`from_bytes`]; `verify` says whether to check the checksums. Errors
-/// ([`Error::Format`]) name the tensor or metadata entry at fault.
+/// ([`Error::Format`]) name the tensor or metadata entry at fault. Tensors are copied.
 pub fn from_bytes_with(bytes: &[u8], path: &Path, verify: Verify) -> Result<Index> {
+    Ok(decode(Source { bytes, map: None }, path, verify)?.0)
+}
+
+/// Decode an index from `src` (tensors view the map where there is one and they are
+/// aligned), verifying checksums (unless `verify` is `Skip`), shapes and invariants.
+pub fn decode(src: Source, path: &Path, verify: Verify) -> Result<(Index, Times)> {
+    let bytes = src.bytes;
+    let mut times = Times::default();
     let bad = |reason: String| Error::Format { path: path.into(), reason };
+    let t0 = std::time::Instant::now();
     if verify == Verify::Checksums {
         match checksums(bytes, path)? {
             None => log::warn!("{}: no checksums (written by an older silica); integrity not verified", path.display()),
@@ -326,6 +375,8 @@ pub fn from_bytes_with(bytes: &[u8], path: &Path, verify: Verify) -> Result<Inde
             }
         }
     }
+    times.verify = t0.elapsed().as_secs_f64();
+    let t0 = std::time::Instant::now();
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let info = header.metadata().clone().ok_or_else(|| bad("no __metadata__".into()))?;
     let get = |k: &str| info.get(k).cloned().ok_or_else(|| bad(format!("metadata has no `{k}`")));
@@ -349,61 +400,68 @@ pub fn from_bytes_with(bytes: &[u8], path: &Path, verify: Verify) -> Result<Inde
     };
     let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
 
-    let raw = |name: &str, dt: Dtype, shape: &[usize]| -> Result<Vec<u8>> {
+    let raw = |name: &str, dt: Dtype, shape: &[usize]| -> Result<&[u8]> {
         let t = st.tensor(name).map_err(|_| bad(format!("missing tensor `{name}`")))?;
         if t.dtype() != dt || t.shape() != shape {
             return Err(bad(format!("tensor `{name}` is {:?} {:?}, expected {dt:?} {shape:?}", t.dtype(), t.shape())));
         }
-        Ok(t.data().to_vec())
+        Ok(t.data())
     };
-    fn cast<T: bytemuck::Pod>(v: Vec<u8>) -> Vec<T> {
-        bytemuck::pod_collect_to_vec(&v)
+    fn cast<T: bytemuck::Pod>(v: &[u8]) -> Vec<T> {
+        bytemuck::pod_collect_to_vec(v)
+    }
+    let view = |name: &str, dt: Dtype, shape: &[usize]| -> Result<Tensor<u8>> { Ok(src.tensor(name, raw(name, dt, shape)?)) };
+    macro_rules! tensor {
+        ($t:ty, $name:expr, $dt:expr, $shape:expr) => {
+            raw($name, $dt, $shape).map(|b| src.tensor::<$t>($name, b))
+        };
     }
     let len_of = |name: &str| st.tensor(name).map(|t| t.shape().first().copied().unwrap_or(0)).map_err(|_| bad(format!("missing tensor `{name}`")));
 
+    // Small tensors are copied; the O(N) ones view the map.
     let centroids: Vec<f32> = cast(raw("ivf.centroids", Dtype::F32, &[l, d])?);
     let ccodes: Vec<i8> = cast(raw("ivf.centroid_codes", Dtype::I8, &[l, d])?);
     let cscale: Vec<f32> = cast(raw("ivf.centroid_scale", Dtype::F32, &[l])?);
     let list_offsets: Vec<u64> = cast(raw("ivf.list_offsets", Dtype::I64, &[l + 1])?);
-    let codes: Vec<i8> = cast(raw("items.codes", Dtype::I8, &[n, d])?);
-    let scale: Vec<f32> = cast(raw("items.scale", Dtype::F32, &[n])?);
-    let id_bytes = raw("items.row_ids", Dtype::U8, &[len_of("items.row_ids")?])?;
-    let id_offs: Vec<u64> = cast(raw("items.row_id_offsets", Dtype::I64, &[n + 1])?);
-    let source_rows: Vec<u64> = cast(raw("items.source_rows", Dtype::I64, &[n])?);
+    let codes: Tensor<i8> = tensor!(i8, "items.codes", Dtype::I8, &[n, d])?;
+    let scale: Tensor<f32> = tensor!(f32, "items.scale", Dtype::F32, &[n])?;
+    let id_bytes = view("items.row_ids", Dtype::U8, &[len_of("items.row_ids")?])?;
+    let id_offs: Tensor<u64> = tensor!(u64, "items.row_id_offsets", Dtype::I64, &[n + 1])?;
+    let source_rows: Tensor<u64> = tensor!(u64, "items.source_rows", Dtype::I64, &[n])?;
     let words = n.div_ceil(64);
-    let planes: Vec<u64> = cast(raw("bloom.planes", Dtype::U64, &[bloom.bits as usize, words])?);
-    let attr_offs: Vec<u64> = cast(raw("attrs.offsets", Dtype::I64, &[n + 1])?);
-    let attr_vals: Vec<u32> = cast(raw("attrs.values", Dtype::U32, &[len_of("attrs.values")?])?);
+    let planes: Tensor<u64> = tensor!(u64, "bloom.planes", Dtype::U64, &[bloom.bits as usize, words])?;
+    let attr_offs: Tensor<u64> = tensor!(u64, "attrs.offsets", Dtype::I64, &[n + 1])?;
+    let attr_vals: Tensor<u32> = tensor!(u32, "attrs.values", Dtype::U32, &[len_of("attrs.values")?])?;
     let dict_bytes = raw("attrs.dict", Dtype::U8, &[len_of("attrs.dict")?])?;
     let dict_offs: Vec<u64> = cast(raw("attrs.dict_offsets", Dtype::I64, &[len_of("attrs.dict_offsets")?])?);
     let embeddings = match st.tensor("items.embeddings") {
-        Ok(_) => Some(cast::<f16>(raw("items.embeddings", Dtype::F16, &[n, d])?)),
+        Ok(_) => Some(tensor!(f16, "items.embeddings", Dtype::F16, &[n, d])?),
         Err(_) => None,
     };
     let features = match st.tensor("items.features") {
-        Ok(_) => Some(cast::<f32>(raw("items.features", Dtype::F32, &[n, feature_names.len()])?)),
+        Ok(_) => Some(tensor!(f32, "items.features", Dtype::F32, &[n, feature_names.len()])?),
         Err(_) => None,
     };
     let rerank = RerankModel::from_safetensors(&st, &path.display().to_string())?;
 
     // Invariants: monotone offsets that end where the data ends, ids in range.
     let monotone = |o: &[u64], end: usize, what: &str| -> Result<()> {
-        if o.first() != Some(&0) || o.windows(2).any(|w| w[0] > w[1]) || o.last().copied() != Some(end as u64) {
+        let decreasing = first_bad_by(o.len().saturating_sub(1), |a, b| (a..b).any(|i| o[i] > o[i + 1])).is_some();
+        if o.first() != Some(&0) || decreasing || o.last().copied() != Some(end as u64) {
             return Err(bad(format!("`{what}` offsets are not a valid CSR over {end} entries")));
         }
         Ok(())
     };
     monotone(&list_offsets, n, "ivf.list_offsets")?;
-    monotone(&id_offs, id_bytes.len(), "items.row_id_offsets")?;
     monotone(&attr_offs, attr_vals.len(), "attrs.offsets")?;
     monotone(&dict_offs, dict_bytes.len(), "attrs.dict_offsets")?;
+    let ids = Ids::new(id_bytes, id_offs).map_err(|e| bad(format!("`items.row_ids`: {e}")))?;
     let strings = |bytes: &[u8], offs: &[u64], what: &str| -> Result<Vec<String>> {
         offs.windows(2)
             .map(|w| String::from_utf8(bytes[w[0] as usize..w[1] as usize].to_vec()).map_err(|_| bad(format!("`{what}` is not UTF-8"))))
             .collect()
     };
-    let ids = strings(&id_bytes, &id_offs, "items.row_ids")?.into_iter().map(Into::into).collect();
-    let dict = strings(&dict_bytes, &dict_offs, "attrs.dict")?;
+    let dict = strings(dict_bytes, &dict_offs, "attrs.dict")?;
     // Field f owns value ids base_f .. base_{f+1} (the last field: .. dictionary size).
     let total = dict_offs.len() - 1;
     let mut dict = dict.into_iter();
@@ -416,20 +474,21 @@ pub fn from_bytes_with(bytes: &[u8], path: &Path, verify: Verify) -> Result<Inde
         fields[i].values = dict.by_ref().take(end - start).collect();
     }
     // Every backend's int8 dot is exact for codes in the quantizer's range [-127, 127].
-    for (name, c) in [("ivf.centroid_codes", &ccodes), ("items.codes", &codes)] {
-        if let Some(i) = c.iter().position(|&x| x == i8::MIN) {
+    for (name, c) in [("ivf.centroid_codes", &ccodes[..]), ("items.codes", &codes[..])] {
+        if let Some(i) = first_bad(c, |&x| x == i8::MIN) {
             return Err(bad(format!("`{name}` holds -128 at row {}; int8 codes are in [-127, 127] (symmetric quantization)", i / d.max(1))));
         }
     }
     check_values(&centroids, &cscale, &scale, embeddings.as_deref(), features.as_deref(), d.max(1), feature_names.len().max(1)).map_err(bad)?;
-    if attr_vals.iter().any(|&v| v as usize >= total) || source_rows.iter().any(|&r| r as usize >= n) {
+    if first_bad(&attr_vals, |&v| v as usize >= total).is_some() || first_bad(&source_rows, |&r| r as usize >= n).is_some() {
         return Err(bad("attribute value id or source row out of range".into()));
     }
-    Ok(Index {
+    times.values = t0.elapsed().as_secs_f64();
+    let index = Index {
         dim: d,
         metric,
         centroids,
-        centroid_codes: I8Matrix { rows: l, dim: d, codes: ccodes, scale: cscale },
+        centroid_codes: I8Matrix { rows: l, dim: d, codes: ccodes.into(), scale: cscale.into() },
         list_offsets,
         items: I8Matrix { rows: n, dim: d, codes, scale },
         embeddings,
@@ -442,13 +501,27 @@ pub fn from_bytes_with(bytes: &[u8], path: &Path, verify: Verify) -> Result<Inde
         rerank,
         live: None,
         calibration,
-    })
+    };
+    Ok((index, times))
+}
+
+/// Index of the first element of `v` that is `bad`, scanning 64 Ki-element blocks in
+/// parallel (a whole block per task, so the test vectorizes; per-element parallel
+/// iterators cost more than the test itself at 10^8 elements).
+fn first_bad<T: Sync>(v: &[T], bad: impl Fn(&T) -> bool + Sync) -> Option<usize> {
+    first_bad_by(v.len(), |a, b| v[a..b].iter().any(&bad)).map(|a| a + v[a..].iter().position(&bad).expect("the block holds one"))
+}
+
+/// Start of the first block `[a, b)` of `0..len` (64 Ki elements) where `any(a, b)` holds.
+fn first_bad_by(len: usize, any: impl Fn(usize, usize) -> bool + Sync) -> Option<usize> {
+    const BLOCK: usize = 1 << 16;
+    (0..len.div_ceil(BLOCK)).into_par_iter().map(|c| (c * BLOCK, ((c + 1) * BLOCK).min(len))).find_first(|&(a, b)| any(a, b)).map(|(a, _)| a)
 }
 
 /// Float tensors must hold what silica writes: finite centroids, embeddings and features,
 /// finite non-negative scales (a NaN there would become a NaN score).
 fn check_values(centroids: &[f32], cscale: &[f32], scale: &[f32], emb: Option<&[f16]>, feats: Option<&[f32]>, d: usize, f: usize) -> std::result::Result<(), String> {
-    let first = |v: &[f32], bad: fn(f32) -> bool| v.par_iter().position_first(|&x| bad(x));
+    let first = |v: &[f32], bad: fn(f32) -> bool| first_bad(v, |&x| bad(x));
     let not_finite = |x: f32| !x.is_finite();
     let not_scale = |x: f32| !x.is_finite() || x < 0.0;
     for (name, v, per_row, test, what) in [
@@ -461,7 +534,8 @@ fn check_values(centroids: &[f32], cscale: &[f32], scale: &[f32], emb: Option<&[
             return Err(format!("tensor `{name}` holds {} at row {}; its values must be {what}", v[i], i / per_row));
         }
     }
-    if let Some(i) = emb.and_then(|e| e.par_iter().position_first(|x| !x.is_finite())) {
+    // f16 is finite unless its exponent bits are all ones (compared as bits: vectorizes).
+    if let Some(i) = emb.and_then(|e| first_bad(bytemuck::cast_slice::<f16, u16>(e), |&x| x & 0x7c00 == 0x7c00)) {
         return Err(format!("tensor `items.embeddings` holds {} at row {}; its values must be finite", emb.unwrap_or_default()[i], i / d));
     }
     Ok(())

@@ -16,12 +16,15 @@ pub mod format;
 pub mod source;
 pub mod writer;
 pub mod kmeans;
+pub mod load;
 pub mod npy;
 pub mod quantize;
+pub mod tensor;
 
 pub use attributes::{Attributes, FieldSchema, Schema};
 pub use bloom::{BloomParams, BloomPlanes};
 pub use build::IndexBuilder;
+pub use tensor::{Ids, Tensor};
 use half::f16;
 use serde::{Deserialize, Serialize};
 
@@ -51,9 +54,9 @@ pub struct I8Matrix {
     /// Row length (D).
     pub dim: usize,
     /// `[rows, dim]` int8 codes, row-major.
-    pub codes: Vec<i8>,
+    pub codes: Tensor<i8>,
     /// `[rows]` per-row scale (absmax / 127; 0 for an all-zero row).
-    pub scale: Vec<f32>,
+    pub scale: Tensor<f32>,
 }
 
 impl I8Matrix {
@@ -67,7 +70,8 @@ impl I8Matrix {
 /// Optional multi-task rerank model stored in the artifact under `rerank.*`.
 pub use crate::rerank::RerankModel;
 
-/// A whole silica index in host memory. Rows are sorted by inverted list: list `l` holds
+/// A whole silica index in host memory; the big tensors ([`Tensor`], [`Ids`]) are owned
+/// or views into the memory-mapped artifact (zero-copy load, see [`format`]). Rows are sorted by inverted list: list `l` holds
 /// rows `list_offsets[l]..list_offsets[l+1]`. `source_rows[r]` maps a sorted row back to
 /// its 0-based line in the attributes file the index was built from.
 #[derive(Clone, Debug)]
@@ -85,16 +89,15 @@ pub struct Index {
     /// `items.codes` + `items.scale`: int8 item codes `[N, D]`, sorted by list.
     pub items: I8Matrix,
     /// `items.embeddings`: f16 `[N, D]` rerank cache (optional).
-    pub embeddings: Option<Vec<f16>>,
+    pub embeddings: Option<Tensor<f16>>,
     /// `items.features`: f32 `[N, F]` dense rerank features (optional; F = feature_names.len()).
-    pub features: Option<Vec<f32>>,
+    pub features: Option<Tensor<f32>>,
     /// Names of the F feature columns.
     pub feature_names: Vec<String>,
-    /// `items.row_ids`: external id of each sorted row (shared: results hand them out
-    /// without copying the text).
-    pub ids: Vec<std::sync::Arc<str>>,
+    /// `items.row_ids` + `items.row_id_offsets`: external id of each sorted row.
+    pub ids: Ids,
     /// `items.source_rows`: source line of each sorted row.
-    pub source_rows: Vec<u64>,
+    pub source_rows: Tensor<u64>,
     /// `bloom.planes`: transposed Bloom bit-planes.
     pub bloom: BloomPlanes,
     /// `attrs.offsets` + `attrs.values` and the attribute schema (dictionaries).

@@ -43,7 +43,7 @@ pub fn quantize(data: &[f32], dim: usize) -> I8Matrix {
             .zip(data.par_chunks(dim))
             .for_each(|((c, s), x)| *s = quantize_row(x, c));
     }
-    I8Matrix { rows, dim, codes, scale }
+    I8Matrix { rows, dim, codes: codes.into(), scale: scale.into() }
 }
 
 #[cfg(test)]

@@ -64,11 +64,11 @@ pub fn fold(main: &Index, fresh: &Index, fresh_vectors: &[f32], dict: &Dict) -> 
         Src::Main(r) => (main, r),
         Src::Fresh(r) => (fresh, r),
     };
-    let mut items = I8Matrix { rows: n, dim: d, codes: Vec::with_capacity(n * d), scale: Vec::with_capacity(n) };
+    let mut items = I8Matrix { rows: n, dim: d, codes: Vec::with_capacity(n * d).into(), scale: Vec::with_capacity(n).into() };
     let mut embeddings = main.embeddings.as_ref().map(|_| Vec::with_capacity(n * d));
     let f = main.feature_names.len();
     let mut features = main.features.as_ref().map(|_| Vec::with_capacity(n * f));
-    let mut ids = Vec::with_capacity(n);
+    let mut ids = crate::model::Ids::default();
     for (_, _, s) in &rows {
         let (ix, r) = seg(s);
         items.codes.extend_from_slice(ix.items.row(r));
@@ -79,7 +79,7 @@ pub fn fold(main: &Index, fresh: &Index, fresh_vectors: &[f32], dict: &Dict) -> 
         if let (Some(out), Some(x)) = (features.as_mut(), ix.features.as_ref()) {
             out.extend_from_slice(&x[r * f..(r + 1) * f]);
         }
-        ids.push(ix.ids[r].clone());
+        ids.push(ix.ids.get(r));
     }
 
     // Dictionary: the values live rows use, sorted per field.
@@ -126,7 +126,7 @@ pub fn fold(main: &Index, fresh: &Index, fresh_vectors: &[f32], dict: &Dict) -> 
             }
         }
     }
-    let attrs = Attributes { schema, offsets, values };
+    let attrs = Attributes { schema, offsets: offsets.into(), values: values.into() };
     let params = main.bloom.params;
     let value_bits: Vec<Vec<u32>> = attrs.schema.fields.iter().flat_map(|f| f.values.iter().map(|v| params.positions(&f.name, v))).collect();
     let bloom = BloomPlanes::build(params, n, |r| attrs.row(r).iter().flat_map(|&v| value_bits[v as usize].iter().copied()).collect());
@@ -137,11 +137,11 @@ pub fn fold(main: &Index, fresh: &Index, fresh_vectors: &[f32], dict: &Dict) -> 
         centroid_codes: main.centroid_codes.clone(),
         list_offsets,
         items,
-        embeddings,
-        features,
+        embeddings: embeddings.map(Into::into),
+        features: features.map(Into::into),
         feature_names: main.feature_names.clone(),
         ids,
-        source_rows,
+        source_rows: source_rows.into(),
         bloom,
         attrs,
         rerank: main.rerank.clone(),

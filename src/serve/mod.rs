@@ -15,6 +15,7 @@ pub mod batcher;
 pub mod compact;
 pub mod dict;
 pub mod error;
+pub mod ids;
 pub mod metrics;
 pub mod segment;
 pub mod state;

@@ -62,16 +62,16 @@ pub fn empty_fresh(main: &Index) -> Index {
         dim: d,
         metric: main.metric,
         centroids: vec![0.0; d],
-        centroid_codes: I8Matrix { rows: 1, dim: d, codes: vec![0; d], scale: vec![0.0] },
+        centroid_codes: I8Matrix { rows: 1, dim: d, codes: vec![0; d].into(), scale: vec![0.0].into() },
         list_offsets: vec![0, 0],
-        items: I8Matrix { rows: 0, dim: d, codes: Vec::new(), scale: Vec::new() },
-        embeddings: main.embeddings.as_ref().map(|_| Vec::new()),
-        features: main.features.as_ref().map(|_| Vec::new()),
+        items: I8Matrix { rows: 0, dim: d, codes: Default::default(), scale: Default::default() },
+        embeddings: main.embeddings.as_ref().map(|_| Default::default()),
+        features: main.features.as_ref().map(|_| Default::default()),
         feature_names: main.feature_names.clone(),
-        ids: Vec::new(),
-        source_rows: Vec::new(),
-        bloom: BloomPlanes { params: main.bloom.params, words: 0, planes: Vec::new() },
-        attrs: Attributes { schema: Schema::default(), offsets: vec![0], values: Vec::new() },
+        ids: Default::default(),
+        source_rows: Default::default(),
+        bloom: BloomPlanes { params: main.bloom.params, words: 0, planes: Default::default() },
+        attrs: Attributes { schema: Schema::default(), offsets: vec![0].into(), values: Default::default() },
         rerank: main.rerank.clone(),
         live: Some(Vec::new()),
         calibration: None,
@@ -121,7 +121,7 @@ fn set_attrs(ix: &mut Index, r: usize, values: &[u32], bits: &[u32]) {
     if e - s == values.len() {
         a.values[s..e].copy_from_slice(values);
     } else {
-        a.values.splice(s..e, values.iter().copied());
+        a.values.make_mut().splice(s..e, values.iter().copied());
         let delta = values.len() as i64 - (e - s) as i64;
         for o in &mut a.offsets[r + 1..] {
             *o = (*o as i64 + delta) as u64;
@@ -144,7 +144,7 @@ fn append(ix: &mut Index, row: &NewRow) {
     if let Some(f) = ix.features.as_mut() {
         f.extend_from_slice(&row.features);
     }
-    ix.ids.push(row.id.as_str().into());
+    ix.ids.push(row.id.as_str());
     ix.source_rows.push(row.source_row);
     ix.attrs.values.extend_from_slice(&row.values);
     ix.attrs.offsets.push(ix.attrs.values.len() as u64);
@@ -164,7 +164,7 @@ fn grow(ix: &mut Index, words: usize) {
     for p in 0..m {
         planes[p * words..p * words + old].copy_from_slice(&ix.bloom.planes[p * old..(p + 1) * old]);
     }
-    ix.bloom.planes = planes;
+    ix.bloom.planes = planes.into();
     ix.bloom.words = words;
     ix.live.get_or_insert_with(Vec::new).resize(words, 0);
 }
@@ -284,21 +284,21 @@ mod tests {
             dim: 3,
             metric: crate::Metric::Ip,
             centroids: vec![0.0; 3],
-            centroid_codes: I8Matrix { rows: 1, dim: 3, codes: vec![0; 3], scale: vec![0.0] },
+            centroid_codes: I8Matrix { rows: 1, dim: 3, codes: vec![0; 3].into(), scale: vec![0.0].into() },
             list_offsets: vec![0, 0],
-            items: I8Matrix { rows: 0, dim: 3, codes: vec![], scale: vec![] },
-            embeddings: Some(vec![]),
+            items: I8Matrix { rows: 0, dim: 3, codes: Default::default(), scale: Default::default() },
+            embeddings: Some(Default::default()),
             features: None,
             feature_names: vec![],
-            ids: vec![],
-            source_rows: vec![],
-            bloom: BloomPlanes { params: BloomParams { bits: 16, hashes: 2, seed: 0 }, words: 0, planes: vec![] },
+            ids: Default::default(),
+            source_rows: Default::default(),
+            bloom: BloomPlanes { params: BloomParams { bits: 16, hashes: 2, seed: 0 }, words: 0, planes: Default::default() },
             attrs: Attributes::default(),
             rerank: None,
             live: None,
             calibration: None,
         };
-        main.attrs.offsets = vec![0];
+        main.attrs.offsets = vec![0].into();
         let mut f = empty_fresh(&main);
         let rows: Vec<Arc<NewRow>> = (0..n)
             .map(|i| {
@@ -337,7 +337,7 @@ mod tests {
             for (r, row) in rows.iter().enumerate() {
                 assert_eq!(f.attrs.row(r), &row.values[..]);
                 assert_eq!(&f.items.row(r), &row.codes.as_slice());
-                assert_eq!(&*f.ids[r], row.id.as_str());
+                assert_eq!(&f.ids[r], row.id.as_str());
             }
             assert_eq!(f.embeddings.as_ref().unwrap().len(), 3 * n);
         }

@@ -34,6 +34,13 @@ impl<T> DBuf<T> {
     }
 }
 
+/// Bytes of each pinned staging buffer of [`Dev::upload_staged`] (two are used): 64 MiB,
+/// or `SILICA_CUDA_STAGE_BYTES` (tests set it small so that every upload takes many chunks).
+pub(crate) fn stage_bytes() -> usize {
+    static B: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *B.get_or_init(|| std::env::var("SILICA_CUDA_STAGE_BYTES").ok().and_then(|v| v.parse().ok()).filter(|&b| b > 0).unwrap_or(64 << 20))
+}
+
 /// A kernel argument, passed by value.
 pub(crate) enum A {
     U32(u32),
@@ -155,6 +162,61 @@ impl Dev {
             self.stream.memcpy_htod(host, &mut b.slice).map_err(drv)?;
         }
         Ok(b)
+    }
+
+    /// A buffer of `len` elements filled through two pinned staging buffers of
+    /// [`stage_bytes`]: `fill(first, dst)` writes elements `first..first + dst.len()` into a
+    /// staging buffer (chunks are multiples of `unit` elements) while the previous chunk is
+    /// copied to the device, so a large tensor (e.g. a view into the mapped artifact, or a
+    /// re-layout of one) uploads at copy-engine speed without a full host copy. Small
+    /// buffers take one pageable copy.
+    pub(crate) fn upload_staged<T: DeviceRepr + cudarc::driver::ValidAsZeroBits + Copy + Default>(&self, len: usize, unit: usize, fill: impl Fn(usize, &mut [T])) -> Result<DBuf<T>> {
+        let size = std::mem::size_of::<T>().max(1);
+        let chunk = (stage_bytes() / size / unit.max(1)).max(1) * unit.max(1);
+        if len <= chunk {
+            let mut host = vec![T::default(); len];
+            fill(0, &mut host);
+            return self.upload(&host);
+        }
+        let b = self.alloc::<T>(len)?;
+        self.ctx.bind_to_thread().map_err(drv)?;
+        // SAFETY: page-locked allocations; each is written by the host only after the event
+        // recorded behind its previous copy has completed.
+        let mut stage = unsafe { [self.ctx.alloc_pinned::<T>(chunk).map_err(drv)?, self.ctx.alloc_pinned::<T>(chunk).map_err(drv)?] };
+        let done = [self.ctx.new_event(None).map_err(drv)?, self.ctx.new_event(None).map_err(drv)?];
+        let mut used = [false; 2];
+        for (i, first) in (0..len).step_by(chunk).enumerate() {
+            let k = i % 2;
+            let m = chunk.min(len - first);
+            if used[k] {
+                done[k].synchronize().map_err(drv)?;
+            }
+            let host = stage[k].as_mut_slice().map_err(drv)?;
+            fill(first, &mut host[..m]);
+            // SAFETY: `b` holds `len` elements; the source is pinned, so the copy is
+            // asynchronous and `host` is not touched again until `done[k]` has fired.
+            unsafe {
+                cudarc::driver::result::memcpy_htod_async(b.ptr + (first * size) as u64, &host[..m], self.stream.cu_stream()).map_err(drv)?;
+            }
+            done[k].record(&self.stream).map_err(drv)?;
+            used[k] = true;
+        }
+        // The staging buffers are freed on return: wait for the last copies.
+        for (k, e) in done.iter().enumerate() {
+            if used[k] {
+                e.synchronize().map_err(drv)?;
+            }
+        }
+        Ok(b)
+    }
+
+    /// [`Dev::upload_staged`] of a host slice (copied into the staging buffers in parallel).
+    pub(crate) fn upload_large<T: DeviceRepr + cudarc::driver::ValidAsZeroBits + Copy + Default + Send + Sync>(&self, host: &[T]) -> Result<DBuf<T>> {
+        use rayon::prelude::*;
+        self.upload_staged(host.len(), 1, |first, dst| {
+            let src = &host[first..first + dst.len()];
+            dst.par_chunks_mut(1 << 18).zip(src.par_chunks(1 << 18)).for_each(|(d, s)| d.copy_from_slice(s));
+        })
     }
 
     /// Copy `host` into the start of `b` (stream-ordered; the host buffer is staged).

@@ -4,6 +4,9 @@
 //!   codes"): D padded with zeros to `nc*16`, rows padded to a multiple of 64;
 //! * centroid codes row-major, padded to `nc*16`;
 //! * per list: first row, end row, 64-row word count (as `cpu::word_span` counts them).
+//!
+//! Large tensors go up through two pinned staging buffers with overlapped copies
+//! ([`Dev::upload_staged`](super::Dev)), read straight from the (mapped) host tensors.
 
 use super::{DBuf, Dev, A};
 use crate::backend::{Changed, cpu::word_span};
@@ -64,10 +67,19 @@ impl Resident {
 }
 
 /// Interleave `[n, d]` int8 rows into 32-row groups of `nc` 16-byte chunks.
+#[cfg(test)]
 pub(crate) fn interleave(codes: &[i8], n: usize, d: usize, nc: usize, groups: usize) -> Vec<u8> {
+    let mut out = vec![0u8; groups * nc * 32 * 16];
+    interleave_into(codes, n, d, nc, 0, &mut out);
+    out
+}
+
+/// Groups `first_group..` of [`interleave`] into `out` (a whole number of groups).
+pub(crate) fn interleave_into(codes: &[i8], n: usize, d: usize, nc: usize, first_group: usize, out: &mut [u8]) {
     let gbytes = nc * 32 * 16;
-    let mut out = vec![0u8; groups * gbytes];
-    out.par_chunks_mut(gbytes).enumerate().for_each(|(g, dst)| {
+    out.par_chunks_mut(gbytes).enumerate().for_each(|(j, dst)| {
+        let g = first_group + j;
+        dst.fill(0);
         for i in 0..32 {
             let r = g * 32 + i;
             if r >= n {
@@ -84,7 +96,6 @@ pub(crate) fn interleave(codes: &[i8], n: usize, d: usize, nc: usize, groups: us
             }
         }
     });
-    out
 }
 
 /// Pad `[rows, d]` int8 rows to `[rows, nc*16]`.
@@ -195,7 +206,9 @@ pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
     let bad = |what: &str| Error::backend("cuda", format!("cannot upload index: {what}"));
     let nc = d.div_ceil(16);
     let words = n.div_ceil(64);
-    let codes = interleave(&ix.items.codes, n, d, nc, 2 * words);
+    // Interleaved straight into the pinned staging buffers: no host copy of all codes.
+    let gbytes = nc * 32 * 16;
+    let codes = dev.upload_staged::<u8>(2 * words * gbytes, gbytes, |first, dst| interleave_into(&ix.items.codes, n, d, nc, first / gbytes, dst))?;
     let cent = pad_rows(&ix.centroid_codes.codes, l, d, nc);
     let mut list_start = Vec::with_capacity(l);
     let mut list_end = Vec::with_capacity(l);
@@ -215,12 +228,12 @@ pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
     let mut nw_desc: Vec<u64> = list_nw.iter().map(|&w| w as u64).collect();
     nw_desc.sort_unstable_by(|a, b| b.cmp(a));
     let emb = match &ix.embeddings {
-        Some(e) if e.len() == n * d => Some(Arc::new(dev.upload(&e.iter().map(|h| h.to_bits()).collect::<Vec<u16>>())?)),
+        Some(e) if e.len() == n * d => Some(Arc::new(dev.upload_large::<u16>(bytemuck::cast_slice(&e[..]))?)),
         Some(_) => return Err(bad("embeddings are not N x D")),
         None => None,
     };
     let feats = match &ix.features {
-        Some(f) if f.len() == n * ix.feature_names.len() => Some(Arc::new(dev.upload(f)?)),
+        Some(f) if f.len() == n * ix.feature_names.len() => Some(Arc::new(dev.upload_large(f)?)),
         Some(_) => return Err(bad("features are not N x F")),
         None => None,
     };
@@ -231,18 +244,18 @@ pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
         nc,
         l,
         words,
-        codes: Arc::new(dev.upload(&codes)?),
-        scale: Arc::new(dev.upload(&ix.items.scale)?),
+        codes: Arc::new(codes),
+        scale: Arc::new(dev.upload_large(&ix.items.scale)?),
         cent: Arc::new(dev.upload(&cent)?),
         cscale: Arc::new(dev.upload(&ix.centroid_codes.scale)?),
         max_nw: list_nw.iter().copied().max().unwrap_or(0) as usize,
         list_start: Arc::new(dev.upload(&list_start)?),
         list_end: Arc::new(dev.upload(&list_end)?),
         list_nw: Arc::new(dev.upload(&list_nw)?),
-        planes: Arc::new(dev.upload(&ix.bloom.planes)?),
+        planes: Arc::new(dev.upload_large(&ix.bloom.planes)?),
         live: ix.live.as_ref().map(|v| dev.upload(v).map(Arc::new)).transpose()?,
-        attr_off: Arc::new(dev.upload(&ix.attrs.offsets)?),
-        attr_vals: Arc::new(dev.upload(&ix.attrs.values)?),
+        attr_off: Arc::new(dev.upload_large(&ix.attrs.offsets)?),
+        attr_vals: Arc::new(dev.upload_large(&ix.attrs.values)?),
         emb,
         feats,
         rows_desc,

@@ -338,6 +338,9 @@ impl Resident {
         let codes = Arc::new(g.resident("items.codes", &pack_codes(&ix.items.codes[lo * d..hi * d], d, rows, d16, true))?);
         let scale = Arc::new(g.resident("items.scale", bytes_f32(&ix.items.scale[lo..hi]))?);
         let emb = match &ix.embeddings {
+            // Even D: the rows are already the device layout (one f16 pair per u32); the
+            // (mapped) tensor is handed to wgpu as is.
+            Some(e) if d % 2 == 0 => Some(Arc::new(g.resident("items.embeddings", bytemuck::cast_slice(&e[lo * d..hi * d]))?)),
             Some(e) => {
                 let d2 = d.div_ceil(2);
                 let mut v = vec![0u16; rows * d2 * 2];

@@ -289,7 +289,7 @@ pub fn generate(n: usize, dim: usize, seed: u64) -> Result<Catalog> {
             field("tags", true, b.tags, names("t", TAGS, 5)),
         ],
     };
-    let table = AttributeTable { ids, attrs: Attributes { schema, offsets, values }, features: Vec::new(), feature_names: Vec::new() };
+    let table = AttributeTable { ids, attrs: Attributes { schema, offsets: offsets.into(), values: values.into() }, features: Vec::new(), feature_names: Vec::new() };
     Ok(Catalog { vectors: Matrix { rows: n, dim, data, was_f16: false }, table })
 }
 
