@@ -22,6 +22,14 @@ pub struct ServeArgs {
     /// Longest wait, in microseconds, for more requests to join a batch.
     #[arg(long, default_value_t = 500)]
     pub max_wait_us: u64,
+    /// Most queries waiting for a batch (the bounded queue in front of the batcher); a
+    /// search that does not fit is refused with `503` and `Retry-After: 1`.
+    #[arg(long, default_value_t = 8192)]
+    pub max_queue: usize,
+    /// Default deadline of a search, in milliseconds from arrival (a request's
+    /// `timeout_ms` overrides it); a search not started by then is answered `504`. 0: none.
+    #[arg(long, default_value_t = 0)]
+    pub timeout_ms: u64,
     /// Bearer token required on write endpoints (items, compact).
     #[arg(long, env = "SILICA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -67,6 +75,8 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         threads: a.threads,
         wal_recover: a.wal_recover,
         verify: !a.no_verify,
+        max_queue: a.max_queue,
+        timeout: (a.timeout_ms > 0).then(|| std::time::Duration::from_millis(a.timeout_ms)),
     })?;
     Ok(())
 }

@@ -38,7 +38,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most results per query.
@@ -49,6 +50,8 @@ pub const MAX_K0: usize = 100_000;
 pub const MAX_QUERIES: usize = 4096;
 /// Most scan candidates (queries x K0) in one request: bounds the memory a request can ask for.
 pub const MAX_CANDIDATES: usize = 1 << 22;
+/// Longest `timeout_ms` (one hour).
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
 /// `POST /v1/search` body. Exactly one of `vector` / `vectors`; at most one of `filter`
 /// (applies to every query) / `filters` (one per query).
@@ -69,6 +72,9 @@ pub struct SearchBody {
     pub rerank: Option<RerankMode>,
     /// Task weights for `model` rerank, one per task.
     pub task_weights: Option<Vec<f32>>,
+    /// Deadline in milliseconds from arrival (1..=[`MAX_TIMEOUT_MS`]; default the server's
+    /// `--timeout-ms`): a request not searched by then is answered 504 `deadline_exceeded`.
+    pub timeout_ms: Option<u64>,
 }
 
 /// A validated search request.
@@ -81,6 +87,8 @@ pub struct ParsedSearch {
     /// `[B]` filter texts ("" = none).
     pub filters: Vec<String>,
     pub params: SearchParams,
+    /// The request's own deadline, milliseconds from arrival (`None`: the server default).
+    pub timeout_ms: Option<u64>,
 }
 
 /// What request validation needs to know about the index.
@@ -202,8 +210,13 @@ pub fn parse_search(body: &[u8], ctx: &SearchContext) -> Result<ParsedSearch, Ap
             format!("{} queries x {k0} candidates exceeds {MAX_CANDIDATES} per request; split the batch or lower k", rows.len()),
         ));
     }
+    if let Some(t) = b.timeout_ms
+        && (t == 0 || t > MAX_TIMEOUT_MS)
+    {
+        return Err(ApiError::bad("timeout_ms", format!("{t} is out of range 1..={MAX_TIMEOUT_MS}")));
+    }
     let params = SearchParams { k, nprobe: b.nprobe, k0: b.k0, rerank, task_weights: b.task_weights };
-    Ok(ParsedSearch { single, queries, filters, params })
+    Ok(ParsedSearch { single, queries, filters, params, timeout_ms: b.timeout_ms })
 }
 
 #[derive(Deserialize)]
@@ -240,6 +253,10 @@ pub struct AppState {
     pub writer: mpsc::Sender<Cmd>,
     pub metrics: Arc<Metrics>,
     pub token: Option<String>,
+    /// Most queries waiting for a batch (`--max-queue`); more are refused with 503.
+    pub max_queue: usize,
+    /// Deadline of a search that gives no `timeout_ms` (`--timeout-ms`; `None`: none).
+    pub timeout: Option<Duration>,
 }
 
 type S = State<Arc<AppState>>;
@@ -305,9 +322,7 @@ async fn search(State(s): S, b: Result<Bytes, BytesRejection>) -> Response {
             parse_search(&b, &SearchContext::of(&snap))?
         };
         let single = parsed.single;
-        let (tx, rx) = oneshot::channel();
-        s.batcher.send(Job { search: parsed, reply: tx, enqueued: Instant::now() }).map_err(|_| ApiError::unavailable("the search executor has stopped"))?;
-        let (version, mut results) = rx.await.map_err(|_| ApiError::internal("the search batch failed"))??;
+        let (version, mut results) = enqueue(&s, parsed, t0)?.await.map_err(|_| ApiError::internal("the search batch failed"))??;
         // Inputs are range-checked so scores are finite; never let a NaN/Inf (JSON null) out.
         if let Some(i) = results.iter().position(|r| r.scores.iter().any(|s| !s.is_finite())) {
             return Err(ApiError::internal(format!("query {i} produced a non-finite score (check the rerank model)")));
@@ -322,6 +337,27 @@ async fn search(State(s): S, b: Result<Bytes, BytesRejection>) -> Response {
     }
     .await;
     finish(&s, "search", t0, r)
+}
+
+/// Admit a parsed search to the bounded queue (503 `overloaded` with `Retry-After` when its
+/// queries do not fit; a request larger than the whole queue is admitted when the queue is
+/// empty) and hand it to the batcher; returns where its answer arrives.
+fn enqueue(s: &AppState, search: ParsedSearch, arrived: Instant) -> Result<oneshot::Receiver<super::batcher::Reply>, ApiError> {
+    let n = search.filters.len();
+    let before = s.metrics.queued.fetch_add(n, Relaxed);
+    if before > 0 && before + n > s.max_queue {
+        s.metrics.queued.fetch_sub(n, Relaxed);
+        s.metrics.rejected_full.fetch_add(1, Relaxed);
+        return Err(ApiError::overloaded(format!("the search queue is full ({before} queries waiting, --max-queue {}); retry later", s.max_queue)));
+    }
+    let timeout = search.timeout_ms.map(Duration::from_millis).or(s.timeout);
+    let (tx, rx) = oneshot::channel();
+    let job = Job { search, reply: tx, enqueued: Instant::now(), deadline: timeout.map(|t| arrived + t) };
+    if s.batcher.send(job).is_err() {
+        s.metrics.queued.fetch_sub(n, Relaxed);
+        return Err(ApiError::unavailable("the search executor has stopped"));
+    }
+    Ok(rx)
 }
 
 /// Send a batch to the writer and wait for its acknowledgement (after fsync).

@@ -24,6 +24,8 @@ pub struct Job {
     pub search: ParsedSearch,
     pub reply: oneshot::Sender<Reply>,
     pub enqueued: Instant,
+    /// Answer 504 instead of searching when a batch takes it after this instant.
+    pub deadline: Option<Instant>,
 }
 
 impl Job {
@@ -48,7 +50,7 @@ fn run(rx: Receiver<Job>, shared: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>,
         let first = match carry.take() {
             Some(j) => j,
             None => match rx.recv() {
-                Ok(j) => j,
+                Ok(j) => taken(j, &metrics),
                 Err(_) => break,
             },
         };
@@ -69,7 +71,7 @@ fn run(rx: Receiver<Job>, shared: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>,
                     },
                 },
             };
-            let Some(j) = next else { break };
+            let Some(j) = next.map(|j| taken(j, &metrics)) else { break };
             if nq + j.len() > max_batch {
                 carry = Some(j);
                 break;
@@ -85,6 +87,12 @@ fn run(rx: Receiver<Job>, shared: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>,
             log::error!("a search batch panicked; its requests were answered with 500");
         }
     }
+}
+
+/// A job leaves the bounded queue (its queries no longer count against `--max-queue`).
+fn taken(j: Job, metrics: &Metrics) -> Job {
+    metrics.queued.fetch_sub(j.len(), std::sync::atomic::Ordering::Relaxed);
+    j
 }
 
 /// Parameters that must be equal for requests to share an executor call.
@@ -104,7 +112,14 @@ fn key(p: &SearchParams) -> Key {
 /// Run jobs against one snapshot (all of them see the same version).
 pub fn execute(snap: &Snapshot, jobs: Vec<Job>, metrics: &Metrics) {
     let mut groups: Vec<(Key, Vec<Job>)> = Vec::new();
+    let now = Instant::now();
     for j in jobs {
+        if j.deadline.is_some_and(|d| d <= now) {
+            metrics.rejected_deadline.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let waited = now.duration_since(j.enqueued).as_secs_f64() * 1e3;
+            let _ = j.reply.send(Err(ApiError::deadline(format!("the deadline passed before the search ran ({waited:.1} ms in the queue)"))));
+            continue;
+        }
         let k = key(&j.search.params);
         match groups.iter_mut().find(|(g, _)| *g == k) {
             Some((_, v)) => v.push(j),

@@ -5,7 +5,7 @@
 use super::state::Stats;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
 /// A histogram with fixed upper bounds (cumulative buckets are computed when rendered).
@@ -66,6 +66,12 @@ pub struct Metrics {
     pub compaction_seconds: Histogram,
     /// Part of each compaction during which writes waited.
     pub compaction_pause_seconds: Histogram,
+    /// Queries accepted and not yet taken by a batch (the bounded queue's fill, `--max-queue`).
+    pub queued: AtomicUsize,
+    /// Searches refused with 503 because the queue was full.
+    pub rejected_full: AtomicU64,
+    /// Searches answered 504 because their deadline passed before they were searched.
+    pub rejected_deadline: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -79,6 +85,9 @@ impl Default for Metrics {
             commit_seconds: Histogram::new(LATENCY),
             compaction_seconds: Histogram::new(LATENCY),
             compaction_pause_seconds: Histogram::new(LATENCY),
+            queued: AtomicUsize::new(0),
+            rejected_full: AtomicU64::new(0),
+            rejected_deadline: AtomicU64::new(0),
         }
     }
 }
@@ -102,6 +111,10 @@ impl Metrics {
         for (route, h) in ROUTES.iter().zip(&self.latency) {
             h.render(&mut o, "silica_request_duration_seconds", &format!("route=\"{route}\""));
         }
+        let _ = writeln!(o, "# HELP silica_search_rejected_total Searches not run: queue full (503) or deadline passed (504).\n# TYPE silica_search_rejected_total counter");
+        let _ = writeln!(o, "silica_search_rejected_total{{reason=\"queue_full\"}} {}", self.rejected_full.load(Relaxed));
+        let _ = writeln!(o, "silica_search_rejected_total{{reason=\"deadline\"}} {}", self.rejected_deadline.load(Relaxed));
+        let _ = writeln!(o, "# HELP silica_search_queue_queries Queries waiting for a batch.\n# TYPE silica_search_queue_queries gauge\nsilica_search_queue_queries {}", self.queued.load(Relaxed));
         let hists = [
             ("silica_batch_queries", "Queries per executor call (dynamic batching).", &self.batch_queries),
             ("silica_batch_requests", "Search requests per executor call.", &self.batch_requests),
@@ -153,5 +166,9 @@ mod tests {
         assert!(t.contains("silica_requests_total{route=\"search\",status=\"400\"} 1"));
         assert!(t.contains("silica_request_duration_seconds_count{route=\"search\"} 2"));
         assert!(t.contains("silica_fresh_rows 0"));
+        m.rejected_full.fetch_add(2, Relaxed);
+        let t = m.render(&Stats::default());
+        assert!(t.contains("silica_search_rejected_total{reason=\"queue_full\"} 2"), "{t}");
+        assert!(t.contains("silica_search_rejected_total{reason=\"deadline\"} 0"), "{t}");
     }
 }

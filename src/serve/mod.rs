@@ -50,6 +50,10 @@ pub struct Config {
     pub wal_recover: bool,
     /// Check the artifact's checksums at start (`--no-verify`: false).
     pub verify: bool,
+    /// Most queries waiting for a batch; more are refused with 503 + `Retry-After`.
+    pub max_queue: usize,
+    /// Deadline of a search that gives no `timeout_ms` (`None`: none).
+    pub timeout: Option<Duration>,
 }
 
 /// Load the index (replaying its log), bind, print `listening on http://ADDR` on stdout and
@@ -57,6 +61,9 @@ pub struct Config {
 pub fn run(cfg: Config) -> Result<()> {
     if cfg.max_batch == 0 {
         return Err(Error::param("max-batch", "must be at least 1"));
+    }
+    if cfg.max_queue == 0 {
+        return Err(Error::param("max-queue", "must be at least 1"));
     }
     let store = state::Store::open(&cfg.index, state::Options { backend: cfg.backend.clone(), compact_threshold: cfg.compact_threshold, wal_recover: cfg.wal_recover, verify: cfg.verify })?;
     let shared = store.shared();
@@ -75,7 +82,7 @@ pub fn run(cfg: Config) -> Result<()> {
     let writer = writer::spawn(store, metrics.clone(), &wtx, wrx);
     let (btx, brx) = std::sync::mpsc::channel();
     let batcher = batcher::spawn(brx, shared.clone(), metrics.clone(), cfg.max_batch, cfg.max_wait);
-    let state = Arc::new(api::AppState { shared, batcher: btx, writer: wtx, metrics, token: cfg.token.clone() });
+    let state = Arc::new(api::AppState { shared, batcher: btx, writer: wtx, metrics, token: cfg.token.clone(), max_queue: cfg.max_queue, timeout: cfg.timeout });
     let result = rt.block_on(async {
         let app = api::router(state, cfg.max_body);
         let listener = tokio::net::TcpListener::bind(cfg.addr).await.map_err(|e| Error::backend("serve", format!("cannot bind {}: {e}", cfg.addr)))?;
