@@ -17,6 +17,7 @@
 //! is the first snapshot that contains them.
 
 use super::batcher::Job;
+use super::binary;
 use super::error::ApiError;
 use super::metrics::Metrics;
 use super::state::Snapshot;
@@ -111,6 +112,11 @@ impl<'a> SearchContext<'a> {
 
 /// Deserialize a JSON body, naming the path of a mistyped field (`vectors[1][3]`).
 pub fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // The fast path decodes straight into `T`; only a failing body is decoded again with
+    // path tracking, for the error message.
+    if let Ok(v) = serde_json::from_slice(body) {
+        return Ok(v);
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let v = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -125,7 +131,11 @@ pub fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 /// Parse and validate a search body (never panics; fuzzed in `tests/serve_fuzz.rs`).
 pub fn parse_search(body: &[u8], ctx: &SearchContext) -> Result<ParsedSearch, ApiError> {
-    let b: SearchBody = from_json(body)?;
+    validate_search(from_json(body)?, ctx)
+}
+
+/// Validate a decoded search body (JSON, or binary rows with query-string parameters).
+pub fn validate_search(b: SearchBody, ctx: &SearchContext) -> Result<ParsedSearch, ApiError> {
     let (single, rows, field) = match (b.vector, b.vectors) {
         (Some(v), None) => (true, vec![v], "vector"),
         (None, Some(v)) => (false, v, "vectors"),
@@ -313,27 +323,39 @@ fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn search(State(s): S, b: Result<Bytes, BytesRejection>) -> Response {
+fn media_is(headers: &HeaderMap, name: axum::http::HeaderName, media: &str) -> bool {
+    headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|m| m.trim().split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case(media))))
+}
+
+async fn search(State(s): S, headers: HeaderMap, uri: axum::http::Uri, b: Result<Bytes, BytesRejection>) -> Response {
+    use axum::http::header::{ACCEPT, CONTENT_TYPE};
     let t0 = Instant::now();
     let r = async {
         let b = body(b)?;
         let parsed = {
             let snap = s.shared.load();
-            parse_search(&b, &SearchContext::of(&snap))?
+            let ctx = SearchContext::of(&snap);
+            if media_is(&headers, CONTENT_TYPE, binary::OCTET_STREAM) {
+                validate_search(binary::parse_request(&b, uri.query(), ctx.dim)?, &ctx)?
+            } else {
+                parse_search(&b, &ctx)?
+            }
         };
         let single = parsed.single;
-        let (version, mut results) = enqueue(&s, parsed, t0)?.await.map_err(|_| ApiError::internal("the search batch failed"))??;
+        let (version, results) = enqueue(&s, parsed, t0)?.await.map_err(|_| ApiError::internal("the search batch failed"))??;
         // Inputs are range-checked so scores are finite; never let a NaN/Inf (JSON null) out.
         if let Some(i) = results.iter().position(|r| r.scores.iter().any(|s| !s.is_finite())) {
             return Err(ApiError::internal(format!("query {i} produced a non-finite score (check the rerank model)")));
         }
-        let out = if single {
-            let r = results.pop().ok_or_else(|| ApiError::internal("no result"))?;
-            json!({"version": version, "rows": r.rows, "ids": r.ids, "scores": r.scores})
+        if single && results.len() != 1 {
+            return Err(ApiError::internal("no result"));
+        }
+        let (media, bytes) = if media_is(&headers, ACCEPT, binary::OCTET_STREAM) {
+            (binary::OCTET_STREAM, binary::encode_response(version, &results))
         } else {
-            json!({"version": version, "results": results})
+            ("application/json", binary::json_response(version, &results, single))
         };
-        Ok(Json(out).into_response())
+        Ok(([(CONTENT_TYPE, axum::http::HeaderValue::from_static(media))], bytes).into_response())
     }
     .await;
     finish(&s, "search", t0, r)

@@ -2,6 +2,7 @@
 //! streaming updates (DESIGN.md "Snapshot isolation", "a fresh segment").
 //!
 //! * [`api`]: axum routes, JSON types, validation; [`error`]: the JSON error type.
+//! * [`binary`]: the binary search body and answer, the direct JSON answer writer.
 //! * [`batcher`]: coalesces concurrent searches into one executor call.
 //! * [`state`]: snapshots (main index + fresh segment + tombstones) swapped atomically per
 //!   update batch; [`segment`]: in-place row updates and the left-right copies;
@@ -12,6 +13,7 @@
 
 pub mod api;
 pub mod batcher;
+pub mod binary;
 pub mod compact;
 pub mod dict;
 pub mod error;
