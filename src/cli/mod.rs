@@ -62,6 +62,9 @@ pub enum Cmd {
     Serve(serve::ServeArgs),
     /// Fold an index's write-ahead log (fresh items, deletes, attribute changes) into a new artifact.
     Compact(serve::CompactArgs),
+    /// Load-test a running `silica serve` (closed or open loop, JSON or binary bodies);
+    /// prints QPS, latency percentiles and errors by status as JSON.
+    Load(serve::LoadArgs),
 }
 
 #[derive(Args, Debug)]
@@ -185,6 +188,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Verify { index } => verify(&index),
         Cmd::Serve(a) => serve::serve(a),
         Cmd::Compact(a) => serve::compact(a),
+        Cmd::Load(a) => serve::load(a),
     }
 }
 

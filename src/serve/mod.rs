@@ -10,6 +10,7 @@
 //! * [`wal`]: the write-ahead log (fsync before acknowledgement, replay on start);
 //!   [`compact`](mod@compact): folds updates into a new artifact; [`writer`]: the group-commit thread.
 //! * [`metrics`]: Prometheus text.
+//! * [`load`]: `silica load`, the HTTP load generator (closed and open loop).
 
 pub mod api;
 pub mod batcher;
@@ -17,6 +18,7 @@ pub mod binary;
 pub mod compact;
 pub mod dict;
 pub mod error;
+pub mod load;
 pub mod metrics;
 pub mod segment;
 pub mod state;
