@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// `timeout_ms` overrides it); a search not started by then is answered `504`. 0: none.
     #[arg(long, default_value_t = 0)]
     pub timeout_ms: u64,
+    /// Batches in flight at once (search worker threads sharing the device): while one
+    /// batch's device work runs, another's host work (filters, quantization, results) does.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
     /// Bearer token required on write endpoints (items, compact).
     #[arg(long, env = "SILICA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -76,6 +80,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         wal_recover: a.wal_recover,
         verify: !a.no_verify,
         max_queue: a.max_queue,
+        workers: a.workers,
         timeout: (a.timeout_ms > 0).then(|| std::time::Duration::from_millis(a.timeout_ms)),
     })?;
     Ok(())

@@ -58,6 +58,8 @@ pub struct Config {
     pub max_queue: usize,
     /// Deadline of a search that gives no `timeout_ms` (`None`: none).
     pub timeout: Option<Duration>,
+    /// Batches run at once (search worker threads sharing the executor).
+    pub workers: usize,
 }
 
 /// Load the index (replaying its log), bind, print `listening on http://ADDR` on stdout and
@@ -65,6 +67,9 @@ pub struct Config {
 pub fn run(cfg: Config) -> Result<()> {
     if cfg.max_batch == 0 {
         return Err(Error::param("max-batch", "must be at least 1"));
+    }
+    if cfg.workers == 0 {
+        return Err(Error::param("workers", "must be at least 1"));
     }
     if cfg.max_queue == 0 {
         return Err(Error::param("max-queue", "must be at least 1"));
@@ -85,7 +90,7 @@ pub fn run(cfg: Config) -> Result<()> {
     let (wtx, wrx) = tokio::sync::mpsc::channel(4096);
     let writer = writer::spawn(store, metrics.clone(), &wtx, wrx);
     let (btx, brx) = std::sync::mpsc::channel();
-    let batcher = batcher::spawn(brx, shared.clone(), metrics.clone(), cfg.max_batch, cfg.max_wait);
+    let batcher = batcher::spawn(brx, shared.clone(), metrics.clone(), cfg.max_batch, cfg.max_wait, cfg.workers);
     let state = Arc::new(api::AppState { shared, batcher: btx, writer: wtx, metrics, token: cfg.token.clone(), max_queue: cfg.max_queue, timeout: cfg.timeout });
     let result = rt.block_on(async {
         let app = api::router(state, cfg.max_body);
