@@ -77,6 +77,10 @@ pub fn spawn(rx: Receiver<Job>, shared: Arc<ArcSwap<Snapshot>>, metrics: Arc<Met
 
 /// Run one batch against the current snapshot, answering 500 if it panics.
 fn run_batch(shared: &ArcSwap<Snapshot>, jobs: Vec<Job>, metrics: &Metrics) {
+    let t0 = Instant::now();
+    for j in &jobs {
+        metrics.queue_seconds.observe(t0.duration_since(j.enqueued).as_secs_f64());
+    }
     let snap = shared.load_full();
     // Run inside the rayon pool: the CPU backend's per-stage parallel loops then start
     // on the pool itself instead of handing off from this thread at every stage.
@@ -84,6 +88,7 @@ fn run_batch(shared: &ArcSwap<Snapshot>, jobs: Vec<Job>, metrics: &Metrics) {
     if r.is_err() {
         log::error!("a search batch panicked; its requests were answered with 500");
     }
+    metrics.batch_seconds.observe(t0.elapsed().as_secs_f64());
 }
 
 fn collect(rx: Receiver<Job>, ready: &Receiver<usize>, queues: &[std::sync::mpsc::Sender<Vec<Job>>], metrics: &Metrics, max_batch: usize, max_wait: Duration) {

@@ -59,6 +59,10 @@ pub struct Metrics {
     pub batch_queries: Histogram,
     /// Requests per executor call.
     pub batch_requests: Histogram,
+    /// Seconds a worker spends on one batch (filters, executor call, answers handed back).
+    pub batch_seconds: Histogram,
+    /// Seconds from a search's arrival in the queue to its batch starting.
+    pub queue_seconds: Histogram,
     /// Update batches per log fsync (group commit).
     pub commit_batches: Histogram,
     /// Log append + fsync + publish time per group.
@@ -81,6 +85,8 @@ impl Default for Metrics {
             latency: ROUTES.iter().map(|_| Histogram::new(LATENCY)).collect(),
             batch_queries: Histogram::new(SIZES),
             batch_requests: Histogram::new(SIZES),
+            batch_seconds: Histogram::new(LATENCY),
+            queue_seconds: Histogram::new(LATENCY),
             commit_batches: Histogram::new(SIZES),
             commit_seconds: Histogram::new(LATENCY),
             compaction_seconds: Histogram::new(LATENCY),
@@ -118,6 +124,8 @@ impl Metrics {
         let hists = [
             ("silica_batch_queries", "Queries per executor call (dynamic batching).", &self.batch_queries),
             ("silica_batch_requests", "Search requests per executor call.", &self.batch_requests),
+            ("silica_batch_seconds", "Worker seconds per search batch (filters, executor, answers).", &self.batch_seconds),
+            ("silica_queue_seconds", "Seconds from a search's arrival in the queue to its batch starting.", &self.queue_seconds),
             ("silica_commit_batches", "Update batches per write-ahead log fsync.", &self.commit_batches),
             ("silica_commit_seconds", "Log append + fsync + publish time per commit.", &self.commit_seconds),
             ("silica_compaction_seconds", "Compaction time (fold, write, switch).", &self.compaction_seconds),
