@@ -88,6 +88,7 @@ fn malformed_binary_bodies_are_typed_400s() {
     let mut inf = q.clone();
     inf[15] = f32::INFINITY;
     let two = le(&[q.clone(), q.clone()]);
+    let one = le(std::slice::from_ref(&q));
     let cases: Vec<(String, Vec<u8>, &str)> = vec![
         ("/v1/search".into(), Vec::new(), "body"),
         ("/v1/search".into(), two[..5].to_vec(), "body"),
@@ -95,15 +96,15 @@ fn malformed_binary_bodies_are_typed_400s() {
         ("/v1/search".into(), two[..4 * (D + 8)].to_vec(), "body"),
         ("/v1/search".into(), le(&[q.clone(), nan]), "vectors[1][3]"),
         ("/v1/search".into(), le(&[inf]), "vectors[0][15]"),
-        ("/v1/search?k=0".into(), le(&[q.clone()]), "k"),
-        ("/v1/search?k=ten".into(), le(&[q.clone()]), "k"),
-        ("/v1/search?nprobe=9".into(), le(&[q.clone()]), "nprobe"),
-        ("/v1/search?colour=red".into(), le(&[q.clone()]), "colour"),
-        ("/v1/search?k=1&k=2".into(), le(&[q.clone()]), "k"),
-        (format!("/v1/search?filter={}", enc("colour = \"red\"")), le(&[q.clone()]), "filter"),
+        ("/v1/search?k=0".into(), one.clone(), "k"),
+        ("/v1/search?k=ten".into(), one.clone(), "k"),
+        ("/v1/search?nprobe=9".into(), one.clone(), "nprobe"),
+        ("/v1/search?colour=red".into(), one.clone(), "colour"),
+        ("/v1/search?k=1&k=2".into(), one.clone(), "k"),
+        (format!("/v1/search?filter={}", enc("colour = \"red\"")), one.clone(), "filter"),
         (format!("/v1/search?filters={}", enc("[\"\"]")), two.clone(), "filters"),
-        ("/v1/search?filters=%5B".into(), le(&[q.clone()]), "filters"),
-        ("/v1/search?timeout_ms=0".into(), le(&[q.clone()]), "timeout_ms"),
+        ("/v1/search?filters=%5B".into(), one.clone(), "filters"),
+        ("/v1/search?timeout_ms=0".into(), one.clone(), "timeout_ms"),
     ];
     for (path, body, field) in cases {
         let (s, v) = json_of(request(server.addr, "POST", &path, Some(&body), &[BIN, ACCEPT_BIN]));

@@ -159,7 +159,7 @@ pub fn load(a: LoadArgs) -> Result<()> {
         Some(p) => silica::eval::read_filters(p)?,
         None => Vec::new(),
     };
-    if !(a.duration > 0.0 && a.duration.is_finite()) || !(a.warmup >= 0.0 && a.warmup.is_finite()) {
+    if !(a.duration > 0.0 && a.duration.is_finite() && a.warmup >= 0.0 && a.warmup.is_finite()) {
         anyhow::bail!("--duration must be > 0 and --warmup >= 0 seconds");
     }
     let report = silica::serve::load::run(silica::serve::load::Config {

@@ -11,7 +11,7 @@ use crate::filter::Filter;
 use crate::graph::{SearchParams, SearchRequest, SearchResponse};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -114,10 +114,7 @@ fn collect(rx: Receiver<Job>, ready: &Receiver<usize>, queues: &[std::sync::mpsc
                 Err(TryRecvError::Disconnected) => None,
                 Err(TryRecvError::Empty) => match deadline.checked_duration_since(Instant::now()) {
                     None => None,
-                    Some(left) => match rx.recv_timeout(left) {
-                        Ok(j) => Some(j),
-                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-                    },
+                    Some(left) => rx.recv_timeout(left).ok(),
                 },
             };
             let Some(j) = next.map(|j| taken(j, metrics)) else { break };
