@@ -51,6 +51,35 @@ fn debian_queries_over_http() {
     let recall = hits as f64 / total as f64;
     assert!(recall >= 0.95, "recall@10 over HTTP {recall}");
 
+    // 16 connections at once, every query alone as JSON and as a binary body with a binary
+    // answer: the same rows and scores as the batch above.
+    let addr = server.addr;
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let (rows, texts, want) = (rows.clone(), texts.clone(), results.clone());
+            std::thread::spawn(move || {
+                for i in (t..rows.len()).step_by(16) {
+                    let (s, j) = serve_common::json_of(serve_common::request(addr, "POST", "/v1/search", Some(json!({"vector": rows[i], "filter": texts[i], "k": 10}).to_string().as_bytes()), &[]));
+                    assert_eq!(s, 200, "{j}");
+                    let enc: String = texts[i].bytes().map(|b| format!("%{b:02X}")).collect();
+                    let body: Vec<u8> = rows[i].iter().flat_map(|x| x.to_le_bytes()).collect();
+                    let hs = [("Content-Type", "application/octet-stream"), ("Accept", "application/octet-stream")];
+                    let (s, raw) = serve_common::request(addr, "POST", &format!("/v1/search?k=10&filter={enc}"), Some(&body), &hs);
+                    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&raw));
+                    let (_, bin) = silica::serve::binary::decode_response(&raw).unwrap();
+                    let scores: Vec<f32> = j["scores"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+                    assert_eq!(bin[0].scores, scores, "query {i}: binary and JSON scores");
+                    assert_eq!(serde_json::to_value(&bin[0].rows).unwrap(), j["rows"], "query {i}: binary and JSON rows");
+                    assert_eq!(j["rows"], want[i]["rows"], "query {i}: alone and batched");
+                    assert_eq!(j["scores"], want[i]["scores"], "query {i}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+
     // Query 0 one at a time; then move its best hit to another section.
     let q0 = queries.row(0).to_vec();
     let first = server.search(&json!({"vector": q0, "k": 3}));

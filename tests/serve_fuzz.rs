@@ -73,6 +73,19 @@ proptest! {
     }
 
     #[test]
+    fn binary_search_parser_never_panics(body in prop::collection::vec(any::<u8>(), 0..128), query in "[a-z0-9_=&%+,\\[\\]\"]{0,40}") {
+        let dict = Dict::new(schema());
+        let parsed = silica::serve::binary::parse_request(&body, Some(&query), 3).and_then(|b| silica::serve::api::validate_search(b, &ctx(&dict)));
+        match parsed {
+            Ok(p) => {
+                prop_assert_eq!(p.queries.len(), body.len() / 4);
+                prop_assert!(p.queries.iter().all(|x| x.is_finite()));
+            }
+            Err(e) => check_err(&e),
+        }
+    }
+
+    #[test]
     fn search_parser_never_panics_on_json(v in json_value(), k in 0usize..20, np in 0usize..12) {
         let dict = Dict::new(schema());
         let mut v = v;

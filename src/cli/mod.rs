@@ -72,6 +72,9 @@ pub enum Cmd {
     Synth(synth::SynthArgs),
     /// Fold an index's write-ahead log (fresh items, deletes, attribute changes) into a new artifact.
     Compact(serve::CompactArgs),
+    /// Load-test a running `silica serve` (closed or open loop, JSON or binary bodies);
+    /// prints QPS, latency percentiles and errors by status as JSON.
+    Load(serve::LoadArgs),
 }
 
 #[derive(Args, Debug)]
@@ -212,6 +215,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Serve(a) => serve::serve(a),
         Cmd::Compact(a) => serve::compact(a),
         Cmd::Synth(a) => synth::run(a),
+        Cmd::Load(a) => serve::load(a),
     }
 }
 

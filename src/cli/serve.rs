@@ -22,6 +22,18 @@ pub struct ServeArgs {
     /// Longest wait, in microseconds, for more requests to join a batch.
     #[arg(long, default_value_t = 500)]
     pub max_wait_us: u64,
+    /// Most queries waiting for a batch (the bounded queue in front of the batcher); a
+    /// search that does not fit is refused with `503` and `Retry-After: 1`.
+    #[arg(long, default_value_t = 8192)]
+    pub max_queue: usize,
+    /// Default deadline of a search, in milliseconds from arrival (a request's
+    /// `timeout_ms` overrides it); a search not started by then is answered `504`. 0: none.
+    #[arg(long, default_value_t = 0)]
+    pub timeout_ms: u64,
+    /// Batches in flight at once (search worker threads sharing the device): while one
+    /// batch's device work runs, another's host work (filters, quantization, results) does.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
     /// Bearer token required on write endpoints (items, compact).
     #[arg(long, env = "SILICA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -67,6 +79,9 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         threads: a.threads,
         wal_recover: a.wal_recover,
         verify: !a.no_verify,
+        max_queue: a.max_queue,
+        workers: a.workers,
+        timeout: (a.timeout_ms > 0).then(|| std::time::Duration::from_millis(a.timeout_ms)),
     })?;
     Ok(())
 }
@@ -82,5 +97,90 @@ pub fn compact(a: CompactArgs) -> Result<()> {
         r.bytes,
         r.seconds
     );
+    Ok(())
+}
+
+/// `silica load`. Example (a server on the Debian index):
+/// `silica load --url http://127.0.0.1:8080 --queries data/debian/queries.npy --filters data/debian/queries.jsonl --connections 64 --duration 10 --body binary`
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// The server: `http://host:port` (or `host:port`).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Query vectors (`.npy`, `[Q, D]` f32/f16), sent one per request, round-robin.
+    #[arg(long)]
+    pub queries: PathBuf,
+    /// One filter per query (JSON Lines with a `filter` string, as `silica search` reads).
+    #[arg(long)]
+    pub filters: Option<PathBuf>,
+    /// Results per query.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Lists probed (default: the server's default).
+    #[arg(long)]
+    pub nprobe: Option<usize>,
+    /// `timeout_ms` sent with every request.
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+    /// Keep-alive connections, each with one request in flight.
+    #[arg(long, default_value_t = 16)]
+    pub connections: usize,
+    /// Seconds measured (after the warm-up).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// `closed`: send on each answer; `open`: send at --rate, latency from the intended send time.
+    #[arg(long, value_enum, default_value = "closed")]
+    pub mode: silica::serve::load::Mode,
+    /// Requests per second (open loop).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// `json` or `binary` request bodies (binary also asks for binary answers).
+    #[arg(long, value_enum, default_value = "json")]
+    pub body: silica::serve::load::Body,
+    /// Client threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Also write the JSON report here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn load(a: LoadArgs) -> Result<()> {
+    let addr = a.url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    if a.url.starts_with("https://") || addr.contains('/') {
+        anyhow::bail!("--url must be http://host:port (got {})", a.url);
+    }
+    let m = silica::model::npy::read(&a.queries)?;
+    let queries = (0..m.rows).map(|r| m.row(r).to_vec()).collect();
+    let filters = match &a.filters {
+        Some(p) => silica::eval::read_filters(p)?,
+        None => Vec::new(),
+    };
+    if !(a.duration > 0.0 && a.duration.is_finite() && a.warmup >= 0.0 && a.warmup.is_finite()) {
+        anyhow::bail!("--duration must be > 0 and --warmup >= 0 seconds");
+    }
+    let report = silica::serve::load::run(silica::serve::load::Config {
+        addr,
+        queries,
+        filters,
+        k: a.k,
+        nprobe: a.nprobe,
+        timeout_ms: a.timeout_ms,
+        connections: a.connections,
+        duration: std::time::Duration::from_secs_f64(a.duration),
+        warmup: std::time::Duration::from_secs_f64(a.warmup),
+        mode: a.mode,
+        rate: a.rate,
+        body: a.body,
+        threads: a.threads,
+    })?;
+    let text = serde_json::to_string_pretty(&report)?;
+    println!("{text}");
+    if let Some(p) = a.out {
+        std::fs::write(&p, text + "\n").map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    }
     Ok(())
 }

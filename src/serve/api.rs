@@ -17,6 +17,7 @@
 //! is the first snapshot that contains them.
 
 use super::batcher::Job;
+use super::binary;
 use super::error::ApiError;
 use super::metrics::Metrics;
 use super::state::Snapshot;
@@ -38,7 +39,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most results per query.
@@ -49,6 +51,8 @@ pub const MAX_K0: usize = 100_000;
 pub const MAX_QUERIES: usize = 4096;
 /// Most scan candidates (queries x K0) in one request: bounds the memory a request can ask for.
 pub const MAX_CANDIDATES: usize = 1 << 22;
+/// Longest `timeout_ms` (one hour).
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
 /// `POST /v1/search` body. Exactly one of `vector` / `vectors`; at most one of `filter`
 /// (applies to every query) / `filters` (one per query).
@@ -69,6 +73,9 @@ pub struct SearchBody {
     pub rerank: Option<RerankMode>,
     /// Task weights for `model` rerank, one per task.
     pub task_weights: Option<Vec<f32>>,
+    /// Deadline in milliseconds from arrival (1..=[`MAX_TIMEOUT_MS`]; default the server's
+    /// `--timeout-ms`): a request not searched by then is answered 504 `deadline_exceeded`.
+    pub timeout_ms: Option<u64>,
 }
 
 /// A validated search request.
@@ -81,6 +88,8 @@ pub struct ParsedSearch {
     /// `[B]` filter texts ("" = none).
     pub filters: Vec<String>,
     pub params: SearchParams,
+    /// The request's own deadline, milliseconds from arrival (`None`: the server default).
+    pub timeout_ms: Option<u64>,
 }
 
 /// What request validation needs to know about the index.
@@ -103,6 +112,11 @@ impl<'a> SearchContext<'a> {
 
 /// Deserialize a JSON body, naming the path of a mistyped field (`vectors[1][3]`).
 pub fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // The fast path decodes straight into `T`; only a failing body is decoded again with
+    // path tracking, for the error message.
+    if let Ok(v) = serde_json::from_slice(body) {
+        return Ok(v);
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let v = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -117,7 +131,11 @@ pub fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 /// Parse and validate a search body (never panics; fuzzed in `tests/serve_fuzz.rs`).
 pub fn parse_search(body: &[u8], ctx: &SearchContext) -> Result<ParsedSearch, ApiError> {
-    let b: SearchBody = from_json(body)?;
+    validate_search(from_json(body)?, ctx)
+}
+
+/// Validate a decoded search body (JSON, or binary rows with query-string parameters).
+pub fn validate_search(b: SearchBody, ctx: &SearchContext) -> Result<ParsedSearch, ApiError> {
     let (single, rows, field) = match (b.vector, b.vectors) {
         (Some(v), None) => (true, vec![v], "vector"),
         (None, Some(v)) => (false, v, "vectors"),
@@ -202,8 +220,13 @@ pub fn parse_search(body: &[u8], ctx: &SearchContext) -> Result<ParsedSearch, Ap
             format!("{} queries x {k0} candidates exceeds {MAX_CANDIDATES} per request; split the batch or lower k", rows.len()),
         ));
     }
+    if let Some(t) = b.timeout_ms
+        && (t == 0 || t > MAX_TIMEOUT_MS)
+    {
+        return Err(ApiError::bad("timeout_ms", format!("{t} is out of range 1..={MAX_TIMEOUT_MS}")));
+    }
     let params = SearchParams { k, nprobe: b.nprobe, k0: b.k0, rerank, task_weights: b.task_weights };
-    Ok(ParsedSearch { single, queries, filters, params })
+    Ok(ParsedSearch { single, queries, filters, params, timeout_ms: b.timeout_ms })
 }
 
 #[derive(Deserialize)]
@@ -240,6 +263,10 @@ pub struct AppState {
     pub writer: mpsc::Sender<Cmd>,
     pub metrics: Arc<Metrics>,
     pub token: Option<String>,
+    /// Most queries waiting for a batch (`--max-queue`); more are refused with 503.
+    pub max_queue: usize,
+    /// Deadline of a search that gives no `timeout_ms` (`--timeout-ms`; `None`: none).
+    pub timeout: Option<Duration>,
 }
 
 type S = State<Arc<AppState>>;
@@ -296,32 +323,63 @@ fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn search(State(s): S, b: Result<Bytes, BytesRejection>) -> Response {
+fn media_is(headers: &HeaderMap, name: axum::http::HeaderName, media: &str) -> bool {
+    headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|m| m.trim().split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case(media))))
+}
+
+async fn search(State(s): S, headers: HeaderMap, uri: axum::http::Uri, b: Result<Bytes, BytesRejection>) -> Response {
+    use axum::http::header::{ACCEPT, CONTENT_TYPE};
     let t0 = Instant::now();
     let r = async {
         let b = body(b)?;
         let parsed = {
             let snap = s.shared.load();
-            parse_search(&b, &SearchContext::of(&snap))?
+            let ctx = SearchContext::of(&snap);
+            if media_is(&headers, CONTENT_TYPE, binary::OCTET_STREAM) {
+                validate_search(binary::parse_request(&b, uri.query(), ctx.dim)?, &ctx)?
+            } else {
+                parse_search(&b, &ctx)?
+            }
         };
         let single = parsed.single;
-        let (tx, rx) = oneshot::channel();
-        s.batcher.send(Job { search: parsed, reply: tx, enqueued: Instant::now() }).map_err(|_| ApiError::unavailable("the search executor has stopped"))?;
-        let (version, mut results) = rx.await.map_err(|_| ApiError::internal("the search batch failed"))??;
+        let (version, results) = enqueue(&s, parsed, t0)?.await.map_err(|_| ApiError::internal("the search batch failed"))??;
         // Inputs are range-checked so scores are finite; never let a NaN/Inf (JSON null) out.
         if let Some(i) = results.iter().position(|r| r.scores.iter().any(|s| !s.is_finite())) {
             return Err(ApiError::internal(format!("query {i} produced a non-finite score (check the rerank model)")));
         }
-        let out = if single {
-            let r = results.pop().ok_or_else(|| ApiError::internal("no result"))?;
-            json!({"version": version, "rows": r.rows, "ids": r.ids, "scores": r.scores})
+        if single && results.len() != 1 {
+            return Err(ApiError::internal("no result"));
+        }
+        let (media, bytes) = if media_is(&headers, ACCEPT, binary::OCTET_STREAM) {
+            (binary::OCTET_STREAM, binary::encode_response(version, &results))
         } else {
-            json!({"version": version, "results": results})
+            ("application/json", binary::json_response(version, &results, single))
         };
-        Ok(Json(out).into_response())
+        Ok(([(CONTENT_TYPE, axum::http::HeaderValue::from_static(media))], bytes).into_response())
     }
     .await;
     finish(&s, "search", t0, r)
+}
+
+/// Admit a parsed search to the bounded queue (503 `overloaded` with `Retry-After` when its
+/// queries do not fit; a request larger than the whole queue is admitted when the queue is
+/// empty) and hand it to the batcher; returns where its answer arrives.
+fn enqueue(s: &AppState, search: ParsedSearch, arrived: Instant) -> Result<oneshot::Receiver<super::batcher::Reply>, ApiError> {
+    let n = search.filters.len();
+    let before = s.metrics.queued.fetch_add(n, Relaxed);
+    if before > 0 && before + n > s.max_queue {
+        s.metrics.queued.fetch_sub(n, Relaxed);
+        s.metrics.rejected_full.fetch_add(1, Relaxed);
+        return Err(ApiError::overloaded(format!("the search queue is full ({before} queries waiting, --max-queue {}); retry later", s.max_queue)));
+    }
+    let timeout = search.timeout_ms.map(Duration::from_millis).or(s.timeout);
+    let (tx, rx) = oneshot::channel();
+    let job = Job { search, reply: tx, enqueued: Instant::now(), deadline: timeout.map(|t| arrived + t) };
+    if s.batcher.send(job).is_err() {
+        s.metrics.queued.fetch_sub(n, Relaxed);
+        return Err(ApiError::unavailable("the search executor has stopped"));
+    }
+    Ok(rx)
 }
 
 /// Send a batch to the writer and wait for its acknowledgement (after fsync).

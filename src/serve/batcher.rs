@@ -1,4 +1,4 @@
-//! Dynamic batching: search requests that arrive within `max_wait` of the oldest waiting
+//! Dynamic batching and pipelining: search requests that arrive within `max_wait` of the oldest waiting
 //! one (or that queued up while the executor was busy) are coalesced, up to `max_batch`
 //! queries, into one executor call per distinct parameter set (k, nprobe, K0, rerank,
 //! task weights); filters and vectors are per query, so they batch freely.
@@ -11,7 +11,7 @@ use crate::filter::Filter;
 use crate::graph::{SearchParams, SearchRequest, SearchResponse};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -24,6 +24,8 @@ pub struct Job {
     pub search: ParsedSearch,
     pub reply: oneshot::Sender<Reply>,
     pub enqueued: Instant,
+    /// Answer 504 instead of searching when a batch takes it after this instant.
+    pub deadline: Option<Instant>,
 }
 
 impl Job {
@@ -32,27 +34,76 @@ impl Job {
     }
 }
 
-/// Start the batching thread; it stops when every sender is dropped. A plain thread with
-/// `recv_timeout` (futex waits) keeps `max_wait` precise to microseconds, where an async
-/// timer would round it up to the next millisecond.
-pub fn spawn(rx: Receiver<Job>, shared: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>, max_batch: usize, max_wait: Duration) -> std::thread::JoinHandle<()> {
+/// Start the batcher: one collecting thread that forms batches and `workers` threads that
+/// run them, each batch on one worker, so that the host work of one batch (filter
+/// compilation, quantization, result assembly) overlaps the device work of another, and
+/// their device work queues back to back. A batch is formed only when a worker is free, so
+/// requests that arrive while every worker is busy join the next batch. Stops when every
+/// sender is dropped (queued jobs are answered first). A plain thread with `recv_timeout`
+/// (futex waits) keeps `max_wait` precise to microseconds, where an async timer would round
+/// it up to the next millisecond.
+pub fn spawn(rx: Receiver<Job>, shared: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>, max_batch: usize, max_wait: Duration, workers: usize) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("silica-batcher".into())
-        .spawn(move || run(rx, shared, metrics, max_batch, max_wait))
+        .spawn(move || {
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel::<usize>();
+            let mut queues = Vec::new();
+            let mut handles = Vec::new();
+            for w in 0..workers.max(1) {
+                let (tx, wrx) = std::sync::mpsc::channel::<Vec<Job>>();
+                let (ready, shared, metrics) = (ready_tx.clone(), shared.clone(), metrics.clone());
+                queues.push(tx);
+                handles.push(
+                    std::thread::Builder::new()
+                        .name(format!("silica-search-{w}"))
+                        .spawn(move || {
+                            while ready.send(w).is_ok() {
+                                let Ok(jobs) = wrx.recv() else { break };
+                                run_batch(&shared, jobs, &metrics);
+                            }
+                        })
+                        .expect("spawn a search worker"),
+                );
+            }
+            drop(ready_tx);
+            collect(rx, &ready_rx, &queues, &metrics, max_batch, max_wait);
+            drop(queues);
+            for h in handles {
+                let _ = h.join();
+            }
+        })
         .expect("spawn the batcher thread")
 }
 
-fn run(rx: Receiver<Job>, shared: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>, max_batch: usize, max_wait: Duration) {
+/// Run one batch against the current snapshot, answering 500 if it panics.
+fn run_batch(shared: &ArcSwap<Snapshot>, jobs: Vec<Job>, metrics: &Metrics) {
+    let t0 = Instant::now();
+    for j in &jobs {
+        metrics.queue_seconds.observe(t0.duration_since(j.enqueued).as_secs_f64());
+    }
+    let snap = shared.load_full();
+    // Run inside the rayon pool: the CPU backend's per-stage parallel loops then start
+    // on the pool itself instead of handing off from this thread at every stage.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rayon::scope(|_| execute(&snap, jobs, metrics))));
+    if r.is_err() {
+        log::error!("a search batch panicked; its requests were answered with 500");
+    }
+    metrics.batch_seconds.observe(t0.elapsed().as_secs_f64());
+}
+
+fn collect(rx: Receiver<Job>, ready: &Receiver<usize>, queues: &[std::sync::mpsc::Sender<Vec<Job>>], metrics: &Metrics, max_batch: usize, max_wait: Duration) {
     let mut carry: Option<Job> = None;
     loop {
         let first = match carry.take() {
             Some(j) => j,
             None => match rx.recv() {
-                Ok(j) => j,
+                Ok(j) => taken(j, metrics),
                 Err(_) => break,
             },
         };
-        // Waiting is measured from the oldest job: one that queued while the executor was
+        // A batch forms only once a worker can take it (requests queue meanwhile).
+        let Ok(worker) = ready.recv() else { break };
+        // Waiting is measured from the oldest job: one that queued while the workers were
         // busy goes out at once with whatever queued behind it.
         let deadline = first.enqueued + max_wait;
         let mut nq = first.len();
@@ -63,13 +114,10 @@ fn run(rx: Receiver<Job>, shared: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>,
                 Err(TryRecvError::Disconnected) => None,
                 Err(TryRecvError::Empty) => match deadline.checked_duration_since(Instant::now()) {
                     None => None,
-                    Some(left) => match rx.recv_timeout(left) {
-                        Ok(j) => Some(j),
-                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-                    },
+                    Some(left) => rx.recv_timeout(left).ok(),
                 },
             };
-            let Some(j) = next else { break };
+            let Some(j) = next.map(|j| taken(j, metrics)) else { break };
             if nq + j.len() > max_batch {
                 carry = Some(j);
                 break;
@@ -77,14 +125,16 @@ fn run(rx: Receiver<Job>, shared: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>,
             nq += j.len();
             jobs.push(j);
         }
-        let snap = shared.load_full();
-        // Run inside the rayon pool: the CPU backend's per-stage parallel loops then start
-        // on the pool itself instead of handing off from this thread at every stage.
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rayon::scope(|_| execute(&snap, jobs, &metrics))));
-        if r.is_err() {
-            log::error!("a search batch panicked; its requests were answered with 500");
+        if queues[worker].send(jobs).is_err() {
+            break;
         }
     }
+}
+
+/// A job leaves the bounded queue (its queries no longer count against `--max-queue`).
+fn taken(j: Job, metrics: &Metrics) -> Job {
+    metrics.queued.fetch_sub(j.len(), std::sync::atomic::Ordering::Relaxed);
+    j
 }
 
 /// Parameters that must be equal for requests to share an executor call.
@@ -104,7 +154,14 @@ fn key(p: &SearchParams) -> Key {
 /// Run jobs against one snapshot (all of them see the same version).
 pub fn execute(snap: &Snapshot, jobs: Vec<Job>, metrics: &Metrics) {
     let mut groups: Vec<(Key, Vec<Job>)> = Vec::new();
+    let now = Instant::now();
     for j in jobs {
+        if j.deadline.is_some_and(|d| d <= now) {
+            metrics.rejected_deadline.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let waited = now.duration_since(j.enqueued).as_secs_f64() * 1e3;
+            let _ = j.reply.send(Err(ApiError::deadline(format!("the deadline passed before the search ran ({waited:.1} ms in the queue)"))));
+            continue;
+        }
         let k = key(&j.search.params);
         match groups.iter_mut().find(|(g, _)| *g == k) {
             Some((_, v)) => v.push(j),

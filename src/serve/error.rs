@@ -33,6 +33,14 @@ impl ApiError {
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", None, message)
     }
+    /// 503 with `Retry-After: 1`: the search queue is full (`--max-queue`); retry later.
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", None, message)
+    }
+    /// 504: the request's deadline (`timeout_ms`) passed before it was searched.
+    pub fn deadline(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded", Some("timeout_ms".into()), message)
+    }
     /// 500: a server fault.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", None, message)
@@ -85,6 +93,9 @@ impl IntoResponse for ApiError {
         let mut r = (self.status, axum::Json(self.body())).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
+        if self.code == "overloaded" {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
         }
         r
     }

@@ -5,7 +5,7 @@
 use super::state::Stats;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
 /// A histogram with fixed upper bounds (cumulative buckets are computed when rendered).
@@ -59,6 +59,10 @@ pub struct Metrics {
     pub batch_queries: Histogram,
     /// Requests per executor call.
     pub batch_requests: Histogram,
+    /// Seconds a worker spends on one batch (filters, executor call, answers handed back).
+    pub batch_seconds: Histogram,
+    /// Seconds from a search's arrival in the queue to its batch starting.
+    pub queue_seconds: Histogram,
     /// Update batches per log fsync (group commit).
     pub commit_batches: Histogram,
     /// Log append + fsync + publish time per group.
@@ -66,6 +70,12 @@ pub struct Metrics {
     pub compaction_seconds: Histogram,
     /// Part of each compaction during which writes waited.
     pub compaction_pause_seconds: Histogram,
+    /// Queries accepted and not yet taken by a batch (the bounded queue's fill, `--max-queue`).
+    pub queued: AtomicUsize,
+    /// Searches refused with 503 because the queue was full.
+    pub rejected_full: AtomicU64,
+    /// Searches answered 504 because their deadline passed before they were searched.
+    pub rejected_deadline: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -75,10 +85,15 @@ impl Default for Metrics {
             latency: ROUTES.iter().map(|_| Histogram::new(LATENCY)).collect(),
             batch_queries: Histogram::new(SIZES),
             batch_requests: Histogram::new(SIZES),
+            batch_seconds: Histogram::new(LATENCY),
+            queue_seconds: Histogram::new(LATENCY),
             commit_batches: Histogram::new(SIZES),
             commit_seconds: Histogram::new(LATENCY),
             compaction_seconds: Histogram::new(LATENCY),
             compaction_pause_seconds: Histogram::new(LATENCY),
+            queued: AtomicUsize::new(0),
+            rejected_full: AtomicU64::new(0),
+            rejected_deadline: AtomicU64::new(0),
         }
     }
 }
@@ -102,9 +117,15 @@ impl Metrics {
         for (route, h) in ROUTES.iter().zip(&self.latency) {
             h.render(&mut o, "silica_request_duration_seconds", &format!("route=\"{route}\""));
         }
+        let _ = writeln!(o, "# HELP silica_search_rejected_total Searches not run: queue full (503) or deadline passed (504).\n# TYPE silica_search_rejected_total counter");
+        let _ = writeln!(o, "silica_search_rejected_total{{reason=\"queue_full\"}} {}", self.rejected_full.load(Relaxed));
+        let _ = writeln!(o, "silica_search_rejected_total{{reason=\"deadline\"}} {}", self.rejected_deadline.load(Relaxed));
+        let _ = writeln!(o, "# HELP silica_search_queue_queries Queries waiting for a batch.\n# TYPE silica_search_queue_queries gauge\nsilica_search_queue_queries {}", self.queued.load(Relaxed));
         let hists = [
             ("silica_batch_queries", "Queries per executor call (dynamic batching).", &self.batch_queries),
             ("silica_batch_requests", "Search requests per executor call.", &self.batch_requests),
+            ("silica_batch_seconds", "Worker seconds per search batch (filters, executor, answers).", &self.batch_seconds),
+            ("silica_queue_seconds", "Seconds from a search's arrival in the queue to its batch starting.", &self.queue_seconds),
             ("silica_commit_batches", "Update batches per write-ahead log fsync.", &self.commit_batches),
             ("silica_commit_seconds", "Log append + fsync + publish time per commit.", &self.commit_seconds),
             ("silica_compaction_seconds", "Compaction time (fold, write, switch).", &self.compaction_seconds),
@@ -153,5 +174,9 @@ mod tests {
         assert!(t.contains("silica_requests_total{route=\"search\",status=\"400\"} 1"));
         assert!(t.contains("silica_request_duration_seconds_count{route=\"search\"} 2"));
         assert!(t.contains("silica_fresh_rows 0"));
+        m.rejected_full.fetch_add(2, Relaxed);
+        let t = m.render(&Stats::default());
+        assert!(t.contains("silica_search_rejected_total{reason=\"queue_full\"} 2"), "{t}");
+        assert!(t.contains("silica_search_rejected_total{reason=\"deadline\"} 0"), "{t}");
     }
 }

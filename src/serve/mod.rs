@@ -2,6 +2,7 @@
 //! streaming updates (DESIGN.md "Snapshot isolation", "a fresh segment").
 //!
 //! * [`api`]: axum routes, JSON types, validation; [`error`]: the JSON error type.
+//! * [`binary`]: the binary search body and answer, the direct JSON answer writer.
 //! * [`batcher`]: coalesces concurrent searches into one executor call.
 //! * [`state`]: snapshots (main index + fresh segment + tombstones) swapped atomically per
 //!   update batch; [`segment`]: in-place row updates and the left-right copies;
@@ -9,13 +10,16 @@
 //! * [`wal`]: the write-ahead log (fsync before acknowledgement, replay on start);
 //!   [`compact`](mod@compact): folds updates into a new artifact; [`writer`]: the group-commit thread.
 //! * [`metrics`]: Prometheus text.
+//! * [`load`]: `silica load`, the HTTP load generator (closed and open loop).
 
 pub mod api;
 pub mod batcher;
+pub mod binary;
 pub mod compact;
 pub mod dict;
 pub mod error;
 pub mod ids;
+pub mod load;
 pub mod metrics;
 pub mod segment;
 pub mod state;
@@ -51,6 +55,12 @@ pub struct Config {
     pub wal_recover: bool,
     /// Check the artifact's checksums at start (`--no-verify`: false).
     pub verify: bool,
+    /// Most queries waiting for a batch; more are refused with 503 + `Retry-After`.
+    pub max_queue: usize,
+    /// Deadline of a search that gives no `timeout_ms` (`None`: none).
+    pub timeout: Option<Duration>,
+    /// Batches run at once (search worker threads sharing the executor).
+    pub workers: usize,
 }
 
 /// Load the index (replaying its log), bind, print `listening on http://ADDR` on stdout and
@@ -58,6 +68,12 @@ pub struct Config {
 pub fn run(cfg: Config) -> Result<()> {
     if cfg.max_batch == 0 {
         return Err(Error::param("max-batch", "must be at least 1"));
+    }
+    if cfg.workers == 0 {
+        return Err(Error::param("workers", "must be at least 1"));
+    }
+    if cfg.max_queue == 0 {
+        return Err(Error::param("max-queue", "must be at least 1"));
     }
     let store = state::Store::open(&cfg.index, state::Options { backend: cfg.backend.clone(), compact_threshold: cfg.compact_threshold, wal_recover: cfg.wal_recover, verify: cfg.verify })?;
     let shared = store.shared();
@@ -75,8 +91,8 @@ pub fn run(cfg: Config) -> Result<()> {
     let (wtx, wrx) = tokio::sync::mpsc::channel(4096);
     let writer = writer::spawn(store, metrics.clone(), &wtx, wrx);
     let (btx, brx) = std::sync::mpsc::channel();
-    let batcher = batcher::spawn(brx, shared.clone(), metrics.clone(), cfg.max_batch, cfg.max_wait);
-    let state = Arc::new(api::AppState { shared, batcher: btx, writer: wtx, metrics, token: cfg.token.clone() });
+    let batcher = batcher::spawn(brx, shared.clone(), metrics.clone(), cfg.max_batch, cfg.max_wait, cfg.workers);
+    let state = Arc::new(api::AppState { shared, batcher: btx, writer: wtx, metrics, token: cfg.token.clone(), max_queue: cfg.max_queue, timeout: cfg.timeout });
     let result = rt.block_on(async {
         let app = api::router(state, cfg.max_body);
         let listener = tokio::net::TcpListener::bind(cfg.addr).await.map_err(|e| Error::backend("serve", format!("cannot bind {}: {e}", cfg.addr)))?;

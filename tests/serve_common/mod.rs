@@ -162,11 +162,20 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>, 
 
 /// [`request`], or `None` when the server is gone (connection refused or cut).
 pub fn try_request(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> Option<(u16, Vec<u8>)> {
+    try_request_full(addr, method, path, body, headers).map(|(s, _, b)| (s, b))
+}
+
+/// [`try_request`] with the response head (status line and headers, lower-cased). A
+/// `Content-Type` in `headers` replaces the default `application/json`.
+pub fn try_request_full(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> Option<(u16, String, Vec<u8>)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(b) = body {
-        head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+            head.push_str("Content-Type: application/json\r\n");
+        }
+        head.push_str(&format!("Content-Length: {}\r\n", b.len()));
     }
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -181,12 +190,12 @@ pub fn try_request(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8
     parse_response(&raw)
 }
 
-fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
+fn parse_response(raw: &[u8]) -> Option<(u16, String, Vec<u8>)> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
     let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok())?;
     let mut body = raw[split + 4..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head.contains("transfer-encoding: chunked") {
         let mut out = Vec::new();
         let mut at = 0;
         loop {
@@ -200,7 +209,7 @@ fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
         }
         body = out;
     }
-    Some((status, body))
+    Some((status, head, body))
 }
 
 pub fn json_of((status, body): (u16, Vec<u8>)) -> (u16, Value) {

@@ -240,7 +240,7 @@ impl Dev {
             let v = b.slice.slice(at..at + len);
             self.stream.memcpy_dtoh(&v, &mut out).map_err(drv)?;
         }
-        self.stream.synchronize().map_err(drv)?;
+        self.wait_here()?;
         Ok(out)
     }
 
@@ -251,8 +251,16 @@ impl Dev {
             let v = b.slice.slice(0..len);
             self.stream.memcpy_dtoh(&v, &mut out).map_err(drv)?;
         }
-        self.stream.synchronize().map_err(drv)?;
+        self.wait_here()?;
         Ok(out)
+    }
+
+    /// Wait for the work enqueued on the stream so far, not for work other threads enqueue
+    /// behind it (a stream synchronize would): with several search workers sharing the
+    /// stream, a read-back waits only for its own batch.
+    fn wait_here(&self) -> Result<()> {
+        let e = self.stream.record_event(Some(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING)).map_err(drv)?;
+        e.synchronize().map_err(drv)
     }
 
     /// Fill `count` u32 words at `ptr` with `value` (stream-ordered).

@@ -8,7 +8,11 @@
 //! by the 64-bit key `(total-order(score) << 32) | !row` (score desc, then row asc).
 //!
 //! Everything runs on one stream; stage outputs stay on the device until a `read_*`,
-//! which is the only host synchronization of a search (plus [`Backend::count`], whose
+//! which is the only host synchronization of a search (it waits on an event recorded
+//! behind its copy, so concurrent searches from several threads, as `silica serve
+//! --workers` runs them, queue their work back to back and each waits only for its own;
+//! every buffer a search shares with another, the kept scratch, is used under the
+//! workspace lock and in stream order) (plus [`Backend::count`], whose
 //! result is host data by definition). Scratch buffers of the scan are kept between
 //! calls and only grow.
 

@@ -1,0 +1,338 @@
+//! `silica load`: an HTTP load generator for `silica serve` (the H200 host has no wrk).
+//!
+//! `connections` keep-alive HTTP/1.1 connections (hyper's client), each sending one search
+//! at a time, round-robin over the given queries (and their filters):
+//!
+//! * **closed loop**: each connection sends its next request as soon as the previous answer
+//!   arrived (throughput at a fixed concurrency);
+//! * **open loop** at `rate` requests/s: connection `c` owns the send times
+//!   `start + (j * connections + c) / rate`; latency is measured from the *intended* send
+//!   time, so a server that falls behind is charged for the wait (no coordinated omission).
+//!
+//! Requests completing in the warm-up are not counted; the report covers the `duration`
+//! after it: QPS (answers with status 200 per second), latency percentiles of those, errors
+//! by status (`io` for connection failures), and the server's mean batch size over the
+//! window (from /metrics).
+
+use crate::error::{Error, Result};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Request body form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Body {
+    /// `{"vector": [...], "filter": ..., "k": ...}`, JSON answer.
+    Json,
+    /// Little-endian f32 row, parameters in the query string, binary answer.
+    Binary,
+}
+
+/// Load pattern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Closed,
+    Open,
+}
+
+/// What to send and how.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `host:port` of the server.
+    pub addr: String,
+    /// `[Q, D]` query rows.
+    pub queries: Vec<Vec<f32>>,
+    /// One filter per query (`""`: none), or empty for none.
+    pub filters: Vec<String>,
+    pub k: usize,
+    pub nprobe: Option<usize>,
+    pub timeout_ms: Option<u64>,
+    pub connections: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub mode: Mode,
+    /// Requests per second (open loop).
+    pub rate: f64,
+    pub body: Body,
+    /// Client worker threads (`None`: one per core).
+    pub threads: Option<usize>,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+/// The result of one run (`silica load` prints it as JSON).
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub mode: Mode,
+    pub body: Body,
+    pub connections: usize,
+    /// Offered rate (open loop), requests/s.
+    pub rate: Option<f64>,
+    pub duration_s: f64,
+    /// Answers counted in the window (any status), and those with status 200.
+    pub requests: u64,
+    pub ok: u64,
+    /// Status-200 answers per second.
+    pub qps: f64,
+    /// Latency of the status-200 answers.
+    pub latency_ms: Latency,
+    /// Failed requests by status (`"503"`, ...) or `"io"`.
+    pub errors: BTreeMap<String, u64>,
+    /// The server's queries per executor call over the window (from /metrics), when known.
+    pub mean_batch_queries: Option<f64>,
+}
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// One prepared request: path with query string, content type, body.
+struct Prepared {
+    path: String,
+    binary: bool,
+    body: Bytes,
+}
+
+fn prepare(cfg: &Config) -> Vec<Prepared> {
+    cfg.queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let filter = cfg.filters.get(i).map(String::as_str).unwrap_or("");
+            match cfg.body {
+                Body::Json => {
+                    let mut v = serde_json::json!({"vector": q, "k": cfg.k});
+                    if !filter.is_empty() {
+                        v["filter"] = filter.into();
+                    }
+                    if let Some(n) = cfg.nprobe {
+                        v["nprobe"] = n.into();
+                    }
+                    if let Some(t) = cfg.timeout_ms {
+                        v["timeout_ms"] = t.into();
+                    }
+                    Prepared { path: "/v1/search".into(), binary: false, body: Bytes::from(v.to_string()) }
+                }
+                Body::Binary => {
+                    let mut path = format!("/v1/search?k={}", cfg.k);
+                    if !filter.is_empty() {
+                        path += &format!("&filter={}", enc(filter));
+                    }
+                    if let Some(n) = cfg.nprobe {
+                        path += &format!("&nprobe={n}");
+                    }
+                    if let Some(t) = cfg.timeout_ms {
+                        path += &format!("&timeout_ms={t}");
+                    }
+                    Prepared { path, binary: true, body: Bytes::from(q.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()) }
+                }
+            }
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct Tally {
+    /// Microseconds of each counted status-200 answer.
+    lat_us: Vec<u32>,
+    requests: u64,
+    errors: BTreeMap<String, u64>,
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: &str) -> std::result::Result<Sender, String> {
+    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+async fn send(sender: &mut Sender, host: &str, p: &Prepared) -> std::result::Result<u16, String> {
+    let mut req = hyper::Request::post(p.path.as_str()).header(hyper::header::HOST, host);
+    req = if p.binary {
+        req.header(hyper::header::CONTENT_TYPE, "application/octet-stream").header(hyper::header::ACCEPT, "application/octet-stream")
+    } else {
+        req.header(hyper::header::CONTENT_TYPE, "application/json")
+    };
+    let req = req.body(Full::new(p.body.clone())).map_err(|e| e.to_string())?;
+    sender.ready().await.map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    resp.into_body().collect().await.map_err(|e| e.to_string())?;
+    Ok(status)
+}
+
+/// One connection's loop until `end`.
+async fn connection(c: usize, cfg: Arc<Config>, reqs: Arc<Vec<Prepared>>, start: Instant, counted: Instant, end: Instant) -> Tally {
+    let mut t = Tally::default();
+    let mut sender: Option<Sender> = None;
+    let conns = cfg.connections as u64;
+    for j in 0u64.. {
+        // Open loop: this connection's j-th slot; closed loop: now.
+        let intended = match cfg.mode {
+            Mode::Closed => Instant::now(),
+            Mode::Open => start + Duration::from_secs_f64((j * conns + c as u64) as f64 / cfg.rate),
+        };
+        if intended >= end {
+            break;
+        }
+        tokio::time::sleep_until(intended.into()).await;
+        let p = &reqs[((j * conns + c as u64) % reqs.len() as u64) as usize];
+        if sender.is_none() {
+            match connect(&cfg.addr).await {
+                Ok(s) => sender = Some(s),
+                Err(_) => {
+                    if Instant::now() >= counted {
+                        t.requests += 1;
+                        *t.errors.entry("io".into()).or_default() += 1;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
+        }
+        let r = send(sender.as_mut().expect("connected"), &cfg.addr, p).await;
+        let done = Instant::now();
+        if done > end {
+            break;
+        }
+        let count = done >= counted;
+        match r {
+            Ok(200) if count => t.lat_us.push(done.duration_since(intended).as_micros().min(u32::MAX as u128) as u32),
+            Ok(_) | Err(_) if !count => {}
+            Ok(s) => *t.errors.entry(s.to_string()).or_default() += 1,
+            Err(_) => {
+                *t.errors.entry("io".into()).or_default() += 1;
+                sender = None;
+            }
+        }
+        if r.is_err() {
+            sender = None;
+        }
+        if count {
+            t.requests += 1;
+        }
+    }
+    t
+}
+
+/// `(sum, count)` of `silica_batch_queries` from the server's /metrics.
+async fn batch_stats(addr: &str) -> Option<(f64, f64)> {
+    let mut s = connect(addr).await.ok()?;
+    let req = hyper::Request::get("/metrics").header(hyper::header::HOST, addr).body(Full::new(Bytes::new())).ok()?;
+    let body = s.send_request(req).await.ok()?.into_body().collect().await.ok()?.to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    let get = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok());
+    Some((get("silica_batch_queries_sum ")?, get("silica_batch_queries_count ")?))
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i] as f64 / 1e3
+}
+
+/// Run the load and report. Errors: no queries, zero connections, an open loop without a
+/// positive rate, a server that cannot be reached at all.
+pub fn run(cfg: Config) -> Result<Report> {
+    if cfg.queries.is_empty() {
+        return Err(Error::param("queries", "no queries"));
+    }
+    if !cfg.filters.is_empty() && cfg.filters.len() != cfg.queries.len() {
+        return Err(Error::param("filters", format!("{} filters for {} queries", cfg.filters.len(), cfg.queries.len())));
+    }
+    if cfg.connections == 0 {
+        return Err(Error::param("connections", "must be at least 1"));
+    }
+    if cfg.mode == Mode::Open && !(cfg.rate.is_finite() && cfg.rate > 0.0) {
+        return Err(Error::param("rate", "an open loop needs --rate > 0 (requests per second)"));
+    }
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(t) = cfg.threads {
+        rt.worker_threads(t.max(1));
+    }
+    let rt = rt.enable_all().build().map_err(|e| Error::backend("load", format!("tokio runtime: {e}")))?;
+    let reqs = Arc::new(prepare(&cfg));
+    let cfg = Arc::new(cfg);
+    rt.block_on(async move {
+        connect(&cfg.addr).await.map_err(|e| Error::backend("load", format!("cannot reach {}: {e}", cfg.addr)))?;
+        let start = Instant::now() + Duration::from_millis(20);
+        let counted = start + cfg.warmup;
+        let end = counted + cfg.duration;
+        let tasks: Vec<_> = (0..cfg.connections).map(|c| tokio::spawn(connection(c, cfg.clone(), reqs.clone(), start, counted, end))).collect();
+        tokio::time::sleep_until(counted.into()).await;
+        let before = batch_stats(&cfg.addr).await;
+        let mut all = Tally::default();
+        for t in tasks {
+            let t = t.await.map_err(|e| Error::backend("load", e.to_string()))?;
+            all.lat_us.extend(t.lat_us);
+            all.requests += t.requests;
+            for (k, v) in t.errors {
+                *all.errors.entry(k).or_default() += v;
+            }
+        }
+        let after = batch_stats(&cfg.addr).await;
+        let mean_batch_queries = match (before, after) {
+            (Some((s0, c0)), Some((s1, c1))) if c1 > c0 => Some((s1 - s0) / (c1 - c0)),
+            _ => None,
+        };
+        all.lat_us.sort_unstable();
+        let l = &all.lat_us;
+        let secs = cfg.duration.as_secs_f64();
+        Ok(Report {
+            mode: cfg.mode,
+            body: cfg.body,
+            connections: cfg.connections,
+            rate: (cfg.mode == Mode::Open).then_some(cfg.rate),
+            duration_s: secs,
+            requests: all.requests,
+            ok: l.len() as u64,
+            qps: l.len() as f64 / secs,
+            latency_ms: Latency {
+                p50: percentile(l, 0.5),
+                p90: percentile(l, 0.9),
+                p99: percentile(l, 0.99),
+                p999: percentile(l, 0.999),
+                max: l.last().map_or(0.0, |&x| x as f64 / 1e3),
+                mean: if l.is_empty() { 0.0 } else { l.iter().map(|&x| x as f64).sum::<f64>() / l.len() as f64 / 1e3 },
+            },
+            errors: all.errors,
+            mean_batch_queries,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<u32> = (1..=1000).map(|x| x * 1000).collect();
+        assert_eq!(percentile(&v, 0.5), 500.0);
+        assert_eq!(percentile(&v, 0.99), 990.0);
+        assert_eq!(percentile(&v, 0.999), 999.0);
+        assert_eq!(percentile(&v[..1], 0.999), 1.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+}
