@@ -6,7 +6,7 @@
 //! which is exactly how the probe ranks lists. Similarities are computed with blocked
 //! SGEMM (`matrixmultiply`), blocks in parallel with rayon. Deterministic for a seed.
 
-use rand::{Rng, SeedableRng, seq::index::sample};
+use rand::{SeedableRng, seq::index::sample};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
@@ -145,6 +145,7 @@ fn random_init(x: &[f32], d: usize, k: usize, rng: &mut ChaCha8Rng) -> Vec<f32> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::Rng;
 
     #[test]
     fn separates_clear_clusters_and_is_deterministic() {
