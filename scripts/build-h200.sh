@@ -35,7 +35,7 @@ measure() { # name n backend extra-args...
   rc=$?
   t1=$(date +%s.%N)
   local wall rss size
-  wall=$(echo "$t1 - $t0" | bc)
+  wall=$(awk "BEGIN{printf \"%.2f\", $t1 - $t0}")
   rss=$(grep -o 'peak RSS [0-9.]* MB' "$log" | grep -o '[0-9.]*' | tail -1)
   [ -z "$rss" ] && rss=$(awk '/Maximum resident/ {print $6/1000}' "$log")
   size=$(stat -c %s "$art" 2>/dev/null || echo 0)
