@@ -54,7 +54,7 @@ impl Progress {
                 let secs = self.start.elapsed().as_secs_f64();
                 let rate = done as f64 / secs.max(1e-9);
                 let eta = (self.len.saturating_sub(done)) as f64 / rate.max(1e-9);
-                log::info!("{}: {done}/{} {} ({rate:.0}/s, ETA {eta:.0}s)", self.name, self.len, self.unit);
+                log::info!("{}: {done}/{} {} ({rate:.1}/s, ETA {eta:.0}s)", self.name, self.len, self.unit);
             }
         }
     }

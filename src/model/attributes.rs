@@ -9,8 +9,8 @@
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
+use std::collections::HashMap;
+use std::io::BufRead;
 use std::path::Path;
 
 /// One filterable field: its values are dictionary-encoded as global value ids
@@ -115,96 +115,149 @@ pub struct AttributeTable {
 /// feature column. A feature that no line carries is an [`Error::Param`] naming it.
 pub fn read_jsonl(path: &Path, features: &[String]) -> Result<AttributeTable> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    parse_jsonl(BufReader::new(file), path, features)
+    if file.metadata().map_err(|e| Error::io(path, e))?.len() == 0 {
+        return parse_bytes(&[], path, features);
+    }
+    // SAFETY: read-only map; a concurrent writer of the input is out of contract.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    parse_bytes(&map, path, features)
 }
 
 /// [`read_jsonl`] over any reader; `path` is only used in error messages.
-pub fn parse_jsonl(reader: impl BufRead, path: &Path, features: &[String]) -> Result<AttributeTable> {
+pub fn parse_jsonl(mut reader: impl BufRead, path: &Path, features: &[String]) -> Result<AttributeTable> {
+    let mut bytes = Vec::new();
+    reader.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    parse_bytes(&bytes, path, features)
+}
+
+/// Lines parsed in parallel per batch, interned in line order.
+const LINES_PER_BATCH: usize = 1 << 16;
+
+/// One parsed line: id, (field name, value, from a list) pairs, features, ignored names.
+struct Line {
+    id: String,
+    pairs: Vec<(String, Option<String>, bool)>,
+    feats: Vec<f32>,
+    feature_seen: Vec<bool>,
+    ignored: Vec<String>,
+}
+
+fn parse_line(line: &[u8], features: &[String]) -> std::result::Result<Line, String> {
+    let line = std::str::from_utf8(line).map_err(|e| format!("cannot read line: {e}"))?;
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let obj: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("malformed JSON: {e}"))?;
+    let obj = obj.as_object().ok_or_else(|| "expected a JSON object".to_string())?;
+    // serde_json keeps the last of duplicate keys; a second look finds them.
+    if let Err(e) = serde_json::from_str::<UniqueKeys>(line) {
+        return Err(e.to_string().split(" at line ").next().unwrap_or_default().to_string());
+    }
+    let id = match obj.get("id") {
+        Some(serde_json::Value::String(s)) if s.is_empty() => return Err("field `id` is empty".into()),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        Some(_) => return Err("field `id` must be a string".into()),
+        None => return Err("missing field `id`".into()),
+    };
+    let mut pairs = Vec::new();
+    let mut ignored = Vec::new();
+    for (k, v) in obj {
+        if features.iter().any(|f| f == k) {
+            continue;
+        }
+        match v {
+            serde_json::Value::String(s) => pairs.push((k.clone(), Some(s.clone()), false)),
+            serde_json::Value::Array(a) if a.iter().all(|x| x.is_string()) => {
+                if a.is_empty() {
+                    pairs.push((k.clone(), None, true));
+                }
+                pairs.extend(a.iter().map(|x| (k.clone(), Some(x.as_str().unwrap_or_default().to_string()), true)));
+            }
+            serde_json::Value::Array(_) => return Err(format!("field `{k}`: arrays must hold only strings")),
+            serde_json::Value::Null => {}
+            _ => ignored.push(k.clone()),
+        }
+    }
+    let mut feats = Vec::with_capacity(features.len());
+    let mut feature_seen = vec![false; features.len()];
+    for (fi, f) in features.iter().enumerate() {
+        let x = match obj.get(f) {
+            None | Some(serde_json::Value::Null) => 0.0,
+            Some(serde_json::Value::Number(n)) => {
+                feature_seen[fi] = true;
+                n.as_f64().unwrap_or(0.0) as f32
+            }
+            Some(other) => return Err(format!("feature `{f}` must be a number, got {other}")),
+        };
+        if !x.is_finite() {
+            return Err(format!("feature `{f}` is not finite"));
+        }
+        feats.push(x);
+    }
+    Ok(Line { id, pairs, feats, feature_seen, ignored })
+}
+
+/// Parse JSON Lines `bytes`: lines are parsed in parallel batches, then interned in line
+/// order (so the first bad line is the one named); values are held as u32 ids, one string
+/// per distinct value.
+fn parse_bytes(bytes: &[u8], path: &Path, features: &[String]) -> Result<AttributeTable> {
+    use rayon::prelude::*;
     let bad = |line: usize, reason: String| Error::Jsonl { path: path.to_path_buf(), line, reason };
-    // Per row: (field name, value) pairs, interned below.
-    let mut rows: Vec<Vec<(usize, String)>> = Vec::new();
-    let mut field_ix: BTreeMap<String, usize> = BTreeMap::new();
-    let mut field_names: Vec<String> = Vec::new();
-    let mut multi: Vec<bool> = Vec::new();
-    let mut ids = Vec::new();
-    let mut seen_ids: HashMap<String, usize> = HashMap::new();
-    let mut feats: Vec<f32> = Vec::new();
+    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    // Per field (first-seen order): name, multi, value -> temp id, values by temp id.
+    let mut field_ix: HashMap<String, usize> = HashMap::new();
+    let mut fields_tmp: Vec<(String, bool, HashMap<String, u32>, Vec<String>)> = Vec::new();
+    // Per row: (field, temp id) pairs.
+    let mut row_pairs: Vec<(u32, u32)> = Vec::new();
+    let mut row_offs: Vec<u64> = Vec::with_capacity(lines.len() + 1);
+    row_offs.push(0);
+    let mut ids: Vec<String> = Vec::with_capacity(lines.len());
+    let mut seen_ids: HashMap<String, usize> = HashMap::with_capacity(lines.len());
+    let mut feats: Vec<f32> = Vec::with_capacity(lines.len() * features.len());
     let mut feature_seen = vec![false; features.len()];
     let mut ignored: std::collections::BTreeSet<String> = Default::default();
-    let intern = |name: &str, field_ix: &mut BTreeMap<String, usize>, names: &mut Vec<String>, multi: &mut Vec<bool>| {
-        *field_ix.entry(name.to_string()).or_insert_with(|| {
-            names.push(name.to_string());
-            multi.push(false);
-            names.len() - 1
-        })
-    };
-    for (i, line) in reader.lines().enumerate() {
-        let lineno = i + 1;
-        let line = line.map_err(|e| bad(lineno, format!("cannot read line: {e}")))?;
-        let obj: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| bad(lineno, format!("malformed JSON: {e}")))?;
-        let obj = obj
-            .as_object()
-            .ok_or_else(|| bad(lineno, "expected a JSON object".to_string()))?;
-        // serde_json keeps the last of duplicate keys; a second look finds them.
-        if let Err(e) = serde_json::from_str::<UniqueKeys>(&line) {
-            return Err(bad(lineno, e.to_string().split(" at line ").next().unwrap_or_default().to_string()));
-        }
-        let id = match obj.get("id") {
-            Some(serde_json::Value::String(s)) if s.is_empty() => return Err(bad(lineno, "field `id` is empty".into())),
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(serde_json::Value::Number(n)) => n.to_string(),
-            Some(_) => return Err(bad(lineno, "field `id` must be a string".into())),
-            None => return Err(bad(lineno, "missing field `id`".into())),
-        };
-        if let Some(prev) = seen_ids.insert(id.clone(), lineno) {
-            return Err(bad(lineno, format!("duplicate id {id:?} (first on line {prev})")));
-        }
-        let mut row = Vec::new();
-        for (k, v) in obj {
-            if features.iter().any(|f| f == k) {
-                continue;
+    for (b, batch) in lines.chunks(LINES_PER_BATCH).enumerate() {
+        let parsed: Vec<std::result::Result<Line, String>> = batch.par_iter().map(|l| parse_line(l, features)).collect();
+        for (i, p) in parsed.into_iter().enumerate() {
+            let lineno = b * LINES_PER_BATCH + i + 1;
+            let line = p.map_err(|reason| bad(lineno, reason))?;
+            if let Some(prev) = seen_ids.insert(line.id.clone(), lineno) {
+                return Err(bad(lineno, format!("duplicate id {:?} (first on line {prev})", line.id)));
             }
-            match v {
-                serde_json::Value::String(s) => {
-                    let f = intern(k, &mut field_ix, &mut field_names, &mut multi);
-                    row.push((f, s.clone()));
-                }
-                serde_json::Value::Array(a) if a.iter().all(|x| x.is_string()) => {
-                    let f = intern(k, &mut field_ix, &mut field_names, &mut multi);
-                    multi[f] = true;
-                    for x in a {
-                        row.push((f, x.as_str().unwrap_or_default().to_string()));
+            for (k, v, multi) in line.pairs {
+                let f = match field_ix.get(&k) {
+                    Some(&f) => f,
+                    None => {
+                        field_ix.insert(k.clone(), fields_tmp.len());
+                        fields_tmp.push((k, false, HashMap::new(), Vec::new()));
+                        fields_tmp.len() - 1
                     }
-                }
-                serde_json::Value::Array(_) => {
-                    return Err(bad(lineno, format!("field `{k}`: arrays must hold only strings")));
-                }
-                serde_json::Value::Null => {}
-                _ => {
-                    ignored.insert(k.clone());
+                };
+                let field = &mut fields_tmp[f];
+                field.1 |= multi;
+                if let Some(v) = v {
+                    let t = match field.2.get(&v) {
+                        Some(&t) => t,
+                        None => {
+                            let t = field.3.len() as u32;
+                            field.2.insert(v.clone(), t);
+                            field.3.push(v);
+                            t
+                        }
+                    };
+                    row_pairs.push((f as u32, t));
                 }
             }
+            row_offs.push(row_pairs.len() as u64);
+            feats.extend_from_slice(&line.feats);
+            feature_seen.iter_mut().zip(&line.feature_seen).for_each(|(s, &n)| *s |= n);
+            ignored.extend(line.ignored);
+            ids.push(line.id);
         }
-        for (fi, f) in features.iter().enumerate() {
-            let x = match obj.get(f) {
-                None | Some(serde_json::Value::Null) => 0.0,
-                Some(serde_json::Value::Number(n)) => {
-                    feature_seen[fi] = true;
-                    n.as_f64().unwrap_or(0.0) as f32
-                }
-                Some(other) => {
-                    return Err(bad(lineno, format!("feature `{f}` must be a number, got {other}")));
-                }
-            };
-            if !x.is_finite() {
-                return Err(bad(lineno, format!("feature `{f}` is not finite")));
-            }
-            feats.push(x);
-        }
-        ids.push(id);
-        rows.push(row);
     }
+    drop(seen_ids);
     if let Some(i) = feature_seen.iter().position(|s| !s) {
         return Err(Error::param("features", format!("feature `{}` is not a number on any line of {}", features[i], path.display())));
     }
@@ -216,45 +269,45 @@ pub fn parse_jsonl(reader: impl BufRead, path: &Path, features: &[String]) -> Re
             names.join(", ")
         );
     }
-    // Dictionaries: fields sorted by name, values sorted within each field.
-    let mut dicts: Vec<Vec<String>> = vec![Vec::new(); field_names.len()];
-    for row in &rows {
-        for (f, v) in row {
-            dicts[*f].push(v.clone());
-        }
-    }
-    for d in &mut dicts {
-        d.sort_unstable();
-        d.dedup();
-    }
-    let mut fields = Vec::new();
-    let mut remap = vec![0usize; field_names.len()];
+    // Dictionaries: fields sorted by name, values sorted within each field; temp id -> global id.
+    let mut order: Vec<usize> = (0..fields_tmp.len()).collect();
+    order.sort_by(|&a, &b| fields_tmp[a].0.cmp(&fields_tmp[b].0));
+    let mut remap: Vec<Vec<u32>> = vec![Vec::new(); fields_tmp.len()];
+    let mut fields = Vec::with_capacity(fields_tmp.len());
     let mut base = 0u32;
-    for (pos, (name, &f)) in field_ix.iter().enumerate() {
-        remap[f] = pos;
-        let values = std::mem::take(&mut dicts[f]);
-        fields.push(FieldSchema { name: name.clone(), multi: multi[f], base, values });
-        base += fields.last().map(|x| x.values.len() as u32).unwrap_or(0);
+    for &f in &order {
+        let (name, multi, map, values) = std::mem::take(&mut fields_tmp[f]);
+        drop(map);
+        let mut by_value: Vec<u32> = (0..values.len() as u32).collect();
+        by_value.par_sort_unstable_by(|&a, &b| values[a as usize].cmp(&values[b as usize]));
+        let mut to_global = vec![0u32; values.len()];
+        for (rank, &t) in by_value.iter().enumerate() {
+            to_global[t as usize] = base + rank as u32;
+        }
+        remap[f] = to_global;
+        let mut values = values;
+        let mut slots: Vec<Option<String>> = values.drain(..).map(Some).collect();
+        let sorted: Vec<String> = by_value.iter().map(|&t| slots[t as usize].take().unwrap_or_default()).collect();
+        let count = sorted.len() as u32;
+        fields.push(FieldSchema { name, multi, base, values: sorted });
+        base += count;
     }
     let schema = Schema { fields };
-    let mut offsets = Vec::with_capacity(rows.len() + 1);
-    let mut values = Vec::new();
+    let mut offsets = Vec::with_capacity(row_offs.len());
+    let mut values = Vec::with_capacity(row_pairs.len());
     offsets.push(0u64);
-    for row in rows {
+    for w in row_offs.windows(2) {
         let start = values.len();
-        for (f, v) in row {
-            let fi = remap[f];
-            values.push(schema.value_id(fi, &v).expect("value interned above"));
-        }
+        values.extend(row_pairs[w[0] as usize..w[1] as usize].iter().map(|&(f, t)| remap[f as usize][t as usize]));
         values[start..].sort_unstable();
-        let mut w = start;
+        let mut keep = start;
         for r in start..values.len() {
-            if w == start || values[w - 1] != values[r] {
-                values[w] = values[r];
-                w += 1;
+            if keep == start || values[keep - 1] != values[r] {
+                values[keep] = values[r];
+                keep += 1;
             }
         }
-        values.truncate(w);
+        values.truncate(keep);
         offsets.push(values.len() as u64);
     }
     let attrs = Attributes { schema, offsets: offsets.into(), values: values.into() };

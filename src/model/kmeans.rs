@@ -1,10 +1,12 @@
-//! Spherical k-means for the inverted lists: k-means++ initialisation, Lloyd iterations
+//! Spherical k-means for the inverted lists: random initialisation (k distinct sample
+//! rows, as Faiss; k-means++ was O(k x sample x D) sequential steps, 80% of a 1M build,
+//! for no recall gain on the Debian corpus: BENCHMARKS.md "Build at scale"), Lloyd iterations
 //! on a sample (large N), empty-cluster repair, then one assignment pass over all rows.
 //! Centroids are kept at unit L2 norm and rows are assigned by maximum inner product,
 //! which is exactly how the probe ranks lists. Similarities are computed with blocked
 //! SGEMM (`matrixmultiply`), blocks in parallel with rayon. Deterministic for a seed.
 
-use rand::{Rng, SeedableRng, seq::index::sample};
+use rand::{SeedableRng, seq::index::sample};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
@@ -91,7 +93,7 @@ pub fn train(data: &[f32], d: usize, p: &KMeansParams, progress: &dyn Fn()) -> V
     for row in x.chunks_mut(d) {
         normalize(row);
     }
-    let mut c = kmeanspp(&x, d, k, &mut rng);
+    let mut c = random_init(&x, d, k, &mut rng);
     for _ in 0..p.iters {
         let a = assign(&x, &c, d);
         let mut sum = vec![0f32; k * d];
@@ -132,46 +134,18 @@ pub fn train(data: &[f32], d: usize, p: &KMeansParams, progress: &dyn Fn()) -> V
     c
 }
 
-/// k-means++ seeding (Arthur & Vassilvitskii 2007) with distance 1 - cos on unit rows,
-/// run on at most 32 rows per centroid for speed.
-fn kmeanspp(x: &[f32], d: usize, k: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+/// Random seeding (Faiss's default): `k` distinct sample rows (rows repeat only when the
+/// sample has fewer than `k`). O(k * d).
+fn random_init(x: &[f32], d: usize, k: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
     let n = x.len() / d;
-    let m = n.min(32 * k).max(1);
-    let sub: Vec<usize> = if m == n { (0..n).collect() } else { sample(rng, n, m).into_vec() };
-    let row = |i: usize| &x[sub[i] * d..(sub[i] + 1) * d];
-    let mut c = Vec::with_capacity(k * d);
-    let first = rng.random_range(0..m);
-    c.extend_from_slice(row(first));
-    let dist = |a: &[f32], b: &[f32]| (1.0 - a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>()).max(0.0);
-    let mut best: Vec<f32> = (0..m).into_par_iter().map(|i| dist(row(i), row(first))).collect();
-    for j in 1..k {
-        let total: f64 = best.iter().map(|&v| v as f64).sum();
-        let pick = if total <= 0.0 {
-            rng.random_range(0..m)
-        } else {
-            let mut r = rng.random::<f64>() * total;
-            let mut pick = m - 1;
-            for (i, &v) in best.iter().enumerate() {
-                r -= v as f64;
-                if r <= 0.0 {
-                    pick = i;
-                    break;
-                }
-            }
-            pick
-        };
-        c.extend_from_slice(row(pick));
-        if j + 1 < k {
-            let cj = &c[j * d..(j + 1) * d];
-            best.par_iter_mut().enumerate().for_each(|(i, b)| *b = b.min(dist(row(i), cj)));
-        }
-    }
-    c
+    let picks: Vec<usize> = if n >= k { sample(rng, n, k).into_vec() } else { (0..k).map(|j| j % n).collect() };
+    picks.iter().flat_map(|&i| x[i * d..(i + 1) * d].iter().copied()).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::Rng;
 
     #[test]
     fn separates_clear_clusters_and_is_deterministic() {
