@@ -16,6 +16,7 @@
 #   SERVE_THREADS [10] (HTTP threads of the server)  LOAD_THREADS [6] (client threads)
 #   BACKEND [cuda] (cpu/wgpu for a smoke test elsewhere)
 #   SERVE_FLAGS [""] (extra `silica serve` flags, e.g. "--max-batch 512 --max-wait-us 300")
+#   LOAD_FLAGS [""] (extra `silica load` flags, e.g. "--nprobe 32"; default: the index's nprobe)
 # Needs only the prebuilt binary (and python3 for the summary; numpy/matplotlib optional).
 set -euo pipefail
 index="$1"; queries="$2"; filters="$3"; secs="${4:-8}"
@@ -33,7 +34,7 @@ nproc > "$out/nproc.txt"
 load() { # label connections body [extra load flags]
   local label=$1 c=$2 body=$3; shift 3
   "$silica" load --url "http://127.0.0.1:$port" --queries "$queries" --filters "$filters" --k "$k" \
-    --connections "$c" --duration "$secs" --warmup 3 --body "$body" --threads "$load_threads" "$@" \
+    --connections "$c" --duration "$secs" --warmup 3 --body "$body" --threads "$load_threads" ${LOAD_FLAGS:-} "$@" \
     --out "$out/load-$label.json" > /dev/null 2> "$out/load-$label.err" || echo "load $label failed: $(tail -1 "$out/load-$label.err")"
   curl -s "http://127.0.0.1:$port/metrics" > "$out/metrics-$label.txt" 2>/dev/null || true
   python3 -c "import json; r=json.load(open('$out/load-$label.json')); l=r['latency_ms']; print(f\"$label: {r['qps']:.0f} QPS p50 {l['p50']:.2f} p99 {l['p99']:.2f} p999 {l['p999']:.2f} ms errors {r['errors']} batch {r['mean_batch_queries']}\")" 2>/dev/null || true

@@ -210,7 +210,9 @@ fn train_reaches_the_cpu_quality_and_is_deterministic() {
         let cc = CpuCompute.train(&data, d, &p, &|| {}).unwrap();
         let (qg, qc) = (quality(&data, &cg, d), quality(&data, &cc, d));
         eprintln!("n {n} d {d} k {k}: quality cuda {qg:.5} cpu {qc:.5}");
-        assert!((qg - qc).abs() < 0.01, "n {n} d {d} k {k}: quality cuda {qg} vs cpu {qc}");
+        // The device seeds with k-means++ (cheap there), the CPU with random sample rows (its
+        // k-means++ dominated CPU builds): the device must be at least as good, within 0.01.
+        assert!(qg >= qc - 0.01, "n {n} d {d} k {k}: quality cuda {qg} vs cpu {qc}");
         // A different seed gives other centroids (the seed reaches the device).
         let other = g.train(&data, d, &KMeansParams { seed: 10, ..p.clone() }, &|| {}).unwrap();
         assert_ne!(other, cg);

@@ -11,9 +11,10 @@
 //!   TMAC/s (dp4a, 132 SMs x 64 lanes x 4 MACs x 1.98 GHz) = ~0.16 s; 2.56 GB over
 //!   PCIe Gen5 x16 (~50 GB/s pinned) = ~0.05 s, hidden behind the compute.
 //! - **train** follows [`crate::model::kmeans::train`]: the same seeded sample, rows
-//!   normalized on the host exactly as the CPU does, k-means++ on the GPU over the same
-//!   sub-sample with the same random draws (two small launches per centroid, no host
-//!   round trip), Lloyd iterations as a fused f32 GEMM + argmax, cluster sums in 64-bit
+//!   normalized on the host exactly as the CPU does, then k-means++ seeding on the GPU
+//!   (two small launches per centroid, no host round trip; the CPU seeds with random
+//!   sample rows instead, since k-means++ dominated CPU builds, so the two devices start
+//!   from different centroids and the GPU's are measured better: BENCHMARKS.md), Lloyd iterations as a fused f32 GEMM + argmax, cluster sums in 64-bit
 //!   fixed point (integer atomics: exact, order independent, so training is
 //!   deterministic for a seed), the CPU's empty-cluster repair (planned on the host from
 //!   the counts, applied on the device), unit-norm centroids. Centroids agree with the
