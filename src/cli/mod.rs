@@ -289,7 +289,20 @@ fn calibrate(path: &Path, a: &BuildArgs) -> Result<()> {
     let c = silica::graph::calibrate::calibrate(graph::open(&a.backend, ix)?.as_ref(), &opts)?;
     silica::model::writer::patch_metadata(path, &[(format::CALIBRATION.to_string(), serde_json::to_string(&c)?)])?;
     eprintln!("{} ({:.1}s)", calibration_line(&c), t0.elapsed().as_secs_f64());
+    let nlist = ix_nlist(path)?;
+    if c.nprobe > nlist / 8 {
+        log::warn!(
+            "held-out rows need nprobe {} of {nlist} lists for recall@{} {}: this data is hard to partition (queries will be slow by default); a lower --target-recall, or --nprobe per request, trades recall for speed",
+            c.nprobe, c.k, c.target_recall
+        );
+    }
     Ok(())
+}
+
+/// nlist of the artifact at `path` (header only).
+fn ix_nlist(path: &Path) -> Result<usize> {
+    let (meta, _) = format::inspect(path)?;
+    Ok(meta.get("nlist").and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 /// `default nprobe 24 (recall@10 0.991 / filtered 0.994 >= 0.99 on 250 + 250 held-out rows)`.

@@ -196,9 +196,80 @@ fn parse_line(line: &[u8], features: &[String]) -> std::result::Result<Line, Str
     Ok(Line { id, pairs, feats, feature_seen, ignored })
 }
 
-/// Parse JSON Lines `bytes`: lines are parsed in parallel batches, then interned in line
-/// order (so the first bad line is the one named); values are held as u32 ids, one string
-/// per distinct value.
+/// One batch of lines parsed and interned on its own (in parallel with the others): local
+/// field and value ids, merged into the global dictionaries afterwards in batch order, so the
+/// sequential part costs one lookup per distinct value per batch, not one per value.
+struct Batch {
+    /// 1-based line number of the batch's first line.
+    first_line: usize,
+    /// Local fields: name, multi-valued, values by local id.
+    fields: Vec<(String, bool, Vec<String>)>,
+    /// Per row (local field, local value), rows delimited by `offs`.
+    pairs: Vec<(u32, u32)>,
+    offs: Vec<u32>,
+    ids: Vec<String>,
+    feats: Vec<f32>,
+    feature_seen: Vec<bool>,
+    ignored: std::collections::BTreeSet<String>,
+    /// The first bad line (line number, reason); the rows before it are kept.
+    error: Option<(usize, String)>,
+}
+
+fn parse_batch(lines: &[&[u8]], first_line: usize, features: &[String]) -> Batch {
+    let mut b = Batch {
+        first_line,
+        fields: Vec::new(),
+        pairs: Vec::with_capacity(lines.len() * 8),
+        offs: Vec::with_capacity(lines.len() + 1),
+        ids: Vec::with_capacity(lines.len()),
+        feats: Vec::with_capacity(lines.len() * features.len()),
+        feature_seen: vec![false; features.len()],
+        ignored: Default::default(),
+        error: None,
+    };
+    b.offs.push(0);
+    let mut field_ix: HashMap<String, usize> = HashMap::new();
+    let mut value_ix: Vec<HashMap<String, u32>> = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let line = match parse_line(l, features) {
+            Ok(line) => line,
+            Err(reason) => {
+                b.error = Some((first_line + i, reason));
+                break;
+            }
+        };
+        for (k, v, multi) in line.pairs {
+            let f = match field_ix.get(&k) {
+                Some(&f) => f,
+                None => {
+                    field_ix.insert(k.clone(), b.fields.len());
+                    b.fields.push((k, false, Vec::new()));
+                    value_ix.push(HashMap::new());
+                    b.fields.len() - 1
+                }
+            };
+            b.fields[f].1 |= multi;
+            if let Some(v) = v {
+                let values = &mut b.fields[f].2;
+                let t = *value_ix[f].entry(v).or_insert_with_key(|v| {
+                    values.push(v.clone());
+                    values.len() as u32 - 1
+                });
+                b.pairs.push((f as u32, t));
+            }
+        }
+        b.offs.push(b.pairs.len() as u32);
+        b.feats.extend_from_slice(&line.feats);
+        b.feature_seen.iter_mut().zip(&line.feature_seen).for_each(|(s, &n)| *s |= n);
+        b.ignored.extend(line.ignored);
+        b.ids.push(line.id);
+    }
+    b
+}
+
+/// Parse JSON Lines `bytes`: batches of lines are parsed and interned in parallel, then
+/// merged in line order (so the first bad line, or the first repeat of an id, is the one
+/// named); values are held as u32 ids, one string per distinct value.
 fn parse_bytes(bytes: &[u8], path: &Path, features: &[String]) -> Result<AttributeTable> {
     use rayon::prelude::*;
     let bad = |line: usize, reason: String| Error::Jsonl { path: path.to_path_buf(), line, reason };
@@ -206,56 +277,52 @@ fn parse_bytes(bytes: &[u8], path: &Path, features: &[String]) -> Result<Attribu
     if lines.last().is_some_and(|l| l.is_empty()) {
         lines.pop();
     }
-    // Per field (first-seen order): name, multi, value -> temp id, values by temp id.
+    let batch_lines = lines.len().div_ceil(4 * rayon::current_num_threads().max(1)).clamp(1, LINES_PER_BATCH);
+    let mut batches: Vec<Batch> = lines.par_chunks(batch_lines).enumerate().map(|(i, c)| parse_batch(c, i * batch_lines + 1, features)).collect();
+    drop(lines);
+
+    // Merge in batch order. Global fields (first-seen order): name, multi, value -> temp id,
+    // values by temp id; per batch, local (field, value) -> (global field, temp id).
     let mut field_ix: HashMap<String, usize> = HashMap::new();
     let mut fields_tmp: Vec<(String, bool, HashMap<String, u32>, Vec<String>)> = Vec::new();
-    // Per row: (field, temp id) pairs.
-    let mut row_pairs: Vec<(u32, u32)> = Vec::new();
-    let mut row_offs: Vec<u64> = Vec::with_capacity(lines.len() + 1);
-    row_offs.push(0);
-    let mut ids: Vec<String> = Vec::with_capacity(lines.len());
-    let mut seen_ids: HashMap<String, usize> = HashMap::with_capacity(lines.len());
-    let mut feats: Vec<f32> = Vec::with_capacity(lines.len() * features.len());
+    let mut local: Vec<Vec<(u32, Vec<u32>)>> = Vec::with_capacity(batches.len());
+    let mut seen_ids: HashMap<&str, usize> = HashMap::with_capacity(batches.iter().map(|b| b.ids.len()).sum());
     let mut feature_seen = vec![false; features.len()];
     let mut ignored: std::collections::BTreeSet<String> = Default::default();
-    for (b, batch) in lines.chunks(LINES_PER_BATCH).enumerate() {
-        let parsed: Vec<std::result::Result<Line, String>> = batch.par_iter().map(|l| parse_line(l, features)).collect();
-        for (i, p) in parsed.into_iter().enumerate() {
-            let lineno = b * LINES_PER_BATCH + i + 1;
-            let line = p.map_err(|reason| bad(lineno, reason))?;
-            if let Some(prev) = seen_ids.insert(line.id.clone(), lineno) {
-                return Err(bad(lineno, format!("duplicate id {:?} (first on line {prev})", line.id)));
+    for b in &batches {
+        for (i, id) in b.ids.iter().enumerate() {
+            if let Some(prev) = seen_ids.insert(id.as_str(), b.first_line + i) {
+                return Err(bad(b.first_line + i, format!("duplicate id {id:?} (first on line {prev})")));
             }
-            for (k, v, multi) in line.pairs {
-                let f = match field_ix.get(&k) {
-                    Some(&f) => f,
-                    None => {
-                        field_ix.insert(k.clone(), fields_tmp.len());
-                        fields_tmp.push((k, false, HashMap::new(), Vec::new()));
-                        fields_tmp.len() - 1
-                    }
-                };
+        }
+        if let Some((line, reason)) = &b.error {
+            return Err(bad(*line, reason.clone()));
+        }
+        let maps = b
+            .fields
+            .iter()
+            .map(|(name, multi, values)| {
+                let f = *field_ix.entry(name.clone()).or_insert_with(|| {
+                    fields_tmp.push((name.clone(), false, HashMap::new(), Vec::new()));
+                    fields_tmp.len() - 1
+                });
                 let field = &mut fields_tmp[f];
                 field.1 |= multi;
-                if let Some(v) = v {
-                    let t = match field.2.get(&v) {
-                        Some(&t) => t,
-                        None => {
-                            let t = field.3.len() as u32;
-                            field.2.insert(v.clone(), t);
-                            field.3.push(v);
-                            t
-                        }
-                    };
-                    row_pairs.push((f as u32, t));
-                }
-            }
-            row_offs.push(row_pairs.len() as u64);
-            feats.extend_from_slice(&line.feats);
-            feature_seen.iter_mut().zip(&line.feature_seen).for_each(|(s, &n)| *s |= n);
-            ignored.extend(line.ignored);
-            ids.push(line.id);
-        }
+                let temp = values
+                    .iter()
+                    .map(|v| {
+                        *field.2.entry(v.clone()).or_insert_with(|| {
+                            field.3.push(v.clone());
+                            field.3.len() as u32 - 1
+                        })
+                    })
+                    .collect();
+                (f as u32, temp)
+            })
+            .collect();
+        local.push(maps);
+        feature_seen.iter_mut().zip(&b.feature_seen).for_each(|(s, &n)| *s |= n);
+        ignored.extend(b.ignored.iter().cloned());
     }
     drop(seen_ids);
     if let Some(i) = feature_seen.iter().position(|s| !s) {
@@ -293,22 +360,51 @@ fn parse_bytes(bytes: &[u8], path: &Path, features: &[String]) -> Result<Attribu
         base += count;
     }
     let schema = Schema { fields };
-    let mut offsets = Vec::with_capacity(row_offs.len());
-    let mut values = Vec::with_capacity(row_pairs.len());
-    offsets.push(0u64);
-    for w in row_offs.windows(2) {
-        let start = values.len();
-        values.extend(row_pairs[w[0] as usize..w[1] as usize].iter().map(|&(f, t)| remap[f as usize][t as usize]));
-        values[start..].sort_unstable();
-        let mut keep = start;
-        for r in start..values.len() {
-            if keep == start || values[keep - 1] != values[r] {
-                values[keep] = values[r];
-                keep += 1;
+    // Rows: global value ids, sorted and deduplicated per row, batches in parallel.
+    let rows: Vec<(Vec<u32>, Vec<u32>)> = batches
+        .par_iter()
+        .zip(&local)
+        .map(|(b, maps)| {
+            let mut values = Vec::with_capacity(b.pairs.len());
+            let mut counts = Vec::with_capacity(b.ids.len());
+            for w in b.offs.windows(2) {
+                let start = values.len();
+                values.extend(b.pairs[w[0] as usize..w[1] as usize].iter().map(|&(lf, lv)| {
+                    let (f, temp) = &maps[lf as usize];
+                    remap[*f as usize][temp[lv as usize] as usize]
+                }));
+                values[start..].sort_unstable();
+                let mut keep = start;
+                for r in start..values.len() {
+                    if keep == start || values[keep - 1] != values[r] {
+                        values[keep] = values[r];
+                        keep += 1;
+                    }
+                }
+                values.truncate(keep);
+                counts.push((keep - start) as u32);
             }
-        }
-        values.truncate(keep);
-        offsets.push(values.len() as u64);
+            (values, counts)
+        })
+        .collect();
+    let total: usize = rows.iter().map(|r| r.0.len()).sum();
+    let mut offsets = Vec::with_capacity(batches.iter().map(|b| b.ids.len()).sum::<usize>() + 1);
+    let mut values = Vec::with_capacity(total);
+    offsets.push(0u64);
+    for (v, counts) in &rows {
+        let mut end = values.len() as u64;
+        offsets.extend(counts.iter().map(|&c| {
+            end += c as u64;
+            end
+        }));
+        values.extend_from_slice(v);
+    }
+    drop(rows);
+    let mut ids = Vec::with_capacity(offsets.len() - 1);
+    let mut feats = Vec::new();
+    for b in &mut batches {
+        ids.append(&mut b.ids);
+        feats.append(&mut b.feats);
     }
     let attrs = Attributes { schema, offsets: offsets.into(), values: values.into() };
     Ok(AttributeTable { ids, attrs, features: feats, feature_names: features.to_vec() })
@@ -343,6 +439,62 @@ impl<'de> Deserialize<'de> for UniqueKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Many batches (20,000 lines): every row keeps exactly its own (field, value) pairs,
+    /// the dictionaries are sorted, and errors past the first batch name the right lines.
+    #[test]
+    fn batches_merge_in_line_order() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let n = 20_000;
+        let mut text = String::new();
+        let mut want: Vec<std::collections::BTreeSet<(String, String)>> = Vec::new();
+        for i in 0..n {
+            // `id` is a filterable field too.
+            let mut set = std::collections::BTreeSet::from([("id".to_string(), format!("r{i}"))]);
+            let mut o = serde_json::Map::new();
+            o.insert("id".into(), format!("r{i}").into());
+            if rng.random_range(0..3) > 0 {
+                let c = format!("c{}", rng.random_range(0..50));
+                set.insert(("color".to_string(), c.clone()));
+                o.insert("color".into(), c.into());
+            }
+            let tags: Vec<String> = (0..rng.random_range(0..4)).map(|_| format!("t{}", rng.random_range(0..3000))).collect();
+            set.extend(tags.iter().map(|t| ("tags".to_string(), t.clone())));
+            o.insert("tags".into(), tags.into());
+            if i >= n / 2 {
+                let s = format!("s{}", i % 7);
+                set.insert(("late".to_string(), s.clone()));
+                o.insert("late".into(), s.into());
+            }
+            text.push_str(&serde_json::Value::Object(o).to_string());
+            text.push('\n');
+            want.push(set);
+        }
+        let t = parse_jsonl(text.as_bytes(), Path::new("a.jsonl"), &[]).unwrap();
+        assert_eq!(t.ids.len(), n);
+        for (r, set) in want.iter().enumerate() {
+            assert_eq!(t.ids[r], format!("r{r}"));
+            let got: std::collections::BTreeSet<(String, String)> =
+                t.attrs.row(r).iter().map(|&v| t.attrs.schema.describe(v).map(|(f, v)| (f.to_string(), v.to_string())).unwrap()).collect();
+            assert_eq!(&got, set, "row {r}");
+        }
+        for f in &t.attrs.schema.fields {
+            assert!(f.values.windows(2).all(|w| w[0] < w[1]), "field {} sorted", f.name);
+        }
+        assert!(t.attrs.schema.fields.iter().find(|f| f.name == "tags").unwrap().multi);
+        // A repeated id late in the file, then a bad line after it: the repeat is named.
+        let lines: Vec<&str> = text.lines().collect();
+        let mut dup = lines.clone();
+        dup[17_000] = lines[3];
+        dup[17_500] = "{not json";
+        let e = parse_jsonl(dup.join("\n").as_bytes(), Path::new("a.jsonl"), &[]).unwrap_err().to_string();
+        assert!(e.contains(":17001:") && e.contains("first on line 4"), "{e}");
+        let mut broken = lines.clone();
+        broken[19_999] = "[1, 2]";
+        let e = parse_jsonl(broken.join("\n").as_bytes(), Path::new("a.jsonl"), &[]).unwrap_err().to_string();
+        assert!(e.contains(":20000:") && e.contains("object"), "{e}");
+    }
 
     #[test]
     fn parses_strings_lists_and_features() {
