@@ -91,10 +91,10 @@ impl RerankModel {
                 return Err(bad(format!("rerank.layers.{} outputs {} but layer {} takes {}", i, pair[0].outputs, i + 1, pair[1].inputs)));
             }
         }
-        if let Some(last) = layers.last() {
-            if last.outputs != heads.inputs {
-                return Err(bad(format!("last hidden layer outputs {} but heads take {}", last.outputs, heads.inputs)));
-            }
+        if let Some(last) = layers.last()
+            && last.outputs != heads.inputs
+        {
+            return Err(bad(format!("last hidden layer outputs {} but heads take {}", last.outputs, heads.inputs)));
         }
         let task_weights = match st.tensor("rerank.task_weights") {
             Ok(_) => tensor_f32(st, "rerank.task_weights", origin)?.1,

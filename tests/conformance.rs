@@ -762,7 +762,7 @@ fn changed(ix: &Index, deletes: bool, patch: impl Fn(usize) -> bool) -> (Index, 
 /// executor over the changed index, and the executor it came from still answers for the
 /// old index (the device tensors it shares are not written).
 pub fn update_case<B: Backend>(be: &B) {
-    let many = |r: usize| r % 5 == 1 || r % 17 == 0 || r % 19 == 2;
+    let many = |r: usize| r % 5 == 1 || r.is_multiple_of(17) || r % 19 == 2;
     for (i, (seed, spec)) in specs().into_iter().filter(|(_, s)| s.n > 0).enumerate() {
         let fx = fixture(seed, &spec);
         let old = fx.index.clone();

@@ -9,7 +9,10 @@ use rand_chacha::ChaCha8Rng;
 use silica::{Filter, FilterError};
 
 /// A random filter text and an independent evaluator of it over (section, tags).
-fn random_filter(rng: &mut ChaCha8Rng, depth: usize) -> (String, Box<dyn Fn(&str, &[&str]) -> bool>) {
+/// A predicate over (field, values).
+type Pred = Box<dyn Fn(&str, &[&str]) -> bool>;
+
+fn random_filter(rng: &mut ChaCha8Rng, depth: usize) -> (String, Pred) {
     let pick = |rng: &mut ChaCha8Rng, xs: &[&'static str]| xs[rng.random_range(0..xs.len())];
     match if depth == 0 { rng.random_range(0..2) } else { rng.random_range(0..5) } {
         0 => {

@@ -515,16 +515,16 @@ fn inspect(path: &Path, verify: bool, no_verify: bool) -> Result<()> {
     keys.sort();
     for k in keys {
         let v = &meta[k];
-        if k == format::CALIBRATION {
-            if let Ok(c) = serde_json::from_str::<silica::model::calibration::Calibration>(v) {
-                println!("  {k:<16} {}", calibration_line(&c));
-                let curve: Vec<String> = c.curve.iter().map(|p| match p.recall_filtered {
-                    Some(f) => format!("{}: {:.3}/{f:.3}", p.nprobe, p.recall),
-                    None => format!("{}: {:.3}", p.nprobe, p.recall),
-                }).collect();
-                println!("  {:<16} nprobe: recall{} = {}", "", if c.filtered_queries > 0 { "/filtered" } else { "" }, curve.join(", "));
-                continue;
-            }
+        if k == format::CALIBRATION
+            && let Ok(c) = serde_json::from_str::<silica::model::calibration::Calibration>(v)
+        {
+            println!("  {k:<16} {}", calibration_line(&c));
+            let curve: Vec<String> = c.curve.iter().map(|p| match p.recall_filtered {
+                Some(f) => format!("{}: {:.3}/{f:.3}", p.nprobe, p.recall),
+                None => format!("{}: {:.3}", p.nprobe, p.recall),
+            }).collect();
+            println!("  {:<16} nprobe: recall{} = {}", "", if c.filtered_queries > 0 { "/filtered" } else { "" }, curve.join(", "));
+            continue;
         }
         let shown = if v.len() > 200 { format!("{}... ({} bytes)", &v[..v.char_indices().nth(200).map(|c| c.0).unwrap_or(v.len())], v.len()) } else { v.clone() };
         println!("  {k:<16} {shown}");

@@ -284,7 +284,9 @@ fn parse_bytes(bytes: &[u8], path: &Path, features: &[String]) -> Result<Attribu
     // Merge in batch order. Global fields (first-seen order): name, multi, value -> temp id,
     // values by temp id; per batch, local (field, value) -> (global field, temp id).
     let mut field_ix: HashMap<String, usize> = HashMap::new();
-    let mut fields_tmp: Vec<(String, bool, HashMap<String, u32>, Vec<String>)> = Vec::new();
+    // (name, multi, value -> temp id, values by temp id).
+    type Field = (String, bool, HashMap<String, u32>, Vec<String>);
+    let mut fields_tmp: Vec<Field> = Vec::new();
     let mut local: Vec<Vec<(u32, Vec<u32>)>> = Vec::with_capacity(batches.len());
     let mut seen_ids: HashMap<&str, usize> = HashMap::with_capacity(batches.iter().map(|b| b.ids.len()).sum());
     let mut feature_seen = vec![false; features.len()];

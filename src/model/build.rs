@@ -416,8 +416,8 @@ impl IndexBuilder {
                 .into_par_iter()
                 .map(|wd| {
                     let mut col = vec![0u64; bits];
-                    for sr in wd * 64..((wd + 1) * 64).min(n) {
-                        let r = perm[sr] as usize;
+                    for (sr, &r) in perm.iter().enumerate().take(((wd + 1) * 64).min(n)).skip(wd * 64) {
+                        let r = r as usize;
                         for &v in table.attrs.row(r) {
                             for &bit in &value_bits[v as usize * k..(v as usize + 1) * k] {
                                 col[bit as usize] |= 1u64 << (sr % 64);

@@ -42,7 +42,7 @@ pub(crate) fn sims(x: &[f32], c: &[f32], d: usize, k: usize, out: &mut [f32]) {
 pub fn assign(x: &[f32], c: &[f32], d: usize) -> Vec<(u32, f32)> {
     let k = c.len() / d;
     if d == 0 || k == 0 {
-        return vec![(0, 0.0); if d == 0 { 0 } else { x.len() / d }];
+        return vec![(0, 0.0); x.len().checked_div(d).unwrap_or(0)];
     }
     x.par_chunks(BLOCK * d)
         .flat_map_iter(|blk| {

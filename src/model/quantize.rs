@@ -33,7 +33,7 @@ pub fn round_half_even_127(y: f32) -> f32 {
 
 /// Quantize a row-major `[rows, dim]` matrix (rows in parallel).
 pub fn quantize(data: &[f32], dim: usize) -> I8Matrix {
-    let rows = if dim == 0 { 0 } else { data.len() / dim };
+    let rows = data.len().checked_div(dim).unwrap_or(0);
     let mut codes = vec![0i8; rows * dim];
     let mut scale = vec![0f32; rows];
     if dim > 0 {

@@ -54,6 +54,7 @@ impl Sel {
     }
 
     /// topk.wgsl's uniform block.
+    #[allow(clippy::too_many_arguments)]
     fn params(&self, stride: u32, fixed_len: u32, lens_q0: u32, use_lens: bool, out_q0: u32, write_scores: bool, sort: [u32; 3]) -> Vec<u32> {
         let block_n = self.kp.min(BLOCK);
         vec![self.nq, stride, self.k, self.kp, fixed_len, lens_q0, out_q0, write_scores as u32, sort[0], sort[1], sort[2], block_n, use_lens as u32, 0, 0, 0]
