@@ -145,12 +145,18 @@ struct Line {
 fn parse_line(line: &[u8], features: &[String]) -> std::result::Result<Line, String> {
     let line = std::str::from_utf8(line).map_err(|e| format!("cannot read line: {e}"))?;
     let line = line.strip_suffix('\r').unwrap_or(line);
-    let obj: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("malformed JSON: {e}"))?;
-    let obj = obj.as_object().ok_or_else(|| "expected a JSON object".to_string())?;
-    // serde_json keeps the last of duplicate keys; a second look finds them.
-    if let Err(e) = serde_json::from_str::<UniqueKeys>(line) {
-        return Err(e.to_string().split(" at line ").next().unwrap_or_default().to_string());
-    }
+    // One pass: the object's entries, refusing a repeated key (serde_json's own map would
+    // keep the last one silently).
+    let obj = match serde_json::from_str::<UniqueObject>(line) {
+        Ok(UniqueObject(map)) => map,
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or_default();
+            return Err(if msg.starts_with("duplicate key") { msg.to_string() } else { "expected a JSON object".to_string() });
+        }
+        Err(e) => return Err(format!("malformed JSON: {e}")),
+    };
+    let obj = &obj;
     let id = match obj.get("id") {
         Some(serde_json::Value::String(s)) if s.is_empty() => return Err("field `id` is empty".into()),
         Some(serde_json::Value::String(s)) => s.clone(),
@@ -412,26 +418,27 @@ fn parse_bytes(bytes: &[u8], path: &Path, features: &[String]) -> Result<Attribu
     Ok(AttributeTable { ids, attrs, features: feats, feature_names: features.to_vec() })
 }
 
-/// Deserializes a JSON object only to check that no top-level key repeats.
-struct UniqueKeys;
+/// A JSON object whose top-level keys are all distinct (a repeat is an error naming it).
+struct UniqueObject(serde_json::Map<String, serde_json::Value>);
 
-impl<'de> Deserialize<'de> for UniqueKeys {
+impl<'de> Deserialize<'de> for UniqueObject {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
-            type Value = UniqueKeys;
+            type Value = UniqueObject;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> std::result::Result<UniqueKeys, A::Error> {
-                let mut seen = std::collections::HashSet::new();
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> std::result::Result<UniqueObject, A::Error> {
+                let mut map = serde_json::Map::new();
                 while let Some(k) = m.next_key::<String>()? {
-                    m.next_value::<serde::de::IgnoredAny>()?;
-                    if !seen.insert(k.clone()) {
+                    let v = m.next_value::<serde_json::Value>()?;
+                    if map.contains_key(&k) {
                         return Err(serde::de::Error::custom(format!("duplicate key `{k}`")));
                     }
+                    map.insert(k, v);
                 }
-                Ok(UniqueKeys)
+                Ok(UniqueObject(map))
             }
         }
         d.deserialize_map(V)
