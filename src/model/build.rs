@@ -194,7 +194,9 @@ impl IndexBuilder {
             .map_err(|e| Error::io(out, e))?;
         let file = tmp.as_file().try_clone().map_err(|e| Error::io(out, e))?;
         let (file, summary) = self.write(&src, &table, compute, rerank, file, out)?;
+        let t1 = std::time::Instant::now();
         file.sync_all().map_err(|e| Error::io(out, e))?;
+        log::info!("sync: {:.1} MB to disk in {:.2}s", summary.bytes as f64 / 1e6, t1.elapsed().as_secs_f64());
         tmp.persist(out).map_err(|e| Error::io(out, e.error))?;
         Ok(summary)
     }
@@ -247,6 +249,7 @@ impl IndexBuilder {
         let sample_rows32: Vec<u32> = sample.iter().map(|&r| r as u32).collect();
         let mut x = vec![0f32; sample.len() * d];
         prepare(src, &sample_rows32, p.metric, &mut x)?;
+        log::info!("sample: {} rows gathered in {:.2}s", sample.len(), t0.elapsed().as_secs_f64());
         let kp = KMeansParams { k: nlist, iters: p.kmeans_iters, sample_per_cluster: p.sample_per_list, seed: p.seed };
         let pb = Progress::new(p.progress, "k-means", p.kmeans_iters as u64, "iterations");
         let centroids = compute.train(&x, d, &kp, &|| pb.inc(1))?;
@@ -297,6 +300,7 @@ impl IndexBuilder {
         }
         drop(lists);
         drop(cursor);
+        let t_head = std::time::Instant::now();
 
         // The plan: every shape is known now.
         let schema = &table.attrs.schema;
@@ -354,16 +358,24 @@ impl IndexBuilder {
         let mut dict_offs = Vec::with_capacity(nvalues + 1);
         dict_offs.push(0u64);
         let dict_id = w.id("attrs.dict");
+        // One write per MiB, not per value: an `id`-like field has a value per row.
+        let mut pending: Vec<u8> = Vec::with_capacity(1 << 20);
         for v in schema.fields.iter().flat_map(|f| f.values.iter()) {
-            w.put(dict_id, v.as_bytes())?;
+            pending.extend_from_slice(v.as_bytes());
             dict_offs.push(dict_offs.last().copied().unwrap_or(0) + v.len() as u64);
+            if pending.len() >= 1 << 20 {
+                w.put(dict_id, &pending)?;
+                pending.clear();
+            }
         }
+        w.put(dict_id, &pending)?;
         w.put_pod("attrs.dict_offsets", &dict_offs)?;
         drop(dict_offs);
         for (name, _, data) in &rerank_tensors {
             w.put_pod(name, data)?;
         }
 
+        log::info!("header, centroids, dictionaries written in {:.2}s", t_head.elapsed().as_secs_f64());
         // 5. Pass 2: sorted rows, chunk by chunk.
         let value_bits: Vec<u32> = schema
             .fields
@@ -439,9 +451,11 @@ impl IndexBuilder {
         }
         pb.finish();
         src.release(0..n);
+        let t_bloom = std::time::Instant::now();
         w.put_pod("bloom.planes", &planes)?;
         drop(planes);
         let (out, bytes) = w.finish()?;
+        log::info!("Bloom planes and checksums written in {:.2}s", t_bloom.elapsed().as_secs_f64());
         Ok((out, BuildSummary { n, dim: d, nlist, bytes }))
     }
 }
