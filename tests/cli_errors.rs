@@ -85,6 +85,12 @@ fn build_rejects_bad_vectors_and_attributes() {
     let mut args = build(&f.p("v.npy"), &a);
     args.extend(["--features".into(), "rank,weight".into()]);
     run(args, &["feature `weight`"]);
+    // Calibration settings are checked before anything is built.
+    for (flag, value) in [("--target-recall", "1.5"), ("--target-recall", "0"), ("--calibration-queries", "0")] {
+        let mut args = build(&f.p("v.npy"), &a);
+        args.extend([flag.into(), value.into()]);
+        run(args, &[&flag[2..]]);
+    }
     let mut dup = lines.clone();
     dup[7] = "{\"id\": \"x\", \"section\": \"a\", \"section\": \"b\"}";
     run(build(&f.p("v.npy"), &f.write("dup.jsonl", dup.join("\n"))), &["dup.jsonl:8", "duplicate key `section`"]);

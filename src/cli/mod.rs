@@ -245,6 +245,9 @@ fn build(a: BuildArgs) -> Result<()> {
         ..Default::default()
     };
     check_writable(&a.out)?;
+    if !a.no_calibrate {
+        calibrate_options(&a).validate()?;
+    }
     let compute = build_compute(&a.backend)?;
     let rerank = a.rerank_model.as_deref().map(silica::rerank::RerankModel::load).transpose()?;
     let builder = IndexBuilder::new(params);
@@ -280,16 +283,19 @@ fn build(a: BuildArgs) -> Result<()> {
     Ok(())
 }
 
+fn calibrate_options(a: &BuildArgs) -> silica::graph::calibrate::CalibrateOptions {
+    silica::graph::calibrate::CalibrateOptions { target_recall: a.target_recall, queries: a.calibration_queries, seed: a.seed, ..Default::default() }
+}
+
 /// Measure the default nprobe of the artifact just built at `path` on the build's device
 /// (see `graph::calibrate`) and store it in its metadata in place.
 fn calibrate(path: &Path, a: &BuildArgs) -> Result<()> {
     let t0 = Instant::now();
     let ix = Arc::new(format::load_with(path, format::Verify::Skip)?);
-    let opts = silica::graph::calibrate::CalibrateOptions { target_recall: a.target_recall, queries: a.calibration_queries, seed: a.seed, ..Default::default() };
-    let c = silica::graph::calibrate::calibrate(graph::open(&a.backend, ix)?.as_ref(), &opts)?;
+    let nlist = ix.nlist();
+    let c = silica::graph::calibrate::calibrate(graph::open(&a.backend, ix)?.as_ref(), &calibrate_options(a))?;
     silica::model::writer::patch_metadata(path, &[(format::CALIBRATION.to_string(), serde_json::to_string(&c)?)])?;
     eprintln!("{} ({:.1}s)", calibration_line(&c), t0.elapsed().as_secs_f64());
-    let nlist = ix_nlist(path)?;
     if c.nprobe > nlist / 8 {
         log::warn!(
             "held-out rows need nprobe {} of {nlist} lists for recall@{} {}: this data is hard to partition (queries will be slow by default); a lower --target-recall, or --nprobe per request, trades recall for speed",
@@ -297,12 +303,6 @@ fn calibrate(path: &Path, a: &BuildArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// nlist of the artifact at `path` (header only).
-fn ix_nlist(path: &Path) -> Result<usize> {
-    let (meta, _) = format::inspect(path)?;
-    Ok(meta.get("nlist").and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 /// `default nprobe 24 (recall@10 0.991 / filtered 0.994 >= 0.99 on 250 + 250 held-out rows)`.

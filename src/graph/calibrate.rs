@@ -33,6 +33,23 @@ impl Default for CalibrateOptions {
     }
 }
 
+impl CalibrateOptions {
+    /// Errors (naming the setting): a target outside (0, 1], k = 0, no queries. `silica
+    /// build` checks this before building, so a bad setting costs no build.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.target_recall > 0.0 && self.target_recall <= 1.0) {
+            return Err(Error::param("target-recall", format!("{} is not in (0, 1]", self.target_recall)));
+        }
+        if self.k == 0 {
+            return Err(Error::param("k", "must be at least 1"));
+        }
+        if self.queries == 0 {
+            return Err(Error::param("calibration-queries", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
 const BATCH: usize = 256;
 
 struct Held {
@@ -123,15 +140,7 @@ fn recall(h: &Held, truth: &[(Vec<u64>, Vec<f32>)], got: &[(Vec<u64>, Vec<f32>)]
 /// nprobe (see the module docs). Errors: a target outside (0, 1], k = 0, no queries,
 /// and any search error.
 pub fn calibrate(s: &dyn Search, o: &CalibrateOptions) -> Result<Calibration> {
-    if !(o.target_recall > 0.0 && o.target_recall <= 1.0) {
-        return Err(Error::param("target-recall", format!("{} is not in (0, 1]", o.target_recall)));
-    }
-    if o.k == 0 {
-        return Err(Error::param("k", "must be at least 1"));
-    }
-    if o.queries == 0 {
-        return Err(Error::param("calibration-queries", "must be at least 1"));
-    }
+    o.validate()?;
     let ix = s.index().clone();
     let nlist = ix.nlist();
     let h = held_out(&ix, o)?;
