@@ -984,3 +984,29 @@ extern "C" __global__ void cand_score(const uint4* __restrict__ codes, u32 nc, c
         keys[(u64)q * cap + i] = make_key(int_score(row_dot(codes, nc, r, qc), __ldg(scale + r)), r);
     }
 }
+
+// cand_score with 8 lanes per row: lane g of a group reads chunks g, g + 8, ... (for
+// D = 128 one 16-byte chunk each, so a row's 8 sectors are requested at once instead of
+// by one thread in turn) and the group sums its partial dots with shuffles (integer
+// addition: the same bits as cand_score). Grid: (chunks, B); block 256 (32 rows at a time).
+extern "C" __global__ void cand_score_g8(const uint4* __restrict__ codes, u32 nc, const float* __restrict__ scale,
+                                         const uint4* __restrict__ qcodes, const u32* __restrict__ rows,
+                                         const u32* __restrict__ bloom, const u32* __restrict__ exact, u32 cap,
+                                         u64* __restrict__ keys, u32* __restrict__ seg) {
+    const u32 q = blockIdx.y;
+    const u32 cnt = bloom[q] <= cap ? min(exact[q], cap) : 0;
+    if (blockIdx.x == 0 && threadIdx.x == 0) seg[q] = cnt;
+    const uint4* qc = qcodes + (u64)q * nc;
+    const u32 g = threadIdx.x & 7;
+    const unsigned gmask = 0xFFu << (lane_id() & 24);
+    const u32 step = (gridDim.x * blockDim.x) >> 3;
+    for (u32 i = (blockIdx.x * blockDim.x + threadIdx.x) >> 3; i < cnt; i += step) {
+        const u32 r = rows[(u64)q * cap + i];
+        int acc = 0;
+        for (u32 c = g; c < nc; c += 8) acc = dot16(__ldg(il_chunk(codes, nc, r, c)), __ldg(qc + c), acc);
+        acc += __shfl_xor_sync(gmask, acc, 4);
+        acc += __shfl_xor_sync(gmask, acc, 2);
+        acc += __shfl_xor_sync(gmask, acc, 1);
+        if (g == 0) keys[(u64)q * cap + i] = make_key(int_score(acc, __ldg(scale + r)), r);
+    }
+}

@@ -14,7 +14,7 @@ pub mod truth;
 
 use crate::error::{Error, Result};
 use crate::filter::Filter;
-use crate::graph::{self, SearchParams, SearchRequest, SearchResponse, Trace};
+use crate::graph::{self, Planner, SearchParams, SearchRequest, SearchResponse, Trace};
 use crate::model::build::{default_nlist, BuildParams};
 use crate::model::IndexBuilder;
 use filters::{CLASSES, Chooser};
@@ -49,6 +49,9 @@ pub struct E2eParams {
     /// Most measured batches per (class, B); `None`: only the time budget bounds them.
     pub iters: Option<usize>,
     pub seed: u64,
+    /// Planner settings to compare over the same catalog (each gets every class and B);
+    /// empty: [`Planner::default`] alone.
+    pub planners: Vec<Planner>,
     /// Progress lines on stderr.
     pub progress: bool,
 }
@@ -68,6 +71,7 @@ impl Default for E2eParams {
             time_budget_s: None,
             iters: None,
             seed: 1,
+            planners: Vec::new(),
             progress: false,
         }
     }
@@ -149,6 +153,10 @@ pub struct ClassReport {
     pub violations: usize,
     /// Share of queries the planner answered over compacted candidates.
     pub candidate_share: f64,
+    /// The planner's candidate budget ([`Planner::candidate_budget`]) of this row.
+    pub candidate_budget: u64,
+    /// The planner's widening share (`num / den`, [`Planner::widen_share`]) of this row.
+    pub widen_share: f64,
     /// `device`, `host` or `mixed`: the clock of the stage times.
     pub clock: String,
     /// Measured batches.
@@ -277,13 +285,19 @@ pub fn run(p: &E2eParams) -> Result<E2eReport> {
 
     note(&format!("truth in {truth_s:.2} s; opening backend {} ...", p.backend));
     let t0 = Instant::now();
-    let search = graph::open(&p.backend, index.clone())?;
+    let mut search = graph::open(&p.backend, index.clone())?;
     let upload_s = t0.elapsed().as_secs_f64();
+    let planners = if p.planners.is_empty() { vec![Planner::default()] } else { p.planners.clone() };
     let params = SearchParams { k: p.k, nprobe: Some(p.nprobe), ..Default::default() };
     let k0 = search.resolve(&params)?.k0;
     let budget = p.time_budget_s.unwrap_or_else(|| default_budget(p.n));
 
     let mut classes = Vec::new();
+    for (v, &planner) in planners.iter().enumerate() {
+    if v > 0 || planner != Planner::default() {
+        note(&format!("planner {planner:?}"));
+        search = graph::open_planned(&p.backend, index.clone(), planner)?;
+    }
     for (class, (name, target)) in CLASSES.iter().enumerate() {
         let fs = &chosen[class];
         let fr: Vec<f64> = fs.iter().map(|c| c.1).collect();
@@ -318,14 +332,18 @@ pub fn run(p: &E2eParams) -> Result<E2eReport> {
                 recall: recall_sum / sample as f64,
                 violations,
                 candidate_share: m.candidate_share,
+                candidate_budget: planner.candidate_budget,
+                widen_share: planner.widen_share.0 as f64 / planner.widen_share.1.max(1) as f64,
                 clock: m.clock,
                 iterations: m.host_s.len(),
                 host_breakdown_ms: m.breakdown.clone(),
             });
         }
     }
+    }
     for i in 0..classes.len() {
-        let base = classes.iter().find(|c| c.class == "none" && c.batch == classes[i].batch).map_or(f64::NAN, |c| c.qps);
+        let same = |c: &ClassReport| c.batch == classes[i].batch && c.candidate_budget == classes[i].candidate_budget && c.widen_share == classes[i].widen_share;
+        let base = classes.iter().find(|c| c.class == "none" && same(c)).map_or(f64::NAN, |c| c.qps);
         classes[i].qps_ratio = classes[i].qps / base;
     }
     Ok(E2eReport {
@@ -435,16 +453,16 @@ pub fn table(r: &E2eReport) -> String {
         r.backend, r.threads, r.n, r.dim, r.nlist, r.nprobe, r.k, r.k0, r.queries, r.recall_sample, r.gen_s, r.build_s, r.truth_s, r.upload_s, r.time_budget_s
     );
     s += &format!(
-        "{:<6} {:>5} {:>9} {:>6} {:>10} {:>6} {:>9} {:>9} {:>9} {:>9} {:>7} {:>5} {:>5} {:>6}\n",
-        "class", "B", "pass", "inband", "qps", "ratio", "host p50", "host p99", "dev p50", "dev p99", "recall", "viol", "cand", "clock"
+        "{:>4} {:>5} {:<6} {:>5} {:>9} {:>6} {:>10} {:>6} {:>9} {:>9} {:>9} {:>9} {:>7} {:>5} {:>5} {:>6}\n",
+        "cbud", "widen", "class", "B", "pass", "inband", "qps", "ratio", "host p50", "host p99", "dev p50", "dev p99", "recall", "viol", "cand", "clock"
     );
     for c in &r.classes {
         s += &format!(
-            "{:<6} {:>5} {:>9.5} {:>6.2} {:>10.0} {:>6.2} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7.4} {:>5} {:>5.2} {:>6}\n",
-            c.class, c.batch, c.pass_fraction, c.in_band, c.qps, c.qps_ratio, c.host_ms_p50, c.host_ms_p99, c.device_ms_p50, c.device_ms_p99, c.recall, c.violations, c.candidate_share, c.clock
+            "{:>4} {:>5.2} {:<6} {:>5} {:>9.5} {:>6.2} {:>10.0} {:>6.2} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7.4} {:>5} {:>5.2} {:>6}\n",
+            c.candidate_budget, c.widen_share, c.class, c.batch, c.pass_fraction, c.in_band, c.qps, c.qps_ratio, c.host_ms_p50, c.host_ms_p99, c.device_ms_p50, c.device_ms_p99, c.recall, c.violations, c.candidate_share, c.clock
         );
     }
-    s += "\n(ms per batch; ratio: qps / unfiltered qps at the same B; cand: share of queries answered over compacted candidates)\n";
+    s += "\n(ms per batch; ratio: qps / unfiltered qps at the same B and planner; cbud / widen: the planner's candidate budget and widening share; cand: share of queries answered over compacted candidates)\n";
     s += &r.classes.iter().filter(|c| c.batch == r.classes[0].batch).map(|c| format!("  e.g. {:<6} {}\n", c.class, if c.example_filter.is_empty() { "(no filter)" } else { &c.example_filter })).collect::<String>();
     s
 }

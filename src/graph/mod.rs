@@ -69,6 +69,35 @@ pub fn default_nprobe(nlist: usize) -> usize {
     (nlist / 16).max(1).min(nlist)
 }
 
+/// Candidate budget of the planner ([`Executor::run`]): a filtered query whose Bloom
+/// candidates number at most this many rows is answered over them, exactly, instead of
+/// probing; `factor` ([`Planner::candidate_budget`], default [`CANDIDATE_BUDGET`]) times
+/// the rows `nprobe` average lists hold, at most `n`.
+/// A candidate row costs more than a probed one (a gather of its codes, an exact check),
+/// but the route is exact and skips the probe, the filter over the lists and widening.
+pub fn candidate_budget(nprobe: usize, nlist: usize, n: u64, factor: u64) -> u64 {
+    factor.saturating_mul(nprobe as u64).saturating_mul(n.div_ceil(nlist.max(1) as u64)).min(n)
+}
+
+/// See [`candidate_budget`].
+pub const CANDIDATE_BUDGET: u64 = 1;
+
+/// Widening target of a filtered query on the probe path: the passing rows `nprobe`
+/// average lists hold, `estimate * nprobe / nlist` (`estimate`: the filter's passing rows
+/// over the whole index, [`crate::backend::Admissions::estimate`]), times `share`
+/// ([`Planner::widen_share`], default [`WIDEN_SHARE`]). A query whose probed lists hold fewer is widened, so a filter whose
+/// passing items sit away from the query (attributes correlated with the vectors) is
+/// searched as deep, in passing items, as one spread evenly over the lists. Integer
+/// arithmetic on backend-identical counts: every backend widens the same queries.
+pub fn widen_target(estimate: u64, nprobe: usize, nlist: usize, share: (u64, u64)) -> u64 {
+    let (num, den) = share;
+    ((estimate as u128 * nprobe as u128 * num as u128) / (nlist.max(1) as u128 * den.max(1) as u128)) as u64
+}
+
+/// Share of the even-spread passing rows a query's probed lists must hold before it is
+/// left unwidened ([`widen_target`]), as a fraction `num / den`.
+pub const WIDEN_SHARE: (u64, u64) = (1, 2);
+
 /// A batch of queries with optional per-query filters.
 #[derive(Clone, Debug)]
 pub struct SearchRequest<'a> {
@@ -113,6 +142,26 @@ pub struct Executor<B: Backend> {
     index: Arc<Index>,
     resident: B::Resident,
     model: Option<Arc<RerankModel>>,
+    planner: Planner,
+}
+
+/// The planner's two routing rules ([`Executor::run`]); `Default` is what every search
+/// uses unless a caller (e.g. `silica bench --suite e2e --candidate-budget ...`) sets
+/// another. Both are integer rules on backend-identical counts, so every backend routes
+/// and widens the same queries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Planner {
+    /// Candidate budget in units of the rows `nprobe` average lists hold
+    /// ([`candidate_budget`]).
+    pub candidate_budget: u64,
+    /// [`widen_target`]'s share `(num, den)`; `(0, 1)` turns the target off (K0 alone).
+    pub widen_share: (u64, u64),
+}
+
+impl Default for Planner {
+    fn default() -> Self {
+        Planner { candidate_budget: CANDIDATE_BUDGET, widen_share: WIDEN_SHARE }
+    }
 }
 
 /// Object-safe view of an [`Executor`] over any backend (what the CLI and server hold).
@@ -138,7 +187,7 @@ impl<B: Backend> Executor<B> {
     pub fn new(backend: B, index: Arc<Index>) -> Result<Self> {
         let resident = backend.upload(&index)?;
         let model = index.rerank.clone().map(Arc::new);
-        Ok(Executor { backend, index, resident, model })
+        Ok(Executor { backend, index, resident, model, planner: Planner::default() })
     }
 
     /// Use `model` for `model` rerank (overrides one stored in the index).
@@ -154,6 +203,12 @@ impl<B: Backend> Executor<B> {
     pub fn backend(&self) -> &B {
         &self.backend
     }
+
+    /// Route with `planner` instead of [`Planner::default`].
+    pub fn with_planner(mut self, planner: Planner) -> Self {
+        self.planner = planner;
+        self
+    }
     pub fn resident(&self) -> &B::Resident {
         &self.resident
     }
@@ -165,10 +220,11 @@ impl<B: Backend> Executor<B> {
 
     /// Stages 1-5 on the probe path for queries `which` of `q` with `nprobe` lists (all
     /// lists in id order when `nprobe == nlist`, or the hook's given probes), writing
-    /// their results into `result`. Returns those short of K0 passing candidates (the
-    /// ones widening re-runs), unless all lists were probed.
+    /// their results into `result`. Returns those whose probed lists held fewer than K0
+    /// passing items or fewer Bloom "maybe" rows than `want[i]` (the ones widening
+    /// re-runs), unless all lists were probed.
     #[allow(clippy::too_many_arguments)]
-    fn probe_group<H: Hook<B>>(&self, q: &QueryBatch, plans: &[&Plan], which: &[usize], nprobe: usize, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
+    fn probe_group<H: Hook<B>>(&self, q: &QueryBatch, plans: &[&Plan], which: &[usize], nprobe: usize, want: &[u64], r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
         if which.is_empty() {
             return Ok(Vec::new());
         }
@@ -196,11 +252,14 @@ impl<B: Backend> Executor<B> {
         let cands = hook.stage(b, Stage::Scan, || b.scan(res, sub, &probes, &mask, &sub_plans, r.k0))?;
         hook.observe(b, which, Output::Scan(&cands))?;
         let counts = b.read_counts(&cands)?;
+        let targeted = nprobe < nlist && which.iter().any(|&i| want[i] > 0);
+        let maybe = if targeted { b.mask_counts(&mask, which.len())? } else { Vec::new() };
         let out = self.finish(sub, which, cands, r, hook)?;
         let mut short = Vec::new();
         for (j, &i) in which.iter().enumerate() {
             result.replace_query(i, &out, j);
-            if (counts[j] as usize) < r.k0 && nprobe < nlist {
+            let thin = targeted && maybe[j] < want[i];
+            if ((counts[j] as usize) < r.k0 || thin) && nprobe < nlist {
                 short.push(i);
             }
         }
@@ -209,10 +268,11 @@ impl<B: Backend> Executor<B> {
 
     /// Stages 2+3 over the filters' compacted candidates ([`Backend::scan_candidates`])
     /// for queries `which`, then 4-5. Queries whose Bloom candidates exceed `cap` are
-    /// returned (they take the probe path). Split into sub-batches so that no call holds
+    /// returned (they take the probe path), with their widening target in `want`
+    /// ([`widen_target`] of the filter's estimated passing rows). Split into sub-batches so that no call holds
     /// more than [`MAX_CANDIDATE_SLOTS`] candidate slots.
     #[allow(clippy::too_many_arguments)]
-    fn candidates_group<H: Hook<B>>(&self, q: &QueryBatch, plans: &[&Plan], which: &[usize], cap: u64, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
+    fn candidates_group<H: Hook<B>>(&self, q: &QueryBatch, plans: &[&Plan], which: &[usize], cap: u64, r: &Resolved, hook: &mut H, result: &mut Candidates, want: &mut [u64]) -> Result<Vec<usize>> {
         let (b, res) = (&self.backend, &self.resident);
         let per_call = (MAX_CANDIDATE_SLOTS / cap.max(1)).max(1) as usize;
         let mut rest = Vec::new();
@@ -223,13 +283,16 @@ impl<B: Backend> Executor<B> {
                 &gathered
             };
             let sub_plans: Vec<&Plan> = chunk.iter().map(|&i| plans[i]).collect();
-            let (cands, answered) = hook.stage(b, Stage::Candidates, || b.scan_candidates(res, sub, &sub_plans, r.k0, cap))?;
-            hook.observe(b, chunk, Output::Candidates(&cands, &answered))?;
+            let (cands, adm) = hook.stage(b, Stage::Candidates, || b.scan_candidates(res, sub, &sub_plans, r.k0, cap))?;
+            hook.observe(b, chunk, Output::Candidates(&cands, &adm.answered))?;
             let out = self.finish(sub, chunk, cands, r, hook)?;
             for (j, &i) in chunk.iter().enumerate() {
-                match answered[j] {
+                match adm.answered[j] {
                     Some(_) => result.replace_query(i, &out, j),
-                    None => rest.push(i),
+                    None => {
+                        want[i] = widen_target(adm.estimate.get(j).copied().unwrap_or(0), r.nprobe, self.index.nlist(), self.planner.widen_share);
+                        rest.push(i)
+                    }
                 }
             }
         }
@@ -248,13 +311,13 @@ impl<B: Backend> Executor<B> {
     /// The stage sequence for one prepared batch (the planner, both routes, widening):
     /// `[B, k]` final candidates (sorted rows of the index, best first).
     ///
-    /// * Filtered queries first try [`Backend::scan_candidates`] with a budget of the rows
-    ///   `nprobe` average lists hold (all rows when `nprobe == nlist`): a filter whose Bloom
+    /// * Filtered queries first try [`Backend::scan_candidates`] with a budget of
+    ///   [`candidate_budget`] rows (all rows when `nprobe == nlist`): a filter whose Bloom
     ///   candidates fit is answered exactly over them, at the cost of its candidates.
     /// * The rest take the probe path (stage 1 probe, 2 filter over the probed lists, 3 scan).
-    /// * Queries whose probed lists held fewer than K0 passing items are widened: re-run
-    ///   with 4x the lists; where that would reach every list, a filtered query is answered
-    ///   over its candidates instead.
+    /// * Queries whose probed lists held fewer than K0 passing items, or (filtered) fewer
+    ///   than their [`widen_target`], are widened: re-run with 4x the lists; where that
+    ///   would reach every list, a filtered query is answered over its candidates instead.
     pub fn run<H: Hook<B>>(&self, q: &QueryBatch, plans: &[&Plan], r: &Resolved, hook: &mut H) -> Result<Candidates> {
         if plans.len() != q.len {
             return Err(Error::param("filters", format!("{} filters for {} queries", plans.len(), q.len)));
@@ -264,23 +327,24 @@ impl<B: Backend> Executor<B> {
         let given = hook.has_given_probes();
         let planner = hook.planner() && !given;
         let all_lists = r.nprobe == nlist;
-        let cap = if all_lists { n } else { (r.nprobe as u64) * n.div_ceil(nlist as u64) };
+        let cap = if all_lists { n } else { candidate_budget(r.nprobe, nlist, n, self.planner.candidate_budget) };
         let (filtered, mut probe_path): (Vec<usize>, Vec<usize>) = (0..q.len).partition(|&i| planner && !plans[i].is_all());
+        let mut want = vec![0u64; q.len];
         if !filtered.is_empty() {
-            probe_path.extend(self.candidates_group(q, plans, &filtered, cap, r, hook, &mut result)?);
+            probe_path.extend(self.candidates_group(q, plans, &filtered, cap, r, hook, &mut result, &mut want)?);
             probe_path.sort_unstable();
         }
-        let mut short = self.probe_group(q, plans, &probe_path, r.nprobe, r, hook, &mut result)?;
+        let mut short = self.probe_group(q, plans, &probe_path, r.nprobe, &want, r, hook, &mut result)?;
         let mut np = r.nprobe;
         while hook.widen() && !given && !short.is_empty() && np < nlist {
             np = (np * 4).min(nlist);
             if np == nlist && planner {
                 let (f, u): (Vec<usize>, Vec<usize>) = short.iter().partition(|&&i| !plans[i].is_all());
-                let left = self.candidates_group(q, plans, &f, n, r, hook, &mut result)?;
+                let left = self.candidates_group(q, plans, &f, n, r, hook, &mut result, &mut want)?;
                 debug_assert!(left.is_empty(), "a budget of every row answers every query");
                 short = u;
             }
-            short = self.probe_group(q, plans, &short, np, r, hook, &mut result)?;
+            short = self.probe_group(q, plans, &short, np, &want, r, hook, &mut result)?;
         }
         Ok(result)
     }
@@ -383,7 +447,7 @@ impl<B: Backend> Search for Executor<B> {
 
     fn with_index(&self, index: Arc<Index>, changed: &Changed) -> Result<Box<dyn Search>> {
         let resident = self.backend.update(&self.resident, &index, changed)?;
-        Ok(Box::new(Executor { backend: self.backend.clone(), index, resident, model: self.model.clone() }))
+        Ok(Box::new(Executor { backend: self.backend.clone(), index, resident, model: self.model.clone(), planner: self.planner }))
     }
 
     fn search(&self, req: &SearchRequest) -> Result<Vec<SearchResponse>> {
@@ -461,13 +525,18 @@ impl crate::backend::Candidates {
 
 /// Open an executor for a backend by name (`cpu`, `wgpu`, `cuda`).
 pub fn open(backend: &str, index: Arc<Index>) -> Result<Box<dyn Search>> {
+    open_planned(backend, index, Planner::default())
+}
+
+/// [`open`] with a planner other than the default.
+pub fn open_planned(backend: &str, index: Arc<Index>, planner: Planner) -> Result<Box<dyn Search>> {
     match backend {
-        "cpu" => Ok(Box::new(Executor::new(crate::backend::cpu::Cpu, index)?)),
+        "cpu" => Ok(Box::new(Executor::new(crate::backend::cpu::Cpu, index)?.with_planner(planner))),
         #[cfg(feature = "wgpu")]
-        "wgpu" => Ok(Box::new(Executor::new(crate::backend::wgpu::Wgpu::new(Default::default())?, index)?)),
-        "auto" => open(crate::device::Device::auto().name(), index),
+        "wgpu" => Ok(Box::new(Executor::new(crate::backend::wgpu::Wgpu::new(Default::default())?, index)?.with_planner(planner))),
+        "auto" => open_planned(crate::device::Device::auto().name(), index, planner),
         #[cfg(feature = "cuda")]
-        "cuda" => Ok(Box::new(Executor::new(crate::backend::cuda::Cuda::new()?, index)?)),
+        "cuda" => Ok(Box::new(Executor::new(crate::backend::cuda::Cuda::new()?, index)?.with_planner(planner))),
         other => Err(Error::backend(other, "this backend is not available in this build; use --backend cpu")),
     }
 }

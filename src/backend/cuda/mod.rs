@@ -848,14 +848,14 @@ impl Backend for Cuda {
     /// verification, compaction) -> `cand_score` (cuda/scan.cu: dp4a keys of the
     /// compacted rows) -> `topk_select` over each query's keys; then the Bloom counts are
     /// read back (`4 B` bytes, the planner's one read).
-    fn scan_candidates(&self, ix: &Resident, q: &QueryBatch, plans: &[&Plan], k0: usize, cap: u64) -> Result<(DevCands, Vec<Option<u64>>)> {
+    fn scan_candidates(&self, ix: &Resident, q: &QueryBatch, plans: &[&Plan], k0: usize, cap: u64) -> Result<(DevCands, super::Admissions)> {
         let b = q.len;
         if plans.len() != b {
             return Err(Error::param("filters", format!("{} plans for {b} queries", plans.len())));
         }
         Self::check_batch(b)?;
         if b == 0 {
-            return Ok((self.empty_cands(0, k0)?, Vec::new()));
+            return Ok((self.empty_cands(0, k0)?, super::Admissions::default()));
         }
         let all = cap >= ix.n as u64;
         let cap = cap.min(ix.n as u64).max(1);
@@ -906,8 +906,10 @@ impl Backend for Cuda {
             ],
         )?;
         let sblocks = cap.div_ceil(256).clamp(1, 64) as u32;
+        // Measurement switch for one H200 call (cand_score vs cand_score_g8); removed after.
+        let score = if std::env::var("SILICA_CAND_SCORE").is_ok_and(|v| v == "thread") { "cand_score" } else { "cand_score_g8" };
         dev.launch(
-            "cand_score",
+            score,
             (sblocks, b as u32, 1),
             256,
             0,
@@ -917,9 +919,12 @@ impl Backend for Cuda {
         if k0 > 0 {
             self.topk(0, keys, 0, 0, cap, seg, 0, k0, b, out.rows.ptr(), out.scores.ptr(), out.counts.ptr())?;
         }
-        let got = dev.download_at(ws.cand_counts.as_ref().expect("allocated"), 0, b)?;
+        // One read-back: [bloom b][exact b][seg b][sample b] (sample is zero when `all`).
+        let got = dev.download_at(ws.cand_counts.as_ref().expect("allocated"), 0, 4 * b)?;
         drop(ws);
-        Ok((out, got.into_iter().map(|c| (c as u64 <= cap).then_some(c as u64)).collect()))
+        let answered = got[..b].iter().map(|&c| (c as u64 <= cap).then_some(c as u64)).collect();
+        let sampled: Vec<u64> = got[3 * b..].iter().map(|&s| s as u64).collect();
+        Ok((out, super::Admissions::new(answered, &sampled)))
     }
 
     fn rerank(&self, ix: &Resident, q: &QueryBatch, c: DevCands, mode: &Rerank) -> Result<DevCands> {
