@@ -159,3 +159,39 @@ fn cosine_ignores_vector_norms() {
         }
     }
 }
+
+#[test]
+fn candidate_budget_sends_filters_up_to_four_lists_of_rows_to_their_candidates() {
+    use silica::backend::Backend;
+    use silica::graph::{Planner, Trace, CANDIDATE_BUDGET};
+    let (n, nlist, nprobe) = (3000usize, 60usize, 2usize);
+    let (ix, _) = random_index(n, 16, nlist, 8, &[]);
+    let ix = Arc::new(ix);
+    let one = silica::graph::candidate_budget(nprobe, nlist, n as u64, 1);
+    let four = silica::graph::candidate_budget(nprobe, nlist, n as u64, CANDIDATE_BUDGET);
+    assert_eq!(four, (CANDIDATE_BUDGET * one).min(n as u64));
+    // A filter whose Bloom candidates are more than one budget and at most four.
+    let texts = [r#"section = "games""#, r#"section = "libs""#, r#"section IN ("python", "science")"#, r#"tags = "field::biology" AND section = "games""#, r#"section = "python""#];
+    let res = Cpu.upload(&ix).unwrap();
+    let f = texts
+        .iter()
+        .map(|t| Filter::compile(t, &ix.attrs.schema, &ix.bloom.params).unwrap())
+        .find(|f| (one + 1..=four).contains(&Cpu.count(&res, &[&f.plan]).unwrap()[0]))
+        .expect("a filter between one and four budgets");
+    let q = random_queries(5, 16, 4);
+    let filters = vec![f.clone(); 5];
+    let params = SearchParams { k: 10, nprobe: Some(nprobe), k0: None, rerank: RerankMode::None, task_weights: None };
+    let req = SearchRequest { queries: &q, filters: &filters, params };
+    // Default planner: every query over its candidates, and so the exact answer.
+    let mut t = Trace::default();
+    let got = Executor::new(Cpu, ix.clone()).unwrap().search_traced(&req, &mut t).unwrap();
+    assert_eq!(t.candidate_queries, 5);
+    for b in 0..5 {
+        let want = brute_force(&ix, &q[b * 16..(b + 1) * 16], &f, 10);
+        assert_eq!(got[b].rows, want.iter().map(|w| w.0).collect::<Vec<_>>(), "query {b}");
+    }
+    // A budget of one: the same filter takes the probe path.
+    let mut t = Trace::default();
+    Executor::new(Cpu, ix.clone()).unwrap().with_planner(Planner { candidate_budget: 1 }).search_traced(&req, &mut t).unwrap();
+    assert_eq!(t.candidate_queries, 0);
+}

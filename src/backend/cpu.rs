@@ -339,19 +339,17 @@ impl Backend for Cpu {
     /// "maybe" rows over the whole index in blocks of words (stopping once more than
     /// `cap`), then exact verification of the rows that would
     /// enter the top-K0, as [`Backend::scan`] does for a list.
-    fn scan_candidates(&self, ix: &Arc<Index>, q: &QueryBatch, plans: &[&Plan], k0: usize, cap: u64) -> Result<(Candidates, super::Admissions)> {
+    fn scan_candidates(&self, ix: &Arc<Index>, q: &QueryBatch, plans: &[&Plan], k0: usize, cap: u64) -> Result<(Candidates, Vec<Option<u64>>)> {
         let d = ix.dim;
         if plans.len() != q.len {
             return Err(Error::param("filters", format!("{} plans for {} queries", plans.len(), q.len)));
         }
         let all = 0..ix.len();
-        let n = ix.len() as u64;
-        let sampled: Vec<u64> = if cap >= n { vec![0; q.len] } else { plans.par_iter().map(|p| super::sampled_bloom_count(ix, p)).collect() };
         let per_query: Vec<(Vec<crate::topk::Scored>, Option<u64>)> = (0..q.len)
             .into_par_iter()
             .map(|b| {
                 let plan = plans[b];
-                if !super::admit_candidates(sampled[b], cap, n) {
+                if !super::admit_candidates(super::sampled_bloom_count(ix, plan), cap, ix.len() as u64) {
                     return (Vec::new(), None);
                 }
                 let mut rows: Vec<u32> = Vec::new();
@@ -377,7 +375,7 @@ impl Backend for Cpu {
             })
             .collect();
         let answers = per_query.iter().map(|(_, a)| *a).collect();
-        Ok((pack(per_query.into_iter().map(|(t, _)| t).collect(), k0), super::Admissions::new(answers, &sampled)))
+        Ok((pack(per_query.into_iter().map(|(t, _)| t).collect(), k0), answers))
     }
 
     fn rerank(&self, ix: &Arc<Index>, q: &QueryBatch, mut c: Candidates, mode: &Rerank) -> Result<Candidates> {
@@ -455,10 +453,6 @@ impl Backend for Cpu {
     }
     fn read_counts(&self, c: &Candidates) -> Result<Vec<u32>> {
         Ok(c.counts.clone())
-    }
-
-    fn mask_counts(&self, m: &Mask, queries: usize) -> Result<Vec<u64>> {
-        Ok(super::host_mask_counts(m, queries))
     }
 }
 

@@ -210,21 +210,20 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// 3. when `bloom[q] > cap`: the query is not scanned (count 0) and its answer is
     ///    `None`; the executor sends it down the probe path.
     ///
-    /// Returns the `[B, k0]` candidates and the per-query [`Admissions`] (host data: the
-    /// only values the planner reads back before the probe path runs). Backends may stop
+    /// Returns the `[B, k0]` candidates and the per-query answers (host data: the only
+    /// value the planner reads back before the probe path runs). Backends may stop
     /// counting a query once it passes `cap`. The default composes this backend's own
     /// [`Backend::count`], [`Backend::filter`] over every list and [`Backend::scan`]
     /// (no compaction; correct, at the cost of walking every list's mask).
-    fn scan_candidates(&self, ix: &Self::Resident, q: &QueryBatch, plans: &[&Plan], k0: usize, cap: u64) -> Result<(Self::Cands, Admissions)> {
+    fn scan_candidates(&self, ix: &Self::Resident, q: &QueryBatch, plans: &[&Plan], k0: usize, cap: u64) -> Result<(Self::Cands, Vec<Option<u64>>)> {
         if plans.len() != q.len {
             return Err(crate::Error::param("filters", format!("{} plans for {} queries", plans.len(), q.len)));
         }
         let host = self.resident_index(ix);
         let n = host.len() as u64;
         let nothing = Plan::nothing();
-        let sampled: Vec<u64> = if cap >= n { vec![0; plans.len()] } else { plans.iter().map(|p| sampled_bloom_count(host, p)).collect() };
         // Plans turned away on their sample are not counted (a no-row plan counts 0).
-        let admitted: Vec<bool> = sampled.iter().map(|&s| admit_candidates(s, cap, n)).collect();
+        let admitted: Vec<bool> = plans.iter().map(|p| admit_candidates(sampled_bloom_count(host, p), cap, n)).collect();
         let counted: Vec<&Plan> = plans.iter().zip(&admitted).map(|(&p, &a)| if a { p } else { &nothing }).collect();
         let bloom: Vec<u64> = self.count(ix, &counted)?.into_iter().zip(&admitted).map(|(c, &a)| if a { c } else { u64::MAX }).collect();
         let eff: Vec<&Plan> = plans.iter().zip(&bloom).map(|(&p, &c)| if c <= cap { p } else { &nothing }).collect();
@@ -233,8 +232,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
         let probes = self.upload_probes(ix, &all)?;
         let mask = self.filter(ix, &eff, &probes)?;
         let cands = self.scan(ix, q, &probes, &mask, &eff, k0)?;
-        let answered = bloom.into_iter().map(|c| (c <= cap).then_some(c)).collect();
-        Ok((cands, Admissions::new(answered, &sampled)))
+        Ok((cands, bloom.into_iter().map(|c| (c <= cap).then_some(c)).collect()))
     }
 
     /// The host index `ix` was uploaded from.
@@ -280,41 +278,8 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn read_probes(&self, p: &Self::Probes) -> Result<Probes>;
     fn read_mask(&self, m: &Self::Mask) -> Result<Mask>;
     fn read_cands(&self, c: &Self::Cands) -> Result<Candidates>;
-    /// Valid candidates per query `[B]` (the executor's widening decision reads this).
+    /// Valid candidates per query `[B]` (the executor's widening decision reads only this).
     fn read_counts(&self, c: &Self::Cands) -> Result<Vec<u32>>;
-    /// Set bits per query `[queries]` of a stage-2 mask (Bloom "maybe" and live rows of
-    /// its probed lists): what the executor compares with a filtered query's
-    /// [`crate::graph::widen_target`]. The default reads the mask back.
-    fn mask_counts(&self, m: &Self::Mask, queries: usize) -> Result<Vec<u64>> {
-        let m = self.read_mask(m)?;
-        Ok(host_mask_counts(&m, queries))
-    }
-}
-
-/// [`Backend::mask_counts`] of a host mask: queries own equal, consecutive runs of its
-/// per-list entries.
-pub fn host_mask_counts(m: &Mask, queries: usize) -> Vec<u64> {
-    let per = (m.offsets.len().saturating_sub(1)).checked_div(queries).unwrap_or(0);
-    (0..queries).map(|q| m.words[m.offsets[q * per]..m.offsets[(q + 1) * per]].iter().map(|w| w.count_ones() as u64).sum()).collect()
-}
-
-/// Per-query outcome of [`Backend::scan_candidates`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Admissions {
-    /// `Some(bloom)` (the Bloom "maybe" rows of the whole index) for a query answered over
-    /// its candidates; `None` for one left to the probe path.
-    pub answered: Vec<Option<u64>>,
-    /// The filter's estimated passing rows, [`sampled_bloom_count`] x [`SAMPLE_EVERY`]
-    /// (the same number on every backend); 0 when `cap` covers every row (nothing is
-    /// sampled then). The executor's widening rule reads it (`graph::widen_target`).
-    pub estimate: Vec<u64>,
-}
-
-impl Admissions {
-    /// From per-query answers and sampled Bloom counts.
-    pub fn new(answered: Vec<Option<u64>>, sampled: &[u64]) -> Admissions {
-        Admissions { answered, estimate: sampled.iter().map(|&s| s.saturating_mul(SAMPLE_EVERY as u64)).collect() }
-    }
 }
 
 /// Words between two samples of [`sampled_bloom_count`].

@@ -155,8 +155,7 @@ pub struct ClassReport {
     pub candidate_share: f64,
     /// The planner's candidate budget ([`Planner::candidate_budget`]) of this row.
     pub candidate_budget: u64,
-    /// The planner's widening share (`num / den`, [`Planner::widen_share`]) of this row.
-    pub widen_share: f64,
+
     /// `device`, `host` or `mixed`: the clock of the stage times.
     pub clock: String,
     /// Measured batches.
@@ -333,7 +332,6 @@ pub fn run(p: &E2eParams) -> Result<E2eReport> {
                 violations,
                 candidate_share: m.candidate_share,
                 candidate_budget: planner.candidate_budget,
-                widen_share: planner.widen_share.0 as f64 / planner.widen_share.1.max(1) as f64,
                 clock: m.clock,
                 iterations: m.host_s.len(),
                 host_breakdown_ms: m.breakdown.clone(),
@@ -342,7 +340,7 @@ pub fn run(p: &E2eParams) -> Result<E2eReport> {
     }
     }
     for i in 0..classes.len() {
-        let same = |c: &ClassReport| c.batch == classes[i].batch && c.candidate_budget == classes[i].candidate_budget && c.widen_share == classes[i].widen_share;
+        let same = |c: &ClassReport| c.batch == classes[i].batch && c.candidate_budget == classes[i].candidate_budget;
         let base = classes.iter().find(|c| c.class == "none" && same(c)).map_or(f64::NAN, |c| c.qps);
         classes[i].qps_ratio = classes[i].qps / base;
     }
@@ -453,16 +451,16 @@ pub fn table(r: &E2eReport) -> String {
         r.backend, r.threads, r.n, r.dim, r.nlist, r.nprobe, r.k, r.k0, r.queries, r.recall_sample, r.gen_s, r.build_s, r.truth_s, r.upload_s, r.time_budget_s
     );
     s += &format!(
-        "{:>4} {:>5} {:<6} {:>5} {:>9} {:>6} {:>10} {:>6} {:>9} {:>9} {:>9} {:>9} {:>7} {:>5} {:>5} {:>6}\n",
-        "cbud", "widen", "class", "B", "pass", "inband", "qps", "ratio", "host p50", "host p99", "dev p50", "dev p99", "recall", "viol", "cand", "clock"
+        "{:>4} {:<6} {:>5} {:>9} {:>6} {:>10} {:>6} {:>9} {:>9} {:>9} {:>9} {:>7} {:>5} {:>5} {:>6}\n",
+        "cbud", "class", "B", "pass", "inband", "qps", "ratio", "host p50", "host p99", "dev p50", "dev p99", "recall", "viol", "cand", "clock"
     );
     for c in &r.classes {
         s += &format!(
-            "{:>4} {:>5.2} {:<6} {:>5} {:>9.5} {:>6.2} {:>10.0} {:>6.2} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7.4} {:>5} {:>5.2} {:>6}\n",
-            c.candidate_budget, c.widen_share, c.class, c.batch, c.pass_fraction, c.in_band, c.qps, c.qps_ratio, c.host_ms_p50, c.host_ms_p99, c.device_ms_p50, c.device_ms_p99, c.recall, c.violations, c.candidate_share, c.clock
+            "{:>4} {:<6} {:>5} {:>9.5} {:>6.2} {:>10.0} {:>6.2} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7.4} {:>5} {:>5.2} {:>6}\n",
+            c.candidate_budget, c.class, c.batch, c.pass_fraction, c.in_band, c.qps, c.qps_ratio, c.host_ms_p50, c.host_ms_p99, c.device_ms_p50, c.device_ms_p99, c.recall, c.violations, c.candidate_share, c.clock
         );
     }
-    s += "\n(ms per batch; ratio: qps / unfiltered qps at the same B and planner; cbud / widen: the planner's candidate budget and widening share; cand: share of queries answered over compacted candidates)\n";
+    s += "\n(ms per batch; ratio: qps / unfiltered qps at the same B and planner; cbud: the planner's candidate budget; cand: share of queries answered over compacted candidates)\n";
     s += &r.classes.iter().filter(|c| c.batch == r.classes[0].batch).map(|c| format!("  e.g. {:<6} {}\n", c.class, if c.example_filter.is_empty() { "(no filter)" } else { &c.example_filter })).collect::<String>();
     s
 }

@@ -59,10 +59,6 @@ pub struct BenchArgs {
     /// nprobe average lists hold [default: the executor's, graph::CANDIDATE_BUDGET].
     #[arg(long, value_delimiter = ',')]
     pub candidate_budget: Vec<u64>,
-    /// --suite e2e: planner widening shares to compare, a comma list of fractions (0 turns
-    /// the passing-rows target off) [default: the executor's, graph::WIDEN_SHARE].
-    #[arg(long, value_delimiter = ',')]
-    pub widen_share: Vec<f64>,
     /// --suite e2e: query vectors, each searched once per filter class [default: 512].
     #[arg(long)]
     pub queries: Option<usize>,
@@ -154,21 +150,12 @@ fn unused(mode: &str, given: &[(&str, bool)]) -> Result<()> {
     }
 }
 
-/// Every (candidate budget, widening share) pair of `--candidate-budget` x `--widen-share`.
+/// One planner per `--candidate-budget` value (none given: the default alone).
 fn planners(a: &BenchArgs) -> Result<Vec<silica::graph::Planner>> {
-    let d = silica::graph::Planner::default();
-    if a.candidate_budget.is_empty() && a.widen_share.is_empty() {
-        return Ok(Vec::new());
-    }
-    if let Some(w) = a.widen_share.iter().find(|w| !(w.is_finite() && **w >= 0.0 && **w <= 64.0)) {
-        bail!(silica::Error::param("widen-share", format!("{w} is not a fraction in [0, 64]")));
-    }
     if a.candidate_budget.contains(&0) {
         bail!(silica::Error::param("candidate-budget", "must be at least 1"));
     }
-    let budgets = if a.candidate_budget.is_empty() { vec![d.candidate_budget] } else { a.candidate_budget.clone() };
-    let shares: Vec<(u64, u64)> = if a.widen_share.is_empty() { vec![d.widen_share] } else { a.widen_share.iter().map(|w| ((w * 1000.0).round() as u64, 1000)).collect() };
-    Ok(budgets.iter().flat_map(|&b| shares.iter().map(move |&s| silica::graph::Planner { candidate_budget: b, widen_share: s })).collect())
+    Ok(a.candidate_budget.iter().map(|&b| silica::graph::Planner { candidate_budget: b }).collect())
 }
 
 fn run_e2e(a: &BenchArgs) -> Result<()> {
@@ -200,7 +187,7 @@ fn run_e2e(a: &BenchArgs) -> Result<()> {
 }
 
 fn run_single(a: &BenchArgs) -> Result<()> {
-    unused("a single workload (without --suite e2e)", &[("queries", a.queries.is_some()), ("candidate-budget", !a.candidate_budget.is_empty()), ("widen-share", !a.widen_share.is_empty())])?;
+    unused("a single workload (without --suite e2e)", &[("queries", a.queries.is_some()), ("candidate-budget", !a.candidate_budget.is_empty())])?;
     let batch = match a.batch[..] {
         [] => 16,
         [b] => b,
@@ -270,7 +257,6 @@ fn run_suite(a: &BenchArgs) -> Result<()> {
         ("queries", a.queries.is_some()),
         ("recall-sample", a.recall_sample.is_some()),
         ("candidate-budget", !a.candidate_budget.is_empty()),
-        ("widen-share", !a.widen_share.is_empty()),
     ];
     unused("--suite peer", &flags)?;
     let p = suite::SuiteParams {

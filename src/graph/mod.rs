@@ -69,35 +69,6 @@ pub fn default_nprobe(nlist: usize) -> usize {
     (nlist / 16).max(1).min(nlist)
 }
 
-/// Candidate budget of the planner ([`Executor::run`]): a filtered query whose Bloom
-/// candidates number at most this many rows is answered over them, exactly, instead of
-/// probing; `factor` ([`Planner::candidate_budget`], default [`CANDIDATE_BUDGET`]) times
-/// the rows `nprobe` average lists hold, at most `n`.
-/// A candidate row costs more than a probed one (a gather of its codes, an exact check),
-/// but the route is exact and skips the probe, the filter over the lists and widening.
-pub fn candidate_budget(nprobe: usize, nlist: usize, n: u64, factor: u64) -> u64 {
-    factor.saturating_mul(nprobe as u64).saturating_mul(n.div_ceil(nlist.max(1) as u64)).min(n)
-}
-
-/// See [`candidate_budget`].
-pub const CANDIDATE_BUDGET: u64 = 1;
-
-/// Widening target of a filtered query on the probe path: the passing rows `nprobe`
-/// average lists hold, `estimate * nprobe / nlist` (`estimate`: the filter's passing rows
-/// over the whole index, [`crate::backend::Admissions::estimate`]), times `share`
-/// ([`Planner::widen_share`], default [`WIDEN_SHARE`]). A query whose probed lists hold fewer is widened, so a filter whose
-/// passing items sit away from the query (attributes correlated with the vectors) is
-/// searched as deep, in passing items, as one spread evenly over the lists. Integer
-/// arithmetic on backend-identical counts: every backend widens the same queries.
-pub fn widen_target(estimate: u64, nprobe: usize, nlist: usize, share: (u64, u64)) -> u64 {
-    let (num, den) = share;
-    ((estimate as u128 * nprobe as u128 * num as u128) / (nlist.max(1) as u128 * den.max(1) as u128)) as u64
-}
-
-/// Share of the even-spread passing rows a query's probed lists must hold before it is
-/// left unwidened ([`widen_target`]), as a fraction `num / den`.
-pub const WIDEN_SHARE: (u64, u64) = (1, 2);
-
 /// A batch of queries with optional per-query filters.
 #[derive(Clone, Debug)]
 pub struct SearchRequest<'a> {
@@ -145,24 +116,36 @@ pub struct Executor<B: Backend> {
     planner: Planner,
 }
 
-/// The planner's two routing rules ([`Executor::run`]); `Default` is what every search
-/// uses unless a caller (e.g. `silica bench --suite e2e --candidate-budget ...`) sets
-/// another. Both are integer rules on backend-identical counts, so every backend routes
-/// and widens the same queries.
+/// The planner's routing rule ([`Executor::run`]); `Default` is what every search uses
+/// unless a caller (e.g. `silica bench --suite e2e --candidate-budget 1,4`) sets another.
+/// An integer rule on backend-identical counts, so every backend routes the same queries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Planner {
     /// Candidate budget in units of the rows `nprobe` average lists hold
-    /// ([`candidate_budget`]).
+    /// ([`candidate_budget`]), >= 1.
     pub candidate_budget: u64,
-    /// [`widen_target`]'s share `(num, den)`; `(0, 1)` turns the target off (K0 alone).
-    pub widen_share: (u64, u64),
 }
 
 impl Default for Planner {
     fn default() -> Self {
-        Planner { candidate_budget: CANDIDATE_BUDGET, widen_share: WIDEN_SHARE }
+        Planner { candidate_budget: CANDIDATE_BUDGET }
     }
 }
+
+/// Candidate budget of the planner ([`Executor::run`]): a filtered query whose Bloom
+/// candidates number at most this many rows is answered over them, exactly, instead of
+/// probing: `factor` ([`Planner::candidate_budget`], default [`CANDIDATE_BUDGET`]) times
+/// the rows `nprobe` average lists hold, at most `n`.
+pub fn candidate_budget(nprobe: usize, nlist: usize, n: u64, factor: u64) -> u64 {
+    factor.max(1).saturating_mul(nprobe as u64).saturating_mul(n.div_ceil(nlist.max(1) as u64)).min(n)
+}
+
+/// Default [`Planner::candidate_budget`]. A candidate costs about what a probed row does
+/// once the codes are gathered as whole rows (CUDA: `codes_rows`), plus its exact check,
+/// and the route is exact; the probe path over a filter with 1-3% of the items passing
+/// keeps 0.6-0.97 recall@10 at nprobe 32 (BENCHMARKS.md "Stop 20"). 4 sends filters of up
+/// to 4 x nprobe/nlist of the items (3% at nprobe 32 of 4096) to their candidates.
+pub const CANDIDATE_BUDGET: u64 = 4;
 
 /// Object-safe view of an [`Executor`] over any backend (what the CLI and server hold).
 pub trait Search: Send + Sync {
@@ -220,11 +203,10 @@ impl<B: Backend> Executor<B> {
 
     /// Stages 1-5 on the probe path for queries `which` of `q` with `nprobe` lists (all
     /// lists in id order when `nprobe == nlist`, or the hook's given probes), writing
-    /// their results into `result`. Returns those whose probed lists held fewer than K0
-    /// passing items or fewer Bloom "maybe" rows than `want[i]` (the ones widening
-    /// re-runs), unless all lists were probed.
+    /// their results into `result`. Returns those short of K0 passing candidates (the
+    /// ones widening re-runs), unless all lists were probed.
     #[allow(clippy::too_many_arguments)]
-    fn probe_group<H: Hook<B>>(&self, q: &QueryBatch, plans: &[&Plan], which: &[usize], nprobe: usize, want: &[u64], r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
+    fn probe_group<H: Hook<B>>(&self, q: &QueryBatch, plans: &[&Plan], which: &[usize], nprobe: usize, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
         if which.is_empty() {
             return Ok(Vec::new());
         }
@@ -252,14 +234,11 @@ impl<B: Backend> Executor<B> {
         let cands = hook.stage(b, Stage::Scan, || b.scan(res, sub, &probes, &mask, &sub_plans, r.k0))?;
         hook.observe(b, which, Output::Scan(&cands))?;
         let counts = b.read_counts(&cands)?;
-        let targeted = nprobe < nlist && which.iter().any(|&i| want[i] > 0);
-        let maybe = if targeted { b.mask_counts(&mask, which.len())? } else { Vec::new() };
         let out = self.finish(sub, which, cands, r, hook)?;
         let mut short = Vec::new();
         for (j, &i) in which.iter().enumerate() {
             result.replace_query(i, &out, j);
-            let thin = targeted && maybe[j] < want[i];
-            if ((counts[j] as usize) < r.k0 || thin) && nprobe < nlist {
+            if (counts[j] as usize) < r.k0 && nprobe < nlist {
                 short.push(i);
             }
         }
@@ -268,11 +247,10 @@ impl<B: Backend> Executor<B> {
 
     /// Stages 2+3 over the filters' compacted candidates ([`Backend::scan_candidates`])
     /// for queries `which`, then 4-5. Queries whose Bloom candidates exceed `cap` are
-    /// returned (they take the probe path), with their widening target in `want`
-    /// ([`widen_target`] of the filter's estimated passing rows). Split into sub-batches so that no call holds
+    /// returned (they take the probe path). Split into sub-batches so that no call holds
     /// more than [`MAX_CANDIDATE_SLOTS`] candidate slots.
     #[allow(clippy::too_many_arguments)]
-    fn candidates_group<H: Hook<B>>(&self, q: &QueryBatch, plans: &[&Plan], which: &[usize], cap: u64, r: &Resolved, hook: &mut H, result: &mut Candidates, want: &mut [u64]) -> Result<Vec<usize>> {
+    fn candidates_group<H: Hook<B>>(&self, q: &QueryBatch, plans: &[&Plan], which: &[usize], cap: u64, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
         let (b, res) = (&self.backend, &self.resident);
         let per_call = (MAX_CANDIDATE_SLOTS / cap.max(1)).max(1) as usize;
         let mut rest = Vec::new();
@@ -283,16 +261,13 @@ impl<B: Backend> Executor<B> {
                 &gathered
             };
             let sub_plans: Vec<&Plan> = chunk.iter().map(|&i| plans[i]).collect();
-            let (cands, adm) = hook.stage(b, Stage::Candidates, || b.scan_candidates(res, sub, &sub_plans, r.k0, cap))?;
-            hook.observe(b, chunk, Output::Candidates(&cands, &adm.answered))?;
+            let (cands, answered) = hook.stage(b, Stage::Candidates, || b.scan_candidates(res, sub, &sub_plans, r.k0, cap))?;
+            hook.observe(b, chunk, Output::Candidates(&cands, &answered))?;
             let out = self.finish(sub, chunk, cands, r, hook)?;
             for (j, &i) in chunk.iter().enumerate() {
-                match adm.answered[j] {
+                match answered[j] {
                     Some(_) => result.replace_query(i, &out, j),
-                    None => {
-                        want[i] = widen_target(adm.estimate.get(j).copied().unwrap_or(0), r.nprobe, self.index.nlist(), self.planner.widen_share);
-                        rest.push(i)
-                    }
+                    None => rest.push(i),
                 }
             }
         }
@@ -315,9 +290,9 @@ impl<B: Backend> Executor<B> {
     ///   [`candidate_budget`] rows (all rows when `nprobe == nlist`): a filter whose Bloom
     ///   candidates fit is answered exactly over them, at the cost of its candidates.
     /// * The rest take the probe path (stage 1 probe, 2 filter over the probed lists, 3 scan).
-    /// * Queries whose probed lists held fewer than K0 passing items, or (filtered) fewer
-    ///   than their [`widen_target`], are widened: re-run with 4x the lists; where that
-    ///   would reach every list, a filtered query is answered over its candidates instead.
+    /// * Queries whose probed lists held fewer than K0 passing items are widened: re-run
+    ///   with 4x the lists; where that would reach every list, a filtered query is answered
+    ///   over its candidates instead.
     pub fn run<H: Hook<B>>(&self, q: &QueryBatch, plans: &[&Plan], r: &Resolved, hook: &mut H) -> Result<Candidates> {
         if plans.len() != q.len {
             return Err(Error::param("filters", format!("{} filters for {} queries", plans.len(), q.len)));
@@ -329,22 +304,21 @@ impl<B: Backend> Executor<B> {
         let all_lists = r.nprobe == nlist;
         let cap = if all_lists { n } else { candidate_budget(r.nprobe, nlist, n, self.planner.candidate_budget) };
         let (filtered, mut probe_path): (Vec<usize>, Vec<usize>) = (0..q.len).partition(|&i| planner && !plans[i].is_all());
-        let mut want = vec![0u64; q.len];
         if !filtered.is_empty() {
-            probe_path.extend(self.candidates_group(q, plans, &filtered, cap, r, hook, &mut result, &mut want)?);
+            probe_path.extend(self.candidates_group(q, plans, &filtered, cap, r, hook, &mut result)?);
             probe_path.sort_unstable();
         }
-        let mut short = self.probe_group(q, plans, &probe_path, r.nprobe, &want, r, hook, &mut result)?;
+        let mut short = self.probe_group(q, plans, &probe_path, r.nprobe, r, hook, &mut result)?;
         let mut np = r.nprobe;
         while hook.widen() && !given && !short.is_empty() && np < nlist {
             np = (np * 4).min(nlist);
             if np == nlist && planner {
                 let (f, u): (Vec<usize>, Vec<usize>) = short.iter().partition(|&&i| !plans[i].is_all());
-                let left = self.candidates_group(q, plans, &f, n, r, hook, &mut result, &mut want)?;
+                let left = self.candidates_group(q, plans, &f, n, r, hook, &mut result)?;
                 debug_assert!(left.is_empty(), "a budget of every row answers every query");
                 short = u;
             }
-            short = self.probe_group(q, plans, &short, np, &want, r, hook, &mut result)?;
+            short = self.probe_group(q, plans, &short, np, r, hook, &mut result)?;
         }
         Ok(result)
     }

@@ -848,14 +848,14 @@ impl Backend for Cuda {
     /// verification, compaction) -> `cand_score` (cuda/scan.cu: dp4a keys of the
     /// compacted rows) -> `topk_select` over each query's keys; then the Bloom counts are
     /// read back (`4 B` bytes, the planner's one read).
-    fn scan_candidates(&self, ix: &Resident, q: &QueryBatch, plans: &[&Plan], k0: usize, cap: u64) -> Result<(DevCands, super::Admissions)> {
+    fn scan_candidates(&self, ix: &Resident, q: &QueryBatch, plans: &[&Plan], k0: usize, cap: u64) -> Result<(DevCands, Vec<Option<u64>>)> {
         let b = q.len;
         if plans.len() != b {
             return Err(Error::param("filters", format!("{} plans for {b} queries", plans.len())));
         }
         Self::check_batch(b)?;
         if b == 0 {
-            return Ok((self.empty_cands(0, k0)?, super::Admissions::default()));
+            return Ok((self.empty_cands(0, k0)?, Vec::new()));
         }
         let all = cap >= ix.n as u64;
         let cap = cap.min(ix.n as u64).max(1);
@@ -906,25 +906,20 @@ impl Backend for Cuda {
             ],
         )?;
         let sblocks = cap.div_ceil(256).clamp(1, 64) as u32;
-        // Measurement switch for one H200 call (cand_score vs cand_score_g8); removed after.
-        let score = if std::env::var("SILICA_CAND_SCORE").is_ok_and(|v| v == "thread") { "cand_score" } else { "cand_score_g8" };
         dev.launch(
-            score,
+            "cand_score",
             (sblocks, b as u32, 1),
             256,
             0,
-            &[A::U64(ix.codes.ptr()), A::U32(ix.nc as u32), A::U64(ix.scale.ptr()), A::U64(qc), A::U64(rows), A::U64(bloom), A::U64(exact), A::U32(cap32), A::U64(keys), A::U64(seg)],
+            &[A::U64(ix.rowcodes.ptr()), A::U32(ix.nc as u32), A::U64(ix.scale.ptr()), A::U64(qc), A::U64(rows), A::U64(bloom), A::U64(exact), A::U32(cap32), A::U64(keys), A::U64(seg)],
         )?;
         let out = if k0 == 0 { self.empty_cands(b, 0)? } else { self.new_cands(b, k0)? };
         if k0 > 0 {
             self.topk(0, keys, 0, 0, cap, seg, 0, k0, b, out.rows.ptr(), out.scores.ptr(), out.counts.ptr())?;
         }
-        // One read-back: [bloom b][exact b][seg b][sample b] (sample is zero when `all`).
-        let got = dev.download_at(ws.cand_counts.as_ref().expect("allocated"), 0, 4 * b)?;
+        let got = dev.download_at(ws.cand_counts.as_ref().expect("allocated"), 0, b)?;
         drop(ws);
-        let answered = got[..b].iter().map(|&c| (c as u64 <= cap).then_some(c as u64)).collect();
-        let sampled: Vec<u64> = got[3 * b..].iter().map(|&s| s as u64).collect();
-        Ok((out, super::Admissions::new(answered, &sampled)))
+        Ok((out, got.into_iter().map(|c| (c as u64 <= cap).then_some(c as u64)).collect()))
     }
 
     fn rerank(&self, ix: &Resident, q: &QueryBatch, c: DevCands, mode: &Rerank) -> Result<DevCands> {

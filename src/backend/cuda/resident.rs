@@ -27,6 +27,9 @@ pub struct Resident {
     /// 64-row words: ceil(N / 64).
     pub(crate) words: usize,
     pub(crate) codes: Arc<DBuf<u8>>,
+    /// The same codes row-major, `[N, nc*16]` (`codes_rows`): what the candidate route
+    /// gathers from (scattered rows read whole lines instead of nc lines each).
+    pub(crate) rowcodes: Arc<DBuf<u8>>,
     pub(crate) scale: Arc<DBuf<f32>>,
     pub(crate) cent: Arc<DBuf<u8>>,
     pub(crate) cscale: Arc<DBuf<f32>>,
@@ -125,6 +128,7 @@ pub(crate) fn update(dev: &Dev, old: &Resident, index: &Arc<Index>, changed: &Ch
     Ok(Resident {
         index: index.clone(),
         codes: old.codes.clone(),
+        rowcodes: old.rowcodes.clone(),
         scale: old.scale.clone(),
         cent: old.cent.clone(),
         cscale: old.cscale.clone(),
@@ -209,6 +213,11 @@ pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
     // Interleaved straight into the pinned staging buffers: no host copy of all codes.
     let gbytes = nc * 32 * 16;
     let codes = dev.upload_staged::<u8>(2 * words * gbytes, gbytes, |first, dst| interleave_into(&ix.items.codes, n, d, nc, first / gbytes, dst))?;
+    let rowcodes = dev.alloc::<u8>(n * nc * 16)?;
+    if n > 0 {
+        let blocks = (n * nc).div_ceil(256).min(1 << 16) as u32;
+        dev.launch("codes_rows", (blocks, 1, 1), 256, 0, &[A::U64(codes.ptr()), A::U32(nc as u32), A::U64(n as u64), A::U64(rowcodes.ptr())])?;
+    }
     let cent = pad_rows(&ix.centroid_codes.codes, l, d, nc);
     let mut list_start = Vec::with_capacity(l);
     let mut list_end = Vec::with_capacity(l);
@@ -245,6 +254,7 @@ pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
         l,
         words,
         codes: Arc::new(codes),
+        rowcodes: Arc::new(rowcodes),
         scale: Arc::new(dev.upload_large(&ix.items.scale)?),
         cent: Arc::new(dev.upload(&cent)?),
         cscale: Arc::new(dev.upload(&ix.centroid_codes.scale)?),
