@@ -119,10 +119,12 @@ for p in glob.glob(f"{out}/exec-*-b*.json"):
     except Exception:
         pass
 runs = []
-for p in sorted(glob.glob(f"{out}/load-*.json")):
+for p in glob.glob(f"{out}/load-*.json"):
     r = json.load(open(p))
     r["label"] = os.path.basename(p)[5:-5]
     runs.append(r)
+key = lambda r: [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", r["label"])]
+runs.sort(key=key)
 json.dump({"executor_qps": {f"{t}-b{b}": q for (t, b), q in execs.items()}, "runs": runs}, open(f"{out}/summary.json", "w"), indent=1)
 for (t, b), q in sorted(execs.items()):
     print(f"executor {t} B={b}: {q:.0f} QPS")
