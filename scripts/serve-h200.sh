@@ -23,6 +23,7 @@
 #   NPROBES ["default 32"] ("default": the index's calibrated nprobe)  CONNS ["16 64 256 1024"]
 #   WORKERS ["1 3"]  BODIES ["binary"]  SECS [5] per point after WARMUP [2]  K [10]
 #   SERVE_THREADS [10] (HTTP threads)  LOAD_THREADS [6] (client threads)  BACKEND [cuda]
+#   NLIST [4096]  BUILD_BACKEND [cuda; cpu when BACKEND is not cuda] (a CPU smoke run: BACKEND=cpu N=20000 NLIST=64)
 #   SERVE_FLAGS [""] (e.g. "--max-batch 512 --max-wait-us 300")  LOAD_FLAGS [""] (extra `silica load` flags)
 #   OPEN_RATE [0] (also an open-loop run at this rate, 1024 connections)
 # Device time at the defaults: ~1 min build, ~25 s checks, ~2 x (10 s executor + 2 x 4 x 7 s HTTP) = ~5-6 min.
@@ -52,13 +53,19 @@ else
   for t in conformance serve_pipeline; do
     [ -x "$bin/$t" ] || continue
     filt=""; [ $t = conformance ] && filt="cuda::"
+    if [ $t = serve_pipeline ]; then
+      # The test starts the server binary at the path cargo baked in (CARGO_BIN_EXE_silica).
+      want=$(grep -aoE '/(work|home|root|tmp|opt|srv|builds?)/[A-Za-z0-9_./+-]*/target/release/silica' "$bin/$t" | head -1)
+      [ -n "$want" ] && [ ! -x "$want" ] && mkdir -p "$(dirname "$want")" && cp "$silica" "$want"
+    fi
     el "test $t $filt"; SILICA_REQUIRE_BACKENDS=cuda timeout 180 "$bin/$t" $filt > "$out/test-$t.log" 2>&1; echo "exit $?"
     grep -E "test result|panicked|FAILED" "$out/test-$t.log" | head -6
   done
   scratch="${SCRATCH:-/tmp/s12}"; mkdir -p "$scratch"
   el "synth ${N:-5000000}"; "$silica" synth --n "${N:-5000000}" --queries 1024 --out "$scratch/cat" 2>&1 | tail -1
   python3 notes/stop19/mkfilters.py "$scratch/cat/attributes.jsonl" 1024 "$scratch/cat/filters.jsonl"
-  el "build cuda"; ( time "$silica" build --backend cuda --vectors "$scratch/cat/vectors.npy" --attributes "$scratch/cat/attributes.jsonl" --nlist 4096 --out "$scratch/cuda.silica" ) > "$out/build.log" 2>&1; echo "exit $?"
+  bb="${BUILD_BACKEND:-cuda}"; [ "$backend" = cuda ] || bb="${BUILD_BACKEND:-cpu}"
+  el "build $bb"; ( time "$silica" build --backend "$bb" --vectors "$scratch/cat/vectors.npy" --attributes "$scratch/cat/attributes.jsonl" --nlist "${NLIST:-4096}" --out "$scratch/cuda.silica" ) > "$out/build.log" 2>&1; echo "exit $?"
   grep -E "^built|^real" "$out/build.log"
   rm -f "$scratch/cat/vectors.npy"
   index="$scratch/cuda.silica"; queries="$scratch/cat/queries.npy"; filters="$scratch/cat/filters.jsonl"
