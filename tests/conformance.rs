@@ -818,6 +818,8 @@ pub fn update_case<B: Backend>(be: &B) {
 /// searches run one at a time: mixed batch sizes, k, nprobe, filters and rerank modes,
 /// every thread repeating its list several times against the serial answers.
 pub fn concurrent_case<B: Backend + Clone + 'static>(be: &B) {
+    /// One request: queries `[b, D]`, filters (empty: none), parameters.
+    type Work = (Vec<f32>, Vec<Filter>, SearchParams);
     const THREADS: usize = 4;
     const ROUNDS: usize = 2;
     for (seed, spec) in specs().into_iter().filter(|(_, s)| s.n > 0).filter(|(seed, _)| [3, 4, 7, 12].contains(seed)) {
@@ -826,7 +828,7 @@ pub fn concurrent_case<B: Backend + Clone + 'static>(be: &B) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed * 131 + 7);
         let ours = Executor::new(be.clone(), ix.clone()).expect("executor");
         // Per thread: several requests of different shapes (batch 1..=b, some unfiltered).
-        let work: Vec<Vec<(Vec<f32>, Vec<Filter>, SearchParams)>> = (0..THREADS)
+        let work: Vec<Vec<Work>> = (0..THREADS)
             .map(|_| {
                 (0..5)
                     .map(|_| {
@@ -841,7 +843,7 @@ pub fn concurrent_case<B: Backend + Clone + 'static>(be: &B) {
                     .collect()
             })
             .collect();
-        fn req(w: &(Vec<f32>, Vec<Filter>, SearchParams)) -> SearchRequest<'_> {
+        fn req(w: &Work) -> SearchRequest<'_> {
             SearchRequest { queries: &w.0, filters: &w.1, params: w.2.clone() }
         }
         let serial: Vec<Vec<_>> = work.iter().map(|t| t.iter().map(|w| ours.search(&req(w)).expect("serial search")).collect()).collect();
