@@ -1,96 +1,146 @@
 #!/usr/bin/env bash
-# Serving throughput of `silica serve --backend cuda` on one artifact, measured with the
-# built-in load generator (`silica load`; the H200 host has no wrk and no Rust): closed loop
-# at 16/64/256/1024 connections with JSON and binary bodies over a filtered query mix, for
-# each --workers setting, plus an open-loop run at a target rate. Everything lands in $OUT
-# as JSON (one report per run, /metrics after each, summary.json) and, when matplotlib is
-# present, $OUT/serve-curve.png (QPS and p99 over connections).
+# Serving throughput on the H200 in one device call (issue 12): the executor's own QPS at
+# B = 256 and `silica serve --backend cuda` over HTTP at 16/64/256/1024 connections,
+# `--workers 1` and `3`, binary body, on the same index, query mix and nprobe, so that the
+# HTTP/executor ratio is read off one run. Needs only prebuilt binaries and python3 (numpy
+# and matplotlib optional: scripts/plot-serve.py has a built-in PNG writer).
 #
-#   scripts/serve-h200.sh INDEX.silica QUERIES.npy FILTERS.jsonl [SECONDS]
+#   scripts/serve-h200.sh                                   # the whole call: 5M catalog built here
+#   scripts/serve-h200.sh INDEX QUERIES.npy FILTERS.jsonl [SECS]   # an existing index and query mix
 #
-# QUERIES.npy: [Q, D] f32 query rows; FILTERS.jsonl: one {"filter": "..."} per query ("" =
-# none), as `silica search --filters` reads. Environment (defaults in brackets):
-#   SILICA [./target/release/silica, else ./silica]  OUT [/tmp/serve-h200]  PORT [18200]
-#   CONNS ["16 64 256 1024"]  BODIES ["json binary"]  WORKERS ["1 3"]  K [10]
-#   OPEN_RATE [50000] (open loop, binary, 1024 connections; 0 skips)
-#   SERVE_THREADS [10] (HTTP threads of the server)  LOAD_THREADS [6] (client threads)
-#   BACKEND [cuda] (cpu/wgpu for a smoke test elsewhere)
-#   SERVE_FLAGS [""] (extra `silica serve` flags, e.g. "--max-batch 512 --max-wait-us 300")
-#   LOAD_FLAGS [""] (extra `silica load` flags, e.g. "--nprobe 32"; default: the index's nprobe)
-# Needs only the prebuilt binary (and python3 for the summary; numpy/matplotlib optional).
-set -euo pipefail
-index="$1"; queries="$2"; filters="$3"; secs="${4:-8}"
-silica="${SILICA:-}"
-if [ -z "$silica" ]; then
-  if [ -x ./target/release/silica ]; then silica=./target/release/silica; else silica=./silica; fi
-fi
+# The whole call: GPU checks (when the test binaries are in $BIN: `conformance cuda::`,
+# with the concurrent-lanes case, and `serve_pipeline`), `silica synth --n $N --queries
+# 1024` + notes/stop19/mkfilters.py (issue 9's six filter classes) + `silica build
+# --backend cuda --nlist 4096`, then for each nprobe in $NPROBES the executor (`silica
+# eval --batch 256`, serial calls) and the HTTP sweep. Everything lands in $OUT: exec-*.json,
+# load-np<P>-w<W>-c<C>-<body>.json (one `silica load --out` report each), metrics-*.txt
+# (/metrics after each run), serve-*.log, summary.json / summary.txt (all runs, HTTP/executor
+# ratios) and serve-curve-np<P>.png.
+#
+# Environment (defaults in brackets):
+#   BIN [.bin/h1, else target/release]: silica (+ optional conformance, serve_pipeline test binaries)
+#   OUT [/tmp/serve-h200]  PORT [18200]  N [5000000]  SCRATCH [/tmp/s12] (catalog, deleted after)
+#   NPROBES ["default 32"] ("default": the index's calibrated nprobe)  CONNS ["16 64 256 1024"]
+#   WORKERS ["1 3"]  BODIES ["binary"]  SECS [5] per point after WARMUP [2]  K [10]
+#   SERVE_THREADS [10] (HTTP threads)  LOAD_THREADS [6] (client threads)  BACKEND [cuda]
+#   NLIST [4096]  BUILD_BACKEND [cuda; cpu when BACKEND is not cuda] (a CPU smoke run: BACKEND=cpu N=20000 NLIST=64)
+#   SERVE_FLAGS [""] (e.g. "--max-batch 512 --max-wait-us 300")  LOAD_FLAGS [""] (extra `silica load` flags)
+#   OPEN_RATE [0] (also an open-loop run at this rate, 1024 connections)
+# Device time at the defaults: ~1 min build, ~25 s checks, ~2 x (10 s executor + 2 x 4 x 7 s HTTP) = ~5-6 min.
+set -uo pipefail
+bin="${BIN:-}"
+if [ -z "$bin" ]; then if [ -x .bin/h1/silica ]; then bin=.bin/h1; else bin=target/release; fi; fi
+silica="${SILICA:-$bin/silica}"
 out="${OUT:-/tmp/serve-h200}"; mkdir -p "$out"
-port="${PORT:-18200}"; conns="${CONNS:-16 64 256 1024}"; bodies="${BODIES:-json binary}"
-workers_list="${WORKERS:-1 3}"; k="${K:-10}"; open_rate="${OPEN_RATE:-50000}"
+port="${PORT:-18200}"; conns="${CONNS:-16 64 256 1024}"; bodies="${BODIES:-binary}"
+workers_list="${WORKERS:-1 3}"; k="${K:-10}"; secs="${SECS:-5}"; warmup="${WARMUP:-2}"
+nprobes="${NPROBES:-default 32}"; backend="${BACKEND:-cuda}"; open_rate="${OPEN_RATE:-0}"
 serve_threads="${SERVE_THREADS:-10}"; load_threads="${LOAD_THREADS:-6}"
+T0=$(date +%s); el() { echo "[$(( $(date +%s) - T0 ))s] == $*"; }
+
+# NVRTC: cudarc loads libnvrtc.so by that name; the host may only have a versioned file.
+NV=/tmp/nvlib; mkdir -p $NV
+lib=$( (ls /usr/local/cuda/lib64/libnvrtc.so* /usr/local/cuda/targets/x86_64-linux/lib/libnvrtc.so* 2>/dev/null; timeout 30 find /usr /opt -name 'libnvrtc.so*' 2>/dev/null) | grep -v builtins | head -1)
+[ -n "$lib" ] && ln -sf "$lib" $NV/libnvrtc.so && export LD_LIBRARY_PATH=$NV:$(dirname "$lib"):/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+chmod +x "$bin"/* 2>/dev/null || true
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv > "$out/gpu.txt" 2>&1 || true
-nproc > "$out/nproc.txt"
+nproc > "$out/nproc.txt"; "$silica" --version > "$out/version.txt" 2>&1 || true
 
-load() { # label connections body [extra load flags]
-  local label=$1 c=$2 body=$3; shift 3
-  "$silica" load --url "http://127.0.0.1:$port" --queries "$queries" --filters "$filters" --k "$k" \
-    --connections "$c" --duration "$secs" --warmup 3 --body "$body" --threads "$load_threads" ${LOAD_FLAGS:-} "$@" \
-    --out "$out/load-$label.json" > /dev/null 2> "$out/load-$label.err" || echo "load $label failed: $(tail -1 "$out/load-$label.err")"
-  curl -s "http://127.0.0.1:$port/metrics" > "$out/metrics-$label.txt" 2>/dev/null || true
-  python3 -c "import json; r=json.load(open('$out/load-$label.json')); l=r['latency_ms']; print(f\"$label: {r['qps']:.0f} QPS p50 {l['p50']:.2f} p99 {l['p99']:.2f} p999 {l['p999']:.2f} ms errors {r['errors']} batch {r['mean_batch_queries']}\")" 2>/dev/null || true
-}
-
-for w in $workers_list; do
-  log="$out/serve-w$w.log"
-  # shellcheck disable=SC2086
-  "$silica" serve --index "$index" --addr 127.0.0.1:$port --backend "${BACKEND:-cuda}" --workers "$w" \
-    --threads "$serve_threads" --max-queue 65536 ${SERVE_FLAGS:-} > "$log" 2>&1 &
-  pid=$!
-  for _ in $(seq 1200); do grep -q listening "$log" 2>/dev/null && break; kill -0 $pid 2>/dev/null || break; sleep 0.5; done
-  if ! grep -q listening "$log"; then echo "server did not start:"; tail -5 "$log"; kill $pid 2>/dev/null || true; exit 1; fi
-  echo "workers $w: $(grep -m1 listening "$log")"
-  for c in $conns; do
-    for body in $bodies; do load "w$w-c$c-$body" "$c" "$body"; done
+scratch=""
+if [ $# -ge 3 ]; then
+  index="$1"; queries="$2"; filters="$3"; secs="${4:-$secs}"
+else
+  for t in conformance serve_pipeline; do
+    [ -x "$bin/$t" ] || continue
+    filt=""; [ $t = conformance ] && filt="cuda::"
+    if [ $t = serve_pipeline ]; then
+      # The test starts the server binary at the path cargo baked in (CARGO_BIN_EXE_silica).
+      want=$(grep -aoE '/(work|home|root|tmp|opt|srv|builds?)/[A-Za-z0-9_./+-]*/target/release/silica' "$bin/$t" | head -1)
+      [ -n "$want" ] && [ ! -x "$want" ] && mkdir -p "$(dirname "$want")" && cp "$silica" "$want"
+    fi
+    el "test $t $filt"; SILICA_REQUIRE_BACKENDS=cuda timeout 180 "$bin/$t" $filt > "$out/test-$t.log" 2>&1; echo "exit $?"
+    grep -E "test result|panicked|FAILED" "$out/test-$t.log" | head -6
   done
-  if [ "$open_rate" != 0 ]; then load "w$w-open$open_rate-binary" 1024 binary --mode open --rate "$open_rate"; fi
-  kill $pid; wait $pid 2>/dev/null || true
-done
+  scratch="${SCRATCH:-/tmp/s12}"; mkdir -p "$scratch"
+  el "synth ${N:-5000000}"; "$silica" synth --n "${N:-5000000}" --queries 1024 --out "$scratch/cat" 2>&1 | tail -1
+  python3 notes/stop19/mkfilters.py "$scratch/cat/attributes.jsonl" 1024 "$scratch/cat/filters.jsonl"
+  bb="${BUILD_BACKEND:-cuda}"; [ "$backend" = cuda ] || bb="${BUILD_BACKEND:-cpu}"
+  el "build $bb"; ( time "$silica" build --backend "$bb" --vectors "$scratch/cat/vectors.npy" --attributes "$scratch/cat/attributes.jsonl" --nlist "${NLIST:-4096}" --out "$scratch/cuda.silica" ) > "$out/build.log" 2>&1; echo "exit $?"
+  grep -E "^built|^real" "$out/build.log"
+  rm -f "$scratch/cat/vectors.npy"
+  index="$scratch/cuda.silica"; queries="$scratch/cat/queries.npy"; filters="$scratch/cat/filters.jsonl"
+fi
+"$silica" inspect "$index" > "$out/inspect.txt" 2>&1 || true
 
-python3 - "$out" <<'PY'
+for np in $nprobes; do
+  npflag=""; [ "$np" != default ] && npflag="--nprobe $np"
+  tag="np$np"
+  # Executor alone, same index, queries, filters and nprobe: serial calls of B = 256 (and 16).
+  el "executor $tag"
+  # shellcheck disable=SC2086
+  "$silica" search --backend "$backend" --index "$index" --queries "$queries" --filters "$filters" --k "$k" $npflag --out "$out/res-$tag.jsonl" > /dev/null 2> "$out/exec-$tag.err"
+  python3 -c "import json,sys; [print(json.dumps({'qid': r['qid'], 'ids': r['rows'], 'scores': r['scores']})) for r in map(json.loads, open(sys.argv[1]))]" "$out/res-$tag.jsonl" > "$out/gt-$tag.jsonl"
+  for b in 256 16; do
+    # shellcheck disable=SC2086
+    "$silica" eval --backend "$backend" --index "$index" --queries "$queries" --filters "$filters" --ground-truth "$out/gt-$tag.jsonl" --k "$k" $npflag --batch $b --json > "$out/exec-$tag-b$b.json" 2>> "$out/exec-$tag.err"
+    python3 -c "import json,sys; print(f'executor $tag B=$b: {json.load(open(sys.argv[1]))[\"qps\"]:.0f} QPS')" "$out/exec-$tag-b$b.json" 2>/dev/null || tail -2 "$out/exec-$tag.err"
+  done
+  rm -f "$out/res-$tag.jsonl" "$out/gt-$tag.jsonl"
+
+  for w in $workers_list; do
+    log="$out/serve-$tag-w$w.log"
+    # shellcheck disable=SC2086
+    "$silica" serve --index "$index" --addr 127.0.0.1:$port --backend "$backend" --workers "$w" \
+      --threads "$serve_threads" --max-queue 65536 --no-verify ${SERVE_FLAGS:-} > "$log" 2>&1 &
+    pid=$!
+    for _ in $(seq 600); do grep -q listening "$log" 2>/dev/null && break; kill -0 $pid 2>/dev/null || break; sleep 0.2; done
+    if ! grep -q listening "$log"; then echo "server did not start:"; tail -5 "$log"; kill $pid 2>/dev/null; continue; fi
+    el "serve $tag workers $w"
+    runs=""
+    for c in $conns; do for body in $bodies; do runs="$runs $c:$body"; done; done
+    [ "$open_rate" != 0 ] && runs="$runs open:binary"
+    for run in $runs; do
+      c=${run%%:*}; body=${run#*:}; extra=""; label="$tag-w$w-c$c-$body"
+      if [ "$c" = open ]; then c=1024; extra="--mode open --rate $open_rate"; label="$tag-w$w-open$open_rate-$body"; fi
+      # shellcheck disable=SC2086
+      "$silica" load --url "http://127.0.0.1:$port" --queries "$queries" --filters "$filters" --k "$k" $npflag \
+        --connections "$c" --duration "$secs" --warmup "$warmup" --body "$body" --threads "$load_threads" $extra ${LOAD_FLAGS:-} \
+        --out "$out/load-$label.json" > /dev/null 2> "$out/load-$label.err" || echo "load $label failed: $(tail -1 "$out/load-$label.err")"
+      curl -s "http://127.0.0.1:$port/metrics" > "$out/metrics-$label.txt" 2>/dev/null || true
+      python3 -c "import json,sys; r=json.load(open(sys.argv[1])); l=r['latency_ms']; print(f\"$label: {r['qps']:.0f} QPS p50 {l['p50']:.2f} p99 {l['p99']:.2f} ms errors {r['errors']} batch {r['mean_batch_queries']}\")" "$out/load-$label.json" 2>/dev/null || true
+    done
+    kill $pid; wait $pid 2>/dev/null || true
+  done
+  python3 scripts/plot-serve.py -o "$out/serve-curve-$tag.png" --title "silica serve --backend $backend, $(basename "$index"), nprobe $np, filtered mix" $out/load-$tag-*.json > /dev/null 2>&1 || echo "plot $tag failed"
+done
+[ -n "$scratch" ] && rm -rf "$scratch"
+
+python3 - "$out" <<'PY' | tee "$out/summary.txt"
 import glob, json, os, re, sys
 out = sys.argv[1]
+execs = {}
+for p in glob.glob(f"{out}/exec-*-b*.json"):
+    m = re.match(r"exec-(np\w+)-b(\d+)\.json", os.path.basename(p))
+    try:
+        execs[(m.group(1), int(m.group(2)))] = json.load(open(p))["qps"]
+    except Exception:
+        pass
 runs = []
-for p in sorted(glob.glob(f"{out}/load-*.json")):
+for p in glob.glob(f"{out}/load-*.json"):
     r = json.load(open(p))
     r["label"] = os.path.basename(p)[5:-5]
-    m = re.match(r"w(\d+)-", r["label"])
-    r["workers"] = int(m.group(1)) if m else None
     runs.append(r)
-json.dump(runs, open(f"{out}/summary.json", "w"), indent=1)
-print(f"{'run':28} {'QPS':>8} {'p50':>7} {'p99':>7} {'p999':>7}  errors")
+key = lambda r: [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", r["label"])]
+runs.sort(key=key)
+json.dump({"executor_qps": {f"{t}-b{b}": q for (t, b), q in execs.items()}, "runs": runs}, open(f"{out}/summary.json", "w"), indent=1)
+for (t, b), q in sorted(execs.items()):
+    print(f"executor {t} B={b}: {q:.0f} QPS")
+print(f"{'run':30} {'QPS':>8} {'p50':>7} {'p99':>7} {'p999':>7} {'batch':>6} {'/exec256':>8}  errors")
 for r in runs:
-    l = r["latency_ms"]
-    print(f"{r['label']:28} {r['qps']:8.0f} {l['p50']:7.2f} {l['p99']:7.2f} {l['p999']:7.2f}  {r['errors']}")
-try:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-except Exception as e:
-    print(f"no PNG (matplotlib: {e})")
-    sys.exit(0)
-fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-for w in sorted({r["workers"] for r in runs if r["mode"] == "closed"}):
-    for body in ("json", "binary"):
-        pts = sorted((r["connections"], r["qps"], r["latency_ms"]["p99"]) for r in runs if r["mode"] == "closed" and r["workers"] == w and r["body"] == body)
-        if not pts:
-            continue
-        c, q, p = zip(*pts)
-        a.plot(c, q, marker="o", label=f"{body}, workers {w}")
-        b.plot(c, p, marker="o", label=f"{body}, workers {w}")
-for ax, t in ((a, "QPS"), (b, "p99 latency (ms)")):
-    ax.set_xscale("log", base=2); ax.set_xlabel("connections (closed loop)"); ax.set_title(t); ax.grid(alpha=.3)
-b.set_yscale("log"); a.legend()
-fig.suptitle("silica serve --backend cuda, filtered query mix")
-fig.tight_layout(); fig.savefig(f"{out}/serve-curve.png", dpi=120)
-print(f"wrote {out}/serve-curve.png")
+    l, tag = r["latency_ms"], r["label"].split("-")[0]
+    ex = execs.get((tag, 256))
+    ratio = f"{r['qps'] / ex:8.2f}" if ex else f"{'':8}"
+    mb = r.get("mean_batch_queries") or 0
+    print(f"{r['label']:30} {r['qps']:8.0f} {l['p50']:7.2f} {l['p99']:7.2f} {l['p999']:7.2f} {mb:6.1f} {ratio}  {r['errors']}")
 PY
+el "done"

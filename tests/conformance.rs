@@ -7,6 +7,7 @@
 //! * `refine` and `model` rerank (float math) must agree within
 //!   `|got - want| <= 1e-4 * max(1, |want|)` (approx), and the executor's answers with them
 //!   too, rows compared wherever the scores are not near-ties;
+//! * concurrent searches from several threads (one lane each) equal the serial answers;
 //! * the whole executor (planner, widening) must equal the CPU backend exactly with
 //!   `rerank none`, and an exhaustive probe must equal the exact filtered top-k.
 //!
@@ -812,6 +813,59 @@ pub fn update_case<B: Backend>(be: &B) {
     }
 }
 
+/// Concurrent searches (several threads on one executor, as `silica serve --workers N` runs
+/// them; CUDA gives each its own stream and workspace) give the same bits as the same
+/// searches run one at a time: mixed batch sizes, k, nprobe, filters and rerank modes,
+/// every thread repeating its list several times against the serial answers.
+pub fn concurrent_case<B: Backend + Clone + 'static>(be: &B) {
+    /// One request: queries `[b, D]`, filters (empty: none), parameters.
+    type Work = (Vec<f32>, Vec<Filter>, SearchParams);
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 2;
+    for (seed, spec) in specs().into_iter().filter(|(_, s)| s.n > 0).filter(|(seed, _)| [3, 4, 7, 12].contains(seed)) {
+        let fx = fixture(seed, &spec);
+        let ix = fx.index.clone();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed * 131 + 7);
+        let ours = Executor::new(be.clone(), ix.clone()).expect("executor");
+        // Per thread: several requests of different shapes (batch 1..=b, some unfiltered).
+        let work: Vec<Vec<Work>> = (0..THREADS)
+            .map(|_| {
+                (0..5)
+                    .map(|_| {
+                        let b = rng.random_range(1..=spec.b.clamp(1, 64));
+                        let queries: Vec<f32> = (0..b * spec.d).map(|_| rng.random_range(-1f32..1.0)).collect();
+                        let filters = if rng.random_bool(0.25) { Vec::new() } else { random_filters(&mut rng, &ix, b) };
+                        let k = [1, 10, 37, 200][rng.random_range(0..4)];
+                        let nprobe = [None, Some(1), Some(spec.l), Some((spec.l / 2).max(1))][rng.random_range(0..4)];
+                        let rerank = if rng.random_bool(0.5) { RerankMode::None } else { RerankMode::Refine };
+                        (queries, filters, SearchParams { k, nprobe, rerank, ..Default::default() })
+                    })
+                    .collect()
+            })
+            .collect();
+        fn req(w: &Work) -> SearchRequest<'_> {
+            SearchRequest { queries: &w.0, filters: &w.1, params: w.2.clone() }
+        }
+        let serial: Vec<Vec<_>> = work.iter().map(|t| t.iter().map(|w| ours.search(&req(w)).expect("serial search")).collect()).collect();
+        let start = std::sync::Barrier::new(THREADS);
+        std::thread::scope(|s| {
+            for (t, (mine, want)) in work.iter().zip(&serial).enumerate() {
+                let (ours, start) = (&ours, &start);
+                s.spawn(move || {
+                    start.wait();
+                    for round in 0..ROUNDS {
+                        for (i, (w, want)) in mine.iter().zip(want).enumerate() {
+                            let got = ours.search(&req(w)).expect("concurrent search");
+                            assert_eq!(&got, want, "concurrent vs serial: seed {seed} thread {t} round {round} request {i} ({:?})", w.2);
+                        }
+                    }
+                });
+            }
+        });
+        assert!(ours.idle_lanes() >= 1, "lanes are returned to the pool");
+    }
+}
+
 /// Defines the whole suite for one backend: `conformance_suite!(name, Type, ctor)` with
 /// `ctor: impl Fn() -> Option<Type>` (`None`: not available here -> skipped).
 macro_rules! conformance_suite {
@@ -868,6 +922,12 @@ macro_rules! conformance_suite {
             fn mapped_load_matches_owned_bit_for_bit() {
                 if let Some(b) = backend() {
                     mapped_case(b);
+                }
+            }
+            #[test]
+            fn concurrent_searches_match_serial_bit_for_bit() {
+                if let Some(b) = backend() {
+                    concurrent_case(b);
                 }
             }
             #[test]

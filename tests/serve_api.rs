@@ -73,6 +73,28 @@ fn search_answers_equal_the_library_executor() {
     assert_eq!(ids(&all).len(), 3000);
 }
 
+/// A search worker keeps the filters it compiled, but only for the snapshot they were
+/// compiled against: a filter on a value that does not exist yet matches nothing, and the
+/// same text after an upsert adds that value (a new snapshot, a grown dictionary) finds it.
+/// One worker, so the second search runs where the first one's compilation is cached.
+#[test]
+fn cached_filters_follow_the_snapshot() {
+    let (_dir, items, _path, server) = setup(500, &["--workers", "1"]);
+    let q: Vec<f32> = items[3].vector.iter().map(|x| x * 10.0).collect();
+    let f = json!({"vector": q, "k": 5, "filter": "color = \"infrared\" OR tags = \"t-new\""});
+    for _ in 0..3 {
+        assert_eq!(ids(&server.search(&f)), Vec::<String>::new());
+    }
+    let (s, v) = server.post("/v1/items", &json!({"items": [{"id": "ir-1", "vector": q, "attributes": {"color": "infrared"}}]}));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(ids(&server.search(&f)), vec!["ir-1"]);
+    let (s, v) = server.post("/v1/items", &json!({"items": [{"id": "ir-2", "vector": q, "attributes": {"tags": ["t-new"]}}]}));
+    assert_eq!(s, 200, "{v}");
+    let mut got = ids(&server.search(&f));
+    got.sort();
+    assert_eq!(got, vec!["ir-1", "ir-2"]);
+}
+
 #[test]
 fn upsert_delete_and_patch_are_seen_by_searches() {
     let (_dir, items, _path, server) = setup(2000, &[]);

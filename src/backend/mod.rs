@@ -166,6 +166,19 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     /// Short name (`cpu`, `wgpu`, `cuda`).
     fn name(&self) -> &'static str;
+
+    /// A handle on the same device for one more search in flight at once (the executor keeps
+    /// a pool of them, one per concurrent search): its device work may overlap the work of
+    /// other lanes. Residents uploaded through any handle of this device are valid on every
+    /// lane (uploads and updates complete before they return); stage outputs belong to the
+    /// lane that produced them. CUDA: its own stream and scratch workspace, the context,
+    /// kernels and tuning shared. The default shares this handle (wgpu: one queue; cpu: the
+    /// rayon pool), which is correct for any backend whose stages may be called from
+    /// several threads at once.
+    fn lane(&self) -> Result<Self> {
+        Ok(self.clone())
+    }
+
     /// Upload an index (once per load).
     fn upload(&self, index: &std::sync::Arc<Index>) -> Result<Self::Resident>;
 

@@ -11,6 +11,7 @@
 
 pub mod calibrate;
 pub mod hook;
+pub mod lanes;
 pub mod segments;
 
 pub use hook::{Hook, NoHook, Output, Stage, Trace, TraceHook};
@@ -114,6 +115,8 @@ pub struct Executor<B: Backend> {
     resident: B::Resident,
     model: Option<Arc<RerankModel>>,
     planner: Planner,
+    /// Backend handles for concurrent searches ([`lanes`]), shared with `with_index` versions.
+    lanes: Arc<lanes::Lanes<B>>,
 }
 
 /// The planner's routing rule ([`Executor::run`]); `Default` is what every search uses
@@ -170,7 +173,8 @@ impl<B: Backend> Executor<B> {
     pub fn new(backend: B, index: Arc<Index>) -> Result<Self> {
         let resident = backend.upload(&index)?;
         let model = index.rerank.clone().map(Arc::new);
-        Ok(Executor { backend, index, resident, model, planner: Planner::default() })
+        let lanes = Arc::new(lanes::Lanes::new(backend.clone()));
+        Ok(Executor { backend, index, resident, model, planner: Planner::default(), lanes })
     }
 
     /// Use `model` for `model` rerank (overrides one stored in the index).
@@ -206,11 +210,11 @@ impl<B: Backend> Executor<B> {
     /// their results into `result`. Returns those short of K0 passing candidates (the
     /// ones widening re-runs), unless all lists were probed.
     #[allow(clippy::too_many_arguments)]
-    fn probe_group<H: Hook<B>>(&self, q: &QueryBatch, plans: &[&Plan], which: &[usize], nprobe: usize, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
+    fn probe_group<H: Hook<B>>(&self, b: &B, q: &QueryBatch, plans: &[&Plan], which: &[usize], nprobe: usize, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
         if which.is_empty() {
             return Ok(Vec::new());
         }
-        let (b, res, nlist) = (&self.backend, &self.resident, self.index.nlist());
+        let (res, nlist) = (&self.resident, self.index.nlist());
         let gathered;
         let sub = if which.len() == q.len { q } else {
             gathered = q.gather(which);
@@ -234,7 +238,7 @@ impl<B: Backend> Executor<B> {
         let cands = hook.stage(b, Stage::Scan, || b.scan(res, sub, &probes, &mask, &sub_plans, r.k0))?;
         hook.observe(b, which, Output::Scan(&cands))?;
         let counts = b.read_counts(&cands)?;
-        let out = self.finish(sub, which, cands, r, hook)?;
+        let out = self.finish(b, sub, which, cands, r, hook)?;
         let mut short = Vec::new();
         for (j, &i) in which.iter().enumerate() {
             result.replace_query(i, &out, j);
@@ -250,8 +254,8 @@ impl<B: Backend> Executor<B> {
     /// returned (they take the probe path). Split into sub-batches so that no call holds
     /// more than [`MAX_CANDIDATE_SLOTS`] candidate slots.
     #[allow(clippy::too_many_arguments)]
-    fn candidates_group<H: Hook<B>>(&self, q: &QueryBatch, plans: &[&Plan], which: &[usize], cap: u64, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
-        let (b, res) = (&self.backend, &self.resident);
+    fn candidates_group<H: Hook<B>>(&self, b: &B, q: &QueryBatch, plans: &[&Plan], which: &[usize], cap: u64, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
+        let res = &self.resident;
         let per_call = (MAX_CANDIDATE_SLOTS / cap.max(1)).max(1) as usize;
         let mut rest = Vec::new();
         for chunk in which.chunks(per_call) {
@@ -263,7 +267,7 @@ impl<B: Backend> Executor<B> {
             let sub_plans: Vec<&Plan> = chunk.iter().map(|&i| plans[i]).collect();
             let (cands, answered) = hook.stage(b, Stage::Candidates, || b.scan_candidates(res, sub, &sub_plans, r.k0, cap))?;
             hook.observe(b, chunk, Output::Candidates(&cands, &answered))?;
-            let out = self.finish(sub, chunk, cands, r, hook)?;
+            let out = self.finish(b, sub, chunk, cands, r, hook)?;
             for (j, &i) in chunk.iter().enumerate() {
                 match answered[j] {
                     Some(_) => result.replace_query(i, &out, j),
@@ -275,8 +279,8 @@ impl<B: Backend> Executor<B> {
     }
 
     /// Stages 4-5 and the read-back of the final candidates.
-    fn finish<H: Hook<B>>(&self, q: &QueryBatch, which: &[usize], cands: B::Cands, r: &Resolved, hook: &mut H) -> Result<Candidates> {
-        let (b, res) = (&self.backend, &self.resident);
+    fn finish<H: Hook<B>>(&self, b: &B, q: &QueryBatch, which: &[usize], cands: B::Cands, r: &Resolved, hook: &mut H) -> Result<Candidates> {
+        let res = &self.resident;
         let cands = hook.stage(b, Stage::Rerank, || b.rerank(res, q, cands, &r.rerank))?;
         let cands = hook.stage(b, Stage::Select, || b.select(cands, r.k))?;
         hook.observe(b, which, Output::Final(&cands))?;
@@ -294,6 +298,11 @@ impl<B: Backend> Executor<B> {
     ///   with 4x the lists; where that would reach every list, a filtered query is answered
     ///   over its candidates instead.
     pub fn run<H: Hook<B>>(&self, q: &QueryBatch, plans: &[&Plan], r: &Resolved, hook: &mut H) -> Result<Candidates> {
+        self.run_on(&self.backend, q, plans, r, hook)
+    }
+
+    /// [`Executor::run`] on lane `b` (this executor's backend or one of its lanes).
+    fn run_on<H: Hook<B>>(&self, b: &B, q: &QueryBatch, plans: &[&Plan], r: &Resolved, hook: &mut H) -> Result<Candidates> {
         if plans.len() != q.len {
             return Err(Error::param("filters", format!("{} filters for {} queries", plans.len(), q.len)));
         }
@@ -305,20 +314,20 @@ impl<B: Backend> Executor<B> {
         let cap = if all_lists { n } else { candidate_budget(r.nprobe, nlist, n, self.planner.candidate_budget) };
         let (filtered, mut probe_path): (Vec<usize>, Vec<usize>) = (0..q.len).partition(|&i| planner && !plans[i].is_all());
         if !filtered.is_empty() {
-            probe_path.extend(self.candidates_group(q, plans, &filtered, cap, r, hook, &mut result)?);
+            probe_path.extend(self.candidates_group(b, q, plans, &filtered, cap, r, hook, &mut result)?);
             probe_path.sort_unstable();
         }
-        let mut short = self.probe_group(q, plans, &probe_path, r.nprobe, r, hook, &mut result)?;
+        let mut short = self.probe_group(b, q, plans, &probe_path, r.nprobe, r, hook, &mut result)?;
         let mut np = r.nprobe;
         while hook.widen() && !given && !short.is_empty() && np < nlist {
             np = (np * 4).min(nlist);
             if np == nlist && planner {
                 let (f, u): (Vec<usize>, Vec<usize>) = short.iter().partition(|&&i| !plans[i].is_all());
-                let left = self.candidates_group(q, plans, &f, n, r, hook, &mut result)?;
+                let left = self.candidates_group(b, q, plans, &f, n, r, hook, &mut result)?;
                 debug_assert!(left.is_empty(), "a budget of every row answers every query");
                 short = u;
             }
-            short = self.probe_group(q, plans, &short, np, r, hook, &mut result)?;
+            short = self.probe_group(b, q, plans, &short, np, r, hook, &mut result)?;
         }
         Ok(result)
     }
@@ -338,7 +347,13 @@ impl<B: Backend> Executor<B> {
             .collect()
     }
 
-    /// [`Search::search`] with a hook observing (timing) or steering the stages.
+    /// Lanes opened so far that are idle now ([`lanes`]; tests check concurrency opened some).
+    pub fn idle_lanes(&self) -> usize {
+        self.lanes.idle()
+    }
+
+    /// [`Search::search`] with a hook observing (timing) or steering the stages, on this
+    /// executor's own backend handle (not a lane: hooks may hold its profiling state).
     pub fn search_with<H: Hook<B>>(&self, req: &SearchRequest, hook: &mut H) -> Result<Vec<SearchResponse>> {
         let (r, q, plans) = self.request(req)?;
         let c = self.run(&q, &plans, &r, hook)?;
@@ -421,18 +436,21 @@ impl<B: Backend> Search for Executor<B> {
 
     fn with_index(&self, index: Arc<Index>, changed: &Changed) -> Result<Box<dyn Search>> {
         let resident = self.backend.update(&self.resident, &index, changed)?;
-        Ok(Box::new(Executor { backend: self.backend.clone(), index, resident, model: self.model.clone(), planner: self.planner }))
+        Ok(Box::new(Executor { backend: self.backend.clone(), index, resident, model: self.model.clone(), planner: self.planner, lanes: self.lanes.clone() }))
     }
 
+    /// On an idle lane: concurrent calls overlap their device work ([`lanes`]).
     fn search(&self, req: &SearchRequest) -> Result<Vec<SearchResponse>> {
-        self.search_with(req, &mut NoHook)
+        let (r, q, plans) = self.request(req)?;
+        let c = self.lanes.with(&self.backend, |b| self.run_on(b, &q, &plans, &r, &mut NoHook))?;
+        Ok(self.responses(&c))
     }
 
     fn search_traced(&self, req: &SearchRequest, trace: &mut Trace) -> Result<Vec<SearchResponse>> {
         let t0 = std::time::Instant::now();
         let (r, q, plans) = self.request(req)?;
         trace.prepare_s += t0.elapsed().as_secs_f64();
-        let c = self.run(&q, &plans, &r, &mut TraceHook { trace })?;
+        let c = self.lanes.with(&self.backend, |b| self.run_on(b, &q, &plans, &r, &mut TraceHook { trace }))?;
         let t1 = std::time::Instant::now();
         let out = self.responses(&c);
         trace.respond_s += t1.elapsed().as_secs_f64();

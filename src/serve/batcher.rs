@@ -57,9 +57,10 @@ pub fn spawn(rx: Receiver<Job>, shared: Arc<ArcSwap<Snapshot>>, metrics: Arc<Met
                     std::thread::Builder::new()
                         .name(format!("silica-search-{w}"))
                         .spawn(move || {
+                            let mut cache = FilterCache::default();
                             while ready.send(w).is_ok() {
                                 let Ok(jobs) = wrx.recv() else { break };
-                                run_batch(&shared, jobs, &metrics);
+                                run_batch(&shared, jobs, &metrics, &mut cache);
                             }
                         })
                         .expect("spawn a search worker"),
@@ -75,8 +76,41 @@ pub fn spawn(rx: Receiver<Job>, shared: Arc<ArcSwap<Snapshot>>, metrics: Arc<Met
         .expect("spawn the batcher thread")
 }
 
+/// Most compiled filters one worker keeps ([`FilterCache`]); past it the cache starts over.
+const FILTER_CACHE: usize = 4096;
+
+/// Compiled filters a search worker keeps across batches, valid for one snapshot (filters
+/// compile against its dictionary, which updates and compactions change): serving traffic
+/// repeats its filters, and compiling them again for every batch is host time on the
+/// batch's critical path. Keyed by the snapshot's identity (a `Weak`, so the address cannot
+/// be reused by a later snapshot while it is held, and the old snapshot is not kept alive).
+#[derive(Default)]
+pub struct FilterCache {
+    snap: std::sync::Weak<Snapshot>,
+    map: HashMap<String, Filter>,
+}
+
+impl FilterCache {
+    /// `text` compiled against `snap` (from the cache when this snapshot compiled it before).
+    pub fn get(&mut self, snap: &Arc<Snapshot>, text: &str) -> Result<Filter, crate::filter::FilterError> {
+        if !std::ptr::eq(self.snap.as_ptr(), Arc::as_ptr(snap)) {
+            self.map.clear();
+            self.snap = Arc::downgrade(snap);
+        }
+        if let Some(f) = self.map.get(text) {
+            return Ok(f.clone());
+        }
+        let f = snap.compile(text)?;
+        if self.map.len() >= FILTER_CACHE {
+            self.map.clear();
+        }
+        self.map.insert(text.to_owned(), f.clone());
+        Ok(f)
+    }
+}
+
 /// Run one batch against the current snapshot, answering 500 if it panics.
-fn run_batch(shared: &ArcSwap<Snapshot>, jobs: Vec<Job>, metrics: &Metrics) {
+fn run_batch(shared: &ArcSwap<Snapshot>, jobs: Vec<Job>, metrics: &Metrics, cache: &mut FilterCache) {
     let t0 = Instant::now();
     for j in &jobs {
         metrics.queue_seconds.observe(t0.duration_since(j.enqueued).as_secs_f64());
@@ -84,7 +118,7 @@ fn run_batch(shared: &ArcSwap<Snapshot>, jobs: Vec<Job>, metrics: &Metrics) {
     let snap = shared.load_full();
     // Run inside the rayon pool: the CPU backend's per-stage parallel loops then start
     // on the pool itself instead of handing off from this thread at every stage.
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rayon::scope(|_| execute(&snap, jobs, metrics))));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rayon::scope(|_| execute(&snap, jobs, metrics, cache))));
     if r.is_err() {
         log::error!("a search batch panicked; its requests were answered with 500");
     }
@@ -151,8 +185,9 @@ fn key(p: &SearchParams) -> Key {
     Key { k: p.k, nprobe: p.nprobe, k0: p.k0, rerank: p.rerank, weights: p.task_weights.as_ref().map(|w| w.iter().map(|x| x.to_bits()).collect()) }
 }
 
-/// Run jobs against one snapshot (all of them see the same version).
-pub fn execute(snap: &Snapshot, jobs: Vec<Job>, metrics: &Metrics) {
+/// Run jobs against one snapshot (all of them see the same version), compiling their
+/// filters through `cache`.
+pub fn execute(snap: &Arc<Snapshot>, jobs: Vec<Job>, metrics: &Metrics, cache: &mut FilterCache) {
     let mut groups: Vec<(Key, Vec<Job>)> = Vec::new();
     let now = Instant::now();
     for j in jobs {
@@ -169,55 +204,53 @@ pub fn execute(snap: &Snapshot, jobs: Vec<Job>, metrics: &Metrics) {
         }
     }
     for (_, group) in groups {
-        run_group(snap, group, metrics);
+        run_group(snap, group, metrics, cache);
     }
 }
 
-fn run_group(snap: &Snapshot, group: Vec<Job>, metrics: &Metrics) {
-    // Filters compile against this snapshot's dictionary (values added by updates included).
-    let mut cache: HashMap<String, Filter> = HashMap::new();
-    let mut ready: Vec<(Job, Vec<Filter>)> = Vec::with_capacity(group.len());
+fn run_group(snap: &Arc<Snapshot>, group: Vec<Job>, metrics: &Metrics, cache: &mut FilterCache) {
+    // Filters compile against this snapshot's dictionary (values added by updates included);
+    // the batch's queries and filters are laid out once, request after request, and each
+    // request's slice of them is `at..at + len`.
+    let nq: usize = group.iter().map(Job::len).sum();
+    let mut queries: Vec<f32> = Vec::with_capacity(group.first().map_or(0, |j| nq * j.search.queries.len() / j.len().max(1)));
+    let mut filters: Vec<Filter> = Vec::with_capacity(nq);
+    let mut ready: Vec<(Job, usize)> = Vec::with_capacity(group.len());
     'jobs: for job in group {
-        let mut fs = Vec::with_capacity(job.len());
+        let at = filters.len();
         for (i, text) in job.search.filters.iter().enumerate() {
-            let f = match cache.get(text) {
-                Some(f) => f.clone(),
-                None => match snap.compile(text) {
-                    Ok(f) => {
-                        cache.insert(text.clone(), f.clone());
-                        f
-                    }
-                    Err(e) => {
-                        let field = if job.search.single { "filter".to_string() } else { format!("filters[{i}]") };
-                        let _ = job.reply.send(Err(ApiError::bad(field, e.to_string())));
-                        continue 'jobs;
-                    }
-                },
-            };
-            fs.push(f);
+            match cache.get(snap, text) {
+                Ok(f) => filters.push(f),
+                Err(e) => {
+                    filters.truncate(at);
+                    let field = if job.search.single { "filter".to_string() } else { format!("filters[{i}]") };
+                    let _ = job.reply.send(Err(ApiError::bad(field, e.to_string())));
+                    continue 'jobs;
+                }
+            }
         }
-        ready.push((job, fs));
+        queries.extend_from_slice(&job.search.queries);
+        ready.push((job, at));
     }
     if ready.is_empty() {
         return;
     }
     let params = ready[0].0.search.params.clone();
-    let queries: Vec<f32> = ready.iter().flat_map(|(j, _)| j.search.queries.iter().copied()).collect();
-    let filters: Vec<Filter> = ready.iter().flat_map(|(_, f)| f.iter().cloned()).collect();
     metrics.batch_queries.observe(filters.len() as f64);
     metrics.batch_requests.observe(ready.len() as f64);
     match snap.search(&SearchRequest { queries: &queries, filters: &filters, params: params.clone() }) {
         Ok(mut results) => {
-            for (job, fs) in ready.into_iter().rev() {
-                let mine = results.split_off(results.len() - fs.len());
+            for (job, at) in ready.into_iter().rev() {
+                let mine = results.split_off(at);
                 let _ = job.reply.send(Ok((snap.version, mine)));
             }
         }
         Err(e) if ready.len() > 1 => {
             // Attribute the error: run each request alone.
             log::warn!("batched search failed ({e}); retrying its {} requests one by one", ready.len());
-            for (job, fs) in ready {
-                let r = snap.search(&SearchRequest { queries: &job.search.queries, filters: &fs, params: params.clone() });
+            for (job, at) in ready {
+                let fs = &filters[at..at + job.len()];
+                let r = snap.search(&SearchRequest { queries: &job.search.queries, filters: fs, params: params.clone() });
                 let _ = job.reply.send(r.map(|r| (snap.version, r)).map_err(ApiError::from));
             }
         }

@@ -100,6 +100,13 @@ pub fn run(cfg: Config) -> Result<()> {
         println!("listening on http://{local}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
+        // No Nagle delay on answers: one small answer per request, and a second segment
+        // (a large answer, or headers flushed apart from the body) must not wait for the
+        // client's delayed ACK (tens of ms at the tail).
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(|e| Error::backend("serve", e.to_string()))
     });
     // The router (and with it the senders) is gone: the batcher and the writer drain and stop.

@@ -1,5 +1,5 @@
-//! Device plumbing on cudarc 0.19 (driver API, loaded at run time): one context and one
-//! stream per backend, typed buffers with their raw device pointers, kernel handles
+//! Device plumbing on cudarc 0.19 (driver API, loaded at run time): one context per
+//! backend and one stream per search lane ([`Dev::fork`]), typed buffers with their raw device pointers, kernel handles
 //! (NVRTC-compiled once per process) and raw launches.
 
 use super::nvrtc;
@@ -115,6 +115,14 @@ impl Dev {
             modules.push(m);
         }
         Ok(Dev { ctx, stream, funcs, _modules: modules, sms, arch, cc_major: maj })
+    }
+
+    /// The same context and kernels on a new stream (a search lane: its work is ordered
+    /// only with itself, so it may overlap other lanes' kernels and copies). Buffers are
+    /// allocated and freed on the stream of the `Dev` that allocated them.
+    pub(crate) fn fork(&self) -> Result<Dev> {
+        let stream = self.ctx.new_stream().map_err(drv)?;
+        Ok(Dev { ctx: self.ctx.clone(), stream, funcs: self.funcs.clone(), _modules: self._modules.clone(), sms: self.sms, arch: self.arch.clone(), cc_major: self.cc_major })
     }
 
     /// The NVRTC target the kernels were compiled for (`compute_90` on an H200).

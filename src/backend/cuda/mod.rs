@@ -7,14 +7,15 @@
 //! `(i32 dot) as f32 * scale` with one IEEE multiply (`__fmul_rn`), every top-k orders
 //! by the 64-bit key `(total-order(score) << 32) | !row` (score desc, then row asc).
 //!
-//! Everything runs on one stream; stage outputs stay on the device until a `read_*`,
-//! which is the only host synchronization of a search (it waits on an event recorded
-//! behind its copy, so concurrent searches from several threads, as `silica serve
-//! --workers` runs them, queue their work back to back and each waits only for its own;
-//! every buffer a search shares with another, the kept scratch, is used under the
-//! workspace lock and in stream order) (plus [`Backend::count`], whose
-//! result is host data by definition). Scratch buffers of the scan are kept between
-//! calls and only grow.
+//! A handle runs on one stream; [`Backend::lane`] gives another handle with its own stream
+//! and scratch workspace over the same context and kernels, which the executor uses for
+//! each search in flight at once (`silica serve --workers N`): their kernels and copies
+//! overlap, and a read-back waits only for its own lane. Stage outputs stay on the device
+//! until a `read_*`, which is the only host synchronization of a search (it waits on an
+//! event recorded behind its copy; plus [`Backend::count`], whose result is host data by
+//! definition). Resident tensors are read-only to searches and complete before `upload`
+//! returns, so every lane reads them without further ordering. Scratch buffers of the
+//! scan are kept between calls (per lane, under its workspace lock) and only grow.
 
 pub mod args;
 mod build;
@@ -194,7 +195,8 @@ pub struct CudaInner {
     dev: Dev,
     ws: Mutex<Workspace>,
     model: Mutex<Option<DevModel>>,
-    tuning: Mutex<Tuning>,
+    /// Shared by all lanes of one device.
+    tuning: Arc<Mutex<Tuning>>,
     /// Phase events of the scan when profiling (benchmarks).
     marks: Mutex<Option<Vec<(&'static str, cudarc::driver::CudaEvent)>>>,
     /// Bytes of shared memory per warp of the fast scan kernels (`WarpSmem`).
@@ -232,7 +234,7 @@ impl Cuda {
             dev,
             ws: Mutex::default(),
             model: Mutex::default(),
-            tuning: Mutex::new(Tuning::default()),
+            tuning: Arc::new(Mutex::new(Tuning::default())),
             marks: Mutex::default(),
             warp_smem,
             stream_smem,
@@ -491,6 +493,20 @@ impl Backend for Cuda {
 
     fn name(&self) -> &'static str {
         "cuda"
+    }
+
+    /// A new stream and workspace (and rerank model cache) on the same context, sharing
+    /// the kernels and the tuning.
+    fn lane(&self) -> Result<Cuda> {
+        Ok(Cuda(Arc::new(CudaInner {
+            dev: self.dev.fork()?,
+            ws: Mutex::default(),
+            model: Mutex::default(),
+            tuning: self.tuning.clone(),
+            marks: Mutex::default(),
+            warp_smem: self.warp_smem,
+            stream_smem: self.stream_smem,
+        })))
     }
 
     fn resident_index<'a>(&self, ix: &'a Resident) -> &'a Arc<Index> {
