@@ -13,7 +13,7 @@ pub mod calibrate;
 pub mod hook;
 pub mod segments;
 
-pub use hook::{Hook, NoHook, Output, Stage, Trace, TraceHook};
+pub use hook::{FollowHook, Hook, NoHook, Output, Stage, Trace, TraceHook};
 
 use crate::backend::{Backend, Candidates, Changed, Probes, QueryBatch, Rerank};
 use crate::error::{Error, Result};
@@ -90,6 +90,13 @@ pub struct SearchResponse {
     pub scores: Vec<f32>,
 }
 
+/// The planner's candidate budget of a search of `index` with `nprobe` lists: the rows
+/// `nprobe` average lists hold (all rows when `nprobe == nlist`).
+pub fn candidate_cap(index: &Index, nprobe: usize) -> u64 {
+    let (nlist, n) = (index.nlist(), index.len() as u64);
+    if nprobe >= nlist { n } else { (nprobe as u64) * n.div_ceil(nlist.max(1) as u64) }
+}
+
 /// Most candidate slots (`queries x cap`) one [`Backend::scan_candidates`] call holds; a
 /// batch with a larger budget is split (a GPU keeps 12 bytes per slot).
 pub const MAX_CANDIDATE_SLOTS: u64 = 1 << 26;
@@ -131,6 +138,11 @@ pub trait Search: Send + Sync {
     /// unchanged device tensors shared. Falls back to a full upload when the index differs
     /// in more than that.
     fn with_index(&self, index: Arc<Index>, changed: &Changed) -> Result<Box<dyn Search>>;
+    /// [`Search::search`] as a segment searched beside another one (the fresh segment of
+    /// `silica serve`, see [`segments`]): the planner takes selective filters over their
+    /// candidates up to `cap` rows (the other segment's budget), and queries are not
+    /// widened, so the cost is the probed lists' rows (or the filter's candidates).
+    fn search_following(&self, req: &SearchRequest, cap: u64) -> Result<Vec<SearchResponse>>;
 }
 
 impl<B: Backend> Executor<B> {
@@ -263,8 +275,7 @@ impl<B: Backend> Executor<B> {
         let mut result = Candidates::empty(q.len, r.k);
         let given = hook.has_given_probes();
         let planner = hook.planner() && !given;
-        let all_lists = r.nprobe == nlist;
-        let cap = if all_lists { n } else { (r.nprobe as u64) * n.div_ceil(nlist as u64) };
+        let cap = hook.candidate_cap().unwrap_or_else(|| candidate_cap(&self.index, r.nprobe));
         let (filtered, mut probe_path): (Vec<usize>, Vec<usize>) = (0..q.len).partition(|&i| planner && !plans[i].is_all());
         if !filtered.is_empty() {
             probe_path.extend(self.candidates_group(q, plans, &filtered, cap, r, hook, &mut result)?);
@@ -388,6 +399,10 @@ impl<B: Backend> Search for Executor<B> {
 
     fn search(&self, req: &SearchRequest) -> Result<Vec<SearchResponse>> {
         self.search_with(req, &mut NoHook)
+    }
+
+    fn search_following(&self, req: &SearchRequest, cap: u64) -> Result<Vec<SearchResponse>> {
+        self.search_with(req, &mut FollowHook { cap })
     }
 
     fn search_traced(&self, req: &SearchRequest, trace: &mut Trace) -> Result<Vec<SearchResponse>> {

@@ -4,9 +4,19 @@
 //!
 //! Each segment runs the whole pipeline through its own [`Search`] (so the executor stays
 //! the one place that knows stage order) with the same queries, filters, k, K0 and rerank
-//! mode; the fresh segment is probed exhaustively (all of its lists). The per-query results
-//! are then merged by final score. Scores are comparable across segments because both
-//! quantize the same query the same way and use the same stage-4 mode.
+//! mode. The fresh segment is laid out over the main index's centroids (`serve::fresh`),
+//! so it is probed with the **same nprobe**, which picks the same lists (same centroid
+//! codes, same query codes): stages 1-3 over main + fresh give the candidates one index
+//! holding both segments' rows would give, and a query pays for fresh rows only what its
+//! probed fresh lists hold. The fresh segment follows the main index's planner budget
+//! ([`crate::graph::candidate_cap`] of the main index) and is not widened
+//! ([`Search::search_following`]): a selective filter is answered over all its fresh
+//! candidates, and a query the main index answered in full (k results) does not widen
+//! over the fresh segment. A query the main index could not fill (fewer than k results,
+//! after its own widening) is searched in the fresh segment as a plain search, widening
+//! included. A fresh segment with one list (older callers) is probed exhaustively.
+//! The per-query results are then merged by final score. Scores are comparable across
+//! segments because both quantize the same query the same way and use the same stage-4 mode.
 
 use super::{RerankMode, Search, SearchRequest, SearchResponse};
 use crate::error::{Error, Result};
@@ -29,11 +39,37 @@ pub fn search_segments(main: &dyn Search, fresh: Option<&dyn Search>, req: &Sear
     }
     let main_req = SearchRequest { queries: req.queries, filters: req.filters, params: params.clone() };
     let mut out = main.search(&main_req)?;
-    params.nprobe = Some(fresh.index().nlist());
-    let extra = fresh.search(&SearchRequest { queries: req.queries, filters: req.filters, params })?;
+    let nprobe = main.resolve(&main_req.params)?.nprobe;
+    let same_lists = fresh.index().nlist() == main.index().nlist();
+    params.nprobe = Some(if same_lists { nprobe } else { fresh.index().nlist() });
     let k = req.params.k;
-    for (a, b) in out.iter_mut().zip(extra) {
-        *a = merge(std::mem::replace(a, empty()), b, k);
+    if !same_lists {
+        let extra = fresh.search(&SearchRequest { queries: req.queries, filters: req.filters, params })?;
+        for (a, b) in out.iter_mut().zip(extra) {
+            *a = merge(std::mem::replace(a, empty()), b, k);
+        }
+        return Ok(out);
+    }
+    // Queries main filled follow its probe; the others search the fresh segment in full.
+    let (full, short): (Vec<usize>, Vec<usize>) = (0..out.len()).partition(|&i| out[i].rows.len() >= k);
+    let cap = super::candidate_cap(main.index(), nprobe);
+    for (group, follow) in [(full, true), (short, false)] {
+        if group.is_empty() {
+            continue;
+        }
+        let d = main.index().dim;
+        let (queries, filters);
+        let sub = if group.len() == out.len() {
+            SearchRequest { queries: req.queries, filters: req.filters, params: params.clone() }
+        } else {
+            queries = group.iter().flat_map(|&i| req.queries[i * d..(i + 1) * d].iter().copied()).collect::<Vec<f32>>();
+            filters = if req.filters.is_empty() { Vec::new() } else { group.iter().map(|&i| req.filters[i].clone()).collect() };
+            SearchRequest { queries: &queries, filters: &filters, params: params.clone() }
+        };
+        let extra = if follow { fresh.search_following(&sub, cap)? } else { fresh.search(&sub)? };
+        for (&i, b) in group.iter().zip(extra) {
+            out[i] = merge(std::mem::replace(&mut out[i], empty()), b, k);
+        }
     }
     Ok(out)
 }

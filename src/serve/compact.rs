@@ -22,17 +22,12 @@ enum Src {
     Fresh(usize),
 }
 
-/// The compacted index of `main` + `fresh` (`fresh_vectors`: `[fresh.len(), D]` f32).
-pub fn fold(main: &Index, fresh: &Index, fresh_vectors: &[f32], dict: &Dict) -> Result<Index> {
+/// The compacted index of `main` + `fresh` (the fresh segment over `main`'s centroids).
+/// Errors: a fresh segment of another dimension.
+pub fn fold(main: &Index, fresh: &Index, dict: &Dict) -> Result<Index> {
     let d = main.dim;
-    if fresh_vectors.len() != fresh.len() * d {
-        return Err(Error::CountMismatch {
-            what: "compaction".into(),
-            left_name: "fresh vectors".into(),
-            left: fresh_vectors.len() / d.max(1),
-            right_name: "fresh rows".into(),
-            right: fresh.len(),
-        });
+    if fresh.dim != d {
+        return Err(Error::Dimension { what: "fresh segment".into(), expected: d, got: fresh.dim });
     }
     // (list, global row, source) of every live row.
     let mut rows: Vec<(u32, u64, Src)> = Vec::new();

@@ -18,6 +18,7 @@ pub mod binary;
 pub mod compact;
 pub mod dict;
 pub mod error;
+pub mod fresh;
 pub mod ids;
 pub mod load;
 pub mod metrics;
