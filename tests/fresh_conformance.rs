@@ -6,9 +6,10 @@
 //! back the served index's centroids). On each backend (cpu; wgpu on lavapipe; cuda where
 //! a device is present):
 //!
-//! * stages 1-3 bit for bit: the probes of the main index, of the fresh segment and of the
-//!   reference are the same lists; the scan candidates of main + fresh (ids and score bits,
-//!   K0 above every candidate) are exactly the reference's, filtered or not;
+//! * stages 1-3 bit for bit: the probes of the main index, of the fresh lists and of the
+//!   reference are the same lists; the scan candidates of main + fresh lists + the fresh
+//!   tail's rows of those lists (ids and score bits, K0 above every candidate) are exactly
+//!   the reference's, filtered or not (the tail, scanned whole, holds the newest items);
 //! * the served snapshot's answers (`rerank none`) equal the reference executor's on the
 //!   CPU: same scores, same ids except among ties at the cut;
 //! * every fresh item is found through an exact `id` filter, deleted ones never are.
@@ -71,8 +72,10 @@ impl<B: Backend> Hook<B> for Capture {
     }
 }
 
+type Sets = Vec<BTreeSet<(String, u32)>>;
+
 /// Stages 1-3 of `ix` on backend `b`: probes and per query the (id, score bits) set.
-fn stages<B: Backend>(b: B, ix: &Arc<Index>, q: &[f32], filter: &Filter, nprobe: usize, k0: usize) -> (Probes, Vec<BTreeSet<(String, u32)>>) {
+fn stages<B: Backend>(b: B, ix: &Arc<Index>, q: &[f32], filter: &Filter, nprobe: usize, k0: usize) -> (Probes, Sets) {
     let exec = Executor::new(b, ix.clone()).unwrap();
     let batch = exec.prepare(q).unwrap();
     let params = SearchParams { k: 1, nprobe: Some(nprobe), k0: Some(k0), rerank: RerankMode::None, task_weights: None };
@@ -114,7 +117,7 @@ fn for_each_backend(mut f: impl FnMut(&str)) {
     }
 }
 
-fn stages_on(backend: &str, ix: &Arc<Index>, q: &[f32], filter: &Filter, nprobe: usize, k0: usize) -> (Probes, Vec<BTreeSet<(String, u32)>>) {
+fn stages_on(backend: &str, ix: &Arc<Index>, q: &[f32], filter: &Filter, nprobe: usize, k0: usize) -> (Probes, Sets) {
     match backend {
         "cpu" => stages(Cpu, ix, q, filter, nprobe, k0),
         #[cfg(feature = "wgpu")]
@@ -137,6 +140,8 @@ fn appended_deleted_and_patched_rows_answer_like_a_rebuild_with_the_same_centroi
         let path = write_index(dir.path(), &items, NLIST);
         let opts = Options { backend: backend.into(), compact_threshold: Some(0), wal_recover: false, verify: false };
         let mut store = Store::open(&path, opts).unwrap();
+        // A small tail, so that the stream fills the fresh lists and leaves some in the tail.
+        store.set_fresh_tail_limit(120).unwrap();
         let mut model: BTreeMap<String, Item> = items.iter().map(|i| (i.id.clone(), i.clone())).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         // Several commit groups: new items, replacements, deletes of main and fresh rows,
@@ -174,9 +179,12 @@ fn appended_deleted_and_patched_rows_answer_like_a_rebuild_with_the_same_centroi
         }
         let snap = store.snapshot();
         let main = snap.index().clone();
-        let fresh = snap.fresh.as_ref().expect("a fresh segment").index().clone();
+        let fresh = snap.fresh.as_ref().expect("fresh lists").index().clone();
+        let tail = snap.tail.as_ref().expect("a fresh tail").index().clone();
         assert_eq!((fresh.nlist(), fresh.centroids.as_slice()), (main.nlist(), main.centroids.as_slice()), "fresh rows sit in the main index's lists");
-        assert!(fresh.len() > 200 && snap.stats.items == model.len(), "{:?}", snap.stats);
+        assert!(fresh.len() > 150 && !tail.is_empty() && tail.len() <= 120 + 85 && snap.stats.items == model.len(), "{:?}", snap.stats);
+        // The tail rows' lists by the build's rule (the tail is one list, scanned whole).
+        let tail_list: BTreeMap<String, u32> = tail.ids.iter().map(String::from).zip(assign_cpu(&tail.items.codes, &main.centroid_codes)).collect();
 
         let live: Vec<Item> = model.values().cloned().collect();
         let reference = Arc::new(build_index_on(&live, NLIST, &SameCentroids(main.centroids.clone())));
@@ -193,12 +201,15 @@ fn appended_deleted_and_patched_rows_answer_like_a_rebuild_with_the_same_centroi
                 // Stages 1-3: K0 above every candidate, so the sets are whole.
                 let (pm, cm) = stages_on(backend, &main, &q, &served, nprobe, total + 5);
                 let (pf, cf) = stages_on(backend, &fresh, &q, &served, nprobe, total + 5);
+                let (_, ct) = stages_on(backend, &tail, &q, &served, 1, total + 5);
                 let (pr, cr) = stages_on(backend, &reference, &q, &rebuilt, nprobe, total + 5);
                 assert_eq!(pm, pr, "{what}: main probes");
                 assert_eq!(pf, pr, "{what}: fresh probes");
                 for (i, want) in cr.iter().enumerate() {
-                    assert!(cm[i].is_disjoint(&cf[i]), "{what}: an id in both segments");
-                    let got: BTreeSet<_> = cm[i].union(&cf[i]).cloned().collect();
+                    let probed = &pr.lists[i * nprobe..(i + 1) * nprobe];
+                    let ct: BTreeSet<_> = ct[i].iter().filter(|(id, _)| probed.contains(&tail_list[id])).cloned().collect();
+                    assert!(cm[i].is_disjoint(&cf[i]) && cm[i].is_disjoint(&ct) && cf[i].is_disjoint(&ct), "{what}: an id in two segments");
+                    let got: BTreeSet<_> = cm[i].iter().chain(&cf[i]).chain(&ct).cloned().collect();
                     assert_eq!(&got, want, "{what}: query {i} candidates");
                 }
                 // The served pipeline (both segments on this backend) against the rebuild,

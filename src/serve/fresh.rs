@@ -10,10 +10,19 @@
 //! what a query pays for fresh items is the rows its probed fresh lists hold.
 //!
 //! [`FreshRows`] keeps the rows in arrival order (a row's number here is its arrival
-//! index: what [`super::state::Loc::Fresh`] holds); [`FreshRows::build`] lays them out by
-//! list (stable by arrival) with their Bloom planes, exact attribute CSR and live bitset,
-//! once per published version that changed them. A published [`Index`] is immutable: an
-//! older snapshot keeps answering from its own copy.
+//! index: what [`super::state::Loc::Fresh`] holds), in two parts:
+//!
+//! * the **lists** part, rows `0..folded`, laid out by list (stable by arrival) with their
+//!   Bloom planes, exact attribute CSR and live bitset ([`FreshRows::build_lists`]);
+//! * the **tail**, rows `folded..`: the latest items, in one list that every query scans
+//!   whole ([`FreshRows::build_tail`]), at most [`FreshRows::tail_limit`] rows. When it
+//!   reaches that, [`FreshRows::fold_tail`] moves it into the lists part, which is then
+//!   rebuilt (O(fresh rows), once per `tail_limit` new items instead of once per write).
+//!
+//! A query therefore pays for fresh items the rows of its probed fresh lists plus at most
+//! `tail_limit` tail rows, however many fresh items there are. Each part is rebuilt only in
+//! a published version that changed it; a published [`Index`] is immutable, so an older
+//! snapshot keeps answering from its own copy.
 
 use super::segment::NewRow;
 use crate::model::{Attributes, BloomPlanes, I8Matrix, Ids, Index, Schema};
@@ -25,13 +34,56 @@ pub struct FreshRows {
     rows: Vec<Arc<NewRow>>,
     live: Vec<bool>,
     dead: usize,
-    /// Rows changed since the last [`FreshRows::build`].
-    dirty: bool,
+    /// Rows `0..folded` are the lists part, the rest the tail.
+    folded: usize,
+    /// Most rows the tail holds before [`FreshRows::fold_tail`].
+    tail_limit: usize,
+    /// Parts changed since their last build.
+    lists_dirty: bool,
+    tail_dirty: bool,
 }
 
 impl FreshRows {
-    pub fn new() -> FreshRows {
-        FreshRows { rows: Vec::new(), live: Vec::new(), dead: 0, dirty: false }
+    /// An empty store whose tail holds at most `tail_limit` rows (>= 1).
+    pub fn new(tail_limit: usize) -> FreshRows {
+        FreshRows { rows: Vec::new(), live: Vec::new(), dead: 0, folded: 0, tail_limit: tail_limit.max(1), lists_dirty: false, tail_dirty: false }
+    }
+
+    /// The same rows with another tail limit (>= 1).
+    pub fn with_tail_limit(mut self, n: usize) -> FreshRows {
+        self.tail_limit = n.max(1);
+        self
+    }
+
+    /// Most rows of the tail (see the module docs).
+    pub fn tail_limit(&self) -> usize {
+        self.tail_limit
+    }
+
+    /// Rows in the tail.
+    pub fn tail_len(&self) -> usize {
+        self.rows.len() - self.folded
+    }
+
+    /// True when the tail is full: [`FreshRows::fold_tail`] is due.
+    pub fn tail_full(&self) -> bool {
+        self.tail_len() >= self.tail_limit
+    }
+
+    /// Move the tail into the lists part (both change).
+    pub fn fold_tail(&mut self) {
+        if self.tail_len() > 0 {
+            self.folded = self.rows.len();
+            (self.lists_dirty, self.tail_dirty) = (true, true);
+        }
+    }
+
+    fn touch(&mut self, r: u32) {
+        if (r as usize) < self.folded {
+            self.lists_dirty = true;
+        } else {
+            self.tail_dirty = true;
+        }
     }
 
     /// Rows appended (live or dead).
@@ -45,16 +97,24 @@ impl FreshRows {
     pub fn dead(&self) -> usize {
         self.dead
     }
-    /// True when rows changed since the last build.
+    /// True when a part changed since its last build.
     pub fn dirty(&self) -> bool {
-        self.dirty
+        self.lists_dirty || self.tail_dirty
+    }
+    /// True when the lists part changed since [`FreshRows::build_lists`].
+    pub fn lists_dirty(&self) -> bool {
+        self.lists_dirty
+    }
+    /// True when the tail changed since [`FreshRows::build_tail`].
+    pub fn tail_dirty(&self) -> bool {
+        self.tail_dirty
     }
 
-    /// Append a row (its `list` already assigned); returns its arrival index.
+    /// Append a row (its `list` already assigned) to the tail; returns its arrival index.
     pub fn append(&mut self, row: NewRow) -> u32 {
         self.rows.push(Arc::new(row));
         self.live.push(true);
-        self.dirty = true;
+        self.tail_dirty = true;
         (self.rows.len() - 1) as u32
     }
 
@@ -64,7 +124,7 @@ impl FreshRows {
         if *l {
             *l = false;
             self.dead += 1;
-            self.dirty = true;
+            self.touch(r);
         }
     }
 
@@ -78,28 +138,45 @@ impl FreshRows {
         let row = Arc::make_mut(&mut self.rows[r as usize]);
         row.values = values;
         row.bits = bits;
-        self.dirty = true;
+        self.touch(r);
     }
 
-    /// The segment over `main`'s centroids (see the module docs); clears [`FreshRows::dirty`].
-    /// O(rows): every array of the segment is written once.
-    pub fn build(&mut self, main: &Index) -> Index {
-        self.dirty = false;
-        let (d, l, n) = (main.dim, main.nlist(), self.rows.len());
+    /// The lists part over `main`'s centroids (see the module docs); clears
+    /// [`FreshRows::lists_dirty`]. O(rows of the part): every array is written once.
+    pub fn build_lists(&mut self, main: &Index) -> Index {
+        self.lists_dirty = false;
+        let l = main.nlist();
+        let rows = &self.rows[..self.folded];
         // Counting sort by list, stable by arrival.
         let mut list_offsets = vec![0u64; l + 1];
-        for r in &self.rows {
+        for r in rows {
             list_offsets[r.list as usize + 1] += 1;
         }
         for i in 0..l {
             list_offsets[i + 1] += list_offsets[i];
         }
         let mut cursor = list_offsets.clone();
-        let mut order = vec![0usize; n];
-        for (a, r) in self.rows.iter().enumerate() {
+        let mut order = vec![0usize; rows.len()];
+        for (a, r) in rows.iter().enumerate() {
             order[cursor[r.list as usize] as usize] = a;
             cursor[r.list as usize] += 1;
         }
+        self.layout(main, &order, list_offsets, main.centroids.clone(), main.centroid_codes.clone())
+    }
+
+    /// The tail as a one-list segment in arrival order (probed whole); clears
+    /// [`FreshRows::tail_dirty`].
+    pub fn build_tail(&mut self, main: &Index) -> Index {
+        self.tail_dirty = false;
+        let d = main.dim;
+        let order: Vec<usize> = (self.folded..self.rows.len()).collect();
+        let one = I8Matrix { rows: 1, dim: d, codes: vec![0; d].into(), scale: vec![0.0].into() };
+        self.layout(main, &order, vec![0, order.len() as u64], vec![0.0; d], one)
+    }
+
+    /// An index of rows `order` (arrival indices, in row order) with these lists.
+    fn layout(&self, main: &Index, order: &[usize], list_offsets: Vec<u64>, centroids: Vec<f32>, centroid_codes: I8Matrix) -> Index {
+        let (d, n) = (main.dim, order.len());
         let f = main.feature_names.len();
         let (mut codes, mut scale) = (Vec::with_capacity(n * d), Vec::with_capacity(n));
         let mut emb: Option<Vec<f16>> = main.embeddings.as_ref().map(|_| Vec::with_capacity(n * d));
@@ -139,8 +216,8 @@ impl FreshRows {
         Index {
             dim: d,
             metric: main.metric,
-            centroids: main.centroids.clone(),
-            centroid_codes: main.centroid_codes.clone(),
+            centroids,
+            centroid_codes,
             list_offsets,
             items: I8Matrix { rows: n, dim: d, codes: codes.into(), scale: scale.into() },
             embeddings: emb.map(Into::into),
@@ -157,11 +234,6 @@ impl FreshRows {
     }
 }
 
-impl Default for FreshRows {
-    fn default() -> Self {
-        FreshRows::new()
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -199,7 +271,7 @@ mod tests {
         let main = main_index(l, d);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         for n in [0usize, 1, 63, 64, 65, 200] {
-            let mut f = FreshRows::new();
+            let mut f = FreshRows::new(1000);
             let mut want_list = Vec::new();
             for i in 0..n {
                 let x: Vec<f32> = (0..d).map(|_| rng.random_range(-1.0f32..1.0)).collect();
@@ -215,9 +287,17 @@ mod tests {
             if n > 3 {
                 f.set_attrs(3, vec![42], vec![31]);
             }
-            assert!(n == 0 || f.dirty());
-            let ix = f.build(&main);
-            assert!(!f.dirty());
+            assert!(n == 0 || f.tail_dirty());
+            let tail = f.build_tail(&main);
+            assert_eq!((tail.nlist(), tail.len(), f.tail_dirty()), (1, n, false));
+            for s in 0..n {
+                assert_eq!(tail.source_rows[s], 100 + s as u64, "the tail is in arrival order");
+            }
+            f.fold_tail();
+            assert!(f.tail_len() == 0 && (n == 0 || f.lists_dirty()));
+            let ix = f.build_lists(&main);
+            assert!(!f.lists_dirty());
+            assert_eq!(f.build_tail(&main).len(), 0);
             assert_eq!((ix.len(), ix.nlist(), ix.bloom.words), (n, l, n.div_ceil(64)));
             let mut seen = 0;
             for li in 0..l {

@@ -235,7 +235,7 @@ mod tests {
         };
         main.attrs.offsets = vec![0].into();
         // A one-list segment of n rows (arrival order = row order), laid out by the fresh store.
-        let mut fresh = super::super::fresh::FreshRows::new();
+        let mut fresh = super::super::fresh::FreshRows::new(usize::MAX);
         let rows: Vec<Arc<NewRow>> = (0..n)
             .map(|i| {
                 let v = vec![i as u32 % 4, 10 + (i as u32 % 3)];
@@ -246,7 +246,7 @@ mod tests {
         for r in &rows {
             fresh.append((**r).clone());
         }
-        (fresh.build(&main), rows)
+        (fresh.build_tail(&main), rows)
     }
 
     /// Planes rebuilt from scratch over the current rows (the reference for in-place edits).

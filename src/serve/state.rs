@@ -59,7 +59,9 @@ pub struct Stats {
 pub struct Snapshot {
     pub version: u64,
     pub main: Arc<dyn Search>,
+    /// The fresh segment's lists part (main's centroids and nlist) and tail (one list).
     pub fresh: Option<Arc<dyn Search>>,
+    pub tail: Option<Arc<dyn Search>>,
     pub dict: Dict,
     pub stats: Stats,
 }
@@ -75,7 +77,8 @@ impl Snapshot {
     }
     /// Search the main index and the fresh segment, merged.
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<SearchResponse>> {
-        search_segments(&*self.main, self.fresh.as_deref(), req)
+        let extra: Vec<&dyn Search> = self.fresh.iter().chain(&self.tail).map(|s| &**s).collect();
+        search_segments(&*self.main, &extra, req)
     }
 }
 
@@ -110,11 +113,13 @@ pub struct Options {
 /// Everything that depends on the loaded artifact (replaced by compaction).
 struct Segments {
     main: Pair,
-    /// Fresh rows in arrival order, and the segment last built from them (published).
+    /// Fresh rows in arrival order, and the two parts last built from them (published).
     fresh: FreshRows,
     fresh_ix: Arc<Index>,
+    tail_ix: Arc<Index>,
     main_exec: Arc<dyn Search>,
     fresh_exec: Option<Arc<dyn Search>>,
+    tail_exec: Option<Arc<dyn Search>>,
     dict: Dict,
     ids: IdMap,
     /// Next global row number (`rows` in results) for an appended item.
@@ -127,8 +132,9 @@ struct Segments {
 impl Segments {
     fn new(index: Index, backend: &str) -> Result<Segments> {
         let index = Arc::new(index);
-        let mut fresh = FreshRows::new();
-        let fresh_ix = Arc::new(fresh.build(&index));
+        let mut fresh = FreshRows::new(default_tail_limit(&index));
+        let fresh_ix = Arc::new(fresh.build_lists(&index));
+        let tail_ix = Arc::new(fresh.build_tail(&index));
         let t0 = Instant::now();
         let main_exec: Arc<dyn Search> = Arc::from(graph::open(backend, index.clone())?);
         let t1 = Instant::now();
@@ -145,8 +151,10 @@ impl Segments {
             main: Pair::new(index),
             fresh,
             fresh_ix,
+            tail_ix,
             main_exec,
             fresh_exec: None,
+            tail_exec: None,
             dict,
             ids,
             next_row,
@@ -166,6 +174,8 @@ pub struct Store {
     shared: Arc<ArcSwap<Snapshot>>,
     version: u64,
     compactions: u64,
+    /// [`Store::set_fresh_tail_limit`] (kept across compactions).
+    tail_limit: Option<usize>,
     seg: Segments,
 }
 
@@ -198,6 +208,7 @@ pub struct CompactionJob {
     fresh_folded: usize,
     main: Arc<Index>,
     fresh: Arc<Index>,
+    tail: Arc<Index>,
     dict: Dict,
 }
 
@@ -220,8 +231,8 @@ pub struct PreparedCompaction {
 impl CompactionJob {
     /// Fold, serialize and write the new artifact to a temporary file (the slow part).
     pub fn run(self) -> Result<PreparedCompaction> {
-        let index = compact::fold(&self.main, &self.fresh, &self.dict)?;
-        drop((self.main, self.fresh));
+        let index = compact::fold(&self.main, &[&self.fresh, &self.tail], &self.dict)?;
+        drop((self.main, self.fresh, self.tail));
         let bytes = format::to_bytes(&index)?;
         let hash = wal::artifact_hash(&bytes);
         let dir = match self.path.parent() {
@@ -269,8 +280,17 @@ fn remove_stale_temps(index: &Path) {
     }
 }
 
+/// Default compaction threshold (fresh rows + dead main rows): fresh rows cost a query
+/// only what its probed lists hold, so compaction is about memory and the fresh lists'
+/// rebuild cost, not query speed.
 fn default_threshold(n: usize) -> usize {
-    (n / 32).max(2048)
+    (n / 32).max(16384)
+}
+
+/// Default size of the fresh tail (scanned whole by every query): an eighth of the rows
+/// a default search of `main` scans, at least 1024.
+pub fn default_tail_limit(main: &Index) -> usize {
+    (graph::candidate_cap(main, main.default_nprobe()) as usize / 8).max(1024)
 }
 
 impl Store {
@@ -304,12 +324,13 @@ impl Store {
             version: 0,
             main: seg.main_exec.clone(),
             fresh: None,
+            tail: None,
             dict: seg.dict.clone(),
             stats: Stats::default(),
         }));
         // Versions continue from the batches already folded into the artifact.
         let version = opened.base_version;
-        let mut store = Store { path: path.to_path_buf(), opts, threshold, wal: opened.wal, _lock: lock, shared: snap, version, compactions: 0, seg };
+        let mut store = Store { path: path.to_path_buf(), opts, threshold, wal: opened.wal, _lock: lock, shared: snap, version, compactions: 0, tail_limit: None, seg };
         let t0 = Instant::now();
         let wal_path = wal::wal_path(path);
         for (i, rec) in opened.records.iter().enumerate() {
@@ -498,21 +519,31 @@ impl Store {
             let changed = self.seg.main.published_changes();
             self.seg.main_exec = Arc::from(self.seg.main_exec.with_index(ix, &changed)?);
         }
-        if self.seg.fresh.dirty() {
-            // The fresh segment on the main index's device (same context and kernels).
-            let ix = Arc::new(self.seg.fresh.build(self.seg.main.current()));
-            self.seg.fresh_exec = if ix.is_empty() {
-                None
-            } else {
-                let base = self.seg.fresh_exec.as_ref().unwrap_or(&self.seg.main_exec);
-                Some(Arc::from(base.with_index(ix.clone(), &Changed::ALL)?))
-            };
+        // The fresh parts on the main index's device (same context and kernels).
+        let on_device = |ix: &Arc<Index>, exec: &Option<Arc<dyn Search>>, main: &Arc<dyn Search>| -> Result<Option<Arc<dyn Search>>> {
+            if ix.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(Arc::from(exec.as_ref().unwrap_or(main).with_index(ix.clone(), &Changed::ALL)?)))
+        };
+        if self.seg.fresh.tail_full() {
+            self.seg.fresh.fold_tail();
+        }
+        if self.seg.fresh.lists_dirty() {
+            let ix = Arc::new(self.seg.fresh.build_lists(self.seg.main.current()));
+            self.seg.fresh_exec = on_device(&ix, &self.seg.fresh_exec, &self.seg.main_exec)?;
             self.seg.fresh_ix = ix;
+        }
+        if self.seg.fresh.tail_dirty() {
+            let ix = Arc::new(self.seg.fresh.build_tail(self.seg.main.current()));
+            self.seg.tail_exec = on_device(&ix, &self.seg.tail_exec, &self.seg.main_exec)?;
+            self.seg.tail_ix = ix;
         }
         let snap = Snapshot {
             version: self.version,
             main: self.seg.main_exec.clone(),
             fresh: self.seg.fresh_exec.clone(),
+            tail: self.seg.tail_exec.clone(),
             dict: self.seg.dict.clone(),
             stats: self.stats(),
         };
@@ -560,8 +591,9 @@ impl Store {
             started: Instant::now(),
             wal_offset: self.wal.len(),
             version: self.version,
-            rows_before: main.len() + fresh.len(),
-            fresh_folded: fresh.len() - self.seg.fresh.dead(),
+            rows_before: main.len() + self.seg.fresh.len(),
+            fresh_folded: self.seg.fresh.len() - self.seg.fresh.dead(),
+            tail: self.seg.tail_ix.clone(),
             dict: self.seg.dict.clone(),
             main,
             fresh,
@@ -595,6 +627,10 @@ impl Store {
             self.threshold = default_threshold(rows_after);
         }
         let old = std::mem::replace(&mut self.seg, done.seg);
+        if let Some(n) = self.tail_limit {
+            let rows = std::mem::replace(&mut self.seg.fresh, FreshRows::new(1));
+            self.seg.fresh = rows.with_tail_limit(n);
+        }
         // Freeing two copies of the old index takes a while; not on the write path.
         std::thread::spawn(move || drop(old));
         // Re-apply what was written while the compaction ran (already counted in `version`).
@@ -625,6 +661,15 @@ impl Store {
     pub fn compact(&mut self) -> Result<CompactReport> {
         let done = self.begin_compaction().run()?;
         self.finish_compaction(done)
+    }
+
+    /// Most rows of the fresh tail before it is folded into the fresh lists (see
+    /// [`super::fresh`]); takes effect at the next publish. `n >= 1`.
+    pub fn set_fresh_tail_limit(&mut self, n: usize) -> Result<()> {
+        let rows = std::mem::replace(&mut self.seg.fresh, FreshRows::new(1));
+        self.seg.fresh = rows.with_tail_limit(n);
+        self.tail_limit = Some(n);
+        self.publish()
     }
 
     /// Where an id lives now (tests, diagnostics).
