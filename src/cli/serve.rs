@@ -45,8 +45,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub compact_threshold: Option<usize>,
     /// Newest fresh items kept in the fresh tail, which every query scans whole, before
-    /// they join the fresh inverted lists (default: an eighth of the rows a default search
-    /// scans, at least 1024). Smaller: cheaper queries, more frequent list rebuilds.
+    /// they join the fresh inverted lists (default: a sixteenth of the rows a default search
+    /// scans, at least 512). Smaller: cheaper queries, more frequent list rebuilds.
     #[arg(long)]
     pub fresh_tail: Option<usize>,
     /// HTTP worker threads (default: one per core).

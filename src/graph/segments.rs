@@ -13,8 +13,9 @@
 //! ([`Search::search_following`]): a selective filter is answered over all its fresh
 //! candidates, and a query the main index answered in full (k results) does not widen
 //! over the fresh segment. A query the main index could not fill (fewer than k results,
-//! after its own widening) is searched in the fresh segment as a plain search, widening
-//! included. The fresh tail (the latest items, one list of bounded size) is probed whole.
+//! after its own widening) is searched over the whole fresh segment in one pass (every
+//! list; a filtered one over all its fresh candidates, exactly). The fresh tail (the
+//! latest items, one list of bounded size) is probed whole.
 //! The per-query results are then merged by final score. Scores are comparable across
 //! segments because both quantize the same query the same way and use the same stage-4 mode.
 
@@ -50,14 +51,16 @@ pub fn search_segments(main: &dyn Search, extra: &[&dyn Search], req: &SearchReq
     // Queries main filled follow its probe; the others search the fresh lists in full.
     let (full, short): (Vec<usize>, Vec<usize>) = (0..out.len()).partition(|&i| out[i].rows.len() >= k);
     for seg in extra {
-        let same_lists = seg.index().nlist() == main.index().nlist();
-        let mut p = params.clone();
-        p.nprobe = Some(if same_lists { nprobe } else { seg.index().nlist() });
-        let groups = if same_lists { vec![(&full, true), (&short, false)] } else { vec![(&full, false), (&short, false)] };
-        for (group, follow) in groups {
+        let (nl, same_lists) = (seg.index().nlist(), seg.index().nlist() == main.index().nlist());
+        // (queries, lists probed, candidate budget): main's probe for the queries it
+        // filled; every list and every filter candidate (one exact pass) for the others.
+        let groups = [(&full, if same_lists { nprobe } else { nl }, cap), (&short, nl, u64::MAX)];
+        for (group, np, budget) in groups {
             if group.is_empty() {
                 continue;
             }
+            let mut p = params.clone();
+            p.nprobe = Some(np);
             let (queries, filters);
             let sub = if group.len() == out.len() {
                 SearchRequest { queries: req.queries, filters: req.filters, params: p.clone() }
@@ -66,7 +69,7 @@ pub fn search_segments(main: &dyn Search, extra: &[&dyn Search], req: &SearchReq
                 filters = if req.filters.is_empty() { Vec::new() } else { group.iter().map(|&i| req.filters[i].clone()).collect() };
                 SearchRequest { queries: &queries, filters: &filters, params: p.clone() }
             };
-            let got = if follow { seg.search_following(&sub, cap)? } else { seg.search(&sub)? };
+            let got = seg.search_following(&sub, budget)?;
             for (&i, b) in group.iter().zip(got) {
                 out[i] = merge(std::mem::replace(&mut out[i], empty()), b, k);
             }

@@ -287,10 +287,10 @@ fn default_threshold(n: usize) -> usize {
     (n / 32).max(16384)
 }
 
-/// Default size of the fresh tail (scanned whole by every query): an eighth of the rows
-/// a default search of `main` scans, at least 1024.
+/// Default size of the fresh tail (scanned whole by every query): a sixteenth of the rows
+/// a default search of `main` scans, at least 512.
 pub fn default_tail_limit(main: &Index) -> usize {
-    (graph::candidate_cap(main, main.default_nprobe()) as usize / 8).max(1024)
+    (graph::candidate_cap(main, main.default_nprobe()) as usize / 16).max(512)
 }
 
 impl Store {
@@ -435,7 +435,7 @@ impl Store {
                 crate::model::quantize::quantize_row(&c.vector, &mut codes[at..]);
             }
         }
-        let mut lists = if codes.is_empty() { Vec::new() } else { compute::assign_cpu(&codes, &self.seg.main.current().centroid_codes) }.into_iter();
+        let mut lists = if codes.is_empty() { Vec::new() } else { compute::assign_on_thread(&codes, &self.seg.main.current().centroid_codes) }.into_iter();
         for op in ops {
             match op {
                 Prepared::Upsert(c) => {
