@@ -162,8 +162,9 @@ pub struct LoadArgs {
     /// Items per `POST /v1/items` of the upsert stream.
     #[arg(long, default_value_t = 100)]
     pub upsert_batch: usize,
-    /// Base vectors of the upsert stream (`.npy`; default: the queries), cycled, each
-    /// with uniform noise of ±--upsert-noise per component.
+    /// Base vectors of the upsert stream (`.npy`), cycled, each with uniform noise of
+    /// ±--upsert-noise per component (default: random unit vectors, which the k = 1
+    /// self-find check must find; a noisy copy of a base row may lose to that row).
     #[arg(long)]
     pub upsert_vectors: Option<PathBuf>,
     #[arg(long, default_value_t = 0.02)]
@@ -196,9 +197,9 @@ pub fn load(a: LoadArgs) -> Result<()> {
                 let m = silica::model::npy::read(p)?;
                 (0..m.rows).map(|r| m.row(r).to_vec()).collect()
             }
-            None => (0..m.rows).map(|r| m.row(r).to_vec()).collect(),
+            None => Vec::new(),
         };
-        Some(silica::serve::load::Upserts { rate: a.upsert_rate, batch: a.upsert_batch, base, noise: a.upsert_noise, prefix: a.upsert_prefix.clone(), check: a.upsert_check, seed: 7 })
+        Some(silica::serve::load::Upserts { rate: a.upsert_rate, batch: a.upsert_batch, base, dim: m.dim, noise: a.upsert_noise, prefix: a.upsert_prefix.clone(), check: a.upsert_check, seed: 7 })
     } else {
         None
     };

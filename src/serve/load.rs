@@ -18,8 +18,8 @@
 //! new items (`POST /v1/items`) at a fixed rate of items/s from the start of the measured
 //! window to its end (open loop: batch `j` is due at `counted + j * batch / rate`, and its
 //! acknowledgement latency is measured from that time). Each item's vector is a row of the
-//! stream's base vectors plus uniform noise of ±`noise` per component (so every item is
-//! distinct); ids are `{prefix}{i}`. Afterwards up to `check` acknowledged items are looked
+//! stream's base vectors plus uniform noise of ±`noise` per component, or, without base
+//! vectors, a random unit vector (so its own vector finds it first); ids are `{prefix}{i}`. Afterwards up to `check` acknowledged items are looked
 //! up by their own vector (`k = 1`): the report says how many came back as themselves.
 
 use crate::error::{Error, Result};
@@ -82,8 +82,9 @@ pub struct Upserts {
     pub rate: f64,
     /// Items per `POST /v1/items` (>= 1).
     pub batch: usize,
-    /// `[R, D]` base vectors (R >= 1), cycled.
+    /// `[R, D]` base vectors, cycled; empty: random unit vectors of dimension `dim`.
     pub base: Vec<Vec<f32>>,
+    pub dim: usize,
     /// Uniform noise added per component.
     pub noise: f32,
     /// Id prefix.
@@ -111,6 +112,8 @@ pub struct UpsertReport {
     /// Acknowledged items looked up by their own vector (k = 1), and how many came back first.
     pub self_find_checked: u64,
     pub self_find_found: u64,
+    /// Up to 10 misses: (item id, the id that came back first, or "" for none/error).
+    pub self_find_misses: Vec<(String, String)>,
 }
 
 /// Latency percentiles in milliseconds.
@@ -246,8 +249,14 @@ async fn send_read(sender: &mut Sender, host: &str, p: &Prepared) -> std::result
 fn stream_item(u: &Upserts, i: u64) -> (String, Vec<f32>) {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(u.seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let base = &u.base[(i % u.base.len() as u64) as usize];
-    let v = base.iter().map(|&x| x + if u.noise > 0.0 { rng.random_range(-u.noise..u.noise) } else { 0.0 }).collect();
+    let v = if u.base.is_empty() {
+        let g: Vec<f32> = (0..u.dim).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect();
+        let n = g.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+        g.into_iter().map(|x| x / n).collect()
+    } else {
+        let base = &u.base[(i % u.base.len() as u64) as usize];
+        base.iter().map(|&x| x + if u.noise > 0.0 { rng.random_range(-u.noise..u.noise) } else { 0.0 }).collect()
+    };
     (format!("{}{i}", u.prefix), v)
 }
 
@@ -307,11 +316,14 @@ async fn self_find(addr: &str, u: &Upserts, acked: &[u64], rep: &mut UpsertRepor
         let (id, v) = stream_item(u, i);
         let p = Prepared { path: "/v1/search".into(), binary: false, body: Bytes::from(serde_json::json!({"vector": v, "k": 1}).to_string()) };
         rep.self_find_checked += 1;
-        if let Ok((200, body)) = send_read(&mut s, addr, &p).await {
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            if v["results"][0]["ids"][0].as_str() == Some(id.as_str()) || v["ids"][0].as_str() == Some(id.as_str()) {
-                rep.self_find_found += 1;
-            }
+        let first = match send_read(&mut s, addr, &p).await {
+            Ok((200, body)) => serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v["ids"][0].as_str().map(String::from)),
+            _ => None,
+        };
+        if first.as_deref() == Some(id.as_str()) {
+            rep.self_find_found += 1;
+        } else if rep.self_find_misses.len() < 10 {
+            rep.self_find_misses.push((id, first.unwrap_or_default()));
         }
     }
 }
@@ -427,7 +439,7 @@ pub fn run(cfg: Config) -> Result<Report> {
         if u.batch == 0 {
             return Err(Error::param("upsert-batch", "must be at least 1"));
         }
-        if u.base.is_empty() || u.base.iter().any(|b| b.len() != cfg.queries[0].len()) {
+        if u.dim != cfg.queries[0].len() || u.base.iter().any(|b| b.len() != u.dim) {
             return Err(Error::param("upsert-vectors", format!("need at least one row of dimension {}", cfg.queries[0].len())));
         }
     }
