@@ -41,9 +41,14 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 16 << 20)]
     pub max_body_bytes: usize,
     /// Fresh rows + deleted main rows that trigger an automatic compaction
-    /// (default: max(2048, N/32); 0 disables).
+    /// (default: max(16384, N/32); 0 disables).
     #[arg(long)]
     pub compact_threshold: Option<usize>,
+    /// Newest fresh items kept in the fresh tail, which every query scans whole, before
+    /// they join the fresh inverted lists (default: a sixteenth of the rows a default search
+    /// scans, at least 512). Smaller: cheaper queries, more frequent list rebuilds.
+    #[arg(long)]
+    pub fresh_tail: Option<usize>,
     /// HTTP worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -76,6 +81,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         token: a.token,
         max_body: a.max_body_bytes,
         compact_threshold: a.compact_threshold,
+        fresh_tail: a.fresh_tail,
         threads: a.threads,
         wal_recover: a.wal_recover,
         verify: !a.no_verify,
@@ -146,6 +152,29 @@ pub struct LoadArgs {
     /// Also write the JSON report here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Seconds per entry of the report's `window_qps` (QPS over time).
+    #[arg(long, default_value_t = 5.0)]
+    pub window: f64,
+    /// Post new items at this many items/s during the measured window (0: no writes). The
+    /// report's `upserts` gives acknowledgement latency and a k = 1 self-find check.
+    #[arg(long, default_value_t = 0.0)]
+    pub upsert_rate: f64,
+    /// Items per `POST /v1/items` of the upsert stream.
+    #[arg(long, default_value_t = 100)]
+    pub upsert_batch: usize,
+    /// Base vectors of the upsert stream (`.npy`), cycled, each with uniform noise of
+    /// ±--upsert-noise per component (default: random unit vectors, which the k = 1
+    /// self-find check must find; a noisy copy of a base row may lose to that row).
+    #[arg(long)]
+    pub upsert_vectors: Option<PathBuf>,
+    #[arg(long, default_value_t = 0.02)]
+    pub upsert_noise: f32,
+    /// Id prefix of streamed items (use a new one per run to add items, not replace them).
+    #[arg(long, default_value = "load-")]
+    pub upsert_prefix: String,
+    /// Acknowledged items looked up by their own vector (k = 1) after the stream.
+    #[arg(long, default_value_t = 200)]
+    pub upsert_check: usize,
 }
 
 pub fn load(a: LoadArgs) -> Result<()> {
@@ -162,6 +191,18 @@ pub fn load(a: LoadArgs) -> Result<()> {
     if !(a.duration > 0.0 && a.duration.is_finite() && a.warmup >= 0.0 && a.warmup.is_finite()) {
         anyhow::bail!("--duration must be > 0 and --warmup >= 0 seconds");
     }
+    let upserts = if a.upsert_rate != 0.0 {
+        let base = match &a.upsert_vectors {
+            Some(p) => {
+                let m = silica::model::npy::read(p)?;
+                (0..m.rows).map(|r| m.row(r).to_vec()).collect()
+            }
+            None => Vec::new(),
+        };
+        Some(silica::serve::load::Upserts { rate: a.upsert_rate, batch: a.upsert_batch, base, dim: m.dim, noise: a.upsert_noise, prefix: a.upsert_prefix.clone(), check: a.upsert_check, seed: 7 })
+    } else {
+        None
+    };
     let report = silica::serve::load::run(silica::serve::load::Config {
         addr,
         queries,
@@ -176,6 +217,8 @@ pub fn load(a: LoadArgs) -> Result<()> {
         rate: a.rate,
         body: a.body,
         threads: a.threads,
+        window: std::time::Duration::from_secs_f64(if a.window.is_finite() && a.window > 0.0 { a.window } else { 0.0 }),
+        upserts,
     })?;
     let text = serde_json::to_string_pretty(&report)?;
     println!("{text}");

@@ -85,6 +85,26 @@ pub trait Hook<B: Backend> {
     fn planner(&self) -> bool {
         true
     }
+    /// The planner's candidate budget (rows a filter's Bloom candidates may hold to be
+    /// answered over them); `None`: the executor's own, [`super::candidate_cap`] of its index.
+    fn candidate_cap(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// A segment searched beside another ([`super::Search::search_following`]): the other
+/// segment's candidate budget, no widening.
+pub struct FollowHook {
+    pub cap: u64,
+}
+
+impl<B: Backend> Hook<B> for FollowHook {
+    fn widen(&self) -> bool {
+        false
+    }
+    fn candidate_cap(&self) -> Option<u64> {
+        Some(self.cap)
+    }
 }
 
 /// The hook of a plain search.

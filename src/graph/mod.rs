@@ -14,7 +14,7 @@ pub mod hook;
 pub mod lanes;
 pub mod segments;
 
-pub use hook::{Hook, NoHook, Output, Stage, Trace, TraceHook};
+pub use hook::{FollowHook, Hook, NoHook, Output, Stage, Trace, TraceHook};
 
 use crate::backend::{Backend, Candidates, Changed, Probes, QueryBatch, Rerank};
 use crate::error::{Error, Result};
@@ -89,6 +89,13 @@ pub struct SearchResponse {
     pub ids: Vec<Arc<str>>,
     /// Final scores (int8 score, refined f32 inner product, or composite).
     pub scores: Vec<f32>,
+}
+
+/// The default planner's candidate budget of a search of `index` with `nprobe` lists:
+/// [`candidate_budget`] with [`CANDIDATE_BUDGET`] (all rows when `nprobe == nlist`).
+pub fn candidate_cap(index: &Index, nprobe: usize) -> u64 {
+    let (nlist, n) = (index.nlist(), index.len() as u64);
+    if nprobe >= nlist { n } else { candidate_budget(nprobe, nlist, n, CANDIDATE_BUDGET) }
 }
 
 /// Most candidate slots (`queries x cap`) one [`Backend::scan_candidates`] call holds; a
@@ -166,6 +173,11 @@ pub trait Search: Send + Sync {
     /// unchanged device tensors shared. Falls back to a full upload when the index differs
     /// in more than that.
     fn with_index(&self, index: Arc<Index>, changed: &Changed) -> Result<Box<dyn Search>>;
+    /// [`Search::search`] as a segment searched beside another one (the fresh segment of
+    /// `silica serve`, see [`segments`]): the planner takes selective filters over their
+    /// candidates up to `cap` rows (the other segment's budget), and queries are not
+    /// widened, so the cost is the probed lists' rows (or the filter's candidates).
+    fn search_following(&self, req: &SearchRequest, cap: u64) -> Result<Vec<SearchResponse>>;
 }
 
 impl<B: Backend> Executor<B> {
@@ -310,8 +322,7 @@ impl<B: Backend> Executor<B> {
         let mut result = Candidates::empty(q.len, r.k);
         let given = hook.has_given_probes();
         let planner = hook.planner() && !given;
-        let all_lists = r.nprobe == nlist;
-        let cap = if all_lists { n } else { candidate_budget(r.nprobe, nlist, n, self.planner.candidate_budget) };
+        let cap = hook.candidate_cap().unwrap_or_else(|| if r.nprobe >= nlist { n } else { candidate_budget(r.nprobe, nlist, n, self.planner.candidate_budget) });
         let (filtered, mut probe_path): (Vec<usize>, Vec<usize>) = (0..q.len).partition(|&i| planner && !plans[i].is_all());
         if !filtered.is_empty() {
             probe_path.extend(self.candidates_group(b, q, plans, &filtered, cap, r, hook, &mut result)?);
@@ -444,6 +455,10 @@ impl<B: Backend> Search for Executor<B> {
         let (r, q, plans) = self.request(req)?;
         let c = self.lanes.with(&self.backend, |b| self.run_on(b, &q, &plans, &r, &mut NoHook))?;
         Ok(self.responses(&c))
+    }
+
+    fn search_following(&self, req: &SearchRequest, cap: u64) -> Result<Vec<SearchResponse>> {
+        self.search_with(req, &mut FollowHook { cap })
     }
 
     fn search_traced(&self, req: &SearchRequest, trace: &mut Trace) -> Result<Vec<SearchResponse>> {

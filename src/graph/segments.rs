@@ -4,36 +4,76 @@
 //!
 //! Each segment runs the whole pipeline through its own [`Search`] (so the executor stays
 //! the one place that knows stage order) with the same queries, filters, k, K0 and rerank
-//! mode; the fresh segment is probed exhaustively (all of its lists). The per-query results
-//! are then merged by final score. Scores are comparable across segments because both
-//! quantize the same query the same way and use the same stage-4 mode.
+//! mode. The fresh segment is laid out over the main index's centroids (`serve::fresh`),
+//! so it is probed with the **same nprobe**, which picks the same lists (same centroid
+//! codes, same query codes): stages 1-3 over main + fresh give the candidates one index
+//! holding both segments' rows would give, and a query pays for fresh rows only what its
+//! probed fresh lists hold. The fresh segment follows the main index's planner budget
+//! ([`crate::graph::candidate_cap`] of the main index) and is not widened
+//! ([`Search::search_following`]): a selective filter is answered over all its fresh
+//! candidates, and a query the main index answered in full (k results) does not widen
+//! over the fresh segment. A query the main index could not fill (fewer than k results,
+//! after its own widening) is searched over the whole fresh segment in one pass (every
+//! list; a filtered one over all its fresh candidates, exactly). The fresh tail (the
+//! latest items, one list of bounded size) is probed whole.
+//! The per-query results are then merged by final score. Scores are comparable across
+//! segments because both quantize the same query the same way and use the same stage-4 mode.
 
 use super::{RerankMode, Search, SearchRequest, SearchResponse};
 use crate::error::{Error, Result};
 
-/// Search `main` and, when given and non-empty, `fresh`, merging each query's top-k.
+/// Search `main` and the non-empty segments of `extra` (the fresh segment's lists part
+/// and tail), merging each query's top-k. A segment with main's nlist follows main's
+/// probe (see the module docs); any other is probed whole.
 ///
 /// Merge order: final score descending; ties by lower source row (`rows`), so results are
-/// deterministic. Errors: those of either segment's search (invalid k, nprobe > main's
+/// deterministic. Errors: those of any segment's search (invalid k, nprobe > main's
 /// nlist, dimension, NaN, ...), or segments that disagree in dimension.
-pub fn search_segments(main: &dyn Search, fresh: Option<&dyn Search>, req: &SearchRequest) -> Result<Vec<SearchResponse>> {
-    let fresh = fresh.filter(|f| !f.index().is_empty());
-    let Some(fresh) = fresh else { return main.search(req) };
-    if fresh.index().dim != main.index().dim {
-        return Err(Error::Dimension { what: "fresh segment".into(), expected: main.index().dim, got: fresh.index().dim });
+pub fn search_segments(main: &dyn Search, extra: &[&dyn Search], req: &SearchRequest) -> Result<Vec<SearchResponse>> {
+    let extra: Vec<&dyn Search> = extra.iter().copied().filter(|f| !f.index().is_empty()).collect();
+    if extra.is_empty() {
+        return main.search(req);
     }
-    // Resolve `auto` once, from the main index, so both segments rerank the same way.
+    let d = main.index().dim;
+    if let Some(f) = extra.iter().find(|f| f.index().dim != d) {
+        return Err(Error::Dimension { what: "fresh segment".into(), expected: d, got: f.index().dim });
+    }
+    // Resolve `auto` once, from the main index, so all segments rerank the same way.
     let mut params = req.params.clone();
     if params.rerank == RerankMode::Auto {
         params.rerank = if main.index().embeddings.is_some() { RerankMode::Refine } else { RerankMode::None };
     }
     let main_req = SearchRequest { queries: req.queries, filters: req.filters, params: params.clone() };
     let mut out = main.search(&main_req)?;
-    params.nprobe = Some(fresh.index().nlist());
-    let extra = fresh.search(&SearchRequest { queries: req.queries, filters: req.filters, params })?;
+    let nprobe = main.resolve(&main_req.params)?.nprobe;
+    let cap = super::candidate_cap(main.index(), nprobe);
     let k = req.params.k;
-    for (a, b) in out.iter_mut().zip(extra) {
-        *a = merge(std::mem::replace(a, empty()), b, k);
+    // Queries main filled follow its probe; the others search the fresh lists in full.
+    let (full, short): (Vec<usize>, Vec<usize>) = (0..out.len()).partition(|&i| out[i].rows.len() >= k);
+    for seg in extra {
+        let (nl, same_lists) = (seg.index().nlist(), seg.index().nlist() == main.index().nlist());
+        // (queries, lists probed, candidate budget): main's probe for the queries it
+        // filled; every list and every filter candidate (one exact pass) for the others.
+        let groups = [(&full, if same_lists { nprobe } else { nl }, cap), (&short, nl, u64::MAX)];
+        for (group, np, budget) in groups {
+            if group.is_empty() {
+                continue;
+            }
+            let mut p = params.clone();
+            p.nprobe = Some(np);
+            let (queries, filters);
+            let sub = if group.len() == out.len() {
+                SearchRequest { queries: req.queries, filters: req.filters, params: p.clone() }
+            } else {
+                queries = group.iter().flat_map(|&i| req.queries[i * d..(i + 1) * d].iter().copied()).collect::<Vec<f32>>();
+                filters = if req.filters.is_empty() { Vec::new() } else { group.iter().map(|&i| req.filters[i].clone()).collect() };
+                SearchRequest { queries: &queries, filters: &filters, params: p.clone() }
+            };
+            let got = seg.search_following(&sub, budget)?;
+            for (&i, b) in group.iter().zip(got) {
+                out[i] = merge(std::mem::replace(&mut out[i], empty()), b, k);
+            }
+        }
     }
     Ok(out)
 }

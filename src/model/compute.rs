@@ -55,35 +55,48 @@ impl BuildCompute for CpuCompute {
     }
 }
 
-/// [`CpuCompute::assign`]: codes widened to f32 (exact), one SGEMM per block of rows.
+/// [`CpuCompute::assign`]: codes widened to f32 (exact), one SGEMM per block of rows
+/// (blocks in parallel on the rayon pool).
 pub fn assign_cpu(codes: &[i8], centroids: &I8Matrix) -> Vec<u32> {
+    assign_with(codes, centroids, true)
+}
+
+/// [`assign_cpu`] on the calling thread only: the same lists, without waiting for the
+/// rayon pool (`silica serve`'s writer assigns new items while searches keep the pool busy).
+pub fn assign_on_thread(codes: &[i8], centroids: &I8Matrix) -> Vec<u32> {
+    assign_with(codes, centroids, false)
+}
+
+fn assign_with(codes: &[i8], centroids: &I8Matrix, parallel: bool) -> Vec<u32> {
     let (d, k) = (centroids.dim, centroids.rows);
     if d == 0 {
         return Vec::new();
     }
     assert!(d <= MAX_EXACT_DIM, "assignment dot is exact only for D <= {MAX_EXACT_DIM}");
     let c: Vec<f32> = centroids.codes.iter().map(|&v| v as f32).collect();
-    codes
-        .par_chunks(BLOCK * d)
-        .flat_map_iter(|blk| {
-            let n = blk.len() / d;
-            let x: Vec<f32> = blk.iter().map(|&v| v as f32).collect();
-            let mut s = vec![0f32; n * k];
-            kmeans::sims(&x, &c, d, k, &mut s);
-            (0..n)
-                .map(|i| {
-                    let mut best = (0u32, f32::NEG_INFINITY);
-                    for (j, (&dot, &sc)) in s[i * k..(i + 1) * k].iter().zip(&centroids.scale).enumerate() {
-                        let v = dot * sc;
-                        if v > best.1 {
-                            best = (j as u32, v);
-                        }
+    let block = |blk: &[i8]| {
+        let n = blk.len() / d;
+        let x: Vec<f32> = blk.iter().map(|&v| v as f32).collect();
+        let mut s = vec![0f32; n * k];
+        kmeans::sims(&x, &c, d, k, &mut s);
+        (0..n)
+            .map(|i| {
+                let mut best = (0u32, f32::NEG_INFINITY);
+                for (j, (&dot, &sc)) in s[i * k..(i + 1) * k].iter().zip(&centroids.scale).enumerate() {
+                    let v = dot * sc;
+                    if v > best.1 {
+                        best = (j as u32, v);
                     }
-                    best.0
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect()
+                }
+                best.0
+            })
+            .collect::<Vec<_>>()
+    };
+    if parallel {
+        codes.par_chunks(BLOCK * d).flat_map_iter(block).collect()
+    } else {
+        codes.chunks(BLOCK * d).flat_map(block).collect()
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +132,7 @@ mod tests {
             let c: Vec<f32> = (0..k * d).map(|_| rng.random_range(-1.0f32..1.0)).collect();
             let (xq, cq) = (quantize(&x, d), quantize(&c, d));
             assert_eq!(assign_cpu(&xq.codes, &cq), by_hand(&xq.codes, &cq), "n {n} k {k} d {d}");
+            assert_eq!(assign_on_thread(&xq.codes, &cq), by_hand(&xq.codes, &cq), "n {n} k {k} d {d}");
         }
     }
 

@@ -19,31 +19,27 @@ use std::collections::BTreeSet;
 
 enum Src {
     Main(usize),
-    Fresh(usize),
+    /// Fresh part, row.
+    Fresh(usize, usize),
 }
 
-/// The compacted index of `main` + `fresh` (`fresh_vectors`: `[fresh.len(), D]` f32).
-pub fn fold(main: &Index, fresh: &Index, fresh_vectors: &[f32], dict: &Dict) -> Result<Index> {
+/// The compacted index of `main` + the parts of the fresh segment (its lists part and
+/// tail, `serve::fresh`). Errors: a fresh part of another dimension.
+pub fn fold(main: &Index, fresh: &[&Index], dict: &Dict) -> Result<Index> {
     let d = main.dim;
-    if fresh_vectors.len() != fresh.len() * d {
-        return Err(Error::CountMismatch {
-            what: "compaction".into(),
-            left_name: "fresh vectors".into(),
-            left: fresh_vectors.len() / d.max(1),
-            right_name: "fresh rows".into(),
-            right: fresh.len(),
-        });
+    if let Some(f) = fresh.iter().find(|f| f.dim != d) {
+        return Err(Error::Dimension { what: "fresh segment".into(), expected: d, got: f.dim });
     }
     // (list, global row, source) of every live row.
     let mut rows: Vec<(u32, u64, Src)> = Vec::new();
     for l in 0..main.nlist() {
         rows.extend(main.list_range(l).filter(|&r| is_live(main, r)).map(|r| (l as u32, main.source_rows[r], Src::Main(r))));
     }
-    let live_fresh: Vec<usize> = (0..fresh.len()).filter(|&r| is_live(fresh, r)).collect();
+    let live_fresh: Vec<(usize, usize)> = fresh.iter().enumerate().flat_map(|(p, f)| (0..f.len()).filter(|&r| is_live(f, r)).map(move |r| (p, r))).collect();
     // The fresh segment's codes are the build's quantization of the (normalized) vectors.
-    let codes: Vec<i8> = live_fresh.iter().flat_map(|&r| fresh.items.row(r).iter().copied()).collect();
+    let codes: Vec<i8> = live_fresh.iter().flat_map(|&(p, r)| fresh[p].items.row(r).iter().copied()).collect();
     let lists = compute::assign_cpu(&codes, &main.centroid_codes);
-    rows.extend(live_fresh.iter().zip(&lists).map(|(&r, &l)| (l, fresh.source_rows[r], Src::Fresh(r))));
+    rows.extend(live_fresh.iter().zip(&lists).map(|(&(p, r), &l)| (l, fresh[p].source_rows[r], Src::Fresh(p, r))));
     rows.sort_by_key(|&(l, g, _)| (l, g));
     let n = rows.len();
 
@@ -62,7 +58,7 @@ pub fn fold(main: &Index, fresh: &Index, fresh_vectors: &[f32], dict: &Dict) -> 
 
     let seg = |s: &Src| match *s {
         Src::Main(r) => (main, r),
-        Src::Fresh(r) => (fresh, r),
+        Src::Fresh(p, r) => (fresh[p], r),
     };
     let mut items = I8Matrix { rows: n, dim: d, codes: Vec::with_capacity(n * d).into(), scale: Vec::with_capacity(n).into() };
     let mut embeddings = main.embeddings.as_ref().map(|_| Vec::with_capacity(n * d));

@@ -11,8 +11,16 @@
 //!
 //! Requests completing in the warm-up are not counted; the report covers the `duration`
 //! after it: QPS (answers with status 200 per second), latency percentiles of those, errors
-//! by status (`io` for connection failures), and the server's mean batch size over the
-//! window (from /metrics).
+//! by status (`io` for connection failures), QPS per `window` seconds, and the server's
+//! mean batch size over the window (from /metrics).
+//!
+//! **Upsert stream** ([`Upserts`], `--upsert-rate`): one more connection posts batches of
+//! new items (`POST /v1/items`) at a fixed rate of items/s from the start of the measured
+//! window to its end (open loop: batch `j` is due at `counted + j * batch / rate`, and its
+//! acknowledgement latency is measured from that time). Each item's vector is a row of the
+//! stream's base vectors plus uniform noise of ±`noise` per component, or, without base
+//! vectors, a random unit vector (so its own vector finds it first); ids are `{prefix}{i}`. Afterwards up to `check` acknowledged items are looked
+//! up by their own vector (`k = 1`): the report says how many came back as themselves.
 
 use crate::error::{Error, Result};
 use http_body_util::{BodyExt, Full};
@@ -61,6 +69,51 @@ pub struct Config {
     pub body: Body,
     /// Client worker threads (`None`: one per core).
     pub threads: Option<usize>,
+    /// Seconds per entry of [`Report::window_qps`].
+    pub window: Duration,
+    /// An upsert stream during the measured window (`None`: searches only).
+    pub upserts: Option<Upserts>,
+}
+
+/// The upsert stream of a load run (see the module docs).
+#[derive(Clone, Debug)]
+pub struct Upserts {
+    /// Items per second (> 0).
+    pub rate: f64,
+    /// Items per `POST /v1/items` (>= 1).
+    pub batch: usize,
+    /// `[R, D]` base vectors, cycled; empty: random unit vectors of dimension `dim`.
+    pub base: Vec<Vec<f32>>,
+    pub dim: usize,
+    /// Uniform noise added per component.
+    pub noise: f32,
+    /// Id prefix.
+    pub prefix: String,
+    /// Acknowledged items to look up by their own vector afterwards (k = 1).
+    pub check: usize,
+    pub seed: u64,
+}
+
+/// What the upsert stream did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct UpsertReport {
+    /// Offered items/s and items per request.
+    pub rate: f64,
+    pub batch: usize,
+    /// Items acknowledged (status 200) and requests sent.
+    pub acked: u64,
+    pub requests: u64,
+    /// Acknowledged items per second over the window.
+    pub acked_per_s: f64,
+    /// Acknowledgement latency of the status-200 requests, from their due time.
+    pub ack_ms: Latency,
+    /// Failed requests by status or `io`.
+    pub errors: BTreeMap<String, u64>,
+    /// Acknowledged items looked up by their own vector (k = 1), and how many came back first.
+    pub self_find_checked: u64,
+    pub self_find_found: u64,
+    /// Up to 10 misses: (item id, the id that came back first, or "" for none/error).
+    pub self_find_misses: Vec<(String, String)>,
 }
 
 /// Latency percentiles in milliseconds.
@@ -94,6 +147,11 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     /// The server's queries per executor call over the window (from /metrics), when known.
     pub mean_batch_queries: Option<f64>,
+    /// Status-200 answers per second in consecutive windows of `window_s` seconds.
+    pub window_s: f64,
+    pub window_qps: Vec<f64>,
+    /// The upsert stream, when one ran.
+    pub upserts: Option<UpsertReport>,
 }
 
 fn enc(s: &str) -> String {
@@ -149,6 +207,8 @@ fn prepare(cfg: &Config) -> Vec<Prepared> {
 struct Tally {
     /// Microseconds of each counted status-200 answer.
     lat_us: Vec<u32>,
+    /// Milliseconds after the window's start at which each of them completed.
+    done_ms: Vec<u32>,
     requests: u64,
     errors: BTreeMap<String, u64>,
 }
@@ -166,6 +226,11 @@ async fn connect(addr: &str) -> std::result::Result<Sender, String> {
 }
 
 async fn send(sender: &mut Sender, host: &str, p: &Prepared) -> std::result::Result<u16, String> {
+    send_read(sender, host, p).await.map(|(s, _)| s)
+}
+
+/// [`send`], also returning the answer's body.
+async fn send_read(sender: &mut Sender, host: &str, p: &Prepared) -> std::result::Result<(u16, Bytes), String> {
     let mut req = hyper::Request::post(p.path.as_str()).header(hyper::header::HOST, host);
     req = if p.binary {
         req.header(hyper::header::CONTENT_TYPE, "application/octet-stream").header(hyper::header::ACCEPT, "application/octet-stream")
@@ -176,8 +241,102 @@ async fn send(sender: &mut Sender, host: &str, p: &Prepared) -> std::result::Res
     sender.ready().await.map_err(|e| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
-    resp.into_body().collect().await.map_err(|e| e.to_string())?;
-    Ok(status)
+    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((status, body))
+}
+
+/// Item `i` of the stream: its id and vector.
+fn stream_item(u: &Upserts, i: u64) -> (String, Vec<f32>) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(u.seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let v = if u.base.is_empty() {
+        let g: Vec<f32> = (0..u.dim).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect();
+        let n = g.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+        g.into_iter().map(|x| x / n).collect()
+    } else {
+        let base = &u.base[(i % u.base.len() as u64) as usize];
+        base.iter().map(|&x| x + if u.noise > 0.0 { rng.random_range(-u.noise..u.noise) } else { 0.0 }).collect()
+    };
+    (format!("{}{i}", u.prefix), v)
+}
+
+/// The upsert stream from `counted` to `end`; returns its tally and the acknowledged items.
+async fn upsert_stream(addr: String, u: Upserts, counted: Instant, end: Instant) -> (UpsertReport, Vec<u64>) {
+    let mut rep = UpsertReport { rate: u.rate, batch: u.batch, ..Default::default() };
+    let mut lat_us: Vec<u32> = Vec::new();
+    let mut acked: Vec<u64> = Vec::new();
+    let mut sender: Option<Sender> = None;
+    for j in 0u64.. {
+        let due = counted + Duration::from_secs_f64((j * u.batch as u64) as f64 / u.rate);
+        if due >= end {
+            break;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        let first = j * u.batch as u64;
+        let items: Vec<serde_json::Value> = (first..first + u.batch as u64)
+            .map(|i| {
+                let (id, v) = stream_item(&u, i);
+                serde_json::json!({"id": id, "vector": v})
+            })
+            .collect();
+        let p = Prepared { path: "/v1/items".into(), binary: false, body: Bytes::from(serde_json::json!({"items": items}).to_string()) };
+        rep.requests += 1;
+        if sender.is_none() {
+            sender = connect(&addr).await.ok();
+        }
+        let r = match sender.as_mut() {
+            Some(s) => send(s, &addr, &p).await,
+            None => Err("connect".into()),
+        };
+        match r {
+            Ok(200) => {
+                lat_us.push(due.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                acked.extend(first..first + u.batch as u64);
+            }
+            Ok(s) => *rep.errors.entry(s.to_string()).or_default() += 1,
+            Err(_) => {
+                *rep.errors.entry("io".into()).or_default() += 1;
+                sender = None;
+            }
+        }
+    }
+    lat_us.sort_unstable();
+    rep.ack_ms = latency(&lat_us);
+    rep.acked = acked.len() as u64;
+    rep.acked_per_s = rep.acked as f64 / end.duration_since(counted).as_secs_f64();
+    (rep, acked)
+}
+
+/// Look up `check` of the acknowledged items (evenly spaced) by their own vector, k = 1.
+async fn self_find(addr: &str, u: &Upserts, acked: &[u64], rep: &mut UpsertReport) {
+    let Ok(mut s) = connect(addr).await else { return };
+    let n = u.check.min(acked.len());
+    for c in 0..n {
+        let i = acked[c * acked.len() / n];
+        let (id, v) = stream_item(u, i);
+        let p = Prepared { path: "/v1/search".into(), binary: false, body: Bytes::from(serde_json::json!({"vector": v, "k": 1}).to_string()) };
+        rep.self_find_checked += 1;
+        let first = match send_read(&mut s, addr, &p).await {
+            Ok((200, body)) => serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v["ids"][0].as_str().map(String::from)),
+            _ => None,
+        };
+        if first.as_deref() == Some(id.as_str()) {
+            rep.self_find_found += 1;
+        } else if rep.self_find_misses.len() < 10 {
+            rep.self_find_misses.push((id, first.unwrap_or_default()));
+        }
+    }
+}
+
+fn latency(l: &[u32]) -> Latency {
+    Latency {
+        p50: percentile(l, 0.5),
+        p90: percentile(l, 0.9),
+        p99: percentile(l, 0.99),
+        p999: percentile(l, 0.999),
+        max: l.last().map_or(0.0, |&x| x as f64 / 1e3),
+        mean: if l.is_empty() { 0.0 } else { l.iter().map(|&x| x as f64).sum::<f64>() / l.len() as f64 / 1e3 },
+    }
 }
 
 /// One connection's loop until `end`.
@@ -216,7 +375,10 @@ async fn connection(c: usize, cfg: Arc<Config>, reqs: Arc<Vec<Prepared>>, start:
         }
         let count = done >= counted;
         match r {
-            Ok(200) if count => t.lat_us.push(done.duration_since(intended).as_micros().min(u32::MAX as u128) as u32),
+            Ok(200) if count => {
+                t.lat_us.push(done.duration_since(intended).as_micros().min(u32::MAX as u128) as u32);
+                t.done_ms.push(done.duration_since(counted).as_millis() as u32);
+            }
             Ok(_) | Err(_) if !count => {}
             Ok(s) => *t.errors.entry(s.to_string()).or_default() += 1,
             Err(_) => {
@@ -267,6 +429,20 @@ pub fn run(cfg: Config) -> Result<Report> {
     if cfg.mode == Mode::Open && !(cfg.rate.is_finite() && cfg.rate > 0.0) {
         return Err(Error::param("rate", "an open loop needs --rate > 0 (requests per second)"));
     }
+    if cfg.window.is_zero() {
+        return Err(Error::param("window", "must be > 0 seconds"));
+    }
+    if let Some(u) = &cfg.upserts {
+        if !(u.rate.is_finite() && u.rate > 0.0) {
+            return Err(Error::param("upsert-rate", "must be > 0 items/s"));
+        }
+        if u.batch == 0 {
+            return Err(Error::param("upsert-batch", "must be at least 1"));
+        }
+        if u.dim != cfg.queries[0].len() || u.base.iter().any(|b| b.len() != u.dim) {
+            return Err(Error::param("upsert-vectors", format!("need at least one row of dimension {}", cfg.queries[0].len())));
+        }
+    }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(t) = cfg.threads {
         rt.worker_threads(t.max(1));
@@ -280,12 +456,14 @@ pub fn run(cfg: Config) -> Result<Report> {
         let counted = start + cfg.warmup;
         let end = counted + cfg.duration;
         let tasks: Vec<_> = (0..cfg.connections).map(|c| tokio::spawn(connection(c, cfg.clone(), reqs.clone(), start, counted, end))).collect();
+        let stream = cfg.upserts.clone().map(|u| tokio::spawn(upsert_stream(cfg.addr.clone(), u, counted, end)));
         tokio::time::sleep_until(counted.into()).await;
         let before = batch_stats(&cfg.addr).await;
         let mut all = Tally::default();
         for t in tasks {
             let t = t.await.map_err(|e| Error::backend("load", e.to_string()))?;
             all.lat_us.extend(t.lat_us);
+            all.done_ms.extend(t.done_ms);
             all.requests += t.requests;
             for (k, v) in t.errors {
                 *all.errors.entry(k).or_default() += v;
@@ -296,9 +474,25 @@ pub fn run(cfg: Config) -> Result<Report> {
             (Some((s0, c0)), Some((s1, c1))) if c1 > c0 => Some((s1 - s0) / (c1 - c0)),
             _ => None,
         };
+        let upserts = match (stream, &cfg.upserts) {
+            (Some(t), Some(u)) => {
+                let (mut rep, acked) = t.await.map_err(|e| Error::backend("load", e.to_string()))?;
+                self_find(&cfg.addr, u, &acked, &mut rep).await;
+                Some(rep)
+            }
+            _ => None,
+        };
         all.lat_us.sort_unstable();
         let l = &all.lat_us;
         let secs = cfg.duration.as_secs_f64();
+        let win = cfg.window.as_secs_f64();
+        let nwin = (secs / win).ceil().max(1.0) as usize;
+        let mut per = vec![0u64; nwin];
+        for &ms in &all.done_ms {
+            per[((ms as f64 / 1e3 / win) as usize).min(nwin - 1)] += 1;
+        }
+        // The last window may be shorter than `window`.
+        let window_qps = per.iter().enumerate().map(|(i, &c)| c as f64 / (secs - i as f64 * win).min(win)).collect();
         Ok(Report {
             mode: cfg.mode,
             body: cfg.body,
@@ -308,16 +502,12 @@ pub fn run(cfg: Config) -> Result<Report> {
             requests: all.requests,
             ok: l.len() as u64,
             qps: l.len() as f64 / secs,
-            latency_ms: Latency {
-                p50: percentile(l, 0.5),
-                p90: percentile(l, 0.9),
-                p99: percentile(l, 0.99),
-                p999: percentile(l, 0.999),
-                max: l.last().map_or(0.0, |&x| x as f64 / 1e3),
-                mean: if l.is_empty() { 0.0 } else { l.iter().map(|&x| x as f64).sum::<f64>() / l.len() as f64 / 1e3 },
-            },
+            latency_ms: latency(l),
             errors: all.errors,
             mean_batch_queries,
+            window_s: win,
+            window_qps,
+            upserts,
         })
     })
 }

@@ -18,6 +18,7 @@ pub mod binary;
 pub mod compact;
 pub mod dict;
 pub mod error;
+pub mod fresh;
 pub mod ids;
 pub mod load;
 pub mod metrics;
@@ -49,6 +50,8 @@ pub struct Config {
     pub max_body: usize,
     /// Compaction threshold (see [`state::Options`]).
     pub compact_threshold: Option<usize>,
+    /// Fresh tail size (see [`state::Store::set_fresh_tail_limit`]; `None`: the default).
+    pub fresh_tail: Option<usize>,
     /// Tokio worker threads (`None`: one per core).
     pub threads: Option<usize>,
     /// `--wal-recover`: see [`state::Options::wal_recover`].
@@ -75,7 +78,13 @@ pub fn run(cfg: Config) -> Result<()> {
     if cfg.max_queue == 0 {
         return Err(Error::param("max-queue", "must be at least 1"));
     }
-    let store = state::Store::open(&cfg.index, state::Options { backend: cfg.backend.clone(), compact_threshold: cfg.compact_threshold, wal_recover: cfg.wal_recover, verify: cfg.verify })?;
+    let mut store = state::Store::open(&cfg.index, state::Options { backend: cfg.backend.clone(), compact_threshold: cfg.compact_threshold, wal_recover: cfg.wal_recover, verify: cfg.verify })?;
+    if let Some(n) = cfg.fresh_tail {
+        if n == 0 {
+            return Err(Error::param("fresh-tail", "must be at least 1"));
+        }
+        store.set_fresh_tail_limit(n)?;
+    }
     let shared = store.shared();
     let s = store.stats();
     log::info!("loaded {}: {} items ({} fresh), version {}", cfg.index.display(), s.items, s.fresh_live, s.version);

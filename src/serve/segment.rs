@@ -1,25 +1,27 @@
 //! In-place updates of an [`Index`] and the left-right pair that publishes them.
 //!
-//! * [`SegOp`]: the three changes a segment takes: kill a row (clear its `live` bit),
-//!   rewrite a row's attributes (its Bloom column across all planes + its exact CSR row),
-//!   and append a row (fresh segment only).
+//! * [`SegOp`]: the two changes the main index takes in place: kill a row (clear its
+//!   `live` bit) and rewrite a row's attributes (its Bloom column across all planes + its
+//!   exact CSR row). New rows go to the fresh segment ([`super::fresh`]).
 //! * [`Pair`]: two copies of a segment. Readers search the *published* copy; the writer
 //!   applies an update batch to the other copy, then swaps. The next batch first replays
 //!   the previous batch's ops on the now-spare copy. So a batch costs O(what changes)
 //!   instead of a full copy of the index, and a reader never sees half a batch.
 
 use crate::model::quantize::quantize_row;
-use crate::model::{Attributes, BloomPlanes, I8Matrix, Index, Schema};
+use crate::model::Index;
 use half::f16;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A row to append to a fresh segment, ready to store.
+/// A row to append to the fresh segment, ready to store.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewRow {
     pub id: String,
     /// Global row number reported as `rows` in results.
     pub source_row: u64,
+    /// Inverted list (of the main index's centroids) by the build's assignment rule.
+    pub list: u32,
     /// `[D]` int8 codes and their scale.
     pub codes: Vec<i8>,
     pub scale: f32,
@@ -34,12 +36,13 @@ pub struct NewRow {
 }
 
 impl NewRow {
-    /// Quantize `x` (already normalized for cosine) into a row.
-    pub fn encode(id: String, source_row: u64, x: &[f32], with_embedding: bool, features: Vec<f32>, values: Vec<u32>, bits: Vec<u32>) -> NewRow {
+    /// Quantize `x` (already normalized for cosine) into a row of list `list`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn encode(id: String, source_row: u64, x: &[f32], list: u32, with_embedding: bool, features: Vec<f32>, values: Vec<u32>, bits: Vec<u32>) -> NewRow {
         let mut codes = vec![0i8; x.len()];
         let scale = quantize_row(x, &mut codes);
         let embedding = with_embedding.then(|| x.iter().map(|&v| f16::from_f32(v)).collect());
-        NewRow { id, source_row, codes, scale, embedding, features, values, bits }
+        NewRow { id, source_row, list, codes, scale, embedding, features, values, bits }
     }
 }
 
@@ -50,32 +53,6 @@ pub enum SegOp {
     Kill(u32),
     /// Replace a row's attribute values (sorted ids) and Bloom bits.
     SetAttrs { row: u32, values: Arc<[u32]>, bits: Arc<[u32]> },
-    /// Append a row (single-list fresh segments only).
-    Append(Arc<NewRow>),
-}
-
-/// An empty fresh segment shaped like `main`: same D, metric, Bloom parameters, features,
-/// embeddings and rerank model; one inverted list (probing it scans every row).
-pub fn empty_fresh(main: &Index) -> Index {
-    let d = main.dim;
-    Index {
-        dim: d,
-        metric: main.metric,
-        centroids: vec![0.0; d],
-        centroid_codes: I8Matrix { rows: 1, dim: d, codes: vec![0; d].into(), scale: vec![0.0].into() },
-        list_offsets: vec![0, 0],
-        items: I8Matrix { rows: 0, dim: d, codes: Default::default(), scale: Default::default() },
-        embeddings: main.embeddings.as_ref().map(|_| Default::default()),
-        features: main.features.as_ref().map(|_| Default::default()),
-        feature_names: main.feature_names.clone(),
-        ids: Default::default(),
-        source_rows: Default::default(),
-        bloom: BloomPlanes { params: main.bloom.params, words: 0, planes: Default::default() },
-        attrs: Attributes { schema: Schema::default(), offsets: vec![0].into(), values: Default::default() },
-        rerank: main.rerank.clone(),
-        live: Some(Vec::new()),
-        calibration: None,
-    }
 }
 
 /// Number of live rows of `ix`.
@@ -96,7 +73,6 @@ pub fn apply(ix: &mut Index, op: &SegOp) {
     match op {
         SegOp::Kill(r) => kill(ix, *r as usize),
         SegOp::SetAttrs { row, values, bits } => set_attrs(ix, *row as usize, values, bits),
-        SegOp::Append(row) => append(ix, row),
     }
 }
 
@@ -127,46 +103,6 @@ fn set_attrs(ix: &mut Index, r: usize, values: &[u32], bits: &[u32]) {
             *o = (*o as i64 + delta) as u64;
         }
     }
-}
-
-fn append(ix: &mut Index, row: &NewRow) {
-    assert_eq!(ix.nlist(), 1, "rows are appended to single-list fresh segments only");
-    let r = ix.len();
-    if r + 1 > ix.bloom.words * 64 {
-        grow(ix, (ix.bloom.words * 2).max(1));
-    }
-    ix.items.codes.extend_from_slice(&row.codes);
-    ix.items.scale.push(row.scale);
-    ix.items.rows += 1;
-    if let (Some(e), Some(x)) = (ix.embeddings.as_mut(), row.embedding.as_ref()) {
-        e.extend_from_slice(x);
-    }
-    if let Some(f) = ix.features.as_mut() {
-        f.extend_from_slice(&row.features);
-    }
-    ix.ids.push(row.id.as_str());
-    ix.source_rows.push(row.source_row);
-    ix.attrs.values.extend_from_slice(&row.values);
-    ix.attrs.offsets.push(ix.attrs.values.len() as u64);
-    let (words, w, bit) = (ix.bloom.words, r / 64, 1u64 << (r % 64));
-    for &p in &row.bits {
-        ix.bloom.planes[p as usize * words + w] |= bit;
-    }
-    ix.live.get_or_insert_with(Vec::new)[w] |= bit;
-    ix.list_offsets[1] = (r + 1) as u64;
-}
-
-/// Re-lay the Bloom planes (and the live bitset) for `words` words per plane. Fresh
-/// segments keep spare capacity so that appends rarely move the planes (doubling).
-fn grow(ix: &mut Index, words: usize) {
-    let (old, m) = (ix.bloom.words, ix.bloom.params.bits as usize);
-    let mut planes = vec![0u64; m * words];
-    for p in 0..m {
-        planes[p * words..p * words + old].copy_from_slice(&ix.bloom.planes[p * old..(p + 1) * old]);
-    }
-    ix.bloom.planes = planes.into();
-    ix.bloom.words = words;
-    ix.live.get_or_insert_with(Vec::new).resize(words, 0);
 }
 
 /// Two copies of a segment (left-right): `published` is what snapshots search; the
@@ -238,7 +174,7 @@ impl Pair {
 
     /// What the last [`Pair::publish`] changed (for `Search::with_index`): deletes change
     /// the live bits, attribute patches the Bloom planes (in the patched rows' words) and
-    /// the attributes, appends everything.
+    /// the attributes.
     pub fn published_changes(&self) -> crate::backend::Changed {
         use crate::backend::Changed;
         let mut c = Changed::NONE;
@@ -250,7 +186,6 @@ impl Pair {
                     (c.planes, c.attrs) = (true, true);
                     rows.push(*row);
                 }
-                SegOp::Append(_) => return Changed::ALL,
             }
         }
         if c.planes {
@@ -277,7 +212,7 @@ impl Pair {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::BloomParams;
+    use crate::model::{Attributes, BloomParams, BloomPlanes, I8Matrix};
 
     fn fresh_with(n: usize) -> (Index, Vec<Arc<NewRow>>) {
         let mut main = Index {
@@ -299,18 +234,19 @@ mod tests {
             calibration: None,
         };
         main.attrs.offsets = vec![0].into();
-        let mut f = empty_fresh(&main);
+        // A one-list segment of n rows (arrival order = row order), laid out by the fresh store.
+        let mut fresh = super::super::fresh::FreshRows::new(usize::MAX);
         let rows: Vec<Arc<NewRow>> = (0..n)
             .map(|i| {
                 let v = vec![i as u32 % 4, 10 + (i as u32 % 3)];
-                let bits = v.iter().flat_map(|&x| f.bloom.params.positions("f", &x.to_string())).collect();
-                Arc::new(NewRow::encode(format!("r{i}"), 100 + i as u64, &[i as f32, 1.0, -2.0], true, vec![], v, bits))
+                let bits = v.iter().flat_map(|&x| main.bloom.params.positions("f", &x.to_string())).collect();
+                Arc::new(NewRow::encode(format!("r{i}"), 100 + i as u64, &[i as f32, 1.0, -2.0], 0, true, vec![], v, bits))
             })
             .collect();
         for r in &rows {
-            apply(&mut f, &SegOp::Append(r.clone()));
+            fresh.append((**r).clone());
         }
-        (f, rows)
+        (fresh.build_tail(&main), rows)
     }
 
     /// Planes rebuilt from scratch over the current rows (the reference for in-place edits).
@@ -319,7 +255,7 @@ mod tests {
     }
 
     #[test]
-    fn append_across_word_boundaries_keeps_every_rows_bits() {
+    fn rows_across_word_boundaries_keep_their_bits() {
         for n in [0usize, 1, 63, 64, 65, 130] {
             let (f, rows) = fresh_with(n);
             assert_eq!(f.len(), n);
@@ -329,9 +265,6 @@ mod tests {
             for p in 0..16u32 {
                 for w in 0..want.words {
                     assert_eq!(f.bloom.word(p, w), want.word(p, w), "n={n} plane {p} word {w}");
-                }
-                for w in want.words..f.bloom.words {
-                    assert_eq!(f.bloom.word(p, w), 0, "spare capacity stays clear");
                 }
             }
             for (r, row) in rows.iter().enumerate() {

@@ -1,5 +1,7 @@
-//! The serving state: the main index and the fresh segment (each a left-right [`Pair`]),
-//! tombstones (`Index.live`), the attribute dictionary, the id map and the write-ahead log.
+//! The serving state: the main index (a left-right [`Pair`]) and the fresh segment
+//! ([`FreshRows`]: new items in their inverted lists of the main centroids, searched on the
+//! main index's backend), tombstones (`Index.live`), the attribute dictionary, the id map
+//! and the write-ahead log.
 //!
 //! [`Store`] is owned by one writer thread. For each group of update batches it validates
 //! every batch (a bad batch fails alone and leaves nothing behind), appends the good ones
@@ -11,14 +13,15 @@ use super::compact;
 use super::dict::Dict;
 use super::ids::IdMap;
 use super::error::ApiError;
+use super::fresh::FreshRows;
 use super::segment::{self, NewRow, Pair, SegOp};
 use super::update::{check_attrs, check_id, check_item, Batch, Checked, Context, Op};
 use super::wal::{self, Wal};
-use crate::backend::cpu::Cpu;
+use crate::backend::Changed;
 use crate::error::{Error, Result};
 use crate::filter::{Filter, FilterError};
-use crate::graph::{self, segments::search_segments, Executor, Search, SearchRequest, SearchResponse};
-use crate::model::{format, load, Index};
+use crate::graph::{self, segments::search_segments, Search, SearchRequest, SearchResponse};
+use crate::model::{compute, format, load, Index};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -38,7 +41,8 @@ pub struct Stats {
     /// Rows of the main index, and how many are live (not deleted or replaced).
     pub main_rows: usize,
     pub main_live: usize,
-    /// Rows of the fresh segment (scanned exhaustively), and how many are live.
+    /// Rows of the fresh segment (in the inverted lists of the main centroids, probed like
+    /// the main index), and how many are live.
     pub fresh_rows: usize,
     pub fresh_live: usize,
     /// Live items (main + fresh).
@@ -55,7 +59,9 @@ pub struct Stats {
 pub struct Snapshot {
     pub version: u64,
     pub main: Arc<dyn Search>,
+    /// The fresh segment's lists part (main's centroids and nlist) and tail (one list).
     pub fresh: Option<Arc<dyn Search>>,
+    pub tail: Option<Arc<dyn Search>>,
     pub dict: Dict,
     pub stats: Stats,
 }
@@ -71,7 +77,8 @@ impl Snapshot {
     }
     /// Search the main index and the fresh segment, merged.
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<SearchResponse>> {
-        search_segments(&*self.main, self.fresh.as_deref(), req)
+        let extra: Vec<&dyn Search> = self.fresh.iter().chain(&self.tail).map(|s| &**s).collect();
+        search_segments(&*self.main, &extra, req)
     }
 }
 
@@ -92,7 +99,7 @@ enum Prepared {
 /// Options of [`Store::open`].
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Backend of the main index (`cpu`, `wgpu`, `cuda`); the fresh segment runs on the CPU.
+    /// Backend of the main index and the fresh segment (`cpu`, `wgpu`, `cuda`).
     pub backend: String,
     /// Fresh rows + dead main rows that trigger compaction; `None`: max(2048, N/32); 0: never.
     pub compact_threshold: Option<usize>,
@@ -106,17 +113,18 @@ pub struct Options {
 /// Everything that depends on the loaded artifact (replaced by compaction).
 struct Segments {
     main: Pair,
-    fresh: Pair,
+    /// Fresh rows in arrival order, and the two parts last built from them (published).
+    fresh: FreshRows,
+    fresh_ix: Arc<Index>,
+    tail_ix: Arc<Index>,
     main_exec: Arc<dyn Search>,
     fresh_exec: Option<Arc<dyn Search>>,
-    /// `[fresh rows, D]` f32 vectors (normalized for cosine): compaction assigns them to lists.
-    fresh_vectors: Vec<f32>,
+    tail_exec: Option<Arc<dyn Search>>,
     dict: Dict,
     ids: IdMap,
     /// Next global row number (`rows` in results) for an appended item.
     next_row: u64,
     dead_main: usize,
-    dead_fresh: usize,
     /// The `id` attribute field, when the schema has one (every item then carries it).
     id_field: Option<usize>,
 }
@@ -124,7 +132,9 @@ struct Segments {
 impl Segments {
     fn new(index: Index, backend: &str) -> Result<Segments> {
         let index = Arc::new(index);
-        let fresh = Arc::new(segment::empty_fresh(&index));
+        let mut fresh = FreshRows::new(default_tail_limit(&index));
+        let fresh_ix = Arc::new(fresh.build_lists(&index));
+        let tail_ix = Arc::new(fresh.build_tail(&index));
         let t0 = Instant::now();
         let main_exec: Arc<dyn Search> = Arc::from(graph::open(backend, index.clone())?);
         let t1 = Instant::now();
@@ -139,15 +149,16 @@ impl Segments {
         let next_row = index.source_rows.iter().max().map_or(0, |&m| m + 1).max(index.len() as u64);
         Ok(Segments {
             main: Pair::new(index),
-            fresh: Pair::new(fresh),
+            fresh,
+            fresh_ix,
+            tail_ix,
             main_exec,
             fresh_exec: None,
-            fresh_vectors: Vec::new(),
+            tail_exec: None,
             dict,
             ids,
             next_row,
             dead_main,
-            dead_fresh: 0,
             id_field,
         })
     }
@@ -163,6 +174,8 @@ pub struct Store {
     shared: Arc<ArcSwap<Snapshot>>,
     version: u64,
     compactions: u64,
+    /// [`Store::set_fresh_tail_limit`] (kept across compactions).
+    tail_limit: Option<usize>,
     seg: Segments,
 }
 
@@ -195,7 +208,7 @@ pub struct CompactionJob {
     fresh_folded: usize,
     main: Arc<Index>,
     fresh: Arc<Index>,
-    fresh_vectors: Vec<f32>,
+    tail: Arc<Index>,
     dict: Dict,
 }
 
@@ -218,8 +231,8 @@ pub struct PreparedCompaction {
 impl CompactionJob {
     /// Fold, serialize and write the new artifact to a temporary file (the slow part).
     pub fn run(self) -> Result<PreparedCompaction> {
-        let index = compact::fold(&self.main, &self.fresh, &self.fresh_vectors, &self.dict)?;
-        drop((self.main, self.fresh, self.fresh_vectors));
+        let index = compact::fold(&self.main, &[&self.fresh, &self.tail], &self.dict)?;
+        drop((self.main, self.fresh, self.tail));
         let bytes = format::to_bytes(&index)?;
         let hash = wal::artifact_hash(&bytes);
         let dir = match self.path.parent() {
@@ -267,8 +280,19 @@ fn remove_stale_temps(index: &Path) {
     }
 }
 
+/// Default compaction threshold (fresh rows + dead main rows): fresh rows cost a query
+/// only what its probed lists hold, so compaction is about memory and the fresh lists'
+/// rebuild cost, not query speed.
 fn default_threshold(n: usize) -> usize {
-    (n / 32).max(2048)
+    (n / 32).max(16384)
+}
+
+/// Default size of the fresh tail (scanned whole by every query): a sixteenth of the rows
+/// a default search of `main` scans, at least 512.
+pub fn default_tail_limit(main: &Index) -> usize {
+    let (np, nlist, n) = (main.default_nprobe(), main.nlist(), main.len() as u64);
+    let scanned = if np >= nlist { n } else { graph::candidate_budget(np, nlist, n, 1) };
+    (scanned as usize / 16).max(512)
 }
 
 impl Store {
@@ -302,12 +326,13 @@ impl Store {
             version: 0,
             main: seg.main_exec.clone(),
             fresh: None,
+            tail: None,
             dict: seg.dict.clone(),
             stats: Stats::default(),
         }));
         // Versions continue from the batches already folded into the artifact.
         let version = opened.base_version;
-        let mut store = Store { path: path.to_path_buf(), opts, threshold, wal: opened.wal, _lock: lock, shared: snap, version, compactions: 0, seg };
+        let mut store = Store { path: path.to_path_buf(), opts, threshold, wal: opened.wal, _lock: lock, shared: snap, version, compactions: 0, tail_limit: None, seg };
         let t0 = Instant::now();
         let wal_path = wal::wal_path(path);
         for (i, rec) in opened.records.iter().enumerate() {
@@ -402,9 +427,23 @@ impl Store {
     }
 
     fn apply(&mut self, ops: Vec<Prepared>) {
+        // New rows' lists by the build's rule, one assignment pass for the whole batch.
+        let d = self.seg.main.current().dim;
+        let mut codes = Vec::new();
+        for op in &ops {
+            if let Prepared::Upsert(c) = op {
+                let at = codes.len();
+                codes.resize(at + d, 0i8);
+                crate::model::quantize::quantize_row(&c.vector, &mut codes[at..]);
+            }
+        }
+        let mut lists = if codes.is_empty() { Vec::new() } else { compute::assign_on_thread(&codes, &self.seg.main.current().centroid_codes) }.into_iter();
         for op in ops {
             match op {
-                Prepared::Upsert(c) => self.upsert(c),
+                Prepared::Upsert(c) => {
+                    let list = lists.next().expect("one list per upsert");
+                    self.upsert(c, list)
+                }
                 Prepared::Delete(id) => {
                     let loc = self.seg.ids.remove(&id).expect("validated: the id exists");
                     self.kill(loc);
@@ -423,10 +462,7 @@ impl Store {
                 self.seg.main.apply(SegOp::Kill(r));
                 self.seg.dead_main += 1;
             }
-            Loc::Fresh(r) => {
-                self.seg.fresh.apply(SegOp::Kill(r));
-                self.seg.dead_fresh += 1;
-            }
+            Loc::Fresh(r) => self.seg.fresh.kill(r),
         }
     }
 
@@ -447,7 +483,7 @@ impl Store {
         (values, bits)
     }
 
-    fn upsert(&mut self, c: Checked) {
+    fn upsert(&mut self, c: Checked, list: u32) {
         if let Some(loc) = self.seg.ids.remove(&c.id) {
             self.kill(loc);
         }
@@ -457,27 +493,24 @@ impl Store {
         }
         let (values, bits) = self.encode_attrs(&pairs);
         let with_embedding = self.seg.main.current().embeddings.is_some();
-        let r = self.seg.fresh.current().len() as u32;
-        let row = NewRow::encode(c.id.clone(), self.seg.next_row, &c.vector, with_embedding, c.features, values, bits);
+        let row = NewRow::encode(c.id.clone(), self.seg.next_row, &c.vector, list, with_embedding, c.features, values, bits);
         self.seg.next_row += 1;
-        self.seg.fresh.apply(SegOp::Append(Arc::new(row)));
-        self.seg.fresh_vectors.extend_from_slice(&c.vector);
+        let r = self.seg.fresh.append(row);
         self.seg.ids.insert_fresh(c.id, r);
     }
 
     fn patch(&mut self, loc: Loc, attrs: Vec<(usize, Vec<String>)>) {
-        let (ix, r) = match loc {
-            Loc::Main(r) => (self.seg.main.current(), r),
-            Loc::Fresh(r) => (self.seg.fresh.current(), r),
+        let current = match loc {
+            Loc::Main(r) => self.seg.main.current().attrs.row(r as usize),
+            Loc::Fresh(r) => self.seg.fresh.values(r),
         };
         let fields: HashSet<usize> = attrs.iter().map(|(f, _)| *f).collect();
-        let mut pairs: Vec<(usize, String)> = ix.attrs.row(r as usize).iter().filter_map(|&v| self.seg.dict.describe(v)).filter(|(f, _)| !fields.contains(f)).collect();
+        let mut pairs: Vec<(usize, String)> = current.iter().filter_map(|&v| self.seg.dict.describe(v)).filter(|(f, _)| !fields.contains(f)).collect();
         pairs.extend(attrs.into_iter().flat_map(|(f, vs)| vs.into_iter().map(move |v| (f, v))));
         let (values, bits) = self.encode_attrs(&pairs);
-        let op = SegOp::SetAttrs { row: r, values: values.into(), bits: bits.into() };
         match loc {
-            Loc::Main(_) => self.seg.main.apply(op),
-            Loc::Fresh(_) => self.seg.fresh.apply(op),
+            Loc::Main(r) => self.seg.main.apply(SegOp::SetAttrs { row: r, values: values.into(), bits: bits.into() }),
+            Loc::Fresh(r) => self.seg.fresh.set_attrs(r, values, bits),
         }
     }
 
@@ -488,13 +521,31 @@ impl Store {
             let changed = self.seg.main.published_changes();
             self.seg.main_exec = Arc::from(self.seg.main_exec.with_index(ix, &changed)?);
         }
-        if let Some(ix) = self.seg.fresh.publish() {
-            self.seg.fresh_exec = if ix.is_empty() { None } else { Some(Arc::new(Executor::new(Cpu, ix)?)) };
+        // The fresh parts on the main index's device (same context and kernels).
+        let on_device = |ix: &Arc<Index>, exec: &Option<Arc<dyn Search>>, main: &Arc<dyn Search>| -> Result<Option<Arc<dyn Search>>> {
+            if ix.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(Arc::from(exec.as_ref().unwrap_or(main).with_index(ix.clone(), &Changed::ALL)?)))
+        };
+        if self.seg.fresh.tail_full() {
+            self.seg.fresh.fold_tail();
+        }
+        if self.seg.fresh.lists_dirty() {
+            let ix = Arc::new(self.seg.fresh.build_lists(self.seg.main.current()));
+            self.seg.fresh_exec = on_device(&ix, &self.seg.fresh_exec, &self.seg.main_exec)?;
+            self.seg.fresh_ix = ix;
+        }
+        if self.seg.fresh.tail_dirty() {
+            let ix = Arc::new(self.seg.fresh.build_tail(self.seg.main.current()));
+            self.seg.tail_exec = on_device(&ix, &self.seg.tail_exec, &self.seg.main_exec)?;
+            self.seg.tail_ix = ix;
         }
         let snap = Snapshot {
             version: self.version,
             main: self.seg.main_exec.clone(),
             fresh: self.seg.fresh_exec.clone(),
+            tail: self.seg.tail_exec.clone(),
             dict: self.seg.dict.clone(),
             stats: self.stats(),
         };
@@ -504,9 +555,9 @@ impl Store {
 
     /// Current sizes and counters.
     pub fn stats(&self) -> Stats {
-        let (main, fresh) = (self.seg.main.current(), self.seg.fresh.current());
+        let (main, fresh) = (self.seg.main.current(), &self.seg.fresh);
         let main_live = main.len() - self.seg.dead_main;
-        let fresh_live = fresh.len() - self.seg.dead_fresh;
+        let fresh_live = fresh.len() - fresh.dead();
         Stats {
             version: self.version,
             backend: self.seg.main_exec.backend_name().to_string(),
@@ -527,14 +578,14 @@ impl Store {
 
     /// True when the fresh segment plus dead main rows reached the compaction threshold.
     pub fn needs_compaction(&self) -> bool {
-        self.threshold > 0 && self.seg.fresh.current().len() + self.seg.dead_main >= self.threshold
+        self.threshold > 0 && self.seg.fresh.len() + self.seg.dead_main >= self.threshold
     }
 
     /// Start a compaction of the current (published) state: the returned job runs on any
     /// thread while this store keeps taking updates; hand its result to
     /// [`Store::finish_compaction`].
     pub fn begin_compaction(&self) -> CompactionJob {
-        let (main, fresh) = (self.seg.main.published().clone(), self.seg.fresh.published().clone());
+        let (main, fresh) = (self.seg.main.published().clone(), self.seg.fresh_ix.clone());
         debug_assert!(!self.seg.main.dirty() && !self.seg.fresh.dirty(), "compaction starts from a published state");
         CompactionJob {
             path: self.path.clone(),
@@ -542,9 +593,9 @@ impl Store {
             started: Instant::now(),
             wal_offset: self.wal.len(),
             version: self.version,
-            rows_before: main.len() + fresh.len(),
-            fresh_folded: fresh.len() - self.seg.dead_fresh,
-            fresh_vectors: self.seg.fresh_vectors.clone(),
+            rows_before: main.len() + self.seg.fresh.len(),
+            fresh_folded: self.seg.fresh.len() - self.seg.fresh.dead(),
+            tail: self.seg.tail_ix.clone(),
             dict: self.seg.dict.clone(),
             main,
             fresh,
@@ -578,6 +629,10 @@ impl Store {
             self.threshold = default_threshold(rows_after);
         }
         let old = std::mem::replace(&mut self.seg, done.seg);
+        if let Some(n) = self.tail_limit {
+            let rows = std::mem::replace(&mut self.seg.fresh, FreshRows::new(1));
+            self.seg.fresh = rows.with_tail_limit(n);
+        }
         // Freeing two copies of the old index takes a while; not on the write path.
         std::thread::spawn(move || drop(old));
         // Re-apply what was written while the compaction ran (already counted in `version`).
@@ -608,6 +663,15 @@ impl Store {
     pub fn compact(&mut self) -> Result<CompactReport> {
         let done = self.begin_compaction().run()?;
         self.finish_compaction(done)
+    }
+
+    /// Most rows of the fresh tail before it is folded into the fresh lists (see
+    /// [`super::fresh`]); takes effect at the next publish. `n >= 1`.
+    pub fn set_fresh_tail_limit(&mut self, n: usize) -> Result<()> {
+        let rows = std::mem::replace(&mut self.seg.fresh, FreshRows::new(1));
+        self.seg.fresh = rows.with_tail_limit(n);
+        self.tail_limit = Some(n);
+        self.publish()
     }
 
     /// Where an id lives now (tests, diagnostics).

@@ -62,6 +62,11 @@ pub fn corpus(seed: u64, n: usize, d: usize) -> Vec<Item> {
 
 /// Build an index over `items` (ip metric, embeddings stored, feature `size`).
 pub fn build_index(items: &[Item], nlist: usize) -> Index {
+    build_index_on(items, nlist, &silica::model::compute::CpuCompute)
+}
+
+/// [`build_index`] with `compute` training the centroids and assigning the rows.
+pub fn build_index_on(items: &[Item], nlist: usize, compute: &dyn silica::model::compute::BuildCompute) -> Index {
     let d = items[0].vector.len();
     let mut lines = String::new();
     for it in items {
@@ -77,7 +82,7 @@ pub fn build_index(items: &[Item], nlist: usize) -> Index {
     let table = parse_jsonl(lines.as_bytes(), Path::new("items.jsonl"), &["size".to_string()]).expect("attributes");
     let m = Matrix { rows: items.len(), dim: d, data: items.iter().flat_map(|i| i.vector.iter().copied()).collect(), was_f16: false };
     let params = BuildParams { nlist: Some(nlist), features: vec!["size".into()], kmeans_iters: 4, ..Default::default() };
-    IndexBuilder::new(params).build(m, table).expect("build")
+    IndexBuilder::new(params).build_source(&silica::model::source::VectorSource::from_matrix(m), &table, compute).expect("build")
 }
 
 /// Build and save an index in `dir`; returns the artifact path.
