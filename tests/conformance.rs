@@ -170,6 +170,7 @@ fn fixture(seed: u64, spec: &Spec) -> Fixture {
         rerank: None,
         live,
         calibration: None,
+        columns: Default::default(),
     };
     Fixture { index: Arc::new(index), seed }
 }

@@ -155,6 +155,7 @@ fn make_index(s: &Spec) -> Index {
         rerank: None,
         live,
         calibration: None,
+        columns: Default::default(),
     }
 }
 

@@ -259,6 +259,9 @@ impl<B: Backend> Executor<B> {
         if plans.len() != q.len {
             return Err(Error::param("filters", format!("{} filters for {} queries", plans.len(), q.len)));
         }
+        let bound = bind_plans(plans, &self.index);
+        let refs = bound.refs();
+        let plans = &refs[..];
         let (nlist, n) = (self.index.nlist(), self.index.len() as u64);
         let mut result = Candidates::empty(q.len, r.k);
         let given = hook.has_given_probes();
@@ -405,6 +408,46 @@ impl<B: Backend> Search for Executor<B> {
     fn resolve(&self, p: &SearchParams) -> Result<Resolved> {
         Executor::resolve(self, p)
     }
+}
+
+/// Plans of a batch with their typed terms bound to one index ([`bind_plans`]).
+pub struct Bound<'a> {
+    owned: Vec<Plan>,
+    /// Per query: the caller's plan, or an index into `owned`.
+    which: Vec<std::result::Result<&'a Plan, usize>>,
+}
+
+impl Bound<'_> {
+    /// One plan per query; queries that shared a plan share its bound copy (same address,
+    /// so backends encode it once).
+    pub fn refs(&self) -> Vec<&Plan> {
+        self.which.iter().map(|w| match *w {
+            Ok(p) => p,
+            Err(i) => &self.owned[i],
+        }).collect()
+    }
+}
+
+/// `plans` with every typed term bound to `index` ([`Plan::bind`]): plans without typed
+/// terms (or already bound to it) are borrowed as they are.
+pub fn bind_plans<'a>(plans: &[&'a Plan], index: &Index) -> Bound<'a> {
+    let mut keys: Vec<*const Plan> = Vec::new();
+    let mut owned = Vec::new();
+    let which = plans
+        .iter()
+        .map(|&p| {
+            if !p.has_typed() || p.is_bound(index.len()) {
+                return Ok(p);
+            }
+            let key = p as *const Plan;
+            Err(keys.iter().position(|&k| k == key).unwrap_or_else(|| {
+                keys.push(key);
+                owned.push(p.bind(index));
+                owned.len() - 1
+            }))
+        })
+        .collect();
+    Bound { owned, which }
 }
 
 /// Validate `[B, D]` queries against `index` and quantize them (cosine: normalize first).

@@ -9,6 +9,7 @@
 pub mod attributes;
 pub mod bloom;
 pub mod calibration;
+pub mod columns;
 pub mod compute;
 pub mod build;
 pub mod finite;
@@ -22,6 +23,7 @@ pub mod quantize;
 pub mod tensor;
 
 pub use attributes::{Attributes, FieldSchema, Schema};
+pub use columns::{Column, ColumnType, Columns};
 pub use bloom::{BloomParams, BloomPlanes};
 pub use build::IndexBuilder;
 pub use tensor::{Ids, Tensor};
@@ -102,6 +104,8 @@ pub struct Index {
     pub bloom: BloomPlanes,
     /// `attrs.offsets` + `attrs.values` and the attribute schema (dictionaries).
     pub attrs: Attributes,
+    /// `cols.*`: typed columns (int, float, bool, timestamp), one value per row.
+    pub columns: Columns,
     /// `rerank.*`: optional multi-task rerank model.
     pub rerank: Option<RerankModel>,
     /// Live-row bitset `[ceil(N/64)]` (bit set = row is live). `None`: every row is live.

@@ -75,6 +75,7 @@ pub fn empty_fresh(main: &Index) -> Index {
         rerank: main.rerank.clone(),
         live: Some(Vec::new()),
         calibration: None,
+        columns: Default::default(),
     }
 }
 
@@ -297,6 +298,7 @@ mod tests {
             rerank: None,
             live: None,
             calibration: None,
+            columns: Default::default(),
         };
         main.attrs.offsets = vec![0].into();
         let mut f = empty_fresh(&main);
