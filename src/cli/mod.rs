@@ -82,10 +82,18 @@ pub struct BuildArgs {
     /// Item vectors: .npy, float32 or float16, shape [N, D], C order.
     #[arg(long)]
     pub vectors: PathBuf,
-    /// Item attributes: JSON Lines, line i describes vector row i; `id` is the external id,
-    /// string and string-list fields become filterable attributes.
+    /// Item attributes: JSON Lines, line i describes vector row i; `id` is the external id.
+    /// Every field is filterable: strings and string lists (Bloom + exact dictionary),
+    /// integers, floats and booleans (typed columns, stored exactly). A field mixing
+    /// types is an error naming the line.
     #[arg(long)]
     pub attributes: PathBuf,
+    /// Declared field types, `FIELD:TYPE,...` with TYPE string, int, float, bool or
+    /// timestamp (RFC 3339 strings, stored as i64 microseconds). Undeclared fields are
+    /// typed by value; timestamps must be declared. Example:
+    /// `--schema price:float,published:timestamp`.
+    #[arg(long)]
+    pub schema: Option<String>,
     /// Output artifact (written atomically; `-`: stdout).
     #[arg(long)]
     pub out: PathBuf,
@@ -241,6 +249,7 @@ fn build(a: BuildArgs) -> Result<()> {
         seed: a.seed,
         store_embeddings: !a.no_embeddings,
         features: a.features.clone(),
+        schema: a.schema.as_deref().map(silica::model::attributes::parse_schema).transpose()?.unwrap_or_default(),
         progress: true,
         ..Default::default()
     };

@@ -428,15 +428,16 @@ impl Bound<'_> {
     }
 }
 
-/// `plans` with every typed term bound to `index` ([`Plan::bind`]): plans without typed
-/// terms (or already bound to it) are borrowed as they are.
+/// `plans` with every typed term bound to `index` ([`Plan::bind`]; masks a plan already
+/// carries are recomputed, since they may describe another snapshot): plans without typed
+/// terms are borrowed as they are.
 pub fn bind_plans<'a>(plans: &[&'a Plan], index: &Index) -> Bound<'a> {
     let mut keys: Vec<*const Plan> = Vec::new();
     let mut owned = Vec::new();
     let which = plans
         .iter()
         .map(|&p| {
-            if !p.has_typed() || p.is_bound(index.len()) {
+            if !p.has_typed() {
                 return Ok(p);
             }
             let key = p as *const Plan;

@@ -498,7 +498,7 @@ fn parse_bytes(bytes: &[u8], path: &Path, features: &[String], schema: &[(String
     if !ignored.is_empty() {
         let names: Vec<&str> = ignored.iter().map(String::as_str).collect();
         log::warn!(
-            "{}: fields not indexed (numbers, booleans or objects; only strings and lists of strings are filterable, numbers named in --features are rerank features): {}",
+            "{}: fields not indexed (JSON objects are not filterable; strings, string lists, numbers and booleans are): {}",
             path.display(),
             names.join(", ")
         );
