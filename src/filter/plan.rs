@@ -57,7 +57,7 @@ impl Dictionary for Schema {
 }
 
 /// A typed term's test, evaluated per index by [`Plan::bind`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum TypedTest {
     /// A typed column's key test.
     Column { name: String, test: KeyTest },
@@ -329,13 +329,24 @@ impl Plan {
     /// lists and words whose min/max do not decide it (presence tests: one pass over the
     /// attribute CSR).
     pub fn bind(&self, ix: &Index) -> Plan {
+        self.bind_with(|test| test.mask(ix).into())
+    }
+
+    /// [`Plan::bind`] with the masks from `mask` (a cache over one index: the executor
+    /// keeps the masks of recent typed terms of its snapshot).
+    pub fn bind_with(&self, mut mask: impl FnMut(&TypedTest) -> Arc<[u64]>) -> Plan {
         let mut p = self.clone();
         for t in &mut p.terms {
             if let Some(test) = &t.typed {
-                t.mask = Some(test.mask(ix).into());
+                t.mask = Some(mask(test));
             }
         }
         p
+    }
+
+    /// The exact row mask of `test` over `ix` (what [`Plan::bind`] stores).
+    pub fn typed_mask(test: &TypedTest, ix: &Index) -> Vec<u64> {
+        test.mask(ix)
     }
 
     /// Exact evaluation of sorted row `r` of `ix` (`row` = its value ids): typed terms read

@@ -113,6 +113,31 @@ pub struct Executor<B: Backend> {
     index: Arc<Index>,
     resident: B::Resident,
     model: Option<Arc<RerankModel>>,
+    masks: MaskCache,
+}
+
+/// Exact row masks of recent typed filter terms over one executor's index (eligibility
+/// rules repeat: a price band is computed once per snapshot, not once per query). At most
+/// [`MaskCache::ENTRIES`] masks; when full it starts over.
+#[derive(Default)]
+pub struct MaskCache(std::sync::Mutex<std::collections::HashMap<crate::filter::TypedTest, Arc<[u64]>>>);
+
+impl MaskCache {
+    pub const ENTRIES: usize = 256;
+
+    /// The mask of `test` over `index`, computed on a miss.
+    pub fn get(&self, test: &crate::filter::TypedTest, index: &Index) -> Arc<[u64]> {
+        if let Some(m) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(test) {
+            return m.clone();
+        }
+        let m: Arc<[u64]> = Plan::typed_mask(test, index).into();
+        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if c.len() >= Self::ENTRIES {
+            c.clear();
+        }
+        c.insert(test.clone(), m.clone());
+        m
+    }
 }
 
 /// Object-safe view of an [`Executor`] over any backend (what the CLI and server hold).
@@ -138,7 +163,7 @@ impl<B: Backend> Executor<B> {
     pub fn new(backend: B, index: Arc<Index>) -> Result<Self> {
         let resident = backend.upload(&index)?;
         let model = index.rerank.clone().map(Arc::new);
-        Ok(Executor { backend, index, resident, model })
+        Ok(Executor { backend, index, resident, model, masks: MaskCache::default() })
     }
 
     /// Use `model` for `model` rerank (overrides one stored in the index).
@@ -259,7 +284,7 @@ impl<B: Backend> Executor<B> {
         if plans.len() != q.len {
             return Err(Error::param("filters", format!("{} filters for {} queries", plans.len(), q.len)));
         }
-        let bound = bind_plans(plans, &self.index);
+        let bound = bind_plans(plans, &self.index, &self.masks);
         let refs = bound.refs();
         let plans = &refs[..];
         let (nlist, n) = (self.index.nlist(), self.index.len() as u64);
@@ -386,7 +411,7 @@ impl<B: Backend> Search for Executor<B> {
 
     fn with_index(&self, index: Arc<Index>, changed: &Changed) -> Result<Box<dyn Search>> {
         let resident = self.backend.update(&self.resident, &index, changed)?;
-        Ok(Box::new(Executor { backend: self.backend.clone(), index, resident, model: self.model.clone() }))
+        Ok(Box::new(Executor { backend: self.backend.clone(), index, resident, model: self.model.clone(), masks: MaskCache::default() }))
     }
 
     fn search(&self, req: &SearchRequest) -> Result<Vec<SearchResponse>> {
@@ -431,7 +456,7 @@ impl Bound<'_> {
 /// `plans` with every typed term bound to `index` ([`Plan::bind`]; masks a plan already
 /// carries are recomputed, since they may describe another snapshot): plans without typed
 /// terms are borrowed as they are.
-pub fn bind_plans<'a>(plans: &[&'a Plan], index: &Index) -> Bound<'a> {
+pub fn bind_plans<'a>(plans: &[&'a Plan], index: &Index, cache: &MaskCache) -> Bound<'a> {
     let mut keys: Vec<*const Plan> = Vec::new();
     let mut owned = Vec::new();
     let which = plans
@@ -443,7 +468,7 @@ pub fn bind_plans<'a>(plans: &[&'a Plan], index: &Index) -> Bound<'a> {
             let key = p as *const Plan;
             Err(keys.iter().position(|&k| k == key).unwrap_or_else(|| {
                 keys.push(key);
-                owned.push(p.bind(index));
+                owned.push(p.bind_with(|t| cache.get(t, index)));
                 owned.len() - 1
             }))
         })

@@ -285,23 +285,33 @@ impl Column {
                 let bits = match decided.or_else(|| t.block(self.word_range.key(2 * w), self.word_range.key(2 * w + 1))) {
                     Some(true) => p,
                     Some(false) => 0,
-                    None => {
-                        let mut b = 0u64;
-                        let mut q = p;
-                        while q != 0 {
-                            let i = q.trailing_zeros() as usize;
-                            q &= q - 1;
-                            if t.hit(self.values.key(w * 64 + i)) {
-                                b |= 1 << i;
-                            }
-                        }
-                        b
-                    }
+                    None => p & self.word_hits(t, w),
                 };
                 m[w] |= bits;
             }
         }
         m
+    }
+
+    /// Bits of word `w` whose keys pass `t` (ignoring presence): a branch-free loop over
+    /// the word's rows per interval, which the compiler vectorizes.
+    fn word_hits(&self, t: &KeyTest, w: usize) -> u64 {
+        let (a, b) = (w * 64, ((w + 1) * 64).min(self.len()));
+        let mut keys = [0u64; 64];
+        match &self.values {
+            Values::I64(v) => keys.iter_mut().zip(&v[a..b]).for_each(|(k, &x)| *k = key_i64(x)),
+            Values::F64(v) => keys.iter_mut().zip(&v[a..b]).for_each(|(k, &x)| *k = key_f64(x)),
+            Values::U8(v) => keys.iter_mut().zip(&v[a..b]).for_each(|(k, &x)| *k = x as u64),
+        }
+        let mut m = 0u64;
+        for &(lo, hi) in &t.ranges {
+            let mut bits = 0u64;
+            for (i, &k) in keys.iter().enumerate() {
+                bits |= (((lo <= k) & (k <= hi)) as u64) << i;
+            }
+            m |= bits;
+        }
+        if t.negate { !m } else { m }
     }
 
     /// The column over `rows` of this one (`None`: a row without a value), with per-list
