@@ -89,16 +89,21 @@ fn main() -> anyhow::Result<()> {
             got.extend(searcher.search(&SearchRequest { queries: chunk, filters: &fs[..b], params: params.clone() })?);
         }
         let qps = nq as f64 / t.elapsed().as_secs_f64();
-        let mut hit = 0usize;
-        let mut total = 0usize;
-        for (qi, r) in got.iter().enumerate() {
-            let q = &queries[qi * d..(qi + 1) * d];
-            let mut s: Vec<(f32, usize)> = passing.iter().map(|&src| (data[src * d..(src + 1) * d].iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), src)).collect();
-            s.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            let truth: Vec<usize> = s.iter().take(10).map(|x| x.1).collect();
-            total += truth.len();
-            hit += r.rows.iter().filter(|&&row| truth.contains(&(row as usize))).count();
-        }
+        use rayon::prelude::*;
+        let (hit, total) = got
+            .par_iter()
+            .enumerate()
+            .map(|(qi, r)| {
+                let q = &queries[qi * d..(qi + 1) * d];
+                let mut s: Vec<(f32, usize)> = passing.iter().map(|&src| (data[src * d..(src + 1) * d].iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), src)).collect();
+                let top = s.len().min(10);
+                if top > 0 {
+                    s.select_nth_unstable_by(top - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                }
+                let truth: Vec<usize> = s[..top].iter().map(|x| x.1).collect();
+                (r.rows.iter().filter(|&&row| truth.contains(&(row as usize))).count(), truth.len())
+            })
+            .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         let recall = if total == 0 { 1.0 } else { hit as f64 / total as f64 };
         if text.is_empty() {
             base_qps = qps;

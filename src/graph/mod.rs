@@ -457,7 +457,9 @@ impl Bound<'_> {
 /// carries are recomputed, since they may describe another snapshot): plans without typed
 /// terms are borrowed as they are.
 pub fn bind_plans<'a>(plans: &[&'a Plan], index: &Index, cache: &MaskCache) -> Bound<'a> {
-    let mut keys: Vec<*const Plan> = Vec::new();
+    // Plans equal before binding share one bound copy (a batch of requests with the same
+    // filter text: one mask upload, not one per query).
+    let mut keys: Vec<&Plan> = Vec::new();
     let mut owned = Vec::new();
     let which = plans
         .iter()
@@ -465,9 +467,8 @@ pub fn bind_plans<'a>(plans: &[&'a Plan], index: &Index, cache: &MaskCache) -> B
             if !p.has_typed() {
                 return Ok(p);
             }
-            let key = p as *const Plan;
-            Err(keys.iter().position(|&k| k == key).unwrap_or_else(|| {
-                keys.push(key);
+            Err(keys.iter().position(|&k| std::ptr::eq(k, p) || *k == *p).unwrap_or_else(|| {
+                keys.push(p);
                 owned.push(p.bind_with(|t| cache.get(t, index)));
                 owned.len() - 1
             }))
