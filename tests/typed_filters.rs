@@ -419,3 +419,54 @@ fn typing_errors_are_named() {
         }
     }
 }
+
+/// The CLI end to end: `build --schema`, `search` with a typed filter and `--fields`, and a
+/// bad `--schema` / unknown `--fields` name refused before anything is written.
+#[test]
+fn cli_builds_typed_columns_and_returns_fields() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let rows = random_rows(&mut rng, 400);
+    let dir = tempfile::tempdir().unwrap();
+    let (vecs, attrs, ix, qs, fs, out) = ["v.npy", "a.jsonl", "i.silica", "q.npy", "f.jsonl", "r.jsonl"].map(|f| dir.path().join(f)).into();
+    let d = 8;
+    let data: Vec<f32> = (0..rows.len() * d).map(|_| rng.random_range(-1f32..1.0)).collect();
+    silica::model::npy::write(&vecs, rows.len(), d, &data, false).unwrap();
+    std::fs::write(&attrs, jsonl(&mut rng, &rows)).unwrap();
+    let silica = |args: &[&std::ffi::OsStr]| std::process::Command::new(env!("CARGO_BIN_EXE_silica")).args(args).output().unwrap();
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let build = |schema: &str| silica(&[&os("build"), &os("--vectors"), vecs.as_os_str(), &os("--attributes"), attrs.as_os_str(), &os("--out"), ix.as_os_str(), &os("--nlist"), &os("4"), &os("--no-calibrate"), &os("--schema"), &os(schema)]);
+    let bad = build("published:date");
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("schema"), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(!ix.exists(), "a refused build writes nothing");
+    let ok = build("published:timestamp");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let q: Vec<f32> = (0..2 * d).map(|_| rng.random_range(-1f32..1.0)).collect();
+    silica::model::npy::write(&qs, 2, d, &q, false).unwrap();
+    std::fs::write(&fs, "{\"filter\": \"price >= 10 and in_stock = true\"}\n{\"filter\": \"year IS NULL OR published < \\\"2024-01-05T00:00:00Z\\\"\"}\n").unwrap();
+    let search = |fields: &str| silica(&[&os("search"), &os("--index"), ix.as_os_str(), &os("--queries"), qs.as_os_str(), &os("--filters"), fs.as_os_str(), &os("--k"), &os("400"), &os("--nprobe"), &os("4"), &os("--out"), out.as_os_str(), &os("--fields"), &os(fields)]);
+    let r = search("price,in_stock,year,published,color,tags");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    let truth = [
+        E::And(Box::new(E::Leaf(Leaf::Cmp("price", Op::Ge, Lit::Num(10.0)))), Box::new(E::Leaf(Leaf::Cmp("in_stock", Op::Eq, Lit::Bool(true))))),
+        E::Or(Box::new(E::Leaf(Leaf::Null("year", false))), Box::new(E::Leaf(Leaf::Cmp("published", Op::Lt, Lit::Time(T0 + 96 * HOUR))))),
+    ];
+    for (line, e) in lines.iter().zip(&truth) {
+        let got: BTreeSet<u64> = line["rows"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let want: BTreeSet<u64> = (0..rows.len() as u64).filter(|&s| eval(e, &rows[s as usize])).collect();
+        assert_eq!(got, want);
+        for (row, f) in line["rows"].as_array().unwrap().iter().zip(line["fields"].as_array().unwrap()) {
+            let src = &rows[row.as_u64().unwrap() as usize];
+            assert_eq!(f["price"].as_f64(), src.price);
+            assert_eq!(f["year"].as_i64(), src.year);
+            assert_eq!(f["in_stock"].as_bool(), src.in_stock);
+            assert_eq!(f["published"].as_str().map(String::from), src.published.map(format_timestamp));
+            assert_eq!(f["color"].as_str(), src.color);
+            let tags: Vec<&str> = f["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+            assert_eq!(tags, src.tags);
+        }
+    }
+    let r = search("price,colour");
+    assert!(!r.status.success() && String::from_utf8_lossy(&r.stderr).contains("colour"), "{}", String::from_utf8_lossy(&r.stderr));
+}

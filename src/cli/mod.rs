@@ -188,6 +188,10 @@ pub struct SearchArgs {
     /// Results: JSON Lines, one `{"qid", "rows", "ids", "scores"}` per query (written atomically; `-`: stdout).
     #[arg(long)]
     pub out: PathBuf,
+    /// Attributes to return with each result (comma-separated): adds `"fields": [{...}, ...]`
+    /// per query, one object per result row (`null` where an item has no value).
+    #[arg(long, value_delimiter = ',')]
+    pub fields: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -425,9 +429,26 @@ fn search(a: SearchArgs) -> Result<()> {
     if let Some(i) = results.iter().position(|r| r.scores.iter().any(|s| !s.is_finite())) {
         bail!("query {i} produced a non-finite score (check the rerank model)");
     }
+    let index = l.searcher.index();
+    // Source row -> sorted row, for the attributes of result rows.
+    let sorted = if a.fields.is_empty() {
+        Vec::new()
+    } else {
+        index.fields_json(0, &a.fields).or_else(|e| if index.is_empty() { Ok(Default::default()) } else { Err(e) })?;
+        let mut inv = vec![0usize; index.len()];
+        for (r, &s) in index.source_rows.iter().enumerate() {
+            inv[s as usize] = r;
+        }
+        inv
+    };
     let mut out = Vec::new();
     for (qid, r) in results.iter().enumerate() {
-        serde_json::to_writer(&mut out, &serde_json::json!({"qid": qid, "rows": r.rows, "ids": r.ids, "scores": r.scores}))?;
+        let mut line = serde_json::json!({"qid": qid, "rows": r.rows, "ids": r.ids, "scores": r.scores});
+        if !a.fields.is_empty() {
+            let fields = r.rows.iter().map(|&s| index.fields_json(sorted[s as usize], &a.fields).map(serde_json::Value::Object)).collect::<silica::Result<Vec<_>>>()?;
+            line["fields"] = serde_json::Value::Array(fields);
+        }
+        serde_json::to_writer(&mut out, &line)?;
         out.push(b'\n');
     }
     write_out(&a.out, &out)?;
