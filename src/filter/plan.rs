@@ -469,7 +469,7 @@ impl Plan {
     /// Bloom "maybe" mask of the 64 items of word `w`: a superset of the passing items.
     /// A term is the OR over its values of the AND of the value's planes; NOT gives all ones.
     pub fn bloom_word(&self, planes: &BloomPlanes, w: usize) -> u64 {
-        let maybe = |t: &Term| if t.typed.is_some() { return t.mask_word(w) } else { t.bloom_rows.iter().fold(0u64, |any, rows| any | rows.iter().fold(!0u64, |all, &b| all & planes.word(b, w))) };
+        let maybe = |t: &Term| if t.typed.is_some() { t.mask_word(w) } else { t.bloom_rows.iter().fold(0u64, |any, rows| any | rows.iter().fold(!0u64, |all, &b| all & planes.word(b, w))) };
         self.run(maybe, |_| !0)
     }
 }

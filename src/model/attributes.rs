@@ -296,11 +296,12 @@ fn parse_line(line: &[u8], features: &[String], schema: &[(String, FieldType)]) 
             continue;
         }
         let declared = schema.iter().find(|(n, _)| n == k).map(|(_, t)| *t);
-        if !v.is_null() && !v.is_object() {
-            if let Some(x) = typed_value(k, v, declared)? {
-                typed.push((k.clone(), x));
-                continue;
-            }
+        if !v.is_null()
+            && !v.is_object()
+            && let Some(x) = typed_value(k, v, declared)?
+        {
+            typed.push((k.clone(), x));
+            continue;
         }
         match v {
             serde_json::Value::String(s) => pairs.push((k.clone(), Some(s.clone()), false)),

@@ -277,7 +277,7 @@ impl Column {
             if s >= e || decided == Some(false) {
                 continue;
             }
-            for w in s / 64..e.div_ceil(64) {
+            for (w, out) in m.iter_mut().enumerate().take(e.div_ceil(64)).skip(s / 64) {
                 let p = self.present[w] & crate::backend::cpu::range_bits(w, &(s..e));
                 if p == 0 {
                     continue;
@@ -287,7 +287,7 @@ impl Column {
                     Some(false) => 0,
                     None => p & self.word_hits(t, w),
                 };
-                m[w] |= bits;
+                *out |= bits;
             }
         }
         m
