@@ -117,6 +117,10 @@ __device__ __forceinline__ u64 value_and(const u32* r, u32 k, const u64* planes,
     return all;
 }
 
+// A term record whose first word is MASK_TERM is a typed term: its second word is the
+// offset (from the plan start, even) of its exact row mask, one u64 per 64-row word.
+#define MASK_TERM 0xffffffffu
+
 // Bloom "maybe" word w (plan::bloom_word): Term = OR over values of AND of k planes,
 // NOT = all ones.
 template <bool SPARSE>
@@ -131,6 +135,10 @@ __device__ u64 plan_bloom_word_t(const u32* plan, const u64* planes, u64 words, 
         if (kind == OP_TERM) {
             const u32* t = plan + (op & 0x3fffffffu);
             u32 nb = t[0], k = t[1];
+            if (nb == MASK_TERM) {  // a typed term: its exact mask word (8-byte aligned)
+                st[sp++] = ((const u64*)(plan + k))[w];
+                continue;
+            }
             const u32* rows = t + 2;
             u64 any = 0;
             for (u32 v = 0; v < nb; v++) any |= value_and<SPARSE>(rows + v * k, k, planes, words, w);
@@ -158,9 +166,11 @@ __device__ __forceinline__ bool plan_trivial(const u32* plan) { return plan[0] =
 __device__ __forceinline__ const u32* plan_at(const u32* words, u32 off) { return words + (off & 0x7fffffffu); }
 __device__ __forceinline__ bool off_trivial(u32 off) { return (off & PLAN_TRIVIAL_BIT) != 0; }
 
-// Exact evaluation over a row's sorted value ids vals[a0..a1) (plan::matches). The stack
-// of booleans lives in the bits of one register.
-__device__ __noinline__ bool plan_match(const u32* plan, const u32* vals, u64 a0, u64 a1) {
+// Exact evaluation of row `row` over its sorted value ids vals[off[row]..off[row+1])
+// (plan::matches_in); a typed term reads bit `row` of its mask. The stack of booleans
+// lives in the bits of one register.
+__device__ __noinline__ bool plan_match(const u32* plan, const u32* vals, const u64* off, u64 row) {
+    const u64 a0 = off[row], a1 = off[row + 1];
     u32 nops = plan[0];
     if (nops == 0) return true;
     u32 st = 0;
@@ -171,6 +181,11 @@ __device__ __noinline__ bool plan_match(const u32* plan, const u32* vals, u64 a0
         if (kind == OP_TERM) {
             const u32* t = plan + (op & 0x3fffffffu);
             u32 nb = t[0], k = t[1];
+            if (nb == MASK_TERM) {
+                st |= (u32)((((const u64*)(plan + k))[row >> 6] >> (row & 63)) & 1ull) << sp;
+                sp++;
+                continue;
+            }
             const u32* ids = t + 2 + nb * k;
             u32 nid = ids[0];
             ids++;

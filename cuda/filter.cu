@@ -139,7 +139,7 @@ extern "C" __global__ void cand_compact(const u64* __restrict__ planes, u64 word
             for (u64 bits = m; bits; bits &= bits - 1) {
                 const u32 b = __ffsll((long long)bits) - 1;
                 const u64 r = w * 64 + b;
-                if (plan_match(plan, attr_vals, attr_off[r], attr_off[r + 1])) pass |= 1ull << b;
+                if (plan_match(plan, attr_vals, attr_off, r)) pass |= 1ull << b;
             }
         }
         const u32 pc = __popcll(pass);

@@ -157,8 +157,8 @@ __device__ void sample_pairs(const PrepArgs& a) {
         bool p0 = b0, p1 = b1;
         if (!off_trivial(off)) {
             const u32* plan = plan_at(a.plan_words, off);
-            if (p0) p0 = plan_match(plan, a.attr_vals, a.attr_off[r0], a.attr_off[r0 + 1]);
-            if (p1) p1 = plan_match(plan, a.attr_vals, a.attr_off[r1], a.attr_off[r1 + 1]);
+            if (p0) p0 = plan_match(plan, a.attr_vals, a.attr_off, r0);
+            if (p1) p1 = plan_match(plan, a.attr_vals, a.attr_off, r1);
         }
         warp_append<u32>(p0, fkey(s0), a.samp_count + q, a.samp + (u64)q * a.cs, a.cs);
         warp_append<u32>(p1, fkey(s1), a.samp_count + q, a.samp + (u64)q * a.cs, a.cs);
@@ -223,7 +223,7 @@ __device__ __forceinline__ void offer(const ScanArgs& a, bool bit, int dot, floa
     const u32* plan = plan_at(a.plan_words, poff);
     bool pass = bit;
     if (!SAMPLE) pass = pass && fkey(s) >= __ldg(a.tkey + q);
-    if (pass && !off_trivial(poff)) pass = plan_match(plan, a.attr_vals, a.attr_off[row], a.attr_off[row + 1]);
+    if (pass && !off_trivial(poff)) pass = plan_match(plan, a.attr_vals, a.attr_off, row);
     if (SAMPLE)
         warp_append<u32>(pass, fkey(s), a.count + q, (u32*)a.buf + (u64)q * a.cap, a.cap);
     else
@@ -367,7 +367,7 @@ struct __align__(16) WarpSmem {
 
 // Exact filter check of the lanes in `pass` (rare: only rows that reach the threshold).
 __device__ __noinline__ bool verify_row(const ScanArgs& a, u32 plan_off, u32 row) {
-    return plan_match(plan_at(a.plan_words, plan_off), a.attr_vals, a.attr_off[row], a.attr_off[row + 1]);
+    return plan_match(plan_at(a.plan_words, plan_off), a.attr_vals, a.attr_off, row);
 }
 
 template <bool SAMPLE, int NQ>
@@ -883,7 +883,7 @@ struct RescanSrc {
                 const u64 mw = mask ? mask[o + wi] : range_bits(w0 + wi, rs, list_end[l]);
                 if ((mw >> b) & 1ull) {
                     u32 row = (u32)((w0 + wi) * 64 + b);
-                    if (plan_trivial(plan) || plan_match(plan, attr_vals, attr_off[row], attr_off[row + 1]))
+                    if (plan_trivial(plan) || plan_match(plan, attr_vals, attr_off, row))
                         f(make_key(int_score(row_dot(codes, nc, row, qc), scale[row]), row));
                 }
             }

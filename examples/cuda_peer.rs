@@ -71,6 +71,7 @@ fn synthetic(n: usize, embeddings: bool) -> Index {
         rerank: None,
         live: None,
         calibration: None,
+        columns: Default::default(),
     }
 }
 
@@ -96,7 +97,7 @@ fn median(mut v: Vec<f32>) -> f32 {
 
 fn bloom_plan(rng: &mut ChaCha8Rng) -> Plan {
     let terms = (0..3)
-        .map(|_| Term { value_ids: Vec::new(), bloom_rows: (0..3).map(|_| (0..5).map(|_| rng.random_range(0..1024)).collect()).collect() })
+        .map(|_| Term { value_ids: Vec::new(), bloom_rows: (0..3).map(|_| (0..5).map(|_| rng.random_range(0..1024)).collect()).collect(), ..Default::default() })
         .collect();
     Plan { ops: vec![Op::Term(0), Op::Term(1), Op::And, Op::Term(2), Op::And], terms }
 }

@@ -9,7 +9,8 @@
 // * plan blob (plan.rs): blob[2i], blob[2i+1] = ops offset/len of plan i; op = kind |
 //   (term record offset << 2), kind 0 term, 1 AND, 2 OR, 3 NOT; term record =
 //   (value ids offset, count, bloom rows offset, values); value v's k plane rows at
-//   blob[rows + v*k ..].
+//   blob[rows + v*k ..]. A typed term has values = MASK_TERM and its exact row mask at
+//   blob[rows ..] (u64 word w as blob[rows + 2w], blob[rows + 2w + 1]).
 
 struct Params {
     nq: u32,      // queries (filter) or plans (count)
@@ -36,6 +37,7 @@ struct Params {
 @group(0) @binding(9) var<storage, read_write> counts: array<atomic<u32>>;
 
 const MAX_DEPTH: u32 = 32u;
+const MASK_TERM: u32 = 0xffffffffu;
 
 // Bits of u32 word `gw` (rows 32gw .. 32gw+31) inside rows [s, e).
 fn range_bits32(gw: u32, s: u32, e: u32) -> u32 {
@@ -71,6 +73,12 @@ fn bloom_word(ops_off: u32, ops_len: u32, w: u32) -> vec2<u32> {
             let t = op >> 2u;
             let rows = blob[t + 2u];
             let nvals = blob[t + 3u];
+            if (nvals == MASK_TERM) {
+                let g = rows + P.cw_lo + 2u * w;
+                st[sp] = vec2<u32>(blob[g], blob[g + 1u]);
+                sp += 1u;
+                continue;
+            }
             var hit = vec2<u32>(0u);
             for (var v = 0u; v < nvals; v++) {
                 var both = vec2<u32>(0xffffffffu);

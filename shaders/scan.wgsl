@@ -157,9 +157,12 @@ fn has_any(ids: u32, nids: u32, a0: u32, a1: u32) -> bool {
     return false;
 }
 
-// Plan.matches: the postfix program over a stack of booleans held as bits of one u32
-// (plans are at most 32 deep).
-fn matches(ops_off: u32, ops_len: u32, rr: u32) -> bool {
+const MASK_TERM: u32 = 0xffffffffu;
+
+// Plan.matches_in for chunk row rr (global row r): the postfix program over a stack of
+// booleans held as bits of one u32 (plans are at most 32 deep). A typed term (values =
+// MASK_TERM) reads bit r of its exact row mask at blob[rows ..].
+fn matches(ops_off: u32, ops_len: u32, rr: u32, r: u32) -> bool {
     let a0 = aoff[rr];
     let a1 = aoff[rr + 1u];
     var st = 0u;
@@ -169,7 +172,12 @@ fn matches(ops_off: u32, ops_len: u32, rr: u32) -> bool {
         let kind = op & 3u;
         if (kind == 0u) {
             let t = op >> 2u;
-            let hit = select(0u, 1u, has_any(blob[t], blob[t + 1u], a0, a1));
+            var hit = 0u;
+            if (blob[t + 3u] == MASK_TERM) {
+                hit = (blob[blob[t + 2u] + r / 32u] >> (r % 32u)) & 1u;
+            } else {
+                hit = select(0u, 1u, has_any(blob[t], blob[t + 1u], a0, a1));
+            }
             st = (st & ~(1u << sp)) | (hit << sp);
             sp += 1u;
         } else if (kind == 1u) {
@@ -217,7 +225,7 @@ fn scan_score(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) w
         var key = NO_KEY;
         if (((m >> (r % 32u)) & 1u) != 0u) {
             let ops_len = blob[2u * q + 1u];
-            if (ops_len == 0u || matches(blob[2u * q], ops_len, rr)) {
+            if (ops_len == 0u || matches(blob[2u * q], ops_len, rr, r)) {
                 var acc = 0i;
                 let qb = q * D16;
                 if (D16 <= REG_D16) {

@@ -97,7 +97,7 @@ pub fn pass_fractions(index: &Index, filters: &[Filter]) -> Vec<f64> {
             if f.plan.is_all() || index.is_empty() {
                 return 1.0;
             }
-            let pass = (0..index.len()).filter(|&r| f.plan.matches(index.attrs.row(r))).count();
+            let pass = (0..index.len()).filter(|&r| f.plan.matches_row(index, r)).count();
             pass as f64 / index.len() as f64
         })
         .collect()
@@ -150,7 +150,7 @@ pub fn evaluate(index: &Index, queries: &[f32], filters: &[Filter], truth: &[Tru
             let threshold = if depth == 0 { f64::INFINITY } else { hit_threshold(gt.scores[depth - 1]) };
             for &src in res.rows.iter().take(k) {
                 let r = inv[src as usize] as usize;
-                if !f.plan.matches(index.attrs.row(r)) {
+                if !f.plan.matches_row(index, r) {
                     violations += 1;
                     continue;
                 }

@@ -97,12 +97,17 @@ fn build_rejects_bad_vectors_and_attributes() {
     let mut empty = lines.clone();
     empty[3] = "{\"id\": \"\"}";
     run(build(&f.p("v.npy"), &f.write("empty.jsonl", empty.join("\n"))), &["empty.jsonl:4", "`id` is empty"]);
-    // Fields that are not indexed are named in a warning (the fixture's numeric `rank`, a boolean).
+    // Fields that are not indexed (objects) are named in a warning; numbers and booleans
+    // are typed columns now, so they are not.
     let mut flags = lines.clone();
-    flags[0] = "{\"id\": \"item-0\", \"section\": \"libs\", \"flag\": true, \"rank\": 3}";
+    flags[0] = "{\"id\": \"item-0\", \"section\": \"libs\", \"flag\": true, \"rank\": 3, \"meta\": {\"a\": 1}}";
     let (ok, err) = silica(&["build", "--vectors", &f.p("v.npy"), "--attributes", &f.write("flags.jsonl", flags.join("\n")), "--out", &out, "--nlist", "4"]);
-    assert!(ok && err.contains("fields not indexed") && err.contains("flag, rank"), "{err}");
+    assert!(ok && err.contains("fields not indexed") && err.contains("are): meta"), "{err}");
     std::fs::remove_file(&out).unwrap();
+    // A field holding a number on one line and a string on another is an error naming the line.
+    let mut mixed = lines.clone();
+    mixed[5] = "{\"id\": \"item-5\", \"rank\": \"high\"}";
+    run(build(&f.p("v.npy"), &f.write("mixed.jsonl", mixed.join("\n"))), &["mixed.jsonl:6", "`rank`"]);
     // Unwritable output (a directory that does not exist).
     let (ok, err) = silica(&["build", "--vectors", &f.p("v.npy"), "--attributes", &a, "--out", "/nonexistent-dir/x.silica"]);
     assert!(!ok && err.contains("/nonexistent-dir/x.silica"), "{err}");

@@ -14,7 +14,9 @@
 //! Randomized cases: N not a multiple of 32 or 64 (and N = 0, 1), D from 4 to 1024 in
 //! steps of 4 (and one odd D), lists of size 0 and 1, duplicate rows and centroids (ties),
 //! an all-zero query (every score ties), k from 1 to 100000 with k above the candidates,
-//! filters with AND / OR / NOT / IN, selective, matching-nothing and empty filters,
+//! filters with AND / OR / NOT / IN, typed ranges, `!=`, `NOT IN`, `IS [NOT] NULL` over
+//! int, float, bool and timestamp columns mixed with Bloom terms, selective,
+//! matching-nothing and empty filters,
 //! tombstoned rows, batches of 1 to 512. GPU instances run with poisoned scratch and
 //! output buffers (every element read must have been written), and one wgpu instance
 //! splits the index into 128-row chunks, groups queries by 3 and uses the portable dot.
@@ -28,7 +30,8 @@ use rand_chacha::ChaCha8Rng;
 use silica::backend::{cpu::Cpu, Backend, Candidates, Changed, Mask, Probes, QueryBatch, Rerank};
 use silica::filter::{Filter, Op, Plan};
 use silica::graph::{prepare_queries, Executor, RerankMode, Search, SearchParams, SearchRequest};
-use silica::model::{Attributes, BloomParams, BloomPlanes, FieldSchema, I8Matrix, Index, Metric, Schema};
+use silica::model::columns::{format_timestamp, key_f64, key_i64, ColumnSchema};
+use silica::model::{Attributes, BloomParams, BloomPlanes, Column, ColumnType, Columns, FieldSchema, I8Matrix, Index, Metric, Schema};
 use silica::rerank::{Dense, RerankModel};
 use std::sync::Arc;
 
@@ -59,6 +62,31 @@ fn schema() -> Schema {
             field("color", false, 0, (0..COLORS).map(|i| format!("c{i}")).collect()),
             field("size", false, COLORS as u32, (0..SIZES).map(|i| format!("s{i}")).collect()),
             field("tags", true, (COLORS + SIZES) as u32, (0..TAGS).map(|i| format!("t{i:02}")).collect()),
+        ],
+        columns: [("in_stock", ColumnType::Bool), ("price", ColumnType::Float), ("published", ColumnType::Timestamp), ("year", ColumnType::Int)]
+            .into_iter()
+            .map(|(name, ty)| ColumnSchema { name: name.into(), ty })
+            .collect(),
+    }
+}
+
+/// 2020-01-01T00:00:00Z in microseconds; `published` is this plus whole days.
+const T2020: i64 = 1_577_836_800_000_000;
+const DAY: i64 = 86_400_000_000;
+
+/// Typed columns over sorted rows: price (quarters in [-12.5, 12.5), 10% absent), year
+/// (1990..2010, 15% absent), in_stock (30% absent), published (days of 2020, 20% absent).
+fn typed_columns(rng: &mut ChaCha8Rng, n: usize, list_offsets: &[u64]) -> Columns {
+    let mut col = |name: &str, ty: ColumnType, p: f64, key: &mut dyn FnMut(&mut ChaCha8Rng) -> u64| {
+        let keys: Vec<Option<u64>> = (0..n).map(|_| if rng.random_bool(p) { Some(key(rng)) } else { None }).collect();
+        Column::from_keys(name, ty, &keys, list_offsets)
+    };
+    Columns {
+        cols: vec![
+            col("in_stock", ColumnType::Bool, 0.7, &mut |r| r.random_range(0..2)),
+            col("price", ColumnType::Float, 0.9, &mut |r| key_f64(r.random_range(-50..50) as f64 / 4.0)),
+            col("published", ColumnType::Timestamp, 0.8, &mut |r| key_i64(T2020 + r.random_range(0..100) * DAY)),
+            col("year", ColumnType::Int, 0.85, &mut |r| key_i64(r.random_range(1990..2010))),
         ],
     }
 }
@@ -154,6 +182,7 @@ fn fixture(seed: u64, spec: &Spec) -> Fixture {
     });
     let embeddings: Vec<f16> = (0..n * d).map(|_| f16::from_f32(rng.random_range(-0.2f32..0.2))).collect();
     let features: Vec<f32> = (0..n * 2).map(|_| rng.random_range(0f32..1.0)).collect();
+    let columns = typed_columns(&mut rng, n, &list_offsets);
     let index = Index {
         dim: d,
         metric: Metric::Ip,
@@ -171,11 +200,39 @@ fn fixture(seed: u64, spec: &Spec) -> Fixture {
         rerank: None,
         live,
         calibration: None,
+        columns,
     };
     Fixture { index: Arc::new(index), seed }
 }
 
+fn typed_leaf(rng: &mut ChaCha8Rng) -> String {
+    let price = |r: &mut ChaCha8Rng| format!("{}", r.random_range(-55..55) as f64 / 4.0);
+    let year = |r: &mut ChaCha8Rng| r.random_range(1988..2012);
+    let day = |r: &mut ChaCha8Rng| format!("\"{}\"", format_timestamp(T2020 + r.random_range(-2..102) * DAY + if r.random_bool(0.3) { 1 } else { 0 }));
+    match rng.random_range(0..16) {
+        0 => format!("price < {}", price(rng)),
+        1 => format!("price >= {}", price(rng)),
+        2 => format!("price BETWEEN {} AND {}", price(rng), price(rng)),
+        3 => format!("price = {}", price(rng)),
+        4 => format!("year != {}", year(rng)),
+        5 => format!("year in ({}, {}, {})", year(rng), year(rng), year(rng)),
+        6 => format!("year NOT IN ({}, {})", year(rng), year(rng)),
+        7 => format!("year <= {} AND year > {}", year(rng), year(rng)),
+        8 => format!("in_stock = {}", rng.random_bool(0.5)),
+        9 => "in_stock IS NULL".into(),
+        10 => format!("published > {}", day(rng)),
+        11 => format!("published BETWEEN {} AND {}", day(rng), day(rng)),
+        12 => format!("size != \"s{}\"", rng.random_range(0..SIZES)),
+        13 => "size is null".into(),
+        14 => "price IS NOT NULL AND tags IS NOT NULL".into(),
+        _ => "size NOT IN (\"s0\", \"s2\")".into(),
+    }
+}
+
 fn random_leaf(rng: &mut ChaCha8Rng) -> String {
+    if rng.random_bool(0.4) {
+        return typed_leaf(rng);
+    }
     match rng.random_range(0..7) {
         0 => format!("color = \"c{}\"", rng.random_range(0..COLORS)),
         1 => format!("size = \"s{}\"", rng.random_range(0..SIZES)),
@@ -210,9 +267,24 @@ fn random_filters(rng: &mut ChaCha8Rng, ix: &Index, b: usize) -> Vec<Filter> {
                 3 => "NOT color = \"c0\" AND tags IN (\"t01\", \"t02\")".into(),
                 _ => random_expr(rng, 3),
             };
-            Filter::compile(&text, &ix.attrs.schema, &ix.bloom.params).unwrap_or_else(|e| panic!("filter {text:?}: {e}"))
+            let f = Filter::compile(&text, &ix.attrs.schema, &ix.bloom.params).unwrap_or_else(|e| panic!("filter {text:?}: {e}"));
+            // Backends take plans bound to the index (the executor binds them itself).
+            Filter { plan: f.plan.bind(ix), text: f.text }
         })
         .collect()
+}
+
+/// `plan` with its typed terms' masks dropped: references then test the columns row by
+/// row instead of reading the masks the library computed.
+fn unbound(plan: &Plan) -> Plan {
+    let mut p = plan.clone();
+    p.terms.iter_mut().for_each(|t| t.mask = None);
+    p
+}
+
+/// The exact reference: the row-by-row test of every term.
+fn exact(plan: &Plan, ix: &Index, r: usize) -> bool {
+    unbound(plan).matches_row(ix, r)
 }
 
 fn random_queries(rng: &mut ChaCha8Rng, ix: &Index, b: usize) -> QueryBatch {
@@ -282,6 +354,11 @@ fn bloom_row(plan: &Plan, ix: &Index, r: usize) -> bool {
     let mut st = Vec::new();
     for op in &plan.ops {
         match *op {
+            // A typed term is exact, so its "maybe" is its exact value.
+            Op::Term(t) if plan.terms[t as usize].typed.is_some() => {
+                let one = Plan { ops: vec![Op::Term(0)], terms: vec![plan.terms[t as usize].clone()] };
+                st.push(exact(&one, ix, r))
+            }
             Op::Term(t) => st.push(plan.terms[t as usize].bloom_rows.iter().any(|rows| rows.iter().all(|&b| bit(b)))),
             Op::Not => {
                 st.pop();
@@ -344,7 +421,7 @@ fn ref_scan(ix: &Index, q: &QueryBatch, lists: &[u32], nprobe: usize, plans: &[&
             let mut v = Vec::new();
             for &l in &lists[b * nprobe..(b + 1) * nprobe] {
                 for r in ix.list_range(l as usize) {
-                    if live(ix, r) && bloom_row(plan, ix, r) && plan.matches(ix.attrs.row(r)) {
+                    if live(ix, r) && bloom_row(plan, ix, r) && exact(plan, ix, r) {
                         v.push((dot(&q.codes[b * d..(b + 1) * d], ix.items.row(r)) as f32 * ix.items.scale[r], r as u32));
                     }
                 }
@@ -634,7 +711,7 @@ pub fn executor_case<B: Backend + Clone + 'static>(be: &B) {
                 for (i, r) in got.iter().enumerate() {
                     let plan = &filters[i].plan;
                     let mut v: Vec<(f32, u32)> = (0..ix.len())
-                        .filter(|&row| live(&ix, row) && plan.matches(ix.attrs.row(row)))
+                        .filter(|&row| live(&ix, row) && exact(plan, &ix, row))
                         .map(|row| (dot(&q.codes[i * spec.d..(i + 1) * spec.d], ix.items.row(row)) as f32 * ix.items.scale[row] * q.scale[i], row as u32))
                         .collect();
                     rank(&mut v);

@@ -107,6 +107,7 @@ fn make_index(s: &Spec) -> Index {
             FieldSchema { name: "section".into(), multi: false, base: 0, values: SECTIONS.iter().map(|s| s.to_string()).collect() },
             FieldSchema { name: "tags".into(), multi: true, base: SECTIONS.len() as u32, values: TAGS.iter().map(|s| s.to_string()).collect() },
         ],
+        columns: Vec::new(),
     };
     let mut aoff = vec![0u64];
     let mut avals = Vec::new();
@@ -155,6 +156,7 @@ fn make_index(s: &Spec) -> Index {
         rerank: None,
         live,
         calibration: None,
+        columns: Default::default(),
     }
 }
 

@@ -12,7 +12,7 @@ use silica::serve::update::{check_item, Context, Op};
 
 fn schema() -> Schema {
     let f = |name: &str, base, vals: &[&str]| FieldSchema { name: name.into(), multi: false, base, values: vals.iter().map(|s| s.to_string()).collect() };
-    Schema { fields: vec![f("color", 0, &["blue", "red"]), f("id", 2, &["a", "b"]), f("tags", 4, &["x", "y", "z"])] }
+    Schema { fields: vec![f("color", 0, &["blue", "red"]), f("id", 2, &["a", "b"]), f("tags", 4, &["x", "y", "z"])], columns: Vec::new() }
 }
 
 fn ctx(dict: &Dict) -> SearchContext<'_> {

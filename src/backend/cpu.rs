@@ -195,7 +195,7 @@ fn score_rows(ix: &Index, qc: &[i8], plan: &Plan, rows: &[u32], top: &mut TopK) 
         }
         let r = r as usize;
         let s = dot_i8(qc, ix.items.row(r)) as f32 * ix.items.scale[r];
-        if top.admits(s, r as u32) && (plan.is_all() || plan.matches(ix.attrs.row(r))) {
+        if top.admits(s, r as u32) && (plan.is_all() || plan.matches_row(ix, r)) {
             top.push(s, r as u32);
         }
     }

@@ -235,6 +235,7 @@ impl Synth {
             rerank: None,
             live: None,
             calibration: None,
+            columns: Default::default(),
         };
         Ok(Synth { spec, index: Arc::new(index) })
     }
@@ -374,7 +375,7 @@ fn attributes(spec: &SynthSpec, f: &FilterSpec) -> (Attributes, BloomPlanes) {
     // Bloom positions of every global value id.
     let pos: Vec<Vec<u32>> = fields.iter().flat_map(|fs| fs.values.iter().map(|val| spec.bloom.positions(&fs.name, val))).collect();
     let bloom = bloom_planes(spec.bloom, n, &values, a, &pos);
-    (Attributes { schema: Schema { fields }, offsets: offsets.into(), values: values.into() }, bloom)
+    (Attributes { schema: Schema { fields, columns: Vec::new() }, offsets: offsets.into(), values: values.into() }, bloom)
 }
 
 /// Plane-major Bloom bits of rows with `a` value ids each, written in parallel by

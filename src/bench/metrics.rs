@@ -145,7 +145,7 @@ pub fn exact_top_k(ix: &Index, q_codes: &[i8], plan: &Plan, k: usize) -> Vec<cra
                     continue;
                 }
                 let s = dot_i8(q_codes, ix.items.row(r)) as f32 * ix.items.scale[r];
-                if top.admits(s, r as u32) && plan.matches(ix.attrs.row(r)) {
+                if top.admits(s, r as u32) && plan.matches_row(ix, r) {
                     top.push(s, r as u32);
                 }
             }
@@ -173,7 +173,7 @@ pub fn recall_at_k(ix: &Index, q_codes: &[i8], plan: &Plan, returned: &[u32], k:
             r < ix.len()
                 && seen.insert(r)
                 && ix.live_word(r / 64) >> (r % 64) & 1 == 1
-                && plan.matches(ix.attrs.row(r))
+                && plan.matches_row(ix, r)
                 && dot_i8(q_codes, ix.items.row(r)) as f32 * ix.items.scale[r] >= kth
         })
         .count();

@@ -82,10 +82,18 @@ pub struct BuildArgs {
     /// Item vectors: .npy, float32 or float16, shape [N, D], C order.
     #[arg(long)]
     pub vectors: PathBuf,
-    /// Item attributes: JSON Lines, line i describes vector row i; `id` is the external id,
-    /// string and string-list fields become filterable attributes.
+    /// Item attributes: JSON Lines, line i describes vector row i; `id` is the external id.
+    /// Every field is filterable: strings and string lists (Bloom + exact dictionary),
+    /// integers, floats and booleans (typed columns, stored exactly). A field mixing
+    /// types is an error naming the line.
     #[arg(long)]
     pub attributes: PathBuf,
+    /// Declared field types, `FIELD:TYPE,...` with TYPE string, int, float, bool or
+    /// timestamp (RFC 3339 strings, stored as i64 microseconds). Undeclared fields are
+    /// typed by value; timestamps must be declared. Example:
+    /// `--schema price:float,published:timestamp`.
+    #[arg(long)]
+    pub schema: Option<String>,
     /// Output artifact (written atomically; `-`: stdout).
     #[arg(long)]
     pub out: PathBuf,
@@ -180,6 +188,10 @@ pub struct SearchArgs {
     /// Results: JSON Lines, one `{"qid", "rows", "ids", "scores"}` per query (written atomically; `-`: stdout).
     #[arg(long)]
     pub out: PathBuf,
+    /// Attributes to return with each result (comma-separated): adds `"fields": [{...}, ...]`
+    /// per query, one object per result row (`null` where an item has no value).
+    #[arg(long, value_delimiter = ',')]
+    pub fields: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -241,6 +253,7 @@ fn build(a: BuildArgs) -> Result<()> {
         seed: a.seed,
         store_embeddings: !a.no_embeddings,
         features: a.features.clone(),
+        schema: a.schema.as_deref().map(silica::model::attributes::parse_schema).transpose()?.unwrap_or_default(),
         progress: true,
         ..Default::default()
     };
@@ -416,9 +429,26 @@ fn search(a: SearchArgs) -> Result<()> {
     if let Some(i) = results.iter().position(|r| r.scores.iter().any(|s| !s.is_finite())) {
         bail!("query {i} produced a non-finite score (check the rerank model)");
     }
+    let index = l.searcher.index();
+    // Source row -> sorted row, for the attributes of result rows.
+    let sorted = if a.fields.is_empty() {
+        Vec::new()
+    } else {
+        index.fields_json(0, &a.fields).or_else(|e| if index.is_empty() { Ok(Default::default()) } else { Err(e) })?;
+        let mut inv = vec![0usize; index.len()];
+        for (r, &s) in index.source_rows.iter().enumerate() {
+            inv[s as usize] = r;
+        }
+        inv
+    };
     let mut out = Vec::new();
     for (qid, r) in results.iter().enumerate() {
-        serde_json::to_writer(&mut out, &serde_json::json!({"qid": qid, "rows": r.rows, "ids": r.ids, "scores": r.scores}))?;
+        let mut line = serde_json::json!({"qid": qid, "rows": r.rows, "ids": r.ids, "scores": r.scores});
+        if !a.fields.is_empty() {
+            let fields = r.rows.iter().map(|&s| index.fields_json(sorted[s as usize], &a.fields).map(serde_json::Value::Object)).collect::<silica::Result<Vec<_>>>()?;
+            line["fields"] = serde_json::Value::Array(fields);
+        }
+        serde_json::to_writer(&mut out, &line)?;
         out.push(b'\n');
     }
     write_out(&a.out, &out)?;

@@ -5,8 +5,16 @@
 //! or      := and ("OR" and)*
 //! and     := not ("AND" not)*
 //! not     := "NOT" not | primary
-//! primary := "(" expr ")" | FIELD "=" STRING | FIELD "IN" "(" STRING ("," STRING)* ")"
+//! primary := "(" expr ")" | FIELD cmp VALUE | FIELD ["NOT"] "IN" "(" VALUE ("," VALUE)* ")"
+//!          | FIELD "BETWEEN" VALUE "AND" VALUE | FIELD "IS" ["NOT"] "NULL"
+//! cmp     := "=" | "!=" | "<>" | "<" | "<=" | ">" | ">="
+//! VALUE   := STRING | NUMBER | "true" | "false"
 //! ```
+//!
+//! Keywords in upper or lower case. SQL semantics: a row without the field matches no
+//! comparison (`!=` and `NOT IN` included; `NOT f = v` does match it); a multi-valued
+//! field matches `=`/`IN` when any value does, and `!=`/`NOT IN` when it has values and
+//! none of them is listed.
 //!
 //! [`parse`] gives an [`Expr`] (errors carry the 1-based column of the offending token);
 //! [`Filter::compile`] resolves it against an index's [`Schema`](crate::model::Schema)
@@ -16,8 +24,8 @@
 mod parse;
 mod plan;
 
-pub use parse::{parse, Expr};
-pub use plan::{Dictionary, Op, Plan, Term, BLOOM_BLOCK, MAX_DEPTH};
+pub use parse::{parse, CmpOp, Expr, Value};
+pub use plan::{Dictionary, Op, Plan, Term, TypedTest, BLOOM_BLOCK, MAX_DEPTH};
 
 /// A filter error: syntax (with 1-based column) or an unknown field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,6 +36,9 @@ pub enum FilterError {
     /// A field that the index has no attribute for.
     #[error("filter at column {column}: unknown field `{field}` (known fields: {known})")]
     UnknownField { column: usize, field: String, known: String },
+    /// A value or operator that does not fit the field's type.
+    #[error("filter at column {column}: field `{field}` {message}")]
+    Type { column: usize, field: String, message: String },
 }
 
 /// A parsed and compiled filter, ready for any backend.

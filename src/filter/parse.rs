@@ -1,14 +1,57 @@
-//! Tokenizer and recursive-descent parser. Keywords are upper-case; strings are
-//! double-quoted with `\"` and `\\` escapes; field names are `[A-Za-z_][A-Za-z0-9_.:-]*`.
+//! Tokenizer and recursive-descent parser. Keywords are upper- or lower-case (`AND`,
+//! `and`); strings are double-quoted with `\"` and `\\` escapes; numbers are JSON-like
+//! (`-12`, `3.5`, `1e6`); field names are `[A-Za-z_][A-Za-z0-9_.:-]*`.
 
 use super::FilterError;
 
-/// Filter syntax tree. `column` fields are 1-based character columns in the source.
+/// A literal in a filter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    /// `"text"`.
+    Str(String),
+    /// A number as written (parsed against the field's type at compile time, so an
+    /// integer stays exact).
+    Num(String),
+    /// `true` / `false`.
+    Bool(bool),
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Str(s) => write!(f, "{s:?}"),
+            Value::Num(n) => f.write_str(n),
+            Value::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// A comparison operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// Filter syntax tree. `column` fields are 1-based character columns in the source (of
+/// the field name; `at` of the value).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Expr {
-    /// `field = "v"` (one value) or `field IN ("a", ...)`: true when any of the row's
-    /// values of `field` equals any of `values`.
+    /// `field = "v"` (one value) or `field IN ("a", ...)` with string values: true when
+    /// any of the row's values of `field` equals any of `values`.
     Term { field: String, column: usize, values: Vec<String> },
+    /// `field OP value` (other than `= "string"`).
+    Cmp { field: String, column: usize, op: CmpOp, value: Value, at: usize },
+    /// `field [NOT] IN (value, ...)` (other than all-string `IN`).
+    In { field: String, column: usize, values: Vec<(Value, usize)>, negated: bool },
+    /// `field BETWEEN lo AND hi` (inclusive).
+    Between { field: String, column: usize, lo: (Value, usize), hi: (Value, usize) },
+    /// `field IS [NOT] NULL`: absent, null or an empty list (`negated`: has a value).
+    Null { field: String, column: usize, negated: bool },
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
@@ -18,11 +61,17 @@ pub enum Expr {
 enum Tok {
     Ident(String),
     Str(String),
+    Num(String),
     And,
     Or,
     Not,
     In,
-    Eq,
+    Between,
+    Is,
+    Null,
+    True,
+    False,
+    Cmp(CmpOp),
     LParen,
     RParen,
     Comma,
@@ -46,16 +95,37 @@ fn lex(src: &str) -> Result<Vec<Lexed>, FilterError> {
             i += 1;
             continue;
         }
-        let single = match c {
-            '(' => Some(Tok::LParen),
-            ')' => Some(Tok::RParen),
-            ',' => Some(Tok::Comma),
-            '=' => Some(Tok::Eq),
-            _ => None,
+        let next = chars.get(i + 1).copied();
+        let (single, len) = match (c, next) {
+            ('(', _) => (Some(Tok::LParen), 1),
+            (')', _) => (Some(Tok::RParen), 1),
+            (',', _) => (Some(Tok::Comma), 1),
+            ('=', Some('=')) => return Err(FilterError::Syntax { column, token: "==".into(), message: "use `=` for equality".into() }),
+            ('=', _) => (Some(Tok::Cmp(CmpOp::Eq)), 1),
+            ('!', Some('=')) | ('<', Some('>')) => (Some(Tok::Cmp(CmpOp::Ne)), 2),
+            ('<', Some('=')) => (Some(Tok::Cmp(CmpOp::Le)), 2),
+            ('>', Some('=')) => (Some(Tok::Cmp(CmpOp::Ge)), 2),
+            ('<', _) => (Some(Tok::Cmp(CmpOp::Lt)), 1),
+            ('>', _) => (Some(Tok::Cmp(CmpOp::Gt)), 1),
+            _ => (None, 0),
         };
         if let Some(tok) = single {
-            out.push(Lexed { tok, column, text: c.to_string() });
-            i += 1;
+            out.push(Lexed { tok, column, text: chars[i..i + len].iter().collect() });
+            i += len;
+            continue;
+        }
+        if c.is_ascii_digit() || (matches!(c, '-' | '+') && next.is_some_and(|d| d.is_ascii_digit() || d == '.')) || (c == '.' && next.is_some_and(|d| d.is_ascii_digit())) {
+            let mut j = i + 1;
+            while j < chars.len() && (chars[j].is_ascii_alphanumeric() || chars[j] == '.' || (matches!(chars[j], '+' | '-') && matches!(chars[j - 1], 'e' | 'E'))) {
+                j += 1;
+            }
+            let text: String = chars[i..j].iter().collect();
+            let ok = text.trim_start_matches(['-', '+']).parse::<f64>().is_ok_and(|x| x.is_finite()) && !text.contains(['x', 'X', 'n', 'N', 'i', 'I']);
+            if !ok {
+                return Err(FilterError::Syntax { column, token: text, message: "not a number".into() });
+            }
+            out.push(Lexed { tok: Tok::Num(text.clone()), column, text });
+            i = j;
             continue;
         }
         if c == '"' {
@@ -101,10 +171,15 @@ fn lex(src: &str) -> Result<Vec<Lexed>, FilterError> {
             }
             let word: String = chars[i..j].iter().collect();
             let tok = match word.as_str() {
-                "AND" => Tok::And,
-                "OR" => Tok::Or,
-                "NOT" => Tok::Not,
-                "IN" => Tok::In,
+                "AND" | "and" => Tok::And,
+                "OR" | "or" => Tok::Or,
+                "NOT" | "not" => Tok::Not,
+                "IN" | "in" => Tok::In,
+                "BETWEEN" | "between" => Tok::Between,
+                "IS" | "is" => Tok::Is,
+                "NULL" | "null" => Tok::Null,
+                "TRUE" | "true" => Tok::True,
+                "FALSE" | "false" => Tok::False,
                 _ => Tok::Ident(word.clone()),
             };
             out.push(Lexed { tok, column, text: word });
@@ -186,15 +261,28 @@ impl Parser {
         }
         self.primary()
     }
-    fn string(&mut self) -> Result<String, FilterError> {
-        match &self.peek().tok {
-            Tok::Str(s) => {
-                let s = s.clone();
-                self.next();
-                Ok(s)
-            }
-            _ => Err(self.err("expected a double-quoted string")),
+    /// A literal and its column.
+    fn value(&mut self) -> Result<(Value, usize), FilterError> {
+        let column = self.peek().column;
+        let v = match &self.peek().tok {
+            Tok::Str(s) => Value::Str(s.clone()),
+            Tok::Num(n) => Value::Num(n.clone()),
+            Tok::True => Value::Bool(true),
+            Tok::False => Value::Bool(false),
+            _ => return Err(self.err("expected a value: a double-quoted string, a number, `true` or `false`")),
+        };
+        self.next();
+        Ok((v, column))
+    }
+    fn in_list(&mut self) -> Result<Vec<(Value, usize)>, FilterError> {
+        self.expect(Tok::LParen, "expected `(` after IN")?;
+        let mut values = vec![self.value()?];
+        while self.peek().tok == Tok::Comma {
+            self.next();
+            values.push(self.value()?);
         }
+        self.expect(Tok::RParen, "expected `,` or `)` in IN list")?;
+        Ok(values)
     }
     fn primary(&mut self) -> Result<Expr, FilterError> {
         match self.peek().tok.clone() {
@@ -213,24 +301,50 @@ impl Parser {
                 }
                 let column = self.peek().column;
                 self.next();
-                match self.peek().tok {
-                    Tok::Eq => {
+                let strings = |vs: &[(Value, usize)]| vs.iter().map(|v| if let Value::Str(s) = &v.0 { Some(s.clone()) } else { None }).collect::<Option<Vec<String>>>();
+                match self.peek().tok.clone() {
+                    Tok::Cmp(op) => {
                         self.next();
-                        let v = self.string()?;
-                        Ok(Expr::Term { field, column, values: vec![v] })
+                        let (value, at) = self.value()?;
+                        match (op, value) {
+                            (CmpOp::Eq, Value::Str(v)) => Ok(Expr::Term { field, column, values: vec![v] }),
+                            (op, value) => Ok(Expr::Cmp { field, column, op, value, at }),
+                        }
                     }
                     Tok::In => {
                         self.next();
-                        self.expect(Tok::LParen, "expected `(` after IN")?;
-                        let mut values = vec![self.string()?];
-                        while self.peek().tok == Tok::Comma {
-                            self.next();
-                            values.push(self.string()?);
+                        let values = self.in_list()?;
+                        match strings(&values) {
+                            Some(values) => Ok(Expr::Term { field, column, values }),
+                            None => Ok(Expr::In { field, column, values, negated: false }),
                         }
-                        self.expect(Tok::RParen, "expected `,` or `)` in IN list")?;
-                        Ok(Expr::Term { field, column, values })
                     }
-                    _ => Err(self.err("expected `=` or `IN` after field name")),
+                    Tok::Not => {
+                        self.next();
+                        if self.peek().tok != Tok::In {
+                            return Err(self.err("expected `IN` after `NOT` (use `NOT field = value` to negate a condition)"));
+                        }
+                        self.next();
+                        let values = self.in_list()?;
+                        Ok(Expr::In { field, column, values, negated: true })
+                    }
+                    Tok::Between => {
+                        self.next();
+                        let lo = self.value()?;
+                        self.expect(Tok::And, "expected `AND` in BETWEEN")?;
+                        let hi = self.value()?;
+                        Ok(Expr::Between { field, column, lo, hi })
+                    }
+                    Tok::Is => {
+                        self.next();
+                        let negated = self.peek().tok == Tok::Not;
+                        if negated {
+                            self.next();
+                        }
+                        self.expect(Tok::Null, "expected `NULL` after IS [NOT]")?;
+                        Ok(Expr::Null { field, column, negated })
+                    }
+                    _ => Err(self.err("expected an operator after the field name: =, !=, <, <=, >, >=, IN, NOT IN, BETWEEN, IS [NOT] NULL")),
                 }
             }
             Tok::End => Err(self.err("unexpected end of filter; expected a condition")),
@@ -263,6 +377,7 @@ mod tests {
     fn strip(e: Expr) -> Expr {
         match e {
             Expr::Term { field, values, .. } => Expr::Term { field, column: 0, values },
+            other @ (Expr::Cmp { .. } | Expr::In { .. } | Expr::Between { .. } | Expr::Null { .. }) => other,
             Expr::And(a, b) => Expr::And(Box::new(strip(*a)), Box::new(strip(*b))),
             Expr::Or(a, b) => Expr::Or(Box::new(strip(*a)), Box::new(strip(*b))),
             Expr::Not(a) => Expr::Not(Box::new(strip(*a))),
@@ -289,6 +404,31 @@ mod tests {
     }
 
     #[test]
+    fn typed_operators_and_lower_case_keywords() {
+        let e = parse(r#"price < 5 and year between 1990 AND 2000.5 or NOT in_stock = true"#).unwrap().unwrap();
+        let want = Expr::Or(
+            Box::new(Expr::And(
+                Box::new(Expr::Cmp { field: "price".into(), column: 1, op: CmpOp::Lt, value: Value::Num("5".into()), at: 9 }),
+                Box::new(Expr::Between { field: "year".into(), column: 15, lo: (Value::Num("1990".into()), 28), hi: (Value::Num("2000.5".into()), 37) }),
+            )),
+            Box::new(Expr::Not(Box::new(Expr::Cmp { field: "in_stock".into(), column: 51, op: CmpOp::Eq, value: Value::Bool(true), at: 62 }))),
+        );
+        assert_eq!(e, want);
+        let e = parse(r#"c != "x""#).unwrap().unwrap();
+        assert!(matches!(e, Expr::Cmp { op: CmpOp::Ne, value: Value::Str(ref s), .. } if s == "x"));
+        let e = parse(r#"c <> -1e3"#).unwrap().unwrap();
+        assert!(matches!(e, Expr::Cmp { op: CmpOp::Ne, value: Value::Num(ref s), .. } if s == "-1e3"));
+        for (src, op) in [("a <= 1", CmpOp::Le), ("a >= 1", CmpOp::Ge), ("a > 1", CmpOp::Gt), ("a = 1", CmpOp::Eq)] {
+            assert!(matches!(parse(src).unwrap().unwrap(), Expr::Cmp { op: o, .. } if o == op), "{src}");
+        }
+        assert!(matches!(parse(r#"a NOT IN (1, "x")"#).unwrap().unwrap(), Expr::In { negated: true, ref values, .. } if values.len() == 2));
+        assert!(matches!(parse("a in (1, 2)").unwrap().unwrap(), Expr::In { negated: false, .. }));
+        assert!(matches!(parse(r#"a IN ("p", "q")"#).unwrap().unwrap(), Expr::Term { ref values, .. } if values.len() == 2));
+        assert!(matches!(parse("a is null").unwrap().unwrap(), Expr::Null { negated: false, .. }));
+        assert!(matches!(parse("a IS NOT NULL").unwrap().unwrap(), Expr::Null { negated: true, .. }));
+    }
+
+    #[test]
     fn nesting_and_size_are_bounded() {
         let ok = format!("{}a = \"x\"{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
         assert!(parse(&ok).is_ok());
@@ -304,11 +444,17 @@ mod tests {
     fn errors_name_the_column() {
         let cases = [
             (r#"section = "x" AND"#, 18),
-            (r#"section == "x""#, 10),
+            (r#"section == "x""#, 9),
             (r#"section = "x"#, 11),
             (r#"(section = "x""#, 15),
             (r#"section = x"#, 11),
-            (r#"section = "x" and b = "y""#, 15),
+            (r#"section = "x" And b = "y""#, 15),
+            (r#"price < "#, 9),
+            (r#"price BETWEEN 1 2"#, 17),
+            (r#"price IS NUL"#, 10),
+            (r#"price NOT = 3"#, 11),
+            (r#"price < 1.2.3"#, 9),
+            (r#"price ~ 3"#, 7),
             (r#"tags IN ("a" "b")"#, 14),
             (r#"a = "\n""#, 6),
             (r#"a = "x" # "#, 9),

@@ -258,7 +258,7 @@ mod tests {
         // Filters are the row's own values: the row itself passes its filter.
         for i in (0..h.source.len()).filter(|&i| h.filtered[i]) {
             let sorted = ix.source_rows.iter().position(|&r| r == h.source[i]).unwrap();
-            assert!(h.filters[i].plan.matches(ix.attrs.row(sorted)), "{}", h.filters[i].text);
+            assert!(h.filters[i].plan.matches_row(&ix, sorted), "{}", h.filters[i].text);
         }
         let c = calibrate(&s, &o).unwrap();
         assert_eq!(point(&c, c.nprobe).unwrap().recall, 1.0);

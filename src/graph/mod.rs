@@ -124,6 +124,31 @@ pub struct Executor<B: Backend> {
     planner: Planner,
     /// Backend handles for concurrent searches ([`lanes`]), shared with `with_index` versions.
     lanes: Arc<lanes::Lanes<B>>,
+    masks: MaskCache,
+}
+
+/// Exact row masks of recent typed filter terms over one executor's index (eligibility
+/// rules repeat: a price band is computed once per snapshot, not once per query). At most
+/// [`MaskCache::ENTRIES`] masks; when full it starts over.
+#[derive(Default)]
+pub struct MaskCache(std::sync::Mutex<std::collections::HashMap<crate::filter::TypedTest, Arc<[u64]>>>);
+
+impl MaskCache {
+    pub const ENTRIES: usize = 256;
+
+    /// The mask of `test` over `index`, computed on a miss.
+    pub fn get(&self, test: &crate::filter::TypedTest, index: &Index) -> Arc<[u64]> {
+        if let Some(m) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(test) {
+            return m.clone();
+        }
+        let m: Arc<[u64]> = Plan::typed_mask(test, index).into();
+        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if c.len() >= Self::ENTRIES {
+            c.clear();
+        }
+        c.insert(test.clone(), m.clone());
+        m
+    }
 }
 
 /// The planner's routing rule ([`Executor::run`]); `Default` is what every search uses
@@ -186,7 +211,7 @@ impl<B: Backend> Executor<B> {
         let resident = backend.upload(&index)?;
         let model = index.rerank.clone().map(Arc::new);
         let lanes = Arc::new(lanes::Lanes::new(backend.clone()));
-        Ok(Executor { backend, index, resident, model, planner: Planner::default(), lanes })
+        Ok(Executor { backend, index, resident, model, planner: Planner::default(), lanes, masks: MaskCache::default() })
     }
 
     /// Use `model` for `model` rerank (overrides one stored in the index).
@@ -318,6 +343,9 @@ impl<B: Backend> Executor<B> {
         if plans.len() != q.len {
             return Err(Error::param("filters", format!("{} filters for {} queries", plans.len(), q.len)));
         }
+        let bound = bind_plans(plans, &self.index, &self.masks);
+        let refs = bound.refs();
+        let plans = &refs[..];
         let (nlist, n) = (self.index.nlist(), self.index.len() as u64);
         let mut result = Candidates::empty(q.len, r.k);
         let given = hook.has_given_probes();
@@ -447,7 +475,7 @@ impl<B: Backend> Search for Executor<B> {
 
     fn with_index(&self, index: Arc<Index>, changed: &Changed) -> Result<Box<dyn Search>> {
         let resident = self.backend.update(&self.resident, &index, changed)?;
-        Ok(Box::new(Executor { backend: self.backend.clone(), index, resident, model: self.model.clone(), planner: self.planner, lanes: self.lanes.clone() }))
+        Ok(Box::new(Executor { backend: self.backend.clone(), index, resident, model: self.model.clone(), planner: self.planner, lanes: self.lanes.clone(), masks: MaskCache::default() }))
     }
 
     /// On an idle lane: concurrent calls overlap their device work ([`lanes`]).
@@ -476,6 +504,48 @@ impl<B: Backend> Search for Executor<B> {
     fn resolve(&self, p: &SearchParams) -> Result<Resolved> {
         Executor::resolve(self, p)
     }
+}
+
+/// Plans of a batch with their typed terms bound to one index ([`bind_plans`]).
+pub struct Bound<'a> {
+    owned: Vec<Plan>,
+    /// Per query: the caller's plan, or an index into `owned`.
+    which: Vec<std::result::Result<&'a Plan, usize>>,
+}
+
+impl Bound<'_> {
+    /// One plan per query; queries that shared a plan share its bound copy (same address,
+    /// so backends encode it once).
+    pub fn refs(&self) -> Vec<&Plan> {
+        self.which.iter().map(|w| match *w {
+            Ok(p) => p,
+            Err(i) => &self.owned[i],
+        }).collect()
+    }
+}
+
+/// `plans` with every typed term bound to `index` ([`Plan::bind`]; masks a plan already
+/// carries are recomputed, since they may describe another snapshot): plans without typed
+/// terms are borrowed as they are.
+pub fn bind_plans<'a>(plans: &[&'a Plan], index: &Index, cache: &MaskCache) -> Bound<'a> {
+    // Plans equal before binding share one bound copy (a batch of requests with the same
+    // filter text: one mask upload, not one per query).
+    let mut keys: Vec<&Plan> = Vec::new();
+    let mut owned = Vec::new();
+    let which = plans
+        .iter()
+        .map(|&p| {
+            if !p.has_typed() {
+                return Ok(p);
+            }
+            Err(keys.iter().position(|&k| std::ptr::eq(k, p) || *k == *p).unwrap_or_else(|| {
+                keys.push(p);
+                owned.push(p.bind_with(|t| cache.get(t, index)));
+                owned.len() - 1
+            }))
+        })
+        .collect();
+    Bound { owned, which }
 }
 
 /// Validate `[B, D]` queries against `index` and quantize them (cosine: normalize first).

@@ -2,10 +2,13 @@
 //! and the exact per-row value lists stored as CSR (`attrs.offsets`, `attrs.values`).
 //!
 //! Input: one JSON object per line. `id` (string) is the external id and is also a
-//! filterable field. Every other string or array-of-string field becomes a filterable
-//! attribute; numeric fields named in `features` become dense rerank features (null or
-//! absent -> 0.0). Other values (booleans, numbers not named, objects) are not indexed;
-//! their field names are listed in one warning. Nulls are ignored.
+//! filterable field. Every other field is typed (by value, or by an explicit schema, see
+//! [`FieldType`]): strings and arrays of strings become dictionary-encoded attributes
+//! (Bloom + CSR); integers, floats, booleans and (declared) RFC 3339 timestamps become
+//! typed columns ([`super::columns`]); numeric fields named in `features` become dense
+//! rerank features (null or absent -> 0.0). A field whose values mix types (a string on
+//! one line, a number on another) is an error naming the line. Objects are not indexed;
+//! their field names are listed in one warning. Nulls mean "no value".
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -28,10 +31,12 @@ pub struct FieldSchema {
     pub values: Vec<String>,
 }
 
-/// The attribute schema: all filterable fields, sorted by name.
+/// The attribute schema: all dictionary-encoded fields, sorted by name, and the typed
+/// columns (names and types; their values live in [`crate::model::Columns`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Schema {
     pub fields: Vec<FieldSchema>,
+    pub columns: Vec<super::columns::ColumnSchema>,
 }
 
 impl Schema {
@@ -96,9 +101,60 @@ impl Attributes {
     }
 }
 
+/// A field's type in `--schema field:TYPE,...`: `string` (a string or list of strings),
+/// or a typed column (`int`, `float`, `bool`, `timestamp`). Undeclared fields are typed by
+/// value: JSON strings and string lists are `string`, integers `int` (a field with any
+/// non-integer number is `float`), `true`/`false` `bool`. Timestamps must be declared
+/// (a string field stays a string unless the schema says otherwise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldType {
+    String,
+    Typed(super::ColumnType),
+}
+
+/// Parse `--schema`: `field:type` entries separated by commas (types `string`, `int`,
+/// `float`, `bool`, `timestamp`). Errors: [`Error::Param`] naming `schema` and the entry.
+pub fn parse_schema(text: &str) -> Result<Vec<(String, FieldType)>> {
+    use super::ColumnType as C;
+    let mut out: Vec<(String, FieldType)> = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = |why: &str| Error::param("schema", format!("entry {entry:?}: {why} (expected FIELD:TYPE with TYPE one of string, int, float, bool, timestamp)"));
+        let (name, ty) = entry.rsplit_once(':').ok_or_else(|| bad("no `:`"))?;
+        let ty = match ty.trim() {
+            "string" | "str" => FieldType::String,
+            "int" | "integer" | "i64" => FieldType::Typed(C::Int),
+            "float" | "double" | "f64" => FieldType::Typed(C::Float),
+            "bool" | "boolean" => FieldType::Typed(C::Bool),
+            "timestamp" | "time" => FieldType::Typed(C::Timestamp),
+            _ => return Err(bad("unknown type")),
+        };
+        let name = name.trim();
+        if name.is_empty() || name == "id" {
+            return Err(bad(if name.is_empty() { "empty field name" } else { "`id` is always a string" }));
+        }
+        if out.iter().any(|(n, _)| n == name) {
+            return Err(bad("field declared twice"));
+        }
+        out.push((name.to_string(), ty));
+    }
+    Ok(out)
+}
+
+/// A typed column as read, in source-line order: order-preserving keys
+/// ([`super::columns::key_i64`] / [`super::columns::key_f64`]), `None` where a line has
+/// no value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TypedColumn {
+    pub name: String,
+    pub ty: super::ColumnType,
+    pub keys: Vec<Option<u64>>,
+}
+
 /// What [`read_jsonl`] returns, in source-line order.
 #[derive(Clone, Debug, Default)]
 pub struct AttributeTable {
+    /// Typed columns (sorted by name).
+    pub columns: Vec<TypedColumn>,
     /// External ids, one per line.
     pub ids: Vec<String>,
     /// Attributes per line.
@@ -114,35 +170,99 @@ pub struct AttributeTable {
 /// line, a missing, non-string or empty `id`, a duplicate `id`, a non-numeric value in a
 /// feature column. A feature that no line carries is an [`Error::Param`] naming it.
 pub fn read_jsonl(path: &Path, features: &[String]) -> Result<AttributeTable> {
+    read_jsonl_with(path, features, &[])
+}
+
+/// [`read_jsonl`] with declared field types (`--schema`): a value that does not fit its
+/// declared type is an error naming the line.
+pub fn read_jsonl_with(path: &Path, features: &[String], schema: &[(String, FieldType)]) -> Result<AttributeTable> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     if file.metadata().map_err(|e| Error::io(path, e))?.len() == 0 {
-        return parse_bytes(&[], path, features);
+        return parse_bytes(&[], path, features, schema);
     }
     // SAFETY: read-only map; a concurrent writer of the input is out of contract.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-    parse_bytes(&map, path, features)
+    parse_bytes(&map, path, features, schema)
 }
 
 /// [`read_jsonl`] over any reader; `path` is only used in error messages.
-pub fn parse_jsonl(mut reader: impl BufRead, path: &Path, features: &[String]) -> Result<AttributeTable> {
+pub fn parse_jsonl(reader: impl BufRead, path: &Path, features: &[String]) -> Result<AttributeTable> {
+    parse_jsonl_with(reader, path, features, &[])
+}
+
+/// [`read_jsonl_with`] over any reader.
+pub fn parse_jsonl_with(mut reader: impl BufRead, path: &Path, features: &[String], schema: &[(String, FieldType)]) -> Result<AttributeTable> {
     let mut bytes = Vec::new();
     reader.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
-    parse_bytes(&bytes, path, features)
+    parse_bytes(&bytes, path, features, schema)
+}
+
+/// A typed value of one line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Scalar {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Time(i64),
+}
+
+/// Value classes that may not mix within a field: string, number, bool, timestamp.
+const CLASSES: [&str; 4] = ["string", "number", "boolean", "timestamp"];
+
+impl Scalar {
+    fn class(self) -> usize {
+        match self {
+            Scalar::Int(_) | Scalar::Float(_) => 1,
+            Scalar::Bool(_) => 2,
+            Scalar::Time(_) => 3,
+        }
+    }
+}
+
+/// One JSON value of field `k` under its declared type (`None`: by value).
+fn typed_value(k: &str, v: &serde_json::Value, declared: Option<FieldType>) -> std::result::Result<Option<Scalar>, String> {
+    use super::ColumnType as C;
+    use serde_json::Value as J;
+    let want = |t: &str, got: &str| format!("field `{k}` is declared {t}, got {got}");
+    Ok(Some(match (v, declared) {
+        (J::Number(n), None | Some(FieldType::Typed(C::Int | C::Float))) => {
+            let float = declared == Some(FieldType::Typed(C::Float));
+            match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) if !float => Scalar::Int(i),
+                (_, Some(f)) if declared != Some(FieldType::Typed(C::Int)) && f.is_finite() => Scalar::Float(f),
+                _ if declared == Some(FieldType::Typed(C::Int)) => return Err(format!("field `{k}` is declared int, got {n} (not an integer in i64 range)")),
+                _ => return Err(format!("field `{k}`: {n} is not a finite number")),
+            }
+        }
+        (J::Bool(b), None | Some(FieldType::Typed(C::Bool))) => Scalar::Bool(*b),
+        (J::String(s), Some(FieldType::Typed(C::Timestamp))) => Scalar::Time(super::columns::parse_timestamp(s).map_err(|e| format!("field `{k}`: {e}"))?),
+        (J::String(_) | J::Array(_), None | Some(FieldType::String)) => return Ok(None),
+        (_, Some(FieldType::Typed(t))) => return Err(want(t.name(), &short(v))),
+        (_, Some(FieldType::String)) => return Err(want("string", &short(v))),
+        _ => return Ok(None),
+    }))
+}
+
+fn short(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    if s.len() > 40 { format!("{}...", &s[..s.char_indices().nth(37).map_or(s.len(), |c| c.0)]) } else { s }
 }
 
 /// Lines parsed in parallel per batch, interned in line order.
 const LINES_PER_BATCH: usize = 1 << 16;
 
-/// One parsed line: id, (field name, value, from a list) pairs, features, ignored names.
+/// One parsed line: id, (field name, value, from a list) pairs, typed values, features,
+/// ignored names.
 struct Line {
     id: String,
     pairs: Vec<(String, Option<String>, bool)>,
+    typed: Vec<(String, Scalar)>,
     feats: Vec<f32>,
     feature_seen: Vec<bool>,
     ignored: Vec<String>,
 }
 
-fn parse_line(line: &[u8], features: &[String]) -> std::result::Result<Line, String> {
+fn parse_line(line: &[u8], features: &[String], schema: &[(String, FieldType)]) -> std::result::Result<Line, String> {
     let line = std::str::from_utf8(line).map_err(|e| format!("cannot read line: {e}"))?;
     let line = line.strip_suffix('\r').unwrap_or(line);
     // One pass: the object's entries, refusing a repeated key (serde_json's own map would
@@ -165,9 +285,22 @@ fn parse_line(line: &[u8], features: &[String]) -> std::result::Result<Line, Str
         None => return Err("missing field `id`".into()),
     };
     let mut pairs = Vec::new();
+    let mut typed = Vec::new();
     let mut ignored = Vec::new();
     for (k, v) in obj {
         if features.iter().any(|f| f == k) {
+            continue;
+        }
+        if k == "id" {
+            pairs.push((k.clone(), Some(id.clone()), false));
+            continue;
+        }
+        let declared = schema.iter().find(|(n, _)| n == k).map(|(_, t)| *t);
+        if !v.is_null()
+            && !v.is_object()
+            && let Some(x) = typed_value(k, v, declared)?
+        {
+            typed.push((k.clone(), x));
             continue;
         }
         match v {
@@ -178,7 +311,7 @@ fn parse_line(line: &[u8], features: &[String]) -> std::result::Result<Line, Str
                 }
                 pairs.extend(a.iter().map(|x| (k.clone(), Some(x.as_str().unwrap_or_default().to_string()), true)));
             }
-            serde_json::Value::Array(_) => return Err(format!("field `{k}`: arrays must hold only strings")),
+            serde_json::Value::Array(_) => return Err(format!("field `{k}`: arrays must hold only strings (lists of numbers or booleans are not supported)")),
             serde_json::Value::Null => {}
             _ => ignored.push(k.clone()),
         }
@@ -199,7 +332,7 @@ fn parse_line(line: &[u8], features: &[String]) -> std::result::Result<Line, Str
         }
         feats.push(x);
     }
-    Ok(Line { id, pairs, feats, feature_seen, ignored })
+    Ok(Line { id, pairs, typed, feats, feature_seen, ignored })
 }
 
 /// One batch of lines parsed and interned on its own (in parallel with the others): local
@@ -212,6 +345,10 @@ struct Batch {
     fields: Vec<(String, bool, Vec<String>)>,
     /// Per row (local field, local value), rows delimited by `offs`.
     pairs: Vec<(u32, u32)>,
+    /// Typed values: (field name, row within the batch, value).
+    typed: Vec<(String, u32, Scalar)>,
+    /// Per field name, the first line of each value class ([`CLASSES`]).
+    classes: HashMap<String, [usize; 4]>,
     offs: Vec<u32>,
     ids: Vec<String>,
     feats: Vec<f32>,
@@ -221,11 +358,13 @@ struct Batch {
     error: Option<(usize, String)>,
 }
 
-fn parse_batch(lines: &[&[u8]], first_line: usize, features: &[String]) -> Batch {
+fn parse_batch(lines: &[&[u8]], first_line: usize, features: &[String], schema: &[(String, FieldType)]) -> Batch {
     let mut b = Batch {
         first_line,
         fields: Vec::new(),
         pairs: Vec::with_capacity(lines.len() * 8),
+        typed: Vec::new(),
+        classes: HashMap::new(),
         offs: Vec::with_capacity(lines.len() + 1),
         ids: Vec::with_capacity(lines.len()),
         feats: Vec::with_capacity(lines.len() * features.len()),
@@ -237,14 +376,31 @@ fn parse_batch(lines: &[&[u8]], first_line: usize, features: &[String]) -> Batch
     let mut field_ix: HashMap<String, usize> = HashMap::new();
     let mut value_ix: Vec<HashMap<String, u32>> = Vec::new();
     for (i, l) in lines.iter().enumerate() {
-        let line = match parse_line(l, features) {
+        let line = match parse_line(l, features, schema) {
             Ok(line) => line,
             Err(reason) => {
                 b.error = Some((first_line + i, reason));
                 break;
             }
         };
+        let lineno = first_line + i;
+        let seen = |k: &str, class: usize, classes: &mut HashMap<String, [usize; 4]>| {
+            if let Some(c) = classes.get_mut(k) {
+                c[class] = c[class].min(lineno);
+            } else {
+                let mut c = [usize::MAX; 4];
+                c[class] = lineno;
+                classes.insert(k.to_string(), c);
+            }
+        };
+        for (k, x) in line.typed {
+            seen(&k, x.class(), &mut b.classes);
+            b.typed.push((k, b.ids.len() as u32, x));
+        }
         for (k, v, multi) in line.pairs {
+            if v.is_some() {
+                seen(&k, 0, &mut b.classes);
+            }
             let f = match field_ix.get(&k) {
                 Some(&f) => f,
                 None => {
@@ -276,7 +432,7 @@ fn parse_batch(lines: &[&[u8]], first_line: usize, features: &[String]) -> Batch
 /// Parse JSON Lines `bytes`: batches of lines are parsed and interned in parallel, then
 /// merged in line order (so the first bad line, or the first repeat of an id, is the one
 /// named); values are held as u32 ids, one string per distinct value.
-fn parse_bytes(bytes: &[u8], path: &Path, features: &[String]) -> Result<AttributeTable> {
+fn parse_bytes(bytes: &[u8], path: &Path, features: &[String], schema: &[(String, FieldType)]) -> Result<AttributeTable> {
     use rayon::prelude::*;
     let bad = |line: usize, reason: String| Error::Jsonl { path: path.to_path_buf(), line, reason };
     let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
@@ -285,7 +441,7 @@ fn parse_bytes(bytes: &[u8], path: &Path, features: &[String]) -> Result<Attribu
     }
     let t0 = std::time::Instant::now();
     let batch_lines = lines.len().div_ceil(4 * rayon::current_num_threads().max(1)).clamp(1, LINES_PER_BATCH);
-    let mut batches: Vec<Batch> = lines.par_chunks(batch_lines).enumerate().map(|(i, c)| parse_batch(c, i * batch_lines + 1, features)).collect();
+    let mut batches: Vec<Batch> = lines.par_chunks(batch_lines).enumerate().map(|(i, c)| parse_batch(c, i * batch_lines + 1, features, schema)).collect();
     drop(lines);
     log::info!("attributes: lines split, parsed and interned per batch in {:.2}s", t0.elapsed().as_secs_f64());
     let t0 = std::time::Instant::now();
@@ -336,13 +492,14 @@ fn parse_bytes(bytes: &[u8], path: &Path, features: &[String]) -> Result<Attribu
         ignored.extend(b.ignored.iter().cloned());
     }
     drop(seen_ids);
+    let columns = merge_typed(&batches, schema, path)?;
     if let Some(i) = feature_seen.iter().position(|s| !s) {
         return Err(Error::param("features", format!("feature `{}` is not a number on any line of {}", features[i], path.display())));
     }
     if !ignored.is_empty() {
         let names: Vec<&str> = ignored.iter().map(String::as_str).collect();
         log::warn!(
-            "{}: fields not indexed (numbers, booleans or objects; only strings and lists of strings are filterable, numbers named in --features are rerank features): {}",
+            "{}: fields not indexed (JSON objects are not filterable; strings, string lists, numbers and booleans are): {}",
             path.display(),
             names.join(", ")
         );
@@ -371,7 +528,7 @@ fn parse_bytes(bytes: &[u8], path: &Path, features: &[String]) -> Result<Attribu
         fields.push(FieldSchema { name, multi, base, values: sorted });
         base += count;
     }
-    let schema = Schema { fields };
+    let schema = Schema { fields, columns: columns.iter().map(|c| super::columns::ColumnSchema { name: c.name.clone(), ty: c.ty }).collect() };
     // Rows: global value ids, sorted and deduplicated per row, batches in parallel.
     let rows: Vec<(Vec<u32>, Vec<u32>)> = batches
         .par_iter()
@@ -419,7 +576,74 @@ fn parse_bytes(bytes: &[u8], path: &Path, features: &[String]) -> Result<Attribu
         feats.append(&mut b.feats);
     }
     let attrs = Attributes { schema, offsets: offsets.into(), values: values.into() };
-    Ok(AttributeTable { ids, attrs, features: feats, feature_names: features.to_vec() })
+    Ok(AttributeTable { columns, ids, attrs, features: feats, feature_names: features.to_vec() })
+}
+
+/// The typed columns of all batches, in line order: a field whose values mix classes
+/// (string, number, boolean) is an error naming the first line of the later class; a
+/// number field is `float` when any value is not an integer (unless declared `int`).
+fn merge_typed(batches: &[Batch], schema: &[(String, FieldType)], path: &Path) -> Result<Vec<TypedColumn>> {
+    use super::columns::{key_f64, key_i64};
+    use super::ColumnType as C;
+    let mut classes: std::collections::BTreeMap<&str, [usize; 4]> = Default::default();
+    for b in batches {
+        for (k, c) in &b.classes {
+            let e = classes.entry(k.as_str()).or_insert([usize::MAX; 4]);
+            e.iter_mut().zip(c).for_each(|(a, &b)| *a = (*a).min(b));
+        }
+    }
+    for (k, c) in &classes {
+        let mut seen: Vec<(usize, usize)> = c.iter().enumerate().filter(|x| *x.1 != usize::MAX).map(|(i, &l)| (l, i)).collect();
+        seen.sort_unstable();
+        if seen.len() > 1 {
+            let ((l0, c0), (l1, c1)) = (seen[0], seen[1]);
+            return Err(Error::Jsonl {
+                path: path.to_path_buf(),
+                line: l1,
+                reason: format!("field `{k}` holds a {} here but a {} on line {l0}; a field has one type (declare it with --schema {k}:TYPE)", CLASSES[c1], CLASSES[c0]),
+            });
+        }
+    }
+    let n: usize = batches.iter().map(|b| b.ids.len()).sum();
+    let mut names: Vec<&str> = classes.iter().filter(|(_, c)| c[0] == usize::MAX).map(|(k, _)| *k).collect();
+    for (k, t) in schema {
+        if matches!(t, FieldType::Typed(_)) && !names.contains(&k.as_str()) {
+            names.push(k);
+        }
+    }
+    names.sort_unstable();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let declared = schema.iter().find(|(n, _)| n == name).and_then(|(_, t)| match t {
+            FieldType::Typed(c) => Some(*c),
+            FieldType::String => None,
+        });
+        let vals = || batches.iter().flat_map(|b| b.typed.iter().filter(move |t| t.0 == name).map(|t| t.2));
+        let ty = declared.unwrap_or_else(|| match vals().next() {
+            Some(Scalar::Bool(_)) => C::Bool,
+            Some(Scalar::Time(_)) => C::Timestamp,
+            _ if vals().any(|x| matches!(x, Scalar::Float(_))) => C::Float,
+            _ => C::Int,
+        });
+        let mut keys = vec![None; n];
+        let mut row0 = 0usize;
+        for b in batches {
+            for (k, r, x) in &b.typed {
+                if k != name {
+                    continue;
+                }
+                keys[row0 + *r as usize] = Some(match (*x, ty) {
+                    (Scalar::Int(i), C::Float) => key_f64(i as f64),
+                    (Scalar::Float(f), _) => key_f64(f),
+                    (Scalar::Int(i) | Scalar::Time(i), _) => key_i64(i),
+                    (Scalar::Bool(v), _) => v as u64,
+                });
+            }
+            row0 += b.ids.len();
+        }
+        out.push(TypedColumn { name: name.to_string(), ty, keys });
+    }
+    Ok(out)
 }
 
 /// A JSON object whose top-level keys are all distinct (a repeat is an error naming it).

@@ -52,6 +52,8 @@ pub struct BuildParams {
     pub store_embeddings: bool,
     /// Numeric attribute fields to store as rerank features.
     pub features: Vec<String>,
+    /// Declared field types (`--schema`); undeclared fields are typed by value.
+    pub schema: Vec<(String, super::attributes::FieldType)>,
     /// Show progress bars on stderr.
     pub progress: bool,
 }
@@ -67,6 +69,7 @@ impl Default for BuildParams {
             seed: 1,
             store_embeddings: true,
             features: Vec::new(),
+            schema: Vec::new(),
             progress: false,
         }
     }
@@ -153,7 +156,7 @@ impl IndexBuilder {
     /// Read `vectors` (.npy, mapped) and `attributes` (.jsonl), build in memory on the CPU.
     pub fn build_files(&self, vectors: &Path, attributes: &Path) -> Result<Index> {
         let src = VectorSource::open(vectors)?;
-        let table = super::attributes::read_jsonl(attributes, &self.params.features)?;
+        let table = super::attributes::read_jsonl_with(attributes, &self.params.features, &self.params.schema)?;
         self.build_source(&src, &table, &CpuCompute)
     }
 
@@ -181,7 +184,7 @@ impl IndexBuilder {
         format::check_target(out)?;
         let src = VectorSource::open(vectors)?;
         let t0 = std::time::Instant::now();
-        let table = super::attributes::read_jsonl(attributes, &self.params.features)?;
+        let table = super::attributes::read_jsonl_with(attributes, &self.params.features, &self.params.schema)?;
         log::info!("attributes: {} rows in {:.2}s", table.ids.len(), t0.elapsed().as_secs_f64());
         let dir = match out.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -333,6 +336,21 @@ impl IndexBuilder {
         for (name, shape, _) in &rerank_tensors {
             specs.push(TensorSpec::new(name, Dtype::F32, shape.clone()));
         }
+        // Typed columns in sorted-row order (8 or 1 bytes per row each: held in memory).
+        let columns = super::Columns {
+            cols: table
+                .columns
+                .iter()
+                .map(|c| {
+                    let keys: Vec<Option<u64>> = perm.iter().map(|&r| c.keys.get(r as usize).copied().flatten()).collect();
+                    super::Column::from_keys(&c.name, c.ty, &keys, &list_offsets)
+                })
+                .collect(),
+        };
+        let column_tensors = columns.tensors();
+        for (name, dt, shape, _) in &column_tensors {
+            specs.push(TensorSpec::new(name, *dt, shape.clone()));
+        }
         let meta = Meta {
             format_version: FORMAT_VERSION,
             dim: d,
@@ -347,6 +365,7 @@ impl IndexBuilder {
             rerank: rerank.map(format::rerank_summary),
             generator: format!("silica {}", env!("CARGO_PKG_VERSION")),
             calibration: None,
+            columns: table.columns.iter().map(|c| super::columns::ColumnSchema { name: c.name.clone(), ty: c.ty }).collect(),
         };
         let mut w = ArtifactWriter::new(out, path, specs, format::entries(&meta))?;
 
@@ -374,6 +393,12 @@ impl IndexBuilder {
         for (name, _, data) in &rerank_tensors {
             w.put_pod(name, data)?;
         }
+        for (name, _, _, data) in &column_tensors {
+            let t = w.id(name);
+            w.put(t, data)?;
+        }
+        drop(column_tensors);
+        drop(columns);
 
         log::info!("header, centroids, dictionaries written in {:.2}s", t_head.elapsed().as_secs_f64());
         // 5. Pass 2: sorted rows, chunk by chunk.

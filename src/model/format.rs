@@ -40,6 +40,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// The metadata key of the build-time nprobe calibration (JSON, see [`super::calibration`]).
 pub const CALIBRATION: &str = "calibration";
 
+/// The metadata key of the typed columns (JSON list of `{name, type}`).
+pub const COLUMNS: &str = "columns";
+
 /// The metadata key of the checksum map, and the map's entry for the metadata itself.
 pub const CHECKSUMS: &str = "checksums";
 pub const META_ENTRY: &str = "__metadata__";
@@ -144,6 +147,8 @@ pub struct Meta {
     pub generator: String,
     /// The build-time nprobe calibration (absent: not calibrated).
     pub calibration: Option<super::calibration::Calibration>,
+    /// Typed columns (`cols.*` tensors; absent in older artifacts: none).
+    pub columns: Vec<super::columns::ColumnSchema>,
 }
 
 /// `__metadata__["rerank"]` of an embedded model.
@@ -170,6 +175,7 @@ pub fn meta_of(ix: &Index) -> Meta {
         rerank: ix.rerank.as_ref().map(rerank_summary),
         generator: format!("silica {}", env!("CARGO_PKG_VERSION")),
         calibration: ix.calibration.clone(),
+        columns: ix.columns.schema(),
     }
 }
 
@@ -219,6 +225,7 @@ pub fn to_bytes(ix: &Index) -> Result<Vec<u8>> {
     for (name, shape, data) in &rerank {
         t.push((name.clone(), Dtype::F32, shape.clone(), b(data)));
     }
+    t.extend(ix.columns.tensors());
     let views = t
         .iter()
         .map(|(name, dt, shape, data)| {
@@ -253,6 +260,10 @@ pub fn entries(meta: &Meta) -> HashMap<String, String> {
     info.insert("generator".into(), meta.generator.clone());
     if let Some(c) = &meta.calibration {
         info.insert(CALIBRATION.into(), js(c));
+    }
+    // Only when there are typed columns, so artifacts without them keep their metadata.
+    if !meta.columns.is_empty() {
+        info.insert(COLUMNS.into(), js(&meta.columns));
     }
     info
 }
@@ -398,6 +409,10 @@ pub fn decode(src: Source, path: &Path, verify: Verify) -> Result<(Index, Times)
         Some(text) => Some(serde_json::from_str(text).map_err(|e| bad(format!("metadata `{CALIBRATION}`: {e}")))?),
         None => None,
     };
+    let column_schema: Vec<super::columns::ColumnSchema> = match info.get(COLUMNS) {
+        Some(text) => serde_json::from_str(text).map_err(|e| bad(format!("metadata `{COLUMNS}`: {e}")))?,
+        None => Vec::new(),
+    };
     let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
 
     let raw = |name: &str, dt: Dtype, shape: &[usize]| -> Result<&[u8]> {
@@ -443,6 +458,26 @@ pub fn decode(src: Source, path: &Path, verify: Verify) -> Result<(Index, Times)
         Err(_) => None,
     };
     let rerank = RerankModel::from_safetensors(&st, &path.display().to_string())?;
+    let mut cols = Vec::with_capacity(column_schema.len());
+    for cs in &column_schema {
+        use super::columns::{ColumnType, Values};
+        let values = |what: &str, shape: &[usize]| -> Result<Values> {
+            let name = format!("cols.{}.{what}", cs.name);
+            Ok(match cs.ty {
+                ColumnType::Int | ColumnType::Timestamp => Values::I64(tensor!(i64, &name, Dtype::I64, shape)?),
+                ColumnType::Float => Values::F64(tensor!(f64, &name, Dtype::F64, shape)?),
+                ColumnType::Bool => Values::U8(tensor!(u8, &name, Dtype::U8, shape)?),
+            })
+        };
+        let (values, word_range, list_range) = (values("values", &[n])?, values("word_range", &[words, 2])?, values("list_range", &[l, 2])?);
+        if let Values::F64(v) = &values
+            && first_bad(v, |x| !x.is_finite()).is_some()
+        {
+            return Err(bad(format!("tensor `cols.{}.values` holds a non-finite value", cs.name)));
+        }
+        let present: Tensor<u64> = tensor!(u64, &format!("cols.{}.present", cs.name), Dtype::U64, &[words])?;
+        cols.push(super::Column { name: cs.name.clone(), ty: cs.ty, values, present, word_range, list_range });
+    }
 
     // Invariants: monotone offsets that end where the data ends, ids in range.
     let monotone = |o: &[u64], end: usize, what: &str| -> Result<()> {
@@ -497,10 +532,11 @@ pub fn decode(src: Source, path: &Path, verify: Verify) -> Result<(Index, Times)
         ids,
         source_rows,
         bloom: BloomPlanes { params: bloom, words, planes },
-        attrs: Attributes { schema: Schema { fields }, offsets: attr_offs, values: attr_vals },
+        attrs: Attributes { schema: Schema { fields, columns: column_schema.clone() }, offsets: attr_offs, values: attr_vals },
         rerank,
         live: None,
         calibration,
+        columns: super::Columns { cols },
     };
     Ok((index, times))
 }

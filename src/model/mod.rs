@@ -9,6 +9,7 @@
 pub mod attributes;
 pub mod bloom;
 pub mod calibration;
+pub mod columns;
 pub mod compute;
 pub mod build;
 pub mod finite;
@@ -22,6 +23,7 @@ pub mod quantize;
 pub mod tensor;
 
 pub use attributes::{Attributes, FieldSchema, Schema};
+pub use columns::{Column, ColumnType, Columns};
 pub use bloom::{BloomParams, BloomPlanes};
 pub use build::IndexBuilder;
 pub use tensor::{Ids, Tensor};
@@ -102,6 +104,8 @@ pub struct Index {
     pub bloom: BloomPlanes,
     /// `attrs.offsets` + `attrs.values` and the attribute schema (dictionaries).
     pub attrs: Attributes,
+    /// `cols.*`: typed columns (int, float, bool, timestamp), one value per row.
+    pub columns: Columns,
     /// `rerank.*`: optional multi-task rerank model.
     pub rerank: Option<RerankModel>,
     /// Live-row bitset `[ceil(N/64)]` (bit set = row is live). `None`: every row is live.
@@ -152,6 +156,31 @@ impl Index {
     pub fn default_nprobe(&self) -> usize {
         let nlist = self.nlist();
         self.calibration.as_ref().map_or_else(|| crate::graph::default_nprobe(nlist), |c| c.nprobe.clamp(1, nlist.max(1)))
+    }
+
+    /// The attributes `names` of sorted row `r` as a JSON object: a string field as a
+    /// string (a multi-valued field as a list, `[]` when empty), a typed column as its
+    /// number, bool or RFC 3339 timestamp, `null` when the row has no value. Errors:
+    /// [`crate::Error::Param`] naming `fields` for a name the index does not have.
+    pub fn fields_json(&self, r: usize, names: &[String]) -> crate::Result<serde_json::Map<String, serde_json::Value>> {
+        use serde_json::Value;
+        let schema = &self.attrs.schema;
+        let mut out = serde_json::Map::new();
+        for name in names {
+            let v = if let Some(c) = self.columns.get(name) {
+                c.json(r)
+            } else if let Some(f) = schema.field(name) {
+                let fs = &schema.fields[f];
+                let end = fs.base + fs.values.len() as u32;
+                let vals: Vec<Value> = self.attrs.row(r).iter().filter(|&&v| v >= fs.base && v < end).map(|&v| Value::String(fs.values[(v - fs.base) as usize].clone())).collect();
+                if fs.multi { Value::Array(vals) } else { vals.into_iter().next().unwrap_or(Value::Null) }
+            } else {
+                let known: Vec<String> = crate::filter::Dictionary::field_names(schema);
+                return Err(crate::Error::param("fields", format!("unknown field `{name}` (known fields: {})", known.join(", "))));
+            };
+            out.insert(name.clone(), v);
+        }
+        Ok(out)
     }
 
     /// Row range of list `l`.

@@ -100,7 +100,7 @@ pub fn fold(main: &Index, fresh: &[&Index], dict: &Dict) -> Result<Index> {
         fields.push(FieldSchema { name: fs.name.clone(), multi: fs.multi, base, values });
         base += fields.last().map_or(0, |x: &FieldSchema| x.values.len() as u32);
     }
-    let schema = Schema { fields };
+    let schema = Schema { fields, columns: main.attrs.schema.columns.clone() };
     let remap: Vec<u32> = described.iter().map(|dv| dv.as_ref().and_then(|(f, v)| schema.value_id(*f, v)).unwrap_or(u32::MAX)).collect();
     let mut offsets = Vec::with_capacity(n + 1);
     let mut values = Vec::new();
@@ -126,7 +126,27 @@ pub fn fold(main: &Index, fresh: &[&Index], dict: &Dict) -> Result<Index> {
     let params = main.bloom.params;
     let value_bits: Vec<Vec<u32>> = attrs.schema.fields.iter().flat_map(|f| f.values.iter().map(|v| params.positions(&f.name, v))).collect();
     let bloom = BloomPlanes::build(params, n, |r| attrs.row(r).iter().flat_map(|&v| value_bits[v as usize].iter().copied()).collect());
+    // Typed columns follow their rows (a fresh segment without the column: no value).
+    let columns = crate::model::Columns {
+        cols: main
+            .columns
+            .cols
+            .iter()
+            .map(|c| {
+                let keys: Vec<Option<u64>> = rows
+                    .iter()
+                    .map(|(_, _, s)| {
+                        let (ix, r) = seg(s);
+                        let col = if std::ptr::eq(ix, main) { Some(c) } else { ix.columns.get(&c.name) };
+                        col.filter(|col| r < col.len() && col.has(r)).map(|col| col.values.key(r))
+                    })
+                    .collect();
+                crate::model::Column::from_keys(&c.name, c.ty, &keys, &list_offsets)
+            })
+            .collect(),
+    };
     Ok(Index {
+        columns,
         dim: d,
         metric: main.metric,
         centroids: main.centroids.clone(),

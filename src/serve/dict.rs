@@ -110,6 +110,16 @@ impl Dictionary for Dict {
     fn field_names(&self) -> Vec<String> {
         Dictionary::field_names(&*self.base)
     }
+    fn column(&self, name: &str) -> Option<crate::model::ColumnType> {
+        Dictionary::column(&*self.base, name)
+    }
+    fn field_ids(&self, field: usize) -> Vec<(u32, u32)> {
+        // The artifact's range plus this view's appended values of the field.
+        let mut ids = Dictionary::field_ids(&*self.base, field);
+        let t = self.read();
+        ids.extend(t.values.iter().take(self.upto as usize).enumerate().filter(|(_, (f, _))| *f as usize == field).map(|(i, _)| (self.base_total + i as u32, self.base_total + i as u32)));
+        ids
+    }
 }
 
 #[cfg(test)]
@@ -119,7 +129,7 @@ mod tests {
 
     fn schema() -> Schema {
         let f = |name: &str, base, vals: &[&str]| FieldSchema { name: name.into(), multi: false, base, values: vals.iter().map(|s| s.to_string()).collect() };
-        Schema { fields: vec![f("color", 0, &["blue", "red"]), f("id", 2, &["a", "b", "c"])] }
+        Schema { fields: vec![f("color", 0, &["blue", "red"]), f("id", 2, &["a", "b", "c"])], columns: Vec::new() }
     }
 
     #[test]

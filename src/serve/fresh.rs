@@ -230,6 +230,9 @@ impl FreshRows {
             rerank: main.rerank.clone(),
             live: Some(live),
             calibration: None,
+            // Updates carry no typed values yet: fresh rows have none (a comparison on a
+            // typed column does not match them; `IS NULL` does).
+            columns: Default::default(),
         }
     }
 }
@@ -262,6 +265,7 @@ mod tests {
             rerank: None,
             live: None,
             calibration: None,
+            columns: Default::default(),
         }
     }
 

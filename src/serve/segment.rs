@@ -232,6 +232,7 @@ mod tests {
             rerank: None,
             live: None,
             calibration: None,
+            columns: Default::default(),
         };
         main.attrs.offsets = vec![0].into();
         // A one-list segment of n rows (arrival order = row order), laid out by the fresh store.

@@ -145,7 +145,7 @@ mod tests {
 
     fn schema() -> Schema {
         let f = |name: &str, base, vals: &[&str]| FieldSchema { name: name.into(), multi: false, base, values: vals.iter().map(|s| s.to_string()).collect() };
-        Schema { fields: vec![f("color", 0, &["blue", "red"]), f("id", 2, &["a"])] }
+        Schema { fields: vec![f("color", 0, &["blue", "red"]), f("id", 2, &["a"])], columns: Vec::new() }
     }
 
     #[test]

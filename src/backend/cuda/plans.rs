@@ -1,7 +1,10 @@
 //! Filter plans as the kernels read them (`cuda/common.cuh`, "Filter plans"): one u32
 //! record per distinct plan of a batch, `[n_ops][ops..]` followed by term records
 //! `[nb][k][nb*k plane rows][nid][nid sorted value ids]`; an op is `kind << 30 | arg`
-//! (Term: arg = offset of its record from the plan start; 1 And, 2 Or, 3 Not).
+//! (Term: arg = offset of its record from the plan start; 1 And, 2 Or, 3 Not). A typed
+//! term (bound, [`Plan::bind`]) is the record `[MASK_TERM][m]`: its exact row mask, one
+//! u64 per 64-row word, starts `m` words after the plan start, at an even word of the
+//! buffer (8-byte aligned).
 
 use crate::error::{Error, Result};
 use crate::filter::{Op, Plan};
@@ -10,6 +13,8 @@ const TERM: u32 = 0;
 const AND: u32 = 1 << 30;
 const OR: u32 = 2 << 30;
 const NOT: u32 = 3 << 30;
+/// First word of a typed term's record (`MASK_TERM` in cuda/common.cuh).
+pub const MASK_TERM: u32 = u32::MAX;
 
 /// Bit 31 of a query's plan offset: the plan passes everything (kernels skip filtering).
 pub const TRIVIAL_BIT: u32 = 1 << 31;
@@ -60,6 +65,20 @@ fn encode_one(plan: &Plan, out: &mut Vec<u32>) -> Result<()> {
             return Err(Error::param("filters", "filter plan too large"));
         }
         term_off[i] = rel as u32;
+        if t.typed.is_some() {
+            let mask = t.mask.as_ref().ok_or_else(|| Error::param("filters", "typed filter term not bound to the index (Plan::bind)"))?;
+            out.extend_from_slice(&[MASK_TERM, 0]);
+            if out.len() % 2 == 1 {
+                out.push(0);
+            }
+            let m = out.len() - base;
+            if m >= 1 << 31 {
+                return Err(Error::param("filters", "filter plan too large"));
+            }
+            out[base + rel + 1] = m as u32;
+            out.extend(mask.iter().flat_map(|&x| [x as u32, (x >> 32) as u32]));
+            continue;
+        }
         let k = t.bloom_rows.first().map_or(0, |r| r.len());
         if t.bloom_rows.iter().any(|r| r.len() != k) {
             return Err(Error::param("filters", "Bloom terms with differing hash counts"));
@@ -110,18 +129,32 @@ fn run_encoded(words: &[u32], off: u32, term: impl Fn(&[u32]) -> u64, not: impl 
     st[0]
 }
 
+/// Word `w` of the mask at `t[1]` words after plan `p`'s start.
+fn mask_word(p: &[u32], t: &[u32], w: usize) -> u64 {
+    let m = &p[t[1] as usize + 2 * w..];
+    m[0] as u64 | (m[1] as u64) << 32
+}
+
 /// Host mirror of the kernels' `plan_bloom_word` (tests check the encoding with it).
 pub fn bloom_word(words: &[u32], off: u32, planes: &crate::model::BloomPlanes, w: usize) -> u64 {
+    let p = &words[(off & !TRIVIAL_BIT) as usize..];
     let term = |t: &[u32]| {
+        if t[0] == MASK_TERM {
+            return mask_word(p, t, w);
+        }
         let (nb, k) = (t[0] as usize, t[1] as usize);
         (0..nb).fold(0u64, |any, v| any | (0..k).fold(!0u64, |all, h| all & planes.word(t[2 + v * k + h], w)))
     };
     run_encoded(words, off, term, |_| !0)
 }
 
-/// Host mirror of the kernels' `plan_match`.
-pub fn matches(words: &[u32], off: u32, row: &[u32]) -> bool {
+/// Host mirror of the kernels' `plan_match` for row `r` with value ids `row`.
+pub fn matches(words: &[u32], off: u32, r: usize, row: &[u32]) -> bool {
+    let p = &words[(off & !TRIVIAL_BIT) as usize..];
     let term = |t: &[u32]| {
+        if t[0] == MASK_TERM {
+            return if mask_word(p, t, r / 64) >> (r % 64) & 1 == 1 { !0 } else { 0 };
+        }
         let (nb, k) = (t[0] as usize, t[1] as usize);
         let ids = &t[2 + nb * k..];
         if ids[1..1 + ids[0] as usize].iter().any(|v| row.binary_search(v).is_ok()) { !0 } else { 0 }
@@ -138,12 +171,20 @@ mod tests {
 
     fn random_plan(rng: &mut impl Rng, depth: usize, plan: &mut Plan) {
         if depth == 0 || rng.random_bool(0.3) {
+            if rng.random_bool(0.3) {
+                // A typed term with a random bound mask over 7 words.
+                let typed = Some(std::sync::Arc::new(crate::filter::TypedTest::Present { field: "f".into(), ids: Vec::new(), null: false }));
+                let mask: Vec<u64> = (0..7).map(|_| rng.random::<u64>() & rng.random::<u64>()).collect();
+                plan.terms.push(Term { typed, mask: Some(mask.into()), ..Term::default() });
+                plan.ops.push(Op::Term(plan.terms.len() as u32 - 1));
+                return;
+            }
             let nv = rng.random_range(0..4);
             let bloom_rows = (0..nv).map(|_| (0..3).map(|_| rng.random_range(0..64)).collect()).collect();
             let mut value_ids: Vec<u32> = (0..rng.random_range(0..4)).map(|_| rng.random_range(0..20)).collect();
             value_ids.sort_unstable();
             value_ids.dedup();
-            plan.terms.push(Term { value_ids, bloom_rows });
+            plan.terms.push(Term { value_ids, bloom_rows, ..Term::default() });
             plan.ops.push(Op::Term(plan.terms.len() as u32 - 1));
             return;
         }
@@ -182,6 +223,11 @@ mod tests {
         assert_eq!(enc.offsets[plans.len()], enc.offsets[0]);
         assert!(enc.offsets[0] & TRIVIAL_BIT != 0);
         assert!(enc.offsets[1..plans.len()].iter().all(|o| o & TRIVIAL_BIT == 0));
+        assert!(plans.iter().any(|p| p.has_typed()), "the random plans include typed terms");
+        // An unbound typed term is refused, not evaluated as something else.
+        let mut unbound = plans.iter().find(|p| p.has_typed()).unwrap().clone();
+        unbound.terms.iter_mut().for_each(|t| t.mask = None);
+        assert!(encode(&[&unbound]).is_err());
         for (i, p) in refs.iter().enumerate() {
             for w in 0..words {
                 assert_eq!(bloom_word(&enc.words, enc.offsets[i], &planes, w), p.bloom_word(&planes, w), "plan {i} word {w}");
@@ -190,7 +236,8 @@ mod tests {
                 let mut row: Vec<u32> = (0..rng.random_range(0..5)).map(|_| rng.random_range(0..20)).collect();
                 row.sort_unstable();
                 row.dedup();
-                assert_eq!(matches(&enc.words, enc.offsets[i], &row), p.matches(&row), "plan {i} row {row:?}");
+                let r = rng.random_range(0..words * 64);
+                assert_eq!(matches(&enc.words, enc.offsets[i], r, &row), p.matches_bound(r, &row), "plan {i} row {r} {row:?}");
             }
         }
     }

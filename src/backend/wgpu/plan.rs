@@ -2,11 +2,16 @@
 //! `blob[2i], blob[2i+1]` = ops offset and length of plan i (length 0: passes all);
 //! op = kind | (term record offset << 2), kind 0 term, 1 AND, 2 OR, 3 NOT; a term record
 //! is (value ids offset, count, Bloom rows offset, values), value v's k plane rows at
-//! `blob[rows + v*k ..]`. Plans shared by several queries are stored once.
+//! `blob[rows + v*k ..]`. A typed term (bound, `Plan::bind`) is the record (0, 0, mask
+//! offset, [`MASK_TERM`]) with its exact row mask at `blob[mask ..]`, u64 word w as two
+//! u32 (low first). Plans shared by several queries are stored once.
 
 use crate::error::{Error, Result};
 use crate::filter::{Op, Plan};
 use std::collections::HashMap;
+
+/// `values` of a typed term's record (`MASK_TERM` in filter.wgsl and scan.wgsl).
+pub const MASK_TERM: u32 = u32::MAX;
 
 /// Evaluation stack of the shaders (`MAX_DEPTH` in filter.wgsl; one u32 of bits in scan.wgsl).
 const KERNEL_STACK: usize = 32;
@@ -60,6 +65,14 @@ fn encode_one(plan: &Plan, hashes: u32, blob: &mut Vec<u32>) -> Result<(u32, u32
     // Term records first, then the ops that point at them.
     let mut records = Vec::with_capacity(plan.terms.len());
     for term in &plan.terms {
+        if term.typed.is_some() {
+            let mask = term.mask.as_ref().ok_or_else(|| Error::param("filter", "typed filter term not bound to the index (Plan::bind)"))?;
+            let m = blob.len() as u32;
+            blob.extend(mask.iter().flat_map(|&x| [x as u32, (x >> 32) as u32]));
+            records.push(blob.len() as u32);
+            blob.extend_from_slice(&[0, 0, m, MASK_TERM]);
+            continue;
+        }
         let ids = blob.len() as u32;
         blob.extend_from_slice(&term.value_ids);
         let rows = blob.len() as u32;

@@ -288,8 +288,9 @@ pub fn generate(n: usize, dim: usize, seed: u64) -> Result<Catalog> {
             field("status", false, b.status, vec!["active".into(), "blocked".into()]),
             field("tags", true, b.tags, names("t", TAGS, 5)),
         ],
+        columns: Vec::new(),
     };
-    let table = AttributeTable { ids, attrs: Attributes { schema, offsets: offsets.into(), values: values.into() }, features: Vec::new(), feature_names: Vec::new() };
+    let table = AttributeTable { columns: Vec::new(), ids, attrs: Attributes { schema, offsets: offsets.into(), values: values.into() }, features: Vec::new(), feature_names: Vec::new() };
     Ok(Catalog { vectors: Matrix { rows: n, dim, data, was_f16: false }, table })
 }
 

@@ -166,7 +166,7 @@ impl<'a> Chooser<'a> {
         };
         let filter = Filter::compile(&at.text, &self.ix.attrs.schema, &self.ix.bloom.params)?;
         // The compiled program must pass exactly the rows counted here (all within the driver).
-        let by_plan: Vec<u32> = at.driver.iter().copied().filter(|&r| filter.plan.matches(self.ix.attrs.row(r as usize))).collect();
+        let by_plan: Vec<u32> = at.driver.iter().copied().filter(|&r| filter.plan.matches_row(self.ix, r as usize)).collect();
         if by_plan != at.pass {
             return Err(Error::param("filter", format!("`{}`: the compiled filter passes {} rows, the attribute table {}", at.text, by_plan.len(), at.pass.len())));
         }

@@ -60,7 +60,7 @@ pub fn recall(ix: &Index, q: &[f32], filter: &Filter, truth: &[f64], res: &Searc
     let (mut hits, mut violations) = (0usize, 0usize);
     for &src in res.rows.iter().take(k) {
         let r = sorted_of[src as usize] as usize;
-        if !filter.plan.matches(ix.attrs.row(r)) {
+        if !filter.plan.matches_row(ix, r) {
             violations += 1;
         } else if crate::eval::exact_score(ix, q, r) >= threshold {
             hits += 1;
