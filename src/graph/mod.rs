@@ -459,7 +459,7 @@ impl crate::backend::Candidates {
     }
 }
 
-/// Open an executor for a backend by name (`cpu`, `wgpu`, `cuda`).
+/// Open an executor for a backend by name (`cpu`, `wgpu`, `cuda`, `cuda:N` for GPU N, `auto`).
 pub fn open(backend: &str, index: Arc<Index>) -> Result<Box<dyn Search>> {
     match backend {
         "cpu" => Ok(Box::new(Executor::new(crate::backend::cpu::Cpu, index)?)),
@@ -468,6 +468,11 @@ pub fn open(backend: &str, index: Arc<Index>) -> Result<Box<dyn Search>> {
         "auto" => open(crate::device::Device::auto().name(), index),
         #[cfg(feature = "cuda")]
         "cuda" => Ok(Box::new(Executor::new(crate::backend::cuda::Cuda::new()?, index)?)),
+        #[cfg(feature = "cuda")]
+        other if other.starts_with("cuda:") => {
+            let n = other[5..].parse().map_err(|_| Error::backend(other, "expected cuda:N, N the GPU ordinal"))?;
+            Ok(Box::new(Executor::new(crate::backend::cuda::Cuda::with_ordinal(n)?, index)?))
+        }
         other => Err(Error::backend(other, "this backend is not available in this build; use --backend cpu")),
     }
 }
