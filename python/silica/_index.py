@@ -78,7 +78,9 @@ def _dumps(obj, field, i):
         raise _errors.AttributesError(f"{field}[{i}]: expected a dict, got {type(obj).__name__}", field=f"{field}[{i}]", row=i)
     try:
         return json.dumps(obj, default=_jsonable, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as e:
+    except ValueError:
+        raise _errors.AttributesError(f"{field}[{i}]: a NaN or infinite number (JSON holds only finite numbers; leave the key out for a missing value)", field=f"{field}[{i}]", row=i) from None
+    except TypeError as e:
         raise _errors.AttributesError(f"{field}[{i}]: {e}", field=f"{field}[{i}]", row=i) from None
 
 

@@ -33,7 +33,8 @@ struct Inner {
     /// Where an index built in memory keeps its artifact and log once it is updated.
     tmp: Option<tempfile::TempDir>,
     device: String,
-    rows: Option<(u64, Arc<RowMap>)>,
+    /// The row map of `view` (rebuilt when the view changes: updates, compaction).
+    rows: Option<(Arc<View>, Arc<RowMap>)>,
 }
 
 /// The native index. Shapes and dtypes are checked by the Python wrapper; this class
@@ -114,12 +115,11 @@ impl Inner {
     }
 
     fn row_map(&mut self) -> Arc<RowMap> {
-        let v = self.view.version();
         match &self.rows {
-            Some((ver, m)) if *ver == v => m.clone(),
+            Some((v, m)) if Arc::ptr_eq(v, &self.view) => m.clone(),
             _ => {
                 let m = Arc::new(RowMap::new(&self.view));
-                self.rows = Some((v, m.clone()));
+                self.rows = Some((self.view.clone(), m.clone()));
                 m
             }
         }
