@@ -273,7 +273,8 @@ class Index:
 
     @property
     def dim(self):
-        return self._core.info()["dim"]
+        """Vector dimension D."""
+        return self._core.dim()
 
     @property
     def nlist(self):

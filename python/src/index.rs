@@ -24,6 +24,25 @@ use std::sync::{Arc, Mutex};
 /// True when `RUST_LOG` chose the log level (builds then leave it alone).
 pub static LOG_EXPLICIT: AtomicBool = AtomicBool::new(false);
 
+/// Why an update was not applied.
+enum Refused {
+    Silica(Error),
+    Api(silica::serve::error::ApiError),
+}
+
+impl From<Error> for Refused {
+    fn from(e: Error) -> Self {
+        Refused::Silica(e)
+    }
+}
+
+fn refused(r: Refused) -> PyErr {
+    match r {
+        Refused::Silica(e) => error(e),
+        Refused::Api(e) => api_error(e),
+    }
+}
+
 struct Inner {
     view: Arc<View>,
     /// The serving store, opened by the first update (or at load when a log exists).
@@ -103,12 +122,14 @@ impl Inner {
 
     /// Commit one update batch as the server's writer does (validate, log + fsync, apply,
     /// publish; compact when the threshold is reached). Returns the new version.
-    fn commit(&mut self, batch: Batch) -> PyResult<u64> {
-        let store = self.store().map_err(error)?;
-        let r = store.commit(std::slice::from_ref(&batch)).map_err(error)?.pop().expect("one result per batch");
-        let version = r.map_err(api_error)?;
+    /// Runs without the GIL and under the mutex: errors are turned into Python exceptions
+    /// only by the caller, after both are back in order (raising needs the GIL).
+    fn commit(&mut self, batch: Batch) -> Result<u64, Refused> {
+        let store = self.store()?;
+        let r = store.commit(std::slice::from_ref(&batch))?.pop().expect("one result per batch");
+        let version = r.map_err(Refused::Api)?;
         if store.needs_compaction() {
-            store.compact().map_err(error)?;
+            store.compact()?;
         }
         self.view = Arc::new(View::Served(store.snapshot()));
         Ok(version)
@@ -155,6 +176,17 @@ fn build_index(data: Vec<f32>, rows: usize, dim: usize, jsonl: Vec<u8>, p: Build
         index.calibration = Some(c);
     }
     Ok(index)
+}
+
+impl Core {
+    /// The current view. The mutex is only ever waited for without the GIL: an update
+    /// holds it (without the GIL) for its whole commit, and must not wait for us.
+    fn view(&self, py: Python<'_>) -> Arc<View> {
+        match self.inner.try_lock() {
+            Ok(g) => g.view.clone(),
+            Err(_) => py.detach(|| lock(&self.inner).view.clone()),
+        }
+    }
 }
 
 #[pymethods]
@@ -283,7 +315,7 @@ impl Core {
         rerank: Option<String>,
         task_weights: Option<Vec<f32>>,
     ) -> PyResult<(Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>)> {
-        let view = lock(&self.inner).view.clone();
+        let view = self.view(py);
         let shape = queries.shape();
         let (b, d) = (shape[0], shape[1]);
         if d != view.main().dim {
@@ -316,13 +348,13 @@ impl Core {
     }
 
     /// External ids of `rows` (flat i64); `None` for -1, unknown, deleted or replaced rows.
-    fn ids(&self, rows: PyReadonlyArray1<'_, i64>) -> PyResult<Vec<Option<String>>> {
+    fn ids(&self, py: Python<'_>, rows: PyReadonlyArray1<'_, i64>) -> PyResult<Vec<Option<String>>> {
         let rows = rows.as_slice().map_err(|_| error(Error::param("rows", "must be contiguous")))?.to_vec();
-        let (view, map) = {
+        let (view, map) = py.detach(|| {
             let mut g = lock(&self.inner);
             let map = g.row_map();
             (g.view.clone(), map)
-        };
+        });
         Ok(rows.iter().map(|&r| map.locate(&view, r).map(|at| id_at(&view, at))).collect())
     }
 
@@ -331,11 +363,11 @@ impl Core {
     /// that are not live.
     fn fields<'py>(&self, py: Python<'py>, rows: PyReadonlyArray1<'py, i64>, names: Vec<String>) -> PyResult<Bound<'py, PyList>> {
         let rows = rows.as_slice().map_err(|_| error(Error::param("rows", "must be contiguous")))?.to_vec();
-        let (view, map) = {
+        let (view, map) = py.detach(|| {
             let mut g = lock(&self.inner);
             let map = g.row_map();
             (g.view.clone(), map)
-        };
+        });
         let schema = view.dict().schema();
         let mut cols = Vec::with_capacity(names.len());
         for n in &names {
@@ -379,13 +411,13 @@ impl Core {
             let vector = if d == 0 { Vec::new() } else { data[i * d..(i + 1) * d].to_vec() };
             ops.push(Op::Upsert { item: Item { id, vector, attributes, features } });
         }
-        py.detach(|| lock(&self.inner).commit(Batch { ops }))
+        py.detach(|| lock(&self.inner).commit(Batch { ops })).map_err(refused)
     }
 
     /// Delete items by id (one batch; an unknown id fails the whole batch with ItemNotFound).
     fn delete(&self, py: Python<'_>, ids: Vec<String>) -> PyResult<u64> {
         let ops = ids.into_iter().map(|id| Op::Delete { id }).collect();
-        py.detach(|| lock(&self.inner).commit(Batch { ops }))
+        py.detach(|| lock(&self.inner).commit(Batch { ops })).map_err(refused)
     }
 
     /// Replace the named attribute fields of items (one batch; `[]` clears a field).
@@ -395,7 +427,7 @@ impl Core {
             let attributes = parse_json(&a, &format!("attributes[{i}]"))?;
             ops.push(Op::Patch { id, attributes });
         }
-        py.detach(|| lock(&self.inner).commit(Batch { ops }))
+        py.detach(|| lock(&self.inner).commit(Batch { ops })).map_err(refused)
     }
 
     /// Fold the updates into the artifact now (`silica compact`); no-op without updates.
@@ -412,11 +444,18 @@ impl Core {
         .map_err(error)
     }
 
+    /// Vector dimension D (cheap: what every search checks against).
+    fn dim(&self, py: Python<'_>) -> usize {
+        self.view(py).main().dim
+    }
+
     /// Sizes and settings: dim, n (live items), nlist, metric, backend, version,
     /// default_nprobe, fields, features, has_embeddings, has_rerank_model, path.
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let g = lock(&self.inner);
-        let v = g.view.clone();
+        let (v, path, updatable) = py.detach(|| {
+            let g = lock(&self.inner);
+            (g.view.clone(), g.path.clone().filter(|_| g.tmp.is_none()), g.store.is_some())
+        });
         let ix = v.main();
         let d = PyDict::new(py);
         d.set_item("dim", ix.dim)?;
@@ -430,8 +469,8 @@ impl Core {
         d.set_item("features", ix.feature_names.clone())?;
         d.set_item("has_embeddings", ix.embeddings.is_some())?;
         d.set_item("rerank_tasks", ix.rerank.as_ref().map(|m| m.task_weights.clone()))?;
-        d.set_item("path", g.path.as_ref().filter(|_| g.tmp.is_none()).map(|p| p.display().to_string()))?;
-        d.set_item("updatable_log", g.store.is_some())?;
+        d.set_item("path", path.map(|p| p.display().to_string()))?;
+        d.set_item("updatable_log", updatable)?;
         Ok(d)
     }
 }

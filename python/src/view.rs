@@ -77,7 +77,7 @@ impl View {
 
     /// Live items (main + fresh).
     pub fn live_items(&self) -> usize {
-        let count = |ix: &Index| (0..ix.len()).filter(|&r| is_live(ix, r)).count();
+        let count = |ix: &Index| if ix.live.is_none() { ix.len() } else { (0..ix.len()).filter(|&r| is_live(ix, r)).count() };
         count(self.main()) + self.fresh().map_or(0, |f| count(f))
     }
 }

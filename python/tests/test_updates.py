@@ -129,3 +129,39 @@ def test_updates_are_logged_and_replayed_at_load(ix, rng, tmp_path):
     b = silica.Index.load(p, device="cpu")
     assert b.version == 1
     assert top1(b, v[0], 'color = "teal"')[0] == "logged"
+
+
+def test_threads_search_while_another_updates(ix, rng):
+    """Searches from several threads (the GIL is released) while one thread updates: no
+    deadlock, every answer is whole (snapshot isolation), every update lands."""
+    import threading
+
+    index, x, _ = ix
+    q = x[:8]
+    errors, done = [], threading.Event()
+
+    def searcher():
+        try:
+            while not done.is_set():
+                s, r = index.search(q, 5, 'color = "red"', nprobe=4)
+                assert (r[:, 0] >= 0).all()
+                index.ids(r)
+                len(index)
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=searcher, daemon=True) for _ in range(3)]
+    [t.start() for t in ts]
+    vs = rng.standard_normal((20, 16)).astype(np.float32)
+    for i in range(20):
+        index.upsert([f"t-{i}"], vs[i:i + 1], [{"color": "red"}])
+        try:
+            index.delete("nope")
+        except silica.ItemNotFound:
+            pass
+    done.set()
+    for t in ts:
+        t.join(timeout=60)
+        assert not t.is_alive(), "a search thread hung"
+    assert not errors, errors
+    assert index.version == 20 and len(index) == 320
