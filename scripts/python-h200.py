@@ -76,24 +76,29 @@ def torch_checks(index, q, f):
     import silica.torch as st
 
     out = {}
-    dev = torch.device("cuda")
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # cpu: a smoke test
+    out["device"] = str(dev)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
     mod = st.IndexModule(index, k=K)
     qt = torch.from_numpy(q[:B].copy()).to(dev)
     fb = f[:B] if f else None
     scores, rows = mod(qt, fb)
-    torch.cuda.synchronize()
+    sync()
     ref_s, ref_r = index.search(q[:B], K, fb)
-    out["cuda_out"] = scores.device.type == "cuda" and rows.device.type == "cuda"
+    out["outputs_on_input_device"] = scores.device == qt.device and rows.device == qt.device
     out["cuda_matches_numpy"] = bool(np.array_equal(rows.cpu().numpy(), ref_r) and np.array_equal(scores.cpu().numpy(), ref_s))
 
     # Where the time of one call goes: D2H of the queries, the search, H2D of the results.
     def timed(fn, n=50):
         fn()
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         for _ in range(n):
             fn()
-        torch.cuda.synchronize()
+        sync()
         return (time.perf_counter() - t0) / n * 1e3
     host = q[:B].copy()
     out["ms_module_cuda_in_out"] = timed(lambda: mod(qt, fb))
@@ -104,7 +109,7 @@ def torch_checks(index, q, f):
         from torch.profiler import ProfilerActivity, profile
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             mod(qt, fb)
-            torch.cuda.synchronize()
+            sync()
         mem = [e for e in prof.key_averages() if "memcpy" in e.key.lower() or "Memcpy" in e.key]
         out["profiler_memcpy"] = {e.key: e.count for e in mem}
     except Exception as e:  # profiler unavailable: the timing above still tells
@@ -129,7 +134,7 @@ def torch_checks(index, q, f):
         s2, r2 = m(feats)
         u = torch.nn.functional.normalize(m.user(feats), dim=-1).cpu().numpy()
     es, er = index.search(u, K)
-    out["two_tower_ok"] = bool(s2.shape == (B, K) and r2.device.type == "cuda" and np.array_equal(r2.cpu().numpy(), er))
+    out["two_tower_ok"] = bool(s2.shape == (B, K) and r2.device == feats.device and np.array_equal(r2.cpu().numpy(), er))
     out["two_tower_ms"] = timed(lambda: m(feats), n=20)
     return out
 
@@ -152,9 +157,11 @@ def main():
         r["python_qps_b256_4_threads"] = threaded_qps(ix, q, f)
         try:
             import torch
-            r["torch"] = torch_checks(ix, q, f) if torch.cuda.is_available() else "torch without CUDA"
+            r["torch"] = torch_checks(ix, q, f)
         except ImportError as e:
             r["torch"] = f"torch not importable: {e}"
+        except Exception as e:
+            r["torch"] = f"FAILED: {type(e).__name__}: {e}"
         report[name] = r
         print(f"{name}: identity {r['identity_vs_cli']}, QPS python {r['python_qps_b256']:.0f} vs rust {rust['qps']:.0f} "
               f"(ratio {r['python_over_rust']:.3f}), 4 threads {r['python_qps_b256_4_threads']:.0f}")

@@ -16,7 +16,7 @@ use silica::model::{attributes, format, BloomParams, Index, IndexBuilder, Metric
 use silica::serve::state::{Options, Store};
 use silica::serve::update::{Batch, Item, Op};
 use silica::Error;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -61,7 +61,13 @@ struct Inner {
 #[pyclass(module = "silica._silica", name = "Core")]
 pub struct Core {
     inner: Mutex<Inner>,
+    /// Compiled filters of one view by text (a request names the same few filters again
+    /// and again; `silica eval` compiles them once too). Locked only without the GIL.
+    filters: Mutex<Option<(Arc<View>, HashMap<String, silica::Filter>)>>,
 }
+
+/// Most filters kept per view.
+const FILTER_CACHE: usize = 4096;
 
 fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -179,6 +185,40 @@ fn build_index(data: Vec<f32>, rows: usize, dim: usize, jsonl: Vec<u8>, p: Build
 }
 
 impl Core {
+    /// `text` compiled against `view`'s dictionary, from the cache when it holds it.
+    fn compiled(&self, view: &Arc<View>, text: &str) -> silica::Result<silica::Filter> {
+        {
+            let c = self.filters.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((v, m)) = c.as_ref()
+                && Arc::ptr_eq(v, view)
+                && let Some(f) = m.get(text)
+            {
+                return Ok(f.clone());
+            }
+        }
+        let f = view.compile(text)?;
+        let mut c = self.filters.lock().unwrap_or_else(|e| e.into_inner());
+        if !c.as_ref().is_some_and(|(v, _)| Arc::ptr_eq(v, view)) {
+            *c = Some((view.clone(), HashMap::new()));
+        }
+        let m = &mut c.as_mut().expect("set above").1;
+        if m.len() >= FILTER_CACHE {
+            m.clear();
+        }
+        m.insert(text.to_string(), f.clone());
+        Ok(f)
+    }
+
+    /// One filter per query: none, one for all (`[text]`), or exactly B.
+    fn compile_filters(&self, view: &Arc<View>, texts: &[String], b: usize) -> silica::Result<Vec<silica::Filter>> {
+        match texts.len() {
+            0 => Ok(Vec::new()),
+            1 if b != 1 => Ok(vec![self.compiled(view, &texts[0])?; b]),
+            n if n == b => texts.iter().map(|t| self.compiled(view, t)).collect(),
+            n => Err(Error::CountMismatch { what: "search".into(), left_name: "filters".into(), left: n, right_name: "queries".into(), right: b }),
+        }
+    }
+
     /// The current view. The mutex is only ever waited for without the GIL: an update
     /// holds it (without the GIL) for its whole commit, and must not wait for us.
     fn view(&self, py: Python<'_>) -> Arc<View> {
@@ -250,7 +290,7 @@ impl Core {
                 r
             })
             .map_err(error)?;
-        Ok(Core { inner: Mutex::new(Inner { view, store: None, path: None, tmp: None, device, rows: None }) })
+        Ok(Core { inner: Mutex::new(Inner { view, store: None, path: None, tmp: None, device, rows: None }), filters: Mutex::new(None) })
     }
 
     /// Load an artifact (checksums verified unless `verify=False`). When a write-ahead log
@@ -269,7 +309,7 @@ impl Core {
                 (open_static(index, &device)?, None)
             };
             let inner = Inner { view, store, path: Some(path.clone()), tmp: None, device: device.clone(), rows: None };
-            Ok(Core { inner: Mutex::new(inner) })
+            Ok(Core { inner: Mutex::new(inner), filters: Mutex::new(None) })
         })
         .map_err(error)
     }
@@ -328,7 +368,7 @@ impl Core {
         let rerank = parse_rerank(rerank.as_deref()).map_err(error)?;
         let (scores, rows) = py
             .detach(move || -> silica::Result<(Vec<f32>, Vec<i64>)> {
-                let compiled = compile_filters(&view, &filters, b)?;
+                let compiled = self.compile_filters(&view, &filters, b)?;
                 let params = SearchParams { k, nprobe, k0, rerank, task_weights };
                 let res = view.search(&SearchRequest { queries: &q, filters: &compiled, params })?;
                 let mut scores = vec![f32::NEG_INFINITY; b * k];
@@ -477,19 +517,6 @@ impl Core {
 
 fn parse_json<T: serde::de::DeserializeOwned>(s: &str, field: &str) -> PyResult<T> {
     serde_json::from_str(s).map_err(|e| crate::raise("UpdateError", format!("{field}: {e}"), &[("field", field.to_string()), ("code", "bad_request".into()), ("status", "400".into())]))
-}
-
-/// Compile one filter per query: none, one for all (`[text]`), or exactly B.
-fn compile_filters(view: &View, texts: &[String], b: usize) -> silica::Result<Vec<silica::Filter>> {
-    match texts.len() {
-        0 => Ok(Vec::new()),
-        1 if b != 1 => {
-            let f = view.compile(&texts[0])?;
-            Ok(vec![f; b])
-        }
-        n if n == b => texts.iter().map(|t| view.compile(t).map_err(Error::from)).collect(),
-        n => Err(Error::CountMismatch { what: "search".into(), left_name: "filters".into(), left: n, right_name: "queries".into(), right: b }),
-    }
 }
 
 /// Devices this build finds: `[(backend, name, details, auto)]` (`silica devices`).

@@ -49,6 +49,8 @@ def test_upsert_delete_patch_round_trip(ix, rng, tmp_path):
 
     # Patch: the filter follows the new value, not the old one.
     target = attrs[10]["id"]
+    s, r = index.search(x[10][None], 5, 'color = "amber"', nprobe=4)  # not a value yet
+    assert (r == -1).all()
     index.patch(target, {"color": "amber"})
     s, r = index.search(x[10][None], 5, 'color = "amber"', nprobe=4)
     assert index.ids(r)[0][0] == target and (r[0, 1:] == -1).all()
