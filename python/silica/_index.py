@@ -234,10 +234,11 @@ class Index:
         if isinstance(ids, str):
             ids = [ids]
         ids = [str(i) if isinstance(i, (int, np.integer)) else i for i in ids]
+        _nonempty(ids, "items", "no items")
         for i, v in enumerate(ids):
             if not isinstance(v, str):
                 raise _errors.UpdateError(f"items[{i}].id: must be a string", field=f"items[{i}].id", code="bad_request")
-        x = as_matrix(vectors, "vectors", self.dim) if len(ids) else np.zeros((0, self.dim), np.float32)
+        x = as_matrix(vectors, "vectors", self.dim)
         if x.shape[0] != len(ids):
             raise _errors.CountMismatchError(f"upsert: ids has {len(ids)} rows but vectors has {x.shape[0]}", field="ids")
         attrs = _per_item(attributes, len(ids), "attributes")
@@ -249,6 +250,7 @@ class Index:
         ItemNotFound and deletes nothing. Returns the new version."""
         if isinstance(ids, str):
             ids = [ids]
+        _nonempty(ids, "ids", "no ids")
         return self._core.delete([str(i) for i in ids])
 
     def patch(self, ids, attributes):
@@ -257,6 +259,7 @@ class Index:
         if isinstance(ids, str):
             ids, attributes = [ids], [attributes]
         ids = [str(i) for i in ids]
+        _nonempty(ids, "ids", "no ids")
         return self._core.patch(ids, _per_item(attributes, len(ids), "attributes"))
 
     def compact(self):
@@ -303,6 +306,11 @@ class Index:
     def __repr__(self):
         i = self._core.info()
         return f"silica.Index(n={i['n']}, dim={i['dim']}, nlist={i['nlist']}, metric={i['metric']!r}, device={i['backend']!r})"
+
+
+def _nonempty(ids, field, message):
+    if len(ids) == 0:
+        raise _errors.UpdateError(f"{field}: {message}", field=field, code="bad_request")
 
 
 def _per_item(v, n, what):
