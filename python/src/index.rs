@@ -63,8 +63,11 @@ pub struct Core {
     inner: Mutex<Inner>,
     /// Compiled filters of one view by text (a request names the same few filters again
     /// and again; `silica eval` compiles them once too). Locked only without the GIL.
-    filters: Mutex<Option<(Arc<View>, HashMap<String, silica::Filter>)>>,
+    filters: Mutex<FilterCache>,
 }
+
+/// The view the cached filters were compiled against, and the filters by text.
+type FilterCache = Option<(Arc<View>, HashMap<String, silica::Filter>)>;
 
 /// Most filters kept per view.
 const FILTER_CACHE: usize = 4096;
