@@ -600,7 +600,7 @@ impl crate::backend::Candidates {
     }
 }
 
-/// Open an executor for a backend by name (`cpu`, `wgpu`, `cuda`).
+/// Open an executor for a backend by name (`cpu`, `wgpu`, `cuda`, `cuda:N` for GPU N, `auto`).
 pub fn open(backend: &str, index: Arc<Index>) -> Result<Box<dyn Search>> {
     open_planned(backend, index, Planner::default())
 }
@@ -614,6 +614,11 @@ pub fn open_planned(backend: &str, index: Arc<Index>, planner: Planner) -> Resul
         "auto" => open_planned(crate::device::Device::auto().name(), index, planner),
         #[cfg(feature = "cuda")]
         "cuda" => Ok(Box::new(Executor::new(crate::backend::cuda::Cuda::new()?, index)?.with_planner(planner))),
+        #[cfg(feature = "cuda")]
+        other if other.starts_with("cuda:") => {
+            let n = other[5..].parse().map_err(|_| Error::backend(other, "expected cuda:N, N the GPU ordinal"))?;
+            Ok(Box::new(Executor::new(crate::backend::cuda::Cuda::with_ordinal(n)?, index)?.with_planner(planner)))
+        }
         other => Err(Error::backend(other, "this backend is not available in this build; use --backend cpu")),
     }
 }
