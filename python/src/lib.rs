@@ -41,7 +41,7 @@ pub(crate) fn error(e: silica::Error) -> PyErr {
         E::CountMismatch { what, .. } => ("CountMismatchError", vec![("field", what.clone())]),
         E::Filter(f) => {
             let col = match f {
-                silica::FilterError::Syntax { column, .. } | silica::FilterError::UnknownField { column, .. } => *column,
+                silica::FilterError::Syntax { column, .. } | silica::FilterError::UnknownField { column, .. } | silica::FilterError::Type { column, .. } => *column,
             };
             ("FilterError", vec![("field", "filter".to_string()), ("column", col.to_string())])
         }
