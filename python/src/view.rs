@@ -37,11 +37,12 @@ impl View {
         }
     }
 
-    /// The fresh segment (items added since the artifact was written), when there is one.
-    pub fn fresh(&self) -> Option<&Arc<Index>> {
+    /// The fresh segments (items added since the artifact was written): the fresh lists
+    /// and the fresh tail, in that order, where they exist.
+    pub fn fresh(&self) -> Vec<&Arc<Index>> {
         match self {
-            View::Static { .. } => None,
-            View::Served(s) => s.fresh.as_ref().map(|f| f.index()),
+            View::Static { .. } => Vec::new(),
+            View::Served(s) => s.fresh.iter().chain(&s.tail).map(|f| f.index()).collect(),
         }
     }
 
@@ -78,7 +79,7 @@ impl View {
     /// Live items (main + fresh).
     pub fn live_items(&self) -> usize {
         let count = |ix: &Index| if ix.live.is_none() { ix.len() } else { (0..ix.len()).filter(|&r| is_live(ix, r)).count() };
-        count(self.main()) + self.fresh().map_or(0, |f| count(f))
+        count(self.main()) + self.fresh().into_iter().map(|f| count(f)).sum::<usize>()
     }
 }
 
@@ -87,14 +88,15 @@ impl View {
 pub struct RowMap {
     /// Main index: source row -> sorted row (`u32::MAX`: none).
     main: Vec<u32>,
-    /// Fresh segment: global row -> fresh row.
-    fresh: HashMap<u64, u32>,
+    /// Fresh segments: global row -> (segment, row in it).
+    fresh: HashMap<u64, (usize, u32)>,
 }
 
 #[derive(Clone, Copy)]
 pub enum At {
     Main(usize),
-    Fresh(usize),
+    /// Fresh segment ([`View::fresh`] order) and row in it.
+    Fresh(usize, usize),
 }
 
 impl RowMap {
@@ -105,7 +107,7 @@ impl RowMap {
         for (r, &s) in m.source_rows.iter().enumerate() {
             main[s as usize] = r as u32;
         }
-        let fresh = v.fresh().map_or_else(HashMap::new, |f| f.source_rows.iter().enumerate().map(|(r, &s)| (s, r as u32)).collect());
+        let fresh = v.fresh().into_iter().enumerate().flat_map(|(g, f)| f.source_rows.iter().enumerate().map(move |(r, &s)| (s, (g, r as u32)))).collect();
         RowMap { main, fresh }
     }
 
@@ -119,8 +121,8 @@ impl RowMap {
         {
             return is_live(v.main(), r as usize).then_some(At::Main(r as usize));
         }
-        let &r = self.fresh.get(&(row as u64))?;
-        is_live(v.fresh()?, r as usize).then_some(At::Fresh(r as usize))
+        let &(g, r) = self.fresh.get(&(row as u64))?;
+        is_live(v.fresh().get(g)?, r as usize).then_some(At::Fresh(g, r as usize))
     }
 }
 
@@ -128,7 +130,7 @@ impl RowMap {
 pub fn id_at(v: &View, at: At) -> String {
     match at {
         At::Main(r) => v.main().ids.get(r).to_string(),
-        At::Fresh(r) => v.fresh().map(|f| f.ids.get(r).to_string()).unwrap_or_default(),
+        At::Fresh(g, r) => v.fresh().get(g).map(|f| f.ids.get(r).to_string()).unwrap_or_default(),
     }
 }
 
@@ -137,7 +139,7 @@ pub fn id_at(v: &View, at: At) -> String {
 pub fn values_at(v: &View, at: At, f: usize) -> Vec<String> {
     let (ix, r) = match at {
         At::Main(r) => (v.main().as_ref(), r),
-        At::Fresh(r) => match v.fresh() {
+        At::Fresh(g, r) => match v.fresh().get(g) {
             Some(fr) => (fr.as_ref(), r),
             None => return Vec::new(),
         },
