@@ -139,7 +139,7 @@ pub fn id_at(v: &View, at: At) -> String {
 pub fn values_at(v: &View, at: At, f: usize) -> Vec<String> {
     let (ix, r) = match at {
         At::Main(r) => (v.main().as_ref(), r),
-        At::Fresh(g, r) => match v.fresh().get(g) {
+        At::Fresh(g, r) => match v.fresh().get(g).copied() {
             Some(fr) => (fr.as_ref(), r),
             None => return Vec::new(),
         },
