@@ -49,8 +49,15 @@ prepare() { # name index queries filters truth
 }
 
 # 1. The Debian corpus (63,666 x 384, 80 filtered queries with ground truth).
-"$silica" build --vectors data/debian/embeddings.npy --attributes data/debian/items.jsonl --out "$work/debian.silica" 2> "$out/debian-build.err"
-prepare debian "$work/debian.silica" data/debian/queries.npy data/debian/queries.jsonl data/debian/ground_truth.jsonl
+# Skipped where data/debian did not travel (it does not fit the carry limit beside the binaries).
+debian_args=()
+if [ -f data/debian/embeddings.npy ]; then
+  "$silica" build --vectors data/debian/embeddings.npy --attributes data/debian/items.jsonl --out "$work/debian.silica" 2> "$out/debian-build.err"
+  prepare debian "$work/debian.silica" data/debian/queries.npy data/debian/queries.jsonl data/debian/ground_truth.jsonl
+  debian_args=(debian "$work/debian.silica" data/debian/queries.npy data/debian/queries.jsonl "$work/debian-cli.jsonl" "$work/debian-eval.json")
+else
+  echo "data/debian absent: the synthetic catalog only"
+fi
 
 # 2. A synthetic catalog (the e2e bench's), unfiltered, exact ground truth from torch or numpy.
 "$silica" synth --n "$n" --dim 128 --queries 2048 --out "$work/synth" 2> "$out/synth.err"
@@ -79,8 +86,7 @@ PY
 prepare synth "$work/synth.silica" "$work/synth/queries.npy" "$work/synth/filters.jsonl" "$work/synth/truth.jsonl"
 
 # 3. The Python side on both.
-"$py" scripts/python-h200.py "$out" \
-  debian "$work/debian.silica" data/debian/queries.npy data/debian/queries.jsonl "$work/debian-cli.jsonl" "$work/debian-eval.json" \
+"$py" scripts/python-h200.py "$out" "${debian_args[@]}" \
   synth "$work/synth.silica" "$work/synth/queries.npy" "$work/synth/filters.jsonl" "$work/synth-cli.jsonl" "$work/synth-eval.json" \
   2>&1 | grep -v XDG_RUNTIME_DIR | tee "$out/python-h200.txt"
 rm -rf "$work"

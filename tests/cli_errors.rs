@@ -263,3 +263,17 @@ fn outputs_stdout_non_regular_targets_and_umask() {
         }
     }
 }
+
+#[test]
+fn bench_rejects_bad_candidate_budgets() {
+    // Refused before any catalog is generated, naming the flag.
+    for (args, needle) in [
+        (&["bench", "--backend", "cpu", "--suite", "e2e", "--n", "100", "--candidate-budget", "4,0"][..], "candidate-budget"),
+        (&["bench", "--backend", "cpu", "--n", "100", "--candidate-budget", "2"][..], "candidate-budget"),
+        (&["bench", "--suite", "peer", "--candidate-budget", "2"][..], "candidate-budget"),
+    ] {
+        let (ok, err) = silica(args);
+        assert!(!ok, "expected failure: {args:?}");
+        assert!(err.contains(needle), "message {err:?} should mention {needle:?}");
+    }
+}

@@ -5,6 +5,7 @@
 //! rows and scores. wgpu runs on lavapipe in CI (`SILICA_REQUIRE_BACKENDS=wgpu` makes a
 //! missing adapter a failure); cuda joins where a device is present.
 
+mod common;
 mod serve_common;
 
 use rand::{Rng, SeedableRng};
@@ -13,27 +14,6 @@ use serde_json::{json, Value};
 use serve_common::*;
 
 const D: usize = 16;
-
-fn gpu_backends() -> Vec<&'static str> {
-    let required = std::env::var("SILICA_REQUIRE_BACKENDS").unwrap_or_default();
-    let required = |b: &str| required.split(',').any(|n| n.trim() == b);
-    let mut out = Vec::new();
-    #[cfg(feature = "wgpu")]
-    match silica::backend::wgpu::Wgpu::new(Default::default()) {
-        Ok(_) => out.push("wgpu"),
-        Err(e) => {
-            assert!(!required("wgpu"), "wgpu is required (SILICA_REQUIRE_BACKENDS) but unavailable: {e}");
-            eprintln!("skipping wgpu: {e}");
-        }
-    }
-    #[cfg(feature = "cuda")]
-    if silica::backend::cuda::available() {
-        out.push("cuda");
-    } else {
-        assert!(!required("cuda"), "cuda is required (SILICA_REQUIRE_BACKENDS) but unavailable");
-    }
-    out
-}
 
 /// Every server's answers to the same searches, compared with the first (cpu).
 fn check_same(servers: &[(&str, Server)], rng: &mut ChaCha8Rng, step: &str) {
@@ -52,7 +32,7 @@ fn check_same(servers: &[(&str, Server)], rng: &mut ChaCha8Rng, step: &str) {
 
 #[test]
 fn gpu_backends_serve_the_same_answers_through_writes() {
-    let gpus = gpu_backends();
+    let gpus = common::gpu_backends();
     if gpus.is_empty() {
         eprintln!("no GPU backend here: nothing to compare");
         return;

@@ -8,6 +8,8 @@
 //! Backends: cpu always; wgpu when an adapter exists (CI: lavapipe, required through
 //! `SILICA_REQUIRE_BACKENDS=wgpu`); cuda when a device exists (required with `cuda`).
 
+mod common;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use silica::graph::{open, RerankMode, Search, SearchParams, SearchRequest};
@@ -269,23 +271,8 @@ fn eval(e: &E, r: &Row) -> bool {
 }
 
 fn backends() -> Vec<&'static str> {
-    let required = std::env::var("SILICA_REQUIRE_BACKENDS").unwrap_or_default();
-    let required = |b: &str| required.split(',').any(|n| n.trim() == b);
     let mut out = vec!["cpu"];
-    #[cfg(feature = "wgpu")]
-    match silica::backend::wgpu::Wgpu::new(Default::default()) {
-        Ok(_) => out.push("wgpu"),
-        Err(e) => {
-            assert!(!required("wgpu"), "wgpu is required (SILICA_REQUIRE_BACKENDS) but unavailable: {e}");
-            eprintln!("skipping wgpu: {e}");
-        }
-    }
-    #[cfg(feature = "cuda")]
-    if silica::backend::cuda::available() {
-        out.push("cuda");
-    } else {
-        assert!(!required("cuda"), "cuda is required (SILICA_REQUIRE_BACKENDS) but unavailable");
-    }
+    out.extend(common::gpu_backends());
     out
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Device call 5 (stop 20): issue 11 freshness at 5M (scripts/fresh-h200.sh: 0 / 2,000 /
 # 10,000 items/s upsert streams, 40 s each, nprobe 32) and issue 15's Python package on the
-# synthetic 1M catalog (notes/stop20/python-synth.sh). Packed into one tarball.
+# synthetic 1M catalog (scripts/python-h200.sh, which skips the Debian part when data/debian is absent). Packed into one tarball.
 set -uo pipefail
 OUTER=${OUT:-/tmp/out}; R=$OUTER/r; mkdir -p $R/fresh $R/python
 NV=/tmp/nvlib; mkdir -p $NV
@@ -17,5 +17,5 @@ SILICA=.bin/silica OUT=$R/fresh SECS=40 LOAD_FLAGS="--nprobe 32" timeout 300 bas
 cat $R/fresh/summary.json 2>/dev/null | head -c 3000; echo
 rm -rf $S $R/fresh/work.silica*
 echo "== python"
-OUT=$R/python N=1000000 timeout 200 bash notes/stop20/python-synth.sh 2>&1 | tail -40
+OUT=$R/python N=1000000 timeout 200 bash scripts/python-h200.sh 2>&1 | tail -40
 tar czf $OUTER/call5.tgz -C $R . && ls -la $OUTER/call5.tgz

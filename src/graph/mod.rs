@@ -94,8 +94,7 @@ pub struct SearchResponse {
 /// The default planner's candidate budget of a search of `index` with `nprobe` lists:
 /// [`candidate_budget`] with [`CANDIDATE_BUDGET`] (all rows when `nprobe == nlist`).
 pub fn candidate_cap(index: &Index, nprobe: usize) -> u64 {
-    let (nlist, n) = (index.nlist(), index.len() as u64);
-    if nprobe >= nlist { n } else { candidate_budget(nprobe, nlist, n, CANDIDATE_BUDGET) }
+    candidate_budget(nprobe, index.nlist(), index.len() as u64, CANDIDATE_BUDGET)
 }
 
 /// Most candidate slots (`queries x cap`) one [`Backend::scan_candidates`] call holds; a
@@ -170,8 +169,11 @@ impl Default for Planner {
 /// Candidate budget of the planner ([`Executor::run`]): a filtered query whose Bloom
 /// candidates number at most this many rows is answered over them, exactly, instead of
 /// probing: `factor` ([`Planner::candidate_budget`], default [`CANDIDATE_BUDGET`]) times
-/// the rows `nprobe` average lists hold, at most `n`.
+/// the rows `nprobe` average lists hold, at most `n` (all `n` when `nprobe >= nlist`).
 pub fn candidate_budget(nprobe: usize, nlist: usize, n: u64, factor: u64) -> u64 {
+    if nprobe >= nlist {
+        return n;
+    }
     factor.max(1).saturating_mul(nprobe as u64).saturating_mul(n.div_ceil(nlist.max(1) as u64)).min(n)
 }
 
@@ -350,7 +352,7 @@ impl<B: Backend> Executor<B> {
         let mut result = Candidates::empty(q.len, r.k);
         let given = hook.has_given_probes();
         let planner = hook.planner() && !given;
-        let cap = hook.candidate_cap().unwrap_or_else(|| if r.nprobe >= nlist { n } else { candidate_budget(r.nprobe, nlist, n, self.planner.candidate_budget) });
+        let cap = hook.candidate_cap().unwrap_or_else(|| candidate_budget(r.nprobe, nlist, n, self.planner.candidate_budget));
         let (filtered, mut probe_path): (Vec<usize>, Vec<usize>) = (0..q.len).partition(|&i| planner && !plans[i].is_all());
         if !filtered.is_empty() {
             probe_path.extend(self.candidates_group(b, q, plans, &filtered, cap, r, hook, &mut result)?);

@@ -291,7 +291,7 @@ fn default_threshold(n: usize) -> usize {
 /// a default search of `main` scans, at least 512.
 pub fn default_tail_limit(main: &Index) -> usize {
     let (np, nlist, n) = (main.default_nprobe(), main.nlist(), main.len() as u64);
-    let scanned = if np >= nlist { n } else { graph::candidate_budget(np, nlist, n, 1) };
+    let scanned = graph::candidate_budget(np, nlist, n, 1);
     (scanned as usize / 16).max(512)
 }
 

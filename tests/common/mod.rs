@@ -40,3 +40,26 @@ pub fn random_queries(b: usize, d: usize, seed: u64) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9e37);
     (0..b * d).map(|_| rng.random_range(-1.0f32..1.0)).collect()
 }
+
+/// GPU backends this build can open here (`wgpu`, `cuda`), asserting those named in
+/// `SILICA_REQUIRE_BACKENDS` are among them.
+pub fn gpu_backends() -> Vec<&'static str> {
+    let required = std::env::var("SILICA_REQUIRE_BACKENDS").unwrap_or_default();
+    let required = |b: &str| required.split(',').any(|n| n.trim() == b);
+    let mut out = Vec::new();
+    #[cfg(feature = "wgpu")]
+    match silica::backend::wgpu::Wgpu::new(Default::default()) {
+        Ok(_) => out.push("wgpu"),
+        Err(e) => {
+            assert!(!required("wgpu"), "wgpu is required (SILICA_REQUIRE_BACKENDS) but unavailable: {e}");
+            eprintln!("skipping wgpu: {e}");
+        }
+    }
+    #[cfg(feature = "cuda")]
+    if silica::backend::cuda::available() {
+        out.push("cuda");
+    } else {
+        assert!(!required("cuda"), "cuda is required (SILICA_REQUIRE_BACKENDS) but unavailable");
+    }
+    out
+}
