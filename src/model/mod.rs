@@ -19,6 +19,7 @@ pub mod writer;
 pub mod kmeans;
 pub mod load;
 pub mod npy;
+pub mod postings;
 pub mod quantize;
 pub mod tensor;
 
