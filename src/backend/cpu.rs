@@ -211,6 +211,12 @@ impl Backend for Cpu {
         "cpu"
     }
 
+    /// A posting row (cache misses on its values and codes, the plan, a dot) against a
+    /// plane word of the vectorized 64-word Bloom blocks.
+    fn posting_row_cost(&self) -> u64 {
+        16
+    }
+
     fn resident_index<'a>(&self, ix: &'a Arc<Index>) -> &'a Arc<Index> {
         ix
     }

@@ -270,6 +270,16 @@ pub trait Backend: Clone + Send + Sync + 'static {
         Ok(self.scan_candidates(ix, q, plans, k0, n)?.0)
     }
 
+    /// The cost of verifying one posting row ([`Backend::scan_postings`]: a random row's
+    /// values, its plan and its codes) in units of one Bloom plane word read by a whole-index
+    /// Bloom pass ([`Backend::scan_candidates`]): the planner sends a short driver to the
+    /// Bloom route when its rows cost more. Only speed depends on it (a query with a short
+    /// driver gets the same exact answer through either route). Default 2 (GPUs: gathers
+    /// of whole rows against coalesced plane words).
+    fn posting_row_cost(&self) -> u64 {
+        2
+    }
+
     /// The host index `ix` was uploaded from.
     fn resident_index<'a>(&self, ix: &'a Self::Resident) -> &'a std::sync::Arc<Index>;
 

@@ -164,6 +164,26 @@ pub struct ClassReport {
     /// quantizing queries, each stage call (enqueueing device work and the backend's
     /// waits there), building responses; `other` = the rest (read-backs, planning).
     pub host_breakdown_ms: HostBreakdown,
+    /// Medians of a traced batch's stage times, ms (on `clock`): where the device time goes.
+    pub device_breakdown_ms: StageBreakdown,
+}
+
+/// Medians of a traced batch's time per stage, ms (see [`ClassReport`]).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StageBreakdown {
+    pub probe: f64,
+    pub filter: f64,
+    pub scan: f64,
+    pub candidates: f64,
+    pub rerank: f64,
+    pub select: f64,
+}
+
+impl StageBreakdown {
+    fn of(traces: &[Trace]) -> StageBreakdown {
+        let st = |i: usize| crate::bench::metrics::percentile(&traces.iter().map(|t| t.stage_s[i]).collect::<Vec<_>>(), 0.5) * 1e3;
+        StageBreakdown { probe: st(0), filter: st(1), scan: st(2), candidates: st(3), rerank: st(4), select: st(5) }
+    }
 }
 
 /// Medians of an untraced batch's host time by part, ms (see [`ClassReport`]).
@@ -335,6 +355,7 @@ pub fn run(p: &E2eParams) -> Result<E2eReport> {
                 clock: m.clock,
                 iterations: m.host_s.len(),
                 host_breakdown_ms: m.breakdown.clone(),
+                device_breakdown_ms: m.stages.clone(),
             });
         }
     }
@@ -375,6 +396,7 @@ struct Measured {
     candidate_share: f64,
     clock: String,
     breakdown: HostBreakdown,
+    stages: StageBreakdown,
 }
 
 /// One batch of queries (by index into the class's queries) with their filters.
@@ -410,7 +432,7 @@ fn measure(s: &dyn graph::Search, queries: &[f32], filters: &[Filter], d: usize,
             results[i].get_or_insert(r);
         }
     }
-    let (mut host_s, mut device_s, mut breakdown) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut host_s, mut device_s, mut breakdown, mut timed) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut cand, mut clocks) = (0.0, Vec::new());
     let t0 = Instant::now();
     for bt in batches.iter().cycle() {
@@ -424,6 +446,7 @@ fn measure(s: &dyn graph::Search, queries: &[f32], filters: &[Filter], d: usize,
         device_s.push(trace.total_s());
         cand += trace.candidate_queries as f64 / b as f64;
         clocks.push(trace.clock());
+        timed.push(trace);
         let n = host_s.len();
         if iters.is_some_and(|m| n >= m) || (n >= MIN_ITERS && t0.elapsed().as_secs_f64() >= budget) {
             break;
@@ -440,6 +463,7 @@ fn measure(s: &dyn graph::Search, queries: &[f32], filters: &[Filter], d: usize,
         host_s,
         device_s,
         breakdown: HostBreakdown::of(&breakdown),
+        stages: StageBreakdown::of(&timed),
     })
 }
 

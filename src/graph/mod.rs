@@ -127,6 +127,8 @@ pub struct Executor<B: Backend> {
     masks: MaskCache,
     /// Posting lists for the posting route ([`Executor::postings`]).
     postings: std::sync::OnceLock<PostingState>,
+    /// Dead rows of the index (cleared live bits), counted once.
+    dead: std::sync::OnceLock<u64>,
 }
 
 /// Exact row masks of recent typed filter terms over one executor's index (eligibility
@@ -151,6 +153,17 @@ impl MaskCache {
         c.insert(test.clone(), m.clone());
         m
     }
+}
+
+/// Queries [`Executor::postings_group`] did not answer, by where they go next.
+#[derive(Default)]
+struct Routed {
+    /// To the Bloom route.
+    bloom: Vec<usize>,
+    /// Provably too many passing rows: to the probe path.
+    broad: Vec<usize>,
+    /// A short driver that costs more than a Bloom pass: to the Bloom route, then back.
+    deferred: Vec<usize>,
 }
 
 /// The planner's routing rule ([`Executor::run`]); `Default` is what every search uses
@@ -216,7 +229,7 @@ impl<B: Backend> Executor<B> {
         let resident = backend.upload(&index)?;
         let model = index.rerank.clone().map(Arc::new);
         let lanes = Arc::new(lanes::Lanes::new(backend.clone()));
-        Ok(Executor { backend, index, resident, model, planner: Planner::default(), lanes, masks: MaskCache::default(), postings: Default::default() })
+        Ok(Executor { backend, index, resident, model, planner: Planner::default(), lanes, masks: MaskCache::default(), postings: Default::default(), dead: Default::default() })
     }
 
     /// Use `model` for `model` rerank (overrides one stored in the index).
@@ -322,23 +335,40 @@ impl<B: Backend> Executor<B> {
 
     /// Stages 2+3 over posting lists ([`Backend::scan_postings`]) for the queries of
     /// `which` whose filter has a driver ([`postings::driver`]) of at most `cap` rows
-    /// (stale rows included), then 4-5; returns the others. An integer rule on the host
-    /// index, so every backend routes the same queries.
+    /// (stale rows included), then 4-5. Unless `force`, a query whose driver costs more to
+    /// verify than a Bloom pass over the index ([`Backend::posting_row_cost`]) is deferred
+    /// to the Bloom route instead. Returns the queries not answered: those the Bloom route
+    /// may answer, those with provably more than `cap` passing rows
+    /// ([`postings::lower_bound`]: the Bloom route would turn them away), and the deferred.
+    /// A deferred query the Bloom route turns away is answered here with `force` (the
+    /// answer of every query with a short driver is exact whatever the route, so backends
+    /// with other costs still give the same bits).
     #[allow(clippy::too_many_arguments)]
-    fn postings_group<H: Hook<B>>(&self, b: &B, q: &QueryBatch, plans: &[&Plan], which: &[usize], cap: u64, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
+    fn postings_group<H: Hook<B>>(&self, b: &B, q: &QueryBatch, plans: &[&Plan], which: &[usize], cap: u64, force: bool, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Routed> {
+        let mut out = Routed::default();
         if which.is_empty() {
-            return Ok(Vec::new());
+            return Ok(out);
         }
         let post = self.postings();
         let stale = post.stale.len() as u64;
-        let (mut take, mut drivers, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+        let n = self.index.len() as u64;
+        // Rows a Bloom count can miss: dead ones and stale ones (counted by the bound).
+        let unsure = stale + *self.dead.get_or_init(|| self.index.live.as_ref().map_or(0, |l| n - l.iter().map(|w| w.count_ones() as u64).sum::<u64>().min(n)));
+        let words = n.div_ceil(64);
+        let (mut take, mut drivers) = (Vec::new(), Vec::new());
         for &i in which {
             match postings::driver(plans[i], &post.lists) {
                 Some((ids, len)) if len + stale <= cap => {
-                    take.push(i);
-                    drivers.push(ids);
+                    if force || (len + stale).saturating_mul(b.posting_row_cost()) <= words.saturating_mul(postings::bloom_reads(plans[i])) {
+                        take.push(i);
+                        drivers.push(ids);
+                    } else {
+                        out.deferred.push(i);
+                    }
                 }
-                _ => rest.push(i),
+                // Provably more than `cap` live rows pass: the Bloom route could not answer.
+                _ if postings::lower_bound(plans[i], &post.lists, &self.index.attrs.schema, n).saturating_sub(unsure) > cap => out.broad.push(i),
+                _ => out.bloom.push(i),
             }
         }
         let per_call = (MAX_CANDIDATE_SLOTS / cap.max(1)).max(1) as usize;
@@ -353,12 +383,29 @@ impl<B: Backend> Executor<B> {
             let cands = hook.stage(b, Stage::Candidates, || b.scan_postings(&self.resident, sub, &sub_plans, &refs, post, r.k0))?;
             let answered: Vec<Option<u64>> = ds.iter().map(|d| Some(post.candidates_len(d))).collect();
             hook.observe(b, chunk, Output::Candidates(&cands, &answered))?;
-            let out = self.finish(b, sub, chunk, cands, r, hook)?;
+            let fin = self.finish(b, sub, chunk, cands, r, hook)?;
             for (j, &i) in chunk.iter().enumerate() {
-                result.replace_query(i, &out, j);
+                result.replace_query(i, &fin, j);
             }
         }
-        Ok(rest)
+        Ok(out)
+    }
+
+    /// Filtered queries through both candidate routes with budget `cap` (postings first,
+    /// then Bloom); returns those left for the probe path, ascending.
+    #[allow(clippy::too_many_arguments)]
+    fn candidate_routes<H: Hook<B>>(&self, b: &B, q: &QueryBatch, plans: &[&Plan], which: &[usize], cap: u64, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
+        let routed = self.postings_group(b, q, plans, which, cap, false, r, hook, result)?;
+        let mut bloom = routed.bloom;
+        bloom.extend(&routed.deferred);
+        bloom.sort_unstable();
+        let refused = self.candidates_group(b, q, plans, &bloom, cap, r, hook, result)?;
+        let (again, mut left): (Vec<usize>, Vec<usize>) = refused.into_iter().partition(|i| routed.deferred.binary_search(i).is_ok());
+        let forced = self.postings_group(b, q, plans, &again, cap, true, r, hook, result)?;
+        debug_assert!(forced.bloom.is_empty() && forced.broad.is_empty() && forced.deferred.is_empty(), "a deferred query has a short driver");
+        left.extend(routed.broad);
+        left.sort_unstable();
+        Ok(left)
     }
 
     /// The index's posting lists, built on the first call (`O(nnz)`) unless handed on by
@@ -405,8 +452,7 @@ impl<B: Backend> Executor<B> {
         let cap = hook.candidate_cap().unwrap_or_else(|| candidate_budget(r.nprobe, nlist, n, self.planner.candidate_budget));
         let (filtered, mut probe_path): (Vec<usize>, Vec<usize>) = (0..q.len).partition(|&i| planner && !plans[i].is_all());
         if !filtered.is_empty() {
-            let bloom_route = self.postings_group(b, q, plans, &filtered, cap, r, hook, &mut result)?;
-            probe_path.extend(self.candidates_group(b, q, plans, &bloom_route, cap, r, hook, &mut result)?);
+            probe_path.extend(self.candidate_routes(b, q, plans, &filtered, cap, r, hook, &mut result)?);
             probe_path.sort_unstable();
         }
         let mut short = self.probe_group(b, q, plans, &probe_path, r.nprobe, r, hook, &mut result)?;
@@ -415,7 +461,7 @@ impl<B: Backend> Executor<B> {
             np = (np * 4).min(nlist);
             if np == nlist && planner {
                 let (f, u): (Vec<usize>, Vec<usize>) = short.iter().partition(|&&i| !plans[i].is_all());
-                let left = self.candidates_group(b, q, plans, &f, n, r, hook, &mut result)?;
+                let left = self.candidate_routes(b, q, plans, &f, n, r, hook, &mut result)?;
                 debug_assert!(left.is_empty(), "a budget of every row answers every query");
                 short = u;
             }
@@ -426,8 +472,12 @@ impl<B: Backend> Executor<B> {
 
     /// External results of final candidates: source rows, ids, scores.
     pub fn responses(&self, c: &Candidates) -> Vec<SearchResponse> {
+        use rayon::prelude::*;
         let ix = &self.index;
+        // Parallel past a few queries: a batch's responses are rows x (id, source row) lookups.
         (0..c.len())
+            .into_par_iter()
+            .with_min_len(16)
             .map(|i| {
                 let (rows, scores): (Vec<u32>, Vec<f32>) = c.query(i).unzip();
                 SearchResponse {
@@ -539,7 +589,7 @@ impl<B: Backend> Search for Executor<B> {
                 _ => {}
             }
         }
-        Ok(Box::new(Executor { backend: self.backend.clone(), index, resident, model: self.model.clone(), planner: self.planner, lanes: self.lanes.clone(), masks: MaskCache::default(), postings }))
+        Ok(Box::new(Executor { backend: self.backend.clone(), index, resident, model: self.model.clone(), planner: self.planner, lanes: self.lanes.clone(), masks: MaskCache::default(), postings, dead: Default::default() }))
     }
 
     /// On an idle lane: concurrent calls overlap their device work ([`lanes`]).
@@ -621,17 +671,26 @@ pub fn prepare_queries(index: &Index, queries: &[f32]) -> Result<QueryBatch> {
     let b = queries.len() / d;
     // Finite values and a finite norm: every score is then finite (model::finite).
     crate::model::finite::check_rows(queries, d, false, "queries")?;
+    use rayon::prelude::*;
     let mut f = queries.to_vec();
+    // Rows in parallel past a few queries (each row's arithmetic is unchanged: same bits).
+    let rows = (4096 / d.max(1)).max(1);
     if index.metric == Metric::Cosine {
-        for row in f.chunks_mut(d) {
-            let n = row.iter().map(|x| x * x).sum::<f32>().sqrt();
-            if n > 0.0 {
-                row.iter_mut().for_each(|x| *x /= n);
+        f.par_chunks_mut(d * rows).for_each(|blk| {
+            for row in blk.chunks_mut(d) {
+                let n = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+                if n > 0.0 {
+                    row.iter_mut().for_each(|x| *x /= n);
+                }
             }
-        }
+        });
     }
     let mut codes = vec![0i8; f.len()];
-    let scale = f.chunks(d).zip(codes.chunks_mut(d)).map(|(x, c)| quantize_row(x, c)).collect();
+    let scale = f
+        .par_chunks(d * rows)
+        .zip(codes.par_chunks_mut(d * rows))
+        .flat_map_iter(|(x, c)| x.chunks(d).zip(c.chunks_mut(d)).map(|(x, c)| quantize_row(x, c)).collect::<Vec<f32>>())
+        .collect();
     Ok(QueryBatch { len: b, dim: d, f32: f, codes, scale })
 }
 

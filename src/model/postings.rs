@@ -217,6 +217,52 @@ pub fn driver(plan: &crate::filter::Plan, post: &Postings) -> Option<(Vec<u32>, 
     if st.len() == 1 { st.pop().flatten() } else { None }
 }
 
+/// Bloom plane words a whole-index Bloom pass of `plan` reads per 64-row word (each
+/// requested value's hash planes; a typed term's mask word), at least 1: the Bloom
+/// route's cost per word, which the planner weighs against a driver's rows.
+pub fn bloom_reads(plan: &crate::filter::Plan) -> u64 {
+    plan.terms.iter().map(|t| if t.typed.is_some() { 1 } else { t.bloom_rows.iter().map(|r| r.len() as u64).sum() }).sum::<u64>().max(1)
+}
+
+/// A lower bound of the rows of `0..n` that `plan` passes, from posting lengths (`post`
+/// built over the same `n` rows): a term on a single-valued field passes exactly the sum
+/// of its values' postings, one on a multi-valued field at least the longest; `NOT x`
+/// at least `n` minus an upper bound of `x`; `a AND b` at least `lo(a) + lo(b) - n`; `a OR
+/// b` at least the larger. Typed terms bound nothing (0 .. n). Rows patched since the
+/// postings were built are not counted by it: subtract them (and dead rows) before use.
+pub fn lower_bound(plan: &crate::filter::Plan, post: &Postings, schema: &super::Schema, n: u64) -> u64 {
+    use crate::filter::Op;
+    if plan.is_all() {
+        return n;
+    }
+    let multi = |v: u32| schema.fields.iter().rev().find(|f| f.base <= v).is_none_or(|f| f.multi);
+    let mut st: Vec<(u64, u64)> = Vec::with_capacity(plan.ops.len());
+    for op in &plan.ops {
+        let b = match *op {
+            Op::Term(i) => {
+                let t = &plan.terms[i as usize];
+                if t.typed.is_some() {
+                    (0, n)
+                } else {
+                    let sum = t.value_ids.iter().map(|&v| post.len_of(v)).sum::<u64>().min(n);
+                    let lo = if t.value_ids.iter().any(|&v| multi(v)) { t.value_ids.iter().map(|&v| post.len_of(v)).max().unwrap_or(0) } else { sum };
+                    (lo, sum)
+                }
+            }
+            Op::Not => {
+                let Some((lo, hi)) = st.pop() else { return 0 };
+                (n - hi.min(n), n - lo.min(n))
+            }
+            Op::And | Op::Or => {
+                let (Some(y), Some(x)) = (st.pop(), st.pop()) else { return 0 };
+                if *op == Op::And { ((x.0 + y.0).saturating_sub(n), x.1.min(y.1)) } else { (x.0.max(y.0), (x.1 + y.1).min(n)) }
+            }
+        };
+        st.push(b);
+    }
+    if st.len() == 1 { st[0].0 } else { 0 }
+}
+
 /// The rows a posting search of `driver` over `post` verifies, in the order every backend
 /// must treat as the same set: each row of the driver's postings once (from the smallest
 /// driver value it holds, so a row in two postings is not taken twice) unless it is stale,
@@ -302,6 +348,36 @@ mod tests {
         want.sort_unstable();
         assert_eq!(sorted, want);
         assert_eq!(got.len(), want.len(), "no row twice");
+    }
+
+    #[test]
+    fn lower_bounds_never_exceed_the_passing_rows() {
+        use crate::filter::Filter;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let n = 3_000;
+        // Field a single-valued (0..6), field b multi-valued (6..12).
+        let (mut offsets, mut values) = (vec![0u64], Vec::new());
+        for _ in 0..n {
+            let mut row = vec![rng.random_range(0..6u32)];
+            row.extend((0..rng.random_range(0..3)).map(|_| rng.random_range(6..12u32)));
+            row.sort_unstable();
+            row.dedup();
+            values.extend(row);
+            offsets.push(values.len() as u64);
+        }
+        let fs = |name: &str, multi, base| FieldSchema { name: name.into(), multi, base, values: (0..6).map(|v| format!("v{v}")).collect() };
+        let a = Attributes { schema: Schema { fields: vec![fs("a", false, 0), fs("b", true, 6)], ..Default::default() }, offsets: offsets.into(), values: values.into() };
+        let p = Postings::build(&a);
+        let bloom = crate::model::BloomParams { bits: 64, hashes: 2, seed: 1 };
+        let mut tight = 0;
+        for text in ["a = \"v1\"", "a IN (\"v1\", \"v2\")", "b IN (\"v1\", \"v2\")", "NOT a = \"v0\"", "a IN (\"v1\", \"v2\", \"v3\", \"v4\") AND NOT b = \"v0\"", "a = \"v1\" OR b = \"v5\"", "NOT (a = \"v1\" AND b = \"v2\")", "a = \"v1\" AND a = \"v2\""] {
+            let plan = Filter::compile(text, &a.schema, &bloom).unwrap().plan;
+            let pass = (0..n).filter(|&r| plan.matches(a.row(r))).count() as u64;
+            let lo = lower_bound(&plan, &p, &a.schema, n as u64);
+            assert!(lo <= pass, "{text}: bound {lo} > passing {pass}");
+            tight += (lo == pass) as usize;
+        }
+        assert!(tight >= 3, "single-valued terms are bounded exactly");
     }
 
     #[test]
