@@ -1063,6 +1063,20 @@ impl Backend for Cuda {
         Ok(Mask { offsets: offsets.into_iter().map(|o| o as usize).collect(), words })
     }
 
+    fn upload_cands(&self, ix: &Resident, c: &Candidates) -> Result<DevCands> {
+        super::check_cands(c, ix.n)?;
+        let (b, k) = (c.counts.len(), c.k);
+        Self::check_batch(b)?;
+        // The layout of `new_cands`: rows, score bits, counts in one allocation.
+        let mut all = Vec::with_capacity(2 * b * k + b);
+        all.extend_from_slice(&c.rows);
+        all.extend(c.scores.iter().map(|s| s.to_bits()));
+        all.extend_from_slice(&c.counts);
+        let buf = self.dev.upload(&all)?;
+        let base = buf.ptr();
+        Ok(DevCands { b, k, rows: Part(base), scores: Part(base + 4 * (b * k) as u64), counts: Part(base + 8 * (b * k) as u64), buf })
+    }
+
     fn read_cands(&self, c: &DevCands) -> Result<Candidates> {
         // One copy for rows, scores and counts.
         let n = c.b * c.k;
