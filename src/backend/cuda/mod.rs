@@ -59,6 +59,29 @@ pub fn available() -> bool {
     .unwrap_or(false)
 }
 
+/// Every CUDA device the driver reports: ordinal, name, total memory (`silica devices`).
+/// Empty when libcuda does not load or reports no device. Never panics.
+pub fn devices() -> Vec<crate::device::CudaDevice> {
+    use cudarc::driver::result::{self, device};
+    std::panic::catch_unwind(|| {
+        // SAFETY: only tries to dlopen libcuda.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } || result::init().is_err() {
+            return Vec::new();
+        }
+        let n = device::get_count().unwrap_or(0).max(0);
+        (0..n)
+            .filter_map(|i| {
+                let d = device::get(i).ok()?;
+                let name = device::get_name(d).ok()?;
+                // SAFETY: `d` is a device handle the driver just returned.
+                let memory = unsafe { device::total_mem(d) }.ok()? as u64;
+                Some(crate::device::CudaDevice { ordinal: i as usize, name, memory })
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
 /// Scan tuning (defaults are the production values; tests change them to reach rare paths).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tuning {

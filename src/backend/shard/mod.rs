@@ -87,7 +87,7 @@ impl<B: Backend> Sharded<B> {
 }
 
 /// A backend name for `silica` output (`cpux3`), leaked once per distinct name.
-fn intern(name: String) -> &'static str {
+pub(crate) fn intern(name: String) -> &'static str {
     static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
     let mut g = NAMES.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(n) = g.iter().find(|n| **n == name) {
