@@ -197,7 +197,8 @@ pub struct ShardMask<M> {
 /// shard's re-scored share (rows of the shard's index).
 pub enum ShardCands<C> {
     Host(Candidates),
-    Parts { k: usize, parts: Vec<C>, layout: Arc<Layout> },
+    /// `order`: the merged candidates the shares were cut from (their slots and rows).
+    Parts { order: Candidates, parts: Vec<C>, layout: Arc<Layout> },
 }
 
 /// Per query, the `k` best of every shard's valid entries (rows offset by the shard's
@@ -345,7 +346,7 @@ where
             let up = self.shards[s].upload_cands(&ix.parts[s], &mine)?;
             self.shards[s].rerank(&ix.parts[s], q, up, mode)
         })?;
-        Ok(ShardCands::Parts { k, parts, layout: ix.layout.clone() })
+        Ok(ShardCands::Parts { order: c, parts, layout: ix.layout.clone() })
     }
 
     fn select(&self, cands: Self::Cands, k: usize) -> Result<Self::Cands> {
@@ -395,10 +396,19 @@ where
     fn read_cands(&self, c: &Self::Cands) -> Result<Candidates> {
         match c {
             ShardCands::Host(c) => Ok(c.clone()),
-            ShardCands::Parts { k, parts, layout } => {
+            // Re-scored in place: each slot of the merged order takes its shard's next score.
+            ShardCands::Parts { order, parts, layout } => {
                 let got: Vec<Candidates> = self.shards.iter().zip(parts).map(|(b, p)| b.read_cands(p)).collect::<Result<_>>()?;
-                let b = got.first().map_or(0, |c| c.len());
-                Ok(merge(&got, &layout.spans, b, *k))
+                let mut out = order.clone();
+                for q in 0..out.len() {
+                    let mut next = vec![0usize; got.len()];
+                    for i in q * out.k..q * out.k + out.counts[q] as usize {
+                        let s = layout.shard_of_row(out.rows[i] as usize);
+                        out.scores[i] = got[s].scores[q * got[s].k + next[s]];
+                        next[s] += 1;
+                    }
+                }
+                Ok(out)
             }
         }
     }
