@@ -145,7 +145,7 @@ pub fn shard_index(ix: &Index, span: &Span) -> Index {
         let row = &ix.bloom.planes[b * ix.bloom.words..(b + 1) * ix.bloom.words];
         planes.extend((0..ws).map(|i| row.get(w0 + i).copied().unwrap_or(0)));
     }
-    sub.bloom = BloomPlanes { params: ix.bloom.params.clone(), words: ws, planes: planes.into() };
+    sub.bloom = BloomPlanes { params: ix.bloom.params, words: ws, planes: planes.into() };
     let (a0, a1) = (ix.attrs.offsets[base] as usize, ix.attrs.offsets[end] as usize);
     sub.attrs.offsets = ix.attrs.offsets[base..=end].iter().map(|&o| o - a0 as u64).collect::<Vec<u64>>().into();
     sub.attrs.values = ix.attrs.values.slice(a0..a1);

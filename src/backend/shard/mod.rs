@@ -117,8 +117,11 @@ pub struct ShardedResident<B: Backend> {
     layout: Arc<Layout>,
     parts: Vec<B::Resident>,
     /// Typed masks of the whole index (kept alive: the key is the address) -> per-shard slices.
-    masks: Mutex<HashMap<usize, (Arc<[u64]>, Vec<Arc<[u64]>>)>>,
+    masks: Mutex<HashMap<usize, MaskSlices>>,
 }
+
+/// A typed mask of the whole index and its slice per shard.
+type MaskSlices = (Arc<[u64]>, Vec<Arc<[u64]>>);
 
 /// Most whole-index masks whose shard slices are kept (then the cache starts over).
 const MASK_SLICES: usize = 256;
