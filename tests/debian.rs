@@ -71,6 +71,29 @@ fn debian_recall_with_default_settings() {
     };
     assert_eq!(with(&[]), with(&["--nprobe", &nprobe.to_string()]), "search without --nprobe uses the calibrated {nprobe}");
 
+    // Sharded by inverted lists over 2 and 3 CPU backends: exactly the single-device answer
+    // (rows, ids, score bits as printed) for every public and held-out query, with the
+    // default refine, with int8 scores only, and probing every list.
+    for queries in [&data, &held] {
+        let run = |extra: &[&str]| {
+            let out = silica()
+                .args(["search", "--index"]).arg(&index)
+                .arg("--queries").arg(queries.join("queries.npy"))
+                .arg("--filters").arg(queries.join("queries.jsonl"))
+                .args(["--k", "10", "--out", "-"]).args(extra)
+                .output().unwrap();
+            assert!(out.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+            out.stdout
+        };
+        for mode in [&[][..], &["--rerank", "none"], &["--nprobe", "1024", "--rerank", "none"]] {
+            let one = run(mode);
+            assert_eq!(one, run(&[mode, &["--devices", "cpu"]].concat()), "--devices cpu is --backend cpu");
+            for devices in ["cpu,cpu", "cpu,cpu,cpu"] {
+                assert!(run(&[mode, &["--devices", devices]].concat()) == one, "--devices {devices} {mode:?} differs from one device");
+            }
+        }
+    }
+
     // `search` writes one line per query with rows/ids/scores, best first, ids matching rows.
     let res = dir.path().join("r.jsonl");
     let st = silica()

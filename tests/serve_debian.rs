@@ -80,6 +80,37 @@ fn debian_queries_over_http() {
         t.join().unwrap();
     }
 
+    // Two replicas of two CPU shards each: the same answers as one device, batches spread
+    // over both replicas (GET /v1/stats, /metrics).
+    let copy = dir.path().join("replicated.silica");
+    std::fs::copy(&index, &copy).unwrap();
+    let mut replicated = Server::start(&copy, &["--devices", "cpu,cpu,cpu,cpu", "--replicas", "2"]);
+    let rep = replicated.search(&json!({"vectors": rows, "filters": texts, "k": 10}));
+    assert_eq!(rep["results"], got["results"], "replicated shards vs one device, 80 queries");
+    for i in 0..12 {
+        let one = server.search(&json!({"vector": rows[i], "filter": texts[i], "k": 10}));
+        let r = replicated.search(&json!({"vector": rows[i], "filter": texts[i], "k": 10}));
+        assert_eq!((&r["rows"], &r["scores"]), (&one["rows"], &one["scores"]), "query {i} alone");
+    }
+    let (s, st) = replicated.get("/v1/stats");
+    assert_eq!(s, 200);
+    let reps = st["replicas"].as_array().unwrap_or_else(|| panic!("no replicas in {st}"));
+    assert_eq!(reps.iter().map(|r| r["devices"].as_str().unwrap()).collect::<Vec<_>>(), vec!["cpu,cpu", "cpu,cpu"]);
+    let batches: Vec<u64> = reps.iter().map(|r| r["batches"].as_u64().unwrap()).collect();
+    assert!(batches.iter().sum::<u64>() >= 13 && batches.iter().all(|&b| b > 0), "batches per replica {batches:?}");
+    let (s, raw) = serve_common::request(replicated.addr, "GET", "/metrics", None, &[]);
+    let text = String::from_utf8_lossy(&raw);
+    assert!(s == 200 && text.contains("silica_replica_batches_total{replica=\"1\",devices=\"cpu,cpu\"}"), "{text}");
+    // A delete goes through every replica's shards: query 0's runner-up moves up.
+    let q0 = queries.row(0).to_vec();
+    let before = replicated.search(&json!({"vector": q0, "k": 3}));
+    let (s, _) = serve_common::json_of(serve_common::request(replicated.addr, "DELETE", &format!("/v1/items/{}", ids(&before)[0]), None, &[]));
+    assert_eq!(s, 200);
+    for _ in 0..4 {
+        assert_eq!(ids(&replicated.search(&json!({"vector": q0, "k": 2})))[0], ids(&before)[1], "after a delete, on every replica");
+    }
+    replicated.kill();
+
     // Query 0 one at a time; then move its best hit to another section.
     let q0 = queries.row(0).to_vec();
     let first = server.search(&json!({"vector": q0, "k": 3}));

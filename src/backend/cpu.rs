@@ -466,6 +466,11 @@ impl Backend for Cpu {
         Ok(p.clone())
     }
 
+    fn upload_cands(&self, ix: &Arc<Index>, c: &Candidates) -> Result<Candidates> {
+        super::check_cands(c, ix.len())?;
+        Ok(c.clone())
+    }
+
     fn read_probes(&self, p: &Probes) -> Result<Probes> {
         Ok(p.clone())
     }

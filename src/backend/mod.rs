@@ -8,6 +8,7 @@
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod shard;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
 
@@ -319,6 +320,15 @@ pub trait Backend: Clone + Send + Sync + 'static {
         Err(crate::Error::backend(self.name(), "given probes are not supported by this backend (implement Backend::upload_probes)"))
     }
 
+    /// Make host candidates resident (`[B, k]`, rows of this resident's index, as
+    /// [`Backend::read_cands`] returns them): the sharded backend ([`shard`]) hands each
+    /// shard its share of the merged top-K0 to re-score this way. The default says the
+    /// backend cannot take given candidates.
+    fn upload_cands(&self, ix: &Self::Resident, c: &Candidates) -> Result<Self::Cands> {
+        let _ = (ix, c);
+        Err(crate::Error::backend(self.name(), "given candidates are not supported by this backend (implement Backend::upload_cands)"))
+    }
+
     /// Copy stage outputs to the host.
     fn read_probes(&self, p: &Self::Probes) -> Result<Probes>;
     fn read_mask(&self, m: &Self::Mask) -> Result<Mask>;
@@ -371,6 +381,26 @@ pub fn check_probes(p: &Probes, batch: usize, nlist: usize) -> Result<()> {
                 return bad(format!("query {q}: list {l} appears twice"));
             }
             seen[l] = q;
+        }
+    }
+    Ok(())
+}
+
+/// Validate host candidates for [`Backend::upload_cands`] over an index of `n` rows:
+/// `rows` and `scores` are `counts.len() x k`, every count is at most `k`, and every valid
+/// row is below `n`. Errors: `Error::Param` naming `candidates`.
+pub fn check_cands(c: &Candidates, n: usize) -> Result<()> {
+    let bad = |reason: String| Err(crate::Error::param("candidates", reason));
+    let b = c.counts.len();
+    if c.rows.len() != b * c.k || c.scores.len() != b * c.k {
+        return bad(format!("{} rows and {} scores for {b} queries x k {}", c.rows.len(), c.scores.len(), c.k));
+    }
+    for q in 0..b {
+        if c.counts[q] as usize > c.k {
+            return bad(format!("query {q}: count {} > k {}", c.counts[q], c.k));
+        }
+        if let Some((r, _)) = c.query(q).find(|&(r, _)| r as usize >= n) {
+            return bad(format!("query {q}: row {r} >= N = {n}"));
         }
     }
     Ok(())

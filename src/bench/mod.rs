@@ -36,6 +36,26 @@ pub fn with_backend<T: BackendTask>(name: &str, task: T) -> Result<T::Out> {
         #[cfg(feature = "cuda")]
         "cuda" => task.run(&crate::backend::cuda::Cuda::new()?),
         // Other GPU backends add their arm here.
+        // Device lists (`--devices`): shards of one kind; `cuda:N` / `wgpu:N` alone: that device.
+        other if other.contains([',', ':']) => {
+            use crate::backend::shard::Sharded;
+            let list = crate::device::DeviceList::parse(other)?;
+            let one = list.len() == 1;
+            match list.kind {
+                crate::device::Device::Cpu if one => task.run(&crate::backend::cpu::Cpu),
+                crate::device::Device::Cpu => task.run(&Sharded::new(vec![crate::backend::cpu::Cpu; list.len()])?),
+                #[cfg(feature = "cuda")]
+                crate::device::Device::Cuda if one => task.run(&crate::graph::devices::cuda_handles(&list)?.remove(0)),
+                #[cfg(feature = "cuda")]
+                crate::device::Device::Cuda => task.run(&Sharded::new(crate::graph::devices::cuda_handles(&list)?)?),
+                #[cfg(feature = "wgpu")]
+                crate::device::Device::Wgpu if one => task.run(&crate::graph::devices::wgpu_handles(&list)?.remove(0)),
+                #[cfg(feature = "wgpu")]
+                crate::device::Device::Wgpu => task.run(&Sharded::new(crate::graph::devices::wgpu_handles(&list)?)?),
+                #[allow(unreachable_patterns)]
+                k => Err(Error::backend(k.name(), "this backend is not available in this build")),
+            }
+        }
         other => Err(Error::backend(other, "this backend is not available in this build; use --backend cpu")),
     }
 }

@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// Compute device.
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "wgpu", "cuda"], env = "SILICA_DEVICE")]
     pub backend: String,
+    /// Devices instead of --backend: one (`cuda:1`, `wgpu:0`) or a list of one kind whose
+    /// shards split the index's lists (`cpu,cpu,cpu`, `cuda:0,cuda:1`; README "Several devices").
+    #[arg(long)]
+    pub devices: Option<String>,
     /// Print one JSON object (the suite: one object with a `rows` array).
     #[arg(long)]
     pub json: bool,
@@ -162,7 +166,7 @@ fn run_e2e(a: &BenchArgs) -> Result<()> {
     unused("--suite e2e", &[("filter-pass", a.filter_pass.is_some())])?;
     let d = bench::e2e::E2eParams::default();
     let p = bench::e2e::E2eParams {
-        backend: a.backend.clone(),
+        backend: a.device_spec(),
         n: a.n.unwrap_or(d.n),
         dim: a.dim.unwrap_or(d.dim),
         nlist: a.nlist,
@@ -237,7 +241,7 @@ fn run_single(a: &BenchArgs) -> Result<()> {
     spec.validate()?;
     w.validate(spec.nlist, spec.embeddings)?;
     let (synth, gen_s) = generate(spec, a.json)?;
-    let mut report = bench::with_backend(&a.backend, bench::Single { synth: &synth, workload: &w })?;
+    let mut report = bench::with_backend(&a.device_spec(), bench::Single { synth: &synth, workload: &w })?;
     report.gen_s = gen_s;
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -272,7 +276,7 @@ fn run_suite(a: &BenchArgs) -> Result<()> {
         eprintln!("NOTE: --suite peer with N = {} instead of the peer's {}: figures are not comparable, ratios omitted", p.n, suite::PEER_N);
     }
     let (synth, gen_s) = generate(suite::spec(&p), a.json)?;
-    let r = bench::with_backend(&a.backend, bench::Peer { synth: &synth, params: &p, gen_s })?;
+    let r = bench::with_backend(&a.device_spec(), bench::Peer { synth: &synth, params: &p, gen_s })?;
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
@@ -308,5 +312,12 @@ fn print_report(r: &Report) {
     }
     if let Some(rc) = r.recall {
         println!("  recall@{} {:.4} over {} queries (exact int8 scan)", r.k, rc, r.recall_sample);
+    }
+}
+
+impl BenchArgs {
+    /// `--devices` when given, else `--backend`.
+    fn device_spec(&self) -> String {
+        self.devices.clone().unwrap_or_else(|| self.backend.clone())
     }
 }

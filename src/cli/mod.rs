@@ -170,6 +170,11 @@ pub struct QueryArgs {
     /// Compute device.
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "wgpu", "cuda", "auto"], env = "SILICA_DEVICE")]
     pub backend: String,
+    /// Devices instead of --backend: one (`cuda:1`, `wgpu:0`) or a comma-separated list of
+    /// one kind whose shards split the index's inverted lists by rows (`cpu,cpu,cpu`,
+    /// `cuda:0,cuda:1`; a device may repeat); answers are those of one device.
+    #[arg(long)]
+    pub devices: Option<String>,
     /// Skip the artifact's checksum check at load (value checks still run).
     #[arg(long)]
     pub no_verify: bool,
@@ -388,7 +393,7 @@ fn load(q: &QueryArgs) -> Result<Loaded> {
         return Err(silica::Error::Dimension { what: format!("queries {}", q.queries.display()), expected: index.dim, got: queries.dim }.into());
     }
     silica::model::finite::check_rows(&queries.data, queries.dim, false, &format!("queries {}", q.queries.display()))?;
-    let searcher = graph::open(&q.backend, Arc::new(index))?;
+    let searcher = graph::open(q.devices.as_deref().unwrap_or(&q.backend), Arc::new(index))?;
     Ok(Loaded { searcher, queries })
 }
 

@@ -16,6 +16,16 @@ pub struct ServeArgs {
     /// Compute device for the main index (the fresh segment is scanned on the CPU).
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "wgpu", "cuda"], env = "SILICA_DEVICE")]
     pub backend: String,
+    /// Devices instead of --backend: one (`cuda:1`) or a list of one kind (`cpu,cpu`,
+    /// `cuda:0,cuda:1,cuda:2,cuda:3`), split into --replicas groups of consecutive devices;
+    /// each group holds the whole index sharded by inverted lists over its devices.
+    #[arg(long)]
+    pub devices: Option<String>,
+    /// Copies of the index for throughput: R replicas of S = devices / R shards (replica r
+    /// on devices r*S .. (r+1)*S); each batch goes to the replica with the fewest batches in
+    /// flight. Needs --devices; --workers is raised to at least R.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
     /// Most queries per executor call (dynamic batching).
     #[arg(long, default_value_t = 256)]
     pub max_batch: usize,
@@ -72,10 +82,17 @@ pub fn serve(a: ServeArgs) -> Result<()> {
     if a.token.as_deref() == Some("") {
         anyhow::bail!("--token (or SILICA_TOKEN) is empty");
     }
+    let backend = device_spec(a.devices.as_deref(), &a.backend, a.replicas)?;
+    let workers = if a.replicas > 1 && a.workers < a.replicas {
+        log::info!("--workers {} raised to {} (one batch in flight per replica)", a.workers, a.replicas);
+        a.replicas
+    } else {
+        a.workers
+    };
     silica::serve::run(silica::serve::Config {
         index: a.index,
         addr: a.addr,
-        backend: a.backend,
+        backend,
         max_batch: a.max_batch,
         max_wait: std::time::Duration::from_micros(a.max_wait_us),
         token: a.token,
@@ -86,10 +103,23 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         wal_recover: a.wal_recover,
         verify: !a.no_verify,
         max_queue: a.max_queue,
-        workers: a.workers,
+        workers,
         timeout: (a.timeout_ms > 0).then(|| std::time::Duration::from_millis(a.timeout_ms)),
     })?;
     Ok(())
+}
+
+/// The backend spec for the server: `--devices` split into `--replicas` groups joined
+/// by `|` (`silica::graph::devices`), else `--backend`.
+fn device_spec(devices: Option<&str>, backend: &str, replicas: usize) -> Result<String> {
+    match devices {
+        None if replicas > 1 => Err(silica::Error::param("replicas", "--replicas needs --devices (e.g. --devices cuda:0,cuda:1 --replicas 2)").into()),
+        None => Ok(backend.to_string()),
+        Some(d) => {
+            let list = silica::device::DeviceList::parse(d)?;
+            Ok(list.replicas(replicas)?.iter().map(|g| g.spec()).collect::<Vec<_>>().join("|"))
+        }
+    }
 }
 
 pub fn compact(a: CompactArgs) -> Result<()> {

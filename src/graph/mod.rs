@@ -10,8 +10,10 @@
 //! mask makes the scan touch only the filter's candidates).
 
 pub mod calibrate;
+pub mod devices;
 pub mod hook;
 pub mod lanes;
+pub mod replicas;
 pub mod segments;
 
 pub use hook::{FollowHook, Hook, NoHook, Output, Stage, Trace, TraceHook};
@@ -221,6 +223,10 @@ pub trait Search: Send + Sync {
     /// candidates up to `cap` rows (the other segment's budget), and queries are not
     /// widened, so the cost is the probed lists' rows (or the filter's candidates).
     fn search_following(&self, req: &SearchRequest, cap: u64) -> Result<Vec<SearchResponse>>;
+    /// Per-replica counters of a replicated searcher ([`replicas`]); empty otherwise.
+    fn replicas(&self) -> Vec<replicas::ReplicaStats> {
+        Vec::new()
+    }
 }
 
 impl<B: Backend> Executor<B> {
@@ -723,7 +729,9 @@ impl crate::backend::Candidates {
     }
 }
 
-/// Open an executor for a backend by name (`cpu`, `wgpu`, `cuda`, `cuda:N` for GPU N, `auto`).
+/// Open an executor for a backend by name (`cpu`, `wgpu`, `cuda`, `cuda:N` for GPU N,
+/// `wgpu:N`, `auto`) or a device list (`cpu,cpu,cpu`, `cuda:0,cuda:1`; replicas separated
+/// by `|`: [`devices`]).
 pub fn open(backend: &str, index: Arc<Index>) -> Result<Box<dyn Search>> {
     open_planned(backend, index, Planner::default())
 }
@@ -732,16 +740,12 @@ pub fn open(backend: &str, index: Arc<Index>) -> Result<Box<dyn Search>> {
 pub fn open_planned(backend: &str, index: Arc<Index>, planner: Planner) -> Result<Box<dyn Search>> {
     match backend {
         "cpu" => Ok(Box::new(Executor::new(crate::backend::cpu::Cpu, index)?.with_planner(planner))),
+        other if other.contains([',', '|']) || other.starts_with("wgpu:") || other.starts_with("cuda:") => devices::open(other, index, planner),
         #[cfg(feature = "wgpu")]
         "wgpu" => Ok(Box::new(Executor::new(crate::backend::wgpu::Wgpu::new(Default::default())?, index)?.with_planner(planner))),
         "auto" => open_planned(crate::device::Device::auto().name(), index, planner),
         #[cfg(feature = "cuda")]
         "cuda" => Ok(Box::new(Executor::new(crate::backend::cuda::Cuda::new()?, index)?.with_planner(planner))),
-        #[cfg(feature = "cuda")]
-        other if other.starts_with("cuda:") => {
-            let n = other[5..].parse().map_err(|_| Error::backend(other, "expected cuda:N, N the GPU ordinal"))?;
-            Ok(Box::new(Executor::new(crate::backend::cuda::Cuda::with_ordinal(n)?, index)?.with_planner(planner)))
-        }
         other => Err(Error::backend(other, "this backend is not available in this build; use --backend cpu")),
     }
 }

@@ -47,6 +47,20 @@ impl<T: bytemuck::Pod> Tensor<T> {
     pub fn is_mapped(&self) -> bool {
         matches!(self.repr, Repr::Mapped { .. })
     }
+
+    /// Elements `range` as a tensor of their own: a view of the same map when mapped
+    /// (zero-copy; the sharded backend slices a loaded index into shards this way), an
+    /// owned copy otherwise. Panics when `range` is out of bounds, as slicing does.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Tensor<T> {
+        match &self.repr {
+            Repr::Mapped { map, offset, len } => {
+                assert!(range.start <= range.end && range.end <= *len, "tensor slice {range:?} out of {len}");
+                let size = std::mem::size_of::<T>();
+                Tensor { repr: Repr::Mapped { map: map.clone(), offset: offset + range.start * size, len: range.end - range.start } }
+            }
+            Repr::Owned(v) => Tensor::from(v[range].to_vec()),
+        }
+    }
 }
 
 impl<T: Clone> Tensor<T> {

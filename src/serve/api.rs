@@ -443,7 +443,12 @@ async fn compact(State(s): S, headers: HeaderMap) -> Response {
 async fn stats(State(s): S) -> Response {
     let t0 = Instant::now();
     let snap = s.shared.load();
-    let r = Ok(Json(json!(snap.stats)).into_response());
+    let mut v = json!(snap.stats);
+    let replicas = snap.main.replicas();
+    if !replicas.is_empty() {
+        v["replicas"] = json!(replicas);
+    }
+    let r = Ok(Json(v).into_response());
     finish(&s, "stats", t0, r)
 }
 
@@ -455,7 +460,9 @@ async fn healthz(State(s): S) -> Response {
 
 async fn metrics(State(s): S) -> Response {
     let t0 = Instant::now();
-    let text = s.metrics.render(&s.shared.load().stats);
+    let snap = s.shared.load();
+    let mut text = s.metrics.render(&snap.stats);
+    super::metrics::render_replicas(&mut text, &snap.main.replicas());
     let r = ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response();
     finish(&s, "metrics", t0, Ok(r))
 }

@@ -153,6 +153,26 @@ impl Metrics {
     }
 }
 
+/// `silica_replica_batches_total` / `silica_replica_queries_total` counters and the
+/// `silica_replica_in_flight` gauge per replica (`--replicas`; nothing without replicas).
+pub fn render_replicas(o: &mut String, replicas: &[crate::graph::replicas::ReplicaStats]) {
+    if replicas.is_empty() {
+        return;
+    }
+    let series = [
+        ("silica_replica_batches_total", "Search batches run by each replica.", "counter"),
+        ("silica_replica_queries_total", "Queries in those batches.", "counter"),
+        ("silica_replica_in_flight", "Batches running on each replica now.", "gauge"),
+    ];
+    for (i, (name, help, ty)) in series.iter().enumerate() {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {ty}");
+        for (r, st) in replicas.iter().enumerate() {
+            let v = [st.batches, st.queries, st.in_flight][i];
+            let _ = writeln!(o, "{name}{{replica=\"{r}\",devices=\"{}\"}} {v}", st.devices);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,3 +200,4 @@ mod tests {
         assert!(t.contains("silica_search_rejected_total{reason=\"deadline\"} 0"), "{t}");
     }
 }
+

@@ -59,6 +59,29 @@ pub fn available() -> bool {
     .unwrap_or(false)
 }
 
+/// Every CUDA device the driver reports: ordinal, name, total memory (`silica devices`).
+/// Empty when libcuda does not load or reports no device. Never panics.
+pub fn devices() -> Vec<crate::device::CudaDevice> {
+    use cudarc::driver::result::{self, device};
+    std::panic::catch_unwind(|| {
+        // SAFETY: only tries to dlopen libcuda.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } || result::init().is_err() {
+            return Vec::new();
+        }
+        let n = device::get_count().unwrap_or(0).max(0);
+        (0..n)
+            .filter_map(|i| {
+                let d = device::get(i).ok()?;
+                let name = device::get_name(d).ok()?;
+                // SAFETY: `d` is a device handle the driver just returned.
+                let memory = unsafe { device::total_mem(d) }.ok()? as u64;
+                Some(crate::device::CudaDevice { ordinal: i as usize, name, memory })
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
 /// Scan tuning (defaults are the production values; tests change them to reach rare paths).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tuning {
@@ -1148,6 +1171,20 @@ impl Backend for Cuda {
         let total = *offsets.last().unwrap_or(&0) as usize;
         let words = self.dev.download(words, total)?;
         Ok(Mask { offsets: offsets.into_iter().map(|o| o as usize).collect(), words })
+    }
+
+    fn upload_cands(&self, ix: &Resident, c: &Candidates) -> Result<DevCands> {
+        super::check_cands(c, ix.n)?;
+        let (b, k) = (c.counts.len(), c.k);
+        Self::check_batch(b)?;
+        // The layout of `new_cands`: rows, score bits, counts in one allocation.
+        let mut all = Vec::with_capacity(2 * b * k + b);
+        all.extend_from_slice(&c.rows);
+        all.extend(c.scores.iter().map(|s| s.to_bits()));
+        all.extend_from_slice(&c.counts);
+        let buf = self.dev.upload(&all)?;
+        let base = buf.ptr();
+        Ok(DevCands { b, k, rows: Part(base), scores: Part(base + 4 * (b * k) as u64), counts: Part(base + 8 * (b * k) as u64), buf })
     }
 
     fn read_cands(&self, c: &DevCands) -> Result<Candidates> {

@@ -24,6 +24,10 @@ pub struct WgpuOptions {
     pub chunk_rows: Option<usize>,
     /// Testing knob: at most this many queries per scratch group.
     pub group_queries: Option<usize>,
+    /// Open the adapter at this index of [`adapters`] (`wgpu:N`, as `silica devices`
+    /// numbers them) instead of the best one; `WGPU_ADAPTER_NAME` and `hardware_only` do
+    /// not apply then.
+    pub adapter: Option<usize>,
 }
 
 /// What `silica devices` shows for one wgpu adapter.
@@ -188,11 +192,18 @@ impl Gpu {
         let inst = instance();
         let want = name_filter();
         let mut list = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
+        list.sort_by_key(|a| rank(a.get_info().device_type));
+        if let Some(i) = opts.adapter {
+            let found = list.len();
+            list = list.into_iter().skip(i).take(1).collect();
+            if list.is_empty() {
+                return Err(Error::backend(&format!("wgpu:{i}"), format!("no such adapter: wgpu finds {found} (`silica devices` lists them as wgpu:0..)")));
+            }
+        }
         list.retain(|a| {
             let i = a.get_info();
-            want.as_ref().is_none_or(|w| i.name.to_lowercase().contains(w)) && (!opts.hardware_only || i.device_type != wgpu::DeviceType::Cpu)
+            opts.adapter.is_some() || (want.as_ref().is_none_or(|w| i.name.to_lowercase().contains(w)) && (!opts.hardware_only || i.device_type != wgpu::DeviceType::Cpu))
         });
-        list.sort_by_key(|a| rank(a.get_info().device_type));
         let adapter = list.into_iter().next().ok_or_else(|| {
             Error::backend(
                 "wgpu",

@@ -536,6 +536,13 @@ impl Backend for Wgpu {
         Ok(Mask { offsets, words })
     }
 
+    fn upload_cands(&self, ix: &Resident, c: &Candidates) -> Result<WCands> {
+        super::check_cands(c, self.resident_index(ix).len())?;
+        let up = |v: &[u32]| self.gpu.upload(bytemuck::cast_slice(v));
+        let scores: Vec<u32> = c.scores.iter().map(|s| s.to_bits()).collect();
+        Ok(WCands { rows: up(&c.rows)?, scores: up(&scores)?, counts: up(&c.counts)?, b: c.counts.len(), k: c.k })
+    }
+
     fn read_cands(&self, c: &WCands) -> Result<Candidates> {
         let n = (c.b * c.k * 4) as u64;
         let got = self.gpu.read(&[(&c.rows.view(), 0, n), (&c.scores.view(), 0, n), (&c.counts.view(), 0, (c.b * 4) as u64)])?;
