@@ -131,12 +131,18 @@ struct Segments {
 
 impl Segments {
     fn new(index: Index, backend: &str) -> Result<Segments> {
+        Segments::open(index, |ix| Ok(Arc::from(graph::open(backend, ix)?)))
+    }
+
+    /// [`Segments::new`] with the main index's searcher made by `open` (a compaction
+    /// re-uploads through the serving searcher: same device context, kernels and lanes).
+    fn open(index: Index, open: impl FnOnce(Arc<Index>) -> Result<Arc<dyn Search>>) -> Result<Segments> {
         let index = Arc::new(index);
         let mut fresh = FreshRows::new(default_tail_limit(&index));
         let fresh_ix = Arc::new(fresh.build_lists(&index));
         let tail_ix = Arc::new(fresh.build_tail(&index));
         let t0 = Instant::now();
-        let main_exec: Arc<dyn Search> = Arc::from(graph::open(backend, index.clone())?);
+        let main_exec = open(index.clone())?;
         let t1 = Instant::now();
         if index.len() >= u32::MAX as usize {
             return Err(Error::backend("serve", format!("{} rows: serve addresses rows with 32 bits", index.len())));
@@ -198,7 +204,8 @@ pub struct CompactReport {
 /// The state to compact, detached from the store (runs on its own thread).
 pub struct CompactionJob {
     path: PathBuf,
-    backend: String,
+    /// The serving main searcher: the compacted index is uploaded through it.
+    exec: Arc<dyn Search>,
     started: Instant,
     /// Log length when the state was taken: later records are the tail.
     wal_offset: u64,
@@ -243,8 +250,10 @@ impl CompactionJob {
         use std::io::Write;
         file.write_all(&bytes).map_err(|e| Error::io(file.path(), e))?;
         file.as_file().sync_all().map_err(|e| Error::io(file.path(), e))?;
+        super::crash::point("compact-written");
         let rows_after = index.len();
-        let seg = Segments::new(index, &self.backend)?;
+        let exec = self.exec;
+        let seg = Segments::open(index, |ix| Ok(Arc::from(exec.with_index(ix, &Changed::ALL)?)))?;
         Ok(PreparedCompaction {
             seg,
             rows_after,
@@ -372,6 +381,7 @@ impl Store {
                 Ok(p) => {
                     let payload = serde_json::to_vec(b).map_err(|e| Error::backend("serve", format!("encoding an update batch: {e}")))?;
                     self.wal.append(&payload)?;
+                    super::crash::point("commit-logged");
                     self.apply(p);
                     ok += 1;
                     out.push(Ok(0));
@@ -380,6 +390,7 @@ impl Store {
         }
         if ok > 0 {
             self.wal.sync()?;
+            super::crash::point("commit-synced");
             self.version += ok;
             self.publish()?;
         }
@@ -589,7 +600,7 @@ impl Store {
         debug_assert!(!self.seg.main.dirty() && !self.seg.fresh.dirty(), "compaction starts from a published state");
         CompactionJob {
             path: self.path.clone(),
-            backend: self.opts.backend.clone(),
+            exec: self.seg.main_exec.clone(),
             started: Instant::now(),
             wal_offset: self.wal.len(),
             version: self.version,
@@ -611,10 +622,12 @@ impl Store {
         let t0 = Instant::now();
         let tail = self.wal.read_from(done.wal_offset)?;
         wal::begin_rotation(&self.path, done.hash, done.version, &tail)?;
+        super::crash::point("compact-wal-next");
         if let Err(e) = done.file.persist(&self.path) {
             wal::abort_rotation(&self.path);
             return Err(Error::io(&self.path, e.error));
         }
+        super::crash::point("compact-renamed");
         // The artifact on disk is now the new one; the old log no longer matches it.
         let opened = match wal::finish_rotation(&self.path, done.hash) {
             Ok(o) => o,
@@ -623,6 +636,7 @@ impl Store {
                 std::process::abort();
             }
         };
+        super::crash::point("compact-rotated");
         self.wal = opened.wal;
         let rows_after = done.rows_after;
         if self.opts.compact_threshold.is_none() {
@@ -635,9 +649,12 @@ impl Store {
         }
         // Freeing two copies of the old index takes a while; not on the write path.
         std::thread::spawn(move || drop(old));
-        // Re-apply what was written while the compaction ran (already counted in `version`).
-        for (i, rec) in opened.records.iter().enumerate() {
-            let applied = serde_json::from_slice::<Batch>(rec).map_err(|e| e.to_string()).and_then(|b| self.validate(&b.ops).map_err(|e| e.to_string()));
+        // Re-apply what was written while the compaction ran (already counted in `version`):
+        // the records parse in parallel (writes wait for this step), then apply in order.
+        use rayon::prelude::*;
+        let parsed: Vec<std::result::Result<Batch, String>> = opened.records.par_iter().map(|rec| serde_json::from_slice::<Batch>(rec).map_err(|e| e.to_string())).collect();
+        for (i, b) in parsed.into_iter().enumerate() {
+            let applied = b.and_then(|b| self.validate(&b.ops).map_err(|e| e.to_string()));
             match applied {
                 Ok(p) => self.apply(p),
                 Err(e) => {
@@ -648,6 +665,7 @@ impl Store {
         }
         self.compactions += 1;
         self.publish()?;
+        super::crash::point("compact-done");
         Ok(CompactReport {
             rows_before: done.rows_before,
             rows_after,
