@@ -182,7 +182,36 @@ pub struct Store {
     compactions: u64,
     /// [`Store::set_fresh_tail_limit`] (kept across compactions).
     tail_limit: Option<usize>,
+    /// [`Store::set_background_folds`]: a full tail is folded by [`FoldJob`]s, not in publish.
+    background_folds: bool,
     seg: Segments,
+}
+
+/// The fresh lists part rebuilt with the tail folded in, off the writer thread (see
+/// [`Store::begin_fold`]): O(fresh rows) layout and upload that writes need not wait for.
+pub struct FoldJob {
+    rows: FreshRows,
+    main: Arc<Index>,
+    /// The searcher whose device the new part is uploaded to.
+    exec: Arc<dyn Search>,
+    /// [`Store`]'s compaction count when it began (a compaction in between voids it).
+    generation: u64,
+}
+
+/// A built [`FoldJob`], for [`Store::finish_fold`].
+pub struct FoldedLists {
+    ix: Arc<Index>,
+    exec: Option<Arc<dyn Search>>,
+    generation: u64,
+}
+
+impl FoldJob {
+    /// Lay out and upload the new lists part (any thread).
+    pub fn run(mut self) -> Result<FoldedLists> {
+        let ix = Arc::new(self.rows.build_lists(&self.main));
+        let exec = if ix.is_empty() { None } else { Some(Arc::from(self.exec.with_index(ix.clone(), &Changed::ALL)?)) };
+        Ok(FoldedLists { ix, exec, generation: self.generation })
+    }
 }
 
 /// What a compaction did.
@@ -341,7 +370,7 @@ impl Store {
         }));
         // Versions continue from the batches already folded into the artifact.
         let version = opened.base_version;
-        let mut store = Store { path: path.to_path_buf(), opts, threshold, wal: opened.wal, _lock: lock, shared: snap, version, compactions: 0, tail_limit: None, seg };
+        let mut store = Store { path: path.to_path_buf(), opts, threshold, wal: opened.wal, _lock: lock, shared: snap, version, compactions: 0, tail_limit: None, background_folds: false, seg };
         let t0 = Instant::now();
         let wal_path = wal::wal_path(path);
         for (i, rec) in opened.records.iter().enumerate() {
@@ -539,7 +568,7 @@ impl Store {
             }
             Ok(Some(Arc::from(exec.as_ref().unwrap_or(main).with_index(ix.clone(), &Changed::ALL)?)))
         };
-        if self.seg.fresh.tail_full() {
+        if self.seg.fresh.tail_full() && !self.background_folds {
             self.seg.fresh.fold_tail();
         }
         if self.seg.fresh.lists_dirty() {
@@ -689,6 +718,46 @@ impl Store {
         let rows = std::mem::replace(&mut self.seg.fresh, FreshRows::new(1));
         self.seg.fresh = rows.with_tail_limit(n);
         self.tail_limit = Some(n);
+        self.publish()
+    }
+
+    /// Fold full tails off the writer thread ([`Store::begin_fold`], driven by the caller:
+    /// the server's writer) instead of inside the publish that filled them; the tail then
+    /// grows past its limit until the fold is installed.
+    pub fn set_background_folds(&mut self, on: bool) {
+        self.background_folds = on;
+    }
+
+    /// A fold of the full tail into the fresh lists, to run on another thread and hand to
+    /// [`Store::finish_fold`]; `None` when the tail is not full or a fold is running.
+    pub fn begin_fold(&mut self) -> Option<FoldJob> {
+        if !self.seg.fresh.tail_full() || self.seg.fresh.folding() {
+            return None;
+        }
+        let rows = self.seg.fresh.begin_fold()?;
+        let exec = self.seg.fresh_exec.clone().unwrap_or_else(|| self.seg.main_exec.clone());
+        Some(FoldJob { rows, main: self.seg.main.published().clone(), exec, generation: self.compactions })
+    }
+
+    /// Install a finished fold and publish (the tail shrinks to the rows that came after
+    /// it). A fold from before a compaction is dropped; one whose rows changed meanwhile
+    /// is rebuilt here instead (rare: deletes, replacements or patches of fresh rows).
+    pub fn finish_fold(&mut self, done: Result<FoldedLists>) -> Result<()> {
+        let done = match done {
+            Ok(d) if d.generation == self.compactions => d,
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                // Nothing was installed: fold in the next publish instead.
+                log::warn!("background fold failed ({e}); folding on the writer");
+                self.seg.fresh.finish_fold();
+                self.seg.fresh.fold_tail();
+                return self.publish();
+            }
+        };
+        if self.seg.fresh.finish_fold() {
+            self.seg.fresh_ix = done.ix;
+            self.seg.fresh_exec = done.exec;
+        }
         self.publish()
     }
 
