@@ -177,7 +177,8 @@ pub struct LoadArgs {
     /// Id prefix of streamed items (use a new one per run to add items, not replace them).
     #[arg(long, default_value = "load-")]
     pub upsert_prefix: String,
-    /// Acknowledged items looked up by their own vector (k = 1) after the stream.
+    /// Acknowledged items looked up by their own vector (k = 1) after the stream (evenly
+    /// spaced; a number >= the items acknowledged checks every one).
     #[arg(long, default_value_t = 200)]
     pub upsert_check: usize,
 }
