@@ -120,8 +120,11 @@ impl<B: Backend> Hook<B> for FollowHook {
 /// the centroids again (what a query pays on the CPU for a second segment's probe).
 pub struct ShareProbes {
     /// `lists[i]`: query i's probed lists, with their count.
-    lists: std::sync::Mutex<Vec<Option<(usize, Vec<u32>)>>>,
+    lists: std::sync::Mutex<Vec<Recorded>>,
 }
+
+/// One query's recorded probes: (nprobe, lists), or none yet.
+type Recorded = Option<(usize, Vec<u32>)>;
 
 impl ShareProbes {
     /// Room for a batch of `b` queries.

@@ -208,8 +208,15 @@ pub trait Search: Send + Sync {
     /// [`Search::search`] (`follow: None`) or [`Search::search_following`] (`Some(cap)`)
     /// sharing stage 1 through `share` with another segment of the same centroids over the
     /// same queries: the first records its probes, the next takes them (same lists, so the
-    /// same bits). Run them one after the other (`silica serve` on the CPU backend).
-    fn search_shared(&self, req: &SearchRequest, share: &hook::ShareProbes, follow: Option<u64>) -> Result<Vec<SearchResponse>>;
+    /// same bits). Run them one after the other (`silica serve` on the CPU backend). The
+    /// default shares nothing.
+    fn search_shared(&self, req: &SearchRequest, share: &hook::ShareProbes, follow: Option<u64>) -> Result<Vec<SearchResponse>> {
+        let _ = share;
+        match follow {
+            None => self.search(req),
+            Some(cap) => self.search_following(req, cap),
+        }
+    }
 }
 
 impl<B: Backend> Executor<B> {
