@@ -9,14 +9,22 @@
 # compactions change the copy, never INDEX), start `silica serve` on it, run `silica load`
 # closed loop (CONNS connections, filtered query mix) for SECS seconds with the stream posting
 # batches of BATCH new random unit vectors (`--upsert-rate`), while a sampler writes every
-# second: time, server RSS (MB), GPU memory used (MB, nvidia-smi), fresh rows, compactions.
-# Stream ids are unique per rate (`r<RATE>-<i>`), so items accumulate as in production.
-# Afterwards the load generator looks up CHECK acknowledged items by their own vector (k = 1).
+# second: time, server RSS (MB), GPU memory used (MB, nvidia-smi), fresh rows, compactions,
+# server CPU seconds (user + system) and searches answered so far. Stream ids are unique per
+# rate (`r<RATE>-<i>`), so items accumulate as in production. The stream posts on
+# UPSERT_CONNS connections at once (batch j on connection j mod UPSERT_CONNS, open loop).
+# Afterwards the load generator looks up CHECK acknowledged items (all: every one) by their
+# own vector (k = 1, 64 per request).
+#
+# Server CPU per search (`cpu_ms_per_search`, writer and HTTP included; over the measured
+# window and over its last 5 s) is the capacity figure on a shared machine, where QPS
+# swings with other tenants' load: QPS x no-writes CPU / stream CPU is what an unshared
+# machine of the same cores would lose to the stream.
 #
 # Environment (defaults in brackets):
 #   SILICA [./target/release/silica, else ./silica]   OUT [/tmp/fresh-h200]   PORT [18230]
 #   BACKEND [cuda]  RATES ["0 2000 10000"]  SECS [60]  WARMUP [5]  CONNS [64]  BATCH [100]
-#   K [10]  CHECK [1000]  SERVE_THREADS [10]  LOAD_THREADS [6]  WINDOW [5]
+#   K [10]  CHECK [all]  UPSERT_CONNS [8]  SERVE_THREADS [10]  LOAD_THREADS [6]  WINDOW [5]
 #   SERVE_FLAGS [""] (e.g. "--compact-threshold 0" to keep every item fresh, "--fresh-tail 4096")
 #   LOAD_FLAGS [""] (e.g. "--nprobe 32"; default: the index's calibrated nprobe)
 # Writes $OUT/summary.json (one row per rate: qps, window_qps, p99, ack p99, self-find, RSS and
@@ -31,7 +39,8 @@ fi
 out="${OUT:-/tmp/fresh-h200}"; mkdir -p "$out"
 port="${PORT:-18230}"; backend="${BACKEND:-cuda}"; rates="${RATES:-0 2000 10000}"
 secs="${SECS:-60}"; warmup="${WARMUP:-5}"; conns="${CONNS:-64}"; batch="${BATCH:-100}"
-k="${K:-10}"; check="${CHECK:-1000}"; window="${WINDOW:-5}"
+k="${K:-10}"; check="${CHECK:-all}"; window="${WINDOW:-5}"; upsert_conns="${UPSERT_CONNS:-8}"
+[ "$check" = all ] && check=1000000000
 serve_threads="${SERVE_THREADS:-10}"; load_threads="${LOAD_THREADS:-6}"
 work="$out/work.silica"
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv > "$out/gpu.txt" 2>&1 || true
@@ -39,15 +48,19 @@ echo "$(nproc) cores; $("$silica" --version 2>/dev/null || echo silica)" > "$out
 
 sampler() { # pid csv: one line per second until the server exits
   local pid=$1 csv=$2 t0; t0=$(date +%s.%N)
-  echo "t_s,rss_mb,gpu_mem_mb,fresh_rows,items,compactions" > "$csv"
+  echo "t_s,rss_mb,gpu_mem_mb,fresh_rows,items,compactions,epoch_s,cpu_s,searches" > "$csv"
+  local hz; hz=$(getconf CLK_TCK)
   while kill -0 "$pid" 2>/dev/null; do
-    local rss gpu stats fr it co
+    local rss gpu stats fr it co cpu searches now
+    now=$(date +%s.%N)
+    cpu=$(awk -v hz="$hz" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$pid/stat" 2>/dev/null || echo "")
+    searches=$(curl -s --max-time 1 "http://127.0.0.1:$port/metrics" | awk '/^silica_requests_total\{route="search",status="200"\}/ {print $2}' || echo "")
     rss=$(awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$pid/status" 2>/dev/null || echo "")
     gpu=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -1 | tr -d ' ' || echo "")
     stats=$(curl -s --max-time 1 "http://127.0.0.1:$port/v1/stats" || echo "{}")
     fr=$(echo "$stats" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s.get("fresh_rows",""), s.get("items",""), s.get("compactions",""))' 2>/dev/null || echo "  ")
     read -r fr it co <<< "$fr"
-    echo "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}'),$rss,$gpu,$fr,$it,$co" >> "$csv"
+    echo "$(awk -v a="$t0" -v b="$now" 'BEGIN {printf "%.1f", b - a}'),$rss,$gpu,$fr,$it,$co,$now,$cpu,$searches" >> "$csv"
     sleep 1
   done
 }
@@ -66,7 +79,8 @@ for rate in $rates; do
   sampler "$pid" "$out/samples-$label.csv" &
   spid=$!
   stream=()
-  if [ "$rate" != 0 ]; then stream=(--upsert-rate "$rate" --upsert-batch "$batch" --upsert-prefix "r$rate-" --upsert-check "$check"); fi
+  if [ "$rate" != 0 ]; then stream=(--upsert-rate "$rate" --upsert-batch "$batch" --upsert-connections "$upsert_conns" --upsert-prefix "r$rate-" --upsert-check "$check"); fi
+  date +%s.%N > "$out/load-start-$label.txt"
   # shellcheck disable=SC2086
   "$silica" load --url "http://127.0.0.1:$port" --queries "$queries" --filters "$filters" --k "$k" \
     --connections "$conns" --duration "$secs" --warmup "$warmup" --threads "$load_threads" --window "$window" \
@@ -87,11 +101,11 @@ PY
 done
 rm -f "$work" "$work.wal" "$work.wal.next" "$work.lock"
 
-python3 - "$out" "$rates" <<'PY'
+python3 - "$out" "$rates" "$warmup" <<'PY'
 import csv, json, sys
 out, rates = sys.argv[1], sys.argv[2].split()
 rows = []
-base = None
+base = None; base_cpu = None
 for rate in rates:
     label = f"r{rate}"
     try:
@@ -101,9 +115,19 @@ for rate in rates:
     s = list(csv.DictReader(open(f"{out}/samples-{label}.csv")))
     col = lambda k: [float(x[k]) for x in s if x.get(k) not in (None, "")]
     rss, gpu = col("rss_mb"), col("gpu_mem_mb")
+    # Server CPU per search between two instants (nearest samples), in ms.
+    t_start = float(open(f"{out}/load-start-{label}.txt").read())
+    def cpu_per_search(a, b):
+        pts = [(float(x["epoch_s"]), float(x["cpu_s"]), float(x["searches"])) for x in s if x.get("cpu_s") and x.get("searches")]
+        if len(pts) < 2:
+            return None
+        pa = min(pts, key=lambda p: abs(p[0] - a)); pb = min(pts, key=lambda p: abs(p[0] - b))
+        return 1e3 * (pb[1] - pa[1]) / (pb[2] - pa[2]) if pb[2] > pa[2] else None
     u = r.get("upserts") or {}
+    warm = float(sys.argv[3]); t0 = t_start + warm; t1 = t0 + r["duration_s"]
+    cpu_all, cpu_last = cpu_per_search(t0, t1), cpu_per_search(t1 - 5, t1)
     if int(rate) == 0:
-        base = r["qps"]
+        base = r["qps"]; base_cpu = cpu_all
     rows.append({
         "rate": int(rate), "qps": r["qps"], "window_qps": r["window_qps"], "p99_ms": r["latency_ms"]["p99"],
         "qps_vs_no_writes": (r["qps"] / base) if base else None,
@@ -115,6 +139,8 @@ for rate in rates:
         "rss_mb_first_last_max": [rss[0], rss[-1], max(rss)] if rss else None,
         "gpu_mem_mb_first_last_max": [gpu[0], gpu[-1], max(gpu)] if gpu else None,
         "fresh_rows_max": max(col("fresh_rows"), default=None), "compactions": max(col("compactions"), default=None),
+        "cpu_ms_per_search": cpu_all, "cpu_ms_per_search_last_5s": cpu_last,
+        "capacity_vs_no_writes_last_5s": (base_cpu / cpu_last) if base and base_cpu and cpu_last else None,
     })
 json.dump({"rows": rows}, open(f"{out}/summary.json", "w"), indent=1)
 for x in rows:

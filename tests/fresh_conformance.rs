@@ -238,5 +238,24 @@ fn appended_deleted_and_patched_rows_answer_like_a_rebuild_with_the_same_centroi
             let want: Vec<&str> = if model.contains_key(id) { vec![id] } else { vec![] };
             assert_eq!(got[0].ids.iter().map(|s| &**s).collect::<Vec<_>>(), want, "{backend}: {id}");
         }
+        // The old snapshot keeps answering as it did while updates (deletes of what it
+        // finds, new items, a fold of the tail into the fresh lists) publish new ones.
+        let q: Vec<f32> = (0..6).flat_map(|_| random_vector(&mut rng, D)).collect();
+        let p = SearchParams { k: 10, nprobe: Some(3), k0: None, rerank: RerankMode::None, task_weights: None };
+        let ask = |s: &silica::serve::state::Snapshot| s.search(&SearchRequest { queries: &q, filters: &[], params: p.clone() }).unwrap();
+        let before = ask(&snap);
+        let best: BTreeSet<String> = before.iter().flat_map(|r| r.ids.first()).map(|id| id.to_string()).collect();
+        let mut ops: Vec<Op> = best.into_iter().map(|id| Op::Delete { id }).collect();
+        ops.extend((0..130).map(|j| item_op(&random_item(&mut rng, format!("later-{j}"), D))));
+        store.commit(&[Batch { ops }]).unwrap().into_iter().for_each(|r| assert!(r.is_ok(), "{r:?}"));
+        let now = store.snapshot();
+        assert!(now.version > snap.version && !Arc::ptr_eq(now.fresh.as_ref().unwrap(), snap.fresh.as_ref().unwrap()), "{backend}: a new snapshot with new fresh lists");
+        let after_old = ask(&snap);
+        for (a, b) in before.iter().zip(&after_old) {
+            assert_eq!((&a.ids, a.scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>()), (&b.ids, b.scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>()), "{backend}: the old snapshot answers as before");
+        }
+        for (a, b) in before.iter().zip(ask(&now)) {
+            assert!(a.ids.first() != b.ids.first(), "{backend}: the new snapshot no longer has the deleted best item");
+        }
     });
 }

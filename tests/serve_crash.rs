@@ -149,6 +149,45 @@ fn acknowledged_writes_survive_kill_9() {
     assert_eq!((stats["fresh_rows"].as_u64(), stats["version"].as_u64()), (Some(0), Some(before)), "versions survive `silica compact` and a restart: {stats}");
 }
 
+/// The server aborts inside each step of a write and of a compaction
+/// (`SILICA_TEST_ONLY_CRASH_AT`, see `silica::serve::crash`) while a client streams
+/// acknowledged upserts and deletes; restarted, it has every acknowledged write, and it
+/// still takes writes and compacts.
+#[test]
+fn acknowledged_writes_survive_a_crash_inside_every_step() {
+    for (s, &step) in silica::serve::crash::STEPS.iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let items = corpus(40 + s as u64, 300, D);
+        let path = write_index(dir.path(), &items, 8);
+        let acked: Acked = Default::default();
+        let mut server = Server::try_start_env(&path, &["--compact-threshold", "40"], &[("SILICA_TEST_ONLY_CRASH_AT", step)]).unwrap();
+        let (addr, a) = (server.addr, acked.clone());
+        let client = std::thread::spawn(move || client(addr, format!("s{s}"), 500 + s as u64, a));
+        // The client stops when the server is gone; the server must have reached the step.
+        let t0 = std::time::Instant::now();
+        let status = loop {
+            if let Some(st) = server.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(60), "step {step} was never reached:\n{}", server.stderr.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        client.join().unwrap();
+        assert!(!status.success(), "{step}: the server aborted");
+        assert!(server.stderr.lock().unwrap().contains(&format!("SILICA_TEST_ONLY_CRASH_AT={step}")), "{step}: aborted at its step:\n{}", server.stderr.lock().unwrap());
+        let server = Server::start(&path, &["--compact-threshold", "0"]);
+        verify(&server, &acked.lock().unwrap());
+        // It still writes and compacts, and the compacted state keeps every write.
+        let (st, _) = server.post("/v1/items", &json!({"items": [{"id": "after", "vector": vec![0.5f32; D]}]}));
+        assert_eq!(st, 200, "{step}");
+        let (st, rep) = server.post("/v1/compact", &json!({}));
+        assert_eq!(st, 200, "{step}: {rep}");
+        verify(&server, &acked.lock().unwrap());
+        let (_, stats) = server.get("/v1/stats");
+        assert_eq!(stats["fresh_rows"].as_u64(), Some(0), "{step}: {stats}");
+    }
+}
+
 #[test]
 fn a_log_of_another_artifact_is_refused_not_replayed() {
     let dir = tempfile::tempdir().unwrap();

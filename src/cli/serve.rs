@@ -192,6 +192,11 @@ pub struct LoadArgs {
     /// Items per `POST /v1/items` of the upsert stream.
     #[arg(long, default_value_t = 100)]
     pub upsert_batch: usize,
+    /// Connections the upsert stream posts on (batch j on connection j mod N, each batch
+    /// sent at its due time once its connection is free): several writers at once, as
+    /// production clients are, so a slow acknowledgement delays only its own connection.
+    #[arg(long, default_value_t = 8)]
+    pub upsert_connections: usize,
     /// Base vectors of the upsert stream (`.npy`), cycled, each with uniform noise of
     /// ±--upsert-noise per component (default: random unit vectors, which the k = 1
     /// self-find check must find; a noisy copy of a base row may lose to that row).
@@ -202,7 +207,8 @@ pub struct LoadArgs {
     /// Id prefix of streamed items (use a new one per run to add items, not replace them).
     #[arg(long, default_value = "load-")]
     pub upsert_prefix: String,
-    /// Acknowledged items looked up by their own vector (k = 1) after the stream.
+    /// Acknowledged items looked up by their own vector (k = 1) after the stream (evenly
+    /// spaced; a number >= the items acknowledged checks every one).
     #[arg(long, default_value_t = 200)]
     pub upsert_check: usize,
 }
@@ -229,7 +235,7 @@ pub fn load(a: LoadArgs) -> Result<()> {
             }
             None => Vec::new(),
         };
-        Some(silica::serve::load::Upserts { rate: a.upsert_rate, batch: a.upsert_batch, base, dim: m.dim, noise: a.upsert_noise, prefix: a.upsert_prefix.clone(), check: a.upsert_check, seed: 7 })
+        Some(silica::serve::load::Upserts { rate: a.upsert_rate, batch: a.upsert_batch, connections: a.upsert_connections, base, dim: m.dim, noise: a.upsert_noise, prefix: a.upsert_prefix.clone(), check: a.upsert_check, seed: 7 })
     } else {
         None
     };

@@ -73,6 +73,13 @@ pub trait Hook<B: Backend> {
     fn given_probes(&mut self) -> Option<Probes> {
         None
     }
+    /// Stage 1's output for the queries `which` at `nprobe` lists, when the caller already
+    /// has it (a segment with the same centroids probed these queries: [`ShareProbes`]);
+    /// unlike [`Hook::given_probes`] the planner and widening still run.
+    fn probes_for(&mut self, which: &[usize], nprobe: usize) -> Option<Probes> {
+        let _ = (which, nprobe);
+        None
+    }
     /// Whether [`Hook::given_probes`] will give probes.
     fn has_given_probes(&self) -> bool {
         false
@@ -104,6 +111,70 @@ impl<B: Backend> Hook<B> for FollowHook {
     }
     fn candidate_cap(&self) -> Option<u64> {
         Some(self.cap)
+    }
+}
+
+/// Stage 1 outputs shared between segments with the same centroids (`silica serve`'s main
+/// index and its fresh lists, [`super::segments`]): the first search records the probes it
+/// computed per query, a later one over the same queries takes them instead of scoring
+/// the centroids again (what a query pays on the CPU for a second segment's probe).
+pub struct ShareProbes {
+    /// `lists[i]`: query i's probed lists, with their count.
+    lists: std::sync::Mutex<Vec<Recorded>>,
+}
+
+/// One query's recorded probes: (nprobe, lists), or none yet.
+type Recorded = Option<(usize, Vec<u32>)>;
+
+impl ShareProbes {
+    /// Room for a batch of `b` queries.
+    pub fn new(b: usize) -> ShareProbes {
+        ShareProbes { lists: std::sync::Mutex::new(vec![None; b]) }
+    }
+    fn record(&self, which: &[usize], p: &Probes) {
+        let mut l = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+        for (j, &i) in which.iter().enumerate() {
+            if i < l.len() && l[i].is_none() {
+                l[i] = Some((p.nprobe, p.lists[j * p.nprobe..(j + 1) * p.nprobe].to_vec()));
+            }
+        }
+    }
+    /// Probes of `which` at `nprobe`, when every one of them was recorded at that count.
+    fn get(&self, which: &[usize], nprobe: usize) -> Option<Probes> {
+        let l = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lists = Vec::with_capacity(which.len() * nprobe);
+        for &i in which {
+            match l.get(i)? {
+                Some((n, v)) if *n == nprobe => lists.extend_from_slice(v),
+                _ => return None,
+            }
+        }
+        Some(Probes { nprobe, lists })
+    }
+}
+
+/// A search that records its probes into a [`ShareProbes`] (`follow: None`), or a
+/// segment searched beside it ([`FollowHook`]'s rules) that takes them from there.
+pub struct SharedHook<'a> {
+    pub share: &'a ShareProbes,
+    pub follow: Option<u64>,
+}
+
+impl<B: Backend> Hook<B> for SharedHook<'_> {
+    fn observe(&mut self, backend: &B, which: &[usize], out: Output<'_, B>) -> Result<bool> {
+        if let (None, Output::Probes(p)) = (self.follow, out) {
+            self.share.record(which, &backend.read_probes(p)?);
+        }
+        Ok(true)
+    }
+    fn probes_for(&mut self, which: &[usize], nprobe: usize) -> Option<Probes> {
+        self.follow.and_then(|_| self.share.get(which, nprobe))
+    }
+    fn widen(&self) -> bool {
+        self.follow.is_none()
+    }
+    fn candidate_cap(&self) -> Option<u64> {
+        self.follow
     }
 }
 

@@ -227,6 +227,18 @@ pub trait Search: Send + Sync {
     fn replicas(&self) -> Vec<replicas::ReplicaStats> {
         Vec::new()
     }
+    /// [`Search::search`] (`follow: None`) or [`Search::search_following`] (`Some(cap)`)
+    /// sharing stage 1 through `share` with another segment of the same centroids over the
+    /// same queries: the first records its probes, the next takes them (same lists, so the
+    /// same bits). Run them one after the other (`silica serve` on the CPU backend). The
+    /// default shares nothing.
+    fn search_shared(&self, req: &SearchRequest, share: &hook::ShareProbes, follow: Option<u64>) -> Result<Vec<SearchResponse>> {
+        let _ = share;
+        match follow {
+            None => self.search(req),
+            Some(cap) => self.search_following(req, cap),
+        }
+    }
 }
 
 impl<B: Backend> Executor<B> {
@@ -234,7 +246,10 @@ impl<B: Backend> Executor<B> {
     pub fn new(backend: B, index: Arc<Index>) -> Result<Self> {
         let resident = backend.upload(&index)?;
         let model = index.rerank.clone().map(Arc::new);
-        let lanes = Arc::new(lanes::Lanes::new(backend.clone()));
+        // Searches run on lanes, never on `backend` itself: it uploads the changed
+        // versions of the index (`with_index`, on `silica serve`'s writer thread), which
+        // then do not queue behind a search's device work, nor a search behind them.
+        let lanes = Arc::new(lanes::Lanes::new(backend.lane()?));
         Ok(Executor { backend, index, resident, model, planner: Planner::default(), lanes, masks: MaskCache::default(), postings: Default::default(), dead: Default::default() })
     }
 
@@ -284,7 +299,7 @@ impl<B: Backend> Executor<B> {
         let sub_plans: Vec<&Plan> = which.iter().map(|&i| plans[i]).collect();
         // Probing every list needs no centroid scores: all lists in id order (the scan's
         // top-K0 is ordered by score and row, so it does not depend on the list order).
-        let probes = match hook.given_probes() {
+        let probes = match hook.given_probes().or_else(|| hook.probes_for(which, nprobe)) {
             Some(p) => b.upload_probes(res, &p)?,
             None if nprobe == nlist && nlist > 1 => b.upload_probes(res, &Probes { nprobe, lists: (0..sub.len).flat_map(|_| 0..nlist as u32).collect() })?,
             None => hook.stage(b, Stage::Probe, || b.probe(res, sub, nprobe))?,
@@ -605,8 +620,18 @@ impl<B: Backend> Search for Executor<B> {
         Ok(self.responses(&c))
     }
 
+    /// On an idle lane, as [`Search::search`]: the fresh segments of `silica serve` are
+    /// searched by every worker at once, beside the main index's searches.
     fn search_following(&self, req: &SearchRequest, cap: u64) -> Result<Vec<SearchResponse>> {
-        self.search_with(req, &mut FollowHook { cap })
+        let (r, q, plans) = self.request(req)?;
+        let c = self.lanes.with(&self.backend, |b| self.run_on(b, &q, &plans, &r, &mut FollowHook { cap }))?;
+        Ok(self.responses(&c))
+    }
+
+    fn search_shared(&self, req: &SearchRequest, share: &hook::ShareProbes, follow: Option<u64>) -> Result<Vec<SearchResponse>> {
+        let (r, q, plans) = self.request(req)?;
+        let c = self.lanes.with(&self.backend, |b| self.run_on(b, &q, &plans, &r, &mut hook::SharedHook { share, follow }))?;
+        Ok(self.responses(&c))
     }
 
     fn search_traced(&self, req: &SearchRequest, trace: &mut Trace) -> Result<Vec<SearchResponse>> {

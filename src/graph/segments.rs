@@ -19,6 +19,7 @@
 //! The per-query results are then merged by final score. Scores are comparable across
 //! segments because both quantize the same query the same way and use the same stage-4 mode.
 
+use super::hook::ShareProbes;
 use super::{RerankMode, Search, SearchRequest, SearchResponse};
 use crate::error::{Error, Result};
 
@@ -44,35 +45,51 @@ pub fn search_segments(main: &dyn Search, extra: &[&dyn Search], req: &SearchReq
         params.rerank = if main.index().embeddings.is_some() { RerankMode::Refine } else { RerankMode::None };
     }
     let main_req = SearchRequest { queries: req.queries, filters: req.filters, params: params.clone() };
-    let mut out = main.search(&main_req)?;
     let nprobe = main.resolve(&main_req.params)?.nprobe;
     let cap = super::candidate_cap(main.index(), nprobe);
     let k = req.params.k;
-    // Queries main filled follow its probe; the others search the fresh lists in full.
-    let (full, short): (Vec<usize>, Vec<usize>) = (0..out.len()).partition(|&i| out[i].rows.len() >= k);
-    for seg in extra {
-        let (nl, same_lists) = (seg.index().nlist(), seg.index().nlist() == main.index().nlist());
-        // (queries, lists probed, candidate budget): main's probe for the queries it
-        // filled; every list and every filter candidate (one exact pass) for the others.
-        let groups = [(&full, if same_lists { nprobe } else { nl }, cap), (&short, nl, u64::MAX)];
-        for (group, np, budget) in groups {
-            if group.is_empty() {
-                continue;
-            }
+    let follow = |seg: &dyn Search, share: Option<&ShareProbes>| {
+        let mut p = params.clone();
+        let same = seg.index().nlist() == main.index().nlist();
+        p.nprobe = Some(if same { nprobe } else { seg.index().nlist() });
+        let sub = SearchRequest { queries: req.queries, filters: req.filters, params: p };
+        match share {
+            Some(share) if same => seg.search_shared(&sub, share, Some(cap)),
+            _ => seg.search_following(&sub, cap),
+        }
+    };
+    let (out, got): (Result<Vec<SearchResponse>>, Vec<Result<Vec<SearchResponse>>>) = if main.backend_name() == "cpu" {
+        // On the CPU the segments share the cores: one after the other, the fresh lists
+        // taking main's probes (same centroids, same query codes: the same lists) instead
+        // of scoring the centroids again.
+        let share = ShareProbes::new(req.queries.len() / d);
+        let out = main.search_shared(&main_req, &share, None);
+        (out, extra.iter().map(|&seg| follow(seg, Some(&share))).collect())
+    } else {
+        // On a GPU every segment at once, each on its own lane (stream): a batch costs the
+        // slowest segment's latency, not the sum (the fresh parts are small, but each
+        // search has a fixed launch and read-back cost).
+        use rayon::prelude::*;
+        rayon::join(|| main.search(&main_req), || extra.par_iter().map(|&seg| follow(seg, None)).collect())
+    };
+    let mut out = out?;
+    // Queries main could not fill (fewer than k results) search each segment in full:
+    // every list and every filter candidate (one exact pass).
+    let short: Vec<usize> = (0..out.len()).filter(|&i| out[i].rows.len() < k).collect();
+    for (seg, got) in extra.iter().zip(got) {
+        let mut got = got?;
+        if !short.is_empty() {
             let mut p = params.clone();
-            p.nprobe = Some(np);
-            let (queries, filters);
-            let sub = if group.len() == out.len() {
-                SearchRequest { queries: req.queries, filters: req.filters, params: p.clone() }
-            } else {
-                queries = group.iter().flat_map(|&i| req.queries[i * d..(i + 1) * d].iter().copied()).collect::<Vec<f32>>();
-                filters = if req.filters.is_empty() { Vec::new() } else { group.iter().map(|&i| req.filters[i].clone()).collect() };
-                SearchRequest { queries: &queries, filters: &filters, params: p.clone() }
-            };
-            let got = seg.search_following(&sub, budget)?;
-            for (&i, b) in group.iter().zip(got) {
-                out[i] = merge(std::mem::replace(&mut out[i], empty()), b, k);
+            p.nprobe = Some(seg.index().nlist());
+            let queries: Vec<f32> = short.iter().flat_map(|&i| req.queries[i * d..(i + 1) * d].iter().copied()).collect();
+            let filters: Vec<_> = if req.filters.is_empty() { Vec::new() } else { short.iter().map(|&i| req.filters[i].clone()).collect() };
+            let full = seg.search_following(&SearchRequest { queries: &queries, filters: &filters, params: p }, u64::MAX)?;
+            for (&i, b) in short.iter().zip(full) {
+                got[i] = b;
             }
+        }
+        for (i, b) in got.into_iter().enumerate() {
+            out[i] = merge(std::mem::replace(&mut out[i], empty()), b, k);
         }
     }
     Ok(out)

@@ -41,12 +41,21 @@ pub struct FreshRows {
     /// Parts changed since their last build.
     lists_dirty: bool,
     tail_dirty: bool,
+    /// A fold built off the writer ([`FreshRows::begin_fold`]): rows `0..to` go into the
+    /// lists part when it is installed; `touched`: one of them changed since it began.
+    folding: Option<Fold>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Fold {
+    to: usize,
+    touched: bool,
 }
 
 impl FreshRows {
     /// An empty store whose tail holds at most `tail_limit` rows (>= 1).
     pub fn new(tail_limit: usize) -> FreshRows {
-        FreshRows { rows: Vec::new(), live: Vec::new(), dead: 0, folded: 0, tail_limit: tail_limit.max(1), lists_dirty: false, tail_dirty: false }
+        FreshRows { rows: Vec::new(), live: Vec::new(), dead: 0, folded: 0, tail_limit: tail_limit.max(1), lists_dirty: false, tail_dirty: false, folding: None }
     }
 
     /// The same rows with another tail limit (>= 1).
@@ -78,7 +87,43 @@ impl FreshRows {
         }
     }
 
+    /// Start a fold built off the writer thread: returns a copy of the rows with the tail
+    /// folded, whose [`FreshRows::build_lists`] is the next lists part (O(rows) on any
+    /// thread; rows are shared, not copied). Meanwhile this store keeps taking rows (the
+    /// tail may pass its limit) until [`FreshRows::finish_fold`]. None when a fold is
+    /// already running or the tail is empty.
+    pub fn begin_fold(&mut self) -> Option<FreshRows> {
+        if self.folding.is_some() || self.tail_len() == 0 {
+            return None;
+        }
+        let to = self.rows.len();
+        self.folding = Some(Fold { to, touched: false });
+        Some(FreshRows { rows: self.rows.clone(), live: self.live.clone(), dead: self.dead, folded: to, tail_limit: self.tail_limit, lists_dirty: true, tail_dirty: false, folding: None })
+    }
+
+    /// True while a fold begun by [`FreshRows::begin_fold`] is not finished.
+    pub fn folding(&self) -> bool {
+        self.folding.is_some()
+    }
+
+    /// The fold begun by [`FreshRows::begin_fold`] was built: its rows are the lists part
+    /// now (the tail is what came after). Returns true when its build is current (install
+    /// it); false when one of its rows was deleted, replaced or patched meanwhile (the
+    /// lists part is then marked changed, to be rebuilt at the next publish) or no fold ran.
+    pub fn finish_fold(&mut self) -> bool {
+        let Some(f) = self.folding.take() else { return false };
+        self.folded = f.to;
+        self.tail_dirty = true;
+        if f.touched {
+            self.lists_dirty = true;
+        }
+        !f.touched
+    }
+
     fn touch(&mut self, r: u32) {
+        if let Some(f) = self.folding.as_mut().filter(|f| (r as usize) < f.to) {
+            f.touched = true;
+        }
         if (r as usize) < self.folded {
             self.lists_dirty = true;
         } else {
@@ -266,6 +311,43 @@ mod tests {
             live: None,
             calibration: None,
             columns: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_background_fold_installs_only_when_its_rows_did_not_change() {
+        let (l, d) = (5, 4);
+        let main = main_index(l, d);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let row = |i: usize, rng: &mut rand_chacha::ChaCha8Rng| {
+            let x: Vec<f32> = (0..d).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let list = crate::model::compute::assign_cpu(&quantize(&x, d).codes, &main.centroid_codes)[0];
+            NewRow::encode(format!("r{i}"), i as u64, &x, list, true, vec![], vec![], vec![])
+        };
+        for touch in [None, Some(2u32), Some(9)] {
+            let mut f = FreshRows::new(4);
+            assert!(f.begin_fold().is_none(), "an empty tail has nothing to fold");
+            for i in 0..6 {
+                f.append(row(i, &mut rng));
+            }
+            let mut job = f.begin_fold().expect("a tail to fold");
+            assert!(f.begin_fold().is_none() && f.folding(), "one fold at a time");
+            // Writes go on meanwhile: the tail passes its limit.
+            for i in 6..11 {
+                f.append(row(i, &mut rng));
+            }
+            if let Some(r) = touch {
+                f.kill(r);
+            }
+            let built = job.build_lists(&main);
+            assert_eq!(built.len(), 6);
+            let current = f.finish_fold();
+            // A kill among the folded rows voids the build; a kill in the newer tail does not.
+            assert_eq!(current, touch.is_none_or(|r| r >= 6), "touch {touch:?}");
+            assert_eq!((f.folding(), f.tail_len(), f.lists_dirty(), f.tail_dirty()), (false, 5, !current, true));
+            assert!(!f.finish_fold(), "no fold running");
+            let tail = f.build_tail(&main);
+            assert_eq!((0..tail.len()).map(|s| tail.source_rows[s]).collect::<Vec<_>>(), vec![6, 7, 8, 9, 10]);
         }
     }
 

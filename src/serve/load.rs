@@ -14,9 +14,10 @@
 //! by status (`io` for connection failures), QPS per `window` seconds, and the server's
 //! mean batch size over the window (from /metrics).
 //!
-//! **Upsert stream** ([`Upserts`], `--upsert-rate`): one more connection posts batches of
-//! new items (`POST /v1/items`) at a fixed rate of items/s from the start of the measured
-//! window to its end (open loop: batch `j` is due at `counted + j * batch / rate`, and its
+//! **Upsert stream** ([`Upserts`], `--upsert-rate`): `--upsert-connections` more
+//! connections post batches of new items (`POST /v1/items`) at a fixed rate of items/s
+//! from the start of the measured window to its end (open loop: batch `j` is due at
+//! `counted + j * batch / rate`, goes on connection `j % connections`, and its
 //! acknowledgement latency is measured from that time). Each item's vector is a row of the
 //! stream's base vectors plus uniform noise of ±`noise` per component, or, without base
 //! vectors, a random unit vector (so its own vector finds it first); ids are `{prefix}{i}`. Afterwards up to `check` acknowledged items are looked
@@ -82,6 +83,8 @@ pub struct Upserts {
     pub rate: f64,
     /// Items per `POST /v1/items` (>= 1).
     pub batch: usize,
+    /// Connections posting batches (>= 1): batch `j` goes on connection `j % connections`.
+    pub connections: usize,
     /// `[R, D]` base vectors, cycled; empty: random unit vectors of dimension `dim`.
     pub base: Vec<Vec<f32>>,
     pub dim: usize,
@@ -263,10 +266,36 @@ fn stream_item(u: &Upserts, i: u64) -> (String, Vec<f32>) {
 /// The upsert stream from `counted` to `end`; returns its tally and the acknowledged items.
 async fn upsert_stream(addr: String, u: Upserts, counted: Instant, end: Instant) -> (UpsertReport, Vec<u64>) {
     let mut rep = UpsertReport { rate: u.rate, batch: u.batch, ..Default::default() };
+    let conns = u.connections.max(1) as u64;
+    let u = Arc::new(u);
+    let tasks: Vec<_> = (0..conns).map(|c| tokio::spawn(upsert_connection(addr.clone(), u.clone(), c, conns, counted, end))).collect();
     let mut lat_us: Vec<u32> = Vec::new();
     let mut acked: Vec<u64> = Vec::new();
+    for t in tasks {
+        let Ok((l, a, requests, errors)) = t.await else { continue };
+        lat_us.extend(l);
+        acked.extend(a);
+        rep.requests += requests;
+        for (k, v) in errors {
+            *rep.errors.entry(k).or_default() += v;
+        }
+    }
+    acked.sort_unstable();
+    lat_us.sort_unstable();
+    rep.ack_ms = latency(&lat_us);
+    rep.acked = acked.len() as u64;
+    rep.acked_per_s = rep.acked as f64 / end.duration_since(counted).as_secs_f64();
+    (rep, acked)
+}
+
+/// Connection `c` of `conns` of the upsert stream: batches `j = c, c + conns, ...`, each
+/// sent at its due time `counted + j * batch / rate` (or as soon as the previous one on
+/// this connection was answered) and timed from it. Returns latencies (us), acknowledged
+/// items, requests sent and errors.
+async fn upsert_connection(addr: String, u: Arc<Upserts>, c: u64, conns: u64, counted: Instant, end: Instant) -> (Vec<u32>, Vec<u64>, u64, BTreeMap<String, u64>) {
+    let (mut lat_us, mut acked, mut requests, mut errors) = (Vec::new(), Vec::new(), 0u64, BTreeMap::<String, u64>::new());
     let mut sender: Option<Sender> = None;
-    for j in 0u64.. {
+    for j in (c..).step_by(conns as usize) {
         let due = counted + Duration::from_secs_f64((j * u.batch as u64) as f64 / u.rate);
         if due >= end {
             break;
@@ -280,7 +309,7 @@ async fn upsert_stream(addr: String, u: Upserts, counted: Instant, end: Instant)
             })
             .collect();
         let p = Prepared { path: "/v1/items".into(), binary: false, body: Bytes::from(serde_json::json!({"items": items}).to_string()) };
-        rep.requests += 1;
+        requests += 1;
         if sender.is_none() {
             sender = connect(&addr).await.ok();
         }
@@ -293,37 +322,62 @@ async fn upsert_stream(addr: String, u: Upserts, counted: Instant, end: Instant)
                 lat_us.push(due.elapsed().as_micros().min(u32::MAX as u128) as u32);
                 acked.extend(first..first + u.batch as u64);
             }
-            Ok(s) => *rep.errors.entry(s.to_string()).or_default() += 1,
+            Ok(s) => *errors.entry(s.to_string()).or_default() += 1,
             Err(_) => {
-                *rep.errors.entry("io".into()).or_default() += 1;
+                *errors.entry("io".into()).or_default() += 1;
                 sender = None;
             }
         }
     }
-    lat_us.sort_unstable();
-    rep.ack_ms = latency(&lat_us);
-    rep.acked = acked.len() as u64;
-    rep.acked_per_s = rep.acked as f64 / end.duration_since(counted).as_secs_f64();
-    (rep, acked)
+    (lat_us, acked, requests, errors)
 }
 
-/// Look up `check` of the acknowledged items (evenly spaced) by their own vector, k = 1.
+/// Look up `check` of the acknowledged items (evenly spaced; all of them when `check` >=
+/// their number) by their own vector, k = 1, 64 vectors per request on 8 connections.
 async fn self_find(addr: &str, u: &Upserts, acked: &[u64], rep: &mut UpsertReport) {
-    let Ok(mut s) = connect(addr).await else { return };
     let n = u.check.min(acked.len());
-    for c in 0..n {
-        let i = acked[c * acked.len() / n];
-        let (id, v) = stream_item(u, i);
-        let p = Prepared { path: "/v1/search".into(), binary: false, body: Bytes::from(serde_json::json!({"vector": v, "k": 1}).to_string()) };
-        rep.self_find_checked += 1;
-        let first = match send_read(&mut s, addr, &p).await {
-            Ok((200, body)) => serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v["ids"][0].as_str().map(String::from)),
-            _ => None,
-        };
-        if first.as_deref() == Some(id.as_str()) {
-            rep.self_find_found += 1;
-        } else if rep.self_find_misses.len() < 10 {
-            rep.self_find_misses.push((id, first.unwrap_or_default()));
+    let picked: Vec<u64> = (0..n).map(|c| acked[c * acked.len() / n]).collect();
+    let chunks: Vec<Vec<u64>> = picked.chunks(64).map(<[u64]>::to_vec).collect();
+    let per_conn = chunks.len().div_ceil(8).max(1);
+    let u = Arc::new(u.clone());
+    let mut tasks = Vec::new();
+    for part in chunks.chunks(per_conn).map(<[Vec<u64>]>::to_vec) {
+        let (addr, u) = (addr.to_string(), u.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut checked, mut found, mut misses) = (0u64, 0u64, Vec::new());
+            let Ok(mut s) = connect(&addr).await else { return (checked, found, misses) };
+            for chunk in part {
+                let items: Vec<(String, Vec<f32>)> = chunk.iter().map(|&i| stream_item(&u, i)).collect();
+                let vectors: Vec<&Vec<f32>> = items.iter().map(|(_, v)| v).collect();
+                let p = Prepared { path: "/v1/search".into(), binary: false, body: Bytes::from(serde_json::json!({"vectors": vectors, "k": 1}).to_string()) };
+                let answers: Vec<Option<String>> = match send_read(&mut s, &addr, &p).await {
+                    Ok((200, body)) => serde_json::from_slice::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|v| v["results"].as_array().map(|r| r.iter().map(|x| x["ids"][0].as_str().map(String::from)).collect()))
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                };
+                for (j, (id, _)) in items.into_iter().enumerate() {
+                    checked += 1;
+                    let first = answers.get(j).cloned().flatten();
+                    if first.as_deref() == Some(id.as_str()) {
+                        found += 1;
+                    } else if misses.len() < 10 {
+                        misses.push((id, first.unwrap_or_default()));
+                    }
+                }
+            }
+            (checked, found, misses)
+        }));
+    }
+    for t in tasks {
+        let Ok((c, f, m)) = t.await else { continue };
+        rep.self_find_checked += c;
+        rep.self_find_found += f;
+        for x in m {
+            if rep.self_find_misses.len() < 10 {
+                rep.self_find_misses.push(x);
+            }
         }
     }
 }
@@ -438,6 +492,9 @@ pub fn run(cfg: Config) -> Result<Report> {
         }
         if u.batch == 0 {
             return Err(Error::param("upsert-batch", "must be at least 1"));
+        }
+        if u.connections == 0 {
+            return Err(Error::param("upsert-connections", "must be at least 1"));
         }
         if u.dim != cfg.queries[0].len() || u.base.iter().any(|b| b.len() != u.dim) {
             return Err(Error::param("upsert-vectors", format!("need at least one row of dimension {}", cfg.queries[0].len())));

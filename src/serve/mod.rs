@@ -9,6 +9,7 @@
 //!   [`dict`]: the attribute dictionary with appended values.
 //! * [`wal`]: the write-ahead log (fsync before acknowledgement, replay on start);
 //!   [`compact`](mod@compact): folds updates into a new artifact; [`writer`]: the group-commit thread.
+//! * [`crash`]: test-only crash points (`SILICA_TEST_ONLY_CRASH_AT`).
 //! * [`metrics`]: Prometheus text.
 //! * [`load`]: `silica load`, the HTTP load generator (closed and open loop).
 
@@ -16,6 +17,7 @@ pub mod api;
 pub mod batcher;
 pub mod binary;
 pub mod compact;
+pub mod crash;
 pub mod dict;
 pub mod error;
 pub mod fresh;

@@ -131,12 +131,18 @@ struct Segments {
 
 impl Segments {
     fn new(index: Index, backend: &str) -> Result<Segments> {
+        Segments::open(index, |ix| Ok(Arc::from(graph::open(backend, ix)?)))
+    }
+
+    /// [`Segments::new`] with the main index's searcher made by `open` (a compaction
+    /// re-uploads through the serving searcher: same device context, kernels and lanes).
+    fn open(index: Index, open: impl FnOnce(Arc<Index>) -> Result<Arc<dyn Search>>) -> Result<Segments> {
         let index = Arc::new(index);
         let mut fresh = FreshRows::new(default_tail_limit(&index));
         let fresh_ix = Arc::new(fresh.build_lists(&index));
         let tail_ix = Arc::new(fresh.build_tail(&index));
         let t0 = Instant::now();
-        let main_exec: Arc<dyn Search> = Arc::from(graph::open(backend, index.clone())?);
+        let main_exec = open(index.clone())?;
         let t1 = Instant::now();
         if index.len() >= u32::MAX as usize {
             return Err(Error::backend("serve", format!("{} rows: serve addresses rows with 32 bits", index.len())));
@@ -176,7 +182,36 @@ pub struct Store {
     compactions: u64,
     /// [`Store::set_fresh_tail_limit`] (kept across compactions).
     tail_limit: Option<usize>,
+    /// [`Store::set_background_folds`]: a full tail is folded by [`FoldJob`]s, not in publish.
+    background_folds: bool,
     seg: Segments,
+}
+
+/// The fresh lists part rebuilt with the tail folded in, off the writer thread (see
+/// [`Store::begin_fold`]): O(fresh rows) layout and upload that writes need not wait for.
+pub struct FoldJob {
+    rows: FreshRows,
+    main: Arc<Index>,
+    /// The searcher whose device the new part is uploaded to.
+    exec: Arc<dyn Search>,
+    /// [`Store`]'s compaction count when it began (a compaction in between voids it).
+    generation: u64,
+}
+
+/// A built [`FoldJob`], for [`Store::finish_fold`].
+pub struct FoldedLists {
+    ix: Arc<Index>,
+    exec: Option<Arc<dyn Search>>,
+    generation: u64,
+}
+
+impl FoldJob {
+    /// Lay out and upload the new lists part (any thread).
+    pub fn run(mut self) -> Result<FoldedLists> {
+        let ix = Arc::new(self.rows.build_lists(&self.main));
+        let exec = if ix.is_empty() { None } else { Some(Arc::from(self.exec.with_index(ix.clone(), &Changed::ALL)?)) };
+        Ok(FoldedLists { ix, exec, generation: self.generation })
+    }
 }
 
 /// What a compaction did.
@@ -198,7 +233,8 @@ pub struct CompactReport {
 /// The state to compact, detached from the store (runs on its own thread).
 pub struct CompactionJob {
     path: PathBuf,
-    backend: String,
+    /// The serving main searcher: the compacted index is uploaded through it.
+    exec: Arc<dyn Search>,
     started: Instant,
     /// Log length when the state was taken: later records are the tail.
     wal_offset: u64,
@@ -243,8 +279,10 @@ impl CompactionJob {
         use std::io::Write;
         file.write_all(&bytes).map_err(|e| Error::io(file.path(), e))?;
         file.as_file().sync_all().map_err(|e| Error::io(file.path(), e))?;
+        super::crash::point("compact-written");
         let rows_after = index.len();
-        let seg = Segments::new(index, &self.backend)?;
+        let exec = self.exec;
+        let seg = Segments::open(index, |ix| Ok(Arc::from(exec.with_index(ix, &Changed::ALL)?)))?;
         Ok(PreparedCompaction {
             seg,
             rows_after,
@@ -332,7 +370,7 @@ impl Store {
         }));
         // Versions continue from the batches already folded into the artifact.
         let version = opened.base_version;
-        let mut store = Store { path: path.to_path_buf(), opts, threshold, wal: opened.wal, _lock: lock, shared: snap, version, compactions: 0, tail_limit: None, seg };
+        let mut store = Store { path: path.to_path_buf(), opts, threshold, wal: opened.wal, _lock: lock, shared: snap, version, compactions: 0, tail_limit: None, background_folds: false, seg };
         let t0 = Instant::now();
         let wal_path = wal::wal_path(path);
         for (i, rec) in opened.records.iter().enumerate() {
@@ -372,6 +410,7 @@ impl Store {
                 Ok(p) => {
                     let payload = serde_json::to_vec(b).map_err(|e| Error::backend("serve", format!("encoding an update batch: {e}")))?;
                     self.wal.append(&payload)?;
+                    super::crash::point("commit-logged");
                     self.apply(p);
                     ok += 1;
                     out.push(Ok(0));
@@ -380,6 +419,7 @@ impl Store {
         }
         if ok > 0 {
             self.wal.sync()?;
+            super::crash::point("commit-synced");
             self.version += ok;
             self.publish()?;
         }
@@ -528,7 +568,7 @@ impl Store {
             }
             Ok(Some(Arc::from(exec.as_ref().unwrap_or(main).with_index(ix.clone(), &Changed::ALL)?)))
         };
-        if self.seg.fresh.tail_full() {
+        if self.seg.fresh.tail_full() && !self.background_folds {
             self.seg.fresh.fold_tail();
         }
         if self.seg.fresh.lists_dirty() {
@@ -589,7 +629,7 @@ impl Store {
         debug_assert!(!self.seg.main.dirty() && !self.seg.fresh.dirty(), "compaction starts from a published state");
         CompactionJob {
             path: self.path.clone(),
-            backend: self.opts.backend.clone(),
+            exec: self.seg.main_exec.clone(),
             started: Instant::now(),
             wal_offset: self.wal.len(),
             version: self.version,
@@ -611,10 +651,12 @@ impl Store {
         let t0 = Instant::now();
         let tail = self.wal.read_from(done.wal_offset)?;
         wal::begin_rotation(&self.path, done.hash, done.version, &tail)?;
+        super::crash::point("compact-wal-next");
         if let Err(e) = done.file.persist(&self.path) {
             wal::abort_rotation(&self.path);
             return Err(Error::io(&self.path, e.error));
         }
+        super::crash::point("compact-renamed");
         // The artifact on disk is now the new one; the old log no longer matches it.
         let opened = match wal::finish_rotation(&self.path, done.hash) {
             Ok(o) => o,
@@ -623,6 +665,7 @@ impl Store {
                 std::process::abort();
             }
         };
+        super::crash::point("compact-rotated");
         self.wal = opened.wal;
         let rows_after = done.rows_after;
         if self.opts.compact_threshold.is_none() {
@@ -635,9 +678,12 @@ impl Store {
         }
         // Freeing two copies of the old index takes a while; not on the write path.
         std::thread::spawn(move || drop(old));
-        // Re-apply what was written while the compaction ran (already counted in `version`).
-        for (i, rec) in opened.records.iter().enumerate() {
-            let applied = serde_json::from_slice::<Batch>(rec).map_err(|e| e.to_string()).and_then(|b| self.validate(&b.ops).map_err(|e| e.to_string()));
+        // Re-apply what was written while the compaction ran (already counted in `version`):
+        // the records parse in parallel (writes wait for this step), then apply in order.
+        use rayon::prelude::*;
+        let parsed: Vec<std::result::Result<Batch, String>> = opened.records.par_iter().map(|rec| serde_json::from_slice::<Batch>(rec).map_err(|e| e.to_string())).collect();
+        for (i, b) in parsed.into_iter().enumerate() {
+            let applied = b.and_then(|b| self.validate(&b.ops).map_err(|e| e.to_string()));
             match applied {
                 Ok(p) => self.apply(p),
                 Err(e) => {
@@ -648,6 +694,7 @@ impl Store {
         }
         self.compactions += 1;
         self.publish()?;
+        super::crash::point("compact-done");
         Ok(CompactReport {
             rows_before: done.rows_before,
             rows_after,
@@ -671,6 +718,46 @@ impl Store {
         let rows = std::mem::replace(&mut self.seg.fresh, FreshRows::new(1));
         self.seg.fresh = rows.with_tail_limit(n);
         self.tail_limit = Some(n);
+        self.publish()
+    }
+
+    /// Fold full tails off the writer thread ([`Store::begin_fold`], driven by the caller:
+    /// the server's writer) instead of inside the publish that filled them; the tail then
+    /// grows past its limit until the fold is installed.
+    pub fn set_background_folds(&mut self, on: bool) {
+        self.background_folds = on;
+    }
+
+    /// A fold of the full tail into the fresh lists, to run on another thread and hand to
+    /// [`Store::finish_fold`]; `None` when the tail is not full or a fold is running.
+    pub fn begin_fold(&mut self) -> Option<FoldJob> {
+        if !self.seg.fresh.tail_full() || self.seg.fresh.folding() {
+            return None;
+        }
+        let rows = self.seg.fresh.begin_fold()?;
+        let exec = self.seg.fresh_exec.clone().unwrap_or_else(|| self.seg.main_exec.clone());
+        Some(FoldJob { rows, main: self.seg.main.published().clone(), exec, generation: self.compactions })
+    }
+
+    /// Install a finished fold and publish (the tail shrinks to the rows that came after
+    /// it). A fold from before a compaction is dropped; one whose rows changed meanwhile
+    /// is rebuilt here instead (rare: deletes, replacements or patches of fresh rows).
+    pub fn finish_fold(&mut self, done: Result<FoldedLists>) -> Result<()> {
+        let done = match done {
+            Ok(d) if d.generation == self.compactions => d,
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                // Nothing was installed: fold in the next publish instead.
+                log::warn!("background fold failed ({e}); folding on the writer");
+                self.seg.fresh.finish_fold();
+                self.seg.fresh.fold_tail();
+                return self.publish();
+            }
+        };
+        if self.seg.fresh.finish_fold() {
+            self.seg.fresh_ix = done.ix;
+            self.seg.fresh_exec = done.exec;
+        }
         self.publish()
     }
 

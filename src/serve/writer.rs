@@ -6,7 +6,7 @@
 
 use super::error::ApiError;
 use super::metrics::Metrics;
-use super::state::{CompactReport, PreparedCompaction, Store};
+use super::state::{CompactReport, FoldedLists, PreparedCompaction, Store};
 use super::update::Batch;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,12 +25,17 @@ pub enum Cmd {
     Compact { reply: CompactReply },
     /// A background compaction finished writing its artifact.
     Compacted(Box<crate::error::Result<PreparedCompaction>>),
+    /// A background fold of the fresh tail into the fresh lists was built and uploaded.
+    Folded(Box<crate::error::Result<FoldedLists>>),
 }
 
 /// Start the writer thread; it stops when every sender is dropped (`tx` is the sender of
 /// `rx`; the writer keeps only a weak handle, to give running compactions a way back).
-pub fn spawn(store: Store, metrics: Arc<Metrics>, tx: &mpsc::Sender<Cmd>, rx: mpsc::Receiver<Cmd>) -> std::thread::JoinHandle<()> {
+pub fn spawn(mut store: Store, metrics: Arc<Metrics>, tx: &mpsc::Sender<Cmd>, rx: mpsc::Receiver<Cmd>) -> std::thread::JoinHandle<()> {
     let back = tx.downgrade();
+    // A full tail is folded into the fresh lists off this thread: acknowledgements never
+    // wait for an O(fresh rows) layout and upload.
+    store.set_background_folds(true);
     std::thread::Builder::new()
         .name("silica-writer".into())
         .spawn(move || Writer { store, metrics, back, compacting: false, waiters: Vec::new(), failed_at: None }.run(rx))
@@ -70,14 +75,34 @@ impl Writer {
                         self.flush(&mut pending);
                         self.finish_compaction(*done);
                     }
+                    Cmd::Folded(done) => {
+                        self.flush(&mut pending);
+                        if let Err(e) = self.store.finish_fold(*done) {
+                            log::error!("installing a fold of the fresh tail failed: {e}");
+                        }
+                    }
                 }
             }
             self.flush(&mut pending);
+            self.start_fold();
             let cooled = self.failed_at.is_none_or(|t| t.elapsed() > RETRY);
             if !self.compacting && cooled && self.store.needs_compaction() {
                 self.start_compaction();
             }
         }
+    }
+
+    /// Fold a full fresh tail on its own thread (see [`Store::begin_fold`]).
+    fn start_fold(&mut self) {
+        let Some(back) = self.back.upgrade() else { return };
+        let Some(job) = self.store.begin_fold() else { return };
+        std::thread::Builder::new()
+            .name("silica-fold".into())
+            .spawn(move || {
+                let r = job.run();
+                let _ = back.blocking_send(Cmd::Folded(Box::new(r)));
+            })
+            .expect("spawn a fold thread");
     }
 
     fn start_compaction(&mut self) {

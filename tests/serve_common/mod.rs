@@ -106,9 +106,15 @@ impl Server {
     }
 
     pub fn try_start(index: &Path, extra: &[&str]) -> Result<Server, String> {
+        Self::try_start_env(index, extra, &[])
+    }
+
+    /// [`Server::try_start`] with extra environment variables.
+    pub fn try_start_env(index: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_silica"))
             .args(["serve", "--index", index.to_str().unwrap(), "--addr", "127.0.0.1:0"])
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .env_remove("SILICA_TOKEN")
             .stdout(Stdio::piped())

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One H200 call for issue 11 (prebuilt binary only): synthesize an N x 128 catalog (5M by
+# default; N=20000000 for 20M, which needs its own call: its build alone takes minutes),
+# build it on cuda (nlist 4096), then scripts/fresh-h200.sh at 0 / 2,000 / 10,000 items/s
+# (SECS each, nprobe 32, 64 connections, filtered mix), checking every acknowledged item.
+#
+#   SILICA=.bin/silica N=5000000 SECS=60 OUT=$OUT bash scripts/fresh-h200-call.sh
+#
+# Look at $OUT/fresh/summary.json: per rate qps_vs_no_writes and last_window_vs_no_writes
+# (target >= 0.9), ack_p99_ms (target <= 20), self_find (every acknowledged item: N/N),
+# rss_mb_first_last_max and gpu_mem_mb_first_last_max (steady), capacity_vs_no_writes_last_5s
+# (server CPU per search), compactions; samples-r*.csv hold RSS / GPU memory over time.
+set -uo pipefail
+OUTER=${OUT:-/tmp/out}; mkdir -p "$OUTER/fresh"
+silica=${SILICA:-.bin/silica}; n=${N:-5000000}; secs=${SECS:-60}
+NV=/tmp/nvlib; mkdir -p $NV
+lib=$( (ls /usr/local/cuda/lib64/libnvrtc.so* /usr/local/cuda/targets/x86_64-linux/lib/libnvrtc.so* 2>/dev/null; timeout 30 find /usr /opt -name 'libnvrtc.so*' 2>/dev/null) | grep -v builtins | head -1)
+[ -n "$lib" ] && ln -sf "$lib" $NV/libnvrtc.so && export LD_LIBRARY_PATH=$NV:$(dirname "$lib"):/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+chmod +x "$silica"
+S=/tmp/fresh-cat; mkdir -p $S
+"$silica" synth --n "$n" --queries 1024 --out $S/cat 2>&1 | tail -1
+python3 notes/stop19/mkfilters.py $S/cat/attributes.jsonl 1024 $S/cat/filters.jsonl
+"$silica" build --backend cuda --vectors $S/cat/vectors.npy --attributes $S/cat/attributes.jsonl --nlist 4096 --no-calibrate --out $S/i.silica 2>&1 | grep -v ETA | tail -1
+rm -f $S/cat/vectors.npy
+SILICA="$silica" OUT="$OUTER/fresh" SECS="$secs" CHECK=all LOAD_FLAGS="--nprobe 32" \
+  bash scripts/fresh-h200.sh $S/i.silica $S/cat/queries.npy $S/cat/filters.jsonl 2>&1 | tail -25
+rm -rf $S "$OUTER/fresh/work.silica"*
