@@ -806,6 +806,53 @@ mod tests {
         assert!(e.contains(":20000:") && e.contains("object"), "{e}");
     }
 
+    /// `id` is interned by a sort: its dictionary is every id in byte order, each row holds
+    /// exactly its own id's value, and of several repeats (and bad lines) the first in line
+    /// order is named, with the line of the id's first occurrence.
+    #[test]
+    fn ids_are_interned_by_sort_and_the_first_repeat_is_named() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let n = rng.random_range(3_000..9_000);
+        // Ids sharing long prefixes (the 16-byte sort key ties), of varied lengths, with a NUL.
+        let ids: Vec<String> = (0..n).map(|i| match i % 3 {
+            0 => format!("item-with-a-long-common-prefix-{}", rng.random_range(0..u64::MAX)),
+            1 => format!("{}", rng.random_range(0..u64::MAX)),
+            _ => format!("x\\u0000{i}"),
+        }).collect();
+        let lines: Vec<String> = ids.iter().map(|id| format!("{{\"id\":\"{id}\",\"c\":\"v{}\"}}", id.len() % 4)).collect();
+        let t = parse_jsonl(lines.join("\n").as_bytes(), Path::new("t"), &[]).unwrap();
+        let s = &t.attrs.schema;
+        let f = s.field("id").unwrap();
+        let mut want: Vec<&String> = t.ids.iter().collect();
+        want.sort();
+        assert_eq!(s.fields[f].values.iter().collect::<Vec<_>>(), want);
+        for (r, id) in t.ids.iter().enumerate() {
+            let v = s.value_id(f, id).unwrap();
+            assert!(t.attrs.row(r).contains(&v), "row {r}");
+            assert_eq!(t.attrs.row(r).iter().filter(|&&x| s.describe(x).unwrap().0 == "id").count(), 1);
+        }
+        // Repeats: line b repeats line a, line d (< b) repeats line c (> a): d is named.
+        let (a, c) = (rng.random_range(0..n / 4), rng.random_range(n / 4..n / 2));
+        let (d, b) = (rng.random_range(n / 2..3 * n / 4), rng.random_range(3 * n / 4..n));
+        let mut dup = lines.clone();
+        dup[b] = lines[a].clone();
+        dup[d] = lines[c].clone();
+        let e = parse_jsonl(dup.join("\n").as_bytes(), Path::new("t"), &[]).unwrap_err().to_string();
+        assert!(e.contains(&format!(":{}:", d + 1)) && e.contains(&format!("first on line {}", c + 1)), "{e}");
+        // A bad line before the first repeat is named instead; after it, the repeat is.
+        let mut bad = dup.clone();
+        bad[d - 1] = "{".into();
+        let e = parse_jsonl(bad.join("\n").as_bytes(), Path::new("t"), &[]).unwrap_err().to_string();
+        assert!(e.contains(&format!(":{}:", d)) && e.contains("malformed"), "{e}");
+        let mut late = dup.clone();
+        late[d + 1] = "{".into();
+        let e = parse_jsonl(late.join("\n").as_bytes(), Path::new("t"), &[]).unwrap_err().to_string();
+        assert!(e.contains(&format!(":{}:", d + 1)) && e.contains("duplicate id"), "{e}");
+        // No lines: no `id` field.
+        assert!(parse_jsonl(&b""[..], Path::new("t"), &[]).unwrap().attrs.schema.fields.is_empty());
+    }
+
     #[test]
     fn parses_strings_lists_and_features() {
         let src = r#"{"id":"a","section":"libs","tags":["x","y"],"size":3}
