@@ -248,8 +248,9 @@ fn short(v: &serde_json::Value) -> String {
     if s.len() > 40 { format!("{}...", &s[..s.char_indices().nth(37).map_or(s.len(), |c| c.0)]) } else { s }
 }
 
-/// Lines parsed in parallel per batch, interned in line order.
-const LINES_PER_BATCH: usize = 1 << 16;
+/// Bytes of JSONL per batch at most (about 65,536 lines of a catalog's 120-byte lines);
+/// batches are parsed in parallel and merged in line order.
+const BATCH_BYTES: usize = 8 << 20;
 
 /// One parsed line: id, (field name, value, from a list) pairs, typed values, features,
 /// ignored names.
@@ -435,14 +436,33 @@ fn parse_batch(lines: &[&[u8]], first_line: usize, features: &[String], schema: 
 fn parse_bytes(bytes: &[u8], path: &Path, features: &[String], schema: &[(String, FieldType)]) -> Result<AttributeTable> {
     use rayon::prelude::*;
     let bad = |line: usize, reason: String| Error::Jsonl { path: path.to_path_buf(), line, reason };
-    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    if lines.last().is_some_and(|l| l.is_empty()) {
-        lines.pop();
-    }
     let t0 = std::time::Instant::now();
-    let batch_lines = lines.len().div_ceil(4 * rayon::current_num_threads().max(1)).clamp(1, LINES_PER_BATCH);
-    let mut batches: Vec<Batch> = lines.par_chunks(batch_lines).enumerate().map(|(i, c)| parse_batch(c, i * batch_lines + 1, features, schema)).collect();
-    drop(lines);
+    // Batches are byte blocks cut after a newline (no sequential pass over all lines): their
+    // lines are counted in parallel, and a prefix sum numbers each block's first line.
+    let target = bytes.len().div_ceil(4 * rayon::current_num_threads().max(1)).clamp(1, BATCH_BYTES);
+    let mut blocks: Vec<&[u8]> = Vec::with_capacity(bytes.len() / target + 1);
+    let mut start = 0;
+    while start < bytes.len() {
+        let mut end = (start + target).min(bytes.len());
+        end = bytes[end - 1..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| end + i);
+        blocks.push(&bytes[start..end]);
+        start = end;
+    }
+    // A block's lines: its pieces between newlines, less the empty piece after a final one.
+    let lines_in = |b: &[u8]| b.iter().filter(|&&c| c == b'\n').count() + usize::from(!b.ends_with(b"\n"));
+    let firsts: Vec<usize> = blocks.par_iter().map(|b| lines_in(b)).collect::<Vec<_>>().iter().scan(1, |at, &c| Some(std::mem::replace(at, *at + c))).collect();
+    let mut batches: Vec<Batch> = blocks
+        .par_iter()
+        .zip(firsts)
+        .map(|(b, first)| {
+            let mut lines: Vec<&[u8]> = b.split(|&c| c == b'\n').collect();
+            if b.ends_with(b"\n") {
+                lines.pop();
+            }
+            parse_batch(&lines, first, features, schema)
+        })
+        .collect();
+    drop(blocks);
     log::info!("attributes: lines split, parsed and interned per batch in {:.2}s", t0.elapsed().as_secs_f64());
     let t0 = std::time::Instant::now();
 

@@ -375,22 +375,30 @@ impl IndexBuilder {
         w.put_pod("ivf.centroid_codes", &cq.codes)?;
         w.put_pod("ivf.centroid_scale", &cq.scale)?;
         w.put_pod("ivf.list_offsets", &list_offsets)?;
-        let mut dict_offs = Vec::with_capacity(nvalues + 1);
-        dict_offs.push(0u64);
+        // The dictionary blob and its offsets, gathered in parallel pieces (`id` has a value
+        // per row, each its own heap string) and written in order.
         let dict_id = w.id("attrs.dict");
-        // One write per MiB, not per value: an `id`-like field has a value per row.
-        let mut pending: Vec<u8> = Vec::with_capacity(1 << 20);
-        for v in schema.fields.iter().flat_map(|f| f.values.iter()) {
-            pending.extend_from_slice(v.as_bytes());
-            dict_offs.push(dict_offs.last().copied().unwrap_or(0) + v.len() as u64);
-            if pending.len() >= 1 << 20 {
-                w.put(dict_id, &pending)?;
-                pending.clear();
-            }
+        let values: Vec<&String> = schema.fields.iter().flat_map(|f| f.values.iter()).collect();
+        let pieces: Vec<(Vec<u8>, Vec<u64>)> = values
+            .par_chunks(1 << 16)
+            .map(|c| {
+                let (mut blob, mut ends) = (Vec::new(), Vec::with_capacity(c.len()));
+                for v in c {
+                    blob.extend_from_slice(v.as_bytes());
+                    ends.push(blob.len() as u64);
+                }
+                (blob, ends)
+            })
+            .collect();
+        drop(values);
+        w.put_pod("attrs.dict_offsets", &[0u64])?;
+        let mut base = 0u64;
+        for (blob, mut ends) in pieces {
+            w.put(dict_id, &blob)?;
+            ends.iter_mut().for_each(|e| *e += base);
+            w.put_pod("attrs.dict_offsets", &ends)?;
+            base += blob.len() as u64;
         }
-        w.put(dict_id, &pending)?;
-        w.put_pod("attrs.dict_offsets", &dict_offs)?;
-        drop(dict_offs);
         for (name, _, data) in &rerank_tensors {
             w.put_pod(name, data)?;
         }
@@ -515,14 +523,29 @@ impl Pass2<'_> {
         let embeddings = self.embeddings.then(|| x.par_iter().map(|&v| f16::from_f32(v)).collect());
         let features = if nf > 0 { rows.iter().flat_map(|&r| table.features[r as usize * nf..(r as usize + 1) * nf].iter().copied()).collect() } else { Vec::new() };
         let source_rows = rows.iter().map(|&r| r as u64).collect();
+        // Ids and attribute values of the rows (random reads of the table), in parallel
+        // pieces, then joined with their running offsets.
+        let parts: Vec<(Vec<u8>, Vec<u64>, Vec<u32>, Vec<u64>)> = rows
+            .par_chunks(4096)
+            .map(|rs| {
+                let (mut ids, mut io, mut vals, mut vo) = (Vec::new(), Vec::with_capacity(rs.len()), Vec::new(), Vec::with_capacity(rs.len()));
+                for &r in rs {
+                    ids.extend_from_slice(table.ids[r as usize].as_bytes());
+                    io.push(ids.len() as u64);
+                    vals.extend_from_slice(table.attrs.row(r as usize));
+                    vo.push(vals.len() as u64);
+                }
+                (ids, io, vals, vo)
+            })
+            .collect();
         let (mut ids, mut id_offs) = (Vec::new(), Vec::with_capacity(b - a));
         let (mut vals, mut val_offs) = (Vec::new(), Vec::with_capacity(b - a));
-        for &r in rows {
-            let r = r as usize;
-            ids.extend_from_slice(table.ids[r].as_bytes());
-            id_offs.push(*id_end + ids.len() as u64);
-            vals.extend_from_slice(table.attrs.row(r));
-            val_offs.push(*attr_end + vals.len() as u64);
+        for (i, io, v, vo) in parts {
+            let (ib, vb) = (*id_end + ids.len() as u64, *attr_end + vals.len() as u64);
+            id_offs.extend(io.iter().map(|o| ib + o));
+            val_offs.extend(vo.iter().map(|o| vb + o));
+            ids.extend_from_slice(&i);
+            vals.extend_from_slice(&v);
         }
         *id_end += ids.len() as u64;
         *attr_end += vals.len() as u64;
