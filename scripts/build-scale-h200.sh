@@ -31,6 +31,13 @@
 # it) and the vectors after the build, before serving. 20M: 5.1 + 2.5 GB inputs, ~12 GB per
 # artifact (two for the recall step).
 # Writes $OUT/build-scale.json: per step rc, wall seconds, peak RSS, artifact bytes, phase lines.
+#
+# Expected (16 cores, 128 GB; predictions from stop 19's phase logs, not yet measured):
+#   part 1 (20m recall), ~5 min: synth 20M ~20-30 s; GPU build ~65-70 s (attributes ~10 s,
+#   k-means ~5 s, assign ~2 s, header ~6 s, pass 2 ~10 s, fsync ~1-2 s, calibration ~16 s);
+#   serve healthy ~8 s; CPU build (no calibration) ~100-120 s; truth ~15 s; 4 evals ~10 s each.
+#   part 2 (80m), ~7-8 min: synth 80M ~60-90 s; GPU build ~170-250 s (calibration is the
+#   unknown: it logs map / open / truth / sweep seconds); serve healthy ~20-30 s.
 set -u
 BIN=${BIN:-.bin/silica}
 STEPS=${STEPS:-20m recall}
