@@ -524,8 +524,9 @@ impl Pass2<'_> {
         let features = if nf > 0 { rows.iter().flat_map(|&r| table.features[r as usize * nf..(r as usize + 1) * nf].iter().copied()).collect() } else { Vec::new() };
         let source_rows = rows.iter().map(|&r| r as u64).collect();
         // Ids and attribute values of the rows (random reads of the table), in parallel
-        // pieces, then joined with their running offsets.
-        let parts: Vec<(Vec<u8>, Vec<u64>, Vec<u32>, Vec<u64>)> = rows
+        // pieces, then joined with their running offsets: (id bytes, their ends, value ids, their ends) per piece.
+        type Piece = (Vec<u8>, Vec<u64>, Vec<u32>, Vec<u64>);
+        let parts: Vec<Piece> = rows
             .par_chunks(4096)
             .map(|rs| {
                 let (mut ids, mut io, mut vals, mut vo) = (Vec::new(), Vec::with_capacity(rs.len()), Vec::new(), Vec::with_capacity(rs.len()));

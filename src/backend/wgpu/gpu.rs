@@ -302,7 +302,7 @@ impl Gpu {
 
     /// [`Gpu::resident`] in pieces of `chunk` bytes (a multiple of 4).
     fn resident_in(&self, label: &str, data: &[u8], chunk: usize) -> Result<Buf> {
-        debug_assert!(chunk > 0 && chunk % 4 == 0);
+        debug_assert!(chunk > 0 && chunk.is_multiple_of(4));
         let len = padded_len(data.len());
         let b = self.dedicated(label, "uploading", len, || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
