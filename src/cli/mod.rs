@@ -311,7 +311,11 @@ fn calibrate(path: &Path, a: &BuildArgs) -> Result<()> {
     let t0 = Instant::now();
     let ix = Arc::new(format::load_with(path, format::Verify::Skip)?);
     let nlist = ix.nlist();
-    let c = silica::graph::calibrate::calibrate(graph::open(&a.backend, ix)?.as_ref(), &calibrate_options(a))?;
+    let t_open = Instant::now();
+    let searcher = graph::open(&a.backend, ix)?;
+    log::info!("calibration: index mapped in {:.2}s, opened on {} (kernels, upload) in {:.2}s", (t_open - t0).as_secs_f64(), a.backend, t_open.elapsed().as_secs_f64());
+    let c = silica::graph::calibrate::calibrate(searcher.as_ref(), &calibrate_options(a))?;
+    drop(searcher);
     silica::model::writer::patch_metadata(path, &[(format::CALIBRATION.to_string(), serde_json::to_string(&c)?)])?;
     eprintln!("{} ({:.1}s)", calibration_line(&c), t0.elapsed().as_secs_f64());
     if c.nprobe > nlist / 8 {

@@ -144,10 +144,14 @@ pub fn calibrate(s: &dyn Search, o: &CalibrateOptions) -> Result<Calibration> {
     let ix = s.index().clone();
     let nlist = ix.nlist();
     let h = held_out(&ix, o)?;
+    let t0 = std::time::Instant::now();
     let truth = answers(s, &h, o, nlist)?;
+    log::info!("calibration: exhaustive truth of {} queries in {:.2}s", h.source.len(), t0.elapsed().as_secs_f64());
     let mut curve: Vec<CalibrationPoint> = Vec::new();
     let measure = |p: usize, curve: &mut Vec<CalibrationPoint>| -> Result<bool> {
+        let t0 = std::time::Instant::now();
         let got = if p == nlist { truth.clone() } else { answers(s, &h, o, p)? };
+        log::debug!("calibration: nprobe {p} searched in {:.3}s", t0.elapsed().as_secs_f64());
         let (r, f) = (recall(&h, &truth, &got, false).unwrap_or(1.0), recall(&h, &truth, &got, true));
         let ok = r >= o.target_recall && f.is_none_or(|f| f >= o.target_recall);
         // Stored to 6 decimals (an exact JSON round trip); decided on the exact means.
@@ -169,6 +173,7 @@ pub fn calibrate(s: &dyn Search, o: &CalibrateOptions) -> Result<Calibration> {
         let mid = lo + (hi - lo) / 2;
         if measure(mid, &mut curve)? { hi = mid } else { lo = mid }
     }
+    log::info!("calibration: {} nprobe values measured in {:.2}s", curve.len(), t0.elapsed().as_secs_f64());
     curve.sort_by_key(|c| c.nprobe);
     curve.dedup_by_key(|c| c.nprobe);
     let filtered_queries = h.filtered.iter().filter(|&&f| f).count();

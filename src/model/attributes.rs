@@ -248,8 +248,9 @@ fn short(v: &serde_json::Value) -> String {
     if s.len() > 40 { format!("{}...", &s[..s.char_indices().nth(37).map_or(s.len(), |c| c.0)]) } else { s }
 }
 
-/// Lines parsed in parallel per batch, interned in line order.
-const LINES_PER_BATCH: usize = 1 << 16;
+/// Bytes of JSONL per batch at most (about 65,536 lines of a catalog's 120-byte lines);
+/// batches are parsed in parallel and merged in line order.
+const BATCH_BYTES: usize = 8 << 20;
 
 /// One parsed line: id, (field name, value, from a list) pairs, typed values, features,
 /// ignored names.
@@ -292,7 +293,7 @@ fn parse_line(line: &[u8], features: &[String], schema: &[(String, FieldType)]) 
             continue;
         }
         if k == "id" {
-            pairs.push((k.clone(), Some(id.clone()), false));
+            // Interned apart, by one parallel sort over all lines ([`intern_ids`]).
             continue;
         }
         let declared = schema.iter().find(|(n, _)| n == k).map(|(_, t)| *t);
@@ -435,14 +436,33 @@ fn parse_batch(lines: &[&[u8]], first_line: usize, features: &[String], schema: 
 fn parse_bytes(bytes: &[u8], path: &Path, features: &[String], schema: &[(String, FieldType)]) -> Result<AttributeTable> {
     use rayon::prelude::*;
     let bad = |line: usize, reason: String| Error::Jsonl { path: path.to_path_buf(), line, reason };
-    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    if lines.last().is_some_and(|l| l.is_empty()) {
-        lines.pop();
-    }
     let t0 = std::time::Instant::now();
-    let batch_lines = lines.len().div_ceil(4 * rayon::current_num_threads().max(1)).clamp(1, LINES_PER_BATCH);
-    let mut batches: Vec<Batch> = lines.par_chunks(batch_lines).enumerate().map(|(i, c)| parse_batch(c, i * batch_lines + 1, features, schema)).collect();
-    drop(lines);
+    // Batches are byte blocks cut after a newline (no sequential pass over all lines): their
+    // lines are counted in parallel, and a prefix sum numbers each block's first line.
+    let target = bytes.len().div_ceil(4 * rayon::current_num_threads().max(1)).clamp(1, BATCH_BYTES);
+    let mut blocks: Vec<&[u8]> = Vec::with_capacity(bytes.len() / target + 1);
+    let mut start = 0;
+    while start < bytes.len() {
+        let mut end = (start + target).min(bytes.len());
+        end = bytes[end - 1..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| end + i);
+        blocks.push(&bytes[start..end]);
+        start = end;
+    }
+    // A block's lines: its pieces between newlines, less the empty piece after a final one.
+    let lines_in = |b: &[u8]| b.iter().filter(|&&c| c == b'\n').count() + usize::from(!b.ends_with(b"\n"));
+    let firsts: Vec<usize> = blocks.par_iter().map(|b| lines_in(b)).collect::<Vec<_>>().iter().scan(1, |at, &c| Some(std::mem::replace(at, *at + c))).collect();
+    let mut batches: Vec<Batch> = blocks
+        .par_iter()
+        .zip(firsts)
+        .map(|(b, first)| {
+            let mut lines: Vec<&[u8]> = b.split(|&c| c == b'\n').collect();
+            if b.ends_with(b"\n") {
+                lines.pop();
+            }
+            parse_batch(&lines, first, features, schema)
+        })
+        .collect();
+    drop(blocks);
     log::info!("attributes: lines split, parsed and interned per batch in {:.2}s", t0.elapsed().as_secs_f64());
     let t0 = std::time::Instant::now();
 
@@ -453,18 +473,35 @@ fn parse_bytes(bytes: &[u8], path: &Path, features: &[String], schema: &[(String
     type Field = (String, bool, HashMap<String, u32>, Vec<String>);
     let mut fields_tmp: Vec<Field> = Vec::new();
     let mut local: Vec<Vec<(u32, Vec<u32>)>> = Vec::with_capacity(batches.len());
-    let mut seen_ids: HashMap<&str, usize> = HashMap::with_capacity(batches.iter().map(|b| b.ids.len()).sum());
     let mut feature_seen = vec![false; features.len()];
     let mut ignored: std::collections::BTreeSet<String> = Default::default();
-    for b in &batches {
-        for (i, id) in b.ids.iter().enumerate() {
-            if let Some(prev) = seen_ids.insert(id.as_str(), b.first_line + i) {
-                return Err(bad(b.first_line + i, format!("duplicate id {id:?} (first on line {prev})")));
+    // The first bad line; ids are checked below, over the lines parsed (all lines before it).
+    let first_error = batches.iter().find_map(|b| b.error.clone());
+    let ids: Vec<&str> = batches.iter().flat_map(|b| b.ids.iter().map(String::as_str)).collect();
+    let id_sorted = intern_ids(&ids);
+    // Rows of the batches before each one (batches after a bad one still hold rows, so the
+    // line of row `r` is not `r + 1` past an error: map through the batches).
+    let line_of = |row: usize| {
+        let mut row = row;
+        for b in &batches {
+            if row < b.ids.len() {
+                return b.first_line + row;
             }
+            row -= b.ids.len();
         }
-        if let Some((line, reason)) = &b.error {
-            return Err(bad(*line, reason.clone()));
+        usize::MAX
+    };
+    if let Some((again, first)) = id_sorted.first_repeat {
+        let (again, first) = (line_of(again as usize), line_of(first as usize));
+        if first_error.as_ref().is_none_or(|e| again < e.0) {
+            return Err(bad(again, format!("duplicate id {:?} (first on line {first})", ids[id_sorted.first_repeat.map_or(0, |r| r.0 as usize)])));
         }
+    }
+    if let Some((line, reason)) = first_error {
+        return Err(bad(line, reason));
+    }
+    drop(ids);
+    for b in &batches {
         let maps = b
             .fields
             .iter()
@@ -491,7 +528,6 @@ fn parse_bytes(bytes: &[u8], path: &Path, features: &[String], schema: &[(String
         feature_seen.iter_mut().zip(&b.feature_seen).for_each(|(s, &n)| *s |= n);
         ignored.extend(b.ignored.iter().cloned());
     }
-    drop(seen_ids);
     let columns = merge_typed(&batches, schema, path)?;
     if let Some(i) = feature_seen.iter().position(|s| !s) {
         return Err(Error::param("features", format!("feature `{}` is not a number on any line of {}", features[i], path.display())));
@@ -506,12 +542,25 @@ fn parse_bytes(bytes: &[u8], path: &Path, features: &[String], schema: &[(String
     }
     log::info!("attributes: batches merged (ids checked) in {:.2}s", t0.elapsed().as_secs_f64());
     // Dictionaries: fields sorted by name, values sorted within each field; temp id -> global id.
-    let mut order: Vec<usize> = (0..fields_tmp.len()).collect();
-    order.sort_by(|&a, &b| fields_tmp[a].0.cmp(&fields_tmp[b].0));
+    // `usize::MAX` stands for `id` (interned by its sort, not a map).
+    let n_rows: usize = batches.iter().map(|b| b.ids.len()).sum();
+    const ID: usize = usize::MAX;
+    let mut order: Vec<usize> = (0..fields_tmp.len()).chain((n_rows > 0).then_some(ID)).collect();
+    let name_of = |f: usize| if f == ID { "id" } else { fields_tmp[f].0.as_str() };
+    order.sort_by(|&a, &b| name_of(a).cmp(name_of(b)));
     let mut remap: Vec<Vec<u32>> = vec![Vec::new(); fields_tmp.len()];
-    let mut fields = Vec::with_capacity(fields_tmp.len());
+    let mut fields = Vec::with_capacity(order.len());
     let mut base = 0u32;
+    let mut id_base = 0u32;
     for &f in &order {
+        if f == ID {
+            let all: Vec<&String> = batches.iter().flat_map(|b| b.ids.iter()).collect();
+            let values: Vec<String> = id_sorted.order.par_iter().map(|&r| all[r as usize].clone()).collect();
+            id_base = base;
+            base += values.len() as u32;
+            fields.push(FieldSchema { name: "id".into(), multi: false, base: id_base, values });
+            continue;
+        }
         let (name, multi, map, values) = std::mem::take(&mut fields_tmp[f]);
         drop(map);
         let mut by_value: Vec<u32> = (0..values.len() as u32).collect();
@@ -530,14 +579,17 @@ fn parse_bytes(bytes: &[u8], path: &Path, features: &[String], schema: &[(String
     }
     let schema = Schema { fields, columns: columns.iter().map(|c| super::columns::ColumnSchema { name: c.name.clone(), ty: c.ty }).collect() };
     // Rows: global value ids, sorted and deduplicated per row, batches in parallel.
+    let row0: Vec<usize> = batches.iter().scan(0, |r, b| Some(std::mem::replace(r, *r + b.ids.len()))).collect();
     let rows: Vec<(Vec<u32>, Vec<u32>)> = batches
         .par_iter()
         .zip(&local)
-        .map(|(b, maps)| {
-            let mut values = Vec::with_capacity(b.pairs.len());
+        .zip(&row0)
+        .map(|((b, maps), &row0)| {
+            let mut values = Vec::with_capacity(b.pairs.len() + b.ids.len());
             let mut counts = Vec::with_capacity(b.ids.len());
-            for w in b.offs.windows(2) {
+            for (i, w) in b.offs.windows(2).enumerate() {
                 let start = values.len();
+                values.push(id_base + id_sorted.rank[row0 + i]);
                 values.extend(b.pairs[w[0] as usize..w[1] as usize].iter().map(|&(lf, lv)| {
                     let (f, temp) = &maps[lf as usize];
                     remap[*f as usize][temp[lv as usize] as usize]
@@ -577,6 +629,47 @@ fn parse_bytes(bytes: &[u8], path: &Path, features: &[String], schema: &[(String
     }
     let attrs = Attributes { schema, offsets: offsets.into(), values: values.into() };
     Ok(AttributeTable { columns, ids, attrs, features: feats, feature_names: features.to_vec() })
+}
+
+/// The `id` field's dictionary order: `order[rank]` is the row of the rank-th smallest id,
+/// `rank[row]` its inverse, and `first_repeat` the (row, earlier row) of the first row in
+/// line order whose id an earlier row already has.
+struct IdOrder {
+    order: Vec<u32>,
+    rank: Vec<u32>,
+    first_repeat: Option<(u32, u32)>,
+}
+
+/// Sort the ids (in parallel, on 16-byte big-endian prefixes first; a tie compares the
+/// whole strings, then the row): every id is distinct, so `id` needs no hash map, and a
+/// repeat is found between sort neighbours. The first repeat in line order is the second
+/// row of some group of equal ids, whose sort predecessor is that group's first row.
+fn intern_ids(ids: &[&str]) -> IdOrder {
+    use rayon::prelude::*;
+    let prefix = |s: &str| {
+        let mut b = [0u8; 16];
+        let n = s.len().min(16);
+        b[..n].copy_from_slice(&s.as_bytes()[..n]);
+        u128::from_be_bytes(b)
+    };
+    let mut keys: Vec<(u128, u32)> = ids.par_iter().enumerate().map(|(r, s)| (prefix(s), r as u32)).collect();
+    keys.par_sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| ids[a.1 as usize].cmp(ids[b.1 as usize])).then(a.1.cmp(&b.1)));
+    let order: Vec<u32> = keys.into_par_iter().map(|k| k.1).collect();
+    let first_repeat = order
+        .par_windows(2)
+        .filter(|w| ids[w[0] as usize] == ids[w[1] as usize])
+        .map(|w| (w[1], w[0]))
+        .min();
+    let mut rank = vec![0u32; order.len()];
+    {
+        // Scatter rank -> row in parallel: each row is written once.
+        let ptr = rank.as_mut_ptr() as usize;
+        order.par_iter().enumerate().for_each(|(i, &r)| {
+            // SAFETY: `order` is a permutation of 0..len, so the writes are disjoint and in bounds.
+            unsafe { *(ptr as *mut u32).add(r as usize) = i as u32 };
+        });
+    }
+    IdOrder { order, rank, first_repeat }
 }
 
 /// The typed columns of all batches, in line order: a field whose values mix classes
@@ -731,6 +824,53 @@ mod tests {
         broken[19_999] = "[1, 2]";
         let e = parse_jsonl(broken.join("\n").as_bytes(), Path::new("a.jsonl"), &[]).unwrap_err().to_string();
         assert!(e.contains(":20000:") && e.contains("object"), "{e}");
+    }
+
+    /// `id` is interned by a sort: its dictionary is every id in byte order, each row holds
+    /// exactly its own id's value, and of several repeats (and bad lines) the first in line
+    /// order is named, with the line of the id's first occurrence.
+    #[test]
+    fn ids_are_interned_by_sort_and_the_first_repeat_is_named() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let n = rng.random_range(3_000..9_000);
+        // Ids sharing long prefixes (the 16-byte sort key ties), of varied lengths, with a NUL.
+        let ids: Vec<String> = (0..n).map(|i| match i % 3 {
+            0 => format!("item-with-a-long-common-prefix-{}", rng.random_range(0..u64::MAX)),
+            1 => format!("{}", rng.random_range(0..u64::MAX)),
+            _ => format!("x\\u0000{i}"),
+        }).collect();
+        let lines: Vec<String> = ids.iter().map(|id| format!("{{\"id\":\"{id}\",\"c\":\"v{}\"}}", id.len() % 4)).collect();
+        let t = parse_jsonl(lines.join("\n").as_bytes(), Path::new("t"), &[]).unwrap();
+        let s = &t.attrs.schema;
+        let f = s.field("id").unwrap();
+        let mut want: Vec<&String> = t.ids.iter().collect();
+        want.sort();
+        assert_eq!(s.fields[f].values.iter().collect::<Vec<_>>(), want);
+        for (r, id) in t.ids.iter().enumerate() {
+            let v = s.value_id(f, id).unwrap();
+            assert!(t.attrs.row(r).contains(&v), "row {r}");
+            assert_eq!(t.attrs.row(r).iter().filter(|&&x| s.describe(x).unwrap().0 == "id").count(), 1);
+        }
+        // Repeats: line b repeats line a, line d (< b) repeats line c (> a): d is named.
+        let (a, c) = (rng.random_range(0..n / 4), rng.random_range(n / 4..n / 2));
+        let (d, b) = (rng.random_range(n / 2..3 * n / 4), rng.random_range(3 * n / 4..n));
+        let mut dup = lines.clone();
+        dup[b] = lines[a].clone();
+        dup[d] = lines[c].clone();
+        let e = parse_jsonl(dup.join("\n").as_bytes(), Path::new("t"), &[]).unwrap_err().to_string();
+        assert!(e.contains(&format!(":{}:", d + 1)) && e.contains(&format!("first on line {}", c + 1)), "{e}");
+        // A bad line before the first repeat is named instead; after it, the repeat is.
+        let mut bad = dup.clone();
+        bad[d - 1] = "{".into();
+        let e = parse_jsonl(bad.join("\n").as_bytes(), Path::new("t"), &[]).unwrap_err().to_string();
+        assert!(e.contains(&format!(":{}:", d)) && e.contains("malformed"), "{e}");
+        let mut late = dup.clone();
+        late[d + 1] = "{".into();
+        let e = parse_jsonl(late.join("\n").as_bytes(), Path::new("t"), &[]).unwrap_err().to_string();
+        assert!(e.contains(&format!(":{}:", d + 1)) && e.contains("duplicate id"), "{e}");
+        // No lines: no `id` field.
+        assert!(parse_jsonl(&b""[..], Path::new("t"), &[]).unwrap().attrs.schema.fields.is_empty());
     }
 
     #[test]

@@ -286,6 +286,7 @@ impl IndexBuilder {
             pb.inc((b - a) as u64);
         }
         pb.finish();
+        drop((buf, codes));
 
         // 4. Counting sort by list, stable by source row.
         let mut list_offsets = vec![0u64; nlist + 1];
@@ -374,22 +375,30 @@ impl IndexBuilder {
         w.put_pod("ivf.centroid_codes", &cq.codes)?;
         w.put_pod("ivf.centroid_scale", &cq.scale)?;
         w.put_pod("ivf.list_offsets", &list_offsets)?;
-        let mut dict_offs = Vec::with_capacity(nvalues + 1);
-        dict_offs.push(0u64);
+        // The dictionary blob and its offsets, gathered in parallel pieces (`id` has a value
+        // per row, each its own heap string) and written in order.
         let dict_id = w.id("attrs.dict");
-        // One write per MiB, not per value: an `id`-like field has a value per row.
-        let mut pending: Vec<u8> = Vec::with_capacity(1 << 20);
-        for v in schema.fields.iter().flat_map(|f| f.values.iter()) {
-            pending.extend_from_slice(v.as_bytes());
-            dict_offs.push(dict_offs.last().copied().unwrap_or(0) + v.len() as u64);
-            if pending.len() >= 1 << 20 {
-                w.put(dict_id, &pending)?;
-                pending.clear();
-            }
+        let values: Vec<&String> = schema.fields.iter().flat_map(|f| f.values.iter()).collect();
+        let pieces: Vec<(Vec<u8>, Vec<u64>)> = values
+            .par_chunks(1 << 16)
+            .map(|c| {
+                let (mut blob, mut ends) = (Vec::new(), Vec::with_capacity(c.len()));
+                for v in c {
+                    blob.extend_from_slice(v.as_bytes());
+                    ends.push(blob.len() as u64);
+                }
+                (blob, ends)
+            })
+            .collect();
+        drop(values);
+        w.put_pod("attrs.dict_offsets", &[0u64])?;
+        let mut base = 0u64;
+        for (blob, mut ends) in pieces {
+            w.put(dict_id, &blob)?;
+            ends.iter_mut().for_each(|e| *e += base);
+            w.put_pod("attrs.dict_offsets", &ends)?;
+            base += blob.len() as u64;
         }
-        w.put(dict_id, &pending)?;
-        w.put_pod("attrs.dict_offsets", &dict_offs)?;
-        drop(dict_offs);
         for (name, _, data) in &rerank_tensors {
             w.put_pod(name, data)?;
         }
@@ -409,71 +418,57 @@ impl IndexBuilder {
             .collect();
         let k = p.bloom.hashes as usize;
         let mut planes = vec![0u64; bits * words];
-        let (mut id_end, mut attr_end) = (0u64, 0u64);
         w.put_pod("items.row_id_offsets", &[0u64])?;
         w.put_pod("attrs.offsets", &[0u64])?;
-        let mut scale = vec![0f32; CHUNK.min(n)];
         let pb = Progress::new(p.progress, "write", n as u64, "rows");
-        for a in (0..n).step_by(CHUNK) {
-            let b = (a + CHUNK).min(n);
-            let rows = &perm[a..b];
-            let (x, c, s) = (&mut buf[..(b - a) * d], &mut codes[..(b - a) * d], &mut scale[..b - a]);
-            prepare(src, rows, p.metric, x)?;
-            c.par_chunks_mut(d).zip(x.par_chunks(d)).zip(s.par_iter_mut()).for_each(|((c, x), s)| *s = quantize_row(x, c));
-            w.put_pod("items.codes", c)?;
-            w.put_pod("items.scale", s)?;
-            if p.store_embeddings {
-                let e: Vec<f16> = x.par_iter().map(|&v| f16::from_f32(v)).collect();
-                w.put_pod("items.embeddings", &e)?;
-            }
-            if nf > 0 {
-                let f: Vec<f32> = rows.iter().flat_map(|&r| table.features[r as usize * nf..(r as usize + 1) * nf].iter().copied()).collect();
-                w.put_pod("items.features", &f)?;
-            }
-            let src_rows: Vec<u64> = rows.iter().map(|&r| r as u64).collect();
-            w.put_pod("items.source_rows", &src_rows)?;
-            let (mut ids, mut id_offs) = (Vec::new(), Vec::with_capacity(b - a));
-            let (mut vals, mut val_offs) = (Vec::new(), Vec::with_capacity(b - a));
-            for &r in rows {
-                let r = r as usize;
-                ids.extend_from_slice(table.ids[r].as_bytes());
-                id_offs.push(id_end + ids.len() as u64);
-                vals.extend_from_slice(table.attrs.row(r));
-                val_offs.push(attr_end + vals.len() as u64);
-            }
-            id_end += ids.len() as u64;
-            attr_end += vals.len() as u64;
-            let t = w.id("items.row_ids");
-            w.put(t, &ids)?;
-            w.put_pod("items.row_id_offsets", &id_offs)?;
-            w.put_pod("attrs.values", &vals)?;
-            w.put_pod("attrs.offsets", &val_offs)?;
-            // Bloom: this chunk owns words a/64 .. ceil(b/64).
-            let cols: Vec<(usize, Vec<(u32, u64)>)> = (a / 64..b.div_ceil(64))
-                .into_par_iter()
-                .map(|wd| {
-                    let mut col = vec![0u64; bits];
-                    for (sr, &r) in perm.iter().enumerate().take(((wd + 1) * 64).min(n)).skip(wd * 64) {
-                        let r = r as usize;
-                        for &v in table.attrs.row(r) {
-                            for &bit in &value_bits[v as usize * k..(v as usize + 1) * k] {
-                                col[bit as usize] |= 1u64 << (sr % 64);
-                            }
-                        }
+        // A producer thread computes chunk i + 1 (rayon inside) while this one writes chunk
+        // i: the writes (one thread: positioned writes and streaming checksums) overlap the
+        // compute instead of following it.
+        let chunks = n.div_ceil(CHUNK);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Pass2Chunk>>(1);
+        let ctx = Pass2 { src, table, perm: &perm, metric: p.metric, embeddings: p.store_embeddings, nf, bits, k, value_bits: &value_bits };
+        std::thread::scope(|scope| -> Result<()> {
+            scope.spawn(|| {
+                let (mut id_end, mut attr_end) = (0u64, 0u64);
+                for ch in 0..chunks {
+                    let a = ch * CHUNK;
+                    let out = ctx.chunk(a, (a + CHUNK).min(n), &mut id_end, &mut attr_end);
+                    let failed = out.is_err();
+                    if tx.send(out).is_err() || failed {
+                        return;
                     }
-                    (wd, col.into_iter().enumerate().filter(|c| c.1 != 0).map(|(i, m)| (i as u32, m)).collect())
-                })
-                .collect();
-            for (wd, col) in cols {
-                for (bit, m) in col {
-                    planes[bit as usize * words + wd] = m;
+                    if ch % 16 == 15 {
+                        src.release(0..n);
+                    }
                 }
+            });
+            for ch in 0..chunks {
+                // A closed channel means the producer stopped after sending its error.
+                let c = rx.recv().map_err(|_| Error::backend(compute.name(), format!("build pass 2 stopped at chunk {ch}")))??;
+                w.put_pod("items.codes", &c.codes)?;
+                w.put_pod("items.scale", &c.scale)?;
+                if let Some(e) = &c.embeddings {
+                    w.put_pod("items.embeddings", e)?;
+                }
+                if nf > 0 {
+                    w.put_pod("items.features", &c.features)?;
+                }
+                w.put_pod("items.source_rows", &c.source_rows)?;
+                let t = w.id("items.row_ids");
+                w.put(t, &c.ids)?;
+                w.put_pod("items.row_id_offsets", &c.id_offs)?;
+                w.put_pod("attrs.values", &c.vals)?;
+                w.put_pod("attrs.offsets", &c.val_offs)?;
+                for (wd, col) in c.bloom {
+                    for (bit, m) in col {
+                        planes[bit as usize * words + wd] = m;
+                    }
+                }
+                w.writeback();
+                pb.inc(c.scale.len() as u64);
             }
-            if (a / CHUNK) % 16 == 15 {
-                src.release(0..n);
-            }
-            pb.inc((b - a) as u64);
-        }
+            Ok(())
+        })?;
         pb.finish();
         src.release(0..n);
         let t_bloom = std::time::Instant::now();
@@ -482,6 +477,96 @@ impl IndexBuilder {
         let (out, bytes) = w.finish()?;
         log::info!("Bloom planes and checksums written in {:.2}s", t_bloom.elapsed().as_secs_f64());
         Ok((out, BuildSummary { n, dim: d, nlist, bytes }))
+    }
+}
+
+/// What pass 2 reads (shared by its producer thread).
+struct Pass2<'a> {
+    src: &'a VectorSource,
+    table: &'a AttributeTable,
+    /// Sorted row -> source row.
+    perm: &'a [u32],
+    metric: Metric,
+    embeddings: bool,
+    nf: usize,
+    bits: usize,
+    /// Bloom hashes per value.
+    k: usize,
+    /// `k` Bloom positions per global value id.
+    value_bits: &'a [u32],
+}
+
+/// Sorted rows `a..b`, ready to append to their tensors.
+struct Pass2Chunk {
+    codes: Vec<i8>,
+    scale: Vec<f32>,
+    embeddings: Option<Vec<f16>>,
+    features: Vec<f32>,
+    source_rows: Vec<u64>,
+    ids: Vec<u8>,
+    id_offs: Vec<u64>,
+    vals: Vec<u32>,
+    val_offs: Vec<u64>,
+    /// Per 64-row word of the chunk, its non-zero (plane, bits) pairs.
+    bloom: Vec<(usize, Vec<(u32, u64)>)>,
+}
+
+impl Pass2<'_> {
+    /// Sorted rows `a..b`; `id_end`/`attr_end`: the blob and CSR ends before them (advanced).
+    fn chunk(&self, a: usize, b: usize, id_end: &mut u64, attr_end: &mut u64) -> Result<Pass2Chunk> {
+        let (n, d, nf, table) = (self.perm.len(), self.src.dim, self.nf, self.table);
+        let rows = &self.perm[a..b];
+        let mut x = vec![0f32; (b - a) * d];
+        let (mut codes, mut scale) = (vec![0i8; (b - a) * d], vec![0f32; b - a]);
+        prepare(self.src, rows, self.metric, &mut x)?;
+        codes.par_chunks_mut(d).zip(x.par_chunks(d)).zip(scale.par_iter_mut()).for_each(|((c, x), s)| *s = quantize_row(x, c));
+        let embeddings = self.embeddings.then(|| x.par_iter().map(|&v| f16::from_f32(v)).collect());
+        let features = if nf > 0 { rows.iter().flat_map(|&r| table.features[r as usize * nf..(r as usize + 1) * nf].iter().copied()).collect() } else { Vec::new() };
+        let source_rows = rows.iter().map(|&r| r as u64).collect();
+        // Ids and attribute values of the rows (random reads of the table), in parallel
+        // pieces, then joined with their running offsets: (id bytes, their ends, value ids, their ends) per piece.
+        type Piece = (Vec<u8>, Vec<u64>, Vec<u32>, Vec<u64>);
+        let parts: Vec<Piece> = rows
+            .par_chunks(4096)
+            .map(|rs| {
+                let (mut ids, mut io, mut vals, mut vo) = (Vec::new(), Vec::with_capacity(rs.len()), Vec::new(), Vec::with_capacity(rs.len()));
+                for &r in rs {
+                    ids.extend_from_slice(table.ids[r as usize].as_bytes());
+                    io.push(ids.len() as u64);
+                    vals.extend_from_slice(table.attrs.row(r as usize));
+                    vo.push(vals.len() as u64);
+                }
+                (ids, io, vals, vo)
+            })
+            .collect();
+        let (mut ids, mut id_offs) = (Vec::new(), Vec::with_capacity(b - a));
+        let (mut vals, mut val_offs) = (Vec::new(), Vec::with_capacity(b - a));
+        for (i, io, v, vo) in parts {
+            let (ib, vb) = (*id_end + ids.len() as u64, *attr_end + vals.len() as u64);
+            id_offs.extend(io.iter().map(|o| ib + o));
+            val_offs.extend(vo.iter().map(|o| vb + o));
+            ids.extend_from_slice(&i);
+            vals.extend_from_slice(&v);
+        }
+        *id_end += ids.len() as u64;
+        *attr_end += vals.len() as u64;
+        // Bloom: this chunk owns words a/64 .. ceil(b/64).
+        let (bits, k) = (self.bits, self.k);
+        let bloom = (a / 64..b.div_ceil(64))
+            .into_par_iter()
+            .map(|wd| {
+                let mut col = vec![0u64; bits];
+                for (sr, &r) in self.perm.iter().enumerate().take(((wd + 1) * 64).min(n)).skip(wd * 64) {
+                    for &v in table.attrs.row(r as usize) {
+                        for &bit in &self.value_bits[v as usize * k..(v as usize + 1) * k] {
+                            col[bit as usize] |= 1u64 << (sr % 64);
+                        }
+                    }
+                }
+                (wd, col.into_iter().enumerate().filter(|c| c.1 != 0).map(|(i, m)| (i as u32, m)).collect())
+            })
+            .collect();
+        Ok(Pass2Chunk { codes, scale, embeddings, features, source_rows, ids, id_offs, vals, val_offs, bloom })
     }
 }
 

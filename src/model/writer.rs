@@ -45,11 +45,21 @@ impl TensorSpec {
 pub trait Output {
     /// Write `bytes` at absolute `offset`.
     fn write_at(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()>;
+    /// Start writing what is written so far to stable storage without waiting for it
+    /// (a hint; the final `sync_all` still decides durability).
+    fn start_writeback(&mut self) {}
 }
 
 impl Output for File {
     fn write_at(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
         self.write_all_at(bytes, offset)
+    }
+    #[cfg(target_os = "linux")]
+    fn start_writeback(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open descriptor; the whole file (nbytes 0 = to the end); this
+        // flag only queues dirty pages for writing and returns. Failure is harmless here.
+        unsafe { libc::sync_file_range(self.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
     }
 }
 
@@ -79,7 +89,13 @@ pub struct ArtifactWriter<O: Output> {
     /// Header JSON length H (JSON + padding).
     header_len: usize,
     total: u64,
+    /// Bytes appended since the last [`ArtifactWriter::writeback`] started one.
+    unsynced: u64,
 }
+
+/// Bytes between two writeback starts: the final fsync then waits for at most about this
+/// much (plus what the disk has not caught up with), instead of the whole file at the end.
+const WRITEBACK_BYTES: u64 = 256 << 20;
 
 fn fail(path: &Path, reason: impl Into<String>) -> Error {
     Error::Format { path: path.into(), reason: reason.into() }
@@ -138,6 +154,7 @@ impl<O: Output> ArtifactWriter<O> {
             meta,
             header_len,
             total: data_start + at,
+            unsynced: 0,
         };
         w.write_header(&placeholder_sums(&w.specs))?;
         // Size the output now: a file short of its end would not parse.
@@ -184,7 +201,18 @@ impl<O: Output> ArtifactWriter<O> {
         self.out.write_at(self.start[t] + self.written[t], bytes).map_err(|e| Error::io(&self.path, e))?;
         self.hashers[t].update(bytes);
         self.written[t] = end;
+        self.unsynced += bytes.len() as u64;
         Ok(())
+    }
+
+    /// Start writeback of what is written (see [`Output::start_writeback`]) once at least
+    /// [`WRITEBACK_BYTES`] were appended since the last start; a streaming build calls it
+    /// after each chunk so the disk writes overlap the build.
+    pub fn writeback(&mut self) {
+        if self.unsynced >= WRITEBACK_BYTES {
+            self.out.start_writeback();
+            self.unsynced = 0;
+        }
     }
 
     /// Append a slice of plain values to tensor `name`.
