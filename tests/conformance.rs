@@ -200,6 +200,7 @@ fn fixture(seed: u64, spec: &Spec) -> Fixture {
         rerank: None,
         live,
         calibration: None,
+        sqnorms: Default::default(),
         columns,
     };
     Fixture { index: Arc::new(index), seed }

@@ -145,8 +145,10 @@ pub fn fold(main: &Index, fresh: &[&Index], dict: &Dict) -> Result<Index> {
             })
             .collect(),
     };
+    let sqnorms = crate::model::metric::sqnorms_for(main.metric, &items);
     Ok(Index {
         columns,
+        sqnorms,
         dim: d,
         metric: main.metric,
         centroids: main.centroids.clone(),

@@ -213,13 +213,15 @@ impl FreshRows {
                 live[w] |= bit;
             }
         }
+        let items = I8Matrix { rows: n, dim: d, codes: codes.into(), scale: scale.into() };
         Index {
             dim: d,
             metric: main.metric,
             centroids,
             centroid_codes,
             list_offsets,
-            items: I8Matrix { rows: n, dim: d, codes: codes.into(), scale: scale.into() },
+            sqnorms: crate::model::metric::sqnorms_for(main.metric, &items),
+            items,
             embeddings: emb.map(Into::into),
             features: feats.map(Into::into),
             feature_names: main.feature_names.clone(),
@@ -265,6 +267,7 @@ mod tests {
             rerank: None,
             live: None,
             calibration: None,
+            sqnorms: Default::default(),
             columns: Default::default(),
         }
     }

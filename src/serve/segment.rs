@@ -232,6 +232,7 @@ mod tests {
             rerank: None,
             live: None,
             calibration: None,
+            sqnorms: Default::default(),
             columns: Default::default(),
         };
         main.attrs.offsets = vec![0].into();

@@ -111,7 +111,7 @@ pub fn check_item<D: Dictionary + ?Sized>(item: &Item, ctx: &Context<'_, D>, pat
             format!("has {} values; the index dimension is {}", item.vector.len(), ctx.dim),
         ));
     }
-    if let Err(f) = crate::model::finite::check_vector(&item.vector, ctx.metric == Metric::Ip) {
+    if let Err(f) = crate::model::finite::check_vector(&item.vector, ctx.metric != Metric::Cosine) {
         return Err(ApiError::bad(f.col.map(|j| format!("{path}.vector[{j}]")).unwrap_or_else(|| format!("{path}.vector")), f.reason));
     }
     let mut vector = item.vector.clone();
