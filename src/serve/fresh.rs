@@ -128,6 +128,11 @@ impl FreshRows {
         }
     }
 
+    /// Fresh row `r` (live or not).
+    pub fn row(&self, r: u32) -> &NewRow {
+        &self.rows[r as usize]
+    }
+
     /// Sorted value ids of row `r`.
     pub fn values(&self, r: u32) -> &[u32] {
         &self.rows[r as usize].values

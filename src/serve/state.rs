@@ -678,4 +678,80 @@ impl Store {
     pub fn locate(&self, id: &str) -> Option<Loc> {
         self.seg.ids.get(id)
     }
+
+    /// `GET /v1/items/{id}` and search `fields`: the live item `id` as JSON, or `None` when
+    /// no live item has it. `names`: the attributes to return (`None`: every field of the
+    /// schema and every typed column); each a string (a list for a multi-valued field),
+    /// a typed column's number, bool or RFC 3339 timestamp, or `null` where the item has no
+    /// value. `vector`: also `"vector"`, the stored f16 embedding as f32 (the dequantized
+    /// int8 codes without embeddings; unit-normalized for cosine). Errors: an unknown name
+    /// (400 naming `fields`).
+    pub fn item_json(&self, id: &str, names: Option<&[String]>, vector: bool) -> std::result::Result<Option<serde_json::Map<String, serde_json::Value>>, ApiError> {
+        use serde_json::Value;
+        let dict = &self.seg.dict;
+        let schema = dict.schema();
+        let main = self.seg.main.current();
+        let all: Vec<String>;
+        let names = match names {
+            Some(n) => n,
+            None => {
+                all = schema.fields.iter().map(|f| f.name.clone()).chain(main.columns.cols.iter().map(|c| c.name.clone())).collect();
+                &all
+            }
+        };
+        for n in names {
+            if schema.field(n).is_none() && main.columns.get(n).is_none() {
+                let known: Vec<String> = crate::filter::Dictionary::field_names(schema);
+                return Err(ApiError::bad("fields", format!("unknown field `{n}` (known fields: {})", known.join(", "))));
+            }
+        }
+        let Some(loc) = self.seg.ids.get(id) else { return Ok(None) };
+        let (values, vec): (&[u32], Vec<f32>) = match loc {
+            Loc::Main(r) => {
+                let r = r as usize;
+                if main.live_word(r / 64) >> (r % 64) & 1 == 0 {
+                    return Ok(None);
+                }
+                let d = main.dim;
+                let v = if !vector {
+                    Vec::new()
+                } else if let Some(e) = &main.embeddings {
+                    e[r * d..(r + 1) * d].iter().map(|x| x.to_f32()).collect()
+                } else {
+                    main.items.row(r).iter().map(|&c| c as f32 * main.items.scale[r]).collect()
+                };
+                (main.attrs.row(r), v)
+            }
+            Loc::Fresh(r) => {
+                let row = self.seg.fresh.row(r);
+                let v = if !vector {
+                    Vec::new()
+                } else if let Some(e) = &row.embedding {
+                    e.iter().map(|x| x.to_f32()).collect()
+                } else {
+                    row.codes.iter().map(|&c| c as f32 * row.scale).collect()
+                };
+                (&row.values[..], v)
+            }
+        };
+        let mut out = serde_json::Map::new();
+        out.insert("id".into(), Value::String(id.to_string()));
+        for n in names {
+            let v = if let Some(c) = main.columns.get(n) {
+                match loc {
+                    Loc::Main(r) => c.json(r as usize),
+                    Loc::Fresh(_) => Value::Null,
+                }
+            } else {
+                let f = schema.field(n).expect("checked above");
+                let vals: Vec<Value> = values.iter().filter_map(|&v| dict.describe(v).filter(|(g, _)| *g == f).map(|(_, s)| Value::String(s))).collect();
+                if schema.fields[f].multi { Value::Array(vals) } else { vals.into_iter().next().unwrap_or(Value::Null) }
+            };
+            out.insert(n.clone(), v);
+        }
+        if vector {
+            out.insert("vector".into(), Value::Array(vec.into_iter().map(|x| serde_json::json!(x)).collect()));
+        }
+        Ok(Some(out))
+    }
 }

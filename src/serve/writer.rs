@@ -25,6 +25,9 @@ pub enum Cmd {
     Compact { reply: CompactReply },
     /// A background compaction finished writing its artifact.
     Compacted(Box<crate::error::Result<PreparedCompaction>>),
+    /// Read live items by id ([`Store::item_json`]), after the writes queued before it:
+    /// one answer per id, `None` for an unknown or deleted id.
+    Get { ids: Vec<Arc<str>>, names: Option<Vec<String>>, vector: bool, reply: oneshot::Sender<Result<Vec<Option<serde_json::Map<String, serde_json::Value>>>, ApiError>> },
 }
 
 /// Start the writer thread; it stops when every sender is dropped (`tx` is the sender of
@@ -69,6 +72,11 @@ impl Writer {
                     Cmd::Compacted(done) => {
                         self.flush(&mut pending);
                         self.finish_compaction(*done);
+                    }
+                    Cmd::Get { ids, names, vector, reply } => {
+                        self.flush(&mut pending);
+                        let got = ids.iter().map(|id| self.store.item_json(id, names.as_deref(), vector)).collect();
+                        let _ = reply.send(got);
                     }
                 }
             }
