@@ -133,6 +133,16 @@ impl FreshRows {
         &self.rows[r as usize]
     }
 
+    /// Set row `r`'s key of typed column `col` (the main index's `Columns::cols` order).
+    pub fn set_typed(&mut self, r: u32, col: usize, key: Option<u64>) {
+        let row = Arc::make_mut(&mut self.rows[r as usize]);
+        if row.typed.len() <= col {
+            row.typed.resize(col + 1, None);
+        }
+        row.typed[col] = key;
+        self.touch(r);
+    }
+
     /// Sorted value ids of row `r`.
     pub fn values(&self, r: u32) -> &[u32] {
         &self.rows[r as usize].values
@@ -219,6 +229,19 @@ impl FreshRows {
             }
         }
         let items = I8Matrix { rows: n, dim: d, codes: codes.into(), scale: scale.into() };
+        // The main index's typed columns over these rows (a row without a key has no value).
+        let columns = crate::model::Columns {
+            cols: main
+                .columns
+                .cols
+                .iter()
+                .enumerate()
+                .map(|(j, c)| {
+                    let keys: Vec<Option<u64>> = order.iter().map(|&a| self.rows[a].typed.get(j).copied().flatten()).collect();
+                    crate::model::Column::from_keys(&c.name, c.ty, &keys, &list_offsets)
+                })
+                .collect(),
+        };
         Index {
             dim: d,
             metric: main.metric,
@@ -237,9 +260,7 @@ impl FreshRows {
             rerank: main.rerank.clone(),
             live: Some(live),
             calibration: None,
-            // Updates carry no typed values yet: fresh rows have none (a comparison on a
-            // typed column does not match them; `IS NULL` does).
-            columns: Default::default(),
+            columns,
         }
     }
 }

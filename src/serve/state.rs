@@ -15,7 +15,7 @@ use super::ids::IdMap;
 use super::error::ApiError;
 use super::fresh::FreshRows;
 use super::segment::{self, NewRow, Pair, SegOp};
-use super::update::{check_attrs, check_id, check_item, Batch, Checked, Context, Op};
+use super::update::{check_attrs, check_id, check_item, check_typed, Batch, Checked, Context, Op};
 use super::wal::{self, Wal};
 use crate::backend::Changed;
 use crate::error::{Error, Result};
@@ -93,7 +93,7 @@ pub enum Loc {
 enum Prepared {
     Upsert(Checked),
     Delete(String),
-    Patch(String, Vec<(usize, Vec<String>)>),
+    Patch(String, Vec<(usize, Vec<String>)>, Vec<(String, Option<u64>)>),
 }
 
 /// Options of [`Store::open`].
@@ -419,7 +419,8 @@ impl Store {
                         return Err(ApiError::not_found(id));
                     }
                     let a = check_attrs(attributes, &self.seg.dict, "attributes")?;
-                    out.push(Prepared::Patch(id.clone(), a));
+                    let t = check_typed(attributes, &self.seg.dict, "attributes")?;
+                    out.push(Prepared::Patch(id.clone(), a, t));
                 }
             }
         }
@@ -429,15 +430,21 @@ impl Store {
     fn apply(&mut self, ops: Vec<Prepared>) {
         // New rows' lists by the build's rule, one assignment pass for the whole batch.
         let d = self.seg.main.current().dim;
-        let mut codes = Vec::new();
+        let (mut codes, mut scales) = (Vec::new(), Vec::new());
         for op in &ops {
             if let Prepared::Upsert(c) = op {
                 let at = codes.len();
                 codes.resize(at + d, 0i8);
-                crate::model::quantize::quantize_row(&c.vector, &mut codes[at..]);
+                scales.push(crate::model::quantize::quantize_row(&c.vector, &mut codes[at..]));
             }
         }
-        let mut lists = if codes.is_empty() { Vec::new() } else { compute::assign_on_thread(&codes, &self.seg.main.current().centroid_codes) }.into_iter();
+        let main = self.seg.main.current();
+        let mut lists = match (codes.is_empty(), main.metric) {
+            (true, _) => Vec::new(),
+            (false, crate::Metric::L2) => compute::assign_l2(&codes, &scales, &main.centroid_codes, false),
+            (false, _) => compute::assign_on_thread(&codes, &main.centroid_codes),
+        }
+        .into_iter();
         for op in ops {
             match op {
                 Prepared::Upsert(c) => {
@@ -448,9 +455,12 @@ impl Store {
                     let loc = self.seg.ids.remove(&id).expect("validated: the id exists");
                     self.kill(loc);
                 }
-                Prepared::Patch(id, attrs) => {
+                Prepared::Patch(id, attrs, typed) => {
                     let loc = self.seg.ids.get(&id).expect("validated: the id exists");
-                    self.patch(loc, attrs);
+                    if !attrs.is_empty() {
+                        self.patch(loc, attrs);
+                    }
+                    self.patch_typed(loc, typed);
                 }
             }
         }
@@ -493,7 +503,9 @@ impl Store {
         }
         let (values, bits) = self.encode_attrs(&pairs);
         let with_embedding = self.seg.main.current().embeddings.is_some();
-        let row = NewRow::encode(c.id.clone(), self.seg.next_row, &c.vector, list, with_embedding, c.features, values, bits);
+        let mut row = NewRow::encode(c.id.clone(), self.seg.next_row, &c.vector, list, with_embedding, c.features, values, bits);
+        let cols = &self.seg.main.current().columns.cols;
+        row.typed = cols.iter().map(|col| c.typed.iter().find(|(n, _)| *n == col.name).and_then(|(_, k)| *k)).collect();
         self.seg.next_row += 1;
         let r = self.seg.fresh.append(row);
         self.seg.ids.insert_fresh(c.id, r);
@@ -511,6 +523,17 @@ impl Store {
         match loc {
             Loc::Main(r) => self.seg.main.apply(SegOp::SetAttrs { row: r, values: values.into(), bits: bits.into() }),
             Loc::Fresh(r) => self.seg.fresh.set_attrs(r, values, bits),
+        }
+    }
+
+    /// Set typed column values (validated names; `None` clears).
+    fn patch_typed(&mut self, loc: Loc, typed: Vec<(String, Option<u64>)>) {
+        for (name, key) in typed {
+            let Some(col) = self.seg.main.current().columns.cols.iter().position(|c| c.name == name) else { continue };
+            match loc {
+                Loc::Main(r) => self.seg.main.apply(SegOp::SetTyped { row: r, col, key }),
+                Loc::Fresh(r) => self.seg.fresh.set_typed(r, col, key),
+            }
         }
     }
 
@@ -740,7 +763,14 @@ impl Store {
             let v = if let Some(c) = main.columns.get(n) {
                 match loc {
                     Loc::Main(r) => c.json(r as usize),
-                    Loc::Fresh(_) => Value::Null,
+                    Loc::Fresh(r) => {
+                        let j = main.columns.cols.iter().position(|x| x.name == c.name).expect("a column of main");
+                        match self.seg.fresh.row(r).typed.get(j).copied().flatten() {
+                            // One-row column: the value rendered as the column renders it.
+                            Some(k) => crate::model::Column::from_keys(&c.name, c.ty, &[Some(k)], &[0, 1]).json(0),
+                            None => Value::Null,
+                        }
+                    }
                 }
             } else {
                 let f = schema.field(n).expect("checked above");
