@@ -91,3 +91,55 @@ fn l2_reaches_recall_at_the_calibrated_default_nprobe() {
     let ip_hits = got[0].rows.iter().filter(|&&row| sqdist(q, &x[row as usize * d..(row as usize + 1) * d]) <= truth[k - 1] * (1.0 + 1e-3)).count();
     assert!(ip_hits < k, "ip ranks by inner product, not distance");
 }
+
+mod common;
+mod serve_common;
+
+/// `silica serve` on an l2 index (every backend here): an upserted item is found nearest
+/// with score -distance², through the fresh segment and after compaction, and the backends
+/// agree bit for bit on the int8 answers.
+#[test]
+fn l2_index_serves_upserts_and_compaction() {
+    use serde_json::json;
+    let (n, d) = (3000, 16);
+    let (x, queries) = clustered(n, 8, d, 11);
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl: String = (0..n).map(|i| format!("{{\"id\": \"r{i}\"}}\n")).collect();
+    let table = parse_jsonl(jsonl.as_bytes(), std::path::Path::new("a.jsonl"), &[]).unwrap();
+    let ix = IndexBuilder::new(BuildParams { metric: Metric::L2, nlist: Some(16), ..Default::default() }).build(Matrix { rows: n, dim: d, data: x.clone(), was_f16: false }, table).unwrap();
+    let path = dir.path().join("l2.silica");
+    silica::model::format::save(&ix, &path).unwrap();
+    let gpus = common::gpu_backends();
+    let servers: Vec<(&str, serve_common::Server)> = std::iter::once("cpu")
+        .chain(gpus)
+        .map(|b| {
+            let p = dir.path().join(format!("{b}.silica"));
+            std::fs::copy(&path, &p).unwrap();
+            (b, serve_common::Server::start(&p, &["--backend", b, "--compact-threshold", "0"]))
+        })
+        .collect();
+    let q: Vec<f32> = queries[..d].to_vec();
+    let near: Vec<f32> = q.iter().map(|v| v + 0.01).collect();
+    // Refine scores the stored f16 embedding.
+    let want = -(near.iter().zip(&q).map(|(a, b)| (half::f16::from_f32(*a).to_f32() - b).powi(2)).sum::<f32>());
+    for (_, s) in &servers {
+        assert_eq!(s.post("/v1/items", &json!({"items": [{"id": "near", "vector": near}]})).0, 200);
+    }
+    let check = |step: &str| {
+        let answers: Vec<serde_json::Value> = servers.iter().map(|(_, s)| s.search(&json!({"vector": q, "k": 5, "nprobe": 4}))).collect();
+        for ((name, _), a) in servers.iter().zip(&answers) {
+            assert_eq!(a["ids"][0], json!("near"), "{step} on {name}: {a}");
+            let s0 = a["scores"][0].as_f64().unwrap() as f32;
+            assert!((s0 - want).abs() <= 1e-3 * want.abs().max(1e-3), "{step} on {name}: score {s0} vs {want}");
+        }
+        let int8: Vec<serde_json::Value> = servers.iter().map(|(_, s)| s.search(&json!({"vector": q, "k": 20, "nprobe": 3, "rerank": "none"}))).collect();
+        for ((name, _), a) in servers.iter().zip(&int8).skip(1) {
+            assert_eq!((&a["ids"], &a["scores"]), (&int8[0]["ids"], &int8[0]["scores"]), "{step}: {name} vs cpu");
+        }
+    };
+    check("fresh");
+    for (_, s) in &servers {
+        assert_eq!(s.post("/v1/compact", &json!({})).0, 200);
+    }
+    check("compacted");
+}
