@@ -364,7 +364,7 @@ impl IndexBuilder {
             nlist,
             n,
             metric: p.metric,
-            quantization: format::QUANTIZATION.into(),
+            quantization: format::quantization(p.metric),
             bloom: p.bloom,
             bloom_hash: BloomParams::HASH.into(),
             schema: schema.fields.clone(),

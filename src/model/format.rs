@@ -159,6 +159,14 @@ pub fn rerank_summary(m: &RerankModel) -> String {
 /// `__metadata__["quantization"]`.
 pub const QUANTIZATION: &str = "int8 symmetric per row: scale = absmax/127, round half to even";
 
+/// The `quantization` metadata of an index of `metric` (l2 adds its query rule and score).
+pub fn quantization(metric: Metric) -> String {
+    match metric {
+        Metric::L2 => format!("{QUANTIZATION}; l2: query scale = the power of two >= absmax/127, score = ((dot as f32) * qscale - (sqnorm as f32 * scale) * 0.5) * scale"),
+        _ => QUANTIZATION.into(),
+    }
+}
+
 /// Human-readable summary of an index's metadata.
 pub fn meta_of(ix: &Index) -> Meta {
     Meta {
@@ -167,7 +175,7 @@ pub fn meta_of(ix: &Index) -> Meta {
         nlist: ix.nlist(),
         n: ix.len(),
         metric: ix.metric,
-        quantization: QUANTIZATION.into(),
+        quantization: quantization(ix.metric),
         bloom: ix.bloom.params,
         bloom_hash: BloomParams::HASH.into(),
         schema: ix.attrs.schema.fields.clone(),
