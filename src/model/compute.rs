@@ -160,21 +160,21 @@ mod tests {
             let got = assign_l2(&xq.codes, &xq.scale, &cq, true);
             assert_eq!(got, assign_l2(&xq.codes, &xq.scale, &cq, false));
             let norms = crate::model::metric::sqnorms(&cq);
-            for r in 0..n {
+            for (r, &lr) in got.iter().enumerate() {
                 let xr = &xq.codes[r * d..(r + 1) * d];
                 let mut best = (0u32, f32::NEG_INFINITY);
-                for l in 0..k {
+                for (l, &nl) in norms.iter().enumerate() {
                     let dot: i32 = xr.iter().zip(cq.row(l)).map(|(&a, &b)| a as i32 * b as i32).sum();
-                    let v = crate::model::metric::score(dot, xq.scale[r], crate::model::metric::bias(norms[l], cq.scale[l]), cq.scale[l]);
+                    let v = crate::model::metric::score(dot, xq.scale[r], crate::model::metric::bias(nl, cq.scale[l]), cq.scale[l]);
                     if v > best.1 {
                         best = (l as u32, v);
                     }
                 }
-                assert_eq!(got[r], best.0, "row {r}");
+                assert_eq!(lr, best.0, "row {r}");
                 // And it is (up to rounding) the nearest quantized centroid.
                 let dist = |l: usize| -> f64 { (0..d).map(|j| { let t = xr[j] as f64 * xq.scale[r] as f64 - cq.row(l)[j] as f64 * cq.scale[l] as f64; t * t }).sum() };
                 let near = (0..k).map(dist).fold(f64::INFINITY, f64::min);
-                assert!(dist(got[r] as usize) <= near + 1e-4 * (1.0 + near), "row {r}");
+                assert!(dist(lr as usize) <= near + 1e-4 * (1.0 + near), "row {r}");
             }
         }
     }

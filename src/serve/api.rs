@@ -437,7 +437,7 @@ async fn with_fields(s: &AppState, version: u64, results: &[crate::graph::Search
 }
 
 /// Items by id through the writer ([`Cmd::Get`]).
-async fn read_items(s: &AppState, ids: Vec<Arc<str>>, names: Option<Vec<String>>, vector: bool) -> Result<Vec<Option<serde_json::Map<String, Value>>>, ApiError> {
+async fn read_items(s: &AppState, ids: Vec<Arc<str>>, names: Option<Vec<String>>, vector: bool) -> Result<super::writer::Items, ApiError> {
     let (tx, rx) = oneshot::channel();
     s.writer.send(Cmd::Get { ids, names, vector, reply: tx }).await.map_err(|_| ApiError::unavailable("the writer has stopped"))?;
     rx.await.map_err(|_| ApiError::unavailable("the writer stopped before answering"))?
