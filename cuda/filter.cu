@@ -156,3 +156,76 @@ extern "C" __global__ void cand_compact(const u64* __restrict__ planes, u64 word
             if (pos < cap) out[pos] = (u32)(w * 64 + (__ffsll((long long)pass) - 1));
     }
 }
+
+// The posting route's stage 2 (Backend::scan_postings, model/postings.rs): per plan j,
+// the rows of its driver's postings (segments seg_off[j] .. seg_off[j+1]; segment s is
+// post_rows[seg_start[s] ..] of value seg_val[s], its rows numbered up to the plan's
+// running total seg_end[s]) and then the nstale stale rows. A posting row is taken once,
+// from the smallest driver value it holds (postings::first_hit), and not at all when it
+// is stale; every taken row that is live and passes the plan exactly is appended, in any
+// order, to rows[j*cap ..] (count in exact[j]; the host checked the total fits in cap).
+// Grid: (nplans, chunks); block 256.
+extern "C" __global__ void post_compact(const u32* __restrict__ post_rows, const u32* __restrict__ seg_off,
+                                        const u64* __restrict__ seg_start, const u32* __restrict__ seg_val,
+                                        const u32* __restrict__ seg_end, const u32* __restrict__ stale, u32 nstale,
+                                        const u64* __restrict__ live, const u32* __restrict__ plan_words,
+                                        const u32* __restrict__ plan_off, const u64* __restrict__ attr_off,
+                                        const u32* __restrict__ attr_vals, u32 cap, u32* __restrict__ exact,
+                                        u32* __restrict__ rows) {
+    const u32 j = blockIdx.x, lane = lane_id();
+    const u32 sb = seg_off[j], se = seg_off[j + 1];
+    const u32 len = se > sb ? seg_end[se - 1] : 0;
+    const u32 total = len + nstale;
+    const u32 off = plan_off[j];
+    const u32* plan = plan_at(plan_words, off);
+    const bool trivial = off_trivial(off);
+    u32* out = rows + (u64)j * cap;
+    for (u32 base = blockIdx.y * blockDim.x; base < total; base += gridDim.y * blockDim.x) {
+        const u32 t = base + threadIdx.x;
+        bool ok = false;
+        u32 r = 0;
+        if (t < len) {
+            u32 lo = sb, hi = se - 1;  // first segment with seg_end > t
+            while (lo < hi) {
+                const u32 mid = (lo + hi) / 2;
+                if (seg_end[mid] > t) hi = mid; else lo = mid + 1;
+            }
+            const u32 before = lo > sb ? seg_end[lo - 1] : 0;
+            r = __ldg(post_rows + seg_start[lo] + (t - before));
+            ok = true;
+            if (nstale) {  // stale rows come from their own list below
+                u32 a = 0, b = nstale;
+                while (a < b) {
+                    const u32 m = (a + b) / 2;
+                    if (stale[m] < r) a = m + 1; else b = m;
+                }
+                ok = !(a < nstale && stale[a] == r);
+            }
+            if (ok && se - sb > 1) {  // first_hit: the smallest driver value the row holds
+                u64 x = attr_off[r];
+                const u64 x1 = attr_off[r + 1];
+                u32 y = sb;
+                while (x < x1 && y < se) {
+                    const u32 a = __ldg(attr_vals + x), b = seg_val[y];
+                    if (a == b) break;
+                    if (a < b) x++; else y++;
+                }
+                ok = !(x < x1 && y < se) || seg_val[y] == seg_val[lo];
+            }
+        } else if (t < total) {
+            r = stale[t - len];
+            ok = true;
+        }
+        if (ok && live) ok = (live[r >> 6] >> (r & 63)) & 1ull;
+        if (ok && !trivial) ok = plan_match(plan, attr_vals, attr_off, r);
+        const unsigned bal = __ballot_sync(FULL_MASK, ok);
+        if (!bal) continue;
+        u32 at = 0;
+        if (lane == 0) at = atomicAdd(exact + j, (u32)__popc(bal));
+        at = __shfl_sync(FULL_MASK, at, 0);
+        if (ok) {
+            const u32 pos = at + __popc(bal & lanemask_lt());
+            if (pos < cap) out[pos] = r;
+        }
+    }
+}

@@ -615,6 +615,47 @@ pub fn candidates_case<B: Backend>(be: &B) {
     }
 }
 
+/// The posting route (`Backend::scan_postings`): for every plan with a driver, the top-k0
+/// over its driver's rows equals the exhaustive reference, on the index the postings were
+/// built from and on a patched and tombstoned version of it whose patched rows are stale
+/// (the postings then describe the old values: a stale row the backend skipped or took
+/// from the old lists fails). Also the drivers' definition: every passing row lies in them.
+pub fn postings_case<B: Backend>(be: &B) {
+    use silica::model::postings::{driver, PostingState};
+    let many = |r: usize| r % 5 == 1 || r.is_multiple_of(17) || r % 19 == 2;
+    for (seed, spec) in specs() {
+        let fx = fixture(seed, &spec);
+        let base = PostingState::build(&fx.index.attrs);
+        let (patched, _) = changed(&fx.index, true, many);
+        let rows: Vec<u32> = (0..spec.n).filter(|&r| many(r)).map(|r| r as u32).collect();
+        for (ix, post) in [(fx.index.clone(), base.clone()), (Arc::new(patched), base.with_stale(&rows))] {
+            let ix = &ix;
+            let res = be.upload(ix).expect("upload");
+            let mut rng = ChaCha8Rng::seed_from_u64(seed * 61);
+            let q = random_queries(&mut rng, ix, spec.b);
+            let mut filters = random_filters(&mut rng, ix, spec.b);
+            filters.push(Filter::compile("(tags = \"t01\" OR tags = \"t02\") AND NOT color = \"c0\"", &ix.attrs.schema, &ix.bloom.params).unwrap());
+            let plans = plans_of(&filters);
+            let with: Vec<usize> = (0..plans.len().min(q.len)).filter(|&i| driver(plans[i], &post.lists).is_some()).collect();
+            let drivers: Vec<Vec<u32>> = with.iter().map(|&i| driver(plans[i], &post.lists).unwrap().0).collect();
+            for (&i, d) in with.iter().zip(&drivers) {
+                for r in (0..ix.len()).filter(|&r| live(ix, r) && exact(plans[i], ix, r)) {
+                    assert!(post.stale.binary_search(&(r as u32)).is_ok() || ix.attrs.row(r).iter().any(|v| d.contains(v)), "seed {seed}: row {r} passes plan {i} outside its driver {d:?}");
+                }
+            }
+            let sub = q.gather(&with);
+            let sub_plans: Vec<&Plan> = with.iter().map(|&i| plans[i]).collect();
+            let refs: Vec<&[u32]> = drivers.iter().map(|d| &d[..]).collect();
+            let all_lists: Vec<u32> = (0..with.len()).flat_map(|_| 0..spec.l as u32).collect();
+            for k0 in [1usize, 10, 2049] {
+                let c = be.scan_postings(&res, &sub, &sub_plans, &refs, &post, k0).expect("scan_postings");
+                let want = ref_scan(ix, &sub, &all_lists, spec.l, &sub_plans, k0);
+                assert_cands_exact(&format!("scan_postings seed {seed} n {} stale {} k0 {k0}", spec.n, post.stale.len()), &be.read_cands(&c).expect("read"), &want);
+            }
+        }
+    }
+}
+
 /// Stages 4-5: `none` is exact (scores times the query scale, then top-k); `refine` and
 /// `model` agree with the float reference within the stated tolerance.
 pub fn rerank_select_case<B: Backend>(be: &B) {
@@ -1101,6 +1142,12 @@ macro_rules! conformance_suite {
             fn candidates_match_reference_bit_for_bit() {
                 if let Some(b) = backend() {
                     candidates_case(b);
+                }
+            }
+            #[test]
+            fn postings_match_reference_bit_for_bit() {
+                if let Some(b) = backend() {
+                    postings_case(b);
                 }
             }
             #[test]

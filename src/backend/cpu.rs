@@ -387,6 +387,24 @@ impl Backend for Cpu {
         Ok((pack(per_query.into_iter().map(|(t, _)| t).collect(), k0), answers))
     }
 
+    fn scan_postings(&self, ix: &Arc<Index>, q: &QueryBatch, plans: &[&Plan], drivers: &[&[u32]], post: &crate::model::postings::PostingState, k0: usize) -> Result<Candidates> {
+        let d = ix.dim;
+        if plans.len() != q.len || drivers.len() != q.len {
+            return Err(Error::param("filters", format!("{} plans and {} drivers for {} queries", plans.len(), drivers.len(), q.len)));
+        }
+        let per_query: Vec<Vec<crate::topk::Scored>> = (0..q.len)
+            .into_par_iter()
+            .map(|b| {
+                let mut rows = crate::model::postings::candidate_rows(&post.lists, &post.stale, &ix.attrs, drivers[b]);
+                rows.retain(|&r| ix.live_word(r as usize / 64) >> (r % 64) & 1 == 1);
+                let mut top = TopK::new(k0);
+                score_rows(ix, &q.codes[b * d..(b + 1) * d], q.scale[b], plans[b], &rows, &mut top);
+                top.into_sorted()
+            })
+            .collect();
+        Ok(pack(per_query, k0))
+    }
+
     fn rerank(&self, ix: &Arc<Index>, q: &QueryBatch, mut c: Candidates, mode: &Rerank) -> Result<Candidates> {
         let d = ix.dim;
         let k = c.k;

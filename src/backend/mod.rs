@@ -248,6 +248,28 @@ pub trait Backend: Clone + Send + Sync + 'static {
         Ok((cands, bloom.into_iter().map(|c| (c <= cap).then_some(c)).collect()))
     }
 
+    /// Stages 2 + 3 over the rows of posting lists: the planner's route for a filter with a
+    /// short driver ([`crate::model::postings::driver`]). For each query `j`, the live rows
+    /// of [`crate::model::postings::candidate_rows`] (the postings in `post` of the value
+    /// ids `drivers[j]`, and its stale rows) that pass `plans[j]` exactly
+    /// are scored (`(i32 dot) as f32 * item_scale`) and the top-`k0` kept, best first, ties
+    /// by lower row. Every row passing `plans[j]` lies in those rows, so the answer is the
+    /// same bits as [`Backend::scan_candidates`] with a budget of every row: the cost is
+    /// the driver's rows, not N.
+    ///
+    /// `post` must describe the resident index (built from its attributes, or from an
+    /// earlier version's with every row patched since marked stale); `drivers[j]` sorted
+    /// and distinct. The default answers through [`Backend::scan_candidates`] with a
+    /// budget of every row (correct; walks every word).
+    fn scan_postings(&self, ix: &Self::Resident, q: &QueryBatch, plans: &[&Plan], drivers: &[&[u32]], post: &crate::model::postings::PostingState, k0: usize) -> Result<Self::Cands> {
+        let _ = post;
+        if drivers.len() != q.len {
+            return Err(crate::Error::param("filters", format!("{} drivers for {} queries", drivers.len(), q.len)));
+        }
+        let n = self.resident_index(ix).len() as u64;
+        Ok(self.scan_candidates(ix, q, plans, k0, n)?.0)
+    }
+
     /// The host index `ix` was uploaded from.
     fn resident_index<'a>(&self, ix: &'a Self::Resident) -> &'a std::sync::Arc<Index>;
 

@@ -19,6 +19,7 @@ pub use hook::{FollowHook, Hook, NoHook, Output, Stage, Trace, TraceHook};
 use crate::backend::{Backend, Candidates, Changed, Probes, QueryBatch, Rerank};
 use crate::error::{Error, Result};
 use crate::filter::{Filter, Plan};
+use crate::model::postings::{self, PostingState};
 use crate::model::{quantize::quantize_row, Index, Metric};
 use crate::rerank::RerankModel;
 use std::sync::Arc;
@@ -124,6 +125,8 @@ pub struct Executor<B: Backend> {
     /// Backend handles for concurrent searches ([`lanes`]), shared with `with_index` versions.
     lanes: Arc<lanes::Lanes<B>>,
     masks: MaskCache,
+    /// Posting lists for the posting route ([`Executor::postings`]).
+    postings: std::sync::OnceLock<PostingState>,
 }
 
 /// Exact row masks of recent typed filter terms over one executor's index (eligibility
@@ -213,7 +216,7 @@ impl<B: Backend> Executor<B> {
         let resident = backend.upload(&index)?;
         let model = index.rerank.clone().map(Arc::new);
         let lanes = Arc::new(lanes::Lanes::new(backend.clone()));
-        Ok(Executor { backend, index, resident, model, planner: Planner::default(), lanes, masks: MaskCache::default() })
+        Ok(Executor { backend, index, resident, model, planner: Planner::default(), lanes, masks: MaskCache::default(), postings: Default::default() })
     }
 
     /// Use `model` for `model` rerank (overrides one stored in the index).
@@ -317,6 +320,53 @@ impl<B: Backend> Executor<B> {
         Ok(rest)
     }
 
+    /// Stages 2+3 over posting lists ([`Backend::scan_postings`]) for the queries of
+    /// `which` whose filter has a driver ([`postings::driver`]) of at most `cap` rows
+    /// (stale rows included), then 4-5; returns the others. An integer rule on the host
+    /// index, so every backend routes the same queries.
+    #[allow(clippy::too_many_arguments)]
+    fn postings_group<H: Hook<B>>(&self, b: &B, q: &QueryBatch, plans: &[&Plan], which: &[usize], cap: u64, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
+        if which.is_empty() {
+            return Ok(Vec::new());
+        }
+        let post = self.postings();
+        let stale = post.stale.len() as u64;
+        let (mut take, mut drivers, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+        for &i in which {
+            match postings::driver(plans[i], &post.lists) {
+                Some((ids, len)) if len + stale <= cap => {
+                    take.push(i);
+                    drivers.push(ids);
+                }
+                _ => rest.push(i),
+            }
+        }
+        let per_call = (MAX_CANDIDATE_SLOTS / cap.max(1)).max(1) as usize;
+        for (chunk, ds) in take.chunks(per_call).zip(drivers.chunks(per_call)) {
+            let gathered;
+            let sub = if chunk.len() == q.len { q } else {
+                gathered = q.gather(chunk);
+                &gathered
+            };
+            let sub_plans: Vec<&Plan> = chunk.iter().map(|&i| plans[i]).collect();
+            let refs: Vec<&[u32]> = ds.iter().map(|d| &d[..]).collect();
+            let cands = hook.stage(b, Stage::Candidates, || b.scan_postings(&self.resident, sub, &sub_plans, &refs, post, r.k0))?;
+            let answered: Vec<Option<u64>> = ds.iter().map(|d| Some(post.candidates_len(d))).collect();
+            hook.observe(b, chunk, Output::Candidates(&cands, &answered))?;
+            let out = self.finish(b, sub, chunk, cands, r, hook)?;
+            for (j, &i) in chunk.iter().enumerate() {
+                result.replace_query(i, &out, j);
+            }
+        }
+        Ok(rest)
+    }
+
+    /// The index's posting lists, built on the first call (`O(nnz)`) unless handed on by
+    /// the version this executor was made from ([`Search::with_index`]).
+    pub fn postings(&self) -> &PostingState {
+        self.postings.get_or_init(|| PostingState::build(&self.index.attrs))
+    }
+
     /// Stages 4-5 and the read-back of the final candidates.
     fn finish<H: Hook<B>>(&self, b: &B, q: &QueryBatch, which: &[usize], cands: B::Cands, r: &Resolved, hook: &mut H) -> Result<Candidates> {
         let res = &self.resident;
@@ -355,7 +405,8 @@ impl<B: Backend> Executor<B> {
         let cap = hook.candidate_cap().unwrap_or_else(|| candidate_budget(r.nprobe, nlist, n, self.planner.candidate_budget));
         let (filtered, mut probe_path): (Vec<usize>, Vec<usize>) = (0..q.len).partition(|&i| planner && !plans[i].is_all());
         if !filtered.is_empty() {
-            probe_path.extend(self.candidates_group(b, q, plans, &filtered, cap, r, hook, &mut result)?);
+            let bloom_route = self.postings_group(b, q, plans, &filtered, cap, r, hook, &mut result)?;
+            probe_path.extend(self.candidates_group(b, q, plans, &bloom_route, cap, r, hook, &mut result)?);
             probe_path.sort_unstable();
         }
         let mut short = self.probe_group(b, q, plans, &probe_path, r.nprobe, r, hook, &mut result)?;
@@ -477,7 +528,18 @@ impl<B: Backend> Search for Executor<B> {
 
     fn with_index(&self, index: Arc<Index>, changed: &Changed) -> Result<Box<dyn Search>> {
         let resident = self.backend.update(&self.resident, &index, changed)?;
-        Ok(Box::new(Executor { backend: self.backend.clone(), index, resident, model: self.model.clone(), planner: self.planner, lanes: self.lanes.clone(), masks: MaskCache::default() }))
+        // Posting lists carry over while the rows stay the same: patched rows become stale
+        // (a version with too many is rebuilt on its first posting search).
+        let postings = std::sync::OnceLock::new();
+        if let Some(p) = self.postings.get().filter(|_| self.index.same_vectors_and_lists(&index)) {
+            let limit = (index.len() / 64).max(65_536);
+            match (changed.attrs, &changed.attr_rows) {
+                (false, _) => drop(postings.set(p.clone())),
+                (true, Some(rows)) if p.stale.len() + rows.len() <= limit => drop(postings.set(p.with_stale(rows))),
+                _ => {}
+            }
+        }
+        Ok(Box::new(Executor { backend: self.backend.clone(), index, resident, model: self.model.clone(), planner: self.planner, lanes: self.lanes.clone(), masks: MaskCache::default(), postings }))
     }
 
     /// On an idle lane: concurrent calls overlap their device work ([`lanes`]).

@@ -20,6 +20,7 @@ pub mod kmeans;
 pub mod load;
 pub mod metric;
 pub mod npy;
+pub mod postings;
 pub mod quantize;
 pub mod tensor;
 

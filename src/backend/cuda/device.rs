@@ -68,7 +68,7 @@ pub struct Dev {
 /// Kernels loaded from each stage file (`tests` below checks it against the sources).
 const KERNELS: &[(&str, &[&str])] = &[
     ("probe.cu", &["probe_scores"]),
-    ("filter.cu", &["mask_offsets", "filter_mask", "bloom_full", "mask_gather", "cand_sample", "cand_compact"]),
+    ("filter.cu", &["mask_offsets", "filter_mask", "bloom_full", "mask_gather", "cand_sample", "cand_compact", "post_compact"]),
     ("scan.cu", &["group_all", "scan_sample", "scan_main", "scan_sample_fast", "scan_main_fast", "scan_threshold", "scan_select", "warp_smem_size", "scan_sample_stream", "scan_main_stream", "stream_smem_size", "scan_prepare", "cand_score", "codes_rows"]),
     ("select.cu", &["topk_select", "bitonic_global", "bitonic_local", "decode_sorted"]),
     ("rerank.cu", &["rerank_scale", "rerank_refine", "rerank_model"]),

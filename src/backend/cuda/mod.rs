@@ -161,6 +161,8 @@ struct Workspace {
     cand_counts: Option<DBuf<u32>>,
     cand_rows: Option<DBuf<u32>>,
     cand_keys: Option<DBuf<u64>>,
+    /// Posting route: the per-plan segment tables.
+    post_inputs: Option<DBuf<u8>>,
 }
 
 fn ensure<'a, T: cudarc::driver::DeviceRepr>(dev: &Dev, slot: &'a mut Option<DBuf<T>>, len: usize) -> Result<&'a DBuf<T>> {
@@ -355,6 +357,28 @@ impl Cuda {
     fn upload_plans(&self, plans: &[&Plan]) -> Result<(DBuf<u32>, DBuf<u32>)> {
         let enc = plans::encode(plans)?;
         Ok((self.dev.upload(&enc.words)?, self.dev.upload(&enc.offsets)?))
+    }
+
+    /// Stage 3 of both candidate routes: `cand_score` over the compacted rows (`bufs`:
+    /// rows `[B, cap]`, bloom / exact / seg counters `[B]`, keys `[B, cap]`), then top-`k0`.
+    /// `qs`: the staged query scales (read for l2 only, with the resident's row biases).
+    #[allow(clippy::too_many_arguments)]
+    fn score_compacted(&self, ix: &Resident, qc: u64, qs: u64, bufs: [u64; 5], cap: u64, b: usize, k0: usize) -> Result<DevCands> {
+        let [rows, bloom, exact, seg, keys] = bufs;
+        let (bias, qs) = ix.bias.as_ref().map_or((0, 0), |bb| (bb.ptr(), qs));
+        let sblocks = cap.div_ceil(256).clamp(1, 64) as u32;
+        self.dev.launch(
+            "cand_score",
+            (sblocks, b as u32, 1),
+            256,
+            0,
+            &[A::U64(ix.rowcodes.ptr()), A::U32(ix.nc as u32), A::U64(ix.scale.ptr()), A::U64(qc), A::U64(rows), A::U64(bloom), A::U64(exact), A::U32(cap as u32), A::U64(keys), A::U64(seg), A::U64(bias), A::U64(qs)],
+        )?;
+        let out = if k0 == 0 { self.empty_cands(b, 0)? } else { self.new_cands(b, k0)? };
+        if k0 > 0 {
+            self.topk(0, keys, 0, 0, cap, seg, 0, k0, b, out.rows.ptr(), out.scores.ptr(), out.counts.ptr())?;
+        }
+        Ok(out)
     }
 
     /// Top-`k` of `segs` segments (see select.cu `topk_select`). kind 0: keys; kind 1:
@@ -900,8 +924,6 @@ impl Backend for Cuda {
         let (dev, cap32) = (&self.dev, cap as u32);
         let mut ws = self.ws.lock().expect("workspace");
         let (qc, pw, po, qs) = self.stage_scan_inputs(&mut ws, ix, q, plans)?;
-        // l2: row biases and query scales (null bias: ip / cosine, metric_score).
-        let (bias, qs) = ix.bias.as_ref().map_or((0, 0), |b| (b.ptr(), qs));
         let counts = ensure(dev, &mut ws.cand_counts, 4 * b)?.ptr();
         dev.fill_u32(counts, 0, 4 * b)?;
         let (bloom, exact, seg, sample) = (counts, counts + 4 * b as u64, counts + 8 * b as u64, counts + 12 * b as u64);
@@ -942,21 +964,87 @@ impl Backend for Cuda {
                 A::U64(rows),
             ],
         )?;
-        let sblocks = cap.div_ceil(256).clamp(1, 64) as u32;
-        dev.launch(
-            "cand_score",
-            (sblocks, b as u32, 1),
-            256,
-            0,
-            &[A::U64(ix.rowcodes.ptr()), A::U32(ix.nc as u32), A::U64(ix.scale.ptr()), A::U64(qc), A::U64(rows), A::U64(bloom), A::U64(exact), A::U32(cap32), A::U64(keys), A::U64(seg), A::U64(bias), A::U64(qs)],
-        )?;
-        let out = if k0 == 0 { self.empty_cands(b, 0)? } else { self.new_cands(b, k0)? };
-        if k0 > 0 {
-            self.topk(0, keys, 0, 0, cap, seg, 0, k0, b, out.rows.ptr(), out.scores.ptr(), out.counts.ptr())?;
-        }
+        let out = self.score_compacted(ix, qc, qs, [rows, bloom, exact, seg, keys], cap, b, k0)?;
         let got = dev.download_at(ws.cand_counts.as_ref().expect("allocated"), 0, b)?;
         drop(ws);
         Ok((out, got.into_iter().map(|c| (c as u64 <= cap).then_some(c as u64)).collect()))
+    }
+
+    fn scan_postings(&self, ix: &Resident, q: &QueryBatch, plans: &[&Plan], drivers: &[&[u32]], post: &crate::model::postings::PostingState, k0: usize) -> Result<DevCands> {
+        let b = q.len;
+        if plans.len() != b || drivers.len() != b {
+            return Err(Error::param("filters", format!("{} plans and {} drivers for {b} queries", plans.len(), drivers.len())));
+        }
+        Self::check_batch(b)?;
+        if b == 0 {
+            return self.empty_cands(0, k0);
+        }
+        let post_rows = ix.postings(&self.dev, &post.lists)?;
+        let nstale = post.stale.len();
+        // Per plan, its driver's non-empty postings as segments (postings::candidate_rows).
+        let host = &post.lists;
+        let (mut seg_off, mut seg_val, mut seg_end, mut seg_start) = (vec![0u32], Vec::new(), Vec::new(), Vec::new());
+        let mut cap = 1u64;
+        for d in drivers {
+            let mut run = 0u64;
+            for &v in d.iter() {
+                let len = host.len_of(v);
+                if len > 0 {
+                    run += len;
+                    seg_val.push(v);
+                    seg_end.push(run as u32);
+                    seg_start.push(host.offsets[v as usize]);
+                }
+            }
+            seg_off.push(seg_val.len() as u32);
+            cap = cap.max(run + nstale as u64);
+        }
+        if b as u64 * cap >= 1 << 31 {
+            return Err(Error::param("queries", format!("{b} queries x {cap} candidates exceed 2^31 slots; split the batch")));
+        }
+        let mut bytes: Vec<u8> = seg_off.iter().chain(&seg_val).chain(&seg_end).flat_map(|x| x.to_le_bytes()).collect();
+        bytes.resize(bytes.len().next_multiple_of(8), 0);
+        let start_at = bytes.len();
+        bytes.extend(seg_start.iter().flat_map(|x| x.to_le_bytes()));
+        let stale_at = bytes.len();
+        bytes.extend(post.stale.iter().flat_map(|x| x.to_le_bytes()));
+        let dev = &self.dev;
+        let mut ws = self.ws.lock().expect("workspace");
+        let tables = ensure(dev, &mut ws.post_inputs, bytes.len().next_power_of_two())?;
+        dev.write(tables, &bytes)?;
+        let t = tables.ptr();
+        let (p_off, p_val, p_end, p_start, p_stale) = (t, t + 4 * seg_off.len() as u64, t + 4 * (seg_off.len() + seg_val.len()) as u64, t + start_at as u64, t + stale_at as u64);
+        let (qc, pw, po, qs) = self.stage_scan_inputs(&mut ws, ix, q, plans)?;
+        let counts = ensure(dev, &mut ws.cand_counts, 4 * b)?.ptr();
+        dev.fill_u32(counts, 0, 4 * b)?;
+        let (bloom, exact, seg) = (counts, counts + 4 * b as u64, counts + 8 * b as u64);
+        let rows = ensure(dev, &mut ws.cand_rows, b * cap as usize)?.ptr();
+        let keys = ensure(dev, &mut ws.cand_keys, b * cap as usize)?.ptr();
+        let chunks = cap.div_ceil(256).clamp(1, 65535) as u32;
+        dev.launch(
+            "post_compact",
+            (b as u32, chunks, 1),
+            256,
+            0,
+            &[
+                A::U64(post_rows.ptr()),
+                A::U64(p_off),
+                A::U64(p_start),
+                A::U64(p_val),
+                A::U64(p_end),
+                A::U64(p_stale),
+                A::U32(nstale as u32),
+                ptr_or_null(ix.live.as_deref()),
+                A::U64(pw),
+                A::U64(po),
+                A::U64(ix.attr_off.ptr()),
+                A::U64(ix.attr_vals.ptr()),
+                A::U32(cap as u32),
+                A::U64(exact),
+                A::U64(rows),
+            ],
+        )?;
+        self.score_compacted(ix, qc, qs, [rows, bloom, exact, seg, keys], cap, b, k0)
     }
 
     fn rerank(&self, ix: &Resident, q: &QueryBatch, c: DevCands, mode: &Rerank) -> Result<DevCands> {

@@ -45,6 +45,9 @@ pub struct Resident {
     /// `l2` only: f32 `[N]` row biases and `[L]` centroid biases (`model::metric::bias`).
     pub(crate) bias: Option<Arc<DBuf<f32>>>,
     pub(crate) cbias: Option<Arc<DBuf<f32>>>,
+    /// Posting lists (`model::postings`), uploaded on the first posting search and kept
+    /// for versions of the index that share the host lists.
+    pub(crate) post: std::sync::Mutex<Option<DevPostings>>,
     /// Largest list word count.
     pub(crate) max_nw: usize,
     /// rows_desc[i] = rows of the i-th largest list (descending).
@@ -53,7 +56,26 @@ pub struct Resident {
     pub(crate) nw_desc: Vec<u64>,
 }
 
+/// The device copy of an index's posting lists (stale rows travel with each call).
+#[derive(Clone)]
+pub(crate) struct DevPostings {
+    /// The host postings these were uploaded from (identity decides reuse).
+    pub(crate) host: Arc<crate::model::postings::Postings>,
+    pub(crate) rows: Arc<DBuf<u32>>,
+}
+
 impl Resident {
+    /// The device rows of `host` (uploaded on first use, then kept).
+    pub(crate) fn postings(&self, dev: &Dev, host: &Arc<crate::model::postings::Postings>) -> Result<Arc<DBuf<u32>>> {
+        let mut g = self.post.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = g.as_ref().filter(|p| Arc::ptr_eq(&p.host, host)) {
+            return Ok(p.rows.clone());
+        }
+        let rows = Arc::new(if host.rows.is_empty() { dev.alloc::<u32>(1)? } else { dev.upload_large(&host.rows)? });
+        *g = Some(DevPostings { host: host.clone(), rows: rows.clone() });
+        Ok(rows)
+    }
+
     /// The host index this was uploaded from.
     pub fn index(&self) -> &Arc<Index> {
         &self.index
@@ -156,6 +178,7 @@ pub(crate) fn update(dev: &Dev, old: &Resident, index: &Arc<Index>, changed: &Ch
             (Some((idx, val)), true) => Arc::new(patched(dev, &old.attr_vals, idx, val)?),
             (None, true) => Arc::new(dev.upload(&ix.attrs.values)?),
         },
+        post: std::sync::Mutex::new(old.post.lock().unwrap_or_else(|e| e.into_inner()).clone()),
         rows_desc: old.rows_desc.clone(),
         nw_desc: old.nw_desc.clone(),
         ..*old
@@ -286,6 +309,7 @@ pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
         attr_vals: Arc::new(dev.upload_large(&ix.attrs.values)?),
         emb,
         feats,
+        post: Default::default(),
         rows_desc,
         nw_desc,
     })
