@@ -37,6 +37,14 @@ __device__ __forceinline__ float int_score(int dot, float scale) {
     return __fmul_rn(__int2float_rn(dot), scale);
 }
 
+// The stage 1-3 score of row `row` for query `q` (src/model/metric.rs): int_score for ip /
+// cosine (bias == nullptr); for l2 ((dot as f32) * qscale[q] - bias[row]) * scale, each
+// operation rounded as written (qscale is a power of two, so the first product is exact).
+__device__ __forceinline__ float metric_score(int dot, float scale, const float* bias, u32 row, const float* qscale, u32 q) {
+    if (bias == nullptr) return int_score(dot, scale);
+    return __fmul_rn(__fsub_rn(__fmul_rn(__int2float_rn(dot), __ldg(qscale + q)), __ldg(bias + row)), scale);
+}
+
 // 16 int8 lanes of a and b, accumulated into acc (4 dp4a).
 __device__ __forceinline__ int dot16(uint4 a, uint4 b, int acc) {
     acc = __dp4a((int)a.x, (int)b.x, acc);

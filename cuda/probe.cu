@@ -4,12 +4,14 @@
 
 #define PROBE_QB 8  // queries per block (their codes are staged in shared memory)
 
-// keys[b*L + l] = make_key((i32 dot(q_b, c_l)) as f32 * cscale[l], l).
+// keys[b*L + l] = make_key((i32 dot(q_b, c_l)) as f32 * cscale[l], l); for l2 (cbias not
+// null) the metric_score of common.cuh with the centroid biases and query scales.
 // Grid: (ceil(L/128), ceil(B/PROBE_QB)); block 128; one thread per centroid.
 // cent: [L, nc*16] int8 rows; q: [B, nc*16] int8 rows. Shared memory: PROBE_QB*nc*16 bytes.
 extern "C" __global__ void probe_scores(const uint4* __restrict__ cent, const float* __restrict__ cscale,
                                         const uint4* __restrict__ q, u32 nc, u32 L, u32 B,
-                                        u64* __restrict__ keys) {
+                                        u64* __restrict__ keys, const float* __restrict__ cbias,
+                                        const float* __restrict__ qscale) {
     extern __shared__ uint4 sq[];  // [PROBE_QB][nc]
     u32 b0 = blockIdx.y * PROBE_QB;
     u32 nb = min((u32)PROBE_QB, B - b0);
@@ -29,5 +31,5 @@ extern "C" __global__ void probe_scores(const uint4* __restrict__ cent, const fl
     float s = cscale[l];
 #pragma unroll
     for (int j = 0; j < PROBE_QB; j++)
-        if ((u32)j < nb) keys[(u64)(b0 + j) * L + l] = make_key(int_score(acc[j], s), l);
+        if ((u32)j < nb) keys[(u64)(b0 + j) * L + l] = make_key(metric_score(acc[j], s, cbias, l, qscale, b0 + j), l);
 }

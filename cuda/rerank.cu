@@ -2,13 +2,23 @@
 // stage 5 sorts). Float math: compared with the CPU within a tolerance.
 #include "common.cuh"
 
-// `none`: score *= q_scale[b] (one IEEE multiply, bit-identical to the CPU).
+// `none`: score *= q_scale[b] (one IEEE multiply, bit-identical to the CPU); with l2,
+// qscale holds ‖q‖² and score = score * 2 - ‖q‖² (model::metric::none_score).
 extern "C" __global__ void rerank_scale(float* __restrict__ scores, const u32* __restrict__ counts,
-                                        const float* __restrict__ qscale, u32 k, u32 B) {
+                                        const float* __restrict__ qscale, u32 k, u32 B, u32 l2) {
     u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (u64)k * B) return;
     u32 b = (u32)(i / k), j = (u32)(i % k);
-    if (j < counts[b]) scores[i] = __fmul_rn(scores[i], qscale[b]);
+    if (j < counts[b]) scores[i] = l2 ? __fsub_rn(__fmul_rn(scores[i], 2.0f), qscale[b]) : __fmul_rn(scores[i], qscale[b]);
+}
+
+// One refine term: q * e, or (q - e)² under l2 (the score is then negated).
+__device__ __forceinline__ float refine_term(float q, float e, u32 l2) {
+    if (l2) {
+        const float t = q - e;
+        return t * t;
+    }
+    return q * e;
 }
 
 // `refine`: score = q_f32 . embedding_f16 (gathered), one warp per candidate; for
@@ -16,7 +26,7 @@ extern "C" __global__ void rerank_scale(float* __restrict__ scores, const u32* _
 // per lane). q: [B, D] f32; emb: [N, D] f16 bits. Grid-stride over B*k candidates.
 extern "C" __global__ void rerank_refine(float* __restrict__ scores, const u32* __restrict__ rows,
                                          const u32* __restrict__ counts, const float* __restrict__ q,
-                                         const u16* __restrict__ emb, u32 D, u32 k, u32 B) {
+                                         const u16* __restrict__ emb, u32 D, u32 k, u32 B, u32 l2) {
     const u64 warp = ((u64)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     const u64 nwarps = ((u64)gridDim.x * blockDim.x) >> 5;
     const u64 total = (u64)k * B;
@@ -40,10 +50,12 @@ extern "C" __global__ void rerank_refine(float* __restrict__ scores, const u32* 
             }
 #pragma unroll
             for (int u = 0; u < 4; u++) {
-                float acc = x[u].x * half_bits_to_float((u16)(h[u].x & 0xffff)) + x[u].y * half_bits_to_float((u16)(h[u].x >> 16)) +
-                            x[u].z * half_bits_to_float((u16)(h[u].y & 0xffff)) + x[u].w * half_bits_to_float((u16)(h[u].y >> 16));
+                float acc = refine_term(x[u].x, half_bits_to_float((u16)(h[u].x & 0xffff)), l2) +
+                            refine_term(x[u].y, half_bits_to_float((u16)(h[u].x >> 16)), l2) +
+                            refine_term(x[u].z, half_bits_to_float((u16)(h[u].y & 0xffff)), l2) +
+                            refine_term(x[u].w, half_bits_to_float((u16)(h[u].y >> 16)), l2);
                 for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
-                if (lane == 0 && ok[u]) scores[i0 + u] = acc;
+                if (lane == 0 && ok[u]) scores[i0 + u] = l2 ? -acc : acc;
             }
         }
         return;
@@ -54,9 +66,9 @@ extern "C" __global__ void rerank_refine(float* __restrict__ scores, const u32* 
         const u16* e = emb + (u64)rows[i] * D;
         const float* qq = q + (u64)b * D;
         float acc = 0.0f;
-        for (u32 d = lane; d < D; d += 32) acc += qq[d] * half_bits_to_float(e[d]);
+        for (u32 d = lane; d < D; d += 32) acc += refine_term(qq[d], half_bits_to_float(e[d]), l2);
         for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(FULL_MASK, acc, o);
-        if (lane == 0) scores[i] = acc;
+        if (lane == 0) scores[i] = l2 ? -acc : acc;
     }
 }
 

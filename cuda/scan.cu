@@ -122,6 +122,8 @@ struct PrepArgs {
     u32* samp_masked;
     u32 npairs, L, tw, se, smem_counts, nzero, nprobe, spp, nc, cs;
     const u32* list_end;  // mask == null: every row of a probed list is wanted (no filter)
+    const float* bias;    // l2: [N] row biases, else null (metric_score)
+    const float* qscale;  // l2: [B] query scales
 };
 
 __device__ void sample_pairs(const PrepArgs& a) {
@@ -152,8 +154,8 @@ __device__ void sample_pairs(const PrepArgs& a) {
             if (b0) acc0 = dot16(__ldg(il_chunk(a.codes, a.nc, r0, c)), qv, acc0);
             if (b1) acc1 = dot16(__ldg(il_chunk(a.codes, a.nc, r1, c)), qv, acc1);
         }
-        const float s0 = b0 ? int_score(acc0, __ldg(a.scale + r0)) : 0.0f;
-        const float s1 = b1 ? int_score(acc1, __ldg(a.scale + r1)) : 0.0f;
+        const float s0 = b0 ? metric_score(acc0, __ldg(a.scale + r0), a.bias, r0, a.qscale, q) : 0.0f;
+        const float s1 = b1 ? metric_score(acc1, __ldg(a.scale + r1), a.bias, r1, a.qscale, q) : 0.0f;
         bool p0 = b0, p1 = b1;
         if (!off_trivial(off)) {
             const u32* plan = plan_at(a.plan_words, off);
@@ -203,6 +205,8 @@ struct ScanArgs {
     u32 tw;                  // words per tile (scan_main)
     const u32* bucket;       // tile lookup: list of tile 64b (tbucket or sbucket)
     const u32* list_end;     // [L]; with mask == null the mask is implicit: the list's rows
+    const float* bias;       // l2: [N] row biases, else null (metric_score)
+    const float* qscale;     // l2: [B] query scales
 };
 
 #define QC 8  // queries of one list processed together (their dots share the row loads)
@@ -218,7 +222,7 @@ __device__ __forceinline__ u32 tile_list(const u32* tiles, const u32* bucket, u3
 // Threshold test, exact verification and append of one row for one query (all lanes).
 template <bool SAMPLE>
 __device__ __forceinline__ void offer(const ScanArgs& a, bool bit, int dot, float sc, u32 row, u32 q) {
-    const float s = int_score(dot, sc);
+    const float s = metric_score(dot, sc, a.bias, row, a.qscale, q);
     const u32 poff = __ldg(a.plan_off + q);
     const u32* plan = plan_at(a.plan_words, poff);
     bool pass = bit;
@@ -446,7 +450,7 @@ __device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 w
 #pragma unroll
         for (int j = 0; j < NQ; j++) {
             const bool bit = (u32)(ws.msk[j][w] >> (32 * h)) >> lane & 1u;
-            const float s = int_score(acc[j], sc);
+            const float s = metric_score(acc[j], sc, a.bias, row, a.qscale, qj[j]);
             const u32 fk = fkey(s);
             bool pass = bit && (SAMPLE || fk >= ws.tk[j]);
             const u32 po = ws.plan[j];
@@ -636,7 +640,7 @@ __device__ __forceinline__ void stream_half(const ScanArgs& a, const StreamSmem&
 #pragma unroll
     for (int j = 0; j < NQ; j++) {
         const bool bit = (u32)(m.msk[j][w] >> (32 * h)) >> lane & 1u;
-        const float s = int_score(acc[j], sc);
+        const float s = metric_score(acc[j], sc, a.bias, row, a.qscale, pq[j]);
         const u32 fk = fkey(s);
         bool pass = bit && (SAMPLE || fk >= m.tk[j]);
         const u32 po = m.plan[j];
@@ -871,6 +875,8 @@ struct RescanSrc {
     const u32* plan;
     const u64* attr_off;
     const u32* attr_vals;
+    const float* bias;
+    const float* qscale;
     template <typename F>
     __device__ void each(F f) const {
         for (u32 j = 0; j < nprobe; j++) {
@@ -884,7 +890,7 @@ struct RescanSrc {
                 if ((mw >> b) & 1ull) {
                     u32 row = (u32)((w0 + wi) * 64 + b);
                     if (plan_trivial(plan) || plan_match(plan, attr_vals, attr_off, row))
-                        f(make_key(int_score(row_dot(codes, nc, row, qc), scale[row]), row));
+                        f(make_key(metric_score(row_dot(codes, nc, row, qc), scale[row], bias, row, qscale, q), row));
                 }
             }
         }
@@ -918,6 +924,8 @@ struct SelectArgs {
     u32 smem_keys;        // candidates staged in dynamic shared memory when they fit
     const u32* list_end;  // [L] (mask == null: implicit masks)
     const u32* list_nw;   // [L]
+    const float* bias;    // l2: [N] row biases, else null (metric_score)
+    const float* qscale;  // l2: [B] query scales
 };
 
 // One block (1024 threads) per query; dynamic shared memory: smem_keys u64.
@@ -934,7 +942,8 @@ extern "C" __global__ void __launch_bounds__(1024) scan_select(SelectArgs a) {
     bool bad = a.force_fallback || c > a.cap || (c < a.k0 && a.tkey[q] != 0);
     if (bad) {
         RescanSrc src{q, a.nprobe, a.lists, a.moff, a.mask, a.list_start, a.list_end, a.list_nw, a.codes, a.nc, a.scale,
-                      a.qcodes + (u64)q * a.nc, plan_at(a.plan_words, a.plan_off[q]), a.attr_off, a.attr_vals};
+                      a.qcodes + (u64)q * a.nc, plan_at(a.plan_words, a.plan_off[q]), a.attr_off, a.attr_vals,
+                      a.bias, a.qscale};
         if (threadIdx.x == 0) { npass = 0; fill = 0; }
         __syncthreads();
         u32 mine = 0;
@@ -968,7 +977,7 @@ extern "C" __global__ void __launch_bounds__(1024) scan_select(SelectArgs a) {
 
 // The candidate route's stage 3 (Backend::scan_candidates): for query q whose Bloom
 // count fit the budget (bloom[q] <= cap), key every compacted row (cand_compact):
-// keys[q*cap + i] = make_key(int_score(dot, scale[row]), row) for i < exact[q], and
+// keys[q*cap + i] = make_key(metric_score(dot, scale[row], ...), row) for i < exact[q], and
 // seg[q] = exact[q]; else seg[q] = 0 (the top-K0 select keeps nothing).
 // Candidates are scattered rows, so this reads the row-major copy of the codes
 // (codes_rows): a row's nc*16 bytes are contiguous, one 128-byte line at D = 128, where
@@ -979,7 +988,8 @@ extern "C" __global__ void __launch_bounds__(1024) scan_select(SelectArgs a) {
 extern "C" __global__ void cand_score(const uint4* __restrict__ rowcodes, u32 nc, const float* __restrict__ scale,
                                       const uint4* __restrict__ qcodes, const u32* __restrict__ rows,
                                       const u32* __restrict__ bloom, const u32* __restrict__ exact, u32 cap,
-                                      u64* __restrict__ keys, u32* __restrict__ seg) {
+                                      u64* __restrict__ keys, u32* __restrict__ seg,
+                                      const float* __restrict__ bias, const float* __restrict__ qscale) {
     const u32 q = blockIdx.y;
     const u32 cnt = bloom[q] <= cap ? min(exact[q], cap) : 0;
     if (blockIdx.x == 0 && threadIdx.x == 0) seg[q] = cnt;
@@ -995,7 +1005,7 @@ extern "C" __global__ void cand_score(const uint4* __restrict__ rowcodes, u32 nc
         acc += __shfl_xor_sync(gmask, acc, 4);
         acc += __shfl_xor_sync(gmask, acc, 2);
         acc += __shfl_xor_sync(gmask, acc, 1);
-        if (g == 0) keys[(u64)q * cap + i] = make_key(int_score(acc, __ldg(scale + r)), r);
+        if (g == 0) keys[(u64)q * cap + i] = make_key(metric_score(acc, __ldg(scale + r), bias, r, qscale, q), r);
     }
 }
 

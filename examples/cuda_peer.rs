@@ -71,6 +71,7 @@ fn synthetic(n: usize, embeddings: bool) -> Index {
         rerank: None,
         live: None,
         calibration: None,
+        sqnorms: Default::default(),
         columns: Default::default(),
     }
 }

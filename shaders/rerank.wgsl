@@ -1,7 +1,9 @@
 // silica stage 4 (rerank): re-score the K0 candidates of each query in place.
-// * rerank_scale:  score *= query_scale (mode `none`; exact, as on the CPU);
+// * rerank_scale:  score *= query_scale (mode `none`; exact, as on the CPU); with `l2`
+//                  score = score * 2 - qscale[q], qscale then holding ‖q‖² (exact product);
 // * rerank_refine: exact f32 inner product of the f32 query and the f16 embedding,
-//                  summed in the CPU's order (8 running sums, then the tail);
+//                  summed in the CPU's order (8 running sums, then the tail); with `l2`
+//                  the negated squared distance -Σ (q - e)², in the same order;
 // * rerank_model:  the multi-task MLP of src/rerank.rs: dense + ReLU layers, sigmoid task
 //                  heads, composite = sum_t w_t p_t.
 // Refine and model run once per row chunk (rows [row_lo, row_hi)); each candidate is
@@ -23,7 +25,7 @@ struct Params {
     sstride: u32,  // scratch floats per candidate
     tw_off: u32,   // task weights offset in `weights`
     has_feats: u32,
-    _pad0: u32,
+    l2: u32,       // metric l2 (model::metric)
     _pad1: u32,
 }
 
@@ -68,9 +70,22 @@ fn rerank_scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     for (var t = gid.x; t < total; t += nwg.x * 256u) {
         let q = t / P.k;
         if (t % P.k < counts[q]) {
-            scores[t] = scores[t] * qscale[q];
+            if (P.l2 != 0u) {
+                scores[t] = scores[t] * 2.0 - qscale[q];
+            } else {
+                scores[t] = scores[t] * qscale[q];
+            }
         }
     }
+}
+
+// One refine term: q * e, or (q - e)² under l2.
+fn term(q: f32, e: f32) -> f32 {
+    if (P.l2 != 0u) {
+        let t = q - e;
+        return t * t;
+    }
+    return q * e;
 }
 
 @compute @workgroup_size(256)
@@ -88,7 +103,7 @@ fn rerank_refine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         for (var c = 0u; c < chunks; c++) {
             for (var i = 0u; i < 8u; i++) {
                 let x = c * 8u + i;
-                acc[i] += qf[q * P.d + x] * emb_at(rr, x);
+                acc[i] += term(qf[q * P.d + x], emb_at(rr, x));
             }
         }
         var s = 0.0;
@@ -96,9 +111,9 @@ fn rerank_refine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
             s += acc[i];
         }
         for (var x = chunks * 8u; x < P.d; x++) {
-            s += qf[q * P.d + x] * emb_at(rr, x);
+            s += term(qf[q * P.d + x], emb_at(rr, x));
         }
-        scores[t] = s;
+        scores[t] = select(s, -s, P.l2 != 0u);
     }
 }
 

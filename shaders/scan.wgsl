@@ -7,7 +7,9 @@
 // codes are read once per batch however many queries probe it. Key `score_key(score)`
 // of row r of pair p (rows [s, e) of its list) goes to `keys[q region + ent_off(p) +
 // (r - s)]`, 0 when r is masked out or fails the exact filter.
-// score = f32(i32 dot) * item_scale[r]: one IEEE multiply, as on the CPU.
+// score = f32(i32 dot) * item_scale[r]: one IEEE multiply, as on the CPU; with l2
+// (src/model/metric.rs) score = (f32(dot) * qscale[q] - bias[r]) * item_scale[r], the
+// first product exact (qscale is a power of two), so any contraction gives these bits.
 //
 // The top-K0 is topk.wgsl's radix select, with the histogram and emit passes here
 // (scan_hist, scan_emit): entries are u32 keys and a row id is the entry's position
@@ -33,7 +35,7 @@ struct Params {
     nlist: u32,
     k: u32,       // K0
     kp: u32,      // next power of two >= K0
-    _pad0: u32,
+    l2: u32,      // metric l2: bias and qscale are read
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -59,6 +61,9 @@ struct Params {
 // The probed lists with rows in this chunk, and scan_score's indirect dispatch size.
 @group(0) @binding(20) var<storage, read_write> live_lists: array<u32>;
 @group(0) @binding(21) var<storage, read_write> args: array<atomic<u32>>;
+// l2 only (a stand-in buffer otherwise): per chunk row bias, per query (absolute) scale.
+@group(0) @binding(22) var<storage, read> bias: array<f32>;
+@group(0) @binding(23) var<storage, read> qscale: array<f32>;
 
 // ---- grouping the probed pairs by list
 
@@ -237,7 +242,11 @@ fn scan_score(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) w
                         acc += dot16(codes[cb + t * 32u], qcodes[qb + t]);
                     }
                 }
-                key = score_key(f32(acc) * sc);
+                var score = f32(acc) * sc;
+                if (P.l2 != 0u) {
+                    score = (f32(acc) * qscale[q] - bias[rr]) * sc;
+                }
+                key = score_key(score);
             }
         }
         keys[(q - P.q0) * P.stride + pairs[2u * p + 1u] + (r - s)] = key;

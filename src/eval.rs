@@ -111,10 +111,17 @@ pub fn hit_threshold(kth: f64) -> f64 {
     kth - RECALL_EPSILON * kth.abs().max(1.0)
 }
 
-/// Exact f64 inner product of query `q` with sorted row `r` (stored f16 embedding, else
-/// the dequantized int8 code).
+/// Exact f64 score of query `q` against sorted row `r` (stored f16 embedding, else the
+/// dequantized int8 code): the inner product, or for `l2` the negated squared distance.
 pub fn exact_score(index: &Index, q: &[f32], r: usize) -> f64 {
     let d = index.dim;
+    if index.metric == crate::Metric::L2 {
+        let row: Vec<f64> = match &index.embeddings {
+            Some(e) => e[r * d..(r + 1) * d].iter().map(|x| x.to_f64()).collect(),
+            None => index.items.row(r).iter().map(|&x| x as f64 * index.items.scale[r] as f64).collect(),
+        };
+        return -row.iter().zip(q).map(|(x, &y)| (x - y as f64).powi(2)).sum::<f64>();
+    }
     match &index.embeddings {
         Some(e) => e[r * d..(r + 1) * d].iter().zip(q).map(|(x, y)| x.to_f64() * *y as f64).sum(),
         None => {

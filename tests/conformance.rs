@@ -200,6 +200,7 @@ fn fixture(seed: u64, spec: &Spec) -> Fixture {
         rerank: None,
         live,
         calibration: None,
+        sqnorms: Default::default(),
         columns,
     };
     Fixture { index: Arc::new(index), seed }
@@ -984,6 +985,125 @@ pub fn concurrent_case<B: Backend + Clone + 'static>(be: &B) {
     }
 }
 
+/// The fixture with metric `l2` (and the squared code norms it needs).
+fn l2_fixture(seed: u64, spec: &Spec) -> Fixture {
+    let fx = fixture(seed, spec);
+    let mut ix = (*fx.index).clone();
+    ix.metric = Metric::L2;
+    ix.sqnorms = (0..ix.len()).map(|r| ix.items.row(r).iter().map(|&c| c as i32 * c as i32).sum::<i32>()).collect::<Vec<i32>>().into();
+    Fixture { index: Arc::new(ix), seed }
+}
+
+/// The l2 integer score written out (src/model/metric.rs): `((dot as f32) * qs - bias) *
+/// scale` with `bias = (Σ c² as f32 * scale) * 0.5`, each operation rounded.
+fn l2_ref_score(qc: &[i8], qs: f32, codes: &[i8], scale: f32) -> f32 {
+    let norm: i32 = codes.iter().map(|&c| c as i32 * c as i32).sum();
+    let bias = (norm as f32 * scale) * 0.5;
+    ((dot(qc, codes) as f32) * qs - bias) * scale
+}
+
+fn l2_ref_scan(ix: &Index, q: &QueryBatch, lists: &[u32], nprobe: usize, plans: &[&Plan], k0: usize) -> Candidates {
+    let d = ix.dim;
+    let per_query = (0..q.len)
+        .map(|b| {
+            let mut v = Vec::new();
+            for &l in &lists[b * nprobe..(b + 1) * nprobe] {
+                for r in ix.list_range(l as usize) {
+                    if live(ix, r) && bloom_row(plans[b], ix, r) && exact(plans[b], ix, r) {
+                        v.push((l2_ref_score(&q.codes[b * d..(b + 1) * d], q.scale[b], ix.items.row(r), ix.items.scale[r]), r as u32));
+                    }
+                }
+            }
+            rank(&mut v);
+            v.truncate(k0);
+            v
+        })
+        .collect();
+    pack(per_query, k0)
+}
+
+/// The `l2` metric: probe, scan (computed and given probes), the candidate route and
+/// rerank `none` bit for bit against the written-out integer rule; `refine` within the
+/// tolerance of `-Σ (q - e)²`; query scales are powers of two.
+pub fn l2_case<B: Backend>(be: &B) {
+    for (seed, spec) in specs().into_iter().filter(|(_, s)| s.d <= 256) {
+        let fx = l2_fixture(seed, &spec);
+        let ix = &fx.index;
+        let d = ix.dim;
+        let res = be.upload(ix).expect("upload");
+        let mut rng = ChaCha8Rng::seed_from_u64(seed * 53);
+        let mut q = random_queries(&mut rng, ix, spec.b);
+        assert!(q.scale.iter().all(|s| s.to_bits() & 0x7f_ffff == 0), "l2 query scales are powers of two");
+        // Scale some queries up and down (norms far from the items' change the ranking).
+        let mut raw = q.f32.clone();
+        for (b, row) in raw.chunks_mut(d).enumerate() {
+            let f = [1.0f32, 0.01, 40.0][b % 3];
+            row.iter_mut().for_each(|x| *x *= f);
+        }
+        if spec.b > 0 {
+            q = prepare_queries(ix, &raw).expect("queries");
+        }
+        let filters = random_filters(&mut rng, ix, spec.b);
+        let plans = plans_of(&filters);
+        let what = |s: &str| format!("l2 {s}: seed {seed} n {} d {d} l {} b {}", spec.n, spec.l, spec.b);
+        for nprobe in [1, rng.random_range(1..=spec.l), spec.l] {
+            let p = be.read_probes(&be.probe(&res, &q, nprobe).expect("probe")).expect("read probes");
+            let want: Vec<u32> = (0..q.len)
+                .flat_map(|b| {
+                    let mut s: Vec<(f32, u32)> = (0..ix.nlist())
+                        .map(|l| (l2_ref_score(&q.codes[b * d..(b + 1) * d], q.scale[b], ix.centroid_codes.row(l), ix.centroid_codes.scale[l]), l as u32))
+                        .collect();
+                    rank(&mut s);
+                    s.into_iter().take(nprobe).map(|x| x.1)
+                })
+                .collect();
+            assert_eq!(p.lists, want, "{} nprobe {nprobe}", what("probe"));
+            let probes = be.probe(&res, &q, nprobe).expect("probe");
+            let mask = be.filter(&res, &plans, &probes).expect("filter");
+            for k0 in [1, 10, rng.random_range(1..=300), 2049] {
+                let got = be.read_cands(&be.scan(&res, &q, &probes, &mask, &plans, k0).expect("scan")).expect("read");
+                assert_cands_exact(&format!("{} nprobe {nprobe} k0 {k0}", what("scan")), &got, &l2_ref_scan(ix, &q, &p.lists, nprobe, &plans, k0));
+            }
+        }
+        // The candidate route with every row in budget: the exhaustive reference.
+        let all_lists: Vec<u32> = (0..spec.b).flat_map(|_| 0..spec.l as u32).collect();
+        for k0 in [7, 300] {
+            let (c, _) = be.scan_candidates(&res, &q, &plans, k0, u64::MAX).expect("scan_candidates");
+            assert_cands_exact(&format!("{} k0 {k0}", what("candidates")), &be.read_cands(&c).expect("read"), &l2_ref_scan(ix, &q, &all_lists, spec.l, &plans, k0));
+        }
+        if spec.n == 0 {
+            continue;
+        }
+        // rerank none: -distance² from the score, exactly (2s - ‖q‖², ‖q‖² summed in order).
+        let k0 = 64;
+        let probes = be.probe(&res, &q, spec.l).expect("probe");
+        let mask = be.filter(&res, &plans, &probes).expect("filter");
+        let scan = |be: &B| be.scan(&res, &q, &probes, &mask, &plans, k0).expect("scan");
+        let base = be.read_cands(&scan(be)).expect("read");
+        let mut want = base.clone();
+        for b in 0..want.len() {
+            let qn = q.f32[b * d..(b + 1) * d].iter().fold(0f32, |a, &v| a + v * v);
+            for i in 0..want.counts[b] as usize {
+                want.scores[b * k0 + i] = want.scores[b * k0 + i] * 2.0 - qn;
+            }
+        }
+        let got = be.read_cands(&be.rerank(&res, &q, scan(be), &Rerank::None).expect("none")).expect("read");
+        assert_cands_exact(&what("rerank none"), &got, &want);
+        // refine: the negated squared distance to the f16 embedding.
+        let emb = ix.embeddings.as_ref().unwrap();
+        let got = be.read_cands(&be.rerank(&res, &q, scan(be), &Rerank::Refine).expect("refine")).expect("read");
+        assert_eq!(got.rows, base.rows, "refine keeps rows in place");
+        for b in 0..got.len() {
+            for i in 0..got.counts[b] as usize {
+                let r = got.rows[b * k0 + i] as usize;
+                let want: f64 = -(0..d).map(|t| (q.f32[b * d + t] as f64 - emb[r * d + t].to_f32() as f64).powi(2)).sum::<f64>();
+                let g = got.scores[b * k0 + i];
+                assert!(close(g, want as f32), "{} query {b} row {r}: got {g}, want {want}", what("refine"));
+            }
+        }
+    }
+}
+
 /// Defines the whole suite for one backend: `conformance_suite!(name, Type, ctor)` with
 /// `ctor: impl Fn() -> Option<Type>` (`None`: not available here -> skipped).
 macro_rules! conformance_suite {
@@ -1054,6 +1174,13 @@ macro_rules! conformance_suite {
                     concurrent_case(b);
                 }
             }
+            #[test]
+            fn l2_matches_reference_bit_for_bit() {
+                if let Some(be) = backend() {
+                    l2_case(be);
+                }
+            }
+
             #[test]
             fn updated_index_matches_cpu_and_old_snapshot_stands() {
                 if let Some(b) = backend() {

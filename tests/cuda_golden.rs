@@ -156,6 +156,7 @@ fn make_index(s: &Spec) -> Index {
         rerank: None,
         live,
         calibration: None,
+        sqnorms: Default::default(),
         columns: Default::default(),
     }
 }

@@ -136,8 +136,9 @@ class Index:
         attributes: one dict per vector (``id``: external id, unique; string and
             list-of-string values are filterable; numbers named in ``features`` are rerank
             features), a pandas DataFrame or a pyarrow Table; ``None``: ids ``"0".."N-1"``.
-        metric: ``"ip"`` or ``"cosine"``. nlist: inverted lists (default: the power of two
-            nearest 4*sqrt(N)). calibrate: measure the default nprobe reaching
+        metric: ``"ip"``, ``"cosine"`` or ``"l2"`` (squared Euclidean distance; scores are
+            the negated squared distance, best first). nlist: inverted lists (default: the
+            power of two nearest 4*sqrt(N)). calibrate: measure the default nprobe reaching
             ``target_recall`` on ``calibration_queries`` held-out rows (as ``silica build``).
         build_device: k-means device, ``"cpu"`` or ``"cuda"``. device: where the index is
             searched (``auto``, ``cpu``, ``wgpu``, ``cuda``, ``cuda:N``).

@@ -261,7 +261,8 @@ impl Core {
         let metric = match metric.to_ascii_lowercase().as_str() {
             "ip" => Metric::Ip,
             "cosine" => Metric::Cosine,
-            other => return Err(error(Error::param("metric", format!("unknown metric `{other}`; expected ip or cosine")))),
+            "l2" => Metric::L2,
+            other => return Err(error(Error::param("metric", format!("unknown metric `{other}`; expected ip, cosine or l2")))),
         };
         let device = check_device(device).map_err(error)?;
         let shape = vectors.shape();

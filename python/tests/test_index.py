@@ -112,6 +112,23 @@ def test_cosine_metric(rng):
     np.testing.assert_allclose(s[:, 0], 1.0, atol=2e-3)
 
 
+def test_l2_metric(rng):
+    # Off-centre points at varied norms: l2 finds each point's own neighbourhood, and scores
+    # are the negated squared distance to the stored f16 embedding.
+    x = (rng.standard_normal((300, 12)) * rng.uniform(0.5, 3.0, (300, 1)) + 5.0).astype(np.float32)
+    ix = silica.Index.build(x, metric="l2", nlist=4, calibrate=False, progress=False)
+    assert ix.info["metric"] == "l2"
+    q = x[:5] + 0.01
+    s, r = ix.search(q, 3, nprobe=4)
+    assert r[:, 0].tolist() == [0, 1, 2, 3, 4]
+    e = x.astype(np.float16).astype(np.float64)
+    d = ((e[r[:, 0]] - q.astype(np.float64)) ** 2).sum(1)
+    np.testing.assert_allclose(s[:, 0], -d, rtol=1e-3, atol=1e-4)
+    assert (np.diff(s, axis=1) <= 0).all(), "nearest first"
+    with pytest.raises(silica.InvalidParameter):
+        silica.Index.build(x, metric="manhattan", nlist=4, calibrate=False, progress=False)
+
+
 def test_save_load_round_trip(rng, tmp_path):
     x, attrs = catalog(rng, 400, 16)
     ix = silica.Index.build(x, attrs, nlist=8, progress=False)

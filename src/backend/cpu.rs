@@ -4,7 +4,7 @@
 use super::{Backend, Candidates, Mask, Probes, QueryBatch, Rerank};
 use crate::error::{Error, Result};
 use crate::filter::{Plan, BLOOM_BLOCK};
-use crate::model::Index;
+use crate::model::{metric, Index};
 use crate::topk::TopK;
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -188,13 +188,16 @@ pub fn range_bits(w: usize, range: &std::ops::Range<usize>) -> u64 {
 /// Score candidate `rows` (sorted rows of `ix`) for query codes `qc` into `top`, the
 /// codes prefetched a few rows ahead (candidates are sparse, so latency-bound); the exact
 /// filter is verified only for rows that would enter the top-K0.
-fn score_rows(ix: &Index, qc: &[i8], plan: &Plan, rows: &[u32], top: &mut TopK) {
+/// `qs` is the query scale (read by `l2` only, [`crate::model::metric`]).
+fn score_rows(ix: &Index, qc: &[i8], qs: f32, plan: &Plan, rows: &[u32], top: &mut TopK) {
+    let l2 = ix.metric == crate::Metric::L2;
     for (i, &r) in rows.iter().enumerate() {
         if let Some(&ahead) = rows.get(i + PREFETCH_ROWS) {
             prefetch(ix.items.row(ahead as usize));
         }
         let r = r as usize;
-        let s = dot_i8(qc, ix.items.row(r)) as f32 * ix.items.scale[r];
+        let (dot, sc) = (dot_i8(qc, ix.items.row(r)), ix.items.scale[r]);
+        let s = if l2 { metric::score(dot, qs, metric::bias(ix.sqnorms[r], sc), sc) } else { dot as f32 * sc };
         if top.admits(s, r as u32) && (plan.is_all() || plan.matches_row(ix, r)) {
             top.push(s, r as u32);
         }
@@ -231,13 +234,19 @@ impl Backend for Cpu {
             return Err(Error::param("nprobe", format!("{nprobe} > nlist {l}")));
         }
         let c = &ix.centroid_codes;
+        let bias: Option<Vec<f32>> = (ix.metric == crate::Metric::L2).then(|| metric::biases(c, &metric::sqnorms(c)));
         let lists: Vec<u32> = (0..q.len)
             .into_par_iter()
             .flat_map_iter(|b| {
                 let qc = &q.codes[b * d..(b + 1) * d];
                 let mut top = TopK::new(nprobe);
                 for j in 0..l {
-                    top.push(dot_i8(qc, c.row(j)) as f32 * c.scale[j], j as u32);
+                    let dot = dot_i8(qc, c.row(j));
+                    let s = match &bias {
+                        Some(bias) => metric::score(dot, q.scale[b], bias[j], c.scale[j]),
+                        None => dot as f32 * c.scale[j],
+                    };
+                    top.push(s, j as u32);
                 }
                 top.into_sorted().into_iter().map(|s| s.row)
             })
@@ -333,7 +342,7 @@ impl Backend for Cpu {
                             bits &= bits - 1;
                         }
                     }
-                    score_rows(ix, qc, plan, &rows, &mut top);
+                    score_rows(ix, qc, q.scale[b], plan, &rows, &mut top);
                 }
                 top.into_sorted()
             })
@@ -376,7 +385,7 @@ impl Backend for Cpu {
                 }
                 let qc = &q.codes[b * d..(b + 1) * d];
                 let mut top = TopK::new(k0);
-                score_rows(ix, qc, plan, &rows, &mut top);
+                score_rows(ix, qc, q.scale[b], plan, &rows, &mut top);
                 (top.into_sorted(), Some(rows.len() as u64))
             })
             .collect();
@@ -395,7 +404,7 @@ impl Backend for Cpu {
                 let mut rows = crate::model::postings::candidate_rows(&post.lists, &post.stale, &ix.attrs, drivers[b]);
                 rows.retain(|&r| ix.live_word(r as usize / 64) >> (r % 64) & 1 == 1);
                 let mut top = TopK::new(k0);
-                score_rows(ix, &q.codes[b * d..(b + 1) * d], plans[b], &rows, &mut top);
+                score_rows(ix, &q.codes[b * d..(b + 1) * d], q.scale[b], plans[b], &rows, &mut top);
                 top.into_sorted()
             })
             .collect();
@@ -406,7 +415,12 @@ impl Backend for Cpu {
         let d = ix.dim;
         let k = c.k;
         let counts = c.counts.clone();
+        let l2 = ix.metric == crate::Metric::L2;
         match mode {
+            Rerank::None if l2 => c.scores.par_chunks_mut(k.max(1)).enumerate().for_each(|(b, s)| {
+                let qn = metric::query_sqnorm(&q.f32[b * d..(b + 1) * d]);
+                s[..counts[b] as usize].iter_mut().for_each(|x| *x = metric::none_score(*x, qn));
+            }),
             Rerank::None => c.scores.par_chunks_mut(k.max(1)).enumerate().for_each(|(b, s)| {
                 s[..counts[b] as usize].iter_mut().for_each(|x| *x *= q.scale[b]);
             }),
@@ -422,7 +436,8 @@ impl Backend for Cpu {
                             prefetch(&emb[ahead * d..(ahead + 1) * d]);
                         }
                         let r = rows[b * k + i] as usize;
-                        *x = dot_f32_f16(qf, &emb[r * d..(r + 1) * d]);
+                        let e = &emb[r * d..(r + 1) * d];
+                        *x = if l2 { metric::neg_sqdist_f16(qf, e) } else { dot_f32_f16(qf, e) };
                     }
                 });
             }

@@ -235,6 +235,7 @@ impl Synth {
             rerank: None,
             live: None,
             calibration: None,
+            sqnorms: Default::default(),
             columns: Default::default(),
         };
         Ok(Synth { spec, index: Arc::new(index) })

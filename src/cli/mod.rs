@@ -106,7 +106,8 @@ pub struct BuildArgs {
     /// Bloom hashes per attribute value.
     #[arg(long, default_value_t = 5)]
     pub bloom_hashes: u32,
-    /// Similarity: inner product, or cosine (vectors normalized at build and query time).
+    /// Similarity: inner product, cosine (vectors normalized at build and query time), or
+    /// l2 (squared Euclidean distance; results nearest first, `scores` = -distance²).
     #[arg(long, value_enum, default_value_t = Metric::Ip)]
     pub metric: Metric,
     /// Numeric attribute fields to store as rerank features (comma-separated).

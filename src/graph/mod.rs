@@ -693,7 +693,8 @@ pub fn bind_plans<'a>(plans: &[&'a Plan], index: &Index, cache: &MaskCache) -> B
     Bound { owned, which }
 }
 
-/// Validate `[B, D]` queries against `index` and quantize them (cosine: normalize first).
+/// Validate `[B, D]` queries against `index` and quantize them (cosine: normalize first;
+/// l2: a power-of-two scale, [`crate::model::metric::quantize_query`]).
 pub fn prepare_queries(index: &Index, queries: &[f32]) -> Result<QueryBatch> {
     let d = index.dim;
     if !queries.len().is_multiple_of(d) {
@@ -717,10 +718,12 @@ pub fn prepare_queries(index: &Index, queries: &[f32]) -> Result<QueryBatch> {
         });
     }
     let mut codes = vec![0i8; f.len()];
+    // l2: a power-of-two scale keeps the integer score exact (model::metric).
+    let quant = if index.metric == Metric::L2 { crate::model::metric::quantize_query } else { quantize_row };
     let scale = f
         .par_chunks(d * rows)
         .zip(codes.par_chunks_mut(d * rows))
-        .flat_map_iter(|(x, c)| x.chunks(d).zip(c.chunks_mut(d)).map(|(x, c)| quantize_row(x, c)).collect::<Vec<f32>>())
+        .flat_map_iter(|(x, c)| x.chunks(d).zip(c.chunks_mut(d)).map(|(x, c)| quant(x, c)).collect::<Vec<f32>>())
         .collect();
     Ok(QueryBatch { len: b, dim: d, f32: f, codes, scale })
 }

@@ -124,7 +124,7 @@ fn prepare(src: &VectorSource, rows: &[u32], metric: Metric, out: &mut [f32]) ->
         .filter_map(|(o, &r)| {
             let r = r as usize;
             src.row_into(r, o);
-            if let Err(f) = super::finite::check_vector(o, metric == Metric::Ip) {
+            if let Err(f) = super::finite::check_vector(o, metric != Metric::Cosine) {
                 let e = match f.col {
                     Some(col) if !f.value.is_finite() => Error::NonFinite { what: "vectors".into(), row: r, col, value: f.value },
                     col => Error::OutOfRange { what: "vectors".into(), row: r, col, reason: f.reason },
@@ -255,7 +255,13 @@ impl IndexBuilder {
         log::info!("sample: {} rows gathered in {:.2}s", sample.len(), t0.elapsed().as_secs_f64());
         let kp = KMeansParams { k: nlist, iters: p.kmeans_iters, sample_per_cluster: p.sample_per_list, seed: p.seed };
         let pb = Progress::new(p.progress, "k-means", p.kmeans_iters as u64, "iterations");
-        let centroids = compute.train(&x, d, &kp, &|| pb.inc(1))?;
+        // l2: plain k-means and the l2 assignment rule, on the host on every build device
+        // (the device k-means is spherical).
+        let l2 = p.metric == Metric::L2;
+        if l2 && compute.name() != "cpu" {
+            log::warn!("--metric l2 trains and assigns on the cpu (the {} k-means is spherical)", compute.name());
+        }
+        let centroids = if l2 { super::kmeans::train_with(&x, d, &kp, true, &|| pb.inc(1)) } else { compute.train(&x, d, &kp, &|| pb.inc(1))? };
         pb.finish();
         drop(x);
         if centroids.len() != nlist * d {
@@ -274,10 +280,8 @@ impl IndexBuilder {
             let rows: Vec<u32> = (a as u32..b as u32).collect();
             let (x, c) = (&mut buf[..(b - a) * d], &mut codes[..(b - a) * d]);
             prepare(src, &rows, p.metric, x)?;
-            c.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(c, x)| {
-                quantize_row(x, c);
-            });
-            let l = compute.assign(c, &cq)?;
+            let sc: Vec<f32> = c.par_chunks_mut(d).zip(x.par_chunks(d)).map(|(c, x)| quantize_row(x, c)).collect();
+            let l = if l2 { super::compute::assign_l2(c, &sc, &cq, true) } else { compute.assign(c, &cq)? };
             if l.len() != b - a || l.iter().any(|&l| l as usize >= nlist) {
                 return Err(Error::backend(compute.name(), format!("assignment of rows {a}..{b} is malformed")));
             }
@@ -327,6 +331,9 @@ impl IndexBuilder {
             TensorSpec::new("attrs.dict", Dtype::U8, vec![dict_bytes]),
             TensorSpec::new("attrs.dict_offsets", Dtype::I64, vec![nvalues + 1]),
         ];
+        if l2 {
+            specs.push(TensorSpec::new("items.sqnorms", Dtype::I32, vec![n]));
+        }
         if p.store_embeddings {
             specs.push(TensorSpec::new("items.embeddings", Dtype::F16, vec![n, d]));
         }
@@ -358,7 +365,7 @@ impl IndexBuilder {
             nlist,
             n,
             metric: p.metric,
-            quantization: format::QUANTIZATION.into(),
+            quantization: format::quantization(p.metric),
             bloom: p.bloom,
             bloom_hash: BloomParams::HASH.into(),
             schema: schema.fields.clone(),
@@ -447,6 +454,9 @@ impl IndexBuilder {
                 let c = rx.recv().map_err(|_| Error::backend(compute.name(), format!("build pass 2 stopped at chunk {ch}")))??;
                 w.put_pod("items.codes", &c.codes)?;
                 w.put_pod("items.scale", &c.scale)?;
+                if let Some(q) = &c.sqnorms {
+                    w.put_pod("items.sqnorms", q)?;
+                }
                 if let Some(e) = &c.embeddings {
                     w.put_pod("items.embeddings", e)?;
                 }
@@ -500,6 +510,8 @@ struct Pass2<'a> {
 struct Pass2Chunk {
     codes: Vec<i8>,
     scale: Vec<f32>,
+    /// l2: per-row sums of squared codes (`items.sqnorms`).
+    sqnorms: Option<Vec<i32>>,
     embeddings: Option<Vec<f16>>,
     features: Vec<f32>,
     source_rows: Vec<u64>,
@@ -520,6 +532,7 @@ impl Pass2<'_> {
         let (mut codes, mut scale) = (vec![0i8; (b - a) * d], vec![0f32; b - a]);
         prepare(self.src, rows, self.metric, &mut x)?;
         codes.par_chunks_mut(d).zip(x.par_chunks(d)).zip(scale.par_iter_mut()).for_each(|((c, x), s)| *s = quantize_row(x, c));
+        let sqnorms = (self.metric == Metric::L2).then(|| codes.par_chunks(d).map(super::metric::sqnorm).collect());
         let embeddings = self.embeddings.then(|| x.par_iter().map(|&v| f16::from_f32(v)).collect());
         let features = if nf > 0 { rows.iter().flat_map(|&r| table.features[r as usize * nf..(r as usize + 1) * nf].iter().copied()).collect() } else { Vec::new() };
         let source_rows = rows.iter().map(|&r| r as u64).collect();
@@ -566,7 +579,7 @@ impl Pass2<'_> {
                 (wd, col.into_iter().enumerate().filter(|c| c.1 != 0).map(|(i, m)| (i as u32, m)).collect())
             })
             .collect();
-        Ok(Pass2Chunk { codes, scale, embeddings, features, source_rows, ids, id_offs, vals, val_offs, bloom })
+        Ok(Pass2Chunk { codes, scale, sqnorms, embeddings, features, source_rows, ids, id_offs, vals, val_offs, bloom })
     }
 }
 

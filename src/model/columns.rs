@@ -105,6 +105,14 @@ impl Values {
             Values::U8(v) => v,
         }
     }
+    /// Set entry `i` from its order-preserving key.
+    fn set_key(&mut self, i: usize, k: u64) {
+        match self {
+            Values::I64(v) => v[i] = unkey_i64(k),
+            Values::F64(v) => v[i] = unkey_f64(k),
+            Values::U8(v) => v[i] = k as u8,
+        }
+    }
     fn from_keys(ty: ColumnType, keys: impl Iterator<Item = u64>) -> Values {
         match ty {
             ColumnType::Int | ColumnType::Timestamp => Values::I64(keys.map(unkey_i64).collect()),
@@ -112,6 +120,24 @@ impl Values {
             ColumnType::Bool => Values::U8(keys.map(|k| k as u8).collect()),
         }
     }
+}
+
+/// The key of a JSON value for a `ty` column, with the build's typing rules: `null` is no
+/// value; `int` takes integers in i64 range, `float` any finite number (-0.0 as 0.0),
+/// `bool` `true`/`false`, `timestamp` an RFC 3339 string or integer microseconds. Errors:
+/// a message naming the type (the caller names the field).
+pub fn key_of_json(ty: ColumnType, v: &serde_json::Value) -> std::result::Result<Option<u64>, String> {
+    use serde_json::Value as J;
+    let want = || format!("is a {} field; got {}", ty.name(), { let s = v.to_string(); if s.len() > 40 { format!("{}...", &s[..s.char_indices().nth(37).map_or(s.len(), |c| c.0)]) } else { s } });
+    Ok(Some(match (ty, v) {
+        (_, J::Null) => return Ok(None),
+        (ColumnType::Int, J::Number(n)) => key_i64(n.as_i64().ok_or_else(|| format!("is an int field; {n} is not an integer in i64 range"))?),
+        (ColumnType::Float, J::Number(n)) => key_f64(n.as_f64().filter(|f| f.is_finite()).ok_or_else(|| format!("{n} is not a finite number"))?),
+        (ColumnType::Bool, J::Bool(b)) => *b as u64,
+        (ColumnType::Timestamp, J::String(s)) => key_i64(parse_timestamp(s)?),
+        (ColumnType::Timestamp, J::Number(n)) => key_i64(n.as_i64().ok_or_else(|| format!("is a timestamp field; {n} is not integer microseconds"))?),
+        _ => return Err(want()),
+    }))
 }
 
 /// Order-preserving key of an i64 (sign bit flipped).
@@ -321,6 +347,35 @@ impl Column {
         Column::from_keys(&self.name, self.ty, &keys, list_offsets)
     }
 
+    /// Set row `r`'s value (`None`: no value), keeping `word_range` / `list_range` bounds of
+    /// the present values: a word or list that had none takes the new value as its range,
+    /// others widen to include it (a removed value leaves a wider, still valid bound: ranges
+    /// only decide whole words and lists when every present value is inside or outside).
+    /// `list_offsets` (`[L+1]`) locates the row's list.
+    pub fn set(&mut self, r: usize, key: Option<u64>, list_offsets: &[u64]) {
+        let (w, bit) = (r / 64, 1u64 << (r % 64));
+        let Some(k) = key else {
+            self.present[w] &= !bit;
+            return;
+        };
+        let word_had = self.present[w] != 0;
+        let l = list_offsets.partition_point(|&o| o <= r as u64).saturating_sub(1);
+        let (ls, le) = (list_offsets[l] as usize, list_offsets.get(l + 1).map_or(r + 1, |&e| e as usize));
+        let list_had = (ls..le).any(|x| self.has(x));
+        self.values.set_key(r, k);
+        self.present[w] |= bit;
+        let widen = |range: &mut Values, at: usize, had: bool| {
+            let (lo, hi) = (range.key(2 * at), range.key(2 * at + 1));
+            let (lo, hi) = if had { (lo.min(k), hi.max(k)) } else { (k, k) };
+            range.set_key(2 * at, lo);
+            range.set_key(2 * at + 1, hi);
+        };
+        widen(&mut self.word_range, w, word_had);
+        if l + 1 < list_offsets.len() {
+            widen(&mut self.list_range, l, list_had);
+        }
+    }
+
     /// Row `r`'s value as JSON (`null` when absent).
     pub fn json(&self, r: usize) -> serde_json::Value {
         if self.has(r) { self.values.json(r, self.ty) } else { serde_json::Value::Null }
@@ -451,6 +506,33 @@ pub fn format_timestamp(us: i64) -> String {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn set_keeps_ranges_bounding_the_present_values() {
+        let offsets = [0u64, 70, 130];
+        let keys: Vec<Option<u64>> = (0..130).map(|r| (r % 3 != 0).then(|| key_i64(r as i64))).collect();
+        let mut c = Column::from_keys("x", ColumnType::Int, &keys, &offsets);
+        c.set(3, Some(key_i64(-500)), &offsets);
+        c.set(100, Some(key_i64(9000)), &offsets);
+        c.set(4, None, &offsets);
+        assert!(c.has(3) && !c.has(4) && c.has(100));
+        assert_eq!(c.json(3), serde_json::json!(-500));
+        let (wr, lr) = (&c.word_range, &c.list_range);
+        assert!(wr.key(0) <= key_i64(-500) && lr.key(0) <= key_i64(-500));
+        assert!(wr.key(3) >= key_i64(9000) && lr.key(3) >= key_i64(9000));
+        // Every present value stays inside its word's and list's range.
+        for r in (0..130).filter(|&r| c.has(r)) {
+            let k = c.values.key(r);
+            let l = if r < 70 { 0 } else { 1 };
+            assert!(wr.key(2 * (r / 64)) <= k && k <= wr.key(2 * (r / 64) + 1), "row {r}");
+            assert!(lr.key(2 * l) <= k && k <= lr.key(2 * l + 1), "row {r}");
+        }
+        assert!(key_of_json(ColumnType::Int, &serde_json::json!(2.5)).unwrap_err().contains("int"));
+        assert_eq!(key_of_json(ColumnType::Timestamp, &serde_json::json!("2024-01-01T00:00:00Z")).unwrap(), Some(key_i64(1_704_067_200_000_000)));
+        assert_eq!(key_of_json(ColumnType::Bool, &serde_json::Value::Null).unwrap(), None);
+        assert!(key_of_json(ColumnType::Bool, &serde_json::json!("yes")).is_err());
+        assert_eq!(key_of_json(ColumnType::Float, &serde_json::json!(-0.0)).unwrap(), Some(key_f64(0.0)));
+    }
 
     #[test]
     fn keys_preserve_order() {

@@ -67,14 +67,28 @@ pub fn assign_on_thread(codes: &[i8], centroids: &I8Matrix) -> Vec<u32> {
     assign_with(codes, centroids, false)
 }
 
+/// The `l2` assignment rule (see [`super::metric`]): the row with codes `codes[r]` and scale
+/// `scales[r]` goes to `argmax_l ((dot as f32) * scales[r] - bias_l) * s_l`, `bias_l` the
+/// centroid's [`super::metric::bias`], ties to the lower `l`: the nearest int8 centroid.
+/// Host only (every build device assigns `l2` rows here, so lists agree everywhere).
+pub fn assign_l2(codes: &[i8], scales: &[f32], centroids: &I8Matrix, parallel: bool) -> Vec<u32> {
+    let bias = super::metric::biases(centroids, &super::metric::sqnorms(centroids));
+    assign_by(codes, centroids, parallel, &|r, l, dot| super::metric::score(dot as i32, scales[r], bias[l], centroids.scale[l]))
+}
+
 fn assign_with(codes: &[i8], centroids: &I8Matrix, parallel: bool) -> Vec<u32> {
+    assign_by(codes, centroids, parallel, &|_, l, dot| dot * centroids.scale[l])
+}
+
+/// argmax over lists of `score(row, list, exact integer dot as f32)`, ties to the lower list.
+fn assign_by(codes: &[i8], centroids: &I8Matrix, parallel: bool, score: &(dyn Fn(usize, usize, f32) -> f32 + Sync)) -> Vec<u32> {
     let (d, k) = (centroids.dim, centroids.rows);
     if d == 0 {
         return Vec::new();
     }
     assert!(d <= MAX_EXACT_DIM, "assignment dot is exact only for D <= {MAX_EXACT_DIM}");
     let c: Vec<f32> = centroids.codes.iter().map(|&v| v as f32).collect();
-    let block = |blk: &[i8]| {
+    let block = |(bi, blk): (usize, &[i8])| {
         let n = blk.len() / d;
         let x: Vec<f32> = blk.iter().map(|&v| v as f32).collect();
         let mut s = vec![0f32; n * k];
@@ -82,8 +96,8 @@ fn assign_with(codes: &[i8], centroids: &I8Matrix, parallel: bool) -> Vec<u32> {
         (0..n)
             .map(|i| {
                 let mut best = (0u32, f32::NEG_INFINITY);
-                for (j, (&dot, &sc)) in s[i * k..(i + 1) * k].iter().zip(&centroids.scale).enumerate() {
-                    let v = dot * sc;
+                for (j, &dot) in s[i * k..(i + 1) * k].iter().enumerate() {
+                    let v = score(bi * BLOCK + i, j, dot);
                     if v > best.1 {
                         best = (j as u32, v);
                     }
@@ -93,9 +107,9 @@ fn assign_with(codes: &[i8], centroids: &I8Matrix, parallel: bool) -> Vec<u32> {
             .collect::<Vec<_>>()
     };
     if parallel {
-        codes.par_chunks(BLOCK * d).flat_map_iter(block).collect()
+        codes.par_chunks(BLOCK * d).enumerate().flat_map_iter(block).collect()
     } else {
-        codes.chunks(BLOCK * d).flat_map(block).collect()
+        codes.chunks(BLOCK * d).enumerate().flat_map(block).collect()
     }
 }
 
@@ -133,6 +147,35 @@ mod tests {
             let (xq, cq) = (quantize(&x, d), quantize(&c, d));
             assert_eq!(assign_cpu(&xq.codes, &cq), by_hand(&xq.codes, &cq), "n {n} k {k} d {d}");
             assert_eq!(assign_on_thread(&xq.codes, &cq), by_hand(&xq.codes, &cq), "n {n} k {k} d {d}");
+        }
+    }
+
+    #[test]
+    fn l2_assignment_is_the_integer_rule_and_the_nearest_centroid() {
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        for (n, k, d) in [(1, 1, 1), (1500, 37, 65), (1100, 5, 16)] {
+            let x: Vec<f32> = (0..n * d).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let c: Vec<f32> = (0..k * d).map(|_| rng.random_range(-1.0f32..1.0) * (1 + rng.random_range(0..3)) as f32).collect();
+            let (xq, cq) = (quantize(&x, d), quantize(&c, d));
+            let got = assign_l2(&xq.codes, &xq.scale, &cq, true);
+            assert_eq!(got, assign_l2(&xq.codes, &xq.scale, &cq, false));
+            let norms = crate::model::metric::sqnorms(&cq);
+            for (r, &lr) in got.iter().enumerate() {
+                let xr = &xq.codes[r * d..(r + 1) * d];
+                let mut best = (0u32, f32::NEG_INFINITY);
+                for (l, &nl) in norms.iter().enumerate() {
+                    let dot: i32 = xr.iter().zip(cq.row(l)).map(|(&a, &b)| a as i32 * b as i32).sum();
+                    let v = crate::model::metric::score(dot, xq.scale[r], crate::model::metric::bias(nl, cq.scale[l]), cq.scale[l]);
+                    if v > best.1 {
+                        best = (l as u32, v);
+                    }
+                }
+                assert_eq!(lr, best.0, "row {r}");
+                // And it is (up to rounding) the nearest quantized centroid.
+                let dist = |l: usize| -> f64 { (0..d).map(|j| { let t = xr[j] as f64 * xq.scale[r] as f64 - cq.row(l)[j] as f64 * cq.scale[l] as f64; t * t }).sum() };
+                let near = (0..k).map(dist).fold(f64::INFINITY, f64::min);
+                assert!(dist(lr as usize) <= near + 1e-4 * (1.0 + near), "row {r}");
+            }
         }
     }
 

@@ -159,6 +159,14 @@ pub fn rerank_summary(m: &RerankModel) -> String {
 /// `__metadata__["quantization"]`.
 pub const QUANTIZATION: &str = "int8 symmetric per row: scale = absmax/127, round half to even";
 
+/// The `quantization` metadata of an index of `metric` (l2 adds its query rule and score).
+pub fn quantization(metric: Metric) -> String {
+    match metric {
+        Metric::L2 => format!("{QUANTIZATION}; l2: query scale = the power of two >= absmax/127, score = ((dot as f32) * qscale - (sqnorm as f32 * scale) * 0.5) * scale"),
+        _ => QUANTIZATION.into(),
+    }
+}
+
 /// Human-readable summary of an index's metadata.
 pub fn meta_of(ix: &Index) -> Meta {
     Meta {
@@ -167,7 +175,7 @@ pub fn meta_of(ix: &Index) -> Meta {
         nlist: ix.nlist(),
         n: ix.len(),
         metric: ix.metric,
-        quantization: QUANTIZATION.into(),
+        quantization: quantization(ix.metric),
         bloom: ix.bloom.params,
         bloom_hash: BloomParams::HASH.into(),
         schema: ix.attrs.schema.fields.clone(),
@@ -216,6 +224,9 @@ pub fn to_bytes(ix: &Index) -> Result<Vec<u8>> {
         ("attrs.dict".into(), Dtype::U8, vec![dict_bytes.len()], &dict_bytes),
         ("attrs.dict_offsets".into(), Dtype::I64, vec![dict_offs.len()], b(&dict_offs)),
     ];
+    if ix.metric == Metric::L2 {
+        t.push(("items.sqnorms".into(), Dtype::I32, vec![n], b(&ix.sqnorms)));
+    }
     if let Some(e) = &ix.embeddings {
         t.push(("items.embeddings".into(), Dtype::F16, vec![n, d], b(&e[..])));
     }
@@ -400,6 +411,7 @@ pub fn decode(src: Source, path: &Path, verify: Verify) -> Result<(Index, Times)
     let metric = match get("metric")?.as_str() {
         "ip" => Metric::Ip,
         "cosine" => Metric::Cosine,
+        "l2" => Metric::L2,
         m => return Err(bad(format!("unknown metric {m}"))),
     };
     let bloom: BloomParams = serde_json::from_str(&get("bloom")?).map_err(|e| bad(format!("metadata `bloom`: {e}")))?;
@@ -449,6 +461,7 @@ pub fn decode(src: Source, path: &Path, verify: Verify) -> Result<(Index, Times)
     let attr_vals: Tensor<u32> = tensor!(u32, "attrs.values", Dtype::U32, &[len_of("attrs.values")?])?;
     let dict_bytes = raw("attrs.dict", Dtype::U8, &[len_of("attrs.dict")?])?;
     let dict_offs: Vec<u64> = cast(raw("attrs.dict_offsets", Dtype::I64, &[len_of("attrs.dict_offsets")?])?);
+    let sqnorms: Tensor<i32> = if metric == Metric::L2 { tensor!(i32, "items.sqnorms", Dtype::I32, &[n])? } else { Tensor::default() };
     let embeddings = match st.tensor("items.embeddings") {
         Ok(_) => Some(tensor!(f16, "items.embeddings", Dtype::F16, &[n, d])?),
         Err(_) => None,
@@ -514,6 +527,12 @@ pub fn decode(src: Source, path: &Path, verify: Verify) -> Result<(Index, Times)
             return Err(bad(format!("`{name}` holds -128 at row {}; int8 codes are in [-127, 127] (symmetric quantization)", i / d.max(1))));
         }
     }
+    // l2: the stored squared code norms are those of the codes (every backend ranks by them).
+    if metric == Metric::L2
+        && let Some(r) = first_bad_by(n, |a, b| (a..b).any(|r| sqnorms[r] != super::metric::sqnorm(&codes[r * d..(r + 1) * d])))
+    {
+        return Err(bad(format!("`items.sqnorms` is not the squared norm of the codes (rows {r}.. hold a mismatch)")));
+    }
     check_values(&centroids, &cscale, &scale, embeddings.as_deref(), features.as_deref(), d.max(1), feature_names.len().max(1)).map_err(bad)?;
     if first_bad(&attr_vals, |&v| v as usize >= total).is_some() || first_bad(&source_rows, |&r| r as usize >= n).is_some() {
         return Err(bad("attribute value id or source row out of range".into()));
@@ -526,6 +545,7 @@ pub fn decode(src: Source, path: &Path, verify: Verify) -> Result<(Index, Times)
         centroid_codes: I8Matrix { rows: l, dim: d, codes: ccodes.into(), scale: cscale.into() },
         list_offsets,
         items: I8Matrix { rows: n, dim: d, codes, scale },
+        sqnorms,
         embeddings,
         features,
         feature_names,

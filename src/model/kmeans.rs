@@ -40,6 +40,11 @@ pub(crate) fn sims(x: &[f32], c: &[f32], d: usize, k: usize, out: &mut [f32]) {
 
 /// Index and value of the best centroid for each row (ties -> lower index).
 pub fn assign(x: &[f32], c: &[f32], d: usize) -> Vec<(u32, f32)> {
+    assign_biased(x, c, d, None)
+}
+
+/// [`assign`] by `x·c_j - bias[j]` (`bias[j] = ‖c_j‖²/2`: the nearest centroid in L2).
+fn assign_biased(x: &[f32], c: &[f32], d: usize, bias: Option<&[f32]>) -> Vec<(u32, f32)> {
     let k = c.len() / d;
     if d == 0 || k == 0 {
         return vec![(0, 0.0); x.len().checked_div(d).unwrap_or(0)];
@@ -54,6 +59,7 @@ pub fn assign(x: &[f32], c: &[f32], d: usize) -> Vec<(u32, f32)> {
                     let row = &s[i * k..(i + 1) * k];
                     let mut best = (0u32, f32::NEG_INFINITY);
                     for (j, &v) in row.iter().enumerate() {
+                        let v = bias.map_or(v, |b| v - b[j]);
                         if v > best.1 {
                             best = (j as u32, v);
                         }
@@ -76,6 +82,12 @@ fn normalize(v: &mut [f32]) {
 /// `progress` is called once per Lloyd iteration. Requires `n >= 1`; with `n < k`
 /// the extra centroids duplicate rows (their lists stay empty).
 pub fn train(data: &[f32], d: usize, p: &KMeansParams, progress: &dyn Fn()) -> Vec<f32> {
+    train_with(data, d, p, false, progress)
+}
+
+/// [`train`], or with `euclidean` plain (L2) k-means: rows and centroids are not
+/// normalized, rows go to the nearest centroid, centroids are the means.
+pub fn train_with(data: &[f32], d: usize, p: &KMeansParams, euclidean: bool, progress: &dyn Fn()) -> Vec<f32> {
     let n = data.len() / d;
     let k = p.k;
     let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
@@ -90,12 +102,15 @@ pub fn train(data: &[f32], d: usize, p: &KMeansParams, progress: &dyn Fn()) -> V
     for &i in &idx {
         x.extend_from_slice(&data[i * d..(i + 1) * d]);
     }
-    for row in x.chunks_mut(d) {
-        normalize(row);
+    if !euclidean {
+        for row in x.chunks_mut(d) {
+            normalize(row);
+        }
     }
     let mut c = random_init(&x, d, k, &mut rng);
     for _ in 0..p.iters {
-        let a = assign(&x, &c, d);
+        let bias: Option<Vec<f32>> = euclidean.then(|| c.chunks(d).map(|r| r.iter().map(|v| v * v).sum::<f32>() * 0.5).collect());
+        let a = assign_biased(&x, &c, d, bias.as_deref());
         let mut sum = vec![0f32; k * d];
         let mut cnt = vec![0usize; k];
         for (i, &(j, _)) in a.iter().enumerate() {
@@ -120,13 +135,25 @@ pub fn train(data: &[f32], d: usize, p: &KMeansParams, progress: &dyn Fn()) -> V
                 sum[j * d + t] = src[t] * (1.0 + eps);
                 sum[big * d + t] = src[t] * (1.0 - eps);
             }
+            let whole = cnt[big] as f32;
             cnt[j] = cnt[big] / 2;
             cnt[big] -= cnt[j];
+            if euclidean {
+                // Each half keeps the mean of the whole (perturbed), not its sum.
+                let (fj, fb) = (cnt[j] as f32 / whole, cnt[big] as f32 / whole);
+                sum[j * d..(j + 1) * d].iter_mut().for_each(|v| *v *= fj);
+                sum[big * d..(big + 1) * d].iter_mut().for_each(|v| *v *= fb);
+            }
         }
         for j in 0..k {
             if cnt[j] > 0 {
                 c[j * d..(j + 1) * d].copy_from_slice(&sum[j * d..(j + 1) * d]);
-                normalize(&mut c[j * d..(j + 1) * d]);
+                if euclidean {
+                    let inv = 1.0 / cnt[j] as f32;
+                    c[j * d..(j + 1) * d].iter_mut().for_each(|v| *v *= inv);
+                } else {
+                    normalize(&mut c[j * d..(j + 1) * d]);
+                }
             }
         }
         progress();
@@ -172,6 +199,26 @@ mod tests {
         labels.sort();
         labels.dedup();
         assert_eq!(labels.len(), 4, "every cluster found");
+    }
+
+    #[test]
+    fn euclidean_centroids_are_cluster_means() {
+        // Two blobs far apart at different norms: spherical k-means would merge them by
+        // direction; the L2 centroids sit at the blob means.
+        let d = 4;
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let mut data = Vec::new();
+        for i in 0..300 {
+            let base = if i % 2 == 0 { 1.0 } else { 10.0 };
+            for _ in 0..d {
+                data.push(base + rng.random_range(-0.1..0.1));
+            }
+        }
+        let p = KMeansParams { k: 2, iters: 6, sample_per_cluster: 1000, seed: 2 };
+        let c = train_with(&data, d, &p, true, &|| {});
+        let mut firsts: Vec<f32> = c.chunks(d).map(|r| r[0]).collect();
+        firsts.sort_by(f32::total_cmp);
+        assert!((firsts[0] - 1.0).abs() < 0.05 && (firsts[1] - 10.0).abs() < 0.05, "{firsts:?}");
     }
 
     #[test]

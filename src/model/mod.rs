@@ -18,6 +18,7 @@ pub mod source;
 pub mod writer;
 pub mod kmeans;
 pub mod load;
+pub mod metric;
 pub mod npy;
 pub mod postings;
 pub mod quantize;
@@ -32,12 +33,15 @@ use half::f16;
 use serde::{Deserialize, Serialize};
 
 /// Similarity metric. `cosine` normalizes items and queries to unit L2 norm, then uses
-/// the inner product; `ip` uses the raw inner product.
+/// the inner product; `ip` uses the raw inner product; `l2` ranks by squared Euclidean
+/// distance (results best first, `scores` = the negated squared distance; stages 1-3 rank
+/// by the exact integer form of [`metric`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Metric {
     Ip,
     Cosine,
+    L2,
 }
 
 impl std::fmt::Display for Metric {
@@ -45,6 +49,7 @@ impl std::fmt::Display for Metric {
         f.write_str(match self {
             Metric::Ip => "ip",
             Metric::Cosine => "cosine",
+            Metric::L2 => "l2",
         })
     }
 }
@@ -93,6 +98,9 @@ pub struct Index {
     pub items: I8Matrix,
     /// `items.embeddings`: f16 `[N, D]` rerank cache (optional).
     pub embeddings: Option<Tensor<f16>>,
+    /// `items.sqnorms`: i32 `[N]` squared L2 norm of each row's int8 codes (`Σ c²`), for
+    /// the `l2` metric (empty otherwise; [`metric::sqnorms`] computes it).
+    pub sqnorms: Tensor<i32>,
     /// `items.features`: f32 `[N, F]` dense rerank features (optional; F = feature_names.len()).
     pub features: Option<Tensor<f32>>,
     /// Names of the F feature columns.

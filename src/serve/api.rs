@@ -5,6 +5,7 @@
 //! | --- | --- | --- |
 //! | `POST /v1/search` | [`SearchBody`] | `{version, rows, ids, scores}` or `{version, results: [...]}` |
 //! | `POST /v1/items` | `{"items": [Item...]}` | `{version, upserted}` |
+//! | `GET /v1/items/{id}[?vector=true][&fields=a,b]` | — | `{id, field: value...[, vector]}`, 404 for an unknown or deleted id |
 //! | `DELETE /v1/items/{id}` | — | `{version, deleted}`, 404 for an unknown id |
 //! | `PATCH /v1/items/{id}` | `{"attributes": {field: value(s)}}` | `{version, patched}` |
 //! | `POST /v1/compact` | — | compaction report |
@@ -76,6 +77,9 @@ pub struct SearchBody {
     /// Deadline in milliseconds from arrival (1..=[`MAX_TIMEOUT_MS`]; default the server's
     /// `--timeout-ms`): a request not searched by then is answered 504 `deadline_exceeded`.
     pub timeout_ms: Option<u64>,
+    /// Attributes to return per result row (`"fields": [{...}, ...]` beside `ids`, as
+    /// `silica search --fields`; JSON answers only).
+    pub fields: Option<Vec<String>>,
 }
 
 /// A validated search request.
@@ -90,6 +94,8 @@ pub struct ParsedSearch {
     pub params: SearchParams,
     /// The request's own deadline, milliseconds from arrival (`None`: the server default).
     pub timeout_ms: Option<u64>,
+    /// Attributes to return per result row.
+    pub fields: Option<Vec<String>>,
 }
 
 /// What request validation needs to know about the index.
@@ -226,7 +232,13 @@ pub fn validate_search(b: SearchBody, ctx: &SearchContext) -> Result<ParsedSearc
         return Err(ApiError::bad("timeout_ms", format!("{t} is out of range 1..={MAX_TIMEOUT_MS}")));
     }
     let params = SearchParams { k, nprobe: b.nprobe, k0: b.k0, rerank, task_weights: b.task_weights };
-    Ok(ParsedSearch { single, queries, filters, params, timeout_ms: b.timeout_ms })
+    if let Some(f) = &b.fields {
+        let known = ctx.dict.field_names();
+        if let Some(n) = f.iter().find(|n| !known.contains(n)) {
+            return Err(ApiError::bad("fields", format!("unknown field `{n}` (known fields: {})", known.join(", "))));
+        }
+    }
+    Ok(ParsedSearch { single, queries, filters, params, timeout_ms: b.timeout_ms, fields: b.fields })
 }
 
 #[derive(Deserialize)]
@@ -276,7 +288,7 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
     Router::new()
         .route("/v1/search", post(search))
         .route("/v1/items", post(upsert))
-        .route("/v1/items/{id}", delete(remove).patch(patch))
+        .route("/v1/items/{id}", delete(remove).patch(patch).get(get_item))
         .route("/v1/compact", post(compact))
         .route("/v1/stats", get(stats))
         .route("/healthz", get(healthz))
@@ -342,6 +354,10 @@ async fn search(State(s): S, headers: HeaderMap, uri: axum::http::Uri, b: Result
             }
         };
         let single = parsed.single;
+        let fields = parsed.fields.clone();
+        if fields.is_some() && media_is(&headers, ACCEPT, binary::OCTET_STREAM) {
+            return Err(ApiError::bad("fields", "returned fields need a JSON answer (Accept: application/json)"));
+        }
         let (version, results) = enqueue(&s, parsed, t0)?.await.map_err(|_| ApiError::internal("the search batch failed"))??;
         // Inputs are range-checked so scores are finite; never let a NaN/Inf (JSON null) out.
         if let Some(i) = results.iter().position(|r| r.scores.iter().any(|s| !s.is_finite())) {
@@ -352,6 +368,8 @@ async fn search(State(s): S, headers: HeaderMap, uri: axum::http::Uri, b: Result
         }
         let (media, bytes) = if media_is(&headers, ACCEPT, binary::OCTET_STREAM) {
             (binary::OCTET_STREAM, binary::encode_response(version, &results))
+        } else if let Some(names) = fields {
+            ("application/json", with_fields(&s, version, &results, single, names).await?)
         } else {
             ("application/json", binary::json_response(version, &results, single))
         };
@@ -387,6 +405,73 @@ async fn write(s: &AppState, batch: Batch) -> Result<u64, ApiError> {
     let (tx, rx) = oneshot::channel();
     s.writer.send(Cmd::Write { batch, reply: tx }).await.map_err(|_| ApiError::unavailable("the writer has stopped"))?;
     rx.await.map_err(|_| ApiError::unavailable("the writer stopped before acknowledging"))?
+}
+
+/// The JSON answer with `"fields"` per query: one object per result row (its attributes
+/// `names`, read by the writer after the search; an item deleted meanwhile gives `null`).
+async fn with_fields(s: &AppState, version: u64, results: &[crate::graph::SearchResponse], single: bool, names: Vec<String>) -> Result<Vec<u8>, ApiError> {
+    let ids: Vec<Arc<str>> = results.iter().flat_map(|r| r.ids.iter().cloned()).collect();
+    let got = read_items(s, ids, Some(names.clone()), false).await?;
+    let mut objs = got.into_iter().map(|m| m.map_or(Value::Null, |mut m| {
+        m.retain(|k, _| names.contains(k));
+        Value::Object(m)
+    }));
+    let per_query: Vec<Value> = results.iter().map(|r| Value::Array(objs.by_ref().take(r.ids.len()).collect())).collect();
+    let mut v: Value = serde_json::from_slice(&binary::json_response(version, results, single)).map_err(|e| ApiError::internal(e.to_string()))?;
+    match (&mut v, single) {
+        (Value::Object(o), true) => {
+            o.insert("fields".into(), per_query.into_iter().next().unwrap_or(Value::Array(Vec::new())));
+        }
+        (Value::Object(o), false) => {
+            if let Some(Value::Array(rs)) = o.get_mut("results") {
+                for (r, f) in rs.iter_mut().zip(per_query) {
+                    if let Value::Object(r) = r {
+                        r.insert("fields".into(), f);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(serde_json::to_vec(&v).expect("serializing to memory cannot fail"))
+}
+
+/// Items by id through the writer ([`Cmd::Get`]).
+async fn read_items(s: &AppState, ids: Vec<Arc<str>>, names: Option<Vec<String>>, vector: bool) -> Result<super::writer::Items, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    s.writer.send(Cmd::Get { ids, names, vector, reply: tx }).await.map_err(|_| ApiError::unavailable("the writer has stopped"))?;
+    rx.await.map_err(|_| ApiError::unavailable("the writer stopped before answering"))?
+}
+
+/// `GET /v1/items/{id}`: the item's attributes (all, or `?fields=a,b`), and its vector with
+/// `?vector=true`; 404 `not_found` for an unknown or deleted id. Fresh (upserted) items
+/// included: the read follows the writes queued before it.
+async fn get_item(State(s): S, uri: axum::http::Uri, p: Result<Path<String>, PathRejection>) -> Response {
+    let t0 = Instant::now();
+    let r = async {
+        let id = path_id(p)?;
+        let (mut vector, mut names) = (false, None);
+        for (k, v) in uri.query().unwrap_or("").split('&').filter(|q| !q.is_empty()).map(|q| q.split_once('=').unwrap_or((q, ""))) {
+            match k {
+                "vector" => {
+                    vector = match v {
+                        "true" | "1" | "" => true,
+                        "false" | "0" => false,
+                        _ => return Err(ApiError::bad("vector", format!("`{v}` is not true or false"))),
+                    }
+                }
+                "fields" => names = Some(v.split(',').filter(|n| !n.is_empty()).map(str::to_string).collect()),
+                _ => return Err(ApiError::bad(k, "unknown query parameter (known: vector, fields)")),
+            }
+        }
+        let got = read_items(&s, vec![Arc::from(id.as_str())], names, vector).await?;
+        match got.into_iter().next().flatten() {
+            Some(m) => Ok(Json(Value::Object(m)).into_response()),
+            None => Err(ApiError::not_found(&id)),
+        }
+    }
+    .await;
+    finish(&s, "get_item", t0, r)
 }
 
 async fn upsert(State(s): S, headers: HeaderMap, b: Result<Bytes, BytesRejection>) -> Response {

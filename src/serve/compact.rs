@@ -38,7 +38,13 @@ pub fn fold(main: &Index, fresh: &[&Index], dict: &Dict) -> Result<Index> {
     let live_fresh: Vec<(usize, usize)> = fresh.iter().enumerate().flat_map(|(p, f)| (0..f.len()).filter(|&r| is_live(f, r)).map(move |r| (p, r))).collect();
     // The fresh segment's codes are the build's quantization of the (normalized) vectors.
     let codes: Vec<i8> = live_fresh.iter().flat_map(|&(p, r)| fresh[p].items.row(r).iter().copied()).collect();
-    let lists = compute::assign_cpu(&codes, &main.centroid_codes);
+    let lists = match main.metric {
+        crate::Metric::L2 => {
+            let scales: Vec<f32> = live_fresh.iter().map(|&(p, r)| fresh[p].items.scale[r]).collect();
+            compute::assign_l2(&codes, &scales, &main.centroid_codes, true)
+        }
+        _ => compute::assign_cpu(&codes, &main.centroid_codes),
+    };
     rows.extend(live_fresh.iter().zip(&lists).map(|(&(p, r), &l)| (l, fresh[p].source_rows[r], Src::Fresh(p, r))));
     rows.sort_by_key(|&(l, g, _)| (l, g));
     let n = rows.len();
@@ -145,8 +151,10 @@ pub fn fold(main: &Index, fresh: &[&Index], dict: &Dict) -> Result<Index> {
             })
             .collect(),
     };
+    let sqnorms = crate::model::metric::sqnorms_for(main.metric, &items);
     Ok(Index {
         columns,
+        sqnorms,
         dim: d,
         metric: main.metric,
         centroids: main.centroids.clone(),

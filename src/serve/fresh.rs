@@ -173,6 +173,21 @@ impl FreshRows {
         }
     }
 
+    /// Fresh row `r` (live or not).
+    pub fn row(&self, r: u32) -> &NewRow {
+        &self.rows[r as usize]
+    }
+
+    /// Set row `r`'s key of typed column `col` (the main index's `Columns::cols` order).
+    pub fn set_typed(&mut self, r: u32, col: usize, key: Option<u64>) {
+        let row = Arc::make_mut(&mut self.rows[r as usize]);
+        if row.typed.len() <= col {
+            row.typed.resize(col + 1, None);
+        }
+        row.typed[col] = key;
+        self.touch(r);
+    }
+
     /// Sorted value ids of row `r`.
     pub fn values(&self, r: u32) -> &[u32] {
         &self.rows[r as usize].values
@@ -258,13 +273,28 @@ impl FreshRows {
                 live[w] |= bit;
             }
         }
+        let items = I8Matrix { rows: n, dim: d, codes: codes.into(), scale: scale.into() };
+        // The main index's typed columns over these rows (a row without a key has no value).
+        let columns = crate::model::Columns {
+            cols: main
+                .columns
+                .cols
+                .iter()
+                .enumerate()
+                .map(|(j, c)| {
+                    let keys: Vec<Option<u64>> = order.iter().map(|&a| self.rows[a].typed.get(j).copied().flatten()).collect();
+                    crate::model::Column::from_keys(&c.name, c.ty, &keys, &list_offsets)
+                })
+                .collect(),
+        };
         Index {
             dim: d,
             metric: main.metric,
             centroids,
             centroid_codes,
             list_offsets,
-            items: I8Matrix { rows: n, dim: d, codes: codes.into(), scale: scale.into() },
+            sqnorms: crate::model::metric::sqnorms_for(main.metric, &items),
+            items,
             embeddings: emb.map(Into::into),
             features: feats.map(Into::into),
             feature_names: main.feature_names.clone(),
@@ -275,9 +305,7 @@ impl FreshRows {
             rerank: main.rerank.clone(),
             live: Some(live),
             calibration: None,
-            // Updates carry no typed values yet: fresh rows have none (a comparison on a
-            // typed column does not match them; `IS NULL` does).
-            columns: Default::default(),
+            columns,
         }
     }
 }
@@ -310,6 +338,7 @@ mod tests {
             rerank: None,
             live: None,
             calibration: None,
+            sqnorms: Default::default(),
             columns: Default::default(),
         }
     }

@@ -49,7 +49,7 @@ const LATENCY: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0
 const SIZES: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0];
 
 /// Routes with their own latency histogram.
-pub const ROUTES: &[&str] = &["search", "upsert", "delete", "patch", "compact", "stats", "healthz", "metrics", "other"];
+pub const ROUTES: &[&str] = &["search", "upsert", "delete", "patch", "get_item", "compact", "stats", "healthz", "metrics", "other"];
 
 /// All server metrics.
 pub struct Metrics {

@@ -33,6 +33,8 @@ pub struct NewRow {
     pub values: Vec<u32>,
     /// Bloom bit positions of all values.
     pub bits: Vec<u32>,
+    /// One key per typed column of the main index (`Columns::cols` order; `None`: no value).
+    pub typed: Vec<Option<u64>>,
 }
 
 impl NewRow {
@@ -42,7 +44,7 @@ impl NewRow {
         let mut codes = vec![0i8; x.len()];
         let scale = quantize_row(x, &mut codes);
         let embedding = with_embedding.then(|| x.iter().map(|&v| f16::from_f32(v)).collect());
-        NewRow { id, source_row, list, codes, scale, embedding, features, values, bits }
+        NewRow { id, source_row, list, codes, scale, embedding, features, values, bits, typed: Vec::new() }
     }
 }
 
@@ -53,6 +55,10 @@ pub enum SegOp {
     Kill(u32),
     /// Replace a row's attribute values (sorted ids) and Bloom bits.
     SetAttrs { row: u32, values: Arc<[u32]>, bits: Arc<[u32]> },
+    /// Set a row's value of typed column `col` (`Columns::cols` index; `None`: no value).
+    /// Host only: typed terms are bound to host masks per snapshot, so no device tensor
+    /// changes.
+    SetTyped { row: u32, col: usize, key: Option<u64> },
 }
 
 /// Number of live rows of `ix`.
@@ -73,6 +79,7 @@ pub fn apply(ix: &mut Index, op: &SegOp) {
     match op {
         SegOp::Kill(r) => kill(ix, *r as usize),
         SegOp::SetAttrs { row, values, bits } => set_attrs(ix, *row as usize, values, bits),
+        SegOp::SetTyped { row, col, key } => ix.columns.cols[*col].set(*row as usize, *key, &ix.list_offsets),
     }
 }
 
@@ -182,6 +189,7 @@ impl Pair {
         for op in &self.lag {
             match op {
                 SegOp::Kill(_) => c.live = true,
+                SegOp::SetTyped { .. } => {}
                 SegOp::SetAttrs { row, .. } => {
                     (c.planes, c.attrs) = (true, true);
                     rows.push(*row);
@@ -232,6 +240,7 @@ mod tests {
             rerank: None,
             live: None,
             calibration: None,
+            sqnorms: Default::default(),
             columns: Default::default(),
         };
         main.attrs.offsets = vec![0].into();

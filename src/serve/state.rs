@@ -15,7 +15,7 @@ use super::ids::IdMap;
 use super::error::ApiError;
 use super::fresh::FreshRows;
 use super::segment::{self, NewRow, Pair, SegOp};
-use super::update::{check_attrs, check_id, check_item, Batch, Checked, Context, Op};
+use super::update::{check_attrs, check_id, check_item, check_typed, Batch, Checked, Context, Op};
 use super::wal::{self, Wal};
 use crate::backend::Changed;
 use crate::error::{Error, Result};
@@ -93,7 +93,7 @@ pub enum Loc {
 enum Prepared {
     Upsert(Checked),
     Delete(String),
-    Patch(String, Vec<(usize, Vec<String>)>),
+    Patch(String, Vec<(usize, Vec<String>)>, Vec<(String, Option<u64>)>),
 }
 
 /// Options of [`Store::open`].
@@ -459,7 +459,8 @@ impl Store {
                         return Err(ApiError::not_found(id));
                     }
                     let a = check_attrs(attributes, &self.seg.dict, "attributes")?;
-                    out.push(Prepared::Patch(id.clone(), a));
+                    let t = check_typed(attributes, &self.seg.dict, "attributes")?;
+                    out.push(Prepared::Patch(id.clone(), a, t));
                 }
             }
         }
@@ -469,15 +470,21 @@ impl Store {
     fn apply(&mut self, ops: Vec<Prepared>) {
         // New rows' lists by the build's rule, one assignment pass for the whole batch.
         let d = self.seg.main.current().dim;
-        let mut codes = Vec::new();
+        let (mut codes, mut scales) = (Vec::new(), Vec::new());
         for op in &ops {
             if let Prepared::Upsert(c) = op {
                 let at = codes.len();
                 codes.resize(at + d, 0i8);
-                crate::model::quantize::quantize_row(&c.vector, &mut codes[at..]);
+                scales.push(crate::model::quantize::quantize_row(&c.vector, &mut codes[at..]));
             }
         }
-        let mut lists = if codes.is_empty() { Vec::new() } else { compute::assign_on_thread(&codes, &self.seg.main.current().centroid_codes) }.into_iter();
+        let main = self.seg.main.current();
+        let mut lists = match (codes.is_empty(), main.metric) {
+            (true, _) => Vec::new(),
+            (false, crate::Metric::L2) => compute::assign_l2(&codes, &scales, &main.centroid_codes, false),
+            (false, _) => compute::assign_on_thread(&codes, &main.centroid_codes),
+        }
+        .into_iter();
         for op in ops {
             match op {
                 Prepared::Upsert(c) => {
@@ -488,9 +495,12 @@ impl Store {
                     let loc = self.seg.ids.remove(&id).expect("validated: the id exists");
                     self.kill(loc);
                 }
-                Prepared::Patch(id, attrs) => {
+                Prepared::Patch(id, attrs, typed) => {
                     let loc = self.seg.ids.get(&id).expect("validated: the id exists");
-                    self.patch(loc, attrs);
+                    if !attrs.is_empty() {
+                        self.patch(loc, attrs);
+                    }
+                    self.patch_typed(loc, typed);
                 }
             }
         }
@@ -533,7 +543,9 @@ impl Store {
         }
         let (values, bits) = self.encode_attrs(&pairs);
         let with_embedding = self.seg.main.current().embeddings.is_some();
-        let row = NewRow::encode(c.id.clone(), self.seg.next_row, &c.vector, list, with_embedding, c.features, values, bits);
+        let mut row = NewRow::encode(c.id.clone(), self.seg.next_row, &c.vector, list, with_embedding, c.features, values, bits);
+        let cols = &self.seg.main.current().columns.cols;
+        row.typed = cols.iter().map(|col| c.typed.iter().find(|(n, _)| *n == col.name).and_then(|(_, k)| *k)).collect();
         self.seg.next_row += 1;
         let r = self.seg.fresh.append(row);
         self.seg.ids.insert_fresh(c.id, r);
@@ -551,6 +563,17 @@ impl Store {
         match loc {
             Loc::Main(r) => self.seg.main.apply(SegOp::SetAttrs { row: r, values: values.into(), bits: bits.into() }),
             Loc::Fresh(r) => self.seg.fresh.set_attrs(r, values, bits),
+        }
+    }
+
+    /// Set typed column values (validated names; `None` clears).
+    fn patch_typed(&mut self, loc: Loc, typed: Vec<(String, Option<u64>)>) {
+        for (name, key) in typed {
+            let Some(col) = self.seg.main.current().columns.cols.iter().position(|c| c.name == name) else { continue };
+            match loc {
+                Loc::Main(r) => self.seg.main.apply(SegOp::SetTyped { row: r, col, key }),
+                Loc::Fresh(r) => self.seg.fresh.set_typed(r, col, key),
+            }
         }
     }
 
@@ -764,5 +787,88 @@ impl Store {
     /// Where an id lives now (tests, diagnostics).
     pub fn locate(&self, id: &str) -> Option<Loc> {
         self.seg.ids.get(id)
+    }
+
+    /// `GET /v1/items/{id}` and search `fields`: the live item `id` as JSON, or `None` when
+    /// no live item has it. `names`: the attributes to return (`None`: every field of the
+    /// schema and every typed column); each a string (a list for a multi-valued field),
+    /// a typed column's number, bool or RFC 3339 timestamp, or `null` where the item has no
+    /// value. `vector`: also `"vector"`, the stored f16 embedding as f32 (the dequantized
+    /// int8 codes without embeddings; unit-normalized for cosine). Errors: an unknown name
+    /// (400 naming `fields`).
+    pub fn item_json(&self, id: &str, names: Option<&[String]>, vector: bool) -> std::result::Result<Option<serde_json::Map<String, serde_json::Value>>, ApiError> {
+        use serde_json::Value;
+        let dict = &self.seg.dict;
+        let schema = dict.schema();
+        let main = self.seg.main.current();
+        let all: Vec<String>;
+        let names = match names {
+            Some(n) => n,
+            None => {
+                all = schema.fields.iter().map(|f| f.name.clone()).chain(main.columns.cols.iter().map(|c| c.name.clone())).collect();
+                &all
+            }
+        };
+        for n in names {
+            if schema.field(n).is_none() && main.columns.get(n).is_none() {
+                let known: Vec<String> = crate::filter::Dictionary::field_names(schema);
+                return Err(ApiError::bad("fields", format!("unknown field `{n}` (known fields: {})", known.join(", "))));
+            }
+        }
+        let Some(loc) = self.seg.ids.get(id) else { return Ok(None) };
+        let (values, vec): (&[u32], Vec<f32>) = match loc {
+            Loc::Main(r) => {
+                let r = r as usize;
+                if main.live_word(r / 64) >> (r % 64) & 1 == 0 {
+                    return Ok(None);
+                }
+                let d = main.dim;
+                let v = if !vector {
+                    Vec::new()
+                } else if let Some(e) = &main.embeddings {
+                    e[r * d..(r + 1) * d].iter().map(|x| x.to_f32()).collect()
+                } else {
+                    main.items.row(r).iter().map(|&c| c as f32 * main.items.scale[r]).collect()
+                };
+                (main.attrs.row(r), v)
+            }
+            Loc::Fresh(r) => {
+                let row = self.seg.fresh.row(r);
+                let v = if !vector {
+                    Vec::new()
+                } else if let Some(e) = &row.embedding {
+                    e.iter().map(|x| x.to_f32()).collect()
+                } else {
+                    row.codes.iter().map(|&c| c as f32 * row.scale).collect()
+                };
+                (&row.values[..], v)
+            }
+        };
+        let mut out = serde_json::Map::new();
+        out.insert("id".into(), Value::String(id.to_string()));
+        for n in names {
+            let v = if let Some(c) = main.columns.get(n) {
+                match loc {
+                    Loc::Main(r) => c.json(r as usize),
+                    Loc::Fresh(r) => {
+                        let j = main.columns.cols.iter().position(|x| x.name == c.name).expect("a column of main");
+                        match self.seg.fresh.row(r).typed.get(j).copied().flatten() {
+                            // One-row column: the value rendered as the column renders it.
+                            Some(k) => crate::model::Column::from_keys(&c.name, c.ty, &[Some(k)], &[0, 1]).json(0),
+                            None => Value::Null,
+                        }
+                    }
+                }
+            } else {
+                let f = schema.field(n).expect("checked above");
+                let vals: Vec<Value> = values.iter().filter_map(|&v| dict.describe(v).filter(|(g, _)| *g == f).map(|(_, s)| Value::String(s))).collect();
+                if schema.fields[f].multi { Value::Array(vals) } else { vals.into_iter().next().unwrap_or(Value::Null) }
+            };
+            out.insert(n.clone(), v);
+        }
+        if vector {
+            out.insert("vector".into(), Value::Array(vec.into_iter().map(|x| serde_json::json!(x)).collect()));
+        }
+        Ok(Some(out))
     }
 }

@@ -60,6 +60,8 @@ pub struct Checked {
     pub vector: Vec<f32>,
     /// (field index, values) per given field.
     pub attrs: Vec<(usize, Vec<String>)>,
+    /// (typed column name, key; `None`: no value) per given typed field.
+    pub typed: Vec<(String, Option<u64>)>,
     pub features: Vec<f32>,
 }
 
@@ -83,6 +85,9 @@ pub fn check_attrs<D: Dictionary + ?Sized>(attrs: &BTreeMap<String, Value>, dict
         if name == "id" {
             return Err(ApiError::bad(field, "`id` is the item id and cannot be set as an attribute"));
         }
+        if dict.column(name).is_some() {
+            continue; // a typed column: check_typed
+        }
         let f = dict.field(name).ok_or_else(|| {
             ApiError::bad(&field, format!("unknown attribute field `{name}` (known fields: {})", dict.field_names().join(", ")))
         })?;
@@ -100,6 +105,20 @@ pub fn check_attrs<D: Dictionary + ?Sized>(attrs: &BTreeMap<String, Value>, dict
     Ok(out)
 }
 
+/// Resolve the typed fields of `attrs` (int, float, bool, timestamp columns of the index),
+/// with the build's typing rules ([`crate::model::columns::key_of_json`]); `null` clears
+/// a value. String fields are [`check_attrs`]' part. `path` prefixes names in errors.
+pub fn check_typed<D: Dictionary + ?Sized>(attrs: &BTreeMap<String, Value>, dict: &D, path: &str) -> Result<Vec<(String, Option<u64>)>, ApiError> {
+    let mut out = Vec::new();
+    for (name, v) in attrs {
+        if let Some(ty) = dict.column(name) {
+            let key = crate::model::columns::key_of_json(ty, v).map_err(|e| ApiError::bad(format!("{path}.{name}"), e))?;
+            out.push((name.clone(), key));
+        }
+    }
+    Ok(out)
+}
+
 /// All static checks of one item: id, dimension, values in range ([`crate::model::finite`];
 /// cosine: non-zero norm),
 /// attributes, features. `path` names the item (`items[3]`).
@@ -111,7 +130,7 @@ pub fn check_item<D: Dictionary + ?Sized>(item: &Item, ctx: &Context<'_, D>, pat
             format!("has {} values; the index dimension is {}", item.vector.len(), ctx.dim),
         ));
     }
-    if let Err(f) = crate::model::finite::check_vector(&item.vector, ctx.metric == Metric::Ip) {
+    if let Err(f) = crate::model::finite::check_vector(&item.vector, ctx.metric != Metric::Cosine) {
         return Err(ApiError::bad(f.col.map(|j| format!("{path}.vector[{j}]")).unwrap_or_else(|| format!("{path}.vector")), f.reason));
     }
     let mut vector = item.vector.clone();
@@ -123,6 +142,7 @@ pub fn check_item<D: Dictionary + ?Sized>(item: &Item, ctx: &Context<'_, D>, pat
         vector.iter_mut().for_each(|x| *x /= n);
     }
     let attrs = check_attrs(&item.attributes, ctx.dict, &format!("{path}.attributes"))?;
+    let typed = check_typed(&item.attributes, ctx.dict, &format!("{path}.attributes"))?;
     let mut features = vec![0f32; ctx.feature_names.len()];
     for (name, &v) in &item.features {
         let field = format!("{path}.features.{name}");
@@ -135,7 +155,7 @@ pub fn check_item<D: Dictionary + ?Sized>(item: &Item, ctx: &Context<'_, D>, pat
         }
         features[i] = x;
     }
-    Ok(Checked { id: item.id.clone(), vector, attrs, features })
+    Ok(Checked { id: item.id.clone(), vector, attrs, typed, features })
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ const GROUP: usize = 1024;
 const RETRY: Duration = Duration::from_secs(60);
 
 type CompactReply = oneshot::Sender<Result<CompactReport, ApiError>>;
+/// Items by id as JSON objects (`None`: no live item).
+pub type Items = Vec<Option<serde_json::Map<String, serde_json::Value>>>;
 
 /// A request to the writer.
 pub enum Cmd {
@@ -27,6 +29,9 @@ pub enum Cmd {
     Compacted(Box<crate::error::Result<PreparedCompaction>>),
     /// A background fold of the fresh tail into the fresh lists was built and uploaded.
     Folded(Box<crate::error::Result<FoldedLists>>),
+    /// Read live items by id ([`Store::item_json`]), after the writes queued before it:
+    /// one answer per id, `None` for an unknown or deleted id.
+    Get { ids: Vec<Arc<str>>, names: Option<Vec<String>>, vector: bool, reply: oneshot::Sender<Result<Items, ApiError>> },
 }
 
 /// Start the writer thread; it stops when every sender is dropped (`tx` is the sender of
@@ -80,6 +85,11 @@ impl Writer {
                         if let Err(e) = self.store.finish_fold(*done) {
                             log::error!("installing a fold of the fresh tail failed: {e}");
                         }
+                    }
+                    Cmd::Get { ids, names, vector, reply } => {
+                        self.flush(&mut pending);
+                        let got = ids.iter().map(|id| self.store.item_json(id, names.as_deref(), vector)).collect();
+                        let _ = reply.send(got);
                     }
                 }
             }

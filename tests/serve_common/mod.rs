@@ -111,7 +111,9 @@ impl Server {
 
     /// [`Server::try_start`] with extra environment variables.
     pub fn try_start_env(index: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_silica"))
+        // SILICA_BIN: the binary where it is not at its build path (device runs).
+        let bin = std::env::var("SILICA_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_silica").to_string());
+        let mut child = Command::new(bin)
             .args(["serve", "--index", index.to_str().unwrap(), "--addr", "127.0.0.1:0"])
             .args(extra)
             .envs(env.iter().copied())

@@ -31,6 +31,9 @@ pub(crate) struct ScanArgs {
     pub tw: u32,
     pub bucket: u64,
     pub list_end: u64,
+    /// l2: row biases (0 = null: ip / cosine) and query scales.
+    pub bias: u64,
+    pub qscale: u64,
 }
 
 /// `SelectArgs` of scan.cu (scan_select).
@@ -64,6 +67,8 @@ pub(crate) struct SelectArgs {
     pub smem_keys: u32,
     pub list_end: u64,
     pub list_nw: u64,
+    pub bias: u64,
+    pub qscale: u64,
 }
 
 /// `PrepArgs` of scan.cu (scan_prepare).
@@ -105,6 +110,8 @@ pub(crate) struct PrepArgs {
     pub nc: u32,
     pub cs: u32,
     pub list_end: u64,
+    pub bias: u64,
+    pub qscale: u64,
 }
 
 #[cfg(test)]
@@ -124,7 +131,8 @@ mod tests {
         assert_eq!(offset_of!(ScanArgs, tw), 180);
         assert_eq!(offset_of!(ScanArgs, bucket), 184);
         assert_eq!(offset_of!(ScanArgs, list_end), 192);
-        assert_eq!(size_of::<ScanArgs>(), 200);
+        assert_eq!(offset_of!(ScanArgs, qscale), 208);
+        assert_eq!(size_of::<ScanArgs>(), 216);
         assert_eq!(offset_of!(SelectArgs, lists), 8);
         assert_eq!(offset_of!(SelectArgs, scale), 56);
         assert_eq!(offset_of!(SelectArgs, cap), 128);
@@ -132,8 +140,10 @@ mod tests {
         assert_eq!(offset_of!(SelectArgs, smem_keys), 176);
         assert_eq!(offset_of!(PrepArgs, npairs), 192);
         assert_eq!(offset_of!(PrepArgs, list_end), 232);
-        assert_eq!(size_of::<PrepArgs>(), 240);
+        assert_eq!(offset_of!(PrepArgs, qscale), 248);
+        assert_eq!(size_of::<PrepArgs>(), 256);
         assert_eq!(offset_of!(SelectArgs, list_end), 184);
-        assert_eq!(size_of::<SelectArgs>(), 200);
+        assert_eq!(offset_of!(SelectArgs, qscale), 208);
+        assert_eq!(size_of::<SelectArgs>(), 216);
     }
 }

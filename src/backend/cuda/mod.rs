@@ -354,10 +354,10 @@ impl Cuda {
         self.dev.upload(&resident::pad_rows(&q.codes, q.len, q.dim, ix.nc))
     }
 
-    /// Query codes `[B, nc*16]`, plan offsets and plan words of a scan, copied with one
-    /// H2D copy into the kept workspace buffer (no allocation per call). Returns their
-    /// device addresses (codes, plan words, plan offsets).
-    fn stage_scan_inputs(&self, ws: &mut Workspace, ix: &Resident, q: &QueryBatch, plans: &[&Plan]) -> Result<(u64, u64, u64)> {
+    /// Query codes `[B, nc*16]`, plan offsets, plan words and query scales of a scan,
+    /// copied with one H2D copy into the kept workspace buffer (no allocation per call).
+    /// Returns their device addresses (codes, plan words, plan offsets, scales).
+    fn stage_scan_inputs(&self, ws: &mut Workspace, ix: &Resident, q: &QueryBatch, plans: &[&Plan]) -> Result<(u64, u64, u64, u64)> {
         if q.dim != ix.d || q.codes.len() != q.len * q.dim || q.scale.len() != q.len {
             return Err(Error::Dimension { what: "queries".into(), expected: ix.d, got: q.dim });
         }
@@ -368,10 +368,13 @@ impl Cuda {
         bytes.resize(bytes.len().next_multiple_of(16), 0);
         let words_at = bytes.len();
         bytes.extend(enc.words.iter().flat_map(|w| w.to_le_bytes()));
+        bytes.resize(bytes.len().next_multiple_of(16), 0);
+        let scale_at = bytes.len();
+        bytes.extend(q.scale.iter().flat_map(|s| s.to_le_bytes()));
         let buf = ensure(&self.dev, &mut ws.inputs, bytes.len().next_power_of_two())?;
         self.dev.write(buf, &bytes)?;
         let base = buf.ptr();
-        Ok((base, base + words_at as u64, base + off_at as u64))
+        Ok((base, base + words_at as u64, base + off_at as u64, base + scale_at as u64))
     }
 
     fn upload_plans(&self, plans: &[&Plan]) -> Result<(DBuf<u32>, DBuf<u32>)> {
@@ -381,15 +384,18 @@ impl Cuda {
 
     /// Stage 3 of both candidate routes: `cand_score` over the compacted rows (`bufs`:
     /// rows `[B, cap]`, bloom / exact / seg counters `[B]`, keys `[B, cap]`), then top-`k0`.
-    fn score_compacted(&self, ix: &Resident, qc: u64, bufs: [u64; 5], cap: u64, b: usize, k0: usize) -> Result<DevCands> {
+    /// `qs`: the staged query scales (read for l2 only, with the resident's row biases).
+    #[allow(clippy::too_many_arguments)]
+    fn score_compacted(&self, ix: &Resident, qc: u64, qs: u64, bufs: [u64; 5], cap: u64, b: usize, k0: usize) -> Result<DevCands> {
         let [rows, bloom, exact, seg, keys] = bufs;
+        let (bias, qs) = ix.bias.as_ref().map_or((0, 0), |bb| (bb.ptr(), qs));
         let sblocks = cap.div_ceil(256).clamp(1, 64) as u32;
         self.dev.launch(
             "cand_score",
             (sblocks, b as u32, 1),
             256,
             0,
-            &[A::U64(ix.rowcodes.ptr()), A::U32(ix.nc as u32), A::U64(ix.scale.ptr()), A::U64(qc), A::U64(rows), A::U64(bloom), A::U64(exact), A::U32(cap as u32), A::U64(keys), A::U64(seg)],
+            &[A::U64(ix.rowcodes.ptr()), A::U32(ix.nc as u32), A::U64(ix.scale.ptr()), A::U64(qc), A::U64(rows), A::U64(bloom), A::U64(exact), A::U32(cap as u32), A::U64(keys), A::U64(seg), A::U64(bias), A::U64(qs)],
         )?;
         let out = if k0 == 0 { self.empty_cands(b, 0)? } else { self.new_cands(b, k0)? };
         if k0 > 0 {
@@ -582,12 +588,18 @@ impl Backend for Cuda {
         let qc = self.upload_queries(ix, q)?;
         let keys = self.dev.alloc::<u64>(b * l)?;
         let nc = ix.nc as u32;
+        // l2: centroid biases and query scales (null: ip / cosine).
+        let qs = match &ix.cbias {
+            Some(_) => Some(self.dev.upload(&q.scale)?),
+            None => None,
+        };
+        let (cb, qsp) = (ix.cbias.as_ref().map_or(0, |c| c.ptr()), qs.as_ref().map_or(0, |q| q.ptr()));
         self.dev.launch(
             "probe_scores",
             ((l as u32).div_ceil(128), (b as u32).div_ceil(8), 1),
             128,
             8 * nc * 16,
-            &[A::U64(ix.cent.ptr()), A::U64(ix.cscale.ptr()), A::U64(qc.ptr()), A::U32(nc), A::U32(l as u32), A::U32(b as u32), A::U64(keys.ptr())],
+            &[A::U64(ix.cent.ptr()), A::U64(ix.cscale.ptr()), A::U64(qc.ptr()), A::U32(nc), A::U32(l as u32), A::U32(b as u32), A::U64(keys.ptr()), A::U64(cb), A::U64(qsp)],
         )?;
         self.topk(0, keys.ptr(), 0, 0, l as u64, 0, l as u32, nprobe, b, lists.ptr(), 0, 0)?;
         Ok(DevProbes { b, nprobe, lists })
@@ -673,7 +685,9 @@ impl Backend for Cuda {
         }
         let out = self.new_cands(b, k0)?;
         let mut ws = self.ws.lock().expect("workspace");
-        let (qc, pw, po) = self.stage_scan_inputs(&mut ws, ix, q, plans)?;
+        let (qc, pw, po, qs) = self.stage_scan_inputs(&mut ws, ix, q, plans)?;
+        // l2: row biases and query scales (null bias: ip / cosine, metric_score).
+        let (bias, qs) = ix.bias.as_ref().map_or((0, 0), |b| (b.ptr(), qs));
         // [cnt L][fill L][count B][samp_count B][samp_masked B]: group_all zeroes them;
         // on the small-batch path scan_prepare zeroes count, and samp_* are zero on entry
         // (zeroed when allocated, reset by scan_threshold after use).
@@ -748,6 +762,8 @@ impl Backend for Cuda {
                 nc,
                 cs: cs as u32,
                 list_end: ix.list_end.ptr(),
+                bias,
+                qscale: qs,
             };
             let pblocks = 1 + dev.sms * dev.occupancy("scan_prepare", 1024, group_smem as usize);
             dev.launch("scan_prepare", (pblocks, 1, 1), 1024, group_smem, &[A::Bytes(bytes_of(&prep))])?;
@@ -806,6 +822,8 @@ impl Backend for Cuda {
                 tw,
                 bucket: sbucket,
                 list_end: ix.list_end.ptr(),
+                bias,
+                qscale: qs,
             };
             dev.launch_ex(ksample, (blocks, 1, 1), 256, smem, &[A::Bytes(bytes_of(&base))], pdl)?;
             self.mark("sample")?;
@@ -861,6 +879,8 @@ impl Backend for Cuda {
             tw,
             bucket: tbucket,
             list_end: ix.list_end.ptr(),
+            bias,
+            qscale: qs,
         };
         dev.launch_ex(kmain, (blocks, 1, 1), 256, smem, &[A::Bytes(bytes_of(&main))], pdl)?;
         self.mark("main")?;
@@ -892,6 +912,8 @@ impl Backend for Cuda {
             smem_keys: t.smem_keys.min(MAX_SMEM_KEYS),
             list_end: ix.list_end.ptr(),
             list_nw: ix.list_nw.ptr(),
+            bias,
+            qscale: qs,
         };
         dev.launch_ex("scan_select", (b as u32, 1, 1), 1024, t.smem_keys.min(MAX_SMEM_KEYS) * 8, &[A::Bytes(bytes_of(&sel))], pdl)?;
         if p > SORT_CAP {
@@ -924,7 +946,7 @@ impl Backend for Cuda {
         }
         let (dev, cap32) = (&self.dev, cap as u32);
         let mut ws = self.ws.lock().expect("workspace");
-        let (qc, pw, po) = self.stage_scan_inputs(&mut ws, ix, q, plans)?;
+        let (qc, pw, po, qs) = self.stage_scan_inputs(&mut ws, ix, q, plans)?;
         let counts = ensure(dev, &mut ws.cand_counts, 4 * b)?.ptr();
         dev.fill_u32(counts, 0, 4 * b)?;
         let (bloom, exact, seg, sample) = (counts, counts + 4 * b as u64, counts + 8 * b as u64, counts + 12 * b as u64);
@@ -965,7 +987,7 @@ impl Backend for Cuda {
                 A::U64(rows),
             ],
         )?;
-        let out = self.score_compacted(ix, qc, [rows, bloom, exact, seg, keys], cap, b, k0)?;
+        let out = self.score_compacted(ix, qc, qs, [rows, bloom, exact, seg, keys], cap, b, k0)?;
         let got = dev.download_at(ws.cand_counts.as_ref().expect("allocated"), 0, b)?;
         drop(ws);
         Ok((out, got.into_iter().map(|c| (c as u64 <= cap).then_some(c as u64)).collect()))
@@ -1015,7 +1037,7 @@ impl Backend for Cuda {
         dev.write(tables, &bytes)?;
         let t = tables.ptr();
         let (p_off, p_val, p_end, p_start, p_stale) = (t, t + 4 * seg_off.len() as u64, t + 4 * (seg_off.len() + seg_val.len()) as u64, t + start_at as u64, t + stale_at as u64);
-        let (qc, pw, po) = self.stage_scan_inputs(&mut ws, ix, q, plans)?;
+        let (qc, pw, po, qs) = self.stage_scan_inputs(&mut ws, ix, q, plans)?;
         let counts = ensure(dev, &mut ws.cand_counts, 4 * b)?.ptr();
         dev.fill_u32(counts, 0, 4 * b)?;
         let (bloom, exact, seg) = (counts, counts + 4 * b as u64, counts + 8 * b as u64);
@@ -1045,7 +1067,7 @@ impl Backend for Cuda {
                 A::U64(rows),
             ],
         )?;
-        self.score_compacted(ix, qc, [rows, bloom, exact, seg, keys], cap, b, k0)
+        self.score_compacted(ix, qc, qs, [rows, bloom, exact, seg, keys], cap, b, k0)
     }
 
     fn rerank(&self, ix: &Resident, q: &QueryBatch, c: DevCands, mode: &Rerank) -> Result<DevCands> {
@@ -1057,11 +1079,13 @@ impl Backend for Cuda {
             return Ok(c);
         }
         let total = b * k;
+        let l2 = ix.index.metric == crate::Metric::L2;
         let warps_grid = |per_block_warps: usize| ((total.div_ceil(per_block_warps)).min(self.dev.sms as usize * 64) as u32, 1, 1);
         match mode {
             Rerank::None => {
-                let qs = self.dev.upload(&q.scale)?;
-                self.dev.launch("rerank_scale", ((total as u32).div_ceil(256), 1, 1), 256, 0, &[A::U64(c.scores.ptr()), A::U64(c.counts.ptr()), A::U64(qs.ptr()), A::U32(k as u32), A::U32(b as u32)])?;
+                // l2: ‖q‖² per query in place of the scales (score * 2 - ‖q‖²).
+                let qs = if l2 { self.dev.upload(&q.f32.chunks(d).map(crate::model::metric::query_sqnorm).collect::<Vec<f32>>())? } else { self.dev.upload(&q.scale)? };
+                self.dev.launch("rerank_scale", ((total as u32).div_ceil(256), 1, 1), 256, 0, &[A::U64(c.scores.ptr()), A::U64(c.counts.ptr()), A::U64(qs.ptr()), A::U32(k as u32), A::U32(b as u32), A::U32(l2 as u32)])?;
             }
             Rerank::Refine => {
                 let emb = ix.emb.as_ref().ok_or_else(|| Error::param("rerank", "refine needs items.embeddings; rebuild the index with embeddings"))?;
@@ -1071,7 +1095,7 @@ impl Backend for Cuda {
                     warps_grid(8),
                     256,
                     0,
-                    &[A::U64(c.scores.ptr()), A::U64(c.rows.ptr()), A::U64(c.counts.ptr()), A::U64(qf.ptr()), A::U64(emb.ptr()), A::U32(d as u32), A::U32(k as u32), A::U32(b as u32)],
+                    &[A::U64(c.scores.ptr()), A::U64(c.rows.ptr()), A::U64(c.counts.ptr()), A::U64(qf.ptr()), A::U64(emb.ptr()), A::U32(d as u32), A::U32(k as u32), A::U32(b as u32), A::U32(l2 as u32)],
                 )?;
             }
             Rerank::Model { model, weights } => {

@@ -42,6 +42,9 @@ pub struct Resident {
     pub(crate) attr_vals: Arc<DBuf<u32>>,
     pub(crate) emb: Option<Arc<DBuf<u16>>>,
     pub(crate) feats: Option<Arc<DBuf<f32>>>,
+    /// `l2` only: f32 `[N]` row biases and `[L]` centroid biases (`model::metric::bias`).
+    pub(crate) bias: Option<Arc<DBuf<f32>>>,
+    pub(crate) cbias: Option<Arc<DBuf<f32>>>,
     /// Posting lists (`model::postings`), uploaded on the first posting search and kept
     /// for versions of the index that share the host lists.
     pub(crate) post: std::sync::Mutex<Option<DevPostings>>,
@@ -159,6 +162,8 @@ pub(crate) fn update(dev: &Dev, old: &Resident, index: &Arc<Index>, changed: &Ch
         list_nw: old.list_nw.clone(),
         emb: old.emb.clone(),
         feats: old.feats.clone(),
+        bias: old.bias.clone(),
+        cbias: old.cbias.clone(),
         planes: if !changed.planes {
             old.planes.clone()
         } else if let Some((idx, val)) = changed.plane_patch(&ix.bloom) {
@@ -269,8 +274,21 @@ pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
         Some(_) => return Err(bad("features are not N x F")),
         None => None,
     };
+    let (bias, cbias) = if ix.metric == crate::Metric::L2 {
+        use crate::model::metric;
+        if ix.sqnorms.len() != n {
+            return Err(bad("l2 index without items.sqnorms for every row"));
+        }
+        let c = &ix.centroid_codes;
+        let b = metric::biases(&ix.items, &ix.sqnorms);
+        (Some(Arc::new(dev.upload_large(&b)?)), Some(Arc::new(dev.upload(&metric::biases(c, &metric::sqnorms(c)))?)))
+    } else {
+        (None, None)
+    };
     Ok(Resident {
         index: index.clone(),
+        bias,
+        cbias,
         n,
         d,
         nc,

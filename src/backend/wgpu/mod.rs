@@ -167,14 +167,18 @@ impl Backend for Wgpu {
         let gsz = self.group(b, &[l as u64 * 8, nprobe.next_power_of_two() as u64 * 8])?;
         let mut rec = Rec::new(&self.gpu);
         let (qv, cc, cs, lv) = (qcodes.view(), ix.centroids.view(), ix.cscale.view(), lists.view());
+        // l2: centroid biases and query scales (stand-ins, unread, otherwise).
+        let qs = self.gpu.upload(bytemuck::cast_slice(&q.scale))?;
+        let (cb, qsv) = (ix.cbias.as_ref().map_or_else(|| cs.clone(), |b| b.view()), qs.view());
+        let l2 = ix.cbias.is_some() as u32;
         let entries = rec.temp((gsz * l * 8) as u64)?;
         let dummy = rec.temp((b * 4) as u64)?;
         for q0 in (0..b).step_by(gsz) {
             let nq = gsz.min(b - q0) as u32;
             rec.dispatch(
                 Kernel::ProbeScores,
-                &[nq, l as u32, ix.d16, q0 as u32],
-                &[(1, &qv), (2, &cc), (3, &cs), (4, &entries)],
+                &[nq, l as u32, ix.d16, q0 as u32, l2, 0, 0, 0],
+                &[(1, &qv), (2, &cc), (3, &cs), (4, &entries), (5, &cb), (6, &qsv)],
                 [groups_for(l as u64, 256), nq, 1],
             );
             topk::record(
@@ -289,7 +293,10 @@ impl Backend for Wgpu {
         let plist = rec.temp(npairs as u64 * 4)?;
         let active = rec.temp(l as u64 * 4)?;
         let args = rec.temp(16)?;
-        let params = |nq: u32, q0: u32, lo: u32, hi: u32| [nq, np as u32, q0, estride as u32, mask.mstride as u32, lo, hi, npairs, l, k0 as u32, kp as u32, 0];
+        let l2 = (ix.index.metric == crate::Metric::L2) as u32;
+        let qs = self.gpu.upload(bytemuck::cast_slice(&q.scale))?;
+        let qsv = qs.view();
+        let params = |nq: u32, q0: u32, lo: u32, hi: u32| [nq, np as u32, q0, estride as u32, mask.mstride as u32, lo, hi, npairs, l, k0 as u32, kp as u32, l2];
         // Group the probed pairs by list.
         if np > 0 {
             let p = params(0, 0, 0, 0);
@@ -328,6 +335,8 @@ impl Backend for Wgpu {
                             (13, &lstart),
                             (14, &plist),
                             (20, &active),
+                            (22, &c.bias.as_ref().map_or_else(|| c.scale.view(), |b| b.view())),
+                            (23, &qsv),
                         ],
                         kernels::Groups::Indirect(args.clone()),
                     )?;
@@ -376,10 +385,14 @@ impl Backend for Wgpu {
         params[1] = k as u32;
         params[2] = d as u32;
         params[3] = d.div_ceil(2) as u32;
+        let l2 = ix.index.metric == crate::Metric::L2;
+        params[14] = l2 as u32;
         let groups = [groups_for((b * k) as u64, 256), 1, 1];
         match mode {
             Rerank::None => {
-                let qs = self.gpu.upload(bytemuck::cast_slice(&q.scale))?;
+                // l2: ‖q‖² per query in place of the scales (score * 2 - ‖q‖²).
+                let per_query: Vec<f32> = if l2 { q.f32.chunks(d).map(crate::model::metric::query_sqnorm).collect() } else { q.scale.clone() };
+                let qs = self.gpu.upload(bytemuck::cast_slice(&per_query))?;
                 rec.dispatch(Kernel::RerankScale, &params, &[(1, &qs.view()), (4, &sv), (5, &cv)], groups);
                 rec.submit()?;
             }

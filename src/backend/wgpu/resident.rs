@@ -15,7 +15,7 @@ use super::gpu::{Buf, Gpu};
 use super::kernels::{groups_for, Kernel, Rec};
 use crate::backend::Changed;
 use crate::error::{Error, Result};
-use crate::model::Index;
+use crate::model::{metric, Index};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -31,6 +31,8 @@ pub struct Chunk {
     pub scale: Arc<Buf>,
     pub emb: Option<Arc<Buf>>,
     pub feats: Option<Arc<Buf>>,
+    /// `l2` only: f32 bias of each row ([`crate::model::metric::bias`]).
+    pub bias: Option<Arc<Buf>>,
     // What deletes (live) and attribute patches (the rest) change.
     pub aoff: Arc<Buf>,
     pub avals: Arc<Buf>,
@@ -52,6 +54,8 @@ pub struct Resident {
     pub nlist: u32,
     pub centroids: Arc<Buf>,
     pub cscale: Arc<Buf>,
+    /// `l2` only: f32 `[L]` centroid biases.
+    pub cbias: Option<Arc<Buf>>,
     pub loff: Arc<Buf>,
     pub chunks: Vec<Chunk>,
     /// Largest list, in rows and in u32 mask words.
@@ -131,6 +135,13 @@ impl Resident {
         let d16 = d.div_ceil(16);
         let centroids = Arc::new(g.resident("ivf.centroid_codes", &pack_codes(&ix.centroid_codes.codes, d, l, d16, false))?);
         let cscale = Arc::new(g.resident("ivf.centroid_scale", bytes_f32(&ix.centroid_codes.scale))?);
+        let cbias = match ix.metric {
+            crate::Metric::L2 => {
+                let c = &ix.centroid_codes;
+                Some(Arc::new(g.resident("ivf.centroid_bias", bytes_f32(&metric::biases(c, &metric::sqnorms(c))))?))
+            }
+            _ => None,
+        };
         let loff: Vec<u32> = ix.list_offsets.iter().map(|&o| o as u32).collect();
         let loff_buf = Arc::new(g.resident("ivf.list_offsets", bytemuck::cast_slice(&loff))?);
         let lens: Vec<u64> = (0..l).map(|i| ix.list_offsets[i + 1] - ix.list_offsets[i]).collect();
@@ -154,6 +165,7 @@ impl Resident {
             nlist: l as u32,
             centroids,
             cscale,
+            cbias,
             loff: loff_buf,
             chunks,
             max_list,
@@ -185,6 +197,7 @@ impl Resident {
             index: index.clone(),
             centroids: old.centroids.clone(),
             cscale: old.cscale.clone(),
+            cbias: old.cbias.clone(),
             loff: old.loff.clone(),
             chunks,
             ebound: old.ebound.clone(),
@@ -281,6 +294,14 @@ impl Resident {
             Some((c, _, _)) => (c.codes.clone(), c.scale.clone(), c.emb.clone(), c.feats.clone()),
             None => Self::upload_vectors(g, ix, lo, hi)?,
         };
+        let bias = match shared {
+            Some((c, _, _)) => c.bias.clone(),
+            None if ix.metric == crate::Metric::L2 => {
+                let b: Vec<f32> = (lo..hi).map(|r| metric::bias(ix.sqnorms[r], ix.items.scale[r])).collect();
+                Some(Arc::new(g.resident("items.bias", bytes_f32(&b))?))
+            }
+            None => None,
+        };
         Ok(Chunk {
             lo: lo as u32,
             hi: hi as u32,
@@ -294,6 +315,7 @@ impl Resident {
             live,
             emb,
             feats,
+            bias,
         })
     }
 
