@@ -97,6 +97,12 @@ pub trait Hook<B: Backend> {
     fn candidate_cap(&self) -> Option<u64> {
         None
     }
+    /// Take the posting route for short drivers (`model::postings`). Off for segments
+    /// searched beside the main index (`silica serve`'s fresh parts): they are small and
+    /// replaced at every write, so building their posting lists costs more than it saves.
+    fn postings(&self) -> bool {
+        self.candidate_cap().is_none()
+    }
 }
 
 /// A segment searched beside another ([`super::Search::search_following`]): the other

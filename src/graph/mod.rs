@@ -416,6 +416,9 @@ impl<B: Backend> Executor<B> {
     /// then Bloom); returns those left for the probe path, ascending.
     #[allow(clippy::too_many_arguments)]
     fn candidate_routes<H: Hook<B>>(&self, b: &B, q: &QueryBatch, plans: &[&Plan], which: &[usize], cap: u64, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
+        if !hook.postings() {
+            return self.candidates_group(b, q, plans, which, cap, r, hook, result);
+        }
         let routed = self.postings_group(b, q, plans, which, cap, false, r, hook, result)?;
         let mut bloom = routed.bloom;
         bloom.extend(&routed.deferred);
