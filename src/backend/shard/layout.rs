@@ -126,6 +126,9 @@ pub fn shard_index(ix: &Index, span: &Span) -> Index {
     sub.items.rows = n;
     sub.items.codes = ix.items.codes.slice(base * d..end * d);
     sub.items.scale = ix.items.scale.slice(base..end);
+    if !ix.sqnorms.is_empty() {
+        sub.sqnorms = ix.sqnorms.slice(base..end);
+    }
     sub.embeddings = ix.embeddings.as_ref().map(|e| e.slice(base * d..end * d));
     let f = ix.feature_names.len();
     sub.features = ix.features.as_ref().map(|t| t.slice(base * f..end * f));
