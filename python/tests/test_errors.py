@@ -62,7 +62,7 @@ def test_build_rejects_bad_settings(rng):
     for kw, field in [
         (dict(nlist=51), "nlist"),
         (dict(nlist=0), "nlist"),
-        (dict(metric="l2"), "metric"),
+        (dict(metric="hamming"), "metric"),
         (dict(device="tpu"), "device"),
         (dict(build_device="tpu"), "build_device"),
         (dict(calibrate=True, target_recall=1.5), "target-recall"),
