@@ -12,7 +12,8 @@
 
 use crate::error::{Error, Result};
 use crate::filter::Filter;
-use crate::model::{Attributes, Index};
+use crate::model::postings::Postings;
+use crate::model::Index;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -54,38 +55,6 @@ fn keep(c: &Clause) -> f64 {
         Not("status", _) => 0.95,
         Not(..) => 0.75,
         _ => 1.0,
-    }
-}
-
-/// Rows of every value id (CSR over global value ids, rows ascending).
-pub struct Postings {
-    offsets: Vec<usize>,
-    rows: Vec<u32>,
-}
-
-impl Postings {
-    /// Invert `attrs` (`O(nnz)`).
-    pub fn build(attrs: &Attributes) -> Postings {
-        let nv = attrs.schema.num_values();
-        let mut offsets = vec![0usize; nv + 1];
-        for &v in &attrs.values {
-            offsets[v as usize + 1] += 1;
-        }
-        for i in 0..nv {
-            offsets[i + 1] += offsets[i];
-        }
-        let mut fill = offsets.clone();
-        let mut rows = vec![0u32; attrs.values.len()];
-        for r in 0..attrs.len() {
-            for &v in attrs.row(r) {
-                rows[fill[v as usize]] = r as u32;
-                fill[v as usize] += 1;
-            }
-        }
-        Postings { offsets, rows }
-    }
-    fn rows(&self, v: u32) -> &[u32] {
-        &self.rows[self.offsets[v as usize]..self.offsets[v as usize + 1]]
     }
 }
 
@@ -190,7 +159,7 @@ impl<'a> Chooser<'a> {
             let value = |id: u32| schema.fields[schema.field(name).expect("field")].values[(id - base) as usize].as_str();
             // Count of each value of the field among the rows passing so far.
             let counts: Vec<usize> = match &rows {
-                None => (0..len).map(|j| self.post.rows(base + j as u32).len()).collect(),
+                None => (0..len).map(|j| self.post.rows_of(base + j as u32).len()).collect(),
                 Some(rs) => {
                     let mut c = vec![0usize; len];
                     for &r in rs {
@@ -262,7 +231,7 @@ impl<'a> Chooser<'a> {
             });
             rows = Some(match rows.take() {
                 None => {
-                    let mut u: Vec<u32> = ids.iter().flat_map(|&v| self.post.rows(v).iter().copied()).collect();
+                    let mut u: Vec<u32> = ids.iter().flat_map(|&v| self.post.rows_of(v).iter().copied()).collect();
                     u.sort_unstable();
                     u.dedup();
                     driver = u.clone();
