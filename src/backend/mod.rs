@@ -311,6 +311,15 @@ pub trait Backend: Clone + Send + Sync + 'static {
         Ok((f()?, None))
     }
 
+    /// [`Backend::timed`] plus the device time of each kernel phase inside `f`, seconds,
+    /// in launch order (`silica bench --suite e2e` reports them per stage as
+    /// `kernels_ms`). The default has no phases; CUDA records an event after each kernel
+    /// of its stage-3 paths (programmatic dependent launch is off while it does).
+    fn timed_phases<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<f64>, Vec<(&'static str, f64)>)> {
+        let (v, t) = self.timed(f)?;
+        Ok((v, t, Vec::new()))
+    }
+
     /// Make host-side probes resident (benchmarks give stage 1's output directly, as the
     /// DESIGN.md table's "random probes" rows do). `p` must satisfy [`check_probes`]
     /// against the resident index's nlist, else `Error::Param` naming `probes`.

@@ -177,12 +177,23 @@ pub struct StageBreakdown {
     pub candidates: f64,
     pub rerank: f64,
     pub select: f64,
+    /// Medians per kernel phase (`stage.kernel`, ms; CUDA only, else empty), over the
+    /// traced batches that ran it.
+    pub kernels: Vec<(String, f64)>,
 }
 
 impl StageBreakdown {
     fn of(traces: &[Trace]) -> StageBreakdown {
-        let st = |i: usize| crate::bench::metrics::percentile(&traces.iter().map(|t| t.stage_s[i]).collect::<Vec<_>>(), 0.5) * 1e3;
-        StageBreakdown { probe: st(0), filter: st(1), scan: st(2), candidates: st(3), rerank: st(4), select: st(5) }
+        let med = |v: Vec<f64>| crate::bench::metrics::percentile(&v, 0.5) * 1e3;
+        let st = |i: usize| med(traces.iter().map(|t| t.stage_s[i]).collect());
+        let mut names: Vec<&str> = Vec::new();
+        for (n, _) in traces.iter().flat_map(|t| &t.kernel_s) {
+            if !names.contains(&n.as_str()) {
+                names.push(n);
+            }
+        }
+        let kernels = names.iter().map(|&n| (n.to_string(), med(traces.iter().filter_map(|t| t.kernel_s.iter().find(|e| e.0 == n).map(|e| e.1)).collect()))).collect();
+        StageBreakdown { probe: st(0), filter: st(1), scan: st(2), candidates: st(3), rerank: st(4), select: st(5), kernels }
     }
 }
 

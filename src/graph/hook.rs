@@ -214,6 +214,10 @@ pub struct Trace {
     pub candidate_queries: u64,
     /// Rows those queries' Bloom candidates held (what the candidate route scored at most).
     pub candidate_rows: u64,
+    /// Device seconds per kernel phase, `stage.kernel` (e.g. `scan.main`), summed over
+    /// the stage's runs, in first-seen order; only backends that time kernels
+    /// ([`Backend::timed_phases`]) fill it.
+    pub kernel_s: Vec<(String, f64)>,
 }
 
 impl Trace {
@@ -252,8 +256,15 @@ impl<B: Backend> Hook<B> for TraceHook<'_> {
         }
         b.synchronize()?;
         let t0 = Instant::now();
-        let (v, dev) = b.timed(f)?;
+        let (v, dev, phases) = b.timed_phases(f)?;
         b.synchronize()?;
+        for (k, t) in phases {
+            let name = format!("{}.{k}", stage.name());
+            match self.trace.kernel_s.iter_mut().find(|e| e.0 == name) {
+                Some(e) => e.1 += t,
+                None => self.trace.kernel_s.push((name, t)),
+            }
+        }
         let host = t0.elapsed().as_secs_f64();
         self.trace.host_stage_s[i] += host;
         match dev {

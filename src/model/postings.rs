@@ -217,6 +217,19 @@ pub fn driver(plan: &crate::filter::Plan, post: &Postings) -> Option<(Vec<u32>, 
     if st.len() == 1 { st.pop().flatten() } else { None }
 }
 
+/// Whether every row of the plan's driver ([`driver`]) passes the plan: the plan is
+/// untyped terms joined by `OR` only (a term's rows hold its values; an `OR` passes the
+/// union). Then, with no stale rows, a posting search need not re-check the plan on the
+/// driver's rows (only the live bits).
+pub fn driver_is_exact(plan: &crate::filter::Plan) -> bool {
+    use crate::filter::Op;
+    !plan.is_all() && plan.ops.iter().all(|op| match *op {
+        Op::Term(i) => plan.terms[i as usize].typed.is_none(),
+        Op::Or => true,
+        _ => false,
+    })
+}
+
 /// Bloom plane words a whole-index Bloom pass of `plan` reads per 64-row word (each
 /// requested value's hash planes; a typed term's mask word), at least 1: the Bloom
 /// route's cost per word, which the planner weighs against a driver's rows.
@@ -378,6 +391,18 @@ mod tests {
             tight += (lo == pass) as usize;
         }
         assert!(tight >= 3, "single-valued terms are bounded exactly");
+        // An exact driver: every row its postings hold passes; the others have rows that fail.
+        let mut exact = 0;
+        for text in ["a = \"v1\"", "b IN (\"v1\", \"v2\")", "a = \"v1\" OR b = \"v5\"", "a = \"v1\" OR (a = \"v2\" OR b = \"v0\")", "a = \"v1\" AND b = \"v2\"", "NOT a = \"v0\"", "a IN (\"v1\", \"v2\") AND NOT b = \"v0\""] {
+            let plan = Filter::compile(text, &a.schema, &bloom).unwrap().plan;
+            let (ids, _) = driver(&plan, &p).unwrap_or_default();
+            let rows = candidate_rows(&p, &[], &a, &ids);
+            let all_pass = !ids.is_empty() && rows.iter().all(|&r| plan.matches(a.row(r as usize)));
+            assert_eq!(driver_is_exact(&plan), all_pass, "{text}");
+            exact += driver_is_exact(&plan) as usize;
+        }
+        assert_eq!(exact, 4);
+        assert!(!driver_is_exact(&crate::filter::Plan::all()));
     }
 
     #[test]

@@ -397,9 +397,11 @@ impl Cuda {
             0,
             &[A::U64(ix.rowcodes.ptr()), A::U32(ix.nc as u32), A::U64(ix.scale.ptr()), A::U64(qc), A::U64(rows), A::U64(bloom), A::U64(exact), A::U32(cap as u32), A::U64(keys), A::U64(seg), A::U64(bias), A::U64(qs)],
         )?;
+        self.mark("cand_score")?;
         let out = if k0 == 0 { self.empty_cands(b, 0)? } else { self.new_cands(b, k0)? };
         if k0 > 0 {
             self.topk(0, keys, 0, 0, cap, seg, 0, k0, b, out.rows.ptr(), out.scores.ptr(), out.counts.ptr())?;
+            self.mark("topk")?;
         }
         Ok(out)
     }
@@ -711,7 +713,7 @@ impl Backend for Cuda {
         let cand = ensure(dev, &mut ws.cand, b * cap)?.ptr();
         let sortbuf = if p > SORT_CAP { ensure(dev, &mut ws.sortbuf, b * p)?.ptr() } else { 0 };
 
-        self.mark("start")?;
+        self.mark("inputs")?;
         let smem_counts = l as u32 <= GROUP_SMEM_LISTS;
         let group_smem = if smem_counts { (6 * l as u32 + 3) * 4 } else { 0 };
         let (ksample, kmain, smem) = match (fast, t.stream) {
@@ -954,6 +956,7 @@ impl Backend for Cuda {
         let rows = ensure(dev, &mut ws.cand_rows, b * cap as usize)?.ptr();
         let keys = ensure(dev, &mut ws.cand_keys, b * cap as usize)?.ptr();
         let chunks = ix.words.div_ceil(256).clamp(1, 65535) as u32;
+        self.mark("inputs")?;
         if !all {
             let schunks = ix.words.div_ceil(every as usize * 256).clamp(1, 65535) as u32;
             dev.launch(
@@ -963,6 +966,7 @@ impl Backend for Cuda {
                 0,
                 &[A::U64(ix.planes.ptr()), A::U64(ix.words as u64), A::U64(ix.n as u64), ptr_or_null(ix.live.as_deref()), A::U64(pw), A::U64(po), A::U32(every), A::U64(sample)],
             )?;
+            self.mark("cand_sample")?;
         }
         dev.launch(
             "cand_compact",
@@ -987,6 +991,7 @@ impl Backend for Cuda {
                 A::U64(rows),
             ],
         )?;
+        self.mark("cand_compact")?;
         let out = self.score_compacted(ix, qc, qs, [rows, bloom, exact, seg, keys], cap, b, k0)?;
         let got = dev.download_at(ws.cand_counts.as_ref().expect("allocated"), 0, b)?;
         drop(ws);
@@ -1044,6 +1049,7 @@ impl Backend for Cuda {
         let rows = ensure(dev, &mut ws.cand_rows, b * cap as usize)?.ptr();
         let keys = ensure(dev, &mut ws.cand_keys, b * cap as usize)?.ptr();
         let chunks = cap.div_ceil(256).clamp(1, 65535) as u32;
+        self.mark("inputs")?;
         dev.launch(
             "post_compact",
             (b as u32, chunks, 1),
@@ -1067,6 +1073,7 @@ impl Backend for Cuda {
                 A::U64(rows),
             ],
         )?;
+        self.mark("post_compact")?;
         self.score_compacted(ix, qc, qs, [rows, bloom, exact, seg, keys], cap, b, k0)
     }
 
@@ -1165,6 +1172,15 @@ impl Backend for Cuda {
     fn timed<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<f64>)> {
         let (v, ms) = self.time(f)?;
         Ok((v, Some(ms as f64 * 1e-3)))
+    }
+
+    fn timed_phases<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<f64>, Vec<(&'static str, f64)>)> {
+        self.profile_start();
+        self.mark("begin")?;
+        let (v, ms) = self.time(f)?;
+        self.mark("rest")?;
+        let phases = self.profile_take()?.into_iter().filter(|p| p.1 > 0.0 || p.0 != "rest").map(|(n, ms)| (n, ms as f64 * 1e-3)).collect();
+        Ok((v, Some(ms as f64 * 1e-3), phases))
     }
 
     fn upload_probes(&self, ix: &Resident, p: &Probes) -> Result<DevProbes> {
