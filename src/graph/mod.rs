@@ -466,7 +466,7 @@ impl<B: Backend> Executor<B> {
         if plans.len() != q.len {
             return Err(Error::param("filters", format!("{} filters for {} queries", plans.len(), q.len)));
         }
-        let bound = bind_plans(plans, &self.index, &self.masks);
+        let bound = bind_plans(plans, &self.index, &self.masks, b.typed_terms());
         let refs = bound.refs();
         let plans = &refs[..];
         let (nlist, n) = (self.index.nlist(), self.index.len() as u64);
@@ -674,8 +674,10 @@ impl Bound<'_> {
 
 /// `plans` with every typed term bound to `index` ([`Plan::bind`]; masks a plan already
 /// carries are recomputed, since they may describe another snapshot): plans without typed
-/// terms are borrowed as they are.
-pub fn bind_plans<'a>(plans: &[&'a Plan], index: &Index, cache: &MaskCache) -> Bound<'a> {
+/// terms are borrowed as they are. With `device` (the backend evaluates typed column terms
+/// itself, [`Backend::typed_terms`]) only the tests that need a host mask are bound
+/// ([`crate::filter::TypedTest::needs_host_mask`]); column terms stay unbound.
+pub fn bind_plans<'a>(plans: &[&'a Plan], index: &Index, cache: &MaskCache, device: bool) -> Bound<'a> {
     // Plans equal before binding share one bound copy (a batch of requests with the same
     // filter text: one mask upload, not one per query).
     let mut keys: Vec<&Plan> = Vec::new();
@@ -688,7 +690,7 @@ pub fn bind_plans<'a>(plans: &[&'a Plan], index: &Index, cache: &MaskCache) -> B
             }
             Err(keys.iter().position(|&k| std::ptr::eq(k, p) || *k == *p).unwrap_or_else(|| {
                 keys.push(p);
-                owned.push(p.bind_with(|t| cache.get(t, index)));
+                owned.push(p.bind_some(|t| !device || t.needs_host_mask(index), |t| cache.get(t, index)));
                 owned.len() - 1
             }))
         })

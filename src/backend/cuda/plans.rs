@@ -4,7 +4,12 @@
 //! (Term: arg = offset of its record from the plan start; 1 And, 2 Or, 3 Not). A typed
 //! term (bound, [`Plan::bind`]) is the record `[MASK_TERM][m]`: its exact row mask, one
 //! u64 per 64-row word, starts `m` words after the plan start, at an even word of the
-//! buffer (8-byte aligned).
+//! buffer (8-byte aligned). An unbound typed column term (the executor leaves them
+//! unbound: `Backend::typed_terms`) is the record `[COL_TERM][m]` with u64 data at `m`:
+//! the column's device addresses (keys, presence bits, per-word min/max keys), N,
+//! `negate | null << 1 | nranges << 8`, then the test's inclusive key intervals
+//! (`cuda/common.cuh` `col_word`, `col_row`): a bound that changes per query costs its
+//! few words here, not a mask over every row.
 
 use crate::error::{Error, Result};
 use crate::filter::{Op, Plan};
@@ -15,6 +20,19 @@ const OR: u32 = 2 << 30;
 const NOT: u32 = 3 << 30;
 /// First word of a typed term's record (`MASK_TERM` in cuda/common.cuh).
 pub const MASK_TERM: u32 = u32::MAX;
+/// First word of an unbound typed column term's record (`COL_TERM` in cuda/common.cuh).
+pub const COL_TERM: u32 = u32::MAX - 1;
+
+/// A typed column resident on the device, as a [`COL_TERM`] record names it: addresses of
+/// its `[N]` u64 keys, `[ceil(N/64)]` presence bits, `[ceil(N/64), 2]` word min/max keys,
+/// and N.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DevColumn {
+    pub keys: u64,
+    pub present: u64,
+    pub word_range: u64,
+    pub n: u64,
+}
 
 /// Bit 31 of a query's plan offset: the plan passes everything (kernels skip filtering).
 pub const TRIVIAL_BIT: u32 = 1 << 31;
@@ -27,8 +45,15 @@ pub struct Encoded {
     pub offsets: Vec<u32>,
 }
 
-/// Encode `plans` (one per query). Queries sharing a `&Plan` share its record.
+/// Encode `plans` (one per query; typed terms bound). Queries sharing a `&Plan` share its record.
 pub fn encode(plans: &[&Plan]) -> Result<Encoded> {
+    encode_with(plans, &|_| None)
+}
+
+/// [`encode`] with unbound typed column terms as [`COL_TERM`] records over the device
+/// columns `cols` gives by name. Errors: an unbound typed term whose column `cols` lacks
+/// (or a presence test: those are always bound).
+pub fn encode_with(plans: &[&Plan], cols: &dyn Fn(&str) -> Option<DevColumn>) -> Result<Encoded> {
     let mut enc = Encoded::default();
     let mut seen: Vec<(*const Plan, u32)> = Vec::new();
     for &plan in plans {
@@ -38,7 +63,7 @@ pub fn encode(plans: &[&Plan]) -> Result<Encoded> {
             continue;
         }
         let off = u32::try_from(enc.words.len()).ok().filter(|&o| o < TRIVIAL_BIT).ok_or_else(|| Error::param("filters", "encoded filter plans exceed 2^31 words"))?;
-        encode_one(plan, &mut enc.words)?;
+        encode_one(plan, &mut enc.words, cols)?;
         let off = if plan.is_all() { off | TRIVIAL_BIT } else { off };
         seen.push((ptr, off));
         enc.offsets.push(off);
@@ -49,7 +74,7 @@ pub fn encode(plans: &[&Plan]) -> Result<Encoded> {
     Ok(enc)
 }
 
-fn encode_one(plan: &Plan, out: &mut Vec<u32>) -> Result<()> {
+fn encode_one(plan: &Plan, out: &mut Vec<u32>, cols: &dyn Fn(&str) -> Option<DevColumn>) -> Result<()> {
     let base = out.len();
     let nops = plan.ops.len();
     // The kernels' stacks hold 32 entries (filter::plan's MAX_DEPTH, enforced at compile).
@@ -65,6 +90,22 @@ fn encode_one(plan: &Plan, out: &mut Vec<u32>) -> Result<()> {
             return Err(Error::param("filters", "filter plan too large"));
         }
         term_off[i] = rel as u32;
+        if let (None, Some(crate::filter::TypedTest::Column { name, test })) = (&t.mask, t.typed.as_deref()) {
+            let c = cols(name).ok_or_else(|| Error::param("filters", format!("typed filter term on column {name:?} neither bound (Plan::bind) nor resident on the device")))?;
+            out.extend_from_slice(&[COL_TERM, 0]);
+            if out.len() % 2 == 1 {
+                out.push(0);
+            }
+            let m = out.len() - base;
+            if m >= 1 << 31 || test.ranges.len() >= 1 << 24 {
+                return Err(Error::param("filters", "filter plan too large"));
+            }
+            out[base + rel + 1] = m as u32;
+            let flags = test.negate as u64 | (test.null as u64) << 1 | (test.ranges.len() as u64) << 8;
+            let data = [c.keys, c.present, c.word_range, c.n, flags].into_iter().chain(test.ranges.iter().flat_map(|&(a, b)| [a, b]));
+            out.extend(data.flat_map(|x| [x as u32, (x >> 32) as u32]));
+            continue;
+        }
         if t.typed.is_some() {
             let mask = t.mask.as_ref().ok_or_else(|| Error::param("filters", "typed filter term not bound to the index (Plan::bind)"))?;
             out.extend_from_slice(&[MASK_TERM, 0]);
