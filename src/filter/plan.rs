@@ -380,10 +380,16 @@ impl Plan {
     /// terms are left unbound (a mask they carry is dropped: it may describe another
     /// snapshot), for backends that evaluate them per query.
     pub fn bind_some(&self, bind: impl Fn(&TypedTest) -> bool, mut mask: impl FnMut(&TypedTest) -> Arc<[u64]>) -> Plan {
+        self.bind_opt(|t| bind(t).then(|| mask(t)))
+    }
+
+    /// [`Plan::bind_some`] with one closure: `mask` gives a typed term's mask, or `None`
+    /// to leave it unbound.
+    pub fn bind_opt(&self, mut mask: impl FnMut(&TypedTest) -> Option<Arc<[u64]>>) -> Plan {
         let mut p = self.clone();
         for t in &mut p.terms {
             if let Some(test) = &t.typed {
-                t.mask = bind(test).then(|| mask(test));
+                t.mask = mask(test);
             }
         }
         p
