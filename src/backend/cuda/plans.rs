@@ -242,6 +242,77 @@ mod tests {
         }
     }
 
+    /// Host mirror of `col_word` / `col_row` (cuda/common.cuh) over a COL_TERM record whose
+    /// addresses `mem` resolves: the record layout and the word rule checked against
+    /// `Column::word` / `Column::test` (the CPU reference) without a GPU.
+    fn col_eval(p: &[u32], t: &[u32], mem: &dyn Fn(u64) -> Vec<u64>, w: usize, row: Option<usize>) -> bool_or_word::R {
+        let d: Vec<u64> = p[t[1] as usize..].chunks(2).take(5).map(|c| c[0] as u64 | (c[1] as u64) << 32).collect();
+        let nr = (d[4] >> 8) as usize;
+        let ranges: Vec<(u64, u64)> = p[t[1] as usize + 10..].chunks(4).take(nr).map(|c| (c[0] as u64 | (c[1] as u64) << 32, c[2] as u64 | (c[3] as u64) << 32)).collect();
+        let (keys, pres, wr, n, neg, null) = (mem(d[0]), mem(d[1]), mem(d[2]), d[3] as usize, d[4] & 1 == 1, d[4] & 2 == 2);
+        let hit = |k: u64| ranges.iter().any(|&(a, b)| a <= k && k <= b) != neg;
+        if let Some(r) = row {
+            let has = pres[r / 64] >> (r % 64) & 1 == 1;
+            return bool_or_word::R::Row(if null { !has } else { has && hit(keys[r]) });
+        }
+        let p = pres[w];
+        if null {
+            return bool_or_word::R::Word(!p & crate::backend::cpu::range_bits(w, &(0..n)));
+        }
+        let (lo, hi) = (wr[2 * w], wr[2 * w + 1]);
+        let inside = ranges.iter().any(|&(a, b)| a <= lo && hi <= b);
+        let apart = ranges.iter().all(|&(a, b)| b < lo || hi < a);
+        bool_or_word::R::Word(if p == 0 { 0 } else if inside { if neg { 0 } else { p } } else if apart { if neg { p } else { 0 } } else { (0..64).filter(|&i| p >> i & 1 == 1 && hit(keys[w * 64 + i])).fold(0, |m, i| m | 1 << i) })
+    }
+    mod bool_or_word {
+        #[derive(Debug, PartialEq)]
+        pub enum R {
+            Word(u64),
+            Row(bool),
+        }
+    }
+
+    #[test]
+    fn column_terms_encode_the_test_and_the_device_columns() {
+        use crate::filter::TypedTest;
+        use crate::model::columns::{Column, KeyTest};
+        use crate::model::ColumnType;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        for n in [0usize, 1, 63, 64, 65, 300] {
+            // Clustered keys (so word min/max decide some words), 20% absent, 3 lists.
+            let keys: Vec<Option<u64>> = (0..n).map(|r| rng.random_bool(0.8).then(|| (r as u64 / 50) * 10 + rng.random_range(0..12))).collect();
+            let lists = [0, n as u64 / 3, n as u64 / 2, n as u64];
+            let col = Column::from_keys("x", ColumnType::Int, &keys, &lists);
+            let kv: Vec<u64> = (0..n).map(|i| col.values.key(i)).collect();
+            let wr: Vec<u64> = (0..col.word_range.len()).map(|i| col.word_range.key(i)).collect();
+            let mem = |a: u64| match a {
+                0x1000 => kv.clone(),
+                0x2000 => col.present.to_vec(),
+                _ => wr.clone(),
+            };
+            let dc = DevColumn { keys: 0x1000, present: 0x2000, word_range: 0x3000, n: n as u64 };
+            for _ in 0..40 {
+                let mut ranges: Vec<(u64, u64)> = (0..rng.random_range(0..4)).map(|_| { let a = rng.random_range(0..40); (a, a + rng.random_range(0..15)) }).collect();
+                ranges.sort_unstable();
+                let test = KeyTest { ranges, negate: rng.random_bool(0.3), null: rng.random_bool(0.15) };
+                let typed = Some(std::sync::Arc::new(TypedTest::Column { name: "x".into(), test: test.clone() }));
+                let plan = Plan { ops: vec![Op::Term(0)], terms: vec![Term { typed, ..Term::default() }] };
+                assert!(encode(&[&plan]).is_err(), "an unbound column term without device columns is refused");
+                let enc = encode_with(&[&plan], &|name| (name == "x").then_some(dc)).unwrap();
+                let p = &enc.words[..];
+                let t = &p[(p[1] & 0x3fff_ffff) as usize..];
+                assert_eq!(t[0], COL_TERM);
+                assert_eq!(t[1] % 2, 0, "data at an even word");
+                for w in 0..n.div_ceil(64) {
+                    assert_eq!(col_eval(p, t, &mem, w, None), bool_or_word::R::Word(col.word(&test, w)), "n {n} word {w} {test:?}");
+                }
+                for r in 0..n {
+                    assert_eq!(col_eval(p, t, &mem, 0, Some(r)), bool_or_word::R::Row(col.test(&test, r)), "n {n} row {r} {test:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn encoded_plans_evaluate_like_plan() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
