@@ -92,6 +92,8 @@ impl DevColumns {
             by_name.push((c.name.clone(), super::plans::DevColumn { keys: keys.ptr(), present: present.ptr(), word_range: word_range.ptr(), n: n as u64 }));
             bufs.extend([keys, present, word_range]);
         }
+        // Searches on other lanes (streams) read these next: the copies must have landed.
+        dev.sync()?;
         Ok(DevColumns { by_name, _bufs: bufs })
     }
 
