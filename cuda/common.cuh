@@ -129,6 +129,60 @@ __device__ __forceinline__ u64 value_and(const u32* r, u32 k, const u64* planes,
 // offset (from the plan start, even) of its exact row mask, one u64 per 64-row word.
 #define MASK_TERM 0xffffffffu
 
+// A term record whose first word is COL_TERM is a typed column term evaluated here, per
+// query (backend/cuda/plans.rs): its second word is the offset (from the plan start, even)
+// of u64 data d: d[0] keys (order-preserving u64 per row, model::columns), d[1] presence
+// bits, d[2] per-word (min, max) keys, d[3] N, d[4] = negate | null << 1 | nranges << 8,
+// then nranges inclusive (lo, hi) key intervals. Same bits as model::columns::Column::word
+// and Column::test: an absent row matches no comparison; IS NULL matches absent rows.
+#define COL_TERM 0xfffffffeu
+
+__device__ __forceinline__ bool col_hit(const u64* d, u64 k) {
+    const u32 nr = (u32)(d[4] >> 8);
+    bool h = false;
+    for (u32 i = 0; i < nr; i++) h |= (d[5 + 2 * i] <= k) & (k <= d[6 + 2 * i]);
+    return h != (bool)(d[4] & 1ull);
+}
+
+// Word w of the term's exact row mask: the word's (min, max) decides whole words before any
+// key is read; otherwise only the present rows' keys are compared.
+__device__ u64 col_word(const u64* d, u64 w) {
+    const u64* keys = (const u64*)d[0];
+    const u64* pres = (const u64*)d[1];
+    const u64* wr = (const u64*)d[2];
+    const u64 n = d[3];
+    const u64 p = __ldg(pres + w);
+    if (d[4] & 2ull) {  // IS NULL: absent rows below N
+        const u64 valid = (w + 1) * 64 <= n ? ~0ull : (w * 64 >= n ? 0ull : ((1ull << (n - w * 64)) - 1));
+        return ~p & valid;
+    }
+    if (p == 0) return 0;
+    const u64 lo = __ldg(wr + 2 * w), hi = __ldg(wr + 2 * w + 1);
+    const u32 nr = (u32)(d[4] >> 8);
+    const bool neg = d[4] & 1ull;
+    bool inside = false, apart = true;
+    for (u32 i = 0; i < nr; i++) {
+        const u64 a = d[5 + 2 * i], b = d[6 + 2 * i];
+        inside |= a <= lo && hi <= b;
+        apart &= b < lo || hi < a;
+    }
+    if (inside) return neg ? 0 : p;
+    if (apart) return neg ? p : 0;
+    u64 m = 0, rem = p;
+    while (rem) {
+        const int i = __ffsll((long long)rem) - 1;
+        rem &= rem - 1;
+        if (col_hit(d, __ldg(keys + w * 64 + i))) m |= 1ull << i;
+    }
+    return m;
+}
+
+__device__ __forceinline__ bool col_row(const u64* d, u64 row) {
+    const bool has = (__ldg((const u64*)d[1] + (row >> 6)) >> (row & 63)) & 1ull;
+    if (d[4] & 2ull) return !has;
+    return has && col_hit(d, __ldg((const u64*)d[0] + row));
+}
+
 // Bloom "maybe" word w (plan::bloom_word): Term = OR over values of AND of k planes,
 // NOT = all ones.
 template <bool SPARSE>
@@ -145,6 +199,10 @@ __device__ u64 plan_bloom_word_t(const u32* plan, const u64* planes, u64 words, 
             u32 nb = t[0], k = t[1];
             if (nb == MASK_TERM) {  // a typed term: its exact mask word (8-byte aligned)
                 st[sp++] = ((const u64*)(plan + k))[w];
+                continue;
+            }
+            if (nb == COL_TERM) {  // a typed column term, evaluated on the word
+                st[sp++] = col_word((const u64*)(plan + k), w);
                 continue;
             }
             const u32* rows = t + 2;
@@ -191,6 +249,11 @@ __device__ __noinline__ bool plan_match(const u32* plan, const u32* vals, const 
             u32 nb = t[0], k = t[1];
             if (nb == MASK_TERM) {
                 st |= (u32)((((const u64*)(plan + k))[row >> 6] >> (row & 63)) & 1ull) << sp;
+                sp++;
+                continue;
+            }
+            if (nb == COL_TERM) {
+                st |= (u32)col_row((const u64*)(plan + k), row) << sp;
                 sp++;
                 continue;
             }

@@ -71,55 +71,77 @@ fn main() -> anyhow::Result<()> {
         "year != 2000 AND price >= 900",
         "in_stock IS NOT NULL AND price <= 5",
     ];
-    // Source row of every sorted row, to score the truth on the original vectors.
     let mut base_qps = 0.0;
     println!("backend {backend}, N={n}, D={d}, {nq} queries, batch {batch}, default nprobe and rerank");
-    println!("{:<45} {:>11} {:>10} {:>10} {:>8}", "filter", "selectivity", "recall@10", "QPS", "vs none");
-    for text in filters {
-        let f = Filter::compile(text, &ix.attrs.schema, &ix.bloom.params)?;
-        let passing: Vec<usize> = (0..ix.len()).filter(|&r| f.plan.matches_row(&ix, r)).map(|r| ix.source_rows[r] as usize).collect();
-        let fs: Vec<Filter> = vec![f.clone(); batch];
-        let params = SearchParams { k: 10, ..Default::default() };
-        // Warm up, then time.
-        let _ = searcher.search(&SearchRequest { queries: &queries[..batch * d], filters: &fs, params: params.clone() })?;
-        let t = Instant::now();
-        let mut got = Vec::with_capacity(nq);
-        for chunk in queries.chunks(batch * d) {
-            let b = chunk.len() / d;
-            got.extend(searcher.search(&SearchRequest { queries: chunk, filters: &fs[..b], params: params.clone() })?);
-        }
-        let qps = nq as f64 / t.elapsed().as_secs_f64();
-        use rayon::prelude::*;
-        let (hit, total) = got
-            .par_iter()
-            .enumerate()
-            .map(|(qi, r)| {
-                let q = &queries[qi * d..(qi + 1) * d];
-                let mut s: Vec<(f32, usize)> = passing.iter().map(|&src| (data[src * d..(src + 1) * d].iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), src)).collect();
-                let top = s.len().min(10);
-                if top > 0 {
-                    s.select_nth_unstable_by(top - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-                }
-                let truth: Vec<usize> = s[..top].iter().map(|x| x.1).collect();
-                (r.rows.iter().filter(|&&row| truth.contains(&(row as usize))).count(), truth.len())
-            })
-            .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-        let recall = if total == 0 { 1.0 } else { hit as f64 / total as f64 };
-        if text.is_empty() {
+    println!("{:<52} {:>11} {:>10} {:>10} {:>8}", "filter", "selectivity", "recall@10", "QPS", "vs none");
+    let mut line = |label: &str, fs: &[Filter]| -> anyhow::Result<()> {
+        let (sel, recall, qps) = measure(&*searcher, &ix, &data, &queries, d, batch, fs)?;
+        if label == "(none)" {
             base_qps = qps;
         }
-        let label = if text.is_empty() { "(none)" } else { text };
-        println!("{label:<45} {:>10.3}% {recall:>10.3} {qps:>10.0} {:>7.2}x", 100.0 * passing.len() as f64 / n as f64, qps / base_qps);
+        println!("{label:<52} {:>10.3}% {recall:>10.3} {qps:>10.0} {:>7.2}x", 100.0 * sel, qps / base_qps);
+        Ok(())
+    };
+    let compile = |t: &str| Filter::compile(t, &ix.attrs.schema, &ix.bloom.params);
+    for text in filters {
+        let f = compile(text)?;
+        line(if text.is_empty() { "(none)" } else { text }, &vec![f; nq])?;
+    }
+    // Per-query bounds against the same range repeated on every query, at 0.1% to 50%:
+    // `price BETWEEN a AND a + w` (w = 1000 x selectivity), a random per query (no two
+    // queries share a filter) or one a for all.
+    for sel in [0.001, 0.01, 0.1, 0.5] {
+        let w = 1000.0 * sel;
+        let a0 = 0.5 * (1000.0 - w);
+        line(&format!("price BETWEEN {a0:.2} AND {:.2}, repeated", a0 + w), &vec![compile(&format!("price BETWEEN {a0:.2} AND {:.2}", a0 + w))?; nq])?;
+        let fs: Vec<Filter> = (0..nq).map(|i| {
+            let a = (1000.0 - w) * ((i as f64 * 0.618_034) % 1.0);
+            compile(&format!("price BETWEEN {a:.3} AND {:.3}", a + w))
+        }).collect::<Result<_, _>>()?;
+        line(&format!("price BETWEEN a AND a+{w}, a per query"), &fs)?;
     }
     // Distinct bounds per query (no mask reuse: each query binds its own range term).
-    let fs: Vec<Filter> = (0..nq).map(|i| Filter::compile(&format!("price < {}", 95.0 + i as f64 * 0.05), &ix.attrs.schema, &ix.bloom.params)).collect::<Result<_, _>>()?;
+    let fs: Vec<Filter> = (0..nq).map(|i| compile(&format!("price < {}", 95.0 + i as f64 * 0.05))).collect::<Result<_, _>>()?;
+    line("price < X, X distinct per query", &fs)?;
+    Ok(())
+}
+
+/// Mean selectivity, recall@10 against the exact f32 top-10 of each query's passing rows,
+/// and QPS of `fs[i]` on query `i` (batches of `batch`, after one warm-up batch).
+fn measure(searcher: &dyn silica::graph::Search, ix: &silica::model::Index, data: &[f32], queries: &[f32], d: usize, batch: usize, fs: &[Filter]) -> anyhow::Result<(f64, f64, f64)> {
+    use rayon::prelude::*;
+    let nq = queries.len() / d;
     let params = SearchParams { k: 10, ..Default::default() };
+    let _ = searcher.search(&SearchRequest { queries: &queries[..batch.min(nq) * d], filters: &fs[..batch.min(nq)], params: params.clone() })?;
     let t = Instant::now();
+    let mut got = Vec::with_capacity(nq);
     for (i, chunk) in queries.chunks(batch * d).enumerate() {
         let b = chunk.len() / d;
-        searcher.search(&SearchRequest { queries: chunk, filters: &fs[i * batch..i * batch + b], params: params.clone() })?;
+        got.extend(searcher.search(&SearchRequest { queries: chunk, filters: &fs[i * batch..i * batch + b], params: params.clone() })?);
     }
     let qps = nq as f64 / t.elapsed().as_secs_f64();
-    println!("{:<45} {:>10.3}% {:>10} {qps:>10.0} {:>7.2}x", "price < X, X distinct per query (uncached)", 9.5, "-", qps / base_qps);
-    Ok(())
+    // Truth per distinct filter (queries sharing one share its passing rows).
+    let mut passing: Vec<(&Filter, Vec<usize>)> = Vec::new();
+    for f in fs {
+        if !passing.iter().any(|(g, _)| g.plan == f.plan) {
+            let rows = (0..ix.len()).into_par_iter().filter(|&r| f.plan.matches_row(ix, r)).map(|r| ix.source_rows[r] as usize).collect();
+            passing.push((f, rows));
+        }
+    }
+    let (hit, total, sel) = got
+        .par_iter()
+        .enumerate()
+        .map(|(qi, r)| {
+            let q = &queries[qi * d..(qi + 1) * d];
+            let rows = &passing.iter().find(|(g, _)| g.plan == fs[qi].plan).expect("truth").1;
+            let mut s: Vec<(f32, usize)> = rows.iter().map(|&src| (data[src * d..(src + 1) * d].iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), src)).collect();
+            let top = s.len().min(10);
+            if top > 0 {
+                s.select_nth_unstable_by(top - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            }
+            let truth: Vec<usize> = s[..top].iter().map(|x| x.1).collect();
+            (r.rows.iter().filter(|&&row| truth.contains(&(row as usize))).count(), truth.len(), rows.len() as f64 / ix.len().max(1) as f64)
+        })
+        .reduce(|| (0, 0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
+    Ok((sel / nq.max(1) as f64, if total == 0 { 1.0 } else { hit as f64 / total as f64 }, qps))
 }

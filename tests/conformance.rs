@@ -481,6 +481,76 @@ fn plans_of(filters: &[Filter]) -> Vec<&Plan> {
     filters.iter().map(|f| &f.plan).collect()
 }
 
+/// A filter with per-query random bounds (every query its own range), typed ranges alone,
+/// with NULL tests, under NOT and mixed with Bloom terms: the eligibility rules whose
+/// bound changes per request.
+fn per_query_filter(rng: &mut ChaCha8Rng, i: usize) -> String {
+    let q = |r: &mut ChaCha8Rng| r.random_range(-60..60) as f64 / 4.0;
+    let (lo, w) = (q(rng), rng.random_range(0..60) as f64 / 4.0);
+    let y = rng.random_range(1986..2014);
+    let day = format_timestamp(T2020 + rng.random_range(-3..104) * DAY);
+    match i % 9 {
+        0 => format!("price BETWEEN {lo} AND {}", lo + w),
+        1 => format!("price < {lo} AND tags = \"t{:02}\"", rng.random_range(0..TAGS)),
+        2 => format!("year >= {y} AND color IN (\"c{}\", \"c{}\")", rng.random_range(0..COLORS), rng.random_range(0..COLORS)),
+        3 => format!("(published < \"{day}\" OR size = \"s1\")"),
+        4 => format!("NOT price > {lo} AND in_stock = {}", rng.random_bool(0.5)),
+        5 => format!("(price IS NULL OR year BETWEEN {y} AND {})", y + rng.random_range(0..6)),
+        6 => format!("year != {y} AND published IS NOT NULL AND NOT tags = \"t{:02}\"", rng.random_range(0..TAGS)),
+        7 => format!("price >= {lo} AND price <= {} AND year < {y} AND published >= \"{day}\"", lo + w),
+        _ => format!("{} AND {}", typed_leaf(rng), random_expr(rng, 2)),
+    }
+}
+
+/// `plan` as the executor hands it to `be` (`silica::graph::bind_plans`): every typed term
+/// bound to a host mask, or, for a backend that evaluates typed column terms itself
+/// (`Backend::typed_terms`), only those that need one.
+fn as_executor_binds<B: Backend>(be: &B, ix: &Index, plan: &Plan) -> Plan {
+    plan.bind_some(|t| !be.typed_terms() || t.needs_host_mask(ix), |t| Plan::typed_mask(t, ix).into())
+}
+
+/// Typed terms with per-query bounds, as the executor hands them to the backend (on cpu
+/// and cuda: unbound column terms evaluated per query in the kernels): masks, counts,
+/// scans and the candidate route equal the row-by-row references, and equal the same
+/// backend's answers with host-bound masks bit for bit.
+pub fn typed_per_query_case<B: Backend>(be: &B) {
+    for (seed, spec) in specs() {
+        let fx = fixture(seed, &spec);
+        let ix = &fx.index;
+        let res = be.upload(ix).expect("upload");
+        let mut rng = ChaCha8Rng::seed_from_u64(seed * 53);
+        let q = random_queries(&mut rng, ix, spec.b);
+        let texts: Vec<String> = (0..spec.b).map(|i| per_query_filter(&mut rng, i)).collect();
+        let compiled: Vec<Plan> = texts.iter().map(|t| Filter::compile(t, &ix.attrs.schema, &ix.bloom.params).unwrap_or_else(|e| panic!("filter {t:?}: {e}")).plan).collect();
+        let dev: Vec<Plan> = compiled.iter().map(|p| as_executor_binds(be, ix, p)).collect();
+        let host: Vec<Plan> = compiled.iter().map(|p| p.bind(ix)).collect();
+        let (dev, host): (Vec<&Plan>, Vec<&Plan>) = (dev.iter().collect(), host.iter().collect());
+        let what = |x: &str| format!("{x}: seed {seed} n {} l {} b {}", spec.n, spec.l, spec.b);
+        for nprobe in [1, rng.random_range(1..=spec.l), spec.l] {
+            let probes = be.probe(&res, &q, nprobe).expect("probe");
+            let lists = be.read_probes(&probes).expect("read probes").lists;
+            let mask = be.filter(&res, &dev, &probes).expect("filter");
+            let got = be.read_mask(&mask).expect("read mask");
+            assert_eq!(got, ref_mask(ix, &dev, &lists, nprobe), "{}", what(&format!("per-query typed mask nprobe {nprobe}")));
+            assert_eq!(got, be.read_mask(&be.filter(&res, &host, &probes).expect("filter")).expect("read"), "{}", what("device vs host-mask filter"));
+            for k0 in [1, 10, rng.random_range(1..=300)] {
+                let c = be.read_cands(&be.scan(&res, &q, &probes, &mask, &dev, k0).expect("scan")).expect("read");
+                assert_cands_exact(&what(&format!("per-query typed scan nprobe {nprobe} k0 {k0}")), &c, &ref_scan(ix, &q, &lists, nprobe, &dev, k0));
+            }
+        }
+        let counts = be.count(&res, &dev).expect("count");
+        let want: Vec<u64> = dev.iter().map(|p| ref_count(ix, p)).collect();
+        assert_eq!(counts, want, "{}", what("per-query typed count"));
+        assert_eq!(counts, be.count(&res, &host).expect("count"), "{}", what("device vs host-mask count"));
+        let all_lists: Vec<u32> = (0..spec.b).flat_map(|_| 0..spec.l as u32).collect();
+        for (cap, k0) in [(spec.n as u64, 10usize), (u64::MAX, 300)] {
+            let (c, answers) = be.scan_candidates(&res, &q, &dev, k0, cap).expect("scan_candidates");
+            assert_eq!(answers, want.iter().map(|&n| Some(n)).collect::<Vec<_>>(), "{}", what("candidate answers"));
+            assert_cands_exact(&what(&format!("per-query typed candidates k0 {k0}")), &be.read_cands(&c).expect("read"), &ref_scan(ix, &q, &all_lists, spec.l, &dev, k0));
+        }
+    }
+}
+
 /// Stage 1: list ids equal the reference for nprobe 1, some, all.
 pub fn probe_case<B: Backend>(be: &B) {
     for (seed, spec) in specs() {
@@ -1172,6 +1242,12 @@ macro_rules! conformance_suite {
             fn concurrent_searches_match_serial_bit_for_bit() {
                 if let Some(b) = backend() {
                     concurrent_case(b);
+                }
+            }
+            #[test]
+            fn typed_per_query_bounds_match_reference_bit_for_bit() {
+                if let Some(b) = backend() {
+                    typed_per_query_case(b);
                 }
             }
             #[test]

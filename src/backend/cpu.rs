@@ -214,6 +214,12 @@ impl Backend for Cpu {
         "cpu"
     }
 
+    /// Typed column terms are evaluated per word / row over the probed lists from the
+    /// index's columns (`Plan::bloom_word_in`, `Plan::matches_in`): no per-query mask.
+    fn typed_terms(&self) -> bool {
+        true
+    }
+
     /// A posting row (cache misses on its values and codes, the plan, a dot) against a
     /// plane word of the vectorized 64-word Bloom blocks.
     fn posting_row_cost(&self) -> u64 {
@@ -267,7 +273,7 @@ impl Backend for Cpu {
                 let full = (!plan.is_all() && np == ix.nlist()).then(|| {
                     let mut full = vec![0u64; ix.bloom.words];
                     for (i, out) in full.chunks_mut(BLOOM_BLOCK).enumerate() {
-                        plan.bloom_words(&ix.bloom, i * BLOOM_BLOCK, out);
+                        plan.bloom_words_in(ix, i * BLOOM_BLOCK, out);
                     }
                     full
                 });
@@ -280,7 +286,7 @@ impl Backend for Cpu {
                     } else if let Some(full) = &full {
                         words.extend((w0..w1).map(|w| full[w] & range_bits(w, &range) & ix.live_word(w)));
                     } else {
-                        words.extend((w0..w1).map(|w| plan.bloom_word(&ix.bloom, w) & range_bits(w, &range) & ix.live_word(w)));
+                        words.extend((w0..w1).map(|w| plan.bloom_word_in(ix, w) & range_bits(w, &range) & ix.live_word(w)));
                     }
                     lens.push(words.len() - before);
                 }
@@ -311,7 +317,7 @@ impl Backend for Cpu {
                 let mut total = 0u64;
                 for w0 in (0..ix.bloom.words).step_by(BLOOM_BLOCK) {
                     let out = &mut block[..BLOOM_BLOCK.min(ix.bloom.words - w0)];
-                    plan.bloom_words(&ix.bloom, w0, out);
+                    plan.bloom_words_in(ix, w0, out);
                     total += out.iter().enumerate().map(|(i, &m)| (m & range_bits(w0 + i, &all) & ix.live_word(w0 + i)).count_ones() as u64).sum::<u64>();
                 }
                 total
@@ -371,7 +377,7 @@ impl Backend for Cpu {
                 let mut block = [0u64; BLOOM_BLOCK];
                 for w0 in (0..ix.bloom.words).step_by(BLOOM_BLOCK) {
                     let out = &mut block[..BLOOM_BLOCK.min(ix.bloom.words - w0)];
-                    plan.bloom_words(&ix.bloom, w0, out);
+                    plan.bloom_words_in(ix, w0, out);
                     for (i, &m) in out.iter().enumerate() {
                         let mut bits = m & range_bits(w0 + i, &all) & ix.live_word(w0 + i);
                         while bits != 0 {

@@ -281,6 +281,16 @@ pub trait Backend: Clone + Send + Sync + 'static {
         2
     }
 
+    /// True when this backend evaluates typed column terms (numeric / bool / timestamp
+    /// comparisons) itself, per query, from the resident index's columns: the executor
+    /// then hands it plans with those terms unbound ([`Plan::bind_some`]) instead of
+    /// computing an exact row mask over the whole column per distinct bound. The bits
+    /// must be those of [`Plan::bloom_word_in`] and [`Plan::matches_in`]. Default false
+    /// (the backend reads bound masks).
+    fn typed_terms(&self) -> bool {
+        false
+    }
+
     /// The host index `ix` was uploaded from.
     fn resident_index<'a>(&self, ix: &'a Self::Resident) -> &'a std::sync::Arc<Index>;
 
@@ -356,7 +366,7 @@ pub fn sampled_bloom_count(ix: &Index, plan: &Plan) -> u64 {
     let all = 0..ix.len();
     (0..ix.bloom.words)
         .step_by(SAMPLE_EVERY)
-        .map(|w| (plan.bloom_word(&ix.bloom, w) & cpu::range_bits(w, &all) & ix.live_word(w)).count_ones() as u64)
+        .map(|w| (plan.bloom_word_in(ix, w) & cpu::range_bits(w, &all) & ix.live_word(w)).count_ones() as u64)
         .sum()
 }
 

@@ -8,9 +8,13 @@
 //! Typed terms (numeric and boolean comparisons, `IS [NOT] NULL`, a string field's
 //! presence under `!=` / `NOT IN`) carry a [`TypedTest`]. [`Plan::bind`] evaluates each
 //! against one index into an exact row bitset (`Term::mask`, skipping lists and words by
-//! their stored min/max); every backend then reads the mask word for both the Bloom pass
+//! their stored min/max); a backend then reads the mask word for both the Bloom pass
 //! (it is exact, so it prunes) and the exact pass (its bit). The executor binds plans
-//! once per search, against the snapshot it searches.
+//! once per search, against the snapshot it searches. Backends that evaluate typed column
+//! terms themselves (`Backend::typed_terms`: cpu, cuda) get column terms unbound and
+//! compute the same bits per word ([`Plan::bloom_word_in`], `Column::word`) and per row
+//! ([`Plan::matches_in`]) over the probed lists only, so a bound that changes per query
+//! costs no pass over the whole column.
 
 use super::parse::{CmpOp, Value};
 use super::{Expr, FilterError};
@@ -84,20 +88,43 @@ impl TypedTest {
         match self {
             TypedTest::Column { name, test } => match ix.columns.get(name) {
                 Some(c) if c.len() == n => c.eval(test, &ix.list_offsets),
-                _ => (0..n.div_ceil(64)).map(|w| if test.null { crate::backend::cpu::range_bits(w, &(0..n)) } else { 0 }).collect(),
+                _ => (0..n.div_ceil(64)).map(|w| self.word(ix, w)).collect(),
             },
-            TypedTest::Present { .. } => (0..n.div_ceil(64))
-                .into_par_iter()
-                .map(|w| {
-                    let mut m = 0u64;
-                    for r in w * 64..((w + 1) * 64).min(n) {
-                        if self.test(ix, r, ix.attrs.row(r)) {
-                            m |= 1 << (r % 64);
-                        }
+            TypedTest::Present { .. } => (0..n.div_ceil(64)).into_par_iter().map(|w| self.word(ix, w)).collect(),
+        }
+    }
+
+    /// Word `w` of [`TypedTest::mask`], computed alone (a column test: from the column's
+    /// word min/max and, when they do not decide it, its 64 keys; see [`Column::word`]).
+    ///
+    /// [`Column::word`]: crate::model::columns::Column::word
+    pub fn word(&self, ix: &Index, w: usize) -> u64 {
+        let n = ix.len();
+        match self {
+            TypedTest::Column { name, test } => match ix.columns.get(name) {
+                Some(c) if c.len() == n => c.word(test, w),
+                _ => if test.null { crate::backend::cpu::range_bits(w, &(0..n)) } else { 0 },
+            },
+            TypedTest::Present { .. } => {
+                let mut m = 0u64;
+                for r in w * 64..((w + 1) * 64).min(n) {
+                    if self.test(ix, r, ix.attrs.row(r)) {
+                        m |= 1 << (r % 64);
                     }
-                    m
-                })
-                .collect(),
+                }
+                m
+            }
+        }
+    }
+
+    /// True when a backend that evaluates typed column terms itself
+    /// ([`crate::backend::Backend::typed_terms`]) still needs this test as a host mask:
+    /// presence tests of string fields (they read the attribute CSR; one mask per field,
+    /// cached per snapshot) and tests of a column `ix` lacks (a constant mask).
+    pub fn needs_host_mask(&self, ix: &Index) -> bool {
+        match self {
+            TypedTest::Column { name, .. } => ix.columns.get(name).is_none_or(|c| c.len() != ix.len()),
+            TypedTest::Present { .. } => true,
         }
     }
 }
@@ -127,6 +154,17 @@ impl Term {
     #[inline]
     fn mask_word(&self, w: usize) -> u64 {
         self.mask.as_ref().map_or(!0, |m| m[w])
+    }
+
+    /// Word `w` of a typed term over `ix`, exactly: its bound mask when that covers `ix`,
+    /// else its test evaluated on the word ([`TypedTest::word`]).
+    #[inline]
+    fn typed_word(&self, ix: &Index, w: usize) -> u64 {
+        match (&self.mask, &self.typed) {
+            (Some(m), _) if m.len() == ix.len().div_ceil(64) => m[w],
+            (_, Some(t)) => t.word(ix, w),
+            (_, None) => !0,
+        }
     }
 }
 
@@ -334,11 +372,24 @@ impl Plan {
 
     /// [`Plan::bind`] with the masks from `mask` (a cache over one index: the executor
     /// keeps the masks of recent typed terms of its snapshot).
-    pub fn bind_with(&self, mut mask: impl FnMut(&TypedTest) -> Arc<[u64]>) -> Plan {
+    pub fn bind_with(&self, mask: impl FnMut(&TypedTest) -> Arc<[u64]>) -> Plan {
+        self.bind_some(|_| true, mask)
+    }
+
+    /// [`Plan::bind_with`] for the typed terms whose test passes `bind`; the other typed
+    /// terms are left unbound (a mask they carry is dropped: it may describe another
+    /// snapshot), for backends that evaluate them per query.
+    pub fn bind_some(&self, bind: impl Fn(&TypedTest) -> bool, mut mask: impl FnMut(&TypedTest) -> Arc<[u64]>) -> Plan {
+        self.bind_opt(|t| bind(t).then(|| mask(t)))
+    }
+
+    /// [`Plan::bind_some`] with one closure: `mask` gives a typed term's mask, or `None`
+    /// to leave it unbound.
+    pub fn bind_opt(&self, mut mask: impl FnMut(&TypedTest) -> Option<Arc<[u64]>>) -> Plan {
         let mut p = self.clone();
         for t in &mut p.terms {
             if let Some(test) = &t.typed {
-                t.mask = Some(mask(test));
+                t.mask = mask(test);
             }
         }
         p
@@ -420,6 +471,16 @@ impl Plan {
     /// which the compiler vectorizes and which reads each plane sequentially. Used where a
     /// filter is evaluated over all words (the planner's Bloom count).
     pub fn bloom_words(&self, planes: &BloomPlanes, w0: usize, out: &mut [u64]) {
+        self.bloom_words_with(planes, w0, out, |t, w| t.mask_word(w))
+    }
+
+    /// [`Plan::bloom_words`] over `ix` with its typed terms exact (bound or not:
+    /// [`Plan::bloom_word_in`]).
+    pub fn bloom_words_in(&self, ix: &Index, w0: usize, out: &mut [u64]) {
+        self.bloom_words_with(&ix.bloom, w0, out, |t, w| t.typed_word(ix, w))
+    }
+
+    fn bloom_words_with(&self, planes: &BloomPlanes, w0: usize, out: &mut [u64], typed: impl Fn(&Term, usize) -> u64) {
         let n = out.len();
         assert!(n <= BLOOM_BLOCK && w0 + n <= planes.words, "block of {n} words at {w0} outside 0..{}", planes.words);
         if self.ops.is_empty() {
@@ -434,7 +495,7 @@ impl Plan {
                     let dst = &mut stack[sp][..n];
                     let term = &self.terms[t as usize];
                     if term.typed.is_some() {
-                        dst.iter_mut().enumerate().for_each(|(i, d)| *d = term.mask_word(w0 + i));
+                        dst.iter_mut().enumerate().for_each(|(i, d)| *d = typed(term, w0 + i));
                         sp += 1;
                         continue;
                     }
@@ -470,6 +531,15 @@ impl Plan {
     /// A term is the OR over its values of the AND of the value's planes; NOT gives all ones.
     pub fn bloom_word(&self, planes: &BloomPlanes, w: usize) -> u64 {
         let maybe = |t: &Term| if t.typed.is_some() { t.mask_word(w) } else { t.bloom_rows.iter().fold(0u64, |any, rows| any | rows.iter().fold(!0u64, |all, &b| all & planes.word(b, w))) };
+        self.run(maybe, |_| !0)
+    }
+
+    /// [`Plan::bloom_word`] over `ix` with every typed term exact: its bound mask, or
+    /// (unbound) its test evaluated on word `w` from the index's column
+    /// ([`TypedTest::word`]). What backends that evaluate typed terms per query compute.
+    pub fn bloom_word_in(&self, ix: &Index, w: usize) -> u64 {
+        let planes = &ix.bloom;
+        let maybe = |t: &Term| if t.typed.is_some() { t.typed_word(ix, w) } else { t.bloom_rows.iter().fold(0u64, |any, rows| any | rows.iter().fold(!0u64, |all, &b| all & planes.word(b, w))) };
         self.run(maybe, |_| !0)
     }
 }

@@ -135,12 +135,34 @@ pub struct Executor<B: Backend> {
 
 /// Exact row masks of recent typed filter terms over one executor's index (eligibility
 /// rules repeat: a price band is computed once per snapshot, not once per query). At most
-/// [`MaskCache::ENTRIES`] masks; when full it starts over.
+/// [`MaskCache::ENTRIES`] masks; when full it starts over. For backends that evaluate
+/// typed terms per query it also remembers the tests seen once ([`MaskCache::repeated`]).
 #[derive(Default)]
-pub struct MaskCache(std::sync::Mutex<std::collections::HashMap<crate::filter::TypedTest, Arc<[u64]>>>);
+pub struct MaskCache(std::sync::Mutex<std::collections::HashMap<crate::filter::TypedTest, Arc<[u64]>>>, std::sync::Mutex<std::collections::HashSet<crate::filter::TypedTest>>);
 
 impl MaskCache {
     pub const ENTRIES: usize = 256;
+    /// Tests remembered as seen once (then it starts over).
+    pub const SEEN: usize = 4096;
+
+    /// The mask of `test` when it is cached or seen before (computed on its second
+    /// sighting: a repeated rule pays one pass over its column, then reads its mask);
+    /// `None` on a first sighting (the backend evaluates it per query).
+    pub fn repeated(&self, test: &crate::filter::TypedTest, index: &Index) -> Option<Arc<[u64]>> {
+        if let Some(m) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(test) {
+            return Some(m.clone());
+        }
+        let mut seen = self.1.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.remove(test) {
+            drop(seen);
+            return Some(self.get(test, index));
+        }
+        if seen.len() >= Self::SEEN {
+            seen.clear();
+        }
+        seen.insert(test.clone());
+        None
+    }
 
     /// The mask of `test` over `index`, computed on a miss.
     pub fn get(&self, test: &crate::filter::TypedTest, index: &Index) -> Arc<[u64]> {
@@ -469,7 +491,7 @@ impl<B: Backend> Executor<B> {
         if plans.len() != q.len {
             return Err(Error::param("filters", format!("{} filters for {} queries", plans.len(), q.len)));
         }
-        let bound = bind_plans(plans, &self.index, &self.masks);
+        let bound = bind_plans(plans, &self.index, &self.masks, b.typed_terms() && !host_typed_masks());
         let refs = bound.refs();
         let plans = &refs[..];
         let (nlist, n) = (self.index.nlist(), self.index.len() as u64);
@@ -657,6 +679,13 @@ impl<B: Backend> Search for Executor<B> {
     }
 }
 
+/// `SILICA_TYPED_HOST_MASKS=1`: bind every typed term to a host mask even on backends
+/// that evaluate them per query (benchmarks compare both; the bits are the same).
+fn host_typed_masks() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("SILICA_TYPED_HOST_MASKS").is_ok_and(|v| v == "1"))
+}
+
 /// Plans of a batch with their typed terms bound to one index ([`bind_plans`]).
 pub struct Bound<'a> {
     owned: Vec<Plan>,
@@ -677,8 +706,12 @@ impl Bound<'_> {
 
 /// `plans` with every typed term bound to `index` ([`Plan::bind`]; masks a plan already
 /// carries are recomputed, since they may describe another snapshot): plans without typed
-/// terms are borrowed as they are.
-pub fn bind_plans<'a>(plans: &[&'a Plan], index: &Index, cache: &MaskCache) -> Bound<'a> {
+/// terms are borrowed as they are. With `device` (the backend evaluates typed column terms
+/// itself, [`Backend::typed_terms`]) column terms are bound only when repeated
+/// ([`MaskCache::repeated`]: a cached mask costs one read per word where the kernels
+/// would compare 64 keys) and otherwise stay unbound; tests that need a host mask
+/// ([`crate::filter::TypedTest::needs_host_mask`]) are always bound.
+pub fn bind_plans<'a>(plans: &[&'a Plan], index: &Index, cache: &MaskCache, device: bool) -> Bound<'a> {
     // Plans equal before binding share one bound copy (a batch of requests with the same
     // filter text: one mask upload, not one per query).
     let mut keys: Vec<&Plan> = Vec::new();
@@ -691,7 +724,7 @@ pub fn bind_plans<'a>(plans: &[&'a Plan], index: &Index, cache: &MaskCache) -> B
             }
             Err(keys.iter().position(|&k| std::ptr::eq(k, p) || *k == *p).unwrap_or_else(|| {
                 keys.push(p);
-                owned.push(p.bind_with(|t| cache.get(t, index)));
+                owned.push(p.bind_opt(|t| if !device || t.needs_host_mask(index) { Some(cache.get(t, index)) } else { cache.repeated(t, index) }));
                 owned.len() - 1
             }))
         })

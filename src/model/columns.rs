@@ -308,15 +308,34 @@ impl Column {
                 if p == 0 {
                     continue;
                 }
-                let bits = match decided.or_else(|| t.block(self.word_range.key(2 * w), self.word_range.key(2 * w + 1))) {
+                let bits = match decided {
                     Some(true) => p,
                     Some(false) => 0,
-                    None => p & self.word_hits(t, w),
+                    None => p & self.word(t, w),
                 };
                 *out |= bits;
             }
         }
         m
+    }
+
+    /// Word `w` of the exact mask of `t` (what [`Column::eval`] gives for that word, and
+    /// what the device kernels compute: `cuda/common.cuh` `col_word`): `IS NULL` is the
+    /// absent rows below N; otherwise present rows whose key passes, with the word's
+    /// min/max deciding whole words before any key is compared.
+    pub fn word(&self, t: &KeyTest, w: usize) -> u64 {
+        let p = self.present[w];
+        if t.null {
+            return !p & crate::backend::cpu::range_bits(w, &(0..self.len()));
+        }
+        if p == 0 {
+            return 0;
+        }
+        match t.block(self.word_range.key(2 * w), self.word_range.key(2 * w + 1)) {
+            Some(true) => p,
+            Some(false) => 0,
+            None => p & self.word_hits(t, w),
+        }
     }
 
     /// Bits of word `w` whose keys pass `t` (ignoring presence): a branch-free loop over

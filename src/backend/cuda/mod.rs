@@ -361,7 +361,7 @@ impl Cuda {
         if q.dim != ix.d || q.codes.len() != q.len * q.dim || q.scale.len() != q.len {
             return Err(Error::Dimension { what: "queries".into(), expected: ix.d, got: q.dim });
         }
-        let enc = plans::encode(plans)?;
+        let enc = self.encode_plans(ix, plans)?;
         let mut bytes = resident::pad_rows(&q.codes, q.len, q.dim, ix.nc);
         let off_at = bytes.len();
         bytes.extend(enc.offsets.iter().flat_map(|o| o.to_le_bytes()));
@@ -377,8 +377,19 @@ impl Cuda {
         Ok((base, base + words_at as u64, base + off_at as u64, base + scale_at as u64))
     }
 
-    fn upload_plans(&self, plans: &[&Plan]) -> Result<(DBuf<u32>, DBuf<u32>)> {
-        let enc = plans::encode(plans)?;
+    /// `plans` encoded for the kernels; unbound typed column terms name `ix`'s device
+    /// columns (uploaded on the first such plan).
+    fn encode_plans(&self, ix: &Resident, plans: &[&Plan]) -> Result<plans::Encoded> {
+        let unbound = plans.iter().any(|p| p.terms.iter().any(|t| t.typed.is_some() && t.mask.is_none()));
+        if !unbound {
+            return plans::encode(plans);
+        }
+        let cols = ix.columns(&self.dev)?;
+        plans::encode_with(plans, &|name| cols.get(name))
+    }
+
+    fn upload_plans(&self, ix: &Resident, plans: &[&Plan]) -> Result<(DBuf<u32>, DBuf<u32>)> {
+        let enc = self.encode_plans(ix, plans)?;
         Ok((self.dev.upload(&enc.words)?, self.dev.upload(&enc.offsets)?))
     }
 
@@ -464,7 +475,7 @@ impl Cuda {
     /// the SilverTorch "Bloom search" workload (`out = true`; the counts are then not
     /// computed), or only their popcounts (`out = false`, for `count`).
     pub fn bloom_masks(&self, ix: &Resident, plans: &[&Plan], out: bool) -> Result<(Option<DBuf<u64>>, DBuf<u64>)> {
-        let (pw, po) = self.upload_plans(plans)?;
+        let (pw, po) = self.upload_plans(ix, plans)?;
         let counts = self.dev.alloc::<u64>(plans.len())?;
         if !out {
             self.dev.fill_u32(counts.ptr(), 0, plans.len() * 2)?;
@@ -545,6 +556,12 @@ impl Backend for Cuda {
 
     fn name(&self) -> &'static str {
         "cuda"
+    }
+
+    /// Typed column terms are evaluated in the kernels (`plans::COL_TERM`) from the
+    /// resident columns: a per-query bound costs a few plan words, not a mask upload.
+    fn typed_terms(&self) -> bool {
+        true
     }
 
     /// A new stream and workspace (and rerank model cache) on the same context, sharing
@@ -636,7 +653,7 @@ impl Backend for Cuda {
             args.push(A::U64(words.ptr()));
             self.dev.launch("mask_gather", (npairs as u32, chunks, 1), 128, 0, &args)?;
         } else if npairs > 0 {
-            let (pw, po) = self.upload_plans(plans)?;
+            let (pw, po) = self.upload_plans(ix, plans)?;
             let mut args = pair_args(ix.planes.ptr());
             args.extend([ptr_or_null(ix.live.as_deref()), A::U64(pw.ptr()), A::U64(po.ptr()), A::U64(words.ptr())]);
             self.dev.launch("filter_mask", (npairs as u32, chunks, 1), 128, 0, &args)?;

@@ -4,7 +4,12 @@
 //! (Term: arg = offset of its record from the plan start; 1 And, 2 Or, 3 Not). A typed
 //! term (bound, [`Plan::bind`]) is the record `[MASK_TERM][m]`: its exact row mask, one
 //! u64 per 64-row word, starts `m` words after the plan start, at an even word of the
-//! buffer (8-byte aligned).
+//! buffer (8-byte aligned). An unbound typed column term (the executor leaves them
+//! unbound: `Backend::typed_terms`) is the record `[COL_TERM][m]` with u64 data at `m`:
+//! the column's device addresses (keys, presence bits, per-word min/max keys), N,
+//! `negate | null << 1 | nranges << 8`, then the test's inclusive key intervals
+//! (`cuda/common.cuh` `col_word`, `col_row`): a bound that changes per query costs its
+//! few words here, not a mask over every row.
 
 use crate::error::{Error, Result};
 use crate::filter::{Op, Plan};
@@ -15,6 +20,19 @@ const OR: u32 = 2 << 30;
 const NOT: u32 = 3 << 30;
 /// First word of a typed term's record (`MASK_TERM` in cuda/common.cuh).
 pub const MASK_TERM: u32 = u32::MAX;
+/// First word of an unbound typed column term's record (`COL_TERM` in cuda/common.cuh).
+pub const COL_TERM: u32 = u32::MAX - 1;
+
+/// A typed column resident on the device, as a [`COL_TERM`] record names it: addresses of
+/// its `[N]` u64 keys, `[ceil(N/64)]` presence bits, `[ceil(N/64), 2]` word min/max keys,
+/// and N.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DevColumn {
+    pub keys: u64,
+    pub present: u64,
+    pub word_range: u64,
+    pub n: u64,
+}
 
 /// Bit 31 of a query's plan offset: the plan passes everything (kernels skip filtering).
 pub const TRIVIAL_BIT: u32 = 1 << 31;
@@ -27,8 +45,15 @@ pub struct Encoded {
     pub offsets: Vec<u32>,
 }
 
-/// Encode `plans` (one per query). Queries sharing a `&Plan` share its record.
+/// Encode `plans` (one per query; typed terms bound). Queries sharing a `&Plan` share its record.
 pub fn encode(plans: &[&Plan]) -> Result<Encoded> {
+    encode_with(plans, &|_| None)
+}
+
+/// [`encode`] with unbound typed column terms as [`COL_TERM`] records over the device
+/// columns `cols` gives by name. Errors: an unbound typed term whose column `cols` lacks
+/// (or a presence test: those are always bound).
+pub fn encode_with(plans: &[&Plan], cols: &dyn Fn(&str) -> Option<DevColumn>) -> Result<Encoded> {
     let mut enc = Encoded::default();
     let mut seen: Vec<(*const Plan, u32)> = Vec::new();
     for &plan in plans {
@@ -38,7 +63,7 @@ pub fn encode(plans: &[&Plan]) -> Result<Encoded> {
             continue;
         }
         let off = u32::try_from(enc.words.len()).ok().filter(|&o| o < TRIVIAL_BIT).ok_or_else(|| Error::param("filters", "encoded filter plans exceed 2^31 words"))?;
-        encode_one(plan, &mut enc.words)?;
+        encode_one(plan, &mut enc.words, cols)?;
         let off = if plan.is_all() { off | TRIVIAL_BIT } else { off };
         seen.push((ptr, off));
         enc.offsets.push(off);
@@ -49,7 +74,7 @@ pub fn encode(plans: &[&Plan]) -> Result<Encoded> {
     Ok(enc)
 }
 
-fn encode_one(plan: &Plan, out: &mut Vec<u32>) -> Result<()> {
+fn encode_one(plan: &Plan, out: &mut Vec<u32>, cols: &dyn Fn(&str) -> Option<DevColumn>) -> Result<()> {
     let base = out.len();
     let nops = plan.ops.len();
     // The kernels' stacks hold 32 entries (filter::plan's MAX_DEPTH, enforced at compile).
@@ -65,6 +90,22 @@ fn encode_one(plan: &Plan, out: &mut Vec<u32>) -> Result<()> {
             return Err(Error::param("filters", "filter plan too large"));
         }
         term_off[i] = rel as u32;
+        if let (None, Some(crate::filter::TypedTest::Column { name, test })) = (&t.mask, t.typed.as_deref()) {
+            let c = cols(name).ok_or_else(|| Error::param("filters", format!("typed filter term on column {name:?} neither bound (Plan::bind) nor resident on the device")))?;
+            out.extend_from_slice(&[COL_TERM, 0]);
+            if out.len() % 2 == 1 {
+                out.push(0);
+            }
+            let m = out.len() - base;
+            if m >= 1 << 31 || test.ranges.len() >= 1 << 24 {
+                return Err(Error::param("filters", "filter plan too large"));
+            }
+            out[base + rel + 1] = m as u32;
+            let flags = test.negate as u64 | (test.null as u64) << 1 | (test.ranges.len() as u64) << 8;
+            let data = [c.keys, c.present, c.word_range, c.n, flags].into_iter().chain(test.ranges.iter().flat_map(|&(a, b)| [a, b]));
+            out.extend(data.flat_map(|x| [x as u32, (x >> 32) as u32]));
+            continue;
+        }
         if t.typed.is_some() {
             let mask = t.mask.as_ref().ok_or_else(|| Error::param("filters", "typed filter term not bound to the index (Plan::bind)"))?;
             out.extend_from_slice(&[MASK_TERM, 0]);
@@ -197,6 +238,77 @@ mod tests {
                 random_plan(rng, depth - 1, plan);
                 random_plan(rng, depth - 1, plan);
                 plan.ops.push(if k == 1 { Op::And } else { Op::Or });
+            }
+        }
+    }
+
+    /// Host mirror of `col_word` / `col_row` (cuda/common.cuh) over a COL_TERM record whose
+    /// addresses `mem` resolves: the record layout and the word rule checked against
+    /// `Column::word` / `Column::test` (the CPU reference) without a GPU.
+    fn col_eval(p: &[u32], t: &[u32], mem: &dyn Fn(u64) -> Vec<u64>, w: usize, row: Option<usize>) -> bool_or_word::R {
+        let d: Vec<u64> = p[t[1] as usize..].chunks(2).take(5).map(|c| c[0] as u64 | (c[1] as u64) << 32).collect();
+        let nr = (d[4] >> 8) as usize;
+        let ranges: Vec<(u64, u64)> = p[t[1] as usize + 10..].chunks(4).take(nr).map(|c| (c[0] as u64 | (c[1] as u64) << 32, c[2] as u64 | (c[3] as u64) << 32)).collect();
+        let (keys, pres, wr, n, neg, null) = (mem(d[0]), mem(d[1]), mem(d[2]), d[3] as usize, d[4] & 1 == 1, d[4] & 2 == 2);
+        let hit = |k: u64| ranges.iter().any(|&(a, b)| a <= k && k <= b) != neg;
+        if let Some(r) = row {
+            let has = pres[r / 64] >> (r % 64) & 1 == 1;
+            return bool_or_word::R::Row(if null { !has } else { has && hit(keys[r]) });
+        }
+        let p = pres[w];
+        if null {
+            return bool_or_word::R::Word(!p & crate::backend::cpu::range_bits(w, &(0..n)));
+        }
+        let (lo, hi) = (wr[2 * w], wr[2 * w + 1]);
+        let inside = ranges.iter().any(|&(a, b)| a <= lo && hi <= b);
+        let apart = ranges.iter().all(|&(a, b)| b < lo || hi < a);
+        bool_or_word::R::Word(if p == 0 { 0 } else if inside { if neg { 0 } else { p } } else if apart { if neg { p } else { 0 } } else { (0..64).filter(|&i| p >> i & 1 == 1 && hit(keys[w * 64 + i])).fold(0, |m, i| m | 1 << i) })
+    }
+    mod bool_or_word {
+        #[derive(Debug, PartialEq)]
+        pub enum R {
+            Word(u64),
+            Row(bool),
+        }
+    }
+
+    #[test]
+    fn column_terms_encode_the_test_and_the_device_columns() {
+        use crate::filter::TypedTest;
+        use crate::model::columns::{Column, KeyTest};
+        use crate::model::ColumnType;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        for n in [0usize, 1, 63, 64, 65, 300] {
+            // Clustered keys (so word min/max decide some words), 20% absent, 3 lists.
+            let keys: Vec<Option<u64>> = (0..n).map(|r| rng.random_bool(0.8).then(|| (r as u64 / 50) * 10 + rng.random_range(0..12))).collect();
+            let lists = [0, n as u64 / 3, n as u64 / 2, n as u64];
+            let col = Column::from_keys("x", ColumnType::Int, &keys, &lists);
+            let kv: Vec<u64> = (0..n).map(|i| col.values.key(i)).collect();
+            let wr: Vec<u64> = (0..col.word_range.len()).map(|i| col.word_range.key(i)).collect();
+            let mem = |a: u64| match a {
+                0x1000 => kv.clone(),
+                0x2000 => col.present.to_vec(),
+                _ => wr.clone(),
+            };
+            let dc = DevColumn { keys: 0x1000, present: 0x2000, word_range: 0x3000, n: n as u64 };
+            for _ in 0..40 {
+                let mut ranges: Vec<(u64, u64)> = (0..rng.random_range(0..4)).map(|_| { let a = rng.random_range(0..40); (a, a + rng.random_range(0..15)) }).collect();
+                ranges.sort_unstable();
+                let test = KeyTest { ranges, negate: rng.random_bool(0.3), null: rng.random_bool(0.15) };
+                let typed = Some(std::sync::Arc::new(TypedTest::Column { name: "x".into(), test: test.clone() }));
+                let plan = Plan { ops: vec![Op::Term(0)], terms: vec![Term { typed, ..Term::default() }] };
+                assert!(encode(&[&plan]).is_err(), "an unbound column term without device columns is refused");
+                let enc = encode_with(&[&plan], &|name| (name == "x").then_some(dc)).unwrap();
+                let p = &enc.words[..];
+                let t = &p[(p[1] & 0x3fff_ffff) as usize..];
+                assert_eq!(t[0], COL_TERM);
+                assert_eq!(t[1] % 2, 0, "data at an even word");
+                for w in 0..n.div_ceil(64) {
+                    assert_eq!(col_eval(p, t, &mem, w, None), bool_or_word::R::Word(col.word(&test, w)), "n {n} word {w} {test:?}");
+                }
+                for r in 0..n {
+                    assert_eq!(col_eval(p, t, &mem, 0, Some(r)), bool_or_word::R::Row(col.test(&test, r)), "n {n} row {r} {test:?}");
+                }
             }
         }
     }

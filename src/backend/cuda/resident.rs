@@ -48,6 +48,9 @@ pub struct Resident {
     /// Posting lists (`model::postings`), uploaded on the first posting search and kept
     /// for versions of the index that share the host lists.
     pub(crate) post: std::sync::Mutex<Option<DevPostings>>,
+    /// Typed columns as the kernels compare them (`plans::COL_TERM`), uploaded on the first
+    /// search with an unbound typed column term and kept for versions with equal columns.
+    pub(crate) cols: std::sync::Mutex<Option<Arc<DevColumns>>>,
     /// Largest list word count.
     pub(crate) max_nw: usize,
     /// rows_desc[i] = rows of the i-th largest list (descending).
@@ -64,7 +67,54 @@ pub(crate) struct DevPostings {
     pub(crate) rows: Arc<DBuf<u32>>,
 }
 
+/// The typed columns of an index on the device, per column: `[N]` order-preserving u64
+/// keys (`model::columns::Values::key`), `[ceil(N/64)]` presence bits and
+/// `[ceil(N/64), 2]` per-word min/max keys (buffers of at least one element).
+pub(crate) struct DevColumns {
+    pub(crate) by_name: Vec<(String, super::plans::DevColumn)>,
+    _bufs: Vec<DBuf<u64>>,
+}
+
+impl DevColumns {
+    fn upload(dev: &Dev, ix: &Index) -> Result<DevColumns> {
+        let (mut by_name, mut bufs) = (Vec::new(), Vec::new());
+        for c in ix.columns.cols.iter().filter(|c| c.len() == ix.len()) {
+            let n = c.len();
+            let words = n.div_ceil(64);
+            let keys = if n == 0 {
+                dev.alloc::<u64>(1)?
+            } else {
+                dev.upload_staged::<u64>(n, 1, |first, dst| dst.par_iter_mut().enumerate().for_each(|(i, k)| *k = c.values.key(first + i)))?
+            };
+            let present = if words == 0 { dev.alloc::<u64>(1)? } else { dev.upload(&c.present)? };
+            let ranges: Vec<u64> = (0..c.word_range.len()).map(|i| c.word_range.key(i)).collect();
+            let word_range = if ranges.is_empty() { dev.alloc::<u64>(1)? } else { dev.upload(&ranges)? };
+            by_name.push((c.name.clone(), super::plans::DevColumn { keys: keys.ptr(), present: present.ptr(), word_range: word_range.ptr(), n: n as u64 }));
+            bufs.extend([keys, present, word_range]);
+        }
+        // Searches on other lanes (streams) read these next: the copies must have landed.
+        dev.sync()?;
+        Ok(DevColumns { by_name, _bufs: bufs })
+    }
+
+    /// Column `name`'s device addresses.
+    pub(crate) fn get(&self, name: &str) -> Option<super::plans::DevColumn> {
+        self.by_name.iter().find(|(n, _)| n == name).map(|(_, c)| *c)
+    }
+}
+
 impl Resident {
+    /// The index's typed columns on the device (uploaded on first use, then kept).
+    pub(crate) fn columns(&self, dev: &Dev) -> Result<Arc<DevColumns>> {
+        let mut g = self.cols.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = g.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(DevColumns::upload(dev, &self.index)?);
+        *g = Some(c.clone());
+        Ok(c)
+    }
+
     /// The device rows of `host` (uploaded on first use, then kept).
     pub(crate) fn postings(&self, dev: &Dev, host: &Arc<crate::model::postings::Postings>) -> Result<Arc<DBuf<u32>>> {
         let mut g = self.post.lock().unwrap_or_else(|e| e.into_inner());
@@ -179,6 +229,8 @@ pub(crate) fn update(dev: &Dev, old: &Resident, index: &Arc<Index>, changed: &Ch
             (None, true) => Arc::new(dev.upload(&ix.attrs.values)?),
         },
         post: std::sync::Mutex::new(old.post.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+        // Typed updates change columns: those are uploaded again on their first use.
+        cols: std::sync::Mutex::new(old.cols.lock().unwrap_or_else(|e| e.into_inner()).clone().filter(|_| old.index.columns == ix.columns)),
         rows_desc: old.rows_desc.clone(),
         nw_desc: old.nw_desc.clone(),
         ..*old
@@ -310,6 +362,7 @@ pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
         emb,
         feats,
         post: Default::default(),
+        cols: Default::default(),
         rows_desc,
         nw_desc,
     })
