@@ -48,6 +48,9 @@ pub struct Resident {
     /// Posting lists (`model::postings`), uploaded on the first posting search and kept
     /// for versions of the index that share the host lists.
     pub(crate) post: std::sync::Mutex<Option<DevPostings>>,
+    /// `items.source_rows` `[N]` u64, uploaded by the first device-output search
+    /// ([`super::devio`]) and kept.
+    pub(crate) source_rows: std::sync::Mutex<Option<Arc<DBuf<u64>>>>,
     /// Largest list word count.
     pub(crate) max_nw: usize,
     /// rows_desc[i] = rows of the i-th largest list (descending).
@@ -179,6 +182,7 @@ pub(crate) fn update(dev: &Dev, old: &Resident, index: &Arc<Index>, changed: &Ch
             (None, true) => Arc::new(dev.upload(&ix.attrs.values)?),
         },
         post: std::sync::Mutex::new(old.post.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+        source_rows: Default::default(),
         rows_desc: old.rows_desc.clone(),
         nw_desc: old.nw_desc.clone(),
         ..*old
@@ -310,6 +314,7 @@ pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
         emb,
         feats,
         post: Default::default(),
+        source_rows: Default::default(),
         rows_desc,
         nw_desc,
     })
