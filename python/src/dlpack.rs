@@ -131,7 +131,8 @@ pub fn view(capsule: &Bound<'_, PyAny>) -> PyResult<View> {
         return Err(bad(format!("negative extent in shape {shape:?}")));
     }
     let (rows, dim) = if t.ndim == 1 { (1, shape[0] as usize) } else { (shape[0] as usize, shape[1] as usize) };
-    if let Some(st) = &strides {
+    // An empty tensor's strides mean nothing (producers write 0 or anything).
+    if let Some(st) = strides.as_ref().filter(|_| rows * dim > 0) {
         // Element strides of a row-major [rows, dim] tensor; extents of 1 do not move.
         let want: Vec<i64> = if t.ndim == 1 { vec![1] } else { vec![dim as i64, 1] };
         let ok = shape.iter().zip(st).zip(&want).all(|((&n, &s), &w)| n <= 1 || s == w);
