@@ -101,6 +101,7 @@ def torch_checks(index, q, f, out_dir, vectors_path):
         for filt in (None, fb):
             x = qt[:B].to(dtype)
             s, rows = index.search(x, K, filt, zero_copy=True if cuda else None)
+            s, rows = torch.as_tensor(s), torch.as_tensor(rows)  # numpy for CPU tensors (smoke test)
             sync()
             ws, wr = index.search(x.float().cpu().numpy(), K, filt)
             on_dev = s.device == x.device and rows.device == x.device
