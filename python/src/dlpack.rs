@@ -199,6 +199,7 @@ unsafe extern "C" fn capsule_destructor(cap: *mut ffi::PyObject) {
 
 /// A `dltensor` capsule for the `[rows, cols]` row-major tensor at device address `ptr`
 /// (`code`/`bits`: its DLPack dtype) on CUDA device `device`, kept alive by `keep`.
+#[allow(clippy::too_many_arguments)]
 pub fn export<'py>(py: Python<'py>, keep: std::sync::Arc<dyn Send + Sync>, ptr: u64, rows: usize, cols: usize, float: bool, bits: u8, device: i32) -> PyResult<Bound<'py, PyAny>> {
     let owner = Box::into_raw(Box::new(Owner { _keep: keep, shape: [rows as i64, cols as i64] }));
     // SAFETY: `owner` is a fresh box; `shape` lives as long as the managed tensor.
