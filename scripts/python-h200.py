@@ -1,15 +1,8 @@
-"""The Python package on a GPU host (run by scripts/python-h200.sh, which installs the wheel
-and builds the indexes). For each index given:
+"""The Python package on a GPU host (run by scripts/python-h200.sh, which installs the wheel,
+builds the index and runs the CLI on it). Prints one RESULT/FAIL line per check and writes
+python-h200.json (and the profiler traces) into OUT.
 
-1. identity: Index.load(device="cuda").search == `silica search --backend cuda` (rows, ids,
-   scores, bit for bit);
-2. QPS from Python at B=256 (numpy in, numpy out), the same loop `silica eval --batch 256`
-   times (same queries, filters, k, default nprobe), against the figure `silica eval` printed;
-3. torch: IndexModule on CUDA tensors in and out (time per call split into the copies and
-   the search, torch.profiler's memcpy events), IndexModule at the end of a toy two-tower
-   model, and concurrent searches from 4 threads (the GIL is released).
-
-    python3 scripts/python-h200.py OUT NAME INDEX QUERIES.npy FILTERS.jsonl CLI_RESULTS.jsonl EVAL.json [NAME ...]
+    python3 scripts/python-h200.py OUT INDEX QUERIES.npy MIX.jsonl CLI_RESULTS.jsonl RUST_EVAL.json VECTORS.npy
 """
 
 import json
@@ -23,17 +16,24 @@ import numpy as np
 import silica
 
 B, K = 256, 10
+report = {"silica": silica.__version__, "devices": silica.devices()}
+
+
+def say(ok, name, detail):
+    print(f"{'RESULT' if ok else 'FAIL'} {name}: {detail}", flush=True)
+    report.setdefault("checks", {})[name] = {"ok": bool(ok), "detail": detail}
 
 
 def filters_of(path):
-    return [json.loads(l).get("filter") or "" for l in open(path).read().splitlines()]
+    return [json.loads(line).get("filter") or "" for line in open(path).read().splitlines()]
 
 
-def python_qps(index, q, f, secs=2.0):
+def qps(search, q, f, secs=3.0, sync=lambda: None):
     """The loop of eval::measure_qps: all queries in batches of B, passes for >= secs."""
     def one_pass():
         for s in range(0, len(q), B):
-            index.search(q[s:s + B], K, f[s:s + B] if f else None)
+            search(q[s:s + B], f[s:s + B] if f else None)
+        sync()
     one_pass()
     t0, passes = time.perf_counter(), 0
     while time.perf_counter() - t0 < secs:
@@ -42,14 +42,14 @@ def python_qps(index, q, f, secs=2.0):
     return passes * len(q) / (time.perf_counter() - t0)
 
 
-def threaded_qps(index, q, f, threads=4, secs=2.0):
+def threaded_qps(index, q, threads=4, secs=2.0):
     stop = time.perf_counter() + secs
     counts = [0] * threads
 
     def work(t):
         while time.perf_counter() < stop:
             for s in range(0, len(q), B):
-                index.search(q[s:s + B], K, f[s:s + B] if f else None)
+                index.search(q[s:s + B], K)
                 counts[t] += min(B, len(q) - s)
 
     ts = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
@@ -59,39 +59,85 @@ def threaded_qps(index, q, f, threads=4, secs=2.0):
     return sum(counts) / (time.perf_counter() - t0)
 
 
-def identity(index, q, f, cli_path):
-    cli = [json.loads(l) for l in open(cli_path).read().splitlines()]
-    scores, rows = index.search(q, K, f or None)
+def identity_vs_cli(index, q, f, cli_path):
+    cli = [json.loads(line) for line in open(cli_path).read().splitlines()]
+    scores, rows = index.search(q[:len(cli)], K, f[:len(cli)])
     ids = index.ids(rows)
     bad = 0
     for i, r in enumerate(cli):
         n = len(r["rows"])
         same = rows[i, :n].tolist() == r["rows"] and ids[i][:n] == r["ids"] and scores[i, :n].tolist() == [float(np.float32(s)) for s in r["scores"]]
         bad += not same
-    return {"queries": len(cli), "differing": bad}
+    say(bad == 0 and len(cli) > 0, "identity numpy == silica search (filtered mix)", f"{len(cli)} queries, {bad} differ")
 
 
-def torch_checks(index, q, f):
+def memcpys(trace_path):
+    """(name, bytes) of every GPU memcpy in a chrome trace of torch.profiler."""
+    ev = json.load(open(trace_path)).get("traceEvents", [])
+    return [(e.get("name", ""), int((e.get("args") or {}).get("bytes", -1))) for e in ev if e.get("cat") == "gpu_memcpy"]
+
+
+def torch_checks(index, q, f, out_dir, vectors_path):
     import torch
+    import torch.nn.functional as F
     import silica.torch as st
+    from torch.profiler import ProfilerActivity, profile
 
-    out = {}
-    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # cpu: a smoke test
-    out["device"] = str(dev)
+    cuda = torch.cuda.is_available() and index.device == "cuda"
+    dev = torch.device("cuda" if cuda else "cpu")
+    r = {"device": str(dev)}
 
     def sync():
-        if dev.type == "cuda":
+        if cuda:
             torch.cuda.synchronize()
-    mod = st.IndexModule(index, k=K)
-    qt = torch.from_numpy(q[:B].copy()).to(dev)
-    fb = f[:B] if f else None
-    scores, rows = mod(qt, fb)
-    sync()
-    ref_s, ref_r = index.search(q[:B], K, fb)
-    out["outputs_on_input_device"] = scores.device == qt.device and rows.device == qt.device
-    out["cuda_matches_numpy"] = bool(np.array_equal(rows.cpu().numpy(), ref_r) and np.array_equal(scores.cpu().numpy(), ref_s))
 
-    # Where the time of one call goes: D2H of the queries, the search, H2D of the results.
+    qt = torch.from_numpy(q).to(dev)
+    fb = f[:B] if f else None
+
+    # 1. In place == the numpy path, bit for bit (f32; f16 / bf16 against the numpy path of the
+    # same converted values); unfiltered and the filtered mix (the planner's routes, widening).
+    bad = []
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        for filt in (None, fb):
+            x = qt[:B].to(dtype)
+            s, rows = index.search(x, K, filt, zero_copy=True if cuda else None)
+            s, rows = torch.as_tensor(s), torch.as_tensor(rows)  # numpy for CPU tensors (smoke test)
+            sync()
+            ws, wr = index.search(x.float().cpu().numpy(), K, filt)
+            on_dev = s.device == x.device and rows.device == x.device
+            if not (on_dev and np.array_equal(rows.cpu().numpy(), wr) and np.array_equal(s.cpu().numpy(), ws)):
+                bad.append(f"{dtype} {'filtered' if filt else 'unfiltered'}")
+    say(not bad, "torch in place == numpy (f32/f16/bf16 x unfiltered/filtered)", "all equal" if not bad else f"differ: {bad}")
+
+    # 2. No copy of the query or result size on the in-place path (the host-copy path, traced
+    # the same way, shows both directions).
+    qbytes, rbytes = B * index.dim * 4, B * K * 4
+    small = min(qbytes, rbytes)
+    x = qt[:B].contiguous()
+    for mode, zc in (("in_place", True), ("host_copy", False)):
+        if not cuda and zc:
+            continue
+        fn = lambda: index.search(x, K, zero_copy=zc)  # noqa: E731
+        fn()
+        sync()
+        path = f"{out_dir}/trace-{mode}.json"
+        try:
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                for _ in range(5):
+                    fn()
+                sync()
+            prof.export_chrome_trace(path)
+            m = memcpys(path)
+            big = [c for c in m if c[1] >= small]
+            r[f"memcpy_{mode}"] = {"count": len(m), "bytes": sorted({b for _, b in m}), "at_least_result_size": big[:20]}
+        except Exception as e:  # profiler unavailable: the timings below still tell
+            r[f"memcpy_{mode}"] = f"unavailable: {e}"
+    mi = r.get("memcpy_in_place")
+    if isinstance(mi, dict):
+        hc = r.get("memcpy_host_copy")
+        say(not mi["at_least_result_size"], "profiler: no memcpy >= result size in place",
+            f"in place {mi['count']} copies of sizes {mi['bytes']} over 5 calls; host copy path: {hc if isinstance(hc, str) else len(hc['at_least_result_size'])} large copies (query {qbytes} B, results {rbytes}+{2 * rbytes} B)")
+
     def timed(fn, n=50):
         fn()
         sync()
@@ -101,22 +147,16 @@ def torch_checks(index, q, f):
         sync()
         return (time.perf_counter() - t0) / n * 1e3
     host = q[:B].copy()
-    out["ms_module_cuda_in_out"] = timed(lambda: mod(qt, fb))
-    out["ms_search_numpy"] = timed(lambda: index.search(host, K, fb))
-    out["ms_copy_queries_d2h"] = timed(lambda: qt.cpu())
-    out["ms_copy_results_h2d"] = timed(lambda: (torch.from_numpy(ref_s).to(dev), torch.from_numpy(ref_r).to(dev)))
-    try:
-        from torch.profiler import ProfilerActivity, profile
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            mod(qt, fb)
-            sync()
-        mem = [e for e in prof.key_averages() if "memcpy" in e.key.lower() or "Memcpy" in e.key]
-        out["profiler_memcpy"] = {e.key: e.count for e in mem}
-    except Exception as e:  # profiler unavailable: the timing above still tells
-        out["profiler_memcpy"] = f"unavailable: {e}"
+    r["ms_in_place"] = timed(lambda: index.search(x, K)) if cuda else None
+    r["ms_host_copy"] = timed(lambda: index.search(x, K, zero_copy=False))
+    r["ms_numpy"] = timed(lambda: index.search(host, K))
+    r["ms_copy_queries_d2h"] = timed(lambda: x.cpu())
+    say(True, "ms per B=256 call", f"in place {r['ms_in_place']}, host copy {r['ms_host_copy']:.3f}, numpy {r['ms_numpy']:.3f}, queries D2H alone {r['ms_copy_queries_d2h']:.3f}")
 
-    # A toy two-tower model ending in retrieval: user features -> user tower -> index.
+    # 3. A toy two-tower model ending in retrieval: forward, loss over the retrieved items'
+    # embeddings (the item tower: the catalog's vectors), backward through the user tower.
     d = index.dim
+    items = torch.from_numpy(np.load(vectors_path, mmap_mode="r")[:].astype(np.float16)).to(dev)
 
     class TwoTower(torch.nn.Module):
         def __init__(self):
@@ -125,48 +165,68 @@ def torch_checks(index, q, f):
             self.retrieve = st.IndexModule(index, k=K)
 
         def forward(self, feats, filters=None):
-            u = torch.nn.functional.normalize(self.user(feats), dim=-1)
-            return self.retrieve(u, filters)
+            u = F.normalize(self.user(feats), dim=-1)
+            scores, rows = self.retrieve(u, filters)
+            return u, scores, rows
 
-    m = TwoTower().to(dev).eval()
+    m = TwoTower().to(dev)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
     feats = torch.randn(B, 32, device=dev)
+    u, s2, r2 = m(feats, fb)
+    valid = r2 >= 0
+    cand = items[r2.clamp(min=0)].float()                     # [B, K, D]
+    logits = (u.unsqueeze(1) * cand).sum(-1).masked_fill(~valid, float("-inf"))
+    loss = F.cross_entropy(logits, torch.zeros(B, dtype=torch.long, device=dev))
+    opt.zero_grad()
+    loss.backward()
+    g = [p.grad for p in m.user.parameters()]
+    grads_ok = all(t is not None and bool(torch.isfinite(t).all()) for t in g) and any(float(t.abs().sum()) > 0 for t in g)
+    opt.step()
+    es, er = index.search(u.detach().cpu().numpy(), K, fb)
+    same = bool(np.array_equal(r2.cpu().numpy(), er))
+    r["two_tower"] = {"loss": float(loss), "grads_ok": grads_ok, "rows_match_numpy": same, "outputs_on": str(r2.device), "requires_grad_scores": bool(s2.requires_grad)}
     with torch.no_grad():
-        s2, r2 = m(feats)
-        u = torch.nn.functional.normalize(m.user(feats), dim=-1).cpu().numpy()
-    es, er = index.search(u, K)
-    out["two_tower_ok"] = bool(s2.shape == (B, K) and r2.device == feats.device and np.array_equal(r2.cpu().numpy(), er))
-    out["two_tower_ms"] = timed(lambda: m(feats), n=20)
-    return out
+        r["two_tower_forward_ms"] = timed(lambda: m(feats), n=20)
+    say(grads_ok and same and r2.device == feats.device, "two-tower forward + backward", json.dumps(r["two_tower"]))
+
+    # 4. QPS with torch tensors in and out.
+    r["torch_qps_b256"] = qps(lambda a, b: index.search(a, K, b), qt, [], sync=sync)
+    return r
 
 
 def main():
-    out_dir, args = sys.argv[1], sys.argv[2:]
-    report = {"silica": silica.__version__, "devices": silica.devices()}
-    for i in range(0, len(args), 6):
-        name, path, qpath, fpath, cli, evalj = args[i:i + 6]
-        ix = silica.Index.load(path, device=os.environ.get("SILICA_PY_DEVICE", "cuda"))
-        q = np.load(qpath).astype(np.float32)
-        f = filters_of(fpath)
-        f = f if any(f) else []
-        r = {"index": repr(ix), "queries": len(q)}
-        r["identity_vs_cli"] = identity(ix, q, f, cli)
-        rust = json.load(open(evalj))
-        r["rust_eval_qps_b256"] = rust["qps"]
-        r["python_qps_b256"] = python_qps(ix, q, f)
-        r["python_over_rust"] = r["python_qps_b256"] / rust["qps"]
-        r["python_qps_b256_4_threads"] = threaded_qps(ix, q, f)
-        try:
-            import torch
-            r["torch"] = torch_checks(ix, q, f)
-        except ImportError as e:
-            r["torch"] = f"torch not importable: {e}"
-        except Exception as e:
-            r["torch"] = f"FAILED: {type(e).__name__}: {e}"
-        report[name] = r
-        print(f"{name}: identity {r['identity_vs_cli']}, QPS python {r['python_qps_b256']:.0f} vs rust {rust['qps']:.0f} "
-              f"(ratio {r['python_over_rust']:.3f}), 4 threads {r['python_qps_b256_4_threads']:.0f}")
-        print(f"{name}: torch {json.dumps(r['torch'])}")
-    json.dump(report, open(f"{out_dir}/python-h200.json", "w"), indent=1)
+    out_dir, path, qpath, mix, cli, evalj, vectors = sys.argv[1:8]
+    device = os.environ.get("SILICA_PY_DEVICE", "cuda")
+    ix = silica.Index.load(path, device=device)
+    q = np.load(qpath).astype(np.float32)
+    f = filters_of(mix)
+    report["index"] = repr(ix)
+    identity_vs_cli(ix, q, f, cli)
+    try:
+        rust = json.load(open(evalj))["qps"]
+    except Exception as e:
+        rust = None
+        say(False, "rust eval", f"no QPS: {e}")
+    py = qps(lambda a, b: ix.search(a, K), q, [])
+    report.update(rust_eval_qps_b256=rust, python_numpy_qps_b256=py)
+    if rust:
+        say(0.9 <= py / rust <= 1.1, "QPS numpy in/out vs rust eval at B=256", f"python {py:.0f} vs rust {rust:.0f} (ratio {py / rust:.3f})")
+    report["python_qps_b256_4_threads"] = threaded_qps(ix, q)
+    say(True, "QPS numpy, 4 threads", f"{report['python_qps_b256_4_threads']:.0f}")
+    try:
+        import torch  # noqa: F401
+        t = torch_checks(ix, q, f, out_dir, vectors)
+        report["torch"] = t
+        if rust:
+            say(0.9 <= t["torch_qps_b256"] / rust <= 1.1, "QPS torch CUDA in/out (in place) vs rust eval at B=256",
+                f"python {t['torch_qps_b256']:.0f} vs rust {rust:.0f} (ratio {t['torch_qps_b256'] / rust:.3f})")
+    except ImportError as e:
+        say(False, "torch", f"not importable: {e}")
+    except Exception as e:
+        import traceback
+        traceback.print_exc()
+        say(False, "torch", f"{type(e).__name__}: {e}")
+    json.dump(report, open(f"{out_dir}/python-h200.json", "w"), indent=1, default=str)
 
 
 if __name__ == "__main__":

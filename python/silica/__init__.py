@@ -18,7 +18,7 @@ Bloom filter -> IVF probe -> int8 scan + top-K0 -> rerank -> top-k.
 from ._errors import (AttributesError, BackendError, CountMismatchError, DimensionError, FilterError, FormatError,
                       InvalidParameter, ItemNotFound, NonFiniteError, OutOfRangeError, ServerError, SilicaError,
                       SilicaIOError, UpdateError, WalCorruptError)
-from ._index import Index
+from ._index import DeviceArray, Index
 from ._silica import __version__
 from ._silica import devices as _devices
 from .client import Client
@@ -30,6 +30,6 @@ def devices():
     return [dict(backend=b, name=n, details=d, auto=a) for b, n, d, a in _devices()]
 
 
-__all__ = ["Index", "Client", "devices", "SilicaError", "InvalidParameter", "DimensionError", "NonFiniteError",
+__all__ = ["Index", "DeviceArray", "Client", "devices", "SilicaError", "InvalidParameter", "DimensionError", "NonFiniteError",
            "OutOfRangeError", "AttributesError", "CountMismatchError", "FilterError", "UpdateError", "ItemNotFound",
            "FormatError", "WalCorruptError", "SilicaIOError", "BackendError", "ServerError", "__version__"]

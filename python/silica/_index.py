@@ -15,6 +15,48 @@ def _is_torch(x):
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")
 
 
+# DLPack device types (dlpack.h DLDeviceType).
+_KDL_CPU, _KDL_CUDA, _KDL_CUDA_HOST, _KDL_CUDA_MANAGED = 1, 2, 3, 13
+
+
+def _dlpack_device(x):
+    """``(device_type, device_id)`` of a DLPack producer other than a numpy array (a torch
+    tensor, a CuPy or JAX array, anything with ``__dlpack__`` and ``__dlpack_device__``),
+    else ``None``."""
+    if isinstance(x, np.ndarray) or not hasattr(x, "__dlpack__") or not hasattr(x, "__dlpack_device__"):
+        return None
+    t, i = x.__dlpack_device__()
+    return int(t), int(i)
+
+
+def _rows_of(x):
+    shape = tuple(getattr(x, "shape", ()))
+    return shape[0] if len(shape) == 2 else 1
+
+
+class DeviceArray:
+    """A CUDA search result for DLPack consumers other than torch (``cupy.from_dlpack(a)``,
+    ``jax.dlpack.from_dlpack(a)``): float32 scores or int64 rows ``[B, k]`` in device memory
+    silica allocated, freed when the consumer's array is. Exported once; ready on the legacy
+    default stream (torch inputs get torch tensors instead, ready on torch's current stream).
+    """
+
+    def __init__(self, capsule, device_id, shape, dtype):
+        self._capsule, self._device, self.shape, self.dtype = capsule, device_id, shape, dtype
+
+    def __dlpack__(self, stream=None, **kwargs):
+        if self._capsule is None:
+            raise BufferError("this silica.DeviceArray was already exported")
+        c, self._capsule = self._capsule, None
+        return c
+
+    def __dlpack_device__(self):
+        return (_KDL_CUDA, self._device)
+
+    def __repr__(self):
+        return f"silica.DeviceArray(shape={self.shape}, dtype={self.dtype}, device=cuda:{self._device})"
+
+
 def as_matrix(x, what, dim=None):
     """``x`` (numpy array of any float dtype, torch tensor, nested lists) as a C-contiguous
     float32 ``[N, D]`` array; a 1-D vector becomes ``[1, D]``. Raises DimensionError for a
@@ -175,12 +217,25 @@ class Index:
 
     # ---- searching --------------------------------------------------------------------
 
-    def search(self, queries, k, filter=None, *, nprobe=None, k0=None, rerank=None, task_weights=None):
+    def search(self, queries, k, filter=None, *, nprobe=None, k0=None, rerank=None, task_weights=None, zero_copy=None):
         """Top-``k`` items for each query, best first.
 
-        queries: ``[B, D]`` (or ``[D]``) float array or CPU tensor (see :mod:`silica.torch`
-            for CUDA tensors). filter: ``None``, one filter string for every query, or a list
-            of B strings (``""``/``None`` = none), in the filter language of the README.
+        queries: ``[B, D]`` (or ``[D]``) numpy array of any float dtype, nested lists, a torch
+            tensor, or any DLPack producer (``__dlpack__``). filter: ``None``, one filter
+            string for every query, or a list of B strings (``""``/``None`` = none), in the
+            filter language of the README.
+
+        CUDA tensors (torch, or any DLPack producer on kDLCUDA), C-contiguous float32,
+        float16 or bfloat16: with an index loaded on that GPU (``device="cuda"``, no updates
+        yet) they are searched in place, without a host copy either way: the queries are
+        read from the tensor's memory (validated and quantized on the device, same bits as
+        the host path) and the results are written to device memory returned as torch
+        tensors on the input's device (``torch.from_dlpack`` of capsules silica exports;
+        other producers get :class:`DeviceArray`). The search is ordered after the work
+        queued so far on torch's current stream, and work queued there afterwards sees the
+        results. Otherwise (an index on the CPU or wgpu, or with updates) they take one host
+        copy each way. ``zero_copy``: ``None`` (default) in place when possible, ``True``
+        in place or BackendError, ``False`` always through the host.
         nprobe: lists probed (default: the index's calibrated value); k0: candidates the int8
             scan keeps for rerank (default max(4k, 64) with refine); rerank: ``"none"``,
             ``"refine"``, ``"model"`` or ``None`` (refine when the index stores embeddings);
@@ -190,12 +245,49 @@ class Index:
         0-based rows of the vectors the index was built from (items added later get new
         numbers), ``-1`` with score ``-inf`` where fewer than k items pass the filter.
         """
-        q = as_matrix(queries, "queries", self.dim)
         k = _count("k", k, optional=False)
         if rerank not in _RERANK:
             raise _errors.InvalidParameter(f"invalid parameter `rerank`: unknown mode {rerank!r}; expected none, refine, model or auto", field="rerank")
         tw = None if task_weights is None else [float(w) for w in task_weights]
-        return self._core.search(q, k, _filters(filter, q.shape[0]), _count("nprobe", nprobe), _count("k0", k0), rerank, tw)
+        opts = (_count("nprobe", nprobe), _count("k0", k0), rerank, tw)
+        dl = _dlpack_device(queries)
+        if dl is not None and dl[0] in (_KDL_CUDA, _KDL_CUDA_MANAGED):
+            return self._search_cuda(queries, k, filter, opts, zero_copy, dl[1])
+        if dl is not None and not _is_torch(queries):
+            # A host DLPack producer (not numpy): read in place.
+            cap = queries.__dlpack__()
+            return self._core.search_dlpack(cap, k, _filters(filter, _rows_of(queries)), *opts, 0)
+        q = as_matrix(queries, "queries", self.dim)
+        return self._core.search(q, k, _filters(filter, q.shape[0]), *opts)
+
+    def _search_cuda(self, x, k, filter, opts, zero_copy, device_id):
+        torch_in = _is_torch(x)
+        if zero_copy is not False and (zero_copy or self._core.device_ordinal() is not None):
+            if torch_in:
+                import torch
+                import torch.utils.dlpack
+                t = x.detach()
+                if t.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+                    raise _errors.InvalidParameter(f"queries: expected float32, float16 or bfloat16 elements, got {t.dtype} (convert with .float())", field="queries")
+                stream = torch.cuda.current_stream(t.device).cuda_stream
+                cap = torch.utils.dlpack.to_dlpack(t)
+            else:
+                stream = 0  # __dlpack__() without a stream: ready on the legacy default stream
+                cap = x.__dlpack__()
+            b = _rows_of(x)
+            s, r = self._core.search_dlpack(cap, k, _filters(filter, b), *opts, stream)
+            del cap  # borrowed for the search only (the producer's capsule frees itself)
+            if torch_in:
+                return torch.from_dlpack(s), torch.from_dlpack(r)
+            return DeviceArray(s, device_id, (b, k), "float32"), DeviceArray(r, device_id, (b, k), "int64")
+        if not torch_in:
+            raise _errors.BackendError("queries: CUDA arrays other than torch tensors are searched in place only (an index on their cuda device, zero_copy not False)", backend="cuda")
+        # One host copy each way (synchronizes torch's current stream: the producer is done).
+        q = x.detach().float().cpu().numpy()
+        s, r = self._core.search(as_matrix(q, "queries", self.dim), k, _filters(filter, q.shape[0] if q.ndim == 2 else 1), *opts)
+        import torch
+        dev = x.device
+        return torch.from_numpy(s).to(dev), torch.from_numpy(r).to(dev)
 
     def ids(self, rows):
         """External ids of ``rows`` (any shape of ints, e.g. a search's ``rows``), as nested

@@ -3,7 +3,8 @@
 //! write-ahead log, same snapshot swap). `silica.Index` (Python) wraps it.
 
 use crate::view::{id_at, values_at, RowMap, View};
-use crate::{api_error, error};
+use crate::{api_error, dlpack, error};
+use silica::backend::cuda::{Cuda, DType, DeviceQueries, DeviceResults};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -187,7 +188,92 @@ fn build_index(data: Vec<f32>, rows: usize, dim: usize, jsonl: Vec<u8>, p: Build
     Ok(index)
 }
 
+/// Search settings besides k and the filters.
+struct SearchArgs {
+    nprobe: Option<usize>,
+    k0: Option<usize>,
+    rerank: Option<String>,
+    task_weights: Option<Vec<f32>>,
+}
+
+type Answer<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>);
+
 impl Core {
+    /// Search host queries `q` (`[b, d]` f32) with the GIL released: numpy scores and rows.
+    #[allow(clippy::too_many_arguments)]
+    fn host_search<'py>(&self, py: Python<'py>, view: Arc<View>, q: Vec<f32>, b: usize, d: usize, k: usize, filters: Vec<String>, a: SearchArgs) -> PyResult<Answer<'py>> {
+        if d != view.main().dim {
+            return Err(error(Error::Dimension { what: "queries".into(), expected: view.main().dim, got: d }));
+        }
+        if k == 0 {
+            return Err(error(Error::param("k", "must be at least 1")));
+        }
+        let rerank = parse_rerank(a.rerank.as_deref()).map_err(error)?;
+        let (nprobe, k0, task_weights) = (a.nprobe, a.k0, a.task_weights);
+        let (scores, rows) = py
+            .detach(move || -> silica::Result<(Vec<f32>, Vec<i64>)> {
+                let compiled = self.compile_filters(&view, &filters, b)?;
+                let params = SearchParams { k, nprobe, k0, rerank, task_weights };
+                let res = view.search(&SearchRequest { queries: &q, filters: &compiled, params })?;
+                let mut scores = vec![f32::NEG_INFINITY; b * k];
+                let mut rows = vec![-1i64; b * k];
+                for (i, r) in res.iter().enumerate() {
+                    for (j, (&row, &s)) in r.rows.iter().zip(&r.scores).take(k).enumerate() {
+                        rows[i * k + j] = row as i64;
+                        scores[i * k + j] = s;
+                    }
+                }
+                Ok((scores, rows))
+            })
+            .map_err(error)?;
+        let scores = Array2::from_shape_vec((b, k), scores).expect("b * k scores").into_pyarray(py);
+        let rows = Array2::from_shape_vec((b, k), rows).expect("b * k rows").into_pyarray(py);
+        Ok((scores, rows))
+    }
+
+    /// The device path of `search_dlpack`: in place on the index's GPU, results exported.
+    #[allow(clippy::too_many_arguments)]
+    fn device_search<'py>(&self, py: Python<'py>, view: Arc<View>, v: &dlpack::View, k: usize, filters: Vec<String>, a: SearchArgs, stream: u64) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let exec = match view.as_ref() {
+            View::Static { exec, .. } => exec.as_any().and_then(|x| x.downcast_ref::<graph::Executor<Cuda>>()),
+            View::Served(_) => None,
+        };
+        let Some(exec) = exec else {
+            let why = if matches!(view.as_ref(), View::Served(_)) { "an index with updates merges its segments on the host".to_string() } else { format!("this index is on {}", view.backend_name()) };
+            return Err(error(Error::backend("cuda", format!("CUDA queries are searched in place only by an index loaded on one cuda device without updates ({why}); copy them to the host (tensor.cpu()) or pass zero_copy=False"))));
+        };
+        if k == 0 {
+            return Err(error(Error::param("k", "must be at least 1")));
+        }
+        if v.device_id < 0 {
+            return Err(error(Error::param("queries", format!("bad CUDA device id {}", v.device_id))));
+        }
+        let rerank = parse_rerank(a.rerank.as_deref()).map_err(error)?;
+        let dq = DeviceQueries {
+            ptr: v.ptr,
+            rows: v.rows,
+            dim: v.dim,
+            dtype: match v.elem {
+                dlpack::Elem::F32 => DType::F32,
+                dlpack::Elem::F16 => DType::F16,
+                dlpack::Elem::BF16 => DType::BF16,
+            },
+        };
+        let (b, device) = (v.rows, v.device_id as usize);
+        let params = SearchParams { k, nprobe: a.nprobe, k0: a.k0, rerank, task_weights: a.task_weights };
+        let res = py
+            .detach(|| -> silica::Result<DeviceResults> {
+                let compiled = self.compile_filters(&view, &filters, b)?;
+                exec.search_device(&dq, device, &compiled, &params, stream)
+            })
+            .map_err(error)?;
+        let (sp, rp, ord) = (res.scores, res.rows, res.ordinal as i32);
+        let keep: Arc<dyn Send + Sync> = Arc::new(res);
+        let scores = dlpack::export(py, keep.clone(), sp, b, k, true, 32, ord)?;
+        let rows = dlpack::export(py, keep, rp, b, k, false, 64, ord)?;
+        Ok((scores, rows))
+    }
+
     /// `text` compiled against `view`'s dictionary, from the cache when it holds it.
     fn compiled(&self, view: &Arc<View>, text: &str) -> silica::Result<silica::Filter> {
         {
@@ -362,33 +448,54 @@ impl Core {
         let view = self.view(py);
         let shape = queries.shape();
         let (b, d) = (shape[0], shape[1]);
-        if d != view.main().dim {
-            return Err(error(Error::Dimension { what: "queries".into(), expected: view.main().dim, got: d }));
-        }
-        if k == 0 {
-            return Err(error(Error::param("k", "must be at least 1")));
-        }
         let q = queries.as_slice().map_err(|_| error(Error::param("queries", "must be C-contiguous")))?.to_vec();
-        let rerank = parse_rerank(rerank.as_deref()).map_err(error)?;
-        let (scores, rows) = py
-            .detach(move || -> silica::Result<(Vec<f32>, Vec<i64>)> {
-                let compiled = self.compile_filters(&view, &filters, b)?;
-                let params = SearchParams { k, nprobe, k0, rerank, task_weights };
-                let res = view.search(&SearchRequest { queries: &q, filters: &compiled, params })?;
-                let mut scores = vec![f32::NEG_INFINITY; b * k];
-                let mut rows = vec![-1i64; b * k];
-                for (i, r) in res.iter().enumerate() {
-                    for (j, (&row, &s)) in r.rows.iter().zip(&r.scores).take(k).enumerate() {
-                        rows[i * k + j] = row as i64;
-                        scores[i * k + j] = s;
-                    }
-                }
-                Ok((scores, rows))
-            })
-            .map_err(error)?;
-        let scores = Array2::from_shape_vec((b, k), scores).expect("b * k scores").into_pyarray(py);
-        let rows = Array2::from_shape_vec((b, k), rows).expect("b * k rows").into_pyarray(py);
-        Ok((scores, rows))
+        self.host_search(py, view, q, b, d, k, filters, SearchArgs { nprobe, k0, rerank, task_weights })
+    }
+
+    /// The GPU ordinal when [`Core::search_dlpack`] searches CUDA tensors in place here:
+    /// an index without updates (the serving store merges segments on the host) opened
+    /// on one cuda device; else `None` (callers copy through the host).
+    fn device_ordinal(&self, py: Python<'_>) -> Option<usize> {
+        match self.view(py).as_ref() {
+            View::Static { exec, .. } => exec.as_any()?.downcast_ref::<graph::Executor<Cuda>>().map(|e| e.backend().ordinal()),
+            View::Served(_) => None,
+        }
+    }
+
+    /// Search the DLPack tensor in `capsule` (`[B, D]` or `[D]`, C-contiguous f32 / f16 /
+    /// bf16; borrowed, not consumed). Host memory (kDLCPU, kDLCUDAHost): read in place,
+    /// returns numpy arrays as `search`. Device memory (kDLCUDA): searched in place on the
+    /// index's GPU (see `device_ordinal`), ordered after the work submitted so far to
+    /// `stream` (a CUstream handle; 0: legacy default), and the results, scores f32
+    /// `[B, k]` and rows i64 `[B, k]`, stay on the device: returns two `dltensor` capsules,
+    /// ready on `stream`.
+    #[pyo3(signature = (capsule, k, filters, nprobe, k0, rerank, task_weights, stream))]
+    #[allow(clippy::too_many_arguments)]
+    fn search_dlpack<'py>(
+        &self,
+        py: Python<'py>,
+        capsule: &Bound<'py, PyAny>,
+        k: usize,
+        filters: Vec<String>,
+        nprobe: Option<usize>,
+        k0: Option<usize>,
+        rerank: Option<String>,
+        task_weights: Option<Vec<f32>>,
+        stream: u64,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let v = dlpack::view(capsule)?;
+        let view = self.view(py);
+        let args = SearchArgs { nprobe, k0, rerank, task_weights };
+        match v.device_type {
+            dlpack::KDL_CPU | dlpack::KDL_CUDA_HOST => {
+                // SAFETY: host memory of a capsule the caller holds for this call.
+                let q = unsafe { dlpack::host_f32(&v) };
+                let (s, r) = self.host_search(py, view, q, v.rows, v.dim, k, filters, args)?;
+                Ok((s.into_any(), r.into_any()))
+            }
+            dlpack::KDL_CUDA | dlpack::KDL_CUDA_MANAGED => self.device_search(py, view, &v, k, filters, args, stream),
+            t => Err(error(Error::param("queries", format!("DLPack device type {t} is not supported (CPU or CUDA tensors)")))),
+        }
     }
 
     /// External ids of `rows` (flat i64); `None` for -1, unknown, deleted or replaced rows.

@@ -10,6 +10,7 @@
 //! variant, plus `UpdateError` for the server's update checks), with the CLI's messages and
 //! the offending field in `.field`.
 
+mod dlpack;
 mod index;
 mod view;
 

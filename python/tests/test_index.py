@@ -142,25 +142,40 @@ def test_save_load_round_trip(rng, tmp_path):
     assert back.info["default_nprobe"] == ix.info["default_nprobe"]
 
 
-def test_pandas_and_pyarrow_attributes(rng):
+def _table_case(rng):
+    """A catalog whose attributes leave `tags` out of some rows (a missing value) and carry a
+    numeric rerank feature, the index built from the dicts, and queries with filters."""
     x, attrs = catalog(rng, 60, 8)
-    ref = silica.Index.build(x, attrs, nlist=2, calibrate=False, progress=False)
-    q = x[:3]
-    want = ref.search(q, 5, 'tags = "t2"')
-    tried = 0
-    try:
-        import pandas as pd
-        tried += 1
-        got = silica.Index.build(x, pd.DataFrame(attrs), nlist=2, calibrate=False, progress=False).search(q, 5, 'tags = "t2"')
-        assert np.array_equal(got[1], want[1])
-    except ImportError:
-        pass
-    try:
-        import pyarrow as pa
-        tried += 1
-        got = silica.Index.build(x, pa.Table.from_pylist(attrs), nlist=2, calibrate=False, progress=False).search(q, 5, 'tags = "t2"')
-        assert np.array_equal(got[1], want[1])
-    except ImportError:
-        pass
-    if not tried:
-        pytest.skip("neither pandas nor pyarrow installed")
+    attrs[0].pop("tags", None)  # the first row has no tags: column types come from all rows
+    for a in attrs:
+        a["pop"] = int(rng.integers(0, 100))
+    ref = silica.Index.build(x, attrs, nlist=2, features=["pop"], calibrate=False, progress=False)
+    filters = ['tags = "t2"', 'color = "red" AND NOT tags = "t0"', ""]
+    return x, attrs, ref, filters
+
+
+def _same_answers(ix, ref, x, filters):
+    for f in filters:
+        got, want = ix.search(x[:4], 5, f), ref.search(x[:4], 5, f)
+        assert np.array_equal(got[1], want[1]) and np.array_equal(got[0], want[0]), f
+    rows = np.arange(len(x))
+    assert ix.fields(rows, ["color", "tags"]) == ref.fields(rows, ["color", "tags"])
+    assert ix.ids(rows) == ref.ids(rows)
+
+
+def test_pandas_dataframe_attributes(rng):
+    pd = pytest.importorskip("pandas")
+    x, attrs, ref, filters = _table_case(rng)
+    df = pd.DataFrame(attrs)  # rows without tags hold NaN: an absent value
+    assert df["tags"].isna().any()
+    _same_answers(silica.Index.build(x, df, nlist=2, features=["pop"], calibrate=False, progress=False), ref, x, filters)
+
+
+def test_pyarrow_table_attributes(rng):
+    pa = pytest.importorskip("pyarrow")
+    x, attrs, ref, filters = _table_case(rng)
+    keys = sorted({k for a in attrs for k in a})
+    table = pa.Table.from_pydict({k: [a.get(k) for a in attrs] for k in keys})  # None: absent
+    _same_answers(silica.Index.build(x, table, nlist=2, features=["pop"], calibrate=False, progress=False), ref, x, filters)
+    with pytest.raises(silica.CountMismatchError):
+        silica.Index.build(x[:10], table, nlist=2, calibrate=False, progress=False)

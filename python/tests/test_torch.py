@@ -51,3 +51,30 @@ def test_two_tower_ends_in_retrieval(rng):
     ws, wr = ix.search(u, 4, ["", 'tags = "t1"', "", "", 'color = "blue"'])
     assert np.array_equal(r.numpy(), wr)
     assert "retrieve" in dict(m.named_children())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_tensors_in_place(rng):
+    x, attrs = catalog(rng, 700, 40)
+    ix = silica.Index.build(x, attrs, nlist=8, calibrate=False, progress=False, device="cuda")
+    q = torch.from_numpy(rng.standard_normal((37, 40)).astype(np.float32)).cuda()
+    filters = ['color = "red"' if i % 3 else "" for i in range(37)]
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        s, r = ix.search(q.to(dtype), 6, filters, zero_copy=True)
+        ws, wr = ix.search(q.to(dtype).float().cpu().numpy(), 6, filters)
+        assert s.is_cuda and r.is_cuda and s.dtype == torch.float32 and r.dtype == torch.int64
+        assert np.array_equal(r.cpu().numpy(), wr) and np.array_equal(s.cpu().numpy(), ws)
+    with pytest.raises(silica.InvalidParameter, match="C-contiguous"):
+        ix.search(q.t().contiguous().t(), 6)  # [37, 40] with column-major strides
+    with pytest.raises(silica.InvalidParameter, match="float64"):
+        ix.search(q.double(), 6)
+    bad = q.clone()
+    bad[5, 3] = float("nan")
+    with pytest.raises(silica.NonFiniteError) as e:
+        ix.search(bad, 6)
+    assert (e.value.row, e.value.col) == (5, 3)
+    cpu_ix = silica.Index.build(x, attrs, nlist=8, calibrate=False, progress=False, device="cpu")
+    s, r = cpu_ix.search(q, 6)  # through the host, back on the input's device
+    assert s.is_cuda and np.array_equal(r.cpu().numpy(), cpu_ix.search(q.cpu().numpy(), 6)[1])
+    with pytest.raises(silica.BackendError):
+        cpu_ix.search(q, 6, zero_copy=True)

@@ -30,6 +30,30 @@ pub struct QueryBatch {
     pub codes: Vec<i8>,
     /// `[B]` scales.
     pub scale: Vec<f32>,
+    /// Queries prepared in device memory instead ([`OnDevice`]): the host vectors above
+    /// are then empty, and only the backend that prepared them can search them.
+    pub device: Option<OnDevice>,
+}
+
+/// A query batch that lives in device memory (the CUDA backend's zero-copy path,
+/// [`crate::graph::device`]): the backend's own prepared batch, and which of its rows this
+/// (sub-)batch holds (`None`: all, in order). Other backends refuse such a batch.
+#[derive(Clone)]
+pub struct OnDevice {
+    pub batch: std::sync::Arc<dyn std::any::Any + Send + Sync>,
+    pub rows: Option<std::sync::Arc<[u32]>>,
+}
+
+impl std::fmt::Debug for OnDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnDevice").field("rows", &self.rows).finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for OnDevice {
+    fn eq(&self, o: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.batch, &o.batch) && self.rows == o.rows
+    }
 }
 
 /// Which mutable parts of an index differ between two versions (see [`Backend::update`]).

@@ -97,6 +97,12 @@ pub trait Hook<B: Backend> {
     fn candidate_cap(&self) -> Option<u64> {
         None
     }
+    /// Read each group's final candidates back to the host (`false`: the hook takes them
+    /// from [`Output::Final`] itself, e.g. into device outputs, and the executor's host
+    /// result stays empty).
+    fn read_final(&self) -> bool {
+        true
+    }
     /// Take the posting route for short drivers (`model::postings`). Off for segments
     /// searched beside the main index (`silica serve`'s fresh parts): they are small and
     /// replaced at every write, so building their posting lists costs more than it saves.

@@ -10,6 +10,8 @@
 //! mask makes the scan touch only the filter's candidates).
 
 pub mod calibrate;
+#[cfg(feature = "cuda")]
+pub mod device;
 pub mod devices;
 pub mod hook;
 pub mod lanes;
@@ -245,6 +247,11 @@ pub trait Search: Send + Sync {
     /// candidates up to `cap` rows (the other segment's budget), and queries are not
     /// widened, so the cost is the probed lists' rows (or the filter's candidates).
     fn search_following(&self, req: &SearchRequest, cap: u64) -> Result<Vec<SearchResponse>>;
+    /// This searcher as `Any` when it is an [`Executor`] (callers downcast to
+    /// `Executor<Cuda>` for [`device`]'s zero-copy searches); `None` for composites.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
     /// Per-replica counters of a replicated searcher ([`replicas`]); empty otherwise.
     fn replicas(&self) -> Vec<replicas::ReplicaStats> {
         Vec::new()
@@ -469,6 +476,10 @@ impl<B: Backend> Executor<B> {
         let cands = hook.stage(b, Stage::Rerank, || b.rerank(res, q, cands, &r.rerank))?;
         let cands = hook.stage(b, Stage::Select, || b.select(cands, r.k))?;
         hook.observe(b, which, Output::Final(&cands))?;
+        if !hook.read_final() {
+            // The hook took the results where they are (device outputs): nothing to read.
+            return Ok(Candidates::empty(q.len, r.k));
+        }
         b.read_cands(&cands)
     }
 
@@ -677,6 +688,10 @@ impl<B: Backend> Search for Executor<B> {
     fn resolve(&self, p: &SearchParams) -> Result<Resolved> {
         Executor::resolve(self, p)
     }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
 }
 
 /// `SILICA_TYPED_HOST_MASKS=1`: bind every typed term to a host mask even on backends
@@ -764,19 +779,25 @@ pub fn prepare_queries(index: &Index, queries: &[f32]) -> Result<QueryBatch> {
         .zip(codes.par_chunks_mut(d * rows))
         .flat_map_iter(|(x, c)| x.chunks(d).zip(c.chunks_mut(d)).map(|(x, c)| quant(x, c)).collect::<Vec<f32>>())
         .collect();
-    Ok(QueryBatch { len: b, dim: d, f32: f, codes, scale })
+    Ok(QueryBatch { len: b, dim: d, f32: f, codes, scale, device: None })
 }
 
 impl QueryBatch {
     /// The sub-batch of queries `which`.
     pub fn gather(&self, which: &[usize]) -> QueryBatch {
         let d = self.dim;
+        if let Some(dev) = &self.device {
+            // A device batch: the same prepared rows, selected (the backend gathers them).
+            let rows = which.iter().map(|&i| dev.rows.as_ref().map_or(i as u32, |r| r[i])).collect();
+            return QueryBatch { len: which.len(), dim: d, f32: Vec::new(), codes: Vec::new(), scale: Vec::new(), device: Some(crate::backend::OnDevice { batch: dev.batch.clone(), rows: Some(rows) }) };
+        }
         QueryBatch {
             len: which.len(),
             dim: d,
             f32: which.iter().flat_map(|&i| self.f32[i * d..(i + 1) * d].iter().copied()).collect(),
             codes: which.iter().flat_map(|&i| self.codes[i * d..(i + 1) * d].iter().copied()).collect(),
             scale: which.iter().map(|&i| self.scale[i]).collect(),
+            device: None,
         }
     }
 }

@@ -75,6 +75,7 @@ const KERNELS: &[(&str, &[&str])] = &[
     ("bench.cu", &["read_bw"]),
     ("update.cu", &["copy_u64", "scatter_u64", "copy_u32", "scatter_u32"]),
     ("kmeans.cu", &["assign_i8", "km_assign", "km_accum", "km_to_f32", "km_split", "km_normalize", "gather_rows", "pp_update", "pp_pick"]),
+    ("query.cu", &["query_prepare", "query_results"]),
 ];
 
 impl Dev {

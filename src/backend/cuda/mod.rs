@@ -20,12 +20,14 @@
 pub mod args;
 mod build;
 mod device;
+mod devio;
 pub mod nvrtc;
 pub mod plans;
 mod resident;
 
 pub use build::CudaCompute;
 pub use device::{DBuf, Dev};
+pub use devio::{DType, DeviceQueries, DeviceResults};
 pub use resident::Resident;
 
 use super::{Backend, Candidates, Mask, Probes, QueryBatch, Rerank};
@@ -357,12 +359,15 @@ impl Cuda {
     /// Query codes `[B, nc*16]`, plan offsets, plan words and query scales of a scan,
     /// copied with one H2D copy into the kept workspace buffer (no allocation per call).
     /// Returns their device addresses (codes, plan words, plan offsets, scales).
-    fn stage_scan_inputs(&self, ws: &mut Workspace, ix: &Resident, q: &QueryBatch, plans: &[&Plan]) -> Result<(u64, u64, u64, u64)> {
-        if q.dim != ix.d || q.codes.len() != q.len * q.dim || q.scale.len() != q.len {
+    /// A device batch ([`devio`]) stages only the plans; its queries stay where they are
+    /// (the returned guard keeps them).
+    fn stage_scan_inputs(&self, ws: &mut Workspace, ix: &Resident, q: &QueryBatch, plans: &[&Plan]) -> Result<(u64, u64, u64, u64, Option<devio::QPtrs>)> {
+        let dq = self.device_queries(ix, q)?;
+        if q.dim != ix.d || (dq.is_none() && (q.codes.len() != q.len * q.dim || q.scale.len() != q.len)) {
             return Err(Error::Dimension { what: "queries".into(), expected: ix.d, got: q.dim });
         }
         let enc = self.encode_plans(ix, plans)?;
-        let mut bytes = resident::pad_rows(&q.codes, q.len, q.dim, ix.nc);
+        let mut bytes = if dq.is_some() { Vec::new() } else { resident::pad_rows(&q.codes, q.len, q.dim, ix.nc) };
         let off_at = bytes.len();
         bytes.extend(enc.offsets.iter().flat_map(|o| o.to_le_bytes()));
         bytes.resize(bytes.len().next_multiple_of(16), 0);
@@ -370,11 +375,14 @@ impl Cuda {
         bytes.extend(enc.words.iter().flat_map(|w| w.to_le_bytes()));
         bytes.resize(bytes.len().next_multiple_of(16), 0);
         let scale_at = bytes.len();
-        bytes.extend(q.scale.iter().flat_map(|s| s.to_le_bytes()));
+        if dq.is_none() {
+            bytes.extend(q.scale.iter().flat_map(|s| s.to_le_bytes()));
+        }
         let buf = ensure(&self.dev, &mut ws.inputs, bytes.len().next_power_of_two())?;
         self.dev.write(buf, &bytes)?;
         let base = buf.ptr();
-        Ok((base, base + words_at as u64, base + off_at as u64, base + scale_at as u64))
+        let (qc, qs) = dq.as_ref().map_or((base, base + scale_at as u64), |d| (d.codes, d.scale));
+        Ok((qc, base + words_at as u64, base + off_at as u64, qs, dq))
     }
 
     /// `plans` encoded for the kernels; unbound typed column terms name `ix`'s device
@@ -604,21 +612,31 @@ impl Backend for Cuda {
         if b == 0 || nprobe == 0 {
             return Ok(DevProbes { b, nprobe, lists });
         }
-        let qc = self.upload_queries(ix, q)?;
+        let dq = self.device_queries(ix, q)?;
+        let uploaded = match &dq {
+            Some(_) => None,
+            None => Some(self.upload_queries(ix, q)?),
+        };
+        let qc = dq.as_ref().map_or_else(|| uploaded.as_ref().map_or(0, |u| u.ptr()), |d| d.codes);
         let keys = self.dev.alloc::<u64>(b * l)?;
         let nc = ix.nc as u32;
         // l2: centroid biases and query scales (null: ip / cosine).
-        let qs = match &ix.cbias {
-            Some(_) => Some(self.dev.upload(&q.scale)?),
-            None => None,
+        let qs = match (&ix.cbias, &dq) {
+            (Some(_), None) => Some(self.dev.upload(&q.scale)?),
+            _ => None,
         };
-        let (cb, qsp) = (ix.cbias.as_ref().map_or(0, |c| c.ptr()), qs.as_ref().map_or(0, |q| q.ptr()));
+        let qsp = match (&ix.cbias, &dq) {
+            (None, _) => 0,
+            (Some(_), Some(d)) => d.scale,
+            (Some(_), None) => qs.as_ref().map_or(0, |q| q.ptr()),
+        };
+        let cb = ix.cbias.as_ref().map_or(0, |c| c.ptr());
         self.dev.launch(
             "probe_scores",
             ((l as u32).div_ceil(128), (b as u32).div_ceil(8), 1),
             128,
             8 * nc * 16,
-            &[A::U64(ix.cent.ptr()), A::U64(ix.cscale.ptr()), A::U64(qc.ptr()), A::U32(nc), A::U32(l as u32), A::U32(b as u32), A::U64(keys.ptr()), A::U64(cb), A::U64(qsp)],
+            &[A::U64(ix.cent.ptr()), A::U64(ix.cscale.ptr()), A::U64(qc), A::U32(nc), A::U32(l as u32), A::U32(b as u32), A::U64(keys.ptr()), A::U64(cb), A::U64(qsp)],
         )?;
         self.topk(0, keys.ptr(), 0, 0, l as u64, 0, l as u32, nprobe, b, lists.ptr(), 0, 0)?;
         Ok(DevProbes { b, nprobe, lists })
@@ -704,7 +722,7 @@ impl Backend for Cuda {
         }
         let out = self.new_cands(b, k0)?;
         let mut ws = self.ws.lock().expect("workspace");
-        let (qc, pw, po, qs) = self.stage_scan_inputs(&mut ws, ix, q, plans)?;
+        let (qc, pw, po, qs, _dq) = self.stage_scan_inputs(&mut ws, ix, q, plans)?;
         // l2: row biases and query scales (null bias: ip / cosine, metric_score).
         let (bias, qs) = ix.bias.as_ref().map_or((0, 0), |b| (b.ptr(), qs));
         // [cnt L][fill L][count B][samp_count B][samp_masked B]: group_all zeroes them;
@@ -965,7 +983,7 @@ impl Backend for Cuda {
         }
         let (dev, cap32) = (&self.dev, cap as u32);
         let mut ws = self.ws.lock().expect("workspace");
-        let (qc, pw, po, qs) = self.stage_scan_inputs(&mut ws, ix, q, plans)?;
+        let (qc, pw, po, qs, _dq) = self.stage_scan_inputs(&mut ws, ix, q, plans)?;
         let counts = ensure(dev, &mut ws.cand_counts, 4 * b)?.ptr();
         dev.fill_u32(counts, 0, 4 * b)?;
         let (bloom, exact, seg, sample) = (counts, counts + 4 * b as u64, counts + 8 * b as u64, counts + 12 * b as u64);
@@ -1059,7 +1077,7 @@ impl Backend for Cuda {
         dev.write(tables, &bytes)?;
         let t = tables.ptr();
         let (p_off, p_val, p_end, p_start, p_stale) = (t, t + 4 * seg_off.len() as u64, t + 4 * (seg_off.len() + seg_val.len()) as u64, t + start_at as u64, t + stale_at as u64);
-        let (qc, pw, po, qs) = self.stage_scan_inputs(&mut ws, ix, q, plans)?;
+        let (qc, pw, po, qs, _dq) = self.stage_scan_inputs(&mut ws, ix, q, plans)?;
         let counts = ensure(dev, &mut ws.cand_counts, 4 * b)?.ptr();
         dev.fill_u32(counts, 0, 4 * b)?;
         let (bloom, exact, seg) = (counts, counts + 4 * b as u64, counts + 8 * b as u64);
@@ -1104,22 +1122,36 @@ impl Backend for Cuda {
         }
         let total = b * k;
         let l2 = ix.index.metric == crate::Metric::L2;
+        // A device batch's scales, ‖q‖² and f32 rows are already on the device.
+        let dq = self.device_queries(ix, q)?;
+        let upload_f32 = |host: &[f32]| -> Result<(Option<DBuf<f32>>, u64)> {
+            let b = self.dev.upload(host)?;
+            let p = b.ptr();
+            Ok((Some(b), p))
+        };
         let warps_grid = |per_block_warps: usize| ((total.div_ceil(per_block_warps)).min(self.dev.sms as usize * 64) as u32, 1, 1);
         match mode {
             Rerank::None => {
                 // l2: ‖q‖² per query in place of the scales (score * 2 - ‖q‖²).
-                let qs = if l2 { self.dev.upload(&q.f32.chunks(d).map(crate::model::metric::query_sqnorm).collect::<Vec<f32>>())? } else { self.dev.upload(&q.scale)? };
-                self.dev.launch("rerank_scale", ((total as u32).div_ceil(256), 1, 1), 256, 0, &[A::U64(c.scores.ptr()), A::U64(c.counts.ptr()), A::U64(qs.ptr()), A::U32(k as u32), A::U32(b as u32), A::U32(l2 as u32)])?;
+                let (_qs, qsp) = match &dq {
+                    Some(p) => (None, if l2 { p.sqnorm } else { p.scale }),
+                    None if l2 => upload_f32(&q.f32.chunks(d).map(crate::model::metric::query_sqnorm).collect::<Vec<f32>>())?,
+                    None => upload_f32(&q.scale)?,
+                };
+                self.dev.launch("rerank_scale", ((total as u32).div_ceil(256), 1, 1), 256, 0, &[A::U64(c.scores.ptr()), A::U64(c.counts.ptr()), A::U64(qsp), A::U32(k as u32), A::U32(b as u32), A::U32(l2 as u32)])?;
             }
             Rerank::Refine => {
                 let emb = ix.emb.as_ref().ok_or_else(|| Error::param("rerank", "refine needs items.embeddings; rebuild the index with embeddings"))?;
-                let qf = self.dev.upload(&q.f32)?;
+                let (_qf, qfp) = match &dq {
+                    Some(p) => (None, p.f32),
+                    None => upload_f32(&q.f32)?,
+                };
                 self.dev.launch(
                     "rerank_refine",
                     warps_grid(8),
                     256,
                     0,
-                    &[A::U64(c.scores.ptr()), A::U64(c.rows.ptr()), A::U64(c.counts.ptr()), A::U64(qf.ptr()), A::U64(emb.ptr()), A::U32(d as u32), A::U32(k as u32), A::U32(b as u32), A::U32(l2 as u32)],
+                    &[A::U64(c.scores.ptr()), A::U64(c.rows.ptr()), A::U64(c.counts.ptr()), A::U64(qfp), A::U64(emb.ptr()), A::U32(d as u32), A::U32(k as u32), A::U32(b as u32), A::U32(l2 as u32)],
                 )?;
             }
             Rerank::Model { model, weights } => {
@@ -1140,7 +1172,10 @@ impl Backend for Cuda {
                 if smem > 48 * 1024 {
                     self.dev.set_dyn_smem("rerank_model", smem)?;
                 }
-                let qf = self.dev.upload(&q.f32)?;
+                let (_qf, qfp) = match &dq {
+                    Some(p) => (None, p.f32),
+                    None => upload_f32(&q.f32)?,
+                };
                 let tw = self.dev.upload(weights)?;
                 let feats = ix.feats.as_ref().map_or(0, |x| x.ptr());
                 self.dev.launch(
@@ -1152,7 +1187,7 @@ impl Backend for Cuda {
                         A::U64(c.scores.ptr()),
                         A::U64(c.rows.ptr()),
                         A::U64(c.counts.ptr()),
-                        A::U64(qf.ptr()),
+                        A::U64(qfp),
                         A::U64(emb.ptr()),
                         A::U64(feats),
                         A::U32(d as u32),

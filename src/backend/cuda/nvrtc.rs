@@ -22,14 +22,15 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("bench.cu", include_str!("../../../cuda/bench.cu")),
     ("update.cu", include_str!("../../../cuda/update.cu")),
     ("kmeans.cu", include_str!("../../../cuda/kmeans.cu")),
+    ("query.cu", include_str!("../../../cuda/query.cu")),
 ];
 
 /// The stage files (modules), in load order.
-pub const MODULES: &[&str] = &["probe.cu", "filter.cu", "scan.cu", "select.cu", "rerank.cu", "bench.cu", "update.cu", "kmeans.cu"];
+pub const MODULES: &[&str] = &["probe.cu", "filter.cu", "scan.cu", "select.cu", "rerank.cu", "bench.cu", "update.cu", "kmeans.cu", "query.cu"];
 
 /// The stage files a search loads ([`MODULES`] less the build stage `kmeans.cu`, which
 /// only `silica build --backend cuda` loads).
-pub const SEARCH_MODULES: &[&str] = &["probe.cu", "filter.cu", "scan.cu", "select.cu", "rerank.cu", "bench.cu", "update.cu"];
+pub const SEARCH_MODULES: &[&str] = &["probe.cu", "filter.cu", "scan.cu", "select.cu", "rerank.cu", "bench.cu", "update.cu", "query.cu"];
 
 /// Embedded source of `name`.
 pub fn source(name: &str) -> Option<&'static str> {

@@ -51,6 +51,9 @@ pub struct Resident {
     /// Typed columns as the kernels compare them (`plans::COL_TERM`), uploaded on the first
     /// search with an unbound typed column term and kept for versions with equal columns.
     pub(crate) cols: std::sync::Mutex<Option<Arc<DevColumns>>>,
+    /// `items.source_rows` `[N]` u64, uploaded by the first device-output search
+    /// ([`super::devio`]) and kept.
+    pub(crate) source_rows: std::sync::Mutex<Option<Arc<DBuf<u64>>>>,
     /// Largest list word count.
     pub(crate) max_nw: usize,
     /// rows_desc[i] = rows of the i-th largest list (descending).
@@ -231,6 +234,7 @@ pub(crate) fn update(dev: &Dev, old: &Resident, index: &Arc<Index>, changed: &Ch
         post: std::sync::Mutex::new(old.post.lock().unwrap_or_else(|e| e.into_inner()).clone()),
         // Typed updates change columns: those are uploaded again on their first use.
         cols: std::sync::Mutex::new(old.cols.lock().unwrap_or_else(|e| e.into_inner()).clone().filter(|_| old.index.columns == ix.columns)),
+        source_rows: Default::default(),
         rows_desc: old.rows_desc.clone(),
         nw_desc: old.nw_desc.clone(),
         ..*old
@@ -363,6 +367,7 @@ pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
         feats,
         post: Default::default(),
         cols: Default::default(),
+        source_rows: Default::default(),
         rows_desc,
         nw_desc,
     })
