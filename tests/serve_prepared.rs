@@ -89,3 +89,41 @@ fn prepared_batches_commit_like_writer_encoded_ones() {
         assert_eq!((&u.ids, &u.scores), (&v.ids, &v.scores));
     }
 }
+
+#[test]
+fn writes_made_during_a_compaction_land_in_the_lists_not_a_long_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_index(dir.path(), &corpus(3, 500, D), 8);
+    let opts = Options { backend: "cpu".into(), compact_threshold: Some(0), wal_recover: false, verify: false };
+    let mut store = Store::open(&path, opts).unwrap();
+    let tail = 16;
+    store.set_fresh_tail_limit(tail).unwrap();
+    store.set_background_folds(true);
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let mut new = Vec::new();
+    for n in [0usize, 1, tail - 1, tail, 5 * tail + 3] {
+        let job = store.begin_compaction();
+        // Written while the compaction runs: re-applied on top of the compacted artifact.
+        for chunk in (0..n).collect::<Vec<_>>().chunks(7) {
+            let items: Vec<Item> = chunk.iter().map(|j| random_item(&mut rng, format!("c{n}-{j}"), D)).collect();
+            store.commit(&[Batch { ops: items.iter().map(item_op).collect() }]).unwrap().into_iter().for_each(|r| assert!(r.is_ok(), "{r:?}"));
+            new.extend(items);
+        }
+        let report = store.finish_compaction(job.run().unwrap()).unwrap();
+        let snap = store.snapshot();
+        let tail_rows = snap.tail.as_ref().map_or(0, |t| t.index().len());
+        let lists_rows = snap.fresh.as_ref().map_or(0, |t| t.index().len());
+        assert_eq!(tail_rows + lists_rows, n, "n {n}: {report:?}");
+        assert!(tail_rows < tail, "n {n}: a full tail is folded at the switch ({tail_rows} rows in the tail)");
+        assert_eq!(snap.stats.items, 500 + new.len());
+    }
+    // Every item written during a compaction is found (its own vector, its id as filter;
+    // ip scores do not make an item its own nearest neighbour).
+    let snap = store.snapshot();
+    for it in &new {
+        let f = snap.compile(&format!("id = \"{}\"", it.id)).unwrap();
+        let p = SearchParams { k: 3, nprobe: Some(1), k0: None, rerank: RerankMode::None, task_weights: None };
+        let got = snap.search(&SearchRequest { queries: &it.vector, filters: &[f], params: p }).unwrap();
+        assert_eq!(got[0].ids.iter().map(|s| &**s).collect::<Vec<_>>(), vec![it.id.as_str()]);
+    }
+}

@@ -115,6 +115,11 @@ impl Incoming {
     /// writer will refuse (dimension, values) leaves the lists to the writer.
     pub fn prepare(batch: Batch, main: &Index) -> Incoming {
         let payload = serde_json::to_vec(&batch).ok();
+        Incoming { payload, ..Incoming::assign(batch, main) }
+    }
+
+    /// [`Incoming::prepare`] without the log record (a batch replayed from the log).
+    pub fn assign(batch: Batch, main: &Index) -> Incoming {
         let (d, mut codes, mut scales) = (main.dim, Vec::new(), Vec::new());
         let mut ok = true;
         for op in &batch.ops {
@@ -130,7 +135,7 @@ impl Incoming {
             }
         }
         let lists = ok.then(|| Assigned { codes: main.centroid_codes.codes.clone(), scale: main.centroid_codes.scale.clone(), lists: assign_lists(main, &codes, &scales) });
-        Incoming { batch, payload, lists }
+        Incoming { batch, payload: None, lists }
     }
 }
 
@@ -450,11 +455,11 @@ impl Store {
         let mut store = Store { path: path.to_path_buf(), opts, threshold, wal: opened.wal, _lock: lock, shared: snap, version, compactions: 0, tail_limit: None, background_folds: false, phases: Default::default(), seg };
         let t0 = Instant::now();
         let wal_path = wal::wal_path(path);
-        for (i, rec) in opened.records.iter().enumerate() {
+        for (i, inc) in store.parse_records(&opened.records).into_iter().enumerate() {
             let bad = |reason: String| Error::Format { path: wal_path.clone(), reason: format!("record {i}: {reason}") };
-            let batch: Batch = serde_json::from_slice(rec).map_err(|e| bad(format!("not an update batch: {e}")))?;
-            let prepared = store.validate(&batch.ops).map_err(|e| bad(format!("no longer applies: {e}")))?;
-            store.apply(prepared);
+            let inc = inc.map_err(|e| bad(format!("not an update batch: {e}")))?;
+            let prepared = store.validate(&inc.batch.ops).map_err(|e| bad(format!("no longer applies: {e}")))?;
+            store.apply_incoming(prepared, &inc);
             store.version += 1;
         }
         if !opened.records.is_empty() {
@@ -509,8 +514,7 @@ impl Store {
                     self.wal.append(payload)?;
                     super::crash::point("commit-logged");
                     let t2 = Instant::now();
-                    let lists = inc.lists.as_ref().filter(|a| a.current(self.seg.main.current())).map(|a| &a.lists[..]);
-                    self.apply_with(p, lists);
+                    self.apply_incoming(p, inc);
                     (append, apply) = (append + (t2 - t1).as_secs_f64(), apply + t2.elapsed().as_secs_f64());
                     ok += 1;
                     out.push(Ok(0));
@@ -572,8 +576,18 @@ impl Store {
         Ok(out)
     }
 
-    fn apply(&mut self, ops: Vec<Prepared>) {
-        self.apply_with(ops, None)
+    /// Log records parsed and their upserts assigned to lists in parallel (a replay's
+    /// slow part: writes wait for a compaction's replay), in order.
+    fn parse_records(&self, records: &[Vec<u8>]) -> Vec<std::result::Result<Incoming, String>> {
+        use rayon::prelude::*;
+        let main = self.seg.main.current().clone();
+        records.par_iter().map(|rec| serde_json::from_slice::<Batch>(rec).map(|b| Incoming::assign(b, &main)).map_err(|e| e.to_string())).collect()
+    }
+
+    /// [`Store::apply_with`] of a validated batch, with its lists when they are current.
+    fn apply_incoming(&mut self, ops: Vec<Prepared>, inc: &Incoming) {
+        let lists = inc.lists.as_ref().filter(|a| a.current(self.seg.main.current())).map(|a| &a.lists[..]);
+        self.apply_with(ops, lists);
     }
 
     /// Apply validated ops; `lists`: their upserts' lists, when computed beforehand
@@ -822,12 +836,10 @@ impl Store {
         std::thread::spawn(move || drop(old));
         // Re-apply what was written while the compaction ran (already counted in `version`):
         // the records parse in parallel (writes wait for this step), then apply in order.
-        use rayon::prelude::*;
-        let parsed: Vec<std::result::Result<Batch, String>> = opened.records.par_iter().map(|rec| serde_json::from_slice::<Batch>(rec).map_err(|e| e.to_string())).collect();
-        for (i, b) in parsed.into_iter().enumerate() {
-            let applied = b.and_then(|b| self.validate(&b.ops).map_err(|e| e.to_string()));
+        for (i, inc) in self.parse_records(&opened.records).into_iter().enumerate() {
+            let applied = inc.and_then(|inc| self.validate(&inc.batch.ops).map(|p| (p, inc)).map_err(|e| e.to_string()));
             match applied {
-                Ok(p) => self.apply(p),
+                Ok((p, inc)) => self.apply_incoming(p, &inc),
                 Err(e) => {
                     log::error!("record {i} logged during compaction does not apply to the compacted index ({e}); stopping");
                     std::process::abort();
@@ -835,6 +847,13 @@ impl Store {
             }
         }
         self.compactions += 1;
+        // The records re-applied are all in the tail now (at 10,000 items/s, a compaction of
+        // tens of seconds leaves hundreds of thousands): fold them into the lists here, once,
+        // instead of every query scanning them whole and every commit re-making them until
+        // a background fold lands.
+        if self.seg.fresh.tail_full() {
+            self.seg.fresh.fold_tail();
+        }
         self.publish()?;
         super::crash::point("compact-done");
         Ok(CompactReport {
