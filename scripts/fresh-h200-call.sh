@@ -4,15 +4,21 @@
 # build it on cuda (nlist 4096), then scripts/fresh-h200.sh at 0 / 2,000 / 10,000 items/s
 # (SECS each, nprobe 32, 64 connections, filtered mix), checking every acknowledged item.
 #
-#   SILICA=.bin/silica N=5000000 SECS=60 OUT=$OUT bash scripts/fresh-h200-call.sh
+#   SILICA=.bin/silica N=5000000 SECS=40 OUT=$OUT bash scripts/fresh-h200-call.sh
+#
+# At 5M and SECS=40 the whole call takes about 5 minutes (synth + build ~1 min, then per
+# rate a server start, 5 s warm-up, SECS of load and the self-find check).
 #
 # Look at $OUT/fresh/summary.json: per rate qps_vs_no_writes and last_window_vs_no_writes
 # (target >= 0.9), ack_p99_ms (target <= 20), self_find (every acknowledged item: N/N),
 # rss_mb_first_last_max and gpu_mem_mb_first_last_max (steady), capacity_vs_no_writes_last_5s
-# (server CPU per search), compactions; samples-r*.csv hold RSS / GPU memory over time.
+# (server CPU per search), compactions, and write_phases (per step of the write path: count,
+# mean ms, p99 bucket bound; what an acknowledgement waits for is queue + validate +
+# wal_append + wal_sync + apply + publish, fold_* and compaction_pause say what the
+# background work costs); samples-r*.csv hold RSS / GPU memory over time.
 set -uo pipefail
 OUTER=${OUT:-/tmp/out}; mkdir -p "$OUTER/fresh"
-silica=${SILICA:-.bin/silica}; n=${N:-5000000}; secs=${SECS:-60}
+silica=${SILICA:-.bin/silica}; n=${N:-5000000}; secs=${SECS:-40}
 NV=/tmp/nvlib; mkdir -p $NV
 lib=$( (ls /usr/local/cuda/lib64/libnvrtc.so* /usr/local/cuda/targets/x86_64-linux/lib/libnvrtc.so* 2>/dev/null; timeout 30 find /usr /opt -name 'libnvrtc.so*' 2>/dev/null) | grep -v builtins | head -1)
 [ -n "$lib" ] && ln -sf "$lib" $NV/libnvrtc.so && export LD_LIBRARY_PATH=$NV:$(dirname "$lib"):/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}

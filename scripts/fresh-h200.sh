@@ -28,7 +28,8 @@
 #   SERVE_FLAGS [""] (e.g. "--compact-threshold 0" to keep every item fresh, "--fresh-tail 4096")
 #   LOAD_FLAGS [""] (e.g. "--nprobe 32"; default: the index's calibrated nprobe)
 # Writes $OUT/summary.json (one row per rate: qps, window_qps, p99, ack p99, self-find, RSS and
-# GPU memory min/max) and per rate load-*.json, samples-*.csv, serve-*.log.
+# GPU memory min/max, write_phases: count / mean ms / p99 bucket bound per step of the write
+# path from the server's silica_write_phase_seconds) and per rate load-*.json, samples-*.csv, serve-*.log.
 # Needs only the prebuilt binary, bash, curl, python3 (no numpy), nvidia-smi (optional).
 set -euo pipefail
 index="$1"; queries="$2"; filters="$3"
@@ -142,6 +143,33 @@ for rate in rates:
         "cpu_ms_per_search": cpu_all, "cpu_ms_per_search_last_5s": cpu_last,
         "capacity_vs_no_writes_last_5s": (base_cpu / cpu_last) if base and base_cpu and cpu_last else None,
     })
+def phases(label):
+    """Write-path phases from the server's /metrics at the end of a run: count, mean ms and
+    the bucket bound holding the p99 (silica_write_phase_seconds)."""
+    import re
+    try:
+        text = open(f"{out}/metrics-{label}.txt").read()
+    except OSError:
+        return None
+    got = {}
+    for m in re.finditer(r'^silica_write_phase_seconds_(bucket|sum|count)\{phase="([a-z_]+)"(?:,le="([^"]+)")?\} (\S+)$', text, re.M):
+        kind, ph, le, v = m.group(1), m.group(2), m.group(3), float(m.group(4))
+        g = got.setdefault(ph, {"buckets": []})
+        if kind == "bucket":
+            g["buckets"].append((float("inf") if le == "+Inf" else float(le), v))
+        else:
+            g[kind] = v
+    res = {}
+    for ph, g in got.items():
+        n = g.get("count", 0)
+        if not n:
+            continue
+        p99 = next((le for le, c in g["buckets"] if c >= 0.99 * n), None)
+        res[ph] = {"count": int(n), "mean_ms": round(1e3 * g.get("sum", 0) / n, 3), "p99_le_ms": None if p99 in (None, float("inf")) else 1e3 * p99}
+    return res
+for x in rows:
+    if "error" not in x:
+        x["write_phases"] = phases(f"r{x['rate']}")
 json.dump({"rows": rows}, open(f"{out}/summary.json", "w"), indent=1)
 for x in rows:
     print(json.dumps(x))

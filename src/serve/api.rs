@@ -402,8 +402,14 @@ fn enqueue(s: &AppState, search: ParsedSearch, arrived: Instant) -> Result<onesh
 
 /// Send a batch to the writer and wait for its acknowledgement (after fsync).
 async fn write(s: &AppState, batch: Batch) -> Result<u64, ApiError> {
+    let at = std::time::Instant::now();
+    // The log record and the new rows' lists are computed here, on a blocking thread of
+    // this request, so the single writer only validates, logs, fsyncs and publishes.
+    let main = s.shared.load().index().clone();
+    let batch = tokio::task::spawn_blocking(move || super::state::Incoming::prepare(batch, &main)).await.map_err(|e| ApiError::internal(format!("preparing the update batch: {e}")))?;
+    s.metrics.write_phases.observe("prepare", at.elapsed().as_secs_f64());
     let (tx, rx) = oneshot::channel();
-    s.writer.send(Cmd::Write { batch, reply: tx }).await.map_err(|_| ApiError::unavailable("the writer has stopped"))?;
+    s.writer.send(Cmd::Write { batch: Box::new(batch), at: std::time::Instant::now(), reply: tx }).await.map_err(|_| ApiError::unavailable("the writer has stopped"))?;
     rx.await.map_err(|_| ApiError::unavailable("the writer stopped before acknowledging"))?
 }
 

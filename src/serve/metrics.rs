@@ -48,6 +48,52 @@ impl Histogram {
 const LATENCY: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 const SIZES: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0];
 
+/// Steps of the write path, each with its own histogram (`silica_write_phase_seconds`):
+/// where an acknowledgement's latency and the writer's time go.
+///
+/// * `prepare`: a batch's log record encoded and its vectors assigned to lists, on the
+///   request's blocking thread ([`super::state::Incoming::prepare`]);
+/// * `queue`: a prepared batch waiting for the writer (until its group's commit starts);
+/// * `validate`, `wal_append`, `wal_sync` (one fsync per group), `apply`: the commit;
+/// * `publish_main`: the main index's changed copy made resident (deletes, replacements);
+/// * `publish_lists` / `publish_tail`: a fresh part laid out and made resident on the
+///   writer (the tail at every publish that changed it; the lists only without
+///   background folds, or when a fold was voided);
+/// * `publish`: the whole publish (the above + the snapshot swap);
+/// * `fold_build` / `fold_upload`: a background fold of the tail into the fresh lists
+///   (off the writer); `fold_install`: installing it on the writer (writes wait);
+/// * `compaction_pause`: the part of a compaction during which writes waited.
+pub const WRITE_PHASES: &[&str] = &["prepare", "queue", "validate", "wal_append", "wal_sync", "apply", "publish_main", "publish_lists", "publish_tail", "publish", "fold_build", "fold_upload", "fold_install", "compaction_pause"];
+
+/// Per-phase histograms of the write path (see [`WRITE_PHASES`]).
+pub struct WritePhases(Vec<Histogram>);
+
+impl Default for WritePhases {
+    fn default() -> Self {
+        WritePhases(WRITE_PHASES.iter().map(|_| Histogram::new(LATENCY)).collect())
+    }
+}
+
+impl WritePhases {
+    /// Record `seconds` for `phase` (one of [`WRITE_PHASES`]; others are ignored).
+    pub fn observe(&self, phase: &str, seconds: f64) {
+        if let Some(i) = WRITE_PHASES.iter().position(|p| *p == phase) {
+            self.0[i].observe(seconds);
+        }
+    }
+    /// `(count, sum seconds)` of `phase`.
+    pub fn total(&self, phase: &str) -> (u64, f64) {
+        WRITE_PHASES.iter().position(|p| *p == phase).map_or((0, 0.0), |i| (self.0[i].count.load(Relaxed), self.0[i].sum_micros.load(Relaxed) as f64 / 1e6))
+    }
+    fn render(&self, o: &mut String) {
+        let name = "silica_write_phase_seconds";
+        let _ = writeln!(o, "# HELP {name} Seconds per step of the write path (see silica::serve::metrics::WRITE_PHASES).\n# TYPE {name} histogram");
+        for (p, h) in WRITE_PHASES.iter().zip(&self.0) {
+            h.render(o, name, &format!("phase=\"{p}\""));
+        }
+    }
+}
+
 /// Routes with their own latency histogram.
 pub const ROUTES: &[&str] = &["search", "upsert", "delete", "patch", "get_item", "compact", "stats", "healthz", "metrics", "other"];
 
@@ -70,6 +116,8 @@ pub struct Metrics {
     pub compaction_seconds: Histogram,
     /// Part of each compaction during which writes waited.
     pub compaction_pause_seconds: Histogram,
+    /// Steps of the write path (shared with the store: [`super::state::Store::set_phases`]).
+    pub write_phases: std::sync::Arc<WritePhases>,
     /// Queries accepted and not yet taken by a batch (the bounded queue's fill, `--max-queue`).
     pub queued: AtomicUsize,
     /// Searches refused with 503 because the queue was full.
@@ -91,6 +139,7 @@ impl Default for Metrics {
             commit_seconds: Histogram::new(LATENCY),
             compaction_seconds: Histogram::new(LATENCY),
             compaction_pause_seconds: Histogram::new(LATENCY),
+            write_phases: Default::default(),
             queued: AtomicUsize::new(0),
             rejected_full: AtomicU64::new(0),
             rejected_deadline: AtomicU64::new(0),
@@ -135,6 +184,7 @@ impl Metrics {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} histogram");
             h.render(&mut o, name, "");
         }
+        self.write_phases.render(&mut o);
         let gauges = [
             ("silica_index_version", "Update batches applied since load.", stats.version as f64),
             ("silica_main_rows", "Rows of the main index.", stats.main_rows as f64),
@@ -198,6 +248,12 @@ mod tests {
         let t = m.render(&Stats::default());
         assert!(t.contains("silica_search_rejected_total{reason=\"queue_full\"} 2"), "{t}");
         assert!(t.contains("silica_search_rejected_total{reason=\"deadline\"} 0"), "{t}");
+        m.write_phases.observe("wal_sync", 0.003);
+        m.write_phases.observe("no such phase", 1.0);
+        assert_eq!(m.write_phases.total("wal_sync"), (1, 0.003));
+        let t = m.render(&Stats::default());
+        assert!(t.contains("silica_write_phase_seconds_count{phase=\"wal_sync\"} 1"), "{t}");
+        assert!(t.contains("silica_write_phase_seconds_count{phase=\"queue\"} 0"), "{t}");
     }
 }
 

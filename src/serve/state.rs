@@ -16,6 +16,7 @@ use super::error::ApiError;
 use super::fresh::FreshRows;
 use super::segment::{self, NewRow, Pair, SegOp};
 use super::update::{check_attrs, check_id, check_item, check_typed, Batch, Checked, Context, Op};
+use super::metrics::WritePhases;
 use super::wal::{self, Wal};
 use crate::backend::Changed;
 use crate::error::{Error, Result};
@@ -79,6 +80,80 @@ impl Snapshot {
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<SearchResponse>> {
         let extra: Vec<&dyn Search> = self.fresh.iter().chain(&self.tail).map(|s| &**s).collect();
         search_segments(&*self.main, &extra, req)
+    }
+}
+
+/// An update batch as the writer takes it: with its log record and its new rows' lists
+/// computed beforehand, off the writer thread ([`Incoming::prepare`]), so that one writer
+/// keeps up with many clients (serializing a record and assigning a batch's vectors to the
+/// centroids cost more than the rest of a commit).
+pub struct Incoming {
+    pub batch: Batch,
+    /// The batch's log record (`serde_json` of `batch`); `None`: encoded by the writer.
+    pub payload: Option<Vec<u8>>,
+    /// The lists of the batch's upserts; `None`: assigned by the writer.
+    pub lists: Option<Assigned>,
+}
+
+/// Lists of a batch's upserts (in op order) by the build's assignment rule, and the
+/// centroids they were computed against: the writer uses them only while the main index
+/// has the same centroids (a compaction in between may not).
+pub struct Assigned {
+    codes: crate::model::Tensor<i8>,
+    scale: crate::model::Tensor<f32>,
+    lists: Vec<u32>,
+}
+
+impl Incoming {
+    /// A batch taken as is (the writer encodes and assigns it).
+    pub fn new(batch: Batch) -> Incoming {
+        Incoming { batch, payload: None, lists: None }
+    }
+
+    /// Encode `batch`'s log record and assign its upserts' vectors to `main`'s centroids
+    /// (any thread; the writer checks the centroids again). An upsert whose vector the
+    /// writer will refuse (dimension, values) leaves the lists to the writer.
+    pub fn prepare(batch: Batch, main: &Index) -> Incoming {
+        let payload = serde_json::to_vec(&batch).ok();
+        Incoming { payload, ..Incoming::assign(batch, main) }
+    }
+
+    /// [`Incoming::prepare`] without the log record (a batch replayed from the log).
+    pub fn assign(batch: Batch, main: &Index) -> Incoming {
+        let (d, mut codes, mut scales) = (main.dim, Vec::new(), Vec::new());
+        let mut ok = true;
+        for op in &batch.ops {
+            if let Op::Upsert { item } = op {
+                let v = (item.vector.len() == d && crate::model::finite::check_vector(&item.vector, main.metric != crate::Metric::Cosine).is_ok()).then(|| super::update::stored_vector(&item.vector, main.metric)).flatten();
+                let Some(v) = v else {
+                    ok = false;
+                    break;
+                };
+                let at = codes.len();
+                codes.resize(at + d, 0i8);
+                scales.push(crate::model::quantize::quantize_row(&v, &mut codes[at..]));
+            }
+        }
+        let lists = ok.then(|| Assigned { codes: main.centroid_codes.codes.clone(), scale: main.centroid_codes.scale.clone(), lists: assign_lists(main, &codes, &scales) });
+        Incoming { batch, payload: None, lists }
+    }
+}
+
+impl Assigned {
+    /// True when these lists were computed against `main`'s centroids.
+    fn current(&self, main: &Index) -> bool {
+        let c = &main.centroid_codes;
+        (self.codes.as_ptr() == c.codes.as_ptr() && self.scale.as_ptr() == c.scale.as_ptr()) || (self.codes[..] == c.codes[..] && self.scale[..] == c.scale[..])
+    }
+}
+
+/// Lists of rows (`codes` `[n, D]`, `scales` `[n]`) of `main`'s centroids by the build's
+/// rule (on the calling thread).
+fn assign_lists(main: &Index, codes: &[i8], scales: &[f32]) -> Vec<u32> {
+    match (codes.is_empty(), main.metric) {
+        (true, _) => Vec::new(),
+        (false, crate::Metric::L2) => compute::assign_l2(codes, scales, &main.centroid_codes, false),
+        (false, _) => compute::assign_on_thread(codes, &main.centroid_codes),
     }
 }
 
@@ -184,6 +259,8 @@ pub struct Store {
     tail_limit: Option<usize>,
     /// [`Store::set_background_folds`]: a full tail is folded by [`FoldJob`]s, not in publish.
     background_folds: bool,
+    /// Write-path timings ([`Store::set_phases`]).
+    phases: Arc<WritePhases>,
     seg: Segments,
 }
 
@@ -196,6 +273,7 @@ pub struct FoldJob {
     exec: Arc<dyn Search>,
     /// [`Store`]'s compaction count when it began (a compaction in between voids it).
     generation: u64,
+    phases: Arc<WritePhases>,
 }
 
 /// A built [`FoldJob`], for [`Store::finish_fold`].
@@ -208,8 +286,12 @@ pub struct FoldedLists {
 impl FoldJob {
     /// Lay out and upload the new lists part (any thread).
     pub fn run(mut self) -> Result<FoldedLists> {
+        let t0 = Instant::now();
         let ix = Arc::new(self.rows.build_lists(&self.main));
+        let t1 = Instant::now();
         let exec = if ix.is_empty() { None } else { Some(Arc::from(self.exec.with_index(ix.clone(), &Changed::ALL)?)) };
+        self.phases.observe("fold_build", (t1 - t0).as_secs_f64());
+        self.phases.observe("fold_upload", t1.elapsed().as_secs_f64());
         Ok(FoldedLists { ix, exec, generation: self.generation })
     }
 }
@@ -370,14 +452,14 @@ impl Store {
         }));
         // Versions continue from the batches already folded into the artifact.
         let version = opened.base_version;
-        let mut store = Store { path: path.to_path_buf(), opts, threshold, wal: opened.wal, _lock: lock, shared: snap, version, compactions: 0, tail_limit: None, background_folds: false, seg };
+        let mut store = Store { path: path.to_path_buf(), opts, threshold, wal: opened.wal, _lock: lock, shared: snap, version, compactions: 0, tail_limit: None, background_folds: false, phases: Default::default(), seg };
         let t0 = Instant::now();
         let wal_path = wal::wal_path(path);
-        for (i, rec) in opened.records.iter().enumerate() {
+        for (i, inc) in store.parse_records(&opened.records).into_iter().enumerate() {
             let bad = |reason: String| Error::Format { path: wal_path.clone(), reason: format!("record {i}: {reason}") };
-            let batch: Batch = serde_json::from_slice(rec).map_err(|e| bad(format!("not an update batch: {e}")))?;
-            let prepared = store.validate(&batch.ops).map_err(|e| bad(format!("no longer applies: {e}")))?;
-            store.apply(prepared);
+            let inc = inc.map_err(|e| bad(format!("not an update batch: {e}")))?;
+            let prepared = store.validate(&inc.batch.ops).map_err(|e| bad(format!("no longer applies: {e}")))?;
+            store.apply_incoming(prepared, &inc);
             store.version += 1;
         }
         if !opened.records.is_empty() {
@@ -402,23 +484,50 @@ impl Store {
     /// error is fatal (the log could not be written): the caller must stop the process,
     /// since applied-but-unlogged state must never be served.
     pub fn commit(&mut self, batches: &[Batch]) -> Result<Vec<std::result::Result<u64, ApiError>>> {
+        let incoming: Vec<Incoming> = batches.iter().cloned().map(Incoming::new).collect();
+        self.commit_incoming(&incoming)
+    }
+
+    /// [`Store::commit`] of batches whose records and lists may be prepared already
+    /// ([`Incoming::prepare`]): the same result, bit for bit.
+    pub fn commit_incoming(&mut self, batches: &[Incoming]) -> Result<Vec<std::result::Result<u64, ApiError>>> {
         let mut out = Vec::with_capacity(batches.len());
         let mut ok = 0u64;
-        for b in batches {
-            match self.validate(&b.ops) {
+        let (mut validate, mut append, mut apply) = (0.0, 0.0, 0.0);
+        for inc in batches {
+            let b = &inc.batch;
+            let t0 = Instant::now();
+            let v = self.validate(&b.ops);
+            validate += t0.elapsed().as_secs_f64();
+            match v {
                 Err(e) => out.push(Err(e)),
                 Ok(p) => {
-                    let payload = serde_json::to_vec(b).map_err(|e| Error::backend("serve", format!("encoding an update batch: {e}")))?;
-                    self.wal.append(&payload)?;
+                    let t1 = Instant::now();
+                    let encoded;
+                    let payload = match &inc.payload {
+                        Some(p) => p,
+                        None => {
+                            encoded = serde_json::to_vec(b).map_err(|e| Error::backend("serve", format!("encoding an update batch: {e}")))?;
+                            &encoded
+                        }
+                    };
+                    self.wal.append(payload)?;
                     super::crash::point("commit-logged");
-                    self.apply(p);
+                    let t2 = Instant::now();
+                    self.apply_incoming(p, inc);
+                    (append, apply) = (append + (t2 - t1).as_secs_f64(), apply + t2.elapsed().as_secs_f64());
                     ok += 1;
                     out.push(Ok(0));
                 }
             }
         }
+        self.phases.observe("validate", validate);
         if ok > 0 {
+            self.phases.observe("wal_append", append);
+            self.phases.observe("apply", apply);
+            let t0 = Instant::now();
             self.wal.sync()?;
+            self.phases.observe("wal_sync", t0.elapsed().as_secs_f64());
             super::crash::point("commit-synced");
             self.version += ok;
             self.publish()?;
@@ -467,24 +576,41 @@ impl Store {
         Ok(out)
     }
 
-    fn apply(&mut self, ops: Vec<Prepared>) {
-        // New rows' lists by the build's rule, one assignment pass for the whole batch.
-        let d = self.seg.main.current().dim;
-        let (mut codes, mut scales) = (Vec::new(), Vec::new());
-        for op in &ops {
-            if let Prepared::Upsert(c) = op {
-                let at = codes.len();
-                codes.resize(at + d, 0i8);
-                scales.push(crate::model::quantize::quantize_row(&c.vector, &mut codes[at..]));
+    /// Log records parsed and their upserts assigned to lists in parallel (a replay's
+    /// slow part: writes wait for a compaction's replay), in order.
+    fn parse_records(&self, records: &[Vec<u8>]) -> Vec<std::result::Result<Incoming, String>> {
+        use rayon::prelude::*;
+        let main = self.seg.main.current().clone();
+        records.par_iter().map(|rec| serde_json::from_slice::<Batch>(rec).map(|b| Incoming::assign(b, &main)).map_err(|e| e.to_string())).collect()
+    }
+
+    /// [`Store::apply_with`] of a validated batch, with its lists when they are current.
+    fn apply_incoming(&mut self, ops: Vec<Prepared>, inc: &Incoming) {
+        let lists = inc.lists.as_ref().filter(|a| a.current(self.seg.main.current())).map(|a| &a.lists[..]);
+        self.apply_with(ops, lists);
+    }
+
+    /// Apply validated ops; `lists`: their upserts' lists, when computed beforehand
+    /// against the current centroids ([`Incoming::prepare`]).
+    fn apply_with(&mut self, ops: Vec<Prepared>, lists: Option<&[u32]>) {
+        let upserts = ops.iter().filter(|op| matches!(op, Prepared::Upsert(_))).count();
+        let lists: Vec<u32> = match lists.filter(|l| l.len() == upserts) {
+            Some(l) => l.to_vec(),
+            None => {
+                // New rows' lists by the build's rule, one assignment pass for the whole batch.
+                let d = self.seg.main.current().dim;
+                let (mut codes, mut scales) = (Vec::new(), Vec::new());
+                for op in &ops {
+                    if let Prepared::Upsert(c) = op {
+                        let at = codes.len();
+                        codes.resize(at + d, 0i8);
+                        scales.push(crate::model::quantize::quantize_row(&c.vector, &mut codes[at..]));
+                    }
+                }
+                assign_lists(self.seg.main.current(), &codes, &scales)
             }
-        }
-        let main = self.seg.main.current();
-        let mut lists = match (codes.is_empty(), main.metric) {
-            (true, _) => Vec::new(),
-            (false, crate::Metric::L2) => compute::assign_l2(&codes, &scales, &main.centroid_codes, false),
-            (false, _) => compute::assign_on_thread(&codes, &main.centroid_codes),
-        }
-        .into_iter();
+        };
+        let mut lists = lists.into_iter();
         for op in ops {
             match op {
                 Prepared::Upsert(c) => {
@@ -579,10 +705,12 @@ impl Store {
 
     /// Swap in the working copies and publish a snapshot of the current version.
     fn publish(&mut self) -> Result<()> {
+        let start = Instant::now();
         if let Some(ix) = self.seg.main.publish() {
             // Same device, unchanged tensors shared: only live bits, planes, attributes move.
             let changed = self.seg.main.published_changes();
             self.seg.main_exec = Arc::from(self.seg.main_exec.with_index(ix, &changed)?);
+            self.phases.observe("publish_main", start.elapsed().as_secs_f64());
         }
         // The fresh parts on the main index's device (same context and kernels).
         let on_device = |ix: &Arc<Index>, exec: &Option<Arc<dyn Search>>, main: &Arc<dyn Search>| -> Result<Option<Arc<dyn Search>>> {
@@ -595,14 +723,18 @@ impl Store {
             self.seg.fresh.fold_tail();
         }
         if self.seg.fresh.lists_dirty() {
+            let t0 = Instant::now();
             let ix = Arc::new(self.seg.fresh.build_lists(self.seg.main.current()));
             self.seg.fresh_exec = on_device(&ix, &self.seg.fresh_exec, &self.seg.main_exec)?;
             self.seg.fresh_ix = ix;
+            self.phases.observe("publish_lists", t0.elapsed().as_secs_f64());
         }
         if self.seg.fresh.tail_dirty() {
+            let t0 = Instant::now();
             let ix = Arc::new(self.seg.fresh.build_tail(self.seg.main.current()));
             self.seg.tail_exec = on_device(&ix, &self.seg.tail_exec, &self.seg.main_exec)?;
             self.seg.tail_ix = ix;
+            self.phases.observe("publish_tail", t0.elapsed().as_secs_f64());
         }
         let snap = Snapshot {
             version: self.version,
@@ -613,6 +745,7 @@ impl Store {
             stats: self.stats(),
         };
         self.shared.store(Arc::new(snap));
+        self.phases.observe("publish", start.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -703,12 +836,10 @@ impl Store {
         std::thread::spawn(move || drop(old));
         // Re-apply what was written while the compaction ran (already counted in `version`):
         // the records parse in parallel (writes wait for this step), then apply in order.
-        use rayon::prelude::*;
-        let parsed: Vec<std::result::Result<Batch, String>> = opened.records.par_iter().map(|rec| serde_json::from_slice::<Batch>(rec).map_err(|e| e.to_string())).collect();
-        for (i, b) in parsed.into_iter().enumerate() {
-            let applied = b.and_then(|b| self.validate(&b.ops).map_err(|e| e.to_string()));
+        for (i, inc) in self.parse_records(&opened.records).into_iter().enumerate() {
+            let applied = inc.and_then(|inc| self.validate(&inc.batch.ops).map(|p| (p, inc)).map_err(|e| e.to_string()));
             match applied {
-                Ok(p) => self.apply(p),
+                Ok((p, inc)) => self.apply_incoming(p, &inc),
                 Err(e) => {
                     log::error!("record {i} logged during compaction does not apply to the compacted index ({e}); stopping");
                     std::process::abort();
@@ -716,6 +847,13 @@ impl Store {
             }
         }
         self.compactions += 1;
+        // The records re-applied are all in the tail now (at 10,000 items/s, a compaction of
+        // tens of seconds leaves hundreds of thousands): fold them into the lists here, once,
+        // instead of every query scanning them whole and every commit re-making them until
+        // a background fold lands.
+        if self.seg.fresh.tail_full() {
+            self.seg.fresh.fold_tail();
+        }
         self.publish()?;
         super::crash::point("compact-done");
         Ok(CompactReport {
@@ -751,6 +889,12 @@ impl Store {
         self.background_folds = on;
     }
 
+    /// Record write-path timings into `phases` (the server's `/metrics`; see
+    /// [`super::metrics::WRITE_PHASES`]).
+    pub fn set_phases(&mut self, phases: Arc<WritePhases>) {
+        self.phases = phases;
+    }
+
     /// A fold of the full tail into the fresh lists, to run on another thread and hand to
     /// [`Store::finish_fold`]; `None` when the tail is not full or a fold is running.
     pub fn begin_fold(&mut self) -> Option<FoldJob> {
@@ -759,13 +903,20 @@ impl Store {
         }
         let rows = self.seg.fresh.begin_fold()?;
         let exec = self.seg.fresh_exec.clone().unwrap_or_else(|| self.seg.main_exec.clone());
-        Some(FoldJob { rows, main: self.seg.main.published().clone(), exec, generation: self.compactions })
+        Some(FoldJob { rows, main: self.seg.main.published().clone(), exec, generation: self.compactions, phases: self.phases.clone() })
     }
 
     /// Install a finished fold and publish (the tail shrinks to the rows that came after
     /// it). A fold from before a compaction is dropped; one whose rows changed meanwhile
     /// is rebuilt here instead (rare: deletes, replacements or patches of fresh rows).
     pub fn finish_fold(&mut self, done: Result<FoldedLists>) -> Result<()> {
+        let t0 = Instant::now();
+        let r = self.install_fold(done);
+        self.phases.observe("fold_install", t0.elapsed().as_secs_f64());
+        r
+    }
+
+    fn install_fold(&mut self, done: Result<FoldedLists>) -> Result<()> {
         let done = match done {
             Ok(d) if d.generation == self.compactions => d,
             Ok(_) => return Ok(()),

@@ -119,6 +119,20 @@ pub fn check_typed<D: Dictionary + ?Sized>(attrs: &BTreeMap<String, Value>, dict
     Ok(out)
 }
 
+/// The vector an item stores: `x` as given, unit-normalized for cosine (`None`: a cosine
+/// vector without a finite, non-zero norm).
+pub fn stored_vector(x: &[f32], metric: Metric) -> Option<Vec<f32>> {
+    let mut vector = x.to_vec();
+    if metric == Metric::Cosine {
+        let n = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if n == 0.0 || !n.is_finite() {
+            return None;
+        }
+        vector.iter_mut().for_each(|x| *x /= n);
+    }
+    Some(vector)
+}
+
 /// All static checks of one item: id, dimension, values in range ([`crate::model::finite`];
 /// cosine: non-zero norm),
 /// attributes, features. `path` names the item (`items[3]`).
@@ -133,14 +147,9 @@ pub fn check_item<D: Dictionary + ?Sized>(item: &Item, ctx: &Context<'_, D>, pat
     if let Err(f) = crate::model::finite::check_vector(&item.vector, ctx.metric != Metric::Cosine) {
         return Err(ApiError::bad(f.col.map(|j| format!("{path}.vector[{j}]")).unwrap_or_else(|| format!("{path}.vector")), f.reason));
     }
-    let mut vector = item.vector.clone();
-    if ctx.metric == Metric::Cosine {
-        let n = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
-        if n == 0.0 || !n.is_finite() {
-            return Err(ApiError::bad(format!("{path}.vector"), "cosine index: the vector must have a finite, non-zero norm"));
-        }
-        vector.iter_mut().for_each(|x| *x /= n);
-    }
+    let Some(vector) = stored_vector(&item.vector, ctx.metric) else {
+        return Err(ApiError::bad(format!("{path}.vector"), "cosine index: the vector must have a finite, non-zero norm"));
+    };
     let attrs = check_attrs(&item.attributes, ctx.dict, &format!("{path}.attributes"))?;
     let typed = check_typed(&item.attributes, ctx.dict, &format!("{path}.attributes"))?;
     let mut features = vec![0f32; ctx.feature_names.len()];

@@ -6,8 +6,7 @@
 
 use super::error::ApiError;
 use super::metrics::Metrics;
-use super::state::{CompactReport, FoldedLists, PreparedCompaction, Store};
-use super::update::Batch;
+use super::state::{CompactReport, FoldedLists, Incoming, PreparedCompaction, Store};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -17,13 +16,16 @@ const GROUP: usize = 1024;
 /// After a failed automatic compaction, wait this long before trying again.
 const RETRY: Duration = Duration::from_secs(60);
 
+/// A write waiting for its group commit: the batch, its arrival, its reply.
+type Pending = (Box<Incoming>, Instant, oneshot::Sender<Result<u64, ApiError>>);
 type CompactReply = oneshot::Sender<Result<CompactReport, ApiError>>;
 /// Items by id as JSON objects (`None`: no live item).
 pub type Items = Vec<Option<serde_json::Map<String, serde_json::Value>>>;
 
 /// A request to the writer.
 pub enum Cmd {
-    Write { batch: Batch, reply: oneshot::Sender<Result<u64, ApiError>> },
+    /// `at`: when the request arrived (the write path's `queue` phase starts there).
+    Write { batch: Box<Incoming>, at: Instant, reply: oneshot::Sender<Result<u64, ApiError>> },
     Compact { reply: CompactReply },
     /// A background compaction finished writing its artifact.
     Compacted(Box<crate::error::Result<PreparedCompaction>>),
@@ -41,6 +43,7 @@ pub fn spawn(mut store: Store, metrics: Arc<Metrics>, tx: &mpsc::Sender<Cmd>, rx
     // A full tail is folded into the fresh lists off this thread: acknowledgements never
     // wait for an O(fresh rows) layout and upload.
     store.set_background_folds(true);
+    store.set_phases(metrics.write_phases.clone());
     std::thread::Builder::new()
         .name("silica-writer".into())
         .spawn(move || Writer { store, metrics, back, compacting: false, waiters: Vec::new(), failed_at: None }.run(rx))
@@ -67,10 +70,10 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let mut pending: Vec<(Batch, oneshot::Sender<Result<u64, ApiError>>)> = Vec::new();
+            let mut pending: Vec<Pending> = Vec::new();
             for c in cmds {
                 match c {
-                    Cmd::Write { batch, reply } => pending.push((batch, reply)),
+                    Cmd::Write { batch, at, reply } => pending.push((batch, at, reply)),
                     Cmd::Compact { reply } => {
                         self.flush(&mut pending);
                         self.waiters.push(reply);
@@ -139,6 +142,7 @@ impl Writer {
                 self.failed_at = None;
                 self.metrics.compaction_seconds.observe(r.seconds);
                 self.metrics.compaction_pause_seconds.observe(r.pause_seconds);
+                self.metrics.write_phases.observe("compaction_pause", r.pause_seconds);
                 log::info!(
                     "compacted: {} rows -> {} ({} fresh folded, {} batches re-applied) in {:.2}s, writes paused {:.3}s",
                     r.rows_before,
@@ -161,13 +165,18 @@ impl Writer {
         }
     }
 
-    fn flush(&mut self, pending: &mut Vec<(Batch, oneshot::Sender<Result<u64, ApiError>>)>) {
+    fn flush(&mut self, pending: &mut Vec<Pending>) {
         if pending.is_empty() {
             return;
         }
         let t0 = Instant::now();
-        let (batches, replies): (Vec<Batch>, Vec<_>) = std::mem::take(pending).into_iter().unzip();
-        match self.store.commit(&batches) {
+        let (mut batches, mut replies) = (Vec::with_capacity(pending.len()), Vec::with_capacity(pending.len()));
+        for (b, at, r) in pending.drain(..) {
+            self.metrics.write_phases.observe("queue", t0.saturating_duration_since(at).as_secs_f64());
+            batches.push(*b);
+            replies.push(r);
+        }
+        match self.store.commit_incoming(&batches) {
             Ok(results) => {
                 self.metrics.commit_batches.observe(results.iter().filter(|r| r.is_ok()).count() as f64);
                 self.metrics.commit_seconds.observe(t0.elapsed().as_secs_f64());
