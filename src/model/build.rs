@@ -195,10 +195,10 @@ impl IndexBuilder {
         let src = VectorSource::open(vectors)?;
         let t0 = std::time::Instant::now();
         let table = super::attributes::read_jsonl_with(attributes, &self.params.features, &self.params.schema)?;
-        log::info!("attributes: {} rows in {:.2}s", table.ids.len(), t0.elapsed().as_secs_f64());
         // The parse's per-batch buffers are freed now; give their pages back before the
         // passes allocate the Bloom planes.
         crate::progress::release_free_memory();
+        log::info!("attributes: {} rows in {:.2}s; {}", table.ids.len(), t0.elapsed().as_secs_f64(), crate::progress::rss_note());
         let dir = match out.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -214,7 +214,7 @@ impl IndexBuilder {
         crate::progress::release_free_memory();
         let t1 = std::time::Instant::now();
         file.sync_all().map_err(|e| Error::io(out, e))?;
-        log::info!("sync: {:.1} MB to disk in {:.2}s", summary.bytes as f64 / 1e6, t1.elapsed().as_secs_f64());
+        log::info!("sync: {:.1} MB to disk in {:.2}s; {}", summary.bytes as f64 / 1e6, t1.elapsed().as_secs_f64(), crate::progress::rss_note());
         tmp.persist(out).map_err(|e| Error::io(out, e.error))?;
         Ok(summary)
     }
@@ -495,9 +495,10 @@ impl IndexBuilder {
         src.release(0..n);
         let t_bloom = std::time::Instant::now();
         w.put_pod("bloom.planes", &planes)?;
+        let note = crate::progress::rss_note();
         drop(planes);
         let (out, bytes) = w.finish()?;
-        log::info!("Bloom planes and checksums written in {:.2}s", t_bloom.elapsed().as_secs_f64());
+        log::info!("Bloom planes and checksums written in {:.2}s; before: {note}", t_bloom.elapsed().as_secs_f64());
         Ok((out, BuildSummary { n, dim: d, nlist, bytes }))
     }
 }
