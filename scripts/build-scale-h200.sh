@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build and load at production scale on the H200 host (issue 10), prebuilt binary only.
 #
-#   STEPS="20m recall" bash scripts/build-scale-h200.sh      # part 1 (~4-5 min)
-#   STEPS="80m" bash scripts/build-scale-h200.sh             # part 2 (~6-8 min), its own device call
+#   STEPS="80m" bash scripts/build-scale-h200.sh             # 80M build + serve (~6-7 min), one device call
+#   STEPS="recall" bash scripts/build-scale-h200.sh          # 20M cuda- vs cpu-built recall (~5-6 min), one call
+#   STEPS="20m" bash scripts/build-scale-h200.sh             # 20M build with calibration + serve (~2 min)
 #
 # Env: BIN (default .bin/silica), STEPS (default "20m recall"), SCRATCH (default
 # /tmp/silica-scale), OUT (results; default ./build-scale-out), DEADLINE (seconds for the whole
@@ -16,7 +17,8 @@
 #   20m     silica synth 20M x 128 (f16 + JSONL, 5 fields) -> silica build --backend cuda
 #           --nlist 4096 (calibration on: the default user path) -> silica serve --backend cuda
 #           until GET /healthz answers. Target: build <= 60 s, peak RSS <= 1.5x artifact.
-#   recall  (after 20m, same catalog) silica build --backend cpu --no-calibrate; truth: the
+#   recall  (after 20m, same catalog; alone it synthesizes and builds gpu-20m with
+#           --no-calibrate first) silica build --backend cpu --no-calibrate; truth: the
 #           CUDA-built index searched exhaustively (nprobe 4096, k0 1000, refine: int8 codes are
 #           per row, so exhaustive candidates do not depend on the centroids); silica eval of
 #           both artifacts at each of NPROBES (--backend cuda, 1000 synth queries, no filter).
@@ -130,7 +132,12 @@ for step in $STEPS; do
     ;;
   recall)
     cat=$SCRATCH/cat20m
-    [ -f "$SCRATCH/gpu-20m.silica" ] || { echo "recall: run the 20m step first"; continue; }
+    # Alone (a fresh machine): the catalog and the GPU build first, without calibration
+    # (the recall is compared at fixed nprobes; calibration is the 20m step's to measure).
+    if [ ! -f "$SCRATCH/gpu-20m.silica" ]; then
+      synth "$N20" "$cat" || continue
+      build gpu-20m "$N20" 200 --vectors "$cat/vectors.npy" --attributes "$cat/attributes.jsonl" --nlist "$NLIST20" --backend "$BACKEND" --no-calibrate
+    fi
     build cpu-20m "$N20" 300 --vectors "$cat/vectors.npy" --attributes "$cat/attributes.jsonl" --nlist "$NLIST20" --backend cpu --no-calibrate
     q=$cat/queries.npy
     for _ in $(seq 1000); do echo '{"filter": ""}'; done >"$SCRATCH/nofilter.jsonl"

@@ -76,3 +76,25 @@ pub fn peak_rss() -> Option<u64> {
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
 }
+
+/// Hand memory freed by a finished phase back to the OS (glibc `malloc_trim`; a no-op
+/// elsewhere). The build's attribute table is millions of small heap strings spread over
+/// rayon threads' malloc arenas; freed, they stay resident (counted in RSS) until trimmed.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and shrinks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// `"RSS 812 MB (anon 801, file 11), peak 1013 MB"` of this process (Linux; empty
+/// elsewhere): appended to the build's phase lines so a log shows which phase holds the peak.
+pub fn rss_note() -> String {
+    let Ok(s) = std::fs::read_to_string("/proc/self/status") else { return String::new() };
+    let mb = |key: &str| s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()).map(|kb| kb / 1024);
+    match (mb("VmRSS:"), mb("RssAnon:"), mb("RssFile:"), mb("VmHWM:")) {
+        (Some(r), Some(a), Some(f), Some(h)) => format!("RSS {r} MB (anon {a}, file {f}), peak {h} MB"),
+        _ => String::new(),
+    }
+}

@@ -314,8 +314,9 @@ fn calibrate(path: &Path, a: &BuildArgs) -> Result<()> {
     let nlist = ix.nlist();
     let t_open = Instant::now();
     let searcher = graph::open(&a.backend, ix)?;
-    log::info!("calibration: index mapped in {:.2}s, opened on {} (kernels, upload) in {:.2}s", (t_open - t0).as_secs_f64(), a.backend, t_open.elapsed().as_secs_f64());
+    log::info!("calibration: index mapped in {:.2}s, opened on {} (kernels, upload) in {:.2}s; {}", (t_open - t0).as_secs_f64(), a.backend, t_open.elapsed().as_secs_f64(), silica::progress::rss_note());
     let c = silica::graph::calibrate::calibrate(searcher.as_ref(), &calibrate_options(a))?;
+    log::info!("calibration: {}", silica::progress::rss_note());
     drop(searcher);
     silica::model::writer::patch_metadata(path, &[(format::CALIBRATION.to_string(), serde_json::to_string(&c)?)])?;
     eprintln!("{} ({:.1}s)", calibration_line(&c), t0.elapsed().as_secs_f64());

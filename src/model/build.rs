@@ -115,15 +115,24 @@ pub fn sample_rows(n: usize, k: usize, per_list: usize, seed: u64) -> Vec<usize>
 }
 
 /// Rows `rows` of `src` as f32 into `out` (`[rows.len(), D]`), value-checked
-/// ([`super::finite`]) and, for cosine, normalized. Errors name the first bad source row.
-fn prepare(src: &VectorSource, rows: &[u32], metric: Metric, out: &mut [f32]) -> Result<()> {
+/// ([`super::finite`]) and, for cosine, normalized. `scattered`: the rows are spread over
+/// the input, read them by positioned reads ([`VectorSource::read_row_into`]) so that
+/// the mapped input's pages stay out of the resident set. Errors name the first bad
+/// source row.
+fn prepare(src: &VectorSource, rows: &[u32], metric: Metric, out: &mut [f32], scattered: bool) -> Result<()> {
     let d = src.dim;
     let bad = out
         .par_chunks_mut(d)
         .zip(rows.par_iter())
-        .filter_map(|(o, &r)| {
+        .map_init(Vec::new, |buf, (o, &r)| {
             let r = r as usize;
-            src.row_into(r, o);
+            if scattered {
+                if let Err(e) = src.read_row_into(r, o, buf) {
+                    return Some((r, e));
+                }
+            } else {
+                src.row_into(r, o);
+            }
             if let Err(f) = super::finite::check_vector(o, metric != Metric::Cosine) {
                 let e = match f.col {
                     Some(col) if !f.value.is_finite() => Error::NonFinite { what: "vectors".into(), row: r, col, value: f.value },
@@ -140,6 +149,7 @@ fn prepare(src: &VectorSource, rows: &[u32], metric: Metric, out: &mut [f32]) ->
             }
             None
         })
+        .flatten()
         .min_by_key(|e| e.0);
     bad.map_or(Ok(()), |(_, e)| Err(e))
 }
@@ -185,7 +195,10 @@ impl IndexBuilder {
         let src = VectorSource::open(vectors)?;
         let t0 = std::time::Instant::now();
         let table = super::attributes::read_jsonl_with(attributes, &self.params.features, &self.params.schema)?;
-        log::info!("attributes: {} rows in {:.2}s", table.ids.len(), t0.elapsed().as_secs_f64());
+        // The parse's per-batch buffers are freed now; give their pages back before the
+        // passes allocate the Bloom planes.
+        crate::progress::release_free_memory();
+        log::info!("attributes: {} rows in {:.2}s; {}", table.ids.len(), t0.elapsed().as_secs_f64(), crate::progress::rss_note());
         let dir = match out.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -197,9 +210,11 @@ impl IndexBuilder {
             .map_err(|e| Error::io(out, e))?;
         let file = tmp.as_file().try_clone().map_err(|e| Error::io(out, e))?;
         let (file, summary) = self.write(&src, &table, compute, rerank, file, out)?;
+        drop((table, src));
+        crate::progress::release_free_memory();
         let t1 = std::time::Instant::now();
         file.sync_all().map_err(|e| Error::io(out, e))?;
-        log::info!("sync: {:.1} MB to disk in {:.2}s", summary.bytes as f64 / 1e6, t1.elapsed().as_secs_f64());
+        log::info!("sync: {:.1} MB to disk in {:.2}s; {}", summary.bytes as f64 / 1e6, t1.elapsed().as_secs_f64(), crate::progress::rss_note());
         tmp.persist(out).map_err(|e| Error::io(out, e.error))?;
         Ok(summary)
     }
@@ -251,7 +266,7 @@ impl IndexBuilder {
         let sample = sample_rows(n, nlist, p.sample_per_list, p.seed);
         let sample_rows32: Vec<u32> = sample.iter().map(|&r| r as u32).collect();
         let mut x = vec![0f32; sample.len() * d];
-        prepare(src, &sample_rows32, p.metric, &mut x)?;
+        prepare(src, &sample_rows32, p.metric, &mut x, true)?;
         log::info!("sample: {} rows gathered in {:.2}s", sample.len(), t0.elapsed().as_secs_f64());
         let kp = KMeansParams { k: nlist, iters: p.kmeans_iters, sample_per_cluster: p.sample_per_list, seed: p.seed };
         let pb = Progress::new(p.progress, "k-means", p.kmeans_iters as u64, "iterations");
@@ -279,7 +294,7 @@ impl IndexBuilder {
             let b = (a + CHUNK).min(n);
             let rows: Vec<u32> = (a as u32..b as u32).collect();
             let (x, c) = (&mut buf[..(b - a) * d], &mut codes[..(b - a) * d]);
-            prepare(src, &rows, p.metric, x)?;
+            prepare(src, &rows, p.metric, x, false)?;
             let sc: Vec<f32> = c.par_chunks_mut(d).zip(x.par_chunks(d)).map(|(c, x)| quantize_row(x, c)).collect();
             let l = if l2 { super::compute::assign_l2(c, &sc, &cq, true) } else { compute.assign(c, &cq)? };
             if l.len() != b - a || l.iter().any(|&l| l as usize >= nlist) {
@@ -444,9 +459,6 @@ impl IndexBuilder {
                     if tx.send(out).is_err() || failed {
                         return;
                     }
-                    if ch % 16 == 15 {
-                        src.release(0..n);
-                    }
                 }
             });
             for ch in 0..chunks {
@@ -483,9 +495,10 @@ impl IndexBuilder {
         src.release(0..n);
         let t_bloom = std::time::Instant::now();
         w.put_pod("bloom.planes", &planes)?;
+        let note = crate::progress::rss_note();
         drop(planes);
         let (out, bytes) = w.finish()?;
-        log::info!("Bloom planes and checksums written in {:.2}s", t_bloom.elapsed().as_secs_f64());
+        log::info!("Bloom planes and checksums written in {:.2}s; before: {note}", t_bloom.elapsed().as_secs_f64());
         Ok((out, BuildSummary { n, dim: d, nlist, bytes }))
     }
 }
@@ -530,7 +543,7 @@ impl Pass2<'_> {
         let rows = &self.perm[a..b];
         let mut x = vec![0f32; (b - a) * d];
         let (mut codes, mut scale) = (vec![0i8; (b - a) * d], vec![0f32; b - a]);
-        prepare(self.src, rows, self.metric, &mut x)?;
+        prepare(self.src, rows, self.metric, &mut x, true)?;
         codes.par_chunks_mut(d).zip(x.par_chunks(d)).zip(scale.par_iter_mut()).for_each(|((c, x), s)| *s = quantize_row(x, c));
         let sqnorms = (self.metric == Metric::L2).then(|| codes.par_chunks(d).map(super::metric::sqnorm).collect());
         let embeddings = self.embeddings.then(|| x.par_iter().map(|&v| f16::from_f32(v)).collect());
