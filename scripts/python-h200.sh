@@ -76,15 +76,18 @@ if [ "$backend" = cuda ]; then
   log "nvrtc: ${lib:-not found (kernels will not compile)}"
 fi
 
-# 2. The wheel into a venv that also sees the host's torch and numpy (no registry).
-python3 -m venv --system-site-packages "$work/venv"
-py="$work/venv/bin/python"
-if ! "$py" -m pip install --no-deps --no-index "$wheel" > "$res/pip.log" 2>&1; then
+# 2. The wheel unpacked beside the host's own python3 (PYTHONPATH; no registry, no venv:
+# the H200's python3 is itself a venv, /opt/torch/.venv, whose torch and numpy a nested
+# venv would not see). PYTHON overrides the interpreter.
+py="${PYTHON:-python3}"
+site="$work/site"; mkdir -p "$site"
+if ! "$py" -m pip install --no-deps --no-index --target "$site" "$wheel" > "$res/pip.log" 2>&1; then
   # pip refuses a platform tag newer than the host's glibc claims: unpack it by hand.
   log "pip refused the wheel ($(tail -1 "$res/pip.log")); unpacking it"
-  site="$work/site"; mkdir -p "$site"; "$py" -m zipfile -e "$wheel" "$site"
-  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+  "$py" -m zipfile -e "$wheel" "$site"
 fi
+export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+log "python: $(command -v "$py") ($("$py" --version 2>&1))"
 "$py" -c "import silica, numpy; print('silica', silica.__version__, 'from', silica.__file__, 'numpy', numpy.__version__); print(silica.devices())" > "$res/import.txt" 2>&1
 "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" >> "$res/import.txt" 2>&1
 cat "$res/import.txt" | tee -a "$res/summary.txt"

@@ -195,3 +195,24 @@ fn candidate_budget_sends_filters_up_to_four_lists_of_rows_to_their_candidates()
     Executor::new(Cpu, ix.clone()).unwrap().with_planner(Planner { candidate_budget: 1 }).search_traced(&req, &mut t).unwrap();
     assert_eq!(t.candidate_queries, 0);
 }
+
+#[test]
+fn a_full_typed_mask_cache_evaluates_new_tests_per_query_instead_of_evicting() {
+    use silica::filter::TypedTest;
+    use silica::graph::MaskCache;
+    let (index, _) = random_index(300, 8, 4, 7, &[]);
+    let cache = MaskCache::default();
+    let t = |i: u32| TypedTest::Present { field: "f".into(), ids: vec![(i, i)], null: false };
+    assert!(cache.repeated(&t(0), &index).is_none(), "a first sighting is evaluated per query");
+    let m = cache.repeated(&t(0), &index).expect("a second sighting gets a host mask");
+    assert_eq!(m.len(), 300usize.div_ceil(64));
+    for i in 1..MaskCache::ENTRIES as u32 {
+        assert!(cache.repeated(&t(i), &index).is_none());
+        assert!(cache.repeated(&t(i), &index).is_some());
+    }
+    // Full: a new repeated test stays per query, and the cached masks stay cached.
+    let x = t(1_000_000);
+    assert!(cache.repeated(&x, &index).is_none());
+    assert!(cache.repeated(&x, &index).is_none(), "a full cache does not evict for a new test");
+    assert!(std::sync::Arc::ptr_eq(&cache.repeated(&t(0), &index).unwrap(), &m));
+}
