@@ -210,7 +210,7 @@ def main():
     py = qps(lambda a, b: ix.search(a, K), q, [])
     report.update(rust_eval_qps_b256=rust, python_numpy_qps_b256=py)
     if rust:
-        say(0.9 <= py / rust <= 1.1, "QPS numpy in/out vs rust eval at B=256", f"python {py:.0f} vs rust {rust:.0f} (ratio {py / rust:.3f})")
+        say(py / rust >= 0.9, "QPS numpy in/out vs rust eval at B=256 (at most 10% slower)", f"python {py:.0f} vs rust {rust:.0f} (ratio {py / rust:.3f})")
     report["python_qps_b256_4_threads"] = threaded_qps(ix, q)
     say(True, "QPS numpy, 4 threads", f"{report['python_qps_b256_4_threads']:.0f}")
     try:
@@ -218,7 +218,7 @@ def main():
         t = torch_checks(ix, q, f, out_dir, vectors)
         report["torch"] = t
         if rust:
-            say(0.9 <= t["torch_qps_b256"] / rust <= 1.1, "QPS torch CUDA in/out (in place) vs rust eval at B=256",
+            say(t["torch_qps_b256"] / rust >= 0.9, "QPS torch CUDA in/out (in place) vs rust eval at B=256 (at most 10% slower)",
                 f"python {t['torch_qps_b256']:.0f} vs rust {rust:.0f} (ratio {t['torch_qps_b256'] / rust:.3f})")
     except ImportError as e:
         say(False, "torch", f"not importable: {e}")

@@ -10,7 +10,7 @@
 #   * IndexModule ending a toy two-tower model: forward, a loss over the retrieved items'
 #     embeddings, backward through the user tower, one optimizer step;
 #   * QPS at B = 256 from Python (numpy in/out, and torch CUDA in/out in place) against
-#     `silica eval --backend cuda --batch 256` on the same index and queries (target 0.9-1.1);
+#     `silica eval --backend cuda --batch 256` on the same index and queries (target: Python at most 10% slower, >= 0.9x);
 #     4 threads searching at once (the GIL is released).
 # Everything lands in one tarball: $OUT/python-h200.tgz (summary.txt, python-h200.json, logs,
 # the profiler traces).
