@@ -717,6 +717,15 @@ pub fn postings_case<B: Backend>(be: &B) {
             let sub_plans: Vec<&Plan> = with.iter().map(|&i| plans[i]).collect();
             let refs: Vec<&[u32]> = drivers.iter().map(|d| &d[..]).collect();
             let all_lists: Vec<u32> = (0..with.len()).flat_map(|_| 0..spec.l as u32).collect();
+            if !with.is_empty() {
+                // One driver short, or one plan short: a typed error naming the filters.
+                for (p, d) in [(&sub_plans[..], &refs[..refs.len() - 1]), (&sub_plans[..sub_plans.len() - 1], &refs[..])] {
+                    match be.scan_postings(&res, &sub, p, d, &post, 10) {
+                        Err(silica::Error::Param { name, .. }) => assert_eq!(name, "filters", "seed {seed}"),
+                        other => panic!("seed {seed}: {} plans / {} drivers for {} queries gave {:?}", p.len(), d.len(), sub.len, other.err()),
+                    }
+                }
+            }
             for k0 in [1usize, 10, 2049] {
                 let c = be.scan_postings(&res, &sub, &sub_plans, &refs, &post, k0).expect("scan_postings");
                 let want = ref_scan(ix, &sub, &all_lists, spec.l, &sub_plans, k0);
