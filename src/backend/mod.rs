@@ -349,7 +349,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// in launch order (`silica bench --suite e2e` reports them per stage as
     /// `kernels_ms`). The default has no phases; CUDA records an event after each kernel
     /// of its stage-3 paths (programmatic dependent launch is off while it does).
-    fn timed_phases<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<f64>, Vec<(&'static str, f64)>)> {
+    fn timed_phases<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<f64>, Phases)> {
         let (v, t) = self.timed(f)?;
         Ok((v, t, Vec::new()))
     }
@@ -382,6 +382,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
 /// Words between two samples of [`sampled_bloom_count`].
 pub const SAMPLE_EVERY: usize = 16;
+
+/// Device seconds per kernel phase of one stage, in launch order ([`Backend::timed_phases`]).
+pub type Phases = Vec<(&'static str, f64)>;
 
 /// Live rows whose Bloom "maybe" bit is set for `plan` in the words `w` with
 /// `w % SAMPLE_EVERY == 0` (rows < N only): the planner's first, cheap look at a filter's

@@ -1226,7 +1226,7 @@ impl Backend for Cuda {
         Ok((v, Some(ms as f64 * 1e-3)))
     }
 
-    fn timed_phases<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<f64>, Vec<(&'static str, f64)>)> {
+    fn timed_phases<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<f64>, super::Phases)> {
         self.profile_start();
         self.mark("begin")?;
         let (v, ms) = self.time(f)?;
