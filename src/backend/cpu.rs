@@ -404,13 +404,15 @@ impl Backend for Cpu {
         if plans.len() != q.len || drivers.len() != q.len {
             return Err(Error::param("filters", format!("{} plans and {} drivers for {} queries", plans.len(), drivers.len(), q.len)));
         }
+        let all = Plan::all();
         let per_query: Vec<Vec<crate::topk::Scored>> = (0..q.len)
             .into_par_iter()
             .map(|b| {
                 let mut rows = crate::model::postings::candidate_rows(&post.lists, &post.stale, &ix.attrs, drivers[b]);
                 rows.retain(|&r| ix.live_word(r as usize / 64) >> (r % 64) & 1 == 1);
                 let mut top = TopK::new(k0);
-                score_rows(ix, &q.codes[b * d..(b + 1) * d], q.scale[b], plans[b], &rows, &mut top);
+                let plan = crate::model::postings::check_plan(plans[b], drivers[b], post, &all);
+                score_rows(ix, &q.codes[b * d..(b + 1) * d], q.scale[b], plan, &rows, &mut top);
                 top.into_sorted()
             })
             .collect();

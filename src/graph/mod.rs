@@ -437,10 +437,7 @@ impl<B: Backend> Executor<B> {
                 gathered = q.gather(chunk);
                 &gathered
             };
-            // A driver whose every row passes needs no exact check on its rows (the pass-all
-            // plan keeps the live bits); stale rows always take the plan.
-            let all = Plan::all();
-            let sub_plans: Vec<&Plan> = chunk.iter().map(|&i| if stale == 0 && postings::driver_is_exact(plans[i]) { &all } else { plans[i] }).collect();
+            let sub_plans: Vec<&Plan> = chunk.iter().map(|&i| plans[i]).collect();
             let refs: Vec<&[u32]> = ds.iter().map(|d| &d[..]).collect();
             let cands = hook.stage(b, Stage::Candidates, || b.scan_postings(&self.resident, sub, &sub_plans, &refs, post, r.k0))?;
             let answered: Vec<Option<u64>> = ds.iter().map(|d| Some(post.candidates_len(d))).collect();

@@ -230,6 +230,21 @@ pub fn driver_is_exact(plan: &crate::filter::Plan) -> bool {
     })
 }
 
+/// The plan a posting search that visits only `driver`'s rows may check them with: the
+/// pass-all plan when every row of `driver` passes (the plan is [`driver_is_exact`] and
+/// `driver` is exactly its value ids, not a wider set) and nothing is stale (only live
+/// bits are then read), else `plan`. Only for backends whose `scan_postings` restricts
+/// itself to the driver's rows (not the default, which scans every row under the plan).
+pub fn check_plan<'a>(plan: &'a crate::filter::Plan, driver: &[u32], state: &PostingState, all: &'a crate::filter::Plan) -> &'a crate::filter::Plan {
+    if !state.stale.is_empty() || !driver_is_exact(plan) {
+        return plan;
+    }
+    let mut ids: Vec<u32> = plan.terms.iter().flat_map(|t| t.value_ids.iter().copied()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids == driver { all } else { plan }
+}
+
 /// Bloom plane words a whole-index Bloom pass of `plan` reads per 64-row word (each
 /// requested value's hash planes; a typed term's mask word), at least 1: the Bloom
 /// route's cost per word, which the planner weighs against a driver's rows.
@@ -403,6 +418,16 @@ mod tests {
         }
         assert_eq!(exact, 4);
         assert!(!driver_is_exact(&crate::filter::Plan::all()));
+        // check_plan: the pass-all plan only for the plan's own driver and nothing stale.
+        let all = crate::filter::Plan::all();
+        let plan = Filter::compile("a = \"v1\" OR b = \"v5\"", &a.schema, &bloom).unwrap().plan;
+        let (own, _) = driver(&plan, &p).unwrap();
+        let state = PostingState::build(&a);
+        assert!(check_plan(&plan, &own, &state, &all).is_all());
+        let mut wider = own.clone();
+        wider.push(11);
+        assert!(!check_plan(&plan, &wider, &state, &all).is_all(), "a wider driver keeps the plan");
+        assert!(!check_plan(&plan, &own, &state.with_stale(&[3]), &all).is_all(), "stale rows keep the plan");
     }
 
     #[test]

@@ -1043,6 +1043,9 @@ impl Backend for Cuda {
             return self.empty_cands(0, k0);
         }
         let post_rows = ix.postings(&self.dev, &post.lists)?;
+        // Exact drivers need no plan check on their rows (postings::check_plan).
+        let all = Plan::all();
+        let checked: Vec<&Plan> = plans.iter().zip(drivers).map(|(&p, d)| crate::model::postings::check_plan(p, d, post, &all)).collect();
         let nstale = post.stale.len();
         // Per plan, its driver's non-empty postings as segments (postings::candidate_rows).
         let host = &post.lists;
@@ -1077,7 +1080,7 @@ impl Backend for Cuda {
         dev.write(tables, &bytes)?;
         let t = tables.ptr();
         let (p_off, p_val, p_end, p_start, p_stale) = (t, t + 4 * seg_off.len() as u64, t + 4 * (seg_off.len() + seg_val.len()) as u64, t + start_at as u64, t + stale_at as u64);
-        let (qc, pw, po, qs, _dq) = self.stage_scan_inputs(&mut ws, ix, q, plans)?;
+        let (qc, pw, po, qs, _dq) = self.stage_scan_inputs(&mut ws, ix, q, &checked)?;
         let counts = ensure(dev, &mut ws.cand_counts, 4 * b)?.ptr();
         dev.fill_u32(counts, 0, 4 * b)?;
         let (bloom, exact, seg) = (counts, counts + 4 * b as u64, counts + 8 * b as u64);
