@@ -4,7 +4,7 @@
 
 use crate::view::{id_at, values_at, RowMap, View};
 use crate::{api_error, dlpack, error};
-use silica::backend::cuda::{Cuda, DType, DeviceQueries, DeviceResults};
+use silica::backend::cuda::{SearchDevice, Cuda, DType, DeviceQueries, DeviceResults};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;

@@ -239,14 +239,7 @@ pub fn run(cli: Cli) -> Result<()> {
 
 /// The build device of `--backend`.
 fn build_compute(name: &str) -> Result<Box<dyn silica::model::compute::BuildCompute>> {
-    match name {
-        "cpu" => Ok(Box::new(silica::model::compute::CpuCompute)),
-        #[cfg(feature = "cuda")]
-        "cuda" => Ok(Box::new(silica::backend::cuda::CudaCompute::new()?)),
-        #[cfg(not(feature = "cuda"))]
-        "cuda" => Err(silica::Error::backend("cuda", "this silica was built without the `cuda` feature").into()),
-        other => bail!("unknown build backend {other}"),
-    }
+    Ok(silica::registry::build_compute(name)?)
 }
 
 fn build(a: BuildArgs) -> Result<()> {
