@@ -28,8 +28,11 @@
 //! # Ok(()) }
 //! ```
 
+pub use silica_core::{
+    BuildParams, Error, Executor, Filter, FilterError, Index, IndexBuilder, Metric, RerankMode, Result, SearchParams, SearchRequest,
+    SearchResponse,
+};
 pub use silica_core::{error, eval, filter, model, progress, rerank, topk};
-pub use silica_core::{BuildParams, Error, Executor, Filter, FilterError, Index, IndexBuilder, Metric, RerankMode, Result, SearchParams, SearchRequest, SearchResponse};
 
 /// The graph executor ([`silica_core::graph`]) and [`open`], which opens one by backend name
 /// through the [`registry`].

@@ -21,16 +21,16 @@
 //!   `f00 IN (O distinct values) AND f01 IN (..) ..`, so it passes `(O/V)^A` of the items
 //!   with `V = round(O / pass^(1/A))`. Bloom bit-planes follow the artifact's hashing spec.
 
-use silica_core::backend::Probes;
-use silica_core::error::{Error, Result};
-use silica_core::filter::Filter;
-use silica_core::model::quantize::{quantize, quantize_row};
-use silica_core::model::{Attributes, BloomParams, BloomPlanes, FieldSchema, I8Matrix, Index, Metric, Schema};
 use half::f16;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
+use silica_core::backend::Probes;
+use silica_core::error::{Error, Result};
+use silica_core::filter::Filter;
+use silica_core::model::quantize::{quantize, quantize_row};
+use silica_core::model::{Attributes, BloomParams, BloomPlanes, FieldSchema, I8Matrix, Index, Metric, Schema};
 use std::sync::Arc;
 
 /// Rows per generation chunk (one ChaCha8 stream each). Fixed: determinism depends on it.
@@ -214,10 +214,15 @@ impl Synth {
             Some(f) => attributes(&spec, f),
             None => (
                 Attributes { schema: Schema::default(), offsets: vec![0; n + 1].into(), values: Default::default() },
-                BloomPlanes { params: BloomParams { bits: 1, hashes: 1, seed: spec.bloom.seed }, words: n.div_ceil(64), planes: vec![0; n.div_ceil(64)].into() },
+                BloomPlanes {
+                    params: BloomParams { bits: 1, hashes: 1, seed: spec.bloom.seed },
+                    words: n.div_ceil(64),
+                    planes: vec![0; n.div_ceil(64)].into(),
+                },
             ),
         };
-        let (ids, source_rows): (Vec<String>, Vec<u64>) = if spec.ids { ((0..n).map(|r| format!("r{r}")).collect(), (0..n as u64).collect()) } else { (Vec::new(), Vec::new()) };
+        let (ids, source_rows): (Vec<String>, Vec<u64>) =
+            if spec.ids { ((0..n).map(|r| format!("r{r}")).collect(), (0..n as u64).collect()) } else { (Vec::new(), Vec::new()) };
         let index = Index {
             dim: d,
             metric: Metric::Ip,
@@ -286,7 +291,10 @@ impl Synth {
                 let mut rng = stream(self.spec.seed, FILTERS, (start + i) as u64);
                 let clauses: Vec<String> = (0..f.and_terms)
                     .map(|j| {
-                        let vals: Vec<String> = rand::seq::index::sample(&mut rng, v, f.or_values).into_iter().map(|x| format!("\"{}\"", value_name(x))).collect();
+                        let vals: Vec<String> = rand::seq::index::sample(&mut rng, v, f.or_values)
+                            .into_iter()
+                            .map(|x| format!("\"{}\"", value_name(x)))
+                            .collect();
                         format!("{} IN ({})", field_name(j), vals.join(", "))
                     })
                     .collect();
@@ -338,22 +346,24 @@ fn clustered_items(spec: &SynthSpec, c: &[f32], offsets: &[u64], spread: f32) ->
         Some(e) => e.chunks_mut(CHUNK_ROWS * d).map(Some).collect(),
         None => (0..n.div_ceil(CHUNK_ROWS)).map(|_| None).collect(),
     };
-    codes.par_chunks_mut(CHUNK_ROWS * d).zip(scale.par_chunks_mut(CHUNK_ROWS)).zip(emb_chunks).enumerate().for_each(|(ch, ((codes, scale), mut emb))| {
-        let mut rng = stream(spec.seed, ITEMS, ch as u64);
-        let r0 = ch * CHUNK_ROWS;
-        let mut l = offsets.partition_point(|&o| o as usize <= r0) - 1;
-        let mut x = vec![0f32; d];
-        for (i, (code, s)) in codes.chunks_mut(d).zip(scale.iter_mut()).enumerate() {
-            while offsets[l + 1] as usize <= r0 + i {
-                l += 1;
+    codes.par_chunks_mut(CHUNK_ROWS * d).zip(scale.par_chunks_mut(CHUNK_ROWS)).zip(emb_chunks).enumerate().for_each(
+        |(ch, ((codes, scale), mut emb))| {
+            let mut rng = stream(spec.seed, ITEMS, ch as u64);
+            let r0 = ch * CHUNK_ROWS;
+            let mut l = offsets.partition_point(|&o| o as usize <= r0) - 1;
+            let mut x = vec![0f32; d];
+            for (i, (code, s)) in codes.chunks_mut(d).zip(scale.iter_mut()).enumerate() {
+                while offsets[l + 1] as usize <= r0 + i {
+                    l += 1;
+                }
+                gaussian_around(&mut rng, &c[l * d..(l + 1) * d], spread, &mut x);
+                *s = quantize_row(&x, code);
+                if let Some(e) = emb.as_deref_mut() {
+                    e[i * d..(i + 1) * d].iter_mut().zip(&x).for_each(|(o, &v)| *o = f16::from_f32(v));
+                }
             }
-            gaussian_around(&mut rng, &c[l * d..(l + 1) * d], spread, &mut x);
-            *s = quantize_row(&x, code);
-            if let Some(e) = emb.as_deref_mut() {
-                e[i * d..(i + 1) * d].iter_mut().zip(&x).for_each(|(o, &v)| *o = f16::from_f32(v));
-            }
-        }
-    });
+        },
+    );
     (I8Matrix { rows: n, dim: d, codes: codes.into(), scale: scale.into() }, emb)
 }
 

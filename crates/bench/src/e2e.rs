@@ -12,14 +12,14 @@ pub mod catalog;
 pub mod filters;
 pub mod truth;
 
-use silica_core::error::{Error, Result};
-use silica_core::filter::Filter;
-use silica_core::graph::{self, Planner, SearchParams, SearchRequest, SearchResponse, Trace};
-use silica_core::model::build::{default_nlist, BuildParams};
-use silica_core::model::IndexBuilder;
 use filters::{CLASSES, Chooser};
 use rayon::prelude::*;
 use serde::Serialize;
+use silica_core::error::{Error, Result};
+use silica_core::filter::Filter;
+use silica_core::graph::{self, Planner, SearchParams, SearchRequest, SearchResponse, Trace};
+use silica_core::model::IndexBuilder;
+use silica_core::model::build::{BuildParams, default_nlist};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -192,7 +192,10 @@ impl StageBreakdown {
                 names.push(n);
             }
         }
-        let kernels = names.iter().map(|&n| (n.to_string(), med(traces.iter().filter_map(|t| t.kernel_s.iter().find(|e| e.0 == n).map(|e| e.1)).collect()))).collect();
+        let kernels = names
+            .iter()
+            .map(|&n| (n.to_string(), med(traces.iter().filter_map(|t| t.kernel_s.iter().find(|e| e.0 == n).map(|e| e.1)).collect())))
+            .collect();
         StageBreakdown { probe: st(0), filter: st(1), scan: st(2), candidates: st(3), rerank: st(4), select: st(5), kernels }
     }
 }
@@ -324,52 +327,52 @@ pub fn run(p: &E2eParams) -> Result<E2eReport> {
 
     let mut classes = Vec::new();
     for (v, &planner) in planners.iter().enumerate() {
-    if v > 0 || planner != Planner::default() {
-        note(&format!("planner {planner:?}"));
-        search = silica_registry::open_planned(&p.backend, index.clone(), planner)?;
-    }
-    for (class, (name, target)) in CLASSES.iter().enumerate() {
-        let fs = &chosen[class];
-        let fr: Vec<f64> = fs.iter().map(|c| c.1).collect();
-        for &b in &p.batches {
-            note(&format!("class {name} B={b}"));
-            let filters: Vec<Filter> = if class == 0 { Vec::new() } else { fs.iter().map(|c| c.0.clone()).collect() };
-            let m = measure(&*search, &queries, &filters, d, b, &params, budget, p.iters)?;
-            let mut violations = 0;
-            let mut recall_sum = 0.0;
-            for (i, (f, res)) in fs.iter().zip(&m.results).enumerate() {
-                let (r, v) = truth::recall(&index, qrow(i), &f.0, truths[class].get(i).map_or(&[][..], |t| t), res, p.k, &sorted_of);
-                violations += v;
-                if i < sample {
-                    recall_sum += r;
-                }
-            }
-            classes.push(ClassReport {
-                class: name.to_string(),
-                target: *target,
-                batch: b,
-                pass_fraction: fr.iter().sum::<f64>() / fr.len() as f64,
-                pass_fraction_min: fr.iter().copied().fold(f64::INFINITY, f64::min),
-                pass_fraction_max: fr.iter().copied().fold(0.0, f64::max),
-                in_band: fs.iter().filter(|c| c.2).count() as f64 / fs.len() as f64,
-                example_filter: fs[0].0.text.clone(),
-                qps: m.qps,
-                qps_ratio: 0.0,
-                host_ms_p50: crate::metrics::percentile(&m.host_s, 0.5) * 1e3,
-                host_ms_p99: crate::metrics::percentile(&m.host_s, 0.99) * 1e3,
-                device_ms_p50: crate::metrics::percentile(&m.device_s, 0.5) * 1e3,
-                device_ms_p99: crate::metrics::percentile(&m.device_s, 0.99) * 1e3,
-                recall: recall_sum / sample as f64,
-                violations,
-                candidate_share: m.candidate_share,
-                candidate_budget: planner.candidate_budget,
-                clock: m.clock,
-                iterations: m.host_s.len(),
-                host_breakdown_ms: m.breakdown.clone(),
-                device_breakdown_ms: m.stages.clone(),
-            });
+        if v > 0 || planner != Planner::default() {
+            note(&format!("planner {planner:?}"));
+            search = silica_registry::open_planned(&p.backend, index.clone(), planner)?;
         }
-    }
+        for (class, (name, target)) in CLASSES.iter().enumerate() {
+            let fs = &chosen[class];
+            let fr: Vec<f64> = fs.iter().map(|c| c.1).collect();
+            for &b in &p.batches {
+                note(&format!("class {name} B={b}"));
+                let filters: Vec<Filter> = if class == 0 { Vec::new() } else { fs.iter().map(|c| c.0.clone()).collect() };
+                let m = measure(&*search, &queries, &filters, d, b, &params, budget, p.iters)?;
+                let mut violations = 0;
+                let mut recall_sum = 0.0;
+                for (i, (f, res)) in fs.iter().zip(&m.results).enumerate() {
+                    let (r, v) = truth::recall(&index, qrow(i), &f.0, truths[class].get(i).map_or(&[][..], |t| t), res, p.k, &sorted_of);
+                    violations += v;
+                    if i < sample {
+                        recall_sum += r;
+                    }
+                }
+                classes.push(ClassReport {
+                    class: name.to_string(),
+                    target: *target,
+                    batch: b,
+                    pass_fraction: fr.iter().sum::<f64>() / fr.len() as f64,
+                    pass_fraction_min: fr.iter().copied().fold(f64::INFINITY, f64::min),
+                    pass_fraction_max: fr.iter().copied().fold(0.0, f64::max),
+                    in_band: fs.iter().filter(|c| c.2).count() as f64 / fs.len() as f64,
+                    example_filter: fs[0].0.text.clone(),
+                    qps: m.qps,
+                    qps_ratio: 0.0,
+                    host_ms_p50: crate::metrics::percentile(&m.host_s, 0.5) * 1e3,
+                    host_ms_p99: crate::metrics::percentile(&m.host_s, 0.99) * 1e3,
+                    device_ms_p50: crate::metrics::percentile(&m.device_s, 0.5) * 1e3,
+                    device_ms_p99: crate::metrics::percentile(&m.device_s, 0.99) * 1e3,
+                    recall: recall_sum / sample as f64,
+                    violations,
+                    candidate_share: m.candidate_share,
+                    candidate_budget: planner.candidate_budget,
+                    clock: m.clock,
+                    iterations: m.host_s.len(),
+                    host_breakdown_ms: m.breakdown.clone(),
+                    device_breakdown_ms: m.stages.clone(),
+                });
+            }
+        }
     }
     for i in 0..classes.len() {
         let same = |c: &ClassReport| c.batch == classes[i].batch && c.candidate_budget == classes[i].candidate_budget;
@@ -427,7 +430,16 @@ impl Batch {
 /// or empty: one untraced pass collecting results (also the warm-up), then per measured
 /// batch an untraced `search` (host wall) and a timed `search_traced` (stage times).
 #[allow(clippy::too_many_arguments)]
-fn measure(s: &dyn graph::Search, queries: &[f32], filters: &[Filter], d: usize, b: usize, params: &SearchParams, budget: f64, iters: Option<usize>) -> Result<Measured> {
+fn measure(
+    s: &dyn graph::Search,
+    queries: &[f32],
+    filters: &[Filter],
+    d: usize,
+    b: usize,
+    params: &SearchParams,
+    budget: f64,
+    iters: Option<usize>,
+) -> Result<Measured> {
     let nq = queries.len() / d;
     let batches: Vec<Batch> = (0..nq.div_ceil(b))
         .map(|j| {
@@ -483,19 +495,66 @@ pub fn table(r: &E2eReport) -> String {
     let mut s = format!(
         "silica bench --suite e2e: backend {} ({} host threads), N={} D={} nlist={} nprobe={} k={} (K0={}, refine), {} queries, recall over {}\n\
          generate {:.2} s, build {:.2} s, filters + exact truth {:.2} s, upload {:.2} s; {:.2} s measured per row\n\n",
-        r.backend, r.threads, r.n, r.dim, r.nlist, r.nprobe, r.k, r.k0, r.queries, r.recall_sample, r.gen_s, r.build_s, r.truth_s, r.upload_s, r.time_budget_s
+        r.backend,
+        r.threads,
+        r.n,
+        r.dim,
+        r.nlist,
+        r.nprobe,
+        r.k,
+        r.k0,
+        r.queries,
+        r.recall_sample,
+        r.gen_s,
+        r.build_s,
+        r.truth_s,
+        r.upload_s,
+        r.time_budget_s
     );
     s += &format!(
         "{:>4} {:<6} {:>5} {:>9} {:>6} {:>10} {:>6} {:>9} {:>9} {:>9} {:>9} {:>7} {:>5} {:>5} {:>6}\n",
-        "cbud", "class", "B", "pass", "inband", "qps", "ratio", "host p50", "host p99", "dev p50", "dev p99", "recall", "viol", "cand", "clock"
+        "cbud",
+        "class",
+        "B",
+        "pass",
+        "inband",
+        "qps",
+        "ratio",
+        "host p50",
+        "host p99",
+        "dev p50",
+        "dev p99",
+        "recall",
+        "viol",
+        "cand",
+        "clock"
     );
     for c in &r.classes {
         s += &format!(
             "{:>4} {:<6} {:>5} {:>9.5} {:>6.2} {:>10.0} {:>6.2} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7.4} {:>5} {:>5.2} {:>6}\n",
-            c.candidate_budget, c.class, c.batch, c.pass_fraction, c.in_band, c.qps, c.qps_ratio, c.host_ms_p50, c.host_ms_p99, c.device_ms_p50, c.device_ms_p99, c.recall, c.violations, c.candidate_share, c.clock
+            c.candidate_budget,
+            c.class,
+            c.batch,
+            c.pass_fraction,
+            c.in_band,
+            c.qps,
+            c.qps_ratio,
+            c.host_ms_p50,
+            c.host_ms_p99,
+            c.device_ms_p50,
+            c.device_ms_p99,
+            c.recall,
+            c.violations,
+            c.candidate_share,
+            c.clock
         );
     }
     s += "\n(ms per batch; ratio: qps / unfiltered qps at the same B and planner; cbud: the planner's candidate budget; cand: share of queries answered over compacted candidates)\n";
-    s += &r.classes.iter().filter(|c| c.batch == r.classes[0].batch).map(|c| format!("  e.g. {:<6} {}\n", c.class, if c.example_filter.is_empty() { "(no filter)" } else { &c.example_filter })).collect::<String>();
+    s += &r
+        .classes
+        .iter()
+        .filter(|c| c.batch == r.classes[0].batch)
+        .map(|c| format!("  e.g. {:<6} {}\n", c.class, if c.example_filter.is_empty() { "(no filter)" } else { &c.example_filter }))
+        .collect::<String>();
     s
 }

@@ -21,7 +21,7 @@ pub mod suite;
 use silica_core::backend::Backend;
 use silica_core::error::Result;
 
-pub use silica_registry::{with_backend, BackendTask};
+pub use silica_registry::{BackendTask, with_backend};
 
 /// [`BackendTask`] running one workload.
 pub struct Single<'a> {

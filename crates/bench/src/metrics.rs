@@ -1,10 +1,10 @@
 //! Figures derived from stage outputs: unique bytes per stage, exact recall, percentiles.
 
+use rayon::prelude::*;
 use silica_core::backend::{Candidates, Mask, Probes, cpu::dot_i8, cpu::word_span};
 use silica_core::filter::Plan;
 use silica_core::model::Index;
 use silica_core::topk::TopK;
-use rayon::prelude::*;
 
 use super::run::{CANDIDATES, FILTER, PROBE, RERANK, SCAN, SELECT};
 
@@ -63,7 +63,14 @@ fn rerank_select_bytes(out: &mut Bytes, d: u64, b: usize, scan_cands: Option<&Ca
 
 /// [`Bytes`] of a group on the candidate route: `answers` as
 /// [`silica_core::backend::Backend::scan_candidates`] returns them (rows scored per query).
-pub fn candidate_bytes(ix: &Index, plans: &[&Plan], answers: &[Option<u64>], scan_cands: Option<&Candidates>, refine: bool, k0: usize) -> Bytes {
+pub fn candidate_bytes(
+    ix: &Index,
+    plans: &[&Plan],
+    answers: &[Option<u64>],
+    scan_cands: Option<&Candidates>,
+    refine: bool,
+    k0: usize,
+) -> Bytes {
     let d = ix.dim as u64;
     let words = ix.bloom.words as u64;
     let live = ix.live.is_some() as u64;
@@ -85,7 +92,17 @@ fn plane_rows(plan: &Plan) -> Vec<u32> {
 
 /// Compute [`Bytes`] for a batch. `scan_cands` are the scan's candidates (before rerank).
 #[allow(clippy::too_many_arguments)]
-pub fn batch_bytes(ix: &Index, b: usize, probes: &Probes, computed: bool, plans: &[&Plan], mask: &Mask, scan_cands: Option<&Candidates>, refine: bool, k0: usize) -> Bytes {
+pub fn batch_bytes(
+    ix: &Index,
+    b: usize,
+    probes: &Probes,
+    computed: bool,
+    plans: &[&Plan],
+    mask: &Mask,
+    scan_cands: Option<&Candidates>,
+    refine: bool,
+    k0: usize,
+) -> Bytes {
     let (d, np) = (ix.dim as u64, probes.nprobe);
     let mut out = Bytes::default();
     if computed {

@@ -13,12 +13,12 @@
 
 use super::data::Synth;
 pub use super::metrics::{Bytes, batch_bytes, candidate_bytes, exact_top_k, gbps, percentile, recall_at_k};
+use serde::Serialize;
 use silica_core::backend::{Backend, Candidates, Mask, Probes, QueryBatch, Rerank};
 use silica_core::error::{Error, Result};
 use silica_core::filter::{Filter, Plan};
 use silica_core::graph::{Executor, Hook, Output, Resolved, Stage, prepare_queries};
 use silica_core::model::Index;
-use serde::Serialize;
 use std::time::Instant;
 
 /// Stage names, in report order ([`Stage::ALL`]).
@@ -263,9 +263,23 @@ impl<B: Backend> Hook<B> for BenchHook<'_> {
 /// Run `batch` once through the executor; with `times`, record each stage's seconds;
 /// with `reference`, read back the stage outputs (untimed) and return them with the
 /// final candidates.
-fn pass<B: Backend>(ex: &Executor<B>, r: &Resolved, w: &Workload, batch: &Batch, times: &mut [f64; 6], clock: &mut [usize; 2], reference: bool) -> Result<(Candidates, Option<Reference>)> {
+fn pass<B: Backend>(
+    ex: &Executor<B>,
+    r: &Resolved,
+    w: &Workload,
+    batch: &Batch,
+    times: &mut [f64; 6],
+    clock: &mut [usize; 2],
+    reference: bool,
+) -> Result<(Candidates, Option<Reference>)> {
     let plans: Vec<&Plan> = batch.filters.iter().map(|f| &f.plan).collect();
-    let mut hook = BenchHook { times: [0.0; 6], clock: [0; 2], probes: batch.probes.as_ref(), filter_only: w.filter_only, reference: reference.then(Reference::default) };
+    let mut hook = BenchHook {
+        times: [0.0; 6],
+        clock: [0; 2],
+        probes: batch.probes.as_ref(),
+        filter_only: w.filter_only,
+        reference: reference.then(Reference::default),
+    };
     let c = ex.run(&batch.q, &plans, r, &mut hook)?;
     *times = hook.times;
     clock[0] += hook.clock[0];
@@ -315,7 +329,9 @@ pub fn run<B: Backend>(b: &B, s: &Synth, w: &Workload) -> Result<Report> {
                     candidate_queries += a.iter().flatten().count();
                     candidate_bytes(ix, &sub, a, g.scan.as_ref(), w.refine, w.k0)
                 }
-                (None, Some(p), Some(m)) => batch_bytes(ix, g.which.len(), p, w.probes == ProbeSource::Computed, &sub, m, g.scan.as_ref(), w.refine, w.k0),
+                (None, Some(p), Some(m)) => {
+                    batch_bytes(ix, g.which.len(), p, w.probes == ProbeSource::Computed, &sub, m, g.scan.as_ref(), w.refine, w.k0)
+                }
                 _ => Bytes::default(),
             };
             batch.bytes.add(&bytes);
@@ -408,7 +424,14 @@ pub fn run<B: Backend>(b: &B, s: &Synth, w: &Workload) -> Result<Report> {
         gbps: gbps(bytes_read, p50),
         recall: (sample > 0).then(|| recall_per_query.iter().sum::<f64>() / sample as f64),
         recall_sample: sample,
-        stages: Stages { probe: stage_report(PROBE), filter: stage_report(FILTER), scan: stage_report(SCAN), candidates: stage_report(CANDIDATES), rerank: stage_report(RERANK), select: stage_report(SELECT) },
+        stages: Stages {
+            probe: stage_report(PROBE),
+            filter: stage_report(FILTER),
+            scan: stage_report(SCAN),
+            candidates: stage_report(CANDIDATES),
+            rerank: stage_report(RERANK),
+            select: stage_report(SELECT),
+        },
         candidate_queries,
         pool_queries: nb * w.batch,
         samples,

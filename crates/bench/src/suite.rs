@@ -16,10 +16,10 @@
 
 use super::data::{FilterSpec, Synth, SynthSpec, Vectors};
 use super::run::{self, ProbeSource, Report, Workload};
+use serde::Serialize;
 use silica_core::backend::Backend;
 use silica_core::error::Result;
 use silica_core::model::BloomParams;
-use serde::Serialize;
 
 /// The peer table's N.
 pub const PEER_N: usize = 20_000_000;
@@ -162,7 +162,14 @@ pub fn table(r: &SuiteResult) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let clock = r.rows.first().map_or("", |x| x.report.clock.as_str());
-    let _ = writeln!(s, "silica bench --suite peer: backend {}, {} clock, N = {}, D = {PEER_DIM}, {} lists, random int8 codes, k0 = {PEER_K0}", r.backend, clock, r.n, r.rows.first().map_or(0, |x| x.report.nlist));
+    let _ = writeln!(
+        s,
+        "silica bench --suite peer: backend {}, {} clock, N = {}, D = {PEER_DIM}, {} lists, random int8 codes, k0 = {PEER_K0}",
+        r.backend,
+        clock,
+        r.n,
+        r.rows.first().map_or(0, |x| x.report.nlist)
+    );
     if r.scaled {
         let _ = writeln!(s, "NOTE: N scaled from {PEER_N} to {}: the peer figures are for N = {PEER_N}, so no ratio is given.", r.n);
     }
@@ -170,7 +177,11 @@ pub fn table(r: &SuiteResult) -> String {
     let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in &r.rows {
         let ratio = row.ratio.map_or("n/a (N scaled)".to_string(), fmt_ratio);
-        let _ = writeln!(s, "| {} | {:.3} | {:.3} | {} | {:.1} | {:.3} | {} |", row.name, row.silica_ms_p50, row.silica_ms_p99, row.bytes_read, row.gbps, row.peer_ms, ratio);
+        let _ = writeln!(
+            s,
+            "| {} | {:.3} | {:.3} | {} | {:.1} | {:.3} | {} |",
+            row.name, row.silica_ms_p50, row.silica_ms_p99, row.bytes_read, row.gbps, row.peer_ms, ratio
+        );
     }
     s
 }

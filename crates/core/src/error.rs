@@ -11,7 +11,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// I/O failure on a named path.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 
     /// A `.npy` file that is truncated, not npy, or of an unsupported dtype/layout.
     #[error("{path}: invalid .npy file: {reason}")]

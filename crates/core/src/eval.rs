@@ -29,9 +29,8 @@ pub struct Truth {
 
 /// Read `ground_truth.jsonl`, ordered by qid.
 pub fn read_truth(path: &Path) -> Result<Vec<Truth>> {
-    let mut out: Vec<Truth> = read_jsonl_lines(path, |line, lineno| {
-        serde_json::from_str::<Truth>(line).map_err(|e| format!("line {lineno}: {e}"))
-    })?;
+    let mut out: Vec<Truth> =
+        read_jsonl_lines(path, |line, lineno| serde_json::from_str::<Truth>(line).map_err(|e| format!("line {lineno}: {e}")))?;
     out.sort_by_key(|t| t.qid);
     Ok(out)
 }
@@ -132,7 +131,14 @@ pub fn exact_score(index: &Index, q: &[f32], r: usize) -> f64 {
 }
 
 /// Score `results` (one per query) against `truth` at depth `k`.
-pub fn evaluate(index: &Index, queries: &[f32], filters: &[Filter], truth: &[Truth], results: &[SearchResponse], k: usize) -> Result<Report> {
+pub fn evaluate(
+    index: &Index,
+    queries: &[f32],
+    filters: &[Filter],
+    truth: &[Truth],
+    results: &[SearchResponse],
+    k: usize,
+) -> Result<Report> {
     let nq = results.len();
     if truth.len() != nq || filters.len() != nq {
         return Err(Error::CountMismatch {
@@ -232,7 +238,7 @@ mod tests {
     use super::*;
     use crate::model::attributes::parse_jsonl;
     use crate::model::npy::Matrix;
-    use crate::model::{build::BuildParams, IndexBuilder};
+    use crate::model::{IndexBuilder, build::BuildParams};
     use rand::{Rng, SeedableRng};
 
     /// Ground truth in f32 from the original vectors (as Faiss or numpy computes it): the
@@ -253,10 +259,15 @@ mod tests {
         let mut worse = Vec::new();
         for qi in 0..nq {
             let q = &queries[qi * d..(qi + 1) * d];
-            let mut s: Vec<(f32, u64)> = (0..n).map(|r| (data[r * d..(r + 1) * d].iter().zip(q).map(|(a, b)| a * b).sum(), r as u64)).collect();
+            let mut s: Vec<(f32, u64)> =
+                (0..n).map(|r| (data[r * d..(r + 1) * d].iter().zip(q).map(|(a, b)| a * b).sum(), r as u64)).collect();
             s.sort_by(|a, b| b.0.total_cmp(&a.0));
             truth.push(Truth { qid: qi, ids: s[..k].iter().map(|x| x.1).collect(), scores: s[..k].iter().map(|x| x.0 as f64).collect() });
-            let resp = |rows: Vec<u64>| SearchResponse { ids: rows.iter().map(|r| r.to_string().into()).collect(), scores: vec![0.0; rows.len()], rows };
+            let resp = |rows: Vec<u64>| SearchResponse {
+                ids: rows.iter().map(|r| r.to_string().into()).collect(),
+                scores: vec![0.0; rows.len()],
+                rows,
+            };
             results.push(resp(s[..k].iter().map(|x| x.1).collect()));
             let mut w: Vec<u64> = s[..k].iter().map(|x| x.1).collect();
             w[rng.random_range(0..k)] = s[n - 1].1;

@@ -29,4 +29,4 @@ pub mod topk;
 pub use error::{Error, Result};
 pub use filter::{Filter, FilterError};
 pub use graph::{Executor, RerankMode, SearchParams, SearchRequest, SearchResponse};
-pub use model::{build::BuildParams, Index, IndexBuilder, Metric};
+pub use model::{Index, IndexBuilder, Metric, build::BuildParams};

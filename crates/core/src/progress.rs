@@ -92,7 +92,9 @@ pub fn release_free_memory() {
 /// elsewhere): appended to the build's phase lines so a log shows which phase holds the peak.
 pub fn rss_note() -> String {
     let Ok(s) = std::fs::read_to_string("/proc/self/status") else { return String::new() };
-    let mb = |key: &str| s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()).map(|kb| kb / 1024);
+    let mb = |key: &str| {
+        s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()).map(|kb| kb / 1024)
+    };
     match (mb("VmRSS:"), mb("RssAnon:"), mb("RssFile:"), mb("VmHWM:")) {
         (Some(r), Some(a), Some(f), Some(h)) => format!("RSS {r} MB (anon {a}, file {f}), peak {h} MB"),
         _ => String::new(),

@@ -20,17 +20,17 @@
 //!   the counts, applied on the device), unit-norm centroids. Centroids agree with the
 //!   CPU only within a tolerance (f32 sums in another order).
 
-use super::device::{drv, DBuf, Dev, A};
-use silica_core::error::{Error, Result};
-use silica_core::model::compute::{BuildCompute, MAX_EXACT_DIM};
-use silica_core::model::kmeans::KMeansParams;
-use silica_core::model::I8Matrix;
+use super::device::{A, DBuf, Dev, drv};
 use cudarc::driver::{CudaEvent, CudaStream, PinnedHostSlice};
-use rand::{seq::index::sample, Rng, SeedableRng};
+use rand::{Rng, SeedableRng, seq::index::sample};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use std::collections::BinaryHeap;
+use silica_core::error::{Error, Result};
+use silica_core::model::I8Matrix;
+use silica_core::model::compute::{BuildCompute, MAX_EXACT_DIM};
+use silica_core::model::kmeans::KMeansParams;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex};
 
 /// Rows and centroids per kernel tile (cuda/kmeans.cu TB).
@@ -116,7 +116,10 @@ impl CudaCompute {
             return Err(Error::param("dim", format!("assignment supports D <= {MAX_EXACT_DIM}, got {d}")));
         }
         if cent.codes.len() != l * d || cent.scale.len() != l {
-            return Err(Error::param("centroids", format!("{} codes and {} scales for {l} rows of D = {d}", cent.codes.len(), cent.scale.len())));
+            return Err(Error::param(
+                "centroids",
+                format!("{} codes and {} scales for {l} rows of D = {d}", cent.codes.len(), cent.scale.len()),
+            ));
         }
         if !codes.len().is_multiple_of(d) {
             return Err(Error::param("codes", format!("{} int8 codes are not whole rows of D = {d}", codes.len())));
@@ -168,7 +171,15 @@ impl CudaCompute {
                 (n.div_ceil(TILE) as u32, 1, 1),
                 256,
                 0,
-                &[A::U64(st.dev[b].ptr()), A::U32(n as u32), A::U64(cbuf.ptr()), A::U64(sbuf.ptr()), A::U32(l as u32), A::U32(nw as u32), A::U64(out.ptr() + 4 * row0 as u64)],
+                &[
+                    A::U64(st.dev[b].ptr()),
+                    A::U32(n as u32),
+                    A::U64(cbuf.ptr()),
+                    A::U64(sbuf.ptr()),
+                    A::U32(l as u32),
+                    A::U32(nw as u32),
+                    A::U64(out.ptr() + 4 * row0 as u64),
+                ],
             )?;
             st.consumed[b].record(&dev.stream).map_err(drv)?;
         }
@@ -231,7 +242,13 @@ impl CudaCompute {
             Some(sub) => {
                 let ib = dev.upload(sub)?;
                 xs_own = dev.alloc::<f32>(m2 * dp)?;
-                dev.launch("gather_rows", (m2 as u32, 1, 1), 128, 0, &[A::U64(xb.ptr()), A::U64(ib.ptr()), A::U32(m2 as u32), A::U32(dpu), A::U64(xs_own.ptr())])?;
+                dev.launch(
+                    "gather_rows",
+                    (m2 as u32, 1, 1),
+                    128,
+                    0,
+                    &[A::U64(xb.ptr()), A::U64(ib.ptr()), A::U32(m2 as u32), A::U32(dpu), A::U64(xs_own.ptr())],
+                )?;
                 &xs_own
             }
         };
@@ -243,10 +260,38 @@ impl CudaCompute {
         let ub = dev.upload(&u)?;
         for j in 0..k {
             if j > 0 {
-                dev.launch("pp_pick", (1, 1, 1), 1024, 0, &[A::U64(best.ptr()), A::U64(partial.ptr()), A::U32(nb as u32), A::U32(m2 as u32), A::U64(ub.ptr()), A::U32(j as u32), A::U64(picks.ptr())])?;
+                dev.launch(
+                    "pp_pick",
+                    (1, 1, 1),
+                    1024,
+                    0,
+                    &[
+                        A::U64(best.ptr()),
+                        A::U64(partial.ptr()),
+                        A::U32(nb as u32),
+                        A::U32(m2 as u32),
+                        A::U64(ub.ptr()),
+                        A::U32(j as u32),
+                        A::U64(picks.ptr()),
+                    ],
+                )?;
             }
             if j + 1 < k {
-                dev.launch("pp_update", (nb as u32, 1, 1), 256, 0, &[A::U64(xs.ptr()), A::U32(m2 as u32), A::U32(dpu), A::U64(picks.ptr()), A::U32(j as u32), A::U64(best.ptr()), A::U64(partial.ptr())])?;
+                dev.launch(
+                    "pp_update",
+                    (nb as u32, 1, 1),
+                    256,
+                    0,
+                    &[
+                        A::U64(xs.ptr()),
+                        A::U32(m2 as u32),
+                        A::U32(dpu),
+                        A::U64(picks.ptr()),
+                        A::U32(j as u32),
+                        A::U64(best.ptr()),
+                        A::U64(partial.ptr()),
+                    ],
+                )?;
             }
         }
         let kp = round_up(k, TILE);
@@ -265,20 +310,59 @@ impl CudaCompute {
         let bits = 40.min(62 - (usize::BITS - m.leading_zeros()) as i32);
         let fx = (2f64).powi(bits);
         for _ in 0..p.iters {
-            dev.launch("km_assign", (m.div_ceil(TILE) as u32, 1, 1), 256, 0, &[A::U64(xb.ptr()), A::U32(mu), A::U64(c.ptr()), A::U32(ku), A::U32(dpu), A::U64(a.ptr())])?;
+            dev.launch(
+                "km_assign",
+                (m.div_ceil(TILE) as u32, 1, 1),
+                256,
+                0,
+                &[A::U64(xb.ptr()), A::U32(mu), A::U64(c.ptr()), A::U32(ku), A::U32(dpu), A::U64(a.ptr())],
+            )?;
             dev.fill_u32(sums.ptr(), 0, 2 * k * dp)?;
             dev.fill_u32(counts.ptr(), 0, k)?;
-            dev.launch("km_accum", (m.div_ceil(16) as u32, 1, 1), 128, 0, &[A::U64(xb.ptr()), A::U64(a.ptr()), A::U32(mu), A::U32(du), A::U32(dpu), f32_arg(fx as f32), A::U64(sums.ptr()), A::U64(counts.ptr())])?;
+            dev.launch(
+                "km_accum",
+                (m.div_ceil(16) as u32, 1, 1),
+                128,
+                0,
+                &[
+                    A::U64(xb.ptr()),
+                    A::U64(a.ptr()),
+                    A::U32(mu),
+                    A::U32(du),
+                    A::U32(dpu),
+                    f32_arg(fx as f32),
+                    A::U64(sums.ptr()),
+                    A::U64(counts.ptr()),
+                ],
+            )?;
             let mut cnt: Vec<u32> = dev.download(&counts, k)?;
             let pairs = repair_plan(&mut cnt);
-            dev.launch("km_to_f32", (((k * dp).div_ceil(256)).min(65535) as u32, 1, 1), 256, 0, &[A::U64(sums.ptr()), A::U64((k * dp) as u64), f64_arg(1.0 / fx), A::U64(fs.ptr())])?;
+            dev.launch(
+                "km_to_f32",
+                (((k * dp).div_ceil(256)).min(65535) as u32, 1, 1),
+                256,
+                0,
+                &[A::U64(sums.ptr()), A::U64((k * dp) as u64), f64_arg(1.0 / fx), A::U64(fs.ptr())],
+            )?;
             if !pairs.is_empty() {
                 let pb = dev.upload(&pairs)?;
-                dev.launch("km_split", (d.div_ceil(256) as u32, 1, 1), 256, 0, &[A::U64(fs.ptr()), A::U32(du), A::U32(dpu), A::U64(pb.ptr()), A::U32((pairs.len() / 2) as u32)])?;
+                dev.launch(
+                    "km_split",
+                    (d.div_ceil(256) as u32, 1, 1),
+                    256,
+                    0,
+                    &[A::U64(fs.ptr()), A::U32(du), A::U32(dpu), A::U64(pb.ptr()), A::U32((pairs.len() / 2) as u32)],
+                )?;
                 dev.sync()?; // `pb` is freed on return
             }
             dev.write(&after, &cnt)?;
-            dev.launch("km_normalize", (k.div_ceil(8) as u32, 1, 1), 256, 0, &[A::U64(fs.ptr()), A::U64(after.ptr()), A::U32(ku), A::U32(du), A::U32(dpu), A::U64(c.ptr())])?;
+            dev.launch(
+                "km_normalize",
+                (k.div_ceil(8) as u32, 1, 1),
+                256,
+                0,
+                &[A::U64(fs.ptr()), A::U64(after.ptr()), A::U32(ku), A::U32(du), A::U32(dpu), A::U64(c.ptr())],
+            )?;
             progress();
         }
         let cp = dev.download(&c, k * dp)?;

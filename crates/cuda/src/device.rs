@@ -3,8 +3,8 @@
 //! (NVRTC-compiled once per process) and raw launches.
 
 use super::nvrtc;
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr, sys};
 use silica_core::error::{Error, Result};
-use cudarc::driver::{sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr};
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::Arc;
@@ -69,7 +69,25 @@ pub struct Dev {
 const KERNELS: &[(&str, &[&str])] = &[
     ("probe.cu", &["probe_scores"]),
     ("filter.cu", &["mask_offsets", "filter_mask", "bloom_full", "mask_gather", "cand_sample", "cand_compact", "post_compact"]),
-    ("scan.cu", &["group_all", "scan_sample", "scan_main", "scan_sample_fast", "scan_main_fast", "scan_threshold", "scan_select", "warp_smem_size", "scan_sample_stream", "scan_main_stream", "stream_smem_size", "scan_prepare", "cand_score", "codes_rows"]),
+    (
+        "scan.cu",
+        &[
+            "group_all",
+            "scan_sample",
+            "scan_main",
+            "scan_sample_fast",
+            "scan_main_fast",
+            "scan_threshold",
+            "scan_select",
+            "warp_smem_size",
+            "scan_sample_stream",
+            "scan_main_stream",
+            "stream_smem_size",
+            "scan_prepare",
+            "cand_score",
+            "codes_rows",
+        ],
+    ),
     ("select.cu", &["topk_select", "bitonic_global", "bitonic_local", "decode_sorted"]),
     ("rerank.cu", &["rerank_scale", "rerank_refine", "rerank_model"]),
     ("bench.cu", &["read_bw"]),
@@ -102,7 +120,11 @@ impl Dev {
             let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
             if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) == sys::CUresult::CUDA_SUCCESS {
                 let mut thr: u64 = u64::MAX;
-                let _ = sys::cuMemPoolSetAttribute(pool, sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &mut thr as *mut u64 as *mut c_void);
+                let _ = sys::cuMemPoolSetAttribute(
+                    pool,
+                    sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                    &mut thr as *mut u64 as *mut c_void,
+                );
             }
         }
         let mut funcs = HashMap::new();
@@ -123,7 +145,15 @@ impl Dev {
     /// allocated and freed on the stream of the `Dev` that allocated them.
     pub(crate) fn fork(&self) -> Result<Dev> {
         let stream = self.ctx.new_stream().map_err(drv)?;
-        Ok(Dev { ctx: self.ctx.clone(), stream, funcs: self.funcs.clone(), _modules: self._modules.clone(), sms: self.sms, arch: self.arch.clone(), cc_major: self.cc_major })
+        Ok(Dev {
+            ctx: self.ctx.clone(),
+            stream,
+            funcs: self.funcs.clone(),
+            _modules: self._modules.clone(),
+            sms: self.sms,
+            arch: self.arch.clone(),
+            cc_major: self.cc_major,
+        })
     }
 
     /// The NVRTC target the kernels were compiled for (`compute_90` on an H200).
@@ -148,7 +178,9 @@ impl Dev {
         let mut v: Vec<_> = self
             .funcs
             .iter()
-            .map(|(n, f)| (n.to_string(), f.num_regs().unwrap_or(-1), f.local_size_bytes().unwrap_or(-1), f.shared_size_bytes().unwrap_or(-1)))
+            .map(|(n, f)| {
+                (n.to_string(), f.num_regs().unwrap_or(-1), f.local_size_bytes().unwrap_or(-1), f.shared_size_bytes().unwrap_or(-1))
+            })
             .collect();
         v.sort();
         v
@@ -179,7 +211,12 @@ impl Dev {
     /// copied to the device, so a large tensor (e.g. a view into the mapped artifact, or a
     /// re-layout of one) uploads at copy-engine speed without a full host copy. Small
     /// buffers take one pageable copy.
-    pub(crate) fn upload_staged<T: DeviceRepr + cudarc::driver::ValidAsZeroBits + Copy + Default>(&self, len: usize, unit: usize, fill: impl Fn(usize, &mut [T])) -> Result<DBuf<T>> {
+    pub(crate) fn upload_staged<T: DeviceRepr + cudarc::driver::ValidAsZeroBits + Copy + Default>(
+        &self,
+        len: usize,
+        unit: usize,
+        fill: impl Fn(usize, &mut [T]),
+    ) -> Result<DBuf<T>> {
         let size = std::mem::size_of::<T>().max(1);
         let chunk = (stage_bytes() / size / unit.max(1)).max(1) * unit.max(1);
         if len <= chunk {
@@ -205,7 +242,8 @@ impl Dev {
             // SAFETY: `b` holds `len` elements; the source is pinned, so the copy is
             // asynchronous and `host` is not touched again until `done[k]` has fired.
             unsafe {
-                cudarc::driver::result::memcpy_htod_async(b.ptr + (first * size) as u64, &host[..m], self.stream.cu_stream()).map_err(drv)?;
+                cudarc::driver::result::memcpy_htod_async(b.ptr + (first * size) as u64, &host[..m], self.stream.cu_stream())
+                    .map_err(drv)?;
             }
             done[k].record(&self.stream).map_err(drv)?;
             used[k] = true;
@@ -220,7 +258,10 @@ impl Dev {
     }
 
     /// [`Dev::upload_staged`] of a host slice (copied into the staging buffers in parallel).
-    pub(crate) fn upload_large<T: DeviceRepr + cudarc::driver::ValidAsZeroBits + Copy + Default + Send + Sync>(&self, host: &[T]) -> Result<DBuf<T>> {
+    pub(crate) fn upload_large<T: DeviceRepr + cudarc::driver::ValidAsZeroBits + Copy + Default + Send + Sync>(
+        &self,
+        host: &[T],
+    ) -> Result<DBuf<T>> {
         use rayon::prelude::*;
         self.upload_staged(host.len(), 1, |first, dst| {
             let src = &host[first..first + dst.len()];
@@ -334,9 +375,7 @@ impl Dev {
 
     /// Raise a kernel's dynamic shared memory limit.
     pub(crate) fn set_dyn_smem(&self, name: &str, bytes: u32) -> Result<()> {
-        self.func(name)
-            .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes as i32)
-            .map_err(drv)
+        self.func(name).set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes as i32).map_err(drv)
     }
 
     /// Blocks of `name` (with `block` threads) resident per multiprocessor.

@@ -12,11 +12,11 @@
 //!   stream with events (the same context: cudarc retains the primary context, as torch).
 
 use super::device::drv;
-use super::{Cuda, DBuf, DevCands, Resident, A};
+use super::{A, Cuda, DBuf, DevCands, Resident};
+use cudarc::driver::{CudaStream, DriverError, sys};
 use silica_core::backend::{OnDevice, QueryBatch};
 use silica_core::error::{Error, Result};
 use silica_core::model::Metric;
-use cudarc::driver::{sys, CudaStream, DriverError};
 use std::sync::Arc;
 
 /// Element type of a device query tensor (each converts to f32 exactly).
@@ -221,7 +221,11 @@ impl Cuda {
         let w = src.dim * src.dtype.bytes();
         let mut bytes = vec![0u8; w];
         // SAFETY: row < src.rows (the kernel reported it), so the row lies in the tensor.
-        let copied = self.dev.ctx.bind_to_thread().and_then(|_| unsafe { cudarc::driver::result::memcpy_dtoh_sync(&mut bytes, src.ptr + (row * w) as u64) });
+        let copied = self
+            .dev
+            .ctx
+            .bind_to_thread()
+            .and_then(|_| unsafe { cudarc::driver::result::memcpy_dtoh_sync(&mut bytes, src.ptr + (row * w) as u64) });
         if let Err(e) = copied {
             return drv(e);
         }
@@ -256,14 +260,26 @@ impl Cuda {
         let base = buf.ptr();
         self.dev.fill_u32(base, f32::NEG_INFINITY.to_bits(), n)?;
         self.dev.fill_u32(base + rows_at as u64, u32::MAX, 2 * n)?;
-        Ok(DeviceResults { b, k, scores: base, rows: base + rows_at as u64, ordinal: self.ordinal(), buf: Some(buf), stream: self.dev.stream.clone(), consumer })
+        Ok(DeviceResults {
+            b,
+            k,
+            scores: base,
+            rows: base + rows_at as u64,
+            ordinal: self.ordinal(),
+            buf: Some(buf),
+            stream: self.dev.stream.clone(),
+            consumer,
+        })
     }
 
     /// Write final candidates `c` of the batch's queries `which` (in `c`'s order) into
     /// `out` (rows as source rows).
     pub fn write_results(&self, ix: &Resident, c: &DevCands, which: &[usize], out: &DeviceResults) -> Result<()> {
         if c.b != which.len() || c.k != out.k || which.iter().any(|&i| i >= out.b) {
-            return Err(Error::param("queries", format!("device results: {} candidates of k {} for {} queries of {} x k {}", c.b, c.k, which.len(), out.b, out.k)));
+            return Err(Error::param(
+                "queries",
+                format!("device results: {} candidates of k {} for {} queries of {} x k {}", c.b, c.k, which.len(), out.b, out.k),
+            ));
         }
         if c.b == 0 || c.k == 0 {
             return Ok(());
@@ -277,7 +293,17 @@ impl Cuda {
             (total.div_ceil(256) as u32, 1, 1),
             256,
             0,
-            &[A::U64(c.rows.ptr()), A::U64(c.scores.ptr()), A::U64(c.counts.ptr()), A::U32(c.k as u32), A::U32(c.b as u32), A::U64(wb.ptr()), A::U64(srows.ptr()), A::U64(out.scores), A::U64(out.rows)],
+            &[
+                A::U64(c.rows.ptr()),
+                A::U64(c.scores.ptr()),
+                A::U64(c.counts.ptr()),
+                A::U32(c.k as u32),
+                A::U32(c.b as u32),
+                A::U64(wb.ptr()),
+                A::U64(srows.ptr()),
+                A::U64(out.scores),
+                A::U64(out.rows),
+            ],
         )
     }
 

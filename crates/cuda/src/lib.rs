@@ -32,12 +32,12 @@ pub use devio::{DType, DeviceQueries, DeviceResults};
 pub use resident::Resident;
 pub use search_device::SearchDevice;
 
+use args::{PrepArgs, ScanArgs, SelectArgs};
+use device::{A, bytes_of, ptr_or_null};
 use silica_core::backend::{Backend, Candidates, Mask, Probes, QueryBatch, Rerank};
 use silica_core::error::{Error, Result};
 use silica_core::filter::Plan;
 use silica_core::model::Index;
-use args::{PrepArgs, ScanArgs, SelectArgs};
-use device::{bytes_of, ptr_or_null, A};
 use std::sync::{Arc, Mutex};
 
 /// Keys sorted by one block in shared memory (cuda/common.cuh SORT_CAP).
@@ -117,7 +117,18 @@ pub struct Tuning {
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { cand_min: 16384, sample_every: 64, force_fallback: false, tile_words: 0, fast: true, smem_keys: 16384, stream: true, pdl: true, fuse_prepare: true, dense_filter: true }
+        Tuning {
+            cand_min: 16384,
+            sample_every: 64,
+            force_fallback: false,
+            tile_words: 0,
+            fast: true,
+            smem_keys: 16384,
+            stream: true,
+            pdl: true,
+            fuse_prepare: true,
+            dense_filter: true,
+        }
     }
 }
 
@@ -363,7 +374,13 @@ impl Cuda {
     /// Returns their device addresses (codes, plan words, plan offsets, scales).
     /// A device batch ([`devio`]) stages only the plans; its queries stay where they are
     /// (the returned guard keeps them).
-    fn stage_scan_inputs(&self, ws: &mut Workspace, ix: &Resident, q: &QueryBatch, plans: &[&Plan]) -> Result<(u64, u64, u64, u64, Option<devio::QPtrs>)> {
+    fn stage_scan_inputs(
+        &self,
+        ws: &mut Workspace,
+        ix: &Resident,
+        q: &QueryBatch,
+        plans: &[&Plan],
+    ) -> Result<(u64, u64, u64, u64, Option<devio::QPtrs>)> {
         let dq = self.device_queries(ix, q)?;
         if q.dim != ix.d || (dq.is_none() && (q.codes.len() != q.len * q.dim || q.scale.len() != q.len)) {
             return Err(Error::Dimension { what: "queries".into(), expected: ix.d, got: q.dim });
@@ -416,7 +433,20 @@ impl Cuda {
             (sblocks, b as u32, 1),
             256,
             0,
-            &[A::U64(ix.rowcodes.ptr()), A::U32(ix.nc as u32), A::U64(ix.scale.ptr()), A::U64(qc), A::U64(rows), A::U64(bloom), A::U64(exact), A::U32(cap as u32), A::U64(keys), A::U64(seg), A::U64(bias), A::U64(qs)],
+            &[
+                A::U64(ix.rowcodes.ptr()),
+                A::U32(ix.nc as u32),
+                A::U64(ix.scale.ptr()),
+                A::U64(qc),
+                A::U64(rows),
+                A::U64(bloom),
+                A::U64(exact),
+                A::U32(cap as u32),
+                A::U64(keys),
+                A::U64(seg),
+                A::U64(bias),
+                A::U64(qs),
+            ],
         )?;
         self.mark("cand_score")?;
         let out = if k0 == 0 { self.empty_cands(b, 0)? } else { self.new_cands(b, k0)? };
@@ -430,7 +460,21 @@ impl Cuda {
     /// Top-`k` of `segs` segments (see select.cu `topk_select`). kind 0: keys; kind 1:
     /// (scores, rows). Writes rows (and scores when given) `[segs, k]` and counts.
     #[allow(clippy::too_many_arguments)]
-    fn topk(&self, kind: u32, keys: u64, scores: u64, rows: u64, stride: u64, counts: u64, n_fixed: u32, k: usize, segs: usize, out_rows: u64, out_scores: u64, out_counts: u64) -> Result<()> {
+    fn topk(
+        &self,
+        kind: u32,
+        keys: u64,
+        scores: u64,
+        rows: u64,
+        stride: u64,
+        counts: u64,
+        n_fixed: u32,
+        k: usize,
+        segs: usize,
+        out_rows: u64,
+        out_scores: u64,
+        out_counts: u64,
+    ) -> Result<()> {
         let p = k.max(1).next_power_of_two();
         let mut tmp_counts = None;
         let mut sortbuf = None;
@@ -448,11 +492,31 @@ impl Cuda {
             (segs as u32, 1, 1),
             1024,
             0,
-            &[A::U32(kind), A::U64(keys), A::U64(scores), A::U64(rows), A::U64(stride), A::U64(counts), A::U32(n_fixed), A::U32(k as u32), A::U32(p as u32), A::U64(out_rows), A::U64(out_scores), A::U64(oc), A::U64(sb)],
+            &[
+                A::U32(kind),
+                A::U64(keys),
+                A::U64(scores),
+                A::U64(rows),
+                A::U64(stride),
+                A::U64(counts),
+                A::U32(n_fixed),
+                A::U32(k as u32),
+                A::U32(p as u32),
+                A::U64(out_rows),
+                A::U64(out_scores),
+                A::U64(oc),
+                A::U64(sb),
+            ],
         )?;
         if let Some(buf) = &sortbuf {
             self.sort_global(buf.ptr(), p, segs)?;
-            self.dev.launch("decode_sorted", ((k as u32).div_ceil(256), segs as u32, 1), 256, 0, &[A::U64(buf.ptr()), A::U32(p as u32), A::U32(k as u32), A::U64(oc), A::U64(out_rows), A::U64(out_scores)])?;
+            self.dev.launch(
+                "decode_sorted",
+                ((k as u32).div_ceil(256), segs as u32, 1),
+                256,
+                0,
+                &[A::U64(buf.ptr()), A::U32(p as u32), A::U32(k as u32), A::U64(oc), A::U64(out_rows), A::U64(out_scores)],
+            )?;
         }
         drop(tmp_counts);
         Ok(())
@@ -465,14 +529,26 @@ impl Cuda {
         let ch = p.min(LOCAL_SORT_KEYS as usize);
         let chunks = (p / ch) as u32;
         let local = |lo: usize, hi: usize, s0: usize| {
-            self.dev.launch("bitonic_local", (chunks, segs as u32, 1), 1024, (ch * 8) as u32, &[A::U64(buf), A::U32(p as u32), A::U32(ch as u32), A::U32(lo as u32), A::U32(hi as u32), A::U32(s0 as u32)])
+            self.dev.launch(
+                "bitonic_local",
+                (chunks, segs as u32, 1),
+                1024,
+                (ch * 8) as u32,
+                &[A::U64(buf), A::U32(p as u32), A::U32(ch as u32), A::U32(lo as u32), A::U32(hi as u32), A::U32(s0 as u32)],
+            )
         };
         local(2, ch, 1)?;
         let mut size = 2 * ch;
         while size <= p {
             let mut stride = size / 2;
             while stride >= ch {
-                self.dev.launch("bitonic_global", ((p as u32 / 2).div_ceil(256), segs as u32, 1), 256, 0, &[A::U64(buf), A::U32(p as u32), A::U32(size as u32), A::U32(stride as u32)])?;
+                self.dev.launch(
+                    "bitonic_global",
+                    ((p as u32 / 2).div_ceil(256), segs as u32, 1),
+                    256,
+                    0,
+                    &[A::U64(buf), A::U32(p as u32), A::U32(size as u32), A::U32(stride as u32)],
+                )?;
                 stride /= 2;
             }
             local(size, size, ch / 2)?;
@@ -553,7 +629,13 @@ impl Cuda {
         if w.len() >= u32::MAX as usize {
             return Err(Error::param("rerank", "model too large for the CUDA backend"));
         }
-        *g = Some(DevModel { model: model.clone(), desc: self.dev.upload(&desc)?, nl: (model.layers.len() + 1) as u32, weights: self.dev.upload(&w)?, width });
+        *g = Some(DevModel {
+            model: model.clone(),
+            desc: self.dev.upload(&desc)?,
+            nl: (model.layers.len() + 1) as u32,
+            weights: self.dev.upload(&w)?,
+            width,
+        });
         Ok(g)
     }
 }
@@ -638,7 +720,17 @@ impl Backend for Cuda {
             ((l as u32).div_ceil(128), (b as u32).div_ceil(8), 1),
             128,
             8 * nc * 16,
-            &[A::U64(ix.cent.ptr()), A::U64(ix.cscale.ptr()), A::U64(qc), A::U32(nc), A::U32(l as u32), A::U32(b as u32), A::U64(keys.ptr()), A::U64(cb), A::U64(qsp)],
+            &[
+                A::U64(ix.cent.ptr()),
+                A::U64(ix.cscale.ptr()),
+                A::U64(qc),
+                A::U32(nc),
+                A::U32(l as u32),
+                A::U32(b as u32),
+                A::U64(keys.ptr()),
+                A::U64(cb),
+                A::U64(qsp),
+            ],
         )?;
         self.topk(0, keys.ptr(), 0, 0, l as u64, 0, l as u32, nprobe, b, lists.ptr(), 0, 0)?;
         Ok(DevProbes { b, nprobe, lists })
@@ -660,10 +752,26 @@ impl Backend for Cuda {
         }
         let offsets = self.dev.alloc::<u32>(npairs + 1)?;
         let words = self.dev.alloc::<u64>(bound as usize)?;
-        self.dev.launch("mask_offsets", (1, 1, 1), 1024, 0, &[A::U64(probes.lists.ptr()), A::U32(npairs as u32), A::U64(ix.list_nw.ptr()), A::U64(offsets.ptr())])?;
+        self.dev.launch(
+            "mask_offsets",
+            (1, 1, 1),
+            1024,
+            0,
+            &[A::U64(probes.lists.ptr()), A::U32(npairs as u32), A::U64(ix.list_nw.ptr()), A::U64(offsets.ptr())],
+        )?;
         let chunks = ix.max_nw.div_ceil(128).clamp(1, 65535) as u32;
         // Both mask kernels start with the pairs, their lists and a `[*, words]` plane array.
-        let pair_args = |planes: u64| vec![A::U64(probes.lists.ptr()), A::U32(np as u32), A::U64(offsets.ptr()), A::U64(ix.list_start.ptr()), A::U64(ix.list_end.ptr()), A::U64(planes), A::U64(ix.words as u64)];
+        let pair_args = |planes: u64| {
+            vec![
+                A::U64(probes.lists.ptr()),
+                A::U32(np as u32),
+                A::U64(offsets.ptr()),
+                A::U64(ix.list_start.ptr()),
+                A::U64(ix.list_end.ptr()),
+                A::U64(planes),
+                A::U64(ix.words as u64),
+            ]
+        };
         if npairs > 0 && 2 * np >= ix.l && self.tuning.lock().expect("tuning").dense_filter {
             // Most lists probed: evaluate each plan once over the whole index (planes shared
             // by the batch's plans come from L2), then cut out the pairs' words.
@@ -695,7 +803,10 @@ impl Backend for Cuda {
     fn scan(&self, ix: &Resident, q: &QueryBatch, probes: &DevProbes, mask: &DevMask, plans: &[&Plan], k0: usize) -> Result<DevCands> {
         let (b, np) = (probes.b, probes.nprobe);
         if q.len != b || plans.len() != b || mask.b != b || mask.nprobe != np {
-            return Err(Error::param("queries", format!("scan: {} queries, {} plans, probes for {b}, mask for {}", q.len, plans.len(), mask.b)));
+            return Err(Error::param(
+                "queries",
+                format!("scan: {} queries, {} plans, probes for {b}, mask for {}", q.len, plans.len(), mask.b),
+            ));
         }
         Self::check_batch(b)?;
         if k0 > u32::MAX as usize / 2 {
@@ -735,7 +846,8 @@ impl Backend for Cuda {
         if fresh {
             dev.fill_u32(zeroed, 0, 2 * l + 3 * b)?;
         }
-        let (cnt, fill, count, samp_count, samp_masked) = (zeroed, zeroed + 4 * l as u64, zeroed + 8 * l as u64, zeroed + (8 * l + 4 * b) as u64, zeroed + (8 * l + 8 * b) as u64);
+        let (cnt, fill, count, samp_count, samp_masked) =
+            (zeroed, zeroed + 4 * l as u64, zeroed + 8 * l as u64, zeroed + (8 * l + 4 * b) as u64, zeroed + (8 * l + 8 * b) as u64);
         // [pair_start L+1][tile_start L+1][stile_start L+1]
         let starts = ensure(dev, &mut ws.starts, 3 * (l + 1))?.ptr();
         let (pair_start, tile_start, stile_start) = (starts, starts + 4 * (l as u64 + 1), starts + 8 * (l as u64 + 1));
@@ -957,7 +1069,20 @@ impl Backend for Cuda {
         dev.launch_ex("scan_select", (b as u32, 1, 1), 1024, t.smem_keys.min(MAX_SMEM_KEYS) * 8, &[A::Bytes(bytes_of(&sel))], pdl)?;
         if p > SORT_CAP {
             self.sort_global(sortbuf, p, b)?;
-            dev.launch("decode_sorted", ((k0 as u32).div_ceil(256), b as u32, 1), 256, 0, &[A::U64(sortbuf), A::U32(p as u32), A::U32(k0 as u32), A::U64(out.counts.ptr()), A::U64(out.rows.ptr()), A::U64(out.scores.ptr())])?;
+            dev.launch(
+                "decode_sorted",
+                ((k0 as u32).div_ceil(256), b as u32, 1),
+                256,
+                0,
+                &[
+                    A::U64(sortbuf),
+                    A::U32(p as u32),
+                    A::U32(k0 as u32),
+                    A::U64(out.counts.ptr()),
+                    A::U64(out.rows.ptr()),
+                    A::U64(out.scores.ptr()),
+                ],
+            )?;
         }
         self.mark("select")?;
         drop(ws);
@@ -1001,7 +1126,16 @@ impl Backend for Cuda {
                 (b as u32, schunks, 1),
                 256,
                 0,
-                &[A::U64(ix.planes.ptr()), A::U64(ix.words as u64), A::U64(ix.n as u64), ptr_or_null(ix.live.as_deref()), A::U64(pw), A::U64(po), A::U32(every), A::U64(sample)],
+                &[
+                    A::U64(ix.planes.ptr()),
+                    A::U64(ix.words as u64),
+                    A::U64(ix.n as u64),
+                    ptr_or_null(ix.live.as_deref()),
+                    A::U64(pw),
+                    A::U64(po),
+                    A::U32(every),
+                    A::U64(sample),
+                ],
             )?;
             self.mark("cand_sample")?;
         }
@@ -1035,7 +1169,15 @@ impl Backend for Cuda {
         Ok((out, got.into_iter().map(|c| (c as u64 <= cap).then_some(c as u64)).collect()))
     }
 
-    fn scan_postings(&self, ix: &Resident, q: &QueryBatch, plans: &[&Plan], drivers: &[&[u32]], post: &silica_core::model::postings::PostingState, k0: usize) -> Result<DevCands> {
+    fn scan_postings(
+        &self,
+        ix: &Resident,
+        q: &QueryBatch,
+        plans: &[&Plan],
+        drivers: &[&[u32]],
+        post: &silica_core::model::postings::PostingState,
+        k0: usize,
+    ) -> Result<DevCands> {
         let b = q.len;
         if plans.len() != b || drivers.len() != b {
             return Err(Error::param("filters", format!("{} plans and {} drivers for {b} queries", plans.len(), drivers.len())));
@@ -1047,7 +1189,8 @@ impl Backend for Cuda {
         let post_rows = ix.postings(&self.dev, &post.lists)?;
         // Exact drivers need no plan check on their rows (postings::check_plan).
         let all = Plan::all();
-        let checked: Vec<&Plan> = plans.iter().zip(drivers).map(|(&p, d)| silica_core::model::postings::check_plan(p, d, post, &all)).collect();
+        let checked: Vec<&Plan> =
+            plans.iter().zip(drivers).map(|(&p, d)| silica_core::model::postings::check_plan(p, d, post, &all)).collect();
         let nstale = post.stale.len();
         // Per plan, its driver's non-empty postings as segments (postings::candidate_rows).
         let host = &post.lists;
@@ -1081,7 +1224,8 @@ impl Backend for Cuda {
         let tables = ensure(dev, &mut ws.post_inputs, bytes.len().next_power_of_two())?;
         dev.write(tables, &bytes)?;
         let t = tables.ptr();
-        let (p_off, p_val, p_end, p_start, p_stale) = (t, t + 4 * seg_off.len() as u64, t + 4 * (seg_off.len() + seg_val.len()) as u64, t + start_at as u64, t + stale_at as u64);
+        let (p_off, p_val, p_end, p_start, p_stale) =
+            (t, t + 4 * seg_off.len() as u64, t + 4 * (seg_off.len() + seg_val.len()) as u64, t + start_at as u64, t + stale_at as u64);
         let (qc, pw, po, qs, _dq) = self.stage_scan_inputs(&mut ws, ix, q, &checked)?;
         let counts = ensure(dev, &mut ws.cand_counts, 4 * b)?.ptr();
         dev.fill_u32(counts, 0, 4 * b)?;
@@ -1143,10 +1287,19 @@ impl Backend for Cuda {
                     None if l2 => upload_f32(&q.f32.chunks(d).map(silica_core::model::metric::query_sqnorm).collect::<Vec<f32>>())?,
                     None => upload_f32(&q.scale)?,
                 };
-                self.dev.launch("rerank_scale", ((total as u32).div_ceil(256), 1, 1), 256, 0, &[A::U64(c.scores.ptr()), A::U64(c.counts.ptr()), A::U64(qsp), A::U32(k as u32), A::U32(b as u32), A::U32(l2 as u32)])?;
+                self.dev.launch(
+                    "rerank_scale",
+                    ((total as u32).div_ceil(256), 1, 1),
+                    256,
+                    0,
+                    &[A::U64(c.scores.ptr()), A::U64(c.counts.ptr()), A::U64(qsp), A::U32(k as u32), A::U32(b as u32), A::U32(l2 as u32)],
+                )?;
             }
             Rerank::Refine => {
-                let emb = ix.emb.as_ref().ok_or_else(|| Error::param("rerank", "refine needs items.embeddings; rebuild the index with embeddings"))?;
+                let emb = ix
+                    .emb
+                    .as_ref()
+                    .ok_or_else(|| Error::param("rerank", "refine needs items.embeddings; rebuild the index with embeddings"))?;
                 let (_qf, qfp) = match &dq {
                     Some(p) => (None, p.f32),
                     None => upload_f32(&q.f32)?,
@@ -1156,7 +1309,17 @@ impl Backend for Cuda {
                     warps_grid(8),
                     256,
                     0,
-                    &[A::U64(c.scores.ptr()), A::U64(c.rows.ptr()), A::U64(c.counts.ptr()), A::U64(qfp), A::U64(emb.ptr()), A::U32(d as u32), A::U32(k as u32), A::U32(b as u32), A::U32(l2 as u32)],
+                    &[
+                        A::U64(c.scores.ptr()),
+                        A::U64(c.rows.ptr()),
+                        A::U64(c.counts.ptr()),
+                        A::U64(qfp),
+                        A::U64(emb.ptr()),
+                        A::U32(d as u32),
+                        A::U32(k as u32),
+                        A::U32(b as u32),
+                        A::U32(l2 as u32),
+                    ],
                 )?;
             }
             Rerank::Model { model, weights } => {
@@ -1172,7 +1335,10 @@ impl Backend for Cuda {
                 let m = g.as_ref().expect("uploaded");
                 let smem = (8 * 2 * m.width * 4) as u32;
                 if smem > 200 * 1024 {
-                    return Err(Error::param("rerank", format!("model layers of width {} exceed the CUDA kernel's shared memory", m.width)));
+                    return Err(Error::param(
+                        "rerank",
+                        format!("model layers of width {} exceed the CUDA kernel's shared memory", m.width),
+                    ));
                 }
                 if smem > 48 * 1024 {
                     self.dev.set_dyn_smem("rerank_model", smem)?;
@@ -1217,7 +1383,20 @@ impl Backend for Cuda {
             return self.empty_cands(b, k);
         }
         let out = self.new_cands(b, k)?;
-        self.topk(1, 0, c.scores.ptr(), c.rows.ptr(), c.k.max(1) as u64, c.counts.ptr(), 0, k, b, out.rows.ptr(), out.scores.ptr(), out.counts.ptr())?;
+        self.topk(
+            1,
+            0,
+            c.scores.ptr(),
+            c.rows.ptr(),
+            c.k.max(1) as u64,
+            c.counts.ptr(),
+            0,
+            k,
+            b,
+            out.rows.ptr(),
+            out.scores.ptr(),
+            out.counts.ptr(),
+        )?;
         Ok(out)
     }
 

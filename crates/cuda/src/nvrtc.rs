@@ -26,7 +26,8 @@ pub const SOURCES: &[(&str, &str)] = &[
 ];
 
 /// The stage files (modules), in load order.
-pub const MODULES: &[&str] = &["probe.cu", "filter.cu", "scan.cu", "select.cu", "rerank.cu", "bench.cu", "update.cu", "kmeans.cu", "query.cu"];
+pub const MODULES: &[&str] =
+    &["probe.cu", "filter.cu", "scan.cu", "select.cu", "rerank.cu", "bench.cu", "update.cu", "kmeans.cu", "query.cu"];
 
 /// The stage files a search loads ([`MODULES`] less the build stage `kmeans.cu`, which
 /// only `silica build --backend cuda` loads).
@@ -84,7 +85,10 @@ pub fn nvrtc_present() -> bool {
 pub fn compile(name: &str, src: &str, arch: &str) -> Result<Compiled> {
     use cudarc::nvrtc::result as nv;
     if !nvrtc_present() {
-        return Err(Error::backend("cuda", "libnvrtc cannot be loaded (install nvidia-cuda-nvrtc-cu12 and add its lib folder to LD_LIBRARY_PATH)"));
+        return Err(Error::backend(
+            "cuda",
+            "libnvrtc cannot be loaded (install nvidia-cuda-nvrtc-cu12 and add its lib folder to LD_LIBRARY_PATH)",
+        ));
     }
     let csrc = CString::new(src).map_err(|_| Error::backend("cuda", format!("{name}: NUL byte in source")))?;
     let cname = CString::new(name).expect("file names have no NUL");

@@ -62,7 +62,10 @@ pub fn encode_with(plans: &[&Plan], cols: &dyn Fn(&str) -> Option<DevColumn>) ->
             enc.offsets.push(off);
             continue;
         }
-        let off = u32::try_from(enc.words.len()).ok().filter(|&o| o < TRIVIAL_BIT).ok_or_else(|| Error::param("filters", "encoded filter plans exceed 2^31 words"))?;
+        let off = u32::try_from(enc.words.len())
+            .ok()
+            .filter(|&o| o < TRIVIAL_BIT)
+            .ok_or_else(|| Error::param("filters", "encoded filter plans exceed 2^31 words"))?;
         encode_one(plan, &mut enc.words, cols)?;
         let off = if plan.is_all() { off | TRIVIAL_BIT } else { off };
         seen.push((ptr, off));
@@ -91,7 +94,12 @@ fn encode_one(plan: &Plan, out: &mut Vec<u32>, cols: &dyn Fn(&str) -> Option<Dev
         }
         term_off[i] = rel as u32;
         if let (None, Some(silica_core::filter::TypedTest::Column { name, test })) = (&t.mask, t.typed.as_deref()) {
-            let c = cols(name).ok_or_else(|| Error::param("filters", format!("typed filter term on column {name:?} neither bound (Plan::bind) nor resident on the device")))?;
+            let c = cols(name).ok_or_else(|| {
+                Error::param(
+                    "filters",
+                    format!("typed filter term on column {name:?} neither bound (Plan::bind) nor resident on the device"),
+                )
+            })?;
             out.extend_from_slice(&[COL_TERM, 0]);
             if out.len() % 2 == 1 {
                 out.push(0);
@@ -134,7 +142,9 @@ fn encode_one(plan: &Plan, out: &mut Vec<u32>, cols: &dyn Fn(&str) -> Option<Dev
     }
     for (i, op) in plan.ops.iter().enumerate() {
         out[base + 1 + i] = match *op {
-            Op::Term(t) => TERM | *term_off.get(t as usize).ok_or_else(|| Error::param("filters", format!("plan names term {t} it lacks")))?,
+            Op::Term(t) => {
+                TERM | *term_off.get(t as usize).ok_or_else(|| Error::param("filters", format!("plan names term {t} it lacks")))?
+            }
             Op::And => AND,
             Op::Or => OR,
             Op::Not => NOT,
@@ -206,15 +216,16 @@ pub fn matches(words: &[u32], off: u32, r: usize, row: &[u32]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::{Rng, SeedableRng};
     use silica_core::filter::Term;
     use silica_core::model::{BloomParams, BloomPlanes};
-    use rand::{Rng, SeedableRng};
 
     fn random_plan(rng: &mut impl Rng, depth: usize, plan: &mut Plan) {
         if depth == 0 || rng.random_bool(0.3) {
             if rng.random_bool(0.3) {
                 // A typed term with a random bound mask over 7 words.
-                let typed = Some(std::sync::Arc::new(silica_core::filter::TypedTest::Present { field: "f".into(), ids: Vec::new(), null: false }));
+                let typed =
+                    Some(std::sync::Arc::new(silica_core::filter::TypedTest::Present { field: "f".into(), ids: Vec::new(), null: false }));
                 let mask: Vec<u64> = (0..7).map(|_| rng.random::<u64>() & rng.random::<u64>()).collect();
                 plan.terms.push(Term { typed, mask: Some(mask.into()), ..Term::default() });
                 plan.ops.push(Op::Term(plan.terms.len() as u32 - 1));
@@ -248,7 +259,11 @@ mod tests {
     fn col_eval(p: &[u32], t: &[u32], mem: &dyn Fn(u64) -> Vec<u64>, w: usize, row: Option<usize>) -> bool_or_word::R {
         let d: Vec<u64> = p[t[1] as usize..].chunks(2).take(5).map(|c| c[0] as u64 | (c[1] as u64) << 32).collect();
         let nr = (d[4] >> 8) as usize;
-        let ranges: Vec<(u64, u64)> = p[t[1] as usize + 10..].chunks(4).take(nr).map(|c| (c[0] as u64 | (c[1] as u64) << 32, c[2] as u64 | (c[3] as u64) << 32)).collect();
+        let ranges: Vec<(u64, u64)> = p[t[1] as usize + 10..]
+            .chunks(4)
+            .take(nr)
+            .map(|c| (c[0] as u64 | (c[1] as u64) << 32, c[2] as u64 | (c[3] as u64) << 32))
+            .collect();
         let (keys, pres, wr, n, neg, null) = (mem(d[0]), mem(d[1]), mem(d[2]), d[3] as usize, d[4] & 1 == 1, d[4] & 2 == 2);
         let hit = |k: u64| ranges.iter().any(|&(a, b)| a <= k && k <= b) != neg;
         if let Some(r) = row {
@@ -262,7 +277,15 @@ mod tests {
         let (lo, hi) = (wr[2 * w], wr[2 * w + 1]);
         let inside = ranges.iter().any(|&(a, b)| a <= lo && hi <= b);
         let apart = ranges.iter().all(|&(a, b)| b < lo || hi < a);
-        bool_or_word::R::Word(if p == 0 { 0 } else if inside { if neg { 0 } else { p } } else if apart { if neg { p } else { 0 } } else { (0..64).filter(|&i| p >> i & 1 == 1 && hit(keys[w * 64 + i])).fold(0, |m, i| m | 1 << i) })
+        bool_or_word::R::Word(if p == 0 {
+            0
+        } else if inside {
+            if neg { 0 } else { p }
+        } else if apart {
+            if neg { p } else { 0 }
+        } else {
+            (0..64).filter(|&i| p >> i & 1 == 1 && hit(keys[w * 64 + i])).fold(0, |m, i| m | 1 << i)
+        })
     }
     mod bool_or_word {
         #[derive(Debug, PartialEq)]
@@ -275,12 +298,13 @@ mod tests {
     #[test]
     fn column_terms_encode_the_test_and_the_device_columns() {
         use silica_core::filter::TypedTest;
-        use silica_core::model::columns::{Column, KeyTest};
         use silica_core::model::ColumnType;
+        use silica_core::model::columns::{Column, KeyTest};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         for n in [0usize, 1, 63, 64, 65, 300] {
             // Clustered keys (so word min/max decide some words), 20% absent, 3 lists.
-            let keys: Vec<Option<u64>> = (0..n).map(|r| rng.random_bool(0.8).then(|| (r as u64 / 50) * 10 + rng.random_range(0..12))).collect();
+            let keys: Vec<Option<u64>> =
+                (0..n).map(|r| rng.random_bool(0.8).then(|| (r as u64 / 50) * 10 + rng.random_range(0..12))).collect();
             let lists = [0, n as u64 / 3, n as u64 / 2, n as u64];
             let col = Column::from_keys("x", ColumnType::Int, &keys, &lists);
             let kv: Vec<u64> = (0..n).map(|i| col.values.key(i)).collect();
@@ -292,7 +316,12 @@ mod tests {
             };
             let dc = DevColumn { keys: 0x1000, present: 0x2000, word_range: 0x3000, n: n as u64 };
             for _ in 0..40 {
-                let mut ranges: Vec<(u64, u64)> = (0..rng.random_range(0..4)).map(|_| { let a = rng.random_range(0..40); (a, a + rng.random_range(0..15)) }).collect();
+                let mut ranges: Vec<(u64, u64)> = (0..rng.random_range(0..4))
+                    .map(|_| {
+                        let a = rng.random_range(0..40);
+                        (a, a + rng.random_range(0..15))
+                    })
+                    .collect();
                 ranges.sort_unstable();
                 let test = KeyTest { ranges, negate: rng.random_bool(0.3), null: rng.random_bool(0.15) };
                 let typed = Some(std::sync::Arc::new(TypedTest::Column { name: "x".into(), test: test.clone() }));

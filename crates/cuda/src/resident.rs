@@ -8,11 +8,11 @@
 //! Large tensors go up through two pinned staging buffers with overlapped copies
 //! ([`Dev::upload_staged`](super::Dev)), read straight from the (mapped) host tensors.
 
-use super::{DBuf, Dev, A};
+use super::{A, DBuf, Dev};
+use rayon::prelude::*;
 use silica_core::backend::{Changed, cpu::word_span};
 use silica_core::error::{Error, Result};
 use silica_core::model::Index;
-use rayon::prelude::*;
 use std::sync::Arc;
 
 /// An index resident on the GPU. The tensors behind `Arc` never change for one set of
@@ -92,7 +92,10 @@ impl DevColumns {
             let present = if words == 0 { dev.alloc::<u64>(1)? } else { dev.upload(&c.present)? };
             let ranges: Vec<u64> = (0..c.word_range.len()).map(|i| c.word_range.key(i)).collect();
             let word_range = if ranges.is_empty() { dev.alloc::<u64>(1)? } else { dev.upload(&ranges)? };
-            by_name.push((c.name.clone(), super::plans::DevColumn { keys: keys.ptr(), present: present.ptr(), word_range: word_range.ptr(), n: n as u64 }));
+            by_name.push((
+                c.name.clone(),
+                super::plans::DevColumn { keys: keys.ptr(), present: present.ptr(), word_range: word_range.ptr(), n: n as u64 },
+            ));
             bufs.extend([keys, present, word_range]);
         }
         // Searches on other lanes (streams) read these next: the copies must have landed.
@@ -224,7 +227,11 @@ pub(crate) fn update(dev: &Dev, old: &Resident, index: &Arc<Index>, changed: &Ch
         } else {
             Arc::new(dev.upload(&ix.bloom.planes)?)
         },
-        live: if changed.live || ix.live.is_some() != old.live.is_some() { ix.live.as_ref().map(|v| dev.upload(v).map(Arc::new)).transpose()? } else { old.live.clone() },
+        live: if changed.live || ix.live.is_some() != old.live.is_some() {
+            ix.live.as_ref().map(|v| dev.upload(v).map(Arc::new)).transpose()?
+        } else {
+            old.live.clone()
+        },
         attr_off: if changed.attrs && patch.is_none() { Arc::new(dev.upload(&ix.attrs.offsets)?) } else { old.attr_off.clone() },
         attr_vals: match (&patch, changed.attrs) {
             (_, false) => old.attr_vals.clone(),
@@ -251,7 +258,13 @@ fn patched<T: cudarc::driver::DeviceRepr>(dev: &Dev, old: &DBuf<T>, idx: &[u64],
     dev.launch(&format!("copy_u{bits}"), grid(n), 256, 0, &[A::U64(out.ptr()), A::U64(old.ptr()), A::U64(n)])?;
     if !idx.is_empty() {
         let (di, dv) = (dev.upload(idx)?, dev.upload(val)?);
-        dev.launch(&format!("scatter_u{bits}"), grid(idx.len() as u64), 256, 0, &[A::U64(out.ptr()), A::U64(di.ptr()), A::U64(dv.ptr()), A::U32(idx.len() as u32)])?;
+        dev.launch(
+            &format!("scatter_u{bits}"),
+            grid(idx.len() as u64),
+            256,
+            0,
+            &[A::U64(out.ptr()), A::U64(di.ptr()), A::U64(dv.ptr()), A::U32(idx.len() as u32)],
+        )?;
         // The index buffers must outlive the kernel that reads them.
         dev.sync()?;
     }
@@ -296,11 +309,18 @@ pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
     let words = n.div_ceil(64);
     // Interleaved straight into the pinned staging buffers: no host copy of all codes.
     let gbytes = nc * 32 * 16;
-    let codes = dev.upload_staged::<u8>(2 * words * gbytes, gbytes, |first, dst| interleave_into(&ix.items.codes, n, d, nc, first / gbytes, dst))?;
+    let codes =
+        dev.upload_staged::<u8>(2 * words * gbytes, gbytes, |first, dst| interleave_into(&ix.items.codes, n, d, nc, first / gbytes, dst))?;
     let rowcodes = dev.alloc::<u8>(n * nc * 16)?;
     if n > 0 {
         let blocks = (n * nc).div_ceil(256).min(1 << 16) as u32;
-        dev.launch("codes_rows", (blocks, 1, 1), 256, 0, &[A::U64(codes.ptr()), A::U32(nc as u32), A::U64(n as u64), A::U64(rowcodes.ptr())])?;
+        dev.launch(
+            "codes_rows",
+            (blocks, 1, 1),
+            256,
+            0,
+            &[A::U64(codes.ptr()), A::U32(nc as u32), A::U64(n as u64), A::U64(rowcodes.ptr())],
+        )?;
     }
     let cent = pad_rows(&ix.centroid_codes.codes, l, d, nc);
     let mut list_start = Vec::with_capacity(l);

@@ -53,11 +53,25 @@ pub trait SearchDevice {
     /// # Errors
     /// As [`silica_core::graph::Search::search`] (parameters, `Dimension`, `NonFinite` / `OutOfRange`
     /// naming the row and column, filters count); `Param` when `device` is not this GPU.
-    fn search_device(&self, queries: &DeviceQueries, device: usize, filters: &[Filter], params: &SearchParams, stream: u64) -> Result<DeviceResults>;
+    fn search_device(
+        &self,
+        queries: &DeviceQueries,
+        device: usize,
+        filters: &[Filter],
+        params: &SearchParams,
+        stream: u64,
+    ) -> Result<DeviceResults>;
 }
 
 impl SearchDevice for Executor<Cuda> {
-    fn search_device(&self, queries: &DeviceQueries, device: usize, filters: &[Filter], params: &SearchParams, stream: u64) -> Result<DeviceResults> {
+    fn search_device(
+        &self,
+        queries: &DeviceQueries,
+        device: usize,
+        filters: &[Filter],
+        params: &SearchParams,
+        stream: u64,
+    ) -> Result<DeviceResults> {
         static ALL: Plan = Plan { ops: Vec::new(), terms: Vec::new() };
         let ordinal = self.backend().ordinal();
         if device != ordinal {

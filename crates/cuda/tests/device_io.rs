@@ -5,17 +5,17 @@
 //! so sub-batches are gathered on the device), B = 1, 37, 300, k beyond the passing items;
 //! refused rows are typed errors naming row and column. Skips without a CUDA device.
 
-use cudarc::driver::{result, CudaContext};
+use cudarc::driver::{CudaContext, result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use silica_cuda::{self as cuda, Cuda, DType, DeviceQueries, DeviceResults, SearchDevice};
+use silica_core::Error;
 use silica_core::filter::Filter;
 use silica_core::graph::{Executor, RerankMode, Search, SearchParams, SearchRequest};
 use silica_core::model::build::BuildParams;
 use silica_core::model::npy::Matrix;
 use silica_core::model::source::VectorSource;
-use silica_core::model::{attributes, format, IndexBuilder, Metric};
-use silica_core::Error;
+use silica_core::model::{IndexBuilder, Metric, attributes, format};
+use silica_cuda::{self as cuda, Cuda, DType, DeviceQueries, DeviceResults, SearchDevice};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -90,7 +90,8 @@ fn device_search_equals_host_search() {
         let texts = ["", "color = \"red\"", "color = \"rare\"", "tags = \"t1\" AND NOT color = \"blue\"", "color = \"none-such\""];
         for &b in &[1usize, 37, 300] {
             let q: Vec<f32> = (0..b * ix.dim).map(|_| rng.random_range(-2.0f32..2.0)).collect();
-            let filters: Vec<Filter> = (0..b).map(|i| Filter::compile(texts[i % texts.len()], &ix.attrs.schema, &ix.bloom.params).unwrap()).collect();
+            let filters: Vec<Filter> =
+                (0..b).map(|i| Filter::compile(texts[i % texts.len()], &ix.attrs.schema, &ix.bloom.params).unwrap()).collect();
             for dtype in [DType::F32, DType::F16, DType::BF16] {
                 for (filtered, k, rerank) in [(false, 10, RerankMode::Auto), (true, 10, RerankMode::None), (true, 200, RerankMode::Auto)] {
                     let fl: &[Filter] = if filtered { &filters } else { &[] };
@@ -98,14 +99,19 @@ fn device_search_equals_host_search() {
                     let host = representable(&q, dtype);
                     let want = exec.search(&SearchRequest { queries: &host, filters: fl, params: params.clone() }).unwrap();
                     let dq = upload(&ctx, &q, dtype);
-                    let got = exec.search_device(&DeviceQueries { ptr: ptr(&ctx, &dq), rows: b, dim: ix.dim, dtype }, 0, fl, &params, 0).unwrap();
+                    let got =
+                        exec.search_device(&DeviceQueries { ptr: ptr(&ctx, &dq), rows: b, dim: ix.dim, dtype }, 0, fl, &params, 0).unwrap();
                     let (s, rows) = read(&ctx, &got);
                     for (i, w) in want.iter().enumerate() {
                         let label = format!("{metric:?} b {b} {dtype:?} filtered {filtered} k {k} query {i}");
                         let n = w.rows.len();
                         let gr: Vec<i64> = rows[i * k..i * k + n].to_vec();
                         assert_eq!(gr, w.rows.iter().map(|&r| r as i64).collect::<Vec<_>>(), "{label}: rows");
-                        assert_eq!(s[i * k..i * k + n].iter().map(|x| x.to_bits()).collect::<Vec<_>>(), w.scores.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "{label}: scores");
+                        assert_eq!(
+                            s[i * k..i * k + n].iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                            w.scores.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                            "{label}: scores"
+                        );
                         assert!(rows[i * k + n..(i + 1) * k].iter().all(|&r| r == -1), "{label}: padding rows");
                         assert!(s[i * k + n..(i + 1) * k].iter().all(|x| *x == f32::NEG_INFINITY), "{label}: padding scores");
                     }

@@ -39,7 +39,10 @@ pub mod cuda {
             return Err(Error::backend(&name, "CUDA is not available here: no driver or no GPU (`silica devices` lists what is)"));
         }
         if o >= n {
-            return Err(Error::backend(&name, format!("no such GPU: the driver reports {n} CUDA device(s), cuda:0..cuda:{} (`silica devices`)", n - 1)));
+            return Err(Error::backend(
+                &name,
+                format!("no such GPU: the driver reports {n} CUDA device(s), cuda:0..cuda:{} (`silica devices`)", n - 1),
+            ));
         }
         silica_cuda::Cuda::with_ordinal(o)
     }

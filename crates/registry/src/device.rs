@@ -98,7 +98,11 @@ impl DeviceList {
                 "wgpu" => Device::Wgpu,
                 "auto" if names.len() == 1 && ord.is_none() => Device::auto(),
                 "auto" => return Err(bad(format!("`{list}`: `auto` cannot be part of a list; name each device"))),
-                _ => return Err(bad(format!("unknown device `{name}`; expected cpu, cuda, cuda:N, wgpu or wgpu:N (`silica devices` lists them)"))),
+                _ => {
+                    return Err(bad(format!(
+                        "unknown device `{name}`; expected cpu, cuda, cuda:N, wgpu or wgpu:N (`silica devices` lists them)"
+                    )));
+                }
             };
             let ord = match ord {
                 None if kind == Device::Cuda => Some(0),
@@ -109,7 +113,11 @@ impl DeviceList {
             ordinals.push(ord);
         }
         if let Some(k) = kinds.iter().find(|&&k| k != kinds[0]) {
-            return Err(bad(format!("`{list}` mixes {} and {} devices; every device of a list must be of one kind", kinds[0].name(), k.name())));
+            return Err(bad(format!(
+                "`{list}` mixes {} and {} devices; every device of a list must be of one kind",
+                kinds[0].name(),
+                k.name()
+            )));
         }
         Ok(DeviceList { kind: kinds[0], ordinals })
     }
@@ -138,7 +146,14 @@ impl DeviceList {
     /// divide the number of devices.
     pub fn replicas(&self, replicas: usize) -> silica_core::Result<Vec<DeviceList>> {
         if replicas == 0 || !self.len().is_multiple_of(replicas) {
-            return Err(silica_core::Error::param("replicas", format!("{replicas} replicas of {} devices ({}): the devices must split into equal groups of shards", self.len(), self.spec())));
+            return Err(silica_core::Error::param(
+                "replicas",
+                format!(
+                    "{replicas} replicas of {} devices ({}): the devices must split into equal groups of shards",
+                    self.len(),
+                    self.spec()
+                ),
+            ));
         }
         let s = self.len() / replicas;
         Ok(self.ordinals.chunks(s).map(|c| DeviceList { kind: self.kind, ordinals: c.to_vec() }).collect())
@@ -212,7 +227,11 @@ pub fn report() -> Vec<DeviceReport> {
         out.push(DeviceReport {
             backend: "cuda",
             name: "(none)".into(),
-            details: if crate::backends::cuda::BUILT { "feature cuda built in; no driver or no GPU".into() } else { "not built (cargo feature `cuda`)".into() },
+            details: if crate::backends::cuda::BUILT {
+                "feature cuda built in; no driver or no GPU".into()
+            } else {
+                "not built (cargo feature `cuda`)".into()
+            },
             auto: false,
         });
     }
@@ -239,7 +258,14 @@ mod tests {
         let l = DeviceList::parse("cuda:1,cuda,cuda:1").unwrap();
         assert_eq!(l.ordinals, vec![Some(1), Some(0), Some(1)]);
         assert_eq!(DeviceList::parse("wgpu:2").unwrap().name(0), "wgpu:2");
-        for (bad, says) in [("cpu,cuda:0", "mixes cpu and cuda"), ("cpu,", "empty device"), ("tpu:0", "unknown device `tpu:0`"), ("cuda:x", "not a device ordinal"), ("auto,cpu", "auto"), ("cpu:0", "unknown device")] {
+        for (bad, says) in [
+            ("cpu,cuda:0", "mixes cpu and cuda"),
+            ("cpu,", "empty device"),
+            ("tpu:0", "unknown device `tpu:0`"),
+            ("cuda:x", "not a device ordinal"),
+            ("auto,cpu", "auto"),
+            ("cpu:0", "unknown device"),
+        ] {
             let e = DeviceList::parse(bad).unwrap_err();
             assert!(matches!(&e, silica_core::Error::Param { name, .. } if name == "devices"), "{bad}: {e}");
             assert!(e.to_string().contains(says), "{bad}: {e}");

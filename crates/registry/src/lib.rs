@@ -13,10 +13,10 @@
 pub mod backends;
 pub mod device;
 
-pub use device::{cuda_available, cuda_devices, report, wgpu_hardware_available, CudaDevice, Device, DeviceList, DeviceReport};
+pub use device::{CudaDevice, Device, DeviceList, DeviceReport, cuda_available, cuda_devices, report, wgpu_hardware_available};
 
 use silica_core::backend::shard::Sharded;
-use silica_core::backend::{cpu::Cpu, Backend};
+use silica_core::backend::{Backend, cpu::Cpu};
 use silica_core::graph::{Executor, Planner, Search};
 use silica_core::model::Index;
 use silica_core::{Error, Result};

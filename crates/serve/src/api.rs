@@ -24,9 +24,6 @@ use super::metrics::Metrics;
 use super::state::Snapshot;
 use super::update::{Batch, Item, Op};
 use super::writer::Cmd;
-use silica_core::filter::{Dictionary, Filter};
-use silica_core::graph::{RerankMode, SearchParams};
-use silica_core::model::BloomParams;
 use arc_swap::ArcSwap;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -35,9 +32,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use silica_core::filter::{Dictionary, Filter};
+use silica_core::graph::{RerankMode, SearchParams};
+use silica_core::model::BloomParams;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -112,7 +112,14 @@ pub struct SearchContext<'a> {
 impl<'a> SearchContext<'a> {
     pub fn of(s: &'a Snapshot) -> Self {
         let ix = s.index();
-        SearchContext { dim: ix.dim, nlist: ix.nlist(), has_embeddings: ix.embeddings.is_some(), model_tasks: ix.rerank.as_ref().map(|m| m.tasks()), dict: &s.dict, bloom: ix.bloom.params }
+        SearchContext {
+            dim: ix.dim,
+            nlist: ix.nlist(),
+            has_embeddings: ix.embeddings.is_some(),
+            model_tasks: ix.rerank.as_ref().map(|m| m.tasks()),
+            dict: &s.dict,
+            bloom: ix.bloom.params,
+        }
     }
 }
 
@@ -197,7 +204,9 @@ pub fn validate_search(b: SearchBody, ctx: &SearchContext) -> Result<ParsedSearc
     }
     let rerank = b.rerank.unwrap_or_default();
     match rerank {
-        RerankMode::Refine if !ctx.has_embeddings => return Err(ApiError::bad("rerank", "refine needs items.embeddings, which this index does not store")),
+        RerankMode::Refine if !ctx.has_embeddings => {
+            return Err(ApiError::bad("rerank", "refine needs items.embeddings, which this index does not store"));
+        }
         RerankMode::Model if ctx.model_tasks.is_none() => return Err(ApiError::bad("rerank", "this index has no rerank model")),
         RerankMode::Model if !ctx.has_embeddings => return Err(ApiError::bad("rerank", "model rerank needs items.embeddings")),
         _ => {}
@@ -293,8 +302,17 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/v1/stats", get(stats))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", None, "no such route; see /v1/search, /v1/items, /v1/stats, /healthz, /metrics") })
-        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None, "method not allowed on this route") })
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                None,
+                "no such route; see /v1/search, /v1/items, /v1/stats, /healthz, /metrics",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None, "method not allowed on this route")
+        })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
@@ -327,7 +345,9 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &s.token else { return Ok(()) };
     let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", Some("authorization".into()), m);
-    let got = headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| unauthorized("this write endpoint needs `Authorization: Bearer <token>`"))?;
+    let got = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("this write endpoint needs `Authorization: Bearer <token>`"))?;
     let got = got.as_bytes().strip_prefix(b"Bearer ").ok_or_else(|| unauthorized("expected `Authorization: Bearer <token>`"))?;
     if !same(got, token.as_bytes()) {
         return Err(unauthorized("invalid bearer token"));
@@ -336,7 +356,10 @@ fn authorize(s: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 fn media_is(headers: &HeaderMap, name: axum::http::HeaderName, media: &str) -> bool {
-    headers.get(name).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|m| m.trim().split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case(media))))
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|m| m.trim().split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case(media))))
 }
 
 async fn search(State(s): S, headers: HeaderMap, uri: axum::http::Uri, b: Result<Bytes, BytesRejection>) -> Response {
@@ -388,7 +411,10 @@ fn enqueue(s: &AppState, search: ParsedSearch, arrived: Instant) -> Result<onesh
     if before > 0 && before + n > s.max_queue {
         s.metrics.queued.fetch_sub(n, Relaxed);
         s.metrics.rejected_full.fetch_add(1, Relaxed);
-        return Err(ApiError::overloaded(format!("the search queue is full ({before} queries waiting, --max-queue {}); retry later", s.max_queue)));
+        return Err(ApiError::overloaded(format!(
+            "the search queue is full ({before} queries waiting, --max-queue {}); retry later",
+            s.max_queue
+        )));
     }
     let timeout = search.timeout_ms.map(Duration::from_millis).or(s.timeout);
     let (tx, rx) = oneshot::channel();
@@ -406,24 +432,38 @@ async fn write(s: &AppState, batch: Batch) -> Result<u64, ApiError> {
     // The log record and the new rows' lists are computed here, on a blocking thread of
     // this request, so the single writer only validates, logs, fsyncs and publishes.
     let main = s.shared.load().index().clone();
-    let batch = tokio::task::spawn_blocking(move || super::state::Incoming::prepare(batch, &main)).await.map_err(|e| ApiError::internal(format!("preparing the update batch: {e}")))?;
+    let batch = tokio::task::spawn_blocking(move || super::state::Incoming::prepare(batch, &main))
+        .await
+        .map_err(|e| ApiError::internal(format!("preparing the update batch: {e}")))?;
     s.metrics.write_phases.observe("prepare", at.elapsed().as_secs_f64());
     let (tx, rx) = oneshot::channel();
-    s.writer.send(Cmd::Write { batch: Box::new(batch), at: std::time::Instant::now(), reply: tx }).await.map_err(|_| ApiError::unavailable("the writer has stopped"))?;
+    s.writer
+        .send(Cmd::Write { batch: Box::new(batch), at: std::time::Instant::now(), reply: tx })
+        .await
+        .map_err(|_| ApiError::unavailable("the writer has stopped"))?;
     rx.await.map_err(|_| ApiError::unavailable("the writer stopped before acknowledging"))?
 }
 
 /// The JSON answer with `"fields"` per query: one object per result row (its attributes
 /// `names`, read by the writer after the search; an item deleted meanwhile gives `null`).
-async fn with_fields(s: &AppState, version: u64, results: &[silica_core::graph::SearchResponse], single: bool, names: Vec<String>) -> Result<Vec<u8>, ApiError> {
+async fn with_fields(
+    s: &AppState,
+    version: u64,
+    results: &[silica_core::graph::SearchResponse],
+    single: bool,
+    names: Vec<String>,
+) -> Result<Vec<u8>, ApiError> {
     let ids: Vec<Arc<str>> = results.iter().flat_map(|r| r.ids.iter().cloned()).collect();
     let got = read_items(s, ids, Some(names.clone()), false).await?;
-    let mut objs = got.into_iter().map(|m| m.map_or(Value::Null, |mut m| {
-        m.retain(|k, _| names.contains(k));
-        Value::Object(m)
-    }));
+    let mut objs = got.into_iter().map(|m| {
+        m.map_or(Value::Null, |mut m| {
+            m.retain(|k, _| names.contains(k));
+            Value::Object(m)
+        })
+    });
     let per_query: Vec<Value> = results.iter().map(|r| Value::Array(objs.by_ref().take(r.ids.len()).collect())).collect();
-    let mut v: Value = serde_json::from_slice(&binary::json_response(version, results, single)).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut v: Value =
+        serde_json::from_slice(&binary::json_response(version, results, single)).map_err(|e| ApiError::internal(e.to_string()))?;
     match (&mut v, single) {
         (Value::Object(o), true) => {
             o.insert("fields".into(), per_query.into_iter().next().unwrap_or(Value::Array(Vec::new())));

@@ -7,12 +7,12 @@ use super::api::ParsedSearch;
 use super::error::ApiError;
 use super::metrics::Metrics;
 use super::state::Snapshot;
+use arc_swap::ArcSwap;
 use silica_core::filter::Filter;
 use silica_core::graph::{SearchParams, SearchRequest, SearchResponse};
-use arc_swap::ArcSwap;
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -42,7 +42,14 @@ impl Job {
 /// sender is dropped (queued jobs are answered first). A plain thread with `recv_timeout`
 /// (futex waits) keeps `max_wait` precise to microseconds, where an async timer would round
 /// it up to the next millisecond.
-pub fn spawn(rx: Receiver<Job>, shared: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>, max_batch: usize, max_wait: Duration, workers: usize) -> std::thread::JoinHandle<()> {
+pub fn spawn(
+    rx: Receiver<Job>,
+    shared: Arc<ArcSwap<Snapshot>>,
+    metrics: Arc<Metrics>,
+    max_batch: usize,
+    max_wait: Duration,
+    workers: usize,
+) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("silica-batcher".into())
         .spawn(move || {
@@ -125,7 +132,14 @@ fn run_batch(shared: &ArcSwap<Snapshot>, jobs: Vec<Job>, metrics: &Metrics, cach
     metrics.batch_seconds.observe(t0.elapsed().as_secs_f64());
 }
 
-fn collect(rx: Receiver<Job>, ready: &Receiver<usize>, queues: &[std::sync::mpsc::Sender<Vec<Job>>], metrics: &Metrics, max_batch: usize, max_wait: Duration) {
+fn collect(
+    rx: Receiver<Job>,
+    ready: &Receiver<usize>,
+    queues: &[std::sync::mpsc::Sender<Vec<Job>>],
+    metrics: &Metrics,
+    max_batch: usize,
+    max_wait: Duration,
+) {
     let mut carry: Option<Job> = None;
     loop {
         let first = match carry.take() {
@@ -182,7 +196,13 @@ struct Key {
 }
 
 fn key(p: &SearchParams) -> Key {
-    Key { k: p.k, nprobe: p.nprobe, k0: p.k0, rerank: p.rerank, weights: p.task_weights.as_ref().map(|w| w.iter().map(|x| x.to_bits()).collect()) }
+    Key {
+        k: p.k,
+        nprobe: p.nprobe,
+        k0: p.k0,
+        rerank: p.rerank,
+        weights: p.task_weights.as_ref().map(|w| w.iter().map(|x| x.to_bits()).collect()),
+    }
 }
 
 /// Run jobs against one snapshot (all of them see the same version), compiling their
@@ -194,7 +214,8 @@ pub fn execute(snap: &Arc<Snapshot>, jobs: Vec<Job>, metrics: &Metrics, cache: &
         if j.deadline.is_some_and(|d| d <= now) {
             metrics.rejected_deadline.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let waited = now.duration_since(j.enqueued).as_secs_f64() * 1e3;
-            let _ = j.reply.send(Err(ApiError::deadline(format!("the deadline passed before the search ran ({waited:.1} ms in the queue)"))));
+            let _ =
+                j.reply.send(Err(ApiError::deadline(format!("the deadline passed before the search ran ({waited:.1} ms in the queue)"))));
             continue;
         }
         let k = key(&j.search.params);

@@ -15,8 +15,8 @@
 
 use super::api::SearchBody;
 use super::error::ApiError;
-use silica_core::graph::{RerankMode, SearchResponse};
 use serde::Serialize;
+use silica_core::graph::{RerankMode, SearchResponse};
 use std::sync::Arc;
 
 /// The media type of binary bodies.
@@ -24,7 +24,10 @@ pub const OCTET_STREAM: &str = "application/octet-stream";
 
 fn decode(v: &str, name: &str) -> Result<String, ApiError> {
     let plus = v.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus).decode_utf8().map(|s| s.into_owned()).map_err(|_| ApiError::bad(name, "is not valid percent-encoded UTF-8"))
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::bad(name, "is not valid percent-encoded UTF-8"))
 }
 
 fn number<T: std::str::FromStr>(v: &str, name: &str) -> Result<T, ApiError> {
@@ -43,7 +46,8 @@ pub fn parse_request(body: &[u8], query: Option<&str>, dim: usize) -> Result<Sea
             format!("{} bytes is not a whole number of query rows of {dim} little-endian f32 ({row} bytes each)", body.len()),
         ));
     }
-    let vectors: Vec<Vec<f32>> = body.chunks_exact(row).map(|r| r.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()).collect();
+    let vectors: Vec<Vec<f32>> =
+        body.chunks_exact(row).map(|r| r.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()).collect();
     let mut b = SearchBody { vectors: Some(vectors), ..Default::default() };
     let mut seen = std::collections::HashSet::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
@@ -69,8 +73,18 @@ pub fn parse_request(body: &[u8], query: Option<&str>, dim: usize) -> Result<Sea
             }
             "task_weights" => b.task_weights = Some(v.split(',').map(|x| number(x.trim(), "task_weights")).collect::<Result<_, _>>()?),
             "filter" => b.filter = Some(v),
-            "filters" => b.filters = Some(serde_json::from_str(&v).map_err(|e| ApiError::bad("filters", format!("expected a JSON array of filter strings: {e}")))?),
-            _ => return Err(ApiError::bad(key, "unknown parameter (known: k, nprobe, k0, rerank, task_weights, timeout_ms, filter, filters)")),
+            "filters" => {
+                b.filters = Some(
+                    serde_json::from_str(&v)
+                        .map_err(|e| ApiError::bad("filters", format!("expected a JSON array of filter strings: {e}")))?,
+                )
+            }
+            _ => {
+                return Err(ApiError::bad(
+                    key,
+                    "unknown parameter (known: k, nprobe, k0, rerank, task_weights, timeout_ms, filter, filters)",
+                ));
+            }
         }
     }
     Ok(b)
@@ -116,7 +130,10 @@ pub fn decode_response(mut b: &[u8]) -> Result<(u64, Vec<SearchResponse>), Decod
     let mut out = Vec::with_capacity(nq.min(1 << 16));
     for _ in 0..nq {
         let n = u32_of(take(&mut b, 4)?) as usize;
-        let rows = take(&mut b, n.checked_mul(8).ok_or(DecodeError("count overflows"))?)?.chunks_exact(8).map(|x| u64::from_le_bytes(x.try_into().expect("8"))).collect();
+        let rows = take(&mut b, n.checked_mul(8).ok_or(DecodeError("count overflows"))?)?
+            .chunks_exact(8)
+            .map(|x| u64::from_le_bytes(x.try_into().expect("8")))
+            .collect();
         let scores = take(&mut b, 4 * n)?.chunks_exact(4).map(|x| f32::from_le_bytes(x.try_into().expect("4"))).collect();
         let mut ids = Vec::with_capacity(n);
         for _ in 0..n {

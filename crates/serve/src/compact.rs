@@ -35,7 +35,8 @@ pub fn fold(main: &Index, fresh: &[&Index], dict: &Dict) -> Result<Index> {
     for l in 0..main.nlist() {
         rows.extend(main.list_range(l).filter(|&r| is_live(main, r)).map(|r| (l as u32, main.source_rows[r], Src::Main(r))));
     }
-    let live_fresh: Vec<(usize, usize)> = fresh.iter().enumerate().flat_map(|(p, f)| (0..f.len()).filter(|&r| is_live(f, r)).map(move |r| (p, r))).collect();
+    let live_fresh: Vec<(usize, usize)> =
+        fresh.iter().enumerate().flat_map(|(p, f)| (0..f.len()).filter(|&r| is_live(f, r)).map(move |r| (p, r))).collect();
     // The fresh segment's codes are the build's quantization of the (normalized) vectors.
     let codes: Vec<i8> = live_fresh.iter().flat_map(|&(p, r)| fresh[p].items.row(r).iter().copied()).collect();
     let lists = match main.metric {
@@ -95,7 +96,8 @@ pub fn fold(main: &Index, fresh: &[&Index], dict: &Dict) -> Result<Index> {
     }
     let nf = dict.schema().fields.len();
     let mut per_field: Vec<BTreeSet<String>> = vec![BTreeSet::new(); nf];
-    let described: Vec<Option<(usize, String)>> = (0..total as u32).map(|v| if used[v as usize] { dict.describe(v) } else { None }).collect();
+    let described: Vec<Option<(usize, String)>> =
+        (0..total as u32).map(|v| if used[v as usize] { dict.describe(v) } else { None }).collect();
     for (f, v) in described.iter().flatten() {
         per_field[*f].insert(v.clone());
     }
@@ -130,7 +132,8 @@ pub fn fold(main: &Index, fresh: &[&Index], dict: &Dict) -> Result<Index> {
     }
     let attrs = Attributes { schema, offsets: offsets.into(), values: values.into() };
     let params = main.bloom.params;
-    let value_bits: Vec<Vec<u32>> = attrs.schema.fields.iter().flat_map(|f| f.values.iter().map(|v| params.positions(&f.name, v))).collect();
+    let value_bits: Vec<Vec<u32>> =
+        attrs.schema.fields.iter().flat_map(|f| f.values.iter().map(|v| params.positions(&f.name, v))).collect();
     let bloom = BloomPlanes::build(params, n, |r| attrs.row(r).iter().flat_map(|&v| value_bits[v as usize].iter().copied()).collect());
     // Typed columns follow their rows (a fresh segment without the column: no value).
     let columns = silica_core::model::Columns {

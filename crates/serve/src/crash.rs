@@ -17,7 +17,8 @@
 use std::sync::OnceLock;
 
 /// Every step name (tests iterate over them).
-pub const STEPS: &[&str] = &["commit-logged", "commit-synced", "compact-written", "compact-wal-next", "compact-renamed", "compact-rotated", "compact-done"];
+pub const STEPS: &[&str] =
+    &["commit-logged", "commit-synced", "compact-written", "compact-wal-next", "compact-renamed", "compact-rotated", "compact-done"];
 
 /// Abort the process when `SILICA_TEST_ONLY_CRASH_AT` names `step` (see the module docs).
 pub fn point(step: &str) {

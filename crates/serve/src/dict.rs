@@ -117,7 +117,14 @@ impl Dictionary for Dict {
         // The artifact's range plus this view's appended values of the field.
         let mut ids = Dictionary::field_ids(&*self.base, field);
         let t = self.read();
-        ids.extend(t.values.iter().take(self.upto as usize).enumerate().filter(|(_, (f, _))| *f as usize == field).map(|(i, _)| (self.base_total + i as u32, self.base_total + i as u32)));
+        ids.extend(
+            t.values
+                .iter()
+                .take(self.upto as usize)
+                .enumerate()
+                .filter(|(_, (f, _))| *f as usize == field)
+                .map(|(i, _)| (self.base_total + i as u32, self.base_total + i as u32)),
+        );
         ids
     }
 }
@@ -128,7 +135,12 @@ mod tests {
     use silica_core::model::FieldSchema;
 
     fn schema() -> Schema {
-        let f = |name: &str, base, vals: &[&str]| FieldSchema { name: name.into(), multi: false, base, values: vals.iter().map(|s| s.to_string()).collect() };
+        let f = |name: &str, base, vals: &[&str]| FieldSchema {
+            name: name.into(),
+            multi: false,
+            base,
+            values: vals.iter().map(|s| s.to_string()).collect(),
+        };
         Schema { fields: vec![f("color", 0, &["blue", "red"]), f("id", 2, &["a", "b", "c"])], columns: Vec::new() }
     }
 

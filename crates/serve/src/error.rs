@@ -2,9 +2,9 @@
 //! (a JSON path such as `items[2].vector[7]`, or `id`), and a message. Rendered as
 //! `{"error": {"code": ..., "field": ..., "message": ...}}`.
 
-use silica_core::error::Error;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use silica_core::error::Error;
 
 /// An API error. Client mistakes are 4xx; only server faults (I/O, a dead writer) are 5xx.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -25,8 +25,8 @@
 //! snapshot keeps answering from its own copy.
 
 use super::segment::NewRow;
-use silica_core::model::{Attributes, BloomPlanes, I8Matrix, Ids, Index, Schema};
 use half::f16;
+use silica_core::model::{Attributes, BloomPlanes, I8Matrix, Ids, Index, Schema};
 use std::sync::Arc;
 
 /// Fresh rows in arrival order, and the segment built from them. See the module docs.
@@ -55,7 +55,16 @@ struct Fold {
 impl FreshRows {
     /// An empty store whose tail holds at most `tail_limit` rows (>= 1).
     pub fn new(tail_limit: usize) -> FreshRows {
-        FreshRows { rows: Vec::new(), live: Vec::new(), dead: 0, folded: 0, tail_limit: tail_limit.max(1), lists_dirty: false, tail_dirty: false, folding: None }
+        FreshRows {
+            rows: Vec::new(),
+            live: Vec::new(),
+            dead: 0,
+            folded: 0,
+            tail_limit: tail_limit.max(1),
+            lists_dirty: false,
+            tail_dirty: false,
+            folding: None,
+        }
     }
 
     /// The same rows with another tail limit (>= 1).
@@ -98,7 +107,16 @@ impl FreshRows {
         }
         let to = self.rows.len();
         self.folding = Some(Fold { to, touched: false });
-        Some(FreshRows { rows: self.rows.clone(), live: self.live.clone(), dead: self.dead, folded: to, tail_limit: self.tail_limit, lists_dirty: true, tail_dirty: false, folding: None })
+        Some(FreshRows {
+            rows: self.rows.clone(),
+            live: self.live.clone(),
+            dead: self.dead,
+            folded: to,
+            tail_limit: self.tail_limit,
+            lists_dirty: true,
+            tail_dirty: false,
+            folding: None,
+        })
     }
 
     /// True while a fold begun by [`FreshRows::begin_fold`] is not finished.
@@ -310,13 +328,12 @@ impl FreshRows {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use silica_core::model::quantize::quantize;
-    use silica_core::model::BloomParams;
     use rand::{Rng, SeedableRng};
+    use silica_core::model::BloomParams;
+    use silica_core::model::quantize::quantize;
 
     fn main_index(l: usize, d: usize) -> Index {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);

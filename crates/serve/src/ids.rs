@@ -7,8 +7,8 @@
 //! A map of `String`s would allocate 80M strings and take most of a large index's startup.
 
 use super::state::Loc;
-use silica_core::model::Ids;
 use rayon::prelude::*;
+use silica_core::model::Ids;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 

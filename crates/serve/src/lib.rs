@@ -80,7 +80,15 @@ pub fn run(cfg: Config) -> Result<()> {
     if cfg.max_queue == 0 {
         return Err(Error::param("max-queue", "must be at least 1"));
     }
-    let mut store = state::Store::open(&cfg.index, state::Options { backend: cfg.backend.clone(), compact_threshold: cfg.compact_threshold, wal_recover: cfg.wal_recover, verify: cfg.verify })?;
+    let mut store = state::Store::open(
+        &cfg.index,
+        state::Options {
+            backend: cfg.backend.clone(),
+            compact_threshold: cfg.compact_threshold,
+            wal_recover: cfg.wal_recover,
+            verify: cfg.verify,
+        },
+    )?;
     if let Some(n) = cfg.fresh_tail {
         if n == 0 {
             return Err(Error::param("fresh-tail", "must be at least 1"));
@@ -103,10 +111,19 @@ pub fn run(cfg: Config) -> Result<()> {
     let writer = writer::spawn(store, metrics.clone(), &wtx, wrx);
     let (btx, brx) = std::sync::mpsc::channel();
     let batcher = batcher::spawn(brx, shared.clone(), metrics.clone(), cfg.max_batch, cfg.max_wait, cfg.workers);
-    let state = Arc::new(api::AppState { shared, batcher: btx, writer: wtx, metrics, token: cfg.token.clone(), max_queue: cfg.max_queue, timeout: cfg.timeout });
+    let state = Arc::new(api::AppState {
+        shared,
+        batcher: btx,
+        writer: wtx,
+        metrics,
+        token: cfg.token.clone(),
+        max_queue: cfg.max_queue,
+        timeout: cfg.timeout,
+    });
     let result = rt.block_on(async {
         let app = api::router(state, cfg.max_body);
-        let listener = tokio::net::TcpListener::bind(cfg.addr).await.map_err(|e| Error::backend("serve", format!("cannot bind {}: {e}", cfg.addr)))?;
+        let listener =
+            tokio::net::TcpListener::bind(cfg.addr).await.map_err(|e| Error::backend("serve", format!("cannot bind {}: {e}", cfg.addr)))?;
         let local = listener.local_addr().map_err(|e| Error::backend("serve", e.to_string()))?;
         println!("listening on http://{local}");
         use std::io::Write;
@@ -146,6 +163,7 @@ async fn shutdown() {
 /// `silica compact`: lock the artifact, replay its log, fold everything into a new
 /// artifact written atomically, and start an empty log. Fails while a server holds it.
 pub fn compact(index: &std::path::Path) -> Result<state::CompactReport> {
-    let mut store = state::Store::open(index, state::Options { backend: "cpu".into(), compact_threshold: Some(0), wal_recover: false, verify: true })?;
+    let mut store =
+        state::Store::open(index, state::Options { backend: "cpu".into(), compact_threshold: Some(0), wal_recover: false, verify: true })?;
     store.compact()
 }

@@ -23,10 +23,10 @@
 //! vectors, a random unit vector (so its own vector finds it first); ids are `{prefix}{i}`. Afterwards up to `check` acknowledged items are looked
 //! up by their own vector (`k = 1`): the report says how many came back as themselves.
 
-use silica_core::error::{Error, Result};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde::Serialize;
+use silica_core::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -292,7 +292,14 @@ async fn upsert_stream(addr: String, u: Upserts, counted: Instant, end: Instant)
 /// sent at its due time `counted + j * batch / rate` (or as soon as the previous one on
 /// this connection was answered) and timed from it. Returns latencies (us), acknowledged
 /// items, requests sent and errors.
-async fn upsert_connection(addr: String, u: Arc<Upserts>, c: u64, conns: u64, counted: Instant, end: Instant) -> (Vec<u32>, Vec<u64>, u64, BTreeMap<String, u64>) {
+async fn upsert_connection(
+    addr: String,
+    u: Arc<Upserts>,
+    c: u64,
+    conns: u64,
+    counted: Instant,
+    end: Instant,
+) -> (Vec<u32>, Vec<u64>, u64, BTreeMap<String, u64>) {
     let (mut lat_us, mut acked, mut requests, mut errors) = (Vec::new(), Vec::new(), 0u64, BTreeMap::<String, u64>::new());
     let mut sender: Option<Sender> = None;
     for j in (c..).step_by(conns as usize) {
@@ -349,7 +356,11 @@ async fn self_find(addr: &str, u: &Upserts, acked: &[u64], rep: &mut UpsertRepor
             for chunk in part {
                 let items: Vec<(String, Vec<f32>)> = chunk.iter().map(|&i| stream_item(&u, i)).collect();
                 let vectors: Vec<&Vec<f32>> = items.iter().map(|(_, v)| v).collect();
-                let p = Prepared { path: "/v1/search".into(), binary: false, body: Bytes::from(serde_json::json!({"vectors": vectors, "k": 1}).to_string()) };
+                let p = Prepared {
+                    path: "/v1/search".into(),
+                    binary: false,
+                    body: Bytes::from(serde_json::json!({"vectors": vectors, "k": 1}).to_string()),
+                };
                 let answers: Vec<Option<String>> = match send_read(&mut s, &addr, &p).await {
                     Ok((200, body)) => serde_json::from_slice::<serde_json::Value>(&body)
                         .ok()
@@ -512,7 +523,8 @@ pub fn run(cfg: Config) -> Result<Report> {
         let start = Instant::now() + Duration::from_millis(20);
         let counted = start + cfg.warmup;
         let end = counted + cfg.duration;
-        let tasks: Vec<_> = (0..cfg.connections).map(|c| tokio::spawn(connection(c, cfg.clone(), reqs.clone(), start, counted, end))).collect();
+        let tasks: Vec<_> =
+            (0..cfg.connections).map(|c| tokio::spawn(connection(c, cfg.clone(), reqs.clone(), start, counted, end))).collect();
         let stream = cfg.upserts.clone().map(|u| tokio::spawn(upsert_stream(cfg.addr.clone(), u, counted, end)));
         tokio::time::sleep_until(counted.into()).await;
         let before = batch_stats(&cfg.addr).await;

@@ -5,8 +5,8 @@
 use super::state::Stats;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// A histogram with fixed upper bounds (cumulative buckets are computed when rendered).
 pub struct Histogram {
@@ -19,7 +19,12 @@ pub struct Histogram {
 
 impl Histogram {
     pub fn new(bounds: &'static [f64]) -> Self {
-        Histogram { bounds, counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(), sum_micros: AtomicU64::new(0), count: AtomicU64::new(0) }
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
     }
     pub fn observe(&self, v: f64) {
         let i = self.bounds.iter().position(|&b| v <= b).unwrap_or(self.bounds.len());
@@ -63,7 +68,22 @@ const SIZES: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.
 /// * `fold_build` / `fold_upload`: a background fold of the tail into the fresh lists
 ///   (off the writer); `fold_install`: installing it on the writer (writes wait);
 /// * `compaction_pause`: the part of a compaction during which writes waited.
-pub const WRITE_PHASES: &[&str] = &["prepare", "queue", "validate", "wal_append", "wal_sync", "apply", "publish_main", "publish_lists", "publish_tail", "publish", "fold_build", "fold_upload", "fold_install", "compaction_pause"];
+pub const WRITE_PHASES: &[&str] = &[
+    "prepare",
+    "queue",
+    "validate",
+    "wal_append",
+    "wal_sync",
+    "apply",
+    "publish_main",
+    "publish_lists",
+    "publish_tail",
+    "publish",
+    "fold_build",
+    "fold_upload",
+    "fold_install",
+    "compaction_pause",
+];
 
 /// Per-phase histograms of the write path (see [`WRITE_PHASES`]).
 pub struct WritePhases(Vec<Histogram>);
@@ -83,11 +103,17 @@ impl WritePhases {
     }
     /// `(count, sum seconds)` of `phase`.
     pub fn total(&self, phase: &str) -> (u64, f64) {
-        WRITE_PHASES.iter().position(|p| *p == phase).map_or((0, 0.0), |i| (self.0[i].count.load(Relaxed), self.0[i].sum_micros.load(Relaxed) as f64 / 1e6))
+        WRITE_PHASES
+            .iter()
+            .position(|p| *p == phase)
+            .map_or((0, 0.0), |i| (self.0[i].count.load(Relaxed), self.0[i].sum_micros.load(Relaxed) as f64 / 1e6))
     }
     fn render(&self, o: &mut String) {
         let name = "silica_write_phase_seconds";
-        let _ = writeln!(o, "# HELP {name} Seconds per step of the write path (see silica::serve::metrics::WRITE_PHASES).\n# TYPE {name} histogram");
+        let _ = writeln!(
+            o,
+            "# HELP {name} Seconds per step of the write path (see silica::serve::metrics::WRITE_PHASES).\n# TYPE {name} histogram"
+        );
         for (p, h) in WRITE_PHASES.iter().zip(&self.0) {
             h.render(o, name, &format!("phase=\"{p}\""));
         }
@@ -162,14 +188,24 @@ impl Metrics {
         for ((route, status), n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = writeln!(o, "silica_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
         }
-        let _ = writeln!(o, "# HELP silica_request_duration_seconds Request latency by route.\n# TYPE silica_request_duration_seconds histogram");
+        let _ = writeln!(
+            o,
+            "# HELP silica_request_duration_seconds Request latency by route.\n# TYPE silica_request_duration_seconds histogram"
+        );
         for (route, h) in ROUTES.iter().zip(&self.latency) {
             h.render(&mut o, "silica_request_duration_seconds", &format!("route=\"{route}\""));
         }
-        let _ = writeln!(o, "# HELP silica_search_rejected_total Searches not run: queue full (503) or deadline passed (504).\n# TYPE silica_search_rejected_total counter");
+        let _ = writeln!(
+            o,
+            "# HELP silica_search_rejected_total Searches not run: queue full (503) or deadline passed (504).\n# TYPE silica_search_rejected_total counter"
+        );
         let _ = writeln!(o, "silica_search_rejected_total{{reason=\"queue_full\"}} {}", self.rejected_full.load(Relaxed));
         let _ = writeln!(o, "silica_search_rejected_total{{reason=\"deadline\"}} {}", self.rejected_deadline.load(Relaxed));
-        let _ = writeln!(o, "# HELP silica_search_queue_queries Queries waiting for a batch.\n# TYPE silica_search_queue_queries gauge\nsilica_search_queue_queries {}", self.queued.load(Relaxed));
+        let _ = writeln!(
+            o,
+            "# HELP silica_search_queue_queries Queries waiting for a batch.\n# TYPE silica_search_queue_queries gauge\nsilica_search_queue_queries {}",
+            self.queued.load(Relaxed)
+        );
         let hists = [
             ("silica_batch_queries", "Queries per executor call (dynamic batching).", &self.batch_queries),
             ("silica_batch_requests", "Search requests per executor call.", &self.batch_requests),
@@ -256,4 +292,3 @@ mod tests {
         assert!(t.contains("silica_write_phase_seconds_count{phase=\"queue\"} 0"), "{t}");
     }
 }
-

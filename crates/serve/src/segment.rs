@@ -8,9 +8,9 @@
 //!   the previous batch's ops on the now-spare copy. So a batch costs O(what changes)
 //!   instead of a full copy of the index, and a reader never sees half a batch.
 
-use silica_core::model::quantize::quantize_row;
-use silica_core::model::Index;
 use half::f16;
+use silica_core::model::Index;
+use silica_core::model::quantize::quantize_row;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,7 +40,16 @@ pub struct NewRow {
 impl NewRow {
     /// Quantize `x` (already normalized for cosine) into a row of list `list`.
     #[allow(clippy::too_many_arguments)]
-    pub fn encode(id: String, source_row: u64, x: &[f32], list: u32, with_embedding: bool, features: Vec<f32>, values: Vec<u32>, bits: Vec<u32>) -> NewRow {
+    pub fn encode(
+        id: String,
+        source_row: u64,
+        x: &[f32],
+        list: u32,
+        with_embedding: bool,
+        features: Vec<f32>,
+        values: Vec<u32>,
+        bits: Vec<u32>,
+    ) -> NewRow {
         let mut codes = vec![0i8; x.len()];
         let scale = quantize_row(x, &mut codes);
         let embedding = with_embedding.then(|| x.iter().map(|&v| f16::from_f32(v)).collect());
@@ -322,7 +331,11 @@ mod tests {
         assert_eq!(live_rows(p.published()), 5, "unpublished ops are invisible");
         assert_eq!(live_rows(p.current()), 3);
         let v1 = p.publish().unwrap();
-        assert_eq!(p.published_changes(), silica_core::backend::Changed { live: true, ..silica_core::backend::Changed::NONE }, "deletes change only live bits");
+        assert_eq!(
+            p.published_changes(),
+            silica_core::backend::Changed { live: true, ..silica_core::backend::Changed::NONE },
+            "deletes change only live bits"
+        );
         assert_eq!(live_rows(&v1), 3);
         assert_eq!(live_rows(&reader), 5, "an old snapshot keeps its state");
         assert!(p.publish().is_none());
@@ -348,6 +361,15 @@ mod tests {
         // A patch changes planes and attributes, not live bits; an append, everything.
         p.apply(SegOp::SetAttrs { row: 2, values: vec![1u32].into(), bits: vec![3u32].into() });
         p.publish().unwrap();
-        assert_eq!(p.published_changes(), silica_core::backend::Changed { planes: true, attrs: true, plane_words: Some(vec![0u32].into()), attr_rows: Some(vec![2u32].into()), ..silica_core::backend::Changed::NONE });
+        assert_eq!(
+            p.published_changes(),
+            silica_core::backend::Changed {
+                planes: true,
+                attrs: true,
+                plane_words: Some(vec![0u32].into()),
+                attr_rows: Some(vec![2u32].into()),
+                ..silica_core::backend::Changed::NONE
+            }
+        );
     }
 }

@@ -11,20 +11,20 @@
 
 use super::compact;
 use super::dict::Dict;
-use super::ids::IdMap;
 use super::error::ApiError;
 use super::fresh::FreshRows;
-use super::segment::{self, NewRow, Pair, SegOp};
-use super::update::{check_attrs, check_id, check_item, check_typed, Batch, Checked, Context, Op};
+use super::ids::IdMap;
 use super::metrics::WritePhases;
+use super::segment::{self, NewRow, Pair, SegOp};
+use super::update::{Batch, Checked, Context, Op, check_attrs, check_id, check_item, check_typed};
 use super::wal::{self, Wal};
+use arc_swap::ArcSwap;
+use serde::Serialize;
 use silica_core::backend::Changed;
 use silica_core::error::{Error, Result};
 use silica_core::filter::{Filter, FilterError};
-use silica_core::graph::{self, segments::search_segments, Search, SearchRequest, SearchResponse};
-use silica_core::model::{compute, format, load, Index};
-use arc_swap::ArcSwap;
-use serde::Serialize;
+use silica_core::graph::{self, Search, SearchRequest, SearchResponse, segments::search_segments};
+use silica_core::model::{Index, compute, format, load};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -124,7 +124,10 @@ impl Incoming {
         let mut ok = true;
         for op in &batch.ops {
             if let Op::Upsert { item } = op {
-                let v = (item.vector.len() == d && silica_core::model::finite::check_vector(&item.vector, main.metric != silica_core::Metric::Cosine).is_ok()).then(|| super::update::stored_vector(&item.vector, main.metric)).flatten();
+                let v = (item.vector.len() == d
+                    && silica_core::model::finite::check_vector(&item.vector, main.metric != silica_core::Metric::Cosine).is_ok())
+                .then(|| super::update::stored_vector(&item.vector, main.metric))
+                .flatten();
                 let Some(v) = v else {
                     ok = false;
                     break;
@@ -134,7 +137,11 @@ impl Incoming {
                 scales.push(silica_core::model::quantize::quantize_row(&v, &mut codes[at..]));
             }
         }
-        let lists = ok.then(|| Assigned { codes: main.centroid_codes.codes.clone(), scale: main.centroid_codes.scale.clone(), lists: assign_lists(main, &codes, &scales) });
+        let lists = ok.then(|| Assigned {
+            codes: main.centroid_codes.codes.clone(),
+            scale: main.centroid_codes.scale.clone(),
+            lists: assign_lists(main, &codes, &scales),
+        });
         Incoming { batch, payload: None, lists }
     }
 }
@@ -143,7 +150,8 @@ impl Assigned {
     /// True when these lists were computed against `main`'s centroids.
     fn current(&self, main: &Index) -> bool {
         let c = &main.centroid_codes;
-        (self.codes.as_ptr() == c.codes.as_ptr() && self.scale.as_ptr() == c.scale.as_ptr()) || (self.codes[..] == c.codes[..] && self.scale[..] == c.scale[..])
+        (self.codes.as_ptr() == c.codes.as_ptr() && self.scale.as_ptr() == c.scale.as_ptr())
+            || (self.codes[..] == c.codes[..] && self.scale[..] == c.scale[..])
     }
 }
 
@@ -223,7 +231,12 @@ impl Segments {
             return Err(Error::backend("serve", format!("{} rows: serve addresses rows with 32 bits", index.len())));
         }
         let ids = IdMap::new(index.ids.clone());
-        log::info!("open on {}: upload {:.3}s, id map {:.3}s", main_exec.backend_name(), (t1 - t0).as_secs_f64(), t1.elapsed().as_secs_f64());
+        log::info!(
+            "open on {}: upload {:.3}s, id map {:.3}s",
+            main_exec.backend_name(),
+            (t1 - t0).as_secs_f64(),
+            t1.elapsed().as_secs_f64()
+        );
         let dict = Dict::new(index.attrs.schema.clone());
         let id_field = index.attrs.schema.field("id");
         let dead_main = index.len() - segment::live_rows(&index);
@@ -452,7 +465,20 @@ impl Store {
         }));
         // Versions continue from the batches already folded into the artifact.
         let version = opened.base_version;
-        let mut store = Store { path: path.to_path_buf(), opts, threshold, wal: opened.wal, _lock: lock, shared: snap, version, compactions: 0, tail_limit: None, background_folds: false, phases: Default::default(), seg };
+        let mut store = Store {
+            path: path.to_path_buf(),
+            opts,
+            threshold,
+            wal: opened.wal,
+            _lock: lock,
+            shared: snap,
+            version,
+            compactions: 0,
+            tail_limit: None,
+            background_folds: false,
+            phases: Default::default(),
+            seg,
+        };
         let t0 = Instant::now();
         let wal_path = wal::wal_path(path);
         for (i, inc) in store.parse_records(&opened.records).into_iter().enumerate() {
@@ -463,7 +489,12 @@ impl Store {
             store.version += 1;
         }
         if !opened.records.is_empty() {
-            log::info!("replayed {} update batches from {} in {:.3}s", opened.records.len(), wal_path.display(), t0.elapsed().as_secs_f64());
+            log::info!(
+                "replayed {} update batches from {} in {:.3}s",
+                opened.records.len(),
+                wal_path.display(),
+                t0.elapsed().as_secs_f64()
+            );
         }
         store.publish()?;
         Ok(store)
@@ -507,7 +538,8 @@ impl Store {
                     let payload = match &inc.payload {
                         Some(p) => p,
                         None => {
-                            encoded = serde_json::to_vec(b).map_err(|e| Error::backend("serve", format!("encoding an update batch: {e}")))?;
+                            encoded =
+                                serde_json::to_vec(b).map_err(|e| Error::backend("serve", format!("encoding an update batch: {e}")))?;
                             &encoded
                         }
                     };
@@ -581,7 +613,10 @@ impl Store {
     fn parse_records(&self, records: &[Vec<u8>]) -> Vec<std::result::Result<Incoming, String>> {
         use rayon::prelude::*;
         let main = self.seg.main.current().clone();
-        records.par_iter().map(|rec| serde_json::from_slice::<Batch>(rec).map(|b| Incoming::assign(b, &main)).map_err(|e| e.to_string())).collect()
+        records
+            .par_iter()
+            .map(|rec| serde_json::from_slice::<Batch>(rec).map(|b| Incoming::assign(b, &main)).map_err(|e| e.to_string()))
+            .collect()
     }
 
     /// [`Store::apply_with`] of a validated batch, with its lists when they are current.
@@ -683,7 +718,8 @@ impl Store {
             Loc::Fresh(r) => self.seg.fresh.values(r),
         };
         let fields: HashSet<usize> = attrs.iter().map(|(f, _)| *f).collect();
-        let mut pairs: Vec<(usize, String)> = current.iter().filter_map(|&v| self.seg.dict.describe(v)).filter(|(f, _)| !fields.contains(f)).collect();
+        let mut pairs: Vec<(usize, String)> =
+            current.iter().filter_map(|&v| self.seg.dict.describe(v)).filter(|(f, _)| !fields.contains(f)).collect();
         pairs.extend(attrs.into_iter().flat_map(|(f, vs)| vs.into_iter().map(move |v| (f, v))));
         let (values, bits) = self.encode_attrs(&pairs);
         match loc {
@@ -817,7 +853,10 @@ impl Store {
         let opened = match wal::finish_rotation(&self.path, done.hash) {
             Ok(o) => o,
             Err(e) => {
-                log::error!("compaction wrote {} but could not rotate its log ({e}); stopping so that the next start finishes it", self.path.display());
+                log::error!(
+                    "compaction wrote {} but could not rotate its log ({e}); stopping so that the next start finishes it",
+                    self.path.display()
+                );
                 std::process::abort();
             }
         };
@@ -947,7 +986,12 @@ impl Store {
     /// value. `vector`: also `"vector"`, the stored f16 embedding as f32 (the dequantized
     /// int8 codes without embeddings; unit-normalized for cosine). Errors: an unknown name
     /// (400 naming `fields`).
-    pub fn item_json(&self, id: &str, names: Option<&[String]>, vector: bool) -> std::result::Result<Option<serde_json::Map<String, serde_json::Value>>, ApiError> {
+    pub fn item_json(
+        &self,
+        id: &str,
+        names: Option<&[String]>,
+        vector: bool,
+    ) -> std::result::Result<Option<serde_json::Map<String, serde_json::Value>>, ApiError> {
         use serde_json::Value;
         let dict = &self.seg.dict;
         let schema = dict.schema();
@@ -1012,7 +1056,8 @@ impl Store {
                 }
             } else {
                 let f = schema.field(n).expect("checked above");
-                let vals: Vec<Value> = values.iter().filter_map(|&v| dict.describe(v).filter(|(g, _)| *g == f).map(|(_, s)| Value::String(s))).collect();
+                let vals: Vec<Value> =
+                    values.iter().filter_map(|&v| dict.describe(v).filter(|(g, _)| *g == f).map(|(_, s)| Value::String(s))).collect();
                 if schema.fields[f].multi { Value::Array(vals) } else { vals.into_iter().next().unwrap_or(Value::Null) }
             };
             out.insert(n.clone(), v);

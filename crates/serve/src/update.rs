@@ -3,10 +3,10 @@
 //! checks every item passes before the state is touched.
 
 use super::error::ApiError;
-use silica_core::filter::Dictionary;
-use silica_core::model::Metric;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use silica_core::filter::Dictionary;
+use silica_core::model::Metric;
 use std::collections::BTreeMap;
 
 /// Longest accepted external id, in bytes.
@@ -33,10 +33,17 @@ pub struct Item {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Op {
-    Upsert { item: Item },
-    Delete { id: String },
+    Upsert {
+        item: Item,
+    },
+    Delete {
+        id: String,
+    },
     /// Replace the values of the named fields only (`[]` clears a field).
-    Patch { id: String, attributes: BTreeMap<String, Value> },
+    Patch {
+        id: String,
+        attributes: BTreeMap<String, Value>,
+    },
 }
 
 /// An update batch: applied and made visible atomically, in order.
@@ -78,7 +85,11 @@ pub fn check_id(id: &str, field: &str) -> Result<(), ApiError> {
 
 /// Resolve attribute fields: each must be in the schema (and not `id`), each value a string
 /// or a list of strings. `path` prefixes field names in errors (`items[3].attributes`).
-pub fn check_attrs<D: Dictionary + ?Sized>(attrs: &BTreeMap<String, Value>, dict: &D, path: &str) -> Result<Vec<(usize, Vec<String>)>, ApiError> {
+pub fn check_attrs<D: Dictionary + ?Sized>(
+    attrs: &BTreeMap<String, Value>,
+    dict: &D,
+    path: &str,
+) -> Result<Vec<(usize, Vec<String>)>, ApiError> {
     let mut out = Vec::with_capacity(attrs.len());
     for (name, v) in attrs {
         let field = format!("{path}.{name}");
@@ -96,7 +107,9 @@ pub fn check_attrs<D: Dictionary + ?Sized>(attrs: &BTreeMap<String, Value>, dict
             Value::Array(a) => a
                 .iter()
                 .enumerate()
-                .map(|(i, x)| x.as_str().map(str::to_string).ok_or_else(|| ApiError::bad(format!("{field}[{i}]"), "list values must be strings")))
+                .map(|(i, x)| {
+                    x.as_str().map(str::to_string).ok_or_else(|| ApiError::bad(format!("{field}[{i}]"), "list values must be strings"))
+                })
                 .collect::<Result<_, _>>()?,
             _ => return Err(ApiError::bad(field, "must be a string or a list of strings")),
         };
@@ -108,7 +121,11 @@ pub fn check_attrs<D: Dictionary + ?Sized>(attrs: &BTreeMap<String, Value>, dict
 /// Resolve the typed fields of `attrs` (int, float, bool, timestamp columns of the index),
 /// with the build's typing rules ([`silica_core::model::columns::key_of_json`]); `null` clears
 /// a value. String fields are [`check_attrs`]' part. `path` prefixes names in errors.
-pub fn check_typed<D: Dictionary + ?Sized>(attrs: &BTreeMap<String, Value>, dict: &D, path: &str) -> Result<Vec<(String, Option<u64>)>, ApiError> {
+pub fn check_typed<D: Dictionary + ?Sized>(
+    attrs: &BTreeMap<String, Value>,
+    dict: &D,
+    path: &str,
+) -> Result<Vec<(String, Option<u64>)>, ApiError> {
     let mut out = Vec::new();
     for (name, v) in attrs {
         if let Some(ty) = dict.column(name) {
@@ -155,9 +172,11 @@ pub fn check_item<D: Dictionary + ?Sized>(item: &Item, ctx: &Context<'_, D>, pat
     let mut features = vec![0f32; ctx.feature_names.len()];
     for (name, &v) in &item.features {
         let field = format!("{path}.features.{name}");
-        let i = ctx.feature_names.iter().position(|f| f == name).ok_or_else(|| {
-            ApiError::bad(&field, format!("unknown feature (index features: {})", ctx.feature_names.join(", ")))
-        })?;
+        let i = ctx
+            .feature_names
+            .iter()
+            .position(|f| f == name)
+            .ok_or_else(|| ApiError::bad(&field, format!("unknown feature (index features: {})", ctx.feature_names.join(", "))))?;
         let x = v as f32;
         if !x.is_finite() {
             return Err(ApiError::bad(field, "is not finite in f32"));
@@ -173,7 +192,12 @@ mod tests {
     use silica_core::model::{FieldSchema, Schema};
 
     fn schema() -> Schema {
-        let f = |name: &str, base, vals: &[&str]| FieldSchema { name: name.into(), multi: false, base, values: vals.iter().map(|s| s.to_string()).collect() };
+        let f = |name: &str, base, vals: &[&str]| FieldSchema {
+            name: name.into(),
+            multi: false,
+            base,
+            values: vals.iter().map(|s| s.to_string()).collect(),
+        };
         Schema { fields: vec![f("color", 0, &["blue", "red"]), f("id", 2, &["a"])], columns: Vec::new() }
     }
 
@@ -188,7 +212,12 @@ mod tests {
             attributes: serde_json::from_value(attrs).unwrap(),
             features: serde_json::from_value(f).unwrap(),
         };
-        let ok = check_item(&item(vec![3.0, 4.0], serde_json::json!({"color": ["red", "green"]}), serde_json::json!({"size": 2.0})), &ctx, "items[0]").unwrap();
+        let ok = check_item(
+            &item(vec![3.0, 4.0], serde_json::json!({"color": ["red", "green"]}), serde_json::json!({"size": 2.0})),
+            &ctx,
+            "items[0]",
+        )
+        .unwrap();
         assert_eq!(ok.vector, vec![0.6, 0.8]);
         assert_eq!(ok.attrs, vec![(0, vec!["red".to_string(), "green".to_string()])]);
         assert_eq!(ok.features, vec![2.0]);
@@ -212,7 +241,14 @@ mod tests {
     fn batches_round_trip_through_json_exactly() {
         let b = Batch {
             ops: vec![
-                Op::Upsert { item: Item { id: "a".into(), vector: vec![0.1, -3.4028235e38, 1e-45], attributes: Default::default(), features: [("s".to_string(), 0.25)].into() } },
+                Op::Upsert {
+                    item: Item {
+                        id: "a".into(),
+                        vector: vec![0.1, -3.4028235e38, 1e-45],
+                        attributes: Default::default(),
+                        features: [("s".to_string(), 0.25)].into(),
+                    },
+                },
                 Op::Delete { id: "b".into() },
                 Op::Patch { id: "c".into(), attributes: [("color".to_string(), serde_json::json!([]))].into() },
             ],

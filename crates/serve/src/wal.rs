@@ -220,7 +220,13 @@ pub fn open_with(index: &Path, hash: u64, recover: bool) -> Result<Opened> {
     }
     use std::io::Seek;
     file.seek(std::io::SeekFrom::Start(end)).map_err(|e| Error::io(&path, e))?;
-    Ok(Opened { wal: Wal { path, file, len: end, header_len: head.len as u64 }, records, truncated, moved_aside: None, base_version: head.base_version })
+    Ok(Opened {
+        wal: Wal { path, file, len: end, header_len: head.len as u64 },
+        records,
+        truncated,
+        moved_aside: None,
+        base_version: head.base_version,
+    })
 }
 
 /// The record at `at`, when one with a valid crc and a non-empty payload starts there: its
@@ -448,7 +454,8 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut o = open(ix, 9).unwrap();
-        let payloads: Vec<Vec<u8>> = (0..n).map(|_| (0..rng.random_range(1..300)).map(|_| rng.random_range(b' '..=b'~')).collect()).collect();
+        let payloads: Vec<Vec<u8>> =
+            (0..n).map(|_| (0..rng.random_range(1..300)).map(|_| rng.random_range(b' '..=b'~')).collect()).collect();
         let mut offsets = Vec::new();
         let mut at = HEADER;
         for p in &payloads {

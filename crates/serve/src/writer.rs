@@ -25,15 +25,26 @@ pub type Items = Vec<Option<serde_json::Map<String, serde_json::Value>>>;
 /// A request to the writer.
 pub enum Cmd {
     /// `at`: when the request arrived (the write path's `queue` phase starts there).
-    Write { batch: Box<Incoming>, at: Instant, reply: oneshot::Sender<Result<u64, ApiError>> },
-    Compact { reply: CompactReply },
+    Write {
+        batch: Box<Incoming>,
+        at: Instant,
+        reply: oneshot::Sender<Result<u64, ApiError>>,
+    },
+    Compact {
+        reply: CompactReply,
+    },
     /// A background compaction finished writing its artifact.
     Compacted(Box<silica_core::error::Result<PreparedCompaction>>),
     /// A background fold of the fresh tail into the fresh lists was built and uploaded.
     Folded(Box<silica_core::error::Result<FoldedLists>>),
     /// Read live items by id ([`Store::item_json`]), after the writes queued before it:
     /// one answer per id, `None` for an unknown or deleted id.
-    Get { ids: Vec<Arc<str>>, names: Option<Vec<String>>, vector: bool, reply: oneshot::Sender<Result<Items, ApiError>> },
+    Get {
+        ids: Vec<Arc<str>>,
+        names: Option<Vec<String>>,
+        vector: bool,
+        reply: oneshot::Sender<Result<Items, ApiError>>,
+    },
 }
 
 /// Start the writer thread; it stops when every sender is dropped (`tx` is the sender of

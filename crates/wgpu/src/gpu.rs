@@ -173,7 +173,7 @@ impl Drop for Gpu {
         if let Some(p) = &self.profile {
             let t = p.totals.lock().unwrap_or_else(|e| e.into_inner());
             let mut v: Vec<_> = t.iter().collect();
-            v.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+            v.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
             eprintln!("wgpu profile (device time per kernel): kernel, dispatches, total ms, mean us");
             for (k, (n, s)) in v {
                 eprintln!("  {k:<20} {n:>8} {:>10.3} {:>10.2}", s * 1e3, s * 1e6 / *n as f64);
@@ -197,19 +197,27 @@ impl Gpu {
             let found = list.len();
             list = list.into_iter().skip(i).take(1).collect();
             if list.is_empty() {
-                return Err(Error::backend(&format!("wgpu:{i}"), format!("no such adapter: wgpu finds {found} (`silica devices` lists them as wgpu:0..)")));
+                return Err(Error::backend(
+                    &format!("wgpu:{i}"),
+                    format!("no such adapter: wgpu finds {found} (`silica devices` lists them as wgpu:0..)"),
+                ));
             }
         }
         list.retain(|a| {
             let i = a.get_info();
-            opts.adapter.is_some() || (want.as_ref().is_none_or(|w| i.name.to_lowercase().contains(w)) && (!opts.hardware_only || i.device_type != wgpu::DeviceType::Cpu))
+            opts.adapter.is_some()
+                || (want.as_ref().is_none_or(|w| i.name.to_lowercase().contains(w))
+                    && (!opts.hardware_only || i.device_type != wgpu::DeviceType::Cpu))
         });
         let adapter = list.into_iter().next().ok_or_else(|| {
             Error::backend(
                 "wgpu",
                 match &want {
                     Some(w) => format!("no adapter matches WGPU_ADAPTER_NAME={w:?} (see `silica devices`)"),
-                    None => "no Vulkan, Metal or DX12 adapter found (on Linux without a GPU: apt-get install mesa-vulkan-drivers libvulkan1)".into(),
+                    None => {
+                        "no Vulkan, Metal or DX12 adapter found (on Linux without a GPU: apt-get install mesa-vulkan-drivers libvulkan1)"
+                            .into()
+                    }
                 },
             )
         })?;
@@ -224,16 +232,25 @@ impl Gpu {
             ..Default::default()
         }))
         .map_err(|e| Error::backend("wgpu", format!("{}: {e}", info.name)))?;
-        let packed_dot = !opts.portable_dot && inst.wgsl_language_features().contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
+        let packed_dot =
+            !opts.portable_dot && inst.wgsl_language_features().contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
         let pipelines = Pipelines::new(&device, packed_dot)?;
         let timestamps = features.contains(wgpu::Features::TIMESTAMP_QUERY).then(|| {
-            device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("silica timing"), ty: wgpu::QueryType::Timestamp, count: TIMESTAMP_SLOTS })
+            device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("silica timing"),
+                ty: wgpu::QueryType::Timestamp,
+                count: TIMESTAMP_SLOTS,
+            })
         });
         let adapter_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let max_binding = opts.max_binding.map_or(adapter_max, |m| m.min(adapter_max)) / 256 * 256;
         let profile = match (&timestamps, std::env::var("SILICA_WGPU_PROFILE").as_deref()) {
             (Some(_), Ok("1")) => Some(Profile {
-                queries: device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("silica profile"), ty: wgpu::QueryType::Timestamp, count: PROFILE_SLOTS }),
+                queries: device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("silica profile"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: PROFILE_SLOTS,
+                }),
                 totals: Mutex::new(HashMap::new()),
             }),
             _ => None,
@@ -267,7 +284,12 @@ impl Gpu {
             b
         };
         let buf = reused.unwrap_or_else(|| {
-            self.device.create_buffer(&wgpu::BufferDescriptor { label: Some("silica pooled"), size: key.1, usage, mapped_at_creation: false })
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("silica pooled"),
+                size: key.1,
+                usage,
+                mapped_at_creation: false,
+            })
         });
         Buf { buf, len: bytes.max(4).next_multiple_of(4), home: Some((self.pool.clone(), key)) }
     }
@@ -278,11 +300,17 @@ impl Gpu {
         if bytes > self.max_binding {
             return Err(Error::backend(
                 "wgpu",
-                format!("a {bytes}-byte working buffer exceeds this adapter's largest storage binding ({} bytes); use smaller batches or k", self.max_binding),
+                format!(
+                    "a {bytes}-byte working buffer exceeds this adapter's largest storage binding ({} bytes); use smaller batches or k",
+                    self.max_binding
+                ),
             ));
         }
         // INDIRECT too: a kernel may write another's dispatch size (scan.wgsl's `args`).
-        let b = self.acquire(wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::INDIRECT, bytes);
+        let b = self.acquire(
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::INDIRECT,
+            bytes,
+        );
         if self.poison {
             let words = (b.len / 4) as usize;
             self.queue.write_buffer(&b.buf, 0, bytemuck::cast_slice(&vec![POISON; words]));
@@ -333,7 +361,9 @@ impl Gpu {
             self.queue.write_buffer(&b.buf, (i * chunk) as u64, piece);
             self.queue.submit(std::iter::empty());
             if i % 2 == 1 {
-                self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::backend("wgpu", format!("uploading {label}: device poll: {e}")))?;
+                self.device
+                    .poll(wgpu::PollType::wait_indefinitely())
+                    .map_err(|e| Error::backend("wgpu", format!("uploading {label}: device poll: {e}")))?;
             }
         }
         Ok(b)
@@ -524,7 +554,9 @@ mod tests {
             return;
         };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        for (len, chunk) in [(0usize, 64usize), (5, 64), (64, 64), (256, 64), (1001, 64), (4096 + 7, 256), (rng.random_range(10_000..40_000), 1024)] {
+        for (len, chunk) in
+            [(0usize, 64usize), (5, 64), (64, 64), (256, 64), (1001, 64), (4096 + 7, 256), (rng.random_range(10_000..40_000), 1024)]
+        {
             let data: Vec<u8> = (0..len).map(|_| rng.random()).collect();
             let b = g.resident_in("test", &data, chunk).unwrap();
             let want_len = padded_len(len);

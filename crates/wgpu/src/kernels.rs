@@ -164,7 +164,8 @@ pub struct Pipelines {
 fn build(device: &wgpu::Device, stage: &str, packed_dot: bool, d16: u32) -> Result<StagePipes> {
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let src = compose(stage, packed_dot, d16).expect("known stage");
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(stage), source: wgpu::ShaderSource::Wgsl(src.into()) });
+    let module =
+        device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(stage), source: wgpu::ShaderSource::Wgsl(src.into()) });
     let mut out = StagePipes::new();
     for k in Kernel::ALL.iter().filter(|k| k.source().0 == stage) {
         let entry = k.source().1;
@@ -282,7 +283,8 @@ impl<'g> Rec<'g> {
 
     /// [`Rec::dispatch_scan`] with a fixed or indirect dispatch size.
     pub fn dispatch_scan_with(&mut self, k: Kernel, d16: u32, params: &[u32], binds: &[(u32, &View)], groups: Groups) -> Result<()> {
-        let pipe = self.g.pipelines.scan(d16)?.get(&k).cloned().ok_or_else(|| Error::backend("wgpu", format!("{k:?} is not a scan kernel")))?;
+        let pipe =
+            self.g.pipelines.scan(d16)?.get(&k).cloned().ok_or_else(|| Error::backend("wgpu", format!("{k:?} is not a scan kernel")))?;
         self.push_with(pipe, k, params, binds, groups);
         Ok(())
     }
@@ -345,12 +347,20 @@ impl<'g> Rec<'g> {
                 let pb = pbuf.as_ref().expect("params present");
                 let mut entries = vec![wgpu::BindGroupEntry {
                     binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &pb.buf, offset: offsets[di], size: NonZeroU64::new(psize) }),
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &pb.buf,
+                        offset: offsets[di],
+                        size: NonZeroU64::new(psize),
+                    }),
                 }];
                 for (i, v) in binds {
                     entries.push(wgpu::BindGroupEntry {
                         binding: *i,
-                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &v.buf, offset: 0, size: NonZeroU64::new(v.len.max(4).next_multiple_of(4)) }),
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &v.buf,
+                            offset: 0,
+                            size: NonZeroU64::new(v.len.max(4).next_multiple_of(4)),
+                        }),
                     });
                 }
                 bind_groups.push(g.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout, entries: &entries }));
@@ -359,7 +369,12 @@ impl<'g> Rec<'g> {
         }
         let mut enc = g.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("silica") });
         // Timing (Backend::timed): stamp the start of the first pass and the end of the last.
-        let passes = self.steps.iter().enumerate().filter(|(i, s)| matches!(s, Step::Dispatch { .. }) && (*i == 0 || !matches!(self.steps[i - 1], Step::Dispatch { .. }))).count();
+        let passes = self
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| matches!(s, Step::Dispatch { .. }) && (*i == 0 || !matches!(self.steps[i - 1], Step::Dispatch { .. })))
+            .count();
         let stamps = if passes > 0 { g.timestamp_slots() } else { None };
         let mut pass_no = 0;
         let mut i = 0;

@@ -16,15 +16,15 @@ pub mod plan;
 pub mod resident;
 pub mod topk;
 
-pub use gpu::{adapters, AdapterSummary, WgpuOptions};
+pub use gpu::{AdapterSummary, WgpuOptions, adapters};
 pub use resident::Resident;
 
+use gpu::{Buf, Gpu, f32s, u32s};
+use kernels::{Kernel, Rec, groups_for};
 use silica_core::backend::{Backend, Candidates, Mask, Probes, QueryBatch, Rerank};
 use silica_core::error::{Error, Result};
 use silica_core::filter::Plan;
 use silica_core::model::Index;
-use gpu::{f32s, u32s, Buf, Gpu};
-use kernels::{groups_for, Kernel, Rec};
 use std::sync::Arc;
 
 /// The wgpu backend (cheap to clone: the device is shared).
@@ -105,7 +105,13 @@ impl Wgpu {
         let worst = per_query.iter().copied().max().unwrap_or(0).max(1);
         let g = (self.gpu.max_binding / worst) as usize;
         if g == 0 {
-            return Err(Error::backend("wgpu", format!("one query needs {worst} bytes of scratch, more than one binding ({} bytes); lower nprobe or k", self.gpu.max_binding)));
+            return Err(Error::backend(
+                "wgpu",
+                format!(
+                    "one query needs {worst} bytes of scratch, more than one binding ({} bytes); lower nprobe or k",
+                    self.gpu.max_binding
+                ),
+            ));
         }
         Ok(g.min(b).min(65535).min(self.gpu.group_queries.unwrap_or(usize::MAX)).max(1))
     }
@@ -204,7 +210,10 @@ impl Backend for Wgpu {
         let mstride = ix.mask_bound(np);
         let estride = ix.entry_bound(np);
         if b as u64 * mstride * 4 > self.gpu.max_binding {
-            return Err(Error::backend("wgpu", format!("the candidate mask of {b} queries x {np} lists exceeds one binding; use smaller batches")));
+            return Err(Error::backend(
+                "wgpu",
+                format!("the candidate mask of {b} queries x {np} lists exceeds one binding; use smaller batches"),
+            ));
         }
         let words = self.gpu.storage(b as u64 * mstride * 4)?;
         let pairs = self.gpu.storage((b * np * 8) as u64)?;
@@ -215,9 +224,15 @@ impl Backend for Wgpu {
         }
         let blob = self.gpu.upload(bytemuck::cast_slice(&plan::encode(plans, ix.index.bloom.params.hashes)?))?;
         let mut rec = Rec::new(&self.gpu);
-        let (lv, lo, bv, pv, ev, wv) = (mask.lists.view(), ix.loff.view(), blob.view(), mask.pairs.view(), mask.ent_len.view(), mask.words.view());
+        let (lv, lo, bv, pv, ev, wv) =
+            (mask.lists.view(), ix.loff.view(), blob.view(), mask.pairs.view(), mask.ent_len.view(), mask.words.view());
         let hashes = ix.index.bloom.params.hashes;
-        rec.dispatch(Kernel::FilterPairs, &[b as u32, np as u32, mstride as u32, hashes, 0, 0, ix.n, 0], &[(1, &lv), (2, &lo), (4, &pv), (5, &ev)], [b as u32, 1, 1]);
+        rec.dispatch(
+            Kernel::FilterPairs,
+            &[b as u32, np as u32, mstride as u32, hashes, 0, 0, ix.n, 0],
+            &[(1, &lv), (2, &lo), (4, &pv), (5, &ev)],
+            [b as u32, 1, 1],
+        );
         if np > 0 {
             for c in &ix.chunks {
                 rec.dispatch(
@@ -264,7 +279,10 @@ impl Backend for Wgpu {
         check_queries(ix, q)?;
         let (b, np) = (q.len, probes.nprobe);
         if probes.b != b || mask.b != b || plans.len() != b || mask.nprobe != np {
-            return Err(Error::param("scan", format!("batch of {b} queries but {} probes, {} masks, {} plans", probes.b, mask.b, plans.len())));
+            return Err(Error::param(
+                "scan",
+                format!("batch of {b} queries but {} probes, {} masks, {} plans", probes.b, mask.b, plans.len()),
+            ));
         }
         if (b * k0 * 4) as u64 > self.gpu.max_binding {
             return Err(Error::backend("wgpu", format!("{b} x k0={k0} candidates exceed one binding; use smaller batches")));
@@ -285,7 +303,8 @@ impl Backend for Wgpu {
         let gsz = self.group(b, &[estride * 4, kp * 8])?;
         let qcodes = self.upload_codes(q, ix.d16 as usize)?;
         let blob = self.gpu.upload(bytemuck::cast_slice(&plan::encode(plans, ix.index.bloom.params.hashes)?))?;
-        let (qv, lv, lo, pv, mv, bv, ev) = (qcodes.view(), probes.lists.view(), ix.loff.view(), mask.pairs.view(), mask.words.view(), blob.view(), mask.ent_len.view());
+        let (qv, lv, lo, pv, mv, bv, ev) =
+            (qcodes.view(), probes.lists.view(), ix.loff.view(), mask.pairs.view(), mask.words.view(), blob.view(), mask.ent_len.view());
         let (l, npairs, d16) = (ix.nlist, (b * np) as u32, ix.d16);
         let keys = rec.temp(gsz as u64 * estride * 4)?;
         let lcount = rec.temp(l as u64 * 4)?;
@@ -296,14 +315,22 @@ impl Backend for Wgpu {
         let l2 = (ix.index.metric == silica_core::Metric::L2) as u32;
         let qs = self.gpu.upload(bytemuck::cast_slice(&q.scale))?;
         let qsv = qs.view();
-        let params = |nq: u32, q0: u32, lo: u32, hi: u32| [nq, np as u32, q0, estride as u32, mask.mstride as u32, lo, hi, npairs, l, k0 as u32, kp as u32, l2];
+        let params = |nq: u32, q0: u32, lo: u32, hi: u32| {
+            [nq, np as u32, q0, estride as u32, mask.mstride as u32, lo, hi, npairs, l, k0 as u32, kp as u32, l2]
+        };
         // Group the probed pairs by list.
         if np > 0 {
             let p = params(0, 0, 0, 0);
             rec.clear(&lcount);
             rec.dispatch_scan(Kernel::ScanInvertCount, d16, &p, &[(2, &lv), (12, &lcount)], [groups_for(npairs as u64, 256), 1, 1])?;
             rec.dispatch_scan(Kernel::ScanInvertScan, d16, &p, &[(12, &lcount), (13, &lstart)], [1, 1, 1])?;
-            rec.dispatch_scan(Kernel::ScanInvertFill, d16, &p, &[(2, &lv), (12, &lcount), (13, &lstart), (14, &plist)], [groups_for(npairs as u64, 256), 1, 1])?;
+            rec.dispatch_scan(
+                Kernel::ScanInvertFill,
+                d16,
+                &p,
+                &[(2, &lv), (12, &lcount), (13, &lstart), (14, &plist)],
+                [groups_for(npairs as u64, 256), 1, 1],
+            )?;
         }
         for q0 in (0..b).step_by(gsz) {
             let nq = gsz.min(b - q0) as u32;
@@ -315,7 +342,13 @@ impl Backend for Wgpu {
                     let mut cp = params(nq, q0 as u32, c.lo, c.hi);
                     cp[9] = groups_for(ix.max_list as u64, 256);
                     rec.dispatch_scan(Kernel::ScanActiveInit, d16, &cp, &[(21, &args)], [1, 1, 1])?;
-                    rec.dispatch_scan(Kernel::ScanActive, d16, &cp, &[(3, &lo), (12, &lcount), (20, &active), (21, &args)], [groups_for(l as u64, 256), 1, 1])?;
+                    rec.dispatch_scan(
+                        Kernel::ScanActive,
+                        d16,
+                        &cp,
+                        &[(3, &lo), (12, &lcount), (20, &active), (21, &args)],
+                        [groups_for(l as u64, 256), 1, 1],
+                    )?;
                     rec.dispatch_scan_with(
                         Kernel::ScanScore,
                         d16,
@@ -391,7 +424,8 @@ impl Backend for Wgpu {
         match mode {
             Rerank::None => {
                 // l2: ‖q‖² per query in place of the scales (score * 2 - ‖q‖²).
-                let per_query: Vec<f32> = if l2 { q.f32.chunks(d).map(silica_core::model::metric::query_sqnorm).collect() } else { q.scale.clone() };
+                let per_query: Vec<f32> =
+                    if l2 { q.f32.chunks(d).map(silica_core::model::metric::query_sqnorm).collect() } else { q.scale.clone() };
                 let qs = self.gpu.upload(bytemuck::cast_slice(&per_query))?;
                 rec.dispatch(Kernel::RerankScale, &params, &[(1, &qs.view()), (4, &sv), (5, &cv)], groups);
                 rec.submit()?;
@@ -425,7 +459,12 @@ impl Backend for Wgpu {
                 let mut wblob: Vec<f32> = Vec::new();
                 let mut meta: Vec<u32> = Vec::new();
                 for layer in model.layers.iter().chain(std::iter::once(&model.heads)) {
-                    meta.extend_from_slice(&[layer.inputs as u32, layer.outputs as u32, wblob.len() as u32, (wblob.len() + layer.weight.len()) as u32]);
+                    meta.extend_from_slice(&[
+                        layer.inputs as u32,
+                        layer.outputs as u32,
+                        wblob.len() as u32,
+                        (wblob.len() + layer.weight.len()) as u32,
+                    ]);
                     wblob.extend_from_slice(&layer.weight);
                     wblob.extend_from_slice(&layer.bias);
                 }
@@ -456,7 +495,17 @@ impl Backend for Wgpu {
                     rec.dispatch(
                         Kernel::RerankModel,
                         &params,
-                        &[(2, &qf.view()), (3, &rv), (4, &sv), (5, &cv), (6, &emb), (7, &feats), (8, &wbuf.view()), (9, &mbuf.view()), (10, &scratch)],
+                        &[
+                            (2, &qf.view()),
+                            (3, &rv),
+                            (4, &sv),
+                            (5, &cv),
+                            (6, &emb),
+                            (7, &feats),
+                            (8, &wbuf.view()),
+                            (9, &mbuf.view()),
+                            (10, &scratch),
+                        ],
                         mgroups,
                     );
                 }
@@ -487,7 +536,12 @@ impl Backend for Wgpu {
         let (irv, isv, icv) = (c.rows.view(), c.scores.view(), c.counts.view());
         for q0 in (0..b).step_by(gsz) {
             let nq = gsz.min(b - q0) as u32;
-            rec.dispatch(Kernel::SelectGather, &[nq, k0 as u32, q0 as u32, 0], &[(1, &irv), (2, &isv), (3, &icv), (4, &entries)], [groups_for(nq as u64 * k0 as u64, 256), 1, 1]);
+            rec.dispatch(
+                Kernel::SelectGather,
+                &[nq, k0 as u32, q0 as u32, 0],
+                &[(1, &irv), (2, &isv), (3, &icv), (4, &entries)],
+                [groups_for(nq as u64 * k0 as u64, 256), 1, 1],
+            );
             topk::record(
                 &mut rec,
                 &entries,

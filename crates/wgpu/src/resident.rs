@@ -12,11 +12,11 @@
 //! * f16 embeddings: u32 pairs, rows padded to an even length.
 
 use super::gpu::{Buf, Gpu};
-use super::kernels::{groups_for, Kernel, Rec};
+use super::kernels::{Kernel, Rec, groups_for};
+use rayon::prelude::*;
 use silica_core::backend::Changed;
 use silica_core::error::{Error, Result};
-use silica_core::model::{metric, Index};
-use rayon::prelude::*;
+use silica_core::model::{Index, metric};
 use std::sync::Arc;
 
 /// Rows `[lo, hi)` of the index and their tensors.
@@ -148,7 +148,10 @@ impl Resident {
         let spans: Vec<u64> = (0..l).map(|i| span_words(ix.list_offsets[i], ix.list_offsets[i + 1])).collect();
         let max_list = lens.iter().copied().max().unwrap_or(0) as u32;
         if max_list as u64 > 65535 * 256 {
-            return Err(Error::backend("wgpu", format!("a list of {max_list} rows exceeds one dispatch (65535 x 256 rows); use more lists")));
+            return Err(Error::backend(
+                "wgpu",
+                format!("a list of {max_list} rows exceeds one dispatch (65535 x 256 rows); use more lists"),
+            ));
         }
         // Compile the scan for this row width now, not on the first search.
         g.pipelines.scan(d16 as u32)?;
@@ -183,7 +186,10 @@ impl Resident {
         let ix = index.as_ref();
         let same = old.index.same_vectors_and_lists(ix);
         let bounds = Self::chunk_bounds(g, ix)?;
-        if !same || bounds.len() != old.chunks.len() || bounds.iter().zip(&old.chunks).any(|(&(lo, hi), c)| (lo as u32, hi as u32) != (c.lo, c.hi)) {
+        if !same
+            || bounds.len() != old.chunks.len()
+            || bounds.iter().zip(&old.chunks).any(|(&(lo, hi), c)| (lo as u32, hi as u32) != (c.lo, c.hi))
+        {
             return Self::upload(g, index);
         }
         // Patches as (index, value) pairs over the whole plane and attribute-value arrays.
@@ -213,16 +219,20 @@ impl Resident {
         let m = ix.bloom.params.bits as u64;
         let d2 = d.div_ceil(2) as u64;
         let f = ix.feature_names.len() as u64;
-        let per_row = [(d16 * 16) as u64, 4, 4, m.div_ceil(8), d2 * 4 * ix.embeddings.is_some() as u64, f * 4 * ix.features.is_some() as u64]
-            .into_iter()
-            .max()
-            .unwrap_or(4);
+        let per_row =
+            [(d16 * 16) as u64, 4, 4, m.div_ceil(8), d2 * 4 * ix.embeddings.is_some() as u64, f * 4 * ix.features.is_some() as u64]
+                .into_iter()
+                .max()
+                .unwrap_or(4);
         let mut cap = (g.max_binding / per_row) / 64 * 64;
         if let Some(r) = g.chunk_rows {
             cap = cap.min(r as u64);
         }
         if cap == 0 && n > 0 {
-            return Err(Error::backend("wgpu", format!("64 rows need {} bytes, more than the largest binding {}", per_row * 64, g.max_binding)));
+            return Err(Error::backend(
+                "wgpu",
+                format!("64 rows need {} bytes, more than the largest binding {}", per_row * 64, g.max_binding),
+            ));
         }
         let mut bounds = Vec::new();
         let mut lo = 0usize;
@@ -251,14 +261,16 @@ impl Resident {
             (None, Some((c, _, Patch { values: Some((idx, val)), .. }))) => {
                 // Same counts, so the same chunk-local offsets: patch the values only.
                 let (a0, a1) = (ix.attrs.offsets[lo], ix.attrs.offsets[hi]);
-                let local: Vec<(u32, u32)> = idx.iter().zip(val).filter(|(i, _)| (a0..a1).contains(*i)).map(|(&i, &v)| ((i - a0) as u32, v)).collect();
+                let local: Vec<(u32, u32)> =
+                    idx.iter().zip(val).filter(|(i, _)| (a0..a1).contains(*i)).map(|(&i, &v)| ((i - a0) as u32, v)).collect();
                 (c.aoff.clone(), Arc::new(Self::patched(g, "attrs.values", &c.avals, &local)?))
             }
             _ => {
                 let a0 = ix.attrs.offsets[lo];
                 let aoff: Vec<u32> = ix.attrs.offsets[lo..=hi].iter().map(|&o| (o - a0) as u32).collect();
                 let aoff = g.resident("attrs.offsets", bytemuck::cast_slice(&aoff))?;
-                let avals = g.resident("attrs.values", bytemuck::cast_slice(&ix.attrs.values[a0 as usize..ix.attrs.offsets[hi] as usize]))?;
+                let avals =
+                    g.resident("attrs.values", bytemuck::cast_slice(&ix.attrs.values[a0 as usize..ix.attrs.offsets[hi] as usize]))?;
                 (Arc::new(aoff), Arc::new(avals))
             }
         };
@@ -283,10 +295,12 @@ impl Resident {
         let live = match keep(|ch| ch.live) {
             Some(c) => c.live.clone(),
             None => {
-                let live: Vec<u32> = (w0..w1).flat_map(|w| {
-                    let x = ix.live_word(w);
-                    [x as u32, (x >> 32) as u32]
-                }).collect();
+                let live: Vec<u32> = (w0..w1)
+                    .flat_map(|w| {
+                        let x = ix.live_word(w);
+                        [x as u32, (x >> 32) as u32]
+                    })
+                    .collect();
                 Arc::new(g.resident("live", bytemuck::cast_slice(&live))?)
             }
         };
@@ -330,7 +344,12 @@ impl Resident {
         let (iv, vv) = (g.upload(bytemuck::cast_slice(&idx))?, g.upload(bytemuck::cast_slice(&val))?);
         if !idx.is_empty() {
             let n = idx.len() as u32;
-            rec.dispatch(Kernel::ScatterU32, &[n, 0, 0, 0], &[(1, &iv.view()), (2, &vv.view()), (3, &out.view())], [groups_for(n as u64, 256), 1, 1]);
+            rec.dispatch(
+                Kernel::ScatterU32,
+                &[n, 0, 0, 0],
+                &[(1, &iv.view()), (2, &vv.view()), (3, &out.view())],
+                [groups_for(n as u64, 256), 1, 1],
+            );
         }
         rec.submit()?;
         drop((iv, vv));

@@ -1,6 +1,6 @@
 //! Records the exact top-K of shaders/topk.wgsl for a group of queries.
 
-use super::kernels::{groups_for, Kernel, Rec, View};
+use super::kernels::{Kernel, Rec, View, groups_for};
 use silica_core::error::Result;
 
 /// Largest bitonic block sorted in workgroup memory (BLOCK in topk.wgsl).
@@ -55,16 +55,47 @@ impl Sel {
 
     /// topk.wgsl's uniform block.
     #[allow(clippy::too_many_arguments)]
-    fn params(&self, stride: u32, fixed_len: u32, lens_q0: u32, use_lens: bool, out_q0: u32, write_scores: bool, sort: [u32; 3]) -> Vec<u32> {
+    fn params(
+        &self,
+        stride: u32,
+        fixed_len: u32,
+        lens_q0: u32,
+        use_lens: bool,
+        out_q0: u32,
+        write_scores: bool,
+        sort: [u32; 3],
+    ) -> Vec<u32> {
         let block_n = self.kp.min(BLOCK);
-        vec![self.nq, stride, self.k, self.kp, fixed_len, lens_q0, out_q0, write_scores as u32, sort[0], sort[1], sort[2], block_n, use_lens as u32, 0, 0, 0]
+        vec![
+            self.nq,
+            stride,
+            self.k,
+            self.kp,
+            fixed_len,
+            lens_q0,
+            out_q0,
+            write_scores as u32,
+            sort[0],
+            sort[1],
+            sort[2],
+            block_n,
+            use_lens as u32,
+            0,
+            0,
+            0,
+        ]
     }
 
     /// Reset state, histograms, counters and slots.
     pub fn clear(&self, rec: &mut Rec) {
         let p = self.params(0, 0, 0, false, 0, false, [0; 3]);
         let n = (self.nq as u64 * self.kp.max(256) as u64).max(self.nq as u64);
-        rec.dispatch(Kernel::TopkClear, &p, &[(3, &self.state), (4, &self.hist), (5, &self.counter), (6, &self.slots)], [groups_for(n, 256), 1, 1]);
+        rec.dispatch(
+            Kernel::TopkClear,
+            &p,
+            &[(3, &self.state), (4, &self.hist), (5, &self.counter), (6, &self.slots)],
+            [groups_for(n, 256), 1, 1],
+        );
     }
 
     /// One radix step: turn the last histogram into the next prefix digit.
@@ -84,7 +115,12 @@ impl Sel {
             while kk <= kp {
                 let mut j = kk / 2;
                 while j >= block_n {
-                    rec.dispatch(Kernel::SortGlobal, &sp([kk, kk, j]), &[(6, &self.slots)], [groups_for(nq as u64 * kp as u64 / 2, 256), 1, 1]);
+                    rec.dispatch(
+                        Kernel::SortGlobal,
+                        &sp([kk, kk, j]),
+                        &[(6, &self.slots)],
+                        [groups_for(nq as u64 * kp as u64 / 2, 256), 1, 1],
+                    );
                     j /= 2;
                 }
                 rec.dispatch(Kernel::SortLocal, &sp([kk, kk, block_n / 2]), &[(6, &self.slots)], [kp / block_n, nq, 1]);
@@ -121,7 +157,12 @@ pub fn record(rec: &mut Rec, entries: &View, lens: Lens, nq: u32, stride: u32, m
         rec.dispatch(Kernel::TopkHist, &p, &[(1, entries), (2, &lens_view), (3, &sel.state), (4, &sel.hist)], [blocks, nq, 1]);
         sel.pick(rec);
     }
-    rec.dispatch(Kernel::TopkEmit, &p, &[(1, entries), (2, &lens_view), (3, &sel.state), (5, &sel.counter), (6, &sel.slots)], [blocks, nq, 1]);
+    rec.dispatch(
+        Kernel::TopkEmit,
+        &p,
+        &[(1, entries), (2, &lens_view), (3, &sel.state), (5, &sel.counter), (6, &sel.slots)],
+        [blocks, nq, 1],
+    );
     sel.finish(rec, out);
     Ok(())
 }

@@ -56,7 +56,7 @@ fn a_broken_shader_is_caught() {
 
 #[test]
 fn every_entry_point_the_backend_uses_exists() {
-    use silica_wgpu::kernels::{compose, Kernel};
+    use silica_wgpu::kernels::{Kernel, compose};
     for k in Kernel::ALL {
         let (file, entry) = k.source();
         let src = compose(file, true, 8).expect("stage exists");

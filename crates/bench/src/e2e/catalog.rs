@@ -14,14 +14,14 @@
 //!   per-centre rotation of the values), so that a filter's passing items are not spread
 //!   evenly over the vector space; `lang` is mostly the country's language.
 
-use silica_core::error::{Error, Result};
-use silica_core::model::attributes::AttributeTable;
-use silica_core::model::npy::Matrix;
-use silica_core::model::{Attributes, FieldSchema, Schema};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal, Zipf};
 use rayon::prelude::*;
+use silica_core::error::{Error, Result};
+use silica_core::model::attributes::AttributeTable;
+use silica_core::model::npy::Matrix;
+use silica_core::model::{Attributes, FieldSchema, Schema};
 
 /// Rows per generation chunk (one ChaCha8 stream each). Fixed: determinism depends on it.
 pub const CHUNK: usize = 4096;
@@ -166,7 +166,13 @@ impl Generator {
                 Centre { v, country_shift: rng.random_range(0..COUNTRIES), tag_shift: rng.random_range(0..TAGS) }
             })
             .collect();
-        let age_cdf: Vec<f64> = AGE_RATINGS.iter().scan(0.0, |acc, (_, p)| { *acc += p; Some(*acc) }).collect();
+        let age_cdf: Vec<f64> = AGE_RATINGS
+            .iter()
+            .scan(0.0, |acc, (_, p)| {
+                *acc += p;
+                Some(*acc)
+            })
+            .collect();
         Ok(Generator {
             n,
             dim,
@@ -210,7 +216,11 @@ impl Generator {
             let start = vals.len();
             let u: f64 = rng.random();
             vals.push(b.age + self.age_cdf.iter().position(|&p| u < p).unwrap_or(AGE_RATINGS.len() - 1) as u32);
-            let country = if rng.random_bool(0.5) { draw(&mut rng, &self.zc.0) } else { (draw(&mut rng, &self.zc.1) + centre.country_shift) % COUNTRIES };
+            let country = if rng.random_bool(0.5) {
+                draw(&mut rng, &self.zc.0)
+            } else {
+                (draw(&mut rng, &self.zc.1) + centre.country_shift) % COUNTRIES
+            };
             vals.push(b.country + country as u32);
             vals.push(b.id + (ch * CHUNK + i) as u32);
             let lang = if rng.random_bool(0.7) { main_lang(country) } else { draw(&mut rng, &self.zl) };
@@ -218,7 +228,8 @@ impl Generator {
             vals.push(b.status + rng.random_bool(BLOCKED) as u32);
             let tags_start = vals.len();
             for _ in 0..rng.random_range(1..=6) {
-                let t = if rng.random_bool(0.4) { draw(&mut rng, &self.zt.0) } else { (draw(&mut rng, &self.zt.1) + centre.tag_shift) % TAGS };
+                let t =
+                    if rng.random_bool(0.4) { draw(&mut rng, &self.zt.0) } else { (draw(&mut rng, &self.zt.1) + centre.tag_shift) % TAGS };
                 vals.push(b.tags + t as u32);
             }
             vals[tags_start..].sort_unstable();
@@ -290,7 +301,13 @@ pub fn generate(n: usize, dim: usize, seed: u64) -> Result<Catalog> {
         ],
         columns: Vec::new(),
     };
-    let table = AttributeTable { columns: Vec::new(), ids, attrs: Attributes { schema, offsets: offsets.into(), values: values.into() }, features: Vec::new(), feature_names: Vec::new() };
+    let table = AttributeTable {
+        columns: Vec::new(),
+        ids,
+        attrs: Attributes { schema, offsets: offsets.into(), values: values.into() },
+        features: Vec::new(),
+        feature_names: Vec::new(),
+    };
     Ok(Catalog { vectors: Matrix { rows: n, dim, data, was_f16: false }, table })
 }
 

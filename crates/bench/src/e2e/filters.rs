@@ -10,13 +10,13 @@
 //! time a clause prefers the value of the item the query was drawn near (a user's own
 //! country or tag), otherwise a random fitting one.
 
-use silica_core::error::{Error, Result};
-use silica_core::filter::Filter;
-use silica_core::model::postings::Postings;
-use silica_core::model::Index;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use silica_core::error::{Error, Result};
+use silica_core::filter::Filter;
+use silica_core::model::Index;
+use silica_core::model::postings::Postings;
 
 /// The classes: name and target pass fraction (`none`: no filter).
 pub const CLASSES: [(&str, f64); 5] = [("none", 1.0), ("20%", 0.2), ("1%", 0.01), ("0.1%", 0.001), ("0.01%", 0.0001)];
@@ -42,10 +42,20 @@ const BLOCKED: Clause = Not("status", Some("blocked"));
 /// Shapes per class (index into [`CLASSES`]); every shape starts with a positive clause.
 fn shapes(class: usize) -> &'static [&'static [Clause]] {
     match class {
-        1 => &[&[In("lang", 60), BLOCKED], &[In("country", 200)], &[In("age_rating", 5), BLOCKED], &[In("lang", 60), Not("age_rating", None)]],
+        1 => &[
+            &[In("lang", 60), BLOCKED],
+            &[In("country", 200)],
+            &[In("age_rating", 5), BLOCKED],
+            &[In("lang", 60), Not("age_rating", None)],
+        ],
         2 => &[&[Eq("country")], &[Eq("tags"), BLOCKED], &[Eq("lang"), Eq("age_rating")], &[In("country", 3), Not("age_rating", None)]],
         3 => &[&[Eq("country"), Eq("tags")], &[Eq("tags")], &[Eq("lang"), Eq("tags"), BLOCKED], &[Either("tags"), Eq("country")]],
-        _ => &[&[Eq("tags"), Eq("lang"), Not("age_rating", None)], &[Eq("tags")], &[Eq("country"), Eq("tags")], &[Either("tags"), Eq("country")]],
+        _ => &[
+            &[Eq("tags"), Eq("lang"), Not("age_rating", None)],
+            &[Eq("tags")],
+            &[Eq("country"), Eq("tags")],
+            &[Either("tags"), Eq("country")],
+        ],
     }
 }
 
@@ -122,7 +132,13 @@ impl<'a> Chooser<'a> {
             let Some(at) = self.attempt(list[(query + a) % list.len()], target, (lo, hi), near, &mut rng) else { continue };
             let ok = (lo..=hi).contains(&at.pass.len());
             // In band first, then the closest in log ratio; an empty filter last.
-            let miss = if ok { 0.0 } else if at.pass.is_empty() { f64::INFINITY } else { (at.pass.len() as f64 / (target * n as f64)).ln().abs() };
+            let miss = if ok {
+                0.0
+            } else if at.pass.is_empty() {
+                f64::INFINITY
+            } else {
+                (at.pass.len() as f64 / (target * n as f64)).ln().abs()
+            };
             if best.as_ref().is_none_or(|b| miss < b.0) {
                 best = Some((miss, at));
             }
@@ -137,7 +153,10 @@ impl<'a> Chooser<'a> {
         // The compiled program must pass exactly the rows counted here (all within the driver).
         let by_plan: Vec<u32> = at.driver.iter().copied().filter(|&r| filter.plan.matches_row(self.ix, r as usize)).collect();
         if by_plan != at.pass {
-            return Err(Error::param("filter", format!("`{}`: the compiled filter passes {} rows, the attribute table {}", at.text, by_plan.len(), at.pass.len())));
+            return Err(Error::param(
+                "filter",
+                format!("`{}`: the compiled filter passes {} rows, the attribute table {}", at.text, by_plan.len(), at.pass.len()),
+            ));
         }
         let count = at.pass.len();
         Ok(Chosen { filter, fraction: count as f64 / n as f64, in_band: (lo..=hi).contains(&count), pass: Some(at.pass) })
@@ -172,7 +191,8 @@ impl<'a> Chooser<'a> {
                     c
                 }
             };
-            let own: Vec<usize> = ix.attrs.row(near).iter().filter(|&&v| v >= base && v < base + len as u32).map(|&v| (v - base) as usize).collect();
+            let own: Vec<usize> =
+                ix.attrs.row(near).iter().filter(|&&v| v >= base && v < base + len as u32).map(|&v| (v - base) as usize).collect();
             let chosen: Vec<usize> = match c {
                 Not(_, Some(v)) => vec![(schema.value_id(schema.field(name)?, v)? - base) as usize],
                 Not(_, None) => vec![rng.random_range(0..len)],
@@ -181,7 +201,9 @@ impl<'a> Chooser<'a> {
                     // else 3-50x the target (room for the clauses after it).
                     let t = target * n as f64;
                     let (a, b) = if i == last_pos { (lo as f64 / after, hi as f64 / after) } else { (3.0 * t / after, 50.0 * t / after) };
-                    let fits = |lo: f64, hi: f64| -> Vec<usize> { (0..len).filter(|&j| counts[j] > 0 && counts[j] as f64 >= lo && counts[j] as f64 <= hi).collect() };
+                    let fits = |lo: f64, hi: f64| -> Vec<usize> {
+                        (0..len).filter(|&j| counts[j] > 0 && counts[j] as f64 >= lo && counts[j] as f64 <= hi).collect()
+                    };
                     let pick = |cands: &[usize], rng: &mut ChaCha8Rng| -> Option<usize> {
                         let mine: Vec<usize> = own.iter().copied().filter(|j| cands.contains(j)).collect();
                         if !mine.is_empty() && rng.random_bool(0.5) {

@@ -4,10 +4,10 @@
 //! [`silica_core::eval::exact_score`] computes them (summed in 8 lanes here; the difference is
 //! float64 rounding, far below the recall tolerance).
 
+use half::slice::HalfFloatSliceExt;
 use silica_core::filter::Filter;
 use silica_core::graph::SearchResponse;
 use silica_core::model::Index;
-use half::slice::HalfFloatSliceExt;
 
 /// Relative tolerance of a hit: exact score >= kth - `TOLERANCE` * max(1, |kth|).
 pub const TOLERANCE: f64 = 1e-5;

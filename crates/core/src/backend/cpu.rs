@@ -3,8 +3,8 @@
 
 use super::{Backend, Candidates, Mask, Probes, QueryBatch, Rerank};
 use crate::error::{Error, Result};
-use crate::filter::{Plan, BLOOM_BLOCK};
-use crate::model::{metric, Index};
+use crate::filter::{BLOOM_BLOCK, Plan};
+use crate::model::{Index, metric};
 use crate::topk::TopK;
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -40,8 +40,12 @@ unsafe fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
     while i + 64 <= n {
         // SAFETY: i + 64 <= n bounds all four 32-byte loads.
         unsafe {
-            let (x0, y0) = (_mm256_loadu_si256(a.as_ptr().add(i) as *const __m256i), _mm256_loadu_si256(b.as_ptr().add(i) as *const __m256i));
-            let (x1, y1) = (_mm256_loadu_si256(a.as_ptr().add(i + 32) as *const __m256i), _mm256_loadu_si256(b.as_ptr().add(i + 32) as *const __m256i));
+            let (x0, y0) =
+                (_mm256_loadu_si256(a.as_ptr().add(i) as *const __m256i), _mm256_loadu_si256(b.as_ptr().add(i) as *const __m256i));
+            let (x1, y1) = (
+                _mm256_loadu_si256(a.as_ptr().add(i + 32) as *const __m256i),
+                _mm256_loadu_si256(b.as_ptr().add(i + 32) as *const __m256i),
+            );
             acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(x0), _mm256_sign_epi8(y0, x0)), ones));
             acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(x1), _mm256_sign_epi8(y1, x1)), ones));
         }
@@ -318,7 +322,11 @@ impl Backend for Cpu {
                 for w0 in (0..ix.bloom.words).step_by(BLOOM_BLOCK) {
                     let out = &mut block[..BLOOM_BLOCK.min(ix.bloom.words - w0)];
                     plan.bloom_words_in(ix, w0, out);
-                    total += out.iter().enumerate().map(|(i, &m)| (m & range_bits(w0 + i, &all) & ix.live_word(w0 + i)).count_ones() as u64).sum::<u64>();
+                    total += out
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &m)| (m & range_bits(w0 + i, &all) & ix.live_word(w0 + i)).count_ones() as u64)
+                        .sum::<u64>();
                 }
                 total
             })
@@ -360,7 +368,14 @@ impl Backend for Cpu {
     /// "maybe" rows over the whole index in blocks of words (stopping once more than
     /// `cap`), then exact verification of the rows that would
     /// enter the top-K0, as [`Backend::scan`] does for a list.
-    fn scan_candidates(&self, ix: &Arc<Index>, q: &QueryBatch, plans: &[&Plan], k0: usize, cap: u64) -> Result<(Candidates, Vec<Option<u64>>)> {
+    fn scan_candidates(
+        &self,
+        ix: &Arc<Index>,
+        q: &QueryBatch,
+        plans: &[&Plan],
+        k0: usize,
+        cap: u64,
+    ) -> Result<(Candidates, Vec<Option<u64>>)> {
         let d = ix.dim;
         if plans.len() != q.len {
             return Err(Error::param("filters", format!("{} plans for {} queries", plans.len(), q.len)));
@@ -399,7 +414,15 @@ impl Backend for Cpu {
         Ok((pack(per_query.into_iter().map(|(t, _)| t).collect(), k0), answers))
     }
 
-    fn scan_postings(&self, ix: &Arc<Index>, q: &QueryBatch, plans: &[&Plan], drivers: &[&[u32]], post: &crate::model::postings::PostingState, k0: usize) -> Result<Candidates> {
+    fn scan_postings(
+        &self,
+        ix: &Arc<Index>,
+        q: &QueryBatch,
+        plans: &[&Plan],
+        drivers: &[&[u32]],
+        post: &crate::model::postings::PostingState,
+        k0: usize,
+    ) -> Result<Candidates> {
         let d = ix.dim;
         if plans.len() != q.len || drivers.len() != q.len {
             return Err(Error::param("filters", format!("{} plans and {} drivers for {} queries", plans.len(), drivers.len(), q.len)));
@@ -433,7 +456,10 @@ impl Backend for Cpu {
                 s[..counts[b] as usize].iter_mut().for_each(|x| *x *= q.scale[b]);
             }),
             Rerank::Refine => {
-                let emb = ix.embeddings.as_ref().ok_or_else(|| Error::param("rerank", "refine needs items.embeddings; rebuild the index with embeddings"))?;
+                let emb = ix
+                    .embeddings
+                    .as_ref()
+                    .ok_or_else(|| Error::param("rerank", "refine needs items.embeddings; rebuild the index with embeddings"))?;
                 let rows = &c.rows;
                 c.scores.par_chunks_mut(k.max(1)).enumerate().for_each(|(b, s)| {
                     let qf = &q.f32[b * d..(b + 1) * d];

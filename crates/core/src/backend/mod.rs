@@ -238,7 +238,15 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// Stage 3: int8 dot products over masked items of the probed lists, exact filter
     /// verification of items that would enter the top-`k0`, fused top-`k0` per query.
     /// Scores are `(i32 dot) as f32 * item_scale`.
-    fn scan(&self, ix: &Self::Resident, q: &QueryBatch, probes: &Self::Probes, mask: &Self::Mask, plans: &[&Plan], k0: usize) -> Result<Self::Cands>;
+    fn scan(
+        &self,
+        ix: &Self::Resident,
+        q: &QueryBatch,
+        probes: &Self::Probes,
+        mask: &Self::Mask,
+        plans: &[&Plan],
+        k0: usize,
+    ) -> Result<Self::Cands>;
     /// Stages 2 + 3 over a filter's whole passing set: the planner's route for selective
     /// filters (DESIGN.md "Selective filters keep recall"), which costs what the filter's
     /// candidates cost instead of probing every list. For each query `q`:
@@ -260,7 +268,14 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// counting a query once it passes `cap`. The default composes this backend's own
     /// [`Backend::count`], [`Backend::filter`] over every list and [`Backend::scan`]
     /// (no compaction; correct, at the cost of walking every list's mask).
-    fn scan_candidates(&self, ix: &Self::Resident, q: &QueryBatch, plans: &[&Plan], k0: usize, cap: u64) -> Result<(Self::Cands, Vec<Option<u64>>)> {
+    fn scan_candidates(
+        &self,
+        ix: &Self::Resident,
+        q: &QueryBatch,
+        plans: &[&Plan],
+        k0: usize,
+        cap: u64,
+    ) -> Result<(Self::Cands, Vec<Option<u64>>)> {
         if plans.len() != q.len {
             return Err(crate::Error::param("filters", format!("{} plans for {} queries", plans.len(), q.len)));
         }
@@ -293,7 +308,15 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// earlier version's with every row patched since marked stale); `drivers[j]` sorted
     /// and distinct. The default answers through [`Backend::scan_candidates`] with a
     /// budget of every row (correct; walks every word).
-    fn scan_postings(&self, ix: &Self::Resident, q: &QueryBatch, plans: &[&Plan], drivers: &[&[u32]], post: &crate::model::postings::PostingState, k0: usize) -> Result<Self::Cands> {
+    fn scan_postings(
+        &self,
+        ix: &Self::Resident,
+        q: &QueryBatch,
+        plans: &[&Plan],
+        drivers: &[&[u32]],
+        post: &crate::model::postings::PostingState,
+        k0: usize,
+    ) -> Result<Self::Cands> {
         let _ = post;
         if drivers.len() != q.len {
             return Err(crate::Error::param("filters", format!("{} drivers for {} queries", drivers.len(), q.len)));

@@ -24,8 +24,8 @@
 mod parse;
 mod plan;
 
-pub use parse::{parse, CmpOp, Expr, Value};
-pub use plan::{Dictionary, Op, Plan, Term, TypedTest, BLOOM_BLOCK, MAX_DEPTH};
+pub use parse::{CmpOp, Expr, Value, parse};
+pub use plan::{BLOOM_BLOCK, Dictionary, MAX_DEPTH, Op, Plan, Term, TypedTest};
 
 /// A filter error: syntax (with 1-based column) or an unknown field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,11 +53,7 @@ pub struct Filter {
 impl Filter {
     /// Parse `text` and compile it against `schema` with Bloom parameters `bloom`.
     /// The empty (or all-whitespace) filter passes every item.
-    pub fn compile<D: Dictionary + ?Sized>(
-        text: &str,
-        schema: &D,
-        bloom: &crate::model::BloomParams,
-    ) -> Result<Filter, FilterError> {
+    pub fn compile<D: Dictionary + ?Sized>(text: &str, schema: &D, bloom: &crate::model::BloomParams) -> Result<Filter, FilterError> {
         let expr = parse(text)?;
         let plan = Plan::compile(expr.as_ref(), schema, bloom)?;
         Ok(Filter { text: text.to_string(), plan })

@@ -43,15 +43,39 @@ pub enum CmpOp {
 pub enum Expr {
     /// `field = "v"` (one value) or `field IN ("a", ...)` with string values: true when
     /// any of the row's values of `field` equals any of `values`.
-    Term { field: String, column: usize, values: Vec<String> },
+    Term {
+        field: String,
+        column: usize,
+        values: Vec<String>,
+    },
     /// `field OP value` (other than `= "string"`).
-    Cmp { field: String, column: usize, op: CmpOp, value: Value, at: usize },
+    Cmp {
+        field: String,
+        column: usize,
+        op: CmpOp,
+        value: Value,
+        at: usize,
+    },
     /// `field [NOT] IN (value, ...)` (other than all-string `IN`).
-    In { field: String, column: usize, values: Vec<(Value, usize)>, negated: bool },
+    In {
+        field: String,
+        column: usize,
+        values: Vec<(Value, usize)>,
+        negated: bool,
+    },
     /// `field BETWEEN lo AND hi` (inclusive).
-    Between { field: String, column: usize, lo: (Value, usize), hi: (Value, usize) },
+    Between {
+        field: String,
+        column: usize,
+        lo: (Value, usize),
+        hi: (Value, usize),
+    },
     /// `field IS [NOT] NULL`: absent, null or an empty list (`negated`: has a value).
-    Null { field: String, column: usize, negated: bool },
+    Null {
+        field: String,
+        column: usize,
+        negated: bool,
+    },
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
@@ -114,13 +138,21 @@ fn lex(src: &str) -> Result<Vec<Lexed>, FilterError> {
             i += len;
             continue;
         }
-        if c.is_ascii_digit() || (matches!(c, '-' | '+') && next.is_some_and(|d| d.is_ascii_digit() || d == '.')) || (c == '.' && next.is_some_and(|d| d.is_ascii_digit())) {
+        if c.is_ascii_digit()
+            || (matches!(c, '-' | '+') && next.is_some_and(|d| d.is_ascii_digit() || d == '.'))
+            || (c == '.' && next.is_some_and(|d| d.is_ascii_digit()))
+        {
             let mut j = i + 1;
-            while j < chars.len() && (chars[j].is_ascii_alphanumeric() || chars[j] == '.' || (matches!(chars[j], '+' | '-') && matches!(chars[j - 1], 'e' | 'E'))) {
+            while j < chars.len()
+                && (chars[j].is_ascii_alphanumeric()
+                    || chars[j] == '.'
+                    || (matches!(chars[j], '+' | '-') && matches!(chars[j - 1], 'e' | 'E')))
+            {
                 j += 1;
             }
             let text: String = chars[i..j].iter().collect();
-            let ok = text.trim_start_matches(['-', '+']).parse::<f64>().is_ok_and(|x| x.is_finite()) && !text.contains(['x', 'X', 'n', 'N', 'i', 'I']);
+            let ok = text.trim_start_matches(['-', '+']).parse::<f64>().is_ok_and(|x| x.is_finite())
+                && !text.contains(['x', 'X', 'n', 'N', 'i', 'I']);
             if !ok {
                 return Err(FilterError::Syntax { column, token: text, message: "not a number".into() });
             }
@@ -301,7 +333,9 @@ impl Parser {
                 }
                 let column = self.peek().column;
                 self.next();
-                let strings = |vs: &[(Value, usize)]| vs.iter().map(|v| if let Value::Str(s) = &v.0 { Some(s.clone()) } else { None }).collect::<Option<Vec<String>>>();
+                let strings = |vs: &[(Value, usize)]| {
+                    vs.iter().map(|v| if let Value::Str(s) = &v.0 { Some(s.clone()) } else { None }).collect::<Option<Vec<String>>>()
+                };
                 match self.peek().tok.clone() {
                     Tok::Cmp(op) => {
                         self.next();
@@ -344,7 +378,9 @@ impl Parser {
                         self.expect(Tok::Null, "expected `NULL` after IS [NOT]")?;
                         Ok(Expr::Null { field, column, negated })
                     }
-                    _ => Err(self.err("expected an operator after the field name: =, !=, <, <=, >, >=, IN, NOT IN, BETWEEN, IS [NOT] NULL")),
+                    _ => {
+                        Err(self.err("expected an operator after the field name: =, !=, <, <=, >, >=, IN, NOT IN, BETWEEN, IS [NOT] NULL"))
+                    }
                 }
             }
             Tok::End => Err(self.err("unexpected end of filter; expected a condition")),
@@ -409,9 +445,20 @@ mod tests {
         let want = Expr::Or(
             Box::new(Expr::And(
                 Box::new(Expr::Cmp { field: "price".into(), column: 1, op: CmpOp::Lt, value: Value::Num("5".into()), at: 9 }),
-                Box::new(Expr::Between { field: "year".into(), column: 15, lo: (Value::Num("1990".into()), 28), hi: (Value::Num("2000.5".into()), 37) }),
+                Box::new(Expr::Between {
+                    field: "year".into(),
+                    column: 15,
+                    lo: (Value::Num("1990".into()), 28),
+                    hi: (Value::Num("2000.5".into()), 37),
+                }),
             )),
-            Box::new(Expr::Not(Box::new(Expr::Cmp { field: "in_stock".into(), column: 51, op: CmpOp::Eq, value: Value::Bool(true), at: 62 }))),
+            Box::new(Expr::Not(Box::new(Expr::Cmp {
+                field: "in_stock".into(),
+                column: 51,
+                op: CmpOp::Eq,
+                value: Value::Bool(true),
+                at: 62,
+            }))),
         );
         assert_eq!(e, want);
         let e = parse(r#"c != "x""#).unwrap().unwrap();

@@ -18,7 +18,7 @@
 
 use super::parse::{CmpOp, Value};
 use super::{Expr, FilterError};
-use crate::model::columns::{key_f64, key_i64, parse_timestamp, KeyTest};
+use crate::model::columns::{KeyTest, key_f64, key_i64, parse_timestamp};
 use crate::model::{BloomParams, BloomPlanes, ColumnType, Index, Schema};
 use std::sync::Arc;
 
@@ -103,7 +103,13 @@ impl TypedTest {
         match self {
             TypedTest::Column { name, test } => match ix.columns.get(name) {
                 Some(c) if c.len() == n => c.word(test, w),
-                _ => if test.null { crate::backend::cpu::range_bits(w, &(0..n)) } else { 0 },
+                _ => {
+                    if test.null {
+                        crate::backend::cpu::range_bits(w, &(0..n))
+                    } else {
+                        0
+                    }
+                }
             },
             TypedTest::Present { .. } => {
                 let mut m = 0u64;
@@ -253,18 +259,30 @@ impl Plan {
                 self.ops.push(Op::Not);
                 return Ok(());
             }
-            Expr::Term { field, column, .. } | Expr::Cmp { field, column, .. } | Expr::In { field, column, .. } | Expr::Between { field, column, .. } | Expr::Null { field, column, .. } => (field, *column),
+            Expr::Term { field, column, .. }
+            | Expr::Cmp { field, column, .. }
+            | Expr::In { field, column, .. }
+            | Expr::Between { field, column, .. }
+            | Expr::Null { field, column, .. } => (field, *column),
         };
         if let Some(ty) = schema.column(field) {
             return self.emit_typed(e, field, ty);
         }
-        let f = schema.field(field).ok_or_else(|| FilterError::UnknownField { column, field: field.clone(), known: schema.field_names().join(", ") })?;
+        let f = schema.field(field).ok_or_else(|| FilterError::UnknownField {
+            column,
+            field: field.clone(),
+            known: schema.field_names().join(", "),
+        })?;
         let present = |null| TypedTest::Present { field: field.clone(), ids: schema.field_ids(f), null };
         let strings = |vals: &[(Value, usize)]| -> Result<Vec<String>, FilterError> {
             vals.iter()
                 .map(|(v, at)| match v {
                     Value::Str(s) => Ok(s.clone()),
-                    other => Err(FilterError::Type { column: *at, field: field.clone(), message: format!("holds strings; compare it with a double-quoted string, not {other}") }),
+                    other => Err(FilterError::Type {
+                        column: *at,
+                        field: field.clone(),
+                        message: format!("holds strings; compare it with a double-quoted string, not {other}"),
+                    }),
                 })
                 .collect()
         };
@@ -296,7 +314,12 @@ impl Plan {
             }
             Expr::Null { negated, .. } => self.typed(present(!negated)),
             Expr::Cmp { at, .. } | Expr::Between { lo: (_, at), .. } => {
-                return Err(FilterError::Type { column: *at, field: field.clone(), message: "holds strings; ordering comparisons (<, <=, >, >=, BETWEEN) need an int, float, bool or timestamp field".into() });
+                return Err(FilterError::Type {
+                    column: *at,
+                    field: field.clone(),
+                    message: "holds strings; ordering comparisons (<, <=, >, >=, BETWEEN) need an int, float, bool or timestamp field"
+                        .into(),
+                });
             }
             Expr::And(..) | Expr::Or(..) | Expr::Not(..) => unreachable!("handled above"),
         }
@@ -343,7 +366,11 @@ impl Plan {
                 KeyTest { ranges: if a <= b { vec![(a, b)] } else { Vec::new() }, negate: false, null: false }
             }
             Expr::Null { negated, .. } => {
-                if *negated { KeyTest { ranges: vec![(0, u64::MAX)], negate: false, null: false } } else { KeyTest { ranges: Vec::new(), negate: false, null: true } }
+                if *negated {
+                    KeyTest { ranges: vec![(0, u64::MAX)], negate: false, null: false }
+                } else {
+                    KeyTest { ranges: Vec::new(), negate: false, null: true }
+                }
             }
             Expr::And(..) | Expr::Or(..) | Expr::Not(..) => unreachable!("typed leaves only"),
         };
@@ -530,7 +557,13 @@ impl Plan {
     /// Bloom "maybe" mask of the 64 items of word `w`: a superset of the passing items.
     /// A term is the OR over its values of the AND of the value's planes; NOT gives all ones.
     pub fn bloom_word(&self, planes: &BloomPlanes, w: usize) -> u64 {
-        let maybe = |t: &Term| if t.typed.is_some() { t.mask_word(w) } else { t.bloom_rows.iter().fold(0u64, |any, rows| any | rows.iter().fold(!0u64, |all, &b| all & planes.word(b, w))) };
+        let maybe = |t: &Term| {
+            if t.typed.is_some() {
+                t.mask_word(w)
+            } else {
+                t.bloom_rows.iter().fold(0u64, |any, rows| any | rows.iter().fold(!0u64, |all, &b| all & planes.word(b, w)))
+            }
+        };
         self.run(maybe, |_| !0)
     }
 
@@ -539,7 +572,13 @@ impl Plan {
     /// ([`TypedTest::word`]). What backends that evaluate typed terms per query compute.
     pub fn bloom_word_in(&self, ix: &Index, w: usize) -> u64 {
         let planes = &ix.bloom;
-        let maybe = |t: &Term| if t.typed.is_some() { t.typed_word(ix, w) } else { t.bloom_rows.iter().fold(0u64, |any, rows| any | rows.iter().fold(!0u64, |all, &b| all & planes.word(b, w))) };
+        let maybe = |t: &Term| {
+            if t.typed.is_some() {
+                t.typed_word(ix, w)
+            } else {
+                t.bloom_rows.iter().fold(0u64, |any, rows| any | rows.iter().fold(!0u64, |all, &b| all & planes.word(b, w)))
+            }
+        };
         self.run(maybe, |_| !0)
     }
 }
@@ -554,7 +593,9 @@ fn typed_key(v: &Value, ty: ColumnType, field: &str, at: usize) -> Result<u64, F
         (ColumnType::Int, Value::Num(n)) => Ok(key_i64(int(n)?)),
         (ColumnType::Timestamp, Value::Num(n)) => Ok(key_i64(int(n)?)),
         (ColumnType::Timestamp, Value::Str(s)) => parse_timestamp(s).map(key_i64).map_err(err),
-        (ColumnType::Float, Value::Num(n)) => n.parse::<f64>().ok().filter(|x| x.is_finite()).map(key_f64).ok_or_else(|| err(format!("{n} is not a finite number"))),
+        (ColumnType::Float, Value::Num(n)) => {
+            n.parse::<f64>().ok().filter(|x| x.is_finite()).map(key_f64).ok_or_else(|| err(format!("{n} is not a finite number")))
+        }
         (ColumnType::Bool, Value::Bool(b)) => Ok(*b as u64),
         (ty, other) => Err(err(format!(
             "is a {} field; compare it with {}, not {other}",

@@ -12,8 +12,8 @@
 use super::{Search, SearchParams, SearchRequest, SearchResponse};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
-use crate::model::calibration::{Calibration, CalibrationPoint};
 use crate::model::Index;
+use crate::model::calibration::{Calibration, CalibrationPoint};
 use rand::{Rng, SeedableRng, seq::index::sample};
 use rand_chacha::ChaCha8Rng;
 
@@ -86,7 +86,12 @@ fn held_out(ix: &Index, o: &CalibrateOptions) -> Result<Held> {
     let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
     let mut rows = sample(&mut rng, n, q).into_vec();
     rows.sort_unstable();
-    let mut h = Held { source: Vec::with_capacity(q), vectors: Vec::with_capacity(q * ix.dim), filters: Vec::with_capacity(q), filtered: Vec::with_capacity(q) };
+    let mut h = Held {
+        source: Vec::with_capacity(q),
+        vectors: Vec::with_capacity(q * ix.dim),
+        filters: Vec::with_capacity(q),
+        filtered: Vec::with_capacity(q),
+    };
     let schema = &ix.attrs.schema;
     for (i, &r) in rows.iter().enumerate() {
         h.source.push(ix.source_rows[r]);
@@ -95,9 +100,13 @@ fn held_out(ix: &Index, o: &CalibrateOptions) -> Result<Held> {
         // Every other query takes one of its own row's values as its filter.
         let filter = if i % 2 == 1 && !values.is_empty() {
             let v = values[rng.random_range(0..values.len())];
-            let (field, value) = schema.describe(v).ok_or_else(|| Error::param("calibration", format!("value id {v} is not in the schema")))?;
+            let (field, value) =
+                schema.describe(v).ok_or_else(|| Error::param("calibration", format!("value id {v} is not in the schema")))?;
             let text = format!("{field} = \"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""));
-            Some(Filter::compile(&text, schema, &ix.bloom.params).map_err(|e| Error::param("calibration", format!("sampled filter `{text}`: {e}")))?)
+            Some(
+                Filter::compile(&text, schema, &ix.bloom.params)
+                    .map_err(|e| Error::param("calibration", format!("sampled filter `{text}`: {e}")))?,
+            )
         } else {
             None
         };
@@ -200,10 +209,10 @@ mod tests {
     use super::*;
     use crate::backend::cpu::Cpu;
     use crate::graph::Executor;
+    use crate::model::IndexBuilder;
     use crate::model::attributes::parse_jsonl;
     use crate::model::build::BuildParams;
     use crate::model::npy::Matrix;
-    use crate::model::IndexBuilder;
     use rand::Rng;
     use std::sync::Arc;
 
@@ -217,7 +226,11 @@ mod tests {
         for i in 0..n {
             let c = rng.random_range(0..12);
             data.extend((0..d).map(|t| centers[c * d + t] + rng.random_range(-0.6f32..0.6)));
-            lines.push_str(&format!("{{\"id\": \"r{i}\", \"color\": \"c{}\", \"shop\": \"s{}\"}}\n", rng.random_range(0..4), rng.random_range(0..9)));
+            lines.push_str(&format!(
+                "{{\"id\": \"r{i}\", \"color\": \"c{}\", \"shop\": \"s{}\"}}\n",
+                rng.random_range(0..4),
+                rng.random_range(0..9)
+            ));
         }
         let table = parse_jsonl(lines.as_bytes(), std::path::Path::new("a.jsonl"), &[]).unwrap();
         let m = Matrix { rows: n, dim: d, data, was_f16: false };
@@ -302,7 +315,13 @@ mod tests {
         let c = calibrate(&s, &CalibrateOptions::default()).unwrap();
         assert_eq!((c.nprobe, c.queries + c.filtered_queries, c.reached), (1, 1, true));
         let s = Executor::new(Cpu, index(50, 5, 5)).unwrap();
-        for (t, q, k, what) in [(0.0, 10, 10, "target-recall"), (1.5, 10, 10, "target-recall"), (f64::NAN, 10, 10, "target-recall"), (0.9, 0, 10, "calibration-queries"), (0.9, 10, 0, "k")] {
+        for (t, q, k, what) in [
+            (0.0, 10, 10, "target-recall"),
+            (1.5, 10, 10, "target-recall"),
+            (f64::NAN, 10, 10, "target-recall"),
+            (0.9, 0, 10, "calibration-queries"),
+            (0.9, 10, 0, "k"),
+        ] {
             let e = calibrate(&s, &CalibrateOptions { target_recall: t, queries: q, k, seed: 1 }).unwrap_err().to_string();
             assert!(e.contains(what), "{e}");
         }

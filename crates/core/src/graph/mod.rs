@@ -21,7 +21,7 @@ use crate::backend::{Backend, Candidates, Changed, Probes, QueryBatch, Rerank};
 use crate::error::{Error, Result};
 use crate::filter::{Filter, Plan};
 use crate::model::postings::{self, PostingState};
-use crate::model::{quantize::quantize_row, Index, Metric};
+use crate::model::{Index, Metric, quantize::quantize_row};
 use crate::rerank::RerankModel;
 use std::sync::Arc;
 
@@ -137,7 +137,10 @@ pub struct Executor<B: Backend> {
 /// [`MaskCache::ENTRIES`] masks; when full it starts over. For backends that evaluate
 /// typed terms per query it also remembers the tests seen once ([`MaskCache::repeated`]).
 #[derive(Default)]
-pub struct MaskCache(std::sync::Mutex<std::collections::HashMap<crate::filter::TypedTest, Arc<[u64]>>>, std::sync::Mutex<std::collections::HashSet<crate::filter::TypedTest>>);
+pub struct MaskCache(
+    std::sync::Mutex<std::collections::HashMap<crate::filter::TypedTest, Arc<[u64]>>>,
+    std::sync::Mutex<std::collections::HashSet<crate::filter::TypedTest>>,
+);
 
 impl MaskCache {
     pub const ENTRIES: usize = 256;
@@ -285,7 +288,17 @@ impl<B: Backend> Executor<B> {
         // versions of the index (`with_index`, on `silica serve`'s writer thread), which
         // then do not queue behind a search's device work, nor a search behind them.
         let lanes = Arc::new(lanes::Lanes::new(backend.lane()?));
-        Ok(Executor { backend, index, resident, model, planner: Planner::default(), lanes, masks: MaskCache::default(), postings: Default::default(), dead: Default::default() })
+        Ok(Executor {
+            backend,
+            index,
+            resident,
+            model,
+            planner: Planner::default(),
+            lanes,
+            masks: MaskCache::default(),
+            postings: Default::default(),
+            dead: Default::default(),
+        })
     }
 
     /// Use `model` for `model` rerank (overrides one stored in the index).
@@ -327,13 +340,25 @@ impl<B: Backend> Executor<B> {
     /// their results into `result`. Returns those short of K0 passing candidates (the
     /// ones widening re-runs), unless all lists were probed.
     #[allow(clippy::too_many_arguments)]
-    fn probe_group<H: Hook<B>>(&self, b: &B, q: &QueryBatch, plans: &[&Plan], which: &[usize], nprobe: usize, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
+    fn probe_group<H: Hook<B>>(
+        &self,
+        b: &B,
+        q: &QueryBatch,
+        plans: &[&Plan],
+        which: &[usize],
+        nprobe: usize,
+        r: &Resolved,
+        hook: &mut H,
+        result: &mut Candidates,
+    ) -> Result<Vec<usize>> {
         if which.is_empty() {
             return Ok(Vec::new());
         }
         let (res, nlist) = (&self.resident, self.index.nlist());
         let gathered;
-        let sub = if which.len() == q.len { q } else {
+        let sub = if which.len() == q.len {
+            q
+        } else {
             gathered = q.gather(which);
             &gathered
         };
@@ -342,7 +367,9 @@ impl<B: Backend> Executor<B> {
         // top-K0 is ordered by score and row, so it does not depend on the list order).
         let probes = match hook.given_probes().or_else(|| hook.probes_for(which, nprobe)) {
             Some(p) => b.upload_probes(res, &p)?,
-            None if nprobe == nlist && nlist > 1 => b.upload_probes(res, &Probes { nprobe, lists: (0..sub.len).flat_map(|_| 0..nlist as u32).collect() })?,
+            None if nprobe == nlist && nlist > 1 => {
+                b.upload_probes(res, &Probes { nprobe, lists: (0..sub.len).flat_map(|_| 0..nlist as u32).collect() })?
+            }
             None => hook.stage(b, Stage::Probe, || b.probe(res, sub, nprobe))?,
         };
         if !hook.observe(b, which, Output::Probes(&probes))? {
@@ -371,13 +398,25 @@ impl<B: Backend> Executor<B> {
     /// returned (they take the probe path). Split into sub-batches so that no call holds
     /// more than [`MAX_CANDIDATE_SLOTS`] candidate slots.
     #[allow(clippy::too_many_arguments)]
-    fn candidates_group<H: Hook<B>>(&self, b: &B, q: &QueryBatch, plans: &[&Plan], which: &[usize], cap: u64, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
+    fn candidates_group<H: Hook<B>>(
+        &self,
+        b: &B,
+        q: &QueryBatch,
+        plans: &[&Plan],
+        which: &[usize],
+        cap: u64,
+        r: &Resolved,
+        hook: &mut H,
+        result: &mut Candidates,
+    ) -> Result<Vec<usize>> {
         let res = &self.resident;
         let per_call = (MAX_CANDIDATE_SLOTS / cap.max(1)).max(1) as usize;
         let mut rest = Vec::new();
         for chunk in which.chunks(per_call) {
             let gathered;
-            let sub = if chunk.len() == q.len { q } else {
+            let sub = if chunk.len() == q.len {
+                q
+            } else {
                 gathered = q.gather(chunk);
                 &gathered
             };
@@ -406,7 +445,18 @@ impl<B: Backend> Executor<B> {
     /// answer of every query with a short driver is exact whatever the route, so backends
     /// with other costs still give the same bits).
     #[allow(clippy::too_many_arguments)]
-    fn postings_group<H: Hook<B>>(&self, b: &B, q: &QueryBatch, plans: &[&Plan], which: &[usize], cap: u64, force: bool, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Routed> {
+    fn postings_group<H: Hook<B>>(
+        &self,
+        b: &B,
+        q: &QueryBatch,
+        plans: &[&Plan],
+        which: &[usize],
+        cap: u64,
+        force: bool,
+        r: &Resolved,
+        hook: &mut H,
+        result: &mut Candidates,
+    ) -> Result<Routed> {
         let mut out = Routed::default();
         if which.is_empty() {
             return Ok(out);
@@ -415,13 +465,17 @@ impl<B: Backend> Executor<B> {
         let stale = post.stale.len() as u64;
         let n = self.index.len() as u64;
         // Rows a Bloom count can miss: dead ones and stale ones (counted by the bound).
-        let unsure = stale + *self.dead.get_or_init(|| self.index.live.as_ref().map_or(0, |l| n - l.iter().map(|w| w.count_ones() as u64).sum::<u64>().min(n)));
+        let unsure = stale
+            + *self
+                .dead
+                .get_or_init(|| self.index.live.as_ref().map_or(0, |l| n - l.iter().map(|w| w.count_ones() as u64).sum::<u64>().min(n)));
         let words = n.div_ceil(64);
         let (mut take, mut drivers) = (Vec::new(), Vec::new());
         for &i in which {
             match postings::driver(plans[i], &post.lists) {
                 Some((ids, len)) if len + stale <= cap => {
-                    if force || (len + stale).saturating_mul(b.posting_row_cost()) <= words.saturating_mul(postings::bloom_reads(plans[i])) {
+                    if force || (len + stale).saturating_mul(b.posting_row_cost()) <= words.saturating_mul(postings::bloom_reads(plans[i]))
+                    {
                         take.push(i);
                         drivers.push(ids);
                     } else {
@@ -429,14 +483,18 @@ impl<B: Backend> Executor<B> {
                     }
                 }
                 // Provably more than `cap` live rows pass: the Bloom route could not answer.
-                _ if postings::lower_bound(plans[i], &post.lists, &self.index.attrs.schema, n).saturating_sub(unsure) > cap => out.broad.push(i),
+                _ if postings::lower_bound(plans[i], &post.lists, &self.index.attrs.schema, n).saturating_sub(unsure) > cap => {
+                    out.broad.push(i)
+                }
                 _ => out.bloom.push(i),
             }
         }
         let per_call = (MAX_CANDIDATE_SLOTS / cap.max(1)).max(1) as usize;
         for (chunk, ds) in take.chunks(per_call).zip(drivers.chunks(per_call)) {
             let gathered;
-            let sub = if chunk.len() == q.len { q } else {
+            let sub = if chunk.len() == q.len {
+                q
+            } else {
                 gathered = q.gather(chunk);
                 &gathered
             };
@@ -456,7 +514,17 @@ impl<B: Backend> Executor<B> {
     /// Filtered queries through both candidate routes with budget `cap` (postings first,
     /// then Bloom); returns those left for the probe path, ascending.
     #[allow(clippy::too_many_arguments)]
-    fn candidate_routes<H: Hook<B>>(&self, b: &B, q: &QueryBatch, plans: &[&Plan], which: &[usize], cap: u64, r: &Resolved, hook: &mut H, result: &mut Candidates) -> Result<Vec<usize>> {
+    fn candidate_routes<H: Hook<B>>(
+        &self,
+        b: &B,
+        q: &QueryBatch,
+        plans: &[&Plan],
+        which: &[usize],
+        cap: u64,
+        r: &Resolved,
+        hook: &mut H,
+        result: &mut Candidates,
+    ) -> Result<Vec<usize>> {
         if !hook.postings() {
             return self.candidates_group(b, q, plans, which, cap, r, hook, result);
         }
@@ -467,7 +535,10 @@ impl<B: Backend> Executor<B> {
         let refused = self.candidates_group(b, q, plans, &bloom, cap, r, hook, result)?;
         let (again, mut left): (Vec<usize>, Vec<usize>) = refused.into_iter().partition(|i| routed.deferred.binary_search(i).is_ok());
         let forced = self.postings_group(b, q, plans, &again, cap, true, r, hook, result)?;
-        debug_assert!(forced.bloom.is_empty() && forced.broad.is_empty() && forced.deferred.is_empty(), "a deferred query has a short driver");
+        debug_assert!(
+            forced.bloom.is_empty() && forced.broad.is_empty() && forced.deferred.is_empty(),
+            "a deferred query has a short driver"
+        );
         left.extend(routed.broad);
         left.sort_unstable();
         Ok(left)
@@ -480,7 +551,15 @@ impl<B: Backend> Executor<B> {
     }
 
     /// Stages 4-5 and the read-back of the final candidates.
-    fn finish<H: Hook<B>>(&self, b: &B, q: &QueryBatch, which: &[usize], cands: B::Cands, r: &Resolved, hook: &mut H) -> Result<Candidates> {
+    fn finish<H: Hook<B>>(
+        &self,
+        b: &B,
+        q: &QueryBatch,
+        which: &[usize],
+        cands: B::Cands,
+        r: &Resolved,
+        hook: &mut H,
+    ) -> Result<Candidates> {
         let res = &self.resident;
         let cands = hook.stage(b, Stage::Rerank, || b.rerank(res, q, cands, &r.rerank))?;
         let cands = hook.stage(b, Stage::Select, || b.select(cands, r.k))?;
@@ -620,7 +699,9 @@ impl<B: Backend> Executor<B> {
                 Rerank::Refine
             }
             RerankMode::Model => {
-                let model = self.model.clone().ok_or_else(|| Error::param("rerank", "model rerank needs a model (--rerank-model FILE or rerank.* tensors in the index)"))?;
+                let model = self.model.clone().ok_or_else(|| {
+                    Error::param("rerank", "model rerank needs a model (--rerank-model FILE or rerank.* tensors in the index)")
+                })?;
                 if ix.embeddings.is_none() {
                     return Err(Error::param("rerank", "model rerank needs items.embeddings"));
                 }
@@ -660,7 +741,17 @@ impl<B: Backend> Search for Executor<B> {
                 _ => {}
             }
         }
-        Ok(Box::new(Executor { backend: self.backend.clone(), index, resident, model: self.model.clone(), planner: self.planner, lanes: self.lanes.clone(), masks: MaskCache::default(), postings, dead: Default::default() }))
+        Ok(Box::new(Executor {
+            backend: self.backend.clone(),
+            index,
+            resident,
+            model: self.model.clone(),
+            planner: self.planner,
+            lanes: self.lanes.clone(),
+            masks: MaskCache::default(),
+            postings,
+            dead: Default::default(),
+        }))
     }
 
     /// On an idle lane: concurrent calls overlap their device work ([`lanes`]).
@@ -723,10 +814,13 @@ impl Bound<'_> {
     /// One plan per query; queries that shared a plan share its bound copy (same address,
     /// so backends encode it once).
     pub fn refs(&self) -> Vec<&Plan> {
-        self.which.iter().map(|w| match *w {
-            Ok(p) => p,
-            Err(i) => &self.owned[i],
-        }).collect()
+        self.which
+            .iter()
+            .map(|w| match *w {
+                Ok(p) => p,
+                Err(i) => &self.owned[i],
+            })
+            .collect()
     }
 }
 
@@ -750,7 +844,9 @@ pub fn bind_plans<'a>(plans: &[&'a Plan], index: &Index, cache: &MaskCache, devi
             }
             Err(keys.iter().position(|&k| std::ptr::eq(k, p) || *k == *p).unwrap_or_else(|| {
                 keys.push(p);
-                owned.push(p.bind_opt(|t| if !device || t.needs_host_mask(index) { Some(cache.get(t, index)) } else { cache.repeated(t, index) }));
+                owned.push(
+                    p.bind_opt(|t| if !device || t.needs_host_mask(index) { Some(cache.get(t, index)) } else { cache.repeated(t, index) }),
+                );
                 owned.len() - 1
             }))
         })
@@ -800,7 +896,14 @@ impl QueryBatch {
         if let Some(dev) = &self.device {
             // A device batch: the same prepared rows, selected (the backend gathers them).
             let rows = which.iter().map(|&i| dev.rows.as_ref().map_or(i as u32, |r| r[i])).collect();
-            return QueryBatch { len: which.len(), dim: d, f32: Vec::new(), codes: Vec::new(), scale: Vec::new(), device: Some(crate::backend::OnDevice { batch: dev.batch.clone(), rows: Some(rows) }) };
+            return QueryBatch {
+                len: which.len(),
+                dim: d,
+                f32: Vec::new(),
+                codes: Vec::new(),
+                scale: Vec::new(),
+                device: Some(crate::backend::OnDevice { batch: dev.batch.clone(), rows: Some(rows) }),
+            };
         }
         QueryBatch {
             len: which.len(),

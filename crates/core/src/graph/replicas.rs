@@ -8,8 +8,8 @@ use super::{Planner, Resolved, Search, SearchParams, SearchRequest, SearchRespon
 use crate::backend::Changed;
 use crate::error::{Error, Result};
 use crate::model::Index;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// Counters of one replica (`GET /v1/stats` `replicas`, `/metrics` `silica_replica_*`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -51,7 +51,12 @@ pub struct Replicated {
 /// registry's device-list opener, `silica_registry::open`).
 /// Errors: `Error::Param` naming `replicas` for an empty group or groups of different sizes;
 /// whatever `open_group` returns.
-pub fn open(spec: &str, index: Arc<Index>, planner: Planner, open_group: impl Fn(&str, Arc<Index>, Planner) -> Result<Box<dyn Search>>) -> Result<Box<dyn Search>> {
+pub fn open(
+    spec: &str,
+    index: Arc<Index>,
+    planner: Planner,
+    open_group: impl Fn(&str, Arc<Index>, Planner) -> Result<Box<dyn Search>>,
+) -> Result<Box<dyn Search>> {
     let groups: Vec<&str> = spec.split('|').map(str::trim).collect();
     let sizes: Vec<usize> = groups.iter().map(|g| if g.is_empty() { 0 } else { g.split(',').count() }).collect();
     if sizes.contains(&0) || sizes.iter().any(|&s| s != sizes[0]) {
@@ -101,8 +106,10 @@ impl Search for Replicated {
     /// Every replica moves to `index`; the counters carry over when it is a new version of
     /// the same index (serve's updates), else (the fresh segment) start anew.
     fn with_index(&self, index: Arc<Index>, changed: &Changed) -> Result<Box<dyn Search>> {
-        let replicas = self.replicas.iter().map(|r| r.with_index(index.clone(), changed).map(Arc::from)).collect::<Result<Vec<Arc<dyn Search>>>>()?;
-        let counters = if self.index.same_vectors_and_lists(&index) { self.counters.clone() } else { Counters::new(self.counters.devices.clone()) };
+        let replicas =
+            self.replicas.iter().map(|r| r.with_index(index.clone(), changed).map(Arc::from)).collect::<Result<Vec<Arc<dyn Search>>>>()?;
+        let counters =
+            if self.index.same_vectors_and_lists(&index) { self.counters.clone() } else { Counters::new(self.counters.devices.clone()) };
         Ok(Box::new(Replicated { index, replicas, counters, name: self.name }))
     }
     fn search_following(&self, req: &SearchRequest, cap: u64) -> Result<Vec<SearchResponse>> {
@@ -111,7 +118,12 @@ impl Search for Replicated {
     fn replicas(&self) -> Vec<ReplicaStats> {
         let c = &self.counters;
         (0..self.replicas.len())
-            .map(|i| ReplicaStats { devices: c.devices[i].clone(), batches: c.batches[i].load(Relaxed), queries: c.queries[i].load(Relaxed), in_flight: c.in_flight[i].load(Relaxed) })
+            .map(|i| ReplicaStats {
+                devices: c.devices[i].clone(),
+                batches: c.batches[i].load(Relaxed),
+                queries: c.queries[i].load(Relaxed),
+                in_flight: c.in_flight[i].load(Relaxed),
+            })
             .collect()
     }
 }

@@ -47,10 +47,7 @@ impl Schema {
     /// Global value id of `value` in field `field`, if any row has it.
     pub fn value_id(&self, field: usize, value: &str) -> Option<u32> {
         let f = &self.fields[field];
-        f.values
-            .binary_search_by(|v| v.as_str().cmp(value))
-            .ok()
-            .map(|i| f.base + i as u32)
+        f.values.binary_search_by(|v| v.as_str().cmp(value)).ok().map(|i| f.base + i as u32)
     }
     /// Total number of distinct (field, value) pairs.
     pub fn num_values(&self) -> usize {
@@ -118,7 +115,12 @@ pub fn parse_schema(text: &str) -> Result<Vec<(String, FieldType)>> {
     use super::ColumnType as C;
     let mut out: Vec<(String, FieldType)> = Vec::new();
     for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let bad = |why: &str| Error::param("schema", format!("entry {entry:?}: {why} (expected FIELD:TYPE with TYPE one of string, int, float, bool, timestamp)"));
+        let bad = |why: &str| {
+            Error::param(
+                "schema",
+                format!("entry {entry:?}: {why} (expected FIELD:TYPE with TYPE one of string, int, float, bool, timestamp)"),
+            )
+        };
         let (name, ty) = entry.rsplit_once(':').ok_or_else(|| bad("no `:`"))?;
         let ty = match ty.trim() {
             "string" | "str" => FieldType::String,
@@ -191,7 +193,12 @@ pub fn parse_jsonl(reader: impl BufRead, path: &Path, features: &[String]) -> Re
 }
 
 /// [`read_jsonl_with`] over any reader.
-pub fn parse_jsonl_with(mut reader: impl BufRead, path: &Path, features: &[String], schema: &[(String, FieldType)]) -> Result<AttributeTable> {
+pub fn parse_jsonl_with(
+    mut reader: impl BufRead,
+    path: &Path,
+    features: &[String],
+    schema: &[(String, FieldType)],
+) -> Result<AttributeTable> {
     let mut bytes = Vec::new();
     reader.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
     parse_bytes(&bytes, path, features, schema)
@@ -230,12 +237,16 @@ fn typed_value(k: &str, v: &serde_json::Value, declared: Option<FieldType>) -> s
             match (n.as_i64(), n.as_f64()) {
                 (Some(i), _) if !float => Scalar::Int(i),
                 (_, Some(f)) if declared != Some(FieldType::Typed(C::Int)) && f.is_finite() => Scalar::Float(f),
-                _ if declared == Some(FieldType::Typed(C::Int)) => return Err(format!("field `{k}` is declared int, got {n} (not an integer in i64 range)")),
+                _ if declared == Some(FieldType::Typed(C::Int)) => {
+                    return Err(format!("field `{k}` is declared int, got {n} (not an integer in i64 range)"));
+                }
                 _ => return Err(format!("field `{k}`: {n} is not a finite number")),
             }
         }
         (J::Bool(b), None | Some(FieldType::Typed(C::Bool))) => Scalar::Bool(*b),
-        (J::String(s), Some(FieldType::Typed(C::Timestamp))) => Scalar::Time(super::columns::parse_timestamp(s).map_err(|e| format!("field `{k}`: {e}"))?),
+        (J::String(s), Some(FieldType::Typed(C::Timestamp))) => {
+            Scalar::Time(super::columns::parse_timestamp(s).map_err(|e| format!("field `{k}`: {e}"))?)
+        }
         (J::String(_) | J::Array(_), None | Some(FieldType::String)) => return Ok(None),
         (_, Some(FieldType::Typed(t))) => return Err(want(t.name(), &short(v))),
         (_, Some(FieldType::String)) => return Err(want("string", &short(v))),
@@ -312,7 +323,9 @@ fn parse_line(line: &[u8], features: &[String], schema: &[(String, FieldType)]) 
                 }
                 pairs.extend(a.iter().map(|x| (k.clone(), Some(x.as_str().unwrap_or_default().to_string()), true)));
             }
-            serde_json::Value::Array(_) => return Err(format!("field `{k}`: arrays must hold only strings (lists of numbers or booleans are not supported)")),
+            serde_json::Value::Array(_) => {
+                return Err(format!("field `{k}`: arrays must hold only strings (lists of numbers or booleans are not supported)"));
+            }
             serde_json::Value::Null => {}
             _ => ignored.push(k.clone()),
         }
@@ -450,7 +463,8 @@ fn parse_bytes(bytes: &[u8], path: &Path, features: &[String], schema: &[(String
     }
     // A block's lines: its pieces between newlines, less the empty piece after a final one.
     let lines_in = |b: &[u8]| b.iter().filter(|&&c| c == b'\n').count() + usize::from(!b.ends_with(b"\n"));
-    let firsts: Vec<usize> = blocks.par_iter().map(|b| lines_in(b)).collect::<Vec<_>>().iter().scan(1, |at, &c| Some(std::mem::replace(at, *at + c))).collect();
+    let firsts: Vec<usize> =
+        blocks.par_iter().map(|b| lines_in(b)).collect::<Vec<_>>().iter().scan(1, |at, &c| Some(std::mem::replace(at, *at + c))).collect();
     let mut batches: Vec<Batch> = blocks
         .par_iter()
         .zip(firsts)
@@ -494,7 +508,10 @@ fn parse_bytes(bytes: &[u8], path: &Path, features: &[String], schema: &[(String
     if let Some((again, first)) = id_sorted.first_repeat {
         let (again, first) = (line_of(again as usize), line_of(first as usize));
         if first_error.as_ref().is_none_or(|e| again < e.0) {
-            return Err(bad(again, format!("duplicate id {:?} (first on line {first})", ids[id_sorted.first_repeat.map_or(0, |r| r.0 as usize)])));
+            return Err(bad(
+                again,
+                format!("duplicate id {:?} (first on line {first})", ids[id_sorted.first_repeat.map_or(0, |r| r.0 as usize)]),
+            ));
         }
     }
     if let Some((line, reason)) = first_error {
@@ -577,7 +594,8 @@ fn parse_bytes(bytes: &[u8], path: &Path, features: &[String], schema: &[(String
         fields.push(FieldSchema { name, multi, base, values: sorted });
         base += count;
     }
-    let schema = Schema { fields, columns: columns.iter().map(|c| super::columns::ColumnSchema { name: c.name.clone(), ty: c.ty }).collect() };
+    let schema =
+        Schema { fields, columns: columns.iter().map(|c| super::columns::ColumnSchema { name: c.name.clone(), ty: c.ty }).collect() };
     // Rows: global value ids, sorted and deduplicated per row, batches in parallel.
     let row0: Vec<usize> = batches.iter().scan(0, |r, b| Some(std::mem::replace(r, *r + b.ids.len()))).collect();
     let rows: Vec<(Vec<u32>, Vec<u32>)> = batches
@@ -655,11 +673,7 @@ fn intern_ids(ids: &[&str]) -> IdOrder {
     let mut keys: Vec<(u128, u32)> = ids.par_iter().enumerate().map(|(r, s)| (prefix(s), r as u32)).collect();
     keys.par_sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| ids[a.1 as usize].cmp(ids[b.1 as usize])).then(a.1.cmp(&b.1)));
     let order: Vec<u32> = keys.into_par_iter().map(|k| k.1).collect();
-    let first_repeat = order
-        .par_windows(2)
-        .filter(|w| ids[w[0] as usize] == ids[w[1] as usize])
-        .map(|w| (w[1], w[0]))
-        .min();
+    let first_repeat = order.par_windows(2).filter(|w| ids[w[0] as usize] == ids[w[1] as usize]).map(|w| (w[1], w[0])).min();
     let mut rank = vec![0u32; order.len()];
     {
         // Scatter rank -> row in parallel: each row is written once.
@@ -676,8 +690,8 @@ fn intern_ids(ids: &[&str]) -> IdOrder {
 /// (string, number, boolean) is an error naming the first line of the later class; a
 /// number field is `float` when any value is not an integer (unless declared `int`).
 fn merge_typed(batches: &[Batch], schema: &[(String, FieldType)], path: &Path) -> Result<Vec<TypedColumn>> {
-    use super::columns::{key_f64, key_i64};
     use super::ColumnType as C;
+    use super::columns::{key_f64, key_i64};
     let mut classes: std::collections::BTreeMap<&str, [usize; 4]> = Default::default();
     for b in batches {
         for (k, c) in &b.classes {
@@ -693,7 +707,10 @@ fn merge_typed(batches: &[Batch], schema: &[(String, FieldType)], path: &Path) -
             return Err(Error::Jsonl {
                 path: path.to_path_buf(),
                 line: l1,
-                reason: format!("field `{k}` holds a {} here but a {} on line {l0}; a field has one type (declare it with --schema {k}:TYPE)", CLASSES[c1], CLASSES[c0]),
+                reason: format!(
+                    "field `{k}` holds a {} here but a {} on line {l0}; a field has one type (declare it with --schema {k}:TYPE)",
+                    CLASSES[c1], CLASSES[c0]
+                ),
             });
         }
     }
@@ -835,11 +852,13 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
         let n = rng.random_range(3_000..9_000);
         // Ids sharing long prefixes (the 16-byte sort key ties), of varied lengths, with a NUL.
-        let ids: Vec<String> = (0..n).map(|i| match i % 3 {
-            0 => format!("item-with-a-long-common-prefix-{}", rng.random_range(0..u64::MAX)),
-            1 => format!("{}", rng.random_range(0..u64::MAX)),
-            _ => format!("x\\u0000{i}"),
-        }).collect();
+        let ids: Vec<String> = (0..n)
+            .map(|i| match i % 3 {
+                0 => format!("item-with-a-long-common-prefix-{}", rng.random_range(0..u64::MAX)),
+                1 => format!("{}", rng.random_range(0..u64::MAX)),
+                _ => format!("x\\u0000{i}"),
+            })
+            .collect();
         let lines: Vec<String> = ids.iter().map(|id| format!("{{\"id\":\"{id}\",\"c\":\"v{}\"}}", id.len() % 4)).collect();
         let t = parse_jsonl(lines.join("\n").as_bytes(), Path::new("t"), &[]).unwrap();
         let s = &t.attrs.schema;

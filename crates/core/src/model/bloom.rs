@@ -41,9 +41,7 @@ impl BloomParams {
         key.extend_from_slice(value.as_bytes());
         let h = xxhash_rust::xxh3::xxh3_64_with_seed(&key, self.seed);
         let (h1, h2) = (h & 0xffff_ffff, (h >> 32) | 1);
-        (0..self.hashes as u64)
-            .map(|i| (h1.wrapping_add(i.wrapping_mul(h2)) % self.bits as u64) as u32)
-            .collect()
+        (0..self.hashes as u64).map(|i| (h1.wrapping_add(i.wrapping_mul(h2)) % self.bits as u64) as u32).collect()
     }
 }
 

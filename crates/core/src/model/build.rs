@@ -16,7 +16,7 @@
 
 use super::attributes::AttributeTable;
 use super::compute::{BuildCompute, CpuCompute};
-use super::format::{self, Meta, FORMAT_VERSION};
+use super::format::{self, FORMAT_VERSION, Meta};
 use super::kmeans::KMeansParams;
 use super::npy::Matrix;
 use super::quantize::{quantize, quantize_row};
@@ -85,7 +85,6 @@ pub fn default_nlist(n: usize) -> usize {
     let p = 2f64.powf(target.log2().round()) as usize;
     p.clamp(1, n)
 }
-
 
 /// Builds an index artifact from vectors and attributes (see the module docs).
 #[derive(Clone, Debug, Default)]
@@ -189,7 +188,14 @@ impl IndexBuilder {
     /// Stream-build the artifact of `vectors` + `attributes` into the file `out`
     /// (atomically: a temporary file in its directory renamed into place; on error
     /// nothing is left behind). `rerank`: a model to embed (input width 2·D + F).
-    pub fn build_to_file(&self, vectors: &Path, attributes: &Path, out: &Path, compute: &dyn BuildCompute, rerank: Option<&RerankModel>) -> Result<BuildSummary> {
+    pub fn build_to_file(
+        &self,
+        vectors: &Path,
+        attributes: &Path,
+        out: &Path,
+        compute: &dyn BuildCompute,
+        rerank: Option<&RerankModel>,
+    ) -> Result<BuildSummary> {
         use std::os::unix::fs::PermissionsExt;
         format::check_target(out)?;
         let src = VectorSource::open(vectors)?;
@@ -214,13 +220,26 @@ impl IndexBuilder {
         crate::progress::release_free_memory();
         let t1 = std::time::Instant::now();
         file.sync_all().map_err(|e| Error::io(out, e))?;
-        log::info!("sync: {:.1} MB to disk in {:.2}s; {}", summary.bytes as f64 / 1e6, t1.elapsed().as_secs_f64(), crate::progress::rss_note());
+        log::info!(
+            "sync: {:.1} MB to disk in {:.2}s; {}",
+            summary.bytes as f64 / 1e6,
+            t1.elapsed().as_secs_f64(),
+            crate::progress::rss_note()
+        );
         tmp.persist(out).map_err(|e| Error::io(out, e.error))?;
         Ok(summary)
     }
 
     /// The build steps (module docs) writing into `out`; `path` names it in errors.
-    pub fn write<O: Output>(&self, src: &VectorSource, table: &AttributeTable, compute: &dyn BuildCompute, rerank: Option<&RerankModel>, out: O, path: &Path) -> Result<(O, BuildSummary)> {
+    pub fn write<O: Output>(
+        &self,
+        src: &VectorSource,
+        table: &AttributeTable,
+        compute: &dyn BuildCompute,
+        rerank: Option<&RerankModel>,
+        out: O,
+        path: &Path,
+    ) -> Result<(O, BuildSummary)> {
         let p = &self.params;
         let (n, d) = (src.rows, src.dim);
         if d == 0 {
@@ -233,7 +252,10 @@ impl IndexBuilder {
             return Err(Error::param("vectors", format!("{n} rows exceed the u32 row range")));
         }
         if d > super::compute::MAX_EXACT_DIM {
-            return Err(Error::param("vectors", format!("dimension {d} exceeds {} (the int8 assignment dot must be exact in f32)", super::compute::MAX_EXACT_DIM)));
+            return Err(Error::param(
+                "vectors",
+                format!("dimension {d} exceeds {} (the int8 assignment dot must be exact in f32)", super::compute::MAX_EXACT_DIM),
+            ));
         }
         if table.ids.len() != n {
             return Err(Error::CountMismatch {
@@ -276,7 +298,8 @@ impl IndexBuilder {
         if l2 && compute.name() != "cpu" {
             log::warn!("--metric l2 trains and assigns on the cpu (the {} k-means is spherical)", compute.name());
         }
-        let centroids = if l2 { super::kmeans::train_with(&x, d, &kp, true, &|| pb.inc(1)) } else { compute.train(&x, d, &kp, &|| pb.inc(1))? };
+        let centroids =
+            if l2 { super::kmeans::train_with(&x, d, &kp, true, &|| pb.inc(1)) } else { compute.train(&x, d, &kp, &|| pb.inc(1))? };
         pb.finish();
         drop(x);
         if centroids.len() != nlist * d {
@@ -433,11 +456,8 @@ impl IndexBuilder {
 
         log::info!("header, centroids, dictionaries written in {:.2}s", t_head.elapsed().as_secs_f64());
         // 5. Pass 2: sorted rows, chunk by chunk.
-        let value_bits: Vec<u32> = schema
-            .fields
-            .par_iter()
-            .flat_map_iter(|f| f.values.iter().flat_map(|v| p.bloom.positions(&f.name, v)))
-            .collect();
+        let value_bits: Vec<u32> =
+            schema.fields.par_iter().flat_map_iter(|f| f.values.iter().flat_map(|v| p.bloom.positions(&f.name, v))).collect();
         let k = p.bloom.hashes as usize;
         let mut planes = vec![0u64; bits * words];
         w.put_pod("items.row_id_offsets", &[0u64])?;
@@ -547,7 +567,11 @@ impl Pass2<'_> {
         codes.par_chunks_mut(d).zip(x.par_chunks(d)).zip(scale.par_iter_mut()).for_each(|((c, x), s)| *s = quantize_row(x, c));
         let sqnorms = (self.metric == Metric::L2).then(|| codes.par_chunks(d).map(super::metric::sqnorm).collect());
         let embeddings = self.embeddings.then(|| x.par_iter().map(|&v| f16::from_f32(v)).collect());
-        let features = if nf > 0 { rows.iter().flat_map(|&r| table.features[r as usize * nf..(r as usize + 1) * nf].iter().copied()).collect() } else { Vec::new() };
+        let features = if nf > 0 {
+            rows.iter().flat_map(|&r| table.features[r as usize * nf..(r as usize + 1) * nf].iter().copied()).collect()
+        } else {
+            Vec::new()
+        };
         let source_rows = rows.iter().map(|&r| r as u64).collect();
         // Ids and attribute values of the rows (random reads of the table), in parallel
         // pieces, then joined with their running offsets: (id bytes, their ends, value ids, their ends) per piece.
@@ -555,7 +579,8 @@ impl Pass2<'_> {
         let parts: Vec<Piece> = rows
             .par_chunks(4096)
             .map(|rs| {
-                let (mut ids, mut io, mut vals, mut vo) = (Vec::new(), Vec::with_capacity(rs.len()), Vec::new(), Vec::with_capacity(rs.len()));
+                let (mut ids, mut io, mut vals, mut vo) =
+                    (Vec::new(), Vec::with_capacity(rs.len()), Vec::new(), Vec::with_capacity(rs.len()));
                 for &r in rs {
                     ids.extend_from_slice(table.ids[r as usize].as_bytes());
                     io.push(ids.len() as u64);

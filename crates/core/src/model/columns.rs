@@ -128,14 +128,25 @@ impl Values {
 /// a message naming the type (the caller names the field).
 pub fn key_of_json(ty: ColumnType, v: &serde_json::Value) -> std::result::Result<Option<u64>, String> {
     use serde_json::Value as J;
-    let want = || format!("is a {} field; got {}", ty.name(), { let s = v.to_string(); if s.len() > 40 { format!("{}...", &s[..s.char_indices().nth(37).map_or(s.len(), |c| c.0)]) } else { s } });
+    let want = || {
+        format!("is a {} field; got {}", ty.name(), {
+            let s = v.to_string();
+            if s.len() > 40 { format!("{}...", &s[..s.char_indices().nth(37).map_or(s.len(), |c| c.0)]) } else { s }
+        })
+    };
     Ok(Some(match (ty, v) {
         (_, J::Null) => return Ok(None),
-        (ColumnType::Int, J::Number(n)) => key_i64(n.as_i64().ok_or_else(|| format!("is an int field; {n} is not an integer in i64 range"))?),
-        (ColumnType::Float, J::Number(n)) => key_f64(n.as_f64().filter(|f| f.is_finite()).ok_or_else(|| format!("{n} is not a finite number"))?),
+        (ColumnType::Int, J::Number(n)) => {
+            key_i64(n.as_i64().ok_or_else(|| format!("is an int field; {n} is not an integer in i64 range"))?)
+        }
+        (ColumnType::Float, J::Number(n)) => {
+            key_f64(n.as_f64().filter(|f| f.is_finite()).ok_or_else(|| format!("{n} is not a finite number"))?)
+        }
         (ColumnType::Bool, J::Bool(b)) => *b as u64,
         (ColumnType::Timestamp, J::String(s)) => key_i64(parse_timestamp(s)?),
-        (ColumnType::Timestamp, J::Number(n)) => key_i64(n.as_i64().ok_or_else(|| format!("is a timestamp field; {n} is not integer microseconds"))?),
+        (ColumnType::Timestamp, J::Number(n)) => {
+            key_i64(n.as_i64().ok_or_else(|| format!("is a timestamp field; {n} is not integer microseconds"))?)
+        }
         _ => return Err(want()),
     }))
 }
@@ -547,7 +558,10 @@ mod tests {
             assert!(lr.key(2 * l) <= k && k <= lr.key(2 * l + 1), "row {r}");
         }
         assert!(key_of_json(ColumnType::Int, &serde_json::json!(2.5)).unwrap_err().contains("int"));
-        assert_eq!(key_of_json(ColumnType::Timestamp, &serde_json::json!("2024-01-01T00:00:00Z")).unwrap(), Some(key_i64(1_704_067_200_000_000)));
+        assert_eq!(
+            key_of_json(ColumnType::Timestamp, &serde_json::json!("2024-01-01T00:00:00Z")).unwrap(),
+            Some(key_i64(1_704_067_200_000_000))
+        );
         assert_eq!(key_of_json(ColumnType::Bool, &serde_json::Value::Null).unwrap(), None);
         assert!(key_of_json(ColumnType::Bool, &serde_json::json!("yes")).is_err());
         assert_eq!(key_of_json(ColumnType::Float, &serde_json::json!(-0.0)).unwrap(), Some(key_f64(0.0)));
@@ -580,7 +594,14 @@ mod tests {
         assert_eq!(parse_timestamp("1970-01-01T02:00:00+02:00"), Ok(0));
         assert_eq!(parse_timestamp("1969-12-31T23:59:59.999999Z"), Ok(-1));
         assert_eq!(parse_timestamp("2000-03-01T00:00:00z"), Ok(951_868_800_000_000));
-        for bad in ["2024-02-30T00:00:00Z", "2024-01-01", "2024-01-01T00:00:00", "2024-01-01T00:00:00+2:00", "x024-01-01T00:00:00Z", "2024-01-01T00:00:00.Z"] {
+        for bad in [
+            "2024-02-30T00:00:00Z",
+            "2024-01-01",
+            "2024-01-01T00:00:00",
+            "2024-01-01T00:00:00+2:00",
+            "x024-01-01T00:00:00Z",
+            "2024-01-01T00:00:00.Z",
+        ] {
             assert!(parse_timestamp(bad).is_err(), "{bad}");
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
@@ -599,7 +620,8 @@ mod tests {
             let mut cuts: Vec<u64> = (0..nl - 1).map(|_| rng.random_range(0..=n as u64)).collect();
             cuts.sort_unstable();
             let offs: Vec<u64> = std::iter::once(0).chain(cuts).chain(std::iter::once(n as u64)).collect();
-            let keys: Vec<Option<u64>> = (0..n).map(|r| rng.random_bool(0.8).then(|| key_i64(rng.random_range(-20..20) + (r as i64 / 100)))).collect();
+            let keys: Vec<Option<u64>> =
+                (0..n).map(|r| rng.random_bool(0.8).then(|| key_i64(rng.random_range(-20..20) + (r as i64 / 100)))).collect();
             let c = Column::from_keys("x", ColumnType::Int, &keys, &offs);
             for _ in 0..50 {
                 let a = key_i64(rng.random_range(-25..25));

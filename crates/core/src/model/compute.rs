@@ -172,7 +172,14 @@ mod tests {
                 }
                 assert_eq!(lr, best.0, "row {r}");
                 // And it is (up to rounding) the nearest quantized centroid.
-                let dist = |l: usize| -> f64 { (0..d).map(|j| { let t = xr[j] as f64 * xq.scale[r] as f64 - cq.row(l)[j] as f64 * cq.scale[l] as f64; t * t }).sum() };
+                let dist = |l: usize| -> f64 {
+                    (0..d)
+                        .map(|j| {
+                            let t = xr[j] as f64 * xq.scale[r] as f64 - cq.row(l)[j] as f64 * cq.scale[l] as f64;
+                            t * t
+                        })
+                        .sum()
+                };
                 let near = (0..k).map(dist).fold(f64::INFINITY, f64::min);
                 assert!(dist(lr as usize) <= near + 1e-4 * (1.0 + near), "row {r}");
             }

@@ -29,11 +29,19 @@ pub fn check_vector(v: &[f32], stored_f16: bool) -> std::result::Result<(), Faul
         return Err(Fault { col: Some(j), value: v[j], reason: "is not finite (NaN, Inf or beyond the f32 range)".into() });
     }
     if stored_f16 && let Some(j) = v.iter().position(|x| x.abs() > F16_MAX) {
-        return Err(Fault { col: Some(j), value: v[j], reason: format!("{} is beyond the f16 range ±{F16_MAX} of the stored embeddings", v[j]) });
+        return Err(Fault {
+            col: Some(j),
+            value: v[j],
+            reason: format!("{} is beyond the f16 range ±{F16_MAX} of the stored embeddings", v[j]),
+        });
     }
     let sq: f64 = v.iter().map(|&x| x as f64 * x as f64).sum();
     if sq > f32::MAX as f64 {
-        return Err(Fault { col: None, value: sq.sqrt() as f32, reason: format!("its sum of squares ({sq:.3e}) overflows f32; scale the vector down") });
+        return Err(Fault {
+            col: None,
+            value: sq.sqrt() as f32,
+            reason: format!("its sum of squares ({sq:.3e}) overflows f32; scale the vector down"),
+        });
     }
     Ok(())
 }

@@ -26,10 +26,10 @@ use super::{BloomParams, BloomPlanes, I8Matrix, Ids, Index, Metric, Tensor};
 use crate::error::{Error, Result};
 use crate::rerank::RerankModel;
 use half::f16;
+use rayon::prelude::*;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
-use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
@@ -84,7 +84,8 @@ pub fn checksums(bytes: &[u8], path: &Path) -> Result<Option<Vec<Check>>> {
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let info = header.metadata().clone().unwrap_or_default();
     let Some(text) = info.get(CHECKSUMS) else { return Ok(None) };
-    let want: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| bad(format!("metadata `{CHECKSUMS}` is not a JSON map of names to hex: {e}")))?;
+    let want: BTreeMap<String, String> =
+        serde_json::from_str(text).map_err(|e| bad(format!("metadata `{CHECKSUMS}` is not a JSON map of names to hex: {e}")))?;
     let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
     names.push(META_ENTRY.into());
     names.extend(want.keys().filter(|k| k.as_str() != META_ENTRY && st.tensor(k).is_err()).cloned());
@@ -162,7 +163,9 @@ pub const QUANTIZATION: &str = "int8 symmetric per row: scale = absmax/127, roun
 /// The `quantization` metadata of an index of `metric` (l2 adds its query rule and score).
 pub fn quantization(metric: Metric) -> String {
     match metric {
-        Metric::L2 => format!("{QUANTIZATION}; l2: query scale = the power of two >= absmax/127, score = ((dot as f32) * qscale - (sqnorm as f32 * scale) * 0.5) * scale"),
+        Metric::L2 => format!(
+            "{QUANTIZATION}; l2: query scale = the power of two >= absmax/127, score = ((dot as f32) * qscale - (sqnorm as f32 * scale) * 0.5) * scale"
+        ),
         _ => QUANTIZATION.into(),
     }
 }
@@ -297,7 +300,9 @@ pub fn check_target(path: &Path) -> Result<()> {
     let refuse = |what: &str| Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string()));
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => Err(refuse("is a directory; give a file path for the output")),
-        Ok(m) if !m.is_file() => Err(refuse("exists and is not a regular file (a FIFO, device or socket, or a symlink to one); refusing to replace it")),
+        Ok(m) if !m.is_file() => {
+            Err(refuse("exists and is not a regular file (a FIFO, device or socket, or a symlink to one); refusing to replace it"))
+        }
         _ => Ok(()),
     }
 }
@@ -355,7 +360,10 @@ pub fn inspect(path: &Path) -> Result<Table> {
 /// Check the `__metadata__` checksum alone (header only). `Ok(None)`: no checksums.
 pub fn meta_check(info: &HashMap<String, String>, path: &Path) -> Result<Option<Check>> {
     let Some(text) = info.get(CHECKSUMS) else { return Ok(None) };
-    let want: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| Error::Format { path: path.into(), reason: format!("metadata `{CHECKSUMS}` is not a JSON map of names to hex: {e}") })?;
+    let want: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| Error::Format {
+        path: path.into(),
+        reason: format!("metadata `{CHECKSUMS}` is not a JSON map of names to hex: {e}"),
+    })?;
     let got = meta_checksum(info);
     let problem = match want.get(META_ENTRY) {
         Some(w) if *w == got => None,
@@ -388,7 +396,8 @@ pub fn decode(src: Source, path: &Path, verify: Verify) -> Result<(Index, Times)
             None => log::warn!("{}: no checksums (written by an older silica); integrity not verified", path.display()),
             Some(checks) => {
                 if let Some(c) = checks.iter().find(|c| c.problem.is_some()) {
-                    let what = if c.name == META_ENTRY { "metadata (bloom, schema, ...)".to_string() } else { format!("tensor `{}`", c.name) };
+                    let what =
+                        if c.name == META_ENTRY { "metadata (bloom, schema, ...)".to_string() } else { format!("tensor `{}`", c.name) };
                     return Err(bad(format!(
                         "{what}: {}; the file is damaged (`silica verify` checks every tensor)",
                         c.problem.as_deref().unwrap_or_default()
@@ -443,7 +452,8 @@ pub fn decode(src: Source, path: &Path, verify: Verify) -> Result<(Index, Times)
             raw($name, $dt, $shape).map(|b| src.tensor::<$t>($name, b))
         };
     }
-    let len_of = |name: &str| st.tensor(name).map(|t| t.shape().first().copied().unwrap_or(0)).map_err(|_| bad(format!("missing tensor `{name}`")));
+    let len_of =
+        |name: &str| st.tensor(name).map(|t| t.shape().first().copied().unwrap_or(0)).map_err(|_| bad(format!("missing tensor `{name}`")));
 
     // Small tensors are copied; the O(N) ones view the map.
     let centroids: Vec<f32> = cast(raw("ivf.centroids", Dtype::F32, &[l, d])?);
@@ -482,7 +492,8 @@ pub fn decode(src: Source, path: &Path, verify: Verify) -> Result<(Index, Times)
                 ColumnType::Bool => Values::U8(tensor!(u8, &name, Dtype::U8, shape)?),
             })
         };
-        let (values, word_range, list_range) = (values("values", &[n])?, values("word_range", &[words, 2])?, values("list_range", &[l, 2])?);
+        let (values, word_range, list_range) =
+            (values("values", &[n])?, values("word_range", &[words, 2])?, values("list_range", &[l, 2])?);
         if let Values::F64(v) = &values
             && first_bad(v, |x| !x.is_finite()).is_some()
         {
@@ -524,7 +535,10 @@ pub fn decode(src: Source, path: &Path, verify: Verify) -> Result<(Index, Times)
     // Every backend's int8 dot is exact for codes in the quantizer's range [-127, 127].
     for (name, c) in [("ivf.centroid_codes", &ccodes[..]), ("items.codes", &codes[..])] {
         if let Some(i) = first_bad(c, |&x| x == i8::MIN) {
-            return Err(bad(format!("`{name}` holds -128 at row {}; int8 codes are in [-127, 127] (symmetric quantization)", i / d.max(1))));
+            return Err(bad(format!(
+                "`{name}` holds -128 at row {}; int8 codes are in [-127, 127] (symmetric quantization)",
+                i / d.max(1)
+            )));
         }
     }
     // l2: the stored squared code norms are those of the codes (every backend ranks by them).
@@ -533,7 +547,8 @@ pub fn decode(src: Source, path: &Path, verify: Verify) -> Result<(Index, Times)
     {
         return Err(bad(format!("`items.sqnorms` is not the squared norm of the codes (rows {r}.. hold a mismatch)")));
     }
-    check_values(&centroids, &cscale, &scale, embeddings.as_deref(), features.as_deref(), d.max(1), feature_names.len().max(1)).map_err(bad)?;
+    check_values(&centroids, &cscale, &scale, embeddings.as_deref(), features.as_deref(), d.max(1), feature_names.len().max(1))
+        .map_err(bad)?;
     if first_bad(&attr_vals, |&v| v as usize >= total).is_some() || first_bad(&source_rows, |&r| r as usize >= n).is_some() {
         return Err(bad("attribute value id or source row out of range".into()));
     }
@@ -571,12 +586,24 @@ fn first_bad<T: Sync>(v: &[T], bad: impl Fn(&T) -> bool + Sync) -> Option<usize>
 /// Start of the first block `[a, b)` of `0..len` (64 Ki elements) where `any(a, b)` holds.
 fn first_bad_by(len: usize, any: impl Fn(usize, usize) -> bool + Sync) -> Option<usize> {
     const BLOCK: usize = 1 << 16;
-    (0..len.div_ceil(BLOCK)).into_par_iter().map(|c| (c * BLOCK, ((c + 1) * BLOCK).min(len))).find_first(|&(a, b)| any(a, b)).map(|(a, _)| a)
+    (0..len.div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|c| (c * BLOCK, ((c + 1) * BLOCK).min(len)))
+        .find_first(|&(a, b)| any(a, b))
+        .map(|(a, _)| a)
 }
 
 /// Float tensors must hold what silica writes: finite centroids, embeddings and features,
 /// finite non-negative scales (a NaN there would become a NaN score).
-fn check_values(centroids: &[f32], cscale: &[f32], scale: &[f32], emb: Option<&[f16]>, feats: Option<&[f32]>, d: usize, f: usize) -> std::result::Result<(), String> {
+fn check_values(
+    centroids: &[f32],
+    cscale: &[f32],
+    scale: &[f32],
+    emb: Option<&[f16]>,
+    feats: Option<&[f32]>,
+    d: usize,
+    f: usize,
+) -> std::result::Result<(), String> {
     let first = |v: &[f32], bad: fn(f32) -> bool| first_bad(v, |&x| bad(x));
     let not_finite = |x: f32| !x.is_finite();
     let not_scale = |x: f32| !x.is_finite() || x < 0.0;

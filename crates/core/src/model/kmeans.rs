@@ -29,12 +29,7 @@ pub(crate) fn sims(x: &[f32], c: &[f32], d: usize, k: usize, out: &mut [f32]) {
     let n = x.len() / d;
     // SAFETY: pointers and strides describe the slices exactly: x [n,d], c^T [d,k], out [n,k].
     unsafe {
-        matrixmultiply::sgemm(
-            n, d, k, 1.0,
-            x.as_ptr(), d as isize, 1,
-            c.as_ptr(), 1, d as isize,
-            0.0, out.as_mut_ptr(), k as isize, 1,
-        );
+        matrixmultiply::sgemm(n, d, k, 1.0, x.as_ptr(), d as isize, 1, c.as_ptr(), 1, d as isize, 0.0, out.as_mut_ptr(), k as isize, 1);
     }
 }
 
@@ -93,7 +88,9 @@ pub fn train_with(data: &[f32], d: usize, p: &KMeansParams, euclidean: bool, pro
     let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
     // Training sample.
     let m = n.min(k.saturating_mul(p.sample_per_cluster).max(k));
-    let idx: Vec<usize> = if m == n { (0..n).collect() } else {
+    let idx: Vec<usize> = if m == n {
+        (0..n).collect()
+    } else {
         let mut v = sample(&mut rng, n, m).into_vec();
         v.sort_unstable();
         v

@@ -14,8 +14,8 @@ use super::format::Verify;
 use super::tensor::{Map, Tensor};
 use crate::error::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use safetensors::tensor::Metadata;
 use safetensors::Dtype;
+use safetensors::tensor::Metadata;
 use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
@@ -219,7 +219,14 @@ impl Progress {
             pb
         });
         let now = Instant::now();
-        Progress { bar, total: if big { total } else { 0 }, done: AtomicU64::new(0), started: now, last_log: Mutex::new(now), what: what.into() }
+        Progress {
+            bar,
+            total: if big { total } else { 0 },
+            done: AtomicU64::new(0),
+            started: now,
+            last_log: Mutex::new(now),
+            what: what.into(),
+        }
     }
 
     /// Count `n` more bytes done (any thread).
@@ -234,7 +241,13 @@ impl Progress {
                 let s = self.started.elapsed().as_secs_f64();
                 let rate = done as f64 / s.max(1e-9);
                 let eta = (self.total.saturating_sub(done)) as f64 / rate.max(1.0);
-                log::info!("{}: {:.2}/{:.2} GB, {:.2} GB/s, ETA {eta:.0}s", self.what, done as f64 / 1e9, self.total as f64 / 1e9, rate / 1e9);
+                log::info!(
+                    "{}: {:.2}/{:.2} GB, {:.2} GB/s, ETA {eta:.0}s",
+                    self.what,
+                    done as f64 / 1e9,
+                    self.total as f64 / 1e9,
+                    rate / 1e9
+                );
             }
         }
     }

@@ -176,7 +176,12 @@ mod tests {
             })
             .collect();
         let exact = |r: usize| -> f64 {
-            (0..d).map(|j| { let t = qc[j] as f64 * qs as f64 - m.row(r)[j] as f64 * m.scale[r] as f64; t * t }).sum()
+            (0..d)
+                .map(|j| {
+                    let t = qc[j] as f64 * qs as f64 - m.row(r)[j] as f64 * m.scale[r] as f64;
+                    t * t
+                })
+                .sum()
         };
         by_score.sort_by(|a, b| b.0.total_cmp(&a.0));
         // The best by score is (within f32 rounding) the nearest quantized row.

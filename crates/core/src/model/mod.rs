@@ -8,29 +8,29 @@
 
 pub mod attributes;
 pub mod bloom;
+pub mod build;
 pub mod calibration;
 pub mod columns;
 pub mod compute;
-pub mod build;
 pub mod finite;
 pub mod format;
-pub mod source;
-pub mod writer;
 pub mod kmeans;
 pub mod load;
 pub mod metric;
 pub mod npy;
 pub mod postings;
 pub mod quantize;
+pub mod source;
 pub mod tensor;
+pub mod writer;
 
 pub use attributes::{Attributes, FieldSchema, Schema};
-pub use columns::{Column, ColumnType, Columns};
 pub use bloom::{BloomParams, BloomPlanes};
 pub use build::IndexBuilder;
-pub use tensor::{Ids, Tensor};
+pub use columns::{Column, ColumnType, Columns};
 use half::f16;
 use serde::{Deserialize, Serialize};
+pub use tensor::{Ids, Tensor};
 
 /// Similarity metric. `cosine` normalizes items and queries to unit L2 norm, then uses
 /// the inner product; `ip` uses the raw inner product; `l2` ranks by squared Euclidean
@@ -181,7 +181,13 @@ impl Index {
             } else if let Some(f) = schema.field(name) {
                 let fs = &schema.fields[f];
                 let end = fs.base + fs.values.len() as u32;
-                let vals: Vec<Value> = self.attrs.row(r).iter().filter(|&&v| v >= fs.base && v < end).map(|&v| Value::String(fs.values[(v - fs.base) as usize].clone())).collect();
+                let vals: Vec<Value> = self
+                    .attrs
+                    .row(r)
+                    .iter()
+                    .filter(|&&v| v >= fs.base && v < end)
+                    .map(|&v| Value::String(fs.values[(v - fs.base) as usize].clone()))
+                    .collect();
                 if fs.multi { Value::Array(vals) } else { vals.into_iter().next().unwrap_or(Value::Null) }
             } else {
                 let known: Vec<String> = crate::filter::Dictionary::field_names(schema);

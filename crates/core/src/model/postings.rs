@@ -156,10 +156,23 @@ impl PostingState {
         let (mut i, mut j) = (0, 0);
         while i < self.stale.len() || j < rows.len() {
             let next = match (self.stale.get(i), rows.get(j)) {
-                (Some(&a), Some(&b)) if a == b => { i += 1; j += 1; a }
-                (Some(&a), Some(&b)) if a < b => { i += 1; a }
-                (Some(&a), None) => { i += 1; a }
-                (_, Some(&b)) => { j += 1; b }
+                (Some(&a), Some(&b)) if a == b => {
+                    i += 1;
+                    j += 1;
+                    a
+                }
+                (Some(&a), Some(&b)) if a < b => {
+                    i += 1;
+                    a
+                }
+                (Some(&a), None) => {
+                    i += 1;
+                    a
+                }
+                (_, Some(&b)) => {
+                    j += 1;
+                    b
+                }
                 (None, None) => unreachable!(),
             };
             s.push(next);
@@ -223,11 +236,12 @@ pub fn driver(plan: &crate::filter::Plan, post: &Postings) -> Option<(Vec<u32>, 
 /// driver's rows (only the live bits).
 pub fn driver_is_exact(plan: &crate::filter::Plan) -> bool {
     use crate::filter::Op;
-    !plan.is_all() && plan.ops.iter().all(|op| match *op {
-        Op::Term(i) => plan.terms[i as usize].typed.is_none(),
-        Op::Or => true,
-        _ => false,
-    })
+    !plan.is_all()
+        && plan.ops.iter().all(|op| match *op {
+            Op::Term(i) => plan.terms[i as usize].typed.is_none(),
+            Op::Or => true,
+            _ => false,
+        })
 }
 
 /// The plan a posting search that visits only `driver`'s rows may check them with: the
@@ -235,7 +249,12 @@ pub fn driver_is_exact(plan: &crate::filter::Plan) -> bool {
 /// `driver` is exactly its value ids, not a wider set) and nothing is stale (only live
 /// bits are then read), else `plan`. Only for backends whose `scan_postings` restricts
 /// itself to the driver's rows (not the default, which scans every row under the plan).
-pub fn check_plan<'a>(plan: &'a crate::filter::Plan, driver: &[u32], state: &PostingState, all: &'a crate::filter::Plan) -> &'a crate::filter::Plan {
+pub fn check_plan<'a>(
+    plan: &'a crate::filter::Plan,
+    driver: &[u32],
+    state: &PostingState,
+    all: &'a crate::filter::Plan,
+) -> &'a crate::filter::Plan {
     if !state.stale.is_empty() || !driver_is_exact(plan) {
         return plan;
     }
@@ -273,7 +292,11 @@ pub fn lower_bound(plan: &crate::filter::Plan, post: &Postings, schema: &super::
                     (0, n)
                 } else {
                     let sum = t.value_ids.iter().map(|&v| post.len_of(v)).sum::<u64>().min(n);
-                    let lo = if t.value_ids.iter().any(|&v| multi(v)) { t.value_ids.iter().map(|&v| post.len_of(v)).max().unwrap_or(0) } else { sum };
+                    let lo = if t.value_ids.iter().any(|&v| multi(v)) {
+                        t.value_ids.iter().map(|&v| post.len_of(v)).max().unwrap_or(0)
+                    } else {
+                        sum
+                    };
                     (lo, sum)
                 }
             }
@@ -369,7 +392,8 @@ mod tests {
         let stale = [4u32, 17, 4_999];
         let driver = [1u32, 2, 5];
         let got = candidate_rows(&p, &stale, &a, &driver);
-        let mut want: Vec<u32> = (0..5_000u32).filter(|r| !stale.contains(r) && a.row(*r as usize).iter().any(|v| driver.contains(v))).collect();
+        let mut want: Vec<u32> =
+            (0..5_000u32).filter(|r| !stale.contains(r) && a.row(*r as usize).iter().any(|v| driver.contains(v))).collect();
         want.extend(stale);
         let mut sorted = got.clone();
         sorted.sort_unstable();
@@ -393,12 +417,26 @@ mod tests {
             values.extend(row);
             offsets.push(values.len() as u64);
         }
-        let fs = |name: &str, multi, base| FieldSchema { name: name.into(), multi, base, values: (0..6).map(|v| format!("v{v}")).collect() };
-        let a = Attributes { schema: Schema { fields: vec![fs("a", false, 0), fs("b", true, 6)], ..Default::default() }, offsets: offsets.into(), values: values.into() };
+        let fs =
+            |name: &str, multi, base| FieldSchema { name: name.into(), multi, base, values: (0..6).map(|v| format!("v{v}")).collect() };
+        let a = Attributes {
+            schema: Schema { fields: vec![fs("a", false, 0), fs("b", true, 6)], ..Default::default() },
+            offsets: offsets.into(),
+            values: values.into(),
+        };
         let p = Postings::build(&a);
         let bloom = crate::model::BloomParams { bits: 64, hashes: 2, seed: 1 };
         let mut tight = 0;
-        for text in ["a = \"v1\"", "a IN (\"v1\", \"v2\")", "b IN (\"v1\", \"v2\")", "NOT a = \"v0\"", "a IN (\"v1\", \"v2\", \"v3\", \"v4\") AND NOT b = \"v0\"", "a = \"v1\" OR b = \"v5\"", "NOT (a = \"v1\" AND b = \"v2\")", "a = \"v1\" AND a = \"v2\""] {
+        for text in [
+            "a = \"v1\"",
+            "a IN (\"v1\", \"v2\")",
+            "b IN (\"v1\", \"v2\")",
+            "NOT a = \"v0\"",
+            "a IN (\"v1\", \"v2\", \"v3\", \"v4\") AND NOT b = \"v0\"",
+            "a = \"v1\" OR b = \"v5\"",
+            "NOT (a = \"v1\" AND b = \"v2\")",
+            "a = \"v1\" AND a = \"v2\"",
+        ] {
             let plan = Filter::compile(text, &a.schema, &bloom).unwrap().plan;
             let pass = (0..n).filter(|&r| plan.matches(a.row(r))).count() as u64;
             let lo = lower_bound(&plan, &p, &a.schema, n as u64);
@@ -408,7 +446,15 @@ mod tests {
         assert!(tight >= 3, "single-valued terms are bounded exactly");
         // An exact driver: every row its postings hold passes; the others have rows that fail.
         let mut exact = 0;
-        for text in ["a = \"v1\"", "b IN (\"v1\", \"v2\")", "a = \"v1\" OR b = \"v5\"", "a = \"v1\" OR (a = \"v2\" OR b = \"v0\")", "a = \"v1\" AND b = \"v2\"", "NOT a = \"v0\"", "a IN (\"v1\", \"v2\") AND NOT b = \"v0\""] {
+        for text in [
+            "a = \"v1\"",
+            "b IN (\"v1\", \"v2\")",
+            "a = \"v1\" OR b = \"v5\"",
+            "a = \"v1\" OR (a = \"v2\" OR b = \"v0\")",
+            "a = \"v1\" AND b = \"v2\"",
+            "NOT a = \"v0\"",
+            "a IN (\"v1\", \"v2\") AND NOT b = \"v0\"",
+        ] {
             let plan = Filter::compile(text, &a.schema, &bloom).unwrap().plan;
             let (ids, _) = driver(&plan, &p).unwrap_or_default();
             let rows = candidate_rows(&p, &[], &a, &ids);

@@ -37,11 +37,7 @@ pub fn quantize(data: &[f32], dim: usize) -> I8Matrix {
     let mut codes = vec![0i8; rows * dim];
     let mut scale = vec![0f32; rows];
     if dim > 0 {
-        codes
-            .par_chunks_mut(dim)
-            .zip(scale.par_iter_mut())
-            .zip(data.par_chunks(dim))
-            .for_each(|((c, s), x)| *s = quantize_row(x, c));
+        codes.par_chunks_mut(dim).zip(scale.par_iter_mut()).zip(data.par_chunks(dim)).for_each(|((c, s), x)| *s = quantize_row(x, c));
     }
     I8Matrix { rows, dim, codes: codes.into(), scale: scale.into() }
 }
@@ -70,7 +66,10 @@ mod round_tests {
     fn magic_rounding_equals_round_ties_even() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         let ties = (-260..=260).map(|i| i as f32 * 0.5);
-        let near = (-1000..=1000).flat_map(|i| { let x = i as f32 * 0.5; [x.next_up(), x.next_down()] });
+        let near = (-1000..=1000).flat_map(|i| {
+            let x = i as f32 * 0.5;
+            [x.next_up(), x.next_down()]
+        });
         let random = (0..100_000).map(|_| rng.random_range(-300.0f32..300.0));
         for y in ties.chain(near).chain(random).chain([0.0, -0.0, 127.0, -127.0, 1e30, -1e30]) {
             let want = y.round_ties_even().clamp(-127.0, 127.0);

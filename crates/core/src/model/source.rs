@@ -10,7 +10,13 @@ use std::path::Path;
 enum Data {
     Owned(Vec<f32>),
     /// `file` serves scattered reads ([`VectorSource::read_row_into`]) without mapping pages.
-    Mapped { map: memmap2::Mmap, start: usize, f16: bool, file: std::fs::File, path: std::path::PathBuf },
+    Mapped {
+        map: memmap2::Mmap,
+        start: usize,
+        f16: bool,
+        file: std::fs::File,
+        path: std::path::PathBuf,
+    },
 }
 
 /// `[rows, dim]` vectors readable by row.

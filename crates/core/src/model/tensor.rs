@@ -22,7 +22,11 @@ pub struct Tensor<T> {
 enum Repr<T> {
     Owned(Arc<Vec<T>>),
     /// `len` elements of `map` from byte `offset` (aligned for `T`, checked by [`Tensor::mapped`]).
-    Mapped { map: Map, offset: usize, len: usize },
+    Mapped {
+        map: Map,
+        offset: usize,
+        len: usize,
+    },
 }
 
 impl<T: bytemuck::Pod> Tensor<T> {
@@ -232,7 +236,9 @@ impl Ids {
                 Err(_) => return Some(format!("rows {a}..{b} are not UTF-8")),
             };
             let base = o[a] as usize;
-            (a + 1..b).find(|&r| !text.is_char_boundary(o[r] as usize - base)).map(|r| format!("row {r} does not start on a UTF-8 character boundary"))
+            (a + 1..b)
+                .find(|&r| !text.is_char_boundary(o[r] as usize - base))
+                .map(|r| format!("row {r} does not start on a UTF-8 character boundary"))
         });
         match bad {
             Some(e) => Err(e),

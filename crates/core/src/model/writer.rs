@@ -115,7 +115,8 @@ fn header_json(specs: &[TensorSpec], rel: &[(u64, u64)], meta: &HashMap<String, 
 
 /// A placeholder checksum map of the final one's length (16 hex digits per entry).
 fn placeholder_sums(specs: &[TensorSpec]) -> String {
-    let sums: BTreeMap<String, String> = specs.iter().map(|s| s.name.clone()).chain([META_ENTRY.to_string()]).map(|n| (n, "0".repeat(16))).collect();
+    let sums: BTreeMap<String, String> =
+        specs.iter().map(|s| s.name.clone()).chain([META_ENTRY.to_string()]).map(|n| (n, "0".repeat(16))).collect();
     serde_json::to_string(&sums).expect("strings serialize")
 }
 
@@ -168,7 +169,12 @@ impl<O: Output> ArtifactWriter<O> {
     fn write_header(&mut self, sums: &str) -> Result<()> {
         let mut meta = self.meta.clone();
         meta.insert(CHECKSUMS.into(), sums.to_string());
-        let rel: Vec<(u64, u64)> = self.specs.iter().zip(&self.start).map(|(s, &a)| (a - 8 - self.header_len as u64, a - 8 - self.header_len as u64 + s.bytes())).collect();
+        let rel: Vec<(u64, u64)> = self
+            .specs
+            .iter()
+            .zip(&self.start)
+            .map(|(s, &a)| (a - 8 - self.header_len as u64, a - 8 - self.header_len as u64 + s.bytes()))
+            .collect();
         let mut json = header_json(&self.specs, &rel, &meta).into_bytes();
         if json.len() > self.header_len {
             return Err(fail(&self.path, "header outgrew its reserved space"));
@@ -196,7 +202,10 @@ impl<O: Output> ArtifactWriter<O> {
         }
         let end = self.written[t] + bytes.len() as u64;
         if end > self.specs[t].bytes() {
-            return Err(Error::backend("writer", format!("tensor `{}`: {end} bytes written, shape holds {}", self.specs[t].name, self.specs[t].bytes())));
+            return Err(Error::backend(
+                "writer",
+                format!("tensor `{}`: {end} bytes written, shape holds {}", self.specs[t].name, self.specs[t].bytes()),
+            ));
         }
         self.out.write_at(self.start[t] + self.written[t], bytes).map_err(|e| Error::io(&self.path, e))?;
         self.hashers[t].update(bytes);
@@ -225,9 +234,13 @@ impl<O: Output> ArtifactWriter<O> {
     /// Errors: a tensor not completely written, I/O.
     pub fn finish(mut self) -> Result<(O, u64)> {
         if let Some(t) = (0..self.specs.len()).find(|&t| self.written[t] != self.specs[t].bytes()) {
-            return Err(Error::backend("writer", format!("tensor `{}`: {} of {} bytes written", self.specs[t].name, self.written[t], self.specs[t].bytes())));
+            return Err(Error::backend(
+                "writer",
+                format!("tensor `{}`: {} of {} bytes written", self.specs[t].name, self.written[t], self.specs[t].bytes()),
+            ));
         }
-        let mut sums: BTreeMap<String, String> = self.specs.iter().zip(&self.hashers).map(|(s, h)| (s.name.clone(), format!("{:016x}", h.digest()))).collect();
+        let mut sums: BTreeMap<String, String> =
+            self.specs.iter().zip(&self.hashers).map(|(s, h)| (s.name.clone(), format!("{:016x}", h.digest()))).collect();
         sums.insert(META_ENTRY.into(), format::meta_checksum(&self.meta));
         self.write_header(&serde_json::to_string(&sums).expect("strings serialize"))?;
         Ok((self.out, self.total))
@@ -250,7 +263,8 @@ pub fn patch_metadata(path: &Path, entries: &[(String, String)]) -> Result<()> {
     }
     let mut header = vec![0u8; h];
     file.read_exact_at(&mut header, 8).map_err(io)?;
-    let mut json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header).map_err(|e| fail(path, format!("header is not JSON: {e}")))?;
+    let mut json: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| fail(path, format!("header is not JSON: {e}")))?;
     let mut meta: HashMap<String, String> = match json.get("__metadata__") {
         Some(m) => serde_json::from_value(m.clone()).map_err(|e| fail(path, format!("__metadata__: {e}")))?,
         None => HashMap::new(),
@@ -262,7 +276,8 @@ pub fn patch_metadata(path: &Path, entries: &[(String, String)]) -> Result<()> {
         meta.insert(k.clone(), v.clone());
     }
     if let Some(text) = meta.get(CHECKSUMS) {
-        let mut sums: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| fail(path, format!("metadata `{CHECKSUMS}`: {e}")))?;
+        let mut sums: BTreeMap<String, String> =
+            serde_json::from_str(text).map_err(|e| fail(path, format!("metadata `{CHECKSUMS}`: {e}")))?;
         sums.insert(META_ENTRY.into(), format::meta_checksum(&meta));
         meta.insert(CHECKSUMS.into(), serde_json::to_string(&sums).expect("strings serialize"));
     }
@@ -270,7 +285,10 @@ pub fn patch_metadata(path: &Path, entries: &[(String, String)]) -> Result<()> {
     json.insert("__metadata__".into(), serde_json::to_value(sorted).expect("strings serialize"));
     let mut text = serde_json::to_string(&json).expect("header serializes").into_bytes();
     if text.len() > h {
-        return Err(fail(path, format!("patched header needs {} bytes, the file has room for {h}; re-save the artifact to get new slack", text.len())));
+        return Err(fail(
+            path,
+            format!("patched header needs {} bytes, the file has room for {h}; re-save the artifact to get new slack", text.len()),
+        ));
     }
     text.resize(h, b' ');
     file.write_all_at(&text, 8).map_err(io)?;

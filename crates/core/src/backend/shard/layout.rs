@@ -173,7 +173,12 @@ mod tests {
     use super::*;
 
     fn offsets(sizes: &[u64]) -> Vec<u64> {
-        std::iter::once(0).chain(sizes.iter().scan(0, |a, &s| { *a += s; Some(*a) })).collect()
+        std::iter::once(0)
+            .chain(sizes.iter().scan(0, |a, &s| {
+                *a += s;
+                Some(*a)
+            }))
+            .collect()
     }
 
     #[test]

@@ -30,7 +30,7 @@ use super::{Backend, Candidates, Changed, Mask, Probes, QueryBatch, Rerank};
 use crate::error::{Error, Result};
 use crate::filter::Plan;
 use crate::model::Index;
-use crate::topk::{top_k, Scored};
+use crate::topk::{Scored, top_k};
 use layout::{Layout, Span};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -74,7 +74,12 @@ impl<B: Backend> Sharded<B> {
         })
     }
 
-    fn upload_with(&self, index: &Arc<Index>, layout: Arc<Layout>, old: Option<(&ShardedResident<B>, &Changed)>) -> Result<ShardedResident<B>> {
+    fn upload_with(
+        &self,
+        index: &Arc<Index>,
+        layout: Arc<Layout>,
+        old: Option<(&ShardedResident<B>, &Changed)>,
+    ) -> Result<ShardedResident<B>> {
         let parts = self.each(|s| {
             let sub = Arc::new(layout::shard_index(index, &layout.spans[s]));
             match old {
@@ -176,10 +181,13 @@ struct ShardPlans<'a> {
 
 impl ShardPlans<'_> {
     fn refs(&self) -> Vec<&Plan> {
-        self.which.iter().map(|w| match *w {
-            Ok(p) => p,
-            Err(i) => &self.owned[i],
-        }).collect()
+        self.which
+            .iter()
+            .map(|w| match *w {
+                Ok(p) => p,
+                Err(i) => &self.owned[i],
+            })
+            .collect()
     }
 }
 
@@ -201,7 +209,11 @@ pub struct ShardMask<M> {
 pub enum ShardCands<C> {
     Host(Candidates),
     /// `order`: the merged candidates the shares were cut from (their slots and rows).
-    Parts { order: Candidates, parts: Vec<C>, layout: Arc<Layout> },
+    Parts {
+        order: Candidates,
+        parts: Vec<C>,
+        layout: Arc<Layout>,
+    },
 }
 
 /// Per query, the `k` best of every shard's valid entries (rows offset by the shard's
@@ -209,7 +221,11 @@ pub enum ShardCands<C> {
 fn merge(parts: &[Candidates], spans: &[Span], b: usize, k: usize) -> Candidates {
     let per_query: Vec<Vec<Scored>> = (0..b)
         .map(|q| {
-            let all: Vec<Scored> = parts.iter().zip(spans).flat_map(|(c, sp)| c.query(q).map(move |(row, score)| Scored { score, row: row + sp.base as u32 })).collect();
+            let all: Vec<Scored> = parts
+                .iter()
+                .zip(spans)
+                .flat_map(|(c, sp)| c.query(q).map(move |(row, score)| Scored { score, row: row + sp.base as u32 }))
+                .collect();
             top_k(all, k)
         })
         .collect();
@@ -277,7 +293,15 @@ where
         Ok((0..plans.len()).map(|i| per.iter().map(|c| c[i]).sum()).collect())
     }
 
-    fn scan(&self, ix: &ShardedResident<B>, q: &QueryBatch, probes: &Self::Probes, mask: &Self::Mask, plans: &[&Plan], k0: usize) -> Result<Self::Cands> {
+    fn scan(
+        &self,
+        ix: &ShardedResident<B>,
+        q: &QueryBatch,
+        probes: &Self::Probes,
+        mask: &Self::Mask,
+        plans: &[&Plan],
+        k0: usize,
+    ) -> Result<Self::Cands> {
         let parts = self.each(|s| {
             let sp = ix.plans_for(plans, s);
             let c = self.shards[s].scan(&ix.parts[s], q, &probes.parts[s], &mask.parts[s], &sp.refs(), k0)?;
@@ -291,7 +315,14 @@ where
     /// whole index's sampled count admits it ([`super::admit_candidates`], checked on the
     /// host for those queries only: a shard's sample is a part of it, so a shard never
     /// turns away a query the whole index admits).
-    fn scan_candidates(&self, ix: &ShardedResident<B>, q: &QueryBatch, plans: &[&Plan], k0: usize, cap: u64) -> Result<(Self::Cands, Vec<Option<u64>>)> {
+    fn scan_candidates(
+        &self,
+        ix: &ShardedResident<B>,
+        q: &QueryBatch,
+        plans: &[&Plan],
+        k0: usize,
+        cap: u64,
+    ) -> Result<(Self::Cands, Vec<Option<u64>>)> {
         if plans.len() != q.len {
             return Err(Error::param("filters", format!("{} plans for {} queries", plans.len(), q.len)));
         }
@@ -307,7 +338,8 @@ where
                 .into_par_iter()
                 .map(|i| {
                     let total = per.iter().try_fold(0u64, |t, (_, a)| a[i].map(|c| t + c))?;
-                    (total <= cap && (cap >= n || super::admit_candidates(super::sampled_bloom_count(&ix.index, plans[i]), cap, n))).then_some(total)
+                    (total <= cap && (cap >= n || super::admit_candidates(super::sampled_bloom_count(&ix.index, plans[i]), cap, n)))
+                        .then_some(total)
                 })
                 .collect()
         };
