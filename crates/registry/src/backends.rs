@@ -107,6 +107,26 @@ pub mod wgpu {
     }
 }
 
+#[cfg(feature = "template")]
+pub mod template {
+    use super::*;
+    pub const BUILT: bool = true;
+    pub type B = silica_template::Template;
+    pub fn open(_: Option<usize>) -> Result<B> {
+        silica_template::Template::new()
+    }
+}
+
+#[cfg(not(feature = "template"))]
+pub mod template {
+    use super::*;
+    pub const BUILT: bool = false;
+    pub type B = Absent;
+    pub fn open(_: Option<usize>) -> Result<B> {
+        Err(Error::backend("template", "this silica was built without the `template` feature (test builds have it)"))
+    }
+}
+
 /// A backend that is not compiled in: no value of it exists (its `open` always fails), so
 /// every method is unreachable and the registry's generic code needs no `cfg`.
 #[derive(Clone, Copy, Debug)]

@@ -17,9 +17,14 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Device {
+    /// The CPU reference.
     Cpu,
+    /// wgpu/WGSL: Vulkan, Metal, DX12.
     Wgpu,
+    /// CUDA (NVIDIA).
     Cuda,
+    /// The template for new backends (crates/template; test builds only).
+    Template,
 }
 
 impl Device {
@@ -29,6 +34,7 @@ impl Device {
             Device::Cpu => "cpu",
             Device::Wgpu => "wgpu",
             Device::Cuda => "cuda",
+            Device::Template => "template",
         }
     }
 
@@ -38,6 +44,7 @@ impl Device {
             "cpu" => Ok(Device::Cpu),
             "wgpu" => Ok(Device::Wgpu),
             "cuda" => Ok(Device::Cuda),
+            "template" => Ok(Device::Template),
             "auto" | "" => Ok(Device::auto()),
             other => Err(silica_core::Error::param("device", format!("unknown device `{other}`; expected cpu, wgpu, cuda or auto"))),
         }
@@ -96,6 +103,7 @@ impl DeviceList {
                 "cpu" if ord.is_none() => Device::Cpu,
                 "cuda" => Device::Cuda,
                 "wgpu" => Device::Wgpu,
+                "template" if ord.is_none() => Device::Template,
                 "auto" if names.len() == 1 && ord.is_none() => Device::auto(),
                 "auto" => return Err(bad(format!("`{list}`: `auto` cannot be part of a list; name each device"))),
                 _ => {

@@ -40,6 +40,7 @@ pub const BACKENDS: &[Entry] = &[
     Entry { device: Device::Cpu, name: "cpu", built: true, about: "the reference (rayon, every core)" },
     Entry { device: Device::Wgpu, name: "wgpu", built: backends::wgpu::BUILT, about: "WGSL on Vulkan, Metal or DX12" },
     Entry { device: Device::Cuda, name: "cuda", built: backends::cuda::BUILT, about: "CUDA (NVRTC at run time)" },
+    Entry { device: Device::Template, name: "template", built: backends::template::BUILT, about: "the new-backend template (test builds)" },
 ];
 
 /// Work generic over the backend type: what [`with_backend`] runs once it has opened the
@@ -69,6 +70,7 @@ pub fn with_backend<T: BackendTask>(spec: &str, task: T) -> Result<T::Out> {
                 Device::Cpu => run_list(&list, |_| Ok(Cpu), task),
                 Device::Wgpu => run_list(&list, backends::wgpu::open, task),
                 Device::Cuda => run_list(&list, backends::cuda::open, task),
+                Device::Template => run_list(&list, backends::template::open, task),
             }
         }
     }
