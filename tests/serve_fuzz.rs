@@ -127,7 +127,7 @@ proptest! {
                         if let Op::Upsert { item } = op
                             && let Err(e) = check_item(item, &c, &format!("items[{i}]"))
                         {
-                            check_err(&e)
+                            check_err(&silica::serve::error::ApiError::from(e))
                         }
                     }
                 }

@@ -65,7 +65,7 @@ fn prepared_batches_commit_like_writer_encoded_ones() {
             let ra = sa.commit(&batches).unwrap();
             let rb = sb.commit_incoming(&prepared).unwrap();
             let oks = |r: &[Result<u64, _>]| {
-                r.iter().map(|x| x.as_ref().map_err(|e: &silica::serve::error::ApiError| e.to_string()).cloned()).collect::<Vec<_>>()
+                r.iter().map(|x| x.as_ref().map_err(|e: &silica::serve::error::StoreError| e.to_string()).cloned()).collect::<Vec<_>>()
             };
             assert_eq!(oks(&ra), oks(&rb), "round {round}: the same results per batch");
         }

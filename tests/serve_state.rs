@@ -259,9 +259,10 @@ fn a_bad_batch_fails_alone_and_leaves_nothing_behind() {
         Batch { ops: vec![Op::Delete { id: "item-3".into() }] },
     ];
     let r = store.commit(&batches).unwrap();
-    let fields: Vec<Option<String>> = r.iter().map(|x| x.as_ref().err().and_then(|e| e.field.clone())).collect();
+    let fields: Vec<Option<String>> = r.iter().map(|x| x.as_ref().err().and_then(|e| e.field().map(str::to_string))).collect();
     assert_eq!(fields, vec![Some("items[1].vector".into()), Some("id".into()), Some("id".into()), Some("attributes.colour".into()), None]);
-    assert_eq!(r[1].as_ref().unwrap_err().status.as_u16(), 404);
+    assert!(matches!(r[1].as_ref().unwrap_err(), silica::serve::error::StoreError::NotFound { .. }));
+    assert_eq!(silica::serve::error::ApiError::from(r[1].as_ref().unwrap_err().clone()).status.as_u16(), 404, "the router maps it to 404");
     assert_eq!(r[4], Ok(1), "the good batch is version 1");
     assert_eq!(store.locate("good"), None);
     assert!(store.locate("item-1").is_some() && store.locate("item-3").is_none());

@@ -441,7 +441,7 @@ async fn write(s: &AppState, batch: Batch) -> Result<u64, ApiError> {
         .send(Cmd::Write { batch: Box::new(batch), at: std::time::Instant::now(), reply: tx })
         .await
         .map_err(|_| ApiError::unavailable("the writer has stopped"))?;
-    rx.await.map_err(|_| ApiError::unavailable("the writer stopped before acknowledging"))?
+    rx.await.map_err(|_| ApiError::unavailable("the writer stopped before acknowledging"))?.map_err(ApiError::from)
 }
 
 /// The JSON answer with `"fields"` per query: one object per result row (its attributes
@@ -486,7 +486,7 @@ async fn with_fields(
 async fn read_items(s: &AppState, ids: Vec<Arc<str>>, names: Option<Vec<String>>, vector: bool) -> Result<super::writer::Items, ApiError> {
     let (tx, rx) = oneshot::channel();
     s.writer.send(Cmd::Get { ids, names, vector, reply: tx }).await.map_err(|_| ApiError::unavailable("the writer has stopped"))?;
-    rx.await.map_err(|_| ApiError::unavailable("the writer stopped before answering"))?
+    rx.await.map_err(|_| ApiError::unavailable("the writer stopped before answering"))?.map_err(ApiError::from)
 }
 
 /// `GET /v1/items/{id}`: the item's attributes (all, or `?fields=a,b`), and its vector with

@@ -1,10 +1,67 @@
-//! The one error type of the HTTP API: a status, a stable code, the offending request field
-//! (a JSON path such as `items[2].vector[7]`, or `id`), and a message. Rendered as
-//! `{"error": {"code": ..., "field": ..., "message": ...}}`.
+//! Errors of the server's two layers. The store (state, update checks, writer) returns
+//! [`StoreError`], a domain error that knows nothing of HTTP; the router maps it, and the
+//! library's [`Error`], to the one error type of the HTTP API, [`ApiError`]: a status, a
+//! stable code, the offending request field (a JSON path such as `items[2].vector[7]`, or
+//! `id`), and a message, rendered as `{"error": {"code": ..., "field": ..., "message": ...}}`.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use silica_core::error::Error;
+
+/// What the store refuses or fails at. Client mistakes (`Invalid`, `NotFound`) leave the
+/// stored data untouched; `Wal` and `Compaction` are server faults.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A field of the update is invalid: `field` is its JSON path (`items[2].vector[7]`).
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The JSON path of the field at fault.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No item has this external id.
+    #[error("no item with id {id:?}")]
+    NotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// The write-ahead log could not be written: nothing of the batch is acknowledged and the
+    /// server stops (a restart replays what is durable).
+    #[error("write-ahead log failure: {0}")]
+    Wal(String),
+    /// A compaction failed; the served state is unchanged.
+    #[error("compaction failed: {0}")]
+    Compaction(String),
+}
+
+impl StoreError {
+    /// [`StoreError::Invalid`] naming `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        StoreError::Invalid { field: field.into(), message: message.into() }
+    }
+    /// The JSON path of the field at fault (`id` for an unknown id), if the error names one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            StoreError::Invalid { field, .. } => Some(field),
+            StoreError::NotFound { .. } => Some("id"),
+            StoreError::Wal(_) | StoreError::Compaction(_) => None,
+        }
+    }
+}
+
+/// The router's mapping: invalid fields are 400 naming the field, unknown ids 404, a log
+/// failure 503, a failed compaction 500.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid { field, message } => ApiError::bad(field, message),
+            StoreError::NotFound { id } => ApiError::not_found(&id),
+            e @ StoreError::Wal(_) => ApiError::unavailable(e.to_string()),
+            e @ StoreError::Compaction(_) => ApiError::internal(e.to_string()),
+        }
+    }
+}
 
 /// An API error. Client mistakes are 4xx; only server faults (I/O, a dead writer) are 5xx.
 #[derive(Clone, Debug, PartialEq, Eq)]

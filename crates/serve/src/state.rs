@@ -11,7 +11,7 @@
 
 use super::compact;
 use super::dict::Dict;
-use super::error::ApiError;
+use super::error::StoreError;
 use super::fresh::FreshRows;
 use super::ids::IdMap;
 use super::metrics::WritePhases;
@@ -514,14 +514,14 @@ impl Store {
     /// snapshot. Returns per batch the version that contains it or its error. The outer
     /// error is fatal (the log could not be written): the caller must stop the process,
     /// since applied-but-unlogged state must never be served.
-    pub fn commit(&mut self, batches: &[Batch]) -> Result<Vec<std::result::Result<u64, ApiError>>> {
+    pub fn commit(&mut self, batches: &[Batch]) -> Result<Vec<std::result::Result<u64, StoreError>>> {
         let incoming: Vec<Incoming> = batches.iter().cloned().map(Incoming::new).collect();
         self.commit_incoming(&incoming)
     }
 
     /// [`Store::commit`] of batches whose records and lists may be prepared already
     /// ([`Incoming::prepare`]): the same result, bit for bit.
-    pub fn commit_incoming(&mut self, batches: &[Incoming]) -> Result<Vec<std::result::Result<u64, ApiError>>> {
+    pub fn commit_incoming(&mut self, batches: &[Incoming]) -> Result<Vec<std::result::Result<u64, StoreError>>> {
         let mut out = Vec::with_capacity(batches.len());
         let mut ok = 0u64;
         let (mut validate, mut append, mut apply) = (0.0, 0.0, 0.0);
@@ -574,7 +574,7 @@ impl Store {
 
     /// Check a batch against the current state, simulating its own earlier ops (upsert
     /// then patch of the same id is fine; deleting twice is 404).
-    fn validate(&self, ops: &[Op]) -> std::result::Result<Vec<Prepared>, ApiError> {
+    fn validate(&self, ops: &[Op]) -> std::result::Result<Vec<Prepared>, StoreError> {
         let main = self.seg.main.current();
         let ctx = Context { dim: main.dim, metric: main.metric, feature_names: &main.feature_names, dict: &self.seg.dict };
         let mut overlay: HashMap<&str, bool> = HashMap::new();
@@ -589,7 +589,7 @@ impl Store {
                 Op::Delete { id } => {
                     check_id(id, "id")?;
                     if !self.exists(id, &overlay) {
-                        return Err(ApiError::not_found(id));
+                        return Err(StoreError::NotFound { id: id.clone() });
                     }
                     overlay.insert(id, false);
                     out.push(Prepared::Delete(id.clone()));
@@ -597,7 +597,7 @@ impl Store {
                 Op::Patch { id, attributes } => {
                     check_id(id, "id")?;
                     if !self.exists(id, &overlay) {
-                        return Err(ApiError::not_found(id));
+                        return Err(StoreError::NotFound { id: id.clone() });
                     }
                     let a = check_attrs(attributes, &self.seg.dict, "attributes")?;
                     let t = check_typed(attributes, &self.seg.dict, "attributes")?;
@@ -985,13 +985,13 @@ impl Store {
     /// a typed column's number, bool or RFC 3339 timestamp, or `null` where the item has no
     /// value. `vector`: also `"vector"`, the stored f16 embedding as f32 (the dequantized
     /// int8 codes without embeddings; unit-normalized for cosine). Errors: an unknown name
-    /// (400 naming `fields`).
+    /// (`StoreError::Invalid` naming `fields`).
     pub fn item_json(
         &self,
         id: &str,
         names: Option<&[String]>,
         vector: bool,
-    ) -> std::result::Result<Option<serde_json::Map<String, serde_json::Value>>, ApiError> {
+    ) -> std::result::Result<Option<serde_json::Map<String, serde_json::Value>>, StoreError> {
         use serde_json::Value;
         let dict = &self.seg.dict;
         let schema = dict.schema();
@@ -1007,7 +1007,7 @@ impl Store {
         for n in names {
             if schema.field(n).is_none() && main.columns.get(n).is_none() {
                 let known: Vec<String> = silica_core::filter::Dictionary::field_names(schema);
-                return Err(ApiError::bad("fields", format!("unknown field `{n}` (known fields: {})", known.join(", "))));
+                return Err(StoreError::invalid("fields", format!("unknown field `{n}` (known fields: {})", known.join(", "))));
             }
         }
         let Some(loc) = self.seg.ids.get(id) else { return Ok(None) };

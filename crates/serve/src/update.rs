@@ -2,7 +2,7 @@
 //! what the write-ahead log stores (one [`Batch`] per record, as JSON) and the static
 //! checks every item passes before the state is touched.
 
-use super::error::ApiError;
+use super::error::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use silica_core::filter::Dictionary;
@@ -73,12 +73,12 @@ pub struct Checked {
 }
 
 /// Check an item id (`field` names it in errors).
-pub fn check_id(id: &str, field: &str) -> Result<(), ApiError> {
+pub fn check_id(id: &str, field: &str) -> Result<(), StoreError> {
     if id.is_empty() {
-        return Err(ApiError::bad(field, "must not be empty"));
+        return Err(StoreError::invalid(field, "must not be empty"));
     }
     if id.len() > MAX_ID_BYTES {
-        return Err(ApiError::bad(field, format!("is {} bytes; ids are at most {MAX_ID_BYTES}", id.len())));
+        return Err(StoreError::invalid(field, format!("is {} bytes; ids are at most {MAX_ID_BYTES}", id.len())));
     }
     Ok(())
 }
@@ -89,18 +89,18 @@ pub fn check_attrs<D: Dictionary + ?Sized>(
     attrs: &BTreeMap<String, Value>,
     dict: &D,
     path: &str,
-) -> Result<Vec<(usize, Vec<String>)>, ApiError> {
+) -> Result<Vec<(usize, Vec<String>)>, StoreError> {
     let mut out = Vec::with_capacity(attrs.len());
     for (name, v) in attrs {
         let field = format!("{path}.{name}");
         if name == "id" {
-            return Err(ApiError::bad(field, "`id` is the item id and cannot be set as an attribute"));
+            return Err(StoreError::invalid(field, "`id` is the item id and cannot be set as an attribute"));
         }
         if dict.column(name).is_some() {
             continue; // a typed column: check_typed
         }
         let f = dict.field(name).ok_or_else(|| {
-            ApiError::bad(&field, format!("unknown attribute field `{name}` (known fields: {})", dict.field_names().join(", ")))
+            StoreError::invalid(&field, format!("unknown attribute field `{name}` (known fields: {})", dict.field_names().join(", ")))
         })?;
         let values = match v {
             Value::String(s) => vec![s.clone()],
@@ -108,10 +108,12 @@ pub fn check_attrs<D: Dictionary + ?Sized>(
                 .iter()
                 .enumerate()
                 .map(|(i, x)| {
-                    x.as_str().map(str::to_string).ok_or_else(|| ApiError::bad(format!("{field}[{i}]"), "list values must be strings"))
+                    x.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| StoreError::invalid(format!("{field}[{i}]"), "list values must be strings"))
                 })
                 .collect::<Result<_, _>>()?,
-            _ => return Err(ApiError::bad(field, "must be a string or a list of strings")),
+            _ => return Err(StoreError::invalid(field, "must be a string or a list of strings")),
         };
         out.push((f, values));
     }
@@ -125,11 +127,11 @@ pub fn check_typed<D: Dictionary + ?Sized>(
     attrs: &BTreeMap<String, Value>,
     dict: &D,
     path: &str,
-) -> Result<Vec<(String, Option<u64>)>, ApiError> {
+) -> Result<Vec<(String, Option<u64>)>, StoreError> {
     let mut out = Vec::new();
     for (name, v) in attrs {
         if let Some(ty) = dict.column(name) {
-            let key = silica_core::model::columns::key_of_json(ty, v).map_err(|e| ApiError::bad(format!("{path}.{name}"), e))?;
+            let key = silica_core::model::columns::key_of_json(ty, v).map_err(|e| StoreError::invalid(format!("{path}.{name}"), e))?;
             out.push((name.clone(), key));
         }
     }
@@ -153,33 +155,35 @@ pub fn stored_vector(x: &[f32], metric: Metric) -> Option<Vec<f32>> {
 /// All static checks of one item: id, dimension, values in range ([`silica_core::model::finite`];
 /// cosine: non-zero norm),
 /// attributes, features. `path` names the item (`items[3]`).
-pub fn check_item<D: Dictionary + ?Sized>(item: &Item, ctx: &Context<'_, D>, path: &str) -> Result<Checked, ApiError> {
+pub fn check_item<D: Dictionary + ?Sized>(item: &Item, ctx: &Context<'_, D>, path: &str) -> Result<Checked, StoreError> {
     check_id(&item.id, &format!("{path}.id"))?;
     if item.vector.len() != ctx.dim {
-        return Err(ApiError::bad(
+        return Err(StoreError::invalid(
             format!("{path}.vector"),
             format!("has {} values; the index dimension is {}", item.vector.len(), ctx.dim),
         ));
     }
     if let Err(f) = silica_core::model::finite::check_vector(&item.vector, ctx.metric != Metric::Cosine) {
-        return Err(ApiError::bad(f.col.map(|j| format!("{path}.vector[{j}]")).unwrap_or_else(|| format!("{path}.vector")), f.reason));
+        return Err(StoreError::invalid(
+            f.col.map(|j| format!("{path}.vector[{j}]")).unwrap_or_else(|| format!("{path}.vector")),
+            f.reason,
+        ));
     }
     let Some(vector) = stored_vector(&item.vector, ctx.metric) else {
-        return Err(ApiError::bad(format!("{path}.vector"), "cosine index: the vector must have a finite, non-zero norm"));
+        return Err(StoreError::invalid(format!("{path}.vector"), "cosine index: the vector must have a finite, non-zero norm"));
     };
     let attrs = check_attrs(&item.attributes, ctx.dict, &format!("{path}.attributes"))?;
     let typed = check_typed(&item.attributes, ctx.dict, &format!("{path}.attributes"))?;
     let mut features = vec![0f32; ctx.feature_names.len()];
     for (name, &v) in &item.features {
         let field = format!("{path}.features.{name}");
-        let i = ctx
-            .feature_names
-            .iter()
-            .position(|f| f == name)
-            .ok_or_else(|| ApiError::bad(&field, format!("unknown feature (index features: {})", ctx.feature_names.join(", "))))?;
+        let i =
+            ctx.feature_names.iter().position(|f| f == name).ok_or_else(|| {
+                StoreError::invalid(&field, format!("unknown feature (index features: {})", ctx.feature_names.join(", ")))
+            })?;
         let x = v as f32;
         if !x.is_finite() {
-            return Err(ApiError::bad(field, "is not finite in f32"));
+            return Err(StoreError::invalid(field, "is not finite in f32"));
         }
         features[i] = x;
     }
@@ -221,7 +225,7 @@ mod tests {
         assert_eq!(ok.vector, vec![0.6, 0.8]);
         assert_eq!(ok.attrs, vec![(0, vec!["red".to_string(), "green".to_string()])]);
         assert_eq!(ok.features, vec![2.0]);
-        let field = |v, a, f| check_item(&item(v, a, f), &ctx, "items[1]").unwrap_err().field.unwrap();
+        let field = |v, a, f| check_item(&item(v, a, f), &ctx, "items[1]").unwrap_err().field().unwrap().to_string();
         let none = serde_json::json!({});
         assert_eq!(field(vec![1.0], none.clone(), none.clone()), "items[1].vector");
         assert_eq!(field(vec![1.0, f32::NAN], none.clone(), none.clone()), "items[1].vector[1]");
@@ -234,7 +238,7 @@ mod tests {
         assert_eq!(field(vec![1.0, 0.0], none.clone(), serde_json::json!({"size": 1e300})), "items[1].features.size");
         let mut long = item(vec![1.0, 0.0], none.clone(), none);
         long.id = "x".repeat(MAX_ID_BYTES + 1);
-        assert_eq!(check_item(&long, &ctx, "items[0]").unwrap_err().field.unwrap(), "items[0].id");
+        assert_eq!(check_item(&long, &ctx, "items[0]").unwrap_err().field().unwrap(), "items[0].id");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! and write the new artifact on their own thread while writes go on; only the final
 //! switch-over ([`Store::finish_compaction`]) holds writes back.
 
-use super::error::ApiError;
+use super::error::StoreError;
 use super::metrics::Metrics;
 use super::state::{CompactReport, FoldedLists, Incoming, PreparedCompaction, Store};
 use std::sync::Arc;
@@ -17,8 +17,8 @@ const GROUP: usize = 1024;
 const RETRY: Duration = Duration::from_secs(60);
 
 /// A write waiting for its group commit: the batch, its arrival, its reply.
-type Pending = (Box<Incoming>, Instant, oneshot::Sender<Result<u64, ApiError>>);
-type CompactReply = oneshot::Sender<Result<CompactReport, ApiError>>;
+type Pending = (Box<Incoming>, Instant, oneshot::Sender<Result<u64, StoreError>>);
+type CompactReply = oneshot::Sender<Result<CompactReport, StoreError>>;
 /// Items by id as JSON objects (`None`: no live item).
 pub type Items = Vec<Option<serde_json::Map<String, serde_json::Value>>>;
 
@@ -28,7 +28,7 @@ pub enum Cmd {
     Write {
         batch: Box<Incoming>,
         at: Instant,
-        reply: oneshot::Sender<Result<u64, ApiError>>,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
     },
     Compact {
         reply: CompactReply,
@@ -43,7 +43,7 @@ pub enum Cmd {
         ids: Vec<Arc<str>>,
         names: Option<Vec<String>>,
         vector: bool,
-        reply: oneshot::Sender<Result<Items, ApiError>>,
+        reply: oneshot::Sender<Result<Items, StoreError>>,
     },
 }
 
@@ -168,7 +168,7 @@ impl Writer {
             Err(e) => {
                 self.failed_at = Some(Instant::now());
                 log::error!("compaction failed: {e}");
-                Err(ApiError::internal(format!("compaction failed: {e}")))
+                Err(StoreError::Compaction(e.to_string()))
             }
         };
         for w in self.waiters.drain(..) {
@@ -200,7 +200,7 @@ impl Writer {
                 // replays exactly what is durable.
                 log::error!("write-ahead log failure: {e}; stopping");
                 for reply in replies {
-                    let _ = reply.send(Err(ApiError::unavailable(format!("write-ahead log failure: {e}"))));
+                    let _ = reply.send(Err(StoreError::Wal(e.to_string())));
                 }
                 std::process::abort();
             }
