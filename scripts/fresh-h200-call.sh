@@ -25,7 +25,7 @@ lib=$( (ls /usr/local/cuda/lib64/libnvrtc.so* /usr/local/cuda/targets/x86_64-lin
 chmod +x "$silica"
 S=/tmp/fresh-cat; mkdir -p $S
 "$silica" synth --n "$n" --queries 1024 --out $S/cat 2>&1 | tail -1
-python3 notes/stop19/mkfilters.py $S/cat/attributes.jsonl 1024 $S/cat/filters.jsonl
+python3 scripts/mkfilters.py $S/cat/attributes.jsonl 1024 $S/cat/filters.jsonl
 "$silica" build --backend cuda --vectors $S/cat/vectors.npy --attributes $S/cat/attributes.jsonl --nlist 4096 --no-calibrate --out $S/i.silica 2>&1 | grep -v ETA | tail -1
 rm -f $S/cat/vectors.npy
 SILICA="$silica" OUT="$OUTER/fresh" SECS="$secs" CHECK=all LOAD_FLAGS="--nprobe 32" \

@@ -122,7 +122,7 @@ with open(f"{d}/truth.jsonl", "w") as t, open(f"{d}/filters.jsonl", "w") as f:
         t.write(json.dumps({"qid": i, "ids": [int(j) for j in r[i]], "scores": [float(v) for v in s[i]]}) + "\n")
         f.write('{"filter": ""}\n')
 PY
-python3 notes/stop19/mkfilters.py "$work/synth/attributes.jsonl" "$nq" "$work/synth/mix.jsonl"
+python3 scripts/mkfilters.py "$work/synth/attributes.jsonl" "$nq" "$work/synth/mix.jsonl"
 
 # 4. The Rust side on the same index: CLI results (identity) and the executor's QPS.
 ix="$work/synth.silica"; q="$work/synth/queries.npy"

@@ -10,7 +10,7 @@
 #
 # The whole call: GPU checks (when the test binaries are in $BIN: `conformance cuda::`,
 # with the concurrent-lanes case, and `serve_pipeline`), `silica synth --n $N --queries
-# 1024` + notes/stop19/mkfilters.py (issue 9's six filter classes) + `silica build
+# 1024` + scripts/mkfilters.py (issue 9's six filter classes) + `silica build
 # --backend cuda --nlist 4096`, then for each nprobe in $NPROBES the executor (`silica
 # eval --batch 256`, serial calls) and the HTTP sweep. Everything lands in $OUT: exec-*.json,
 # load-np<P>-w<W>-c<C>-<body>.json (one `silica load --out` report each), metrics-*.txt
@@ -63,7 +63,7 @@ else
   done
   scratch="${SCRATCH:-/tmp/s12}"; mkdir -p "$scratch"
   el "synth ${N:-5000000}"; "$silica" synth --n "${N:-5000000}" --queries 1024 --out "$scratch/cat" 2>&1 | tail -1
-  python3 notes/stop19/mkfilters.py "$scratch/cat/attributes.jsonl" 1024 "$scratch/cat/filters.jsonl"
+  python3 scripts/mkfilters.py "$scratch/cat/attributes.jsonl" 1024 "$scratch/cat/filters.jsonl"
   bb="${BUILD_BACKEND:-cuda}"; [ "$backend" = cuda ] || bb="${BUILD_BACKEND:-cpu}"
   el "build $bb"; ( time "$silica" build --backend "$bb" --vectors "$scratch/cat/vectors.npy" --attributes "$scratch/cat/attributes.jsonl" --nlist "${NLIST:-4096}" --out "$scratch/cuda.silica" ) > "$out/build.log" 2>&1; echo "exit $?"
   grep -E "^built|^real" "$out/build.log"
