@@ -21,7 +21,8 @@
 #          replication: >= 0.8 x G); /v1/stats `replicas` shows the batches per replica.
 # Everything lands in $OUT (summary.txt first) and is packed into $OUT.tar.gz.
 #
-# Environment [defaults]: BIN [.bin/h1, else target/release], OUT [/tmp/multigpu-h200],
+# Environment [defaults]: BIN [target/release; .bin/h1 when that git-ignored folder of
+# prebuilt copies holds silica], OUT [/tmp/multigpu-h200],
 # GS ["1 2 4 8", cut to the GPUs present], N_CHECK [500000], N_PEER [20000000],
 # N_E2E [5000000], N_SERVE [20000000] (80000000 for the 80M: ~50 GB per replica
 # with embeddings; build needs ~30 GB disk with --no-embeddings, set BUILD_FLAGS),

@@ -18,7 +18,9 @@
 # ratios) and serve-curve-np<P>.png.
 #
 # Environment (defaults in brackets):
-#   BIN [.bin/h1, else target/release]: silica (+ optional conformance, serve_pipeline test binaries)
+#   BIN [target/release; .bin/h1 when that git-ignored folder of prebuilt copies holds silica]:
+#     silica (+ optional test binaries named conformance, serve_pipeline: copies of
+#     target/release/deps/NAME-*)
 #   OUT [/tmp/serve-h200]  PORT [18200]  N [5000000]  SCRATCH [/tmp/s12] (catalog, deleted after)
 #   NPROBES ["default 32"] ("default": the index's calibrated nprobe)  CONNS ["16 64 256 1024"]
 #   WORKERS ["1 3"]  BODIES ["binary"]  SECS [5] per point after WARMUP [2]  K [10]
