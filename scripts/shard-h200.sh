@@ -17,8 +17,9 @@
 # cpu,cpu` against `--devices cpu` on the same index, and timing lines (`silica bench
 # --batch 16`) for cuda:0 vs cuda:0,cuda:0 (no speed claim: both shards share one GPU).
 #
-# Environment [defaults]: BIN [.bin/h1, else target/release] (silica; optional conformance
-# test binary named `conformance`), OUT [/tmp/shard-h200], N [200000], NLIST [1024],
+# Environment [defaults]: BIN [target/release; .bin/h1 when that git-ignored folder of
+# prebuilt copies holds silica] (silica; optional conformance test binary named
+# `conformance`, a copy of target/release/deps/conformance-*), OUT [/tmp/shard-h200], N [200000], NLIST [1024],
 # SHARDS ["2 3"], SCRATCH [/tmp/shard-h200-data] (deleted after).
 # Device time: ~1-2 min at the defaults.
 set -uo pipefail
