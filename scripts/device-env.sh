@@ -7,7 +7,7 @@
 # toolkit or the nvidia-cuda-nvrtc pip wheel may only ship a versioned file. The first
 # libnvrtc.so* found is linked as `libnvrtc.so` in $SILICA_ENV_DIR, which goes first on
 # LD_LIBRARY_PATH with the library's own folder. Looked for, in order:
-#   $NVRTC_LIB                      a file, when set
+#   $NVRTC_LIB                      a file or a folder holding libnvrtc.so*, when set
 #   $CUDA_HOME/lib64, $CUDA_HOME/targets/x86_64-linux/lib   (CUDA_HOME default /usr/local/cuda)
 #   the nvidia-cuda-nvrtc wheel of $PYTHON (default python3), e.g. the one beside torch
 #   the dynamic linker's cache (ldconfig -p)
@@ -30,7 +30,7 @@ mkdir -p "$SILICA_ENV_DIR"
 _silica_nvrtc() {
   local cuda=${CUDA_HOME:-/usr/local/cuda} py=${PYTHON:-python3}
   {
-    [ -n "${NVRTC_LIB:-}" ] && echo "$NVRTC_LIB"
+    if [ -d "${NVRTC_LIB:-}" ]; then ls "$NVRTC_LIB"/libnvrtc.so* 2>/dev/null; elif [ -n "${NVRTC_LIB:-}" ]; then echo "$NVRTC_LIB"; fi
     ls "$cuda"/lib64/libnvrtc.so* "$cuda"/targets/x86_64-linux/lib/libnvrtc.so* 2>/dev/null
     "$py" -c 'import nvidia.cuda_nvrtc as m, os, glob
 for p in m.__path__: print("\n".join(sorted(glob.glob(os.path.join(p, "lib", "libnvrtc.so*")))))' 2>/dev/null
