@@ -41,7 +41,8 @@ for p in m.__path__: print("\n".join(sorted(glob.glob(os.path.join(p, "lib", "li
 NVRTC_FOUND=$(_silica_nvrtc || true)   # no match is not an error (callers may run under set -e)
 if [ -n "$NVRTC_FOUND" ]; then
   ln -sf "$NVRTC_FOUND" "$SILICA_ENV_DIR/libnvrtc.so"
-  export LD_LIBRARY_PATH="$SILICA_ENV_DIR:$(dirname "$NVRTC_FOUND")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  LD_LIBRARY_PATH="$SILICA_ENV_DIR:$(dirname "$NVRTC_FOUND")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export LD_LIBRARY_PATH
 fi
 export NVRTC_FOUND
 unset -f _silica_nvrtc
