@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
-# The whole `silica bench` on the H200 in one device call (see BENCHMARKS.md, "silica bench").
-# Runs ON the device machine, in the root of the carried tree:
+# The whole `silica bench` on one GPU host (H200) in one call (BENCHMARKS.md, "silica bench"):
 #   * the peer suite (DESIGN.md's table: N=20M, D=128, 4096 lists, random probes, k0=2048,
 #     Bloom row) on each backend in $BACKENDS,
 #   * the clustered recall workload (N=1M, nlist 1024, B=16, nprobe 32, k 100, recall on 16 queries),
-# and leaves under $OUT (at most 8 files): tables.md, log.txt, env.txt, peer-<backend>.json, single-<backend>.json.
+# and leaves under $OUT (at most 8 files): tables.md, log.txt, env.txt, peer-<backend>.json,
+# single-<backend>.json.
 #
-# Here, before the call (the binary built with the GPU features, from main):
+# From a clone (the binary built with the GPU features; only the binary is needed on the GPU
+# host, no Rust):
 #   cargo build --release --features cuda,wgpu
-#   mkdir -p /work/main/.bin/bench && cp target/release/silica /work/main/.bin/bench/ && strip /work/main/.bin/bench/silica
-#   /work/main/scripts/device-tree.sh slim
-# The call:   run(command="bash scripts/bench-h200.sh", carry=[".bin", ".gl"], timeout_s=600)
-# Right after (always): /work/main/scripts/device-tree.sh full
+#   bash scripts/bench-h200.sh
 #
-# Environment: SILICA_BIN (default .bin/bench/silica), BACKENDS (default "cuda wgpu cpu"),
-# TIME_BUDGET seconds per workload (default 3), PER_BACKEND_TIMEOUT seconds (default 150).
-# Run it from the root of the tree (where the device tool starts commands).
+# Environment [defaults]: SILICA_BIN [target/release/silica; .bin/bench/silica when that
+# prebuilt copy exists], BACKENDS ["cuda wgpu cpu"], TIME_BUDGET seconds per workload [3],
+# PER_BACKEND_TIMEOUT seconds [150], OUT [/tmp/silica-bench-out]; scripts/device-env.sh
+# (NVRTC; a Vulkan loader from VULKAN_DEBS where the host has none). Run it from the root of
+# the tree.
 set -uo pipefail
-BIN=${SILICA_BIN:-.bin/bench/silica}
+if [ -z "${SILICA_BIN:-}" ] && [ -f .bin/bench/silica ]; then SILICA_BIN=.bin/bench/silica; fi
+BIN=${SILICA_BIN:-target/release/silica}
 BACKENDS=${BACKENDS:-cuda wgpu cpu}
 TB=${TIME_BUDGET:-3}
 TO=${PER_BACKEND_TIMEOUT:-150}
@@ -25,13 +26,7 @@ OUT=${OUT:-/tmp/silica-bench-out}
 mkdir -p "$OUT"
 LOG="$OUT/log.txt"
 
-# Vulkan loader for wgpu (device README, "Headless rendering"), when carried.
-if ls .gl/*.deb >/dev/null 2>&1; then
-  for f in .gl/*.deb; do dpkg -x "$f" /; done
-  ldconfig
-fi
-icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
+. "$(dirname "$0")/device-env.sh"   # libnvrtc for cuda; Vulkan loader + NVIDIA ICD for wgpu
 
 {
   date -u +"%Y-%m-%dT%H:%M:%SZ"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build at scale on the H200 host with only the prebuilt binary (issue 10).
 #
-#   scripts/build-h200.sh [SILICA_BINARY] [SIZES]       e.g. scripts/build-h200.sh .bin/h1/silica "20000000 80000000"
+#   cargo build --release            # on a machine with the toolchain (carry the binary if the GPU host has none)
+#   scripts/build-h200.sh [SILICA_BINARY] [SIZES]       e.g. scripts/build-h200.sh target/release/silica "20000000 80000000"
+# SILICA_BINARY [target/release/silica]; SCRATCH and OUT below; scripts/device-env.sh for NVRTC.
 #
 # For each N in SIZES (default: 20000000): `silica synth` writes the e2e catalog
 # (vectors.npy f16 [N,128] + attributes.jsonl, 5 fields) into $SCRATCH (default /tmp/silica-build),
@@ -15,11 +17,12 @@
 # (artifact ~28 GB) and each artifact is deleted after it is measured.
 # Targets: 20M <= 60 s and 80M <= 300 s with --backend cuda; peak RSS <= 1.5x artifact.
 set -u
-BIN=${1:-.bin/h1/silica}
+BIN=${1:-target/release/silica}
 SIZES=${2:-20000000}
 SCRATCH=${SCRATCH:-/tmp/silica-build}
 RESULT=${OUT:-.}/build-h200.json
 mkdir -p "$SCRATCH"
+. "$(dirname "$0")/device-env.sh"   # libnvrtc for the cuda build (cuda/kmeans.cu)
 export RUST_LOG=${RUST_LOG:-info}
 rows=()
 measure() { # name n backend extra-args...

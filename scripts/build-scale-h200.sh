@@ -5,7 +5,8 @@
 #   STEPS="recall" bash scripts/build-scale-h200.sh          # 20M cuda- vs cpu-built recall (~5-6 min), one call
 #   STEPS="20m" bash scripts/build-scale-h200.sh             # 20M build with calibration + serve (~2 min)
 #
-# Env: BIN (default .bin/silica), STEPS (default "20m recall"), SCRATCH (default
+# From a clone: `cargo build --release` (only the binary is needed on the GPU host).
+# Env: BIN (default target/release/silica), STEPS (default "20m recall"), SCRATCH (default
 # /tmp/silica-scale), OUT (results; default ./build-scale-out), DEADLINE (seconds for the whole
 # call, default 570: every step's `timeout` is cut to what is left), NPROBES for the recall
 # step (default "32 128"), N20 / N80 (default 20000000 / 80000000, smaller for a dry run),
@@ -41,7 +42,7 @@
 #   part 2 (80m), ~7-8 min: synth 80M ~60-90 s; GPU build ~170-250 s (calibration is the
 #   unknown: it logs map / open / truth / sweep seconds); serve healthy ~20-30 s.
 set -u
-BIN=${BIN:-.bin/silica}
+BIN=${BIN:-target/release/silica}
 STEPS=${STEPS:-20m recall}
 SCRATCH=${SCRATCH:-/tmp/silica-scale}
 OUT=${OUT:-./build-scale-out}
@@ -54,6 +55,7 @@ NLIST80=${NLIST80:-8192}
 PORT=${PORT:-18193}
 BACKEND=${BACKEND:-cuda}   # the GPU build/search backend (cpu for a dry run without a GPU)
 mkdir -p "$SCRATCH" "$OUT"
+. "$(dirname "$0")/device-env.sh"   # libnvrtc for the cuda build and search
 export RUST_LOG=${RUST_LOG:-info}
 T_START=$(date +%s)
 now() { date +%s.%N; }

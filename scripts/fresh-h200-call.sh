@@ -4,7 +4,10 @@
 # build it on cuda (nlist 4096), then scripts/fresh-h200.sh at 0 / 2,000 / 10,000 items/s
 # (SECS each, nprobe 32, 64 connections, filtered mix), checking every acknowledged item.
 #
-#   SILICA=.bin/silica N=5000000 SECS=40 OUT=$OUT bash scripts/fresh-h200-call.sh
+#   cargo build --release        # on a machine with the toolchain; carry the binary if needed
+#   N=5000000 SECS=40 OUT=/tmp/out bash scripts/fresh-h200-call.sh
+# Environment [defaults]: SILICA [target/release/silica], N [5000000], SECS [40],
+#   OUT [/tmp/out] (results in $OUT/fresh), SCRATCH [/tmp/fresh-cat] (catalog, deleted after).
 #
 # At 5M and SECS=40 the whole call takes about 5 minutes (synth + build ~1 min, then per
 # rate a server start, 5 s warm-up, SECS of load and the self-find check).
@@ -18,14 +21,12 @@
 # background work costs); samples-r*.csv hold RSS / GPU memory over time.
 set -uo pipefail
 OUTER=${OUT:-/tmp/out}; mkdir -p "$OUTER/fresh"
-silica=${SILICA:-.bin/silica}; n=${N:-5000000}; secs=${SECS:-40}
-NV=/tmp/nvlib; mkdir -p $NV
-lib=$( (ls /usr/local/cuda/lib64/libnvrtc.so* /usr/local/cuda/targets/x86_64-linux/lib/libnvrtc.so* 2>/dev/null; timeout 30 find /usr /opt -name 'libnvrtc.so*' 2>/dev/null) | grep -v builtins | head -1)
-[ -n "$lib" ] && ln -sf "$lib" $NV/libnvrtc.so && export LD_LIBRARY_PATH=$NV:$(dirname "$lib"):/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+silica=${SILICA:-target/release/silica}; n=${N:-5000000}; secs=${SECS:-40}
+. "$(dirname "$0")/device-env.sh"   # libnvrtc under the name cudarc loads; NCCL_NVLS_ENABLE=0
 chmod +x "$silica"
-S=/tmp/fresh-cat; mkdir -p $S
+S=${SCRATCH:-/tmp/fresh-cat}; mkdir -p "$S"
 "$silica" synth --n "$n" --queries 1024 --out $S/cat 2>&1 | tail -1
-python3 notes/stop19/mkfilters.py $S/cat/attributes.jsonl 1024 $S/cat/filters.jsonl
+python3 scripts/mkfilters.py $S/cat/attributes.jsonl 1024 $S/cat/filters.jsonl
 "$silica" build --backend cuda --vectors $S/cat/vectors.npy --attributes $S/cat/attributes.jsonl --nlist 4096 --no-calibrate --out $S/i.silica 2>&1 | grep -v ETA | tail -1
 rm -f $S/cat/vectors.npy
 SILICA="$silica" OUT="$OUTER/fresh" SECS="$secs" CHECK=all LOAD_FLAGS="--nprobe 32" \

@@ -12,6 +12,7 @@
 set -euo pipefail
 art="$1"; bin="${2:-target/release/silica}"
 out="${OUT:-/tmp/load-h200}"; mkdir -p "$out"
+. "$(dirname "$0")/device-env.sh"   # libnvrtc for the cuda backend
 backends="${BACKENDS:-cpu cuda}"; runs="${RUNS:-2}"; port="${PORT:-18191}"
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }

@@ -21,7 +21,8 @@
 #          replication: >= 0.8 x G); /v1/stats `replicas` shows the batches per replica.
 # Everything lands in $OUT (summary.txt first) and is packed into $OUT.tar.gz.
 #
-# Environment [defaults]: BIN [.bin/h1, else target/release], OUT [/tmp/multigpu-h200],
+# Environment [defaults]: BIN [target/release; .bin/h1 when that git-ignored folder of
+# prebuilt copies holds silica], OUT [/tmp/multigpu-h200],
 # GS ["1 2 4 8", cut to the GPUs present], N_CHECK [500000], N_PEER [20000000],
 # N_E2E [5000000], N_SERVE [20000000] (80000000 for the issue's 80M: ~50 GB per replica
 # with embeddings; build needs ~30 GB disk with --no-embeddings, set BUILD_FLAGS),
@@ -29,7 +30,6 @@
 # NVLink multicast stays off: NCCL_NVLS_ENABLE=0 (silica calls no NCCL or multicast API;
 # shards exchange candidates through host memory).
 set -uo pipefail
-export NCCL_NVLS_ENABLE=0
 bin="${BIN:-}"
 if [ -z "$bin" ]; then if [ -x .bin/h1/silica ]; then bin=.bin/h1; else bin=target/release; fi; fi
 silica="$bin/silica"
@@ -41,9 +41,7 @@ conns="${CONNS:-256}"; secs="${SECS:-10}"; port="${PORT:-18300}"; build_flags="$
 T0=$(date +%s); el() { echo "[$(( $(date +%s) - T0 ))s] == $*" | tee -a "$out/summary.txt"; }
 say() { echo "$*" | tee -a "$out/summary.txt"; }
 
-NV=/tmp/nvlib; mkdir -p $NV
-lib=$( (ls /usr/local/cuda/lib64/libnvrtc.so* /usr/local/cuda/targets/x86_64-linux/lib/libnvrtc.so* 2>/dev/null; timeout 30 find /usr /opt -name 'libnvrtc.so*' 2>/dev/null) | grep -v builtins | head -1)
-[ -n "$lib" ] && ln -sf "$lib" $NV/libnvrtc.so && export LD_LIBRARY_PATH=$NV:$(dirname "$lib"):/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+. "$(dirname "$0")/device-env.sh"   # libnvrtc under the name cudarc loads; NCCL_NVLS_ENABLE=0
 chmod +x "$bin"/* 2>/dev/null || true
 nvidia-smi topo -m > "$out/topo.txt" 2>&1 || true
 ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')

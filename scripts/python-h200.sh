@@ -17,8 +17,9 @@
 #
 #   OUT=/tmp/out bash scripts/python-h200.sh      # from anywhere; paths are from the repo root
 #
-# Inputs (prebuilt here, carried to the device; .bin/ is git-ignored, so carry it):
-#   the CLI:   $SILICA, else .bin/silica, else target/release/silica
+# Inputs (prebuilt on a machine with the toolchain; .bin/ is a git-ignored folder for
+# prebuilt copies carried to a GPU host without Rust):
+#   the CLI:   $SILICA, else .bin/silica, else target/release/silica (cargo build --release)
 #   the wheel: $SILICA_WHEEL, else the newest silica_retrieval-*.whl in .bin/, target/wheels/,
 #              .whl/, python/dist/ or the repo root
 #              (cd python && CARGO_TARGET_DIR=../target maturin build --release --out ../.bin)
@@ -65,20 +66,14 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$res/gpu
 
 # NVRTC for the kernels (the host's CUDA, or the nvidia-cuda-nvrtc wheel next to torch).
 if [ "$backend" = cuda ]; then
-  nv="$work/nvlib"; mkdir -p "$nv"
-  lib="$( (python3 -c 'import nvidia.cuda_nvrtc, os, glob; p=os.path.join(list(nvidia.cuda_nvrtc.__path__)[0], "lib"); print("\n".join(glob.glob(p + "/libnvrtc.so*")))' 2>/dev/null;
-           ls /usr/local/cuda/lib64/libnvrtc.so* /usr/local/cuda/targets/x86_64-linux/lib/libnvrtc.so* 2>/dev/null;
-           timeout 30 find /usr /opt -name 'libnvrtc.so*' 2>/dev/null) | grep -v builtins | head -1)"
-  if [ -n "$lib" ]; then
-    ln -sf "$lib" "$nv/libnvrtc.so"
-    export LD_LIBRARY_PATH="$nv:$(dirname "$lib"):/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  fi
-  log "nvrtc: ${lib:-not found (kernels will not compile)}"
+  export SILICA_ENV_DIR="${SILICA_ENV_DIR:-$work/env}"
+  . scripts/device-env.sh
+  log "nvrtc: ${NVRTC_FOUND:-not found (kernels will not compile)}"
 fi
 
 # 2. The wheel unpacked beside the host's own python3 (PYTHONPATH; no registry, no venv:
-# the H200's python3 is itself a venv, /opt/torch/.venv, whose torch and numpy a nested
-# venv would not see). PYTHON overrides the interpreter.
+# a host whose python3 is itself a venv holding torch and numpy, as the H200's is, would
+# not show them to a nested venv). PYTHON overrides the interpreter.
 py="${PYTHON:-python3}"
 site="$work/site"; mkdir -p "$site"
 if ! "$py" -m pip install --no-deps --no-index --target "$site" "$wheel" > "$res/pip.log" 2>&1; then
@@ -122,7 +117,7 @@ with open(f"{d}/truth.jsonl", "w") as t, open(f"{d}/filters.jsonl", "w") as f:
         t.write(json.dumps({"qid": i, "ids": [int(j) for j in r[i]], "scores": [float(v) for v in s[i]]}) + "\n")
         f.write('{"filter": ""}\n')
 PY
-python3 notes/stop19/mkfilters.py "$work/synth/attributes.jsonl" "$nq" "$work/synth/mix.jsonl"
+python3 scripts/mkfilters.py "$work/synth/attributes.jsonl" "$nq" "$work/synth/mix.jsonl"
 
 # 4. The Rust side on the same index: CLI results (identity) and the executor's QPS.
 ix="$work/synth.silica"; q="$work/synth/queries.npy"

@@ -10,7 +10,7 @@
 #
 # The whole call: GPU checks (when the test binaries are in $BIN: `conformance cuda::`,
 # with the concurrent-lanes case, and `serve_pipeline`), `silica synth --n $N --queries
-# 1024` + notes/stop19/mkfilters.py (issue 9's six filter classes) + `silica build
+# 1024` + scripts/mkfilters.py (issue 9's six filter classes) + `silica build
 # --backend cuda --nlist 4096`, then for each nprobe in $NPROBES the executor (`silica
 # eval --batch 256`, serial calls) and the HTTP sweep. Everything lands in $OUT: exec-*.json,
 # load-np<P>-w<W>-c<C>-<body>.json (one `silica load --out` report each), metrics-*.txt
@@ -18,7 +18,9 @@
 # ratios) and serve-curve-np<P>.png.
 #
 # Environment (defaults in brackets):
-#   BIN [.bin/h1, else target/release]: silica (+ optional conformance, serve_pipeline test binaries)
+#   BIN [target/release; .bin/h1 when that git-ignored folder of prebuilt copies holds silica]:
+#     silica (+ optional test binaries named conformance, serve_pipeline: copies of
+#     target/release/deps/NAME-*)
 #   OUT [/tmp/serve-h200]  PORT [18200]  N [5000000]  SCRATCH [/tmp/s12] (catalog, deleted after)
 #   NPROBES ["default 32"] ("default": the index's calibrated nprobe)  CONNS ["16 64 256 1024"]
 #   WORKERS ["1 3"]  BODIES ["binary"]  SECS [5] per point after WARMUP [2]  K [10]
@@ -31,6 +33,9 @@ set -uo pipefail
 bin="${BIN:-}"
 if [ -z "$bin" ]; then if [ -x .bin/h1/silica ]; then bin=.bin/h1; else bin=target/release; fi; fi
 silica="${SILICA:-$bin/silica}"
+# The serve tests start the server binary from SILICA_BIN (tests/serve_common), not from the
+# path cargo baked in at build time.
+export SILICA_BIN="${SILICA_BIN:-$(realpath -m "$silica")}"
 out="${OUT:-/tmp/serve-h200}"; mkdir -p "$out"
 port="${PORT:-18200}"; conns="${CONNS:-16 64 256 1024}"; bodies="${BODIES:-binary}"
 workers_list="${WORKERS:-1 3}"; k="${K:-10}"; secs="${SECS:-5}"; warmup="${WARMUP:-2}"
@@ -38,10 +43,7 @@ nprobes="${NPROBES:-default 32}"; backend="${BACKEND:-cuda}"; open_rate="${OPEN_
 serve_threads="${SERVE_THREADS:-10}"; load_threads="${LOAD_THREADS:-6}"
 T0=$(date +%s); el() { echo "[$(( $(date +%s) - T0 ))s] == $*"; }
 
-# NVRTC: cudarc loads libnvrtc.so by that name; the host may only have a versioned file.
-NV=/tmp/nvlib; mkdir -p $NV
-lib=$( (ls /usr/local/cuda/lib64/libnvrtc.so* /usr/local/cuda/targets/x86_64-linux/lib/libnvrtc.so* 2>/dev/null; timeout 30 find /usr /opt -name 'libnvrtc.so*' 2>/dev/null) | grep -v builtins | head -1)
-[ -n "$lib" ] && ln -sf "$lib" $NV/libnvrtc.so && export LD_LIBRARY_PATH=$NV:$(dirname "$lib"):/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+. "$(dirname "$0")/device-env.sh"   # libnvrtc under the name cudarc loads; NCCL_NVLS_ENABLE=0
 chmod +x "$bin"/* 2>/dev/null || true
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv > "$out/gpu.txt" 2>&1 || true
 nproc > "$out/nproc.txt"; "$silica" --version > "$out/version.txt" 2>&1 || true
@@ -53,17 +55,12 @@ else
   for t in conformance serve_pipeline; do
     [ -x "$bin/$t" ] || continue
     filt=""; [ $t = conformance ] && filt="cuda::"
-    if [ $t = serve_pipeline ]; then
-      # The test starts the server binary at the path cargo baked in (CARGO_BIN_EXE_silica).
-      want=$(grep -aoE '/(work|home|root|tmp|opt|srv|builds?)/[A-Za-z0-9_./+-]*/target/release/silica' "$bin/$t" | head -1)
-      [ -n "$want" ] && [ ! -x "$want" ] && mkdir -p "$(dirname "$want")" && cp "$silica" "$want"
-    fi
     el "test $t $filt"; SILICA_REQUIRE_BACKENDS=cuda timeout 180 "$bin/$t" $filt > "$out/test-$t.log" 2>&1; echo "exit $?"
     grep -E "test result|panicked|FAILED" "$out/test-$t.log" | head -6
   done
   scratch="${SCRATCH:-/tmp/s12}"; mkdir -p "$scratch"
   el "synth ${N:-5000000}"; "$silica" synth --n "${N:-5000000}" --queries 1024 --out "$scratch/cat" 2>&1 | tail -1
-  python3 notes/stop19/mkfilters.py "$scratch/cat/attributes.jsonl" 1024 "$scratch/cat/filters.jsonl"
+  python3 scripts/mkfilters.py "$scratch/cat/attributes.jsonl" 1024 "$scratch/cat/filters.jsonl"
   bb="${BUILD_BACKEND:-cuda}"; [ "$backend" = cuda ] || bb="${BUILD_BACKEND:-cpu}"
   el "build $bb"; ( time "$silica" build --backend "$bb" --vectors "$scratch/cat/vectors.npy" --attributes "$scratch/cat/attributes.jsonl" --nlist "${NLIST:-4096}" --out "$scratch/cuda.silica" ) > "$out/build.log" 2>&1; echo "exit $?"
   grep -E "^built|^real" "$out/build.log"

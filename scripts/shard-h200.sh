@@ -17,12 +17,12 @@
 # cpu,cpu` against `--devices cpu` on the same index, and timing lines (`silica bench
 # --batch 16`) for cuda:0 vs cuda:0,cuda:0 (no speed claim: both shards share one GPU).
 #
-# Environment [defaults]: BIN [.bin/h1, else target/release] (silica; optional conformance
-# test binary named `conformance`), OUT [/tmp/shard-h200], N [200000], NLIST [1024],
+# Environment [defaults]: BIN [target/release; .bin/h1 when that git-ignored folder of
+# prebuilt copies holds silica] (silica; optional conformance test binary named
+# `conformance`, a copy of target/release/deps/conformance-*), OUT [/tmp/shard-h200], N [200000], NLIST [1024],
 # SHARDS ["2 3"], SCRATCH [/tmp/shard-h200-data] (deleted after).
 # Device time: ~1-2 min at the defaults.
 set -uo pipefail
-export NCCL_NVLS_ENABLE=0
 bin="${BIN:-}"
 if [ -z "$bin" ]; then if [ -x .bin/h1/silica ]; then bin=.bin/h1; else bin=target/release; fi; fi
 silica="$bin/silica"
@@ -31,10 +31,7 @@ n="${N:-200000}"; nlist="${NLIST:-1024}"; shards="${SHARDS:-2 3}"
 scratch="${SCRATCH:-/tmp/shard-h200-data}"; mkdir -p "$scratch"
 T0=$(date +%s); el() { echo "[$(( $(date +%s) - T0 ))s] == $*"; }
 
-# NVRTC: cudarc loads libnvrtc.so by that name; the host may only have a versioned file.
-NV=/tmp/nvlib; mkdir -p $NV
-lib=$( (ls /usr/local/cuda/lib64/libnvrtc.so* /usr/local/cuda/targets/x86_64-linux/lib/libnvrtc.so* 2>/dev/null; timeout 30 find /usr /opt -name 'libnvrtc.so*' 2>/dev/null) | grep -v builtins | head -1)
-[ -n "$lib" ] && ln -sf "$lib" $NV/libnvrtc.so && export LD_LIBRARY_PATH=$NV:$(dirname "$lib"):/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+. "$(dirname "$0")/device-env.sh"   # libnvrtc under the name cudarc loads; NCCL_NVLS_ENABLE=0
 chmod +x "$bin"/* 2>/dev/null || true
 "$silica" devices > "$out/devices.txt" 2>&1; cat "$out/devices.txt"
 

@@ -1,21 +1,20 @@
 #!/usr/bin/env bash
 # Per-kernel device times of the wgpu backend on the H200, one workload per process so that
 # each profile belongs to one peer-table row (SILICA_WGPU_PROFILE=1 prints them on exit).
-# Runs ON the device machine, in the root of the carried tree, after the same preparation
-# as scripts/bench-h200.sh (binary in $SILICA_BIN, Vulkan loader debs in .gl/).
-#   run(command="bash scripts/wgpu-profile-h200.sh", carry=[".bin", ".gl"])
-# Leaves profile-<row>.txt (stderr: profile) and profile-<row>.json (the bench report) under $OUT.
+# Rows: the peer suite's B=16/nprobe 64, B=256/nprobe 64 and Bloom rows (N=20M, D=128).
+# From a clone, as scripts/bench-h200.sh (same binary, same environment):
+#   cargo build --release --features cuda,wgpu && bash scripts/wgpu-profile-h200.sh
+# Environment [defaults]: SILICA_BIN [target/release/silica; .bin/bench/silica when present],
+# BACKENDS [wgpu], TIME_BUDGET [1], OUT [/tmp/silica-profile-out].
+# Leaves profile-<backend>-<row>.txt (stderr: the profile) and profile-<backend>-<row>.json
+# (the bench report) under $OUT.
 set -uo pipefail
-BIN=${SILICA_BIN:-.bin/bench/silica}
+if [ -z "${SILICA_BIN:-}" ] && [ -f .bin/bench/silica ]; then SILICA_BIN=.bin/bench/silica; fi
+BIN=${SILICA_BIN:-target/release/silica}
 OUT=${OUT:-/tmp/silica-profile-out}
 TB=${TIME_BUDGET:-1}
 mkdir -p "$OUT"
-if ls .gl/*.deb >/dev/null 2>&1; then
-  for f in .gl/*.deb; do dpkg -x "$f" /; done
-  ldconfig
-fi
-icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
+. "$(dirname "$0")/device-env.sh"   # Vulkan loader + NVIDIA ICD for wgpu
 chmod +x "$BIN" 2>/dev/null
 
 peer="--n 20000000 --dim 128 --nlist 4096 --random-probes --k 2048 --time-budget $TB --json"
