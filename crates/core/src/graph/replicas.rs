@@ -49,7 +49,9 @@ pub struct Replicated {
 
 /// Open `spec`, replicas separated by `|`, each group opened by `open_group` (the
 /// registry's device-list opener, `silica_registry::open`).
-/// Errors: `Error::Param` naming `replicas` for an empty group or groups of different sizes;
+///
+/// # Errors
+/// [`Error::Param`] naming `replicas` for an empty group or groups of different sizes;
 /// whatever `open_group` returns.
 pub fn open(
     spec: &str,
