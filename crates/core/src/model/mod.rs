@@ -39,8 +39,11 @@ pub use tensor::{Ids, Tensor};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Metric {
+    /// Raw inner product.
     Ip,
+    /// Inner product of unit-normalized vectors.
     Cosine,
+    /// Squared Euclidean distance (scores negated).
     L2,
 }
 
@@ -169,7 +172,9 @@ impl Index {
 
     /// The attributes `names` of sorted row `r` as a JSON object: a string field as a
     /// string (a multi-valued field as a list, `[]` when empty), a typed column as its
-    /// number, bool or RFC 3339 timestamp, `null` when the row has no value. Errors:
+    /// number, bool or RFC 3339 timestamp, `null` when the row has no value.
+    ///
+    /// # Errors
     /// [`crate::Error::Param`] naming `fields` for a name the index does not have.
     pub fn fields_json(&self, r: usize, names: &[String]) -> crate::Result<serde_json::Map<String, serde_json::Value>> {
         use serde_json::Value;
