@@ -32,7 +32,7 @@ pub struct QueryBatch {
 }
 
 /// A query batch that lives in device memory (the CUDA backend's zero-copy path,
-/// [`crate::graph::device`]): the backend's own prepared batch, and which of its rows this
+/// `silica-cuda`'s `SearchDevice`): the backend's own prepared batch, and which of its rows this
 /// (sub-)batch holds (`None`: all, in order). Other backends refuse such a batch.
 #[derive(Clone)]
 pub struct OnDevice {

@@ -106,7 +106,7 @@ impl TypedTest {
         }
     }
 
-    /// Word `w` of [`TypedTest::mask`], computed alone (a column test: from the column's
+    /// Word `w` of `TypedTest::mask` (the whole bitset), computed alone (a column test: from the column's
     /// word min/max and, when they do not decide it, its 64 keys; see [`Column::word`]).
     ///
     /// [`Column::word`]: crate::model::columns::Column::word

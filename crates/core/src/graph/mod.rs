@@ -287,7 +287,7 @@ pub trait Search: Send + Sync {
     /// See [`Search`].
     fn search_following(&self, req: &SearchRequest, cap: u64) -> Result<Vec<SearchResponse>>;
     /// This searcher as `Any` when it is an [`Executor`] (callers downcast to
-    /// `Executor<Cuda>` for [`device`]'s zero-copy searches); `None` for composites.
+    /// `Executor<Cuda>` for `silica-cuda`'s zero-copy `SearchDevice` searches); `None` for composites.
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         None
     }

@@ -2,8 +2,8 @@
 //! readable by any safetensors reader. Writes go to a temporary file in the target
 //! directory that is renamed into place, so a failed write leaves no partial artifact.
 //!
-//! Tensors beyond the DESIGN table: `items.row_id_offsets` (I64 [N+1], the offsets of the
-//! `items.row_ids` UTF-8 blob), `items.source_rows` (I64 [N], source line of each sorted
+//! Tensors beyond the DESIGN table: `items.row_id_offsets` (`I64 [N+1]`, the offsets of the
+//! `items.row_ids` UTF-8 blob), `items.source_rows` (`I64 [N]`, source line of each sorted
 //! row), `attrs.dict` + `attrs.dict_offsets` (the value dictionaries, UTF-8 blob + I64
 //! offsets, in global value-id order).
 //!
@@ -69,7 +69,7 @@ pub(crate) fn meta_checksum(info: &HashMap<String, String>) -> String {
     hex(serde_json::to_string(&sorted).expect("strings serialize").as_bytes())
 }
 
-/// One line of [`verify`]: a tensor (or `__metadata__`) and what its check found.
+/// One line of [`checksums`] (`silica verify`): a tensor (or `__metadata__`) and what its check found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Check {
     /// Tensor name, or [`META_ENTRY`].

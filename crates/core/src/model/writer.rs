@@ -230,7 +230,7 @@ impl<O: Output> ArtifactWriter<O> {
     }
 
     /// Start writeback of what is written (see [`Output::start_writeback`]) once at least
-    /// [`WRITEBACK_BYTES`] were appended since the last start; a streaming build calls it
+    /// `WRITEBACK_BYTES` (256 MiB) were appended since the last start; a streaming build calls it
     /// after each chunk so the disk writes overlap the build.
     pub fn writeback(&mut self) {
         if self.unsynced >= WRITEBACK_BYTES {
