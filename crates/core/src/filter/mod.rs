@@ -35,7 +35,7 @@ pub enum FilterError {
     Syntax {
         /// 1-based character column of the offending token (1 for whole-filter errors).
         column: usize,
-        /// The token as written (empty at the end of the text).
+        /// The token as written (`end of filter` at the end; empty for whole-filter errors).
         token: String,
         /// What was expected instead.
         message: String,
