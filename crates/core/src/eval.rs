@@ -22,12 +22,19 @@ use std::time::Instant;
 /// One ground-truth line: `{"qid", "ids", "scores"}` (ids are source rows).
 #[derive(Clone, Debug, Deserialize)]
 pub struct Truth {
+    /// 0-based query number (line of the queries file).
     pub qid: usize,
+    /// True top-k source rows, best first.
     pub ids: Vec<u64>,
+    /// Their exact scores, descending (same length as `ids`).
     pub scores: Vec<f64>,
 }
 
 /// Read `ground_truth.jsonl`, ordered by qid.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be opened or read; [`Error::Jsonl`] naming the
+/// line that is not a [`Truth`] object.
 pub fn read_truth(path: &Path) -> Result<Vec<Truth>> {
     let mut out: Vec<Truth> =
         read_jsonl_lines(path, |line, lineno| serde_json::from_str::<Truth>(line).map_err(|e| format!("line {lineno}: {e}")))?;
@@ -35,7 +42,11 @@ pub fn read_truth(path: &Path) -> Result<Vec<Truth>> {
     Ok(out)
 }
 
-/// Read the `filter` string of each line (missing or null: no filter).
+/// Read the `filter` string of each non-blank line (missing or null: no filter, `""`).
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be opened or read; [`Error::Jsonl`] naming a
+/// line that is not JSON or whose `filter` is not a string or null.
 pub fn read_filters(path: &Path) -> Result<Vec<String>> {
     read_jsonl_lines(path, |line, _| {
         let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("malformed JSON: {e}"))?;
@@ -130,7 +141,11 @@ pub fn exact_score(index: &Index, q: &[f32], r: usize) -> f64 {
     }
 }
 
-/// Score `results` (one per query) against `truth` at depth `k`.
+/// Score `results` (one per query) against `truth` at depth `k`; `queries` is `[nq, D]`
+/// f32, `filters` one per query.
+///
+/// # Errors
+/// [`Error::CountMismatch`] when `truth` or `filters` does not hold one entry per result.
 pub fn evaluate(
     index: &Index,
     queries: &[f32],
@@ -196,6 +211,10 @@ pub fn evaluate(
 
 /// Queries per second of `s` over repeated passes of all `queries` (`[nq, d]`) lasting at
 /// least one second, after one warm-up pass; `batch` queries per search call.
+/// `filters` is empty or one per query.
+///
+/// # Errors
+/// The first error of a search ([`Search`]).
 pub fn measure_qps(s: &dyn Search, queries: &[f32], filters: &[Filter], p: &SearchParams, batch: usize, d: usize) -> Result<f64> {
     let nq = queries.len() / d;
     let run_all = || -> Result<()> {

@@ -16,6 +16,8 @@
 //! reference ([`backend::cpu`]) and the sharded backend. GPU backends are crates of their
 //! own (`silica-wgpu`, `silica-cuda`); `silica-registry` names them all once.
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod error;
 pub mod eval;

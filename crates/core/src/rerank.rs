@@ -16,9 +16,13 @@ use std::path::Path;
 /// One dense layer `y = W x + b`, `W: [out, in]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dense {
+    /// Input width `in`.
     pub inputs: usize,
+    /// Output width `out`.
     pub outputs: usize,
+    /// `[out, in]` f32, row-major (PyTorch `nn.Linear.weight`).
     pub weight: Vec<f32>,
+    /// `[out]` f32.
     pub bias: Vec<f32>,
 }
 
@@ -68,6 +72,12 @@ impl RerankModel {
     }
 
     /// Read the `rerank.*` tensors of a safetensors file. `origin` names it in errors.
+    /// `Ok(None)` when the file has no `rerank.heads.weight`.
+    ///
+    /// # Errors
+    /// [`Error::Format`] (path `origin`) when a tensor is missing or not F32, a weight is not
+    /// `[out, in]` with bias `[out]`, consecutive layers' widths disagree, or
+    /// `rerank.task_weights` does not hold T entries.
     pub fn from_safetensors(st: &SafeTensors, origin: &str) -> Result<Option<RerankModel>> {
         let bad = |reason: String| Error::Format { path: origin.into(), reason };
         if st.tensor("rerank.heads.weight").is_err() {
@@ -107,6 +117,10 @@ impl RerankModel {
     }
 
     /// Load a model from a standalone safetensors file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read; [`Error::Format`] when it is not
+    /// safetensors, has no `rerank.heads.weight`, or fails [`RerankModel::from_safetensors`].
     pub fn load(path: &Path) -> Result<RerankModel> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let origin = path.display().to_string();

@@ -7,7 +7,9 @@ use std::collections::BinaryHeap;
 /// A scored row; `Ord` puts the *better* entry first-greater (higher score, then lower row).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Scored {
+    /// The score (higher is better; compared with `total_cmp`).
     pub score: f32,
+    /// Sorted-row index (lower wins ties).
     pub row: u32,
 }
 
@@ -40,6 +42,7 @@ pub struct TopK {
 }
 
 impl TopK {
+    /// An empty accumulator keeping the `k` best (`k = 0` keeps nothing).
     pub fn new(k: usize) -> Self {
         TopK { k, heap: BinaryHeap::with_capacity(k.min(1 << 20) + 1) }
     }
@@ -47,6 +50,7 @@ impl TopK {
     pub fn len(&self) -> usize {
         self.heap.len()
     }
+    /// True when nothing is kept.
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }

@@ -32,11 +32,13 @@ pub struct QueryBatch {
 }
 
 /// A query batch that lives in device memory (the CUDA backend's zero-copy path,
-/// [`crate::graph::device`]): the backend's own prepared batch, and which of its rows this
+/// `silica-cuda`'s `SearchDevice`): the backend's own prepared batch, and which of its rows this
 /// (sub-)batch holds (`None`: all, in order). Other backends refuse such a batch.
 #[derive(Clone)]
 pub struct OnDevice {
+    /// The preparing backend's own batch type, downcast by that backend only.
     pub batch: std::sync::Arc<dyn std::any::Any + Send + Sync>,
+    /// Rows of `batch` this (sub-)batch holds, in order; `None`: all of them.
     pub rows: Option<std::sync::Arc<[u32]>>,
 }
 
@@ -125,7 +127,9 @@ impl Changed {
 /// Stage 1 output on the host: `[B, nprobe]` list ids, best first (score desc, list asc).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Probes {
+    /// Lists probed per query.
     pub nprobe: usize,
+    /// `[B * nprobe]` u32 list ids, query-major, each `< L`.
     pub lists: Vec<u32>,
 }
 
@@ -134,7 +138,9 @@ pub struct Probes {
 /// `64*first_word(p) ..`, with bits outside the list's rows cleared.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mask {
+    /// `[B * nprobe + 1]` CSR offsets into `words`.
     pub offsets: Vec<usize>,
+    /// u64 mask words of every (query, probe) pair, bit `i` of word `w` = row `64*w + i`.
     pub words: Vec<u64>,
 }
 
@@ -142,6 +148,7 @@ pub struct Mask {
 /// `counts[q]` hold `row = u32::MAX`, `score = f32::NEG_INFINITY`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Candidates {
+    /// Slots per query.
     pub k: usize,
     /// `[B * k]` sorted-row indices.
     pub rows: Vec<u32>,
@@ -156,6 +163,7 @@ impl Candidates {
     pub fn len(&self) -> usize {
         self.counts.len()
     }
+    /// True when there are no queries.
     pub fn is_empty(&self) -> bool {
         self.counts.is_empty()
     }
@@ -174,7 +182,12 @@ pub enum Rerank {
     /// Exact f32 re-score from the f16 embeddings (Faiss IndexRefine).
     Refine,
     /// Multi-task MLP composite with these task weights.
-    Model { model: std::sync::Arc<crate::rerank::RerankModel>, weights: Vec<f32> },
+    Model {
+        /// The MLP ([`crate::rerank`]).
+        model: std::sync::Arc<crate::rerank::RerankModel>,
+        /// `[T]` f32 task weights of the composite score.
+        weights: Vec<f32>,
+    },
 }
 
 /// One GPU as a backend's device list reports it (`silica devices`).
@@ -192,8 +205,11 @@ pub struct GpuInfo {
 pub trait Backend: Clone + Send + Sync + 'static {
     /// The index resident on the device (uploaded once).
     type Resident: Send + Sync;
+    /// Stage 1 output on the device; host form [`Probes`].
     type Probes;
+    /// Stage 2 output on the device; host form [`Mask`].
     type Mask;
+    /// Stage 3/4/5 output on the device; host form [`Candidates`].
     type Cands;
 
     /// Short name (`cpu`, `wgpu`, `cuda`).
@@ -207,11 +223,18 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// kernels and tuning shared. The default shares this handle (wgpu: one queue; cpu: the
     /// rayon pool), which is correct for any backend whose stages may be called from
     /// several threads at once.
+    ///
+    /// # Errors
+    /// [`Error::Backend`](crate::Error::Backend) when the device cannot create another
+    /// stream or workspace.
     fn lane(&self) -> Result<Self> {
         Ok(self.clone())
     }
 
     /// Upload an index (once per load).
+    ///
+    /// # Errors
+    /// [`Error::Backend`](crate::Error::Backend) on a device failure (e.g. out of memory).
     fn upload(&self, index: &std::sync::Arc<Index>) -> Result<Self::Resident>;
 
     /// Upload `index`, a changed version of the index `old` holds in which at most the
@@ -220,24 +243,45 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// lists are the same). A backend may share `old`'s unchanged device tensors (`old`
     /// stays valid for the searches still using it) and must fall back to a full upload
     /// when sizes or lists differ. The default uploads everything.
+    ///
+    /// # Errors
+    /// As [`Backend::upload`].
     fn update(&self, old: &Self::Resident, index: &std::sync::Arc<Index>, changed: &Changed) -> Result<Self::Resident> {
         let _ = (old, changed);
         self.upload(index)
     }
 
     /// Stage 1: int8 centroid scores `[B, L]` -> top-`nprobe` lists per query.
+    ///
+    /// # Errors
+    /// [`Error::Param`](crate::Error::Param) naming `nprobe` when `nprobe > L` (or
+    /// `queries` past a device's batch limit); [`Error::Backend`](crate::Error::Backend) on a device failure.
     fn probe(&self, ix: &Self::Resident, q: &QueryBatch, nprobe: usize) -> Result<Self::Probes>;
     /// Stage 2: Bloom bit-plane AND/OR over the words of the probed lists only
     /// (probe-then-filter), ANDed with the index's live-row bitset. `plans` has one plan
     /// per query.
+    ///
+    /// # Errors
+    /// [`Error::Param`](crate::Error::Param) naming `filter`/`filters` when a plan is more
+    /// than the backend can encode or the plans do not match the batch;
+    /// [`Error::Backend`](crate::Error::Backend) on a device failure.
     fn filter(&self, ix: &Self::Resident, plans: &[&Plan], probes: &Self::Probes) -> Result<Self::Mask>;
     /// Stage 2, global form: per plan, the number of items whose Bloom "maybe" mask is set
     /// over the whole index, live rows only (an upper bound of the passing items; the planner
     /// uses it to scan a selective filter's candidates directly). Trivial plans give N.
+    ///
+    /// # Errors
+    /// [`Error::Backend`](crate::Error::Backend) on a device failure.
     fn count(&self, ix: &Self::Resident, plans: &[&Plan]) -> Result<Vec<u64>>;
     /// Stage 3: int8 dot products over masked items of the probed lists, exact filter
     /// verification of items that would enter the top-`k0`, fused top-`k0` per query.
     /// Scores are `(i32 dot) as f32 * item_scale`.
+    ///
+    /// # Errors
+    /// [`Error::Param`](crate::Error::Param) when probes, mask or plans do not match the
+    /// batch (or the batch exceeds a device limit); [`Error::Backend`](crate::Error::Backend)
+    /// on a device failure, outputs too large for the device, or a batch prepared by
+    /// another backend ([`OnDevice`]).
     fn scan(
         &self,
         ix: &Self::Resident,
@@ -268,6 +312,12 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// counting a query once it passes `cap`. The default composes this backend's own
     /// [`Backend::count`], [`Backend::filter`] over every list and [`Backend::scan`]
     /// (no compaction; correct, at the cost of walking every list's mask).
+    ///
+    /// # Errors
+    /// [`Error::Param`](crate::Error::Param) naming `filters` when `plans.len() != B`;
+    /// otherwise what [`Backend::count`], [`Backend::filter`] and [`Backend::scan`]
+    /// return (the default needs [`Backend::upload_probes`], else
+    /// [`Error::Backend`](crate::Error::Backend)).
     fn scan_candidates(
         &self,
         ix: &Self::Resident,
@@ -308,6 +358,10 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// earlier version's with every row patched since marked stale); `drivers[j]` sorted
     /// and distinct. The default answers through [`Backend::scan_candidates`] with a
     /// budget of every row (correct; walks every word).
+    ///
+    /// # Errors
+    /// [`Error::Param`](crate::Error::Param) naming `filters` when `drivers.len()` (or
+    /// `plans.len()`) is not B; otherwise what [`Backend::scan_candidates`] returns.
     fn scan_postings(
         &self,
         ix: &Self::Resident,
@@ -349,12 +403,24 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn resident_index<'a>(&self, ix: &'a Self::Resident) -> &'a std::sync::Arc<Index>;
 
     /// Stage 4: re-score the candidates (not yet re-sorted).
+    ///
+    /// # Errors
+    /// [`Error::Param`](crate::Error::Param) naming `rerank` when [`Rerank::Refine`] or
+    /// [`Rerank::Model`] meets an index without `items.embeddings`, or a model whose input
+    /// is not `2*D + F`; [`Error::Backend`](crate::Error::Backend) on a device failure.
     fn rerank(&self, ix: &Self::Resident, q: &QueryBatch, cands: Self::Cands, mode: &Rerank) -> Result<Self::Cands>;
     /// Stage 5: top-`k` of the (re-)scores, best first.
+    ///
+    /// # Errors
+    /// [`Error::Backend`](crate::Error::Backend) on a device failure.
     fn select(&self, cands: Self::Cands, k: usize) -> Result<Self::Cands>;
 
     /// Block until all submitted device work has finished (benchmarks time stages with
     /// it on the host clock when a backend has no device timer). CPU: no-op.
+    ///
+    /// # Errors
+    /// [`Error::Backend`](crate::Error::Backend) when the device reports a failure of the
+    /// submitted work.
     fn synchronize(&self) -> Result<()> {
         Ok(())
     }
@@ -371,6 +437,10 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// passes that `f` encodes with `timestamp_writes` into a query set (first begin, last
     /// end), resolves it and scales by `Queue::get_timestamp_period`. Nested calls may
     /// return `None` for the inner one.
+    ///
+    /// # Errors
+    /// What `f` returns; [`Error::Backend`](crate::Error::Backend) when the device timer
+    /// fails.
     fn timed<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<f64>)> {
         Ok((f()?, None))
     }
@@ -379,6 +449,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// in launch order (`silica bench --suite e2e` reports them per stage as
     /// `kernels_ms`). The default has no phases; CUDA records an event after each kernel
     /// of its stage-3 paths (programmatic dependent launch is off while it does).
+    ///
+    /// # Errors
+    /// As [`Backend::timed`].
     fn timed_phases<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<f64>, Phases)> {
         let (v, t) = self.timed(f)?;
         Ok((v, t, Vec::new()))
@@ -388,6 +461,10 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// DESIGN.md table's "random probes" rows do). `p` must satisfy [`check_probes`]
     /// against the resident index's nlist, else `Error::Param` naming `probes`.
     /// The default says the backend cannot take given probes.
+    ///
+    /// # Errors
+    /// [`Error::Param`](crate::Error::Param) naming `probes` from [`check_probes`];
+    /// [`Error::Backend`](crate::Error::Backend) from the default or a device failure.
     fn upload_probes(&self, ix: &Self::Resident, p: &Probes) -> Result<Self::Probes> {
         let _ = (ix, p);
         Err(crate::Error::backend(self.name(), "given probes are not supported by this backend (implement Backend::upload_probes)"))
@@ -397,16 +474,34 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// [`Backend::read_cands`] returns them): the sharded backend ([`shard`]) hands each
     /// shard its share of the merged top-K0 to re-score this way. The default says the
     /// backend cannot take given candidates.
+    ///
+    /// # Errors
+    /// [`Error::Param`](crate::Error::Param) naming `candidates` from [`check_cands`];
+    /// [`Error::Backend`](crate::Error::Backend) from the default or a device failure.
     fn upload_cands(&self, ix: &Self::Resident, c: &Candidates) -> Result<Self::Cands> {
         let _ = (ix, c);
         Err(crate::Error::backend(self.name(), "given candidates are not supported by this backend (implement Backend::upload_cands)"))
     }
 
-    /// Copy stage outputs to the host.
+    /// Copy stage 1's output to the host.
+    ///
+    /// # Errors
+    /// [`Error::Backend`](crate::Error::Backend) on a device failure.
     fn read_probes(&self, p: &Self::Probes) -> Result<Probes>;
+    /// Copy stage 2's output to the host.
+    ///
+    /// # Errors
+    /// [`Error::Backend`](crate::Error::Backend) on a device failure.
     fn read_mask(&self, m: &Self::Mask) -> Result<Mask>;
+    /// Copy stage 3/4/5 output to the host.
+    ///
+    /// # Errors
+    /// [`Error::Backend`](crate::Error::Backend) on a device failure.
     fn read_cands(&self, c: &Self::Cands) -> Result<Candidates>;
-    /// Valid candidates per query `[B]` (the executor's widening decision reads only this).
+    /// Valid candidates per query `[B]` u32 (the executor's widening decision reads only this).
+    ///
+    /// # Errors
+    /// [`Error::Backend`](crate::Error::Backend) on a device failure.
     fn read_counts(&self, c: &Self::Cands) -> Result<Vec<u32>>;
 }
 
@@ -437,7 +532,9 @@ pub fn admit_candidates(sampled: u64, cap: u64, n: u64) -> bool {
 
 /// Validate host probes for a batch of `batch` queries over `nlist` lists: `nprobe >= 1`,
 /// `lists.len() == batch * nprobe`, every id `< nlist`, no list twice within one query.
-/// Errors: `Error::Param` naming `probes`.
+///
+/// # Errors
+/// [`Error::Param`](crate::Error::Param) naming `probes` when any of these fails.
 pub fn check_probes(p: &Probes, batch: usize, nlist: usize) -> Result<()> {
     let bad = |reason: String| Err(crate::Error::param("probes", reason));
     if p.nprobe == 0 {
@@ -464,7 +561,10 @@ pub fn check_probes(p: &Probes, batch: usize, nlist: usize) -> Result<()> {
 
 /// Validate host candidates for [`Backend::upload_cands`] over an index of `n` rows:
 /// `rows` and `scores` are `counts.len() x k`, every count is at most `k`, and every valid
-/// row is below `n`. Errors: `Error::Param` naming `candidates`.
+/// row is below `n`.
+///
+/// # Errors
+/// [`Error::Param`](crate::Error::Param) naming `candidates` when any of these fails.
 pub fn check_cands(c: &Candidates, n: usize) -> Result<()> {
     let bad = |reason: String| Err(crate::Error::param("candidates", reason));
     let b = c.counts.len();

@@ -32,13 +32,34 @@ pub use plan::{BLOOM_BLOCK, Dictionary, MAX_DEPTH, Op, Plan, Term, TypedTest};
 pub enum FilterError {
     /// The text does not parse; `column` is 1-based, in characters.
     #[error("filter syntax error at column {column}: {message} (near {token:?})")]
-    Syntax { column: usize, token: String, message: String },
+    Syntax {
+        /// 1-based character column of the offending token (1 for whole-filter errors).
+        column: usize,
+        /// The token as written (`end of filter` at the end; empty for whole-filter errors).
+        token: String,
+        /// What was expected instead.
+        message: String,
+    },
     /// A field that the index has no attribute for.
     #[error("filter at column {column}: unknown field `{field}` (known fields: {known})")]
-    UnknownField { column: usize, field: String, known: String },
+    UnknownField {
+        /// 1-based character column of the field name.
+        column: usize,
+        /// The unknown name.
+        field: String,
+        /// The index's field names, comma-separated.
+        known: String,
+    },
     /// A value or operator that does not fit the field's type.
     #[error("filter at column {column}: field `{field}` {message}")]
-    Type { column: usize, field: String, message: String },
+    Type {
+        /// 1-based character column of the value or field.
+        column: usize,
+        /// The field.
+        field: String,
+        /// What does not fit.
+        message: String,
+    },
 }
 
 /// A parsed and compiled filter, ready for any backend.
@@ -53,6 +74,11 @@ pub struct Filter {
 impl Filter {
     /// Parse `text` and compile it against `schema` with Bloom parameters `bloom`.
     /// The empty (or all-whitespace) filter passes every item.
+    ///
+    /// # Errors
+    /// [`FilterError::Syntax`] when `text` does not parse or nests deeper than
+    /// [`MAX_DEPTH`]; [`FilterError::UnknownField`] for a field `schema` lacks;
+    /// [`FilterError::Type`] for a value or operator that does not fit the field's type.
     pub fn compile<D: Dictionary + ?Sized>(text: &str, schema: &D, bloom: &crate::model::BloomParams) -> Result<Filter, FilterError> {
         let expr = parse(text)?;
         let plan = Plan::compile(expr.as_ref(), schema, bloom)?;

@@ -29,11 +29,17 @@ impl std::fmt::Display for Value {
 /// A comparison operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CmpOp {
+    /// `=`.
     Eq,
+    /// `!=` or `<>`.
     Ne,
+    /// `<`.
     Lt,
+    /// `<=`.
     Le,
+    /// `>`.
     Gt,
+    /// `>=`.
     Ge,
 }
 
@@ -44,40 +50,62 @@ pub enum Expr {
     /// `field = "v"` (one value) or `field IN ("a", ...)` with string values: true when
     /// any of the row's values of `field` equals any of `values`.
     Term {
+        /// Field name.
         field: String,
+        /// Column of the field name.
         column: usize,
+        /// The string values, as written (unescaped).
         values: Vec<String>,
     },
     /// `field OP value` (other than `= "string"`).
     Cmp {
+        /// Field name.
         field: String,
+        /// Column of the field name.
         column: usize,
+        /// The operator.
         op: CmpOp,
+        /// The right-hand value.
         value: Value,
+        /// Column of the value.
         at: usize,
     },
     /// `field [NOT] IN (value, ...)` (other than all-string `IN`).
     In {
+        /// Field name.
         field: String,
+        /// Column of the field name.
         column: usize,
+        /// The listed values, each with its column.
         values: Vec<(Value, usize)>,
+        /// `NOT IN`.
         negated: bool,
     },
     /// `field BETWEEN lo AND hi` (inclusive).
     Between {
+        /// Field name.
         field: String,
+        /// Column of the field name.
         column: usize,
+        /// Lower bound and its column.
         lo: (Value, usize),
+        /// Upper bound and its column.
         hi: (Value, usize),
     },
     /// `field IS [NOT] NULL`: absent, null or an empty list (`negated`: has a value).
     Null {
+        /// Field name.
         field: String,
+        /// Column of the field name.
         column: usize,
+        /// `IS NOT NULL`.
         negated: bool,
     },
+    /// Both sides.
     And(Box<Expr>, Box<Expr>),
+    /// Either side.
     Or(Box<Expr>, Box<Expr>),
+    /// The negation (a row without the field matches `NOT f = v`).
     Not(Box<Expr>),
 }
 
@@ -390,6 +418,11 @@ impl Parser {
 }
 
 /// Parse a filter. `Ok(None)` for the empty filter (passes everything).
+///
+/// # Errors
+/// [`FilterError::Syntax`] with the 1-based column of the offending token: an unexpected
+/// character or token, a malformed string or number, `==`, `(`/`NOT` nested deeper than
+/// 64 levels, or more than 1024 conditions.
 pub fn parse(src: &str) -> Result<Option<Expr>, FilterError> {
     let toks = lex(src)?;
     if toks.len() == 1 {

@@ -64,9 +64,21 @@ impl Dictionary for Schema {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum TypedTest {
     /// A typed column's key test.
-    Column { name: String, test: KeyTest },
+    Column {
+        /// The column's field name.
+        name: String,
+        /// The interval test over its order-preserving keys.
+        test: KeyTest,
+    },
     /// A string field's presence: the row holds a value id in `ids` (`null`: it holds none).
-    Present { field: String, ids: Vec<(u32, u32)>, null: bool },
+    Present {
+        /// The string field's name.
+        field: String,
+        /// The field's global value ids, sorted inclusive intervals.
+        ids: Vec<(u32, u32)>,
+        /// `IS NULL`: pass rows holding none of `ids` instead.
+        null: bool,
+    },
 }
 
 impl TypedTest {
@@ -94,7 +106,7 @@ impl TypedTest {
         }
     }
 
-    /// Word `w` of [`TypedTest::mask`], computed alone (a column test: from the column's
+    /// Word `w` of `TypedTest::mask` (the whole bitset), computed alone (a column test: from the column's
     /// word min/max and, when they do not decide it, its 64 keys; see [`Column::word`]).
     ///
     /// [`Column::word`]: crate::model::columns::Column::word
@@ -179,15 +191,20 @@ impl Term {
 pub enum Op {
     /// Push term `i`.
     Term(u32),
+    /// Pop two, push their AND.
     And,
+    /// Pop two, push their OR.
     Or,
+    /// Negate the top (over Bloom words: all ones, see the module docs).
     Not,
 }
 
 /// A compiled filter. An empty `ops` passes everything.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Plan {
+    /// The postfix program; at most [`MAX_DEPTH`] deep ([`Plan::stack_depth`]).
     pub ops: Vec<Op>,
+    /// The terms `Op::Term(i)` pushes, indexed by `i`.
     pub terms: Vec<Term>,
 }
 
@@ -222,6 +239,11 @@ impl Plan {
     }
 
     /// Resolve `expr` against `schema`. Unknown fields are an error naming the column.
+    ///
+    /// # Errors
+    /// [`FilterError::UnknownField`] for a field `schema` lacks; [`FilterError::Type`] for
+    /// a value or operator that does not fit the field's type; [`FilterError::Syntax`]
+    /// (column 1) when the program would need a stack deeper than [`MAX_DEPTH`].
     pub fn compile<D: Dictionary + ?Sized>(expr: Option<&Expr>, schema: &D, bloom: &BloomParams) -> Result<Plan, FilterError> {
         let mut plan = Plan::default();
         if let Some(e) = expr {

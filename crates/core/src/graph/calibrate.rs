@@ -22,9 +22,11 @@ use rand_chacha::ChaCha8Rng;
 pub struct CalibrateOptions {
     /// Target recall@k in (0, 1].
     pub target_recall: f64,
+    /// Results per query the recall is measured at (recall@k), >= 1.
     pub k: usize,
     /// Held-out rows to use as queries (at most N).
     pub queries: usize,
+    /// Seed of the held-out row sample (ChaCha8).
     pub seed: u64,
 }
 
@@ -35,8 +37,12 @@ impl Default for CalibrateOptions {
 }
 
 impl CalibrateOptions {
-    /// Errors (naming the setting): a target outside (0, 1], k = 0, no queries. `silica
-    /// build` checks this before building, so a bad setting costs no build.
+    /// Check the settings. `silica build` checks this before building, so a bad setting
+    /// costs no build.
+    ///
+    /// # Errors
+    /// [`Error::Param`] naming `target-recall` (outside (0, 1]), `k` (0) or
+    /// `calibration-queries` (0).
     pub fn validate(&self) -> Result<()> {
         if !(self.target_recall > 0.0 && self.target_recall <= 1.0) {
             return Err(Error::param("target-recall", format!("{} is not in (0, 1]", self.target_recall)));
@@ -153,8 +159,12 @@ fn recall(h: &Held, truth: &[(Vec<u64>, Vec<f32>)], got: &[(Vec<u64>, Vec<f32>)]
 }
 
 /// Measure the recall-vs-nprobe curve of the index `s` serves and choose the default
-/// nprobe (see the module docs). Errors: a target outside (0, 1], k = 0, no queries,
-/// and any search error.
+/// nprobe (see the module docs).
+///
+/// # Errors
+/// What [`CalibrateOptions::validate`] returns; [`Error::Param`] naming `calibration`
+/// when a sampled filter cannot be built from the schema; any error of the searches
+/// ([`Search`]).
 pub fn calibrate(s: &dyn Search, o: &CalibrateOptions) -> Result<Calibration> {
     o.validate()?;
     let ix = s.index().clone();

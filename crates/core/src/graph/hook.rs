@@ -43,7 +43,9 @@ impl Stage {
 /// A stage output handed to [`Hook::observe`] (device values: read them with the
 /// backend's `read_*`).
 pub enum Output<'a, B: Backend> {
+    /// Stage 1 output `[B, nprobe]` of one group of queries.
     Probes(&'a B::Probes),
+    /// Stage 2 output of one group of queries.
     Mask(&'a B::Mask),
     /// The probe path's stage 3 output `[B, K0]`.
     Scan(&'a B::Cands),
@@ -57,12 +59,21 @@ pub enum Output<'a, B: Backend> {
 /// leaves the search as users get it.
 pub trait Hook<B: Backend> {
     /// Run one stage's device work `f` (a hook wraps it in timers here).
+    ///
+    /// # Errors
+    /// What `f` returns; a timing hook also returns the
+    /// [`Error::Backend`](crate::Error::Backend) of [`Backend::synchronize`] /
+    /// [`Backend::timed_phases`].
     fn stage<T>(&mut self, backend: &B, stage: Stage, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let _ = (backend, stage);
         f()
     }
     /// See a stage output of the group of queries `which` (indices into the batch, in
     /// the output's query order); `false` ends the group there (a filter-only benchmark).
+    ///
+    /// # Errors
+    /// A hook that reads the output back returns the backend's `read_*` error
+    /// ([`Error::Backend`](crate::Error::Backend)); the search stops with it.
     fn observe(&mut self, backend: &B, which: &[usize], out: Output<'_, B>) -> Result<bool> {
         let _ = (backend, which, out);
         Ok(true)
@@ -114,6 +125,7 @@ pub trait Hook<B: Backend> {
 /// A segment searched beside another ([`super::Search::search_following`]): the other
 /// segment's candidate budget, no widening.
 pub struct FollowHook {
+    /// The candidate budget, rows (the main segment's [`super::candidate_cap`]).
     pub cap: u64,
 }
 
@@ -168,7 +180,9 @@ impl ShareProbes {
 /// A search that records its probes into a [`ShareProbes`] (`follow: None`), or a
 /// segment searched beside it ([`FollowHook`]'s rules) that takes them from there.
 pub struct SharedHook<'a> {
+    /// Where probes are recorded or taken from.
     pub share: &'a ShareProbes,
+    /// `None`: record (the first segment); `Some(cap)`: follow with this candidate budget, rows.
     pub follow: Option<u64>,
 }
 
@@ -209,12 +223,15 @@ pub struct Trace {
     /// Host seconds of the whole search, of validating and quantizing the queries, and
     /// of building the responses ([`super::Search::search_traced`]).
     pub host_s: f64,
+    /// Host seconds validating and quantizing the queries.
     pub prepare_s: f64,
+    /// Host seconds building the responses.
     pub respond_s: f64,
     /// Times each stage ran.
     pub runs: [u32; 6],
-    /// Stages timed on the device clock / on the host clock.
+    /// Stage runs timed on the device clock.
     pub device_timed: u32,
+    /// Stage runs timed on the host clock (backend without a device timer).
     pub host_timed: u32,
     /// Queries answered over their compacted candidates.
     pub candidate_queries: u64,
@@ -247,6 +264,7 @@ impl Trace {
 
 /// Fills a [`Trace`]: `synchronize(); timed(stage); synchronize()` per stage.
 pub struct TraceHook<'a> {
+    /// The trace to add to (its `timing` field is the input).
     pub trace: &'a mut Trace,
 }
 

@@ -22,6 +22,10 @@ impl<B: Backend> Lanes<B> {
 
     /// Run `f` on an idle lane, opened from `base` when none is idle. A lane whose search
     /// panicked is not returned (its scratch may be half-written; a new one replaces it).
+    ///
+    /// # Errors
+    /// Whatever `f` returns; [`Error::Backend`](crate::Error::Backend) when a new lane
+    /// cannot be opened ([`Backend::lane`]).
     pub fn with<T>(&self, base: &B, f: impl FnOnce(&B) -> Result<T>) -> Result<T> {
         let popped = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let lane = match popped {

@@ -50,6 +50,7 @@ pub struct SearchParams {
     pub nprobe: Option<usize>,
     /// Candidates kept by the int8 scan (K0 >= k); `None`: k without rerank, else max(4k, 64).
     pub k0: Option<usize>,
+    /// Stage 4 mode (default [`RerankMode::Auto`]).
     pub rerank: RerankMode,
     /// Task weights for `model` rerank (`None`: the model's defaults).
     pub task_weights: Option<Vec<f32>>,
@@ -79,6 +80,7 @@ pub struct SearchRequest<'a> {
     pub queries: &'a [f32],
     /// One filter per query, or empty for none.
     pub filters: &'a [Filter],
+    /// Parameters shared by every query of the batch.
     pub params: SearchParams,
 }
 
@@ -143,6 +145,7 @@ pub struct MaskCache(
 );
 
 impl MaskCache {
+    /// Most masks held (each `[ceil(N/64)]` u64, N = index rows).
     pub const ENTRIES: usize = 256;
     /// Tests remembered as seen once (then it starts over).
     pub const SEEN: usize = 4096;
@@ -236,28 +239,55 @@ pub fn candidate_budget(nprobe: usize, nlist: usize, n: u64, factor: u64) -> u64
 pub const CANDIDATE_BUDGET: u64 = 4;
 
 /// Object-safe view of an [`Executor`] over any backend (what the CLI and server hold).
+///
+/// Searches return one [`SearchResponse`] per query, in query order.
+///
+/// # Errors
+/// Every search method returns, as [`Executor`] does: [`Error::Param`] from
+/// [`Search::resolve`] or naming `filters` when the filter count is neither 0 nor B;
+/// [`Error::Dimension`], [`Error::NonFinite`] or [`Error::OutOfRange`] from
+/// [`prepare_queries`]; [`Error::Backend`] (and the backend's own [`Error::Param`]) from
+/// the stages.
 pub trait Search: Send + Sync {
+    /// The host index searched.
     fn index(&self) -> &Arc<Index>;
+    /// The backend's name ([`Backend::name`]; `cpux2` etc. for sharded backends).
     fn backend_name(&self) -> &'static str;
+    /// Search a batch of `[B, D]` queries.
+    ///
+    /// # Errors
+    /// See [`Search`].
     fn search(&self, req: &SearchRequest) -> Result<Vec<SearchResponse>>;
     /// [`Search::search`] filling `trace` with per-stage times (see [`Trace::timing`]).
+    ///
+    /// # Errors
+    /// See [`Search`].
     fn search_traced(&self, req: &SearchRequest, trace: &mut Trace) -> Result<Vec<SearchResponse>>;
     /// The request's parameters as a search resolves them (defaults, limits, rerank
     /// `auto`; errors name the parameter): the one place request rules live.
+    ///
+    /// # Errors
+    /// As [`Executor::resolve`].
     fn resolve(&self, p: &SearchParams) -> Result<Resolved>;
     /// A searcher over `index`, a changed version of this one in which at most the parts
     /// `changed` names differ (live bits, Bloom planes, attributes: see
     /// [`Backend::update`]), on the same device: no new context, no kernel compilation,
     /// unchanged device tensors shared. Falls back to a full upload when the index differs
     /// in more than that.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] from [`Backend::update`] (e.g. device out of memory).
     fn with_index(&self, index: Arc<Index>, changed: &Changed) -> Result<Box<dyn Search>>;
     /// [`Search::search`] as a segment searched beside another one (the fresh segment of
     /// `silica serve`, see [`segments`]): the planner takes selective filters over their
     /// candidates up to `cap` rows (the other segment's budget), and queries are not
     /// widened, so the cost is the probed lists' rows (or the filter's candidates).
+    ///
+    /// # Errors
+    /// See [`Search`].
     fn search_following(&self, req: &SearchRequest, cap: u64) -> Result<Vec<SearchResponse>>;
     /// This searcher as `Any` when it is an [`Executor`] (callers downcast to
-    /// `Executor<Cuda>` for [`device`]'s zero-copy searches); `None` for composites.
+    /// `Executor<Cuda>` for `silica-cuda`'s zero-copy `SearchDevice` searches); `None` for composites.
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         None
     }
@@ -270,6 +300,9 @@ pub trait Search: Send + Sync {
     /// same queries: the first records its probes, the next takes them (same lists, so the
     /// same bits). Run them one after the other (`silica serve` on the CPU backend). The
     /// default shares nothing.
+    ///
+    /// # Errors
+    /// See [`Search`].
     fn search_shared(&self, req: &SearchRequest, share: &hook::ShareProbes, follow: Option<u64>) -> Result<Vec<SearchResponse>> {
         let _ = share;
         match follow {
@@ -281,6 +314,9 @@ pub trait Search: Send + Sync {
 
 impl<B: Backend> Executor<B> {
     /// Upload `index` to `backend`. A rerank model stored in the index is used for `model`.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] from [`Backend::upload`] or [`Backend::lane`].
     pub fn new(backend: B, index: Arc<Index>) -> Result<Self> {
         let resident = backend.upload(&index)?;
         let model = index.rerank.clone().map(Arc::new);
@@ -302,6 +338,10 @@ impl<B: Backend> Executor<B> {
     }
 
     /// Use `model` for `model` rerank (overrides one stored in the index).
+    ///
+    /// # Errors
+    /// [`Error::Param`] naming `rerank-model` when the model's input width is not
+    /// `2*D + F` (F = the index's feature count).
     pub fn with_rerank_model(mut self, model: RerankModel) -> Result<Self> {
         let want = 2 * self.index.dim + self.index.feature_names.len();
         if model.input_dim() != want {
@@ -311,12 +351,17 @@ impl<B: Backend> Executor<B> {
         Ok(self)
     }
 
+    /// The backend handle the index was uploaded through.
     pub fn backend(&self) -> &B {
         &self.backend
     }
 
     /// Run `f` on a lane of this executor's backend (a handle for one search in flight,
-    /// [`lanes`]), returned to the pool afterwards. Errors: whatever `f` returns.
+    /// [`lanes`]), returned to the pool afterwards.
+    ///
+    /// # Errors
+    /// Whatever `f` returns; [`Error::Backend`] when a new lane cannot be opened
+    /// ([`Backend::lane`]).
     pub fn with_lane<T>(&self, f: impl FnOnce(&B) -> Result<T>) -> Result<T> {
         self.lanes.with(&self.backend, f)
     }
@@ -326,11 +371,15 @@ impl<B: Backend> Executor<B> {
         self.planner = planner;
         self
     }
+    /// The index as resident on the backend.
     pub fn resident(&self) -> &B::Resident {
         &self.resident
     }
 
-    /// Validate and quantize queries on the host (NaN/Inf and dimension errors named).
+    /// Validate and quantize `[B, D]` f32 queries on the host (NaN/Inf and dimension errors named).
+    ///
+    /// # Errors
+    /// As [`prepare_queries`].
     pub fn prepare(&self, queries: &[f32]) -> Result<QueryBatch> {
         prepare_queries(&self.index, queries)
     }
@@ -581,6 +630,10 @@ impl<B: Backend> Executor<B> {
     /// * Queries whose probed lists held fewer than K0 passing items are widened: re-run
     ///   with 4x the lists; where that would reach every list, a filtered query is answered
     ///   over its candidates instead.
+    ///
+    /// # Errors
+    /// [`Error::Param`] naming `filters` when `plans.len() != B`; whatever the backend's
+    /// stages and the hook return ([`Error::Backend`], the backend's [`Error::Param`]).
     pub fn run<H: Hook<B>>(&self, q: &QueryBatch, plans: &[&Plan], r: &Resolved, hook: &mut H) -> Result<Candidates> {
         self.run_on(&self.backend, q, plans, r, hook)
     }
@@ -588,6 +641,9 @@ impl<B: Backend> Executor<B> {
     /// [`Executor::run`] on lane `b` (this executor's backend or one of its lanes, from
     /// [`Executor::with_lane`]): for backend crates that prepare queries on the device
     /// themselves (silica-cuda's `SearchDevice`).
+    ///
+    /// # Errors
+    /// As [`Executor::run`].
     pub fn run_on<H: Hook<B>>(&self, b: &B, q: &QueryBatch, plans: &[&Plan], r: &Resolved, hook: &mut H) -> Result<Candidates> {
         if plans.len() != q.len {
             return Err(Error::param("filters", format!("{} filters for {} queries", plans.len(), q.len)));
@@ -646,6 +702,9 @@ impl<B: Backend> Executor<B> {
 
     /// [`Search::search`] with a hook observing (timing) or steering the stages, on this
     /// executor's own backend handle (not a lane: hooks may hold its profiling state).
+    ///
+    /// # Errors
+    /// See [`Search`]; also what the hook returns.
     pub fn search_with<H: Hook<B>>(&self, req: &SearchRequest, hook: &mut H) -> Result<Vec<SearchResponse>> {
         let (r, q, plans) = self.request(req)?;
         let c = self.run(&q, &plans, &r, hook)?;
@@ -666,7 +725,12 @@ impl<B: Backend> Executor<B> {
     }
 
     /// Resolve a request's parameters against this index (defaults, limits, rerank
-    /// `auto`): the one place request rules live. Errors name the parameter.
+    /// `auto`): the one place request rules live.
+    ///
+    /// # Errors
+    /// [`Error::Param`] naming `k` (k = 0), `nprobe` (0 or > nlist), `rerank` (refine or
+    /// model without `items.embeddings`, model without a rerank model), `task_weights`
+    /// (not one finite weight per task) or `k0` (k0 < k).
     pub fn resolve(&self, p: &SearchParams) -> Result<Resolved> {
         let (nprobe, k0, rerank) = self.resolve_parts(p)?;
         Ok(Resolved { k: p.k, nprobe, k0, rerank })
@@ -856,6 +920,11 @@ pub fn bind_plans<'a>(plans: &[&'a Plan], index: &Index, cache: &MaskCache, devi
 
 /// Validate `[B, D]` queries against `index` and quantize them (cosine: normalize first;
 /// l2: a power-of-two scale, [`crate::model::metric::quantize_query`]).
+///
+/// # Errors
+/// [`Error::Dimension`] when `queries.len()` is not a multiple of D;
+/// [`Error::NonFinite`] / [`Error::OutOfRange`] (what `queries`) from
+/// [`crate::model::finite::check_rows`] for a NaN/Inf value or a non-finite norm.
 pub fn prepare_queries(index: &Index, queries: &[f32]) -> Result<QueryBatch> {
     let d = index.dim;
     if !queries.len().is_multiple_of(d) {

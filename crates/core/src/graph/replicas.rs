@@ -1,5 +1,5 @@
 //! Replication for throughput: R searchers over the same index (each a device or a
-//! sharded group of devices, [`super::devices`]), each concurrent search sent to the
+//! sharded group of devices, `silica_registry::device`), each concurrent search sent to the
 //! replica with the fewest searches in flight (ties: round robin). `silica serve
 //! --devices D1,...,DG --replicas R` builds R replicas of S = G / R shards, replica `r`
 //! on devices `r*S .. (r+1)*S` (consecutive, so GPUs of one replica are neighbours).
@@ -49,7 +49,9 @@ pub struct Replicated {
 
 /// Open `spec`, replicas separated by `|`, each group opened by `open_group` (the
 /// registry's device-list opener, `silica_registry::open`).
-/// Errors: `Error::Param` naming `replicas` for an empty group or groups of different sizes;
+///
+/// # Errors
+/// [`Error::Param`] naming `replicas` for an empty group or groups of different sizes;
 /// whatever `open_group` returns.
 pub fn open(
     spec: &str,

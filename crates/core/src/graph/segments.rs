@@ -28,8 +28,12 @@ use crate::error::{Error, Result};
 /// probe (see the module docs); any other is probed whole.
 ///
 /// Merge order: final score descending; ties by lower source row (`rows`), so results are
-/// deterministic. Errors: those of any segment's search (invalid k, nprobe > main's
-/// nlist, dimension, NaN, ...), or segments that disagree in dimension.
+/// deterministic.
+///
+/// # Errors
+/// Those of any segment's search ([`Search`]: invalid k, nprobe > main's nlist,
+/// dimension, NaN, ...); [`Error::Dimension`] (what `fresh segment`) when a segment's
+/// dimension is not main's.
 pub fn search_segments(main: &dyn Search, extra: &[&dyn Search], req: &SearchRequest) -> Result<Vec<SearchResponse>> {
     let extra: Vec<&dyn Search> = extra.iter().copied().filter(|f| !f.index().is_empty()).collect();
     if extra.is_empty() {

@@ -35,7 +35,9 @@ pub struct FieldSchema {
 /// columns (names and types; their values live in [`crate::model::Columns`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Schema {
+    /// Dictionary-encoded string fields, sorted by name; value ids are global across them.
     pub fields: Vec<FieldSchema>,
+    /// Typed columns (names and types), sorted by name.
     pub columns: Vec<super::columns::ColumnSchema>,
 }
 
@@ -64,6 +66,7 @@ impl Schema {
 /// `values[offsets[r]..offsets[r+1]]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Attributes {
+    /// The fields the value ids belong to.
     pub schema: Schema,
     /// `[N+1]` CSR offsets.
     pub offsets: crate::model::Tensor<u64>,
@@ -105,12 +108,18 @@ impl Attributes {
 /// (a string field stays a string unless the schema says otherwise).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FieldType {
+    /// A dictionary-encoded string field (one string or a list).
     String,
+    /// A typed column.
     Typed(super::ColumnType),
 }
 
 /// Parse `--schema`: `field:type` entries separated by commas (types `string`, `int`,
-/// `float`, `bool`, `timestamp`). Errors: [`Error::Param`] naming `schema` and the entry.
+/// `float`, `bool`, `timestamp`).
+///
+/// # Errors
+/// [`Error::Param`] naming `schema` and the entry: no `:`, an unknown type, an empty name
+/// or `id`, a field declared twice.
 pub fn parse_schema(text: &str) -> Result<Vec<(String, FieldType)>> {
     use super::ColumnType as C;
     let mut out: Vec<(String, FieldType)> = Vec::new();
@@ -147,8 +156,11 @@ pub fn parse_schema(text: &str) -> Result<Vec<(String, FieldType)>> {
 /// no value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TypedColumn {
+    /// Field name.
     pub name: String,
+    /// Column type.
     pub ty: super::ColumnType,
+    /// `[N]` u64 order-preserving keys, one per line (`None`: no value).
     pub keys: Vec<Option<u64>>,
 }
 
@@ -163,20 +175,26 @@ pub struct AttributeTable {
     pub attrs: Attributes,
     /// Row-major `[N, F]` features (F = `feature_names.len()`), empty when F = 0.
     pub features: Vec<f32>,
+    /// The F feature column names, in order.
     pub feature_names: Vec<String>,
 }
 
 /// Read attributes from JSON Lines (one object per line, blank lines not allowed).
 ///
-/// Errors name the 1-based line: malformed JSON, a non-object line, a duplicate key in a
-/// line, a missing, non-string or empty `id`, a duplicate `id`, a non-numeric value in a
-/// feature column. A feature that no line carries is an [`Error::Param`] naming it.
+/// # Errors
+/// [`Error::Io`] when the file cannot be opened, read or mapped. [`Error::Jsonl`] naming
+/// the 1-based line: malformed JSON, a non-object line, a duplicate key in a line, a
+/// missing, non-string or empty `id`, a duplicate `id`, a non-numeric value in a feature
+/// column. A feature that no line carries is an [`Error::Param`] naming `features`.
 pub fn read_jsonl(path: &Path, features: &[String]) -> Result<AttributeTable> {
     read_jsonl_with(path, features, &[])
 }
 
 /// [`read_jsonl`] with declared field types (`--schema`): a value that does not fit its
 /// declared type is an error naming the line.
+///
+/// # Errors
+/// As [`read_jsonl`]; also [`Error::Jsonl`] for a value that does not fit its declared type.
 pub fn read_jsonl_with(path: &Path, features: &[String], schema: &[(String, FieldType)]) -> Result<AttributeTable> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     if file.metadata().map_err(|e| Error::io(path, e))?.len() == 0 {
@@ -188,11 +206,17 @@ pub fn read_jsonl_with(path: &Path, features: &[String], schema: &[(String, Fiel
 }
 
 /// [`read_jsonl`] over any reader; `path` is only used in error messages.
+///
+/// # Errors
+/// As [`read_jsonl`] ([`Error::Io`] when reading `reader` fails).
 pub fn parse_jsonl(reader: impl BufRead, path: &Path, features: &[String]) -> Result<AttributeTable> {
     parse_jsonl_with(reader, path, features, &[])
 }
 
 /// [`read_jsonl_with`] over any reader.
+///
+/// # Errors
+/// As [`read_jsonl_with`] ([`Error::Io`] when reading `reader` fails).
 pub fn parse_jsonl_with(
     mut reader: impl BufRead,
     path: &Path,

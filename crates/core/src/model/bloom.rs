@@ -48,6 +48,7 @@ impl BloomParams {
 /// Transposed Bloom bit-planes `[M, words]`, `words = ceil(N / 64)`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BloomPlanes {
+    /// Bits M, hashes k, seed.
     pub params: BloomParams,
     /// Words per plane: ceil(N / 64).
     pub words: usize,

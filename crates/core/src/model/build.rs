@@ -41,12 +41,15 @@ pub const CHUNK: usize = 1 << 16;
 pub struct BuildParams {
     /// Number of inverted lists; `None` picks [`default_nlist`].
     pub nlist: Option<usize>,
+    /// Bloom parameters (bits M, hashes k, seed).
     pub bloom: BloomParams,
+    /// Similarity metric (default `ip`).
     pub metric: Metric,
     /// Lloyd iterations.
     pub kmeans_iters: usize,
     /// At most this many training rows per list.
     pub sample_per_list: usize,
+    /// Seed of the training sample and k-means (ChaCha8).
     pub seed: u64,
     /// Store `items.embeddings` (f16) for `refine` rerank.
     pub store_embeddings: bool,
@@ -89,14 +92,18 @@ pub fn default_nlist(n: usize) -> usize {
 /// Builds an index artifact from vectors and attributes (see the module docs).
 #[derive(Clone, Debug, Default)]
 pub struct IndexBuilder {
+    /// Build settings.
     pub params: BuildParams,
 }
 
 /// What a build wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BuildSummary {
+    /// Item rows N.
     pub n: usize,
+    /// Dimension D.
     pub dim: usize,
+    /// Inverted lists L.
     pub nlist: usize,
     /// Artifact size in bytes.
     pub bytes: u64,
@@ -158,27 +165,39 @@ fn blob_len<S: AsRef<str>>(v: impl Iterator<Item = S>) -> (usize, usize) {
 }
 
 impl IndexBuilder {
+    /// A builder with `params`.
     pub fn new(params: BuildParams) -> Self {
         IndexBuilder { params }
     }
 
     /// Read `vectors` (.npy, mapped) and `attributes` (.jsonl), build in memory on the CPU.
+    ///
+    /// # Errors
+    /// What [`VectorSource::open`], [`super::attributes::read_jsonl_with`] and
+    /// [`IndexBuilder::build`] return.
     pub fn build_files(&self, vectors: &Path, attributes: &Path) -> Result<Index> {
         let src = VectorSource::open(vectors)?;
         let table = super::attributes::read_jsonl_with(attributes, &self.params.features, &self.params.schema)?;
         self.build_source(&src, &table, &CpuCompute)
     }
 
-    /// Build an index in memory on the CPU. Errors: NaN/Inf in vectors, `ip` values beyond
-    /// the f16 range (±65504), a sum of squares beyond f32 (row and column named:
-    /// [`super::finite`]), N = 0, D = 0, attribute rows != vector rows, nlist = 0 or > N,
-    /// zero vectors with `cosine`.
+    /// Build an index in memory on the CPU.
+    ///
+    /// # Errors
+    /// As [`IndexBuilder::write`]: [`Error::NonFinite`] for NaN/Inf in vectors,
+    /// [`Error::OutOfRange`] for `ip` values beyond the f16 range (±65504) or a sum of
+    /// squares beyond f32 (row and column named: [`super::finite`]), [`Error::Param`] for
+    /// N = 0, D = 0, nlist = 0 or > N, zero Bloom bits/hashes, zero vectors with `cosine`,
+    /// [`Error::CountMismatch`] for attribute rows != vector rows.
     pub fn build(&self, vectors: Matrix, table: AttributeTable) -> Result<Index> {
         self.build_source(&VectorSource::from_matrix(vectors), &table, &CpuCompute)
     }
 
     /// [`IndexBuilder::build`] from any source on `compute`: the artifact is written into
     /// memory by [`IndexBuilder::write`] and decoded, so it is exactly what a file holds.
+    ///
+    /// # Errors
+    /// What [`IndexBuilder::write`] and [`format::from_bytes_with`] return.
     pub fn build_source(&self, src: &VectorSource, table: &AttributeTable, compute: &dyn BuildCompute) -> Result<Index> {
         let path = Path::new("<in-memory build>");
         let (bytes, _) = self.write(src, table, compute, None, Vec::new(), path)?;
@@ -188,6 +207,12 @@ impl IndexBuilder {
     /// Stream-build the artifact of `vectors` + `attributes` into the file `out`
     /// (atomically: a temporary file in its directory renamed into place; on error
     /// nothing is left behind). `rerank`: a model to embed (input width 2·D + F).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when `out` is not a regular file path ([`format::check_target`]) or
+    /// creating, syncing or renaming the temporary file fails; what
+    /// [`VectorSource::open`], [`super::attributes::read_jsonl_with`] and
+    /// [`IndexBuilder::write`] return.
     pub fn build_to_file(
         &self,
         vectors: &Path,
@@ -231,6 +256,14 @@ impl IndexBuilder {
     }
 
     /// The build steps (module docs) writing into `out`; `path` names it in errors.
+    ///
+    /// # Errors
+    /// [`Error::Param`] naming `vectors` (D = 0, N = 0, N beyond u32, D beyond
+    /// [`super::compute::MAX_EXACT_DIM`], a zero vector with `cosine`), `bloom-bits` (zero
+    /// bits or hashes), `nlist` (0 or > N) or `rerank-model` (input width not 2·D + F);
+    /// [`Error::CountMismatch`] when attribute rows != vector rows; [`Error::NonFinite`] /
+    /// [`Error::OutOfRange`] naming the first bad vector row; [`Error::Io`] from reading
+    /// the vectors or writing `out`; [`Error::Backend`] from `compute` or the writer.
     pub fn write<O: Output>(
         &self,
         src: &VectorSource,

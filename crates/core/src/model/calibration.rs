@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 /// One measured point of the recall-vs-nprobe curve.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CalibrationPoint {
+    /// Lists probed per query.
     pub nprobe: usize,
     /// Mean recall@k of the unfiltered held-out queries (tie-aware, against the same
     /// index searched exhaustively).
@@ -24,8 +25,9 @@ pub struct Calibration {
     pub target_recall: f64,
     /// Depth of the recall (k).
     pub k: usize,
-    /// Held-out rows used as queries without a filter / with one sampled filter.
+    /// Held-out rows used as queries without a filter.
     pub queries: usize,
+    /// Held-out rows used as queries with one sampled filter.
     pub filtered_queries: usize,
     /// The chosen default: the smallest nprobe whose recall (filtered and unfiltered)
     /// reached the target, or nlist when none below it did.

@@ -21,9 +21,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
+    /// i64 integers.
     Int,
+    /// Finite f64 numbers.
     Float,
+    /// `true` / `false`, stored as u8 0 / 1.
     Bool,
+    /// i64 microseconds since 1970-01-01T00:00:00Z (RFC 3339 in JSON).
     Timestamp,
 }
 
@@ -42,7 +46,9 @@ impl ColumnType {
 /// A column's metadata entry (`__metadata__["columns"]`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnSchema {
+    /// Field name.
     pub name: String,
+    /// Column type (`"type"` in JSON).
     #[serde(rename = "type")]
     pub ty: ColumnType,
 }
@@ -124,8 +130,11 @@ impl Values {
 
 /// The key of a JSON value for a `ty` column, with the build's typing rules: `null` is no
 /// value; `int` takes integers in i64 range, `float` any finite number (-0.0 as 0.0),
-/// `bool` `true`/`false`, `timestamp` an RFC 3339 string or integer microseconds. Errors:
-/// a message naming the type (the caller names the field).
+/// `bool` `true`/`false`, `timestamp` an RFC 3339 string or integer microseconds.
+///
+/// # Errors
+/// A message naming the type (the caller names the field) for a value the type does not
+/// take.
 pub fn key_of_json(ty: ColumnType, v: &serde_json::Value) -> std::result::Result<Option<u64>, String> {
     use serde_json::Value as J;
     let want = || {
@@ -173,7 +182,9 @@ fn unkey_f64(k: u64) -> f64 {
 /// One typed column (see the module docs for its tensors).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Column {
+    /// Field name.
     pub name: String,
+    /// Column type.
     pub ty: ColumnType,
     /// `[N]` values (0 where absent).
     pub values: Values,
@@ -191,6 +202,7 @@ pub struct Column {
 pub struct KeyTest {
     /// Inclusive key intervals, sorted and disjoint.
     pub ranges: Vec<(u64, u64)>,
+    /// Match keys outside `ranges` instead (rows without a value still never match).
     pub negate: bool,
     /// `IS NULL`: matches rows without a value (ranges ignored).
     pub null: bool,
@@ -415,6 +427,7 @@ impl Column {
 /// All typed columns of an index, sorted by name.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Columns {
+    /// The columns, sorted by name.
     pub cols: Vec<Column>,
 }
 
@@ -448,7 +461,10 @@ impl Columns {
 
 /// Parse an RFC 3339 timestamp (`2024-05-01T12:00:00Z`, `...T12:00:00.25+02:00`; `t` and
 /// `z` accepted, a space for `T` too) into microseconds since 1970-01-01T00:00:00Z.
-/// Digits past microseconds are truncated. Errors: a reason for the message.
+/// Digits past microseconds are truncated.
+///
+/// # Errors
+/// A reason for the message when `s` is not such a timestamp (or a field is out of range).
 pub fn parse_timestamp(s: &str) -> std::result::Result<i64, String> {
     let bad = || format!("{s:?} is not an RFC 3339 timestamp (e.g. 2024-05-01T12:00:00Z)");
     let b = s.as_bytes();

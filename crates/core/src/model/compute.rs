@@ -28,10 +28,18 @@ pub trait BuildCompute: Sync {
     /// Train `p.k` unit-norm centroids on `data` (f32 `[n, dim]` row-major, n ≥ 1; sampled
     /// to at most `p.k * p.sample_per_cluster` rows inside). Returns f32 `[p.k, dim]`.
     /// `progress` is called once per Lloyd iteration.
+    ///
+    /// # Errors
+    /// [`Error::Backend`](crate::Error::Backend) on a device failure, [`Error::Param`](crate::Error::Param)
+    /// for input a device cannot take (e.g. D beyond its limit). The CPU never fails.
     fn train(&self, data: &[f32], dim: usize, p: &KMeansParams, progress: &dyn Fn()) -> Result<Vec<f32>>;
 
     /// The inverted list of each row of `codes` (int8 `[r, dim]` row-major) by the
     /// assignment rule against `centroids` (`[L, dim]` codes + scales). Returns u32 `[r]`.
+    ///
+    /// # Errors
+    /// As [`BuildCompute::train`] (e.g. [`Error::Param`](crate::Error::Param) for D beyond
+    /// [`MAX_EXACT_DIM`] or codes that are not whole rows). The CPU never fails.
     fn assign(&self, codes: &[i8], centroids: &I8Matrix) -> Result<Vec<u32>>;
 }
 

@@ -18,12 +18,19 @@ pub const F16_MAX: f32 = 65504.0;
 /// Why a vector was refused: the column at fault (`None`: the vector as a whole).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fault {
+    /// 0-based column at fault; `None`: the whole vector (its sum of squares).
     pub col: Option<usize>,
+    /// The value at fault (for `col: None`, the vector's norm).
     pub value: f32,
+    /// Which limit it breaks.
     pub reason: String,
 }
 
 /// Check one vector. `stored_f16`: its values are stored as given in f16 (see the module docs).
+///
+/// # Errors
+/// A [`Fault`] for the first value that is NaN/±Inf, beyond ±[`F16_MAX`] when
+/// `stored_f16`, or a sum of squares beyond `f32::MAX`.
 pub fn check_vector(v: &[f32], stored_f16: bool) -> std::result::Result<(), Fault> {
     if let Some(j) = v.iter().position(|x| !x.is_finite()) {
         return Err(Fault { col: Some(j), value: v[j], reason: "is not finite (NaN, Inf or beyond the f32 range)".into() });
@@ -47,7 +54,11 @@ pub fn check_vector(v: &[f32], stored_f16: bool) -> std::result::Result<(), Faul
 }
 
 /// Check every row of a row-major `[rows, d]` matrix; errors name `what`, the row and the
-/// column ([`Error::NonFinite`] or [`Error::OutOfRange`]).
+/// column.
+///
+/// # Errors
+/// [`Error::NonFinite`] for a NaN/±Inf value, [`Error::OutOfRange`] for a value beyond
+/// f16 (with `stored_f16`) or a row whose sum of squares overflows f32 ([`check_vector`]).
 pub fn check_rows(data: &[f32], d: usize, stored_f16: bool, what: &str) -> Result<()> {
     for (row, v) in data.chunks(d.max(1)).enumerate() {
         if let Err(f) = check_vector(v, stored_f16) {

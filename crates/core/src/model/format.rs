@@ -2,8 +2,8 @@
 //! readable by any safetensors reader. Writes go to a temporary file in the target
 //! directory that is renamed into place, so a failed write leaves no partial artifact.
 //!
-//! Tensors beyond the DESIGN table: `items.row_id_offsets` (I64 [N+1], the offsets of the
-//! `items.row_ids` UTF-8 blob), `items.source_rows` (I64 [N], source line of each sorted
+//! Tensors beyond the DESIGN table: `items.row_id_offsets` (`I64 [N+1]`, the offsets of the
+//! `items.row_ids` UTF-8 blob), `items.source_rows` (`I64 [N]`, source line of each sorted
 //! row), `attrs.dict` + `attrs.dict_offsets` (the value dictionaries, UTF-8 blob + I64
 //! offsets, in global value-id order).
 //!
@@ -43,16 +43,19 @@ pub const CALIBRATION: &str = "calibration";
 /// The metadata key of the typed columns (JSON list of `{name, type}`).
 pub const COLUMNS: &str = "columns";
 
-/// The metadata key of the checksum map, and the map's entry for the metadata itself.
+/// The metadata key of the checksum map.
 pub const CHECKSUMS: &str = "checksums";
+/// The checksum map's entry for the metadata itself.
 pub const META_ENTRY: &str = "__metadata__";
 
 /// Whether loading checks the stored checksums (`--no-verify` skips them; value checks
 /// always run).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Verify {
+    /// Check every stored xxh3-64 checksum (the default).
     #[default]
     Checksums,
+    /// Skip the checksums (`--no-verify`).
     Skip,
 }
 
@@ -66,9 +69,10 @@ pub(crate) fn meta_checksum(info: &HashMap<String, String>) -> String {
     hex(serde_json::to_string(&sorted).expect("strings serialize").as_bytes())
 }
 
-/// One line of [`verify`]: a tensor (or `__metadata__`) and what its check found.
+/// One line of [`checksums`] (`silica verify`): a tensor (or `__metadata__`) and what its check found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Check {
+    /// Tensor name, or [`META_ENTRY`].
     pub name: String,
     /// `None`: OK; else why not.
     pub problem: Option<String>,
@@ -77,7 +81,10 @@ pub struct Check {
 /// Check every stored checksum of safetensors `bytes`, in parallel across tensors (largest
 /// first; a progress bar or log lines at scale): one [`Check`] per tensor plus
 /// `__metadata__`, sorted by name. `Ok(None)`: the artifact has no checksums.
-/// Errors: not a safetensors file, a malformed checksum map.
+///
+/// # Errors
+/// [`Error::Format`] when `bytes` is not a safetensors file or its checksum map is not a
+/// JSON map of names to hex strings.
 pub fn checksums(bytes: &[u8], path: &Path) -> Result<Option<Vec<Check>>> {
     let bad = |reason: String| Error::Format { path: path.into(), reason };
     let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
@@ -134,17 +141,29 @@ fn hash_counted(data: &[u8], progress: &Progress) -> String {
 /// The JSON-valued metadata entries.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Meta {
+    /// [`FORMAT_VERSION`] of the writer.
     pub format_version: u32,
+    /// Vector dimension D.
     pub dim: usize,
+    /// Inverted lists L.
     pub nlist: usize,
+    /// Item rows N.
     pub n: usize,
+    /// Similarity metric.
     pub metric: Metric,
+    /// Quantization rule, human-readable ([`quantization`]).
     pub quantization: String,
+    /// Bloom parameters (bits M, hashes k, seed).
     pub bloom: BloomParams,
+    /// Bloom hash function ([`BloomParams::HASH`]).
     pub bloom_hash: String,
+    /// Attribute fields and their value dictionaries.
     pub schema: Vec<FieldSchema>,
+    /// Names of the F dense features (`items.features` columns), in order.
     pub features: Vec<String>,
+    /// Summary of an embedded rerank model ([`rerank_summary`]); `None`: none.
     pub rerank: Option<String>,
+    /// Writer, `silica <version>`.
     pub generator: String,
     /// The build-time nprobe calibration (absent: not calibrated).
     pub calibration: Option<super::calibration::Calibration>,
@@ -204,7 +223,11 @@ fn blob(strings: impl Iterator<Item = impl AsRef<str>>) -> (Vec<u8>, Vec<u64>) {
     (bytes, offs)
 }
 
-/// Serialize an index to safetensors bytes.
+/// Serialize an index to safetensors bytes (with checksums).
+///
+/// # Errors
+/// [`Error::Backend`] (backend `format`) when safetensors refuses a tensor's shape or the
+/// serialization.
 pub fn to_bytes(ix: &Index) -> Result<Vec<u8>> {
     let (n, d, l) = (ix.len(), ix.dim, ix.nlist());
     let (id_bytes, id_offs) = ix.ids.parts();
@@ -296,6 +319,10 @@ mod erased {
 /// Refuse to replace anything but a regular file (or nothing) at `path`: a rename over a
 /// directory fails with a confusing error, and one over a FIFO, device or a symlink to
 /// one would silently replace it with a plain file.
+///
+/// # Errors
+/// [`Error::Io`] (kind `InvalidInput`) when `path` is a directory or exists and is not a
+/// regular file.
 pub fn check_target(path: &Path) -> Result<()> {
     let refuse = |what: &str| Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string()));
     match std::fs::metadata(path) {
@@ -309,7 +336,10 @@ pub fn check_target(path: &Path) -> Result<()> {
 
 /// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
 /// The file gets mode 0666 less the umask (0644 by default), as `File::create` would.
-/// Errors: `path` is a directory or another non-regular file ([`check_target`]), I/O.
+///
+/// # Errors
+/// [`Error::Io`] when `path` is a directory or another non-regular file
+/// ([`check_target`]), or creating, writing, syncing or renaming the temp file fails.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     check_target(path)?;
@@ -329,17 +359,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Save an index to `path` (atomically).
+///
+/// # Errors
+/// What [`to_bytes`] and [`write_atomic`] return.
 pub fn save(ix: &Index, path: &Path) -> Result<()> {
     write_atomic(path, &to_bytes(ix)?)
 }
 
 /// Load an index from `path`, verifying its checksums.
+///
+/// # Errors
+/// As [`load_with`].
 pub fn load(path: &Path) -> Result<Index> {
     load_with(path, Verify::Checksums)
 }
 
 /// Load an index from `path` through a memory map (tensors are views into it, see
 /// [`super::load`]); `verify` says whether to check the checksums.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be opened or mapped; [`Error::Format`] naming the
+/// header, tensor or metadata entry at fault (see [`decode`]).
 pub fn load_with(path: &Path, verify: Verify) -> Result<Index> {
     Ok(super::load::load(path, verify)?.0)
 }
@@ -349,6 +389,9 @@ pub type Table = (HashMap<String, String>, Vec<(String, Dtype, Vec<usize>)>);
 
 /// Read the metadata and tensor table from the header alone (for `silica inspect`): the
 /// data section is not read, so a file whose tensors are damaged or cut short still shows.
+///
+/// # Errors
+/// As [`super::load::read_header`].
 pub fn inspect(path: &Path) -> Result<Table> {
     let h = super::load::read_header(path)?;
     if let Err(e) = h.check_len(path) {
@@ -358,6 +401,9 @@ pub fn inspect(path: &Path) -> Result<Table> {
 }
 
 /// Check the `__metadata__` checksum alone (header only). `Ok(None)`: no checksums.
+///
+/// # Errors
+/// [`Error::Format`] when the checksum map is not a JSON map of names to hex strings.
 pub fn meta_check(info: &HashMap<String, String>, path: &Path) -> Result<Option<Check>> {
     let Some(text) = info.get(CHECKSUMS) else { return Ok(None) };
     let want: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| Error::Format {
@@ -374,18 +420,29 @@ pub fn meta_check(info: &HashMap<String, String>, path: &Path) -> Result<Option<
 }
 
 /// Decode an index from safetensors bytes, verifying checksums, shapes and invariants.
+///
+/// # Errors
+/// As [`decode`].
 pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Index> {
     from_bytes_with(bytes, path, Verify::Checksums)
 }
 
-/// [`from_bytes`]; `verify` says whether to check the checksums. Errors
-/// ([`Error::Format`]) name the tensor or metadata entry at fault. Tensors are copied.
+/// [`from_bytes`]; `verify` says whether to check the checksums. Tensors are copied.
+///
+/// # Errors
+/// As [`decode`].
 pub fn from_bytes_with(bytes: &[u8], path: &Path, verify: Verify) -> Result<Index> {
     Ok(decode(Source { bytes, map: None }, path, verify)?.0)
 }
 
 /// Decode an index from `src` (tensors view the map where there is one and they are
 /// aligned), verifying checksums (unless `verify` is `Skip`), shapes and invariants.
+///
+/// # Errors
+/// [`Error::Format`] naming what is at fault: not safetensors, a checksum mismatch, a
+/// missing or unparsable metadata entry, an unsupported format version or metric, a
+/// missing tensor or one of the wrong dtype or shape, non-monotone CSR offsets, invalid
+/// UTF-8, out-of-range values, or an invalid rerank model.
 pub fn decode(src: Source, path: &Path, verify: Verify) -> Result<(Index, Times)> {
     let bytes = src.bytes;
     let mut times = Times::default();

@@ -19,6 +19,7 @@ pub struct KMeansParams {
     pub iters: usize,
     /// Training rows per cluster; at most `k * sample_per_cluster` rows train.
     pub sample_per_cluster: usize,
+    /// Seed of the sample and the initial centroids (ChaCha8).
     pub seed: u64,
 }
 

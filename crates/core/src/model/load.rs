@@ -29,9 +29,13 @@ const MAX_HEADER: u64 = 100_000_000;
 /// One tensor of the header: name, dtype, shape and byte range in the data section.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorEntry {
+    /// Tensor name (e.g. `items.codes`).
     pub name: String,
+    /// Element dtype.
     pub dtype: Dtype,
+    /// Shape, outermost first.
     pub shape: Vec<usize>,
+    /// Byte range relative to the start of the data section.
     pub range: std::ops::Range<usize>,
 }
 
@@ -52,8 +56,12 @@ fn format_err(path: &Path, reason: String) -> Error {
     Error::Format { path: path.into(), reason }
 }
 
-/// Read the header of the safetensors file at `path` (8 + JSON length bytes). Errors: I/O,
-/// a file too short for its header, a header that is not safetensors JSON.
+/// Read the header of the safetensors file at `path` (8 + JSON length bytes).
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be opened or read; [`Error::Format`] when it is
+/// shorter than its header (or 8 bytes), the header length exceeds 100 MB, or the header is
+/// not safetensors JSON.
 pub fn read_header(path: &Path) -> Result<Header> {
     let bad = |r: String| format_err(path, r);
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -81,7 +89,12 @@ pub fn read_header(path: &Path) -> Result<Header> {
 
 impl Header {
     /// Check that every tensor's byte range matches its shape and lies in the file, and that
-    /// the data section ends where the file ends. Errors name the first tensor at fault.
+    /// the data section ends where the file ends.
+    ///
+    /// # Errors
+    /// [`Error::Format`] naming the first tensor whose byte range does not hold its
+    /// dtype x shape or runs past the file, or when the data section's length differs from
+    /// what the header describes.
     pub fn check_len(&self, path: &Path) -> Result<()> {
         let bad = |r: String| format_err(path, r);
         let data_len = self.file_len - self.data_start as u64;
@@ -109,13 +122,20 @@ impl Header {
 
 /// An artifact's header and read-only memory map.
 pub struct Artifact {
+    /// The file mapped.
     pub path: PathBuf,
+    /// Its checked header.
     pub header: Header,
+    /// The read-only map of the whole file (`file_len` bytes).
     pub map: Map,
 }
 
 impl Artifact {
     /// Read and check the header ([`Header::check_len`]), then map the file.
+    ///
+    /// # Errors
+    /// What [`read_header`] and [`Header::check_len`] return; [`Error::Io`] when the file
+    /// cannot be opened or mapped; [`Error::Format`] when its length changed meanwhile.
     pub fn open(path: &Path) -> Result<Artifact> {
         let header = read_header(path)?;
         header.check_len(path)?;
@@ -140,7 +160,9 @@ impl Artifact {
 /// memory map, the map (tensors then view it instead of copying).
 #[derive(Clone, Copy)]
 pub struct Source<'a> {
+    /// The whole safetensors file.
     pub bytes: &'a [u8],
+    /// The map `bytes` lies in, or `None` for bytes in memory (tensors are then copied).
     pub map: Option<&'a Map>,
 }
 
@@ -177,6 +199,9 @@ impl std::fmt::Display for Times {
 
 /// Map and decode the artifact at `path` (see the module docs); `verify` says whether to
 /// check the checksums. Also returns the phase times (logged at info level).
+///
+/// # Errors
+/// What [`Artifact::open`] and [`Artifact::index`] return.
 pub fn load(path: &Path, verify: Verify) -> Result<(super::Index, Times)> {
     let t = Instant::now();
     let a = Artifact::open(path)?;
@@ -189,6 +214,9 @@ pub fn load(path: &Path, verify: Verify) -> Result<(super::Index, Times)> {
 
 impl Artifact {
     /// Decode the index from the map (checksums first when `verify` says so).
+    ///
+    /// # Errors
+    /// As [`super::format::decode`] ([`Error::Format`]).
     pub fn index(&self, verify: Verify) -> Result<(super::Index, Times)> {
         super::format::decode(Source { bytes: &self.map, map: Some(&self.map) }, &self.path, verify)
     }
@@ -206,6 +234,7 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Progress of `what` (the bar's label) over `total` bytes.
     pub fn new(what: &str, total: u64) -> Progress {
         let big = total >= 256 << 20;
         let bar = (big && std::io::stderr().is_terminal()).then(|| {
@@ -252,6 +281,7 @@ impl Progress {
         }
     }
 
+    /// Clear the bar (no-op without one).
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();

@@ -1,6 +1,6 @@
 //! The index artifact: tensors and metadata of DESIGN.md "The index artifact".
 //!
-//! * [`format`] reads and writes the safetensors file (`*.silica`).
+//! * [`mod@format`] reads and writes the safetensors file (`*.silica`).
 //! * [`build`] turns vectors + attributes into an [`Index`] (k-means, int8, Bloom, CSR).
 //! * [`npy`], [`attributes`] read the inputs; [`bloom`] is the Bloom hashing spec;
 //!   [`quantize`] is the int8 rule shared by items, centroids and queries; [`finite`]
@@ -39,8 +39,11 @@ pub use tensor::{Ids, Tensor};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Metric {
+    /// Raw inner product.
     Ip,
+    /// Inner product of unit-normalized vectors.
     Cosine,
+    /// Squared Euclidean distance (scores negated).
     L2,
 }
 
@@ -79,7 +82,7 @@ impl I8Matrix {
 pub use crate::rerank::RerankModel;
 
 /// A whole silica index in host memory; the big tensors ([`Tensor`], [`Ids`]) are owned
-/// or views into the memory-mapped artifact (zero-copy load, see [`format`]). Rows are sorted by inverted list: list `l` holds
+/// or views into the memory-mapped artifact (zero-copy load, see [`mod@format`]). Rows are sorted by inverted list: list `l` holds
 /// rows `list_offsets[l]..list_offsets[l+1]`. `source_rows[r]` maps a sorted row back to
 /// its 0-based line in the attributes file the index was built from.
 #[derive(Clone, Debug)]
@@ -169,7 +172,9 @@ impl Index {
 
     /// The attributes `names` of sorted row `r` as a JSON object: a string field as a
     /// string (a multi-valued field as a list, `[]` when empty), a typed column as its
-    /// number, bool or RFC 3339 timestamp, `null` when the row has no value. Errors:
+    /// number, bool or RFC 3339 timestamp, `null` when the row has no value.
+    ///
+    /// # Errors
     /// [`crate::Error::Param`] naming `fields` for a name the index does not have.
     pub fn fields_json(&self, r: usize, names: &[String]) -> crate::Result<serde_json::Map<String, serde_json::Value>> {
         use serde_json::Value;

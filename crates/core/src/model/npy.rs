@@ -9,18 +9,25 @@ use std::path::Path;
 /// A row-major f32 matrix `[rows, dim]` read from `.npy`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Matrix {
+    /// Rows N.
     pub rows: usize,
+    /// Dimension D.
     pub dim: usize,
+    /// `[rows * dim]` f32, row-major.
     pub data: Vec<f32>,
     /// True when the file stored float16 (values are then exactly representable in f16).
     pub was_f16: bool,
 }
 
 impl Matrix {
+    /// Row `r` (`dim` values; panics when `r >= rows`).
     pub fn row(&self, r: usize) -> &[f32] {
         &self.data[r * self.dim..(r + 1) * self.dim]
     }
     /// Error on the first NaN or ±Inf, naming row and column.
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] (what `what`) at the first non-finite value.
     pub fn check_finite(&self, what: &str) -> Result<()> {
         if let Some(i) = self.data.iter().position(|x| !x.is_finite()) {
             return Err(Error::NonFinite {
@@ -34,13 +41,20 @@ impl Matrix {
     }
 }
 
-/// Read a 2-D f32/f16 `.npy` file. Errors: not npy, truncated, wrong dtype, Fortran order.
+/// Read a 2-D f32/f16 `.npy` file.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read; [`Error::Npy`] with [`parse`]'s reason:
+/// not npy, truncated, wrong dtype, Fortran order.
 pub fn read(path: &Path) -> Result<Matrix> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     parse(&bytes).map_err(|reason| Error::Npy { path: path.to_path_buf(), reason })
 }
 
-/// Parse `.npy` bytes; the error is a human-readable reason.
+/// Parse `.npy` bytes.
+///
+/// # Errors
+/// A human-readable reason, as [`parse_header`].
 pub fn parse(bytes: &[u8]) -> std::result::Result<Matrix, String> {
     let h = parse_header(bytes)?;
     let body = &bytes[h.data_start..h.data_start + h.data_bytes()];
@@ -55,7 +69,9 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Matrix, String> {
 /// What a `.npy` header says: shape, dtype, where the row-major data starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// Rows N (1 for a 1-D `[D]` array).
     pub rows: usize,
+    /// Dimension D.
     pub dim: usize,
     /// `<f2` (else `<f4`).
     pub f16: bool,
@@ -76,6 +92,12 @@ impl Header {
 
 /// Parse the header of `.npy` `bytes` (the whole file or a map of it) and check that the
 /// data it announces is present.
+///
+/// # Errors
+/// A human-readable reason: no `\x93NUMPY` magic, an unsupported version, a truncated or
+/// non-text header, a missing `descr`/`fortran_order`/`shape`, Fortran order, a dtype
+/// other than `<f4`/`<f2`, a shape that is not 1-D or 2-D or overflows, or fewer data
+/// bytes than the shape needs.
 pub fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err("not a .npy file (missing \\x93NUMPY magic)".into());
@@ -143,7 +165,11 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     Some(&rest[..end])
 }
 
-/// Write a 2-D `<f4` (or `<f2` when `as_f16`) `.npy` file.
+/// Write a 2-D `<f4` (or `<f2` when `as_f16`) `.npy` file; `data` is `[rows, dim]` f32
+/// row-major (panics on another length).
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be written.
 pub fn write(path: &Path, rows: usize, dim: usize, data: &[f32], as_f16: bool) -> Result<()> {
     std::fs::write(path, encode(rows, dim, data, as_f16)).map_err(|e| Error::io(path, e))
 }

@@ -138,6 +138,7 @@ unsafe impl Sync for SyncPtr {}
 /// attribute values, and the rows patched since they were built.
 #[derive(Clone, Debug)]
 pub struct PostingState {
+    /// The posting lists (row ids per value id).
     pub lists: Arc<Postings>,
     /// Rows (ascending, distinct) whose values changed after `lists` was built; their
     /// entries in `lists` may be wrong, so searches verify them separately.

@@ -21,7 +21,9 @@ enum Data {
 
 /// `[rows, dim]` vectors readable by row.
 pub struct VectorSource {
+    /// Rows N.
     pub rows: usize,
+    /// Dimension D.
     pub dim: usize,
     data: Data,
 }
@@ -32,8 +34,11 @@ impl VectorSource {
         VectorSource { rows: m.rows, dim: m.dim, data: Data::Owned(m.data) }
     }
 
-    /// Map a 2-D `<f4`/`<f2` `.npy` file. Errors ([`Error::Npy`]): not npy, truncated, wrong
-    /// dtype or layout; I/O. The file must not change while the build runs.
+    /// Map a 2-D `<f4`/`<f2` `.npy` file. The file must not change while the build runs.
+    ///
+    /// # Errors
+    /// [`Error::Npy`]: not npy, truncated, wrong dtype or layout. [`Error::Io`] when the
+    /// file cannot be opened or mapped.
     pub fn open(path: &Path) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: the map is read-only; a concurrent writer of the input is out of contract.
@@ -60,7 +65,10 @@ impl VectorSource {
     /// pass): a positioned read of the row's bytes into `buf` instead of a page fault, so
     /// the input's pages never enter the resident set (a fault maps up to 16 neighbouring
     /// pages: random rows of an 80M x 128 input made all 20 GB of it resident). Same values
-    /// as `row_into`. Errors: I/O.
+    /// as `row_into`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the positioned read fails.
     pub fn read_row_into(&self, r: usize, out: &mut [f32], buf: &mut Vec<u8>) -> Result<()> {
         use std::os::unix::fs::FileExt;
         let d = self.dim;

@@ -213,8 +213,11 @@ pub struct Ids {
 }
 
 impl Ids {
-    /// Ids from a blob and its offsets. Errors (a message naming the first bad row): the
-    /// offsets are not a CSR over the blob, or a row is not UTF-8.
+    /// Ids from a UTF-8 blob and its `[N+1]` u64 offsets.
+    ///
+    /// # Errors
+    /// A message naming the first bad rows: the offsets are not a CSR over the blob
+    /// (not starting at 0, not ending at its length, decreasing), or a row is not UTF-8.
     pub fn new(bytes: Tensor<u8>, offsets: Tensor<u64>) -> std::result::Result<Ids, String> {
         use rayon::prelude::*;
         let o = &offsets[..];

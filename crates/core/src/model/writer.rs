@@ -26,12 +26,16 @@ pub const SLACK: usize = 16 << 10;
 /// One tensor of the plan: name, dtype, shape.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorSpec {
+    /// Tensor name (e.g. `items.codes`).
     pub name: String,
+    /// Element dtype.
     pub dtype: Dtype,
+    /// Shape, outermost first.
     pub shape: Vec<usize>,
 }
 
 impl TensorSpec {
+    /// A spec of `name`, `dtype`, `shape`.
     pub fn new(name: &str, dtype: Dtype, shape: Vec<usize>) -> Self {
         TensorSpec { name: name.into(), dtype, shape }
     }
@@ -43,7 +47,10 @@ impl TensorSpec {
 
 /// Where output bytes go: a file (positioned writes, nothing mapped) or memory.
 pub trait Output {
-    /// Write `bytes` at absolute `offset`.
+    /// Write `bytes` at absolute `offset` (bytes from the start of the file).
+    ///
+    /// # Errors
+    /// The output's I/O error.
     fn write_at(&mut self, offset: u64, bytes: &[u8]) -> std::io::Result<()>;
     /// Start writing what is written so far to stable storage without waiting for it
     /// (a hint; the final `sync_all` still decides durability).
@@ -122,7 +129,11 @@ fn placeholder_sums(specs: &[TensorSpec]) -> String {
 
 impl<O: Output> ArtifactWriter<O> {
     /// Plan the file and write its header. `meta`: every metadata entry except the checksum
-    /// map (see [`format::entries`]). Errors: duplicate tensor names, I/O.
+    /// map (see [`format::entries`]).
+    ///
+    /// # Errors
+    /// [`Error::Backend`] (backend `writer`) for a tensor name planned twice; [`Error::Io`]
+    /// when writing the header or sizing the output fails.
     pub fn new(out: O, path: &Path, mut specs: Vec<TensorSpec>, meta: HashMap<String, String>) -> Result<Self> {
         specs.sort_by(|a, b| b.dtype.bitsize().cmp(&a.dtype.bitsize()).then_with(|| a.name.cmp(&b.name)));
         let mut by_name = HashMap::new();
@@ -195,7 +206,11 @@ impl<O: Output> ArtifactWriter<O> {
         self.by_name.contains_key(name)
     }
 
-    /// Append `bytes` to tensor `t`. Errors: more bytes than its shape holds, I/O.
+    /// Append `bytes` to tensor `t`.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] (backend `writer`) when the tensor would hold more bytes than its
+    /// shape; [`Error::Io`] when the write fails.
     pub fn put(&mut self, t: usize, bytes: &[u8]) -> Result<()> {
         if bytes.is_empty() {
             return Ok(());
@@ -215,7 +230,7 @@ impl<O: Output> ArtifactWriter<O> {
     }
 
     /// Start writeback of what is written (see [`Output::start_writeback`]) once at least
-    /// [`WRITEBACK_BYTES`] were appended since the last start; a streaming build calls it
+    /// `WRITEBACK_BYTES` (256 MiB) were appended since the last start; a streaming build calls it
     /// after each chunk so the disk writes overlap the build.
     pub fn writeback(&mut self) {
         if self.unsynced >= WRITEBACK_BYTES {
@@ -224,14 +239,21 @@ impl<O: Output> ArtifactWriter<O> {
         }
     }
 
-    /// Append a slice of plain values to tensor `name`.
+    /// Append a slice of plain values to tensor `name` (panics on a name not planned).
+    ///
+    /// # Errors
+    /// As [`ArtifactWriter::put`].
     pub fn put_pod<T: bytemuck::Pod>(&mut self, name: &str, v: &[T]) -> Result<()> {
         let t = self.id(name);
         self.put(t, bytemuck::cast_slice(v))
     }
 
     /// Write the checksums into the header; returns the output and its total size in bytes.
-    /// Errors: a tensor not completely written, I/O.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] (backend `writer`) naming a tensor not completely written;
+    /// [`Error::Io`] when rewriting the header fails; [`Error::Format`] when the header
+    /// outgrew its reserved space.
     pub fn finish(mut self) -> Result<(O, u64)> {
         if let Some(t) = (0..self.specs.len()).find(|&t| self.written[t] != self.specs[t].bytes()) {
             return Err(Error::backend(
@@ -248,9 +270,13 @@ impl<O: Output> ArtifactWriter<O> {
 }
 
 /// Set metadata `entries` (key, value) of the artifact at `path` in place, recomputing the
-/// `__metadata__` checksum. The tensors are untouched. Errors ([`Error::Format`]): not a
-/// safetensors file, a key of `checksums`, or a header that would not fit in the space
-/// written for it (rebuild or re-save the artifact to get new slack), I/O.
+/// `__metadata__` checksum. The tensors are untouched.
+///
+/// # Errors
+/// [`Error::Format`]: not a safetensors file, a key of `checksums`, a malformed
+/// `__metadata__` or checksum map, or a header that would not fit in the space written
+/// for it (rebuild or re-save the artifact to get new slack). [`Error::Io`] when opening,
+/// reading, writing or syncing the file fails.
 pub fn patch_metadata(path: &Path, entries: &[(String, String)]) -> Result<()> {
     let io = |e| Error::io(path, e);
     let file = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(io)?;

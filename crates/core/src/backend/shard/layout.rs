@@ -52,6 +52,7 @@ impl Span {
 /// The shards of one index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
+    /// One span per shard, in shard order (lists ascending, contiguous).
     pub spans: Vec<Span>,
 }
 

@@ -44,8 +44,10 @@ pub struct Sharded<B: Backend> {
 
 impl<B: Backend> Sharded<B> {
     /// One shard per handle, in order (shard `s` holds the `s`-th run of lists). Handles
-    /// may be lanes of one device (several shards on one GPU). Errors: `Error::Param`
-    /// naming `devices` when `shards` is empty.
+    /// may be lanes of one device (several shards on one GPU).
+    ///
+    /// # Errors
+    /// [`Error::Param`] naming `devices` when `shards` is empty.
     pub fn new(shards: Vec<B>) -> Result<Sharded<B>> {
         let first = shards.first().ok_or_else(|| Error::param("devices", "a sharded backend needs at least one device"))?;
         let name = intern(format!("{}x{}", first.name(), shards.len()));
@@ -207,11 +209,15 @@ pub struct ShardMask<M> {
 /// Stage 3-5 output: merged on the host (rows of the whole index), or after stage 4 each
 /// shard's re-scored share (rows of the shard's index).
 pub enum ShardCands<C> {
+    /// Merged on the host: `[B, k]` rows of the whole index.
     Host(Candidates),
-    /// `order`: the merged candidates the shares were cut from (their slots and rows).
+    /// After stage 4: each shard's re-scored share.
     Parts {
+        /// The merged candidates the shares were cut from (their slots and rows).
         order: Candidates,
+        /// One share per shard, rows of that shard's index.
         parts: Vec<C>,
+        /// The shards' spans, to map shard rows back to rows of the whole index.
         layout: Arc<Layout>,
     },
 }
