@@ -155,7 +155,7 @@ impl MaskCache {
     /// `None` on a first sighting (the backend evaluates it per query), and also once the
     /// cache is full: more distinct repeated tests than [`MaskCache::ENTRIES`] (bounds
     /// that cycle over many values) would otherwise evict each other and pay a host pass
-    /// over the column per query (typed_bench on cuda, 1M rows: 687 QPS, notes/stop22/call2).
+    /// over the column per query (typed_bench on cuda, 1M rows: 687 QPS, BENCHMARKS.md, typed filters).
     pub fn repeated(&self, test: &crate::filter::TypedTest, index: &Index) -> Option<Arc<[u64]>> {
         {
             let masks = self.0.lock().unwrap_or_else(|e| e.into_inner());
