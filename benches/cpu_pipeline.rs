@@ -3,11 +3,11 @@
 //!
 //! `cargo bench --bench cpu_pipeline`
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use silica::filter::Filter;
 use silica::graph::{self, SearchParams, SearchRequest};
 use silica::model::npy;
-use silica::{eval, BuildParams, IndexBuilder};
+use silica::{BuildParams, IndexBuilder, eval};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -36,7 +36,12 @@ fn bench(c: &mut Criterion) {
     g.bench_function("one_query_per_call_filtered_refine", |b| {
         b.iter(|| {
             for i in 0..queries.rows {
-                s.search(&SearchRequest { queries: &queries.data[i * d..(i + 1) * d], filters: &filters[i..i + 1], params: params.clone() }).unwrap();
+                s.search(&SearchRequest {
+                    queries: &queries.data[i * d..(i + 1) * d],
+                    filters: &filters[i..i + 1],
+                    params: params.clone(),
+                })
+                .unwrap();
             }
         })
     });

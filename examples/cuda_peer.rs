@@ -98,7 +98,11 @@ fn median(mut v: Vec<f32>) -> f32 {
 
 fn bloom_plan(rng: &mut ChaCha8Rng) -> Plan {
     let terms = (0..3)
-        .map(|_| Term { value_ids: Vec::new(), bloom_rows: (0..3).map(|_| (0..5).map(|_| rng.random_range(0..1024)).collect()).collect(), ..Default::default() })
+        .map(|_| Term {
+            value_ids: Vec::new(),
+            bloom_rows: (0..3).map(|_| (0..5).map(|_| rng.random_range(0..1024)).collect()).collect(),
+            ..Default::default()
+        })
         .collect();
     Plan { ops: vec![Op::Term(0), Op::Term(1), Op::And, Op::Term(2), Op::And], terms }
 }
@@ -156,7 +160,11 @@ fn main() -> anyhow::Result<()> {
     eprintln!("upload: {:.1}s", t.elapsed().as_secs_f64());
     let rows_per_list = n as f64 / L as f64;
     let (rb, rms) = cuda.read_ceiling(&ix)?;
-    eprintln!("streaming read of {:.2} GB: {rms:.3} ms = {:.2} TB/s (read ceiling)", rb as f64 / 1e9, rb as f64 / (rms as f64 * 1e-3) / 1e12);
+    eprintln!(
+        "streaming read of {:.2} GB: {rms:.3} ms = {:.2} TB/s (read ceiling)",
+        rb as f64 / 1e9,
+        rb as f64 / (rms as f64 * 1e-3) / 1e12
+    );
     let mut out: Vec<Row> = Vec::new();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let all = Plan::all();
@@ -247,7 +255,15 @@ fn main() -> anyhow::Result<()> {
         for _ in 0..reps {
             ft.push(cuda.time(|| cuda.filter(&ix, &plans, &probes))?.1);
         }
-        out.push(Row { name: format!("filter (no predicate) B={b} nprobe={np}"), ms: median(ft.clone()), min_ms: ft.iter().copied().fold(f32::MAX, f32::min), bytes: 0.0, ops: 0.0, peer_ms: None, note: String::new() });
+        out.push(Row {
+            name: format!("filter (no predicate) B={b} nprobe={np}"),
+            ms: median(ft.clone()),
+            min_ms: ft.iter().copied().fold(f32::MAX, f32::min),
+            bytes: 0.0,
+            ops: 0.0,
+            peer_ms: None,
+            note: String::new(),
+        });
     }
 
     // --- Bloom search: 16 queries, 3 AND of 3-way OR, 5 hashes -----------------------
@@ -290,7 +306,15 @@ fn main() -> anyhow::Result<()> {
         for _ in 0..reps {
             ft.push(cuda.time(|| cuda.filter(&ix, &refs, &probes))?.1);
         }
-        out.push(Row { name: "probe-then-filter, same 16 Bloom plans, nprobe=64".into(), ms: median(ft.clone()), min_ms: ft.iter().copied().fold(f32::MAX, f32::min), bytes: 0.0, ops: 0.0, peer_ms: None, note: String::new() });
+        out.push(Row {
+            name: "probe-then-filter, same 16 Bloom plans, nprobe=64".into(),
+            ms: median(ft.clone()),
+            min_ms: ft.iter().copied().fold(f32::MAX, f32::min),
+            bytes: 0.0,
+            ops: 0.0,
+            peer_ms: None,
+            note: String::new(),
+        });
         // Stage 2 over all 4096 lists (what `silica bench --suite peer` times for this row).
         let all_lists = Probes { nprobe: L, lists: (0..16).flat_map(|_| 0..L as u32).collect() };
         let probes = cuda.probes_from_host(&all_lists, 16)?;
@@ -298,7 +322,15 @@ fn main() -> anyhow::Result<()> {
         for _ in 0..reps {
             ft.push(cuda.time(|| cuda.filter(&ix, &refs, &probes))?.1);
         }
-        out.push(Row { name: "stage 2 over all 4096 lists, same 16 Bloom plans".into(), ms: median(ft.clone()), min_ms: ft.iter().copied().fold(f32::MAX, f32::min), bytes, ops: 0.0, peer_ms: Some(1.889), note: "bloom_full + mask_gather".into() });
+        out.push(Row {
+            name: "stage 2 over all 4096 lists, same 16 Bloom plans".into(),
+            ms: median(ft.clone()),
+            min_ms: ft.iter().copied().fold(f32::MAX, f32::min),
+            bytes,
+            ops: 0.0,
+            peer_ms: Some(1.889),
+            note: "bloom_full + mask_gather".into(),
+        });
     }
 
     // --- probe -------------------------------------------------------------------------
@@ -311,7 +343,15 @@ fn main() -> anyhow::Result<()> {
         for _ in 0..reps {
             times.push(cuda.time(|| cuda.probe(&ix, &q, 64))?.1);
         }
-        out.push(Row { name: format!("probe B={b} nprobe=64 (L=4096)"), ms: median(times.clone()), min_ms: times.iter().copied().fold(f32::MAX, f32::min), bytes: (L * D) as f64, ops: (b * L * D / 4) as f64, peer_ms: None, note: String::new() });
+        out.push(Row {
+            name: format!("probe B={b} nprobe=64 (L=4096)"),
+            ms: median(times.clone()),
+            min_ms: times.iter().copied().fold(f32::MAX, f32::min),
+            bytes: (L * D) as f64,
+            ops: (b * L * D / 4) as f64,
+            peer_ms: None,
+            note: String::new(),
+        });
     }
 
     // --- large K0 (Faiss-GPU stops at 2048) -------------------------------------------
@@ -326,7 +366,10 @@ fn main() -> anyhow::Result<()> {
             let cpu = Cpu;
             let rc = cpu.upload(&index)?;
             let want = cpu.scan(&rc, &q, &hp, &cpu.filter(&rc, &plans, &hp)?, &plans, k0)?;
-            anyhow::ensure!(cuda.read_cands(&cuda.scan(&ix, &q, &probes, &mask, &plans, k0)?)? == want, "k0={k0}: CUDA scan differs from CPU");
+            anyhow::ensure!(
+                cuda.read_cands(&cuda.scan(&ix, &q, &probes, &mask, &plans, k0)?)? == want,
+                "k0={k0}: CUDA scan differs from CPU"
+            );
             eprintln!("k0={k0} B={b}: CUDA scan == CPU scan");
         }
         cuda.scan(&ix, &q, &probes, &mask, &plans, k0)?;
@@ -391,13 +434,18 @@ fn main() -> anyhow::Result<()> {
         });
     }
 
-    println!("\n| workload | median ms | min ms | bytes floor ms (4.2 TB/s) | dp4a floor ms | effective GB/s | SilverTorch ms | speed-up | phases |");
+    println!(
+        "\n| workload | median ms | min ms | bytes floor ms (4.2 TB/s) | dp4a floor ms | effective GB/s | SilverTorch ms | speed-up | phases |"
+    );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in &out {
         let bf = if r.bytes > 0.0 { format!("{:.3}", r.bytes / BW * 1e3) } else { "-".into() };
         let of = if r.ops > 0.0 { format!("{:.3}", r.ops / DP4A * 1e3) } else { "-".into() };
         let gbs = if r.bytes > 0.0 { format!("{:.0}", r.bytes / (r.ms as f64 * 1e-3) / 1e9) } else { "-".into() };
-        let (pm, su) = match r.peer_ms { Some(p) => (format!("{p}"), format!("{:.2}x", p / r.ms as f64)), None => ("-".into(), "-".into()) };
+        let (pm, su) = match r.peer_ms {
+            Some(p) => (format!("{p}"), format!("{:.2}x", p / r.ms as f64)),
+            None => ("-".into(), "-".into()),
+        };
         println!("| {} | {:.3} | {:.3} | {bf} | {of} | {gbs} | {pm} | {su} | {} |", r.name, r.ms, r.min_ms, r.note);
     }
     if let Some(path) = json {

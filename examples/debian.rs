@@ -24,20 +24,14 @@ fn main() -> Result<()> {
     let builder = IndexBuilder::new(BuildParams { progress: true, ..Default::default() });
     let index = builder.build_files(&data.join("embeddings.npy"), &data.join("items.jsonl"))?;
     format::save(&index, &out)?;
-    println!(
-        "built {} (N={}, D={}, nlist={}) in {:.1}s",
-        out.display(),
-        index.len(),
-        index.dim,
-        index.nlist(),
-        t0.elapsed().as_secs_f64()
-    );
+    println!("built {} (N={}, D={}, nlist={}) in {:.1}s", out.display(), index.len(), index.dim, index.nlist(), t0.elapsed().as_secs_f64());
 
     let index = Arc::new(index);
     let searcher = graph::open("cpu", index.clone())?;
     let queries = npy::read(&data.join("queries.npy"))?;
     let texts = eval::read_filters(&data.join("queries.jsonl"))?;
-    let filters: Vec<Filter> = texts.iter().map(|t| Filter::compile(t, &index.attrs.schema, &index.bloom.params)).collect::<Result<_, _>>()?;
+    let filters: Vec<Filter> =
+        texts.iter().map(|t| Filter::compile(t, &index.attrs.schema, &index.bloom.params)).collect::<Result<_, _>>()?;
     let truth = eval::read_truth(&data.join("ground_truth.jsonl"))?;
     let params = SearchParams { k: 10, ..Default::default() };
 
@@ -48,8 +42,10 @@ fn main() -> Result<()> {
     print!("{}", report.summary(qps, 10));
 
     // A few searches with their filters and what came back.
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(data.join("queries.jsonl"))?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
-    let items: Vec<serde_json::Value> = std::fs::read_to_string(data.join("items.jsonl"))?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(data.join("queries.jsonl"))?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let items: Vec<serde_json::Value> =
+        std::fs::read_to_string(data.join("items.jsonl"))?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
     println!("\n== example searches (top 3)");
     for qid in [0usize, 21, 45, 70] {
         let q = &lines[qid];

@@ -13,7 +13,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use silica::graph::{open, SearchParams, SearchRequest};
+use silica::graph::{SearchParams, SearchRequest, open};
 use silica::model::attributes::{parse_jsonl_with, parse_schema};
 use silica::model::columns::format_timestamp;
 use silica::model::npy::Matrix;
@@ -55,7 +55,10 @@ fn main() -> anyhow::Result<()> {
     }
     let t0 = Instant::now();
     let table = parse_jsonl_with(jsonl.as_bytes(), Path::new("catalog.jsonl"), &[], &parse_schema("published:timestamp")?)?;
-    let ix = Arc::new(IndexBuilder::new(BuildParams { seed: 3, ..Default::default() }).build(Matrix { rows: n, dim: d, data: data.clone(), was_f16: false }, table)?);
+    let ix = Arc::new(
+        IndexBuilder::new(BuildParams { seed: 3, ..Default::default() })
+            .build(Matrix { rows: n, dim: d, data: data.clone(), was_f16: false }, table)?,
+    );
     eprintln!("built N={n} D={d} nlist={} in {:.1}s; default nprobe {}", ix.nlist(), t0.elapsed().as_secs_f64(), ix.default_nprobe());
     let searcher = open(&backend, ix.clone())?;
     let queries: Vec<f32> = (0..nq).flat_map(|_| near(&mut rng)).collect();
@@ -93,11 +96,16 @@ fn main() -> anyhow::Result<()> {
     for sel in [0.001, 0.01, 0.1, 0.5] {
         let w = 1000.0 * sel;
         let a0 = 0.5 * (1000.0 - w);
-        line(&format!("price BETWEEN {a0:.2} AND {:.2}, repeated", a0 + w), &vec![compile(&format!("price BETWEEN {a0:.2} AND {:.2}", a0 + w))?; nq])?;
-        let fs: Vec<Filter> = (0..nq).map(|i| {
-            let a = (1000.0 - w) * ((i as f64 * 0.618_034) % 1.0);
-            compile(&format!("price BETWEEN {a:.3} AND {:.3}", a + w))
-        }).collect::<Result<_, _>>()?;
+        line(
+            &format!("price BETWEEN {a0:.2} AND {:.2}, repeated", a0 + w),
+            &vec![compile(&format!("price BETWEEN {a0:.2} AND {:.2}", a0 + w))?; nq],
+        )?;
+        let fs: Vec<Filter> = (0..nq)
+            .map(|i| {
+                let a = (1000.0 - w) * ((i as f64 * 0.618_034) % 1.0);
+                compile(&format!("price BETWEEN {a:.3} AND {:.3}", a + w))
+            })
+            .collect::<Result<_, _>>()?;
         line(&format!("price BETWEEN a AND a+{w}, a per query"), &fs)?;
     }
     // Distinct bounds per query (no mask reuse: each query binds its own range term).
@@ -108,11 +116,23 @@ fn main() -> anyhow::Result<()> {
 
 /// Mean selectivity, recall@10 against the exact f32 top-10 of each query's passing rows,
 /// and QPS of `fs[i]` on query `i` (batches of `batch`, after one warm-up batch).
-fn measure(searcher: &dyn silica::graph::Search, ix: &silica::model::Index, data: &[f32], queries: &[f32], d: usize, batch: usize, fs: &[Filter]) -> anyhow::Result<(f64, f64, f64)> {
+fn measure(
+    searcher: &dyn silica::graph::Search,
+    ix: &silica::model::Index,
+    data: &[f32],
+    queries: &[f32],
+    d: usize,
+    batch: usize,
+    fs: &[Filter],
+) -> anyhow::Result<(f64, f64, f64)> {
     use rayon::prelude::*;
     let nq = queries.len() / d;
     let params = SearchParams { k: 10, ..Default::default() };
-    let _ = searcher.search(&SearchRequest { queries: &queries[..batch.min(nq) * d], filters: &fs[..batch.min(nq)], params: params.clone() })?;
+    let _ = searcher.search(&SearchRequest {
+        queries: &queries[..batch.min(nq) * d],
+        filters: &fs[..batch.min(nq)],
+        params: params.clone(),
+    })?;
     let t = Instant::now();
     let mut got = Vec::with_capacity(nq);
     for (i, chunk) in queries.chunks(batch * d).enumerate() {
@@ -134,7 +154,8 @@ fn measure(searcher: &dyn silica::graph::Search, ix: &silica::model::Index, data
         .map(|(qi, r)| {
             let q = &queries[qi * d..(qi + 1) * d];
             let rows = &passing.iter().find(|(g, _)| g.plan == fs[qi].plan).expect("truth").1;
-            let mut s: Vec<(f32, usize)> = rows.iter().map(|&src| (data[src * d..(src + 1) * d].iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), src)).collect();
+            let mut s: Vec<(f32, usize)> =
+                rows.iter().map(|&src| (data[src * d..(src + 1) * d].iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), src)).collect();
             let top = s.len().min(10);
             if top > 0 {
                 s.select_nth_unstable_by(top - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));

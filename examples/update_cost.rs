@@ -39,7 +39,12 @@ fn main() -> silica::Result<()> {
         ids: false,
     })?;
     let base = synth.index.clone();
-    println!("N = {n}: generated in {:.1} s; planes {:.2} GB, codes {:.2} GB", t0.elapsed().as_secs_f64(), base.bloom.planes.len() as f64 * 8e-9, base.items.codes.len() as f64 * 1e-9);
+    println!(
+        "N = {n}: generated in {:.1} s; planes {:.2} GB, codes {:.2} GB",
+        t0.elapsed().as_secs_f64(),
+        base.bloom.planes.len() as f64 * 8e-9,
+        base.items.codes.len() as f64 * 1e-9
+    );
 
     let t = Instant::now();
     let exec: Box<dyn Search> = graph::open(&backend, base.clone())?;
@@ -62,8 +67,14 @@ fn main() -> silica::Result<()> {
     let cases: [(&str, Changed); 5] = [
         ("delete (live bits)", Changed { live: true, ..Changed::NONE }),
         ("patch, planes only (1 word x M)", Changed { planes: true, plane_words: word.clone(), ..Changed::NONE }),
-        ("patch, planes + the row's attribute values in place", Changed { planes: true, attrs: true, plane_words: word.clone(), attr_rows: Some(vec![r as u32].into()), ..Changed::NONE }),
-        ("patch, planes + attribute CSR uploaded (a value count changed)", Changed { planes: true, attrs: true, plane_words: word, ..Changed::NONE }),
+        (
+            "patch, planes + the row's attribute values in place",
+            Changed { planes: true, attrs: true, plane_words: word.clone(), attr_rows: Some(vec![r as u32].into()), ..Changed::NONE },
+        ),
+        (
+            "patch, planes + attribute CSR uploaded (a value count changed)",
+            Changed { planes: true, attrs: true, plane_words: word, ..Changed::NONE },
+        ),
         ("anything (live, planes, attributes)", Changed::ALL),
     ];
     println!("\n| publish after | median ms (5 runs) |\n| --- | ---: |");

@@ -4,6 +4,7 @@
 // The naive reference loops index on purpose (independent of the code under test).
 #![allow(clippy::needless_range_loop)]
 
+use silica::Error;
 use silica::backend::cpu::Cpu;
 use silica::backend::{Backend, Probes, check_probes};
 use silica::bench::data::{FilterSpec, Synth, SynthSpec, Vectors, equal_offsets};
@@ -12,14 +13,25 @@ use silica::bench::suite;
 use silica::filter::Plan;
 use silica::graph::prepare_queries;
 use silica::model::{BloomParams, BloomPlanes};
-use silica::Error;
 
 fn spec(n: usize, dim: usize, nlist: usize, seed: u64, vectors: Vectors, filter: Option<FilterSpec>) -> SynthSpec {
     SynthSpec { n, dim, nlist, seed, vectors, filter, bloom: BloomParams { bits: 256, hashes: 3, seed: 7 }, embeddings: true, ids: false }
 }
 
 fn workload(batch: usize, nprobe: usize, k: usize, probes: ProbeSource, sample: usize) -> Workload {
-    Workload { batch, nprobe, k, k0: k, refine: false, probes, filter_only: false, iters: 3, time_budget_s: 0.0, warmup: 0, recall_sample: sample }
+    Workload {
+        batch,
+        nprobe,
+        k,
+        k0: k,
+        refine: false,
+        probes,
+        filter_only: false,
+        iters: 3,
+        time_budget_s: 0.0,
+        warmup: 0,
+        recall_sample: sample,
+    }
 }
 
 fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
@@ -77,10 +89,14 @@ fn bloom_planes_and_filters_match_the_attributes() {
     // The parallel plane writer (3 tasks of 512 words here) equals the model's reference builder.
     let schema = &ix.attrs.schema;
     let reference = BloomPlanes::build(ix.bloom.params, ix.len(), |r| {
-        ix.attrs.row(r).iter().flat_map(|&v| {
-            let (field, value) = schema.describe(v).unwrap();
-            ix.bloom.params.positions(field, value)
-        }).collect()
+        ix.attrs
+            .row(r)
+            .iter()
+            .flat_map(|&v| {
+                let (field, value) = schema.describe(v).unwrap();
+                ix.bloom.params.positions(field, value)
+            })
+            .collect()
     });
     assert_eq!(ix.bloom, reference);
     // Every row has one value per field; filters pass about the requested fraction.
@@ -105,7 +121,12 @@ fn random_probes_are_distinct_and_checked() {
     assert!(matches!(s.random_probes(0, 1, 51), Err(Error::Param { name, .. }) if name == "nprobe"));
     assert!(matches!(s.random_probes(0, 1, 0), Err(Error::Param { name, .. }) if name == "nprobe"));
     let res = Cpu.upload(&s.index).unwrap();
-    for bad in [Probes { nprobe: 2, lists: vec![1, 1] }, Probes { nprobe: 2, lists: vec![1, 50] }, Probes { nprobe: 2, lists: vec![1, 2, 3] }, Probes { nprobe: 0, lists: vec![] }] {
+    for bad in [
+        Probes { nprobe: 2, lists: vec![1, 1] },
+        Probes { nprobe: 2, lists: vec![1, 50] },
+        Probes { nprobe: 2, lists: vec![1, 2, 3] },
+        Probes { nprobe: 0, lists: vec![] },
+    ] {
         assert!(matches!(Cpu.upload_probes(&res, &bad), Err(Error::Param { name, .. }) if name == "probes"), "{bad:?}");
     }
     assert_eq!(Cpu.upload_probes(&res, &p).unwrap(), p);
@@ -171,7 +192,9 @@ fn reported_recall_equals_an_independent_exact_computation() {
             // Naive exact scan.
             let qc = &q.codes[j * d..(j + 1) * d];
             let wanted = &plans[j].terms[0].value_ids;
-            let passes = |r: usize| ix.attrs.values[ix.attrs.offsets[r] as usize..ix.attrs.offsets[r + 1] as usize].iter().any(|v| wanted.contains(v));
+            let passes = |r: usize| {
+                ix.attrs.values[ix.attrs.offsets[r] as usize..ix.attrs.offsets[r + 1] as usize].iter().any(|v| wanted.contains(v))
+            };
             let score = |r: usize| {
                 let mut acc = 0i32;
                 for t in 0..d {
@@ -234,10 +257,14 @@ fn unique_bytes_of_a_random_probe_scan_are_counted_once_per_list() {
         lists.sort_unstable();
         lists.dedup();
         let rows: usize = lists.iter().map(|&l| ix.list_range(l as usize).len()).sum();
-        let words: usize = p.lists.iter().map(|&l| {
-            let r = ix.list_range(l as usize);
-            r.end.div_ceil(64) - r.start / 64
-        }).sum();
+        let words: usize = p
+            .lists
+            .iter()
+            .map(|&l| {
+                let r = ix.list_range(l as usize);
+                r.end.div_ceil(64) - r.start / 64
+            })
+            .sum();
         want += (rows * 20 + words * 8 + b * 20) as u64;
     }
     let scan = report.stages.scan.as_ref().unwrap();
@@ -268,7 +295,29 @@ fn peer_suite_runs_scaled_down_and_omits_ratios() {
 #[test]
 fn cli_prints_the_json_keys() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_silica"))
-        .args(["bench", "--backend", "cpu", "--n", "20000", "--dim", "32", "--nlist", "64", "--batch", "4", "--nprobe", "8", "--k", "10", "--clustered", "--recall-sample", "4", "--iters", "5", "--json"])
+        .args([
+            "bench",
+            "--backend",
+            "cpu",
+            "--n",
+            "20000",
+            "--dim",
+            "32",
+            "--nlist",
+            "64",
+            "--batch",
+            "4",
+            "--nprobe",
+            "8",
+            "--k",
+            "10",
+            "--clustered",
+            "--recall-sample",
+            "4",
+            "--iters",
+            "5",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -293,7 +342,10 @@ fn cli_prints_the_json_keys() {
     fails(&["--suite", "peer", "--k", "5"], "cannot be used with");
     fails(&["--filter-pass", "0", "--n", "100", "--nlist", "4"], "filter-pass");
     fails(&["--nprobe", "65", "--n", "1000", "--nlist", "64"], "nprobe");
-    let gpu = std::process::Command::new(env!("CARGO_BIN_EXE_silica")).args(["bench", "--backend", "cuda", "--n", "100", "--nlist", "4", "--nprobe", "2"]).output().unwrap();
+    let gpu = std::process::Command::new(env!("CARGO_BIN_EXE_silica"))
+        .args(["bench", "--backend", "cuda", "--n", "100", "--nlist", "4", "--nprobe", "2"])
+        .output()
+        .unwrap();
     if !gpu.status.success() {
         assert!(String::from_utf8_lossy(&gpu.stderr).contains("cuda"));
     }
@@ -309,7 +361,10 @@ fn ratios_keep_two_significant_digits() {
 
 #[test]
 fn e2e_suite_meets_its_bands_recall_and_timings_on_a_small_catalog() {
-    use silica::bench::e2e::{self, E2eParams, filters::{CLASSES, band}};
+    use silica::bench::e2e::{
+        self, E2eParams,
+        filters::{CLASSES, band},
+    };
     // nprobe 64 of 512 lists: the unfiltered and 20% classes reach recall 0.95 here (at
     // nprobe 32 the 20% class drops to ~0.83: its true neighbours lie beyond the probed lists).
     let p = E2eParams { n: 20_000, queries: 64, nprobe: 64, batches: vec![16, 5], time_budget_s: Some(0.05), ..Default::default() };

@@ -9,7 +9,7 @@ use silica::model::compute::{BuildCompute, CpuCompute};
 use silica::model::kmeans::KMeansParams;
 use silica::model::npy::{self, Matrix};
 use silica::model::quantize::quantize;
-use silica::model::{format, writer, BloomPlanes, I8Matrix};
+use silica::model::{BloomPlanes, I8Matrix, format, writer};
 use silica::{BuildParams, Error, Index, IndexBuilder, Metric};
 use std::path::{Path, PathBuf};
 
@@ -23,7 +23,8 @@ fn corpus(n: usize, d: usize, seed: u64) -> (Vec<f32>, String) {
         let line = if i % 7 == 3 {
             serde_json::json!({"id": format!("r{i}"), "w": 1.5})
         } else {
-            let tags: Vec<String> = if i % 5 == 0 { vec![] } else { (0..rng.random_range(1..4)).map(|_| format!("t{}", rng.random_range(0..9))).collect() };
+            let tags: Vec<String> =
+                if i % 5 == 0 { vec![] } else { (0..rng.random_range(1..4)).map(|_| format!("t{}", rng.random_range(0..9))).collect() };
             serde_json::json!({"id": format!("r{i}"), "color": format!("c{}", rng.random_range(0..4)), "tags": tags, "w": rng.random_range(0..50)})
         };
         jsonl.push_str(&line.to_string());
@@ -62,7 +63,11 @@ fn assert_same(a: &Index, b: &Index, what: &str) {
 }
 
 fn no_leftovers(dir: &Path) {
-    let left: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n.starts_with(".silica-tmp") || n.ends_with(".silica")).collect();
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(".silica-tmp") || n.ends_with(".silica"))
+        .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
@@ -76,7 +81,15 @@ fn streamed_file_equals_the_in_memory_build() {
             let seed = rng.random();
             let (fs, _) = files(n, d, f16, seed);
             let metric = if rng.random_bool(0.5) { Metric::Cosine } else { Metric::Ip };
-            let params = BuildParams { nlist, metric, seed, features: vec!["w".into()], store_embeddings: rng.random_bool(0.7), kmeans_iters: 3, ..Default::default() };
+            let params = BuildParams {
+                nlist,
+                metric,
+                seed,
+                features: vec!["w".into()],
+                store_embeddings: rng.random_bool(0.7),
+                kmeans_iters: 3,
+                ..Default::default()
+            };
             let b = IndexBuilder::new(params.clone());
             let out = fs.dir.path().join("x.silica");
             let s = b.build_to_file(&fs.vectors, &fs.attrs, &out, &CpuCompute, None).unwrap();
@@ -131,7 +144,8 @@ fn fixed_centroids_fix_list_order_codes_bloom_and_csr() {
     let table = parse_jsonl(jsonl.as_bytes(), Path::new("a.jsonl"), &[]).unwrap();
     let params = BuildParams { nlist: Some(k), ..Default::default() };
     let b = IndexBuilder::new(params.clone());
-    let src = |data: &[f32]| silica::model::source::VectorSource::from_matrix(Matrix { rows: n, dim: d, data: data.to_vec(), was_f16: false });
+    let src =
+        |data: &[f32]| silica::model::source::VectorSource::from_matrix(Matrix { rows: n, dim: d, data: data.to_vec(), was_f16: false });
     let ix = b.build_source(&src(&data), &table, &Fixed(centroids.clone())).unwrap();
 
     // The expected artifact, derived from the centroids alone.
@@ -151,7 +165,8 @@ fn fixed_centroids_fix_list_order_codes_bloom_and_csr() {
         assert_eq!(ix.attrs.row(s), table.attrs.row(r), "CSR row {s}");
         assert_eq!(ix.ids.get(s), table.ids[r].as_str());
     }
-    let value_bits: Vec<Vec<u32>> = ix.attrs.schema.fields.iter().flat_map(|f| f.values.iter().map(|v| params.bloom.positions(&f.name, v))).collect();
+    let value_bits: Vec<Vec<u32>> =
+        ix.attrs.schema.fields.iter().flat_map(|f| f.values.iter().map(|v| params.bloom.positions(&f.name, v))).collect();
     let want = BloomPlanes::build(params.bloom, n, |s| ix.attrs.row(s).iter().flat_map(|&v| value_bits[v as usize].clone()).collect());
     assert_eq!(ix.bloom, want);
     // The CPU reference assigns identically for these centroids.
@@ -177,7 +192,9 @@ impl BuildCompute for FixedCpu {
 fn patch_metadata_round_trips_and_refuses_what_does_not_fit() {
     let (fs, _) = files(200, 8, true, 4);
     let out = fs.dir.path().join("x.silica");
-    IndexBuilder::new(BuildParams { nlist: Some(4), ..Default::default() }).build_to_file(&fs.vectors, &fs.attrs, &out, &CpuCompute, None).unwrap();
+    IndexBuilder::new(BuildParams { nlist: Some(4), ..Default::default() })
+        .build_to_file(&fs.vectors, &fs.attrs, &out, &CpuCompute, None)
+        .unwrap();
     let before = format::load(&out).unwrap();
     let value = serde_json::json!({"nprobe": [1, 2, 4], "recall": [0.5, 0.8, 0.99]}).to_string();
     writer::patch_metadata(&out, &[("note".into(), value.clone())]).unwrap();

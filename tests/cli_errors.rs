@@ -25,7 +25,8 @@ impl Fixture {
         std::fs::write(dir.path().join("q.npy"), silica::model::npy::encode(4, 8, &q, false)).unwrap();
         std::fs::write(dir.path().join("f.jsonl"), "{\"filter\": \"section = \\\"libs\\\"\"}\n".repeat(4)).unwrap();
         let f = Fixture { dir };
-        let (ok, err) = silica(&["build", "--vectors", &f.p("v.npy"), "--attributes", &f.p("a.jsonl"), "--out", &f.p("i.silica"), "--nlist", "8"]);
+        let (ok, err) =
+            silica(&["build", "--vectors", &f.p("v.npy"), "--attributes", &f.p("a.jsonl"), "--out", &f.p("i.silica"), "--nlist", "8"]);
         assert!(ok, "{err}");
         f
     }
@@ -47,7 +48,11 @@ fn fails(args: &[&str], needles: &[&str], out: &str) {
     }
     assert!(!Path::new(out).exists(), "partial output {out} left behind");
     let dir = Path::new(out).parent().unwrap();
-    let stray: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".silica-")).collect();
+    let stray: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".silica-"))
+        .collect();
     assert!(stray.is_empty(), "temp files left: {stray:?}");
 }
 
@@ -56,7 +61,9 @@ fn build_rejects_bad_vectors_and_attributes() {
     let f = Fixture::new();
     let out = f.p("out.silica");
     let a = f.p("a.jsonl");
-    let build = |v: &str, a: &str| vec!["build".to_string(), "--vectors".into(), v.into(), "--attributes".into(), a.into(), "--out".into(), out.clone()];
+    let build = |v: &str, a: &str| {
+        vec!["build".to_string(), "--vectors".into(), v.into(), "--attributes".into(), a.into(), "--out".into(), out.clone()]
+    };
     let run = |args: Vec<String>, needles: &[&str]| fails(&args.iter().map(String::as_str).collect::<Vec<_>>(), needles, &out);
 
     let mut nan = vec![0.5f32; 300 * 8];
@@ -101,7 +108,17 @@ fn build_rejects_bad_vectors_and_attributes() {
     // are typed columns now, so they are not.
     let mut flags = lines.clone();
     flags[0] = "{\"id\": \"item-0\", \"section\": \"libs\", \"flag\": true, \"rank\": 3, \"meta\": {\"a\": 1}}";
-    let (ok, err) = silica(&["build", "--vectors", &f.p("v.npy"), "--attributes", &f.write("flags.jsonl", flags.join("\n")), "--out", &out, "--nlist", "4"]);
+    let (ok, err) = silica(&[
+        "build",
+        "--vectors",
+        &f.p("v.npy"),
+        "--attributes",
+        &f.write("flags.jsonl", flags.join("\n")),
+        "--out",
+        &out,
+        "--nlist",
+        "4",
+    ]);
     assert!(ok && err.contains("fields not indexed") && err.contains("are): meta"), "{err}");
     std::fs::remove_file(&out).unwrap();
     // A field holding a number on one line and a string on another is an error naming the line.
@@ -127,8 +144,14 @@ fn search_rejects_bad_queries_filters_and_params() {
 
     let wrong_dim = f.write("q7.npy", silica::model::npy::encode(2, 7, &[0.1; 14], false));
     run(search(&wrong_dim, &fl, &["--k", "3"]), &["dimension 7", "index dimension 8"]);
-    run(search(&q, &f.write("uf.jsonl", "{\"filter\": \"colour = \\\"red\\\"\"}\n".repeat(4)), &["--k", "3"]), &["unknown field `colour`", "column 1", "query 0"]);
-    run(search(&q, &f.write("sf.jsonl", "{\"filter\": \"section = \\\"libs\\\" AND\"}\n".repeat(4)), &["--k", "3"]), &["syntax error at column 21"]);
+    run(
+        search(&q, &f.write("uf.jsonl", "{\"filter\": \"colour = \\\"red\\\"\"}\n".repeat(4)), &["--k", "3"]),
+        &["unknown field `colour`", "column 1", "query 0"],
+    );
+    run(
+        search(&q, &f.write("sf.jsonl", "{\"filter\": \"section = \\\"libs\\\" AND\"}\n".repeat(4)), &["--k", "3"]),
+        &["syntax error at column 21"],
+    );
     run(search(&q, &fl, &["--k", "0"]), &["`k`"]);
     // Finite values whose sum of squares overflows f32 (every score would be Inf or NaN).
     let mut huge = common::random_queries(4, 8, 9);
@@ -189,22 +212,69 @@ fn search_with_a_rerank_model_file() {
         ("rerank.task_weights", vec![2], vec![0.7, 0.3]),
     ];
     let bytes: Vec<Vec<u8>> = tensors.iter().map(|t| bytemuck::cast_slice(&t.2).to_vec()).collect();
-    let views: Vec<(String, TensorView)> = tensors.iter().zip(&bytes).map(|(t, b)| (t.0.to_string(), TensorView::new(safetensors::Dtype::F32, t.1.clone(), b).unwrap())).collect();
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| (t.0.to_string(), TensorView::new(safetensors::Dtype::F32, t.1.clone(), b).unwrap()))
+        .collect();
     let model = f.write("m.safetensors", safetensors::serialize(views, None).unwrap());
     let out = f.p("r.jsonl");
-    let args = ["search", "--index", &f.p("i.silica"), "--queries", &f.p("q.npy"), "--k", "5", "--rerank", "model", "--rerank-model", &model, "--task-weights", "0.5,0.5", "--out", &out];
+    let args = [
+        "search",
+        "--index",
+        &f.p("i.silica"),
+        "--queries",
+        &f.p("q.npy"),
+        "--k",
+        "5",
+        "--rerank",
+        "model",
+        "--rerank-model",
+        &model,
+        "--task-weights",
+        "0.5,0.5",
+        "--out",
+        &out,
+    ];
     let (ok, err) = silica(&args);
     assert!(ok, "{err}");
     for line in std::fs::read_to_string(&out).unwrap().lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let s: Vec<f64> = v["scores"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
         assert_eq!(s.len(), 5);
-        assert!(s.windows(2).all(|w| w[0] >= w[1]) && s.iter().all(|&x| (0.0..=1.0).contains(&x)), "composite of sigmoids with weights summing to 1: {s:?}");
+        assert!(
+            s.windows(2).all(|w| w[0] >= w[1]) && s.iter().all(|&x| (0.0..=1.0).contains(&x)),
+            "composite of sigmoids with weights summing to 1: {s:?}"
+        );
     }
     // Missing model and wrong task-weight count are clear errors.
     std::fs::remove_file(&out).unwrap();
-    fails(&["search", "--index", &f.p("i.silica"), "--queries", &f.p("q.npy"), "--k", "5", "--rerank", "model", "--out", &out], &["model rerank needs a model"], &out);
-    fails(&["search", "--index", &f.p("i.silica"), "--queries", &f.p("q.npy"), "--k", "5", "--rerank", "model", "--rerank-model", &model, "--task-weights", "1", "--out", &out], &["task_weights", "need 2"], &out);
+    fails(
+        &["search", "--index", &f.p("i.silica"), "--queries", &f.p("q.npy"), "--k", "5", "--rerank", "model", "--out", &out],
+        &["model rerank needs a model"],
+        &out,
+    );
+    fails(
+        &[
+            "search",
+            "--index",
+            &f.p("i.silica"),
+            "--queries",
+            &f.p("q.npy"),
+            "--k",
+            "5",
+            "--rerank",
+            "model",
+            "--rerank-model",
+            &model,
+            "--task-weights",
+            "1",
+            "--out",
+            &out,
+        ],
+        &["task_weights", "need 2"],
+        &out,
+    );
 }
 
 /// `--out -` writes to stdout; a directory, FIFO or symlink to a device is refused (and left
@@ -214,7 +284,12 @@ fn outputs_stdout_non_regular_targets_and_umask() {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     let f = Fixture::new();
     let (i, q, fl) = (f.p("i.silica"), f.p("q.npy"), f.p("f.jsonl"));
-    let run = |out: &str| Command::new(env!("CARGO_BIN_EXE_silica")).args(["search", "--index", &i, "--queries", &q, "--filters", &fl, "--k", "3", "--out", out]).output().unwrap();
+    let run = |out: &str| {
+        Command::new(env!("CARGO_BIN_EXE_silica"))
+            .args(["search", "--index", &i, "--queries", &q, "--filters", &fl, "--k", "3", "--out", out])
+            .output()
+            .unwrap()
+    };
     let o = run("-");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let lines: Vec<serde_json::Value> = String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -234,7 +309,10 @@ fn outputs_stdout_non_regular_targets_and_umask() {
     for (name, needle) in [("adir", "is a directory"), ("fifo", "not a regular file"), ("null", "not a regular file")] {
         for build in [false, true] {
             let o = if build {
-                Command::new(env!("CARGO_BIN_EXE_silica")).args(["build", "--vectors", &f.p("v.npy"), "--attributes", &f.p("a.jsonl"), "--nlist", "4", "--out", &f.p(name)]).output().unwrap()
+                Command::new(env!("CARGO_BIN_EXE_silica"))
+                    .args(["build", "--vectors", &f.p("v.npy"), "--attributes", &f.p("a.jsonl"), "--nlist", "4", "--out", &f.p(name)])
+                    .output()
+                    .unwrap()
             } else {
                 run(&f.p(name))
             };
@@ -251,9 +329,25 @@ fn outputs_stdout_non_regular_targets_and_umask() {
     for (umask, want) in [("022", 0o644), ("027", 0o640), ("077", 0o600)] {
         let out = f.p(&format!("r{umask}.jsonl"));
         let ix = f.p(&format!("i{umask}.silica"));
-        let s1 = Command::new("sh").args(["-c", &format!("umask {umask} && exec \"$0\" search --index {i} --queries {q} --k 2 --out {out}"), env!("CARGO_BIN_EXE_silica")]).output().unwrap().status;
+        let s1 = Command::new("sh")
+            .args([
+                "-c",
+                &format!("umask {umask} && exec \"$0\" search --index {i} --queries {q} --k 2 --out {out}"),
+                env!("CARGO_BIN_EXE_silica"),
+            ])
+            .output()
+            .unwrap()
+            .status;
         let s2 = Command::new("sh")
-            .args(["-c", &format!("umask {umask} && exec \"$0\" build --vectors {} --attributes {} --nlist 4 --out {ix}", f.p("v.npy"), f.p("a.jsonl")), env!("CARGO_BIN_EXE_silica")])
+            .args([
+                "-c",
+                &format!(
+                    "umask {umask} && exec \"$0\" build --vectors {} --attributes {} --nlist 4 --out {ix}",
+                    f.p("v.npy"),
+                    f.p("a.jsonl")
+                ),
+                env!("CARGO_BIN_EXE_silica"),
+            ])
             .output()
             .unwrap()
             .status;

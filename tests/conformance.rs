@@ -27,10 +27,10 @@
 use half::f16;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use silica::backend::{cpu::Cpu, Backend, Candidates, Changed, Mask, Probes, QueryBatch, Rerank};
+use silica::backend::{Backend, Candidates, Changed, Mask, Probes, QueryBatch, Rerank, cpu::Cpu};
 use silica::filter::{Filter, Op, Plan};
-use silica::graph::{prepare_queries, Executor, RerankMode, Search, SearchParams, SearchRequest};
-use silica::model::columns::{format_timestamp, key_f64, key_i64, ColumnSchema};
+use silica::graph::{Executor, RerankMode, Search, SearchParams, SearchRequest, prepare_queries};
+use silica::model::columns::{ColumnSchema, format_timestamp, key_f64, key_i64};
 use silica::model::{Attributes, BloomParams, BloomPlanes, Column, ColumnType, Columns, FieldSchema, I8Matrix, Index, Metric, Schema};
 use silica::rerank::{Dense, RerankModel};
 use std::sync::Arc;
@@ -63,10 +63,15 @@ fn schema() -> Schema {
             field("size", false, COLORS as u32, (0..SIZES).map(|i| format!("s{i}")).collect()),
             field("tags", true, (COLORS + SIZES) as u32, (0..TAGS).map(|i| format!("t{i:02}")).collect()),
         ],
-        columns: [("in_stock", ColumnType::Bool), ("price", ColumnType::Float), ("published", ColumnType::Timestamp), ("year", ColumnType::Int)]
-            .into_iter()
-            .map(|(name, ty)| ColumnSchema { name: name.into(), ty })
-            .collect(),
+        columns: [
+            ("in_stock", ColumnType::Bool),
+            ("price", ColumnType::Float),
+            ("published", ColumnType::Timestamp),
+            ("year", ColumnType::Int),
+        ]
+        .into_iter()
+        .map(|(name, ty)| ColumnSchema { name: name.into(), ty })
+        .collect(),
     }
 }
 
@@ -209,7 +214,9 @@ fn fixture(seed: u64, spec: &Spec) -> Fixture {
 fn typed_leaf(rng: &mut ChaCha8Rng) -> String {
     let price = |r: &mut ChaCha8Rng| format!("{}", r.random_range(-55..55) as f64 / 4.0);
     let year = |r: &mut ChaCha8Rng| r.random_range(1988..2012);
-    let day = |r: &mut ChaCha8Rng| format!("\"{}\"", format_timestamp(T2020 + r.random_range(-2..102) * DAY + if r.random_bool(0.3) { 1 } else { 0 }));
+    let day = |r: &mut ChaCha8Rng| {
+        format!("\"{}\"", format_timestamp(T2020 + r.random_range(-2..102) * DAY + if r.random_bool(0.3) { 1 } else { 0 }))
+    };
     match rng.random_range(0..16) {
         0 => format!("price < {}", price(rng)),
         1 => format!("price >= {}", price(rng)),
@@ -238,7 +245,12 @@ fn random_leaf(rng: &mut ChaCha8Rng) -> String {
         0 => format!("color = \"c{}\"", rng.random_range(0..COLORS)),
         1 => format!("size = \"s{}\"", rng.random_range(0..SIZES)),
         2 => format!("tags = \"t{:02}\"", rng.random_range(0..TAGS)),
-        3 => format!("tags IN (\"t{:02}\", \"t{:02}\", \"t{:02}\")", rng.random_range(0..TAGS), rng.random_range(0..TAGS), rng.random_range(0..TAGS)),
+        3 => format!(
+            "tags IN (\"t{:02}\", \"t{:02}\", \"t{:02}\")",
+            rng.random_range(0..TAGS),
+            rng.random_range(0..TAGS),
+            rng.random_range(0..TAGS)
+        ),
         4 => "tags = \"t19\"".into(),
         5 => "color IN (\"c1\", \"nope\")".into(),
         _ => "size = \"missing\"".into(),
@@ -521,7 +533,10 @@ pub fn typed_per_query_case<B: Backend>(be: &B) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed * 53);
         let q = random_queries(&mut rng, ix, spec.b);
         let texts: Vec<String> = (0..spec.b).map(|i| per_query_filter(&mut rng, i)).collect();
-        let compiled: Vec<Plan> = texts.iter().map(|t| Filter::compile(t, &ix.attrs.schema, &ix.bloom.params).unwrap_or_else(|e| panic!("filter {t:?}: {e}")).plan).collect();
+        let compiled: Vec<Plan> = texts
+            .iter()
+            .map(|t| Filter::compile(t, &ix.attrs.schema, &ix.bloom.params).unwrap_or_else(|e| panic!("filter {t:?}: {e}")).plan)
+            .collect();
         let dev: Vec<Plan> = compiled.iter().map(|p| as_executor_binds(be, ix, p)).collect();
         let host: Vec<Plan> = compiled.iter().map(|p| p.bind(ix)).collect();
         let (dev, host): (Vec<&Plan>, Vec<&Plan>) = (dev.iter().collect(), host.iter().collect());
@@ -532,10 +547,19 @@ pub fn typed_per_query_case<B: Backend>(be: &B) {
             let mask = be.filter(&res, &dev, &probes).expect("filter");
             let got = be.read_mask(&mask).expect("read mask");
             assert_eq!(got, ref_mask(ix, &dev, &lists, nprobe), "{}", what(&format!("per-query typed mask nprobe {nprobe}")));
-            assert_eq!(got, be.read_mask(&be.filter(&res, &host, &probes).expect("filter")).expect("read"), "{}", what("device vs host-mask filter"));
+            assert_eq!(
+                got,
+                be.read_mask(&be.filter(&res, &host, &probes).expect("filter")).expect("read"),
+                "{}",
+                what("device vs host-mask filter")
+            );
             for k0 in [1, 10, rng.random_range(1..=300)] {
                 let c = be.read_cands(&be.scan(&res, &q, &probes, &mask, &dev, k0).expect("scan")).expect("read");
-                assert_cands_exact(&what(&format!("per-query typed scan nprobe {nprobe} k0 {k0}")), &c, &ref_scan(ix, &q, &lists, nprobe, &dev, k0));
+                assert_cands_exact(
+                    &what(&format!("per-query typed scan nprobe {nprobe} k0 {k0}")),
+                    &c,
+                    &ref_scan(ix, &q, &lists, nprobe, &dev, k0),
+                );
             }
         }
         let counts = be.count(&res, &dev).expect("count");
@@ -546,7 +570,11 @@ pub fn typed_per_query_case<B: Backend>(be: &B) {
         for (cap, k0) in [(spec.n as u64, 10usize), (u64::MAX, 300)] {
             let (c, answers) = be.scan_candidates(&res, &q, &dev, k0, cap).expect("scan_candidates");
             assert_eq!(answers, want.iter().map(|&n| Some(n)).collect::<Vec<_>>(), "{}", what("candidate answers"));
-            assert_cands_exact(&what(&format!("per-query typed candidates k0 {k0}")), &be.read_cands(&c).expect("read"), &ref_scan(ix, &q, &all_lists, spec.l, &dev, k0));
+            assert_cands_exact(
+                &what(&format!("per-query typed candidates k0 {k0}")),
+                &be.read_cands(&c).expect("read"),
+                &ref_scan(ix, &q, &all_lists, spec.l, &dev, k0),
+            );
         }
     }
 }
@@ -562,7 +590,16 @@ pub fn probe_case<B: Backend>(be: &B) {
         for nprobe in [1, rng.random_range(1..=spec.l), spec.l] {
             let p = be.read_probes(&be.probe(&res, &q, nprobe).expect("probe")).expect("read probes");
             assert_eq!(p.nprobe, nprobe);
-            assert_eq!(p.lists, ref_probe(ix, &q, nprobe), "probe: seed {} n {} d {} l {} b {} nprobe {nprobe}", fx.seed, spec.n, spec.d, spec.l, spec.b);
+            assert_eq!(
+                p.lists,
+                ref_probe(ix, &q, nprobe),
+                "probe: seed {} n {} d {} l {} b {} nprobe {nprobe}",
+                fx.seed,
+                spec.n,
+                spec.d,
+                spec.l,
+                spec.b
+            );
         }
         let err = be.probe(&res, &q, spec.l + 1).err().expect("nprobe > nlist must fail");
         assert!(err.to_string().contains("nprobe"), "{err}");
@@ -621,7 +658,13 @@ pub fn scan_case<B: Backend>(be: &B) {
         let filters = random_filters(&mut rng, ix, spec.b);
         let plans = plans_of(&filters);
         let big = if spec.b * 100_000 * 4 <= 64 << 20 { 100_000 } else { 5000 };
-        for (nprobe, k0) in [(1, 1), (rng.random_range(1..=spec.l), 10), (spec.l, rng.random_range(1..=300)), (spec.l, big), (rng.random_range(1..=spec.l), 2049)] {
+        for (nprobe, k0) in [
+            (1, 1),
+            (rng.random_range(1..=spec.l), 10),
+            (spec.l, rng.random_range(1..=300)),
+            (spec.l, big),
+            (rng.random_range(1..=spec.l), 2049),
+        ] {
             let probes = be.probe(&res, &q, nprobe).expect("probe");
             let lists = be.read_probes(&probes).expect("read probes").lists;
             let mask = be.filter(&res, &plans, &probes).expect("filter");
@@ -653,12 +696,26 @@ pub fn candidates_case<B: Backend>(be: &B) {
         let plans = plans_of(&filters);
         let counts: Vec<u64> = plans.iter().map(|p| ref_count(ix, p)).collect();
         let all_lists: Vec<u32> = (0..spec.b).flat_map(|_| 0..spec.l as u32).collect();
-        let median = { let mut c = counts.clone(); c.sort_unstable(); c.get(c.len() / 2).copied().unwrap_or(0) };
-        for (cap, k0) in [(1u64, 1usize), (median / 3, 7), (median, 10), (median.max(1), rng.random_range(1..=300)), (spec.n as u64, 2049), (u64::MAX, 5000)] {
+        let median = {
+            let mut c = counts.clone();
+            c.sort_unstable();
+            c.get(c.len() / 2).copied().unwrap_or(0)
+        };
+        for (cap, k0) in [
+            (1u64, 1usize),
+            (median / 3, 7),
+            (median, 10),
+            (median.max(1), rng.random_range(1..=300)),
+            (spec.n as u64, 2049),
+            (u64::MAX, 5000),
+        ] {
             let (c, answers) = be.scan_candidates(&res, &q, &plans, k0, cap).expect("scan_candidates");
             let got = be.read_cands(&c).expect("read cands");
             // The sampled pre-check, from its definition: every 16th word's Bloom rows.
-            let sampled: Vec<u64> = plans.iter().map(|p| (0..ix.len()).filter(|&r| (r / 64) % 16 == 0 && live(ix, r) && bloom_row(p, ix, r)).count() as u64).collect();
+            let sampled: Vec<u64> = plans
+                .iter()
+                .map(|p| (0..ix.len()).filter(|&r| (r / 64) % 16 == 0 && live(ix, r) && bloom_row(p, ix, r)).count() as u64)
+                .collect();
             let admit = |i: usize| cap >= spec.n as u64 || sampled[i] * 16 <= cap.saturating_mul(2);
             let want_answers: Vec<Option<u64>> = counts.iter().enumerate().map(|(i, &n)| (admit(i) && n <= cap).then_some(n)).collect();
             assert_eq!(answers, want_answers, "answers: seed {seed} cap {cap}");
@@ -691,7 +748,7 @@ pub fn candidates_case<B: Backend>(be: &B) {
 /// (the postings then describe the old values: a stale row the backend skipped or took
 /// from the old lists fails). Also the drivers' definition: every passing row lies in them.
 pub fn postings_case<B: Backend>(be: &B) {
-    use silica::model::postings::{driver, PostingState};
+    use silica::model::postings::{PostingState, driver};
     let many = |r: usize| r % 5 == 1 || r.is_multiple_of(17) || r % 19 == 2;
     for (seed, spec) in specs() {
         let fx = fixture(seed, &spec);
@@ -704,13 +761,18 @@ pub fn postings_case<B: Backend>(be: &B) {
             let mut rng = ChaCha8Rng::seed_from_u64(seed * 61);
             let q = random_queries(&mut rng, ix, spec.b);
             let mut filters = random_filters(&mut rng, ix, spec.b);
-            filters.push(Filter::compile("(tags = \"t01\" OR tags = \"t02\") AND NOT color = \"c0\"", &ix.attrs.schema, &ix.bloom.params).unwrap());
+            filters.push(
+                Filter::compile("(tags = \"t01\" OR tags = \"t02\") AND NOT color = \"c0\"", &ix.attrs.schema, &ix.bloom.params).unwrap(),
+            );
             let plans = plans_of(&filters);
             let with: Vec<usize> = (0..plans.len().min(q.len)).filter(|&i| driver(plans[i], &post.lists).is_some()).collect();
             let drivers: Vec<Vec<u32>> = with.iter().map(|&i| driver(plans[i], &post.lists).unwrap().0).collect();
             for (&i, d) in with.iter().zip(&drivers) {
                 for r in (0..ix.len()).filter(|&r| live(ix, r) && exact(plans[i], ix, r)) {
-                    assert!(post.stale.binary_search(&(r as u32)).is_ok() || ix.attrs.row(r).iter().any(|v| d.contains(v)), "seed {seed}: row {r} passes plan {i} outside its driver {d:?}");
+                    assert!(
+                        post.stale.binary_search(&(r as u32)).is_ok() || ix.attrs.row(r).iter().any(|v| d.contains(v)),
+                        "seed {seed}: row {r} passes plan {i} outside its driver {d:?}"
+                    );
                 }
             }
             let sub = q.gather(&with);
@@ -722,14 +784,20 @@ pub fn postings_case<B: Backend>(be: &B) {
                 for (p, d) in [(&sub_plans[..], &refs[..refs.len() - 1]), (&sub_plans[..sub_plans.len() - 1], &refs[..])] {
                     match be.scan_postings(&res, &sub, p, d, &post, 10) {
                         Err(silica::Error::Param { name, .. }) => assert_eq!(name, "filters", "seed {seed}"),
-                        other => panic!("seed {seed}: {} plans / {} drivers for {} queries gave {:?}", p.len(), d.len(), sub.len, other.err()),
+                        other => {
+                            panic!("seed {seed}: {} plans / {} drivers for {} queries gave {:?}", p.len(), d.len(), sub.len, other.err())
+                        }
                     }
                 }
             }
             for k0 in [1usize, 10, 2049] {
                 let c = be.scan_postings(&res, &sub, &sub_plans, &refs, &post, k0).expect("scan_postings");
                 let want = ref_scan(ix, &sub, &all_lists, spec.l, &sub_plans, k0);
-                assert_cands_exact(&format!("scan_postings seed {seed} n {} stale {} k0 {k0}", spec.n, post.stale.len()), &be.read_cands(&c).expect("read"), &want);
+                assert_cands_exact(
+                    &format!("scan_postings seed {seed} n {} stale {} k0 {k0}", spec.n, post.stale.len()),
+                    &be.read_cands(&c).expect("read"),
+                    &want,
+                );
             }
         }
     }
@@ -833,7 +901,12 @@ pub fn executor_case<B: Backend + Clone + 'static>(be: &B) {
                     let plan = &filters[i].plan;
                     let mut v: Vec<(f32, u32)> = (0..ix.len())
                         .filter(|&row| live(&ix, row) && exact(plan, &ix, row))
-                        .map(|row| (dot(&q.codes[i * spec.d..(i + 1) * spec.d], ix.items.row(row)) as f32 * ix.items.scale[row] * q.scale[i], row as u32))
+                        .map(|row| {
+                            (
+                                dot(&q.codes[i * spec.d..(i + 1) * spec.d], ix.items.row(row)) as f32 * ix.items.scale[row] * q.scale[i],
+                                row as u32,
+                            )
+                        })
                         .collect();
                     rank(&mut v);
                     v.truncate(k);
@@ -886,19 +959,30 @@ pub fn mapped_case<B: Backend + Clone + 'static>(be: &B) {
             for (k, nprobe) in [(1, Some(1)), (10, None), (77, Some(spec.l))] {
                 let params = SearchParams { k, nprobe, rerank, ..Default::default() };
                 let req = SearchRequest { queries: &queries, filters: &filters, params };
-                assert_eq!(ours.search(&req).expect("mapped search"), owned.search(&req).expect("search"), "mapped vs owned: seed {seed} k {k} {rerank:?}");
+                assert_eq!(
+                    ours.search(&req).expect("mapped search"),
+                    owned.search(&req).expect("search"),
+                    "mapped vs owned: seed {seed} k {k} {rerank:?}"
+                );
             }
         }
         // An update of the mapped index (deletes + patches copy the tensors they change).
         let (after, words) = changed(&mapped, true, |r| r % 5 == 1);
-        assert!(after.items.codes.is_mapped() && (spec.n < 2 || !after.attrs.values.is_mapped()), "seed {seed}: only changed tensors are copied");
+        assert!(
+            after.items.codes.is_mapped() && (spec.n < 2 || !after.attrs.values.is_mapped()),
+            "seed {seed}: only changed tensors are copied"
+        );
         let (owned_after, _) = changed(&ix, true, |r| r % 5 == 1);
         let changes = Changed { live: true, planes: true, attrs: true, plane_words: Some(words.into()), ..Changed::NONE };
         let up = ours.with_index(Arc::new(after), &changes).expect("update mapped");
         let up_owned = owned.with_index(Arc::new(owned_after), &changes).expect("update owned");
         let params = SearchParams { k: 10, nprobe: Some(spec.l), rerank: RerankMode::Refine, ..Default::default() };
         let req = SearchRequest { queries: &queries, filters: &filters, params };
-        assert_eq!(up.search(&req).expect("updated mapped"), up_owned.search(&req).expect("updated owned"), "updated mapped vs owned: seed {seed}");
+        assert_eq!(
+            up.search(&req).expect("updated mapped"),
+            up_owned.search(&req).expect("updated owned"),
+            "updated mapped vs owned: seed {seed}"
+        );
         drop(file);
     }
 }
@@ -953,7 +1037,16 @@ fn changed(ix: &Index, deletes: bool, patch: impl Fn(usize) -> bool) -> (Index, 
         (f.name.clone(), f.values[(v - f.base) as usize].clone())
     };
     let params = ix.bloom.params;
-    out.bloom = BloomPlanes::build(params, n, |r| out.attrs.row(r).iter().flat_map(|&v| { let (f, x) = describe(v); params.positions(&f, &x) }).collect());
+    out.bloom = BloomPlanes::build(params, n, |r| {
+        out.attrs
+            .row(r)
+            .iter()
+            .flat_map(|&v| {
+                let (f, x) = describe(v);
+                params.positions(&f, &x)
+            })
+            .collect()
+    });
     (out, words)
 }
 
@@ -1000,12 +1093,20 @@ pub fn update_case<B: Backend>(be: &B) {
                 let params = SearchParams { k, nprobe, rerank, ..Default::default() };
                 let req = SearchRequest { queries: &queries, filters: &filters, params };
                 let (got, want) = (updated.search(&req).expect("search"), cpu_new.search(&req).expect("cpu search"));
-                assert_eq!(got.iter().map(|r| &r.rows).collect::<Vec<_>>(), want.iter().map(|r| &r.rows).collect::<Vec<_>>(), "updated index ({what:?}): seed {seed} k {k} {rerank:?}");
+                assert_eq!(
+                    got.iter().map(|r| &r.rows).collect::<Vec<_>>(),
+                    want.iter().map(|r| &r.rows).collect::<Vec<_>>(),
+                    "updated index ({what:?}): seed {seed} k {k} {rerank:?}"
+                );
                 if rerank == RerankMode::None {
                     assert_eq!(got, want, "updated index scores: seed {seed} k {k}");
                 }
                 let (got, want) = (ours.search(&req).expect("old search"), cpu_old.search(&req).expect("cpu old search"));
-                assert_eq!(got.iter().map(|r| &r.rows).collect::<Vec<_>>(), want.iter().map(|r| &r.rows).collect::<Vec<_>>(), "old snapshot after the update: seed {seed} k {k}");
+                assert_eq!(
+                    got.iter().map(|r| &r.rows).collect::<Vec<_>>(),
+                    want.iter().map(|r| &r.rows).collect::<Vec<_>>(),
+                    "old snapshot after the update: seed {seed} k {k}"
+                );
             }
         }
     }
@@ -1130,7 +1231,17 @@ pub fn l2_case<B: Backend>(be: &B) {
             let want: Vec<u32> = (0..q.len)
                 .flat_map(|b| {
                     let mut s: Vec<(f32, u32)> = (0..ix.nlist())
-                        .map(|l| (l2_ref_score(&q.codes[b * d..(b + 1) * d], q.scale[b], ix.centroid_codes.row(l), ix.centroid_codes.scale[l]), l as u32))
+                        .map(|l| {
+                            (
+                                l2_ref_score(
+                                    &q.codes[b * d..(b + 1) * d],
+                                    q.scale[b],
+                                    ix.centroid_codes.row(l),
+                                    ix.centroid_codes.scale[l],
+                                ),
+                                l as u32,
+                            )
+                        })
                         .collect();
                     rank(&mut s);
                     s.into_iter().take(nprobe).map(|x| x.1)
@@ -1141,14 +1252,22 @@ pub fn l2_case<B: Backend>(be: &B) {
             let mask = be.filter(&res, &plans, &probes).expect("filter");
             for k0 in [1, 10, rng.random_range(1..=300), 2049] {
                 let got = be.read_cands(&be.scan(&res, &q, &probes, &mask, &plans, k0).expect("scan")).expect("read");
-                assert_cands_exact(&format!("{} nprobe {nprobe} k0 {k0}", what("scan")), &got, &l2_ref_scan(ix, &q, &p.lists, nprobe, &plans, k0));
+                assert_cands_exact(
+                    &format!("{} nprobe {nprobe} k0 {k0}", what("scan")),
+                    &got,
+                    &l2_ref_scan(ix, &q, &p.lists, nprobe, &plans, k0),
+                );
             }
         }
         // The candidate route with every row in budget: the exhaustive reference.
         let all_lists: Vec<u32> = (0..spec.b).flat_map(|_| 0..spec.l as u32).collect();
         for k0 in [7, 300] {
             let (c, _) = be.scan_candidates(&res, &q, &plans, k0, u64::MAX).expect("scan_candidates");
-            assert_cands_exact(&format!("{} k0 {k0}", what("candidates")), &be.read_cands(&c).expect("read"), &l2_ref_scan(ix, &q, &all_lists, spec.l, &plans, k0));
+            assert_cands_exact(
+                &format!("{} k0 {k0}", what("candidates")),
+                &be.read_cands(&c).expect("read"),
+                &l2_ref_scan(ix, &q, &all_lists, spec.l, &plans, k0),
+            );
         }
         if spec.n == 0 {
             continue;
@@ -1194,7 +1313,11 @@ macro_rules! conformance_suite {
                 let b = BACKEND.get_or_init(|| ($ctor)()).as_ref();
                 if b.is_none() {
                     let required = std::env::var("SILICA_REQUIRE_BACKENDS").unwrap_or_default();
-                    assert!(!required.split(',').any(|n| n.trim() == stringify!($name)), "backend {} is required (SILICA_REQUIRE_BACKENDS) but unavailable", stringify!($name));
+                    assert!(
+                        !required.split(',').any(|n| n.trim() == stringify!($name)),
+                        "backend {} is required (SILICA_REQUIRE_BACKENDS) but unavailable",
+                        stringify!($name)
+                    );
                     eprintln!("skipping the {} conformance suite: backend unavailable here", stringify!($name));
                 }
                 b
@@ -1296,7 +1419,10 @@ mod wgpu_ctor {
 }
 
 #[cfg(feature = "wgpu")]
-conformance_suite!(wgpu, silica::backend::wgpu::Wgpu, || wgpu_ctor::open(silica::backend::wgpu::WgpuOptions { poison: true, ..Default::default() }));
+conformance_suite!(wgpu, silica::backend::wgpu::Wgpu, || wgpu_ctor::open(silica::backend::wgpu::WgpuOptions {
+    poison: true,
+    ..Default::default()
+}));
 
 #[cfg(feature = "wgpu")]
 conformance_suite!(wgpu_chunked, silica::backend::wgpu::Wgpu, || wgpu_ctor::open(silica::backend::wgpu::WgpuOptions {
@@ -1393,8 +1519,12 @@ mod wgpu_specific {
 
 // G backends standing in for G devices (`--devices cpu,cpu,cpu`): the whole suite holds
 // bit for bit, since the lists, the integer math and the merge order are those of one device.
-conformance_suite!(sharded_cpu2, silica::backend::shard::Sharded<Cpu>, || Some(silica::backend::shard::Sharded::new(vec![Cpu; 2]).expect("two shards")));
-conformance_suite!(sharded_cpu3, silica::backend::shard::Sharded<Cpu>, || Some(silica::backend::shard::Sharded::new(vec![Cpu; 3]).expect("three shards")));
+conformance_suite!(sharded_cpu2, silica::backend::shard::Sharded<Cpu>, || Some(
+    silica::backend::shard::Sharded::new(vec![Cpu; 2]).expect("two shards")
+));
+conformance_suite!(sharded_cpu3, silica::backend::shard::Sharded<Cpu>, || Some(
+    silica::backend::shard::Sharded::new(vec![Cpu; 3]).expect("three shards")
+));
 
 // Two shards on one adapter / GPU (`--devices wgpu,wgpu`, `cuda:0,cuda:0`): the sharded
 // path on a real device, candidates uploaded to each shard for rerank.
@@ -1433,7 +1563,7 @@ conformance_suite!(sharded_cuda_gpus, silica::backend::shard::Sharded<silica::ba
 /// the candidates; answers equal to one CPU bit for bit, refine included (same code per row).
 mod sharded_specific {
     use super::*;
-    use silica::backend::shard::{layout::ALIGN, Sharded};
+    use silica::backend::shard::{Sharded, layout::ALIGN};
 
     fn check(seed: u64, spec: &Spec, g: usize) -> silica::backend::shard::layout::Layout {
         let fx = fixture(seed, spec);
@@ -1449,8 +1579,14 @@ mod sharded_specific {
         for rerank in [RerankMode::None, RerankMode::Refine] {
             for (k, nprobe) in [(1, Some(1)), (7, None), (ix.len() + 5, Some(spec.l)), (40, Some((spec.l / 2).max(1)))] {
                 for f in [&filters[..], &[]] {
-                    let req = SearchRequest { queries: &queries, filters: f, params: SearchParams { k, nprobe, rerank, ..Default::default() } };
-                    assert_eq!(ours.search(&req).unwrap(), cpu.search(&req).unwrap(), "seed {seed}, {g} shards, k {k}, nprobe {nprobe:?}, {rerank:?}, {} filters", f.len());
+                    let req =
+                        SearchRequest { queries: &queries, filters: f, params: SearchParams { k, nprobe, rerank, ..Default::default() } };
+                    assert_eq!(
+                        ours.search(&req).unwrap(),
+                        cpu.search(&req).unwrap(),
+                        "seed {seed}, {g} shards, k {k}, nprobe {nprobe:?}, {rerank:?}, {} filters",
+                        f.len()
+                    );
                 }
             }
         }

@@ -244,9 +244,18 @@ fn train_init_is_rows_of_the_sample_and_small_shapes_work() {
         assert_eq!(c.len(), k * d);
         assert_unit_rows(&c, d, &format!("n {n} d {d} k {k}"));
     }
-    assert!(matches!(g.train(&[], 4, &KMeansParams { k: 2, iters: 1, sample_per_cluster: 4, seed: 0 }, &|| {}), Err(silica::Error::Param { .. })));
-    assert!(matches!(g.train(&[1.0; 8], 4, &KMeansParams { k: 0, iters: 1, sample_per_cluster: 4, seed: 0 }, &|| {}), Err(silica::Error::Param { .. })));
-    assert!(matches!(g.train(&[1.0; 7], 4, &KMeansParams { k: 1, iters: 1, sample_per_cluster: 4, seed: 0 }, &|| {}), Err(silica::Error::Param { .. })));
+    assert!(matches!(
+        g.train(&[], 4, &KMeansParams { k: 2, iters: 1, sample_per_cluster: 4, seed: 0 }, &|| {}),
+        Err(silica::Error::Param { .. })
+    ));
+    assert!(matches!(
+        g.train(&[1.0; 8], 4, &KMeansParams { k: 0, iters: 1, sample_per_cluster: 4, seed: 0 }, &|| {}),
+        Err(silica::Error::Param { .. })
+    ));
+    assert!(matches!(
+        g.train(&[1.0; 7], 4, &KMeansParams { k: 1, iters: 1, sample_per_cluster: 4, seed: 0 }, &|| {}),
+        Err(silica::Error::Param { .. })
+    ));
 }
 
 #[test]
@@ -261,7 +270,8 @@ fn train_repairs_empty_clusters() {
             data.push(if t == i % 4 { 1.0 } else { 0.1 * (t as f32) });
         }
     }
-    let distinct = |c: &[f32]| c.chunks(d).map(|r| r.iter().map(|v| v.to_bits()).collect::<Vec<_>>()).collect::<std::collections::HashSet<_>>().len();
+    let distinct =
+        |c: &[f32]| c.chunks(d).map(|r| r.iter().map(|v| v.to_bits()).collect::<Vec<_>>()).collect::<std::collections::HashSet<_>>().len();
     let p = KMeansParams { k: 8, iters: 0, sample_per_cluster: 100, seed: 4 };
     let seeds = g.train(&data, d, &p, &|| {}).unwrap();
     assert!(distinct(&seeds) <= 4, "seeds repeat rows");

@@ -105,7 +105,12 @@ fn make_index(s: &Spec) -> Index {
     let schema = Schema {
         fields: vec![
             FieldSchema { name: "section".into(), multi: false, base: 0, values: SECTIONS.iter().map(|s| s.to_string()).collect() },
-            FieldSchema { name: "tags".into(), multi: true, base: SECTIONS.len() as u32, values: TAGS.iter().map(|s| s.to_string()).collect() },
+            FieldSchema {
+                name: "tags".into(),
+                multi: true,
+                base: SECTIONS.len() as u32,
+                values: TAGS.iter().map(|s| s.to_string()).collect(),
+            },
         ],
         columns: Vec::new(),
     };
@@ -123,10 +128,14 @@ fn make_index(s: &Spec) -> Index {
     let attrs = Attributes { schema, offsets: aoff.into(), values: avals.into() };
     let params = BloomParams { bits: 256, hashes: 3, seed: 11 };
     let bloom = BloomPlanes::build(params, n, |r| {
-        attrs.row(r).iter().flat_map(|&v| {
-            let (f, val) = attrs.schema.describe(v).unwrap();
-            params.positions(f, val)
-        }).collect()
+        attrs
+            .row(r)
+            .iter()
+            .flat_map(|&v| {
+                let (f, val) = attrs.schema.describe(v).unwrap();
+                params.positions(f, val)
+            })
+            .collect()
     });
     let words = n.div_ceil(64);
     let live = s.live.then(|| {
@@ -177,7 +186,15 @@ fn assert_cands_eq(got: &Candidates, want: &Candidates, what: &str) {
     assert_eq!(got.counts, want.counts, "{what}: counts");
     for i in 0..want.rows.len() {
         if got.rows[i] != want.rows[i] || got.scores[i].to_bits() != want.scores[i].to_bits() {
-            panic!("{what}: slot {i} (query {}, rank {}): got ({}, {:e}) want ({}, {:e})", i / want.k, i % want.k, got.rows[i], got.scores[i], want.rows[i], want.scores[i]);
+            panic!(
+                "{what}: slot {i} (query {}, rank {}): got ({}, {:e}) want ({}, {:e})",
+                i / want.k,
+                i % want.k,
+                got.rows[i],
+                got.scores[i],
+                want.rows[i],
+                want.scores[i]
+            );
         }
     }
 }
@@ -323,7 +340,11 @@ fn small_rerank_refine_and_model_within_tolerance() {
         bias: (0..o).map(|_| rng.random_range(-0.1f32..0.1)).collect(),
     };
     let input = 2 * 24 + 3;
-    let model = Arc::new(silica::rerank::RerankModel { layers: vec![dense(&mut rng, input, 40), dense(&mut rng, 40, 17)], heads: dense(&mut rng, 17, 3), task_weights: vec![0.5, 0.3, 0.2] });
+    let model = Arc::new(silica::rerank::RerankModel {
+        layers: vec![dense(&mut rng, input, 40), dense(&mut rng, 40, 17)],
+        heads: dense(&mut rng, 17, 3),
+        task_weights: vec![0.5, 0.3, 0.2],
+    });
     let modes = [Rerank::Refine, Rerank::Model { model: model.clone(), weights: vec![0.2, 0.7, 0.1] }];
     let pc = cpu.probe(&rc, &q, 4).unwrap();
     let mc = cpu.filter(&rc, &plans, &pc).unwrap();
@@ -344,7 +365,9 @@ fn small_rerank_refine_and_model_within_tolerance() {
         }
         // Select over the re-scored candidates: same scores rank by rank (within tolerance).
         let s_want = cpu.select(want.clone(), 20).unwrap();
-        let s_got = cuda.read_cands(&cuda.select(cuda.rerank(&rg, &q, cuda.scan(&rg, &q, &pg, &mg, &plans, 300).unwrap(), mode).unwrap(), 20).unwrap()).unwrap();
+        let s_got = cuda
+            .read_cands(&cuda.select(cuda.rerank(&rg, &q, cuda.scan(&rg, &q, &pg, &mg, &plans, 300).unwrap(), mode).unwrap(), 20).unwrap())
+            .unwrap();
         assert_eq!(s_got.counts, s_want.counts);
         for (g, w) in s_got.scores.iter().zip(&s_want.scores) {
             assert!(g == w || (g - w).abs() <= 1e-4 * (1.0 + w.abs()), "select: {g} vs {w}");

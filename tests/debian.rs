@@ -14,18 +14,27 @@ fn debian_recall_with_default_settings() {
     let dir = tempfile::tempdir().unwrap();
     let index = dir.path().join("debian.silica");
     let st = silica()
-        .args(["build", "--vectors"]).arg(data.join("embeddings.npy"))
-        .arg("--attributes").arg(data.join("items.jsonl"))
-        .arg("--out").arg(&index)
-        .status().unwrap();
+        .args(["build", "--vectors"])
+        .arg(data.join("embeddings.npy"))
+        .arg("--attributes")
+        .arg(data.join("items.jsonl"))
+        .arg("--out")
+        .arg(&index)
+        .status()
+        .unwrap();
     assert!(st.success());
     let out = silica()
-        .args(["eval", "--index"]).arg(&index)
-        .arg("--queries").arg(data.join("queries.npy"))
-        .arg("--filters").arg(data.join("queries.jsonl"))
-        .arg("--ground-truth").arg(data.join("ground_truth.jsonl"))
+        .args(["eval", "--index"])
+        .arg(&index)
+        .arg("--queries")
+        .arg(data.join("queries.npy"))
+        .arg("--filters")
+        .arg(data.join("queries.jsonl"))
+        .arg("--ground-truth")
+        .arg(data.join("ground_truth.jsonl"))
         .args(["--k", "10", "--json"])
-        .output().unwrap();
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let recall = v["recall"].as_f64().unwrap();
@@ -40,12 +49,17 @@ fn debian_recall_with_default_settings() {
     // defaults must hold on them too.
     let held = data.join("heldout");
     let out = silica()
-        .args(["eval", "--index"]).arg(&index)
-        .arg("--queries").arg(held.join("queries.npy"))
-        .arg("--filters").arg(held.join("queries.jsonl"))
-        .arg("--ground-truth").arg(held.join("ground_truth.jsonl"))
+        .args(["eval", "--index"])
+        .arg(&index)
+        .arg("--queries")
+        .arg(held.join("queries.npy"))
+        .arg("--filters")
+        .arg(held.join("queries.jsonl"))
+        .arg("--ground-truth")
+        .arg(held.join("ground_truth.jsonl"))
         .args(["--k", "10", "--json"])
-        .output().unwrap();
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let h: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("held out: {h}");
@@ -61,11 +75,16 @@ fn debian_recall_with_default_settings() {
     assert!((1..=1024).contains(&nprobe) && line.contains(">= 0.99"), "{line}");
     let with = |extra: &[&str]| {
         let out = silica()
-            .args(["search", "--index"]).arg(&index)
-            .arg("--queries").arg(held.join("queries.npy"))
-            .arg("--filters").arg(held.join("queries.jsonl"))
-            .args(["--k", "10", "--out", "-"]).args(extra)
-            .output().unwrap();
+            .args(["search", "--index"])
+            .arg(&index)
+            .arg("--queries")
+            .arg(held.join("queries.npy"))
+            .arg("--filters")
+            .arg(held.join("queries.jsonl"))
+            .args(["--k", "10", "--out", "-"])
+            .args(extra)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         out.stdout
     };
@@ -77,11 +96,16 @@ fn debian_recall_with_default_settings() {
     for queries in [&data, &held] {
         let run = |extra: &[&str]| {
             let out = silica()
-                .args(["search", "--index"]).arg(&index)
-                .arg("--queries").arg(queries.join("queries.npy"))
-                .arg("--filters").arg(queries.join("queries.jsonl"))
-                .args(["--k", "10", "--out", "-"]).args(extra)
-                .output().unwrap();
+                .args(["search", "--index"])
+                .arg(&index)
+                .arg("--queries")
+                .arg(queries.join("queries.npy"))
+                .arg("--filters")
+                .arg(queries.join("queries.jsonl"))
+                .args(["--k", "10", "--out", "-"])
+                .args(extra)
+                .output()
+                .unwrap();
             assert!(out.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&out.stderr));
             out.stdout
         };
@@ -97,13 +121,19 @@ fn debian_recall_with_default_settings() {
     // `search` writes one line per query with rows/ids/scores, best first, ids matching rows.
     let res = dir.path().join("r.jsonl");
     let st = silica()
-        .args(["search", "--index"]).arg(&index)
-        .arg("--queries").arg(data.join("queries.npy"))
-        .arg("--filters").arg(data.join("queries.jsonl"))
-        .args(["--k", "5", "--out"]).arg(&res)
-        .status().unwrap();
+        .args(["search", "--index"])
+        .arg(&index)
+        .arg("--queries")
+        .arg(data.join("queries.npy"))
+        .arg("--filters")
+        .arg(data.join("queries.jsonl"))
+        .args(["--k", "5", "--out"])
+        .arg(&res)
+        .status()
+        .unwrap();
     assert!(st.success());
-    let items: Vec<serde_json::Value> = std::fs::read_to_string(data.join("items.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let items: Vec<serde_json::Value> =
+        std::fs::read_to_string(data.join("items.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&res).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 80);
     for (i, l) in lines.iter().enumerate() {

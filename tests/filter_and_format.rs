@@ -125,7 +125,20 @@ fn artifact_round_trips_and_is_a_plain_safetensors_file() {
     let (meta, tensors) = silica::model::format::inspect(&p).unwrap();
     assert_eq!(meta["n"], "129");
     let names: Vec<&str> = tensors.iter().map(|t| t.0.as_str()).collect();
-    for want in ["ivf.centroids", "ivf.centroid_codes", "ivf.centroid_scale", "ivf.list_offsets", "items.codes", "items.scale", "items.embeddings", "items.features", "items.row_ids", "bloom.planes", "attrs.offsets", "attrs.values"] {
+    for want in [
+        "ivf.centroids",
+        "ivf.centroid_codes",
+        "ivf.centroid_scale",
+        "ivf.list_offsets",
+        "items.codes",
+        "items.scale",
+        "items.embeddings",
+        "items.features",
+        "items.row_ids",
+        "bloom.planes",
+        "attrs.offsets",
+        "attrs.values",
+    ] {
         assert!(names.contains(&want), "missing {want}");
     }
 }

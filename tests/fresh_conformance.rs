@@ -20,14 +20,14 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use serve_common::*;
-use silica::backend::{cpu::Cpu, Backend, Probes};
+use silica::Filter;
+use silica::backend::{Backend, Probes, cpu::Cpu};
 use silica::graph::{self, Executor, Hook, Output, RerankMode, SearchParams, SearchRequest};
-use silica::model::compute::{assign_cpu, BuildCompute};
+use silica::model::compute::{BuildCompute, assign_cpu};
 use silica::model::kmeans::KMeansParams;
 use silica::model::{I8Matrix, Index};
 use silica::serve::state::{Options, Store};
 use silica::serve::update::{Batch, Op};
-use silica::Filter;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -89,10 +89,17 @@ fn stages<B: Backend>(b: B, ix: &Arc<Index>, q: &[f32], filter: &Filter, nprobe:
 }
 
 fn filters() -> Vec<String> {
-    ["", r#"color = "red""#, r#"tags IN ("t1", "t6")"#, r#"NOT grp = "a""#, r#"color = "ultraviolet""#, r#"id IN ("new-3", "new-77", "item-5", "new-150")"#]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "",
+        r#"color = "red""#,
+        r#"tags IN ("t1", "t6")"#,
+        r#"NOT grp = "a""#,
+        r#"color = "ultraviolet""#,
+        r#"id IN ("new-3", "new-77", "item-5", "new-150")"#,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// Run `f` on every backend present: cpu, wgpu (required where `SILICA_REQUIRE_BACKENDS`
@@ -181,10 +188,15 @@ fn appended_deleted_and_patched_rows_answer_like_a_rebuild_with_the_same_centroi
         let main = snap.index().clone();
         let fresh = snap.fresh.as_ref().expect("fresh lists").index().clone();
         let tail = snap.tail.as_ref().expect("a fresh tail").index().clone();
-        assert_eq!((fresh.nlist(), fresh.centroids.as_slice()), (main.nlist(), main.centroids.as_slice()), "fresh rows sit in the main index's lists");
+        assert_eq!(
+            (fresh.nlist(), fresh.centroids.as_slice()),
+            (main.nlist(), main.centroids.as_slice()),
+            "fresh rows sit in the main index's lists"
+        );
         assert!(fresh.len() > 150 && !tail.is_empty() && tail.len() <= 120 + 85 && snap.stats.items == model.len(), "{:?}", snap.stats);
         // The tail rows' lists by the build's rule (the tail is one list, scanned whole).
-        let tail_list: BTreeMap<String, u32> = tail.ids.iter().map(String::from).zip(assign_cpu(&tail.items.codes, &main.centroid_codes)).collect();
+        let tail_list: BTreeMap<String, u32> =
+            tail.ids.iter().map(String::from).zip(assign_cpu(&tail.items.codes, &main.centroid_codes)).collect();
 
         let live: Vec<Item> = model.values().cloned().collect();
         let reference = Arc::new(build_index_on(&live, NLIST, &SameCentroids(main.centroids.clone())));
@@ -224,7 +236,9 @@ fn appended_deleted_and_patched_rows_answer_like_a_rebuild_with_the_same_centroi
                     for (g, w) in got.iter().zip(&want) {
                         assert_eq!(g.scores, w.scores, "{what} k {k}: scores\n got {:?}\nwant {:?}", g.ids, w.ids);
                         let cut = w.scores.last().copied().unwrap_or(f32::NEG_INFINITY);
-                        let above = |r: &silica::SearchResponse| r.ids.iter().zip(&r.scores).filter(|(_, s)| **s > cut).map(|(i, _)| i.to_string()).collect::<BTreeSet<_>>();
+                        let above = |r: &silica::SearchResponse| {
+                            r.ids.iter().zip(&r.scores).filter(|(_, s)| **s > cut).map(|(i, _)| i.to_string()).collect::<BTreeSet<_>>()
+                        };
                         assert_eq!(above(g), above(w), "{what} k {k}: ids");
                     }
                 }
@@ -234,7 +248,9 @@ fn appended_deleted_and_patched_rows_answer_like_a_rebuild_with_the_same_centroi
         for id in ["new-0", "new-105", "new-233", "new-369"] {
             let f = snap.compile(&format!("id = \"{id}\"")).unwrap();
             let q = random_vector(&mut rng, D);
-            let got = snap.search(&SearchRequest { queries: &q, filters: &[f], params: SearchParams { k: 5, nprobe: Some(1), ..Default::default() } }).unwrap();
+            let got = snap
+                .search(&SearchRequest { queries: &q, filters: &[f], params: SearchParams { k: 5, nprobe: Some(1), ..Default::default() } })
+                .unwrap();
             let want: Vec<&str> = if model.contains_key(id) { vec![id] } else { vec![] };
             assert_eq!(got[0].ids.iter().map(|s| &**s).collect::<Vec<_>>(), want, "{backend}: {id}");
         }
@@ -249,10 +265,17 @@ fn appended_deleted_and_patched_rows_answer_like_a_rebuild_with_the_same_centroi
         ops.extend((0..130).map(|j| item_op(&random_item(&mut rng, format!("later-{j}"), D))));
         store.commit(&[Batch { ops }]).unwrap().into_iter().for_each(|r| assert!(r.is_ok(), "{r:?}"));
         let now = store.snapshot();
-        assert!(now.version > snap.version && !Arc::ptr_eq(now.fresh.as_ref().unwrap(), snap.fresh.as_ref().unwrap()), "{backend}: a new snapshot with new fresh lists");
+        assert!(
+            now.version > snap.version && !Arc::ptr_eq(now.fresh.as_ref().unwrap(), snap.fresh.as_ref().unwrap()),
+            "{backend}: a new snapshot with new fresh lists"
+        );
         let after_old = ask(&snap);
         for (a, b) in before.iter().zip(&after_old) {
-            assert_eq!((&a.ids, a.scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>()), (&b.ids, b.scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>()), "{backend}: the old snapshot answers as before");
+            assert_eq!(
+                (&a.ids, a.scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>()),
+                (&b.ids, b.scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>()),
+                "{backend}: the old snapshot answers as before"
+            );
         }
         for (a, b) in before.iter().zip(ask(&now)) {
             assert!(a.ids.first() != b.ids.first(), "{backend}: the new snapshot no longer has the deleted best item");

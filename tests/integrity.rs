@@ -110,7 +110,13 @@ fn value_checks_run_without_checksums() {
         m.remove(format::CHECKSUMS);
     });
     format::from_bytes(&old, Path::new("old.silica")).expect("an artifact without checksums still loads");
-    for (name, rows, x) in [("items.scale", n, f32::NAN), ("items.scale", n, -0.5), ("items.scale", n, f32::INFINITY), ("ivf.centroid_scale", 4, f32::NAN), ("ivf.centroids", 32, f32::NEG_INFINITY)] {
+    for (name, rows, x) in [
+        ("items.scale", n, f32::NAN),
+        ("items.scale", n, -0.5),
+        ("items.scale", n, f32::INFINITY),
+        ("ivf.centroid_scale", 4, f32::NAN),
+        ("ivf.centroids", 32, f32::NEG_INFINITY),
+    ] {
         let mut b = old.clone();
         let i = rng.random_range(0..rows);
         set_f32(&mut b, name, i, x);
@@ -175,9 +181,12 @@ fn cli_verify_and_no_verify() {
     assert!(e.contains("items.codes"), "{e}");
     serve_common::Server::start(Path::new(&p("bad.silica")), &["--no-verify"]);
     // An older artifact (no checksums) loads with a warning; verify says it cannot vouch for it.
-    std::fs::write(p("old.silica"), with_meta(&good, |m| {
-        m.remove(format::CHECKSUMS);
-    }))
+    std::fs::write(
+        p("old.silica"),
+        with_meta(&good, |m| {
+            m.remove(format::CHECKSUMS);
+        }),
+    )
     .unwrap();
     let (ok, _, err) = silica(&["search", "--index", &p("old.silica"), "--queries", &p("q.npy"), "--k", "3", "--out", &p("r.jsonl")]);
     assert!(ok && err.contains("no checksums"), "{err}");
@@ -299,7 +308,9 @@ fn mapped_loads_view_aligned_tensors_and_copy_misaligned_ones() {
         let mapped = format::load(f.path()).unwrap();
         // Every O(N) tensor of silica's own layout is a view.
         assert!(mapped.items.codes.is_mapped() && mapped.items.scale.is_mapped() && mapped.bloom.planes.is_mapped());
-        assert!(mapped.attrs.offsets.is_mapped() && mapped.attrs.values.is_mapped() && mapped.source_rows.is_mapped() && mapped.ids.is_mapped());
+        assert!(
+            mapped.attrs.offsets.is_mapped() && mapped.attrs.values.is_mapped() && mapped.source_rows.is_mapped() && mapped.ids.is_mapped()
+        );
         assert!(mapped.embeddings.as_ref().is_none_or(|e| e.is_mapped()));
         same(&mapped, &copied);
         let sums = |b: &[u8]| -> serde_json::Value {

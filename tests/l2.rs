@@ -7,7 +7,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use silica::backend::cpu::Cpu;
-use silica::graph::calibrate::{calibrate, CalibrateOptions};
+use silica::graph::calibrate::{CalibrateOptions, calibrate};
 use silica::graph::{Executor, Search, SearchParams, SearchRequest};
 use silica::model::attributes::parse_jsonl;
 use silica::model::npy::Matrix;
@@ -82,13 +82,18 @@ fn l2_reaches_recall_at_the_calibrated_default_nprobe() {
 
     // The inner product on the same data does not find these neighbours (the metric matters).
     let table = parse_jsonl(jsonl.as_bytes(), std::path::Path::new("a.jsonl"), &[]).unwrap();
-    let ip = IndexBuilder::new(BuildParams { metric: Metric::Ip, ..Default::default() }).build(Matrix { rows: n, dim: d, data: x.clone(), was_f16: false }, table).unwrap();
+    let ip = IndexBuilder::new(BuildParams { metric: Metric::Ip, ..Default::default() })
+        .build(Matrix { rows: n, dim: d, data: x.clone(), was_f16: false }, table)
+        .unwrap();
     let ip = Executor::new(Cpu, Arc::new(ip)).unwrap();
-    let got = ip.search(&SearchRequest { queries: &queries[..d], filters: &[], params: SearchParams { k, nprobe: Some(64), ..Default::default() } }).unwrap();
+    let got = ip
+        .search(&SearchRequest { queries: &queries[..d], filters: &[], params: SearchParams { k, nprobe: Some(64), ..Default::default() } })
+        .unwrap();
     let q = &queries[..d];
     let mut truth: Vec<f64> = (0..n).map(|i| sqdist(q, &x[i * d..(i + 1) * d])).collect();
     truth.sort_by(f64::total_cmp);
-    let ip_hits = got[0].rows.iter().filter(|&&row| sqdist(q, &x[row as usize * d..(row as usize + 1) * d]) <= truth[k - 1] * (1.0 + 1e-3)).count();
+    let ip_hits =
+        got[0].rows.iter().filter(|&&row| sqdist(q, &x[row as usize * d..(row as usize + 1) * d]) <= truth[k - 1] * (1.0 + 1e-3)).count();
     assert!(ip_hits < k, "ip ranks by inner product, not distance");
 }
 
@@ -106,7 +111,9 @@ fn l2_index_serves_upserts_and_compaction() {
     let dir = tempfile::tempdir().unwrap();
     let jsonl: String = (0..n).map(|i| format!("{{\"id\": \"r{i}\"}}\n")).collect();
     let table = parse_jsonl(jsonl.as_bytes(), std::path::Path::new("a.jsonl"), &[]).unwrap();
-    let ix = IndexBuilder::new(BuildParams { metric: Metric::L2, nlist: Some(16), ..Default::default() }).build(Matrix { rows: n, dim: d, data: x.clone(), was_f16: false }, table).unwrap();
+    let ix = IndexBuilder::new(BuildParams { metric: Metric::L2, nlist: Some(16), ..Default::default() })
+        .build(Matrix { rows: n, dim: d, data: x.clone(), was_f16: false }, table)
+        .unwrap();
     let path = dir.path().join("l2.silica");
     silica::model::format::save(&ix, &path).unwrap();
     let gpus = common::gpu_backends();
@@ -132,7 +139,8 @@ fn l2_index_serves_upserts_and_compaction() {
             let s0 = a["scores"][0].as_f64().unwrap() as f32;
             assert!((s0 - want).abs() <= 1e-3 * want.abs().max(1e-3), "{step} on {name}: score {s0} vs {want}");
         }
-        let int8: Vec<serde_json::Value> = servers.iter().map(|(_, s)| s.search(&json!({"vector": q, "k": 20, "nprobe": 3, "rerank": "none"}))).collect();
+        let int8: Vec<serde_json::Value> =
+            servers.iter().map(|(_, s)| s.search(&json!({"vector": q, "k": 20, "nprobe": 3, "rerank": "none"}))).collect();
         for ((name, _), a) in servers.iter().zip(&int8).skip(1) {
             assert_eq!((&a["ids"], &a["scores"]), (&int8[0]["ids"], &int8[0]["scores"]), "{step}: {name} vs cpu");
         }

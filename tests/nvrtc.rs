@@ -14,7 +14,8 @@ fn every_kernel_file_compiles_cleanly_for_sm90() {
         return;
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cuda");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "cu")).collect();
+    let mut files: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "cu")).collect();
     files.sort();
     assert!(files.len() >= 5, "expected the stage files in {}", dir.display());
     let lookup = |name: &str| std::fs::read_to_string(dir.join(name)).ok();

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use silica::backend::cpu::Cpu;
-use silica::graph::{prepare_queries, Executor, RerankMode, Search, SearchParams, SearchRequest};
+use silica::graph::{Executor, RerankMode, Search, SearchParams, SearchRequest, prepare_queries};
 use silica::{Error, Filter};
 use std::sync::Arc;
 
@@ -55,7 +55,9 @@ fn selective_filters_are_exact_and_widening_fills_k() {
     let (ix, _) = random_index(2000, 16, 64, 5, &[]);
     let ix = Arc::new(ix);
     let ex = Executor::new(Cpu, ix.clone()).unwrap();
-    let f = Filter::compile(r#"section = "games" AND tags = "field::biology" AND tags = "game::arcade""#, &ix.attrs.schema, &ix.bloom.params).unwrap();
+    let f =
+        Filter::compile(r#"section = "games" AND tags = "field::biology" AND tags = "game::arcade""#, &ix.attrs.schema, &ix.bloom.params)
+            .unwrap();
     let passing = (0..ix.len()).filter(|&r| f.plan.matches(ix.attrs.row(r))).count();
     assert!(passing > 10 && passing < 100, "test needs a selective filter, {passing} pass");
     let q = random_queries(3, 16, 1);
@@ -126,7 +128,10 @@ fn edge_sizes_and_bad_parameters() {
     assert!(matches!(ex.search(&SearchRequest { queries: &q[..7], filters: &[], params: p(1, None) }), Err(Error::Dimension { .. })));
     let mut nan = q.clone();
     nan[3] = f32::NAN;
-    assert!(matches!(ex.search(&SearchRequest { queries: &nan, filters: &[], params: p(1, None) }), Err(Error::NonFinite { row: 0, col: 3, .. })));
+    assert!(matches!(
+        ex.search(&SearchRequest { queries: &nan, filters: &[], params: p(1, None) }),
+        Err(Error::NonFinite { row: 0, col: 3, .. })
+    ));
 }
 
 #[test]
@@ -163,7 +168,7 @@ fn cosine_ignores_vector_norms() {
 #[test]
 fn candidate_budget_sends_filters_up_to_four_lists_of_rows_to_their_candidates() {
     use silica::backend::Backend;
-    use silica::graph::{Planner, Trace, CANDIDATE_BUDGET};
+    use silica::graph::{CANDIDATE_BUDGET, Planner, Trace};
     let (n, nlist, nprobe) = (3000usize, 60usize, 2usize);
     let (ix, _) = random_index(n, 16, nlist, 8, &[]);
     let ix = Arc::new(ix);
@@ -171,7 +176,13 @@ fn candidate_budget_sends_filters_up_to_four_lists_of_rows_to_their_candidates()
     let four = silica::graph::candidate_budget(nprobe, nlist, n as u64, CANDIDATE_BUDGET);
     assert_eq!(four, (CANDIDATE_BUDGET * one).min(n as u64));
     // A filter whose Bloom candidates are more than one budget and at most four.
-    let texts = [r#"section = "games""#, r#"section = "libs""#, r#"section IN ("python", "science")"#, r#"tags = "field::biology" AND section = "games""#, r#"section = "python""#];
+    let texts = [
+        r#"section = "games""#,
+        r#"section = "libs""#,
+        r#"section IN ("python", "science")"#,
+        r#"tags = "field::biology" AND section = "games""#,
+        r#"section = "python""#,
+    ];
     let res = Cpu.upload(&ix).unwrap();
     let f = texts
         .iter()

@@ -6,10 +6,10 @@ mod serve_common;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use serve_common::*;
-use silica::graph::{self, SearchParams, SearchRequest};
 use silica::Filter;
+use silica::graph::{self, SearchParams, SearchRequest};
 use std::sync::Arc;
 
 const D: usize = 24;
@@ -100,7 +100,8 @@ fn upsert_delete_and_patch_are_seen_by_searches() {
     let (_dir, items, _path, server) = setup(2000, &[]);
     let q: Vec<f32> = items[0].vector.iter().map(|x| x * 10.0).collect();
     // A new item pointing exactly along q wins the unfiltered top-1.
-    let new = json!({"id": "fresh-1", "vector": q, "attributes": {"color": "ultraviolet", "tags": ["t1", "brand-new"]}, "features": {"size": 3}});
+    let new =
+        json!({"id": "fresh-1", "vector": q, "attributes": {"color": "ultraviolet", "tags": ["t1", "brand-new"]}, "features": {"size": 3}});
     let (s, v) = server.post("/v1/items", &json!({"items": [new]}));
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["upserted"], 1);
@@ -111,7 +112,10 @@ fn upsert_delete_and_patch_are_seen_by_searches() {
     // Found through filters on its new values (appended to the dictionary).
     assert_eq!(ids(&server.search(&json!({"vector": q, "k": 5, "filter": "color = \"ultraviolet\""}))), vec!["fresh-1"]);
     assert_eq!(ids(&server.search(&json!({"vector": q, "k": 5, "filter": "tags = \"brand-new\" AND id = \"fresh-1\""}))), vec!["fresh-1"]);
-    assert_eq!(ids(&server.search(&json!({"vector": q, "k": 5, "filter": "tags = \"brand-new\" AND NOT tags = \"t1\""}))), Vec::<String>::new());
+    assert_eq!(
+        ids(&server.search(&json!({"vector": q, "k": 5, "filter": "tags = \"brand-new\" AND NOT tags = \"t1\""}))),
+        Vec::<String>::new()
+    );
 
     // Replace an existing main item: the old version disappears, the new one is found once.
     let old_id = &items[1].id;
@@ -127,7 +131,11 @@ fn upsert_delete_and_patch_are_seen_by_searches() {
     // Delete: never seen again, by any query or filter; a second delete is 404.
     let (s, v) = json_of(request(server.addr, "DELETE", "/v1/items/fresh-1", None, &[]));
     assert_eq!((s, v["deleted"].as_str()), (200, Some("fresh-1")));
-    for body in [json!({"vector": q, "k": 50}), json!({"vector": q, "k": 5, "filter": "id = \"fresh-1\""}), json!({"vector": far, "k": 10000, "nprobe": 16})] {
+    for body in [
+        json!({"vector": q, "k": 50}),
+        json!({"vector": q, "k": 5, "filter": "id = \"fresh-1\""}),
+        json!({"vector": far, "k": 10000, "nprobe": 16}),
+    ] {
         assert!(!ids(&server.search(&body)).contains(&"fresh-1".to_string()));
     }
     let (s, v) = json_of(request(server.addr, "DELETE", "/v1/items/fresh-1", None, &[]));
@@ -146,7 +154,13 @@ fn upsert_delete_and_patch_are_seen_by_searches() {
     // Patch a main item's attributes: filters follow at once, exact and via Bloom.
     let target = &items[10];
     let was = target.attrs["color"][0].clone();
-    let (s, v) = json_of(request(server.addr, "PATCH", &format!("/v1/items/{}", target.id), Some(json!({"attributes": {"color": "infrared", "tags": []}}).to_string().as_bytes()), &[]));
+    let (s, v) = json_of(request(
+        server.addr,
+        "PATCH",
+        &format!("/v1/items/{}", target.id),
+        Some(json!({"attributes": {"color": "infrared", "tags": []}}).to_string().as_bytes()),
+        &[],
+    ));
     assert_eq!(s, 200, "{v}");
     let got = server.search(&json!({"vector": target.vector, "k": 10000, "nprobe": 16, "filter": "color = \"infrared\""}));
     assert_eq!(ids(&got), vec![target.id.clone()]);
@@ -156,7 +170,8 @@ fn upsert_delete_and_patch_are_seen_by_searches() {
     assert!(!ids(&got).contains(&target.id), "tags were cleared");
     // Other fields are untouched by the patch.
     let grp = &target.attrs["grp"][0];
-    let got = server.search(&json!({"vector": target.vector, "k": 10000, "nprobe": 16, "filter": format!("grp = \"{grp}\" AND color = \"infrared\"")}));
+    let got = server
+        .search(&json!({"vector": target.vector, "k": 10000, "nprobe": 16, "filter": format!("grp = \"{grp}\" AND color = \"infrared\"")}));
     assert_eq!(ids(&got), vec![target.id.clone()]);
 
     let (s, st) = server.get("/v1/stats");
@@ -171,7 +186,10 @@ fn upsert_delete_and_patch_are_seen_by_searches() {
     assert_eq!(s, 200, "{r}");
     assert_eq!((r["rows_before"].as_u64(), r["rows_after"].as_u64(), r["fresh_folded"].as_u64()), (Some(2003), Some(1999), Some(1)));
     let (_, st) = server.get("/v1/stats");
-    assert_eq!((st["items"].as_u64(), st["fresh_rows"].as_u64(), st["main_rows"].as_u64(), st["compactions"].as_u64()), (Some(1999), Some(0), Some(1999), Some(1)));
+    assert_eq!(
+        (st["items"].as_u64(), st["fresh_rows"].as_u64(), st["main_rows"].as_u64(), st["compactions"].as_u64()),
+        (Some(1999), Some(0), Some(1999), Some(1))
+    );
     let after = server.search(&json!({"vector": target.vector, "k": 20, "nprobe": 16}));
     assert_eq!(ids(&after), ids(&before));
     assert_eq!(scores(&after), scores(&before));
@@ -185,7 +203,8 @@ fn bad_requests_get_4xx_naming_the_field_and_change_nothing() {
     let auth = [("Authorization", "Bearer s3cret")];
     let (_, before) = server.get("/v1/stats");
     let q = items[0].vector.clone();
-    let send = |method: &str, path: &str, body: &[u8], headers: &[(&str, &str)]| json_of(request(server.addr, method, path, Some(body), headers));
+    let send =
+        |method: &str, path: &str, body: &[u8], headers: &[(&str, &str)]| json_of(request(server.addr, method, path, Some(body), headers));
     let search = |body: &str| send("POST", "/v1/search", body.as_bytes(), &[]);
     let qs = serde_json::to_string(&q).unwrap();
     // The query with its first value replaced by raw JSON text.
@@ -204,13 +223,28 @@ fn bad_requests_get_4xx_naming_the_field_and_change_nothing() {
         ("NaN literal".into(), search(&format!("{{\"vector\": {}}}", with_first("NaN"))), 400, None),
         ("beyond f32".into(), search(&format!("{{\"vector\": {}}}", with_first("1e39"))), 400, Some("vector[0]")),
         ("string in vector".into(), search("{\"vector\": [\"a\"]}"), 400, Some("vector[0]")),
-        ("unknown filter field".into(), search(&format!("{{\"vector\": {qs}, \"filter\": \"colour = \\\"red\\\"\"}}")), 400, Some("filter")),
+        (
+            "unknown filter field".into(),
+            search(&format!("{{\"vector\": {qs}, \"filter\": \"colour = \\\"red\\\"\"}}")),
+            400,
+            Some("filter"),
+        ),
         ("filter syntax".into(), search(&format!("{{\"vector\": {qs}, \"filter\": \"color = \"}}")), 400, Some("filter")),
-        ("deeply nested filter".into(), search(&format!("{{\"vector\": {qs}, \"filter\": \"{}color = \\\"red\\\"{}\"}}", "(".repeat(20000), ")".repeat(20000))), 400, Some("filter")),
+        (
+            "deeply nested filter".into(),
+            search(&format!("{{\"vector\": {qs}, \"filter\": \"{}color = \\\"red\\\"{}\"}}", "(".repeat(20000), ")".repeat(20000))),
+            400,
+            Some("filter"),
+        ),
         ("k = 0".into(), search(&format!("{{\"vector\": {qs}, \"k\": 0}}")), 400, Some("k")),
         ("k negative".into(), search(&format!("{{\"vector\": {qs}, \"k\": -1}}")), 400, Some("k")),
         ("nprobe > nlist".into(), search(&format!("{{\"vector\": {qs}, \"nprobe\": 17}}")), 400, Some("nprobe")),
-        ("too many candidates".into(), search(&format!("{{\"vectors\": [{}], \"k\": 10000}}", vec![qs.clone(); 200].join(","))), 400, Some("k")),
+        (
+            "too many candidates".into(),
+            search(&format!("{{\"vectors\": [{}], \"k\": 10000}}", vec![qs.clone(); 200].join(","))),
+            400,
+            Some("k"),
+        ),
         ("k0 < k".into(), search(&format!("{{\"vector\": {qs}, \"k\": 10, \"k0\": 5}}")), 400, Some("k0")),
         ("model rerank without model".into(), search(&format!("{{\"vector\": {qs}, \"rerank\": \"model\"}}")), 400, Some("rerank")),
         ("unknown rerank".into(), search(&format!("{{\"vector\": {qs}, \"rerank\": \"magic\"}}")), 400, Some("rerank")),
@@ -218,24 +252,89 @@ fn bad_requests_get_4xx_naming_the_field_and_change_nothing() {
         ("no vector".into(), search("{\"k\": 3}"), 400, Some("vector")),
         ("both vector and vectors".into(), search(&format!("{{\"vector\": {qs}, \"vectors\": [{qs}]}}")), 400, Some("vector")),
         ("filters count".into(), search(&format!("{{\"vectors\": [{qs}, {qs}], \"filters\": [\"\"]}}")), 400, Some("filters")),
-        ("bad filter in a batch".into(), search(&format!("{{\"vectors\": [{qs}, {qs}], \"filters\": [\"\", \"nope = \\\"x\\\"\"]}}")), 400, Some("filters[1]")),
+        (
+            "bad filter in a batch".into(),
+            search(&format!("{{\"vectors\": [{qs}, {qs}], \"filters\": [\"\", \"nope = \\\"x\\\"\"]}}")),
+            400,
+            Some("filters[1]"),
+        ),
         ("second query wrong dim".into(), search(&format!("{{\"vectors\": [{qs}, [1.0]]}}")), 400, Some("vectors[1]")),
         ("oversized body".into(), send("POST", "/v1/search", &vec![b' '; 100_000], &[]), 413, None),
-        ("upsert without token".into(), send("POST", "/v1/items", format!("{{\"items\": [{{\"id\": \"x\", \"vector\": {qs}}}]}}").as_bytes(), &[]), 401, Some("authorization")),
-        ("upsert with a wrong token".into(), send("POST", "/v1/items", format!("{{\"items\": [{{\"id\": \"x\", \"vector\": {qs}}}]}}").as_bytes(), &[("Authorization", "Bearer s3creT")]), 401, Some("authorization")),
+        (
+            "upsert without token".into(),
+            send("POST", "/v1/items", format!("{{\"items\": [{{\"id\": \"x\", \"vector\": {qs}}}]}}").as_bytes(), &[]),
+            401,
+            Some("authorization"),
+        ),
+        (
+            "upsert with a wrong token".into(),
+            send(
+                "POST",
+                "/v1/items",
+                format!("{{\"items\": [{{\"id\": \"x\", \"vector\": {qs}}}]}}").as_bytes(),
+                &[("Authorization", "Bearer s3creT")],
+            ),
+            401,
+            Some("authorization"),
+        ),
         ("delete without token".into(), json_of(request(server.addr, "DELETE", "/v1/items/item-1", None, &[])), 401, Some("authorization")),
         ("compact without token".into(), send("POST", "/v1/compact", b"", &[]), 401, Some("authorization")),
-        ("upsert wrong dimension".into(), send("POST", "/v1/items", b"{\"items\": [{\"id\": \"x\", \"vector\": [1.0]}]}", &auth), 400, Some("items[0].vector")),
-        ("upsert NaN-like value".into(), send("POST", "/v1/items", format!("{{\"items\": [{{\"id\": \"x\", \"vector\": {}}}]}}", with_first("-1e40")).as_bytes(), &auth), 400, Some("items[0].vector[0]")),
-        ("upsert unknown attribute".into(), send("POST", "/v1/items", format!("{{\"items\": [{{\"id\": \"x\", \"vector\": {qs}, \"attributes\": {{\"colour\": \"red\"}}}}]}}").as_bytes(), &auth), 400, Some("items[0].attributes.colour")),
-        ("upsert unknown feature".into(), send("POST", "/v1/items", format!("{{\"items\": [{{\"id\": \"x\", \"vector\": {qs}, \"features\": {{\"weight\": 1}}}}]}}").as_bytes(), &auth), 400, Some("items[0].features.weight")),
-        ("upsert empty id".into(), send("POST", "/v1/items", format!("{{\"items\": [{{\"id\": \"\", \"vector\": {qs}}}]}}").as_bytes(), &auth), 400, Some("items[0].id")),
+        (
+            "upsert wrong dimension".into(),
+            send("POST", "/v1/items", b"{\"items\": [{\"id\": \"x\", \"vector\": [1.0]}]}", &auth),
+            400,
+            Some("items[0].vector"),
+        ),
+        (
+            "upsert NaN-like value".into(),
+            send("POST", "/v1/items", format!("{{\"items\": [{{\"id\": \"x\", \"vector\": {}}}]}}", with_first("-1e40")).as_bytes(), &auth),
+            400,
+            Some("items[0].vector[0]"),
+        ),
+        (
+            "upsert unknown attribute".into(),
+            send(
+                "POST",
+                "/v1/items",
+                format!("{{\"items\": [{{\"id\": \"x\", \"vector\": {qs}, \"attributes\": {{\"colour\": \"red\"}}}}]}}").as_bytes(),
+                &auth,
+            ),
+            400,
+            Some("items[0].attributes.colour"),
+        ),
+        (
+            "upsert unknown feature".into(),
+            send(
+                "POST",
+                "/v1/items",
+                format!("{{\"items\": [{{\"id\": \"x\", \"vector\": {qs}, \"features\": {{\"weight\": 1}}}}]}}").as_bytes(),
+                &auth,
+            ),
+            400,
+            Some("items[0].features.weight"),
+        ),
+        (
+            "upsert empty id".into(),
+            send("POST", "/v1/items", format!("{{\"items\": [{{\"id\": \"\", \"vector\": {qs}}}]}}").as_bytes(), &auth),
+            400,
+            Some("items[0].id"),
+        ),
         ("upsert no items".into(), send("POST", "/v1/items", b"{\"items\": []}", &auth), 400, Some("items")),
         ("upsert missing vector".into(), send("POST", "/v1/items", b"{\"items\": [{\"id\": \"x\"}]}", &auth), 400, Some("items[0]")),
         ("delete unknown id".into(), json_of(request(server.addr, "DELETE", "/v1/items/no-such-item", None, &auth)), 404, Some("id")),
-        ("patch unknown id".into(), send("PATCH", "/v1/items/no-such-item", b"{\"attributes\": {\"color\": \"red\"}}", &auth), 404, Some("id")),
+        (
+            "patch unknown id".into(),
+            send("PATCH", "/v1/items/no-such-item", b"{\"attributes\": {\"color\": \"red\"}}", &auth),
+            404,
+            Some("id"),
+        ),
         ("patch the id".into(), send("PATCH", "/v1/items/item-1", b"{\"attributes\": {\"id\": \"y\"}}", &auth), 400, Some("attributes.id")),
-        ("patch a number".into(), send("PATCH", "/v1/items/item-1", b"{\"attributes\": {\"color\": 7}}", &auth), 400, Some("attributes.color")),
+        (
+            "patch a number".into(),
+            send("PATCH", "/v1/items/item-1", b"{\"attributes\": {\"color\": 7}}", &auth),
+            400,
+            Some("attributes.color"),
+        ),
         ("unknown route".into(), json_of(request(server.addr, "GET", "/v2/search", None, &[])), 404, None),
         ("wrong method".into(), json_of(request(server.addr, "GET", "/v1/search", None, &[])), 405, None),
     ];
@@ -271,7 +370,13 @@ fn concurrent_searches_are_batched_and_metrics_report_it() {
             let q = items[i].vector.clone();
             let id = items[i].id.clone();
             std::thread::spawn(move || {
-                let (s, v) = json_of(request(addr, "POST", "/v1/search", Some(json!({"vector": q, "k": 1, "filter": format!("id = \"{id}\"")}).to_string().as_bytes()), &[]));
+                let (s, v) = json_of(request(
+                    addr,
+                    "POST",
+                    "/v1/search",
+                    Some(json!({"vector": q, "k": 1, "filter": format!("id = \"{id}\"")}).to_string().as_bytes()),
+                    &[],
+                ));
                 assert_eq!(s, 200);
                 assert_eq!(ids(&v), vec![id], "each request gets its own answer back");
             })
@@ -284,7 +389,11 @@ fn concurrent_searches_are_batched_and_metrics_report_it() {
     assert_eq!(s, 200);
     let text = body.as_str().unwrap().to_string();
     let line = |name: &str| -> f64 {
-        text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|x| x.parse().ok()).unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|x| x.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
     };
     let calls = line("silica_batch_queries_count");
     assert!(calls < 32.0, "32 concurrent requests within a 20 ms window took {calls} executor calls");

@@ -10,7 +10,7 @@ mod serve_common;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use serve_common::*;
 
 const D: usize = 16;
@@ -20,7 +20,8 @@ fn check_same(servers: &[(&str, Server)], rng: &mut ChaCha8Rng, step: &str) {
     let filters = ["", r#"color = "cyan""#, r#"tags IN ("t1", "t2")"#, r#"NOT grp = "a" AND color IN ("red", "cyan")"#, r#"tags = "t7""#];
     for i in 0..10 {
         let v = random_vector(rng, D);
-        let body = json!({"vector": v, "k": 25, "nprobe": if i % 2 == 0 { 8 } else { 2 }, "rerank": "none", "filter": filters[i % filters.len()]});
+        let body =
+            json!({"vector": v, "k": 25, "nprobe": if i % 2 == 0 { 8 } else { 2 }, "rerank": "none", "filter": filters[i % filters.len()]});
         let answers: Vec<Value> = servers.iter().map(|(_, s)| s.search(&body)).collect();
         for ((name, _), a) in servers.iter().zip(&answers).skip(1) {
             assert_eq!(ids(a), ids(&answers[0]), "{step}: {name} vs cpu ids, query {i} {body}");

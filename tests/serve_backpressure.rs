@@ -6,7 +6,7 @@ mod serve_common;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use serve_common::*;
 use std::sync::{Arc, Mutex};
 

@@ -6,7 +6,7 @@ mod serve_common;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use serve_common::*;
 use silica::serve::binary::decode_response;
 
@@ -37,7 +37,15 @@ fn binary_bodies_give_the_json_answers() {
     let server = Server::start(&path, &[]);
     let mut rng = ChaCha8Rng::seed_from_u64(8);
     let qs: Vec<Vec<f32>> = (0..7).map(|_| random_vector(&mut rng, D)).collect();
-    let filters = ["", "color = \"red\"", "tags = \"t2\" AND NOT grp = \"a\"", "", "color IN (\"blue\", \"cyan\")", "grp = \"nope\"", "tags = \"t0\""];
+    let filters = [
+        "",
+        "color = \"red\"",
+        "tags = \"t2\" AND NOT grp = \"a\"",
+        "",
+        "color IN (\"blue\", \"cyan\")",
+        "grp = \"nope\"",
+        "tags = \"t0\"",
+    ];
     let want = server.search(&json!({"vectors": qs, "filters": filters, "k": 12, "nprobe": 4}));
     let path_q = format!("/v1/search?k=12&nprobe=4&filters={}", enc(&serde_json::to_string(&filters).unwrap()));
 
@@ -50,7 +58,11 @@ fn binary_bodies_give_the_json_answers() {
     let results = want["results"].as_array().unwrap();
     assert_eq!(got.len(), 7);
     for (i, (g, w)) in got.iter().zip(results).enumerate() {
-        let g3 = (g.rows.clone(), g.ids.iter().map(|s| s.to_string()).collect::<Vec<_>>(), g.scores.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+        let g3 = (
+            g.rows.clone(),
+            g.ids.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            g.scores.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        );
         assert_eq!(g3, triple(w), "query {i}");
     }
     assert!(got[5].rows.is_empty(), "a filter no item passes gives no rows");
@@ -64,13 +76,27 @@ fn binary_bodies_give_the_json_answers() {
     // One filter for every row (`filter`), one row.
     let f = "tags = \"t1\" OR color = \"green\"";
     let want1 = server.search(&json!({"vector": qs[2], "filter": f, "k": 5, "rerank": "none"}));
-    let (s, _, body) = try_request_full(server.addr, "POST", &format!("/v1/search?k=5&rerank=none&filter={}", enc(f)), Some(&le(&qs[2..3])), &[BIN, ACCEPT_BIN]).unwrap();
+    let (s, _, body) = try_request_full(
+        server.addr,
+        "POST",
+        &format!("/v1/search?k=5&rerank=none&filter={}", enc(f)),
+        Some(&le(&qs[2..3])),
+        &[BIN, ACCEPT_BIN],
+    )
+    .unwrap();
     assert_eq!(s, 200);
     let (_, got) = decode_response(&body).unwrap();
     assert_eq!(triple(&json!({"rows": got[0].rows, "ids": got[0].ids, "scores": got[0].scores})), triple(&want1));
 
     // A JSON request may ask for a binary answer too.
-    let (s, _, body) = try_request_full(server.addr, "POST", "/v1/search", Some(json!({"vector": qs[2], "filter": f, "k": 5, "rerank": "none"}).to_string().as_bytes()), &[ACCEPT_BIN]).unwrap();
+    let (s, _, body) = try_request_full(
+        server.addr,
+        "POST",
+        "/v1/search",
+        Some(json!({"vector": qs[2], "filter": f, "k": 5, "rerank": "none"}).to_string().as_bytes()),
+        &[ACCEPT_BIN],
+    )
+    .unwrap();
     assert_eq!(s, 200);
     assert_eq!(decode_response(&body).unwrap().1, got);
 }

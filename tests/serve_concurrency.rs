@@ -10,8 +10,8 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use serve_common::*;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const D: usize = 16;
 
@@ -78,20 +78,32 @@ fn readers_never_see_a_torn_batch() {
             let back = !gone.is_empty() && (stream.is_empty() || rng.random_bool(0.5));
             let id = if back { gone[0].clone() } else { stream[rng.random_range(0..stream.len())].clone() };
             let grp = if back { "stream" } else { "gone" };
-            let (s, v) = json_of(request(addr, "PATCH", &format!("/v1/items/{id}"), Some(json!({"attributes": {"grp": grp}}).to_string().as_bytes()), &[]));
+            let (s, v) = json_of(request(
+                addr,
+                "PATCH",
+                &format!("/v1/items/{id}"),
+                Some(json!({"attributes": {"grp": grp}}).to_string().as_bytes()),
+                &[],
+            ));
             assert_eq!(s, 200, "{v}");
             live.insert(id.clone(), back);
             (v["version"].as_u64().unwrap(), if back { Effect::Add(vec![id]) } else { Effect::Remove(id) })
         } else if step % 5 == 4 && stream.len() >= 3 {
             // Replace three items (new vectors): never both versions, never neither.
-            let batch: Vec<_> = stream[..3].iter().map(|id| json!({"id": id, "vector": random_vector(&mut rng, D), "attributes": {"grp": "stream"}})).collect();
+            let batch: Vec<_> = stream[..3]
+                .iter()
+                .map(|id| json!({"id": id, "vector": random_vector(&mut rng, D), "attributes": {"grp": "stream"}}))
+                .collect();
             let (s, v) = server.post("/v1/items", &json!({"items": batch}));
             assert_eq!(s, 200, "{v}");
             (v["version"].as_u64().unwrap(), Effect::Keep)
         } else {
             let ids: Vec<String> = (0..6).map(|i| format!("s{n}-{i}")).collect();
             n += 1;
-            let batch: Vec<_> = ids.iter().map(|id| json!({"id": id, "vector": random_vector(&mut rng, D), "attributes": {"grp": "stream", "tags": ["t1"]}})).collect();
+            let batch: Vec<_> = ids
+                .iter()
+                .map(|id| json!({"id": id, "vector": random_vector(&mut rng, D), "attributes": {"grp": "stream", "tags": ["t1"]}}))
+                .collect();
             let (s, v) = server.post("/v1/items", &json!({"items": batch}));
             assert_eq!(s, 200, "{v}");
             for id in &ids {

@@ -132,7 +132,8 @@ fn acknowledged_writes_survive_kill_9() {
     assert!((1000 + live..=1000 + live + unknown).contains(&items), "{items} items; {live} acknowledged live, {unknown} unknown: {stats}");
 
     // `silica compact` refuses while the server holds the artifact, works once it is gone.
-    let compact = || std::process::Command::new(env!("CARGO_BIN_EXE_silica")).args(["compact", "--index", path.to_str().unwrap()]).output().unwrap();
+    let compact =
+        || std::process::Command::new(env!("CARGO_BIN_EXE_silica")).args(["compact", "--index", path.to_str().unwrap()]).output().unwrap();
     let out = compact();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("held by another silica process"), "{}", String::from_utf8_lossy(&out.stderr));
@@ -146,7 +147,11 @@ fn acknowledged_writes_survive_kill_9() {
     let before = stats["version"].as_u64().unwrap();
     let (_, stats) = server.get("/v1/stats");
     assert!(before > 0);
-    assert_eq!((stats["fresh_rows"].as_u64(), stats["version"].as_u64()), (Some(0), Some(before)), "versions survive `silica compact` and a restart: {stats}");
+    assert_eq!(
+        (stats["fresh_rows"].as_u64(), stats["version"].as_u64()),
+        (Some(0), Some(before)),
+        "versions survive `silica compact` and a restart: {stats}"
+    );
 }
 
 /// The server aborts inside each step of a write and of a compaction
@@ -174,7 +179,11 @@ fn acknowledged_writes_survive_a_crash_inside_every_step() {
         };
         client.join().unwrap();
         assert!(!status.success(), "{step}: the server aborted");
-        assert!(server.stderr.lock().unwrap().contains(&format!("SILICA_TEST_ONLY_CRASH_AT={step}")), "{step}: aborted at its step:\n{}", server.stderr.lock().unwrap());
+        assert!(
+            server.stderr.lock().unwrap().contains(&format!("SILICA_TEST_ONLY_CRASH_AT={step}")),
+            "{step}: aborted at its step:\n{}",
+            server.stderr.lock().unwrap()
+        );
         let server = Server::start(&path, &["--compact-threshold", "0"]);
         verify(&server, &acked.lock().unwrap());
         // It still writes and compacts, and the compacted state keeps every write.

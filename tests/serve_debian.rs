@@ -5,9 +5,9 @@
 mod serve_common;
 
 use serde_json::json;
-use serve_common::{ids, Server};
-use silica::graph::{self, SearchParams, SearchRequest};
+use serve_common::{Server, ids};
 use silica::Filter;
+use silica::graph::{self, SearchParams, SearchRequest};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -31,7 +31,11 @@ fn debian_queries_over_http() {
     let queries = silica::model::npy::read(&data.join("queries.npy")).unwrap();
     let texts = silica::eval::read_filters(&data.join("queries.jsonl")).unwrap();
     let truth = silica::eval::read_truth(&data.join("ground_truth.jsonl")).unwrap();
-    let item_ids: Vec<String> = std::fs::read_to_string(data.join("items.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string()).collect();
+    let item_ids: Vec<String> = std::fs::read_to_string(data.join("items.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+        .collect();
     let server = Server::start(&index, &[]);
 
     // All 80 queries in one request, per-query filters: equal to the library, recall as eval.
@@ -40,7 +44,9 @@ fn debian_queries_over_http() {
     let results = got["results"].as_array().unwrap();
     let filters: Vec<Filter> = texts.iter().map(|t| Filter::compile(t, &ix.attrs.schema, &ix.bloom.params).unwrap()).collect();
     let exec = graph::open("cpu", ix.clone()).unwrap();
-    let want = exec.search(&SearchRequest { queries: &queries.data, filters: &filters, params: SearchParams { k: 10, ..Default::default() } }).unwrap();
+    let want = exec
+        .search(&SearchRequest { queries: &queries.data, filters: &filters, params: SearchParams { k: 10, ..Default::default() } })
+        .unwrap();
     let (mut hits, mut total) = (0, 0);
     for (i, (r, w)) in results.iter().zip(&want).enumerate() {
         assert_eq!(ids(r), w.ids.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "query {i}");
@@ -59,7 +65,13 @@ fn debian_queries_over_http() {
             let (rows, texts, want) = (rows.clone(), texts.clone(), results.clone());
             std::thread::spawn(move || {
                 for i in (t..rows.len()).step_by(16) {
-                    let (s, j) = serve_common::json_of(serve_common::request(addr, "POST", "/v1/search", Some(json!({"vector": rows[i], "filter": texts[i], "k": 10}).to_string().as_bytes()), &[]));
+                    let (s, j) = serve_common::json_of(serve_common::request(
+                        addr,
+                        "POST",
+                        "/v1/search",
+                        Some(json!({"vector": rows[i], "filter": texts[i], "k": 10}).to_string().as_bytes()),
+                        &[],
+                    ));
                     assert_eq!(s, 200, "{j}");
                     let enc: String = texts[i].bytes().map(|b| format!("%{b:02X}")).collect();
                     let body: Vec<u8> = rows[i].iter().flat_map(|x| x.to_le_bytes()).collect();
@@ -104,7 +116,8 @@ fn debian_queries_over_http() {
     // A delete goes through every replica's shards: query 0's runner-up moves up.
     let q0 = queries.row(0).to_vec();
     let before = replicated.search(&json!({"vector": q0, "k": 3}));
-    let (s, _) = serve_common::json_of(serve_common::request(replicated.addr, "DELETE", &format!("/v1/items/{}", ids(&before)[0]), None, &[]));
+    let (s, _) =
+        serve_common::json_of(serve_common::request(replicated.addr, "DELETE", &format!("/v1/items/{}", ids(&before)[0]), None, &[]));
     assert_eq!(s, 200);
     for _ in 0..4 {
         assert_eq!(ids(&replicated.search(&json!({"vector": q0, "k": 2})))[0], ids(&before)[1], "after a delete, on every replica");
@@ -116,9 +129,16 @@ fn debian_queries_over_http() {
     let first = server.search(&json!({"vector": q0, "k": 3}));
     let top = ids(&first)[0].clone();
     let row = item_ids.iter().position(|x| *x == top).unwrap();
-    let line: serde_json::Value = serde_json::from_str(std::fs::read_to_string(data.join("items.jsonl")).unwrap().lines().nth(row).unwrap()).unwrap();
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(data.join("items.jsonl")).unwrap().lines().nth(row).unwrap()).unwrap();
     let section = line["section"].as_str().unwrap().to_string();
-    let (s, v) = serve_common::json_of(serve_common::request(server.addr, "PATCH", &format!("/v1/items/{top}"), Some(json!({"attributes": {"section": "silica-test"}}).to_string().as_bytes()), &[]));
+    let (s, v) = serve_common::json_of(serve_common::request(
+        server.addr,
+        "PATCH",
+        &format!("/v1/items/{top}"),
+        Some(json!({"attributes": {"section": "silica-test"}}).to_string().as_bytes()),
+        &[],
+    ));
     assert_eq!(s, 200, "{v}");
     assert_eq!(ids(&server.search(&json!({"vector": q0, "k": 5, "filter": "section = \"silica-test\""}))), vec![top.clone()]);
     assert!(!ids(&server.search(&json!({"vector": q0, "k": 50, "filter": format!("section = \"{section}\"")}))).contains(&top));

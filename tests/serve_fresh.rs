@@ -48,7 +48,8 @@ fn writes_during_background_folds_are_visible_at_once_and_kept() {
                 live.insert(id, v);
             }
             _ => {
-                let batch: Vec<(String, Vec<f32>)> = (0..rng.random_range(1..6)).map(|i| (format!("f{j}-{i}"), random_vector(&mut rng, D))).collect();
+                let batch: Vec<(String, Vec<f32>)> =
+                    (0..rng.random_range(1..6)).map(|i| (format!("f{j}-{i}"), random_vector(&mut rng, D))).collect();
                 let body = json!({"items": batch.iter().map(|(id, v)| json!({"id": id, "vector": v})).collect::<Vec<_>>()});
                 let (st, _) = server.post("/v1/items", &body);
                 assert_eq!(st, 200);

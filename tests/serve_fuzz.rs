@@ -3,15 +3,20 @@
 //! give `Ok` or a 4xx error naming something, never a panic.
 
 use proptest::prelude::*;
-use serde_json::{json, Value};
-use silica::filter::{parse, Filter};
+use serde_json::{Value, json};
+use silica::filter::{Filter, parse};
 use silica::model::{BloomParams, FieldSchema, Metric, Schema};
-use silica::serve::api::{parse_patch, parse_search, parse_upsert, SearchContext};
+use silica::serve::api::{SearchContext, parse_patch, parse_search, parse_upsert};
 use silica::serve::dict::Dict;
-use silica::serve::update::{check_item, Context, Op};
+use silica::serve::update::{Context, Op, check_item};
 
 fn schema() -> Schema {
-    let f = |name: &str, base, vals: &[&str]| FieldSchema { name: name.into(), multi: false, base, values: vals.iter().map(|s| s.to_string()).collect() };
+    let f = |name: &str, base, vals: &[&str]| FieldSchema {
+        name: name.into(),
+        multi: false,
+        base,
+        values: vals.iter().map(|s| s.to_string()).collect(),
+    };
     Schema { fields: vec![f("color", 0, &["blue", "red"]), f("id", 2, &["a", "b"]), f("tags", 4, &["x", "y", "z"])], columns: Vec::new() }
 }
 
@@ -34,23 +39,26 @@ fn json_value() -> impl Strategy<Value = Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             prop::collection::vec(
-                (prop_oneof![
-                    Just("vector".to_string()),
-                    Just("vectors".to_string()),
-                    Just("filter".to_string()),
-                    Just("filters".to_string()),
-                    Just("k".to_string()),
-                    Just("nprobe".to_string()),
-                    Just("k0".to_string()),
-                    Just("rerank".to_string()),
-                    Just("task_weights".to_string()),
-                    Just("items".to_string()),
-                    Just("id".to_string()),
-                    Just("attributes".to_string()),
-                    Just("features".to_string()),
-                    Just("color".to_string()),
-                    "[a-z]{1,6}",
-                ], inner),
+                (
+                    prop_oneof![
+                        Just("vector".to_string()),
+                        Just("vectors".to_string()),
+                        Just("filter".to_string()),
+                        Just("filters".to_string()),
+                        Just("k".to_string()),
+                        Just("nprobe".to_string()),
+                        Just("k0".to_string()),
+                        Just("rerank".to_string()),
+                        Just("task_weights".to_string()),
+                        Just("items".to_string()),
+                        Just("id".to_string()),
+                        Just("attributes".to_string()),
+                        Just("features".to_string()),
+                        Just("color".to_string()),
+                        "[a-z]{1,6}",
+                    ],
+                    inner
+                ),
                 0..6
             )
             .prop_map(|kv| Value::Object(kv.into_iter().collect())),
@@ -164,10 +172,18 @@ proptest! {
 fn deep_nesting_is_an_error_not_a_stack_overflow() {
     let s = schema();
     let deep = format!("{}color = \"red\"{}", "(".repeat(100_000), ")".repeat(100_000));
-    let r = std::thread::Builder::new().stack_size(8 << 20).spawn(move || Filter::compile(&deep, &s, &BloomParams::default()).is_err()).unwrap().join();
+    let r = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(move || Filter::compile(&deep, &s, &BloomParams::default()).is_err())
+        .unwrap()
+        .join();
     assert!(r.expect("must not overflow the stack"), "100k nested parentheses must be refused");
     let s = schema();
     let nots = format!("{}color = \"red\"", "NOT ".repeat(100_000));
-    let r = std::thread::Builder::new().stack_size(8 << 20).spawn(move || Filter::compile(&nots, &s, &BloomParams::default()).map(|_| ())).unwrap().join();
+    let r = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(move || Filter::compile(&nots, &s, &BloomParams::default()).map(|_| ()))
+        .unwrap()
+        .join();
     assert!(r.is_ok(), "100k NOTs must not overflow the stack");
 }

@@ -4,7 +4,7 @@
 
 mod serve_common;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use serve_common::*;
 
 const D: usize = 16;
@@ -46,14 +46,23 @@ fn items_by_id_and_search_fields() {
 
     // A fresh item is found at once; a patch shows; a delete makes it 404.
     let q: Vec<f32> = items[0].vector.iter().map(|x| x * 10.0).collect();
-    let (s, _) = server.post("/v1/items", &json!({"items": [{"id": "fresh-1", "vector": q, "attributes": {"color": "ultraviolet", "tags": ["t1", "brand-new"]}}]}));
+    let (s, _) = server.post(
+        "/v1/items",
+        &json!({"items": [{"id": "fresh-1", "vector": q, "attributes": {"color": "ultraviolet", "tags": ["t1", "brand-new"]}}]}),
+    );
     assert_eq!(s, 200);
     let (s, v) = server.get("/v1/items/fresh-1?vector=1");
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["color"], json!("ultraviolet"));
     assert_eq!(v["grp"], Value::Null, "absent single-valued field is null");
     assert_eq!(v["vector"].as_array().unwrap().len(), D);
-    let (s, _) = json_of(request(server.addr, "PATCH", &format!("/v1/items/{}", it.id), Some(json!({"attributes": {"color": "teal"}}).to_string().as_bytes()), &[]));
+    let (s, _) = json_of(request(
+        server.addr,
+        "PATCH",
+        &format!("/v1/items/{}", it.id),
+        Some(json!({"attributes": {"color": "teal"}}).to_string().as_bytes()),
+        &[],
+    ));
     assert_eq!(s, 200);
     assert_eq!(server.get(&format!("/v1/items/{}", it.id)).1["color"], json!("teal"));
 

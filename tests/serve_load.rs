@@ -37,7 +37,8 @@ fn load_reports_qps_latency_and_errors() {
     let mut rng = ChaCha8Rng::seed_from_u64(10);
     let qs: Vec<f32> = (0..20).flat_map(|_| random_vector(&mut rng, D)).collect();
     silica::model::npy::write(&dir.path().join("q.npy"), 20, D, &qs, false).unwrap();
-    let filters: String = (0..20).map(|i| format!("{{\"filter\": {}}}\n", serde_json::json!(["", "color = \"red\"", "tags = \"t3\""][i % 3]))).collect();
+    let filters: String =
+        (0..20).map(|i| format!("{{\"filter\": {}}}\n", serde_json::json!(["", "color = \"red\"", "tags = \"t3\""][i % 3]))).collect();
     std::fs::write(dir.path().join("f.jsonl"), filters).unwrap();
     let server = Server::start(&path, &[]);
 
@@ -46,11 +47,15 @@ fn load_reports_qps_latency_and_errors() {
         assert!(r["ok"].as_u64().unwrap() > 10, "{r}");
         assert!(r["errors"].as_object().unwrap().is_empty(), "{r}");
         let l = &r["latency_ms"];
-        assert!(l["p50"].as_f64().unwrap() > 0.0 && l["p50"].as_f64() <= l["p99"].as_f64() && l["p99"].as_f64() <= l["max"].as_f64(), "{r}");
+        assert!(
+            l["p50"].as_f64().unwrap() > 0.0 && l["p50"].as_f64() <= l["p99"].as_f64() && l["p99"].as_f64() <= l["max"].as_f64(),
+            "{r}"
+        );
         assert!(r["mean_batch_queries"].as_f64().unwrap() >= 1.0, "{r}");
     }
     // Open loop: the offered rate is what arrives.
-    let r = load(server.addr, dir.path(), &["--connections", "4", "--duration", "1.5", "--mode", "open", "--rate", "100", "--body", "binary"]);
+    let r =
+        load(server.addr, dir.path(), &["--connections", "4", "--duration", "1.5", "--mode", "open", "--rate", "100", "--body", "binary"]);
     let n = r["requests"].as_u64().unwrap();
     assert!((120..=151).contains(&n), "150 requests offered in 1.5 s, {n} counted: {r}");
     assert_eq!(r["rate"].as_f64(), Some(100.0));
@@ -74,7 +79,12 @@ fn load_refuses_bad_arguments() {
         (vec!["--url", "http://127.0.0.1:1"], "cannot reach"),
         (vec!["--url", "https://x:1"], "http://host:port"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_silica")).args(["load", "--duration", "0.1", "--queries"]).arg(dir.path().join("q.npy")).args(&args).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_silica"))
+            .args(["load", "--duration", "0.1", "--queries"])
+            .arg(dir.path().join("q.npy"))
+            .args(&args)
+            .output()
+            .unwrap();
         assert!(!out.status.success(), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{args:?}: {err}");

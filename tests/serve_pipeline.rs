@@ -7,7 +7,7 @@ mod serve_common;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use serve_common::*;
 use std::sync::Arc;
 
@@ -37,7 +37,14 @@ struct Case {
 }
 
 fn cases(rng: &mut ChaCha8Rng) -> Vec<Case> {
-    let filters = ["", r#"color = "cyan""#, r#"tags IN ("t1", "t2")"#, r#"NOT grp = "a" AND color IN ("red", "cyan")"#, r#"tags = "t7""#, r#"grp = "b""#];
+    let filters = [
+        "",
+        r#"color = "cyan""#,
+        r#"tags IN ("t1", "t2")"#,
+        r#"NOT grp = "a" AND color IN ("red", "cyan")"#,
+        r#"tags = "t7""#,
+        r#"grp = "b""#,
+    ];
     (0..60)
         .map(|i| {
             let rows = if i % 5 == 0 { rng.random_range(2..6) } else { 1 };
@@ -87,8 +94,17 @@ fn pipelined_batches_answer_as_serial_ones() {
         // The concurrent load was batched: some executor call held several requests.
         let (_, m) = request(addr, "GET", "/metrics", None, &[]);
         let m = String::from_utf8(m).unwrap();
-        let single: f64 = m.lines().find(|l| l.starts_with("silica_batch_requests_bucket{le=\"1\"}")).unwrap().rsplit(' ').next().unwrap().parse().unwrap();
-        let all: f64 = m.lines().find(|l| l.starts_with("silica_batch_requests_count")).unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+        let single: f64 = m
+            .lines()
+            .find(|l| l.starts_with("silica_batch_requests_bucket{le=\"1\"}"))
+            .unwrap()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let all: f64 =
+            m.lines().find(|l| l.starts_with("silica_batch_requests_count")).unwrap().rsplit(' ').next().unwrap().parse().unwrap();
         eprintln!("{backend}: {all} executor calls, {single} of one request");
         assert!(single < all, "{backend}: no executor call batched two requests");
     }

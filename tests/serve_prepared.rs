@@ -37,7 +37,8 @@ fn prepared_batches_commit_like_writer_encoded_ones() {
     for round in 0..5 {
         let mut groups: Vec<Vec<Batch>> = Vec::new();
         for g in 0..3 {
-            let mut ops: Vec<Op> = (0..(round * 7 + g * 5) % 23 + 1).map(|j| item_op(&random_item(&mut rng, format!("n{round}-{g}-{j}"), D))).collect();
+            let mut ops: Vec<Op> =
+                (0..(round * 7 + g * 5) % 23 + 1).map(|j| item_op(&random_item(&mut rng, format!("n{round}-{g}-{j}"), D))).collect();
             // Replacements of built items, and of fresh ones.
             ops.push(item_op(&random_item(&mut rng, format!("item-{}", round * 31 + g), D)));
             if round > 0 {
@@ -63,7 +64,9 @@ fn prepared_batches_commit_like_writer_encoded_ones() {
                 .collect();
             let ra = sa.commit(&batches).unwrap();
             let rb = sb.commit_incoming(&prepared).unwrap();
-            let oks = |r: &[Result<u64, _>]| r.iter().map(|x| x.as_ref().map_err(|e: &silica::serve::error::ApiError| e.to_string()).cloned()).collect::<Vec<_>>();
+            let oks = |r: &[Result<u64, _>]| {
+                r.iter().map(|x| x.as_ref().map_err(|e: &silica::serve::error::ApiError| e.to_string()).cloned()).collect::<Vec<_>>()
+            };
             assert_eq!(oks(&ra), oks(&rb), "round {round}: the same results per batch");
         }
     }
@@ -106,7 +109,11 @@ fn writes_made_during_a_compaction_land_in_the_lists_not_a_long_tail() {
         // Written while the compaction runs: re-applied on top of the compacted artifact.
         for chunk in (0..n).collect::<Vec<_>>().chunks(7) {
             let items: Vec<Item> = chunk.iter().map(|j| random_item(&mut rng, format!("c{n}-{j}"), D)).collect();
-            store.commit(&[Batch { ops: items.iter().map(item_op).collect() }]).unwrap().into_iter().for_each(|r| assert!(r.is_ok(), "{r:?}"));
+            store
+                .commit(&[Batch { ops: items.iter().map(item_op).collect() }])
+                .unwrap()
+                .into_iter()
+                .for_each(|r| assert!(r.is_ok(), "{r:?}"));
             new.extend(items);
         }
         let report = store.finish_compaction(job.run().unwrap()).unwrap();

@@ -11,10 +11,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use serve_common::*;
+use silica::Filter;
 use silica::graph::{self, RerankMode, SearchParams, SearchRequest, SearchResponse};
 use silica::serve::state::{Options, Store};
 use silica::serve::update::{Batch, Op};
-use silica::Filter;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -90,7 +90,8 @@ fn check(store: &Store, model: &BTreeMap<String, Item>, rng: &mut ChaCha8Rng, wh
 }
 
 fn patch_json(attrs: &BTreeMap<String, Vec<String>>) -> serde_json::Value {
-    let o: serde_json::Map<String, serde_json::Value> = attrs.iter().map(|(k, v)| (k.clone(), if k == "tags" { json!(v) } else { json!(v[0]) })).collect();
+    let o: serde_json::Map<String, serde_json::Value> =
+        attrs.iter().map(|(k, v)| (k.clone(), if k == "tags" { json!(v) } else { json!(v[0]) })).collect();
     serde_json::Value::Object(o)
 }
 
@@ -128,7 +129,8 @@ fn random_batches(rng: &mut ChaCha8Rng, model: &mut BTreeMap<String, Item>, next
                     change.insert("color".to_string(), vec![["red", "purple", "orange"][rng.random_range(0..3)].to_string()]);
                 }
                 if rng.random_bool(0.5) {
-                    let tags: Vec<String> = ["t1", "t9", "t3", "t10"].iter().filter(|_| rng.random_bool(0.4)).map(|s| s.to_string()).collect();
+                    let tags: Vec<String> =
+                        ["t1", "t9", "t3", "t10"].iter().filter(|_| rng.random_bool(0.4)).map(|s| s.to_string()).collect();
                     change.insert("tags".to_string(), tags);
                 }
                 if rng.random_bool(0.4) {
@@ -209,10 +211,15 @@ fn live_updates_answer_like_a_rebuilt_index() {
     check(&store, &model, &mut rng, "after a concurrent compaction");
     drop(store);
     let mut store = Store::open(&path, opts.clone()).unwrap();
-    assert_eq!(store.stats().version, acknowledged + during as u64, "the new log holds exactly the batches written during the compaction, on top of its base");
+    assert_eq!(
+        store.stats().version,
+        acknowledged + during as u64,
+        "the new log holds exactly the batches written during the compaction, on top of its base"
+    );
     check(&store, &model, &mut rng, "after a concurrent compaction, reopened");
     // Nothing is left beside the artifact but the log and the lock.
-    let mut names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
     names.sort();
     assert_eq!(names, vec!["test.silica", "test.silica.lock", "test.silica.wal"]);
 
@@ -278,7 +285,9 @@ fn deleting_everything_then_compacting_leaves_a_valid_empty_index() {
     let ops: Vec<Op> = items.iter().map(|i| Op::Delete { id: i.id.clone() }).collect();
     assert!(store.commit(&[Batch { ops }]).unwrap()[0].is_ok());
     let q = vec![0.5f32; D];
-    let search = |s: &Store| s.snapshot().search(&SearchRequest { queries: &q, filters: &[], params: SearchParams { k: 5, ..Default::default() } }).unwrap();
+    let search = |s: &Store| {
+        s.snapshot().search(&SearchRequest { queries: &q, filters: &[], params: SearchParams { k: 5, ..Default::default() } }).unwrap()
+    };
     assert!(search(&store)[0].ids.is_empty());
     assert_eq!(store.compact().unwrap().rows_after, 0);
     assert!(search(&store)[0].ids.is_empty());

@@ -10,7 +10,7 @@ mod serve_common;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use serve_common::*;
 use silica::model::attributes::{parse_jsonl_with, parse_schema};
 use silica::model::npy::Matrix;
@@ -33,7 +33,8 @@ fn build(dir: &std::path::Path) -> (std::path::PathBuf, Vec<Vec<f32>>) {
         lines.push_str(&o.to_string());
         lines.push('\n');
     }
-    let table = parse_jsonl_with(lines.as_bytes(), std::path::Path::new("a.jsonl"), &[], &parse_schema("published:timestamp").unwrap()).unwrap();
+    let table =
+        parse_jsonl_with(lines.as_bytes(), std::path::Path::new("a.jsonl"), &[], &parse_schema("published:timestamp").unwrap()).unwrap();
     let m = Matrix { rows: N, dim: D, data: vectors.concat(), was_f16: false };
     let ix = IndexBuilder::new(BuildParams { nlist: Some(8), ..Default::default() }).build(m, table).unwrap();
     let path = dir.join("typed.silica");
@@ -49,7 +50,14 @@ fn matching(s: &Server, filter: &str) -> Vec<String> {
 }
 
 fn all_same(servers: &[(&str, Server)], rng: &mut ChaCha8Rng, step: &str) {
-    let filters = ["price < 10.5", "year BETWEEN 2000 AND 2010 OR year IS NULL", "in_stock = true AND published >= \"2024-01-15T00:00:00Z\"", "price = 77.25", "year = 3000", "color = \"red\" AND price >= 20"];
+    let filters = [
+        "price < 10.5",
+        "year BETWEEN 2000 AND 2010 OR year IS NULL",
+        "in_stock = true AND published >= \"2024-01-15T00:00:00Z\"",
+        "price = 77.25",
+        "year = 3000",
+        "color = \"red\" AND price >= 20",
+    ];
     for (i, f) in filters.iter().enumerate() {
         let body = json!({"vector": random_vector(rng, D), "k": 30, "nprobe": 1 + i % 8, "rerank": "none", "filter": f});
         let a: Vec<Value> = servers.iter().map(|(_, s)| s.search(&body)).collect();
@@ -88,7 +96,13 @@ fn typed_fields_in_upserts_and_patches() {
     ] {
         let (s, e) = servers[0].1.post("/v1/items", &json!({"items": [{"id": "bad", "vector": v, "attributes": attrs}]}));
         assert_eq!((s, e["error"]["field"].as_str()), (400, Some(field)), "{e}");
-        let (s, e) = json_of(request(servers[0].1.addr, "PATCH", "/v1/items/item-1", Some(json!({"attributes": attrs}).to_string().as_bytes()), &[]));
+        let (s, e) = json_of(request(
+            servers[0].1.addr,
+            "PATCH",
+            "/v1/items/item-1",
+            Some(json!({"attributes": attrs}).to_string().as_bytes()),
+            &[],
+        ));
         assert_eq!((s, e["error"]["field"].as_str()), (400, Some(&field.replace("items[0].", "")[..])), "{e}");
     }
     assert_eq!(servers[0].1.get("/v1/items/bad").0, 404);
@@ -111,7 +125,8 @@ fn typed_fields_in_upserts_and_patches() {
 
     // Patches: a main row's year and price, a fresh row's price, a value cleared by null.
     let patch = |s: &Server, id: &str, attrs: Value| {
-        let (st, e) = json_of(request(s.addr, "PATCH", &format!("/v1/items/{id}"), Some(json!({"attributes": attrs}).to_string().as_bytes()), &[]));
+        let (st, e) =
+            json_of(request(s.addr, "PATCH", &format!("/v1/items/{id}"), Some(json!({"attributes": attrs}).to_string().as_bytes()), &[]));
         assert_eq!(st, 200, "{e}");
     };
     each(&|s| {

@@ -12,11 +12,11 @@ mod common;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use silica::graph::{open, RerankMode, Search, SearchParams, SearchRequest};
-use silica::model::attributes::{parse_jsonl_with, parse_schema, FieldType};
+use silica::graph::{RerankMode, Search, SearchParams, SearchRequest, open};
+use silica::model::attributes::{FieldType, parse_jsonl_with, parse_schema};
 use silica::model::columns::format_timestamp;
 use silica::model::npy::Matrix;
-use silica::model::{format, ColumnType};
+use silica::model::{ColumnType, format};
 use silica::{BuildParams, Filter, Index, IndexBuilder};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -143,7 +143,13 @@ fn render(rng: &mut ChaCha8Rng, e: &E) -> String {
         E::Leaf(Leaf::Cmp(f, op, l)) => {
             let o = match op {
                 Op::Eq => "=",
-                Op::Ne => if rng.random_bool(0.5) { "!=" } else { "<>" },
+                Op::Ne => {
+                    if rng.random_bool(0.5) {
+                        "!="
+                    } else {
+                        "<>"
+                    }
+                }
                 Op::Lt => "<",
                 Op::Le => "<=",
                 Op::Gt => ">",
@@ -156,8 +162,12 @@ fn render(rng: &mut ChaCha8Rng, e: &E) -> String {
             let not = if *neg { format!("{} ", kw(rng, "NOT")) } else { String::new() };
             format!("{f} {not}{} ({})", kw(rng, "IN"), items.join(", "))
         }
-        E::Leaf(Leaf::Between(f, a, b)) => format!("{f} {} {} {} {}", kw(rng, "BETWEEN"), lit_text(rng, a), kw(rng, "AND"), lit_text(rng, b)),
-        E::Leaf(Leaf::Null(f, neg)) => format!("{f} {}{} {}", kw(rng, "IS"), if *neg { format!(" {}", kw(rng, "NOT")) } else { String::new() }, kw(rng, "NULL")),
+        E::Leaf(Leaf::Between(f, a, b)) => {
+            format!("{f} {} {} {} {}", kw(rng, "BETWEEN"), lit_text(rng, a), kw(rng, "AND"), lit_text(rng, b))
+        }
+        E::Leaf(Leaf::Null(f, neg)) => {
+            format!("{f} {}{} {}", kw(rng, "IS"), if *neg { format!(" {}", kw(rng, "NOT")) } else { String::new() }, kw(rng, "NULL"))
+        }
         E::And(a, b) => format!("({} {} {})", render(rng, a), kw(rng, "AND"), render(rng, b)),
         E::Or(a, b) => format!("({} {} {})", render(rng, a), kw(rng, "OR"), render(rng, b)),
         E::Not(a) => format!("{} {}", kw(rng, "NOT"), render(rng, a)),
@@ -181,7 +191,11 @@ fn random_leaf(rng: &mut ChaCha8Rng) -> Leaf {
     let ordered = !string && f != "in_stock";
     match rng.random_range(0..5) {
         0 | 1 => {
-            let op = if ordered { [Op::Eq, Op::Ne, Op::Lt, Op::Le, Op::Gt, Op::Ge][rng.random_range(0..6)] } else { [Op::Eq, Op::Ne][rng.random_range(0..2)] };
+            let op = if ordered {
+                [Op::Eq, Op::Ne, Op::Lt, Op::Le, Op::Gt, Op::Ge][rng.random_range(0..6)]
+            } else {
+                [Op::Eq, Op::Ne][rng.random_range(0..2)]
+            };
             Leaf::Cmp(f, op, random_lit(rng, f))
         }
         2 => Leaf::In(f, (0..rng.random_range(1..4)).map(|_| random_lit(rng, f)).collect(), rng.random_bool(0.5)),
@@ -283,7 +297,8 @@ fn build(rng: &mut ChaCha8Rng, rows: &[Row], d: usize, nlist: usize) -> Index {
     let data: Vec<f32> = (0..rows.len() * d).map(|_| rng.random_range(-1f32..1.0)).collect();
     let params = BuildParams { nlist: Some(nlist), seed: 7, ..Default::default() };
     let ix = IndexBuilder::new(params).build(Matrix { rows: rows.len(), dim: d, data, was_f16: false }, table).unwrap();
-    let want = [("in_stock", ColumnType::Bool), ("price", ColumnType::Float), ("published", ColumnType::Timestamp), ("year", ColumnType::Int)];
+    let want =
+        [("in_stock", ColumnType::Bool), ("price", ColumnType::Float), ("published", ColumnType::Timestamp), ("year", ColumnType::Int)];
     let got: Vec<(&str, ColumnType)> = ix.columns.cols.iter().map(|c| (c.name.as_str(), c.ty)).collect();
     assert_eq!(got, want, "inferred and declared column types");
     ix
@@ -304,7 +319,8 @@ fn random_typed_filters_match_brute_force_on_every_backend() {
         let queries: Vec<f32> = (0..nq * d).map(|_| rng.random_range(-1f32..1.0)).collect();
         let exprs: Vec<E> = (0..nq).map(|_| random_expr(&mut rng, 3)).collect();
         let texts: Vec<String> = exprs.iter().map(|e| render(&mut rng, e)).collect();
-        let filters: Vec<Filter> = texts.iter().map(|t| Filter::compile(t, &ix.attrs.schema, &ix.bloom.params).unwrap_or_else(|e| panic!("{t}: {e}"))).collect();
+        let filters: Vec<Filter> =
+            texts.iter().map(|t| Filter::compile(t, &ix.attrs.schema, &ix.bloom.params).unwrap_or_else(|e| panic!("{t}: {e}"))).collect();
         for (k, nprobe) in [(n, Some(nlist)), (10, None)] {
             let params = SearchParams { k: k.max(1), nprobe, rerank: RerankMode::None, ..Default::default() };
             let req = SearchRequest { queries: &queries, filters: &filters, params };
@@ -320,7 +336,8 @@ fn random_typed_filters_match_brute_force_on_every_backend() {
                 let got = s.search(&req).expect("search");
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert_eq!(g.rows, w.rows, "{name} vs cpu rows: n {n} k {k} filter {}", texts[i]);
-                    let (gb, wb): (Vec<u32>, Vec<u32>) = (g.scores.iter().map(|x| x.to_bits()).collect(), w.scores.iter().map(|x| x.to_bits()).collect());
+                    let (gb, wb): (Vec<u32>, Vec<u32>) =
+                        (g.scores.iter().map(|x| x.to_bits()).collect(), w.scores.iter().map(|x| x.to_bits()).collect());
                     assert_eq!(gb, wb, "{name} vs cpu score bits: n {n} filter {}", texts[i]);
                 }
             }
@@ -401,7 +418,9 @@ fn typing_errors_are_named() {
         ("nope IS NULL", 1),
     ] {
         match Filter::compile(text, &ix.attrs.schema, &ix.bloom.params) {
-            Err(silica::filter::FilterError::Type { column, .. } | silica::filter::FilterError::UnknownField { column, .. }) => assert_eq!(column, col, "{text}"),
+            Err(silica::filter::FilterError::Type { column, .. } | silica::filter::FilterError::UnknownField { column, .. }) => {
+                assert_eq!(column, col, "{text}")
+            }
             other => panic!("{text}: {other:?}"),
         }
     }
@@ -421,7 +440,22 @@ fn cli_builds_typed_columns_and_returns_fields() {
     std::fs::write(&attrs, jsonl(&mut rng, &rows)).unwrap();
     let silica = |args: &[&std::ffi::OsStr]| std::process::Command::new(env!("CARGO_BIN_EXE_silica")).args(args).output().unwrap();
     let os = |s: &str| std::ffi::OsString::from(s);
-    let build = |schema: &str| silica(&[&os("build"), &os("--vectors"), vecs.as_os_str(), &os("--attributes"), attrs.as_os_str(), &os("--out"), ix.as_os_str(), &os("--nlist"), &os("4"), &os("--no-calibrate"), &os("--schema"), &os(schema)]);
+    let build = |schema: &str| {
+        silica(&[
+            &os("build"),
+            &os("--vectors"),
+            vecs.as_os_str(),
+            &os("--attributes"),
+            attrs.as_os_str(),
+            &os("--out"),
+            ix.as_os_str(),
+            &os("--nlist"),
+            &os("4"),
+            &os("--no-calibrate"),
+            &os("--schema"),
+            &os(schema),
+        ])
+    };
     let bad = build("published:date");
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("schema"), "{}", String::from_utf8_lossy(&bad.stderr));
     assert!(!ix.exists(), "a refused build writes nothing");
@@ -429,14 +463,39 @@ fn cli_builds_typed_columns_and_returns_fields() {
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     let q: Vec<f32> = (0..2 * d).map(|_| rng.random_range(-1f32..1.0)).collect();
     silica::model::npy::write(&qs, 2, d, &q, false).unwrap();
-    std::fs::write(&fs, "{\"filter\": \"price >= 10 and in_stock = true\"}\n{\"filter\": \"year IS NULL OR published < \\\"2024-01-05T00:00:00Z\\\"\"}\n").unwrap();
-    let search = |fields: &str| silica(&[&os("search"), &os("--index"), ix.as_os_str(), &os("--queries"), qs.as_os_str(), &os("--filters"), fs.as_os_str(), &os("--k"), &os("400"), &os("--nprobe"), &os("4"), &os("--out"), out.as_os_str(), &os("--fields"), &os(fields)]);
+    std::fs::write(
+        &fs,
+        "{\"filter\": \"price >= 10 and in_stock = true\"}\n{\"filter\": \"year IS NULL OR published < \\\"2024-01-05T00:00:00Z\\\"\"}\n",
+    )
+    .unwrap();
+    let search = |fields: &str| {
+        silica(&[
+            &os("search"),
+            &os("--index"),
+            ix.as_os_str(),
+            &os("--queries"),
+            qs.as_os_str(),
+            &os("--filters"),
+            fs.as_os_str(),
+            &os("--k"),
+            &os("400"),
+            &os("--nprobe"),
+            &os("4"),
+            &os("--out"),
+            out.as_os_str(),
+            &os("--fields"),
+            &os(fields),
+        ])
+    };
     let r = search("price,in_stock,year,published,color,tags");
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
     let truth = [
-        E::And(Box::new(E::Leaf(Leaf::Cmp("price", Op::Ge, Lit::Num(10.0)))), Box::new(E::Leaf(Leaf::Cmp("in_stock", Op::Eq, Lit::Bool(true))))),
+        E::And(
+            Box::new(E::Leaf(Leaf::Cmp("price", Op::Ge, Lit::Num(10.0)))),
+            Box::new(E::Leaf(Leaf::Cmp("in_stock", Op::Eq, Lit::Bool(true)))),
+        ),
         E::Or(Box::new(E::Leaf(Leaf::Null("year", false))), Box::new(E::Leaf(Leaf::Cmp("published", Op::Lt, Lit::Time(T0 + 96 * HOUR))))),
     ];
     for (line, e) in lines.iter().zip(&truth) {

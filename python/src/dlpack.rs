@@ -11,7 +11,7 @@ use crate::error;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use silica::Error;
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{CStr, c_char, c_void};
 
 const NAME: &CStr = c"dltensor";
 /// `DLDeviceType`.
@@ -122,11 +122,16 @@ pub fn view(capsule: &Bound<'_, PyAny>) -> PyResult<View> {
         }
     };
     if !(1..=2).contains(&t.ndim) {
-        return Err(crate::raise("DimensionError", format!("queries: expected a 2-D tensor [B, D] (or one query [D]), got {} dimensions", t.ndim), &[("field", "queries".to_string())]));
+        return Err(crate::raise(
+            "DimensionError",
+            format!("queries: expected a 2-D tensor [B, D] (or one query [D]), got {} dimensions", t.ndim),
+            &[("field", "queries".to_string())],
+        ));
     }
     // SAFETY: shape holds ndim entries, strides ndim entries or null (DLPack).
     let shape: Vec<i64> = unsafe { std::slice::from_raw_parts(t.shape, t.ndim as usize).to_vec() };
-    let strides: Option<Vec<i64>> = (!t.strides.is_null()).then(|| unsafe { std::slice::from_raw_parts(t.strides, t.ndim as usize).to_vec() });
+    let strides: Option<Vec<i64>> =
+        (!t.strides.is_null()).then(|| unsafe { std::slice::from_raw_parts(t.strides, t.ndim as usize).to_vec() });
     if shape.iter().any(|&s| s < 0) {
         return Err(bad(format!("negative extent in shape {shape:?}")));
     }
@@ -200,7 +205,16 @@ unsafe extern "C" fn capsule_destructor(cap: *mut ffi::PyObject) {
 /// A `dltensor` capsule for the `[rows, cols]` row-major tensor at device address `ptr`
 /// (`code`/`bits`: its DLPack dtype) on CUDA device `device`, kept alive by `keep`.
 #[allow(clippy::too_many_arguments)]
-pub fn export<'py>(py: Python<'py>, keep: std::sync::Arc<dyn Send + Sync>, ptr: u64, rows: usize, cols: usize, float: bool, bits: u8, device: i32) -> PyResult<Bound<'py, PyAny>> {
+pub fn export<'py>(
+    py: Python<'py>,
+    keep: std::sync::Arc<dyn Send + Sync>,
+    ptr: u64,
+    rows: usize,
+    cols: usize,
+    float: bool,
+    bits: u8,
+    device: i32,
+) -> PyResult<Bound<'py, PyAny>> {
     let owner = Box::into_raw(Box::new(Owner { _keep: keep, shape: [rows as i64, cols as i64] }));
     // SAFETY: `owner` is a fresh box; `shape` lives as long as the managed tensor.
     let m = Box::into_raw(Box::new(DLManagedTensor {

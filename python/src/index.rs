@@ -2,21 +2,21 @@
 //! released, updated through the serving store of `silica serve` (same validation, same
 //! write-ahead log, same snapshot swap). `silica.Index` (Python) wraps it.
 
-use crate::view::{id_at, values_at, RowMap, View};
+use crate::view::{RowMap, View, id_at, values_at};
 use crate::{api_error, dlpack, error};
-use silica::backend::cuda::{Cuda, DType, DeviceQueries, DeviceResults};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use silica::graph::{self, calibrate, RerankMode, SearchParams, SearchRequest};
+use silica::Error;
+use silica::backend::cuda::{Cuda, DType, DeviceQueries, DeviceResults, SearchDevice};
+use silica::graph::{self, RerankMode, SearchParams, SearchRequest, calibrate};
 use silica::model::build::BuildParams;
 use silica::model::npy::Matrix;
 use silica::model::source::VectorSource;
-use silica::model::{attributes, format, BloomParams, Index, IndexBuilder, Metric};
+use silica::model::{BloomParams, Index, IndexBuilder, Metric, attributes, format};
 use silica::serve::state::{Options, Store};
 use silica::serve::update::{Batch, Item, Op};
-use silica::Error;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,7 +80,8 @@ fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
 /// Device names: `auto`, `cpu`, `wgpu`, `cuda`, `cuda:N`.
 fn check_device(device: &str) -> silica::Result<String> {
     let d = device.trim().to_ascii_lowercase();
-    let ok = matches!(d.as_str(), "auto" | "cpu" | "wgpu" | "cuda") || d.strip_prefix("cuda:").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let ok = matches!(d.as_str(), "auto" | "cpu" | "wgpu" | "cuda")
+        || d.strip_prefix("cuda:").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
     if !ok {
         return Err(Error::param("device", format!("unknown device `{device}`; expected auto, cpu, wgpu, cuda or cuda:N")));
     }
@@ -158,7 +159,15 @@ impl Inner {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn build_index(data: Vec<f32>, rows: usize, dim: usize, jsonl: Vec<u8>, p: BuildParams, build_device: &str, calibrate_opts: Option<calibrate::CalibrateOptions>) -> silica::Result<Index> {
+fn build_index(
+    data: Vec<f32>,
+    rows: usize,
+    dim: usize,
+    jsonl: Vec<u8>,
+    p: BuildParams,
+    build_device: &str,
+    calibrate_opts: Option<calibrate::CalibrateOptions>,
+) -> silica::Result<Index> {
     if let Some(o) = &calibrate_opts {
         o.validate()?;
     }
@@ -201,7 +210,17 @@ type Answer<'py> = (Bound<'py, PyArray2<f32>>, Bound<'py, PyArray2<i64>>);
 impl Core {
     /// Search host queries `q` (`[b, d]` f32) with the GIL released: numpy scores and rows.
     #[allow(clippy::too_many_arguments)]
-    fn host_search<'py>(&self, py: Python<'py>, view: Arc<View>, q: Vec<f32>, b: usize, d: usize, k: usize, filters: Vec<String>, a: SearchArgs) -> PyResult<Answer<'py>> {
+    fn host_search<'py>(
+        &self,
+        py: Python<'py>,
+        view: Arc<View>,
+        q: Vec<f32>,
+        b: usize,
+        d: usize,
+        k: usize,
+        filters: Vec<String>,
+        a: SearchArgs,
+    ) -> PyResult<Answer<'py>> {
         if d != view.main().dim {
             return Err(error(Error::Dimension { what: "queries".into(), expected: view.main().dim, got: d }));
         }
@@ -233,14 +252,32 @@ impl Core {
 
     /// The device path of `search_dlpack`: in place on the index's GPU, results exported.
     #[allow(clippy::too_many_arguments)]
-    fn device_search<'py>(&self, py: Python<'py>, view: Arc<View>, v: &dlpack::View, k: usize, filters: Vec<String>, a: SearchArgs, stream: u64) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    fn device_search<'py>(
+        &self,
+        py: Python<'py>,
+        view: Arc<View>,
+        v: &dlpack::View,
+        k: usize,
+        filters: Vec<String>,
+        a: SearchArgs,
+        stream: u64,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
         let exec = match view.as_ref() {
             View::Static { exec, .. } => exec.as_any().and_then(|x| x.downcast_ref::<graph::Executor<Cuda>>()),
             View::Served(_) => None,
         };
         let Some(exec) = exec else {
-            let why = if matches!(view.as_ref(), View::Served(_)) { "an index with updates merges its segments on the host".to_string() } else { format!("this index is on {}", view.backend_name()) };
-            return Err(error(Error::backend("cuda", format!("CUDA queries are searched in place only by an index loaded on one cuda device without updates ({why}); copy them to the host (tensor.cpu()) or pass zero_copy=False"))));
+            let why = if matches!(view.as_ref(), View::Served(_)) {
+                "an index with updates merges its segments on the host".to_string()
+            } else {
+                format!("this index is on {}", view.backend_name())
+            };
+            return Err(error(Error::backend(
+                "cuda",
+                format!(
+                    "CUDA queries are searched in place only by an index loaded on one cuda device without updates ({why}); copy them to the host (tensor.cpu()) or pass zero_copy=False"
+                ),
+            )));
         };
         if k == 0 {
             return Err(error(Error::param("k", "must be at least 1")));
@@ -304,7 +341,13 @@ impl Core {
             0 => Ok(Vec::new()),
             1 if b != 1 => Ok(vec![self.compiled(view, &texts[0])?; b]),
             n if n == b => texts.iter().map(|t| self.compiled(view, t)).collect(),
-            n => Err(Error::CountMismatch { what: "search".into(), left_name: "filters".into(), left: n, right_name: "queries".into(), right: b }),
+            n => Err(Error::CountMismatch {
+                what: "search".into(),
+                left_name: "filters".into(),
+                left: n,
+                right_name: "queries".into(),
+                right: b,
+            }),
         }
     }
 
@@ -365,7 +408,8 @@ impl Core {
             progress,
             ..Default::default()
         };
-        let opts = calibrate.then(|| calibrate::CalibrateOptions { target_recall, queries: calibration_queries, seed, ..Default::default() });
+        let opts =
+            calibrate.then(|| calibrate::CalibrateOptions { target_recall, queries: calibration_queries, seed, ..Default::default() });
         let build_device = build_device.to_ascii_lowercase();
         let view = py
             .detach(|| {
@@ -552,7 +596,14 @@ impl Core {
     /// Insert or replace items (one batch, atomic). `attributes_json`: one JSON object per
     /// item (`field -> str | list[str]`); `features_json` likewise (`name -> number`).
     /// Returns the version that contains the batch.
-    fn upsert(&self, py: Python<'_>, ids: Vec<String>, vectors: PyReadonlyArray2<'_, f32>, attributes_json: Vec<String>, features_json: Vec<String>) -> PyResult<u64> {
+    fn upsert(
+        &self,
+        py: Python<'_>,
+        ids: Vec<String>,
+        vectors: PyReadonlyArray2<'_, f32>,
+        attributes_json: Vec<String>,
+        features_json: Vec<String>,
+    ) -> PyResult<u64> {
         let d = vectors.shape()[1];
         let data = vectors.as_slice().map_err(|_| error(Error::param("vectors", "must be C-contiguous")))?.to_vec();
         let mut ops = Vec::with_capacity(ids.len());
@@ -627,7 +678,13 @@ impl Core {
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(s: &str, field: &str) -> PyResult<T> {
-    serde_json::from_str(s).map_err(|e| crate::raise("UpdateError", format!("{field}: {e}"), &[("field", field.to_string()), ("code", "bad_request".into()), ("status", "400".into())]))
+    serde_json::from_str(s).map_err(|e| {
+        crate::raise(
+            "UpdateError",
+            format!("{field}: {e}"),
+            &[("field", field.to_string()), ("code", "bad_request".into()), ("status", "400".into())],
+        )
+    })
 }
 
 /// Devices this build finds: `[(backend, name, details, auto)]` (`silica devices`).

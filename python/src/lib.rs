@@ -24,7 +24,9 @@ pub(crate) fn error(e: silica::Error) -> PyErr {
     let (class, attrs): (&str, Vec<(&str, String)>) = match &e {
         E::Io { path, .. } => ("SilicaIOError", vec![("path", path.display().to_string())]),
         E::Npy { path, .. } => ("FormatError", vec![("path", path.display().to_string())]),
-        E::NonFinite { what, row, col, .. } => ("NonFiniteError", vec![("field", what.clone()), ("row", row.to_string()), ("col", col.to_string())]),
+        E::NonFinite { what, row, col, .. } => {
+            ("NonFiniteError", vec![("field", what.clone()), ("row", row.to_string()), ("col", col.to_string())])
+        }
         E::OutOfRange { what, row, col, .. } => {
             let mut a = vec![("field", what.clone()), ("row", row.to_string())];
             if let Some(c) = col {
@@ -36,13 +38,19 @@ pub(crate) fn error(e: silica::Error) -> PyErr {
         // Attributes given as Python objects are parsed as JSON Lines named `attributes`:
         // name the list element (0-based) rather than a line of a file nobody wrote.
         E::Jsonl { path, line, reason } if path.as_os_str() == "attributes" => {
-            return raise("AttributesError", format!("attributes[{}]: {reason}", line - 1), &[("field", format!("attributes[{}]", line - 1)), ("row", (line - 1).to_string())]);
+            return raise(
+                "AttributesError",
+                format!("attributes[{}]: {reason}", line - 1),
+                &[("field", format!("attributes[{}]", line - 1)), ("row", (line - 1).to_string())],
+            );
         }
         E::Jsonl { path, line, .. } => ("AttributesError", vec![("path", path.display().to_string()), ("row", (line - 1).to_string())]),
         E::CountMismatch { what, .. } => ("CountMismatchError", vec![("field", what.clone())]),
         E::Filter(f) => {
             let col = match f {
-                silica::FilterError::Syntax { column, .. } | silica::FilterError::UnknownField { column, .. } | silica::FilterError::Type { column, .. } => *column,
+                silica::FilterError::Syntax { column, .. }
+                | silica::FilterError::UnknownField { column, .. }
+                | silica::FilterError::Type { column, .. } => *column,
             };
             ("FilterError", vec![("field", "filter".to_string()), ("column", col.to_string())])
         }

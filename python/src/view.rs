@@ -107,7 +107,12 @@ impl RowMap {
         for (r, &s) in m.source_rows.iter().enumerate() {
             main[s as usize] = r as u32;
         }
-        let fresh = v.fresh().into_iter().enumerate().flat_map(|(g, f)| f.source_rows.iter().enumerate().map(move |(r, &s)| (s, (g, r as u32)))).collect();
+        let fresh = v
+            .fresh()
+            .into_iter()
+            .enumerate()
+            .flat_map(|(g, f)| f.source_rows.iter().enumerate().map(move |(r, &s)| (s, (g, r as u32))))
+            .collect();
         RowMap { main, fresh }
     }
 

@@ -191,7 +191,10 @@ fn run_e2e(a: &BenchArgs) -> Result<()> {
 }
 
 fn run_single(a: &BenchArgs) -> Result<()> {
-    unused("a single workload (without --suite e2e)", &[("queries", a.queries.is_some()), ("candidate-budget", !a.candidate_budget.is_empty())])?;
+    unused(
+        "a single workload (without --suite e2e)",
+        &[("queries", a.queries.is_some()), ("candidate-budget", !a.candidate_budget.is_empty())],
+    )?;
     let batch = match a.batch[..] {
         [] => 16,
         [b] => b,
@@ -273,7 +276,11 @@ fn run_suite(a: &BenchArgs) -> Result<()> {
         warmup: a.warmup,
     };
     if p.n != suite::PEER_N {
-        eprintln!("NOTE: --suite peer with N = {} instead of the peer's {}: figures are not comparable, ratios omitted", p.n, suite::PEER_N);
+        eprintln!(
+            "NOTE: --suite peer with N = {} instead of the peer's {}: figures are not comparable, ratios omitted",
+            p.n,
+            suite::PEER_N
+        );
     }
     let (synth, gen_s) = generate(suite::spec(&p), a.json)?;
     let r = bench::with_backend(&a.device_spec(), bench::Peer { synth: &synth, params: &p, gen_s })?;
@@ -281,7 +288,10 @@ fn run_suite(a: &BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         print!("{}", suite::table(&r));
-        println!("\nindex generated in {gen_s:.2} s; filter of the Bloom row: {} (passes {:.3})", r.rows[4].report.filter, r.rows[4].report.filter_pass);
+        println!(
+            "\nindex generated in {gen_s:.2} s; filter of the Bloom row: {} (passes {:.3})",
+            r.rows[4].report.filter, r.rows[4].report.filter_pass
+        );
     }
     Ok(())
 }
@@ -295,7 +305,10 @@ fn print_report(r: &Report) {
     if !r.filter.is_empty() {
         println!("  filter  {} (passes {:.4} of items; one filter per query)", r.filter, r.filter_pass);
     }
-    println!("  batch   B={} nprobe={} ({:?} probes) k0={} k={} rerank={}; {} iterations", r.batch, r.nprobe, r.probes, r.k0, r.k, r.rerank, r.iterations);
+    println!(
+        "  batch   B={} nprobe={} ({:?} probes) k0={} k={} rerank={}; {} iterations",
+        r.batch, r.nprobe, r.probes, r.k0, r.k, r.rerank, r.iterations
+    );
     println!("\n  {:<10} {:>10} {:>10} {:>14} {:>9}", "stage", "p50 ms", "p99 ms", "unique bytes", "GB/s");
     let stages = [&r.stages.probe, &r.stages.filter, &r.stages.scan, &r.stages.candidates, &r.stages.rerank, &r.stages.select];
     for (name, s) in STAGES.iter().zip(stages) {

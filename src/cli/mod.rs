@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use silica::eval;
 use silica::filter::Filter;
 use silica::graph::{self, RerankMode, SearchParams, SearchRequest};
-use silica::model::{build::BuildParams, format, npy, BloomParams, Index, IndexBuilder, Metric};
+use silica::model::{BloomParams, Index, IndexBuilder, Metric, build::BuildParams, format, npy};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -239,14 +239,7 @@ pub fn run(cli: Cli) -> Result<()> {
 
 /// The build device of `--backend`.
 fn build_compute(name: &str) -> Result<Box<dyn silica::model::compute::BuildCompute>> {
-    match name {
-        "cpu" => Ok(Box::new(silica::model::compute::CpuCompute)),
-        #[cfg(feature = "cuda")]
-        "cuda" => Ok(Box::new(silica::backend::cuda::CudaCompute::new()?)),
-        #[cfg(not(feature = "cuda"))]
-        "cuda" => Err(silica::Error::backend("cuda", "this silica was built without the `cuda` feature").into()),
-        other => bail!("unknown build backend {other}"),
-    }
+    Ok(silica::registry::build_compute(name)?)
 }
 
 fn build(a: BuildArgs) -> Result<()> {
@@ -303,7 +296,12 @@ fn build(a: BuildArgs) -> Result<()> {
 }
 
 fn calibrate_options(a: &BuildArgs) -> silica::graph::calibrate::CalibrateOptions {
-    silica::graph::calibrate::CalibrateOptions { target_recall: a.target_recall, queries: a.calibration_queries, seed: a.seed, ..Default::default() }
+    silica::graph::calibrate::CalibrateOptions {
+        target_recall: a.target_recall,
+        queries: a.calibration_queries,
+        seed: a.seed,
+        ..Default::default()
+    }
 }
 
 /// Measure the default nprobe of the artifact just built at `path` on the build's device
@@ -314,7 +312,13 @@ fn calibrate(path: &Path, a: &BuildArgs) -> Result<()> {
     let nlist = ix.nlist();
     let t_open = Instant::now();
     let searcher = graph::open(&a.backend, ix)?;
-    log::info!("calibration: index mapped in {:.2}s, opened on {} (kernels, upload) in {:.2}s; {}", (t_open - t0).as_secs_f64(), a.backend, t_open.elapsed().as_secs_f64(), silica::progress::rss_note());
+    log::info!(
+        "calibration: index mapped in {:.2}s, opened on {} (kernels, upload) in {:.2}s; {}",
+        (t_open - t0).as_secs_f64(),
+        a.backend,
+        t_open.elapsed().as_secs_f64(),
+        silica::progress::rss_note()
+    );
     let c = silica::graph::calibrate::calibrate(searcher.as_ref(), &calibrate_options(a))?;
     log::info!("calibration: {}", silica::progress::rss_note());
     drop(searcher);
@@ -323,7 +327,9 @@ fn calibrate(path: &Path, a: &BuildArgs) -> Result<()> {
     if c.nprobe > nlist / 8 {
         log::warn!(
             "held-out rows need nprobe {} of {nlist} lists for recall@{} {}: this data is hard to partition (queries will be slow by default); a lower --target-recall, or --nprobe per request, trades recall for speed",
-            c.nprobe, c.k, c.target_recall
+            c.nprobe,
+            c.k,
+            c.target_recall
         );
     }
     Ok(())
@@ -372,10 +378,7 @@ fn check_writable(out: &Path) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    tempfile::Builder::new()
-        .prefix(".silica-probe-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot write output {}", out.display()))?;
+    tempfile::Builder::new().prefix(".silica-probe-").tempfile_in(dir).with_context(|| format!("cannot write output {}", out.display()))?;
     Ok(())
 }
 
@@ -396,7 +399,9 @@ fn load(q: &QueryArgs) -> Result<Loaded> {
     }
     let queries = npy::read(&q.queries)?;
     if queries.dim != index.dim {
-        return Err(silica::Error::Dimension { what: format!("queries {}", q.queries.display()), expected: index.dim, got: queries.dim }.into());
+        return Err(
+            silica::Error::Dimension { what: format!("queries {}", q.queries.display()), expected: index.dim, got: queries.dim }.into()
+        );
     }
     silica::model::finite::check_rows(&queries.data, queries.dim, false, &format!("queries {}", q.queries.display()))?;
     let searcher = graph::open(q.devices.as_deref().unwrap_or(&q.backend), Arc::new(index))?;
@@ -423,7 +428,9 @@ fn compile_filters(path: Option<&Path>, index: &Index, nq: usize) -> Result<Vec<
     texts
         .iter()
         .enumerate()
-        .map(|(i, t)| Filter::compile(t, &index.attrs.schema, &index.bloom.params).with_context(|| format!("{}: query {i}", path.display())))
+        .map(|(i, t)| {
+            Filter::compile(t, &index.attrs.schema, &index.bloom.params).with_context(|| format!("{}: query {i}", path.display()))
+        })
         .collect()
 }
 
@@ -456,7 +463,11 @@ fn search(a: SearchArgs) -> Result<()> {
     for (qid, r) in results.iter().enumerate() {
         let mut line = serde_json::json!({"qid": qid, "rows": r.rows, "ids": r.ids, "scores": r.scores});
         if !a.fields.is_empty() {
-            let fields = r.rows.iter().map(|&s| index.fields_json(sorted[s as usize], &a.fields).map(serde_json::Value::Object)).collect::<silica::Result<Vec<_>>>()?;
+            let fields = r
+                .rows
+                .iter()
+                .map(|&s| index.fields_json(sorted[s as usize], &a.fields).map(serde_json::Value::Object))
+                .collect::<silica::Result<Vec<_>>>()?;
             line["fields"] = serde_json::Value::Array(fields);
         }
         serde_json::to_writer(&mut out, &line)?;
@@ -540,7 +551,12 @@ fn inspect(path: &Path, verify: bool, no_verify: bool) -> Result<()> {
             None => log::warn!("{}: no checksums (written by an older silica); integrity not verified", path.display()),
             Some(c) => {
                 if let Some(c) = c.iter().find(|c| c.problem.is_some()) {
-                    bail!("{}: `{}`: {}; `silica verify` checks every tensor (inspect without --verify shows the header anyway)", path.display(), c.name, c.problem.as_deref().unwrap_or_default());
+                    bail!(
+                        "{}: `{}`: {}; `silica verify` checks every tensor (inspect without --verify shows the header anyway)",
+                        path.display(),
+                        c.name,
+                        c.problem.as_deref().unwrap_or_default()
+                    );
                 }
             }
         }
@@ -560,14 +576,22 @@ fn inspect(path: &Path, verify: bool, no_verify: bool) -> Result<()> {
             && let Ok(c) = serde_json::from_str::<silica::model::calibration::Calibration>(v)
         {
             println!("  {k:<16} {}", calibration_line(&c));
-            let curve: Vec<String> = c.curve.iter().map(|p| match p.recall_filtered {
-                Some(f) => format!("{}: {:.3}/{f:.3}", p.nprobe, p.recall),
-                None => format!("{}: {:.3}", p.nprobe, p.recall),
-            }).collect();
+            let curve: Vec<String> = c
+                .curve
+                .iter()
+                .map(|p| match p.recall_filtered {
+                    Some(f) => format!("{}: {:.3}/{f:.3}", p.nprobe, p.recall),
+                    None => format!("{}: {:.3}", p.nprobe, p.recall),
+                })
+                .collect();
             println!("  {:<16} nprobe: recall{} = {}", "", if c.filtered_queries > 0 { "/filtered" } else { "" }, curve.join(", "));
             continue;
         }
-        let shown = if v.len() > 200 { format!("{}... ({} bytes)", &v[..v.char_indices().nth(200).map(|c| c.0).unwrap_or(v.len())], v.len()) } else { v.clone() };
+        let shown = if v.len() > 200 {
+            format!("{}... ({} bytes)", &v[..v.char_indices().nth(200).map(|c| c.0).unwrap_or(v.len())], v.len())
+        } else {
+            v.clone()
+        };
         println!("  {k:<16} {shown}");
     }
     println!("\n  {:<24} {:<6} shape", "tensor", "dtype");
@@ -576,4 +600,3 @@ fn inspect(path: &Path, verify: bool, no_verify: bool) -> Result<()> {
     }
     Ok(())
 }
-

@@ -113,7 +113,9 @@ pub fn serve(a: ServeArgs) -> Result<()> {
 /// by `|` (`silica::graph::devices`), else `--backend`.
 fn device_spec(devices: Option<&str>, backend: &str, replicas: usize) -> Result<String> {
     match devices {
-        None if replicas > 1 => Err(silica::Error::param("replicas", "--replicas needs --devices (e.g. --devices cuda:0,cuda:1 --replicas 2)").into()),
+        None if replicas > 1 => {
+            Err(silica::Error::param("replicas", "--replicas needs --devices (e.g. --devices cuda:0,cuda:1 --replicas 2)").into())
+        }
         None => Ok(backend.to_string()),
         Some(d) => {
             let list = silica::device::DeviceList::parse(d)?;
@@ -235,7 +237,17 @@ pub fn load(a: LoadArgs) -> Result<()> {
             }
             None => Vec::new(),
         };
-        Some(silica::serve::load::Upserts { rate: a.upsert_rate, batch: a.upsert_batch, connections: a.upsert_connections, base, dim: m.dim, noise: a.upsert_noise, prefix: a.upsert_prefix.clone(), check: a.upsert_check, seed: 7 })
+        Some(silica::serve::load::Upserts {
+            rate: a.upsert_rate,
+            batch: a.upsert_batch,
+            connections: a.upsert_connections,
+            base,
+            dim: m.dim,
+            noise: a.upsert_noise,
+            prefix: a.upsert_prefix.clone(),
+            check: a.upsert_check,
+            seed: 7,
+        })
     } else {
         None
     };

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Args, Debug)]
-#[command(after_help = "Example:\n  silica synth --n 1000000 --dim 128 --out /tmp/cat1m && \\\n  silica build --vectors /tmp/cat1m/vectors.npy --attributes /tmp/cat1m/attributes.jsonl --out /tmp/cat1m.silica")]
+#[command(
+    after_help = "Example:\n  silica synth --n 1000000 --dim 128 --out /tmp/cat1m && \\\n  silica build --vectors /tmp/cat1m/vectors.npy --attributes /tmp/cat1m/attributes.jsonl --out /tmp/cat1m.silica"
+)]
 pub struct SynthArgs {
     /// Items N.
     #[arg(long)]
@@ -92,10 +94,12 @@ fn write_queries(g: &Generator, a: &SynthArgs, path: &Path) -> Result<()> {
         .par_iter()
         .flat_map_iter(|(ch, rs)| {
             let c = g.chunk(*ch);
-            rs.iter().map(|&r| {
-                let i = r - ch * catalog::CHUNK;
-                (r, c.vectors[i * a.dim..(i + 1) * a.dim].to_vec())
-            }).collect::<Vec<_>>()
+            rs.iter()
+                .map(|&r| {
+                    let i = r - ch * catalog::CHUNK;
+                    (r, c.vectors[i * a.dim..(i + 1) * a.dim].to_vec())
+                })
+                .collect::<Vec<_>>()
         })
         .collect();
     let (q, _) = catalog::queries_with(a.n, a.dim, a.queries, a.seed, &|r| rows[&r].clone());

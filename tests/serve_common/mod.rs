@@ -5,7 +5,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use silica::model::attributes::parse_jsonl;
 use silica::model::npy::Matrix;
 use silica::{BuildParams, Index, IndexBuilder};
@@ -180,7 +180,13 @@ pub fn try_request(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8
 
 /// [`try_request`] with the response head (status line and headers, lower-cased). A
 /// `Content-Type` in `headers` replaces the default `application/json`.
-pub fn try_request_full(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>, headers: &[(&str, &str)]) -> Option<(u16, String, Vec<u8>)> {
+pub fn try_request_full(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> Option<(u16, String, Vec<u8>)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");

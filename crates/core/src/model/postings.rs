@@ -1,0 +1,487 @@
+//! Posting lists: the attribute CSR inverted, value id -> the rows holding it.
+//!
+//! A selective filter's passing rows all lie in the postings of a few values (its
+//! *driver*, [`driver`]): `tags = t AND lang = l` passes only rows in `t`'s or in `l`'s
+//! posting, whichever is shorter. The planner's posting route (DESIGN.md "Selective filters
+//! keep recall"; [`crate::backend::Backend::scan_postings`]) verifies exactly those rows
+//! instead of walking the whole index's Bloom words, so a selective filter costs its
+//! candidates, not N/64 words per query.
+//!
+//! Postings are derived, not stored: the executor builds them from `attrs.*` on first use
+//! and hands them on to the versions `Search::with_index` makes. A version whose rows were
+//! patched keeps the lists and records the rows as *stale* ([`PostingState`]; their
+//! entries may be wrong): every posting search verifies the stale rows besides the
+//! driver's rows and skips them inside the postings, so the answer stays exact.
+
+use super::Attributes;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Rows of every global value id: value `v`'s rows are `rows[offsets[v]..offsets[v+1]]`,
+/// ascending.
+pub struct Postings {
+    /// `[V+1]` offsets into `rows` (V = the schema's number of value ids).
+    pub offsets: Vec<u64>,
+    /// `[nnz]` rows (sorted index rows), grouped by value.
+    pub rows: Vec<u32>,
+}
+
+impl std::fmt::Debug for Postings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Postings({} values, {} entries)", self.offsets.len().saturating_sub(1), self.rows.len())
+    }
+}
+
+/// Per-thread histograms are used while `values x threads` counters fit in this many bytes;
+/// past it (a field with millions of distinct values) the counting sort runs on one thread.
+const PARALLEL_HISTOGRAM_BYTES: usize = 256 << 20;
+
+impl Postings {
+    /// Invert `attrs`: a counting sort by value, `O(nnz + V)`, rows ascending per value.
+    pub fn build(attrs: &Attributes) -> Postings {
+        let nv = attrs.schema.num_values().max(attrs.values.iter().copied().max().map_or(0, |m| m as usize + 1));
+        let n = attrs.len();
+        let threads = rayon::current_num_threads().max(1);
+        let chunks = if nv.saturating_mul(threads).saturating_mul(4) <= PARALLEL_HISTOGRAM_BYTES && n >= 1 << 16 { threads } else { 1 };
+        let per = n.div_ceil(chunks).max(1);
+        let ranges: Vec<std::ops::Range<usize>> = (0..chunks).map(|c| (c * per).min(n)..((c + 1) * per).min(n)).collect();
+        let vals = |r: &std::ops::Range<usize>| {
+            let (a, b) = (attrs.offsets[r.start] as usize, attrs.offsets[r.end] as usize);
+            &attrs.values[a..b]
+        };
+        // Histogram per row range, then each range's first slot per value (ranges in row
+        // order, so each value's rows stay ascending).
+        let mut hist: Vec<Vec<u32>> = ranges
+            .par_iter()
+            .map(|r| {
+                let mut h = vec![0u32; nv];
+                for &v in vals(r) {
+                    h[v as usize] += 1;
+                }
+                h
+            })
+            .collect();
+        let mut offsets = vec![0u64; nv + 1];
+        let mut at = 0u64;
+        for v in 0..nv {
+            offsets[v] = at;
+            for h in hist.iter_mut() {
+                let c = h[v] as u64;
+                h[v] = at as u32;
+                at += c;
+            }
+        }
+        offsets[nv] = at;
+        if at > u32::MAX as u64 {
+            // Slots are u32 in the per-range cursors; more entries than that take one range.
+            return Self::build_serial(attrs, nv);
+        }
+        let mut rows = vec![0u32; at as usize];
+        let out = SyncPtr(rows.as_mut_ptr());
+        ranges.par_iter().zip(hist.par_iter_mut()).for_each(|(range, cur)| {
+            let out = &out;
+            for r in range.clone() {
+                for &v in attrs.row(r) {
+                    let slot = &mut cur[v as usize];
+                    // SAFETY: each (range, value) owns the disjoint slots the prefix sum gave it.
+                    unsafe { *out.0.add(*slot as usize) = r as u32 };
+                    *slot += 1;
+                }
+            }
+        });
+        Postings { offsets, rows }
+    }
+
+    fn build_serial(attrs: &Attributes, nv: usize) -> Postings {
+        let mut offsets = vec![0u64; nv + 1];
+        for &v in attrs.values.iter() {
+            offsets[v as usize + 1] += 1;
+        }
+        for v in 0..nv {
+            offsets[v + 1] += offsets[v];
+        }
+        let mut cur = offsets.clone();
+        let mut rows = vec![0u32; attrs.values.len()];
+        for r in 0..attrs.len() {
+            for &v in attrs.row(r) {
+                rows[cur[v as usize] as usize] = r as u32;
+                cur[v as usize] += 1;
+            }
+        }
+        Postings { offsets, rows }
+    }
+
+    /// Number of value ids V.
+    pub fn values(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// Rows holding value `v` (empty for an unknown id).
+    pub fn rows_of(&self, v: u32) -> &[u32] {
+        match (self.offsets.get(v as usize), self.offsets.get(v as usize + 1)) {
+            (Some(&a), Some(&b)) => &self.rows[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+
+    /// Length of value `v`'s posting.
+    pub fn len_of(&self, v: u32) -> u64 {
+        self.rows_of(v).len() as u64
+    }
+}
+
+struct SyncPtr(*mut u32);
+// SAFETY: used only for the disjoint writes of `Postings::build`.
+unsafe impl Sync for SyncPtr {}
+
+/// Posting lists of one index version: the lists, shared between versions with the same
+/// attribute values, and the rows patched since they were built.
+#[derive(Clone, Debug)]
+pub struct PostingState {
+    pub lists: Arc<Postings>,
+    /// Rows (ascending, distinct) whose values changed after `lists` was built; their
+    /// entries in `lists` may be wrong, so searches verify them separately.
+    pub stale: Arc<[u32]>,
+}
+
+impl PostingState {
+    /// The postings of `attrs`, nothing stale.
+    pub fn build(attrs: &Attributes) -> PostingState {
+        PostingState { lists: Arc::new(Postings::build(attrs)), stale: Arc::from(Vec::new()) }
+    }
+
+    /// The same lists with `rows` (ascending, distinct) also stale.
+    pub fn with_stale(&self, rows: &[u32]) -> PostingState {
+        let mut s = Vec::with_capacity(self.stale.len() + rows.len());
+        let (mut i, mut j) = (0, 0);
+        while i < self.stale.len() || j < rows.len() {
+            let next = match (self.stale.get(i), rows.get(j)) {
+                (Some(&a), Some(&b)) if a == b => {
+                    i += 1;
+                    j += 1;
+                    a
+                }
+                (Some(&a), Some(&b)) if a < b => {
+                    i += 1;
+                    a
+                }
+                (Some(&a), None) => {
+                    i += 1;
+                    a
+                }
+                (_, Some(&b)) => {
+                    j += 1;
+                    b
+                }
+                (None, None) => unreachable!(),
+            };
+            s.push(next);
+        }
+        PostingState { lists: self.lists.clone(), stale: s.into() }
+    }
+
+    /// Driver rows plus stale rows a posting search of `driver` verifies.
+    pub fn candidates_len(&self, driver: &[u32]) -> u64 {
+        driver.iter().map(|&v| self.lists.len_of(v)).sum::<u64>() + self.stale.len() as u64
+    }
+}
+
+/// A plan's driver over `post`: the sorted value ids whose postings hold every row (that
+/// is not stale) the plan can pass, and their total length; `None` when no such set is
+/// known (a `NOT`, a typed term, an `OR` with such a side, or the pass-all plan).
+///
+/// Term (`f IN (v..)`): its value ids. `AND`: the shorter driver of the two sides (either
+/// one bounds the conjunction). `OR`: the union of both sides' drivers.
+pub fn driver(plan: &crate::filter::Plan, post: &Postings) -> Option<(Vec<u32>, u64)> {
+    use crate::filter::Op;
+    if plan.is_all() {
+        return None;
+    }
+    let len = |ids: &[u32]| ids.iter().map(|&v| post.len_of(v)).sum::<u64>();
+    let mut st: Vec<Option<(Vec<u32>, u64)>> = Vec::with_capacity(plan.ops.len());
+    for op in &plan.ops {
+        match *op {
+            Op::Term(i) => {
+                let t = &plan.terms[i as usize];
+                st.push(if t.typed.is_some() { None } else { Some((t.value_ids.clone(), len(&t.value_ids))) });
+            }
+            Op::Not => {
+                st.pop()?;
+                st.push(None);
+            }
+            Op::And | Op::Or => {
+                let b = st.pop()?;
+                let a = st.pop()?;
+                st.push(match (a, b, *op == Op::And) {
+                    (Some(x), Some(y), true) => Some(if y.1 < x.1 { y } else { x }),
+                    (Some(x), None, true) | (None, Some(x), true) => Some(x),
+                    (Some((mut x, _)), Some((y, _)), false) => {
+                        x.extend(y);
+                        x.sort_unstable();
+                        x.dedup();
+                        let l = len(&x);
+                        Some((x, l))
+                    }
+                    _ => None,
+                });
+            }
+        }
+    }
+    if st.len() == 1 { st.pop().flatten() } else { None }
+}
+
+/// Whether every row of the plan's driver ([`driver`]) passes the plan: the plan is
+/// untyped terms joined by `OR` only (a term's rows hold its values; an `OR` passes the
+/// union). Then, with no stale rows, a posting search need not re-check the plan on the
+/// driver's rows (only the live bits).
+pub fn driver_is_exact(plan: &crate::filter::Plan) -> bool {
+    use crate::filter::Op;
+    !plan.is_all()
+        && plan.ops.iter().all(|op| match *op {
+            Op::Term(i) => plan.terms[i as usize].typed.is_none(),
+            Op::Or => true,
+            _ => false,
+        })
+}
+
+/// The plan a posting search that visits only `driver`'s rows may check them with: the
+/// pass-all plan when every row of `driver` passes (the plan is [`driver_is_exact`] and
+/// `driver` is exactly its value ids, not a wider set) and nothing is stale (only live
+/// bits are then read), else `plan`. Only for backends whose `scan_postings` restricts
+/// itself to the driver's rows (not the default, which scans every row under the plan).
+pub fn check_plan<'a>(
+    plan: &'a crate::filter::Plan,
+    driver: &[u32],
+    state: &PostingState,
+    all: &'a crate::filter::Plan,
+) -> &'a crate::filter::Plan {
+    if !state.stale.is_empty() || !driver_is_exact(plan) {
+        return plan;
+    }
+    let mut ids: Vec<u32> = plan.terms.iter().flat_map(|t| t.value_ids.iter().copied()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids == driver { all } else { plan }
+}
+
+/// Bloom plane words a whole-index Bloom pass of `plan` reads per 64-row word (each
+/// requested value's hash planes; a typed term's mask word), at least 1: the Bloom
+/// route's cost per word, which the planner weighs against a driver's rows.
+pub fn bloom_reads(plan: &crate::filter::Plan) -> u64 {
+    plan.terms.iter().map(|t| if t.typed.is_some() { 1 } else { t.bloom_rows.iter().map(|r| r.len() as u64).sum() }).sum::<u64>().max(1)
+}
+
+/// A lower bound of the rows of `0..n` that `plan` passes, from posting lengths (`post`
+/// built over the same `n` rows): a term on a single-valued field passes exactly the sum
+/// of its values' postings, one on a multi-valued field at least the longest; `NOT x`
+/// at least `n` minus an upper bound of `x`; `a AND b` at least `lo(a) + lo(b) - n`; `a OR
+/// b` at least the larger. Typed terms bound nothing (0 .. n). Rows patched since the
+/// postings were built are not counted by it: subtract them (and dead rows) before use.
+pub fn lower_bound(plan: &crate::filter::Plan, post: &Postings, schema: &super::Schema, n: u64) -> u64 {
+    use crate::filter::Op;
+    if plan.is_all() {
+        return n;
+    }
+    let multi = |v: u32| schema.fields.iter().rev().find(|f| f.base <= v).is_none_or(|f| f.multi);
+    let mut st: Vec<(u64, u64)> = Vec::with_capacity(plan.ops.len());
+    for op in &plan.ops {
+        let b = match *op {
+            Op::Term(i) => {
+                let t = &plan.terms[i as usize];
+                if t.typed.is_some() {
+                    (0, n)
+                } else {
+                    let sum = t.value_ids.iter().map(|&v| post.len_of(v)).sum::<u64>().min(n);
+                    let lo = if t.value_ids.iter().any(|&v| multi(v)) {
+                        t.value_ids.iter().map(|&v| post.len_of(v)).max().unwrap_or(0)
+                    } else {
+                        sum
+                    };
+                    (lo, sum)
+                }
+            }
+            Op::Not => {
+                let Some((lo, hi)) = st.pop() else { return 0 };
+                (n - hi.min(n), n - lo.min(n))
+            }
+            Op::And | Op::Or => {
+                let (Some(y), Some(x)) = (st.pop(), st.pop()) else { return 0 };
+                if *op == Op::And { ((x.0 + y.0).saturating_sub(n), x.1.min(y.1)) } else { (x.0.max(y.0), (x.1 + y.1).min(n)) }
+            }
+        };
+        st.push(b);
+    }
+    if st.len() == 1 { st[0].0 } else { 0 }
+}
+
+/// The rows a posting search of `driver` over `post` verifies, in the order every backend
+/// must treat as the same set: each row of the driver's postings once (from the smallest
+/// driver value it holds, so a row in two postings is not taken twice) unless it is stale,
+/// then every stale row. The plan is checked on these rows by the caller.
+pub fn candidate_rows(post: &Postings, stale: &[u32], attrs: &Attributes, driver: &[u32]) -> Vec<u32> {
+    let mut out = Vec::new();
+    for &v in driver {
+        for &r in post.rows_of(v) {
+            if stale.binary_search(&r).is_ok() || !first_hit(attrs.row(r as usize), driver, v) {
+                continue;
+            }
+            out.push(r);
+        }
+    }
+    out.extend_from_slice(stale);
+    out
+}
+
+/// Whether `v` is the smallest value of `driver` (sorted) that `row` (sorted) holds.
+#[inline]
+pub fn first_hit(row: &[u32], driver: &[u32], v: u32) -> bool {
+    if driver.len() <= 1 {
+        return true;
+    }
+    let (mut i, mut j) = (0, 0);
+    while i < row.len() && j < driver.len() {
+        match row[i].cmp(&driver[j]) {
+            std::cmp::Ordering::Equal => return row[i] == v,
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{FieldSchema, Schema};
+    use rand::{Rng, SeedableRng};
+
+    fn attrs(n: usize, nv: u32, seed: u64) -> Attributes {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut offsets = vec![0u64];
+        let mut values = Vec::new();
+        for _ in 0..n {
+            let mut row: Vec<u32> = (0..rng.random_range(0..4)).map(|_| rng.random_range(0..nv)).collect();
+            row.sort_unstable();
+            row.dedup();
+            values.extend(row);
+            offsets.push(values.len() as u64);
+        }
+        let field = FieldSchema { name: "f".into(), multi: true, base: 0, values: (0..nv).map(|v| v.to_string()).collect() };
+        Attributes { schema: Schema { fields: vec![field], ..Default::default() }, offsets: offsets.into(), values: values.into() }
+    }
+
+    #[test]
+    fn postings_invert_the_csr_in_row_order() {
+        // Sizes around the parallel threshold (1 << 16 rows) and an empty table.
+        for (n, nv) in [(0usize, 3u32), (1, 1), (100, 7), (70_001, 5), (70_001, 40_000)] {
+            let a = attrs(n, nv, n as u64);
+            let p = Postings::build(&a);
+            assert_eq!(p.values(), nv as usize);
+            for v in 0..nv {
+                let want: Vec<u32> = (0..n as u32).filter(|&r| a.row(r as usize).contains(&v)).collect();
+                assert_eq!(p.rows_of(v), &want[..], "n {n} value {v}");
+            }
+            assert!(p.rows_of(nv).is_empty(), "an unknown value has no rows");
+        }
+    }
+
+    #[test]
+    fn candidate_rows_take_each_row_once_and_every_stale_row() {
+        let a = attrs(5_000, 9, 3);
+        let p = Postings::build(&a);
+        let stale = [4u32, 17, 4_999];
+        let driver = [1u32, 2, 5];
+        let got = candidate_rows(&p, &stale, &a, &driver);
+        let mut want: Vec<u32> =
+            (0..5_000u32).filter(|r| !stale.contains(r) && a.row(*r as usize).iter().any(|v| driver.contains(v))).collect();
+        want.extend(stale);
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(sorted, want);
+        assert_eq!(got.len(), want.len(), "no row twice");
+    }
+
+    #[test]
+    fn lower_bounds_never_exceed_the_passing_rows() {
+        use crate::filter::Filter;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let n = 3_000;
+        // Field a single-valued (0..6), field b multi-valued (6..12).
+        let (mut offsets, mut values) = (vec![0u64], Vec::new());
+        for _ in 0..n {
+            let mut row = vec![rng.random_range(0..6u32)];
+            row.extend((0..rng.random_range(0..3)).map(|_| rng.random_range(6..12u32)));
+            row.sort_unstable();
+            row.dedup();
+            values.extend(row);
+            offsets.push(values.len() as u64);
+        }
+        let fs =
+            |name: &str, multi, base| FieldSchema { name: name.into(), multi, base, values: (0..6).map(|v| format!("v{v}")).collect() };
+        let a = Attributes {
+            schema: Schema { fields: vec![fs("a", false, 0), fs("b", true, 6)], ..Default::default() },
+            offsets: offsets.into(),
+            values: values.into(),
+        };
+        let p = Postings::build(&a);
+        let bloom = crate::model::BloomParams { bits: 64, hashes: 2, seed: 1 };
+        let mut tight = 0;
+        for text in [
+            "a = \"v1\"",
+            "a IN (\"v1\", \"v2\")",
+            "b IN (\"v1\", \"v2\")",
+            "NOT a = \"v0\"",
+            "a IN (\"v1\", \"v2\", \"v3\", \"v4\") AND NOT b = \"v0\"",
+            "a = \"v1\" OR b = \"v5\"",
+            "NOT (a = \"v1\" AND b = \"v2\")",
+            "a = \"v1\" AND a = \"v2\"",
+        ] {
+            let plan = Filter::compile(text, &a.schema, &bloom).unwrap().plan;
+            let pass = (0..n).filter(|&r| plan.matches(a.row(r))).count() as u64;
+            let lo = lower_bound(&plan, &p, &a.schema, n as u64);
+            assert!(lo <= pass, "{text}: bound {lo} > passing {pass}");
+            tight += (lo == pass) as usize;
+        }
+        assert!(tight >= 3, "single-valued terms are bounded exactly");
+        // An exact driver: every row its postings hold passes; the others have rows that fail.
+        let mut exact = 0;
+        for text in [
+            "a = \"v1\"",
+            "b IN (\"v1\", \"v2\")",
+            "a = \"v1\" OR b = \"v5\"",
+            "a = \"v1\" OR (a = \"v2\" OR b = \"v0\")",
+            "a = \"v1\" AND b = \"v2\"",
+            "NOT a = \"v0\"",
+            "a IN (\"v1\", \"v2\") AND NOT b = \"v0\"",
+        ] {
+            let plan = Filter::compile(text, &a.schema, &bloom).unwrap().plan;
+            let (ids, _) = driver(&plan, &p).unwrap_or_default();
+            let rows = candidate_rows(&p, &[], &a, &ids);
+            let all_pass = !ids.is_empty() && rows.iter().all(|&r| plan.matches(a.row(r as usize)));
+            assert_eq!(driver_is_exact(&plan), all_pass, "{text}");
+            exact += driver_is_exact(&plan) as usize;
+        }
+        assert_eq!(exact, 4);
+        assert!(!driver_is_exact(&crate::filter::Plan::all()));
+        // check_plan: the pass-all plan only for the plan's own driver and nothing stale.
+        let all = crate::filter::Plan::all();
+        let plan = Filter::compile("a = \"v1\" OR b = \"v5\"", &a.schema, &bloom).unwrap().plan;
+        let (own, _) = driver(&plan, &p).unwrap();
+        let state = PostingState::build(&a);
+        assert!(check_plan(&plan, &own, &state, &all).is_all());
+        let mut wider = own.clone();
+        wider.push(11);
+        assert!(!check_plan(&plan, &wider, &state, &all).is_all(), "a wider driver keeps the plan");
+        assert!(!check_plan(&plan, &own, &state.with_stale(&[3]), &all).is_all(), "stale rows keep the plan");
+    }
+
+    #[test]
+    fn with_stale_merges_sorted_distinct_rows() {
+        let a = attrs(300, 4, 9);
+        let st = PostingState::build(&a).with_stale(&[3, 7, 200]).with_stale(&[1, 7, 299]);
+        assert_eq!(&st.stale[..], &[1, 3, 7, 200, 299]);
+        let d = [0u32, 2];
+        assert_eq!(st.candidates_len(&d), st.lists.len_of(0) + st.lists.len_of(2) + 5);
+    }
+}

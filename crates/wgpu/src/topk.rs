@@ -1,0 +1,168 @@
+//! Records the exact top-K of shaders/topk.wgsl for a group of queries.
+
+use super::kernels::{Kernel, Rec, View, groups_for};
+use silica_core::error::Result;
+
+/// Largest bitonic block sorted in workgroup memory (BLOCK in topk.wgsl).
+const BLOCK: u32 = 2048;
+/// Radix passes: 8 bits of the 64-bit (key, !id) composite each.
+pub const PASSES: usize = 8;
+
+/// Where each query's entries come from.
+pub enum Lens<'a> {
+    /// Every region holds this many entries.
+    Fixed(u32),
+    /// `lens[q0 + q]` entries.
+    Buffer(&'a View, u32),
+}
+
+/// Where the K best go: `rows/scores[(q0 + q) * k + i]`, `counts[q0 + q]`.
+pub struct Out<'a> {
+    pub rows: &'a View,
+    pub scores: &'a View,
+    pub counts: &'a View,
+    pub q0: u32,
+    pub write_scores: bool,
+}
+
+/// The selection state of one query group: per-query radix state, histograms, the
+/// emit counter and the kp = next_pow2(K) output slots.
+pub struct Sel {
+    pub nq: u32,
+    pub k: u32,
+    pub kp: u32,
+    pub state: View,
+    pub hist: View,
+    pub counter: View,
+    pub slots: View,
+}
+
+impl Sel {
+    /// Scratch for `nq` queries keeping `k` >= 1 entries each.
+    pub fn new(rec: &mut Rec, nq: u32, k: u32) -> Result<Sel> {
+        debug_assert!(k >= 1);
+        let kp = k.next_power_of_two();
+        Ok(Sel {
+            nq,
+            k,
+            kp,
+            state: rec.temp(nq as u64 * 32)?,
+            hist: rec.temp(nq as u64 * 1024)?,
+            counter: rec.temp(nq as u64 * 4)?,
+            slots: rec.temp(nq as u64 * kp as u64 * 8)?,
+        })
+    }
+
+    /// topk.wgsl's uniform block.
+    #[allow(clippy::too_many_arguments)]
+    fn params(
+        &self,
+        stride: u32,
+        fixed_len: u32,
+        lens_q0: u32,
+        use_lens: bool,
+        out_q0: u32,
+        write_scores: bool,
+        sort: [u32; 3],
+    ) -> Vec<u32> {
+        let block_n = self.kp.min(BLOCK);
+        vec![
+            self.nq,
+            stride,
+            self.k,
+            self.kp,
+            fixed_len,
+            lens_q0,
+            out_q0,
+            write_scores as u32,
+            sort[0],
+            sort[1],
+            sort[2],
+            block_n,
+            use_lens as u32,
+            0,
+            0,
+            0,
+        ]
+    }
+
+    /// Reset state, histograms, counters and slots.
+    pub fn clear(&self, rec: &mut Rec) {
+        let p = self.params(0, 0, 0, false, 0, false, [0; 3]);
+        let n = (self.nq as u64 * self.kp.max(256) as u64).max(self.nq as u64);
+        rec.dispatch(
+            Kernel::TopkClear,
+            &p,
+            &[(3, &self.state), (4, &self.hist), (5, &self.counter), (6, &self.slots)],
+            [groups_for(n, 256), 1, 1],
+        );
+    }
+
+    /// One radix step: turn the last histogram into the next prefix digit.
+    pub fn pick(&self, rec: &mut Rec) {
+        let p = self.params(0, 0, 0, false, 0, false, [0; 3]);
+        rec.dispatch(Kernel::TopkPick, &p, &[(3, &self.state), (4, &self.hist)], [self.nq, 1, 1]);
+    }
+
+    /// Sort the emitted slots (bitonic) and write `[B, k]` rows/scores and counts.
+    pub fn finish(&self, rec: &mut Rec, out: Out) {
+        let (nq, kp) = (self.nq, self.kp);
+        let block_n = kp.min(BLOCK);
+        let sp = |sort: [u32; 3]| self.params(0, 0, 0, false, out.q0, out.write_scores, sort);
+        if kp >= 2 {
+            rec.dispatch(Kernel::SortLocal, &sp([2, block_n, block_n / 2]), &[(6, &self.slots)], [kp / block_n, nq, 1]);
+            let mut kk = 2 * block_n;
+            while kk <= kp {
+                let mut j = kk / 2;
+                while j >= block_n {
+                    rec.dispatch(
+                        Kernel::SortGlobal,
+                        &sp([kk, kk, j]),
+                        &[(6, &self.slots)],
+                        [groups_for(nq as u64 * kp as u64 / 2, 256), 1, 1],
+                    );
+                    j /= 2;
+                }
+                rec.dispatch(Kernel::SortLocal, &sp([kk, kk, block_n / 2]), &[(6, &self.slots)], [kp / block_n, nq, 1]);
+                kk *= 2;
+            }
+        }
+        rec.dispatch(
+            Kernel::TopkPack,
+            &sp([0; 3]),
+            &[(5, &self.counter), (6, &self.slots), (7, out.rows), (8, out.scores), (9, out.counts)],
+            [groups_for(nq as u64 * self.k as u64, 256), 1, 1],
+        );
+    }
+}
+
+/// Keep the `k` best entries (score key desc, id asc) of each of `nq` regions of
+/// `entries` (vec2 (key, id), `stride` apart, at most `max_len` entries each). `k` >= 1.
+#[allow(clippy::too_many_arguments)]
+pub fn record(rec: &mut Rec, entries: &View, lens: Lens, nq: u32, stride: u32, max_len: u32, k: u32, out: Out) -> Result<()> {
+    let sel = Sel::new(rec, nq, k)?;
+    let (use_lens, fixed_len, lens_view, lens_q0) = match lens {
+        Lens::Fixed(n) => (false, n, None, 0),
+        Lens::Buffer(v, q0) => (true, 0, Some(v.clone()), q0),
+    };
+    let lens_view = match lens_view {
+        Some(v) => v,
+        None => rec.temp(16)?,
+    };
+    sel.clear(rec);
+    let p = sel.params(stride, fixed_len, lens_q0, use_lens, 0, false, [0; 3]);
+    // Each thread walks at least ~16 entries (runs of equal digits add at once).
+    let blocks = groups_for(max_len as u64, 256 * 16);
+    for _ in 0..PASSES {
+        rec.dispatch(Kernel::TopkHist, &p, &[(1, entries), (2, &lens_view), (3, &sel.state), (4, &sel.hist)], [blocks, nq, 1]);
+        sel.pick(rec);
+    }
+    rec.dispatch(
+        Kernel::TopkEmit,
+        &p,
+        &[(1, entries), (2, &lens_view), (3, &sel.state), (5, &sel.counter), (6, &sel.slots)],
+        [blocks, nq, 1],
+    );
+    sel.finish(rec, out);
+    Ok(())
+}
