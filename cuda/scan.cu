@@ -14,6 +14,8 @@
 //    too high (fewer than K0 candidates) or the buffer overflowed, the block recomputes
 //    the query's rows itself and selects exactly (radix select over recomputed keys),
 //    so the result never depends on the sample.
+// The host's ScanPlan (crates/cuda/src/scan_plan.rs) picks the path (2-4: the instantiation
+// of scan_kernel<Pipe, SAMPLE> below), grids, shared memory and buffer sizes.
 #include "common.cuh"
 #include "select.cuh"
 
@@ -95,6 +97,8 @@ extern "C" __global__ void __launch_bounds__(1024) group_all(const u32* __restri
 // not wait for it. samp_count / samp_masked must be zero on entry (scan_threshold resets
 // them after use).
 // ---------------------------------------------------------------------------------
+// PrepArgs, ScanArgs and SelectArgs are passed by value; their Rust mirrors (crates/cuda/src/
+// args.rs, padding as explicit fields) are checked against these layouts under NVRTC.
 struct PrepArgs {
     const u32* lists;
     const u32* list_nw;
@@ -352,8 +356,10 @@ __device__ void scan_tiles_generic(const ScanArgs& a) {
 // written one half later, so the atomic's latency overlaps the next half's work.
 // Fast: one pipeline per tile, the tile's masks, thresholds and query codes staged once
 // per tile. Stream: one pipeline across a warp's tiles (below). The pieces both share
-// (chunk_query, stage_half, dot_half, pass_half, flush_appends) are templates on the shared
-// memory layout, so each path keeps its own layout and register footprint.
+// (stage_half, dot_half, pass_half, flush_appends, WITH_NQ) are templates on the shared
+// memory layout, so each path keeps its own layout and register footprint (the stream
+// path's PTX is the hand-written one's, instruction for instruction; a per-chunk metadata
+// helper shared by reference reordered it and cost the sample kernel 2 registers).
 // ---------------------------------------------------------------------------------
 #define FS 3   // pipeline stages
 #define FTW 4  // max words per tile on the fast path
@@ -377,26 +383,11 @@ __device__ __noinline__ bool verify_row(const ScanArgs& a, u32 plan_off, u32 row
     return plan_match(plan_at(a.plan_words, plan_off), a.attr_vals, a.attr_off, row);
 }
 
-// Lane j of a chunk (j < its query count): pair qc + j of tile T's list gives its query
-// q, the mask offset mo of the tile's first word, the threshold tk (main pass) and the
-// plan offset pl (left as is, NO_PLAN, when the query's filter is trivial).
-template <bool SAMPLE>
-__device__ __forceinline__ void chunk_query(const ScanArgs& a, const Tile& T, u32 qc, u32 lane, u32& q, u32& mo, u32& tk,
-                                            u32& pl) {
-    const u32 p = __ldg(a.list_pairs + T.pb + qc + lane);
-    q = p / a.nprobe;
-    mo = a.mask ? __ldg(a.moff + p) + T.wi0 : 0u;
-    if (!SAMPLE) tk = __ldg(a.tkey + q);
-    const u32 off = __ldg(a.plan_off + q);
-    if (!off_trivial(off)) pl = off;
-}
-
 // cp.async of half x (word x >> 1, rows 32 (x & 1) ..) into stage st of s (a WarpSmem or
 // StreamSmem): the rows some query of the chunk wants (uni: union of their mask words).
 // The caller commits the group.
 template <class S>
-__device__ __forceinline__ void stage_half(const ScanArgs& a, u32 nc, S& s, const u64* uni, u64 wbase, u32 x, u32 st) {
-    const u32 lane = lane_id();
+__device__ __forceinline__ void stage_half(const ScanArgs& a, u32 nc, u32 lane, S& s, const u64* uni, u64 wbase, u32 x, u32 st) {
     const u32 w = x >> 1, h = x & 1;
     const u32 u = (u32)(uni[w] >> (32 * h));
     if ((u >> lane) & 1u) {
@@ -412,8 +403,7 @@ __device__ __forceinline__ void stage_half(const ScanArgs& a, u32 nc, S& s, cons
 // Dot products of the half staged in stage st of s (WarpSmem or StreamSmem) with the NQ
 // query codes of m (WarpSmem or Meta); sc = the lane's row scale.
 template <int NQ, class S, class M>
-__device__ __forceinline__ void dot_half(u32 nc, const S& s, const M& m, u32 st, int (&acc)[NQ], float& sc) {
-    const u32 lane = lane_id();
+__device__ __forceinline__ void dot_half(u32 nc, u32 lane, const S& s, const M& m, u32 st, int (&acc)[NQ], float& sc) {
 #pragma unroll
     for (int j = 0; j < NQ; j++) acc[j] = 0;
 #pragma unroll
@@ -432,9 +422,8 @@ __device__ __forceinline__ void dot_half(u32 nc, const S& s, const M& m, u32 st,
 // the lane's keys in pkey; lane j's mycnt and myq = passing rows of query j, and qj[j].
 // Returns the union of the ballots.
 template <bool SAMPLE, int NQ, class M>
-__device__ __forceinline__ u32 pass_half(const ScanArgs& a, const M& m, const u32* qj, u32 w, u32 h, u32 row,
+__device__ __forceinline__ u32 pass_half(const ScanArgs& a, u32 lane, const M& m, const u32* qj, u32 w, u32 h, u32 row,
                                          const int (&acc)[NQ], float sc, u32* pbal, u64* pkey, u32& mycnt, u32& myq) {
-    const u32 lane = lane_id();
     u32 any = 0;
 #pragma unroll
     for (int j = 0; j < NQ; j++) {
@@ -456,8 +445,8 @@ __device__ __forceinline__ u32 pass_half(const ScanArgs& a, const M& m, const u3
 // Writes the appends pass_half left pending for N queries qj: lane j's pbase is the base
 // its atomic reserved for query j; slots past the buffer are dropped (counted only).
 template <bool SAMPLE, int N>
-__device__ __forceinline__ void flush_appends(const ScanArgs& a, const u32* qj, const u32* pbal, const u64* pkey, u32 pbase) {
-    const u32 lane = lane_id();
+__device__ __forceinline__ void flush_appends(const ScanArgs& a, u32 lane, const u32* qj, const u32* pbal, const u64* pkey,
+                                              u32 pbase) {
 #pragma unroll
     for (int j = 0; j < N; j++) {
         const u32 base = __shfl_sync(FULL_MASK, pbase, j);
@@ -497,7 +486,7 @@ __device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 w
 #pragma unroll
     for (int j = 0; j < NQ; j++) if (lane == (u32)j) myq = qj[j];
     auto issue = [&](u32 x) {
-        if (x < H) stage_half(a, nc, ws, ws.uni, wbase, x, x % FS);
+        if (x < H) stage_half(a, nc, lane, ws, ws.uni, wbase, x, x % FS);
         cp_commit();
     };
     // Appends of the previous half, waiting for their reserved bases.
@@ -507,7 +496,7 @@ __device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 w
     u64 pkey[NQ];
     auto flush = [&]() {
         if (!pend) return;
-        flush_appends<SAMPLE, NQ>(a, qj, pbal, pkey, pbase);
+        flush_appends<SAMPLE, NQ>(a, lane, qj, pbal, pkey, pbase);
         pend = false;
     };
     issue(0);
@@ -524,9 +513,9 @@ __device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 w
         const u32 row = (u32)((wbase + w) * 64 + 32 * h + lane);
         int acc[NQ];
         float sc;
-        dot_half<NQ>(nc, ws, ws, st, acc, sc);
+        dot_half<NQ>(nc, lane, ws, ws, st, acc, sc);
         u32 mycnt = 0, unused;
-        const u32 any = pass_half<SAMPLE, NQ>(a, ws, qj, w, h, row, acc, sc, pbal, pkey, mycnt, unused);
+        const u32 any = pass_half<SAMPLE, NQ>(a, lane, ws, qj, w, h, row, acc, sc, pbal, pkey, mycnt, unused);
         if (any) {
             // One atomic round reserves the slots of every query of the chunk.
             pbase = mycnt ? atomicAdd(a.count + myq, mycnt) : 0u;
@@ -551,7 +540,14 @@ __device__ void scan_tiles_fast(const ScanArgs& a) {
             const u32 nq = min((u32)FQ, T.G - qc);
             if (lane < FQ) {
                 u32 q = 0, mo = 0, tk = 0, pl = NO_PLAN;
-                if (lane < nq) chunk_query<SAMPLE>(a, T, qc, lane, q, mo, tk, pl);
+                if (lane < nq) {
+                    u32 p = __ldg(a.list_pairs + T.pb + qc + lane);
+                    q = p / a.nprobe;
+                    mo = a.mask ? __ldg(a.moff + p) + T.wi0 : 0u;
+                    if (!SAMPLE) tk = __ldg(a.tkey + q);
+                    u32 off = __ldg(a.plan_off + q);
+                    if (!off_trivial(off)) pl = off;
+                }
                 ws.qid[lane] = q;  // query 0 stands in for absent ones (their bits are 0)
                 ws.moff[lane] = mo;
                 ws.tk[lane] = tk;
@@ -626,7 +622,14 @@ __device__ __forceinline__ void unit_fetch(const ScanArgs& a, Unit& u, u32 t, u3
     u.wbase = T.wbase;
     u.nq = min((u32)FQ, T.G - qc);
     u32 q = 0, mo = 0, tk = 0, pl = NO_PLAN;
-    if (lane < u.nq) chunk_query<SAMPLE>(a, T, qc, lane, q, mo, tk, pl);
+    if (lane < u.nq) {
+        const u32 p = __ldg(a.list_pairs + T.pb + qc + lane);
+        q = p / a.nprobe;
+        mo = a.mask ? __ldg(a.moff + p) + T.wi0 : 0u;
+        if (!SAMPLE) tk = __ldg(a.tkey + q);
+        const u32 off = __ldg(a.plan_off + q);
+        if (!off_trivial(off)) pl = off;
+    }
     u.q = q;  // query 0 stands in for absent ones (their mask bits are 0)
     u.tk = tk;
     u.pl = pl;
@@ -671,14 +674,14 @@ __device__ __forceinline__ void stream_half(const ScanArgs& a, const StreamSmem&
     const u32 row = (u32)((m.wbase + w) * 64 + 32 * h + lane);
     int acc[NQ];
     float sc;
-    dot_half<NQ>(a.nc, ss, m, st, acc, sc);
-    u32 mycnt = 0, myq = 0;
+    dot_half<NQ>(a.nc, lane, ss, m, st, acc, sc);
+    u32 myq = 0, mycnt = 0;
 #pragma unroll
     for (int j = 0; j < FQ; j++) {
         pbal[j] = 0;
         pq[j] = m.qid[j];
     }
-    const u32 any = pass_half<SAMPLE, NQ>(a, m, pq, w, h, row, acc, sc, pbal, pkey, mycnt, myq);
+    const u32 any = pass_half<SAMPLE, NQ>(a, lane, m, pq, w, h, row, acc, sc, pbal, pkey, mycnt, myq);
     if (any) {
         pbase = mycnt ? atomicAdd(a.count + myq, mycnt) : 0u;
         pend = true;
@@ -689,6 +692,7 @@ template <bool SAMPLE>
 __device__ void scan_tiles_stream(const ScanArgs& a) {
     extern __shared__ uint4 dsm[];
     StreamSmem& ss = reinterpret_cast<StreamSmem*>(dsm)[threadIdx.x >> 5];
+    const u32 lane = lane_id();
     const u32 warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     const u32 nwarps = (gridDim.x * blockDim.x) >> 5;
     const u32 total = a.tiles[a.L];
@@ -708,7 +712,7 @@ __device__ void scan_tiles_stream(const ScanArgs& a) {
         unit_fetch<SAMPLE>(a, pre, t, qc, total);
     }
     auto issue = [&](const Meta& m, u32 x, u32 st) {
-        stage_half(a, nc, ss, m.uni, m.wbase, x, st);
+        stage_half(a, nc, lane, ss, m.uni, m.wbase, x, st);
         cp_commit();
     };
     u32 cb = 0, hcur = 2 * ss.meta[0].nwt, hx = 0, sidx = 0;
@@ -722,7 +726,7 @@ __device__ void scan_tiles_stream(const ScanArgs& a) {
     for (int j = 0; j < FQ; j++) { pbal[j] = 0; pq[j] = 0; pkey[j] = 0; }
     auto flush = [&]() {
         if (!pend) return;
-        flush_appends<SAMPLE, FQ>(a, pq, pbal, pkey, pbase);
+        flush_appends<SAMPLE, FQ>(a, lane, pq, pbal, pkey, pbase);
         pend = false;
     };
 #pragma unroll 1
