@@ -786,6 +786,51 @@ mod tests {
         }
     }
 
+    /// The launch's parameter pointers are the fields, in the signature's order, each
+    /// pointing at the field's own bytes (what the driver copies).
+    #[test]
+    fn param_ptrs_point_at_each_field_in_order() {
+        let g = GroupAll {
+            lists: 0x1111_0000_0000_0001,
+            npairs: 2,
+            list_nw: 0x3333_0000_0000_0003,
+            L: 4,
+            tw: 5,
+            se: 6,
+            cnt_g: 7,
+            fill_g: 8,
+            smem_counts: 9,
+            pair_start: 10,
+            tile_start: 11,
+            stile_start: 12,
+            list_pairs: 13,
+            tbucket: 14,
+            sbucket: 15,
+            zero: 16,
+            nzero: 17,
+        };
+        let ptrs = g.param_ptrs();
+        assert_eq!(ptrs.len(), GroupAll::PARAMS.len());
+        let read = |i: usize| -> u64 {
+            let n = GroupAll::PARAMS[i].1;
+            // SAFETY: each pointer addresses a live field of `g` of PARAMS[i].1 bytes.
+            let b = unsafe { std::slice::from_raw_parts(ptrs[i] as *const u8, n) };
+            b.iter().rev().fold(0u64, |v, &x| v << 8 | x as u64)
+        };
+        let want = [0x1111_0000_0000_0001, 2, 0x3333_0000_0000_0003, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17];
+        for (i, w) in want.iter().enumerate() {
+            assert_eq!(read(i), *w, "parameter {i} ({})", GroupAll::PARAMS[i].0);
+        }
+        // A by-value struct is one parameter: its bytes, padding zero.
+        let s = ScanArgs { codes: 1, nc: 2, qscale: 3, ..Default::default() };
+        let p = s.param_ptrs();
+        assert_eq!(p.len(), 1);
+        // SAFETY: the pointer addresses `s`, size_of::<ScanArgs>() bytes.
+        let b = unsafe { std::slice::from_raw_parts(p[0] as *const u8, size_of::<ScanArgs>()) };
+        assert_eq!(b, bytemuck::bytes_of(&s));
+        assert_eq!(&b[8..16], &[2, 0, 0, 0, 0, 0, 0, 0], "nc then explicit zero padding");
+    }
+
     #[test]
     fn probed_offset_reads_ld_param() {
         let ptx = "\tld.param.u64 \t%rd2, [silica_offset_S_a_param_0];\n\tld.param.u32 \t%r1, [silica_offset_S_b_param_0+8];\n";
