@@ -16,6 +16,12 @@
 //! definition). Resident tensors are read-only to searches and complete before `upload`
 //! returns, so every lane reads them without further ordering. Scratch buffers of the
 //! scan are kept between calls (per lane, under its workspace lock) and only grow.
+//!
+//! The device interface is typed: every kernel is a `KernelId` (kernels.rs: one table of
+//! entry names and stage files), every launch passes that kernel's argument struct
+//! (args.rs, whose layouts the tests check against the kernels under NVRTC), and the
+//! scan's choices (which `scan_kernel<Pipe, SAMPLE>` instantiation, grids, shared memory,
+//! buffer sizes) are a `ScanPlan` (scan_plan.rs) computed on the host before any launch.
 
 mod args;
 mod build;
