@@ -14,6 +14,8 @@
 //    too high (fewer than K0 candidates) or the buffer overflowed, the block recomputes
 //    the query's rows itself and selects exactly (radix select over recomputed keys),
 //    so the result never depends on the sample.
+// The host's ScanPlan (crates/cuda/src/scan_plan.rs) picks the path (2-4: the instantiation
+// of scan_kernel<Pipe, SAMPLE> below), grids, shared memory and buffer sizes.
 #include "common.cuh"
 #include "select.cuh"
 
@@ -95,6 +97,8 @@ extern "C" __global__ void __launch_bounds__(1024) group_all(const u32* __restri
 // not wait for it. samp_count / samp_masked must be zero on entry (scan_threshold resets
 // them after use).
 // ---------------------------------------------------------------------------------
+// PrepArgs, ScanArgs and SelectArgs are passed by value; their Rust mirrors (crates/cuda/src/
+// args.rs, padding as explicit fields) are checked against these layouts under NVRTC.
 struct PrepArgs {
     const u32* lists;
     const u32* list_nw;
@@ -343,14 +347,19 @@ __device__ void scan_tiles_generic(const ScanArgs& a) {
 }
 
 // ---------------------------------------------------------------------------------
-// Fast path (D <= 128): per warp, a 3-stage cp.async pipeline streams the tile's 32-row
-// halves (4 KiB each) into shared memory, two halves in flight while one is scored; the
-// tile's masks, thresholds and query codes are staged once per tile. Queries of a list
-// go in chunks of 4 (remainders of 1 or 2 run narrower): the dp4a chains of a chunk are
-// independent, with no per-query branch before the arithmetic (rows no query wants are
-// neither loaded nor scored, and a half no query wants is skipped). Appends of a half are
-// reserved with one atomic round for all queries, and written one half later, so the
-// atomic's latency overlaps the next half's work.
+// Pipelined paths (D <= 128): per warp, a 3-stage cp.async pipeline streams 32-row
+// halves (4 KiB each) into shared memory, two halves in flight while one is scored.
+// Queries of a list go in chunks of 4 (remainders of 1 or 2 run narrower): the dp4a
+// chains of a chunk are independent, with no per-query branch before the arithmetic
+// (rows no query wants are neither loaded nor scored, and a half no query wants is
+// skipped). Appends of a half are reserved with one atomic round for all queries, and
+// written one half later, so the atomic's latency overlaps the next half's work.
+// Fast: one pipeline per tile, the tile's masks, thresholds and query codes staged once
+// per tile. Stream: one pipeline across a warp's tiles (below). The pieces both share
+// (stage_half, dot_half, pass_half, flush_appends, WITH_NQ) are templates on the shared
+// memory layout, so each path keeps its own layout and register footprint (the stream
+// path's PTX is the hand-written one's, instruction for instruction; a per-chunk metadata
+// helper shared by reference reordered it and cost the sample kernel 2 registers).
 // ---------------------------------------------------------------------------------
 #define FS 3   // pipeline stages
 #define FTW 4  // max words per tile on the fast path
@@ -374,6 +383,97 @@ __device__ __noinline__ bool verify_row(const ScanArgs& a, u32 plan_off, u32 row
     return plan_match(plan_at(a.plan_words, plan_off), a.attr_vals, a.attr_off, row);
 }
 
+// cp.async of half x (word x >> 1, rows 32 (x & 1) ..) into stage st of s (a WarpSmem or
+// StreamSmem): the rows some query of the chunk wants (uni: union of their mask words).
+// The caller commits the group.
+template <class S>
+__device__ __forceinline__ void stage_half(const ScanArgs& a, u32 nc, u32 lane, S& s, const u64* uni, u64 wbase, u32 x, u32 st) {
+    const u32 w = x >> 1, h = x & 1;
+    const u32 u = (u32)(uni[w] >> (32 * h));
+    if ((u >> lane) & 1u) {
+        const u32 row = (u32)((wbase + w) * 64 + 32 * h + lane);
+        const uint4* src = il_chunk(a.codes, nc, row, 0);
+#pragma unroll
+        for (int c = 0; c < 8; c++)
+            if ((u32)c < nc) cp_async16(&s.stage[st][c * 32 + lane], src + c * 32);
+        cp_async4(&s.sscale[st][lane], a.scale + row);
+    }
+}
+
+// Dot products of the half staged in stage st of s (WarpSmem or StreamSmem) with the NQ
+// query codes of m (WarpSmem or Meta); sc = the lane's row scale.
+template <int NQ, class S, class M>
+__device__ __forceinline__ void dot_half(u32 nc, u32 lane, const S& s, const M& m, u32 st, int (&acc)[NQ], float& sc) {
+#pragma unroll
+    for (int j = 0; j < NQ; j++) acc[j] = 0;
+#pragma unroll
+    for (int c = 0; c < 8; c++) {
+        if ((u32)c < nc) {
+            const uint4 v = s.stage[st][c * 32 + lane];
+#pragma unroll
+            for (int j = 0; j < NQ; j++) acc[j] = dot16(v, m.q[j][c], acc[j]);
+        }
+    }
+    sc = s.sscale[st][lane];
+}
+
+// The rows of the half (word w, half h, the lane's `row`) that pass for each of the NQ
+// queries qj of m (mask bit, threshold on the main pass, exact filter): ballots in pbal,
+// the lane's keys in pkey; lane j's mycnt and myq = passing rows of query j, and qj[j].
+// Returns the union of the ballots.
+template <bool SAMPLE, int NQ, class M>
+__device__ __forceinline__ u32 pass_half(const ScanArgs& a, u32 lane, const M& m, const u32* qj, u32 w, u32 h, u32 row,
+                                         const int (&acc)[NQ], float sc, u32* pbal, u64* pkey, u32& mycnt, u32& myq) {
+    u32 any = 0;
+#pragma unroll
+    for (int j = 0; j < NQ; j++) {
+        const bool bit = (u32)(m.msk[j][w] >> (32 * h)) >> lane & 1u;
+        const float s = metric_score(acc[j], sc, a.bias, row, a.qscale, qj[j]);
+        const u32 fk = fkey(s);
+        bool pass = bit && (SAMPLE || fk >= m.tk[j]);
+        const u32 po = m.plan[j];
+        if (po != NO_PLAN && __any_sync(FULL_MASK, pass)) pass = pass && verify_row(a, po, row);
+        const u32 bal = __ballot_sync(FULL_MASK, pass);
+        pbal[j] = bal;
+        pkey[j] = SAMPLE ? (u64)fk : make_key(s, row);
+        if (lane == (u32)j) { mycnt = __popc(bal); myq = qj[j]; }
+        any |= bal;
+    }
+    return any;
+}
+
+// Writes the appends pass_half left pending for N queries qj: lane j's pbase is the base
+// its atomic reserved for query j; slots past the buffer are dropped (counted only).
+template <bool SAMPLE, int N>
+__device__ __forceinline__ void flush_appends(const ScanArgs& a, u32 lane, const u32* qj, const u32* pbal, const u64* pkey,
+                                              u32 pbase) {
+#pragma unroll
+    for (int j = 0; j < N; j++) {
+        const u32 base = __shfl_sync(FULL_MASK, pbase, j);
+        if ((pbal[j] >> lane) & 1u) {
+            const u32 pos = base + __popc(pbal[j] & lanemask_lt());
+            if (pos < a.cap) {
+                if (SAMPLE) ((u32*)a.buf)[(u64)qj[j] * a.cap + pos] = (u32)pkey[j];
+                else ((u64*)a.buf)[(u64)qj[j] * a.cap + pos] = pkey[j];
+            }
+        }
+    }
+}
+
+// The statement for a chunk of nq queries with NQ_ = its chain width, 1, 2 or 4 (3 runs
+// as 4; more widths thrash the instruction cache, notes/cuda-perf.md run 2).
+#define WITH_NQ(nq, ...)                  \
+    if ((nq) == 1) {                      \
+        constexpr int NQ_ = 1;            \
+        __VA_ARGS__;                      \
+    } else if ((nq) == 2) {               \
+        constexpr int NQ_ = 2;            \
+        __VA_ARGS__;                      \
+    } else {                              \
+        constexpr int NQ_ = 4;            \
+        __VA_ARGS__;                      \
+    }
+
 template <bool SAMPLE, int NQ>
 __device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 wbase, u32 nwt) {
     const u32 lane = lane_id();
@@ -386,19 +486,7 @@ __device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 w
 #pragma unroll
     for (int j = 0; j < NQ; j++) if (lane == (u32)j) myq = qj[j];
     auto issue = [&](u32 x) {
-        if (x < H) {
-            const u32 w = x >> 1, h = x & 1;
-            const u32 uni = (u32)(ws.uni[w] >> (32 * h));
-            if ((uni >> lane) & 1u) {
-                const u32 row = (u32)((wbase + w) * 64 + 32 * h + lane);
-                const u32 st = x % FS;
-                const uint4* src = il_chunk(a.codes, nc, row, 0);
-#pragma unroll
-                for (int c = 0; c < 8; c++)
-                    if ((u32)c < nc) cp_async16(&ws.stage[st][c * 32 + lane], src + c * 32);
-                cp_async4(&ws.sscale[st][lane], a.scale + row);
-            }
-        }
+        if (x < H) stage_half(a, nc, lane, ws, ws.uni, wbase, x, x % FS);
         cp_commit();
     };
     // Appends of the previous half, waiting for their reserved bases.
@@ -408,17 +496,7 @@ __device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 w
     u64 pkey[NQ];
     auto flush = [&]() {
         if (!pend) return;
-#pragma unroll
-        for (int j = 0; j < NQ; j++) {
-            const u32 base = __shfl_sync(FULL_MASK, pbase, j);
-            if ((pbal[j] >> lane) & 1u) {
-                const u32 pos = base + __popc(pbal[j] & lanemask_lt());
-                if (pos < a.cap) {
-                    if (SAMPLE) ((u32*)a.buf)[(u64)qj[j] * a.cap + pos] = (u32)pkey[j];
-                    else ((u64*)a.buf)[(u64)qj[j] * a.cap + pos] = pkey[j];
-                }
-            }
-        }
+        flush_appends<SAMPLE, NQ>(a, lane, qj, pbal, pkey, pbase);
         pend = false;
     };
     issue(0);
@@ -434,33 +512,10 @@ __device__ __forceinline__ void fast_tile(const ScanArgs& a, WarpSmem& ws, u64 w
         const u32 st = x % FS;
         const u32 row = (u32)((wbase + w) * 64 + 32 * h + lane);
         int acc[NQ];
-#pragma unroll
-        for (int j = 0; j < NQ; j++) acc[j] = 0;
-#pragma unroll
-        for (int c = 0; c < 8; c++) {
-            if ((u32)c < nc) {
-                const uint4 v = ws.stage[st][c * 32 + lane];
-#pragma unroll
-                for (int j = 0; j < NQ; j++) acc[j] = dot16(v, ws.q[j][c], acc[j]);
-            }
-        }
-        const float sc = ws.sscale[st][lane];
-        u32 mycnt = 0;
-        u32 any = 0;
-#pragma unroll
-        for (int j = 0; j < NQ; j++) {
-            const bool bit = (u32)(ws.msk[j][w] >> (32 * h)) >> lane & 1u;
-            const float s = metric_score(acc[j], sc, a.bias, row, a.qscale, qj[j]);
-            const u32 fk = fkey(s);
-            bool pass = bit && (SAMPLE || fk >= ws.tk[j]);
-            const u32 po = ws.plan[j];
-            if (po != NO_PLAN && __any_sync(FULL_MASK, pass)) pass = pass && verify_row(a, po, row);
-            const u32 bal = __ballot_sync(FULL_MASK, pass);
-            pbal[j] = bal;
-            pkey[j] = SAMPLE ? (u64)fk : make_key(s, row);
-            if (lane == (u32)j) mycnt = __popc(bal);
-            any |= bal;
-        }
+        float sc;
+        dot_half<NQ>(nc, lane, ws, ws, st, acc, sc);
+        u32 mycnt = 0, unused;
+        const u32 any = pass_half<SAMPLE, NQ>(a, lane, ws, qj, w, h, row, acc, sc, pbal, pkey, mycnt, unused);
         if (any) {
             // One atomic round reserves the slots of every query of the chunk.
             pbase = mycnt ? atomicAdd(a.count + myq, mycnt) : 0u;
@@ -517,9 +572,7 @@ __device__ void scan_tiles_fast(const ScanArgs& a) {
             }
             if (SAMPLE && lane < nq && ws.msk[lane][0]) atomicAdd(a.masked + ws.qid[lane], (u32)__popcll(ws.msk[lane][0]));
             __syncwarp();
-            if (nq == 1) fast_tile<SAMPLE, 1>(a, ws, T.wbase, T.nwt);
-            else if (nq == 2) fast_tile<SAMPLE, 2>(a, ws, T.wbase, T.nwt);
-            else fast_tile<SAMPLE, 4>(a, ws, T.wbase, T.nwt);
+            WITH_NQ(nq, fast_tile<SAMPLE, NQ_>(a, ws, T.wbase, T.nwt));
             __syncwarp();
         }
     }
@@ -620,37 +673,15 @@ __device__ __forceinline__ void stream_half(const ScanArgs& a, const StreamSmem&
     if (uni == 0) return;  // warp-uniform
     const u32 row = (u32)((m.wbase + w) * 64 + 32 * h + lane);
     int acc[NQ];
-#pragma unroll
-    for (int j = 0; j < NQ; j++) acc[j] = 0;
-#pragma unroll
-    for (int c = 0; c < 8; c++) {
-        if ((u32)c < a.nc) {
-            const uint4 v = ss.stage[st][c * 32 + lane];
-#pragma unroll
-            for (int j = 0; j < NQ; j++) acc[j] = dot16(v, m.q[j][c], acc[j]);
-        }
-    }
-    const float sc = ss.sscale[st][lane];
-    u32 mycnt = 0, myq = 0, any = 0;
+    float sc;
+    dot_half<NQ>(a.nc, lane, ss, m, st, acc, sc);
+    u32 myq = 0, mycnt = 0;
 #pragma unroll
     for (int j = 0; j < FQ; j++) {
         pbal[j] = 0;
         pq[j] = m.qid[j];
     }
-#pragma unroll
-    for (int j = 0; j < NQ; j++) {
-        const bool bit = (u32)(m.msk[j][w] >> (32 * h)) >> lane & 1u;
-        const float s = metric_score(acc[j], sc, a.bias, row, a.qscale, pq[j]);
-        const u32 fk = fkey(s);
-        bool pass = bit && (SAMPLE || fk >= m.tk[j]);
-        const u32 po = m.plan[j];
-        if (po != NO_PLAN && __any_sync(FULL_MASK, pass)) pass = pass && verify_row(a, po, row);
-        const u32 bal = __ballot_sync(FULL_MASK, pass);
-        pbal[j] = bal;
-        pkey[j] = SAMPLE ? (u64)fk : make_key(s, row);
-        if (lane == (u32)j) { mycnt = __popc(bal); myq = pq[j]; }
-        any |= bal;
-    }
+    const u32 any = pass_half<SAMPLE, NQ>(a, lane, m, pq, w, h, row, acc, sc, pbal, pkey, mycnt, myq);
     if (any) {
         pbase = mycnt ? atomicAdd(a.count + myq, mycnt) : 0u;
         pend = true;
@@ -681,16 +712,7 @@ __device__ void scan_tiles_stream(const ScanArgs& a) {
         unit_fetch<SAMPLE>(a, pre, t, qc, total);
     }
     auto issue = [&](const Meta& m, u32 x, u32 st) {
-        const u32 w = x >> 1, h = x & 1;
-        const u32 uni = (u32)(m.uni[w] >> (32 * h));
-        if ((uni >> lane) & 1u) {
-            const u32 row = (u32)((m.wbase + w) * 64 + 32 * h + lane);
-            const uint4* src = il_chunk(a.codes, nc, row, 0);
-#pragma unroll
-            for (int c = 0; c < 8; c++)
-                if ((u32)c < nc) cp_async16(&ss.stage[st][c * 32 + lane], src + c * 32);
-            cp_async4(&ss.sscale[st][lane], a.scale + row);
-        }
+        stage_half(a, nc, lane, ss, m.uni, m.wbase, x, st);
         cp_commit();
     };
     u32 cb = 0, hcur = 2 * ss.meta[0].nwt, hx = 0, sidx = 0;
@@ -704,17 +726,7 @@ __device__ void scan_tiles_stream(const ScanArgs& a) {
     for (int j = 0; j < FQ; j++) { pbal[j] = 0; pq[j] = 0; pkey[j] = 0; }
     auto flush = [&]() {
         if (!pend) return;
-#pragma unroll
-        for (int j = 0; j < FQ; j++) {
-            const u32 base = __shfl_sync(FULL_MASK, pbase, j);
-            if ((pbal[j] >> lane) & 1u) {
-                const u32 pos = base + __popc(pbal[j] & lanemask_lt());
-                if (pos < a.cap) {
-                    if (SAMPLE) ((u32*)a.buf)[(u64)pq[j] * a.cap + pos] = (u32)pkey[j];
-                    else ((u64*)a.buf)[(u64)pq[j] * a.cap + pos] = pkey[j];
-                }
-            }
-        }
+        flush_appends<SAMPLE, FQ>(a, lane, pq, pbal, pkey, pbase);
         pend = false;
     };
 #pragma unroll 1
@@ -740,10 +752,7 @@ __device__ void scan_tiles_stream(const ScanArgs& a) {
         cp_wait<2>();  // half hx has landed
         flush();
         const Meta& m = ss.meta[cb];
-        const u32 nq = m.nq;
-        if (nq == 1) stream_half<SAMPLE, 1>(a, ss, m, hx, sidx, pbal, pkey, pq, pbase, pend);
-        else if (nq == 2) stream_half<SAMPLE, 2>(a, ss, m, hx, sidx, pbal, pkey, pq, pbase, pend);
-        else stream_half<SAMPLE, 4>(a, ss, m, hx, sidx, pbal, pkey, pq, pbase, pend);
+        WITH_NQ(m.nq, stream_half<SAMPLE, NQ_>(a, ss, m, hx, sidx, pbal, pkey, pq, pbase, pend));
         hx++;
         sidx = sidx + 1 == FS ? 0 : sidx + 1;
         if (hx == hcur) {
@@ -758,34 +767,35 @@ __device__ void scan_tiles_stream(const ScanArgs& a) {
     cp_wait<0>();
 }
 
-extern "C" __global__ void __launch_bounds__(256, 2) scan_sample_stream(ScanArgs a) {
-    pdl_wait();
-    pdl_trigger();  // persistent, fully resident grid
-    scan_tiles_stream<true>(a); }
-extern "C" __global__ void __launch_bounds__(256, 2) scan_main_stream(ScanArgs a) {
-    pdl_wait();
-    pdl_trigger();  // persistent, fully resident grid
-    scan_tiles_stream<false>(a); }
-extern "C" __global__ void stream_smem_size(u32* out) { *out = (u32)sizeof(StreamSmem); }
+// ---------------------------------------------------------------------------------
+// The scan kernel template. Policies: the pipeline P (how a tile's rows reach the dot
+// products: Generic, any D, codes straight from global; Fast, per-tile cp.async
+// pipeline, D <= 128; Stream, one pipeline across tiles, D <= 128) and the pass SAMPLE
+// (sample: every se-th word, u32 order keys of the rows that pass, masked-row counts;
+// main: every tile, threshold test, u64 keys). Each instantiation is one extern "C"
+// entry below (the names the host launches); all take ScanArgs by value, 256 threads,
+// a persistent grid; Fast / Stream take 8 * warp_smem_size / stream_smem_size bytes of
+// dynamic shared memory.
+// ---------------------------------------------------------------------------------
+enum class Pipe { Generic, Fast, Stream };
 
-extern "C" __global__ void __launch_bounds__(256) scan_sample(ScanArgs a) {
+template <Pipe P, bool SAMPLE>
+__device__ __forceinline__ void scan_kernel(const ScanArgs& a) {
     pdl_wait();
     pdl_trigger();  // persistent, fully resident grid
-    scan_tiles_generic<true>(a); }
-extern "C" __global__ void __launch_bounds__(256) scan_main(ScanArgs a) {
-    pdl_wait();
-    pdl_trigger();  // persistent, fully resident grid
-    scan_tiles_generic<false>(a); }
-// Fast path: 256 threads, dynamic shared memory 8 * sizeof(WarpSmem); nc <= 8, tw <= FTW.
-extern "C" __global__ void __launch_bounds__(256, 2) scan_sample_fast(ScanArgs a) {
-    pdl_wait();
-    pdl_trigger();  // persistent, fully resident grid
-    scan_tiles_fast<true>(a); }
-extern "C" __global__ void __launch_bounds__(256, 2) scan_main_fast(ScanArgs a) {
-    pdl_wait();
-    pdl_trigger();  // persistent, fully resident grid
-    scan_tiles_fast<false>(a); }
+    if constexpr (P == Pipe::Generic) scan_tiles_generic<SAMPLE>(a);
+    else if constexpr (P == Pipe::Fast) scan_tiles_fast<SAMPLE>(a);
+    else scan_tiles_stream<SAMPLE>(a);
+}
+
+extern "C" __global__ void __launch_bounds__(256) scan_sample(ScanArgs a) { scan_kernel<Pipe::Generic, true>(a); }
+extern "C" __global__ void __launch_bounds__(256) scan_main(ScanArgs a) { scan_kernel<Pipe::Generic, false>(a); }
+extern "C" __global__ void __launch_bounds__(256, 2) scan_sample_fast(ScanArgs a) { scan_kernel<Pipe::Fast, true>(a); }
+extern "C" __global__ void __launch_bounds__(256, 2) scan_main_fast(ScanArgs a) { scan_kernel<Pipe::Fast, false>(a); }
+extern "C" __global__ void __launch_bounds__(256, 2) scan_sample_stream(ScanArgs a) { scan_kernel<Pipe::Stream, true>(a); }
+extern "C" __global__ void __launch_bounds__(256, 2) scan_main_stream(ScanArgs a) { scan_kernel<Pipe::Stream, false>(a); }
 extern "C" __global__ void warp_smem_size(u32* out) { *out = (u32)sizeof(WarpSmem); }
+extern "C" __global__ void stream_smem_size(u32* out) { *out = (u32)sizeof(StreamSmem); }
 
 // Per query (one block of 1024): the threshold key for scan_main. M = masked rows of the
 // query (popcount of its mask words); the sample saw `ms` masked rows of which `ps`

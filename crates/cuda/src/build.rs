@@ -20,7 +20,9 @@
 //!   the counts, applied on the device), unit-norm centroids. Centroids agree with the
 //!   CPU only within a tolerance (f32 sums in another order).
 
-use super::device::{A, DBuf, Dev, drv};
+use super::args::*;
+use super::device::{DBuf, Dev, Launch, drv};
+use super::kernels::KernelId as K;
 use cudarc::driver::{CudaEvent, CudaStream, PinnedHostSlice};
 use rand::{Rng, SeedableRng, seq::index::sample};
 use rand_chacha::ChaCha8Rng;
@@ -166,21 +168,16 @@ impl CudaCompute {
             unsafe { cudarc::driver::result::memcpy_htod_async(st.dev[b].ptr(), &*host, copy) }.map_err(drv)?;
             st.uploaded[b].record(&self.copy).map_err(drv)?;
             dev.stream.wait(&st.uploaded[b]).map_err(drv)?;
-            dev.launch(
-                "assign_i8",
-                (n.div_ceil(TILE) as u32, 1, 1),
-                256,
-                0,
-                &[
-                    A::U64(st.dev[b].ptr()),
-                    A::U32(n as u32),
-                    A::U64(cbuf.ptr()),
-                    A::U64(sbuf.ptr()),
-                    A::U32(l as u32),
-                    A::U32(nw as u32),
-                    A::U64(out.ptr() + 4 * row0 as u64),
-                ],
-            )?;
+            let args = AssignI8 {
+                rows: st.dev[b].ptr(),
+                nr: n as u32,
+                cent: cbuf.ptr(),
+                cscale: sbuf.ptr(),
+                L: l as u32,
+                nw: nw as u32,
+                out: out.ptr() + 4 * row0 as u64,
+            };
+            dev.launch(K::AssignI8, Launch::new(n.div_ceil(TILE) as u32, 256, 0), &args)?;
             st.consumed[b].record(&dev.stream).map_err(drv)?;
         }
         let res = dev.download(&out, r)?;
@@ -242,13 +239,8 @@ impl CudaCompute {
             Some(sub) => {
                 let ib = dev.upload(sub)?;
                 xs_own = dev.alloc::<f32>(m2 * dp)?;
-                dev.launch(
-                    "gather_rows",
-                    (m2 as u32, 1, 1),
-                    128,
-                    0,
-                    &[A::U64(xb.ptr()), A::U64(ib.ptr()), A::U32(m2 as u32), A::U32(dpu), A::U64(xs_own.ptr())],
-                )?;
+                let args = GatherRows { src: xb.ptr(), idx: ib.ptr(), count: m2 as u32, dp: dpu, out: xs_own.ptr() };
+                dev.launch(K::GatherRows, Launch::new(m2 as u32, 128, 0), &args)?;
                 &xs_own
             }
         };
@@ -260,44 +252,38 @@ impl CudaCompute {
         let ub = dev.upload(&u)?;
         for j in 0..k {
             if j > 0 {
-                dev.launch(
-                    "pp_pick",
-                    (1, 1, 1),
-                    1024,
-                    0,
-                    &[
-                        A::U64(best.ptr()),
-                        A::U64(partial.ptr()),
-                        A::U32(nb as u32),
-                        A::U32(m2 as u32),
-                        A::U64(ub.ptr()),
-                        A::U32(j as u32),
-                        A::U64(picks.ptr()),
-                    ],
-                )?;
+                let args = PpPick {
+                    best: best.ptr(),
+                    partial: partial.ptr(),
+                    nb: nb as u32,
+                    m: m2 as u32,
+                    u: ub.ptr(),
+                    j: j as u32,
+                    picks: picks.ptr(),
+                };
+                dev.launch(K::PpPick, Launch::new(1, 1024, 0), &args)?;
             }
             if j + 1 < k {
-                dev.launch(
-                    "pp_update",
-                    (nb as u32, 1, 1),
-                    256,
-                    0,
-                    &[
-                        A::U64(xs.ptr()),
-                        A::U32(m2 as u32),
-                        A::U32(dpu),
-                        A::U64(picks.ptr()),
-                        A::U32(j as u32),
-                        A::U64(best.ptr()),
-                        A::U64(partial.ptr()),
-                    ],
-                )?;
+                let args = PpUpdate {
+                    xs: xs.ptr(),
+                    m: m2 as u32,
+                    dp: dpu,
+                    picks: picks.ptr(),
+                    j: j as u32,
+                    best: best.ptr(),
+                    partial: partial.ptr(),
+                };
+                dev.launch(K::PpUpdate, Launch::new(nb as u32, 256, 0), &args)?;
             }
         }
         let kp = round_up(k, TILE);
         let c = dev.alloc::<f32>(kp * dp)?;
         dev.fill_u32(c.ptr(), 0, kp * dp)?;
-        dev.launch("gather_rows", (ku, 1, 1), 128, 0, &[A::U64(xs.ptr()), A::U64(picks.ptr()), A::U32(ku), A::U32(dpu), A::U64(c.ptr())])?;
+        dev.launch(
+            K::GatherRows,
+            Launch::new(ku, 128, 0),
+            &GatherRows { src: xs.ptr(), idx: picks.ptr(), count: ku, dp: dpu, out: c.ptr() },
+        )?;
         drop((best, partial, ub));
 
         // Lloyd iterations.
@@ -310,59 +296,25 @@ impl CudaCompute {
         let bits = 40.min(62 - (usize::BITS - m.leading_zeros()) as i32);
         let fx = (2f64).powi(bits);
         for _ in 0..p.iters {
-            dev.launch(
-                "km_assign",
-                (m.div_ceil(TILE) as u32, 1, 1),
-                256,
-                0,
-                &[A::U64(xb.ptr()), A::U32(mu), A::U64(c.ptr()), A::U32(ku), A::U32(dpu), A::U64(a.ptr())],
-            )?;
+            let args = KmAssign { x: xb.ptr(), m: mu, c: c.ptr(), k: ku, nw: dpu, out: a.ptr() };
+            dev.launch(K::KmAssign, Launch::new(m.div_ceil(TILE) as u32, 256, 0), &args)?;
             dev.fill_u32(sums.ptr(), 0, 2 * k * dp)?;
             dev.fill_u32(counts.ptr(), 0, k)?;
-            dev.launch(
-                "km_accum",
-                (m.div_ceil(16) as u32, 1, 1),
-                128,
-                0,
-                &[
-                    A::U64(xb.ptr()),
-                    A::U64(a.ptr()),
-                    A::U32(mu),
-                    A::U32(du),
-                    A::U32(dpu),
-                    f32_arg(fx as f32),
-                    A::U64(sums.ptr()),
-                    A::U64(counts.ptr()),
-                ],
-            )?;
+            let args = KmAccum { x: xb.ptr(), a: a.ptr(), m: mu, d: du, dp: dpu, fx: fx as f32, sums: sums.ptr(), counts: counts.ptr() };
+            dev.launch(K::KmAccum, Launch::new(m.div_ceil(16) as u32, 128, 0), &args)?;
             let mut cnt: Vec<u32> = dev.download(&counts, k)?;
             let pairs = repair_plan(&mut cnt);
-            dev.launch(
-                "km_to_f32",
-                (((k * dp).div_ceil(256)).min(65535) as u32, 1, 1),
-                256,
-                0,
-                &[A::U64(sums.ptr()), A::U64((k * dp) as u64), f64_arg(1.0 / fx), A::U64(fs.ptr())],
-            )?;
+            let args = KmToF32 { sums: sums.ptr(), n: (k * dp) as u64, inv: 1.0 / fx, fs: fs.ptr() };
+            dev.launch(K::KmToF32, Launch::new(((k * dp).div_ceil(256)).min(65535) as u32, 256, 0), &args)?;
             if !pairs.is_empty() {
                 let pb = dev.upload(&pairs)?;
-                dev.launch(
-                    "km_split",
-                    (d.div_ceil(256) as u32, 1, 1),
-                    256,
-                    0,
-                    &[A::U64(fs.ptr()), A::U32(du), A::U32(dpu), A::U64(pb.ptr()), A::U32((pairs.len() / 2) as u32)],
-                )?;
+                let args = KmSplit { fs: fs.ptr(), d: du, dp: dpu, pairs: pb.ptr(), np: (pairs.len() / 2) as u32 };
+                dev.launch(K::KmSplit, Launch::new(d.div_ceil(256) as u32, 256, 0), &args)?;
                 dev.sync()?; // `pb` is freed on return
             }
             dev.write(&after, &cnt)?;
-            dev.launch(
-                "km_normalize",
-                (k.div_ceil(8) as u32, 1, 1),
-                256,
-                0,
-                &[A::U64(fs.ptr()), A::U64(after.ptr()), A::U32(ku), A::U32(du), A::U32(dpu), A::U64(c.ptr())],
-            )?;
+            let args = KmNormalize { fs: fs.ptr(), counts: after.ptr(), k: ku, d: du, dp: dpu, c: c.ptr() };
+            dev.launch(K::KmNormalize, Launch::new(k.div_ceil(8) as u32, 256, 0), &args)?;
             progress();
         }
         let cp = dev.download(&c, k * dp)?;
@@ -427,13 +379,6 @@ fn repair_plan(cnt: &mut [u32]) -> Vec<u32> {
         pairs.extend([j as u32, big as u32]);
     }
     pairs
-}
-
-fn f32_arg(v: f32) -> A {
-    A::Bytes(v.to_ne_bytes().to_vec())
-}
-fn f64_arg(v: f64) -> A {
-    A::Bytes(v.to_ne_bytes().to_vec())
 }
 
 fn bytemuck_i8(v: &[i8]) -> &[u8] {

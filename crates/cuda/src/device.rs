@@ -2,10 +2,11 @@
 //! backend and one stream per search lane ([`Dev::fork`]), typed buffers with their raw device pointers, kernel handles
 //! (NVRTC-compiled once per process) and raw launches.
 
+use super::args::KernelArgs;
+use super::kernels::KernelId;
 use super::nvrtc;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr, sys};
 use silica_core::error::{Error, Result};
-use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::Arc;
 
@@ -41,23 +42,42 @@ pub(crate) fn stage_bytes() -> usize {
     *B.get_or_init(|| std::env::var("SILICA_CUDA_STAGE_BYTES").ok().and_then(|v| v.parse().ok()).filter(|&b| b > 0).unwrap_or(64 << 20))
 }
 
-/// A kernel argument, passed by value.
-pub(crate) enum A {
-    U32(u32),
-    U64(u64),
-    Bytes(Vec<u8>),
+/// Device address of `b`, or 0 (a null pointer argument) when absent.
+pub(crate) fn ptr_or_null<T>(b: Option<&DBuf<T>>) -> u64 {
+    b.map_or(0, |b| b.ptr())
 }
 
-/// Kernel argument from a pointer or a null pointer.
-pub(crate) fn ptr_or_null<T>(b: Option<&DBuf<T>>) -> A {
-    A::U64(b.map_or(0, |b| b.ptr()))
+/// Grid, block and dynamic shared memory of one launch; `pdl`: programmatic dependent
+/// launch (the kernel may start while its predecessor drains; it waits before reading).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Launch {
+    pub grid: (u32, u32, u32),
+    pub block: u32,
+    pub smem: u32,
+    pub pdl: bool,
+}
+
+impl Launch {
+    /// `blocks` x `block` threads with `smem` bytes, no PDL.
+    pub(crate) fn new(blocks: u32, block: u32, smem: u32) -> Launch {
+        Launch { grid: (blocks, 1, 1), block, smem, pdl: false }
+    }
+    /// A 2-D grid.
+    pub(crate) fn grid2(x: u32, y: u32, block: u32, smem: u32) -> Launch {
+        Launch { grid: (x, y, 1), block, smem, pdl: false }
+    }
+    /// The same launch with PDL allowed when `on`.
+    pub(crate) fn pdl(self, on: bool) -> Launch {
+        Launch { pdl: on, ..self }
+    }
 }
 
 /// Context, stream, kernels.
 pub struct Dev {
     pub(crate) ctx: Arc<CudaContext>,
     pub(crate) stream: Arc<CudaStream>,
-    funcs: HashMap<&'static str, CudaFunction>,
+    /// Indexed by [`KernelId`]; `None` for kernels of stage files not loaded.
+    funcs: Vec<Option<CudaFunction>>,
     _modules: Vec<Arc<CudaModule>>,
     pub(crate) sms: u32,
     pub(crate) arch: String,
@@ -65,44 +85,13 @@ pub struct Dev {
     pub(crate) cc_major: i32,
 }
 
-/// Kernels loaded from each stage file (`tests` below checks it against the sources).
-const KERNELS: &[(&str, &[&str])] = &[
-    ("probe.cu", &["probe_scores"]),
-    ("filter.cu", &["mask_offsets", "filter_mask", "bloom_full", "mask_gather", "cand_sample", "cand_compact", "post_compact"]),
-    (
-        "scan.cu",
-        &[
-            "group_all",
-            "scan_sample",
-            "scan_main",
-            "scan_sample_fast",
-            "scan_main_fast",
-            "scan_threshold",
-            "scan_select",
-            "warp_smem_size",
-            "scan_sample_stream",
-            "scan_main_stream",
-            "stream_smem_size",
-            "scan_prepare",
-            "cand_score",
-            "codes_rows",
-        ],
-    ),
-    ("select.cu", &["topk_select", "bitonic_global", "bitonic_local", "decode_sorted"]),
-    ("rerank.cu", &["rerank_scale", "rerank_refine", "rerank_model"]),
-    ("bench.cu", &["read_bw"]),
-    ("update.cu", &["copy_u64", "scatter_u64", "copy_u32", "scatter_u32"]),
-    ("kmeans.cu", &["assign_i8", "km_assign", "km_accum", "km_to_f32", "km_split", "km_normalize", "gather_rows", "pp_update", "pp_pick"]),
-    ("query.cu", &["query_prepare", "query_results"]),
-];
-
 impl Dev {
     /// GPU `ordinal` with the search kernels ([`nvrtc::SEARCH_MODULES`]).
     pub(crate) fn new(ordinal: usize) -> Result<Dev> {
         Self::open(ordinal, nvrtc::SEARCH_MODULES)
     }
 
-    /// GPU `ordinal` with the kernels of the stage files `files` (names of [`KERNELS`]).
+    /// GPU `ordinal` with the kernels of the stage files `files` (of [`nvrtc::MODULES`]).
     pub(crate) fn open(ordinal: usize, files: &[&str]) -> Result<Dev> {
         if !super::available() {
             return Err(Error::backend("cuda", "no CUDA device (libcuda cannot be loaded or no GPU is present)"));
@@ -127,13 +116,13 @@ impl Dev {
                 );
             }
         }
-        let mut funcs = HashMap::new();
+        let mut funcs = vec![None; KernelId::ALL.len()];
         let mut modules = Vec::new();
-        for (file, names) in KERNELS.iter().filter(|(f, _)| files.contains(f)) {
+        for file in nvrtc::MODULES.iter().filter(|f| files.contains(f)) {
             let ptx = nvrtc::ptx_for(file, &arch)?;
             let m = ctx.load_module(cudarc::nvrtc::Ptx::from_src(ptx)).map_err(drv)?;
-            for &name in names.iter() {
-                funcs.insert(name, m.load_function(name).map_err(drv)?);
+            for k in KernelId::in_file(file) {
+                funcs[k as usize] = Some(m.load_function(k.name()).map_err(drv)?);
             }
             modules.push(m);
         }
@@ -169,8 +158,9 @@ impl Dev {
         self.sms
     }
 
-    pub(crate) fn func(&self, name: &str) -> &CudaFunction {
-        self.funcs.get(name).unwrap_or_else(|| panic!("kernel {name} not loaded"))
+    /// The loaded kernel `k` (panics when its stage file was not loaded: a programming error).
+    pub(crate) fn func(&self, k: KernelId) -> &CudaFunction {
+        self.funcs[k as usize].as_ref().unwrap_or_else(|| panic!("kernel {} ({}) not loaded", k.name(), k.file()))
     }
 
     /// `(name, registers, local bytes per thread, static shared bytes)` of every kernel.
@@ -178,8 +168,10 @@ impl Dev {
         let mut v: Vec<_> = self
             .funcs
             .iter()
-            .map(|(n, f)| {
-                (n.to_string(), f.num_regs().unwrap_or(-1), f.local_size_bytes().unwrap_or(-1), f.shared_size_bytes().unwrap_or(-1))
+            .zip(KernelId::ALL)
+            .filter_map(|(f, k)| Some((k, f.as_ref()?)))
+            .map(|(k, f)| {
+                (k.name().to_string(), f.num_regs().unwrap_or(-1), f.local_size_bytes().unwrap_or(-1), f.shared_size_bytes().unwrap_or(-1))
             })
             .collect();
         v.sort();
@@ -322,30 +314,24 @@ impl Dev {
         unsafe { sys::cuMemsetD32Async(ptr, value, count, self.stream.cu_stream()) }.result().map_err(drv)
     }
 
-    /// Launch `name` on the stream. Empty grids are skipped.
-    pub(crate) fn launch(&self, name: &str, grid: (u32, u32, u32), block: u32, smem: u32, args: &[A]) -> Result<()> {
-        self.launch_ex(name, grid, block, smem, args, false)
-    }
-
-    /// Launch with programmatic dependent launch allowed (`pdl`): the kernel may start
-    /// while its predecessor on the stream runs; it must call `pdl_wait()` before touching
-    /// memory (every kernel launched this way does so first).
-    pub(crate) fn launch_ex(&self, name: &str, grid: (u32, u32, u32), block: u32, smem: u32, args: &[A], pdl: bool) -> Result<()> {
+    /// Launch kernel `k` with arguments `args` (its [`KernelArgs`] struct) on the stream.
+    /// Empty grids are skipped. With `l.pdl` (programmatic dependent launch) the kernel may
+    /// start while its predecessor on the stream runs; it must call `pdl_wait()` before
+    /// touching memory (every kernel launched this way does so first).
+    pub(crate) fn launch<T: KernelArgs>(&self, k: KernelId, l: Launch, args: &T) -> Result<()> {
+        assert!(T::KERNELS.contains(&k), "{} does not take {}", k.name(), std::any::type_name::<T>());
+        let (grid, block, smem) = (l.grid, l.block, l.smem);
         if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
             return Ok(());
         }
-        let f = self.func(name);
+        let f = self.func(k);
         // Any thread may call a stage: make this context current on it.
         self.ctx.bind_to_thread().map_err(drv)?;
-        let mut params: Vec<*mut c_void> = args
-            .iter()
-            .map(|a| match a {
-                A::U32(v) => v as *const u32 as *mut c_void,
-                A::U64(v) => v as *const u64 as *mut c_void,
-                A::Bytes(v) => v.as_ptr() as *mut c_void,
-            })
-            .collect();
-        if pdl {
+        // One pointer per parameter, into `args` (alive for the call; the driver copies the
+        // values at launch). Sizes and order are the kernel's (args.rs layout checks).
+        let mut params = args.param_ptrs();
+        let name = k.name();
+        if l.pdl {
             // SAFETY: plain C structs filled field by field; `params` point into `args`.
             let r = unsafe {
                 let mut attr: sys::CUlaunchAttribute = std::mem::zeroed();
@@ -367,58 +353,23 @@ impl Dev {
             };
             return r.result().map_err(|e| Error::backend("cuda", format!("launch {name}: {e:?}")));
         }
-        // SAFETY: `params` point into `args`, alive for the call; argument lists match the
-        // kernel signatures in cuda/*.cu (checked by the golden tests on a GPU).
+        // SAFETY: `params` point into `args`, alive for the call; their count and sizes are
+        // the kernel's parameters (checked under NVRTC by the args.rs tests).
         unsafe { cudarc::driver::result::launch_kernel(f.cu_function(), grid, (block, 1, 1), smem, self.stream.cu_stream(), &mut params) }
             .map_err(|e| Error::backend("cuda", format!("launch {name}: {e:?}")))
     }
 
     /// Raise a kernel's dynamic shared memory limit.
-    pub(crate) fn set_dyn_smem(&self, name: &str, bytes: u32) -> Result<()> {
-        self.func(name).set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes as i32).map_err(drv)
+    pub(crate) fn set_dyn_smem(&self, k: KernelId, bytes: u32) -> Result<()> {
+        self.func(k).set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes as i32).map_err(drv)
     }
 
-    /// Blocks of `name` (with `block` threads) resident per multiprocessor.
-    pub(crate) fn occupancy(&self, name: &str, block: u32, smem: usize) -> u32 {
-        self.func(name).occupancy_max_active_blocks_per_multiprocessor(block, smem, None).unwrap_or(1).max(1)
+    /// Blocks of `k` (with `block` threads) resident per multiprocessor.
+    pub(crate) fn occupancy(&self, k: KernelId, block: u32, smem: usize) -> u32 {
+        self.func(k).occupancy_max_active_blocks_per_multiprocessor(block, smem, None).unwrap_or(1).max(1)
     }
 
     pub(crate) fn sync(&self) -> Result<()> {
         self.stream.synchronize().map_err(drv)
-    }
-}
-
-/// `#[repr(C)]` structs passed to kernels by value, as bytes.
-pub(crate) fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
-    // SAFETY: T is a plain #[repr(C)] struct of integers (no padding is read by the kernel
-    // beyond what C++ lays out identically).
-    unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }.to_vec()
-}
-
-#[cfg(test)]
-mod tests {
-    /// Every `extern "C" __global__` kernel of a stage file is in [`super::KERNELS`] and
-    /// every listed name exists there (a missing entry would panic at its first launch).
-    #[test]
-    fn kernel_table_matches_the_sources() {
-        for (file, names) in super::KERNELS {
-            let src = super::super::nvrtc::source(file).expect("embedded source");
-            let mut found: Vec<&str> = src
-                .split("__global__")
-                .skip(1)
-                .filter_map(|rest| {
-                    // `void __launch_bounds__(1024) name(`: skip the bounds' parentheses.
-                    let head = rest.split('(').next()?;
-                    let rest = if head.trim_end().ends_with("__launch_bounds__") { rest.split_once(')')?.1 } else { rest };
-                    rest.split('(').next()?.split_whitespace().last()
-                })
-                .collect();
-            found.sort_unstable();
-            let mut want: Vec<&str> = names.to_vec();
-            want.sort_unstable();
-            assert_eq!(found, want, "{file}: kernels in the source vs the table");
-        }
-        let listed: Vec<&str> = super::KERNELS.iter().map(|(f, _)| *f).collect();
-        assert_eq!(listed, super::super::nvrtc::MODULES, "every module has a table entry");
     }
 }

@@ -11,8 +11,10 @@
 //! * [`Cuda::wait_for`] / [`Cuda::signal`] order a lane's stream against the caller's
 //!   stream with events (the same context: cudarc retains the primary context, as torch).
 
-use super::device::drv;
-use super::{A, Cuda, DBuf, DevCands, Resident};
+use super::args::{QueryPrepare, QueryResults};
+use super::device::{Launch, drv};
+use super::kernels::KernelId as K;
+use super::{Cuda, DBuf, DevCands, Resident};
 use cudarc::driver::{CudaStream, DriverError, sys};
 use silica_core::backend::{OnDevice, QueryBatch};
 use silica_core::error::{Error, Result};
@@ -171,26 +173,21 @@ impl Cuda {
         let fault = dev.alloc::<u64>(1)?;
         dev.fill_u32(fault.ptr(), u32::MAX, 2)?;
         let rows = rows.map(|r| dev.upload(r)).transpose()?;
-        dev.launch(
-            "query_prepare",
-            ((b as u32).div_ceil(128), 1, 1),
-            128,
-            0,
-            &[
-                A::U64(src.ptr),
-                A::U32(src.dtype.code()),
-                A::U64(rows.as_ref().map_or(0, |r| r.ptr())),
-                A::U32(b as u32),
-                A::U32(d as u32),
-                A::U32(nc as u32),
-                A::U32(metric_code(ix.index.metric)),
-                A::U64(p.codes.ptr()),
-                A::U64(p.scale.ptr()),
-                A::U64(p.f32.ptr()),
-                A::U64(p.sqnorm.ptr()),
-                A::U64(fault.ptr()),
-            ],
-        )?;
+        let args = QueryPrepare {
+            src: src.ptr,
+            dtype: src.dtype.code(),
+            rows: rows.as_ref().map_or(0, |r| r.ptr()),
+            B: b as u32,
+            D: d as u32,
+            nc: nc as u32,
+            metric: metric_code(ix.index.metric),
+            codes: p.codes.ptr(),
+            scale: p.scale.ptr(),
+            qf: p.f32.ptr(),
+            sqnorm: p.sqnorm.ptr(),
+            fault: fault.ptr(),
+        };
+        dev.launch(K::QueryPrepare, Launch::new((b as u32).div_ceil(128), 128, 0), &args)?;
         Ok((p, fault))
     }
 
@@ -288,23 +285,18 @@ impl Cuda {
         let w: Vec<u32> = which.iter().map(|&i| i as u32).collect();
         let wb = self.dev.upload(&w)?;
         let total = (c.b * c.k) as u64;
-        self.dev.launch(
-            "query_results",
-            (total.div_ceil(256) as u32, 1, 1),
-            256,
-            0,
-            &[
-                A::U64(c.rows.ptr()),
-                A::U64(c.scores.ptr()),
-                A::U64(c.counts.ptr()),
-                A::U32(c.k as u32),
-                A::U32(c.b as u32),
-                A::U64(wb.ptr()),
-                A::U64(srows.ptr()),
-                A::U64(out.scores),
-                A::U64(out.rows),
-            ],
-        )
+        let args = QueryResults {
+            rows: c.rows.ptr(),
+            scores: c.scores.ptr(),
+            counts: c.counts.ptr(),
+            k: c.k as u32,
+            b: c.b as u32,
+            which: wb.ptr(),
+            source_rows: srows.ptr(),
+            out_scores: out.scores,
+            out_rows: out.rows,
+        };
+        self.dev.launch(K::QueryResults, Launch::new(total.div_ceil(256) as u32, 256, 0), &args)
     }
 
     /// `items.source_rows` on the device (uploaded once per resident index, complete

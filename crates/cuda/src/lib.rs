@@ -16,14 +16,22 @@
 //! definition). Resident tensors are read-only to searches and complete before `upload`
 //! returns, so every lane reads them without further ordering. Scratch buffers of the
 //! scan are kept between calls (per lane, under its workspace lock) and only grow.
+//!
+//! The device interface is typed: every kernel is a `KernelId` (kernels.rs: one table of
+//! entry names and stage files), every launch passes that kernel's argument struct
+//! (args.rs, whose layouts the tests check against the kernels under NVRTC), and the
+//! scan's choices (which `scan_kernel<Pipe, SAMPLE>` instantiation, grids, shared memory,
+//! buffer sizes) are a `ScanPlan` (scan_plan.rs) computed on the host before any launch.
 
-pub mod args;
+mod args;
 mod build;
 mod device;
 mod devio;
+mod kernels;
 pub mod nvrtc;
 pub mod plans;
 mod resident;
+mod scan_plan;
 mod search_device;
 
 pub use build::CudaCompute;
@@ -32,8 +40,10 @@ pub use devio::{DType, DeviceQueries, DeviceResults};
 pub use resident::Resident;
 pub use search_device::SearchDevice;
 
-use args::{PrepArgs, ScanArgs, SelectArgs};
-use device::{A, bytes_of, ptr_or_null};
+use args::*;
+use device::{Launch, ptr_or_null};
+use kernels::KernelId as K;
+use scan_plan::{ScanDevice, ScanPlan, ScanShape};
 use silica_core::backend::{Backend, Candidates, Mask, Probes, QueryBatch, Rerank};
 use silica_core::error::{Error, Result};
 use silica_core::filter::Plan;
@@ -245,6 +255,24 @@ pub struct CudaInner {
     stream_smem: u32,
 }
 
+impl ScanDevice for CudaInner {
+    fn sms(&self) -> u32 {
+        self.dev.sms
+    }
+    fn blocks_per_sm(&self, k: K, block: u32, smem: usize) -> u32 {
+        self.dev.occupancy(k, block, smem)
+    }
+    fn cc_major(&self) -> i32 {
+        self.dev.cc_major
+    }
+    fn warp_smem(&self) -> u32 {
+        self.warp_smem
+    }
+    fn stream_smem(&self) -> u32 {
+        self.stream_smem
+    }
+}
+
 impl Cuda {
     /// The first GPU. Errors when none is available or the kernels fail to compile.
     pub fn new() -> Result<Cuda> {
@@ -255,21 +283,22 @@ impl Cuda {
     pub fn with_ordinal(ordinal: usize) -> Result<Cuda> {
         let dev = Dev::new(ordinal)?;
         let probe = dev.alloc::<u32>(1)?;
-        dev.launch("warp_smem_size", (1, 1, 1), 1, 0, &[A::U64(probe.ptr())])?;
+        let one = Launch::new(1, 1, 0);
+        dev.launch(K::WarpSmemSize, one, &SmemSize { out: probe.ptr() })?;
         let warp_smem = dev.download(&probe, 1)?[0];
-        for k in ["scan_sample_fast", "scan_main_fast"] {
+        for k in [K::ScanSampleFast, K::ScanMainFast] {
             dev.set_dyn_smem(k, 8 * warp_smem)?;
         }
-        dev.launch("stream_smem_size", (1, 1, 1), 1, 0, &[A::U64(probe.ptr())])?;
+        dev.launch(K::StreamSmemSize, one, &SmemSize { out: probe.ptr() })?;
         let stream_smem = dev.download(&probe, 1)?[0];
-        for k in ["scan_sample_stream", "scan_main_stream"] {
+        for k in [K::ScanSampleStream, K::ScanMainStream] {
             dev.set_dyn_smem(k, 8 * stream_smem)?;
         }
-        dev.set_dyn_smem("scan_select", MAX_SMEM_KEYS * 8)?;
-        dev.set_dyn_smem("group_all", (6 * GROUP_SMEM_LISTS + 3) * 4)?;
-        dev.set_dyn_smem("scan_prepare", (6 * GROUP_SMEM_LISTS + 3) * 4)?;
-        dev.set_dyn_smem("bitonic_local", LOCAL_SORT_KEYS * 8)?;
-        dev.set_dyn_smem("scan_threshold", THRESHOLD_SMEM_SAMPLES * 4)?;
+        dev.set_dyn_smem(K::ScanSelect, MAX_SMEM_KEYS * 8)?;
+        dev.set_dyn_smem(K::GroupAll, (6 * GROUP_SMEM_LISTS + 3) * 4)?;
+        dev.set_dyn_smem(K::ScanPrepare, (6 * GROUP_SMEM_LISTS + 3) * 4)?;
+        dev.set_dyn_smem(K::BitonicLocal, LOCAL_SORT_KEYS * 8)?;
+        dev.set_dyn_smem(K::ScanThreshold, THRESHOLD_SMEM_SAMPLES * 4)?;
         Ok(Cuda(std::sync::Arc::new(CudaInner {
             dev,
             ws: Mutex::default(),
@@ -343,7 +372,8 @@ impl Cuda {
         let n16 = ix.codes.len() / 16;
         let blocks = self.dev.sms * 8;
         let out = self.dev.alloc::<u32>(blocks as usize)?;
-        let run = || self.dev.launch("read_bw", (blocks, 1, 1), 256, 0, &[A::U64(ix.codes.ptr()), A::U64(n16 as u64), A::U64(out.ptr())]);
+        let args = ReadBw { p: ix.codes.ptr(), n: n16 as u64, out: out.ptr() };
+        let run = || self.dev.launch(K::ReadBw, Launch::new(blocks, 256, 0), &args);
         run()?;
         let mut t = Vec::new();
         for _ in 0..10 {
@@ -428,26 +458,21 @@ impl Cuda {
         let [rows, bloom, exact, seg, keys] = bufs;
         let (bias, qs) = ix.bias.as_ref().map_or((0, 0), |bb| (bb.ptr(), qs));
         let sblocks = cap.div_ceil(256).clamp(1, 64) as u32;
-        self.dev.launch(
-            "cand_score",
-            (sblocks, b as u32, 1),
-            256,
-            0,
-            &[
-                A::U64(ix.rowcodes.ptr()),
-                A::U32(ix.nc as u32),
-                A::U64(ix.scale.ptr()),
-                A::U64(qc),
-                A::U64(rows),
-                A::U64(bloom),
-                A::U64(exact),
-                A::U32(cap as u32),
-                A::U64(keys),
-                A::U64(seg),
-                A::U64(bias),
-                A::U64(qs),
-            ],
-        )?;
+        let args = CandScore {
+            rowcodes: ix.rowcodes.ptr(),
+            nc: ix.nc as u32,
+            scale: ix.scale.ptr(),
+            qcodes: qc,
+            rows,
+            bloom,
+            exact,
+            cap: cap as u32,
+            keys,
+            seg,
+            bias,
+            qscale: qs,
+        };
+        self.dev.launch(K::CandScore, Launch::grid2(sblocks, b as u32, 256, 0), &args)?;
         self.mark("cand_score")?;
         let out = if k0 == 0 { self.empty_cands(b, 0)? } else { self.new_cands(b, k0)? };
         if k0 > 0 {
@@ -487,39 +512,35 @@ impl Cuda {
             }
         }
         let sb = sortbuf.as_ref().map_or(0, |b| b.ptr());
-        self.dev.launch(
-            "topk_select",
-            (segs as u32, 1, 1),
-            1024,
-            0,
-            &[
-                A::U32(kind),
-                A::U64(keys),
-                A::U64(scores),
-                A::U64(rows),
-                A::U64(stride),
-                A::U64(counts),
-                A::U32(n_fixed),
-                A::U32(k as u32),
-                A::U32(p as u32),
-                A::U64(out_rows),
-                A::U64(out_scores),
-                A::U64(oc),
-                A::U64(sb),
-            ],
-        )?;
+        let args = TopkSelect {
+            kind,
+            keys,
+            scores,
+            rows,
+            stride,
+            counts,
+            n_fixed,
+            k: k as u32,
+            P: p as u32,
+            out_rows,
+            out_scores,
+            out_counts: oc,
+            sortbuf: sb,
+        };
+        self.dev.launch(K::TopkSelect, Launch::new(segs as u32, 1024, 0), &args)?;
         if let Some(buf) = &sortbuf {
             self.sort_global(buf.ptr(), p, segs)?;
-            self.dev.launch(
-                "decode_sorted",
-                ((k as u32).div_ceil(256), segs as u32, 1),
-                256,
-                0,
-                &[A::U64(buf.ptr()), A::U32(p as u32), A::U32(k as u32), A::U64(oc), A::U64(out_rows), A::U64(out_scores)],
-            )?;
+            self.decode_sorted(buf.ptr(), p, k, segs, oc, out_rows, out_scores)?;
         }
         drop(tmp_counts);
         Ok(())
+    }
+
+    /// Rows and scores of the top `k` of each of `segs` sorted segments of `p` keys.
+    #[allow(clippy::too_many_arguments)]
+    fn decode_sorted(&self, buf: u64, p: usize, k: usize, segs: usize, counts: u64, out_rows: u64, out_scores: u64) -> Result<()> {
+        let args = DecodeSorted { buf, P: p as u32, k: k as u32, counts, out_rows, out_scores };
+        self.dev.launch(K::DecodeSorted, Launch::grid2((k as u32).div_ceil(256), segs as u32, 256, 0), &args)
     }
 
     /// Descending bitonic sort of `segs` segments of `p` keys (p a power of two > SORT_CAP):
@@ -529,26 +550,16 @@ impl Cuda {
         let ch = p.min(LOCAL_SORT_KEYS as usize);
         let chunks = (p / ch) as u32;
         let local = |lo: usize, hi: usize, s0: usize| {
-            self.dev.launch(
-                "bitonic_local",
-                (chunks, segs as u32, 1),
-                1024,
-                (ch * 8) as u32,
-                &[A::U64(buf), A::U32(p as u32), A::U32(ch as u32), A::U32(lo as u32), A::U32(hi as u32), A::U32(s0 as u32)],
-            )
+            let args = BitonicLocal { buf, P: p as u32, ch: ch as u32, size_lo: lo as u32, size_hi: hi as u32, stride0: s0 as u32 };
+            self.dev.launch(K::BitonicLocal, Launch::grid2(chunks, segs as u32, 1024, (ch * 8) as u32), &args)
         };
         local(2, ch, 1)?;
         let mut size = 2 * ch;
         while size <= p {
             let mut stride = size / 2;
             while stride >= ch {
-                self.dev.launch(
-                    "bitonic_global",
-                    ((p as u32 / 2).div_ceil(256), segs as u32, 1),
-                    256,
-                    0,
-                    &[A::U64(buf), A::U32(p as u32), A::U32(size as u32), A::U32(stride as u32)],
-                )?;
+                let args = BitonicGlobal { buf, P: p as u32, size: size as u32, stride: stride as u32 };
+                self.dev.launch(K::BitonicGlobal, Launch::grid2((p as u32 / 2).div_ceil(256), segs as u32, 256, 0), &args)?;
                 stride /= 2;
             }
             local(size, size, ch / 2)?;
@@ -568,22 +579,17 @@ impl Cuda {
         }
         let masks = if out { Some(self.dev.alloc::<u64>(plans.len() * ix.words)?) } else { None };
         let chunks = ix.words.div_ceil(256).clamp(1, 65535) as u32;
-        self.dev.launch(
-            "bloom_full",
-            (plans.len() as u32, chunks, 1),
-            256,
-            0,
-            &[
-                A::U64(ix.planes.ptr()),
-                A::U64(ix.words as u64),
-                A::U64(ix.n as u64),
-                ptr_or_null(ix.live.as_deref()),
-                A::U64(pw.ptr()),
-                A::U64(po.ptr()),
-                ptr_or_null(masks.as_ref()),
-                A::U64(if out { 0 } else { counts.ptr() }),
-            ],
-        )?;
+        let args = BloomFull {
+            planes: ix.planes.ptr(),
+            words: ix.words as u64,
+            n: ix.n as u64,
+            live: ptr_or_null(ix.live.as_deref()),
+            plan_words: pw.ptr(),
+            plan_off: po.ptr(),
+            out: ptr_or_null(masks.as_ref()),
+            counts: if out { 0 } else { counts.ptr() },
+        };
+        self.dev.launch(K::BloomFull, Launch::grid2(plans.len() as u32, chunks, 256, 0), &args)?;
         Ok((masks, counts))
     }
 
@@ -715,23 +721,18 @@ impl Backend for Cuda {
             (Some(_), None) => qs.as_ref().map_or(0, |q| q.ptr()),
         };
         let cb = ix.cbias.as_ref().map_or(0, |c| c.ptr());
-        self.dev.launch(
-            "probe_scores",
-            ((l as u32).div_ceil(128), (b as u32).div_ceil(8), 1),
-            128,
-            8 * nc * 16,
-            &[
-                A::U64(ix.cent.ptr()),
-                A::U64(ix.cscale.ptr()),
-                A::U64(qc),
-                A::U32(nc),
-                A::U32(l as u32),
-                A::U32(b as u32),
-                A::U64(keys.ptr()),
-                A::U64(cb),
-                A::U64(qsp),
-            ],
-        )?;
+        let args = ProbeScores {
+            cent: ix.cent.ptr(),
+            cscale: ix.cscale.ptr(),
+            q: qc,
+            nc,
+            L: l as u32,
+            B: b as u32,
+            keys: keys.ptr(),
+            cbias: cb,
+            qscale: qsp,
+        };
+        self.dev.launch(K::ProbeScores, Launch::grid2((l as u32).div_ceil(128), (b as u32).div_ceil(8), 128, 8 * nc * 16), &args)?;
         self.topk(0, keys.ptr(), 0, 0, l as u64, 0, l as u32, nprobe, b, lists.ptr(), 0, 0)?;
         Ok(DevProbes { b, nprobe, lists })
     }
@@ -752,39 +753,42 @@ impl Backend for Cuda {
         }
         let offsets = self.dev.alloc::<u32>(npairs + 1)?;
         let words = self.dev.alloc::<u64>(bound as usize)?;
-        self.dev.launch(
-            "mask_offsets",
-            (1, 1, 1),
-            1024,
-            0,
-            &[A::U64(probes.lists.ptr()), A::U32(npairs as u32), A::U64(ix.list_nw.ptr()), A::U64(offsets.ptr())],
-        )?;
+        let args = MaskOffsets { lists: probes.lists.ptr(), npairs: npairs as u32, list_nw: ix.list_nw.ptr(), off: offsets.ptr() };
+        self.dev.launch(K::MaskOffsets, Launch::new(1, 1024, 0), &args)?;
         let chunks = ix.max_nw.div_ceil(128).clamp(1, 65535) as u32;
-        // Both mask kernels start with the pairs, their lists and a `[*, words]` plane array.
-        let pair_args = |planes: u64| {
-            vec![
-                A::U64(probes.lists.ptr()),
-                A::U32(np as u32),
-                A::U64(offsets.ptr()),
-                A::U64(ix.list_start.ptr()),
-                A::U64(ix.list_end.ptr()),
-                A::U64(planes),
-                A::U64(ix.words as u64),
-            ]
-        };
+        let pairs = Launch::grid2(npairs as u32, chunks, 128, 0);
         if npairs > 0 && 2 * np >= ix.l && self.tuning.lock().expect("tuning").dense_filter {
             // Most lists probed: evaluate each plan once over the whole index (planes shared
             // by the batch's plans come from L2), then cut out the pairs' words.
             let (full, _) = self.bloom_masks(ix, plans, true)?;
             let full = full.expect("requested");
-            let mut args = pair_args(full.ptr());
-            args.push(A::U64(words.ptr()));
-            self.dev.launch("mask_gather", (npairs as u32, chunks, 1), 128, 0, &args)?;
+            let args = MaskGather {
+                lists: probes.lists.ptr(),
+                nprobe: np as u32,
+                off: offsets.ptr(),
+                list_start: ix.list_start.ptr(),
+                list_end: ix.list_end.ptr(),
+                full: full.ptr(),
+                words: ix.words as u64,
+                mask: words.ptr(),
+            };
+            self.dev.launch(K::MaskGather, pairs, &args)?;
         } else if npairs > 0 {
             let (pw, po) = self.upload_plans(ix, plans)?;
-            let mut args = pair_args(ix.planes.ptr());
-            args.extend([ptr_or_null(ix.live.as_deref()), A::U64(pw.ptr()), A::U64(po.ptr()), A::U64(words.ptr())]);
-            self.dev.launch("filter_mask", (npairs as u32, chunks, 1), 128, 0, &args)?;
+            let args = FilterMask {
+                lists: probes.lists.ptr(),
+                nprobe: np as u32,
+                off: offsets.ptr(),
+                list_start: ix.list_start.ptr(),
+                list_end: ix.list_end.ptr(),
+                planes: ix.planes.ptr(),
+                words: ix.words as u64,
+                live: ptr_or_null(ix.live.as_deref()),
+                plan_words: pw.ptr(),
+                plan_off: po.ptr(),
+                mask: words.ptr(),
+            };
+            self.dev.launch(K::FilterMask, pairs, &args)?;
         }
         Ok(DevMask { b, nprobe: np, offsets: Some(offsets), words: Some(words), lists: probes.lists.clone(), index: ix.index.clone() })
     }
@@ -818,21 +822,11 @@ impl Backend for Cuda {
         let t = *self.tuning.lock().expect("tuning");
         let dev = &self.dev;
         let (l, npairs, nc) = (ix.l, b * np, ix.nc as u32);
-        let se = t.sample_every.max(1);
-        let fast = t.fast && ix.nc <= 8;
-        let tw = match t.tile_words {
-            0 if npairs < l => 1,
-            0 => 2,
-            w if fast => w.min(4),
-            w => w,
-        };
-        let max_rows = ix.max_rows(np) as usize;
-        let cap = max_rows.min(t.cand_min.max(4 * k0)).max(1);
-        let cs = (ix.max_sampled_words(np, se as u64) as usize * 64).max(1);
-        let p = k0.next_power_of_two();
-        if (b as u64) * (cap as u64) >= 1 << 34 || (b as u64) * (cs as u64) >= 1 << 34 {
-            return Err(Error::param("queries", "scan buffers would exceed 128 GiB; split the batch"));
-        }
+        let shape = ScanShape { b, nprobe: np, lists: l, nc: ix.nc, k0, max_rows: ix.max_rows(np), nw_desc: &ix.nw_desc };
+        let profiling = self.marks.lock().expect("marks").is_some();
+        let plan = ScanPlan::new(&shape, &t, &**self, profiling)?;
+        let size = plan.buffers(&shape);
+        let (tw, se, cap, cs, p) = (plan.tw, plan.se, plan.cap, plan.cs, plan.p);
         let out = self.new_cands(b, k0)?;
         let mut ws = self.ws.lock().expect("workspace");
         let (qc, pw, po, qs, _dq) = self.stage_scan_inputs(&mut ws, ix, q, plans)?;
@@ -841,41 +835,63 @@ impl Backend for Cuda {
         // [cnt L][fill L][count B][samp_count B][samp_masked B]: group_all zeroes them;
         // on the small-batch path scan_prepare zeroes count, and samp_* are zero on entry
         // (zeroed when allocated, reset by scan_threshold after use).
-        let fresh = ws.zeroed.as_ref().is_none_or(|z| z.len() < 2 * l + 3 * b);
-        let zeroed = ensure(dev, &mut ws.zeroed, 2 * l + 3 * b)?.ptr();
+        let fresh = ws.zeroed.as_ref().is_none_or(|z| z.len() < size.zeroed);
+        let zeroed = ensure(dev, &mut ws.zeroed, size.zeroed)?.ptr();
         if fresh {
-            dev.fill_u32(zeroed, 0, 2 * l + 3 * b)?;
+            dev.fill_u32(zeroed, 0, size.zeroed)?;
         }
         let (cnt, fill, count, samp_count, samp_masked) =
             (zeroed, zeroed + 4 * l as u64, zeroed + 8 * l as u64, zeroed + (8 * l + 4 * b) as u64, zeroed + (8 * l + 8 * b) as u64);
         // [pair_start L+1][tile_start L+1][stile_start L+1]
-        let starts = ensure(dev, &mut ws.starts, 3 * (l + 1))?.ptr();
+        let starts = ensure(dev, &mut ws.starts, size.starts)?.ptr();
         let (pair_start, tile_start, stile_start) = (starts, starts + 4 * (l as u64 + 1), starts + 8 * (l as u64 + 1));
-        let list_pairs = ensure(dev, &mut ws.list_pairs, npairs)?.ptr();
+        let list_pairs = ensure(dev, &mut ws.list_pairs, size.list_pairs)?.ptr();
         // Tile lookup tables: one entry per 64 tiles (bounded by the tiles of all lists).
-        let nbt = ix.nw_desc.iter().map(|w| w.div_ceil(tw as u64)).sum::<u64>() as usize / 64 + 2;
-        let nbs = ix.nw_desc.iter().map(|w| w.div_ceil(se as u64)).sum::<u64>() as usize / 64 + 2;
-        let buckets = ensure(dev, &mut ws.buckets, nbt + nbs)?.ptr();
-        let (tbucket, sbucket) = (buckets, buckets + 4 * nbt as u64);
-        let samp = ensure(dev, &mut ws.samp, b * cs)?.ptr();
-        let tkey = ensure(dev, &mut ws.tkey, b)?.ptr();
-        let cand = ensure(dev, &mut ws.cand, b * cap)?.ptr();
-        let sortbuf = if p > SORT_CAP { ensure(dev, &mut ws.sortbuf, b * p)?.ptr() } else { 0 };
+        let buckets = ensure(dev, &mut ws.buckets, size.buckets)?.ptr();
+        let (tbucket, sbucket) = (buckets, buckets + 4 * plan.tbuckets as u64);
+        let samp = ensure(dev, &mut ws.samp, size.samp)?.ptr();
+        let tkey = ensure(dev, &mut ws.tkey, size.tkey)?.ptr();
+        let cand = ensure(dev, &mut ws.cand, size.cand)?.ptr();
+        let sortbuf = if plan.sortbuf { ensure(dev, &mut ws.sortbuf, size.sortbuf)?.ptr() } else { 0 };
 
         self.mark("inputs")?;
-        let smem_counts = l as u32 <= GROUP_SMEM_LISTS;
-        let group_smem = if smem_counts { (6 * l as u32 + 3) * 4 } else { 0 };
-        let (ksample, kmain, smem) = match (fast, t.stream) {
-            (true, true) => ("scan_sample_stream", "scan_main_stream", 8 * self.stream_smem),
-            (true, false) => ("scan_sample_fast", "scan_main_fast", 8 * self.warp_smem),
-            _ => ("scan_sample", "scan_main", 0),
+        // The sample and main passes take the same arguments but for their tiles, buffers
+        // and lookup tables.
+        let scan_args = |tiles: u64, count: u64, buf: u64, cap: usize, bucket: u64| ScanArgs {
+            codes: ix.codes.ptr(),
+            nc,
+            scale: ix.scale.ptr(),
+            list_start: ix.list_start.ptr(),
+            list_nw: ix.list_nw.ptr(),
+            L: l as u32,
+            tiles,
+            pair_start,
+            list_pairs,
+            nprobe: np as u32,
+            mask: mask.words_ptr(),
+            moff: mask.offsets_ptr(),
+            qcodes: qc,
+            plan_words: pw,
+            plan_off: po,
+            attr_off: ix.attr_off.ptr(),
+            attr_vals: ix.attr_vals.ptr(),
+            tkey,
+            count,
+            buf,
+            cap: cap as u32,
+            masked: samp_masked,
+            se,
+            tw,
+            bucket,
+            list_end: ix.list_end.ptr(),
+            bias,
+            qscale: qs,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+            _pad3: 0,
         };
-        let blocks = dev.sms * dev.occupancy(kmain, 256, smem as usize);
-        // Kernels after the first start while their predecessor drains (programmatic
-        // dependent launch); each waits for it before touching memory.
-        let pdl = t.pdl && dev.cc_major >= 9 && self.marks.lock().expect("marks").is_none();
-        let spp = (ix.max_nw as u32).div_ceil(se);
-        if t.fuse_prepare && npairs < l && (npairs as u64) * (spp as u64) < 1 << 31 {
+        if plan.fused {
             // Small batch: group (block 0) and sample every pair directly, in one launch.
             let prep = PrepArgs {
                 lists: probes.lists.ptr(),
@@ -903,137 +919,65 @@ impl Backend for Cuda {
                 samp,
                 samp_masked,
                 npairs: npairs as u32,
-                l: l as u32,
+                L: l as u32,
                 tw,
                 se,
-                smem_counts: smem_counts as u32,
+                smem_counts: plan.smem_counts as u32,
                 nzero: b as u32,
                 nprobe: np as u32,
-                spp,
+                spp: plan.spp,
                 nc,
                 cs: cs as u32,
                 list_end: ix.list_end.ptr(),
                 bias,
                 qscale: qs,
             };
-            let pblocks = 1 + dev.sms * dev.occupancy("scan_prepare", 1024, group_smem as usize);
-            dev.launch("scan_prepare", (pblocks, 1, 1), 1024, group_smem, &[A::Bytes(bytes_of(&prep))])?;
+            dev.launch(K::ScanPrepare, plan.prepare, &prep)?;
             self.mark("group+sample")?;
         } else {
-            dev.launch(
-                "group_all",
-                (1, 1, 1),
-                1024,
-                group_smem,
-                &[
-                    A::U64(probes.lists.ptr()),
-                    A::U32(npairs as u32),
-                    A::U64(ix.list_nw.ptr()),
-                    A::U32(l as u32),
-                    A::U32(tw),
-                    A::U32(se),
-                    A::U64(cnt),
-                    A::U64(fill),
-                    A::U32(smem_counts as u32),
-                    A::U64(pair_start),
-                    A::U64(tile_start),
-                    A::U64(stile_start),
-                    A::U64(list_pairs),
-                    A::U64(tbucket),
-                    A::U64(sbucket),
-                    A::U64(count),
-                    A::U32(3 * b as u32),
-                ],
-            )?;
-            self.mark("group")?;
-            let base = ScanArgs {
-                codes: ix.codes.ptr(),
-                nc,
-                scale: ix.scale.ptr(),
-                list_start: ix.list_start.ptr(),
+            let group = GroupAll {
+                lists: probes.lists.ptr(),
+                npairs: npairs as u32,
                 list_nw: ix.list_nw.ptr(),
-                l: l as u32,
-                tiles: stile_start,
-                pair_start,
-                list_pairs,
-                nprobe: np as u32,
-                mask: mask.words_ptr(),
-                moff: mask.offsets_ptr(),
-                qcodes: qc,
-                plan_words: pw,
-                plan_off: po,
-                attr_off: ix.attr_off.ptr(),
-                attr_vals: ix.attr_vals.ptr(),
-                tkey,
-                count: samp_count,
-                buf: samp,
-                cap: cs as u32,
-                masked: samp_masked,
-                se,
+                L: l as u32,
                 tw,
-                bucket: sbucket,
-                list_end: ix.list_end.ptr(),
-                bias,
-                qscale: qs,
+                se,
+                cnt_g: cnt,
+                fill_g: fill,
+                smem_counts: plan.smem_counts as u32,
+                pair_start,
+                tile_start,
+                stile_start,
+                list_pairs,
+                tbucket,
+                sbucket,
+                zero: count,
+                nzero: 3 * b as u32,
             };
-            dev.launch_ex(ksample, (blocks, 1, 1), 256, smem, &[A::Bytes(bytes_of(&base))], pdl)?;
+            dev.launch(K::GroupAll, plan.group, &group)?;
+            self.mark("group")?;
+            dev.launch(plan.sample.0, plan.sample.1, &scan_args(stile_start, samp_count, samp, cs, sbucket))?;
             self.mark("sample")?;
         }
-        dev.launch_ex(
-            "scan_threshold",
-            (b as u32, 1, 1),
-            1024,
-            THRESHOLD_SMEM_SAMPLES * 4,
-            &[
-                A::U32(np as u32),
-                A::U64(probes.lists.ptr()),
-                A::U64(ix.list_start.ptr()),
-                A::U64(ix.list_end.ptr()),
-                A::U64(mask.offsets_ptr()),
-                A::U64(mask.words_ptr()),
-                A::U64(samp_count),
-                A::U64(samp_masked),
-                A::U64(samp),
-                A::U32(cs as u32),
-                A::U32(k0 as u32),
-                A::U32(cap as u32),
-                A::U64(tkey),
-                A::U32(THRESHOLD_SMEM_SAMPLES),
-            ],
-            pdl,
-        )?;
-        self.mark("threshold")?;
-        let main = ScanArgs {
-            codes: ix.codes.ptr(),
-            nc,
-            scale: ix.scale.ptr(),
-            list_start: ix.list_start.ptr(),
-            list_nw: ix.list_nw.ptr(),
-            l: l as u32,
-            tiles: tile_start,
-            pair_start,
-            list_pairs,
+        let threshold = ScanThreshold {
             nprobe: np as u32,
-            mask: mask.words_ptr(),
-            moff: mask.offsets_ptr(),
-            qcodes: qc,
-            plan_words: pw,
-            plan_off: po,
-            attr_off: ix.attr_off.ptr(),
-            attr_vals: ix.attr_vals.ptr(),
-            tkey,
-            count,
-            buf: cand,
-            cap: cap as u32,
-            masked: samp_masked,
-            se,
-            tw,
-            bucket: tbucket,
+            lists: probes.lists.ptr(),
+            list_start: ix.list_start.ptr(),
             list_end: ix.list_end.ptr(),
-            bias,
-            qscale: qs,
+            moff: mask.offsets_ptr(),
+            mask: mask.words_ptr(),
+            samp_count,
+            samp_masked,
+            samp,
+            cs: cs as u32,
+            k0: k0 as u32,
+            cap: cap as u32,
+            tkey,
+            smem_cap: THRESHOLD_SMEM_SAMPLES,
         };
-        dev.launch_ex(kmain, (blocks, 1, 1), 256, smem, &[A::Bytes(bytes_of(&main))], pdl)?;
+        dev.launch(K::ScanThreshold, plan.threshold, &threshold)?;
+        self.mark("threshold")?;
+        dev.launch(plan.main.0, plan.main.1, &scan_args(tile_start, count, cand, cap, tbucket))?;
         self.mark("main")?;
         let sel = SelectArgs {
             nprobe: np as u32,
@@ -1054,35 +998,25 @@ impl Backend for Cuda {
             cand,
             cap: cap as u32,
             k0: k0 as u32,
-            p: p as u32,
+            P: p as u32,
             force_fallback: t.force_fallback as u32,
             out_rows: out.rows.ptr(),
             out_scores: out.scores.ptr(),
             out_counts: out.counts.ptr(),
             sortbuf,
-            smem_keys: t.smem_keys.min(MAX_SMEM_KEYS),
+            smem_keys: plan.smem_keys,
             list_end: ix.list_end.ptr(),
             list_nw: ix.list_nw.ptr(),
             bias,
             qscale: qs,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
         };
-        dev.launch_ex("scan_select", (b as u32, 1, 1), 1024, t.smem_keys.min(MAX_SMEM_KEYS) * 8, &[A::Bytes(bytes_of(&sel))], pdl)?;
-        if p > SORT_CAP {
+        dev.launch(K::ScanSelect, plan.select, &sel)?;
+        if plan.sortbuf {
             self.sort_global(sortbuf, p, b)?;
-            dev.launch(
-                "decode_sorted",
-                ((k0 as u32).div_ceil(256), b as u32, 1),
-                256,
-                0,
-                &[
-                    A::U64(sortbuf),
-                    A::U32(p as u32),
-                    A::U32(k0 as u32),
-                    A::U64(out.counts.ptr()),
-                    A::U64(out.rows.ptr()),
-                    A::U64(out.scores.ptr()),
-                ],
-            )?;
+            self.decode_sorted(sortbuf, p, k0, b, out.counts.ptr(), out.rows.ptr(), out.scores.ptr())?;
         }
         self.mark("select")?;
         drop(ws);
@@ -1121,47 +1055,37 @@ impl Backend for Cuda {
         self.mark("inputs")?;
         if !all {
             let schunks = ix.words.div_ceil(every as usize * 256).clamp(1, 65535) as u32;
-            dev.launch(
-                "cand_sample",
-                (b as u32, schunks, 1),
-                256,
-                0,
-                &[
-                    A::U64(ix.planes.ptr()),
-                    A::U64(ix.words as u64),
-                    A::U64(ix.n as u64),
-                    ptr_or_null(ix.live.as_deref()),
-                    A::U64(pw),
-                    A::U64(po),
-                    A::U32(every),
-                    A::U64(sample),
-                ],
-            )?;
+            let args = CandSample {
+                planes: ix.planes.ptr(),
+                words: ix.words as u64,
+                n: ix.n as u64,
+                live: ptr_or_null(ix.live.as_deref()),
+                plan_words: pw,
+                plan_off: po,
+                every,
+                sample,
+            };
+            dev.launch(K::CandSample, Launch::grid2(b as u32, schunks, 256, 0), &args)?;
             self.mark("cand_sample")?;
         }
-        dev.launch(
-            "cand_compact",
-            (b as u32, chunks, 1),
-            256,
-            0,
-            &[
-                A::U64(ix.planes.ptr()),
-                A::U64(ix.words as u64),
-                A::U64(ix.n as u64),
-                ptr_or_null(ix.live.as_deref()),
-                A::U64(pw),
-                A::U64(po),
-                A::U64(ix.attr_off.ptr()),
-                A::U64(ix.attr_vals.ptr()),
-                A::U32(cap32),
-                A::U64(sample),
-                A::U32(every),
-                A::U32(all as u32),
-                A::U64(bloom),
-                A::U64(exact),
-                A::U64(rows),
-            ],
-        )?;
+        let args = CandCompact {
+            planes: ix.planes.ptr(),
+            words: ix.words as u64,
+            n: ix.n as u64,
+            live: ptr_or_null(ix.live.as_deref()),
+            plan_words: pw,
+            plan_off: po,
+            attr_off: ix.attr_off.ptr(),
+            attr_vals: ix.attr_vals.ptr(),
+            cap: cap32,
+            sample,
+            every,
+            all: all as u32,
+            bloom,
+            exact,
+            rows,
+        };
+        dev.launch(K::CandCompact, Launch::grid2(b as u32, chunks, 256, 0), &args)?;
         self.mark("cand_compact")?;
         let out = self.score_compacted(ix, qc, qs, [rows, bloom, exact, seg, keys], cap, b, k0)?;
         let got = dev.download_at(ws.cand_counts.as_ref().expect("allocated"), 0, b)?;
@@ -1234,29 +1158,24 @@ impl Backend for Cuda {
         let keys = ensure(dev, &mut ws.cand_keys, b * cap as usize)?.ptr();
         let chunks = cap.div_ceil(256).clamp(1, 65535) as u32;
         self.mark("inputs")?;
-        dev.launch(
-            "post_compact",
-            (b as u32, chunks, 1),
-            256,
-            0,
-            &[
-                A::U64(post_rows.ptr()),
-                A::U64(p_off),
-                A::U64(p_start),
-                A::U64(p_val),
-                A::U64(p_end),
-                A::U64(p_stale),
-                A::U32(nstale as u32),
-                ptr_or_null(ix.live.as_deref()),
-                A::U64(pw),
-                A::U64(po),
-                A::U64(ix.attr_off.ptr()),
-                A::U64(ix.attr_vals.ptr()),
-                A::U32(cap as u32),
-                A::U64(exact),
-                A::U64(rows),
-            ],
-        )?;
+        let args = PostCompact {
+            post_rows: post_rows.ptr(),
+            seg_off: p_off,
+            seg_start: p_start,
+            seg_val: p_val,
+            seg_end: p_end,
+            stale: p_stale,
+            nstale: nstale as u32,
+            live: ptr_or_null(ix.live.as_deref()),
+            plan_words: pw,
+            plan_off: po,
+            attr_off: ix.attr_off.ptr(),
+            attr_vals: ix.attr_vals.ptr(),
+            cap: cap as u32,
+            exact,
+            rows,
+        };
+        dev.launch(K::PostCompact, Launch::grid2(b as u32, chunks, 256, 0), &args)?;
         self.mark("post_compact")?;
         self.score_compacted(ix, qc, qs, [rows, bloom, exact, seg, keys], cap, b, k0)
     }
@@ -1278,7 +1197,10 @@ impl Backend for Cuda {
             let p = b.ptr();
             Ok((Some(b), p))
         };
-        let warps_grid = |per_block_warps: usize| ((total.div_ceil(per_block_warps)).min(self.dev.sms as usize * 64) as u32, 1, 1);
+        // One warp per (query, candidate) pair, `per_block_warps` of 32 threads per block.
+        let warps_grid = |per_block_warps: usize, smem: u32| {
+            Launch::new((total.div_ceil(per_block_warps)).min(self.dev.sms as usize * 64) as u32, 256, smem)
+        };
         match mode {
             Rerank::None => {
                 // l2: ‖q‖² per query in place of the scales (score * 2 - ‖q‖²).
@@ -1287,13 +1209,9 @@ impl Backend for Cuda {
                     None if l2 => upload_f32(&q.f32.chunks(d).map(silica_core::model::metric::query_sqnorm).collect::<Vec<f32>>())?,
                     None => upload_f32(&q.scale)?,
                 };
-                self.dev.launch(
-                    "rerank_scale",
-                    ((total as u32).div_ceil(256), 1, 1),
-                    256,
-                    0,
-                    &[A::U64(c.scores.ptr()), A::U64(c.counts.ptr()), A::U64(qsp), A::U32(k as u32), A::U32(b as u32), A::U32(l2 as u32)],
-                )?;
+                let args =
+                    RerankScale { scores: c.scores.ptr(), counts: c.counts.ptr(), qscale: qsp, k: k as u32, B: b as u32, l2: l2 as u32 };
+                self.dev.launch(K::RerankScale, Launch::new((total as u32).div_ceil(256), 256, 0), &args)?;
             }
             Rerank::Refine => {
                 let emb = ix
@@ -1304,23 +1222,18 @@ impl Backend for Cuda {
                     Some(p) => (None, p.f32),
                     None => upload_f32(&q.f32)?,
                 };
-                self.dev.launch(
-                    "rerank_refine",
-                    warps_grid(8),
-                    256,
-                    0,
-                    &[
-                        A::U64(c.scores.ptr()),
-                        A::U64(c.rows.ptr()),
-                        A::U64(c.counts.ptr()),
-                        A::U64(qfp),
-                        A::U64(emb.ptr()),
-                        A::U32(d as u32),
-                        A::U32(k as u32),
-                        A::U32(b as u32),
-                        A::U32(l2 as u32),
-                    ],
-                )?;
+                let args = RerankRefine {
+                    scores: c.scores.ptr(),
+                    rows: c.rows.ptr(),
+                    counts: c.counts.ptr(),
+                    q: qfp,
+                    emb: emb.ptr(),
+                    D: d as u32,
+                    k: k as u32,
+                    B: b as u32,
+                    l2: l2 as u32,
+                };
+                self.dev.launch(K::RerankRefine, warps_grid(8, 0), &args)?;
             }
             Rerank::Model { model, weights } => {
                 let emb = ix.emb.as_ref().ok_or_else(|| Error::param("rerank", "model rerank needs items.embeddings"))?;
@@ -1341,7 +1254,7 @@ impl Backend for Cuda {
                     ));
                 }
                 if smem > 48 * 1024 {
-                    self.dev.set_dyn_smem("rerank_model", smem)?;
+                    self.dev.set_dyn_smem(K::RerankModel, smem)?;
                 }
                 let (_qf, qfp) = match &dq {
                     Some(p) => (None, p.f32),
@@ -1349,29 +1262,24 @@ impl Backend for Cuda {
                 };
                 let tw = self.dev.upload(weights)?;
                 let feats = ix.feats.as_ref().map_or(0, |x| x.ptr());
-                self.dev.launch(
-                    "rerank_model",
-                    warps_grid(8),
-                    256,
-                    smem,
-                    &[
-                        A::U64(c.scores.ptr()),
-                        A::U64(c.rows.ptr()),
-                        A::U64(c.counts.ptr()),
-                        A::U64(qfp),
-                        A::U64(emb.ptr()),
-                        A::U64(feats),
-                        A::U32(d as u32),
-                        A::U32(if feats == 0 { 0 } else { f as u32 }),
-                        A::U64(m.desc.ptr()),
-                        A::U32(m.nl),
-                        A::U64(m.weights.ptr()),
-                        A::U64(tw.ptr()),
-                        A::U32(m.width as u32),
-                        A::U32(k as u32),
-                        A::U32(b as u32),
-                    ],
-                )?;
+                let args = RerankModel {
+                    scores: c.scores.ptr(),
+                    rows: c.rows.ptr(),
+                    counts: c.counts.ptr(),
+                    q: qfp,
+                    emb: emb.ptr(),
+                    feats,
+                    D: d as u32,
+                    F: if feats == 0 { 0 } else { f as u32 },
+                    desc: m.desc.ptr(),
+                    nl: m.nl,
+                    w: m.weights.ptr(),
+                    tw: tw.ptr(),
+                    width: m.width as u32,
+                    k: k as u32,
+                    B: b as u32,
+                };
+                self.dev.launch(K::RerankModel, warps_grid(8, smem), &args)?;
             }
         }
         Ok(c)

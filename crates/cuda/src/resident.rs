@@ -8,7 +8,10 @@
 //! Large tensors go up through two pinned staging buffers with overlapped copies
 //! ([`Dev::upload_staged`](super::Dev)), read straight from the (mapped) host tensors.
 
-use super::{A, DBuf, Dev};
+use super::args::{CodesRows, CopyWords, ScatterWords};
+use super::device::Launch;
+use super::kernels::KernelId as K;
+use super::{DBuf, Dev};
 use rayon::prelude::*;
 use silica_core::backend::{Changed, cpu::word_span};
 use silica_core::error::{Error, Result};
@@ -144,10 +147,6 @@ impl Resident {
     pub(crate) fn max_words(&self, np: usize) -> u64 {
         self.nw_desc.iter().take(np).sum()
     }
-    /// Sampled words of the `np` largest lists when every `se`-th word is sampled.
-    pub(crate) fn max_sampled_words(&self, np: usize, se: u64) -> u64 {
-        self.nw_desc.iter().take(np).map(|w| w.div_ceil(se)).sum()
-    }
 }
 
 /// Interleave `[n, d]` int8 rows into 32-row groups of `nc` 16-byte chunks.
@@ -254,17 +253,17 @@ fn patched<T: cudarc::driver::DeviceRepr>(dev: &Dev, old: &DBuf<T>, idx: &[u64],
     let bits = 8 * std::mem::size_of::<T>();
     let out = dev.alloc::<T>(old.len())?;
     let n = old.len() as u64;
-    let grid = |n: u64| (n.div_ceil(256).clamp(1, 65535) as u32, 1, 1);
-    dev.launch(&format!("copy_u{bits}"), grid(n), 256, 0, &[A::U64(out.ptr()), A::U64(old.ptr()), A::U64(n)])?;
+    let grid = |n: u64| Launch::new(n.div_ceil(256).clamp(1, 65535) as u32, 256, 0);
+    let (copy, scatter) = match bits {
+        64 => (K::CopyU64, K::ScatterU64),
+        32 => (K::CopyU32, K::ScatterU32),
+        _ => unreachable!("patched: u32 or u64 elements"),
+    };
+    dev.launch(copy, grid(n), &CopyWords { dst: out.ptr(), src: old.ptr(), n })?;
     if !idx.is_empty() {
         let (di, dv) = (dev.upload(idx)?, dev.upload(val)?);
-        dev.launch(
-            &format!("scatter_u{bits}"),
-            grid(idx.len() as u64),
-            256,
-            0,
-            &[A::U64(out.ptr()), A::U64(di.ptr()), A::U64(dv.ptr()), A::U32(idx.len() as u32)],
-        )?;
+        let args = ScatterWords { dst: out.ptr(), idx: di.ptr(), val: dv.ptr(), n: idx.len() as u32 };
+        dev.launch(scatter, grid(idx.len() as u64), &args)?;
         // The index buffers must outlive the kernel that reads them.
         dev.sync()?;
     }
@@ -314,13 +313,8 @@ pub(crate) fn upload(dev: &Dev, index: &Arc<Index>) -> Result<Resident> {
     let rowcodes = dev.alloc::<u8>(n * nc * 16)?;
     if n > 0 {
         let blocks = (n * nc).div_ceil(256).min(1 << 16) as u32;
-        dev.launch(
-            "codes_rows",
-            (blocks, 1, 1),
-            256,
-            0,
-            &[A::U64(codes.ptr()), A::U32(nc as u32), A::U64(n as u64), A::U64(rowcodes.ptr())],
-        )?;
+        let args = CodesRows { codes: codes.ptr(), nc: nc as u32, n: n as u64, out: rowcodes.ptr() };
+        dev.launch(K::CodesRows, Launch::new(blocks, 256, 0), &args)?;
     }
     let cent = pad_rows(&ix.centroid_codes.codes, l, d, nc);
     let mut list_start = Vec::with_capacity(l);
