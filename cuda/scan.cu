@@ -461,7 +461,7 @@ __device__ __forceinline__ void flush_appends(const ScanArgs& a, u32 lane, const
 }
 
 // The statement for a chunk of nq queries with NQ_ = its chain width, 1, 2 or 4 (3 runs
-// as 4; more widths thrash the instruction cache, notes/cuda-perf.md run 2).
+// as 4; more widths thrash the instruction cache, docs/perf/cuda-perf.md run 2).
 #define WITH_NQ(nq, ...)                  \
     if ((nq) == 1) {                      \
         constexpr int NQ_ = 1;            \
@@ -994,12 +994,12 @@ extern "C" __global__ void __launch_bounds__(1024) scan_select(SelectArgs a) {
 // Candidates are scattered rows, so this reads the row-major copy of the codes
 // (codes_rows): a row's nc*16 bytes are contiguous, one 128-byte line at D = 128, where
 // the interleaved layout spreads a row over nc lines 512 bytes apart (measured on the
-// H200: 4x the DRAM traffic, 2.4 ms for 12.8M candidates; notes/stop20/call1). 8 lanes
+// H200: 4x the DRAM traffic, 2.4 ms for 12.8M candidates; BENCHMARKS.md, stop 20). 8 lanes
 // per row: lane g reads chunks g, g + 8, ...; the group sums its partial dots with
 // shuffles (integer addition: the same bits in any order). Each group keys two rows per
 // iteration, their row-id, code and scale loads issued together: one dependent chain
 // per row left too few bytes in flight to reach DRAM bandwidth (12.8M rows in 0.75 ms,
-// ~2.2 TB/s, notes/stop22/call1). Grid: (chunks, B); block 256.
+// ~2.2 TB/s, BENCHMARKS.md, stop 22). Grid: (chunks, B); block 256.
 extern "C" __global__ void cand_score(const uint4* __restrict__ rowcodes, u32 nc, const float* __restrict__ scale,
                                       const uint4* __restrict__ qcodes, const u32* __restrict__ rows,
                                       const u32* __restrict__ bloom, const u32* __restrict__ exact, u32 cap,
