@@ -186,10 +186,8 @@ pub fn encode_with(plans: &[&Plan], cols: &dyn Fn(&str) -> Option<DevColumn>) ->
             enc.offsets.push(off);
             continue;
         }
-        let off = u32::try_from(enc.words.len())
-            .ok()
-            .filter(|&o| o < TRIVIAL_BIT)
-            .ok_or(EncodeError::TooLarge { words: enc.words.len() })?;
+        let off =
+            u32::try_from(enc.words.len()).ok().filter(|&o| o < TRIVIAL_BIT).ok_or(EncodeError::TooLarge { words: enc.words.len() })?;
         encode_one(i, plan, &mut enc.words, cols)?;
         let off = if plan.is_all() { off | TRIVIAL_BIT } else { off };
         seen.insert(key, off);

@@ -142,7 +142,8 @@ fn corrupted_encodings_fail_validation_with_typed_errors() {
     let typed = Some(Arc::new(TypedTest::Present { field: "f".into(), ids: Vec::new(), null: false }));
     let masked = Term { typed, mask: Some(vec![!0u64, 5].into()), ..Term::default() };
     // (t0 AND t1) OR NOT t1: a Bloom term then a mask term.
-    let p = Plan { ops: vec![Op::Term(0), Op::Term(1), Op::And, Op::Term(1), Op::Not, Op::Or], terms: vec![bloom_term(vec![3, 9]), masked] };
+    let p =
+        Plan { ops: vec![Op::Term(0), Op::Term(1), Op::And, Op::Term(1), Op::Not, Op::Or], terms: vec![bloom_term(vec![3, 9]), masked] };
     let good = encode(&[&Plan::all(), &p]).unwrap();
     let lim = limits(2);
     good.validate(&lim).unwrap();
