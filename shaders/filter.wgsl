@@ -6,11 +6,13 @@
 // * mask: per query a region of `mstride` words; pair p = q*nprobe + j starts at
 //   `pairs[2p]` and covers u32 words 2*floor(s/64) .. 2*ceil(e/64) of list rows [s, e),
 //   bits outside the list cleared (the host `Mask` layout, split into halves).
-// * plan blob (plan.rs): blob[2i], blob[2i+1] = ops offset/len of plan i; op = kind |
-//   (term record offset << 2), kind 0 term, 1 AND, 2 OR, 3 NOT; term record =
-//   (value ids offset, count, bloom rows offset, values); value v's k plane rows at
-//   blob[rows + v*k ..]. A typed term has values = MASK_TERM and its exact row mask at
-//   blob[rows ..] (u64 word w as blob[rows + 2w], blob[rows + 2w + 1]).
+// * plan blob (crates/wgpu/src/plan.rs; the one encoding of silica_core::filter::encode):
+//   blob[q] = word offset of query q's plan record, bit 31 (TRIVIAL_BIT) set when the plan
+//   passes everything. Record: [n_ops][ops..]; op = kind << 30 | arg, kind 0 term (arg =
+//   term record offset from the plan start), 1 AND, 2 OR, 3 NOT. Bloom term record =
+//   [nb][k][nb*k plane rows][nid][nid sorted value ids], value v's k rows at 2 + v*k; a
+//   typed term is [MASK_TERM][m], its exact row mask m words after the plan start (u64
+//   word w as blob[plan + m + 2w], blob[plan + m + 2w + 1]).
 
 struct Params {
     nq: u32,      // queries (filter) or plans (count)
@@ -38,6 +40,8 @@ struct Params {
 
 const MAX_DEPTH: u32 = 32u;
 const MASK_TERM: u32 = 0xffffffffu;
+const TRIVIAL_BIT: u32 = 0x80000000u;
+const ARG_MASK: u32 = 0x3fffffffu;
 
 // Bits of u32 word `gw` (rows 32gw .. 32gw+31) inside rows [s, e).
 fn range_bits32(gw: u32, s: u32, e: u32) -> u32 {
@@ -62,28 +66,29 @@ fn range_bits64(w64: u32, s: u32, e: u32) -> vec2<u32> {
 // Plan.bloom_word over 64 rows (chunk-local u64 word w): a term is the OR over its values
 // of the AND of the value's k planes; NOT gives all ones (a Bloom hit never proves
 // presence).
-fn bloom_word(ops_off: u32, ops_len: u32, w: u32) -> vec2<u32> {
+fn bloom_word(plan: u32, w: u32) -> vec2<u32> {
     var st: array<vec2<u32>, MAX_DEPTH>;
     var sp = 0u;
     let stride = P.cw_n / 2u;
-    for (var i = 0u; i < ops_len; i++) {
-        let op = blob[ops_off + i];
-        let kind = op & 3u;
+    let nops = blob[plan];
+    for (var i = 0u; i < nops; i++) {
+        let op = blob[plan + 1u + i];
+        let kind = op >> 30u;
         if (kind == 0u) {
-            let t = op >> 2u;
-            let rows = blob[t + 2u];
-            let nvals = blob[t + 3u];
-            if (nvals == MASK_TERM) {
-                let g = rows + P.cw_lo + 2u * w;
+            let t = plan + (op & ARG_MASK);
+            let nb = blob[t];
+            if (nb == MASK_TERM) {
+                let g = plan + blob[t + 1u] + P.cw_lo + 2u * w;
                 st[sp] = vec2<u32>(blob[g], blob[g + 1u]);
                 sp += 1u;
                 continue;
             }
+            let k = blob[t + 1u];
             var hit = vec2<u32>(0u);
-            for (var v = 0u; v < nvals; v++) {
+            for (var v = 0u; v < nb; v++) {
                 var both = vec2<u32>(0xffffffffu);
-                for (var h = 0u; h < P.hashes; h++) {
-                    both &= planes[blob[rows + v * P.hashes + h] * stride + w];
+                for (var h = 0u; h < k; h++) {
+                    both &= planes[blob[t + 2u + v * k + h] * stride + w];
                 }
                 hit |= both;
             }
@@ -167,8 +172,7 @@ fn filter_words(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id)
     let w0 = s / 64u;
     let nw = (e + 63u) / 64u - w0;
     let mbase = (q * P.mstride + pairs[2u * p]) / 2u;
-    let ops_off = blob[2u * q];
-    let ops_len = blob[2u * q + 1u];
+    let po = blob[q];
     let c0 = P.cw_lo / 2u;
     let cn = P.cw_n / 2u;
     for (var w = wid.x * 64u + li; w < nw; w += nwg.x * 64u) {
@@ -178,8 +182,8 @@ fn filter_words(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id)
         }
         let lw = gw - c0;
         var m = range_bits64(gw, s, e) & live[lw];
-        if (any(m != vec2<u32>(0u)) && ops_len != 0u) {
-            m &= bloom_word(ops_off, ops_len, lw);
+        if (any(m != vec2<u32>(0u)) && (po & TRIVIAL_BIT) == 0u) {
+            m &= bloom_word(po, lw);
         }
         mask[mbase + w] = m;
     }
@@ -195,14 +199,13 @@ fn filter_count(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id)
     }
     workgroupBarrier();
     let pi = wid.y;
-    let ops_off = blob[2u * pi];
-    let ops_len = blob[2u * pi + 1u];
+    let po = blob[pi];
     let c0 = P.cw_lo / 2u;
     var c = 0u;
     for (var lw = wid.x * 256u + li; lw < P.cw_n / 2u; lw += nwg.x * 256u) {
         var m = range_bits64(c0 + lw, 0u, P.n) & live[lw];
-        if (any(m != vec2<u32>(0u)) && ops_len != 0u) {
-            m &= bloom_word(ops_off, ops_len, lw);
+        if (any(m != vec2<u32>(0u)) && (po & TRIVIAL_BIT) == 0u) {
+            m &= bloom_word(po, lw);
         }
         c += countOneBits(m.x) + countOneBits(m.y);
     }

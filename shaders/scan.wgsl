@@ -163,25 +163,31 @@ fn has_any(ids: u32, nids: u32, a0: u32, a1: u32) -> bool {
 }
 
 const MASK_TERM: u32 = 0xffffffffu;
+const TRIVIAL_BIT: u32 = 0x80000000u;
+const ARG_MASK: u32 = 0x3fffffffu;
 
-// Plan.matches_in for chunk row rr (global row r): the postfix program over a stack of
-// booleans held as bits of one u32 (plans are at most 32 deep). A typed term (values =
-// MASK_TERM) reads bit r of its exact row mask at blob[rows ..].
-fn matches(ops_off: u32, ops_len: u32, rr: u32, r: u32) -> bool {
+// Plan.matches_in for chunk row rr (global row r) under the plan record at blob[plan]
+// (layout in filter.wgsl): the postfix program over a stack of booleans held as bits of
+// one u32 (plans are at most 32 deep). A typed term ([MASK_TERM][m]) reads bit r of its
+// exact row mask at blob[plan + m ..].
+fn matches(plan: u32, rr: u32, r: u32) -> bool {
     let a0 = aoff[rr];
     let a1 = aoff[rr + 1u];
     var st = 0u;
     var sp = 0u;
-    for (var i = 0u; i < ops_len; i++) {
-        let op = blob[ops_off + i];
-        let kind = op & 3u;
+    let nops = blob[plan];
+    for (var i = 0u; i < nops; i++) {
+        let op = blob[plan + 1u + i];
+        let kind = op >> 30u;
         if (kind == 0u) {
-            let t = op >> 2u;
+            let t = plan + (op & ARG_MASK);
+            let nb = blob[t];
             var hit = 0u;
-            if (blob[t + 3u] == MASK_TERM) {
-                hit = (blob[blob[t + 2u] + r / 32u] >> (r % 32u)) & 1u;
+            if (nb == MASK_TERM) {
+                hit = (blob[plan + blob[t + 1u] + r / 32u] >> (r % 32u)) & 1u;
             } else {
-                hit = select(0u, 1u, has_any(blob[t], blob[t + 1u], a0, a1));
+                let ids = t + 2u + nb * blob[t + 1u];
+                hit = select(0u, 1u, has_any(ids + 1u, blob[ids], a0, a1));
             }
             st = (st & ~(1u << sp)) | (hit << sp);
             sp += 1u;
@@ -229,8 +235,8 @@ fn scan_score(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) w
         let m = mask[q * P.mstride + pairs[2u * p] + r / 32u - (s / 64u) * 2u];
         var key = NO_KEY;
         if (((m >> (r % 32u)) & 1u) != 0u) {
-            let ops_len = blob[2u * q + 1u];
-            if (ops_len == 0u || matches(blob[2u * q], ops_len, rr, r)) {
+            let po = blob[q];
+            if ((po & TRIVIAL_BIT) != 0u || matches(po, rr, r)) {
                 var acc = 0i;
                 let qb = q * D16;
                 if (D16 <= REG_D16) {

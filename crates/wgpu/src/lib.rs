@@ -222,7 +222,7 @@ impl Backend for Wgpu {
         if b == 0 {
             return Ok(mask);
         }
-        let blob = self.gpu.upload(bytemuck::cast_slice(&plan::encode(plans, ix.index.bloom.params.hashes)?))?;
+        let blob = self.gpu.upload(bytemuck::cast_slice(&plan::encode(plans, &ix.index.bloom.params, ix.index.len())?))?;
         let mut rec = Rec::new(&self.gpu);
         let (lv, lo, bv, pv, ev, wv) =
             (mask.lists.view(), ix.loff.view(), blob.view(), mask.pairs.view(), mask.ent_len.view(), mask.words.view());
@@ -257,7 +257,7 @@ impl Backend for Wgpu {
         if plans.len() > 65535 {
             return Err(Error::param("filters", "at most 65535 plans per count"));
         }
-        let blob = self.gpu.upload(bytemuck::cast_slice(&plan::encode(plans, ix.index.bloom.params.hashes)?))?;
+        let blob = self.gpu.upload(bytemuck::cast_slice(&plan::encode(plans, &ix.index.bloom.params, ix.index.len())?))?;
         let counts = self.gpu.storage((plans.len() * 4) as u64)?;
         let cv = counts.view();
         let mut rec = Rec::new(&self.gpu);
@@ -302,7 +302,7 @@ impl Backend for Wgpu {
         let kp = k0.next_power_of_two() as u64;
         let gsz = self.group(b, &[estride * 4, kp * 8])?;
         let qcodes = self.upload_codes(q, ix.d16 as usize)?;
-        let blob = self.gpu.upload(bytemuck::cast_slice(&plan::encode(plans, ix.index.bloom.params.hashes)?))?;
+        let blob = self.gpu.upload(bytemuck::cast_slice(&plan::encode(plans, &ix.index.bloom.params, ix.index.len())?))?;
         let (qv, lv, lo, pv, mv, bv, ev) =
             (qcodes.view(), probes.lists.view(), ix.loff.view(), mask.pairs.view(), mask.words.view(), blob.view(), mask.ent_len.view());
         let (l, npairs, d16) = (ix.nlist, (b * np) as u32, ix.d16);

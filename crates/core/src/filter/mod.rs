@@ -21,6 +21,7 @@
 //! into a [`Plan`]: a postfix program that every backend evaluates two ways, over Bloom
 //! bit-plane words (a superset, "maybe") and over the exact attribute values of a row.
 
+pub mod encode;
 mod parse;
 mod plan;
 
