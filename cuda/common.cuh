@@ -130,7 +130,7 @@ __device__ __forceinline__ u64 value_and(const u32* r, u32 k, const u64* planes,
 #define MASK_TERM 0xffffffffu
 
 // A term record whose first word is COL_TERM is a typed column term evaluated here, per
-// query (backend/cuda/plans.rs): its second word is the offset (from the plan start, even)
+// query (crates/cuda/src/plans.rs): its second word is the offset (from the plan start, even)
 // of u64 data d: d[0] keys (order-preserving u64 per row, model::columns), d[1] presence
 // bits, d[2] per-word (min, max) keys, d[3] N, d[4] = negate | null << 1 | nranges << 8,
 // then nranges inclusive (lo, hi) key intervals. Same bits as model::columns::Column::word
