@@ -37,7 +37,7 @@ __device__ __forceinline__ float int_score(int dot, float scale) {
     return __fmul_rn(__int2float_rn(dot), scale);
 }
 
-// The stage 1-3 score of row `row` for query `q` (src/model/metric.rs): int_score for ip /
+// The stage 1-3 score of row `row` for query `q` (crates/core/src/model/metric.rs): int_score for ip /
 // cosine (bias == nullptr); for l2 ((dot as f32) * qscale[q] - bias[row]) * scale, each
 // operation rounded as written (qscale is a power of two, so the first product is exact).
 __device__ __forceinline__ float metric_score(int dot, float scale, const float* bias, u32 row, const float* qscale, u32 q) {
@@ -88,7 +88,7 @@ __device__ __forceinline__ u64 range_bits(u64 w, u64 s, u64 e) {
 }
 
 // ---------------------------------------------------------------------------------
-// Filter plans, encoded by src/backend/cuda/plans.rs (u32 words, one record per plan):
+// Filter plans, encoded by crates/cuda/src/plans.rs (u32 words, one record per plan):
 //   [n_ops] [op_0 .. op_{n-1}]   op = kind << 30 | arg; kind 0 = Term (arg = offset of
 //   the term record from the plan start), 1 = And, 2 = Or, 3 = Not.
 //   term record: [nb] [k] [nb*k Bloom plane rows] [nid] [nid sorted value ids]
@@ -130,7 +130,7 @@ __device__ __forceinline__ u64 value_and(const u32* r, u32 k, const u64* planes,
 #define MASK_TERM 0xffffffffu
 
 // A term record whose first word is COL_TERM is a typed column term evaluated here, per
-// query (backend/cuda/plans.rs): its second word is the offset (from the plan start, even)
+// query (crates/cuda/src/plans.rs): its second word is the offset (from the plan start, even)
 // of u64 data d: d[0] keys (order-preserving u64 per row, model::columns), d[1] presence
 // bits, d[2] per-word (min, max) keys, d[3] N, d[4] = negate | null << 1 | nranges << 8,
 // then nranges inclusive (lo, hi) key intervals. Same bits as model::columns::Column::word

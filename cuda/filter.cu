@@ -71,7 +71,7 @@ extern "C" __global__ void mask_gather(const u32* __restrict__ lists, u32 nprobe
         mask[off[p] + i] = f[w0 + i] & range_bits(w0 + i, s, e);
 }
 
-// The candidate route's first look (src/backend/mod.rs sampled_bloom_count): sample[j] +=
+// The candidate route's first look (crates/core/src/backend/mod.rs sampled_bloom_count): sample[j] +=
 // Bloom "maybe" rows of plan j (live, < n) in the words w = i * every. Grid: (nplans,
 // chunks); block 256; sample zeroed by the caller.
 extern "C" __global__ void cand_sample(const u64* __restrict__ planes, u64 words, u64 n, const u64* __restrict__ live,

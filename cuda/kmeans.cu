@@ -1,5 +1,5 @@
 // Build stage: k-means training (f32) and the int8 list assignment of every row
-// (src/backend/cuda/build.rs drives it; src/model/compute.rs states the rules).
+// (crates/cuda/src/build.rs drives it; crates/core/src/model/compute.rs states the rules).
 //
 // Both the Lloyd step and the assignment are "GEMM + row argmax": a block owns 128 rows
 // and sweeps every 128-centroid tile, 8 words (32 bytes) of each row per k-step through
@@ -128,7 +128,7 @@ __device__ __forceinline__ void tile_argmax(const uint4* __restrict__ A, u32 nr,
     }
 }
 
-// Assignment rule of src/model/compute.rs: score = (i32 dot) as f32 * scale, argmax,
+// Assignment rule of crates/core/src/model/compute.rs: score = (i32 dot) as f32 * scale, argmax,
 // ties to the lower list. rows: [nr, nw] int8x4 words; cent: [ceil(L/128)*128, nw].
 extern "C" __global__ void __launch_bounds__(256, 2) assign_i8(const uint4* __restrict__ rows, u32 nr, const uint4* __restrict__ cent,
                                                              const float* __restrict__ cscale, u32 L, u32 nw, u32* __restrict__ out) {

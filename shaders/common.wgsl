@@ -1,4 +1,4 @@
-// silica: helpers prepended to every stage shader (src/backend/wgpu/kernels.rs composes
+// silica: helpers prepended to every stage shader (crates/wgpu/src/kernels.rs composes
 // `common.wgsl` + one generated `dot4` line + the stage file).
 //
 // Scores travel as order-preserving u32 keys: a larger key is a larger f32 in the total

@@ -1,7 +1,7 @@
 // silica stage 1 (probe): int8 centroid scores, one (score key, list id) entry per
 // (query, list); topk.wgsl then keeps the nprobe best per query (score desc, list asc).
 // score = f32(i32 dot) * centroid_scale[l]: one IEEE multiply, as on the CPU; with l2
-// (src/model/metric.rs) score = (f32(dot) * qscale[q] - cbias[l]) * centroid_scale[l],
+// (crates/core/src/model/metric.rs) score = (f32(dot) * qscale[q] - cbias[l]) * centroid_scale[l],
 // the first product exact (qscale is a power of two), so any contraction gives these bits.
 
 struct Params {

@@ -4,7 +4,7 @@
 // * rerank_refine: exact f32 inner product of the f32 query and the f16 embedding,
 //                  summed in the CPU's order (8 running sums, then the tail); with `l2`
 //                  the negated squared distance -Σ (q - e)², in the same order;
-// * rerank_model:  the multi-task MLP of src/rerank.rs: dense + ReLU layers, sigmoid task
+// * rerank_model:  the multi-task MLP of crates/core/src/rerank.rs: dense + ReLU layers, sigmoid task
 //                  heads, composite = sum_t w_t p_t.
 // Refine and model run once per row chunk (rows [row_lo, row_hi)); each candidate is
 // re-scored by the chunk that holds its row. Float results match the CPU within

@@ -8,7 +8,7 @@
 // of row r of pair p (rows [s, e) of its list) goes to `keys[q region + ent_off(p) +
 // (r - s)]`, 0 when r is masked out or fails the exact filter.
 // score = f32(i32 dot) * item_scale[r]: one IEEE multiply, as on the CPU; with l2
-// (src/model/metric.rs) score = (f32(dot) * qscale[q] - bias[r]) * item_scale[r], the
+// (crates/core/src/model/metric.rs) score = (f32(dot) * qscale[q] - bias[r]) * item_scale[r], the
 // first product exact (qscale is a power of two), so any contraction gives these bits.
 //
 // The top-K0 is topk.wgsl's radix select, with the histogram and emit passes here

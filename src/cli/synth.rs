@@ -1,4 +1,4 @@
-//! `silica synth` (hidden): write the e2e bench catalog (src/bench/e2e/catalog.rs) as
+//! `silica synth` (hidden): write the e2e bench catalog (crates/bench/src/e2e/catalog.rs) as
 //! build inputs, streaming, so catalogs larger than memory can be written: `vectors.npy`
 //! (f16 `[N, D]`), `attributes.jsonl` (id + 5 fields: age_rating, country, lang, status,
 //! tags) and `queries.npy` (f32 `[Q, D]`). The rows are the bench's for the same seed.

@@ -1,6 +1,6 @@
 //! The golden-output suite: written once, instantiated per backend with
 //! [`conformance_suite!`]. Every backend is checked against brute-force references
-//! written here from the definitions in `src/backend/mod.rs` (not against its own code):
+//! written here from the definitions in `crates/core/src/backend/mod.rs` (not against its own code):
 //!
 //! * stages 1-3 (probe, filter + count, scan) and stage 5 after `rerank none` must be
 //!   **bit-identical**: list ids, mask words, rows, score bits, counts and padding;
@@ -1181,7 +1181,7 @@ pub fn l2_fixture(seed: u64, spec: &Spec) -> Fixture {
     Fixture { index: Arc::new(ix), seed }
 }
 
-/// The l2 integer score written out (src/model/metric.rs): `((dot as f32) * qs - bias) *
+/// The l2 integer score written out (crates/core/src/model/metric.rs): `((dot as f32) * qs - bias) *
 /// scale` with `bias = (Σ c² as f32 * scale) * 0.5`, each operation rounded.
 pub fn l2_ref_score(qc: &[i8], qs: f32, codes: &[i8], scale: f32) -> f32 {
     let norm: i32 = codes.iter().map(|&c| c as i32 * c as i32).sum();

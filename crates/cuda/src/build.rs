@@ -340,7 +340,7 @@ impl BuildCompute for CudaCompute {
     }
 }
 
-/// The CPU reference's row normalization (src/model/kmeans.rs), bit for bit.
+/// The CPU reference's row normalization (crates/core/src/model/kmeans.rs), bit for bit.
 fn normalize(v: &mut [f32]) {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if n > 0.0 {
@@ -410,7 +410,7 @@ fn fill_rows(dst: &mut [u8], src: &[i8], d: usize, dp: usize) {
 mod tests {
     use super::repair_plan;
 
-    /// The CPU's repair loop (src/model/kmeans.rs) on counts alone.
+    /// The CPU's repair loop (crates/core/src/model/kmeans.rs) on counts alone.
     fn by_scan(cnt: &mut [u32]) -> Vec<u32> {
         let k = cnt.len();
         let mut pairs = Vec::new();
