@@ -7,7 +7,7 @@
 #   AFTER  (cscan, or main after the merge):
 #     cargo test --release --no-run -p silica -p silica-cuda && cargo build --release && cargo build --release --example cuda_peer
 #     mkdir -p .bin/after && cp target/release/silica target/release/examples/cuda_peer .bin/after/
-#     for t in cuda_golden conformance nvrtc silica_cuda; do cp "$(ls -t target/release/deps/$t-* | grep -v '\.d$' | head -1)" .bin/after/$t; done
+#     for t in cuda_golden conformance silica_cuda; do cp "$(ls -t target/release/deps/$t-* | grep -v '\.d$' | head -1)" .bin/after/$t; done
 #   BEFORE (main before the merge, e.g. bd4e279): cargo build --release && cargo build --release --example cuda_peer
 #     mkdir -p .bin/before && cp target/release/silica target/release/examples/cuda_peer .bin/before/
 #   strip .bin/*/* (optional), carry .bin, run from the checkout root:
@@ -15,7 +15,7 @@
 #     PARTS="tests resources" bash scripts/cscan-h200.sh; PARTS=peer ...; PARTS=e2e ...   (one device call each)
 # Prints one PASS/FAIL line per check and the tables; logs under $OUT/cscan/ (OUT default /tmp).
 #  1. tests: silica_cuda (unit tests: KernelId table vs the sources, argument layouts under NVRTC,
-#     ScanPlan), nvrtc (every cuda/*.cu compiles cleanly), cuda_golden (every Tuning path:
+#     ScanPlan, every cuda/*.cu compiles cleanly), cuda_golden (every Tuning path:
 #     generic / fast / stream, fused or not, PDL or not, forced fallback, tile words 1..4, vs the
 #     CPU reference bit for bit), conformance cuda:: (SILICA_REQUIRE_BACKENDS=cuda: a skip fails).
 #  2. resources: cuda_peer --quick prints (registers, local bytes, static shared bytes) of every
@@ -56,7 +56,6 @@ check() { # name cmd... : PASS when the test binary exits 0, reports ok and skip
 }
 if has tests; then
   check silica_cuda "$after/silica_cuda" --test-threads=2
-  check nvrtc "$after/nvrtc"
   check cuda_golden "$after/cuda_golden" --test-threads=2
   check conformance_cuda "$after/conformance" cuda:: --test-threads=2
 fi

@@ -138,7 +138,7 @@ impl Inner {
     fn commit(&mut self, batch: Batch) -> Result<u64, Refused> {
         let store = self.store()?;
         let r = store.commit(std::slice::from_ref(&batch))?.pop().expect("one result per batch");
-        let version = r.map_err(Refused::Api)?;
+        let version = r.map_err(|e| Refused::Api(e.into()))?;
         if store.needs_compaction() {
             store.compact()?;
         }

@@ -1,7 +1,7 @@
 //! Progress of long steps: an indicatif bar (items/s, ETA) when stderr is a terminal,
-//! else an `info` log line every [`LOG_EVERY`] (`RUST_LOG=info` shows them).
+//! else an `info` log line every [`LOG_EVERY`] (`RUST_LOG=info` shows them). The bar is
+//! the `progress` feature (on by default); without it, only the log lines.
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +15,7 @@ pub struct Progress {
     name: String,
     unit: &'static str,
     len: u64,
-    pb: Option<ProgressBar>,
+    pb: Option<Bar>,
     log: bool,
     done: AtomicU64,
     start: Instant,
@@ -30,14 +30,9 @@ pub fn bar(name: &str, len: u64, unit: &'static str) -> Progress {
 impl Progress {
     /// `show = false`: nothing is drawn or logged.
     pub fn new(show: bool, name: &str, len: u64, unit: &'static str) -> Progress {
-        let tty = show && std::io::stderr().is_terminal();
-        let pb = tty.then(|| {
-            let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-            let tmpl = format!("{{msg:<18}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit} {{per_sec}} ETA {{eta}}");
-            pb.set_style(ProgressStyle::with_template(&tmpl).expect("valid template").progress_chars("=> "));
-            pb.set_message(name.to_string());
-            pb
-        });
+        let tty = show && std::io::stderr().is_terminal() && cfg!(feature = "progress");
+        let tmpl = format!("{{msg:<18}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit} {{per_sec}} ETA {{eta}}");
+        let pb = if tty { terminal_bar(len, &tmpl, name) } else { None };
         let now = Instant::now();
         Progress { name: name.into(), unit, len, pb, log: show && !tty, done: AtomicU64::new(0), start: now, last: Mutex::new(now) }
     }
@@ -98,5 +93,41 @@ pub fn rss_note() -> String {
     match (mb("VmRSS:"), mb("RssAnon:"), mb("RssFile:"), mb("VmHWM:")) {
         (Some(r), Some(a), Some(f), Some(h)) => format!("RSS {r} MB (anon {a}, file {f}), peak {h} MB"),
         _ => String::new(),
+    }
+}
+
+/// A terminal progress bar (indicatif, `progress` feature).
+#[cfg(feature = "progress")]
+pub(crate) type Bar = indicatif::ProgressBar;
+
+/// Without the `progress` feature no bar exists (the type has no values).
+#[cfg(not(feature = "progress"))]
+pub(crate) enum Bar {}
+
+#[cfg(not(feature = "progress"))]
+impl Bar {
+    pub(crate) fn inc(&self, _: u64) {
+        match *self {}
+    }
+    pub(crate) fn finish_and_clear(&self) {
+        match *self {}
+    }
+}
+
+/// A bar of `len` items drawn on stderr with indicatif `template` and label `msg`
+/// (`None` without the `progress` feature).
+pub(crate) fn terminal_bar(len: u64, template: &str, msg: &str) -> Option<Bar> {
+    #[cfg(feature = "progress")]
+    {
+        use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+        let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        pb.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
+        pb.set_message(msg.to_string());
+        Some(pb)
+    }
+    #[cfg(not(feature = "progress"))]
+    {
+        let _ = (len, template, msg);
+        None
     }
 }

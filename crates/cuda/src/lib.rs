@@ -28,17 +28,22 @@ mod build;
 mod device;
 mod devio;
 mod kernels;
-pub mod nvrtc;
-pub mod plans;
+mod nvrtc;
+mod plans;
 mod resident;
 mod scan_plan;
 mod search_device;
+mod tuning;
 
 pub use build::CudaCompute;
 pub use device::{DBuf, Dev};
 pub use devio::{DType, DeviceQueries, DeviceResults};
 pub use resident::Resident;
 pub use search_device::SearchDevice;
+#[cfg(feature = "testing")]
+pub use tuning::Tuning;
+#[cfg(not(feature = "testing"))]
+use tuning::Tuning;
 
 use args::*;
 use device::{Launch, ptr_or_null};
@@ -94,52 +99,6 @@ pub fn devices() -> Vec<silica_core::backend::GpuInfo> {
             .collect()
     })
     .unwrap_or_default()
-}
-
-/// Scan tuning (defaults are the production values; tests change them to reach rare paths).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tuning {
-    /// Candidate buffer per query: at least this many keys (and 4*K0), at most the rows
-    /// the probed lists can hold.
-    pub cand_min: usize,
-    /// The sample pass reads every `sample_every`-th 64-row word of each probed list.
-    pub sample_every: u32,
-    /// Send every query through the exact fallback of `scan_select` (testing).
-    pub force_fallback: bool,
-    /// 64-row words per scan tile (1..=4 on the fast path); 0 = automatic (1 when the
-    /// batch probes fewer (query, list) pairs than there are lists, else 2).
-    pub tile_words: u32,
-    /// Use the cp.async fast path when D <= 128 (tests turn it off to check the generic one).
-    pub fast: bool,
-    /// Candidates per query staged in shared memory by the top-K0 select (at most 16384).
-    pub smem_keys: u32,
-    /// Fast path: stream halves across tiles (pipeline never drains between tiles)
-    /// instead of one pipeline per tile.
-    pub stream: bool,
-    /// Programmatic dependent launch between the scan's kernels (sm_90).
-    pub pdl: bool,
-    /// Small batches (fewer pairs than lists): group and sample in one launch, sampling
-    /// each (query, list) pair directly.
-    pub fuse_prepare: bool,
-    /// Stage 2 with at least half the lists probed: whole-index Bloom masks, then gather.
-    pub dense_filter: bool,
-}
-
-impl Default for Tuning {
-    fn default() -> Self {
-        Tuning {
-            cand_min: 16384,
-            sample_every: 64,
-            force_fallback: false,
-            tile_words: 0,
-            fast: true,
-            smem_keys: 16384,
-            stream: true,
-            pdl: true,
-            fuse_prepare: true,
-            dense_filter: true,
-        }
-    }
 }
 
 /// Stage 1 output on the device: `[B, nprobe]` list ids.
@@ -315,7 +274,8 @@ impl Cuda {
         &self.dev
     }
 
-    /// Change the scan tuning (tests and benchmarks).
+    /// Change the scan tuning (tests and the peer harness; `testing` feature).
+    #[cfg(feature = "testing")]
     pub fn set_tuning(&self, t: Tuning) {
         *self.tuning.lock().expect("tuning") = t;
     }
@@ -323,7 +283,7 @@ impl Cuda {
     /// Testing: drop the scan's kept scratch buffers, then fill `bytes` of pooled device
     /// memory with 0xA5 and release it, so the buffers allocated next start with garbage
     /// (stage outputs must be written in full).
-    #[doc(hidden)]
+    #[cfg(feature = "testing")]
     pub fn poison_pool(&self, bytes: usize) -> Result<()> {
         *self.ws.lock().expect("workspace") = Workspace::default();
         let b = self.dev.alloc::<u32>(bytes / 4)?;

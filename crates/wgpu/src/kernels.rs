@@ -26,6 +26,7 @@ pub const STAGES: [(&str, &str); 7] = [
 ];
 
 /// Row widths (vec4<u32> per row) the shader test compiles the scan stage for.
+#[cfg(test)]
 pub const TEST_D16: [u32; 5] = [1, 8, 32, 33, 128];
 
 /// The full WGSL source of stage `stage` (`probe`, `filter`, ...), with the packed
@@ -43,6 +44,7 @@ pub fn compose(stage: &str, packed_dot: bool, d16: u32) -> Option<String> {
 
 /// Every composed shader: `(label, source)` for each stage and both dot variants
 /// (the shader test validates them all with naga and translates them to MSL and HLSL).
+#[cfg(test)]
 pub fn all_sources() -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (name, _) in STAGES {
@@ -435,3 +437,6 @@ impl<'g> Rec<'g> {
         g.record_profile(&profiled)
     }
 }
+
+#[cfg(test)]
+mod translate;

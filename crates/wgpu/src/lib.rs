@@ -1,20 +1,20 @@
 //! The wgpu backend: every pipeline stage in WGSL (`shaders/*.wgsl`), on any Vulkan, Metal
 //! or DX12 adapter, bit-identical to the CPU backend for stages 1-3.
 //!
-//! * [`gpu`]: adapter choice, pooled buffers (reused across searches), uploads, readback.
-//! * [`kernels`]: shader composition, pipelines (compiled once), the dispatch recorder.
-//! * [`resident`]: the index on the device, in row chunks that fit the adapter's bindings.
-//! * [`plan`]: filter programs as a u32 blob.
-//! * [`topk`]: exact top-K (radix select + bitonic sort, no subgroup operations).
+//! * `gpu`: adapter choice, pooled buffers (reused across searches), uploads, readback.
+//! * `kernels`: shader composition, pipelines (compiled once), the dispatch recorder.
+//! * `resident`: the index on the device, in row chunks that fit the adapter's bindings.
+//! * `plan`: filter programs as a u32 blob.
+//! * `topk`: exact top-K (radix select + bitonic sort, no subgroup operations).
 //!
 //! Each stage records its dispatches into one command buffer; nothing waits for the GPU
 //! until a `read_*` (the executor reads the scan counts and the final candidates).
 
-pub mod gpu;
-pub mod kernels;
-pub mod plan;
-pub mod resident;
-pub mod topk;
+mod gpu;
+mod kernels;
+mod plan;
+mod resident;
+mod topk;
 
 pub use gpu::{AdapterSummary, WgpuOptions, adapters};
 pub use resident::Resident;

@@ -12,7 +12,8 @@ pub const PASSES: usize = 8;
 pub enum Lens<'a> {
     /// Every region holds this many entries.
     Fixed(u32),
-    /// `lens[q0 + q]` entries.
+    /// `lens[q0 + q]` entries (the shaders read per-query lengths; no stage passes them today).
+    #[allow(dead_code)]
     Buffer(&'a View, u32),
 }
 

@@ -52,49 +52,112 @@ const COL_HEAD: usize = 10;
 pub enum EncodeError {
     /// The program needs a deeper evaluation stack than the kernels have.
     #[error("filter plan {plan} nests {depth} deep, deeper than the kernels' {STACK}-entry evaluation stack")]
-    TooDeep { plan: usize, depth: usize },
+    TooDeep {
+        /// Index of the plan among those encoded.
+        plan: usize,
+        /// Stack depth the program needs.
+        depth: usize,
+    },
     /// An And/Or/Not finds too few values on the stack.
     #[error("filter plan {plan}: op {op} pops an empty stack")]
-    Underflow { plan: usize, op: usize },
+    Underflow {
+        /// Index of the plan among those encoded.
+        plan: usize,
+        /// Index of the op in the plan.
+        op: usize,
+    },
     /// The program does not end with exactly one value.
     #[error("filter plan {plan} leaves {values} values on the stack, not one")]
-    Leftover { plan: usize, values: usize },
+    Leftover {
+        /// Index of the plan among those encoded.
+        plan: usize,
+        /// Values left on the stack.
+        values: usize,
+    },
     /// A Term op names a term the plan lacks.
     #[error("filter plan {plan} names term {term} it lacks")]
-    MissingTerm { plan: usize, term: u32 },
+    MissingTerm {
+        /// Index of the plan among those encoded.
+        plan: usize,
+        /// The term index named.
+        term: u32,
+    },
     /// A typed term not bound to the index and not evaluable by the backend.
     #[error("filter plan {plan}: typed filter term not bound to the index (Plan::bind)")]
-    Unbound { plan: usize },
+    Unbound {
+        /// Index of the plan among those encoded.
+        plan: usize,
+    },
     /// An unbound typed column term whose column is not resident on the device.
     #[error("typed filter term on column {name:?} neither bound (Plan::bind) nor resident on the device")]
-    NoColumn { name: String },
+    NoColumn {
+        /// The column name.
+        name: String,
+    },
     /// A Bloom term whose values carry differing numbers of plane rows.
     #[error("filter plan {plan}: Bloom term with differing hash counts")]
-    MixedHashes { plan: usize },
+    MixedHashes {
+        /// Index of the plan among those encoded.
+        plan: usize,
+    },
     /// A Bloom term compiled for another Bloom k than the index's.
     #[error("filter compiled for {got} Bloom hashes, index uses {want}")]
-    Hashes { got: u32, want: u32 },
+    Hashes {
+        /// Hashes per value in the filter.
+        got: u32,
+        /// Hashes per value in the index.
+        want: u32,
+    },
     /// A Bloom plane row past the index's planes.
     #[error("filter plan {plan}: Bloom plane row {row} out of range (the index has {bits} planes)")]
-    PlaneRow { plan: usize, row: u32, bits: u32 },
+    PlaneRow {
+        /// Index of the plan among those encoded.
+        plan: usize,
+        /// The plane row.
+        row: u32,
+        /// Bloom planes in the index.
+        bits: u32,
+    },
     /// Value ids that are not strictly ascending (the kernels merge sorted lists).
     #[error("filter plan {plan}: term value ids not strictly ascending")]
-    Unsorted { plan: usize },
+    Unsorted {
+        /// Index of the plan among those encoded.
+        plan: usize,
+    },
     /// The words do not fit the 31-bit offsets (30-bit inside one plan).
     #[error("encoded filter plans too large ({words} words)")]
-    TooLarge { words: usize },
+    TooLarge {
+        /// u32 words the encoding needs.
+        words: usize,
+    },
     /// A plan offset, op or record reaching past the words.
     #[error("filter plan {plan}: {what} out of range")]
-    OutOfRange { plan: usize, what: &'static str },
+    OutOfRange {
+        /// Index of the plan among those encoded.
+        plan: usize,
+        /// The part out of range.
+        what: &'static str,
+    },
     /// A mask or column record not at an even word.
     #[error("filter plan {plan}: typed term data not 8-byte aligned")]
-    Misaligned { plan: usize },
+    Misaligned {
+        /// Index of the plan among those encoded.
+        plan: usize,
+    },
     /// [`TRIVIAL_BIT`] set on a plan with ops, or missing on one without.
     #[error("filter plan {plan}: trivial flag disagrees with its {ops} ops")]
-    TrivialFlag { plan: usize, ops: usize },
+    TrivialFlag {
+        /// Index of the plan among those encoded.
+        plan: usize,
+        /// Ops in the plan.
+        ops: usize,
+    },
     /// A column term where the reading backend has no column evaluation.
     #[error("filter plan {plan}: column term not supported by this backend")]
-    ColumnTerm { plan: usize },
+    ColumnTerm {
+        /// Index of the plan among those encoded.
+        plan: usize,
+    },
 }
 
 impl From<EncodeError> for crate::error::Error {
@@ -136,7 +199,16 @@ pub struct ColTerm {
 pub enum TermRecord<'a> {
     /// A string term: `nb` requested values, `k` plane rows each (`rows`: nb*k, value v's
     /// at `v*k`), and its sorted value ids.
-    Bloom { nb: u32, k: u32, rows: &'a [u32], ids: &'a [u32] },
+    Bloom {
+        /// Requested values.
+        nb: u32,
+        /// Plane rows per value (the index's Bloom k).
+        k: u32,
+        /// `nb * k` plane rows, value v's at `v * k`.
+        rows: &'a [u32],
+        /// Sorted value ids (exact test).
+        ids: &'a [u32],
+    },
     /// A bound typed term: its exact mask as u32 pairs (u64 word w = `[2w]` | `[2w+1]` << 32),
     /// reaching to the end of the words.
     Mask(&'a [u32]),
@@ -373,7 +445,7 @@ impl Encoded {
     }
 
     fn check_term(&self, q: usize, start: usize, p: &[u32], arg: u32, lim: &Limits) -> Result<(), EncodeError> {
-        let aligned = |t: &[u32]| if (start + t[1] as usize) % 2 == 0 { Ok(()) } else { Err(EncodeError::Misaligned { plan: q }) };
+        let aligned = |t: &[u32]| if (start + t[1] as usize).is_multiple_of(2) { Ok(()) } else { Err(EncodeError::Misaligned { plan: q }) };
         if p.get(arg as usize) == Some(&COL_TERM) && !lim.col_terms {
             return Err(EncodeError::ColumnTerm { plan: q });
         }

@@ -26,12 +26,13 @@ use crate::rerank::RerankModel;
 use std::sync::Arc;
 
 /// Stage 4 mode as requested by a caller.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum RerankMode {
     /// `refine` when the index stores embeddings, else `none`.
     #[default]
-    #[value(skip)]
+    #[cfg_attr(feature = "clap", value(skip))]
     Auto,
     /// Int8 scores only.
     None,

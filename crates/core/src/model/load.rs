@@ -13,7 +13,7 @@
 use super::format::Verify;
 use super::tensor::{Map, Tensor};
 use crate::error::{Error, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use crate::progress::{Bar, terminal_bar};
 use safetensors::Dtype;
 use safetensors::tensor::Metadata;
 use std::collections::HashMap;
@@ -225,7 +225,7 @@ impl Artifact {
 /// Progress of a long byte-counting step: a bar on a terminal, else a log line every 5 s
 /// (bytes done, GB/s, ETA). Hidden below 256 MiB.
 pub struct Progress {
-    bar: Option<ProgressBar>,
+    bar: Option<Bar>,
     total: u64,
     done: AtomicU64,
     started: Instant,
@@ -237,16 +237,11 @@ impl Progress {
     /// Progress of `what` (the bar's label) over `total` bytes.
     pub fn new(what: &str, total: u64) -> Progress {
         let big = total >= 256 << 20;
-        let bar = (big && std::io::stderr().is_terminal()).then(|| {
-            let pb = ProgressBar::new(total);
-            pb.set_style(
-                ProgressStyle::with_template("{spinner} {msg:<14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
-            pb.set_message(what.to_string());
-            pb
-        });
+        let bar = if big && std::io::stderr().is_terminal() {
+            terminal_bar(total, "{spinner} {msg:<14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}", what)
+        } else {
+            None
+        };
         let now = Instant::now();
         Progress {
             bar,

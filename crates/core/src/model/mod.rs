@@ -36,7 +36,8 @@ pub use tensor::{Ids, Tensor};
 /// the inner product; `ip` uses the raw inner product; `l2` ranks by squared Euclidean
 /// distance (results best first, `scores` = the negated squared distance; stages 1-3 rank
 /// by the exact integer form of [`metric`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Metric {
     /// Raw inner product.

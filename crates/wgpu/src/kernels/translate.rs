@@ -16,9 +16,9 @@ fn validate(label: &str, src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
 
 #[test]
 fn every_shader_validates_and_translates_to_msl_and_hlsl() {
-    let sources = silica_wgpu::kernels::all_sources();
-    let scan_widths = silica_wgpu::kernels::TEST_D16.len();
-    let files = silica_wgpu::kernels::STAGES.len();
+    let sources = super::all_sources();
+    let scan_widths = super::TEST_D16.len();
+    let files = super::STAGES.len();
     assert!(files >= 7, "probe, filter, scan, rerank, select, topk, update");
     assert_eq!(sources.len(), 2 * (files - 1 + scan_widths), "every stage file x 2 dot variants, the scan at several widths");
     for (label, src) in &sources {
@@ -56,7 +56,7 @@ fn a_broken_shader_is_caught() {
 
 #[test]
 fn every_entry_point_the_backend_uses_exists() {
-    use silica_wgpu::kernels::{Kernel, compose};
+    use super::{Kernel, compose};
     for k in Kernel::ALL {
         let (file, entry) = k.source();
         let src = compose(file, true, 8).expect("stage exists");
