@@ -394,15 +394,26 @@ impl Cuda {
         Ok((qc, base + words_at as u64, base + off_at as u64, qs, dq))
     }
 
-    /// `plans` encoded for the kernels; unbound typed column terms name `ix`'s device
+    /// `plans` encoded for the kernels and checked by the core's one validator against
+    /// `ix` (Bloom planes and k, mask words); unbound typed column terms name `ix`'s device
     /// columns (uploaded on the first such plan).
     fn encode_plans(&self, ix: &Resident, plans: &[&Plan]) -> Result<plans::Encoded> {
         let unbound = plans.iter().any(|p| p.terms.iter().any(|t| t.typed.is_some() && t.mask.is_none()));
-        if !unbound {
-            return plans::encode(plans);
-        }
-        let cols = ix.columns(&self.dev)?;
-        plans::encode_with(plans, &|name| cols.get(name))
+        let enc = if unbound {
+            let cols = ix.columns(&self.dev)?;
+            plans::encode_with(plans, &|name| cols.get(name))?
+        } else {
+            plans::encode(plans)?
+        };
+        let bloom = &ix.index.bloom.params;
+        let lim = plans::Limits {
+            planes: Some(bloom.bits),
+            hashes: Some(bloom.hashes),
+            mask_words: Some(ix.index.len().div_ceil(64)),
+            col_terms: true,
+        };
+        enc.validate(&lim)?;
+        Ok(enc)
     }
 
     fn upload_plans(&self, ix: &Resident, plans: &[&Plan]) -> Result<(DBuf<u32>, DBuf<u32>)> {

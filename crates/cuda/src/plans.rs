@@ -8,7 +8,7 @@ use silica_core::error::Result;
 use silica_core::filter::Plan;
 use silica_core::filter::encode as enc;
 
-pub use enc::{DevColumn, Encoded};
+pub use enc::{DevColumn, Encoded, Limits};
 
 /// Encode `plans` (one per query; typed terms bound). Queries sharing a `&Plan` share its record.
 pub fn encode(plans: &[&Plan]) -> Result<Encoded> {
