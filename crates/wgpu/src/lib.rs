@@ -316,7 +316,7 @@ impl Backend for Wgpu {
         let qs = self.gpu.upload(bytemuck::cast_slice(&q.scale))?;
         let qsv = qs.view();
         let params = |nq: u32, q0: u32, lo: u32, hi: u32| {
-            [nq, np as u32, q0, estride as u32, mask.mstride as u32, lo, hi, npairs, l, k0 as u32, kp as u32, l2]
+            [nq, np as u32, q0, estride as u32, mask.mstride as u32, lo, hi, npairs, l, k0 as u32, kp as u32, l2, 0, 0, 0, 0]
         };
         // Group the probed pairs by list.
         if np > 0 {
@@ -340,7 +340,7 @@ impl Backend for Wgpu {
                 for c in &ix.chunks {
                     // Launch workgroups only for the probed lists with rows in this chunk.
                     let mut cp = params(nq, q0 as u32, c.lo, c.hi);
-                    cp[9] = groups_for(ix.max_list as u64, 256);
+                    cp[12] = groups_for(ix.max_list as u64, 256); // row_blocks
                     rec.dispatch_scan(Kernel::ScanActiveInit, d16, &cp, &[(21, &args)], [1, 1, 1])?;
                     rec.dispatch_scan(
                         Kernel::ScanActive,
