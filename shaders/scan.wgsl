@@ -36,6 +36,10 @@ struct Params {
     k: u32,       // K0
     kp: u32,      // next power of two >= K0
     l2: u32,      // metric l2: bias and qscale are read
+    row_blocks: u32, // 256-row blocks of the largest list: scan_score's x size
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -122,7 +126,7 @@ fn scan_invert_fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 // One thread: indirect dispatch size (row blocks, active lists = 0, 1) for this chunk.
 @compute @workgroup_size(1)
 fn scan_active_init() {
-    atomicStore(&args[0], P.k);
+    atomicStore(&args[0], P.row_blocks);
     atomicStore(&args[1], 0u);
     atomicStore(&args[2], 1u);
 }

@@ -8,6 +8,7 @@
 //! else a portable sign-extend-and-multiply; both are exact.
 
 use super::gpu::{Buf, Gpu};
+use super::params::{Params, Scan};
 use silica_core::error::{Error, Result};
 use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex};
@@ -42,17 +43,18 @@ pub fn compose(stage: &str, packed_dot: bool, d16: u32) -> Option<String> {
     Some(format!("{COMMON}\n{dot}\n\n{body}"))
 }
 
-/// Every composed shader: `(label, source)` for each stage and both dot variants
-/// (the shader test validates them all with naga and translates them to MSL and HLSL).
+/// Every composed shader: `(stage, label, source)` for each stage and both dot variants
+/// (the shader test validates them all with naga and translates them to MSL and HLSL;
+/// the params test checks each one's uniform layout).
 #[cfg(test)]
-pub fn all_sources() -> Vec<(String, String)> {
+pub fn all_sources() -> Vec<(&'static str, String, String)> {
     let mut out = Vec::new();
     for (name, _) in STAGES {
         for packed in [true, false] {
             let widths: &[u32] = if name == "scan" { &TEST_D16 } else { &[8] };
             for &d16 in widths {
                 let label = format!("{name}.wgsl ({}, d16 {d16})", if packed { "dot4I8Packed" } else { "portable dot" });
-                out.push((label, compose(name, packed, d16).expect("known stage")));
+                out.push((name, label, compose(name, packed, d16).expect("known stage")));
             }
         }
     }
@@ -222,7 +224,7 @@ pub struct View {
 }
 
 enum Step {
-    Dispatch { pipe: Arc<Pipe>, label: &'static str, params: Vec<u32>, binds: Vec<(u32, View)>, groups: Groups },
+    Dispatch { pipe: Arc<Pipe>, label: &'static str, params: Vec<u8>, binds: Vec<(u32, View)>, groups: Groups },
     Copy { src: View, src_off: u64, dst: View, dst_off: u64, len: u64 },
     Clear { dst: View },
 }
@@ -271,38 +273,41 @@ impl<'g> Rec<'g> {
         Ok(v)
     }
 
-    /// Record one dispatch. `params` fills the kernel's uniform struct (binding 0);
-    /// `binds` are the other bindings the entry point uses, by binding number.
-    pub fn dispatch(&mut self, k: Kernel, params: &[u32], binds: &[(u32, &View)], groups: [u32; 3]) {
+    /// Record one dispatch. `params` is the kernel's uniform block (binding 0): the
+    /// [`Params`] struct of its stage file; `binds` are the other bindings the entry point
+    /// uses, by binding number.
+    pub fn dispatch<P: Params>(&mut self, k: Kernel, params: &P, binds: &[(u32, &View)], groups: [u32; 3]) {
         let pipe = self.g.pipelines.get(k);
         self.push(pipe, k, params, binds, groups);
     }
 
     /// Record a dispatch of a scan-stage kernel compiled for rows of `d16` vec4s.
-    pub fn dispatch_scan(&mut self, k: Kernel, d16: u32, params: &[u32], binds: &[(u32, &View)], groups: [u32; 3]) -> Result<()> {
+    pub fn dispatch_scan(&mut self, k: Kernel, d16: u32, params: &Scan, binds: &[(u32, &View)], groups: [u32; 3]) -> Result<()> {
         self.dispatch_scan_with(k, d16, params, binds, Groups::Fixed(groups))
     }
 
     /// [`Rec::dispatch_scan`] with a fixed or indirect dispatch size.
-    pub fn dispatch_scan_with(&mut self, k: Kernel, d16: u32, params: &[u32], binds: &[(u32, &View)], groups: Groups) -> Result<()> {
+    pub fn dispatch_scan_with(&mut self, k: Kernel, d16: u32, params: &Scan, binds: &[(u32, &View)], groups: Groups) -> Result<()> {
         let pipe =
             self.g.pipelines.scan(d16)?.get(&k).cloned().ok_or_else(|| Error::backend("wgpu", format!("{k:?} is not a scan kernel")))?;
         self.push_with(pipe, k, params, binds, groups);
         Ok(())
     }
 
-    fn push(&mut self, pipe: Arc<Pipe>, k: Kernel, params: &[u32], binds: &[(u32, &View)], groups: [u32; 3]) {
+    fn push<P: Params>(&mut self, pipe: Arc<Pipe>, k: Kernel, params: &P, binds: &[(u32, &View)], groups: [u32; 3]) {
         if groups.contains(&0) {
             return;
         }
         self.push_with(pipe, k, params, binds, Groups::Fixed(groups));
     }
 
-    fn push_with(&mut self, pipe: Arc<Pipe>, k: Kernel, params: &[u32], binds: &[(u32, &View)], groups: Groups) {
+    fn push_with<P: Params>(&mut self, pipe: Arc<Pipe>, k: Kernel, params: &P, binds: &[(u32, &View)], groups: Groups) {
+        // A struct of another stage would bind bytes the shader reads as other fields.
+        assert_eq!(k.source().0, P::STAGE, "{k:?} takes the Params of {}.wgsl", k.source().0);
         self.steps.push(Step::Dispatch {
             pipe,
             label: k.source().1,
-            params: params.to_vec(),
+            params: bytemuck::bytes_of(params).to_vec(),
             binds: binds.iter().map(|(i, v)| (*i, (*v).clone())).collect(),
             groups,
         });
@@ -334,9 +339,8 @@ impl<'g> Rec<'g> {
                 let off = blob.len().div_ceil(align) * align;
                 blob.resize(off, 0);
                 offsets.push(off as u64);
-                let mut p = params.clone();
-                p.resize(p.len().div_ceil(4).max(1) * 4, 0);
-                blob.extend_from_slice(bytemuck::cast_slice(&p));
+                // Params structs are 16-byte multiples (params.rs asserts it).
+                blob.extend_from_slice(params);
             }
         }
         let pbuf = if blob.is_empty() { None } else { Some(g.uniform(&blob)?) };
@@ -345,7 +349,7 @@ impl<'g> Rec<'g> {
         for s in &self.steps {
             if let Step::Dispatch { pipe, label, params, binds, .. } = s {
                 let layout = &pipe.layout;
-                let psize = (params.len().div_ceil(4).max(1) * 16) as u64;
+                let psize = params.len() as u64;
                 let pb = pbuf.as_ref().expect("params present");
                 let mut entries = vec![wgpu::BindGroupEntry {
                     binding: 0,

@@ -3,6 +3,7 @@
 //!
 //! * `gpu`: adapter choice, pooled buffers (reused across searches), uploads, readback.
 //! * `kernels`: shader composition, pipelines (compiled once), the dispatch recorder.
+//! * `params`: each shader's uniform `Params` block as a Rust struct.
 //! * `resident`: the index on the device, in row chunks that fit the adapter's bindings.
 //! * `plan`: filter programs as a u32 blob.
 //! * `topk`: exact top-K (radix select + bitonic sort, no subgroup operations).
@@ -12,6 +13,7 @@
 
 mod gpu;
 mod kernels;
+mod params;
 mod plan;
 mod resident;
 mod topk;
@@ -183,7 +185,7 @@ impl Backend for Wgpu {
             let nq = gsz.min(b - q0) as u32;
             rec.dispatch(
                 Kernel::ProbeScores,
-                &[nq, l as u32, ix.d16, q0 as u32, l2, 0, 0, 0],
+                &params::Probe { nq, nlist: l as u32, d16: ix.d16, q0: q0 as u32, l2, _p0: 0, _p1: 0, _p2: 0 },
                 &[(1, &qv), (2, &cc), (3, &cs), (4, &entries), (5, &cb), (6, &qsv)],
                 [groups_for(l as u64, 256), nq, 1],
             );
@@ -227,17 +229,13 @@ impl Backend for Wgpu {
         let (lv, lo, bv, pv, ev, wv) =
             (mask.lists.view(), ix.loff.view(), blob.view(), mask.pairs.view(), mask.ent_len.view(), mask.words.view());
         let hashes = ix.index.bloom.params.hashes;
-        rec.dispatch(
-            Kernel::FilterPairs,
-            &[b as u32, np as u32, mstride as u32, hashes, 0, 0, ix.n, 0],
-            &[(1, &lv), (2, &lo), (4, &pv), (5, &ev)],
-            [b as u32, 1, 1],
-        );
+        let fp = params::Filter { nq: b as u32, nprobe: np as u32, mstride: mstride as u32, hashes, cw_lo: 0, cw_n: 0, n: ix.n, _pad: 0 };
+        rec.dispatch(Kernel::FilterPairs, &fp, &[(1, &lv), (2, &lo), (4, &pv), (5, &ev)], [b as u32, 1, 1]);
         if np > 0 {
             for c in &ix.chunks {
                 rec.dispatch(
                     Kernel::FilterWords,
-                    &[b as u32, np as u32, mstride as u32, hashes, c.cw_lo, c.cw_n, ix.n, 0],
+                    &params::Filter { cw_lo: c.cw_lo, cw_n: c.cw_n, ..fp },
                     &[(1, &lv), (2, &lo), (3, &bv), (4, &pv), (6, &c.planes.view()), (7, &c.live.view()), (8, &wv)],
                     [groups_for(ix.max_span as u64 / 2, 64), np as u32, b as u32],
                 );
@@ -265,7 +263,16 @@ impl Backend for Wgpu {
         for c in &ix.chunks {
             rec.dispatch(
                 Kernel::FilterCount,
-                &[plans.len() as u32, 0, 0, ix.index.bloom.params.hashes, c.cw_lo, c.cw_n, ix.n, 0],
+                &params::Filter {
+                    nq: plans.len() as u32,
+                    nprobe: 0,
+                    mstride: 0,
+                    hashes: ix.index.bloom.params.hashes,
+                    cw_lo: c.cw_lo,
+                    cw_n: c.cw_n,
+                    n: ix.n,
+                    _pad: 0,
+                },
                 &[(3, &blob.view()), (6, &c.planes.view()), (7, &c.live.view()), (9, &cv)],
                 [groups_for(c.cw_n as u64 / 2, 256).min(1024), plans.len() as u32, 1],
             );
@@ -315,12 +322,27 @@ impl Backend for Wgpu {
         let l2 = (ix.index.metric == silica_core::Metric::L2) as u32;
         let qs = self.gpu.upload(bytemuck::cast_slice(&q.scale))?;
         let qsv = qs.view();
-        let params = |nq: u32, q0: u32, lo: u32, hi: u32| {
-            [nq, np as u32, q0, estride as u32, mask.mstride as u32, lo, hi, npairs, l, k0 as u32, kp as u32, l2]
+        let scan_params = |nq: u32, q0: u32, row_lo: u32, row_hi: u32| params::Scan {
+            nq,
+            nprobe: np as u32,
+            q0,
+            stride: estride as u32,
+            mstride: mask.mstride as u32,
+            row_lo,
+            row_hi,
+            npairs,
+            nlist: l,
+            k: k0 as u32,
+            kp: kp as u32,
+            l2,
+            row_blocks: 0,
+            _p0: 0,
+            _p1: 0,
+            _p2: 0,
         };
         // Group the probed pairs by list.
         if np > 0 {
-            let p = params(0, 0, 0, 0);
+            let p = scan_params(0, 0, 0, 0);
             rec.clear(&lcount);
             rec.dispatch_scan(Kernel::ScanInvertCount, d16, &p, &[(2, &lv), (12, &lcount)], [groups_for(npairs as u64, 256), 1, 1])?;
             rec.dispatch_scan(Kernel::ScanInvertScan, d16, &p, &[(12, &lcount), (13, &lstart)], [1, 1, 1])?;
@@ -339,8 +361,7 @@ impl Backend for Wgpu {
             if np > 0 {
                 for c in &ix.chunks {
                     // Launch workgroups only for the probed lists with rows in this chunk.
-                    let mut cp = params(nq, q0 as u32, c.lo, c.hi);
-                    cp[9] = groups_for(ix.max_list as u64, 256);
+                    let cp = params::Scan { row_blocks: groups_for(ix.max_list as u64, 256), ..scan_params(nq, q0 as u32, c.lo, c.hi) };
                     rec.dispatch_scan(Kernel::ScanActiveInit, d16, &cp, &[(21, &args)], [1, 1, 1])?;
                     rec.dispatch_scan(
                         Kernel::ScanActive,
@@ -352,7 +373,7 @@ impl Backend for Wgpu {
                     rec.dispatch_scan_with(
                         Kernel::ScanScore,
                         d16,
-                        &params(nq, q0 as u32, c.lo, c.hi),
+                        &cp,
                         &[
                             (1, &qv),
                             (3, &lo),
@@ -374,7 +395,7 @@ impl Backend for Wgpu {
                         kernels::Groups::Indirect(args.clone()),
                     )?;
                 }
-                let p = params(nq, q0 as u32, 0, 0);
+                let p = scan_params(nq, q0 as u32, 0, 0);
                 // Each thread walks at least ~16 entries (runs of equal digits add at once).
                 let blocks = groups_for(estride, 256 * 16);
                 for _ in 0..topk::PASSES {
@@ -413,13 +434,26 @@ impl Backend for Wgpu {
         let d = ix.index.dim;
         let (rv, sv, cv) = (c.rows.view(), c.scores.view(), c.counts.view());
         let mut rec = Rec::new(&self.gpu);
-        let mut params = [0u32; 16];
-        params[0] = b as u32;
-        params[1] = k as u32;
-        params[2] = d as u32;
-        params[3] = d.div_ceil(2) as u32;
         let l2 = ix.index.metric == silica_core::Metric::L2;
-        params[14] = l2 as u32;
+        // Model fields and the row chunk are zero unless the mode sets them.
+        let base = params::Rerank {
+            nq: b as u32,
+            k: k as u32,
+            d: d as u32,
+            d2: d.div_ceil(2) as u32,
+            f: 0,
+            row_lo: 0,
+            row_hi: 0,
+            nlayers: 0,
+            tasks: 0,
+            in_dim: 0,
+            wmax: 0,
+            sstride: 0,
+            tw_off: 0,
+            has_feats: 0,
+            l2: l2 as u32,
+            _pad1: 0,
+        };
         let groups = [groups_for((b * k) as u64, 256), 1, 1];
         match mode {
             Rerank::None => {
@@ -427,7 +461,7 @@ impl Backend for Wgpu {
                 let per_query: Vec<f32> =
                     if l2 { q.f32.chunks(d).map(silica_core::model::metric::query_sqnorm).collect() } else { q.scale.clone() };
                 let qs = self.gpu.upload(bytemuck::cast_slice(&per_query))?;
-                rec.dispatch(Kernel::RerankScale, &params, &[(1, &qs.view()), (4, &sv), (5, &cv)], groups);
+                rec.dispatch(Kernel::RerankScale, &base, &[(1, &qs.view()), (4, &sv), (5, &cv)], groups);
                 rec.submit()?;
             }
             Rerank::Refine => {
@@ -436,10 +470,9 @@ impl Backend for Wgpu {
                 }
                 let qf = self.gpu.upload(bytemuck::cast_slice(&q.f32))?;
                 for ch in &ix.chunks {
-                    params[5] = ch.lo;
-                    params[6] = ch.hi;
+                    let p = params::Rerank { row_lo: ch.lo, row_hi: ch.hi, ..base };
                     let emb = ch.emb.as_ref().expect("embeddings uploaded").view();
-                    rec.dispatch(Kernel::RerankRefine, &params, &[(2, &qf.view()), (3, &rv), (4, &sv), (5, &cv), (6, &emb)], groups);
+                    rec.dispatch(Kernel::RerankRefine, &p, &[(2, &qf.view()), (3, &rv), (4, &sv), (5, &cv), (6, &emb)], groups);
                 }
                 rec.submit()?;
             }
@@ -478,23 +511,24 @@ impl Backend for Wgpu {
                 let mbuf = self.gpu.upload(bytemuck::cast_slice(&meta))?;
                 let qf = self.gpu.upload(bytemuck::cast_slice(&q.f32))?;
                 let no_feats = rec.temp(16)?;
-                params[4] = f as u32;
-                params[7] = model.layers.len() as u32;
-                params[8] = model.tasks() as u32;
-                params[9] = in_dim as u32;
-                params[10] = wmax as u32;
-                params[11] = sstride as u32;
-                params[12] = tw_off;
+                let mp = params::Rerank {
+                    f: f as u32,
+                    nlayers: model.layers.len() as u32,
+                    tasks: model.tasks() as u32,
+                    in_dim: in_dim as u32,
+                    wmax: wmax as u32,
+                    sstride: sstride as u32,
+                    tw_off,
+                    ..base
+                };
                 let mgroups = [groups_for((b * k) as u64, 64), 1, 1];
                 for ch in &ix.chunks {
-                    params[5] = ch.lo;
-                    params[6] = ch.hi;
-                    params[13] = ch.feats.is_some() as u32;
+                    let p = params::Rerank { row_lo: ch.lo, row_hi: ch.hi, has_feats: ch.feats.is_some() as u32, ..mp };
                     let emb = ch.emb.as_ref().expect("embeddings uploaded").view();
                     let feats = ch.feats.as_ref().map_or(no_feats.clone(), |x| x.view());
                     rec.dispatch(
                         Kernel::RerankModel,
-                        &params,
+                        &p,
                         &[
                             (2, &qf.view()),
                             (3, &rv),
@@ -538,7 +572,7 @@ impl Backend for Wgpu {
             let nq = gsz.min(b - q0) as u32;
             rec.dispatch(
                 Kernel::SelectGather,
-                &[nq, k0 as u32, q0 as u32, 0],
+                &params::Select { nq, k: k0 as u32, q0: q0 as u32, _pad1: 0 },
                 &[(1, &irv), (2, &isv), (3, &icv), (4, &entries)],
                 [groups_for(nq as u64 * k0 as u64, 256), 1, 1],
             );

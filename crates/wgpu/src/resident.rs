@@ -13,6 +13,7 @@
 
 use super::gpu::{Buf, Gpu};
 use super::kernels::{Kernel, Rec, groups_for};
+use super::params;
 use rayon::prelude::*;
 use silica_core::backend::Changed;
 use silica_core::error::{Error, Result};
@@ -346,7 +347,7 @@ impl Resident {
             let n = idx.len() as u32;
             rec.dispatch(
                 Kernel::ScatterU32,
-                &[n, 0, 0, 0],
+                &params::Update { n, _pad0: 0, _pad1: 0, _pad2: 0 },
                 &[(1, &iv.view()), (2, &vv.view()), (3, &out.view())],
                 [groups_for(n as u64, 256), 1, 1],
             );

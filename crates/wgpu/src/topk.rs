@@ -1,6 +1,7 @@
 //! Records the exact top-K of shaders/topk.wgsl for a group of queries.
 
 use super::kernels::{Kernel, Rec, View, groups_for};
+use super::params;
 use silica_core::error::Result;
 
 /// Largest bitonic block sorted in workgroup memory (BLOCK in topk.wgsl).
@@ -54,42 +55,32 @@ impl Sel {
         })
     }
 
-    /// topk.wgsl's uniform block.
-    #[allow(clippy::too_many_arguments)]
-    fn params(
-        &self,
-        stride: u32,
-        fixed_len: u32,
-        lens_q0: u32,
-        use_lens: bool,
-        out_q0: u32,
-        write_scores: bool,
-        sort: [u32; 3],
-    ) -> Vec<u32> {
-        let block_n = self.kp.min(BLOCK);
-        vec![
-            self.nq,
-            stride,
-            self.k,
-            self.kp,
-            fixed_len,
-            lens_q0,
-            out_q0,
-            write_scores as u32,
-            sort[0],
-            sort[1],
-            sort[2],
-            block_n,
-            use_lens as u32,
-            0,
-            0,
-            0,
-        ]
+    /// topk.wgsl's uniform block with this group's sizes, every other field zero
+    /// (each pass sets the fields it reads with struct update syntax).
+    fn base(&self) -> params::Topk {
+        params::Topk {
+            nq: self.nq,
+            stride: 0,
+            k: self.k,
+            kp: self.kp,
+            fixed_len: 0,
+            lens_q0: 0,
+            out_q0: 0,
+            write_scores: 0,
+            sk: 0,
+            ske: 0,
+            sj: 0,
+            block_n: self.kp.min(BLOCK),
+            use_lens: 0,
+            _pad1: 0,
+            _pad2: 0,
+            _pad3: 0,
+        }
     }
 
     /// Reset state, histograms, counters and slots.
     pub fn clear(&self, rec: &mut Rec) {
-        let p = self.params(0, 0, 0, false, 0, false, [0; 3]);
+        let p = self.base();
         let n = (self.nq as u64 * self.kp.max(256) as u64).max(self.nq as u64);
         rec.dispatch(
             Kernel::TopkClear,
@@ -101,7 +92,7 @@ impl Sel {
 
     /// One radix step: turn the last histogram into the next prefix digit.
     pub fn pick(&self, rec: &mut Rec) {
-        let p = self.params(0, 0, 0, false, 0, false, [0; 3]);
+        let p = self.base();
         rec.dispatch(Kernel::TopkPick, &p, &[(3, &self.state), (4, &self.hist)], [self.nq, 1, 1]);
     }
 
@@ -109,7 +100,8 @@ impl Sel {
     pub fn finish(&self, rec: &mut Rec, out: Out) {
         let (nq, kp) = (self.nq, self.kp);
         let block_n = kp.min(BLOCK);
-        let sp = |sort: [u32; 3]| self.params(0, 0, 0, false, out.q0, out.write_scores, sort);
+        let sp =
+            |[sk, ske, sj]: [u32; 3]| params::Topk { out_q0: out.q0, write_scores: out.write_scores as u32, sk, ske, sj, ..self.base() };
         if kp >= 2 {
             rec.dispatch(Kernel::SortLocal, &sp([2, block_n, block_n / 2]), &[(6, &self.slots)], [kp / block_n, nq, 1]);
             let mut kk = 2 * block_n;
@@ -151,7 +143,7 @@ pub fn record(rec: &mut Rec, entries: &View, lens: Lens, nq: u32, stride: u32, m
         None => rec.temp(16)?,
     };
     sel.clear(rec);
-    let p = sel.params(stride, fixed_len, lens_q0, use_lens, 0, false, [0; 3]);
+    let p = params::Topk { stride, fixed_len, lens_q0, use_lens: use_lens as u32, ..sel.base() };
     // Each thread walks at least ~16 entries (runs of equal digits add at once).
     let blocks = groups_for(max_len as u64, 256 * 16);
     for _ in 0..PASSES {

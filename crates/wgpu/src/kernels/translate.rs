@@ -21,7 +21,7 @@ fn every_shader_validates_and_translates_to_msl_and_hlsl() {
     let files = super::STAGES.len();
     assert!(files >= 7, "probe, filter, scan, rerank, select, topk, update");
     assert_eq!(sources.len(), 2 * (files - 1 + scan_widths), "every stage file x 2 dot variants, the scan at several widths");
-    for (label, src) in &sources {
+    for (_, label, src) in &sources {
         let (module, info) = validate(label, src);
         assert!(!module.entry_points.is_empty(), "{label}: no entry points");
         for lang_version in [(2, 0), (3, 0)] {
