@@ -14,7 +14,7 @@
 //! This crate is the facade of the workspace: the core's API ([`silica_core`]) at the paths
 //! users know, the backends the build has ([`backend::cuda`], [`backend::wgpu`], behind the
 //! cargo features `cuda` and `wgpu`), the registry that opens them by name
-//! ([`graph::open`], [`registry`]), the server ([`serve`]) and the benchmarks ([`bench`]).
+//! ([`graph::open`], [`registry`]), the server ([`serve`]) and the benchmarks ([`mod@bench`]).
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -34,7 +34,7 @@ pub use silica_core::{
 };
 pub use silica_core::{error, eval, filter, model, progress, rerank, topk};
 
-/// The graph executor ([`silica_core::graph`]) and [`open`], which opens one by backend name
+/// The graph executor ([`silica_core::graph`]) and [`open`](silica_registry::open), which opens one by backend name
 /// through the [`registry`].
 pub mod graph {
     pub use silica_core::graph::*;

@@ -4,7 +4,7 @@
 //! and mask words never straddle chunks) small enough that every tensor of a chunk fits
 //! one storage binding (`max_storage_buffer_binding_size`, e.g. 128 MiB on lavapipe).
 //! Kernels that touch rows run once per chunk. Re-layouts (DESIGN.md allows them):
-//! * item codes: blocks of 32 rows, 16 codes (one vec4<u32>) at a time: vec4 t of chunk
+//! * item codes: blocks of 32 rows, 16 codes (one `vec4<u32>`) at a time: vec4 t of chunk
 //!   row rr at `((rr/32)*d16 + t)*32 + rr%32`; rows padded with zeros to d16*16 codes;
 //! * Bloom planes and the live bitset: u32 words (the halves of the artifact's u64 words),
 //!   plane-major within the chunk;
