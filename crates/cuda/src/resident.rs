@@ -19,7 +19,8 @@ use silica_core::model::Index;
 use std::sync::Arc;
 
 /// An index resident on the GPU. The tensors behind `Arc` never change for one set of
-/// item vectors and lists, so an incremental update (`update` in this module) shares them between versions of an index.
+/// item vectors and lists, so an incremental update (`update` in this module) shares
+/// them between versions of an index.
 pub struct Resident {
     pub(crate) index: Arc<Index>,
     pub(crate) n: usize,
