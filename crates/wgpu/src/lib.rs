@@ -192,7 +192,7 @@ impl Backend for Wgpu {
             topk::record(
                 &mut rec,
                 &entries,
-                topk::Lens::Fixed(l as u32),
+                l as u32,
                 nq,
                 l as u32,
                 l as u32,
@@ -579,7 +579,7 @@ impl Backend for Wgpu {
             topk::record(
                 &mut rec,
                 &entries,
-                topk::Lens::Fixed(k0 as u32),
+                k0 as u32,
                 nq,
                 k0 as u32,
                 k0 as u32,

@@ -9,15 +9,6 @@ const BLOCK: u32 = 2048;
 /// Radix passes: 8 bits of the 64-bit (key, !id) composite each.
 pub const PASSES: usize = 8;
 
-/// Where each query's entries come from.
-pub enum Lens<'a> {
-    /// Every region holds this many entries.
-    Fixed(u32),
-    /// `lens[q0 + q]` entries (the shaders read per-query lengths; no stage passes them today).
-    #[allow(dead_code)]
-    Buffer(&'a View, u32),
-}
-
 /// Where the K best go: `rows/scores[(q0 + q) * k + i]`, `counts[q0 + q]`.
 pub struct Out<'a> {
     pub rows: &'a View,
@@ -130,20 +121,16 @@ impl Sel {
 }
 
 /// Keep the `k` best entries (score key desc, id asc) of each of `nq` regions of
-/// `entries` (vec2 (key, id), `stride` apart, at most `max_len` entries each). `k` >= 1.
+/// `entries` (vec2 (key, id), `stride` apart, `len` entries each, `max_len` the most any
+/// region holds: it sizes the grid). `k` >= 1.
 #[allow(clippy::too_many_arguments)]
-pub fn record(rec: &mut Rec, entries: &View, lens: Lens, nq: u32, stride: u32, max_len: u32, k: u32, out: Out) -> Result<()> {
+pub fn record(rec: &mut Rec, entries: &View, len: u32, nq: u32, stride: u32, max_len: u32, k: u32, out: Out) -> Result<()> {
     let sel = Sel::new(rec, nq, k)?;
-    let (use_lens, fixed_len, lens_view, lens_q0) = match lens {
-        Lens::Fixed(n) => (false, n, None, 0),
-        Lens::Buffer(v, q0) => (true, 0, Some(v.clone()), q0),
-    };
-    let lens_view = match lens_view {
-        Some(v) => v,
-        None => rec.temp(16)?,
-    };
+    // The shaders can also read per-query lengths from a buffer (use_lens); no stage
+    // needs that, so binding 2 is a small placeholder.
+    let lens_view = rec.temp(16)?;
     sel.clear(rec);
-    let p = params::Topk { stride, fixed_len, lens_q0, use_lens: use_lens as u32, ..sel.base() };
+    let p = params::Topk { stride, fixed_len: len, lens_q0: 0, use_lens: 0, ..sel.base() };
     // Each thread walks at least ~16 entries (runs of equal digits add at once).
     let blocks = groups_for(max_len as u64, 256 * 16);
     for _ in 0..PASSES {
