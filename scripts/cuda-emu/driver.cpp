@@ -62,46 +62,6 @@ void test_km_assign(u32 m, u32 k, u32 d) {
     printf("km_assign m %u k %u d %u ok\n", m, k, d);
 }
 
-float warp_dot(const float* x, const float* c, u32 dp) {
-    float p[32];
-    for (int l = 0; l < 32; l++) { float s = 0; for (u32 t = l; t < dp; t += 32) s = std::fmaf(x[t], c[t], s); p[l] = s; }
-    for (int o = 16; o > 0; o >>= 1) { float q[32]; for (int l = 0; l < 32; l++) q[l] = p[l] + p[l ^ o]; std::memcpy(p, q, sizeof p); }
-    return p[0];
-}
-
-void test_pp(u32 m, u32 d, u32 k, bool dup) {
-    u32 dp = ru(d, 8);
-    std::vector<float> xs(m * dp, 0);
-    for (u32 i = 0; i < m; i++) {
-        float n = 0;
-        u32 src = dup ? i % 3 : i;
-        std::mt19937_64 r2(src);
-        for (u32 t = 0; t < d; t++) { xs[i*dp+t] = std::uniform_real_distribution<float>(-1, 1)(r2); n += xs[i*dp+t] * xs[i*dp+t]; }
-        n = std::sqrt(n); for (u32 t = 0; t < d; t++) xs[i*dp+t] /= n;
-    }
-    std::vector<double> u(k); for (auto& v : u) v = std::uniform_real_distribution<double>(0, 1)(rng);
-    u32 nb = (m + 255) / 256;
-    std::vector<u32> picks(k, 0xdeadbeef); picks[0] = irand(0, m - 1);
-    std::vector<float> best(m); std::vector<double> partial(nb);
-    for (u32 j = 0; j < k; j++) {
-        if (j > 0) launch(1, 1024, [&] { pp_pick(best.data(), partial.data(), nb, m, u.data(), j, picks.data()); });
-        if (j + 1 < k) launch(nb, 256, [&] { pp_update(xs.data(), m, dp, picks.data(), j, best.data(), partial.data()); });
-    }
-    // Reference with the same dots.
-    std::vector<float> rb(m); std::vector<u32> rp(k); rp[0] = picks[0];
-    for (u32 j = 0; j < k; j++) {
-        if (j > 0) {
-            double tot = 0; for (u32 i = 0; i < m; i++) tot += rb[i];
-            if (!(tot > 0)) rp[j] = std::min(m - 1, (u32)(u[j] * m));
-            else { double tg = u[j] * tot, s = 0; rp[j] = m - 1; for (u32 i = 0; i < m; i++) { s += rb[i]; if (s >= tg) { rp[j] = i; break; } } }
-        }
-        if (j + 1 < k) for (u32 i = 0; i < m; i++) { float dd = std::fmax(1.0f - warp_dot(&xs[i*dp], &xs[rp[j]*dp], dp), 0.0f); rb[i] = j == 0 ? dd : std::fmin(rb[i], dd); }
-    }
-    int diff = 0; for (u32 j = 0; j < k; j++) diff += picks[j] != rp[j];
-    CHECK(diff == 0, "pp m %u d %u k %u: %d picks differ (first %u vs %u)", m, d, k, diff, picks[1], rp[1]);
-    if (!diff) printf("pp m %u d %u k %u dup %d ok\n", m, d, k, dup);
-}
-
 void test_lloyd_tail(u32 m, u32 d, u32 k) {
     u32 dp = ru(d, 8);
     std::vector<float> x(m * dp, 0); std::vector<u32> a(m);
@@ -147,10 +107,6 @@ int main() {
     test_km_assign(1, 1, 1);
     test_km_assign(130, 33, 3);
     test_km_assign(300, 260, 20);
-    test_pp(1, 4, 1, false);
-    test_pp(700, 20, 12, false);
-    test_pp(1000, 5, 8, true);
-    test_pp(300, 40, 30, false);
     test_lloyd_tail(500, 37, 9);
     printf("fails: %d\n", fails);
     return fails != 0;

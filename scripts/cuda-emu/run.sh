@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CPU emulation check of cuda/kmeans.cu without a GPU (one OS thread per CUDA thread,
 # std::barrier for __syncthreads and warp shuffles): every build-stage kernel against a
-# scalar reference (assign_i8 bit-exact with ties, km_assign bit-exact, k-means++ picks,
+# scalar reference (assign_i8 bit-exact with ties, km_assign bit-exact,
 # fixed-point sums, split, normalize, gather). Not CI; ~1 min on 2 cores.
 #   bash scripts/cuda-emu/run.sh
 set -euo pipefail

@@ -244,26 +244,6 @@ params! {
         dp: u32,
         out: u64,
     }
-    /// `pp_update` (cuda/kmeans.cu).
-    PpUpdate: PpUpdate {
-        xs: u64,
-        m: u32,
-        dp: u32,
-        picks: u64,
-        j: u32,
-        best: u64,
-        partial: u64,
-    }
-    /// `pp_pick` (cuda/kmeans.cu).
-    PpPick: PpPick {
-        best: u64,
-        partial: u64,
-        nb: u32,
-        m: u32,
-        u: u64,
-        j: u32,
-        picks: u64,
-    }
     /// `probe_scores` (cuda/probe.cu).
     ProbeScores: ProbeScores {
         cent: u64,

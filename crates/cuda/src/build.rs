@@ -11,10 +11,9 @@
 //!   TMAC/s (dp4a, 132 SMs x 64 lanes x 4 MACs x 1.98 GHz) = ~0.16 s; 2.56 GB over
 //!   PCIe Gen5 x16 (~50 GB/s pinned) = ~0.05 s, hidden behind the compute.
 //! - **train** follows [`silica_core::model::kmeans::train`]: the same seeded sample, rows
-//!   normalized on the host exactly as the CPU does, then k-means++ seeding on the GPU
-//!   (two small launches per centroid, no host round trip; the CPU seeds with random
-//!   sample rows instead, since k-means++ dominated CPU builds, so the two devices start
-//!   from different centroids and the GPU's are measured better: BENCHMARKS.md), Lloyd iterations as a fused f32 GEMM + argmax, cluster sums in 64-bit
+//!   normalized on the host exactly as the CPU does, the same initial centroids
+//!   ([`Seeds`]: `k` distinct sample rows, gathered on the device), then Lloyd
+//!   iterations as a fused f32 GEMM + argmax, cluster sums in 64-bit
 //!   fixed point (integer atomics: exact, order independent, so training is
 //!   deterministic for a seed), the CPU's empty-cluster repair (planned on the host from
 //!   the counts, applied on the device), unit-norm centroids. Centroids agree with the
@@ -24,13 +23,11 @@ use super::args::*;
 use super::device::{DBuf, Dev, Launch, drv};
 use super::kernels::KernelId as K;
 use cudarc::driver::{CudaEvent, CudaStream, PinnedHostSlice};
-use rand::{Rng, SeedableRng, seq::index::sample};
-use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use silica_core::error::{Error, Result};
 use silica_core::model::I8Matrix;
 use silica_core::model::compute::{BuildCompute, MAX_EXACT_DIM};
-use silica_core::model::kmeans::KMeansParams;
+use silica_core::model::kmeans::{KMeansParams, Seeds};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex};
@@ -39,8 +36,6 @@ use std::sync::{Arc, Mutex};
 const TILE: usize = 128;
 /// Bytes of a staged chunk of int8 rows (one of two buffers).
 const CHUNK_BYTES: usize = 64 << 20;
-/// Rows per `pp_update` block (cuda/kmeans.cu PP_ROWS).
-const PP_ROWS: usize = 256;
 
 fn round_up(x: usize, m: usize) -> usize {
     x.div_ceil(m) * m
@@ -201,16 +196,10 @@ impl CudaCompute {
             return Err(Error::param("k", format!("{k} clusters exceed u32 ids")));
         }
         let _guard = self.stage.lock().map_err(|_| Error::backend("cuda", "build staging lock poisoned"))?;
-        // Host side: the CPU reference's sample and random draws, in the same order.
-        let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
-        let m = n.min(k.saturating_mul(p.sample_per_cluster).max(k));
-        let idx: Vec<usize> = if m == n {
-            (0..n).collect()
-        } else {
-            let mut v = sample(&mut rng, n, m).into_vec();
-            v.sort_unstable();
-            v
-        };
+        // Host side: the CPU reference's sample and initial picks (one `Seeds`, so both
+        // devices start from the same centroids).
+        let Seeds { sample: idx, init } = Seeds::draw(n, p);
+        let m = idx.len();
         if m > u32::MAX as usize / 2 {
             return Err(Error::param("sample_per_cluster", format!("a sample of {m} rows exceeds u32 ids")));
         }
@@ -220,71 +209,17 @@ impl CudaCompute {
             dst[..d].copy_from_slice(&data[i * d..(i + 1) * d]);
             normalize(&mut dst[..d]);
         });
-        let m2 = m.min(32 * k).max(1);
-        let sub: Option<Vec<u32>> = if m2 == m { None } else { Some(sample(&mut rng, m, m2).into_iter().map(|i| i as u32).collect()) };
-        let first = rng.random_range(0..m2) as u32;
-        let mut u = vec![0f64; k];
-        for v in u.iter_mut().skip(1) {
-            *v = rng.random::<f64>();
-        }
 
         let dev = &self.dev;
         let (ku, mu, du, dpu) = (k as u32, m as u32, d as u32, dp as u32);
         let xb = dev.upload(&x)?;
         drop(x);
-        // k-means++ over xs (the sub-sample, gathered on the device).
-        let xs_own;
-        let xs: &DBuf<f32> = match &sub {
-            None => &xb,
-            Some(sub) => {
-                let ib = dev.upload(sub)?;
-                xs_own = dev.alloc::<f32>(m2 * dp)?;
-                let args = GatherRows { src: xb.ptr(), idx: ib.ptr(), count: m2 as u32, dp: dpu, out: xs_own.ptr() };
-                dev.launch(K::GatherRows, Launch::new(m2 as u32, 128, 0), &args)?;
-                &xs_own
-            }
-        };
-        let nb = m2.div_ceil(PP_ROWS);
-        let picks = dev.alloc::<u32>(k)?;
-        dev.write(&picks, &[first])?;
-        let best = dev.alloc::<f32>(m2)?;
-        let partial = dev.alloc::<f64>(nb)?;
-        let ub = dev.upload(&u)?;
-        for j in 0..k {
-            if j > 0 {
-                let args = PpPick {
-                    best: best.ptr(),
-                    partial: partial.ptr(),
-                    nb: nb as u32,
-                    m: m2 as u32,
-                    u: ub.ptr(),
-                    j: j as u32,
-                    picks: picks.ptr(),
-                };
-                dev.launch(K::PpPick, Launch::new(1, 1024, 0), &args)?;
-            }
-            if j + 1 < k {
-                let args = PpUpdate {
-                    xs: xs.ptr(),
-                    m: m2 as u32,
-                    dp: dpu,
-                    picks: picks.ptr(),
-                    j: j as u32,
-                    best: best.ptr(),
-                    partial: partial.ptr(),
-                };
-                dev.launch(K::PpUpdate, Launch::new(nb as u32, 256, 0), &args)?;
-            }
-        }
+        let picks: Vec<u32> = init.iter().map(|&i| i as u32).collect();
+        let pb = dev.upload(&picks)?;
         let kp = round_up(k, TILE);
         let c = dev.alloc::<f32>(kp * dp)?;
         dev.fill_u32(c.ptr(), 0, kp * dp)?;
-        dev.launch(
-            K::GatherRows,
-            Launch::new(ku, 128, 0),
-            &GatherRows { src: xs.ptr(), idx: picks.ptr(), count: ku, dp: dpu, out: c.ptr() },
-        )?;
-        drop((best, partial, ub));
+        dev.launch(K::GatherRows, Launch::new(ku, 128, 0), &GatherRows { src: xb.ptr(), idx: pb.ptr(), count: ku, dp: dpu, out: c.ptr() })?;
 
         // Lloyd iterations.
         let a = dev.alloc::<u32>(m)?;

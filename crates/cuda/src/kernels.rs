@@ -79,8 +79,6 @@ kernels! {
         KmSplit = "km_split",
         KmNormalize = "km_normalize",
         GatherRows = "gather_rows",
-        PpUpdate = "pp_update",
-        PpPick = "pp_pick",
     }
     "query.cu" => {
         QueryPrepare = "query_prepare",

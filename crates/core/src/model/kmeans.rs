@@ -6,7 +6,7 @@
 //! which is exactly how the probe ranks lists. Similarities are computed with blocked
 //! SGEMM (`matrixmultiply`), blocks in parallel with rayon. Deterministic for a seed.
 
-use rand::{SeedableRng, seq::index::sample};
+use rand::{SeedableRng, seq::index};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
@@ -86,18 +86,9 @@ pub fn train(data: &[f32], d: usize, p: &KMeansParams, progress: &dyn Fn()) -> V
 pub fn train_with(data: &[f32], d: usize, p: &KMeansParams, euclidean: bool, progress: &dyn Fn()) -> Vec<f32> {
     let n = data.len() / d;
     let k = p.k;
-    let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
-    // Training sample.
-    let m = n.min(k.saturating_mul(p.sample_per_cluster).max(k));
-    let idx: Vec<usize> = if m == n {
-        (0..n).collect()
-    } else {
-        let mut v = sample(&mut rng, n, m).into_vec();
-        v.sort_unstable();
-        v
-    };
-    let mut x: Vec<f32> = Vec::with_capacity(m * d);
-    for &i in &idx {
+    let seeds = Seeds::draw(n, p);
+    let mut x: Vec<f32> = Vec::with_capacity(seeds.sample.len() * d);
+    for &i in &seeds.sample {
         x.extend_from_slice(&data[i * d..(i + 1) * d]);
     }
     if !euclidean {
@@ -105,7 +96,7 @@ pub fn train_with(data: &[f32], d: usize, p: &KMeansParams, euclidean: bool, pro
             normalize(row);
         }
     }
-    let mut c = random_init(&x, d, k, &mut rng);
+    let mut c: Vec<f32> = seeds.init.iter().flat_map(|&i| x[i * d..(i + 1) * d].iter().copied()).collect();
     for _ in 0..p.iters {
         let bias: Option<Vec<f32>> = euclidean.then(|| c.chunks(d).map(|r| r.iter().map(|v| v * v).sum::<f32>() * 0.5).collect());
         let a = assign_biased(&x, &c, d, bias.as_deref());
@@ -159,12 +150,36 @@ pub fn train_with(data: &[f32], d: usize, p: &KMeansParams, euclidean: bool, pro
     c
 }
 
-/// Random seeding (Faiss's default): `k` distinct sample rows (rows repeat only when the
-/// sample has fewer than `k`). O(k * d).
-fn random_init(x: &[f32], d: usize, k: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
-    let n = x.len() / d;
-    let picks: Vec<usize> = if n >= k { sample(rng, n, k).into_vec() } else { (0..k).map(|j| j % n).collect() };
-    picks.iter().flat_map(|&i| x[i * d..(i + 1) * d].iter().copied()).collect()
+/// The seeded draws of a training run, shared by every [`crate::model::compute::BuildCompute`]
+/// so that all devices train from the same rows and the same initial centroids (the
+/// centroids then differ only by the order of the f32 sums).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seeds {
+    /// Training rows: indices into the data, ascending; all rows when
+    /// `n <= k * sample_per_cluster` (at least `min(n, k)` rows).
+    pub sample: Vec<usize>,
+    /// Initial centroids, `k` indices into `sample` (Faiss's default seeding: `k` distinct
+    /// sample rows; rows repeat only when the sample has fewer than `k`). O(k).
+    pub init: Vec<usize>,
+}
+
+impl Seeds {
+    /// The draws for `n` data rows under `p` (ChaCha8 seeded with `p.seed`: the sample
+    /// first, then the initial picks). Requires `n >= 1` when `p.k >= 1`.
+    pub fn draw(n: usize, p: &KMeansParams) -> Seeds {
+        let k = p.k;
+        let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+        let m = n.min(k.saturating_mul(p.sample_per_cluster).max(k));
+        let sample: Vec<usize> = if m == n {
+            (0..n).collect()
+        } else {
+            let mut v = index::sample(&mut rng, n, m).into_vec();
+            v.sort_unstable();
+            v
+        };
+        let init: Vec<usize> = if m >= k { index::sample(&mut rng, m, k).into_vec() } else { (0..k).map(|j| j % m.max(1)).collect() };
+        Seeds { sample, init }
+    }
 }
 
 #[cfg(test)]
@@ -217,6 +232,34 @@ mod tests {
         let mut firsts: Vec<f32> = c.chunks(d).map(|r| r[0]).collect();
         firsts.sort_by(f32::total_cmp);
         assert!((firsts[0] - 1.0).abs() < 0.05 && (firsts[1] - 10.0).abs() < 0.05, "{firsts:?}");
+    }
+
+    #[test]
+    fn seeds_are_distinct_sample_rows_and_start_training() {
+        for (n, k, spc) in [(1000, 10, 8), (50, 10, 64), (5, 12, 4), (1, 1, 1), (4096, 64, 64)] {
+            let p = KMeansParams { k, iters: 0, sample_per_cluster: spc, seed: 11 };
+            let s = Seeds::draw(n, &p);
+            assert_eq!(s, Seeds::draw(n, &p), "deterministic for a seed");
+            assert_eq!(s.sample.len(), n.min((k * spc).max(k)));
+            assert!(s.sample.windows(2).all(|w| w[0] < w[1]) && s.sample.iter().all(|&i| i < n));
+            assert_eq!(s.init.len(), k);
+            assert!(s.init.iter().all(|&i| i < s.sample.len()));
+            let mut u = s.init.clone();
+            u.sort_unstable();
+            u.dedup();
+            assert_eq!(u.len(), k.min(s.sample.len()), "distinct while the sample allows");
+            // iters = 0: the centroids are exactly the initial rows, normalized.
+            let d = 3;
+            let data: Vec<f32> = (0..n * d).map(|v| (v % 7) as f32 + 1.0).collect();
+            let c = train(&data, d, &p, &|| {});
+            for (j, &i) in s.init.iter().enumerate() {
+                let mut r = data[s.sample[i] * d..(s.sample[i] + 1) * d].to_vec();
+                normalize(&mut r);
+                assert_eq!(&c[j * d..(j + 1) * d], &r[..]);
+            }
+        }
+        let p = KMeansParams { k: 10, iters: 0, sample_per_cluster: 8, seed: 11 };
+        assert_ne!(Seeds::draw(1000, &p), Seeds::draw(1000, &KMeansParams { seed: 12, ..p.clone() }));
     }
 
     #[test]
