@@ -214,16 +214,27 @@ fn a_full_typed_mask_cache_evaluates_new_tests_per_query_instead_of_evicting() {
     let (index, _) = random_index(300, 8, 4, 7, &[]);
     let cache = MaskCache::default();
     let t = |i: u32| TypedTest::Present { field: "f".into(), ids: vec![(i, i)], null: false };
-    assert!(cache.repeated(&t(0), &index).is_none(), "a first sighting is evaluated per query");
-    let m = cache.repeated(&t(0), &index).expect("a second sighting gets a host mask");
+    let promote = MaskCache::PROMOTE as usize;
+    assert!(promote >= 3, "a per-request bound seen twice stays on the device");
+    for s in 1..promote {
+        assert!(cache.repeated(&t(0), &index).is_none(), "sighting {s} is evaluated per query");
+    }
+    let m = cache.repeated(&t(0), &index).expect("the PROMOTE-th sighting gets a host mask");
     assert_eq!(m.len(), 300usize.div_ceil(64));
+    // The mask is exact: row r's bit is set when it holds value id 0.
+    for r in 0..300 {
+        assert_eq!(m[r / 64] >> (r % 64) & 1 == 1, index.attrs.row(r).contains(&0), "row {r}");
+    }
     for i in 1..MaskCache::ENTRIES as u32 {
-        assert!(cache.repeated(&t(i), &index).is_none());
+        for _ in 1..promote {
+            assert!(cache.repeated(&t(i), &index).is_none());
+        }
         assert!(cache.repeated(&t(i), &index).is_some());
     }
     // Full: a new repeated test stays per query, and the cached masks stay cached.
     let x = t(1_000_000);
-    assert!(cache.repeated(&x, &index).is_none());
-    assert!(cache.repeated(&x, &index).is_none(), "a full cache does not evict for a new test");
+    for s in 0..promote + 1 {
+        assert!(cache.repeated(&x, &index).is_none(), "a full cache does not evict for a new test (sighting {s})");
+    }
     assert!(std::sync::Arc::ptr_eq(&cache.repeated(&t(0), &index).unwrap(), &m));
 }

@@ -138,22 +138,30 @@ pub struct Executor<B: Backend> {
 /// Exact row masks of recent typed filter terms over one executor's index (eligibility
 /// rules repeat: a price band is computed once per snapshot, not once per query). At most
 /// [`MaskCache::ENTRIES`] masks; when full it starts over. For backends that evaluate
-/// typed terms per query it also remembers the tests seen once ([`MaskCache::repeated`]).
+/// typed terms per query it also counts the batches each test was seen in
+/// ([`MaskCache::repeated`]).
 #[derive(Default)]
 pub struct MaskCache(
     std::sync::Mutex<std::collections::HashMap<crate::filter::TypedTest, Arc<[u64]>>>,
-    std::sync::Mutex<std::collections::HashSet<crate::filter::TypedTest>>,
+    std::sync::Mutex<std::collections::HashMap<crate::filter::TypedTest, u32>>,
 );
 
 impl MaskCache {
     /// Most masks held (each `[ceil(N/64)]` u64, N = index rows).
     pub const ENTRIES: usize = 256;
-    /// Tests remembered as seen once (then it starts over).
+    /// Tests counted while not yet promoted (then the counts start over).
     pub const SEEN: usize = 4096;
+    /// Sightings (batches) after which a test gets a host mask. A mask costs one host pass
+    /// over the column (~1 ms per million rows) where the device evaluates the test per
+    /// query for the cost of its words; a bound that comes back in this many batches is a
+    /// rule (a store's price band), one seen once or twice a per-request bound. Promoting
+    /// on the second sighting made typed_bench's per-query 0.1% row pay 256 host passes
+    /// (855 QPS on cuda, BENCHMARKS.md stop 22).
+    pub const PROMOTE: u32 = 4;
 
-    /// The mask of `test` when it is cached or seen before (computed on its second
-    /// sighting: a repeated rule pays one pass over its column, then reads its mask);
-    /// `None` on a first sighting (the backend evaluates it per query), and also once the
+    /// The mask of `test` when it is cached or seen in [`MaskCache::PROMOTE`] batches
+    /// (computed then: a repeated rule pays one pass over its column, then reads its
+    /// mask); `None` before that (the backend evaluates it per query), and also once the
     /// cache is full: more distinct repeated tests than [`MaskCache::ENTRIES`] (bounds
     /// that cycle over many values) would otherwise evict each other and pay a host pass
     /// over the column per query (typed_bench on cuda, 1M rows: 687 QPS, BENCHMARKS.md, typed filters).
@@ -168,14 +176,16 @@ impl MaskCache {
             }
         }
         let mut seen = self.1.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.remove(test) {
+        let count = seen.get(test).copied().unwrap_or(0) + 1;
+        if count >= Self::PROMOTE {
+            seen.remove(test);
             drop(seen);
             return Some(self.get(test, index));
         }
-        if seen.len() >= Self::SEEN {
+        if count == 1 && seen.len() >= Self::SEEN {
             seen.clear();
         }
-        seen.insert(test.clone());
+        seen.insert(test.clone(), count);
         None
     }
 
