@@ -27,7 +27,7 @@ use rayon::prelude::*;
 use silica_core::error::{Error, Result};
 use silica_core::model::I8Matrix;
 use silica_core::model::compute::{BuildCompute, MAX_EXACT_DIM};
-use silica_core::model::kmeans::{KMeansParams, Seeds};
+use silica_core::model::kmeans::{KMeansParams, Seeds, normalize};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex};
@@ -272,14 +272,6 @@ impl BuildCompute for CudaCompute {
 
     fn assign(&self, codes: &[i8], centroids: &I8Matrix) -> Result<Vec<u32>> {
         self.assign_impl(codes, centroids)
-    }
-}
-
-/// The CPU reference's row normalization (crates/core/src/model/kmeans.rs), bit for bit.
-fn normalize(v: &mut [f32]) {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if n > 0.0 {
-        v.iter_mut().for_each(|x| *x /= n);
     }
 }
 

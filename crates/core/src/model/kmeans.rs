@@ -67,7 +67,9 @@ fn assign_biased(x: &[f32], c: &[f32], d: usize, bias: Option<&[f32]>) -> Vec<(u
         .collect()
 }
 
-fn normalize(v: &mut [f32]) {
+/// Scale `v` to unit L2 norm in place (left as is when its norm is 0): the training rows'
+/// normalization, which every [`crate::model::compute::BuildCompute`] must apply bit for bit.
+pub fn normalize(v: &mut [f32]) {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if n > 0.0 {
         v.iter_mut().for_each(|x| *x /= n);
