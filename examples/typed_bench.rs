@@ -8,8 +8,11 @@
 //! top-10 over the rows passing each filter (brute force).
 //!
 //! Usage: `cargo run --release --example typed_bench -- [--backend cpu|wgpu|cuda] [--n N]
-//! [--d D] [--queries Q] [--batch B]`; prints one line per filter (selectivity, recall@10,
-//! QPS, QPS ratio to the unfiltered run).
+//! [--d D] [--queries Q] [--batch B] [--repeat R] [--trace]`; prints one line per filter
+//! (selectivity, recall@10, QPS, QPS ratio to the unfiltered run). `--repeat` times R passes
+//! over the queries (the median pass's QPS); `--trace` adds, per filter, one pass with every
+//! stage timed ([`silica::graph::Trace`]: device time per stage and kernel, ms per batch, and
+//! the host's whole-search time), to see where a filter's time goes.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -31,6 +34,8 @@ fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let backend: String = arg("--backend", "cpu".to_string());
     let (n, d, nq, batch): (usize, usize, usize, usize) = (arg("--n", 100_000), arg("--d", 64), arg("--queries", 200), arg("--batch", 1));
+    let repeat: usize = arg("--repeat", 1).max(1);
+    let trace = std::env::args().any(|a| a == "--trace");
     let mut rng = ChaCha8Rng::seed_from_u64(14);
     let centres: Vec<f32> = (0..256 * d).map(|_| rng.random_range(-1f32..1.0)).collect();
     let near = |rng: &mut ChaCha8Rng| {
@@ -78,11 +83,32 @@ fn main() -> anyhow::Result<()> {
     println!("backend {backend}, N={n}, D={d}, {nq} queries, batch {batch}, default nprobe and rerank");
     println!("{:<52} {:>11} {:>10} {:>10} {:>8}", "filter", "selectivity", "recall@10", "QPS", "vs none");
     let mut line = |label: &str, fs: &[Filter]| -> anyhow::Result<()> {
-        let (sel, recall, qps) = measure(&*searcher, &ix, &data, &queries, d, batch, fs)?;
+        let (sel, recall, qps) = measure(&*searcher, &ix, &data, &queries, d, batch, fs, repeat)?;
         if label == "(none)" {
             base_qps = qps;
         }
         println!("{label:<52} {:>10.3}% {recall:>10.3} {qps:>10.0} {:>7.2}x", 100.0 * sel, qps / base_qps);
+        if trace {
+            let t = traced(&*searcher, &queries, d, batch, fs)?;
+            let batches = nq.div_ceil(batch).max(1) as f64;
+            let per = |s: f64| 1e3 * s / batches;
+            let stages: Vec<String> = silica::graph::Stage::ALL
+                .iter()
+                .filter(|s| t.runs[s.index()] > 0)
+                .map(|s| format!("{} {:.3}/{:.3}", s.name(), per(t.stage_s[s.index()]), per(t.host_stage_s[s.index()])))
+                .collect();
+            let mut kernels = t.kernel_s.clone();
+            kernels.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let top: Vec<String> = kernels.iter().take(4).map(|(k, s)| format!("{k} {:.3}", per(*s))).collect();
+            println!(
+                "    trace ms/batch ({} clock, stage device/host): {}; host search {:.3}; candidate queries {}; top kernels: {}",
+                t.clock(),
+                stages.join(", "),
+                per(t.host_s),
+                t.candidate_queries,
+                top.join(", ")
+            );
+        }
         Ok(())
     };
     let compile = |t: &str| Filter::compile(t, &ix.attrs.schema, &ix.bloom.params);
@@ -114,8 +140,28 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One pass over the queries with every stage timed.
+fn traced(
+    searcher: &dyn silica::graph::Search,
+    queries: &[f32],
+    d: usize,
+    batch: usize,
+    fs: &[Filter],
+) -> anyhow::Result<silica::graph::Trace> {
+    let params = SearchParams { k: 10, ..Default::default() };
+    let mut t = silica::graph::Trace::timed();
+    for (i, chunk) in queries.chunks(batch * d).enumerate() {
+        let b = chunk.len() / d;
+        searcher
+            .search_traced(&SearchRequest { queries: chunk, filters: &fs[i * batch..i * batch + b], params: params.clone() }, &mut t)?;
+    }
+    Ok(t)
+}
+
 /// Mean selectivity, recall@10 against the exact f32 top-10 of each query's passing rows,
-/// and QPS of `fs[i]` on query `i` (batches of `batch`, after one warm-up batch).
+/// and QPS of `fs[i]` on query `i` (batches of `batch`, after one warm-up batch; the median
+/// of `repeat` timed passes).
+#[allow(clippy::too_many_arguments)]
 fn measure(
     searcher: &dyn silica::graph::Search,
     ix: &silica::model::Index,
@@ -124,6 +170,7 @@ fn measure(
     d: usize,
     batch: usize,
     fs: &[Filter],
+    repeat: usize,
 ) -> anyhow::Result<(f64, f64, f64)> {
     use rayon::prelude::*;
     let nq = queries.len() / d;
@@ -133,13 +180,23 @@ fn measure(
         filters: &fs[..batch.min(nq)],
         params: params.clone(),
     })?;
-    let t = Instant::now();
+    let mut passes = Vec::with_capacity(repeat);
     let mut got = Vec::with_capacity(nq);
-    for (i, chunk) in queries.chunks(batch * d).enumerate() {
-        let b = chunk.len() / d;
-        got.extend(searcher.search(&SearchRequest { queries: chunk, filters: &fs[i * batch..i * batch + b], params: params.clone() })?);
+    for _ in 0..repeat {
+        got.clear();
+        let t = Instant::now();
+        for (i, chunk) in queries.chunks(batch * d).enumerate() {
+            let b = chunk.len() / d;
+            got.extend(searcher.search(&SearchRequest {
+                queries: chunk,
+                filters: &fs[i * batch..i * batch + b],
+                params: params.clone(),
+            })?);
+        }
+        passes.push(nq as f64 / t.elapsed().as_secs_f64());
     }
-    let qps = nq as f64 / t.elapsed().as_secs_f64();
+    passes.sort_by(f64::total_cmp);
+    let qps = passes[passes.len() / 2];
     // Truth per distinct filter (queries sharing one share its passing rows).
     let mut passing: Vec<(&Filter, Vec<usize>)> = Vec::new();
     for f in fs {

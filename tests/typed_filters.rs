@@ -516,3 +516,57 @@ fn cli_builds_typed_columns_and_returns_fields() {
     let r = search("price,colour");
     assert!(!r.status.success() && String::from_utf8_lossy(&r.stderr).contains("colour"), "{}", String::from_utf8_lossy(&r.stderr));
 }
+
+/// A typed patch after the posting lists were built (`silica serve`'s `PATCH` of a typed
+/// field, as `Search::with_index` with `Changed::columns`): the patched row is verified
+/// apart from the value buckets, so a range over its new value finds it and one over its
+/// old value no longer does, on every backend. Without the row marked stale the buckets
+/// would still file it under its old price.
+#[test]
+fn typed_patches_after_the_postings_were_built_are_found() {
+    use silica::backend::Changed;
+    use silica::graph::Trace;
+    use silica::model::columns::{Values, key_f64};
+    let mut rng = ChaCha8Rng::seed_from_u64(41);
+    let n = 3_000;
+    let rows: Vec<Row> = random_rows(&mut rng, n).into_iter().map(|r| Row { price: Some(rng.random_range(0.0..100.0)), ..r }).collect();
+    let d = 8;
+    let ix = Arc::new(build(&mut rng, &rows, d, 32));
+    let col = ix.columns.cols.iter().position(|c| c.name == "price").unwrap();
+    let price = |ix: &Index, r: usize| match &ix.columns.cols[col].values {
+        Values::F64(v) => v[r],
+        other => panic!("price stored as {other:?}"),
+    };
+    let target = 1234usize;
+    let old = price(&ix, target);
+    let mut patched = (*ix).clone();
+    patched.columns.cols[col].set(target, Some(key_f64(5000.0)), &ix.list_offsets);
+    let patched = Arc::new(patched);
+    let queries: Vec<f32> = (0..d).map(|_| rng.random_range(-1f32..1.0)).collect();
+    let compile = |t: &str| Filter::compile(t, &ix.attrs.schema, &ix.bloom.params).unwrap();
+    let search = |s: &dyn Search, text: &str| -> (Vec<u64>, Trace) {
+        let filters = vec![compile(text)];
+        let params = SearchParams { k: n, rerank: RerankMode::None, ..Default::default() };
+        let mut t = Trace::default();
+        let r = s.search_traced(&SearchRequest { queries: &queries, filters: &filters, params }, &mut t).expect("search");
+        (r[0].rows.clone(), t)
+    };
+    let near_old = format!("price BETWEEN {} AND {}", old - 0.01, old + 0.01);
+    let src = ix.source_rows[target];
+    for b in backends() {
+        let s = open(b, ix.clone()).expect("backend");
+        // Build the postings: a selective range answered over its candidates.
+        let (got, t) = search(&*s, &near_old);
+        assert!(got.contains(&src), "{b}: the row at its old price");
+        assert!(t.candidate_queries == 1, "{b}: a selective range takes a candidate route");
+        let changed = Changed { columns: true, column_rows: Some(vec![target as u32].into()), ..Changed::NONE };
+        let s2 = s.with_index(patched.clone(), &changed).expect("with_index");
+        let (got, _) = search(&*s2, "price > 4999");
+        assert_eq!(got, vec![src], "{b}: the patched row at its new price, only it");
+        let (got, _) = search(&*s2, &near_old);
+        assert!(!got.contains(&src), "{b}: not at its old price any more");
+        let want: BTreeSet<u64> =
+            (0..n).filter(|&r| r != target && (price(&ix, r) - old).abs() <= 0.01).map(|r| ix.source_rows[r]).collect();
+        assert_eq!(got.into_iter().collect::<BTreeSet<u64>>(), want, "{b}: the other rows near the old price");
+    }
+}

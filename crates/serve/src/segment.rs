@@ -190,15 +190,18 @@ impl Pair {
 
     /// What the last [`Pair::publish`] changed (for `Search::with_index`): deletes change
     /// the live bits, attribute patches the Bloom planes (in the patched rows' words) and
-    /// the attributes.
+    /// the attributes, typed patches the columns (in the patched rows).
     pub fn published_changes(&self) -> silica_core::backend::Changed {
         use silica_core::backend::Changed;
         let mut c = Changed::NONE;
-        let mut rows: Vec<u32> = Vec::new();
+        let (mut rows, mut typed): (Vec<u32>, Vec<u32>) = (Vec::new(), Vec::new());
         for op in &self.lag {
             match op {
                 SegOp::Kill(_) => c.live = true,
-                SegOp::SetTyped { .. } => {}
+                SegOp::SetTyped { row, .. } => {
+                    c.columns = true;
+                    typed.push(*row);
+                }
                 SegOp::SetAttrs { row, .. } => {
                     (c.planes, c.attrs) = (true, true);
                     rows.push(*row);
@@ -212,6 +215,11 @@ impl Pair {
             words.dedup();
             c.plane_words = Some(words.into());
             c.attr_rows = Some(rows.into());
+        }
+        if c.columns {
+            typed.sort_unstable();
+            typed.dedup();
+            c.column_rows = Some(typed.into());
         }
         c
     }

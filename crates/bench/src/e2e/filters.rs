@@ -104,7 +104,7 @@ fn quote(s: &str) -> String {
 
 impl<'a> Chooser<'a> {
     pub fn new(ix: &'a Index) -> Self {
-        Chooser { ix, post: Postings::build(&ix.attrs) }
+        Chooser { ix, post: Postings::build(&ix.attrs, &ix.columns) }
     }
 
     /// Field `name`: (base value id, number of values).

@@ -71,13 +71,21 @@ pub struct Changed {
     /// changed; when each keeps its number of values, a backend may copy the old values on
     /// the device and write only these rows' values. `None`: any row may have changed.
     pub attr_rows: Option<std::sync::Arc<[u32]>>,
+    /// The typed columns' values (typed patches).
+    pub columns: bool,
+    /// With `columns`: the rows (ascending, distinct) outside which no typed value changed
+    /// (the executor's posting lists keep their value buckets and verify these rows
+    /// separately). `None`: any row may have changed.
+    pub column_rows: Option<std::sync::Arc<[u32]>>,
 }
 
 impl Changed {
     /// Anything may have changed.
-    pub const ALL: Changed = Changed { live: true, planes: true, plane_words: None, attrs: true, attr_rows: None };
+    pub const ALL: Changed =
+        Changed { live: true, planes: true, plane_words: None, attrs: true, attr_rows: None, columns: true, column_rows: None };
     /// Nothing changed.
-    pub const NONE: Changed = Changed { live: false, planes: false, plane_words: None, attrs: false, attr_rows: None };
+    pub const NONE: Changed =
+        Changed { live: false, planes: false, plane_words: None, attrs: false, attr_rows: None, columns: false, column_rows: None };
 
     /// With [`Changed::attr_rows`]: when every listed row keeps its number of values in
     /// `new` (so the CSR offsets are those of `old`), the `(index, value)` pairs of

@@ -607,7 +607,7 @@ impl<B: Backend> Executor<B> {
     /// The index's posting lists, built on the first call (`O(nnz)`) unless handed on by
     /// the version this executor was made from ([`Search::with_index`]).
     pub fn postings(&self) -> &PostingState {
-        self.postings.get_or_init(|| PostingState::build(&self.index.attrs))
+        self.postings.get_or_init(|| PostingState::build(&self.index))
     }
 
     /// Stages 4-5 and the read-back of the final candidates.
@@ -805,15 +805,17 @@ impl<B: Backend> Search for Executor<B> {
 
     fn with_index(&self, index: Arc<Index>, changed: &Changed) -> Result<Box<dyn Search>> {
         let resident = self.backend.update(&self.resident, &index, changed)?;
-        // Posting lists carry over while the rows stay the same: patched rows become stale
-        // (a version with too many is rebuilt on its first posting search).
+        // Posting lists carry over while the rows stay the same: rows whose attributes or
+        // typed values were patched become stale (a version with too many, or with patches
+        // in unknown rows, is rebuilt on its first posting search).
         let postings = std::sync::OnceLock::new();
         if let Some(p) = self.postings.get().filter(|_| self.index.same_vectors_and_lists(&index)) {
             let limit = (index.len() / 64).max(65_536);
-            match (changed.attrs, &changed.attr_rows) {
-                (false, _) => drop(postings.set(p.clone())),
-                (true, Some(rows)) if p.stale.len() + rows.len() <= limit => drop(postings.set(p.with_stale(rows))),
-                _ => {}
+            let part = |on: bool, rows: &Option<Arc<[u32]>>| if on { rows.clone() } else { Some(Arc::from(Vec::new())) };
+            if let (Some(a), Some(t)) = (part(changed.attrs, &changed.attr_rows), part(changed.columns, &changed.column_rows)) {
+                if p.stale.len() + a.len() + t.len() <= limit {
+                    drop(postings.set(if a.is_empty() && t.is_empty() { p.clone() } else { p.with_stale(&a).with_stale(&t) }));
+                }
             }
         }
         Ok(Box::new(Executor {

@@ -215,7 +215,7 @@ impl KeyTest {
     }
     /// For a block of present keys within [lo, hi]: Some(true) when all match, Some(false)
     /// when none does, None when it depends on the values.
-    fn block(&self, lo: u64, hi: u64) -> Option<bool> {
+    pub fn block(&self, lo: u64, hi: u64) -> Option<bool> {
         let inside = self.ranges.iter().any(|&(a, b)| a <= lo && hi <= b);
         let apart = self.ranges.iter().all(|&(a, b)| b < lo || hi < a);
         match (inside, apart) {

@@ -7,29 +7,116 @@
 //! instead of walking the whole index's Bloom words, so a selective filter costs its
 //! candidates, not N/64 words per query.
 //!
-//! Postings are derived, not stored: the executor builds them from `attrs.*` on first use
+//! Typed columns get *value buckets*: the rows holding a value, sorted by key and cut into
+//! at most [`BUCKETS`] runs of at least [`BUCKET_MIN`] rows, each with its key range,
+//! appended as pseudo value ids after the dictionary's ([`Buckets`]). A range term's driver
+//! is the buckets its range overlaps (the exact plan check trims the edge buckets), and the
+//! buckets inside it bound the rows it passes from below, so a selective range costs its
+//! candidates and a broad one skips the candidate routes.
+//!
+//! Postings are derived, not stored: the executor builds them from `attrs.*` and `cols.*` on first use
 //! and hands them on to the versions `Search::with_index` makes. A version whose rows were
 //! patched keeps the lists and records the rows as *stale* ([`PostingState`]; their
 //! entries may be wrong): every posting search verifies the stale rows besides the
 //! driver's rows and skips them inside the postings, so the answer stays exact.
 
 use super::Attributes;
+use super::columns::{Column, Columns, KeyTest};
 use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Rows of every global value id: value `v`'s rows are `rows[offsets[v]..offsets[v+1]]`,
-/// ascending.
+/// ascending. Ids `0..V` are the dictionary's values; then each typed column's value
+/// buckets ([`Buckets`]).
 pub struct Postings {
-    /// `[V+1]` offsets into `rows` (V = the schema's number of value ids).
+    /// `[V + buckets + 1]` offsets into `rows` (V = the schema's number of value ids).
     pub offsets: Vec<u64>,
     /// `[nnz]` rows (sorted index rows), grouped by value.
     pub rows: Vec<u32>,
+    /// Value buckets per typed column, ids ascending from V.
+    pub buckets: Vec<Buckets>,
 }
 
 impl std::fmt::Debug for Postings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Postings({} values, {} entries)", self.offsets.len().saturating_sub(1), self.rows.len())
+        write!(
+            f,
+            "Postings({} values, {} buckets, {} entries)",
+            self.values(),
+            self.buckets.iter().map(|b| b.len()).sum::<usize>(),
+            self.rows.len()
+        )
     }
+}
+
+/// Most value buckets per typed column: a range's edge buckets (checked row by row) then
+/// hold at most 2/4096 of the column's rows.
+pub const BUCKETS: usize = 4096;
+
+/// Fewest rows per value bucket (but the last): smaller buckets add offsets and driver
+/// ids faster than they trim edge rows.
+pub const BUCKET_MIN: usize = 256;
+
+/// One typed column's value buckets: bucket `i` is pseudo value id `base + i`, holding
+/// the rows whose key lies in `keys[i]` (inclusive min, max), ascending; the buckets
+/// partition the rows that have a value, in key order (one key may straddle two buckets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Buckets {
+    /// The column's field name.
+    pub name: String,
+    /// Id of bucket 0.
+    pub base: u32,
+    /// `[buckets]` min and max key of each bucket.
+    pub keys: Vec<(u64, u64)>,
+    /// Rows holding a value (the sum of the buckets' lengths).
+    pub present: u64,
+}
+
+impl Buckets {
+    /// Number of buckets.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+    /// True when the column has no value.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+    /// Whether value id `v` is one of these buckets.
+    pub fn holds(&self, v: u32) -> bool {
+        v >= self.base && ((v - self.base) as usize) < self.keys.len()
+    }
+    /// The ids of the buckets `test` may pass a row of (`KeyTest::block` not `Some(false)`),
+    /// ascending; `None` for an `IS NULL` test (its rows are in no bucket).
+    pub fn overlapping(&self, test: &KeyTest) -> Option<Vec<u32>> {
+        (!test.null).then(|| {
+            (0..self.keys.len() as u32)
+                .filter(|&i| test.block(self.keys[i as usize].0, self.keys[i as usize].1) != Some(false))
+                .map(|i| self.base + i)
+                .collect()
+        })
+    }
+    /// Ids of the buckets every row of which passes `test`.
+    fn inside<'a>(&'a self, test: &'a KeyTest) -> impl Iterator<Item = u32> + 'a {
+        (0..self.keys.len() as u32)
+            .filter(move |&i| test.block(self.keys[i as usize].0, self.keys[i as usize].1) == Some(true))
+            .map(|i| self.base + i)
+    }
+}
+
+/// A typed column's rows with a value, sorted by (key, row), cut into buckets (rows
+/// ascending within each): `(keys, rows per bucket)`.
+fn bucket_column(c: &Column) -> (Vec<(u64, u64)>, Vec<Vec<u32>>) {
+    let n = c.len();
+    let mut kr: Vec<(u64, u32)> = (0..n).into_par_iter().filter(|&r| c.has(r)).map(|r| (c.values.key(r), r as u32)).collect();
+    kr.par_sort_unstable();
+    let size = kr.len().div_ceil(BUCKETS).max(BUCKET_MIN);
+    kr.par_chunks(size)
+        .map(|ch| {
+            let mut rows: Vec<u32> = ch.iter().map(|x| x.1).collect();
+            rows.sort_unstable();
+            ((ch[0].0, ch[ch.len() - 1].0), rows)
+        })
+        .unzip()
 }
 
 /// Per-thread histograms are used while `values x threads` counters fit in this many bytes;
@@ -37,8 +124,28 @@ impl std::fmt::Debug for Postings {
 const PARALLEL_HISTOGRAM_BYTES: usize = 256 << 20;
 
 impl Postings {
-    /// Invert `attrs`: a counting sort by value, `O(nnz + V)`, rows ascending per value.
-    pub fn build(attrs: &Attributes) -> Postings {
+    /// Invert `attrs` ([`Postings::build_strings`]) and bucket each typed column of `cols`
+    /// that covers `attrs`'s rows ([`Buckets`]; `O(N log N)` per column).
+    pub fn build(attrs: &Attributes, cols: &Columns) -> Postings {
+        let mut p = Self::build_strings(attrs);
+        for c in cols.cols.iter().filter(|c| c.len() == attrs.len()) {
+            let (keys, rows) = bucket_column(c);
+            let base = p.values() as u32;
+            let present = rows.iter().map(|r| r.len() as u64).sum();
+            p.offsets.pop();
+            for r in rows {
+                p.offsets.push(p.rows.len() as u64);
+                p.rows.extend(r);
+            }
+            p.offsets.push(p.rows.len() as u64);
+            p.buckets.push(Buckets { name: c.name.clone(), base, keys, present });
+        }
+        p
+    }
+
+    /// Invert `attrs` only (no buckets): a counting sort by value, `O(nnz + V)`, rows
+    /// ascending per value.
+    pub fn build_strings(attrs: &Attributes) -> Postings {
         let nv = attrs.schema.num_values().max(attrs.values.iter().copied().max().map_or(0, |m| m as usize + 1));
         let n = attrs.len();
         let threads = rayon::current_num_threads().max(1);
@@ -89,7 +196,7 @@ impl Postings {
                 }
             }
         });
-        Postings { offsets, rows }
+        Postings { offsets, rows, buckets: Vec::new() }
     }
 
     fn build_serial(attrs: &Attributes, nv: usize) -> Postings {
@@ -108,7 +215,12 @@ impl Postings {
                 cur[v as usize] += 1;
             }
         }
-        Postings { offsets, rows }
+        Postings { offsets, rows, buckets: Vec::new() }
+    }
+
+    /// The value buckets of typed column `name`.
+    pub fn buckets_of(&self, name: &str) -> Option<&Buckets> {
+        self.buckets.iter().find(|b| b.name == name)
     }
 
     /// Number of value ids V.
@@ -146,9 +258,14 @@ pub struct PostingState {
 }
 
 impl PostingState {
-    /// The postings of `attrs`, nothing stale.
-    pub fn build(attrs: &Attributes) -> PostingState {
-        PostingState { lists: Arc::new(Postings::build(attrs)), stale: Arc::from(Vec::new()) }
+    /// The postings of `ix` (its attributes and typed columns), nothing stale.
+    pub fn build(ix: &super::Index) -> PostingState {
+        Self::from_lists(Postings::build(&ix.attrs, &ix.columns))
+    }
+
+    /// `lists`, nothing stale.
+    pub fn from_lists(lists: Postings) -> PostingState {
+        PostingState { lists: Arc::new(lists), stale: Arc::from(Vec::new()) }
     }
 
     /// The same lists with `rows` (ascending, distinct) also stale.
@@ -187,12 +304,25 @@ impl PostingState {
     }
 }
 
+/// The value buckets a typed term may pass rows of: `Some(ids)` for a column test (not
+/// `IS NULL`) of a column `post` buckets, else `None`.
+fn typed_driver(t: &crate::filter::Term, post: &Postings) -> Option<Vec<u32>> {
+    match t.typed.as_deref()? {
+        crate::filter::TypedTest::Column { name, test } => post.buckets_of(name)?.overlapping(test),
+        crate::filter::TypedTest::Present { .. } => None,
+    }
+}
+
 /// A plan's driver over `post`: the sorted value ids whose postings hold every row (that
 /// is not stale) the plan can pass, and their total length; `None` when no such set is
-/// known (a `NOT`, a typed term, an `OR` with such a side, or the pass-all plan).
+/// known (a `NOT`, an `IS NULL` or string-presence term, an `OR` with such a side, an `OR`
+/// over two typed columns, or the pass-all plan).
 ///
-/// Term (`f IN (v..)`): its value ids. `AND`: the shorter driver of the two sides (either
-/// one bounds the conjunction). `OR`: the union of both sides' drivers.
+/// String term (`f IN (v..)`): its value ids. Typed column term: the value buckets its
+/// test overlaps ([`Buckets::overlapping`]). `AND`: the shorter driver of the two sides
+/// (either one bounds the conjunction). `OR`: the union of both sides' drivers, unless it
+/// holds buckets of two columns (a row would then be in two of its postings, which the
+/// first-hit rule of [`candidate_rows`] cannot see: it reads string values only).
 pub fn driver(plan: &crate::filter::Plan, post: &Postings) -> Option<(Vec<u32>, u64)> {
     use crate::filter::Op;
     if plan.is_all() {
@@ -204,7 +334,14 @@ pub fn driver(plan: &crate::filter::Plan, post: &Postings) -> Option<(Vec<u32>, 
         match *op {
             Op::Term(i) => {
                 let t = &plan.terms[i as usize];
-                st.push(if t.typed.is_some() { None } else { Some((t.value_ids.clone(), len(&t.value_ids))) });
+                st.push(if t.typed.is_some() {
+                    typed_driver(t, post).map(|ids| {
+                        let l = len(&ids);
+                        (ids, l)
+                    })
+                } else {
+                    Some((t.value_ids.clone(), len(&t.value_ids)))
+                });
             }
             Op::Not => {
                 st.pop()?;
@@ -220,8 +357,9 @@ pub fn driver(plan: &crate::filter::Plan, post: &Postings) -> Option<(Vec<u32>, 
                         x.extend(y);
                         x.sort_unstable();
                         x.dedup();
+                        let columns = post.buckets.iter().filter(|b| x.iter().any(|&v| b.holds(v))).count();
                         let l = len(&x);
-                        Some((x, l))
+                        (columns <= 1).then_some((x, l))
                     }
                     _ => None,
                 });
@@ -266,17 +404,35 @@ pub fn check_plan<'a>(
 }
 
 /// Bloom plane words a whole-index Bloom pass of `plan` reads per 64-row word (each
-/// requested value's hash planes; a typed term's mask word), at least 1: the Bloom
-/// route's cost per word, which the planner weighs against a driver's rows.
+/// requested value's hash planes; a bound typed term's mask word; an unbound column
+/// term's 64 keys, [`UNBOUND_TYPED_READS`]), at least 1: the Bloom route's cost per word,
+/// which the planner weighs against a driver's rows.
 pub fn bloom_reads(plan: &crate::filter::Plan) -> u64 {
-    plan.terms.iter().map(|t| if t.typed.is_some() { 1 } else { t.bloom_rows.iter().map(|r| r.len() as u64).sum() }).sum::<u64>().max(1)
+    plan.terms
+        .iter()
+        .map(|t| match (&t.typed, &t.mask) {
+            (None, _) => t.bloom_rows.iter().map(|r| r.len() as u64).sum(),
+            (Some(_), Some(_)) => 1,
+            (Some(test), None) => match test.as_ref() {
+                crate::filter::TypedTest::Column { .. } => UNBOUND_TYPED_READS,
+                crate::filter::TypedTest::Present { .. } => 1,
+            },
+        })
+        .sum::<u64>()
+        .max(1)
 }
+
+/// [`bloom_reads`] of an unbound typed column term: a word whose key range does not decide
+/// the test compares its 64 keys (a plane word's read each, in cost).
+pub const UNBOUND_TYPED_READS: u64 = 64;
 
 /// A lower bound of the rows of `0..n` that `plan` passes, from posting lengths (`post`
 /// built over the same `n` rows): a term on a single-valued field passes exactly the sum
 /// of its values' postings, one on a multi-valued field at least the longest; `NOT x`
 /// at least `n` minus an upper bound of `x`; `a AND b` at least `lo(a) + lo(b) - n`; `a OR
-/// b` at least the larger. Typed terms bound nothing (0 .. n). Rows patched since the
+/// b` at least the larger. A typed column term passes at least the rows of the value
+/// buckets inside its test and at most those of the buckets it overlaps (`IS NULL`:
+/// exactly the rows without a value); other typed terms bound nothing (0 .. n). Rows patched since the
 /// postings were built are not counted by it: subtract them (and dead rows) before use.
 pub fn lower_bound(plan: &crate::filter::Plan, post: &Postings, schema: &super::Schema, n: u64) -> u64 {
     use crate::filter::Op;
@@ -289,8 +445,21 @@ pub fn lower_bound(plan: &crate::filter::Plan, post: &Postings, schema: &super::
         let b = match *op {
             Op::Term(i) => {
                 let t = &plan.terms[i as usize];
-                if t.typed.is_some() {
-                    (0, n)
+                if let Some(test) = &t.typed {
+                    match test.as_ref() {
+                        crate::filter::TypedTest::Column { name, test } => match post.buckets_of(name) {
+                            Some(b) if test.null => {
+                                let none = n.saturating_sub(b.present);
+                                (none, none)
+                            }
+                            Some(b) => {
+                                let sum = |ids: &mut dyn Iterator<Item = u32>| ids.map(|v| post.len_of(v)).sum::<u64>().min(n);
+                                (sum(&mut b.inside(test)), sum(&mut b.overlapping(test).unwrap_or_default().into_iter()))
+                            }
+                            None => (0, n),
+                        },
+                        crate::filter::TypedTest::Present { .. } => (0, n),
+                    }
                 } else {
                     let sum = t.value_ids.iter().map(|&v| post.len_of(v)).sum::<u64>().min(n);
                     let lo = if t.value_ids.iter().any(|&v| multi(v)) {
@@ -376,11 +545,14 @@ mod tests {
         // Sizes around the parallel threshold (1 << 16 rows) and an empty table.
         for (n, nv) in [(0usize, 3u32), (1, 1), (100, 7), (70_001, 5), (70_001, 40_000)] {
             let a = attrs(n, nv, n as u64);
-            let p = Postings::build(&a);
+            let p = Postings::build_strings(&a);
             assert_eq!(p.values(), nv as usize);
+            let mut want = vec![Vec::new(); nv as usize];
+            for r in 0..n {
+                a.row(r).iter().for_each(|&v| want[v as usize].push(r as u32));
+            }
             for v in 0..nv {
-                let want: Vec<u32> = (0..n as u32).filter(|&r| a.row(r as usize).contains(&v)).collect();
-                assert_eq!(p.rows_of(v), &want[..], "n {n} value {v}");
+                assert_eq!(p.rows_of(v), &want[v as usize][..], "n {n} value {v}");
             }
             assert!(p.rows_of(nv).is_empty(), "an unknown value has no rows");
         }
@@ -389,7 +561,7 @@ mod tests {
     #[test]
     fn candidate_rows_take_each_row_once_and_every_stale_row() {
         let a = attrs(5_000, 9, 3);
-        let p = Postings::build(&a);
+        let p = Postings::build_strings(&a);
         let stale = [4u32, 17, 4_999];
         let driver = [1u32, 2, 5];
         let got = candidate_rows(&p, &stale, &a, &driver);
@@ -425,7 +597,7 @@ mod tests {
             offsets: offsets.into(),
             values: values.into(),
         };
-        let p = Postings::build(&a);
+        let p = Postings::build_strings(&a);
         let bloom = crate::model::BloomParams { bits: 64, hashes: 2, seed: 1 };
         let mut tight = 0;
         for text in [
@@ -469,7 +641,7 @@ mod tests {
         let all = crate::filter::Plan::all();
         let plan = Filter::compile("a = \"v1\" OR b = \"v5\"", &a.schema, &bloom).unwrap().plan;
         let (own, _) = driver(&plan, &p).unwrap();
-        let state = PostingState::build(&a);
+        let state = PostingState::from_lists(Postings::build_strings(&a));
         assert!(check_plan(&plan, &own, &state, &all).is_all());
         let mut wider = own.clone();
         wider.push(11);
@@ -480,9 +652,142 @@ mod tests {
     #[test]
     fn with_stale_merges_sorted_distinct_rows() {
         let a = attrs(300, 4, 9);
-        let st = PostingState::build(&a).with_stale(&[3, 7, 200]).with_stale(&[1, 7, 299]);
+        let st = PostingState::from_lists(Postings::build_strings(&a)).with_stale(&[3, 7, 200]).with_stale(&[1, 7, 299]);
         assert_eq!(&st.stale[..], &[1, 3, 7, 200, 299]);
         let d = [0u32, 2];
         assert_eq!(st.candidates_len(&d), st.lists.len_of(0) + st.lists.len_of(2) + 5);
+    }
+
+    /// A string field `f` (values 0..nv, from [`attrs`]) and typed columns `price` (float,
+    /// `present` of the rows, keys of quarter steps in [-25, 25)) and `year` (int,
+    /// 1990..2010, every row).
+    fn with_columns(n: usize, nv: u32, present: f64, seed: u64) -> (Attributes, Columns) {
+        use crate::model::columns::{ColumnSchema, ColumnType, key_f64, key_i64};
+        let mut a = attrs(n, nv, seed);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 77);
+        let price: Vec<Option<u64>> =
+            (0..n).map(|_| rng.random_bool(present).then(|| key_f64(rng.random_range(-100..100) as f64 / 4.0))).collect();
+        let year: Vec<Option<u64>> = (0..n).map(|_| Some(key_i64(rng.random_range(1990..2010)))).collect();
+        let lists = [0, n as u64];
+        let cols = Columns {
+            cols: vec![
+                Column::from_keys("price", ColumnType::Float, &price, &lists),
+                Column::from_keys("year", ColumnType::Int, &year, &lists),
+            ],
+        };
+        a.schema.columns =
+            vec![ColumnSchema { name: "price".into(), ty: ColumnType::Float }, ColumnSchema { name: "year".into(), ty: ColumnType::Int }];
+        (a, cols)
+    }
+
+    #[test]
+    fn value_buckets_partition_the_present_rows_in_key_order() {
+        // Empty, one row, fewer rows than a bucket, not a multiple of BUCKET_MIN, more
+        // rows than BUCKETS x BUCKET_MIN (buckets grow past the minimum), nobody present.
+        for (n, present) in [(0usize, 0.9), (1, 1.0), (255, 0.9), (70_001, 0.9), (BUCKETS * BUCKET_MIN + 999, 0.5), (300, 0.0)] {
+            let (a, cols) = with_columns(n, 5, present, n as u64);
+            let p = Postings::build(&a, &cols);
+            assert_eq!(p.buckets.len(), 2, "one bucket set per column");
+            let strings = Postings::build_strings(&a);
+            assert_eq!(p.buckets[0].base as usize, strings.values(), "buckets follow the dictionary's ids");
+            for v in 0..strings.values() as u32 {
+                assert_eq!(p.rows_of(v), strings.rows_of(v), "string postings unchanged");
+            }
+            for (b, c) in p.buckets.iter().zip(&cols.cols) {
+                assert_eq!(b.name, c.name);
+                assert!(b.len() <= BUCKETS, "n {n}: {} buckets", b.len());
+                let mut seen = vec![false; n];
+                let mut last = 0u64;
+                for (i, &(lo, hi)) in b.keys.iter().enumerate() {
+                    let rows = p.rows_of(b.base + i as u32);
+                    assert!(i + 1 == b.len() || rows.len() >= BUCKET_MIN, "n {n}: bucket {i} holds {} rows", rows.len());
+                    assert!(rows.windows(2).all(|w| w[0] < w[1]), "rows ascending in a bucket");
+                    let keys: Vec<u64> = rows.iter().map(|&r| c.values.key(r as usize)).collect();
+                    assert_eq!((lo, hi), (*keys.iter().min().unwrap(), *keys.iter().max().unwrap()), "bucket {i}'s key range");
+                    assert!(lo >= last, "buckets in key order");
+                    last = hi;
+                    for &r in rows {
+                        assert!(c.has(r as usize) && !seen[r as usize], "row {r}: present, in one bucket");
+                        seen[r as usize] = true;
+                    }
+                }
+                let present = (0..n).filter(|&r| c.has(r)).count();
+                assert_eq!(seen.iter().filter(|&&x| x).count(), present, "every present row is in a bucket");
+                assert_eq!(b.present, present as u64);
+            }
+            let last = p.buckets.last().unwrap();
+            assert_eq!(p.values(), last.base as usize + last.len(), "offsets end after the last bucket");
+        }
+    }
+
+    fn val(c: &Column, r: usize) -> f64 {
+        match &c.values {
+            crate::model::columns::Values::I64(v) => v[r] as f64,
+            crate::model::columns::Values::F64(v) => v[r],
+            crate::model::columns::Values::U8(v) => v[r] as f64,
+        }
+    }
+
+    #[test]
+    fn typed_drivers_hold_every_passing_row_and_bound_it() {
+        use crate::filter::Filter;
+        let n = 20_000;
+        let (a, cols) = with_columns(n, 6, 0.8, 4);
+        let p = Postings::build(&a, &cols);
+        let bloom = crate::model::BloomParams { bits: 64, hashes: 2, seed: 1 };
+        let (price, year) = (&cols.cols[0], &cols.cols[1]);
+        let cases: [(&str, &dyn Fn(usize) -> bool, bool); 12] = [
+            ("price < -20", &|r| price.has(r) && val(price, r) < -20.0, true),
+            ("price BETWEEN 3 AND 3.5", &|r| price.has(r) && (3.0..=3.5).contains(&val(price, r)), true),
+            ("price >= 24.75", &|r| price.has(r) && val(price, r) >= 24.75, true),
+            ("price > 100", &|_| false, true),
+            ("price != 0", &|r| price.has(r) && val(price, r) != 0.0, true),
+            ("price NOT IN (1, 2)", &|r| price.has(r) && ![1.0, 2.0].contains(&val(price, r)), true),
+            ("price IS NULL", &|r| !price.has(r), false),
+            ("price IS NOT NULL", &|r| price.has(r), true),
+            ("year = 2001 AND price < 0", &|r| val(year, r) == 2001.0 && price.has(r) && val(price, r) < 0.0, true),
+            ("price < -24 OR price > 24", &|r| price.has(r) && (val(price, r) < -24.0 || val(price, r) > 24.0), true),
+            ("price < -24 OR f = \"1\"", &|r| (price.has(r) && val(price, r) < -24.0) || a.row(r).contains(&1), true),
+            ("price < -24 OR year = 2001", &|r| (price.has(r) && val(price, r) < -24.0) || val(year, r) == 2001.0, false),
+        ];
+        for (text, pass, has_driver) in cases {
+            let plan = Filter::compile(text, &a.schema, &bloom).unwrap_or_else(|e| panic!("{text}: {e}")).plan;
+            let passing: Vec<u32> = (0..n).filter(|&r| pass(r)).map(|r| r as u32).collect();
+            let lo = lower_bound(&plan, &p, &a.schema, n as u64);
+            assert!(lo <= passing.len() as u64, "{text}: bound {lo} > passing {}", passing.len());
+            if text == "price IS NULL" {
+                assert_eq!(lo, passing.len() as u64, "IS NULL is bounded exactly");
+            }
+            if text == "price BETWEEN 3 AND 3.5" || text == "price < -20" {
+                assert!(lo * 10 >= passing.len() as u64 * 9 || passing.len() < 2 * BUCKET_MIN, "{text}: bound {lo} of {}", passing.len());
+            }
+            match driver(&plan, &p) {
+                Some((ids, len)) => {
+                    assert!(has_driver, "{text}: no driver expected");
+                    assert_eq!(len, ids.iter().map(|&v| p.len_of(v)).sum::<u64>());
+                    let rows = candidate_rows(&p, &[], &a, &ids);
+                    let mut sorted = rows.clone();
+                    sorted.sort_unstable();
+                    sorted.dedup();
+                    assert_eq!(sorted.len(), rows.len(), "{text}: a candidate row twice");
+                    for r in &passing {
+                        assert!(sorted.binary_search(r).is_ok(), "{text}: passing row {r} outside the driver");
+                    }
+                    if text.starts_with("price BETWEEN") {
+                        assert!(
+                            rows.len() <= passing.len() + 2 * n.div_ceil(BUCKETS).max(BUCKET_MIN),
+                            "{text}: {} rows for {}",
+                            rows.len(),
+                            passing.len()
+                        );
+                    }
+                }
+                None => assert!(!has_driver, "{text}: a driver expected"),
+            }
+            assert!(!driver_is_exact(&plan), "{text}: a typed driver is checked row by row");
+        }
+        // Unbound column terms cost 64 plane words per word on the Bloom route; bound, 1.
+        let plan = Filter::compile("price < 0", &a.schema, &bloom).unwrap().plan;
+        assert_eq!(bloom_reads(&plan), UNBOUND_TYPED_READS);
     }
 }

@@ -115,6 +115,8 @@ fn shard_changed(changed: &Changed, span: &Span) -> Changed {
         plane_words: changed.plane_words.as_ref().map(|w| w.iter().filter(|&&w| w >= w0 && w < w0 + ws).map(|&w| w - w0).collect()),
         attrs: changed.attrs,
         attr_rows: changed.attr_rows.as_ref().map(|r| r.iter().filter(|&&r| r >= r0 && r < r0 + n).map(|&r| r - r0).collect()),
+        columns: changed.columns,
+        column_rows: changed.column_rows.as_ref().map(|r| r.iter().filter(|&&r| r >= r0 && r < r0 + n).map(|&r| r - r0).collect()),
     }
 }
 
