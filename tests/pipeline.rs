@@ -238,3 +238,31 @@ fn a_full_typed_mask_cache_evaluates_new_tests_per_query_instead_of_evicting() {
     }
     assert!(std::sync::Arc::ptr_eq(&cache.repeated(&t(0), &index).unwrap(), &m));
 }
+
+/// `bind_plans` binds each distinct plan once (found by hash, not by comparing every pair):
+/// queries whose plans are equal, compiled separately, share one bound copy (one address),
+/// distinct plans get their own, and plans without typed terms are passed through.
+#[test]
+fn bind_plans_shares_one_bound_copy_per_distinct_plan() {
+    use rand::{Rng, SeedableRng};
+    use silica::graph::{MaskCache, bind_plans};
+    let (index, _) = random_index(300, 8, 4, 9, &[]);
+    let texts = ["tags IS NULL", "tags IS NOT NULL", "section IS NULL", "tags IS NULL AND section = \"s1\"", "section = \"s1\""];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let picks: Vec<usize> = (0..97).map(|_| rng.random_range(0..texts.len())).collect();
+    let filters: Vec<Filter> =
+        picks.iter().map(|&t| Filter::compile(texts[t], &index.attrs.schema, &index.bloom.params).unwrap()).collect();
+    let plans: Vec<&silica::filter::Plan> = filters.iter().map(|f| &f.plan).collect();
+    let bound = bind_plans(&plans, &index, &MaskCache::default(), false);
+    let refs = bound.refs();
+    for i in 0..picks.len() {
+        let typed = plans[i].has_typed();
+        assert_eq!(std::ptr::eq(refs[i], plans[i]), !typed, "query {i} ({}): only typed plans are bound", texts[picks[i]]);
+        assert!(!typed || refs[i].terms.iter().all(|t| t.typed.is_none() || t.mask.is_some()), "bound with host masks");
+        for j in 0..i {
+            if typed && plans[j].has_typed() {
+                assert_eq!(std::ptr::eq(refs[i], refs[j]), picks[i] == picks[j], "queries {j} and {i}");
+            }
+        }
+    }
+}

@@ -187,7 +187,7 @@ impl Term {
 }
 
 /// Postfix instruction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
     /// Push term `i`.
     Term(u32),

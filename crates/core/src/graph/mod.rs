@@ -532,8 +532,8 @@ impl<B: Backend> Executor<B> {
         let words = n.div_ceil(64);
         let (mut take, mut drivers) = (Vec::new(), Vec::new());
         for &i in which {
-            match postings::driver(plans[i], &post.lists) {
-                Some((ids, len)) if len + stale <= cap => {
+            match postings::driver_within(plans[i], &post.lists, cap.saturating_sub(stale)) {
+                Some((ids, len)) => {
                     if force || (len + stale).saturating_mul(b.posting_row_cost()) <= words.saturating_mul(postings::bloom_reads(plans[i]))
                     {
                         take.push(i);
@@ -558,7 +558,15 @@ impl<B: Backend> Executor<B> {
                 gathered = q.gather(chunk);
                 &gathered
             };
-            let sub_plans: Vec<&Plan> = chunk.iter().map(|&i| plans[i]).collect();
+            // A backend evaluating column terms itself checks the driver's rows against
+            // the unbound terms: a host mask would ship N/8 bytes per query for a few rows.
+            let owned: Vec<Plan>;
+            let sub_plans: Vec<&Plan> = if b.typed_terms() && chunk.iter().any(|&i| plans[i].has_typed()) {
+                owned = chunk.iter().map(|&i| self.unbind_columns(plans[i])).collect();
+                owned.iter().collect()
+            } else {
+                chunk.iter().map(|&i| plans[i]).collect()
+            };
             let refs: Vec<&[u32]> = ds.iter().map(|d| &d[..]).collect();
             let cands = hook.stage(b, Stage::Candidates, || b.scan_postings(&self.resident, sub, &sub_plans, &refs, post, r.k0))?;
             let answered: Vec<Option<u64>> = ds.iter().map(|d| Some(post.candidates_len(d))).collect();
@@ -602,6 +610,18 @@ impl<B: Backend> Executor<B> {
         left.extend(routed.broad);
         left.sort_unstable();
         Ok(left)
+    }
+
+    /// `plan` with the host masks of its typed column terms dropped (those the backend
+    /// evaluates itself, [`Backend::typed_terms`]; presence tests keep theirs).
+    fn unbind_columns(&self, plan: &Plan) -> Plan {
+        let mut p = plan.clone();
+        for t in p.terms.iter_mut() {
+            if t.typed.as_ref().is_some_and(|x| !x.needs_host_mask(&self.index)) {
+                t.mask = None;
+            }
+        }
+        p
     }
 
     /// The index's posting lists, built on the first call (`O(nnz)`) unless handed on by
@@ -812,10 +832,10 @@ impl<B: Backend> Search for Executor<B> {
         if let Some(p) = self.postings.get().filter(|_| self.index.same_vectors_and_lists(&index)) {
             let limit = (index.len() / 64).max(65_536);
             let part = |on: bool, rows: &Option<Arc<[u32]>>| if on { rows.clone() } else { Some(Arc::from(Vec::new())) };
-            if let (Some(a), Some(t)) = (part(changed.attrs, &changed.attr_rows), part(changed.columns, &changed.column_rows)) {
-                if p.stale.len() + a.len() + t.len() <= limit {
-                    drop(postings.set(if a.is_empty() && t.is_empty() { p.clone() } else { p.with_stale(&a).with_stale(&t) }));
-                }
+            if let (Some(a), Some(t)) = (part(changed.attrs, &changed.attr_rows), part(changed.columns, &changed.column_rows))
+                && p.stale.len() + a.len() + t.len() <= limit
+            {
+                drop(postings.set(if a.is_empty() && t.is_empty() { p.clone() } else { p.with_stale(&a).with_stale(&t) }));
             }
         }
         Ok(Box::new(Executor {
@@ -911,7 +931,17 @@ impl Bound<'_> {
 pub fn bind_plans<'a>(plans: &[&'a Plan], index: &Index, cache: &MaskCache, device: bool) -> Bound<'a> {
     // Plans equal before binding share one bound copy (a batch of requests with the same
     // filter text: one mask upload, not one per query).
+    // Found by a hash of what binding reads (a batch of distinct per-request bounds would
+    // otherwise compare B^2 / 2 plan pairs on the host: ~6 ms per 256 queries).
+    use std::hash::{Hash, Hasher};
+    let fingerprint = |p: &Plan| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        p.ops.hash(&mut h);
+        p.terms.iter().for_each(|t| (&t.value_ids, &t.typed).hash(&mut h));
+        h.finish()
+    };
     let mut keys: Vec<&Plan> = Vec::new();
+    let mut by_hash: std::collections::HashMap<u64, Vec<usize>> = std::collections::HashMap::new();
     let mut owned = Vec::new();
     let which = plans
         .iter()
@@ -919,13 +949,16 @@ pub fn bind_plans<'a>(plans: &[&'a Plan], index: &Index, cache: &MaskCache, devi
             if !p.has_typed() {
                 return Ok(p);
             }
-            Err(keys.iter().position(|&k| std::ptr::eq(k, p) || *k == *p).unwrap_or_else(|| {
-                keys.push(p);
-                owned.push(
-                    p.bind_opt(|t| if !device || t.needs_host_mask(index) { Some(cache.get(t, index)) } else { cache.repeated(t, index) }),
-                );
-                owned.len() - 1
-            }))
+            let slot = by_hash.entry(fingerprint(p)).or_default();
+            if let Some(&k) = slot.iter().find(|&&k| std::ptr::eq(keys[k], p) || *keys[k] == *p) {
+                return Err(k);
+            }
+            keys.push(p);
+            owned.push(
+                p.bind_opt(|t| if !device || t.needs_host_mask(index) { Some(cache.get(t, index)) } else { cache.repeated(t, index) }),
+            );
+            slot.push(owned.len() - 1);
+            Err(owned.len() - 1)
         })
         .collect();
     Bound { owned, which }

@@ -85,21 +85,71 @@ impl Buckets {
     pub fn holds(&self, v: u32) -> bool {
         v >= self.base && ((v - self.base) as usize) < self.keys.len()
     }
-    /// The ids of the buckets `test` may pass a row of (`KeyTest::block` not `Some(false)`),
-    /// ascending; `None` for an `IS NULL` test (its rows are in no bucket).
-    pub fn overlapping(&self, test: &KeyTest) -> Option<Vec<u32>> {
-        (!test.null).then(|| {
-            (0..self.keys.len() as u32)
-                .filter(|&i| test.block(self.keys[i as usize].0, self.keys[i as usize].1) != Some(false))
-                .map(|i| self.base + i)
-                .collect()
-        })
+    /// The buckets `test` may pass a row of (`KeyTest::block` not `Some(false)`), as
+    /// ascending, disjoint spans of bucket indices; `None` for an `IS NULL` test (its rows
+    /// are in no bucket). `O(ranges x log buckets)`: the buckets are in key order.
+    pub fn overlapping_spans(&self, test: &KeyTest) -> Option<Vec<(usize, usize)>> {
+        if test.null {
+            return None;
+        }
+        Some(if test.negate { self.complement(&self.spans(&test.ranges, true)) } else { self.spans(&test.ranges, false) })
     }
-    /// Ids of the buckets every row of which passes `test`.
-    fn inside<'a>(&'a self, test: &'a KeyTest) -> impl Iterator<Item = u32> + 'a {
-        (0..self.keys.len() as u32)
-            .filter(move |&i| test.block(self.keys[i as usize].0, self.keys[i as usize].1) == Some(true))
-            .map(|i| self.base + i)
+
+    /// The buckets every row of which passes `test` (`KeyTest::block` is `Some(true)`), as
+    /// spans; none for an `IS NULL` test.
+    pub fn inside_spans(&self, test: &KeyTest) -> Vec<(usize, usize)> {
+        match (test.null, test.negate) {
+            (true, _) => Vec::new(),
+            (false, false) => self.spans(&test.ranges, true),
+            (false, true) => self.complement(&self.spans(&test.ranges, false)),
+        }
+    }
+
+    /// Ids of [`Buckets::overlapping_spans`], ascending.
+    pub fn overlapping(&self, test: &KeyTest) -> Option<Vec<u32>> {
+        self.overlapping_spans(test).map(|sp| self.ids(&sp))
+    }
+
+    /// The ids of `spans`, ascending.
+    pub fn ids(&self, spans: &[(usize, usize)]) -> Vec<u32> {
+        spans.iter().flat_map(|&(a, b)| a as u32 + self.base..b as u32 + self.base).collect()
+    }
+
+    /// Per key interval, the buckets meeting it (`inside`: lying within it), merged.
+    fn spans(&self, ranges: &[(u64, u64)], inside: bool) -> Vec<(usize, usize)> {
+        let k = &self.keys;
+        let mut out: Vec<(usize, usize)> = Vec::with_capacity(ranges.len());
+        for &(a, b) in ranges {
+            let (s, e) = if inside {
+                (k.partition_point(|x| x.0 < a), k.partition_point(|x| x.1 <= b))
+            } else {
+                (k.partition_point(|x| x.1 < a), k.partition_point(|x| x.0 <= b))
+            };
+            if s >= e {
+                continue;
+            }
+            match out.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => out.push((s, e)),
+            }
+        }
+        out
+    }
+
+    /// The bucket indices outside `spans` (ascending, disjoint), as spans.
+    fn complement(&self, spans: &[(usize, usize)]) -> Vec<(usize, usize)> {
+        let mut out = Vec::with_capacity(spans.len() + 1);
+        let mut at = 0;
+        for &(s, e) in spans {
+            if s > at {
+                out.push((at, s));
+            }
+            at = e;
+        }
+        if at < self.keys.len() {
+            out.push((at, self.keys.len()));
+        }
+        out
     }
 }
 
@@ -223,6 +273,12 @@ impl Postings {
         self.buckets.iter().find(|b| b.name == name)
     }
 
+    /// Rows in the buckets `spans` of `b` (`O(spans)`: the offsets are prefix sums).
+    pub fn spans_len(&self, b: &Buckets, spans: &[(usize, usize)]) -> u64 {
+        let at = |i: usize| self.offsets.get(b.base as usize + i).copied().unwrap_or(0);
+        spans.iter().map(|&(s, e)| at(e) - at(s)).sum()
+    }
+
     /// Number of value ids V.
     pub fn values(&self) -> usize {
         self.offsets.len().saturating_sub(1)
@@ -304,15 +360,6 @@ impl PostingState {
     }
 }
 
-/// The value buckets a typed term may pass rows of: `Some(ids)` for a column test (not
-/// `IS NULL`) of a column `post` buckets, else `None`.
-fn typed_driver(t: &crate::filter::Term, post: &Postings) -> Option<Vec<u32>> {
-    match t.typed.as_deref()? {
-        crate::filter::TypedTest::Column { name, test } => post.buckets_of(name)?.overlapping(test),
-        crate::filter::TypedTest::Present { .. } => None,
-    }
-}
-
 /// A plan's driver over `post`: the sorted value ids whose postings hold every row (that
 /// is not stale) the plan can pass, and their total length; `None` when no such set is
 /// known (a `NOT`, an `IS NULL` or string-presence term, an `OR` with such a side, an `OR`
@@ -324,49 +371,93 @@ fn typed_driver(t: &crate::filter::Term, post: &Postings) -> Option<Vec<u32>> {
 /// holds buckets of two columns (a row would then be in two of its postings, which the
 /// first-hit rule of [`candidate_rows`] cannot see: it reads string values only).
 pub fn driver(plan: &crate::filter::Plan, post: &Postings) -> Option<(Vec<u32>, u64)> {
-    use crate::filter::Op;
+    driver_within(plan, post, u64::MAX)
+}
+
+/// A side of a plan while its driver is worked out.
+enum Side {
+    /// No driver.
+    Unknown,
+    /// A driver of more than the budget's rows (its ids are not kept).
+    Long(u64),
+    /// A driver within the budget.
+    Ids(Vec<u32>, u64),
+}
+
+impl Side {
+    fn len(&self) -> u64 {
+        match self {
+            Side::Unknown => u64::MAX,
+            Side::Long(l) | Side::Ids(_, l) => *l,
+        }
+    }
+}
+
+/// [`driver`], `None` also when the driver holds more than `cap` rows: then no value ids
+/// are gathered (a typed term's length comes from its bucket spans), so the planner's cost
+/// per query does not grow with a broad range's buckets.
+pub fn driver_within(plan: &crate::filter::Plan, post: &Postings, cap: u64) -> Option<(Vec<u32>, u64)> {
+    use crate::filter::{Op, TypedTest};
     if plan.is_all() {
         return None;
     }
     let len = |ids: &[u32]| ids.iter().map(|&v| post.len_of(v)).sum::<u64>();
-    let mut st: Vec<Option<(Vec<u32>, u64)>> = Vec::with_capacity(plan.ops.len());
+    let bounded = |ids: Vec<u32>, l: u64| if l > cap { Side::Long(l) } else { Side::Ids(ids, l) };
+    let mut st: Vec<Side> = Vec::with_capacity(plan.ops.len());
     for op in &plan.ops {
         match *op {
             Op::Term(i) => {
                 let t = &plan.terms[i as usize];
-                st.push(if t.typed.is_some() {
-                    typed_driver(t, post).map(|ids| {
-                        let l = len(&ids);
-                        (ids, l)
-                    })
-                } else {
-                    Some((t.value_ids.clone(), len(&t.value_ids)))
+                st.push(match t.typed.as_deref() {
+                    None => bounded(t.value_ids.clone(), len(&t.value_ids)),
+                    Some(TypedTest::Column { name, test }) => {
+                        match post.buckets_of(name).and_then(|b| Some((b, b.overlapping_spans(test)?))) {
+                            Some((b, spans)) => {
+                                let l = post.spans_len(b, &spans);
+                                if l > cap { Side::Long(l) } else { Side::Ids(b.ids(&spans), l) }
+                            }
+                            None => Side::Unknown,
+                        }
+                    }
+                    Some(TypedTest::Present { .. }) => Side::Unknown,
                 });
             }
             Op::Not => {
                 st.pop()?;
-                st.push(None);
+                st.push(Side::Unknown);
             }
             Op::And | Op::Or => {
                 let b = st.pop()?;
                 let a = st.pop()?;
                 st.push(match (a, b, *op == Op::And) {
-                    (Some(x), Some(y), true) => Some(if y.1 < x.1 { y } else { x }),
-                    (Some(x), None, true) | (None, Some(x), true) => Some(x),
-                    (Some((mut x, _)), Some((y, _)), false) => {
+                    (Side::Unknown, x, true) | (x, Side::Unknown, true) => x,
+                    (x, y, true) => {
+                        if y.len() < x.len() {
+                            y
+                        } else {
+                            x
+                        }
+                    }
+                    (Side::Unknown, _, false) | (_, Side::Unknown, false) => Side::Unknown,
+                    (Side::Ids(mut x, _), Side::Ids(y, _), false) => {
                         x.extend(y);
                         x.sort_unstable();
                         x.dedup();
                         let columns = post.buckets.iter().filter(|b| x.iter().any(|&v| b.holds(v))).count();
                         let l = len(&x);
-                        (columns <= 1).then_some((x, l))
+                        if columns > 1 { Side::Unknown } else { bounded(x, l) }
                     }
-                    _ => None,
+                    // A long side makes the union long (a cross-column union is no driver
+                    // either way: both leave the query to the other routes).
+                    (x, y, false) => Side::Long(x.len().saturating_add(y.len())),
                 });
             }
         }
     }
-    if st.len() == 1 { st.pop().flatten() } else { None }
+    match (st.len(), st.pop()) {
+        (1, Some(Side::Ids(ids, l))) => Some((ids, l)),
+        _ => None,
+    }
 }
 
 /// Whether every row of the plan's driver ([`driver`]) passes the plan: the plan is
@@ -452,10 +543,10 @@ pub fn lower_bound(plan: &crate::filter::Plan, post: &Postings, schema: &super::
                                 let none = n.saturating_sub(b.present);
                                 (none, none)
                             }
-                            Some(b) => {
-                                let sum = |ids: &mut dyn Iterator<Item = u32>| ids.map(|v| post.len_of(v)).sum::<u64>().min(n);
-                                (sum(&mut b.inside(test)), sum(&mut b.overlapping(test).unwrap_or_default().into_iter()))
-                            }
+                            Some(b) => (
+                                post.spans_len(b, &b.inside_spans(test)).min(n),
+                                post.spans_len(b, &b.overlapping_spans(test).unwrap_or_default()).min(n),
+                            ),
                             None => (0, n),
                         },
                         crate::filter::TypedTest::Present { .. } => (0, n),
@@ -789,5 +880,38 @@ mod tests {
         // Unbound column terms cost 64 plane words per word on the Bloom route; bound, 1.
         let plan = Filter::compile("price < 0", &a.schema, &bloom).unwrap().plan;
         assert_eq!(bloom_reads(&plan), UNBOUND_TYPED_READS);
+    }
+
+    #[test]
+    fn bucket_spans_are_the_buckets_block_decides() {
+        // Random key tests (1-3 intervals, negated or not) against the brute-force rule on
+        // every bucket: overlapping = block != Some(false), inside = block == Some(true).
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        let (a, cols) = with_columns(40_000, 3, 0.7, 8);
+        let p = Postings::build(&a, &cols);
+        let b = &p.buckets[0];
+        assert!(b.len() > 100, "{} buckets", b.len());
+        let ids = |f: &dyn Fn(Option<bool>) -> bool, t: &KeyTest| -> Vec<u32> {
+            (0..b.len()).filter(|&i| f(t.block(b.keys[i].0, b.keys[i].1))).map(|i| b.base + i as u32).collect()
+        };
+        for case in 0..500 {
+            let mut cuts: Vec<u64> = (0..2 * rng.random_range(1..=3usize))
+                .map(|_| crate::model::columns::key_f64(rng.random_range(-110..110) as f64 / 4.0))
+                .collect();
+            cuts.sort_unstable();
+            let ranges: Vec<(u64, u64)> = cuts.chunks(2).map(|c| (c[0], c[1])).collect();
+            let t = KeyTest { ranges, negate: case % 2 == 1, null: false };
+            assert_eq!(b.overlapping(&t).unwrap(), ids(&|x| x != Some(false), &t), "{t:?}");
+            let inside = b.ids(&b.inside_spans(&t));
+            assert_eq!(inside, ids(&|x| x == Some(true), &t), "{t:?}");
+            let len = p.spans_len(b, &b.inside_spans(&t));
+            assert_eq!(len, inside.iter().map(|&v| p.len_of(v)).sum::<u64>());
+        }
+        assert!(b.overlapping(&KeyTest { ranges: vec![], negate: false, null: true }).is_none(), "IS NULL has no buckets");
+        // A driver past the budget is not gathered.
+        let bloom = crate::model::BloomParams { bits: 64, hashes: 2, seed: 1 };
+        let plan = crate::filter::Filter::compile("price < 0", &a.schema, &bloom).unwrap().plan;
+        let (_, l) = driver(&plan, &p).unwrap();
+        assert!(driver_within(&plan, &p, l - 1).is_none() && driver_within(&plan, &p, l).is_some());
     }
 }
