@@ -34,6 +34,18 @@ def _rows_of(x):
     return shape[0] if len(shape) == 2 else 1
 
 
+def _schema_text(schema):
+    """``Index.build(schema=...)`` as ``--schema`` text: a dict ``{field: type}``, a string
+    as is, or ``None``."""
+    if schema is None:
+        return ""
+    if isinstance(schema, str):
+        return schema
+    if isinstance(schema, dict):
+        return ",".join(f"{k}:{v}" for k, v in schema.items())
+    raise _errors.InvalidParameter(f"schema: expected a dict or a string, got {type(schema).__name__}", field="schema")
+
+
 class DeviceArray:
     """A CUDA search result for DLPack consumers other than torch (``cupy.from_dlpack(a)``,
     ``jax.dlpack.from_dlpack(a)``): float32 scores or int64 rows ``[B, k]`` in device memory
@@ -170,14 +182,22 @@ class Index:
     @classmethod
     def build(cls, vectors, attributes=None, *, metric="ip", nlist=None, features=(), bloom_bits=1024,
               bloom_hashes=5, store_embeddings=True, kmeans_iters=10, seed=1, calibrate=True,
-              target_recall=0.99, calibration_queries=500, build_device="cpu", device="auto", progress=True):
+              target_recall=0.99, calibration_queries=500, build_device="cpu", device="auto", progress=True,
+              schema=None):
         """Build an index in memory, as ``silica build`` does from files.
 
         vectors: ``[N, D]`` numpy array of any float dtype (converted to float32), a torch
             tensor, or nested lists; NaN/Inf raise NonFiniteError naming row and column.
         attributes: one dict per vector (``id``: external id, unique; string and
             list-of-string values are filterable; numbers named in ``features`` are rerank
-            features), a pandas DataFrame or a pyarrow Table; ``None``: ids ``"0".."N-1"``.
+            features; other numbers and booleans become typed columns, filterable with
+            ``<``, ``BETWEEN``, ``IS NULL``...), a pandas DataFrame or a pyarrow Table;
+            ``None``: ids ``"0".."N-1"``.
+        schema: field types where the values do not say them, as ``silica build --schema``:
+            a dict ``{"published": "timestamp", "year": "int"}`` or the text
+            ``"published:timestamp,year:int"`` (types: string, strings, int, float, bool,
+            timestamp; timestamps are RFC 3339 strings). A value that does not fit its
+            type raises an error naming the line and field.
         metric: ``"ip"``, ``"cosine"`` or ``"l2"`` (squared Euclidean distance; scores are
             the negated squared distance, best first). nlist: inverted lists (default: the
             power of two nearest 4*sqrt(N)). calibrate: measure the default nprobe reaching
@@ -197,7 +217,7 @@ class Index:
                           _count("bloom_hashes", bloom_hashes, optional=False), list(features), bool(store_embeddings),
                           _count("kmeans_iters", kmeans_iters, minimum=0, optional=False), _count("seed", seed, minimum=0, optional=False),
                           bool(calibrate), float(target_recall), _count("calibration_queries", calibration_queries, optional=False),
-                          str(build_device), str(device), bool(progress))
+                          str(build_device), str(device), bool(progress), _schema_text(schema))
         return cls(core)
 
     @classmethod
@@ -300,13 +320,15 @@ class Index:
 
     def fields(self, rows, names=None):
         """Attribute values of ``rows``: per row a dict ``{name: value}`` (a string, a list of
-        strings for multi-valued fields, ``None`` where the item has none), or ``None`` for
-        -1 / deleted rows; nested like ``rows``. names: field names (default: all)."""
+        strings for multi-valued fields; an int, float or bool for typed columns, a
+        timestamp as an RFC 3339 string; ``None`` where the item has none), or ``None`` for
+        -1 / deleted rows; nested like ``rows``. names: field names (default: all, string
+        fields then typed columns)."""
         r = np.asarray(rows)
         if r.dtype.kind not in "iu":
             raise _errors.InvalidParameter(f"rows: expected integers, got dtype {r.dtype}", field="rows")
         if names is None:
-            names = self.field_names
+            names = list(self.field_names) + list(self.columns)
         elif isinstance(names, str):
             names = [names]
         out = self._core.fields(np.ascontiguousarray(r.reshape(-1), dtype=np.int64), list(names))
@@ -364,7 +386,8 @@ class Index:
     @property
     def info(self):
         """dim, n (live items), nlist, metric, backend, version, default_nprobe, fields,
-        features, has_embeddings, rerank_tasks (default task weights), path."""
+        columns (typed columns: ``{name: type}``), features, has_embeddings, rerank_tasks
+        (default task weights), path."""
         return self._core.info()
 
     @property
@@ -386,7 +409,13 @@ class Index:
 
     @property
     def field_names(self):
+        """Names of the string fields."""
         return self._core.info()["fields"]
+
+    @property
+    def columns(self):
+        """Typed columns, ``{name: type}`` (type: int, float, bool or timestamp)."""
+        return self._core.info()["columns"]
 
     @property
     def version(self):

@@ -2,7 +2,7 @@
 //! released, updated through the serving store of `silica serve` (same validation, same
 //! write-ahead log, same snapshot swap). `silica.Index` (Python) wraps it.
 
-use crate::view::{RowMap, View, id_at, values_at};
+use crate::view::{RowMap, View, column_at, id_at, values_at};
 use crate::{api_error, dlpack, error};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
@@ -167,7 +167,9 @@ fn build_index(
     p: BuildParams,
     build_device: &str,
     calibrate_opts: Option<calibrate::CalibrateOptions>,
+    schema: &str,
 ) -> silica::Result<Index> {
+    let schema = attributes::parse_schema(schema)?;
     if let Some(o) = &calibrate_opts {
         o.validate()?;
     }
@@ -176,7 +178,7 @@ fn build_index(
         "cuda" => Box::new(silica::backend::cuda::CudaCompute::new()?),
         other => return Err(Error::param("build_device", format!("unknown build device `{other}`; expected cpu or cuda"))),
     };
-    let table = attributes::parse_jsonl(std::io::Cursor::new(jsonl), Path::new("attributes"), &p.features)?;
+    let table = attributes::parse_jsonl_with(std::io::Cursor::new(jsonl), Path::new("attributes"), &p.features, &schema)?;
     let src = VectorSource::from_matrix(Matrix { rows, dim, data, was_f16: false });
     let path = Path::new("<in-memory build>");
     let (bytes, _) = IndexBuilder::new(p).write(&src, &table, compute.as_ref(), None, Vec::new(), path)?;
@@ -366,7 +368,7 @@ impl Core {
     /// Build from `vectors` (f32 `[N, D]`, C order) and attributes as JSON Lines bytes
     /// (line i describes row i, as `silica build --attributes`). See `silica.Index.build`.
     #[staticmethod]
-    #[pyo3(signature = (vectors, attributes_jsonl, metric, nlist, bloom_bits, bloom_hashes, features, store_embeddings, kmeans_iters, seed, calibrate, target_recall, calibration_queries, build_device, device, progress))]
+    #[pyo3(signature = (vectors, attributes_jsonl, metric, nlist, bloom_bits, bloom_hashes, features, store_embeddings, kmeans_iters, seed, calibrate, target_recall, calibration_queries, build_device, device, progress, schema = String::new()))]
     #[allow(clippy::too_many_arguments)]
     fn build(
         py: Python<'_>,
@@ -386,6 +388,7 @@ impl Core {
         build_device: &str,
         device: &str,
         progress: bool,
+        schema: String,
     ) -> PyResult<Core> {
         let metric = match metric.to_ascii_lowercase().as_str() {
             "ip" => Metric::Ip,
@@ -417,7 +420,8 @@ impl Core {
                 if show {
                     log::set_max_level(log::LevelFilter::Info);
                 }
-                let r = build_index(data, rows, dim, attributes_jsonl, params, &build_device, opts).and_then(|ix| open_static(ix, &device));
+                let r = build_index(data, rows, dim, attributes_jsonl, params, &build_device, opts, &schema)
+                    .and_then(|ix| open_static(ix, &device));
                 if show {
                     log::set_max_level(log::LevelFilter::Warn);
                 }
@@ -554,8 +558,9 @@ impl Core {
     }
 
     /// Attribute values of `rows` (flat i64) for the fields `names`: one dict per row,
-    /// `{name: str | list[str] | None}` (lists for multi-valued fields); `None` for rows
-    /// that are not live.
+    /// `{name: str | list[str] | int | float | bool | None}` (lists for multi-valued string
+    /// fields; typed columns as their type, timestamps as RFC 3339 strings; `None` where
+    /// the item has no value); `None` for rows that are not live.
     fn fields<'py>(&self, py: Python<'py>, rows: PyReadonlyArray1<'py, i64>, names: Vec<String>) -> PyResult<Bound<'py, PyList>> {
         let rows = rows.as_slice().map_err(|_| error(Error::param("rows", "must be contiguous")))?.to_vec();
         let (view, map) = py.detach(|| {
@@ -564,13 +569,18 @@ impl Core {
             (g.view.clone(), map)
         });
         let schema = view.dict().schema();
+        // Per name: a string field (its id, multi-valued) or a typed column (None).
         let mut cols = Vec::with_capacity(names.len());
         for n in &names {
-            let f = schema.field(n).ok_or_else(|| {
-                let known: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
-                error(Error::param("names", format!("unknown field `{n}` (known fields: {})", known.join(", "))))
-            })?;
-            cols.push((n, f, schema.fields[f].multi));
+            match schema.field(n) {
+                Some(f) => cols.push((n, Some((f, schema.fields[f].multi)))),
+                None if schema.columns.iter().any(|c| &c.name == n) => cols.push((n, None)),
+                None => {
+                    let known: Vec<&str> =
+                        schema.fields.iter().map(|f| f.name.as_str()).chain(schema.columns.iter().map(|c| c.name.as_str())).collect();
+                    return Err(error(Error::param("names", format!("unknown field `{n}` (known fields: {})", known.join(", ")))));
+                }
+            }
         }
         let out = PyList::empty(py);
         for &r in &rows {
@@ -578,12 +588,11 @@ impl Core {
                 None => out.append(py.None())?,
                 Some(at) => {
                     let d = PyDict::new(py);
-                    for &(n, f, multi) in &cols {
-                        let vals = values_at(&view, at, f);
-                        if multi {
-                            d.set_item(n, vals)?;
-                        } else {
-                            d.set_item(n, vals.into_iter().next())?;
+                    for &(n, kind) in &cols {
+                        match kind {
+                            Some((f, true)) => d.set_item(n, values_at(&view, at, f))?,
+                            Some((f, false)) => d.set_item(n, values_at(&view, at, f).into_iter().next())?,
+                            None => d.set_item(n, json_to_py(py, &column_at(&view, at, n))?)?,
                         }
                     }
                     out.append(d)?;
@@ -668,12 +677,33 @@ impl Core {
         d.set_item("version", v.version())?;
         d.set_item("default_nprobe", ix.default_nprobe())?;
         d.set_item("fields", v.dict().schema().fields.iter().map(|f| f.name.clone()).collect::<Vec<_>>())?;
+        let columns = PyDict::new(py);
+        for c in &v.dict().schema().columns {
+            columns.set_item(&c.name, c.ty.name())?;
+        }
+        d.set_item("columns", columns)?;
         d.set_item("features", ix.feature_names.clone())?;
         d.set_item("has_embeddings", ix.embeddings.is_some())?;
         d.set_item("rerank_tasks", ix.rerank.as_ref().map(|m| m.task_weights.clone()))?;
         d.set_item("path", path.map(|p| p.display().to_string()))?;
         d.set_item("updatable_log", updatable)?;
         Ok(d)
+    }
+}
+
+/// A scalar JSON value (what a typed column gives) as a Python object.
+fn json_to_py<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    use pyo3::IntoPyObjectExt;
+    use serde_json::Value as J;
+    match v {
+        J::Null => Ok(py.None().into_bound(py)),
+        J::Bool(b) => b.into_bound_py_any(py),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => i.into_bound_py_any(py),
+            None => n.as_f64().unwrap_or(f64::NAN).into_bound_py_any(py),
+        },
+        J::String(s) => s.into_bound_py_any(py),
+        other => other.to_string().into_bound_py_any(py),
     }
 }
 

@@ -152,3 +152,19 @@ pub fn values_at(v: &View, at: At, f: usize) -> Vec<String> {
     let dict = v.dict();
     ix.attrs.row(r).iter().filter_map(|&id| dict.describe(id).filter(|(field, _)| *field == f).map(|(_, s)| s)).collect()
 }
+
+/// Typed column `name`'s value at `at` as JSON (timestamps as RFC 3339 strings); `Null`
+/// where the row has none (or its segment lacks the column).
+pub fn column_at(v: &View, at: At, name: &str) -> serde_json::Value {
+    let (ix, r) = match at {
+        At::Main(r) => (v.main().as_ref(), r),
+        At::Fresh(g, r) => match v.fresh().get(g).copied() {
+            Some(fr) => (fr.as_ref(), r),
+            None => return serde_json::Value::Null,
+        },
+    };
+    match ix.columns.get(name) {
+        Some(c) if r < c.len() && c.has(r) => c.values.json(r, c.ty),
+        _ => serde_json::Value::Null,
+    }
+}

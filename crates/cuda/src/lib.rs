@@ -1093,14 +1093,25 @@ impl Backend for Cuda {
         let mut cap = 1u64;
         for d in drivers {
             let mut run = 0u64;
+            let mut prev = None;
             for &v in d.iter() {
                 let len = host.len_of(v);
-                if len > 0 {
-                    run += len;
+                if len == 0 {
+                    continue;
+                }
+                run += len;
+                // Consecutive value buckets of one column are one run of rows (a row is in
+                // one bucket per column, so first_hit needs no boundary between them): one
+                // segment for a range's span of buckets, not one per bucket.
+                let joins = prev.is_some_and(|p: u32| p + 1 == v && host.buckets.iter().any(|b| b.holds(p) && b.holds(v)));
+                if joins {
+                    *seg_end.last_mut().expect("a previous segment") = run as u32;
+                } else {
                     seg_val.push(v);
                     seg_end.push(run as u32);
                     seg_start.push(host.offsets[v as usize]);
                 }
+                prev = Some(v);
             }
             seg_off.push(seg_val.len() as u32);
             cap = cap.max(run + nstale as u64);
