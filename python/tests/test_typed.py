@@ -2,10 +2,16 @@
 typed filters answered exactly; ``fields`` returns each value as its type; typing
 mistakes raise errors naming the field, and nothing is built."""
 
+from datetime import datetime
+
 import numpy as np
 import pytest
 
 import silica
+
+
+def when(s):
+    return datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
 def typed_catalog(rng, n, d):
@@ -30,7 +36,7 @@ def test_typed_columns_filter_and_fields(rng, n):
     ix = silica.Index.build(x, attrs, nlist=max(1, min(n, 8)), calibrate=False, device="cpu", progress=False,
                             schema={"published": "timestamp"})
     assert ix.columns == {"in_stock": "bool", "price": "float", "published": "timestamp", "year": "int"}
-    assert ix.field_names == ["color"]
+    assert "color" in ix.field_names and not set(ix.columns) & set(ix.field_names), "typed columns are not string fields"
     q = rng.standard_normal((3, d)).astype(np.float32)
     checks = {
         "price < 30": lambda a: a.get("price") is not None and a["price"] < 30,
@@ -52,7 +58,7 @@ def test_typed_columns_filter_and_fields(rng, n):
         assert f["price"] == a.get("price") and (f["price"] is None or isinstance(f["price"], float))
         assert f["year"] == a["year"] and isinstance(f["year"], int)
         assert f["in_stock"] == a.get("in_stock")
-        assert f["published"] == a["published"]
+        assert when(f["published"]) == when(a["published"]), "RFC 3339, microseconds"
     assert ix.fields([0], ["year"]) == [{"year": attrs[0]["year"]}]
 
 

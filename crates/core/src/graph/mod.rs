@@ -532,7 +532,9 @@ impl<B: Backend> Executor<B> {
         let words = n.div_ceil(64);
         let (mut take, mut drivers) = (Vec::new(), Vec::new());
         for &i in which {
-            match postings::driver_within(plans[i], &post.lists, cap.saturating_sub(stale)) {
+            // Driver rows plus the stale rows within `cap` (more stale rows than `cap`: none).
+            let driver = cap.checked_sub(stale).and_then(|budget| postings::driver_within(plans[i], &post.lists, budget));
+            match driver {
                 Some((ids, len)) => {
                     if force || (len + stale).saturating_mul(b.posting_row_cost()) <= words.saturating_mul(postings::bloom_reads(plans[i]))
                     {
@@ -560,10 +562,20 @@ impl<B: Backend> Executor<B> {
             };
             // A backend evaluating column terms itself checks the driver's rows against
             // the unbound terms: a host mask would ship N/8 bytes per query for a few rows.
-            let owned: Vec<Plan>;
+            // Queries sharing a plan keep sharing one copy (backends encode it once).
+            let mut owned: Vec<Plan> = Vec::new();
             let sub_plans: Vec<&Plan> = if b.typed_terms() && chunk.iter().any(|&i| plans[i].has_typed()) {
-                owned = chunk.iter().map(|&i| self.unbind_columns(plans[i])).collect();
-                owned.iter().collect()
+                let mut at: std::collections::HashMap<*const Plan, usize> = std::collections::HashMap::new();
+                let slots: Vec<usize> = chunk
+                    .iter()
+                    .map(|&i| {
+                        *at.entry(plans[i] as *const Plan).or_insert_with(|| {
+                            owned.push(self.unbind_columns(plans[i]));
+                            owned.len() - 1
+                        })
+                    })
+                    .collect();
+                slots.into_iter().map(|k| &owned[k]).collect()
             } else {
                 chunk.iter().map(|&i| plans[i]).collect()
             };
