@@ -266,34 +266,3 @@ fn bind_plans_shares_one_bound_copy_per_distinct_plan() {
         }
     }
 }
-
-/// The budget stops growing with nprobe once a filter at the budget would leave
-/// `PROBE_PASSING_ROWS` passing rows in the probed lists (then the probe path keeps recall
-/// and scores fewer rows), but never falls below the probed rows; nprobe 32 at 5M-20M
-/// rows (issue 9's settings) keeps four lists of rows.
-#[test]
-fn candidate_budget_caps_filters_the_probe_path_can_answer() {
-    use silica::graph::{CANDIDATE_BUDGET, PROBE_PASSING_ROWS, candidate_budget};
-    for (n, nlist, nprobe) in [
-        (1_000_000u64, 4096usize, 256usize),
-        (1_000_000, 4096, 64),
-        (5_000_000, 4096, 32),
-        (20_000_000, 16384, 32),
-        (1_000_000, 4096, 2048),
-        (3000, 60, 2),
-        (7, 4, 1),
-    ] {
-        let probed = nprobe as u64 * n.div_ceil(nlist as u64);
-        let cap = candidate_budget(nprobe, nlist, n, CANDIDATE_BUDGET);
-        assert!(cap <= (CANDIDATE_BUDGET * probed).min(n), "n {n} nprobe {nprobe}: {cap} over four lists of rows");
-        assert!(cap >= probed.min(n), "n {n} nprobe {nprobe}: {cap} under the probed rows {probed}");
-        let in_probe = cap as f64 / n as f64 * probed as f64;
-        if cap < (CANDIDATE_BUDGET * probed).min(n) && cap > probed {
-            assert!((in_probe - PROBE_PASSING_ROWS as f64).abs() <= probed as f64 / n as f64 + 1.0, "n {n} nprobe {nprobe}: {in_probe}");
-        }
-        if nlist >= 4096 && nprobe == 32 {
-            assert_eq!(cap, CANDIDATE_BUDGET * probed, "issue 9's settings keep the budget");
-        }
-    }
-    assert_eq!(candidate_budget(64, 64, 1000, CANDIDATE_BUDGET), 1000, "nprobe = nlist: every row");
-}

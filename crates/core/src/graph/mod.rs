@@ -234,28 +234,13 @@ impl Default for Planner {
 /// Candidate budget of the planner ([`Executor::run`]): a filtered query whose Bloom
 /// candidates number at most this many rows is answered over them, exactly, instead of
 /// probing: `factor` ([`Planner::candidate_budget`], default [`CANDIDATE_BUDGET`]) times
-/// the rows `nprobe` average lists hold (`P`), but no more than what keeps the probe path
-/// starved: past `max(P, PROBE_PASSING_ROWS * n / P)` candidates a filter leaves at least
-/// [`PROBE_PASSING_ROWS`] passing rows in the probed lists (a share `c / n` of `P`) and
-/// the candidate route would score more rows than the probe path does. At most `n`; all
-/// `n` when `nprobe >= nlist`. The second term binds only at a high nprobe (`P >
-/// sqrt(PROBE_PASSING_ROWS * n / factor)`: nprobe 256 of 4096 at 1M rows, not nprobe 32
-/// at 5M-20M).
+/// the rows `nprobe` average lists hold, at most `n` (all `n` when `nprobe >= nlist`).
 pub fn candidate_budget(nprobe: usize, nlist: usize, n: u64, factor: u64) -> u64 {
     if nprobe >= nlist {
         return n;
     }
-    let probed = (nprobe as u64).saturating_mul(n.div_ceil(nlist.max(1) as u64)).max(1);
-    let starved = (PROBE_PASSING_ROWS as u128 * n as u128 / probed as u128).min(u64::MAX as u128) as u64;
-    factor.max(1).saturating_mul(probed).min(probed.max(starved)).min(n)
+    factor.max(1).saturating_mul(nprobe as u64).saturating_mul(n.div_ceil(nlist.max(1) as u64)).min(n)
 }
-
-/// Passing rows in the probed lists from which the probe path keeps recall for a filter
-/// (its top-k are then the unfiltered top-k / share, well inside the probed lists); a
-/// filter expected to leave fewer takes the exact candidate route ([`candidate_budget`]).
-/// typed_bench at 1M rows, nprobe 256: a 10% price band (6.2k passing rows per query in the
-/// probed lists) on the probe path, BENCHMARKS.md "Stop 25".
-pub const PROBE_PASSING_ROWS: u64 = 4096;
 
 /// Default [`Planner::candidate_budget`]. A candidate costs about what a probed row does
 /// once the codes are gathered as whole rows (CUDA: `codes_rows`), plus its exact check,
