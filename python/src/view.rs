@@ -142,13 +142,7 @@ pub fn id_at(v: &View, at: At) -> String {
 /// Values of field `f` at `at` (dictionary ids resolved through the view's dictionary,
 /// which knows values appended by updates).
 pub fn values_at(v: &View, at: At, f: usize) -> Vec<String> {
-    let (ix, r) = match at {
-        At::Main(r) => (v.main().as_ref(), r),
-        At::Fresh(g, r) => match v.fresh().get(g).copied() {
-            Some(fr) => (fr.as_ref(), r),
-            None => return Vec::new(),
-        },
-    };
+    let Some((ix, r)) = index_at(v, at) else { return Vec::new() };
     let dict = v.dict();
     ix.attrs.row(r).iter().filter_map(|&id| dict.describe(id).filter(|(field, _)| *field == f).map(|(_, s)| s)).collect()
 }
@@ -156,15 +150,18 @@ pub fn values_at(v: &View, at: At, f: usize) -> Vec<String> {
 /// Typed column `name`'s value at `at` as JSON (timestamps as RFC 3339 strings); `Null`
 /// where the row has none (or its segment lacks the column).
 pub fn column_at(v: &View, at: At, name: &str) -> serde_json::Value {
-    let (ix, r) = match at {
-        At::Main(r) => (v.main().as_ref(), r),
-        At::Fresh(g, r) => match v.fresh().get(g).copied() {
-            Some(fr) => (fr.as_ref(), r),
-            None => return serde_json::Value::Null,
-        },
-    };
+    let Some((ix, r)) = index_at(v, at) else { return serde_json::Value::Null };
     match ix.columns.get(name) {
         Some(c) if r < c.len() && c.has(r) => c.values.json(r, c.ty),
         _ => serde_json::Value::Null,
+    }
+}
+
+/// The segment index `at` points into and its row there (`None`: a fresh segment the view
+/// no longer has).
+fn index_at(v: &View, at: At) -> Option<(&Index, usize)> {
+    match at {
+        At::Main(r) => Some((v.main().as_ref(), r)),
+        At::Fresh(g, r) => v.fresh().into_iter().nth(g).map(|fr| (fr.as_ref(), r)),
     }
 }
