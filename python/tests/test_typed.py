@@ -19,10 +19,11 @@ def typed_catalog(rng, n, d):
     attrs = []
     for i in range(n):
         a = {"id": f"p{i}", "color": ["red", "green"][i % 2]}
-        if rng.random() < 0.9:
+        # row 0 carries every field, so every column exists even at n = 1
+        if i == 0 or rng.random() < 0.9:
             a["price"] = float(np.round(rng.uniform(0, 100), 2))
         a["year"] = int(rng.integers(1990, 2025))
-        if rng.random() < 0.7:
+        if i == 0 or rng.random() < 0.7:
             a["in_stock"] = bool(rng.random() < 0.5)
         a["published"] = f"2024-0{1 + i % 9}-1{i % 10}T12:00:00Z"
         attrs.append(a)
